@@ -1,0 +1,1 @@
+"""Distribution on Ray: parameter-server shards, workers, schedules, checkpoints, faults."""

@@ -1,0 +1,1 @@
+"""Entry points a user runs or submits; thin compositions of pipeline, models and cluster."""

@@ -1,0 +1,63 @@
+"""The ``catneuron`` command line: one subcommand per job module.
+
+Each subcommand lives in ``jobs/<name>.py`` and exposes ``main(argv: list[str] | None) -> int``,
+so ``catneuron train ...`` and ``python -m jobs.train ...`` (what ``ray job submit`` runs on a
+cluster) are the same code. Modules are imported lazily so ``catneuron --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+
+# name -> one-line help. A name appears here once its module exists.
+SUBCOMMANDS: dict[str, str] = {
+    "demo": "run the whole experiment on the embedded corpus, no network",
+    "ingest": "decode videos (files, folders, URL lists, yt-dlp URLs) into a sharded Parquet dataset",
+    "train": "train the stacked RBM with parameter-server workers on Ray",
+    "visualize": "render the neuron gallery for a trained run",
+    "evaluate": "measure neuron selectivity on a labelled probe set",
+    "submit": "submit a job to a Ray cluster",
+    "plan": "size a config on N nodes: parameters, memory, FLOPs, bytes per step",
+}
+
+
+def _available() -> dict[str, str]:
+    """Subcommands whose module is importable in this checkout."""
+    found = {}
+    for name, text in SUBCOMMANDS.items():
+        if importlib.util.find_spec(f"jobs.{name}") is not None:
+            found[name] = text
+    return found
+
+
+def _usage(available: dict[str, str]) -> str:
+    lines = ["usage: catneuron <command> [options]", "", "commands:"]
+    width = max((len(n) for n in available), default=0)
+    lines += [f"  {name:<{width}}  {text}" for name, text in available.items()]
+    lines += ["", "Run 'catneuron <command> --help' for a command's options."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    available = _available()
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage(available))
+        return 0 if argv else 2
+    if argv[0] == "--version":
+        from importlib.metadata import version
+
+        print(f"catneuron {version('catneuron')}")
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in available:
+        print(f"catneuron: unknown command {name!r}\n\n{_usage(available)}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(f"jobs.{name}")
+    return int(module.main(rest) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

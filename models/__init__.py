@@ -1,0 +1,1 @@
+"""The math of catneuron in pure torch: contrast normalisation, pooling, RBMs, stacks, likelihoods."""

@@ -1,0 +1,1 @@
+"""Where frames come from and where they go: sources, decoding, the Parquet shard format, readers."""
