@@ -1,1 +1,1 @@
-"""Where frames come from and where they go: sources, decoding, the Parquet shard format, readers."""
+"""Where frames come from and where they go: sources, decoding, Parquet shards, readers."""

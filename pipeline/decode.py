@@ -1,0 +1,256 @@
+"""Decode one video file into frames with OpenCV: sampling, square crop, resize, grey or RGB.
+
+Plain functions, no Ray: the decode actors in :mod:`pipeline.pool` are thin shells around
+:func:`iter_frames`. Frames are decoded *sequentially* (``grab`` every frame, ``retrieve`` only the
+kept ones) because OpenCV's seeks (``CAP_PROP_POS_FRAMES``) are not frame-exact for most codecs.
+
+Le et al. (ICML 2012, section 4) trained on 200x200 frames sampled from YouTube videos; the demo
+uses 64x64 grey frames.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import cv2
+import numpy as np
+
+Interpolation = Literal["area", "linear", "nearest"]
+_INTERP = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR, "nearest": cv2.INTER_NEAREST}
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    """How frames are sampled and converted.
+
+    Attributes
+    ----------
+    every:
+        Keep every ``every``-th frame (frame indices 0, k, 2k, ...).
+    max_frames:
+        At most this many frames per video, spread evenly over the video (``None``: no limit).
+    size:
+        Output side in pixels: the frame is centre-cropped to a square and resized to
+        ``size x size``. ``0`` keeps the native frame (no crop, no resize).
+    grey:
+        Store one grey channel (``cv2.COLOR_BGR2GRAY``) instead of three RGB channels.
+    interpolation:
+        Resize filter. ``"area"`` (default) averages the source pixels under each output pixel,
+        the only one of the three that does not alias when shrinking 4x or more; measured cost
+        in ``benchmarks/ingest.py`` (see README).
+    batch_frames:
+        Frames per yielded batch (bounds the memory of one decode call).
+    """
+
+    every: int = 1
+    max_frames: int | None = None
+    size: int = 64
+    grey: bool = True
+    interpolation: Interpolation = "area"
+    batch_frames: int = 256
+
+    def __post_init__(self) -> None:
+        if self.every < 1:
+            raise ValueError(f"every={self.every}: must be >= 1 (1 keeps every frame)")
+        if self.max_frames is not None and self.max_frames < 1:
+            raise ValueError(f"max_frames={self.max_frames}: must be >= 1 or None (no limit)")
+        if self.size < 0:
+            raise ValueError(f"size={self.size}: must be >= 0 (0 keeps the native frame)")
+        if self.interpolation not in _INTERP:
+            raise ValueError(
+                f"interpolation={self.interpolation!r}: choose one of {sorted(_INTERP)}"
+            )
+        if self.batch_frames < 1:
+            raise ValueError(f"batch_frames={self.batch_frames}: must be >= 1")
+
+    @property
+    def channels(self) -> int:
+        return 1 if self.grey else 3
+
+
+@dataclass
+class FrameBatch:
+    """Decoded frames of one video: ``pixels`` uint8 (N, H, W, C) in OpenCV's HWC order."""
+
+    pixels: np.ndarray
+    frame_index: np.ndarray  # int64 (N,)
+    timestamp_ms: np.ndarray  # float64 (N,)
+
+
+@dataclass
+class VideoInfo:
+    """What the container says about a video, and what decoding found (filled while iterating)."""
+
+    frame_count: int  # cv2.CAP_PROP_FRAME_COUNT (may be an estimate, or 0 if unknown)
+    fps: float
+    width: int
+    height: int
+    frames_read: int = 0  # frames that cv2 actually returned
+    warnings: list[str] = field(default_factory=list)
+
+
+class DecodeError(RuntimeError):
+    """A video that cannot be decoded at all; the message says why and what to do."""
+
+
+def select_indices(frame_count: int, every: int, max_frames: int | None) -> np.ndarray | None:
+    """Frame indices to keep: every ``every``-th, thinned evenly to ``max_frames``.
+
+    Returns ``None`` when no thinning is needed (keep every ``every``-th frame as it comes).
+    """
+    if max_frames is None or frame_count <= 0:
+        return None
+    candidates = np.arange(0, frame_count, every, dtype=np.int64)
+    if len(candidates) <= max_frames:
+        return None
+    picks = np.linspace(0, len(candidates) - 1, max_frames).round().astype(np.int64)
+    return candidates[np.unique(picks)]
+
+
+def convert_frame(bgr: np.ndarray, config: DecodeConfig) -> np.ndarray:
+    """BGR frame from cv2 -> (H, W, C) uint8: grey or RGB, centre-cropped square, resized."""
+    if config.grey:
+        out = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+    else:
+        out = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    if config.size:
+        h, w = out.shape[:2]
+        side = min(h, w)
+        top, left = (h - side) // 2, (w - side) // 2
+        out = out[top : top + side, left : left + side]
+        if side != config.size:
+            out = cv2.resize(
+                out, (config.size, config.size), interpolation=_INTERP[config.interpolation]
+            )
+    if out.ndim == 2:
+        out = out[:, :, None]  # (H, W) -> (H, W, 1)
+    return out
+
+
+def open_video(path: str | Path) -> tuple[cv2.VideoCapture, VideoInfo]:
+    """Open ``path`` with ``cv2.VideoCapture`` or raise :class:`DecodeError` with a clear reason."""
+    p = Path(path)
+    if not p.exists():
+        raise DecodeError(f"file not found: {p}")
+    if p.is_dir():
+        raise DecodeError(f"{p} is a folder, not a video file")
+    if p.stat().st_size == 0:
+        raise DecodeError(
+            "empty file (0 bytes): the download or copy did not finish; fetch it again"
+        )
+    cap = cv2.VideoCapture(str(p))
+    if not cap.isOpened():
+        cap.release()
+        raise DecodeError(
+            "OpenCV cannot open this file as a video: it is not a video, or it is damaged or "
+            "truncated (an MP4 cut before its index cannot be read); re-download or re-encode it"
+        )
+    info = VideoInfo(
+        frame_count=max(0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT))),
+        fps=float(cap.get(cv2.CAP_PROP_FPS) or 0.0),
+        width=int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
+        height=int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+    )
+    return cap, info
+
+
+def iter_frames(
+    path: str | Path, config: DecodeConfig, info_out: list[VideoInfo] | None = None
+) -> Iterator[FrameBatch]:
+    """Decode ``path`` sequentially and yield batches of the kept frames.
+
+    Parameters
+    ----------
+    path:
+        A video file OpenCV (FFmpeg backend) can read.
+    config:
+        Sampling and conversion options.
+    info_out:
+        If given, the :class:`VideoInfo` is appended to it before the first batch; its
+        ``frames_read`` and ``warnings`` are final once the iterator is exhausted.
+
+    Raises
+    ------
+    DecodeError
+        If the file cannot be opened, or opens but yields no frame.
+    """
+    cap, info = open_video(path)
+    if info_out is not None:
+        info_out.append(info)
+    keep = select_indices(info.frame_count, config.every, config.max_frames)
+    keep_set = None if keep is None else set(keep.tolist())
+    limit = config.max_frames if keep is None else None  # unknown frame count: first N kept
+    fps = info.fps if info.fps > 0 else 0.0
+    pixels: list[np.ndarray] = []
+    indices: list[int] = []
+    times: list[float] = []
+    n_kept = 0
+    index = 0
+    try:
+        while True:
+            if not cap.grab():
+                break
+            info.frames_read += 1
+            wanted = (index in keep_set) if keep_set is not None else (index % config.every == 0)
+            if wanted and (limit is None or n_kept < limit):
+                ok, bgr = cap.retrieve()
+                if not ok or bgr is None:
+                    info.warnings.append(f"frame {index}: decoder returned no image; skipped")
+                else:
+                    pixels.append(convert_frame(bgr, config))
+                    indices.append(index)
+                    ms = index * 1000.0 / fps if fps else float(cap.get(cv2.CAP_PROP_POS_MSEC))
+                    times.append(ms)
+                    n_kept += 1
+                    if len(pixels) >= config.batch_frames:
+                        yield _batch(pixels, indices, times)
+                        pixels, indices, times = [], [], []
+            index += 1
+        if pixels:
+            yield _batch(pixels, indices, times)
+    finally:
+        cap.release()
+    if info.frames_read == 0:
+        raise DecodeError(
+            "the file opens as a video but no frame could be decoded (damaged stream or "
+            "unsupported codec); re-encode it, e.g. ffmpeg -i IN -c:v libx264 OUT.mp4"
+        )
+    # A container frame count is an estimate for some formats; a shortfall of more than a few
+    # frames means the stream broke off.
+    if info.frame_count and info.frames_read < info.frame_count - max(2, info.frame_count // 100):
+        info.warnings.append(
+            f"stream ended after {info.frames_read} of {info.frame_count} frames "
+            "(damaged or cut); the frames before the break were kept"
+        )
+
+
+def _batch(pixels: list[np.ndarray], indices: list[int], times: list[float]) -> FrameBatch:
+    """Stack per-frame arrays into one (N, H, W, C) batch."""
+    return FrameBatch(
+        pixels=np.stack(pixels),  # (N, H, W, C)
+        frame_index=np.asarray(indices, dtype=np.int64),
+        timestamp_ms=np.asarray(times, dtype=np.float64),
+    )
+
+
+def decode_video(path: str | Path, config: DecodeConfig) -> tuple[FrameBatch, VideoInfo]:
+    """All kept frames of ``path`` in one batch (for tests and small videos)."""
+    infos: list[VideoInfo] = []
+    batches = list(iter_frames(path, config, infos))
+    c = config.channels
+    if batches:
+        out = FrameBatch(
+            pixels=np.concatenate([b.pixels for b in batches]),
+            frame_index=np.concatenate([b.frame_index for b in batches]),
+            timestamp_ms=np.concatenate([b.timestamp_ms for b in batches]),
+        )
+    else:
+        out = FrameBatch(
+            np.zeros((0, config.size, config.size, c), np.uint8),
+            np.zeros(0, np.int64),
+            np.zeros(0, np.float64),
+        )
+    return out, infos[0]

@@ -1,0 +1,235 @@
+"""Ingest: sources -> (yt-dlp) -> decode actors -> Parquet shards + ``_manifest.json``.
+
+The driver resolves sources, downloads URLs, hands one :class:`~pipeline.work.VideoJob` per video
+to the decode pool and commits each finished video to the manifest (the only writer of it).
+Resume: on start, shards the manifest does not list and temporary files are deleted, and videos
+already committed as ``ok`` are skipped; every other video is decoded again from its first
+frame. Because a video's shards enter the manifest in the same atomic replace that marks it
+``ok``, a kill at any moment leaves each frame exactly once after the re-run.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline.decode import DecodeConfig
+from pipeline.fetch import FetchConfig, FetchError, fetch
+from pipeline.shards import (
+    MANIFEST,
+    clean_uncommitted,
+    commit_video,
+    empty_manifest,
+    read_manifest,
+    write_manifest,
+)
+from pipeline.sources import expand_sources
+from pipeline.work import ShardConfig, VideoJob, VideoResult, ingest_video
+
+DOWNLOADS = "_downloads"
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """Everything an ingest run needs besides its sources and output folder.
+
+    ``workers``: decode actors (``None``: one per CPU of the Ray cluster; ``0``: decode in this
+    process without Ray, for debugging).
+    """
+
+    decode: DecodeConfig = DecodeConfig()
+    shards: ShardConfig = ShardConfig()
+    fetch: FetchConfig = FetchConfig()
+    workers: int | None = None
+
+
+class OptionsMismatch(ValueError):
+    """The output folder holds a dataset made with other decode options."""
+
+
+@dataclass
+class IngestReport:
+    """What one run did: per-video results of this run and videos skipped as already done."""
+
+    out: Path
+    results: list[VideoResult] = field(default_factory=list)
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    total_frames: int = 0  # frames in the dataset after this run
+    total_shards: int = 0
+
+    @property
+    def ok(self) -> list[VideoResult]:
+        return [r for r in self.results if r.status == "ok"]
+
+    @property
+    def failed(self) -> list[VideoResult]:
+        return [r for r in self.results if r.status != "ok"]
+
+    def exit_code(self) -> int:
+        """0 if the dataset has at least one frame, else 1."""
+        return 0 if self.total_frames > 0 else 1
+
+
+def _options(config: IngestConfig) -> dict[str, Any]:
+    """The manifest's ``options``: what decides the pixels (must match on resume)."""
+    d = asdict(config.decode)
+    d.pop("batch_frames")
+    d.update(shard_rows=config.shards.max_rows, shard_bytes=config.shards.max_bytes)
+    return d
+
+
+_MUST_MATCH = ("every", "max_frames", "size", "grey", "interpolation")
+
+
+def open_dataset(out: Path, config: IngestConfig) -> tuple[dict[str, Any], list[str]]:
+    """Load or create the manifest of ``out``, check options, delete uncommitted debris."""
+    out.mkdir(parents=True, exist_ok=True)
+    options = _options(config)
+    if (out / MANIFEST).exists():
+        manifest = read_manifest(out)
+        old = manifest.get("options", {})
+        diff = [k for k in _MUST_MATCH if old.get(k) != options[k]]
+        if diff:
+            was = ", ".join(f"{k}={old.get(k)!r}" for k in diff)
+            now = ", ".join(f"{k}={options[k]!r}" for k in diff)
+            raise OptionsMismatch(
+                f"{out} was ingested with {was}; this run asks for {now}. Use the same options "
+                "to resume/extend it, or a new --out folder"
+            )
+    else:
+        if any(p.suffix == ".parquet" for p in out.iterdir()):
+            raise OptionsMismatch(
+                f"{out} holds .parquet files but no {MANIFEST}: not a catneuron dataset; "
+                "choose an empty or new --out folder"
+            )
+        manifest = empty_manifest(options)
+    removed = clean_uncommitted(out, manifest)
+    return manifest, removed
+
+
+def run_ingest(
+    sources: list[str],
+    out: str | Path,
+    config: IngestConfig = IngestConfig(),
+    *,
+    progress: bool = True,
+) -> IngestReport:
+    """Ingest ``sources`` into the dataset folder ``out`` (created, or resumed/extended).
+
+    Parameters
+    ----------
+    sources:
+        Files, folders, globs, source-list files, URLs (see :mod:`pipeline.sources`).
+    out:
+        Dataset folder.
+    config:
+        Decode, shard, fetch and worker options.
+    progress:
+        Show a tqdm progress bar on stderr.
+
+    Raises
+    ------
+    OptionsMismatch
+        If ``out`` holds a dataset made with other decode options.
+    """
+    from tqdm import tqdm
+
+    t0 = time.perf_counter()
+    out = Path(out)
+    manifest, removed = open_dataset(out, config)
+    report = IngestReport(out=out, removed=removed)
+    done_ok = {v["source"] for v in manifest["videos"] if v["status"] == "ok"}
+
+    def commit(result: VideoResult) -> None:
+        old = {p for v in manifest["videos"] if v["source"] == result.source
+               for p in v.get("shards", [])}
+        commit_video(manifest, result.record(), result.shards)
+        write_manifest(out, manifest)
+        for stale in old - {s.path for s in result.shards}:
+            (out / stale).unlink(missing_ok=True)
+        report.results.append(result)
+
+    jobs: list[VideoJob] = []
+    queued: set[str] = set()
+
+    def add(source: str, path: str) -> None:
+        if source in done_ok:
+            report.skipped.append(next(v for v in manifest["videos"] if v["source"] == source))
+        elif source not in queued:
+            queued.add(source)
+            jobs.append(VideoJob(source, path, str(out), config.decode, config.shards))
+
+    for src in expand_sources(sources):
+        if src.error:
+            commit(VideoResult(source=src.name, status="failed", error=src.error))
+        elif src.url:
+            try:
+                for f in fetch(src.url, out / DOWNLOADS, config.fetch):
+                    add(f.source, f.path)
+            except FetchError as e:
+                commit(VideoResult(source=src.url, status="failed", error=str(e)))
+        else:
+            add(src.name, src.path)
+
+    bar = tqdm(total=len(jobs), desc="ingest", unit="video", file=sys.stderr, disable=not progress)
+    frames = 0
+    with bar:
+        for result in _run_jobs(jobs, config.workers):
+            commit(result)
+            frames += result.frames
+            bar.set_postfix(frames=frames, failed=len(report.failed), refresh=False)
+            bar.update(1)
+    if not manifest["videos"] or not (out / MANIFEST).exists():
+        write_manifest(out, manifest)
+    report.total_frames = sum(s["rows"] for s in manifest["shards"])
+    report.total_shards = len(manifest["shards"])
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def _run_jobs(jobs: list[VideoJob], workers: int | None):
+    """Yield results of ``jobs``: in-process for ``workers == 0``, else on the Ray decode pool."""
+    if not jobs:
+        return
+    if workers == 0:
+        for job in jobs:
+            yield ingest_video(job)
+        return
+    from pipeline.pool import DecodePool, ensure_ray
+
+    ensure_ray()
+    n = workers if workers is not None else None
+    with DecodePool(n if n is None else min(n, len(jobs))) as pool:
+        yield from pool.map_unordered(jobs)
+
+
+def summary_table(report: IngestReport, width: int = 60) -> str:
+    """A plain aligned table: one line per video of this run, then totals."""
+    rows = [("status", "frames", "shards", "seconds", "source / reason")]
+    for r in report.results:
+        name = r.source if len(r.source) <= width else "..." + r.source[-(width - 3):]
+        rows.append((r.status, str(r.frames), str(len(r.shards)), f"{r.seconds:.1f}", name))
+        if r.error:
+            rows.append(("", "", "", "", "  -> " + r.error))
+    for v in report.skipped:
+        rows.append(("skipped", str(v["frames"]), str(len(v.get("shards", []))), "-",
+                     v["source"] + "  (already ingested)"))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = []
+    for row in rows:
+        cells = [row[i].rjust(widths[i]) if i else row[i].ljust(widths[i]) for i in range(4)]
+        lines.append("  ".join(cells) + "  " + row[4])
+    n_ok, n_failed = len(report.ok), len(report.failed)
+    lines.append("-" * min(100, max(len(x) for x in lines)))
+    lines.append(
+        f"sources ok: {n_ok}, failed: {n_failed}, skipped (done before): {len(report.skipped)}; "
+        f"frames this run: {sum(r.frames for r in report.results)}; dataset: "
+        f"{report.total_frames} frames in {report.total_shards} shards; "
+        f"{report.seconds:.1f} s -> {report.out}"
+    )
+    return "\n".join(lines)

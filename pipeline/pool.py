@@ -1,0 +1,110 @@
+"""A pool of Ray actors that run :func:`pipeline.work.ingest_video` (the only Ray module in
+``pipeline/``).
+
+Each actor is a thin shell around the plain decode-and-write function. Sizing (measured, see the
+README): by default one actor per CPU of the Ray cluster, each *requesting* only
+``ACTOR_NUM_CPUS = 0.5`` logical CPU. The actors still use a whole core each (Ray does not pin
+CPUs), but on a 2-CPU machine one logical CPU stays free, so Ray's own tasks (``ray.data``,
+a trainer started alongside) are never starved of scheduling slots. OpenCV's own thread pool is
+set to one thread per actor so ``n`` actors use ``n`` cores, not ``n * cores`` threads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import ray
+
+from pipeline.work import VideoJob, VideoResult, ingest_video
+
+ACTOR_NUM_CPUS = 0.5
+
+
+class _DecodeActor:
+    """Thin Ray actor: one OpenCV thread, runs :func:`ingest_video`."""
+
+    def __init__(self) -> None:
+        import cv2
+
+        cv2.setNumThreads(1)
+
+    def run(self, job: VideoJob) -> VideoResult:
+        return ingest_video(job)
+
+
+def ensure_ray() -> None:
+    """Start a local Ray (all CPUs, no dashboard) unless this process is already connected.
+
+    Honours ``RAY_ADDRESS`` (e.g. a cluster's head) like ``ray.init()`` does.
+    """
+    if not ray.is_initialized():
+        ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+
+
+def default_workers() -> int:
+    """One decode actor per CPU of the connected Ray cluster (at least 1)."""
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
+class DecodePool:
+    """``n_workers`` decode actors; :meth:`map_unordered` yields results as they complete.
+
+    Parameters
+    ----------
+    n_workers:
+        Number of actors (``None``: :func:`default_workers`). Requires ``ray.init`` first.
+    num_cpus:
+        Logical CPUs each actor requests (fractional is fine).
+
+    An actor that dies (e.g. a decoder crash on a hostile file) fails only its video, with a
+    reason, and is replaced.
+    """
+
+    def __init__(self, n_workers: int | None = None, *, num_cpus: float = ACTOR_NUM_CPUS) -> None:
+        if not ray.is_initialized():
+            raise RuntimeError("DecodePool needs Ray: call ray.init() first")
+        self.n_workers = default_workers() if n_workers is None else n_workers
+        if self.n_workers < 1:
+            raise ValueError(f"n_workers={self.n_workers}: must be >= 1")
+        self._cls = ray.remote(num_cpus=num_cpus, max_restarts=0)(_DecodeActor)
+        self._actors = [self._cls.remote() for _ in range(self.n_workers)]
+
+    def map_unordered(self, jobs: Iterable[VideoJob]) -> Iterator[VideoResult]:
+        """Run every job, at most one in flight per actor; yield results in completion order."""
+        todo = list(jobs)[::-1]
+        idle = list(range(len(self._actors)))
+        running: dict[ray.ObjectRef, tuple[int, VideoJob]] = {}
+        while todo or running:
+            while todo and idle:
+                a = idle.pop()
+                job = todo.pop()
+                running[self._actors[a].run.remote(job)] = (a, job)
+            done, _ = ray.wait(list(running), num_returns=1)
+            ref = done[0]
+            a, job = running.pop(ref)
+            try:
+                result = ray.get(ref)
+            except ray.exceptions.RayActorError as e:
+                result = VideoResult(
+                    source=job.source,
+                    status="failed",
+                    error=f"the decoder process crashed on this file ({type(e).__name__}); "
+                    "the file is probably damaged: re-download or re-encode it",
+                )
+                self._actors[a] = self._cls.remote()
+            except ray.exceptions.RayTaskError as e:  # ingest_video should not raise; be safe
+                result = VideoResult(source=job.source, status="failed", error=str(e)[:500])
+            idle.append(a)
+            yield result
+
+    def close(self) -> None:
+        """Stop the actors."""
+        for a in self._actors:
+            ray.kill(a)
+        self._actors = []
+
+    def __enter__(self) -> DecodePool:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,259 @@
+"""The dataset on disk: Parquet shard files of bounded size plus ``_manifest.json``.
+
+One row per frame::
+
+    source str | frame_index int64 | timestamp_ms float64 | height int32 | width int32 |
+    channels int32 | pixels fixed_size_binary[H*W*C]  (HWC bytes, RGB order for colour)
+
+``pixels`` is ``fixed_size_binary`` rather than pyarrow's FixedShapeTensor: Parquet stores the
+latter's uint8 as one INT32 per pixel (4x the bytes, many times slower); the reader reshapes.
+
+Shards are written as ``.NAME.parquet.tmp`` (a leading dot: ``pyarrow.dataset`` and
+``ray.data.read_parquet`` skip it) and renamed to ``NAME.parquet`` when complete. The manifest is
+the commit record: it is replaced atomically (temporary file + ``os.replace``) and lists a video's
+shards only once *all* of them are renamed, so a killed ingest can be resumed (see
+:func:`clean_uncommitted`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+SCHEMA_VERSION = 1
+MANIFEST = "_manifest.json"
+SHARD_SUFFIX = ".parquet"
+TMP_SUFFIX = ".tmp"
+
+
+def frame_schema(frame_bytes: int) -> pa.Schema:
+    """Arrow schema of one shard whose frames have ``frame_bytes = H*W*C`` bytes."""
+    return pa.schema(
+        [
+            ("source", pa.string()),
+            ("frame_index", pa.int64()),
+            ("timestamp_ms", pa.float64()),
+            ("height", pa.int32()),
+            ("width", pa.int32()),
+            ("channels", pa.int32()),
+            ("pixels", pa.binary(frame_bytes)),
+        ]
+    )
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class ShardInfo:
+    """A complete shard: path relative to the dataset folder, row count, SHA-256."""
+
+    path: str
+    rows: int
+    sha256: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": self.path, "rows": self.rows, "sha256": self.sha256}
+
+
+class ShardWriter:
+    """Write one video's frames into shards ``{prefix}-00000.parquet``, ``-00001``, ...
+
+    A context manager in the manner of ``datasets.ArrowWriter``: construct, :meth:`write` batches,
+    :meth:`finalize` returns the complete shards. Each shard holds at most ``max_rows`` rows and
+    about ``max_bytes`` pixel bytes; it is written under a dot-prefixed temporary name and renamed
+    when complete. On an exception the temporary file is removed and nothing is committed.
+
+    Parameters
+    ----------
+    root:
+        Dataset folder.
+    prefix:
+        File-name stem shared by this video's shards (unique per source).
+    max_rows, max_bytes:
+        Shard bounds; the effective row limit is ``min(max_rows, max_bytes // frame_bytes)``.
+    """
+
+    def __init__(
+        self, root: str | Path, prefix: str, *, max_rows: int = 4096, max_bytes: int = 128 << 20
+    ) -> None:
+        if max_rows < 1 or max_bytes < 1:
+            raise ValueError(f"max_rows={max_rows}, max_bytes={max_bytes}: both must be >= 1")
+        self.root = Path(root)
+        self.prefix = prefix
+        self.max_rows = max_rows
+        self.max_bytes = max_bytes
+        self.shards: list[ShardInfo] = []
+        self._pending: list[pa.RecordBatch] = []
+        self._pending_rows = 0
+        self._schema: pa.Schema | None = None
+        self._rows_per_shard = max_rows
+
+    def __enter__(self) -> ShardWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self._pending, self._pending_rows = [], 0
+            for tmp in self.root.glob(f".{self.prefix}-*{TMP_SUFFIX}"):
+                tmp.unlink(missing_ok=True)
+
+    def write(
+        self, source: str, pixels: np.ndarray, frame_index: np.ndarray, timestamp_ms: np.ndarray
+    ) -> None:
+        """Append frames: ``pixels`` uint8 (N, H, W, C), indices (N,), timestamps (N,)."""
+        n, h, w, c = pixels.shape
+        frame_bytes = h * w * c
+        if self._schema is None:
+            self._schema = frame_schema(frame_bytes)
+            self._rows_per_shard = max(1, min(self.max_rows, self.max_bytes // frame_bytes))
+        elif self._schema.field("pixels").type.byte_width != frame_bytes:
+            raise ValueError(
+                f"frame size changed within one video ({frame_bytes} bytes vs "
+                f"{self._schema.field('pixels').type.byte_width}); use a fixed --size"
+            )
+        flat = np.ascontiguousarray(pixels).reshape(n * frame_bytes)  # (N*H*W*C,)
+        pix = pa.FixedSizeBinaryArray.from_buffers(
+            pa.binary(frame_bytes), n, [None, pa.py_buffer(flat)]
+        )
+        batch = pa.RecordBatch.from_arrays(
+            [
+                pa.array([source] * n, pa.string()),
+                pa.array(frame_index, pa.int64()),
+                pa.array(timestamp_ms, pa.float64()),
+                pa.array(np.full(n, h, np.int32)),
+                pa.array(np.full(n, w, np.int32)),
+                pa.array(np.full(n, c, np.int32)),
+                pix,
+            ],
+            schema=self._schema,
+        )
+        self._pending.append(batch)
+        self._pending_rows += n
+        while self._pending_rows >= self._rows_per_shard:
+            self._flush(self._rows_per_shard)
+
+    def finalize(self) -> list[ShardInfo]:
+        """Write the last partial shard and return every shard of this writer."""
+        if self._pending_rows:
+            self._flush(self._pending_rows)
+        return list(self.shards)
+
+    def _flush(self, rows: int) -> None:
+        """Write the first ``rows`` pending rows as one shard (temp name, then rename)."""
+        table = pa.Table.from_batches(self._pending, schema=self._schema)
+        head, rest = table.slice(0, rows), table.slice(rows)
+        self._pending = rest.to_batches()
+        self._pending_rows = rest.num_rows
+        name = f"{self.prefix}-{len(self.shards):05d}{SHARD_SUFFIX}"
+        tmp = self.root / f".{name}{TMP_SUFFIX}"
+        pq.write_table(
+            head,
+            tmp,
+            row_group_size=rows,
+            compression={"pixels": "NONE", "source": "SNAPPY", "frame_index": "SNAPPY",
+                         "timestamp_ms": "SNAPPY", "height": "SNAPPY", "width": "SNAPPY",
+                         "channels": "SNAPPY"},
+            use_dictionary=["source"],
+            write_statistics=["frame_index", "timestamp_ms"],
+        )
+        digest = sha256_file(tmp)
+        os.replace(tmp, self.root / name)
+        self.shards.append(ShardInfo(name, rows, digest))
+
+
+# --------------------------------------------------------------------------- manifest
+
+
+def empty_manifest(options: dict[str, Any]) -> dict[str, Any]:
+    """A new manifest: no shards, no videos."""
+    return {"schema_version": SCHEMA_VERSION, "shards": [], "videos": [], "options": options}
+
+
+def read_manifest(root: str | Path) -> dict[str, Any]:
+    """Load ``root/_manifest.json``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``root`` has no manifest (not a dataset, or an ingest that never committed a video).
+    ValueError
+        If the manifest is not valid JSON or has another schema version.
+    """
+    path = Path(root) / MANIFEST
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{root} is not a catneuron dataset (no {MANIFEST}); create one with "
+            f"'catneuron ingest SOURCES --out {root}' or 'catneuron ingest --demo --out {root}'"
+        )
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(
+            f"{path} is not valid JSON ({e}); re-run the ingest into a new folder"
+        ) from e
+    version = manifest.get("schema_version") if isinstance(manifest, dict) else None
+    if version != SCHEMA_VERSION:
+        raise ValueError(
+            f"{path}: schema_version {version!r}, this catneuron reads {SCHEMA_VERSION}; "
+            "re-ingest with this version"
+        )
+    return manifest
+
+
+def write_manifest(root: str | Path, manifest: dict[str, Any]) -> None:
+    """Replace ``root/_manifest.json`` atomically (write a temporary file, fsync, os.replace)."""
+    root = Path(root)
+    tmp = root / f".{MANIFEST}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(manifest, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, root / MANIFEST)
+
+
+def commit_video(
+    manifest: dict[str, Any], record: dict[str, Any], shards: list[ShardInfo]
+) -> None:
+    """Record one video's outcome and shards in ``manifest`` (in memory); replaces older records."""
+    old = [v for v in manifest["videos"] if v["source"] == record["source"]]
+    old_paths = {p for v in old for p in v.get("shards", [])}
+    manifest["videos"] = [v for v in manifest["videos"] if v["source"] != record["source"]]
+    manifest["shards"] = [s for s in manifest["shards"] if s["path"] not in old_paths]
+    record = dict(record, shards=[s.path for s in shards])
+    manifest["videos"].append(record)
+    manifest["shards"].extend(s.to_json() for s in shards)
+
+
+def clean_uncommitted(root: str | Path, manifest: dict[str, Any]) -> list[str]:
+    """Delete temporary files and shard files the manifest does not list (a killed run's debris).
+
+    Returns the names removed. After this the folder holds exactly the committed shards, so a
+    resumed ingest (which re-decodes every video not committed as ``ok``) has each frame once.
+    """
+    root = Path(root)
+    committed = {s["path"] for s in manifest["shards"]}
+    removed = []
+    for p in root.iterdir():
+        if not p.is_file():
+            continue
+        stray_tmp = p.name.startswith(".") and p.name.endswith(TMP_SUFFIX)
+        orphan = p.name.endswith(SHARD_SUFFIX) and not p.name.startswith((".", "_"))
+        if stray_tmp or (orphan and p.name not in committed):
+            p.unlink()
+            removed.append(p.name)
+    return sorted(removed)
