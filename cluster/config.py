@@ -1,0 +1,115 @@
+"""Configs of the distributed trainer: data feed, parameter-server schedule, local simulation.
+
+These are sections ``[data]``, ``[train]`` and ``[sim]`` of a job config (``jobs/config.py`` composes
+them with the models package's ``StackConfig`` and ``UpdateConfig``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where training frames come from (a dataset folder written by ``catneuron ingest``).
+
+    Attributes
+    ----------
+    path : dataset folder with ``_manifest.json`` and Parquet shards; relative paths are taken
+        relative to the current directory.
+    batch_size : frames per worker per step (Le et al. used mini-batches of 100 per replica).
+    shuffle_buffer : rows shuffled within a buffer by the reader (0 = manifest order).
+    holdout_frames : frames kept aside (from the last shard) to measure the free-energy gap
+        (Hinton 2010, "A Practical Guide to Training RBMs", sec. 6); 0 disables it.
+    """
+
+    path: str = "runs/demo/data"
+    batch_size: int = 64
+    shuffle_buffer: int = 0
+    holdout_frames: int = 128
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size={self.batch_size} must be >= 1")
+        if self.shuffle_buffer < 0 or self.holdout_frames < 0:
+            raise ValueError("shuffle_buffer and holdout_frames must be >= 0")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The parameter-server schedule (Dean et al. 2012, DistBelief; Le et al. 2012, sec. 4).
+
+    Attributes
+    ----------
+    mode : ``"async"`` = Downpour SGD (workers fetch every ``n_fetch`` steps and push every
+        ``n_push`` steps, never waiting for each other); ``"sync"`` = all workers' updates of a
+        step are combined in worker order and applied once (reproducible).
+    n_workers : model replicas (Ray actors, one torch thread each).
+    n_ps_shards : parameter-server shards (Ray actors). Positions of a locally connected layer
+        (dense: hidden units) are split in contiguous blocks; with 2 or more shards the visible
+        bias lives on its own (last) shard.
+    stages : how many stages of the stack to train, greedily (0 = all of ``model.stages``).
+    steps : global steps per stage. A sync step = one batch per worker; an async step = one batch
+        on one worker (so ``steps`` batches are consumed in either mode per worker-step count).
+    n_fetch, n_push : Downpour's fetch and push periods in worker steps.
+    warm_start_steps : async only: worker 0 trains alone for this many steps before the others
+        join (DistBelief's warm start for stability).
+    max_in_flight : tasks each worker may have outstanding (bounded in-flight work).
+    checkpoint_every : global steps between checkpoints (0 = only at the end of each stage).
+    log_interval : worker steps between metric records (recon error, free-energy gap).
+    seed : seeds every worker's generator (worker k uses ``seed + 1000 * stage + k``) and the
+        model's initial weights.
+    run_dir : the run folder (config, metrics, TensorBoard events, checkpoints).
+    device : ``"cpu"``, ``"cuda"`` or ``"auto"`` (cuda when available) for workers' compute.
+    """
+
+    mode: Literal["async", "sync"] = "async"
+    n_workers: int = 2
+    n_ps_shards: int = 2
+    stages: int = 1
+    steps: int = 300
+    n_fetch: int = 1
+    n_push: int = 1
+    warm_start_steps: int = 0
+    max_in_flight: int = 2
+    checkpoint_every: int = 100
+    log_interval: int = 10
+    seed: int = 0
+    run_dir: str = "runs/demo/train"
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
+
+    def __post_init__(self) -> None:
+        for name in ("n_workers", "n_ps_shards", "steps", "n_fetch", "n_push", "max_in_flight",
+                     "log_interval"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
+        for name in ("stages", "warm_start_steps", "checkpoint_every"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}={getattr(self, name)} must be >= 0")
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """Local-simulation settings: Ray resources and injected faults.
+
+    Attributes
+    ----------
+    num_cpus : CPUs given to ``ray.init`` when the job starts Ray itself (0 = all cores).
+    worker_cpus : Ray CPU share per worker actor (0 = auto: 0.5 * num_cpus / n_workers, so
+        Ray's own tasks and the parameter servers are never starved). PS shards take 0.01 CPU.
+    kill_worker, kill_worker_at_step : ``ray.kill`` worker ``kill_worker`` once the global step
+        reaches ``kill_worker_at_step`` (-1 = never); Ray restarts it (``max_restarts``).
+    kill_shard, kill_shard_at_step : the same for a parameter-server shard; it is restored from
+        the last checkpoint.
+    slow_worker, slow_worker_delay_s : worker ``slow_worker`` sleeps this long every step.
+    """
+
+    num_cpus: float = 0.0
+    worker_cpus: float = 0.0
+    kill_worker: int = -1
+    kill_worker_at_step: int = -1
+    kill_shard: int = -1
+    kill_shard_at_step: int = -1
+    slow_worker: int = -1
+    slow_worker_delay_s: float = 0.0

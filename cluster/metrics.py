@@ -1,0 +1,80 @@
+"""Run-folder logging: metrics as JSONL and TensorBoard event files, events as a text log.
+
+``metrics.jsonl`` holds one JSON object per record (``{"stage", "step", "worker", "recon_error",
+"fe_gap", "staleness_mean", "frames_per_s", "updates_applied", ...}``); the same scalars go to
+TensorBoard under ``stage{k}/<name>`` (per-worker figures under ``stage{k}/worker{i}/<name>``).
+``events.log`` records faults, restarts, restores and checkpoints, one timestamped line each.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+_PER_WORKER = ("frames_per_s", "staleness_mean", "staleness_max")
+
+
+class RunLogger:
+    """Writes ``metrics.jsonl``, ``events.log`` and TensorBoard events under ``run_dir``.
+
+    Parameters
+    ----------
+    run_dir : the run folder (created).
+    echo : called with each event line (e.g. ``print``); None for silence.
+    tensorboard : write TensorBoard event files (``torch.utils.tensorboard.SummaryWriter``).
+    """
+
+    def __init__(self, run_dir: str | Path, echo: Callable[[str], None] | None = print,
+                 tensorboard: bool = True) -> None:
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._metrics = open(self.run_dir / "metrics.jsonl", "a", buffering=1)
+        self._events = open(self.run_dir / "events.log", "a", buffering=1)
+        self.echo = echo
+        self._tb = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(log_dir=str(self.run_dir / "tensorboard"))
+
+    def metrics(self, record: Mapping) -> None:
+        """One metrics record (must carry ``stage`` and ``step``)."""
+        record = {k: v for k, v in record.items() if v is not None}
+        record.setdefault("time", time.time())
+        self._metrics.write(json.dumps(record) + "\n")
+        if self._tb is None:
+            return
+        stage, step = record["stage"], int(record["step"])
+        worker = record.get("worker")
+        for key, value in record.items():
+            if key in ("stage", "step", "worker", "time") or not isinstance(value, (int, float)):
+                continue
+            if isinstance(value, bool) or not math.isfinite(float(value)):
+                continue
+            tag = (f"stage{stage}/worker{worker}/{key}" if worker is not None and key in _PER_WORKER
+                   else f"stage{stage}/{key}")
+            self._tb.add_scalar(tag, float(value), step)
+
+    def event(self, text: str) -> None:
+        """One event line (fault, restart, restore, checkpoint)."""
+        line = f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {text}"
+        self._events.write(line + "\n")
+        if self.echo is not None:
+            self.echo(line)
+
+    def close(self) -> None:
+        """Flush and close every file."""
+        self._metrics.close()
+        self._events.close()
+        if self._tb is not None:
+            self._tb.flush()
+            self._tb.close()
+
+
+def read_metrics(run_dir: str | Path) -> list[dict]:
+    """All records of ``run_dir/metrics.jsonl``."""
+    path = Path(run_dir) / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

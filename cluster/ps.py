@@ -1,0 +1,149 @@
+"""Parameter-server shards: thin Ray actors around the models package's ``ParameterUpdater``.
+
+DistBelief's Downpour SGD (Dean et al. 2012, used by Le et al. 2012) keeps the model in shards; each
+shard applies the updates that model replicas push, with its own optimiser state (per-shard
+Adagrad). A shard here holds slices of the parameter tensors (see :mod:`cluster.sharding`) and
+applies updates with exactly the code a single process uses (``ParameterUpdater.step``).
+
+No update is applied twice: every push carries ``(worker, seq)`` and a shard ignores a sequence
+number it has already seen from that worker (a restarted worker that replays a lost chunk, or a
+retried task, is rejected and counted). A shard that dies is restarted by Ray (``max_restarts``)
+and its constructor restores the last checkpoint of its stage.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cluster.sharding import ShardLayout, _as_tensor, combine_updates, to_numpy
+from models.optim import ParameterUpdater, UpdateConfig
+
+
+class OutOfStep(RuntimeError):
+    """A restarted actor was asked to continue a synchronous run it no longer holds the state
+    of; the driver rolls every actor back to the last checkpoint."""
+
+
+def latest_checkpoint(stage_dir: str | os.PathLike) -> Path | None:
+    """The newest complete checkpoint folder of a stage (named by its ``LATEST`` file)."""
+    pointer = Path(stage_dir) / "LATEST"
+    if not pointer.is_file():
+        return None
+    path = Path(stage_dir) / pointer.read_text().strip()
+    return path if path.is_dir() else None
+
+
+class ParameterShard:
+    """One parameter-server shard: slices of the parameters and their optimiser state.
+
+    Parameters
+    ----------
+    index : this shard's position in the layout.
+    layout : ``ShardLayout.to_dict()`` of the stage being trained.
+    update : the optimiser rule (momentum SGD or per-shard Adagrad).
+    decay_names : parameters that get weight decay.
+    params : this shard's initial slices (numpy). Ignored when ``stage_dir`` has a checkpoint.
+    stage_dir : the stage's checkpoint folder; a (re)started shard loads its part of the latest
+        checkpoint there, which is how a shard killed mid-run is restored.
+    """
+
+    def __init__(self, index: int, layout: Mapping, update: UpdateConfig, decay_names: tuple,
+                 params: Mapping[str, np.ndarray] | None, stage_dir: str | None = None) -> None:
+        torch.set_num_threads(1)
+        self.index = index
+        self.layout = ShardLayout.from_dict(layout)
+        self.updater = ParameterUpdater(update, decay_names)
+        self.params: dict[str, torch.Tensor] = {}
+        self.last_seq: dict[int, int] = {}
+        self.n_applied = 0
+        self.n_rejected = 0
+        self.restored_from: str | None = None
+        ckpt = latest_checkpoint(stage_dir) if stage_dir else None
+        if ckpt is not None:
+            self.load(str(ckpt / f"shard{index}.pt"))
+            self.restored_from = str(ckpt)
+        elif params is not None:
+            self.params = {k: _as_tensor(v).clone() for k, v in params.items()}
+        else:
+            raise ValueError(f"shard {index}: no initial params and no checkpoint in {stage_dir}")
+
+    # ------------------------------------------------------------------ serving
+    def fetch(self) -> tuple[int, dict[str, np.ndarray]]:
+        """(version, current slices). The version counts applied updates (for staleness)."""
+        return self.n_applied, to_numpy(self.params)
+
+    def push(self, worker: int, seq: int, update: Mapping[str, np.ndarray]) -> int:
+        """Apply one worker's update unless ``seq`` was already seen from ``worker``.
+
+        Returns the version the update was applied at, or -1 if it was a duplicate (rejected).
+        """
+        if seq <= self.last_seq.get(worker, -1):
+            self.n_rejected += 1
+            return -1
+        self.last_seq[worker] = seq
+        version = self.n_applied
+        self.updater.step(self.params, {k: _as_tensor(v) for k, v in update.items()})
+        self.n_applied += 1
+        return version
+
+    def apply_sync(self, step: int, *updates: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Synchronous step: mean of all workers' updates in worker order, applied once.
+
+        Returns the new slices (the next step's fetch, with no extra round trip). A step number
+        already applied is not applied again.
+        """
+        expected = self.last_seq.get(-1, -1) + 1
+        if step < expected:  # already applied: never twice
+            self.n_rejected += 1
+            return to_numpy(self.params)
+        if step > expected:
+            raise OutOfStep(f"shard {self.index} holds step {expected - 1} (restored from "
+                            f"{self.restored_from}) but was asked to apply step {step}")
+        self.last_seq[-1] = step
+        self.updater.step(self.params, combine_updates(updates))
+        self.n_applied += 1
+        return to_numpy(self.params)
+
+    def params_now(self) -> dict[str, np.ndarray]:
+        """Current slices only (sync mode's first fetch)."""
+        return to_numpy(self.params)
+
+    # ------------------------------------------------------------------ state
+    def save(self, path: str) -> str:
+        """Write params, optimiser state and sequence numbers to ``path`` (atomically)."""
+        tmp = f"{path}.tmp"
+        torch.save({"index": self.index, "params": self.params,
+                    "updater": self.updater.state_dict(), "last_seq": dict(self.last_seq),
+                    "n_applied": self.n_applied, "n_rejected": self.n_rejected}, tmp)
+        os.replace(tmp, path)
+        return path
+
+    def load(self, path: str) -> None:
+        """Restore what :meth:`save` wrote."""
+        state = torch.load(path, weights_only=False)
+        if state["index"] != self.index:
+            raise ValueError(f"{path} holds shard {state['index']}, not shard {self.index}")
+        self.params = {k: v.clone() for k, v in state["params"].items()}
+        self.updater.load_state_dict(state["updater"])
+        self.last_seq = dict(state["last_seq"])
+        self.n_applied = int(state["n_applied"])
+        self.n_rejected = int(state["n_rejected"])
+
+    def info(self) -> dict:
+        """Counters for logs and tests."""
+        return {"index": self.index, "n_applied": self.n_applied, "n_rejected": self.n_rejected,
+                "last_seq": dict(self.last_seq), "restored_from": self.restored_from,
+                "pid": os.getpid(), "numel": sum(int(v.numel()) for v in self.params.values())}
+
+
+def shard_actor_class(max_restarts: int = -1):
+    """``ParameterShard`` as a Ray actor class: a tiny CPU share (it mostly waits), restarted by
+    Ray when it dies, tasks never retried (a lost push stays lost)."""
+    import ray
+
+    return ray.remote(num_cpus=0.01, max_restarts=max_restarts, max_task_retries=0)(ParameterShard)

@@ -1,0 +1,185 @@
+"""How parameters are split across parameter-server shards, and how updates are combined.
+
+A locally connected RBM (Le et al. 2012) has untied weights per receptive-field position,
+``W: (P, K, C*r*r)`` and hidden biases ``c: (P, K)``: positions are independent, so the shards
+are contiguous blocks of positions along dim 0. A dense RBM (``W: (n_hidden, n_visible)``) is split
+the same way, by blocks of hidden units (rows). Parameters that cannot be split by position or
+hidden unit (the visible bias ``b: (C, H, W)`` or ``(n_visible,)``, a learned ``log_sigma``) live on
+their own shard (the last one) when there are two or more shards, so the position shards stay
+equal in size.
+
+Everything here is plain numpy / torch (no Ray), so the single-process reference uses the very
+same split and the very same combination order as the parameter server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+SPLIT_NAMES: tuple[str, ...] = ("W", "c")
+"""Parameters split along dim 0 (positions of a local RBM, hidden units of a dense one)."""
+
+
+@dataclass(frozen=True)
+class ShardLayout:
+    """Which part of every parameter each shard holds.
+
+    Attributes
+    ----------
+    n_shards : number of parameter-server shards.
+    shapes : full shape of every parameter.
+    bounds : for split parameters, ``(start, stop)`` along dim 0 for each shard (empty ranges
+        allowed on the whole-parameter shard).
+    owner : for whole parameters, the shard that holds them.
+    """
+
+    n_shards: int
+    shapes: Mapping[str, tuple[int, ...]]
+    bounds: Mapping[str, tuple[tuple[int, int], ...]]
+    owner: Mapping[str, int]
+
+    @classmethod
+    def plan(cls, shapes: Mapping[str, Sequence[int]], n_shards: int,
+             split_names: Sequence[str] = SPLIT_NAMES) -> ShardLayout:
+        """Split ``split_names`` by contiguous dim-0 blocks; the rest on their own last shard.
+
+        Raises
+        ------
+        ValueError
+            ``n_shards`` < 1, split parameters disagree on dim 0, or there are more position
+            shards than positions (hidden units).
+        """
+        if n_shards < 1:
+            raise ValueError(f"n_ps_shards={n_shards} must be >= 1")
+        shapes = {k: tuple(int(d) for d in v) for k, v in shapes.items()}
+        split = [k for k in shapes if k in split_names]
+        whole = [k for k in shapes if k not in split_names]
+        if not split:
+            raise ValueError(f"no parameter named {tuple(split_names)} to shard in {sorted(shapes)}")
+        rows = {shapes[k][0] for k in split}
+        if len(rows) != 1:
+            raise ValueError(f"split parameters disagree on dim 0: {[(k, shapes[k]) for k in split]}")
+        n_rows = rows.pop()
+        n_pos_shards = n_shards - 1 if (whole and n_shards >= 2) else n_shards
+        if n_pos_shards > n_rows:
+            raise ValueError(
+                f"n_ps_shards={n_shards} gives {n_pos_shards} position shards but the layer has "
+                f"only {n_rows} positions/hidden units; use at most {n_rows + bool(whole)} shards"
+            )
+        edges = np.linspace(0, n_rows, n_pos_shards + 1).round().astype(int)
+        blocks = [(int(edges[i]), int(edges[i + 1])) for i in range(n_pos_shards)]
+        blocks += [(n_rows, n_rows)] * (n_shards - n_pos_shards)
+        bounds = {k: tuple(blocks) for k in split}
+        owner = {k: n_shards - 1 for k in whole}
+        return cls(n_shards=n_shards, shapes=shapes, bounds=bounds, owner=owner)
+
+    def names(self, shard: int) -> list[str]:
+        """Parameter names shard ``shard`` holds a (non-empty) part of, in a fixed order."""
+        out = [k for k, b in self.bounds.items() if b[shard][1] > b[shard][0]]
+        return out + [k for k, s in self.owner.items() if s == shard]
+
+    def split(self, tensors: Mapping[str, torch.Tensor | np.ndarray], shard: int) -> dict:
+        """Shard ``shard``'s part of ``tensors`` (views, no copies)."""
+        out = {}
+        for k in self.names(shard):
+            if k in self.bounds:
+                lo, hi = self.bounds[k][shard]
+                out[k] = tensors[k][lo:hi]
+            else:
+                out[k] = tensors[k]
+        return out
+
+    def split_all(self, tensors: Mapping[str, torch.Tensor | np.ndarray]) -> list[dict]:
+        """Every shard's part, in shard order."""
+        return [self.split(tensors, j) for j in range(self.n_shards)]
+
+    def join(self, parts: Sequence[Mapping[str, np.ndarray | torch.Tensor]],
+             out: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """Reassemble full tensors from every shard's part (copied into ``out`` if given)."""
+        if len(parts) != self.n_shards:
+            raise ValueError(f"expected {self.n_shards} shard parts, got {len(parts)}")
+        result: dict[str, torch.Tensor] = {}
+        for k, shape in self.shapes.items():
+            dst = out[k] if out is not None else None
+            if k in self.owner:
+                src = _as_tensor(parts[self.owner[k]][k])
+                if dst is None:
+                    result[k] = src.clone()
+                else:
+                    dst.copy_(src)
+                    result[k] = dst
+                continue
+            if dst is None:
+                dst = torch.empty(shape, dtype=_as_tensor(parts[0][k]).dtype
+                                  if k in parts[0] else torch.float32)
+            for j, (lo, hi) in enumerate(self.bounds[k]):
+                if hi > lo:
+                    dst[lo:hi].copy_(_as_tensor(parts[j][k]))
+            result[k] = dst
+        return result
+
+    def numel(self, shard: int) -> int:
+        """Number of scalars shard ``shard`` holds."""
+        n = 0
+        for k in self.names(shard):
+            shape = self.shapes[k]
+            if k in self.bounds:
+                lo, hi = self.bounds[k][shard]
+                n += (hi - lo) * int(np.prod(shape[1:], dtype=np.int64))
+            else:
+                n += int(np.prod(shape, dtype=np.int64))
+        return n
+
+    def to_dict(self) -> dict:
+        """Plain-data form (stored in checkpoints)."""
+        return {"n_shards": self.n_shards, "shapes": {k: list(v) for k, v in self.shapes.items()},
+                "bounds": {k: [list(b) for b in v] for k, v in self.bounds.items()},
+                "owner": dict(self.owner)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> ShardLayout:
+        """Inverse of :meth:`to_dict`."""
+        return cls(n_shards=int(d["n_shards"]),
+                   shapes={k: tuple(v) for k, v in d["shapes"].items()},
+                   bounds={k: tuple(tuple(b) for b in v) for k, v in d["bounds"].items()},
+                   owner={k: int(v) for k, v in d["owner"].items()})
+
+
+def _as_tensor(x: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """A torch view of ``x``; read-only numpy arrays from Ray's object store are viewed too
+    (never written: callers copy out of them)."""
+    if isinstance(x, torch.Tensor):
+        return x
+    if not x.flags.writeable:
+        # Ray returns read-only arrays (zero-copy from the object store). torch warns about
+        # non-writable memory; we only read from it.
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.from_numpy(x)
+    return torch.from_numpy(x)
+
+
+def combine_updates(updates: Sequence[Mapping[str, np.ndarray | torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Mean of the workers' updates, summed in list order then divided (fixed order, so a
+    synchronous run is reproducible and equals the single-process reference bit for bit)."""
+    if not updates:
+        raise ValueError("no updates to combine")
+    out = {k: _as_tensor(v).clone() for k, v in updates[0].items()}
+    for u in updates[1:]:
+        for k, v in u.items():
+            out[k].add_(_as_tensor(v))
+    if len(updates) > 1:
+        for v in out.values():
+            v.div_(len(updates))
+    return out
+
+
+def to_numpy(tensors: Mapping[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    """CPU numpy views (what travels through Ray's object store, zero-copy on the reader side)."""
+    return {k: v.detach().cpu().numpy() for k, v in tensors.items()}

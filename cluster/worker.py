@@ -1,0 +1,339 @@
+"""Model replicas: Ray actors that read their own dataset shards and compute CD updates.
+
+A worker holds a full ``RBMStack`` (earlier stages frozen at their trained values, the current
+stage's parameters refreshed from the parameter server), reads a disjoint set of Parquet shards
+with the pipeline's :class:`~pipeline.reader.FrameReader`, turns each batch into the current
+stage's input with ``RBMStack.stage_input`` (stage k+1 trains on stage-k features, greedy
+layer-wise training, Hinton et al. 2006) and computes ``rbm.compute_update``.
+
+Why ``FrameReader`` and not ``ray.data.read_parquet(...).streaming_split(n)``: a split of a
+streaming dataset is coordinated across consumers (a slow consumer holds back the shared
+executor, which breaks Downpour's "a slow worker never stalls the others"), and its order is not
+fixed from run to run, while the synchronous mode and ``--resume`` need every worker to see the
+same batches in the same order and to seek to a saved position. FrameReader gives each worker a
+deterministic stream over its own shards, positioned by ``(epoch, batch)``.
+
+Two schedules:
+
+- :meth:`Worker.compute` (sync): one batch against the parameters the driver passes in (the
+  previous step's ``apply_sync`` results, as ObjectRefs), returns one update part per shard.
+- :meth:`Worker.run` (async, Downpour): ``n_steps`` batches on its own, fetching every
+  ``n_fetch`` steps and pushing the accumulated update every ``n_push`` steps to all shards
+  without waiting (at most ``max_in_flight`` pushes outstanding per shard).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+
+from cluster.config import DataConfig
+from cluster.ps import OutOfStep
+from cluster.sharding import ShardLayout, to_numpy
+from models.optim import UpdateConfig
+from models.stack import RBMStack, StackConfig
+from pipeline.reader import FrameReader, list_shards, shards_for_worker
+
+
+def split_holdout(root: str, holdout_frames: int) -> tuple[list[str], list[str]]:
+    """(training shards, held-out shards): the last shard is held out when there are >= 2 and
+    ``holdout_frames`` > 0 (used for the free-energy gap)."""
+    shards = list_shards(root)
+    if holdout_frames > 0 and len(shards) >= 2:
+        return shards[:-1], shards[-1:]
+    return shards, []
+
+
+def step_seed(seed: int, stage: int, worker: int, step: int) -> int:
+    """A generator seed for one (stage, worker, step): per-step seeding makes the random stream
+    independent of where a run was resumed."""
+    return int(np.random.SeedSequence([seed, stage, worker, step]).generate_state(1)[0])
+
+
+def resolve_device(name: str) -> torch.device:
+    """``"auto"`` -> cuda when available, else cpu."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+class BatchStream:
+    """One worker's deterministic stream of uint8 batches, positioned by ``(epoch, batch)``.
+
+    Epoch ``e`` reads the worker's shards with reader seed ``seed + e`` (a fresh shuffle each
+    epoch when ``shuffle_buffer`` > 0), dropping the last partial batch.
+    """
+
+    def __init__(self, data: DataConfig, shards: list[str], seed: int,
+                 position: tuple[int, int] = (0, 0)) -> None:
+        if not shards:
+            raise ValueError("this worker has no dataset shards: use fewer workers or re-ingest "
+                             "with smaller shards (pipeline shard size)")
+        self.data, self.shards, self.seed = data, shards, seed
+        self.epoch, self.batch = 0, 0
+        self._it = None
+        self.seek(position)
+
+    def _reader(self, epoch: int) -> FrameReader:
+        return FrameReader(self.data.path, batch_size=self.data.batch_size, shards=self.shards,
+                           shuffle_buffer=self.data.shuffle_buffer, seed=self.seed + epoch,
+                           drop_last=True)
+
+    def seek(self, position: Sequence[int]) -> None:
+        """Continue from ``(epoch, batch)`` (skips the batches before it)."""
+        self.epoch, self.batch = int(position[0]), 0
+        self._it = iter(self._reader(self.epoch))
+        for _ in range(int(position[1])):
+            next(self._it)
+            self.batch += 1
+
+    @property
+    def position(self) -> tuple[int, int]:
+        """Where the next batch comes from."""
+        return (self.epoch, self.batch)
+
+    def next(self) -> np.ndarray:
+        """The next batch (N, C, H, W) uint8, rolling over to the next epoch."""
+        for _ in range(2):
+            try:
+                x = next(self._it)
+                self.batch += 1
+                return x
+            except StopIteration:
+                self.epoch, self.batch = self.epoch + 1, 0
+                self._it = iter(self._reader(self.epoch))
+        raise ValueError(f"worker shards {self.shards} hold fewer than batch_size="
+                         f"{self.data.batch_size} frames; lower data.batch_size")
+
+
+class Worker:
+    """A model replica (Ray actor body). See the module docstring for the two schedules.
+
+    Parameters
+    ----------
+    index, n_workers : this replica and how many there are (for the disjoint shard split).
+    data, model, update : config sections.
+    stage : the stack stage being trained.
+    layout : ``ShardLayout.to_dict()`` of that stage.
+    shards : parameter-server actor handles (async mode; may be empty in sync mode).
+    stack_state : ``RBMStack.state_dict()`` with the earlier stages trained (None at stage 0).
+    holdout : held-out uint8 frames for the free-energy gap (may be None).
+    seed : run seed; position : start ``(epoch, batch)``; local_state : the RBM's own state
+        (sparsity estimate ``q``, persistent chain) to resume with.
+    """
+
+    def __init__(self, index: int, n_workers: int, *, data: DataConfig, model: StackConfig,
+                 update: UpdateConfig, stage: int, layout: Mapping, shards: Sequence = (),
+                 stack_state: Mapping | None = None, holdout: np.ndarray | None = None,
+                 seed: int = 0, position: Sequence[int] = (0, 0),
+                 local_state: Mapping | None = None, n_fetch: int = 1, n_push: int = 1,
+                 max_in_flight: int = 2, log_interval: int = 10, slow_delay_s: float = 0.0,
+                 device: str = "cpu", step: int = 0) -> None:
+        torch.set_num_threads(1)
+        self.index, self.n_workers, self.stage = index, n_workers, stage
+        self.device = resolve_device(device)
+        self.layout = ShardLayout.from_dict(layout)
+        self.shards = list(shards)
+        self.seed = seed
+        self.n_fetch, self.n_push = n_fetch, n_push
+        self.max_in_flight, self.log_interval = max_in_flight, log_interval
+        self.slow_delay_s = slow_delay_s
+        self.stack = RBMStack(model, update=update, generator=torch.Generator().manual_seed(seed),
+                              device=self.device)
+        if stack_state is not None:
+            self.stack.load_state_dict(stack_state)
+        self.rbm = self.stack.rbms[stage]
+        if local_state:
+            self._load_local_state(local_state)
+        train, _ = split_holdout(data.path, data.holdout_frames)
+        mine = shards_for_worker(train, index, n_workers)
+        self.stream = BatchStream(data, mine, seed=seed * 7919 + index, position=position)
+        self.holdout_v = None
+        if holdout is not None and len(holdout):
+            self.holdout_v = self._stage_input(holdout)
+        self.next_step = step  # sync: the step this replica's data position belongs to
+        self._since_fetch: int | None = None  # async: worker steps since the last fetch
+        self._fetch_version: list[int] = []
+
+    # ------------------------------------------------------------------ helpers
+    def _stage_input(self, frames: np.ndarray) -> torch.Tensor:
+        """uint8 frames (N, C, H, W) -> what this stage's RBM sees as ``v``."""
+        x = torch.from_numpy(np.ascontiguousarray(frames)).to(self.device)
+        return self.stack.stage_input(x, self.stage)
+
+    def _load_local_state(self, state: Mapping) -> None:
+        """The replica's own RBM state: sparsity estimate q and persistent chain."""
+        for name in ("q", "chain_h"):
+            value = state.get(name)
+            setattr(self.rbm, name, None if value is None else
+                    torch.as_tensor(np.array(value)).to(self.device, self.rbm.dtype))
+
+    def local_state(self) -> dict:
+        """What :meth:`_load_local_state` takes back (stored in checkpoints)."""
+        return {name: None if getattr(self.rbm, name) is None else
+                getattr(self.rbm, name).detach().cpu().numpy() for name in ("q", "chain_h")}
+
+    def position(self) -> tuple[int, int]:
+        """The data position ``(epoch, batch)`` of the next batch."""
+        return self.stream.position
+
+    def _monitor(self, v: torch.Tensor) -> dict:
+        """Reconstruction error and free-energy gap F(held-out) - F(train) (Hinton 2010, sec. 6)."""
+        out = {"recon_error": float(self.rbm.reconstruction_error(v))}
+        if self.holdout_v is not None:
+            n = min(len(self.holdout_v), len(v))
+            gap = self.rbm.free_energy(self.holdout_v[:n]).mean() - self.rbm.free_energy(v[:n]).mean()
+            out["fe_gap"] = float(gap)
+        return out
+
+    def _compute(self, step: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """One batch -> (update, v)."""
+        if self.slow_delay_s:
+            time.sleep(self.slow_delay_s)
+        v = self._stage_input(self.stream.next())
+        g = torch.Generator(device=self.device).manual_seed(
+            step_seed(self.seed, self.stage, self.index, step))
+        return self.rbm.compute_update(v, generator=g), v
+
+    # ------------------------------------------------------------------ sync
+    def compute(self, step: int, *parts: Mapping[str, np.ndarray]) -> tuple:
+        """Sync step ``step``: load the parameters (one part per shard), compute the update on
+        the next batch; returns one numpy update part per shard, then a metrics dict."""
+        t0 = time.perf_counter()
+        if step != self.next_step:
+            raise OutOfStep(f"worker {self.index} is at step {self.next_step} (restarted?) but "
+                            f"was asked for step {step}")
+        self.layout.join(parts, out=self.rbm.params)
+        update, v = self._compute(step)
+        self.next_step += 1
+        metrics = {"worker": self.index, "step": step}
+        if step % self.log_interval == 0:
+            metrics.update(self._monitor(v))
+        metrics["frames_per_s"] = len(v) / max(time.perf_counter() - t0, 1e-9)
+        return (*[to_numpy(p) for p in self.layout.split_all(update)], metrics)
+
+    # ------------------------------------------------------------------ async
+    def _fetch(self) -> None:
+        """Pull every shard's slices into the local replica (blocking; retried while a shard
+        restarts)."""
+        import ray
+
+        for attempt in range(60):
+            try:
+                results = ray.get([s.fetch.remote() for s in self.shards])
+                break
+            except ray.exceptions.RayActorError:
+                if attempt == 59:
+                    raise
+                time.sleep(0.5)
+        self._fetch_version = [r[0] for r in results]
+        self.layout.join([r[1] for r in results], out=self.rbm.params)
+        self._since_fetch = 0
+
+    def run(self, n_steps: int, position: Sequence[int], seq_start: int,
+            step_start: int) -> dict:
+        """Downpour: ``n_steps`` local steps from data ``position``; pushes carry sequence
+        numbers ``seq_start, seq_start + 1, ...``. Returns this chunk's metrics, after every push
+        has been answered (so a chunk's updates are all applied or all accounted as failed)."""
+        import ray
+
+        t0 = time.perf_counter()
+        if tuple(position) != self.stream.position:
+            self.seek(position)
+        seq = seq_start
+        acc: dict[str, torch.Tensor] | None = None
+        n_acc = 0
+        pending: dict = {}  # push ref -> (shard, fetch version)
+        stale: list[int] = []
+        failures = rejected = pushes = frames = 0
+        monitors: list[dict] = []
+
+        def settle(refs) -> None:
+            nonlocal failures, rejected
+            for ref in refs:
+                shard, fetched = pending.pop(ref)
+                try:
+                    version = ray.get(ref)
+                except ray.exceptions.RayActorError:
+                    failures += 1
+                    continue
+                if version < 0:
+                    rejected += 1
+                else:
+                    stale.append(version - fetched)
+
+        def push() -> None:
+            nonlocal acc, n_acc, seq, pushes
+            parts = self.layout.split_all(acc)
+            for j, shard in enumerate(self.shards):
+                ref = shard.push.remote(self.index, seq, to_numpy(parts[j]))
+                pending[ref] = (j, self._fetch_version[j])
+            seq += 1
+            pushes += 1
+            acc, n_acc = None, 0
+            limit = self.max_in_flight * len(self.shards)
+            if len(pending) > limit:  # bounded in flight: wait for the oldest
+                done, _ = ray.wait(list(pending), num_returns=len(pending) - limit)
+                settle(done)
+
+        for i in range(n_steps):
+            if self._since_fetch is None or self._since_fetch >= self.n_fetch:
+                self._fetch()
+            update, v = self._compute(step_start + i)
+            frames += len(v)
+            if (step_start + i) % self.log_interval == 0:
+                monitors.append(self._monitor(v))
+            if acc is None:
+                acc = update
+            else:
+                for k, u in update.items():
+                    acc[k].add_(u)
+            n_acc += 1
+            self._since_fetch += 1
+            if n_acc >= self.n_push:
+                push()
+        if acc is not None:
+            push()
+        if pending:
+            settle(list(pending))
+        seconds = time.perf_counter() - t0
+        out = {"worker": self.index, "steps": n_steps, "frames": frames, "seconds": seconds,
+               "frames_per_s": frames / max(seconds, 1e-9), "position": list(self.stream.position),
+               "seq_end": seq, "pushes": pushes, "pushes_rejected": rejected,
+               "push_failures": failures,
+               "staleness_mean": float(np.mean(stale)) if stale else 0.0,
+               "staleness_max": int(max(stale)) if stale else 0}
+        for key in ("recon_error", "fe_gap"):
+            values = [m[key] for m in monitors if key in m]
+            if values:
+                out[key] = float(np.mean(values))
+        return out
+
+    def seek(self, position: Sequence[int]) -> None:
+        """Move the data stream to ``(epoch, batch)`` (after a restart or a rollback)."""
+        self.stream.seek(position)
+        self._since_fetch = None
+
+    def restore(self, position: Sequence[int], local_state: Mapping | None, step: int) -> None:
+        """Sync rollback: data position, RBM local state and step of a checkpoint."""
+        self.seek(position)
+        self.rbm.q = self.rbm.chain_h = None
+        if local_state:
+            self._load_local_state(local_state)
+        self.next_step = step
+
+    def ping(self) -> int:
+        """For readiness checks."""
+        import os
+
+        return os.getpid()
+
+
+def worker_actor_class(max_restarts: int = -1):
+    """``Worker`` as a Ray actor class, restarted by Ray when it dies; tasks not retried."""
+    import ray
+
+    return ray.remote(max_restarts=max_restarts, max_task_retries=0)(Worker)

@@ -1,0 +1,43 @@
+"""Small real datasets for cluster tests: numpy frames written with the pipeline's ShardWriter."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.shards import ShardWriter, commit_video, empty_manifest, write_manifest
+
+
+def make_frames(n: int, size: int, seed: int) -> np.ndarray:
+    """uint8 (n, size, size, 1) frames: a few soft oriented bars on noise (learnable structure)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    frames = np.empty((n, size, size, 1), np.uint8)
+    for i in range(n):
+        img = rng.normal(0.0, 0.05, (size, size)).astype(np.float32)
+        for _ in range(3):
+            theta = rng.uniform(0, np.pi)
+            cx, cy = rng.uniform(0, size, 2)
+            d = (xx - cx) * np.cos(theta) + (yy - cy) * np.sin(theta)
+            img += np.exp(-(d**2) / (2 * (size / 16) ** 2)) * rng.uniform(0.5, 1.0)
+        img = (img - img.min()) / (np.ptp(img) + 1e-6)
+        frames[i, :, :, 0] = (img * 255).astype(np.uint8)
+    return frames
+
+
+def make_dataset(root: str | Path, *, n_videos: int = 4, frames_per_video: int = 96,
+                 size: int = 16, shard_rows: int = 48, seed: int = 0) -> Path:
+    """A dataset folder of ``n_videos`` sources, ``shard_rows`` frames per Parquet shard."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    manifest = empty_manifest({"size": size})
+    for v in range(n_videos):
+        frames = make_frames(frames_per_video, size, seed * 1000 + v)
+        with ShardWriter(root, f"video{v}", max_rows=shard_rows) as writer:
+            writer.write(f"video{v}", frames, np.arange(frames_per_video),
+                         np.arange(frames_per_video) * 40.0)
+            shards = writer.finalize()
+        commit_video(manifest, {"source": f"video{v}", "status": "ok"}, shards)
+    write_manifest(root, manifest)
+    return root
