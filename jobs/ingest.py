@@ -69,7 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run ``catneuron ingest``; returns the exit status (0 ok, 1 no frames, 2 usage error)."""
     parser = build_parser()
-    args = parser.parse_args(argv)  # exits 2 on a usage error
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help (0) or a usage error (2): return the code, don't exit
+        return int(e.code or 0)
     if not args.sources and not args.demo:
         parser.print_usage(sys.stderr)
         print("catneuron ingest: error: give at least one source, or --demo", file=sys.stderr)

@@ -70,7 +70,7 @@ class _Logger:
 
     def debug(self, msg: str) -> None:
         if "does not pass filter" in msg or "larger than max-filesize" in msg:
-            self.skipped.append(msg)
+            self.skipped.append(msg.strip())
 
     def info(self, msg: str) -> None:
         self.debug(msg)
@@ -172,6 +172,8 @@ def fetch(url: str, dest: str | Path, config: FetchConfig = FetchConfig()) -> li
     found: list[tuple[str, str]] = []
     for source, path in _downloads(info):
         p = Path(path).resolve()
+        if not p.is_file():  # aborted (e.g. larger than max_filesize) or failed mid-way
+            continue
         if not p.is_relative_to(root):  # defence in depth; the template should prevent this
             p.unlink(missing_ok=True)
             logger.errors.append(f"refused a file name outside the download folder: {path!r}")

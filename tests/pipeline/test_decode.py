@@ -1,0 +1,87 @@
+"""Decoding against direct cv2.VideoCapture on generated videos."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from pipeline.decode import DecodeConfig, DecodeError, convert_frame, decode_video, select_indices
+from tests.pipeline.conftest import cv2_frames, make_video
+
+
+@pytest.mark.parametrize("fourcc,ext", [("mp4v", ".mp4"), ("MJPG", ".avi")])
+def test_every_frame_native_grey_equals_cv2_byte_for_byte(tmp_path, fourcc, ext):
+    path = make_video(tmp_path / f"v{ext}", n_frames=47, w=80, h=60, fourcc=fourcc)
+    ref = cv2_frames(path)
+    batch, info = decode_video(path, DecodeConfig(every=1, size=0, grey=True, batch_frames=10))
+    assert len(batch.pixels) == len(ref) == info.frames_read == 47
+    assert batch.pixels.shape == (47, 60, 80, 1)
+    for got, frame in zip(batch.pixels, ref, strict=True):
+        want = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+        assert got[:, :, 0].tobytes() == want.tobytes()
+    np.testing.assert_array_equal(batch.frame_index, np.arange(47))
+    np.testing.assert_allclose(batch.timestamp_ms, np.arange(47) * 40.0)
+
+
+def test_colour_is_rgb_and_every_k(video):
+    ref = cv2_frames(video)
+    batch, _ = decode_video(video, DecodeConfig(every=7, size=0, grey=False))
+    np.testing.assert_array_equal(batch.frame_index, np.arange(0, 60, 7))
+    for got, i in zip(batch.pixels, batch.frame_index, strict=True):
+        assert got.tobytes() == cv2.cvtColor(ref[i], cv2.COLOR_BGR2RGB).tobytes()
+
+
+def test_max_frames_spread_over_the_whole_video(video):
+    batch, _ = decode_video(video, DecodeConfig(every=2, max_frames=5, size=0))
+    idx = batch.frame_index
+    assert len(idx) == 5 and idx[0] == 0 and idx[-1] == 58  # last kept candidate of 0,2,..,58
+    assert np.all(idx % 2 == 0) and np.all(np.diff(idx) > 0)
+    ref = cv2_frames(video)
+    for got, i in zip(batch.pixels, idx, strict=True):  # sequential decode: the right frames
+        assert got[:, :, 0].tobytes() == cv2.cvtColor(ref[i], cv2.COLOR_BGR2GRAY).tobytes()
+
+
+def test_select_indices():
+    assert select_indices(100, 1, None) is None
+    assert select_indices(10, 1, 20) is None
+    np.testing.assert_array_equal(select_indices(9, 1, 3), [0, 4, 8])
+    np.testing.assert_array_equal(select_indices(100, 10, 4), [0, 30, 60, 90])
+
+
+def test_resize_is_centre_crop_then_area(video):
+    ref = cv2_frames(video)[0]
+    got = convert_frame(ref, DecodeConfig(size=32, grey=True))
+    grey = cv2.cvtColor(ref, cv2.COLOR_BGR2GRAY)[:, 12:84]  # 96x72 -> central 72x72
+    want = cv2.resize(grey, (32, 32), interpolation=cv2.INTER_AREA)
+    assert got.shape == (32, 32, 1)
+    np.testing.assert_array_equal(got[:, :, 0], want)
+    rgb = convert_frame(ref, DecodeConfig(size=16, grey=False, interpolation="linear"))
+    assert rgb.shape == (16, 16, 3)
+
+
+@pytest.mark.parametrize(
+    "content,reason",
+    [(b"", "empty file"), (b"hello, not a video\n" * 10, "cannot open this file as a video")],
+)
+def test_bad_files_raise_clear_errors(tmp_path, content, reason):
+    p = tmp_path / "bad.mp4"
+    p.write_bytes(content)
+    with pytest.raises(DecodeError, match=reason):
+        decode_video(p, DecodeConfig())
+
+
+def test_stream_breaking_midway_keeps_frames_and_says_so(tmp_path):
+    good = make_video(tmp_path / "good.avi", n_frames=80, fourcc="MJPG")
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    batch, info = decode_video(cut, DecodeConfig(size=0))
+    assert 10 < len(batch.pixels) < 80
+    assert any("stream ended" in w for w in info.warnings)
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="every=0"):
+        DecodeConfig(every=0)
+    with pytest.raises(ValueError, match="interpolation"):
+        DecodeConfig(interpolation="cubic")  # type: ignore[arg-type]

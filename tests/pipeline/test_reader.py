@@ -1,0 +1,107 @@
+"""Reader: round trips through pyarrow.dataset and ray.data, worker splits, shuffling."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow.dataset as pads
+import pytest
+
+from pipeline.reader import FrameReader, list_shards, read_frames, shards_for_worker
+from pipeline.shards import ShardWriter, commit_video, empty_manifest, write_manifest
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    """3 videos x 23 frames (C=2, 5x4) in shards of <= 10 rows; pixel[0,0,0] = video*100+index."""
+    m = empty_manifest({})
+    expected = []
+    for v in range(3):
+        x = np.random.default_rng(v).integers(0, 256, (23, 5, 4, 2), dtype=np.uint8)
+        x[:, 0, 0, 0] = v * 30 + np.arange(23)
+        expected.append(x)
+        with ShardWriter(tmp_path, f"v{v}", max_rows=10) as w:
+            w.write(f"video{v}", x[:12], np.arange(12), np.arange(12) * 40.0)
+            w.write(f"video{v}", x[12:], np.arange(12, 23), np.arange(12, 23) * 40.0)
+            shards = w.finalize()
+        commit_video(m, {"source": f"video{v}", "status": "ok", "frames": 23, "error": None},
+                     shards)
+    write_manifest(tmp_path, m)
+    (tmp_path / "_videos").mkdir()  # side folders a dataset may hold must not confuse readers
+    (tmp_path / "_videos" / "x.mp4").write_bytes(b"not parquet")
+    return tmp_path, np.concatenate(expected).transpose(0, 3, 1, 2)  # (N, C, H, W)
+
+
+def test_read_frames_round_trip(dataset):
+    root, want = dataset
+    np.testing.assert_array_equal(read_frames(root), want)
+    np.testing.assert_array_equal(read_frames(root, limit=15), want[:15])
+    assert len(list_shards(root)) == 9
+
+
+def test_pyarrow_dataset_reads_the_folder_as_is(dataset):
+    root, want = dataset
+    table = pads.dataset(str(root), format="parquet").to_table()
+    assert table.num_rows == len(want)
+    got = {(s, i): p for s, i, p in zip(table.column("source").to_pylist(),
+                                        table.column("frame_index").to_pylist(),
+                                        table.column("pixels").to_pylist(), strict=True)}
+    for v in range(3):
+        for i in range(23):
+            frame = want[v * 23 + i].transpose(1, 2, 0)  # (C, H, W) -> (H, W, C)
+            assert got[(f"video{v}", i)] == frame.tobytes()
+
+
+def test_ray_data_reads_the_folder_as_is(dataset, ray_cluster):
+    import ray
+
+    root, want = dataset
+    ds = ray.data.read_parquet(str(root))
+    rows = ds.take_all()
+    assert len(rows) == len(want)
+    by_key = {(r["source"], r["frame_index"]): r["pixels"] for r in rows}
+    frame = want[2 * 23 + 5].transpose(1, 2, 0)
+    assert by_key[("video2", 5)] == frame.tobytes()
+
+
+@pytest.mark.parametrize("n_workers", [1, 2, 4, 12])
+def test_worker_splits_are_disjoint_and_cover(dataset, n_workers):
+    root, want = dataset
+    shards = list_shards(root)
+    parts = [shards_for_worker(shards, i, n_workers) for i in range(n_workers)]
+    flat = [s for p in parts for s in p]
+    assert sorted(flat) == sorted(shards) and len(flat) == len(set(flat))
+    frames = np.concatenate([b for i in range(n_workers)
+                             for b in FrameReader(root, batch_size=4, worker_index=i,
+                                                  n_workers=n_workers)])
+    assert sorted(frames[:, 0, 0, 0].tolist()) == sorted(want[:, 0, 0, 0].tolist())
+    assert sum(FrameReader(root, batch_size=4, worker_index=i, n_workers=n_workers).num_rows()
+               for i in range(n_workers)) == len(want)
+
+
+def test_shuffled_reader_is_a_deterministic_permutation(dataset):
+    root, want = dataset
+    r = FrameReader(root, batch_size=8, shuffle_buffer=16, seed=3)
+    a = list(r)
+    b = list(r)
+    assert [x.shape for x in a] == [(8, 2, 5, 4)] * 8 + [(5, 2, 5, 4)]
+    ka = np.concatenate(a)[:, 0, 0, 0]
+    assert np.array_equal(ka, np.concatenate(b)[:, 0, 0, 0])  # same order every pass
+    assert sorted(ka.tolist()) == sorted(want[:, 0, 0, 0].tolist())  # each frame once
+    assert not np.array_equal(ka, want[:, 0, 0, 0])  # actually shuffled
+    c = np.concatenate(list(FrameReader(root, batch_size=8, shuffle_buffer=16, seed=4)))
+    assert not np.array_equal(c[:, 0, 0, 0], ka)
+    d = list(FrameReader(root, batch_size=8, shuffle_buffer=16, drop_last=True))
+    assert len(d) == 8 and all(len(x) == 8 for x in d)
+
+
+def test_unshuffled_reader_keeps_order(dataset):
+    root, want = dataset
+    got = np.concatenate(list(FrameReader(root, batch_size=7)))
+    np.testing.assert_array_equal(got, want)
+
+
+def test_not_a_dataset(tmp_path):
+    with pytest.raises(FileNotFoundError, match="catneuron ingest"):
+        list_shards(tmp_path)
+    with pytest.raises(ValueError):
+        shards_for_worker(["a"], 2, 2)

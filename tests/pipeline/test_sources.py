@@ -1,0 +1,42 @@
+"""Source expansion: files, folders, globs, list files, URLs."""
+
+from __future__ import annotations
+
+from pipeline.sources import expand_sources, is_url
+
+
+def test_folder_glob_list_and_urls(tmp_path):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    for name in ["a/x.mp4", "a/b/y.AVI", "a/b/notes.txt", "a/z.webm", "a/readme.md"]:
+        (tmp_path / name).write_bytes(b"0")
+    folder = [s.path for s in expand_sources([str(tmp_path / "a")])]
+    assert sorted(folder) == sorted(str((tmp_path / p).resolve())
+                                    for p in ["a/x.mp4", "a/b/y.AVI", "a/z.webm"])
+    glob = [s.path for s in expand_sources([str(tmp_path / "a" / "**" / "*.mp4")])]
+    assert glob == [str((tmp_path / "a/x.mp4").resolve())]
+    lst = tmp_path / "sources.txt"
+    lst.write_text("# my sources\n\na/x.mp4   # relative to the list\nhttps://example.org/v.mp4\n"
+                   "ytsearch2:cat videos\n  # indented comment\n")
+    got = expand_sources([str(lst), str(tmp_path / "a" / "x.mp4")])  # duplicate dropped
+    assert [(s.path, s.url) for s in got] == [
+        (str((tmp_path / "a/x.mp4").resolve()), None),
+        (None, "https://example.org/v.mp4"),
+        (None, "ytsearch2:cat videos"),
+    ]
+
+
+def test_unresolvable_sources_carry_a_reason(tmp_path):
+    (tmp_path / "empty").mkdir()
+    got = expand_sources([str(tmp_path / "nope.mp4"), str(tmp_path / "empty"),
+                          str(tmp_path / "*.mkv")])
+    assert [s.error for s in got] == [
+        "no such file, folder or URL (URLs need http:// or https://)",
+        got[1].error,
+        "glob matched no files",
+    ]
+    assert "no video files" in got[1].error
+
+
+def test_is_url():
+    assert is_url("https://www.youtube.com/watch?v=x") and is_url("ytsearch5:cats")
+    assert is_url("ytsearchall:cats") and not is_url("clips/cat.mp4") and not is_url("C:/x.mp4")
