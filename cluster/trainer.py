@@ -190,7 +190,7 @@ class Trainer:
         full = to_numpy(rbm.params)
         shards = [
             shard_cls.options(name=None).remote(
-                j, layout.to_dict(), cfg.update, tuple(rbm.decay_names),
+                j, layout.to_dict(), rbm.update_config, tuple(rbm.decay_names),
                 layout.split(full, j), str(stage_dir))
             for j in range(tc.n_ps_shards)
         ]

@@ -1,0 +1,90 @@
+"""Single-process trainers: the reference a synchronous parameter-server run must equal, and the
+baseline the parameter-server benchmark compares against.
+
+:func:`sync_reference` runs the synchronous schedule with no Ray and no sharding: ``n_workers``
+replicas (each its own RBM state: sparsity estimate, persistent chain) read the same batches in
+the same order as the Ray workers (the same disjoint shard split, reader seeds and per-step
+generator seeds), their updates are averaged in worker order and one full-size
+``ParameterUpdater`` applies them (``rbm.apply_update``), exactly what the models package does in
+a plain training loop.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+
+from cluster.sharding import combine_updates
+from cluster.worker import split_holdout, step_seed
+from models.stack import RBMStack
+from pipeline.reader import FrameReader, shards_for_worker
+
+
+def _batches(config: Any, shards: list[str], seed: int) -> Iterator:
+    """Worker batches over epochs (reader seed ``seed + epoch``, last partial batch dropped)."""
+    epoch = 0
+    while True:
+        reader = FrameReader(config.data.path, batch_size=config.data.batch_size, shards=shards,
+                             shuffle_buffer=config.data.shuffle_buffer, seed=seed + epoch,
+                             drop_last=True)
+        yield from reader
+        epoch += 1
+
+
+def sync_reference(config: Any, stage: int = 0, steps: int | None = None,
+                   stack: RBMStack | None = None) -> RBMStack:
+    """Train ``stage`` of a stack for ``steps`` synchronous steps in one process.
+
+    ``stack`` (earlier stages trained) defaults to a fresh stack seeded like the Ray trainer's.
+    Returns the stack with the stage trained.
+    """
+    tc = config.train
+    steps = tc.steps if steps is None else steps
+    if stack is None:
+        stack = RBMStack(config.model, update=config.update,
+                         generator=torch.Generator().manual_seed(tc.seed), device="cpu")
+    master = stack.rbms[stage]
+    replicas = []
+    for _ in range(tc.n_workers):  # each replica has its own q / chain, like a Ray worker
+        r = RBMStack(config.model, update=config.update, device="cpu").rbms[stage]
+        r.params = {k: v.clone() for k, v in master.params.items()}
+        replicas.append(r)
+    train, _ = split_holdout(config.data.path, config.data.holdout_frames)
+    streams = [_batches(config, shards_for_worker(train, k, tc.n_workers), tc.seed * 7919 + k)
+               for k in range(tc.n_workers)]
+    for step in range(steps):
+        updates = []
+        for k, (rbm, stream) in enumerate(zip(replicas, streams, strict=True)):
+            for name, p in rbm.params.items():
+                p.copy_(master.params[name])
+            v = stack.stage_input(torch.from_numpy(next(stream)), stage)
+            g = torch.Generator().manual_seed(step_seed(tc.seed, stage, k, step))
+            updates.append(rbm.compute_update(v, generator=g))
+        master.apply_update(combine_updates(updates))
+    return stack
+
+
+def single_process_throughput(config: Any, steps: int, stage: int = 0,
+                              warmup: int = 3) -> dict:
+    """Frames/s of the plain loop ``apply_update(compute_update(stage_input(batch)))`` on one
+    torch thread over the first worker's shards (the benchmark's baseline)."""
+    torch.set_num_threads(1)
+    stack = RBMStack(config.model, update=config.update,
+                     generator=torch.Generator().manual_seed(config.train.seed), device="cpu")
+    rbm = stack.rbms[stage]
+    train, _ = split_holdout(config.data.path, config.data.holdout_frames)
+    stream = _batches(config, train, config.train.seed)
+    g = torch.Generator().manual_seed(0)
+    frames = 0
+    t0 = time.perf_counter()
+    for i in range(warmup + steps):
+        if i == warmup:
+            t0, frames = time.perf_counter(), 0
+        v = stack.stage_input(torch.from_numpy(next(stream)), stage)
+        rbm.apply_update(rbm.compute_update(v, generator=g))
+        frames += len(v)
+    seconds = time.perf_counter() - t0
+    return {"frames": frames, "seconds": seconds, "frames_per_s": frames / seconds}

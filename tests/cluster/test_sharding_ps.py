@@ -1,0 +1,106 @@
+"""Sharding layouts and the parameter-server shard body, without Ray."""
+
+import numpy as np
+import pytest
+import torch
+
+from cluster.ps import OutOfStep, ParameterShard
+from cluster.sharding import ShardLayout, combine_updates, to_numpy
+from models.optim import ParameterUpdater, UpdateConfig
+
+SHAPES = {"W": (10, 3, 4), "c": (10, 3), "b": (1, 6, 6)}  # a LocalRBM: P=10, K=3, C*r*r=4
+
+
+def _tensors(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return {k: torch.randn(s, generator=g) for k, s in SHAPES.items()}
+
+
+@pytest.mark.parametrize("n_shards", [1, 2, 3, 5, 11])
+def test_layout_split_join_roundtrip(n_shards):
+    layout = ShardLayout.plan(SHAPES, n_shards)
+    t = _tensors()
+    parts = layout.split_all(t)
+    assert sum(layout.numel(j) for j in range(n_shards)) == sum(v.numel() for v in t.values())
+    back = layout.join([to_numpy(p) for p in parts])
+    for k in t:
+        assert torch.equal(back[k], t[k])
+    if n_shards >= 2:  # the visible bias sits alone on the last shard
+        assert layout.names(n_shards - 1) == ["b"]
+        assert "b" not in layout.names(0)
+    assert ShardLayout.from_dict(layout.to_dict()) == layout
+
+
+def test_layout_too_many_shards_names_the_limit():
+    with pytest.raises(ValueError, match="at most 11 shards"):
+        ShardLayout.plan(SHAPES, 12)
+
+
+def test_dense_layout_by_rows():
+    layout = ShardLayout.plan({"W": (7, 5), "b": (5,), "c": (7,)}, 3)
+    assert layout.bounds["W"] == ((0, 4), (4, 7), (7, 7))
+    assert layout.owner == {"b": 2}
+
+
+@pytest.mark.parametrize("method", ["sgd", "adagrad"])
+def test_sharded_updates_equal_full_updates(method):
+    """Each shard's ParameterUpdater on its slices == one updater on the full tensors."""
+    cfg = UpdateConfig(learning_rate=0.05, method=method, momentum_switch_step=2)
+    layout = ShardLayout.plan(SHAPES, 3)
+    full = _tensors(1)
+    full_updater = ParameterUpdater(cfg, ("W",))
+    shards = [ParameterShard(j, layout.to_dict(), cfg, ("W",), to_numpy(layout.split(full, j)))
+              for j in range(3)]
+    for step in range(5):
+        u = _tensors(100 + step)
+        full_updater.step(full, u)
+        for j, s in enumerate(shards):
+            assert s.push(0, step, to_numpy(layout.split(u, j))) == step
+    joined = layout.join([s.fetch()[1] for s in shards])
+    for k in full:
+        torch.testing.assert_close(joined[k], full[k], rtol=0, atol=1e-6)
+
+
+def test_duplicate_push_is_not_applied_twice():
+    layout = ShardLayout.plan(SHAPES, 1)
+    cfg = UpdateConfig(learning_rate=0.1, momentum=0.0, initial_momentum=0.0, weight_decay=0.0)
+    p0 = _tensors(2)
+    shard = ParameterShard(0, layout.to_dict(), cfg, ("W",), to_numpy(p0))
+    u = to_numpy(_tensors(3))
+    assert shard.push(worker=1, seq=0, update=u) == 0
+    once = {k: v.copy() for k, v in shard.fetch()[1].items()}
+    assert shard.push(worker=1, seq=0, update=u) == -1  # a replayed / retried push
+    assert shard.push(worker=1, seq=-5, update=u) == -1
+    for k, v in shard.fetch()[1].items():
+        np.testing.assert_array_equal(v, once[k])
+        np.testing.assert_allclose(v, p0[k].numpy() + 0.1 * u[k], rtol=1e-6)
+    assert shard.push(worker=2, seq=0, update=u) == 1  # another worker's seq 0 is its own
+    info = shard.info()
+    assert (info["n_applied"], info["n_rejected"]) == (2, 2)
+
+
+def test_apply_sync_combines_in_order_and_refuses_skipped_steps(tmp_path):
+    layout = ShardLayout.plan(SHAPES, 1)
+    cfg = UpdateConfig(learning_rate=1.0, momentum=0.0, initial_momentum=0.0, weight_decay=0.0)
+    p0 = _tensors(4)
+    shard = ParameterShard(0, layout.to_dict(), cfg, ("W",), to_numpy(p0))
+    u1, u2 = to_numpy(_tensors(5)), to_numpy(_tensors(6))
+    out = shard.apply_sync(0, u1, u2)
+    mean = combine_updates([u1, u2])
+    for k in p0:
+        torch.testing.assert_close(torch.from_numpy(out[k]), p0[k] + mean[k])
+    again = shard.apply_sync(0, u1, u2)  # step 0 again: not applied twice
+    for k in p0:
+        np.testing.assert_array_equal(again[k], out[k])
+    with pytest.raises(OutOfStep):
+        shard.apply_sync(2, u1, u2)  # step 1 is missing
+    # save / restore through the checkpoint folder protocol (LATEST -> folder -> shard0.pt)
+    folder = tmp_path / "step00000001"
+    folder.mkdir()
+    shard.save(str(folder / "shard0.pt"))
+    (tmp_path / "LATEST").write_text(folder.name)
+    restored = ParameterShard(0, layout.to_dict(), cfg, ("W",), to_numpy(p0), str(tmp_path))
+    assert restored.restored_from == str(folder)
+    for k, v in restored.fetch()[1].items():
+        np.testing.assert_array_equal(v, out[k])
+    restored.apply_sync(1, u1, u2)  # continues at the next step

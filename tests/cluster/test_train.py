@@ -1,0 +1,147 @@
+"""Parameter-server training on a real local Ray cluster (the shared ``ray_cluster`` fixture).
+
+The synchronous tests compare final parameters against :func:`cluster.local.sync_reference` (one
+process, no Ray, no sharding) and against each other: an uninterrupted run, a stopped-and-resumed
+run, and runs where a worker or a shard was killed all end with the same parameters.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from cluster.local import sync_reference
+from cluster.metrics import read_metrics
+from cluster.trainer import Trainer
+from jobs.config import dumps, load
+from tests.cluster.data import make_dataset
+
+STEPS = 16
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    # 4 videos x 96 frames of 16x16, 48 rows per shard -> 8 shards (1 held out)
+    return make_dataset(tmp_path_factory.mktemp("data"), size=16)
+
+
+def _config(dataset, run_dir, *overrides):
+    return load(None, [
+        f'data.path="{dataset}"', "data.batch_size=16", "data.holdout_frames=32",
+        "model.input_size=16", "model.input_lcn_sigma=1.5",
+        "model.stages=[{field=6, stride=2, n_maps=4, pool=2, pool_stride=1, "
+        "sparsity_target=0.1}, {field=3, stride=1, n_maps=4, pool=2, pool_stride=1}]",
+        "update.learning_rate=0.01", "update.momentum_switch_step=5",
+        "train.mode=\"sync\"", "train.n_workers=2", "train.n_ps_shards=2", "train.stages=1",
+        f"train.steps={STEPS}", "train.checkpoint_every=8", "train.log_interval=4",
+        f'train.run_dir="{run_dir}"', *overrides])
+
+
+def _train(cfg, resume=False):
+    return Trainer(cfg, dumps(cfg), resume=resume, echo=None).train()
+
+
+def _stage_params(run_dir, stage=0):
+    blob = torch.load(run_dir / "model.pt", weights_only=False)
+    return blob["state"]["rbms"][stage]["params"]
+
+
+def _assert_same(a, b, atol=1e-6):
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=atol)
+
+
+@pytest.fixture(scope="module")
+def sync_run(ray_cluster, dataset, tmp_path_factory):
+    run = tmp_path_factory.mktemp("sync")
+    cfg = _config(dataset, run)
+    summary = _train(cfg)
+    return cfg, run, summary
+
+
+def test_sync_equals_single_process(sync_run):
+    cfg, run, summary = sync_run
+    reference = sync_reference(cfg, stage=0).rbms[0].params
+    params = _stage_params(run)
+    _assert_same(params, reference)
+    # the model did change (the comparison is not between two untouched initialisations)
+    init = sync_reference(cfg, stage=0, steps=0).rbms[0].params
+    assert (params["W"] - init["W"]).abs().max() > 1e-4
+    assert summary["stages"][0]["updates_applied"] == [STEPS, STEPS]
+    records = read_metrics(run)
+    assert any("recon_error" in r and "fe_gap" in r for r in records)
+    assert (run / "config.toml").read_text() == dumps(cfg)
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_resumed_sync_run_equals_uninterrupted(sync_run, dataset, tmp_path):
+    cfg, run, _ = sync_run
+    first = _config(dataset, tmp_path, "train.steps=8")  # stops right after the step-8 checkpoint
+    _train(first)
+    meta = torch.load(tmp_path / "checkpoints/stage0/step00000008/meta.pt", weights_only=False)
+    assert meta["step"] == 8 and meta["config"] == dumps(first)
+    assert meta["positions"][0] != [0, 0]  # the data position is part of the checkpoint
+    (tmp_path / "model.pt").unlink()  # as if the process had died before finishing the stage
+    _train(_config(dataset, tmp_path), resume=True)
+    _assert_same(_stage_params(tmp_path), _stage_params(run))
+    assert "resuming from" in (tmp_path / "events.log").read_text()
+
+
+@pytest.mark.slow
+def test_sync_worker_and_shard_kills_recover_to_the_same_result(sync_run, dataset, tmp_path):
+    """A worker killed at step 11 and a shard killed at step 13: Ray restarts both, the shard
+    restores its checkpoint, every actor rolls back to step 8, and the run equals the clean one
+    (no update lost or applied twice)."""
+    _, run, _ = sync_run
+    cfg = _config(dataset, tmp_path, "sim.kill_worker=1", "sim.kill_worker_at_step=11",
+                  "sim.kill_shard=0", "sim.kill_shard_at_step=13")
+    summary = _train(cfg)
+    _assert_same(_stage_params(tmp_path), _stage_params(run))
+    events = (tmp_path / "events.log").read_text()
+    assert "killed worker 1" in events and "killed shard 0" in events
+    assert "restored from" in events
+    assert summary["stages"][0]["rollbacks"] >= 1
+    assert summary["stages"][0]["updates_applied"] == [STEPS, STEPS]
+
+
+def test_async_lowers_recon_error_and_survives_faults(ray_cluster, dataset, tmp_path):
+    """Downpour with 3 workers (one slow): a worker killed at step 30 is replaced, a shard killed
+    at step 50 is restored from its checkpoint, the run completes, recon error falls, the
+    free-energy gap stays bounded, staleness is reported, and no push is applied twice."""
+    steps = 120
+    cfg = _config(dataset, tmp_path, "train.mode=\"async\"", "train.n_workers=3",
+                  f"train.steps={steps}", "train.checkpoint_every=20", "train.log_interval=5",
+                  "train.warm_start_steps=10", "sim.slow_worker=2", "sim.slow_worker_delay_s=0.05",
+                  "sim.kill_worker=1", "sim.kill_worker_at_step=30",
+                  "sim.kill_shard=0", "sim.kill_shard_at_step=50")
+    summary = _train(cfg)
+    stats = summary["stages"][0]
+    assert stats["steps"] == steps
+    records = [r for r in read_metrics(tmp_path) if "recon_error" in r]
+    first = sum(r["recon_error"] for r in records[:3]) / 3
+    last = sum(r["recon_error"] for r in records[-3:]) / 3
+    assert last < 0.9 * first, (first, last)
+    gaps = [abs(r["fe_gap"]) for r in records if "fe_gap" in r]
+    assert gaps and max(gaps) < 1e3 and all(g == g for g in gaps)  # finite, bounded
+    assert all("staleness_mean" in r and "frames_per_s" in r for r in records)
+    assert max(r["staleness_max"] for r in records) >= 1  # other workers' pushes in between
+    events = (tmp_path / "events.log").read_text()
+    assert "killed worker 1" in events and "worker 1 died" in events
+    assert "killed shard 0" in events and "restored from" in events
+    # no double application: a shard applies at most one push per (worker, seq), and seqs run
+    # 0..seq_end-1 for each worker, so n_applied <= sum of seq_end (replays were rejected).
+    seq_end = {}
+    for r in read_metrics(tmp_path):
+        if "seq_end" in r:
+            seq_end[r["worker"]] = max(seq_end.get(r["worker"], 0), r["seq_end"])
+    assert sum(stats["updates_applied"]) <= len(stats["updates_applied"]) * sum(seq_end.values())
+    assert stats["updates_applied"][1] <= sum(seq_end.values())  # shard 1 was never rolled back
+
+
+def test_metrics_jsonl_is_plain_json(sync_run):
+    _, run, _ = sync_run
+    for line in (run / "metrics.jsonl").read_text().splitlines():
+        assert isinstance(json.loads(line)["step"], int)
