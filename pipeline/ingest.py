@@ -79,6 +79,7 @@ def _options(config: IngestConfig) -> dict[str, Any]:
     """The manifest's ``options``: what decides the pixels (must match on resume)."""
     d = asdict(config.decode)
     d.pop("batch_frames")
+    d.pop("decode_threads")
     d.update(shard_rows=config.shards.max_rows, shard_bytes=config.shards.max_bytes)
     return d
 

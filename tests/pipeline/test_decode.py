@@ -51,13 +51,21 @@ def test_select_indices():
 
 def test_resize_is_centre_crop_then_area(video):
     ref = cv2_frames(video)[0]
-    got = convert_frame(ref, DecodeConfig(size=32, grey=True))
+    got = convert_frame(ref, DecodeConfig(size=32, grey=True, interpolation="area"))
     grey = cv2.cvtColor(ref, cv2.COLOR_BGR2GRAY)[:, 12:84]  # 96x72 -> central 72x72
     want = cv2.resize(grey, (32, 32), interpolation=cv2.INTER_AREA)
     assert got.shape == (32, 32, 1)
     np.testing.assert_array_equal(got[:, :, 0], want)
     rgb = convert_frame(ref, DecodeConfig(size=16, grey=False, interpolation="linear"))
     assert rgb.shape == (16, 16, 3)
+    # box_linear: 72 -> 16 is a 4x box mean (72 -> 18) then bilinear 18 -> 16
+    fast = convert_frame(ref, DecodeConfig(size=16, grey=True))
+    box = cv2.resize(grey, (18, 18), interpolation=cv2.INTER_AREA)
+    np.testing.assert_array_equal(
+        fast[:, :, 0], cv2.resize(box, (16, 16), interpolation=cv2.INTER_LINEAR)
+    )
+    exact = cv2.resize(grey.astype(np.float32), (16, 16), interpolation=cv2.INTER_AREA)
+    assert np.abs(fast[:, :, 0] - exact).mean() < 3.0  # close to exact area averaging
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,169 @@
+"""Benchmark: frames/s of the ingest path against a bare cv2 loop, with 1 and 2 decode actors.
+
+Measures, in one process and on the same videos:
+
+* ``bare``: a plain ``cv2.VideoCapture`` read loop doing the same conversion and resize
+  (centre crop, grey, box_linear resize), single-threaded like one decode actor;
+* ``ingest_1`` / ``ingest_2``: :func:`pipeline.ingest.run_ingest` (decode + convert + resize +
+  Parquet write + sha256 + manifest) with 1 and 2 Ray decode actors, wall clock from the call to
+  its return (actor start-up included, Ray start-up excluded);
+* the cost per frame of each resize filter on the decoded frames.
+
+Goals (issue 2): ingest_1 >= 0.9 x bare; ingest_2 >= 1.8 x ingest_1 on 2 cores.
+
+Run on a quiet machine (other jobs on the 2 cores skew everything)::
+
+    flock /tmp/catneuron-bench.lock python benchmarks/ingest.py --out benchmarks/results/ingest.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from pipeline.decode import DecodeConfig, _resize  # noqa: E402
+from pipeline.demo_corpus import write_demo_videos  # noqa: E402
+from pipeline.ingest import IngestConfig, run_ingest  # noqa: E402
+from pipeline.work import ShardConfig  # noqa: E402
+
+
+def bare_loop(paths: list[Path], size: int) -> tuple[int, float]:
+    """Frames and seconds of a plain cv2 loop: read, centre crop, BGR->grey, box_linear."""
+    n = 0
+    t0 = time.perf_counter()
+    for p in paths:
+        cap = cv2.VideoCapture(str(p), cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, 1])
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            h, w = frame.shape[:2]
+            s = min(h, w)
+            frame = frame[(h - s) // 2 : (h - s) // 2 + s, (w - s) // 2 : (w - s) // 2 + s]
+            g = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+            f = s // size
+            if f >= 2:
+                g = cv2.resize(g, (s // f, s // f), interpolation=cv2.INTER_AREA)
+            if g.shape[0] != size:
+                g = cv2.resize(g, (size, size), interpolation=cv2.INTER_LINEAR)
+            n += 1
+        cap.release()
+    return n, time.perf_counter() - t0
+
+
+def resize_costs(path: Path, size: int, n: int = 100) -> dict[str, dict[str, float]]:
+    """ms per frame of each resize filter, and mean abs error vs float32 INTER_AREA."""
+    cap = cv2.VideoCapture(str(path))
+    squares = []
+    while len(squares) < n:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        g = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+        h, w = g.shape
+        s = min(h, w)
+        squares.append(np.ascontiguousarray(g[:, (w - s) // 2 : (w - s) // 2 + s]))
+    cap.release()
+    exact = [cv2.resize(q.astype(np.float32), (size, size), interpolation=cv2.INTER_AREA)
+             for q in squares]
+    out = {}
+    for name in ("area", "box_linear", "linear", "nearest"):
+        t0 = time.perf_counter()
+        for _ in range(3):
+            res = [_resize(q, size, name) for q in squares]
+        ms = (time.perf_counter() - t0) / (3 * len(squares)) * 1e3
+        err = float(np.mean([np.abs(r.astype(np.float32) - e).mean()
+                             for r, e in zip(res, exact, strict=True)]))
+        out[name] = {"ms_per_frame": round(ms, 4), "mae_vs_exact_area": round(err, 3)}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--videos", type=int, default=4)
+    ap.add_argument("--frames", type=int, default=200, help="frames per video")
+    ap.add_argument("--height", type=int, default=576, help="video height (width = 4/3 height)")
+    ap.add_argument("--size", type=int, default=200, help="output side (Le et al.: 200)")
+    ap.add_argument("--repeats", type=int, default=2, help="best of this many runs per config")
+    ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "catneuron-bench")
+    ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "ingest.json")
+    args = ap.parse_args(argv)
+
+    import ray
+
+    cv2.setNumThreads(1)  # like a decode actor
+    t0 = time.perf_counter()
+    videos = write_demo_videos(args.cache / "videos", seed=7, n_videos=args.videos,
+                               size=args.height, n_frames=args.frames)
+    print(f"videos ready in {time.perf_counter() - t0:.1f}s: {len(videos)} x {args.frames} "
+          f"frames, {cv2.VideoCapture(str(videos[0])).get(cv2.CAP_PROP_FRAME_WIDTH):.0f}x"
+          f"{args.height}", file=sys.stderr)
+    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    config = DecodeConfig(size=args.size, grey=True)
+    results: dict[str, dict] = {}
+    for rep in range(args.repeats):
+        n, sec = bare_loop(videos, args.size)
+        _best(results, "bare", n, sec, rep)
+        for workers in (1, 2):
+            out = args.cache / f"ds-{workers}"
+            shutil.rmtree(out, ignore_errors=True)
+            t0 = time.perf_counter()
+            report = run_ingest([str(v) for v in videos], out,
+                                IngestConfig(decode=config, shards=ShardConfig(max_rows=1024),
+                                             workers=workers), progress=False)
+            sec = time.perf_counter() - t0
+            assert not report.failed, [r.error for r in report.failed]
+            _best(results, f"ingest_{workers}", report.total_frames, sec, rep,
+                  actor_seconds=round(sum(r.seconds for r in report.results), 3))
+            shutil.rmtree(out, ignore_errors=True)
+        print(f"repeat {rep}: " + ", ".join(f"{k} {v['frames_per_s']:.0f} f/s"
+                                            for k, v in results.items()), file=sys.stderr)
+    ray.shutdown()
+    bare = results["bare"]["frames_per_s"]
+    one, two = results["ingest_1"]["frames_per_s"], results["ingest_2"]["frames_per_s"]
+    doc = {
+        "benchmark": "ingest",
+        "command": "python benchmarks/ingest.py " + " ".join(argv or sys.argv[1:]),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                    "python": platform.python_version(), "opencv": cv2.__version__,
+                    "ray": ray.__version__},
+        "videos": {"count": len(videos), "frames_each": args.frames,
+                   "height": args.height, "codec": videos[0].suffix},
+        "decode": {"size": args.size, "grey": True, "interpolation": config.interpolation,
+                   "decode_threads": config.decode_threads},
+        "results": results,
+        "ingest_1_over_bare": round(one / bare, 3),
+        "ingest_2_over_ingest_1": round(two / one, 3),
+        "goals": {"ingest_1_over_bare": 0.9, "ingest_2_over_ingest_1": 1.8},
+        "resize_cost": resize_costs(videos[0], args.size),
+        "note": "best of --repeats; wall clock includes actor start-up and Parquet writes",
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(doc, indent=1))
+    print(json.dumps(doc, indent=1))
+    return 0
+
+
+def _best(results: dict, key: str, frames: int, seconds: float, rep: int, **extra) -> None:
+    """Keep the fastest run of ``key``."""
+    fps = frames / seconds
+    if key not in results or fps > results[key]["frames_per_s"]:
+        results[key] = {"frames": frames, "seconds": round(seconds, 3),
+                        "frames_per_s": round(fps, 1), **extra}
+
+
+if __name__ == "__main__":
+    sys.exit(main())
