@@ -228,6 +228,17 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
     return data
 
 
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """``over`` merged into ``base``: nested tables merged key by key, everything else replaced."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
 def load(path: str | os.PathLike | None, overrides: Sequence[str] = ()) -> JobConfig:
     """Defaults < TOML file at ``path`` (may be None) < overrides; validated ``JobConfig``.
 
@@ -247,10 +258,7 @@ def load(path: str | os.PathLike | None, overrides: Sequence[str] = ()) -> JobCo
             data = tomllib.loads(p.read_text())
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{p}: not valid TOML: {exc}") from exc
-    if overrides and any(_split_key(o.lstrip("-").split("=", 1)[0])[:2] == ["model", "stages"]
-                         for o in overrides) and "stages" not in data.get("model", {}):
-        # an override of one stage field edits the default stages
-        data.setdefault("model", {})["stages"] = to_dict(_default_stack().stages)
+    data = _merge(to_dict(JobConfig()), data)  # file over defaults (tables merged, lists replaced)
     data = apply_overrides(data, overrides)
     return build(JobConfig, data)
 

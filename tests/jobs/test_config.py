@@ -1,0 +1,98 @@
+"""Job configs: defaults < file < command line; loud, named errors before anything starts."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from jobs.config import ConfigError, JobConfig, dumps, load
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _write(tmp_path, text):
+    path = tmp_path / "job.toml"
+    path.write_text(text)
+    return path
+
+
+def test_shipped_configs_load():
+    demo = load(ROOT / "configs/demo.toml")
+    assert demo.model.input_size == 64 and len(demo.model.stages) == 2
+    paper = load(ROOT / "configs/le2012.toml")
+    assert paper.model.input_size == 200 and len(paper.model.stages) == 3
+    assert {(s.field, s.n_maps, s.pool) for s in paper.model.stages} == {(18, 8, 5)}
+
+
+def test_precedence_defaults_file_cli(tmp_path):
+    path = _write(tmp_path, "[train]\nsteps = 7\nn_workers = 3\n[update]\nlearning_rate = 0.5\n")
+    cfg = load(path, ["--train.n_workers=4", "update.method=\"adagrad\""])
+    assert cfg.train.steps == 7  # file over default
+    assert cfg.train.n_workers == 4  # command line over file
+    assert cfg.update.learning_rate == 0.5 and cfg.update.method == "adagrad"
+    assert cfg.train.n_ps_shards == JobConfig().train.n_ps_shards  # default kept
+    staged = load(path, ["--model.stages[1].n_maps=3", "model.stages.0.stride=1"])
+    assert staged.model.stages[1].n_maps == 3 and staged.model.stages[0].stride == 1
+
+
+def test_resolved_config_round_trips(tmp_path):
+    cfg = load(ROOT / "configs/demo.toml", ["train.steps=5", "model.stages[0].sparsity_cost=0.2"])
+    again = load(_write(tmp_path, dumps(cfg)))
+    assert again == cfg
+
+
+@pytest.mark.parametrize("text, overrides, field", [
+    ("[train]\nn_wrokers = 2\n", [], "train.n_wrokers"),
+    ("[trian]\nsteps = 2\n", [], "trian"),
+    ("[train]\nn_workers = \"two\"\n", [], "train.n_workers"),
+    ("[train]\nmode = \"downpour\"\n", [], "train.mode"),
+    ("[update]\nlearning_rate = true\n", [], "update.learning_rate"),
+    ("", ["model.stages[0].field=80"], "stages[0].field=80 > input 64"),
+    ("", ["model.stages[0].fields=8"], "model.stages[0].fields"),
+    ("", ["train.n_workers=0"], "n_workers=0"),
+    ("", ["sim.kill_worker=5"], "sim.kill_worker=5"),
+    ("", ["train.steps"], "train.steps"),
+])
+def test_bad_config_names_the_field(tmp_path, text, overrides, field):
+    with pytest.raises(ConfigError) as info:
+        load(_write(tmp_path, text), overrides)
+    assert field in str(info.value)
+
+
+def test_missing_file_says_where_to_look(tmp_path):
+    with pytest.raises(FileNotFoundError, match="configs/demo.toml"):
+        load(tmp_path / "nope.toml")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--train.n_wrokers=2"], "train.n_wrokers"),
+    (["--model.stages[0].field=80"], "stages[0].field=80 > input 64"),
+    (["--workers", "x"], "invalid int value"),
+])
+def test_train_cli_fails_before_ray_starts(tmp_path, args, message):
+    """Exit status 2 with the field named, and no Ray instance ever started."""
+    result = subprocess.run(
+        [sys.executable, "-m", "jobs.train", "--config", str(ROOT / "configs/demo.toml"),
+         "--run-dir", str(tmp_path / "run"), *args],
+        capture_output=True, text=True, cwd=ROOT, timeout=120, check=False)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert "Started a local Ray instance" not in result.stdout + result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_cli_checks_the_dataset_against_the_model(tmp_path):
+    sys.path.insert(0, str(ROOT))
+    from tests.cluster.data import make_dataset
+
+    data = make_dataset(tmp_path / "data", n_videos=2, frames_per_video=20, size=16, shard_rows=10)
+    from jobs.train import main
+
+    assert main(["--config", str(ROOT / "configs/demo.toml"), f'--data.path="{data}"',
+                 "--run-dir", str(tmp_path / "run")]) == 2
+    assert not (tmp_path / "run").exists()
+    assert main(["--config", str(ROOT / "configs/demo.toml"), f'--data.path="{tmp_path}/none"',
+                 "--run-dir", str(tmp_path / "run")]) == 2
