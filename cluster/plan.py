@@ -1,0 +1,140 @@
+"""Sizing a job on paper: parameters, memory per shard, FLOPs and bytes per step, epoch time.
+
+For each stage of the stack (a locally connected RBM with ``P`` positions, ``K`` maps per
+position and ``D = C*r*r`` inputs per field; Le et al. 2012's 200x200x3 input, 18x18 fields,
+8 maps and 3 stages give about 1.2e9 parameters):
+
+- parameters: ``W`` = P*K*D, ``c`` = P*K, ``b`` = C*H*W;
+- CD-k FLOPs per frame: every pass through the weights (up: P(h|v), down: E[v|h]) costs 2*P*K*D
+  multiply-adds; CD-k makes ``1 + 2k`` passes plus two for the gradient's outer products
+  (positive and negative statistics), so ``(3 + 2k) * 2*P*K*D``;
+- bytes per worker step: the update pushed every ``n_push`` steps and the parameters fetched
+  every ``n_fetch`` steps, float32;
+- time per step: the largest of a replica's compute (measured per-core GFLOP/s x cores), its
+  network transfer, and the parameter servers' share of everyone's transfers (all at
+  ``bandwidth_gbps`` per node), assuming compute and communication overlap (Downpour);
+- time per epoch: ``frames / (n_workers * batch_size / step_time)``.
+
+Nodes are split into ``n_ps_shards`` parameter-server nodes and one model replica per remaining
+node (Le et al. also split each replica over machines by model parallelism; a replica whose
+parameters exceed a node's memory is flagged).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+
+from cluster.sharding import ShardLayout
+from models.local import positions
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    """Sizes of one stage (see the module docstring for the formulas)."""
+
+    stage: int
+    input_shape: tuple[int, int, int]
+    n_positions: int
+    n_maps: int
+    fan_in: int
+    n_params: int
+    flops_per_frame: float
+    largest_shard_params: int
+
+
+def stage_plans(model: Any, n_ps_shards: int, k_override: int | None = None) -> list[StagePlan]:
+    """Per-stage sizes for a ``StackConfig`` split over ``n_ps_shards`` shards."""
+    out = []
+    for i, (st, (c, h, w)) in enumerate(zip(model.stages, model.input_shapes(), strict=True)):
+        side = positions(h, st.field, st.stride)
+        p, kk, d = side * side, st.n_maps, c * st.field * st.field
+        shapes = {"W": (p, kk, d), "c": (p, kk), "b": (c, h, w)}
+        n = p * kk * d + p * kk + c * h * w
+        k = k_override or st.k
+        layout = ShardLayout.plan(shapes, min(n_ps_shards, p + 1))
+        largest = max(layout.numel(j) for j in range(layout.n_shards))
+        out.append(StagePlan(i, (c, h, w), p, kk, d, n, float((3 + 2 * k) * 2 * p * kk * d),
+                             largest))
+    return out
+
+
+def measure_gflops_per_core(seconds: float = 1.0) -> float:
+    """Achieved GFLOP/s of one torch thread on a CD-1 step of a local RBM at the demo's first
+    stage (64x64 input, 10x10 fields, stride 2, 8 maps, batch 64)."""
+    from models.local import LocalRBM
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        g = torch.Generator().manual_seed(0)
+        rbm = LocalRBM((1, 64, 64), 10, 2, 8, visible="gaussian", generator=g, device="cpu")
+        v = torch.randn(64, 1, 64, 64, generator=g)
+        rbm.compute_update(v, generator=g)
+        n, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            rbm.compute_update(v, generator=g)
+            n += 1
+        dt = time.perf_counter() - t0
+    finally:
+        torch.set_num_threads(threads)
+    flops = 64 * 5 * 2 * 28 * 28 * 8 * 100  # batch * (3 + 2k) * 2PKD, k = 1
+    return n * flops / dt / 1e9
+
+
+def plan(config: Any, *, nodes: int, cores_per_node: int = 16, frames: int = 10_000_000,
+         gflops_per_core: float | None = None, bandwidth_gbps: float = 10.0,
+         node_memory_gb: float = 64.0) -> dict:
+    """The whole sizing as a JSON-able dict (see the module docstring).
+
+    ``gflops_per_core`` None measures it here (one torch thread, CD-1 at the demo geometry).
+    """
+    tc = config.train
+    measured = gflops_per_core is None
+    if measured:
+        gflops_per_core = measure_gflops_per_core()
+    n_ps = min(tc.n_ps_shards, max(nodes - 1, 1))
+    n_workers = max(nodes - n_ps, 1)
+    batch = config.data.batch_size
+    opt_state = 1  # one state tensor per parameter: momentum velocity or Adagrad accumulator
+    bw = bandwidth_gbps * 1e9 / 8  # bytes/s per node
+    stages = []
+    for sp in stage_plans(config.model, n_ps):
+        param_bytes = 4 * sp.n_params
+        flops_step = batch * sp.flops_per_frame
+        compute_s = flops_step / (gflops_per_core * 1e9 * cores_per_node)
+        bytes_step = param_bytes * (1 / tc.n_push + 1 / tc.n_fetch)  # per worker per step
+        worker_net_s = bytes_step / bw
+        ps_net_s = n_workers * bytes_step / (n_ps * bw)  # every worker talks to every shard
+        step_s = max(compute_s, worker_net_s, ps_net_s)
+        frames_per_s = n_workers * batch / step_s
+        activations = 4 * batch * (sp.n_positions * sp.n_maps * 4 + 3 * sp.fan_in * sp.n_positions)
+        stages.append({
+            **asdict(sp),
+            "param_bytes": param_bytes,
+            "shard_memory_bytes": 4 * sp.largest_shard_params * (1 + opt_state),
+            "replica_memory_bytes": param_bytes * 2 + activations,  # params, update, activations
+            "replica_fits_node": param_bytes * 2 + activations <= node_memory_gb * 1e9,
+            "flops_per_step_per_worker": flops_step,
+            "bytes_per_step_per_worker": bytes_step,
+            "compute_s_per_step": compute_s,
+            "worker_network_s_per_step": worker_net_s,
+            "ps_network_s_per_step": ps_net_s,
+            "bound": ("compute" if step_s == compute_s else
+                      "worker network" if step_s == worker_net_s else "parameter-server network"),
+            "step_s": step_s,
+            "frames_per_s": frames_per_s,
+            "epoch_s": frames / frames_per_s,
+        })
+    return {
+        "nodes": nodes, "cores_per_node": cores_per_node, "n_ps_shards": n_ps,
+        "n_workers": n_workers, "batch_size": batch, "frames_per_epoch": frames,
+        "gflops_per_core": gflops_per_core, "gflops_per_core_measured": measured,
+        "bandwidth_gbps": bandwidth_gbps, "n_push": tc.n_push, "n_fetch": tc.n_fetch,
+        "total_params": sum(s["n_params"] for s in stages),
+        "epoch_s_all_stages": sum(s["epoch_s"] for s in stages),
+        "stages": stages,
+    }

@@ -1,0 +1,96 @@
+"""``catneuron plan``: size a config on N nodes (parameters, memory per shard, FLOPs and bytes per
+step, estimated epoch time from this machine's measured per-core throughput).
+
+Examples::
+
+    catneuron plan --config configs/le2012.toml --nodes 1000
+    catneuron plan --config configs/demo.toml --nodes 2 --cores-per-node 1 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _si(x: float, unit: str = "") -> str:
+    """1.2e9 -> '1.20 G'."""
+    for factor, prefix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= factor:
+            return f"{x / factor:.2f} {prefix}{unit}"
+    return f"{x:.3g} {unit}"
+
+
+def _duration(s: float) -> str:
+    """Seconds as a readable duration."""
+    if s >= 86400:
+        return f"{s / 86400:.1f} d"
+    if s >= 3600:
+        return f"{s / 3600:.1f} h"
+    if s >= 60:
+        return f"{s / 60:.1f} min"
+    return f"{s:.2f} s"
+
+
+def render(p: dict) -> str:
+    """The plan as a human-readable table."""
+    src = "measured here, 1 thread" if p["gflops_per_core_measured"] else "given"
+    lines = [
+        f"{p['nodes']} nodes x {p['cores_per_node']} cores: {p['n_workers']} worker replicas, "
+        f"{p['n_ps_shards']} parameter-server shards; batch {p['batch_size']}, push every "
+        f"{p['n_push']}, fetch every {p['n_fetch']} steps",
+        f"per-core CD throughput {p['gflops_per_core']:.2f} GFLOP/s ({src}); network "
+        f"{p['bandwidth_gbps']:g} Gbit/s per node; epoch = {p['frames_per_epoch']:,} frames",
+        "",
+        f"{'stage':>5} {'input':>12} {'params':>10} {'shard mem':>10} {'replica mem':>11} "
+        f"{'FLOP/step':>10} {'bytes/step':>10} {'step':>9} {'bound':>14} {'epoch':>9}",
+    ]
+    for s in p["stages"]:
+        c, h, w = s["input_shape"]
+        lines.append(
+            f"{s['stage']:>5} {f'{c}x{h}x{w}':>12} {_si(s['n_params']):>10} "
+            f"{_si(s['shard_memory_bytes'], 'B'):>10} {_si(s['replica_memory_bytes'], 'B'):>11} "
+            f"{_si(s['flops_per_step_per_worker']):>10} "
+            f"{_si(s['bytes_per_step_per_worker'], 'B'):>10} {_duration(s['step_s']):>9} "
+            f"{s['bound'][:14]:>14} {_duration(s['epoch_s']):>9}")
+    lines += ["", f"total parameters {p['total_params']:,} ({_si(p['total_params'])}); one epoch "
+              f"of every stage {_duration(p['epoch_s_all_stages'])}"]
+    if not all(s["replica_fits_node"] for s in p["stages"]):
+        lines.append("note: a replica does not fit one node's memory: split it over nodes "
+                     "(model parallelism, as Le et al. did)")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the plan (a table, or JSON with --json); 2 on a bad config."""
+    from jobs.config import ConfigError, load
+
+    p = argparse.ArgumentParser(prog="catneuron plan", description=__doc__.split("\n\n")[0])
+    p.add_argument("--config", required=True, help="TOML job config")
+    p.add_argument("--nodes", type=int, required=True, help="cluster size")
+    p.add_argument("--cores-per-node", type=int, default=16, help="(Le et al.: 16)")
+    p.add_argument("--frames", type=int, default=10_000_000, help="frames per epoch (Le et al.: 10M)")
+    p.add_argument("--gflops-per-core", type=float, help="skip the measurement, use this figure")
+    p.add_argument("--bandwidth-gbps", type=float, default=10.0, help="network per node")
+    p.add_argument("--node-memory-gb", type=float, default=64.0)
+    p.add_argument("--json", action="store_true", help="JSON instead of a table")
+    args, rest = p.parse_known_args(argv)
+    if args.nodes < 1:
+        p.error("--nodes must be >= 1")
+    try:
+        config = load(args.config, rest)
+    except (ConfigError, FileNotFoundError) as exc:
+        print(f"catneuron plan: {exc}", file=sys.stderr)
+        return 2
+    from cluster.plan import plan
+
+    result = plan(config, nodes=args.nodes, cores_per_node=args.cores_per_node,
+                  frames=args.frames, gflops_per_core=args.gflops_per_core,
+                  bandwidth_gbps=args.bandwidth_gbps, node_memory_gb=args.node_memory_gb)
+    print(json.dumps(result, indent=1) if args.json else render(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
