@@ -34,9 +34,15 @@ def test_paper_geometry_is_about_a_billion_parameters_on_1000_nodes():
     assert s0["n_params"] == 183 * 183 * 8 * 972 + 183 * 183 * 8 + 3 * 200 * 200
     assert s0["flops_per_step_per_worker"] == pytest.approx(100 * 10 * 183 * 183 * 8 * 972)
     assert s0["bytes_per_step_per_worker"] == 2 * 4 * s0["n_params"]
-    # doubling the per-core speed halves a compute-bound step
-    fast = plan(cfg, nodes=1000, gflops_per_core=20.0)["stages"][0]
-    assert s0["bound"] == "compute" and fast["step_s"] == pytest.approx(s0["step_s"] / 2)
+    # at 10 GFLOP/s per core the shards' network is the bound: 744 replicas push and fetch
+    # 2 x 1 GB per step through 256 shards' 10 Gbit/s links
+    assert s0["bound"] == "parameter-server network"
+    assert s0["step_s"] == pytest.approx(744 * 8 * s0["n_params"] / (256 * 1.25e9))
+    # slower cores: compute-bound, and doubling the per-core speed halves the step
+    slow = plan(cfg, nodes=1000, gflops_per_core=1.0)["stages"][0]
+    fast = plan(cfg, nodes=1000, gflops_per_core=2.0)["stages"][0]
+    assert slow["bound"] == fast["bound"] == "compute"
+    assert fast["step_s"] == pytest.approx(slow["step_s"] / 2)
 
 
 def test_plan_cli_json(capsys):
