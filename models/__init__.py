@@ -1,7 +1,16 @@
 """The math of catneuron in pure torch: contrast normalisation, pooling, RBMs, stacks,
 likelihoods."""
 
+from models.estimator import BernoulliRBMEstimator
 from models.layers import l2_pool, local_contrast_normalize
+from models.likelihood import (
+    ais_betas,
+    free_energy_gap,
+    log_likelihood,
+    log_partition_ais,
+    log_partition_exact,
+    pseudo_log_likelihood,
+)
 from models.local import LocalRBM
 from models.optim import ParameterUpdater, UpdateConfig
 from models.rbm import BernoulliRBM, GaussianBernoulliRBM, RBMConfig
@@ -9,6 +18,7 @@ from models.stack import RBMStack, StackConfig, StageConfig
 
 __all__ = [
     "BernoulliRBM",
+    "BernoulliRBMEstimator",
     "GaussianBernoulliRBM",
     "LocalRBM",
     "ParameterUpdater",
@@ -17,6 +27,12 @@ __all__ = [
     "StackConfig",
     "StageConfig",
     "UpdateConfig",
+    "ais_betas",
+    "free_energy_gap",
+    "log_likelihood",
+    "log_partition_ais",
+    "log_partition_exact",
+    "pseudo_log_likelihood",
     "l2_pool",
     "local_contrast_normalize",
 ]
