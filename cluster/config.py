@@ -1,7 +1,7 @@
 """Configs of the distributed trainer: data feed, parameter-server schedule, local simulation.
 
-These are sections ``[data]``, ``[train]`` and ``[sim]`` of a job config (``jobs/config.py`` composes
-them with the models package's ``StackConfig`` and ``UpdateConfig``).
+These are sections ``[data]``, ``[train]`` and ``[sim]`` of a job config (``jobs/config.py``
+composes them with the models package's ``StackConfig`` and ``UpdateConfig``).
 """
 
 from __future__ import annotations

@@ -59,10 +59,12 @@ class ShardLayout:
         split = [k for k in shapes if k in split_names]
         whole = [k for k in shapes if k not in split_names]
         if not split:
-            raise ValueError(f"no parameter named {tuple(split_names)} to shard in {sorted(shapes)}")
+            raise ValueError(
+                f"no parameter named {tuple(split_names)} to shard in {sorted(shapes)}")
         rows = {shapes[k][0] for k in split}
         if len(rows) != 1:
-            raise ValueError(f"split parameters disagree on dim 0: {[(k, shapes[k]) for k in split]}")
+            raise ValueError(
+                f"split parameters disagree on dim 0: {[(k, shapes[k]) for k in split]}")
         n_rows = rows.pop()
         n_pos_shards = n_shards - 1 if (whole and n_shards >= 2) else n_shards
         if n_pos_shards > n_rows:
@@ -165,7 +167,9 @@ def _as_tensor(x: np.ndarray | torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(x)
 
 
-def combine_updates(updates: Sequence[Mapping[str, np.ndarray | torch.Tensor]]) -> dict[str, torch.Tensor]:
+def combine_updates(
+    updates: Sequence[Mapping[str, np.ndarray | torch.Tensor]],
+) -> dict[str, torch.Tensor]:
     """Mean of the workers' updates, summed in list order then divided (fixed order, so a
     synchronous run is reproducible and equals the single-process reference bit for bit)."""
     if not updates:

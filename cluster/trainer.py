@@ -211,9 +211,10 @@ class Trainer:
                 n_fetch=tc.n_fetch, n_push=tc.n_push, max_in_flight=tc.max_in_flight,
                 log_interval=tc.log_interval, slow_delay_s=slow, device=tc.device, step=start))
         ray.get([w.ping.remote() for w in workers] + [s.info.remote() for s in shards])
+        sizes = [layout.numel(j) for j in range(tc.n_ps_shards)]
         self.log.event(f"stage {stage}: {tc.n_workers} workers ({cpus} CPU each), "
-                       f"{tc.n_ps_shards} shards ({[layout.numel(j) for j in range(tc.n_ps_shards)]}"
-                       f" params each), mode {tc.mode}, steps {start}..{tc.steps}")
+                       f"{tc.n_ps_shards} shards ({sizes} params each), mode {tc.mode}, "
+                       f"steps {start}..{tc.steps}")
         ctx = _StageContext(stage, stage_dir, layout, shards, workers, meta)
         if meta is None:
             self._checkpoint(ctx, 0, positions=[(0, 0)] * tc.n_workers, seqs=[0] * tc.n_workers,

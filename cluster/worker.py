@@ -185,8 +185,8 @@ class Worker:
         out = {"recon_error": float(self.rbm.reconstruction_error(v))}
         if self.holdout_v is not None:
             n = min(len(self.holdout_v), len(v))
-            gap = self.rbm.free_energy(self.holdout_v[:n]).mean() - self.rbm.free_energy(v[:n]).mean()
-            out["fe_gap"] = float(gap)
+            held = self.rbm.free_energy(self.holdout_v[:n]).mean()
+            out["fe_gap"] = float(held - self.rbm.free_energy(v[:n]).mean())
         return out
 
     def _compute(self, step: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:

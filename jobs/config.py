@@ -14,7 +14,6 @@ the code they configure (``cluster/``).
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import sys
@@ -53,7 +52,8 @@ class JobConfig:
     def __post_init__(self) -> None:
         n_stages = len(self.model.stages)
         if self.train.stages > n_stages:
-            raise ValueError(f"train.stages={self.train.stages} > the {n_stages} stage(s) in model.stages")
+            raise ValueError(
+                f"train.stages={self.train.stages} > the {n_stages} stage(s) in model.stages")
         for name in ("kill_worker", "slow_worker"):
             if getattr(self.sim, name) >= self.train.n_workers:
                 raise ValueError(f"sim.{name}={getattr(self.sim, name)} >= train.n_workers="
@@ -80,7 +80,7 @@ def _default_stack() -> StackConfig:
 
 
 def _check_value(tp: Any, value: Any, path: str) -> Any:
-    """Convert ``value`` (from TOML/CLI) to annotation ``tp``, or raise ConfigError naming ``path``."""
+    """``value`` (from TOML/CLI) as annotation ``tp``, or ConfigError naming ``path``."""
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if tp is Any:
@@ -111,7 +111,8 @@ def _check_value(tp: Any, value: Any, path: str) -> Any:
         if origin is tuple and args and args[-1] is not Ellipsis:
             if len(args) != len(value):
                 raise ConfigError(f"{path}: expected {len(args)} items, got {len(value)}")
-            items = [_check_value(a, v, f"{path}[{i}]") for i, (a, v) in enumerate(zip(args, value))]
+            items = [_check_value(a, v, f"{path}[{i}]")
+                     for i, (a, v) in enumerate(zip(args, value, strict=True))]
         else:
             item_tp = args[0] if args else Any
             items = [_check_value(item_tp, v, f"{path}[{i}]") for i, v in enumerate(value)]
@@ -208,7 +209,8 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
         key, raw = text.split("=", 1)
         parts = _split_key(key.strip())
         if len(parts) < 2:
-            raise ConfigError(f"override {item!r}: name a section and a key, e.g. --train.steps=100")
+            raise ConfigError(
+                f"override {item!r}: name a section and a key, e.g. --train.steps=100")
         node: Any = data
         for i, part in enumerate(parts[:-1]):
             nxt = parts[i + 1]

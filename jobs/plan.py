@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", required=True, help="TOML job config")
     p.add_argument("--nodes", type=int, required=True, help="cluster size")
     p.add_argument("--cores-per-node", type=int, default=16, help="(Le et al.: 16)")
-    p.add_argument("--frames", type=int, default=10_000_000, help="frames per epoch (Le et al.: 10M)")
+    p.add_argument("--frames", type=int, default=10_000_000,
+                   help="frames per epoch (Le et al.: 10M)")
     p.add_argument("--gflops-per-core", type=float, help="skip the measurement, use this figure")
     p.add_argument("--bandwidth-gbps", type=float, default=10.0, help="network per node")
     p.add_argument("--node-memory-gb", type=float, default=64.0)

@@ -1,0 +1,122 @@
+"""Parameter-server throughput: single process vs Downpour workers on Ray, same model and data.
+
+Measures, at the demo config's first-stage model and batch size (64x64 grey, 10x10 fields,
+stride 2, 8 maps, batch 64; one torch thread everywhere):
+
+- ``single``: frames/s of the plain loop ``apply_update(compute_update(stage_input(batch)))``;
+- ``ps_1``, ``ps_2``: frames/s of 1 and 2 async workers (Ray actors) against 2 parameter-server
+  shards, fetch and push every step, wall clock over all workers after a warm-up chunk;
+- overhead = 1 - ps_1 / single (goal <= 10%), scaling = ps_2 / ps_1 (goal >= 1.8);
+- bytes moved per update: the update pushed plus the parameters fetched (float32).
+
+Usage (needs a dataset, e.g. ``catneuron ingest --demo --out runs/demo/data``)::
+
+    flock /tmp/catneuron-bench.lock python benchmarks/ps.py --data runs/demo/data --out ps.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def ps_throughput(config, n_workers: int, steps: int, warmup: int) -> dict:
+    """Frames/s of ``n_workers`` Downpour workers against ``config.train.n_ps_shards`` shards."""
+    import ray
+    import torch
+
+    from cluster.ps import shard_actor_class
+    from cluster.sharding import ShardLayout, to_numpy
+    from cluster.worker import worker_actor_class
+    from models.stack import RBMStack
+
+    tc = config.train
+    stack = RBMStack(config.model, update=config.update,
+                     generator=torch.Generator().manual_seed(0), device="cpu")
+    rbm = stack.rbms[0]
+    layout = ShardLayout.plan({k: v.shape for k, v in rbm.params.items()}, tc.n_ps_shards)
+    full = to_numpy(rbm.params)
+    shards = [shard_actor_class().remote(j, layout.to_dict(), rbm.update_config,
+                                         tuple(rbm.decay_names), layout.split(full, j))
+              for j in range(tc.n_ps_shards)]
+    workers = [worker_actor_class().options(num_cpus=0.45).remote(
+        k, n_workers, data=config.data, model=config.model, update=config.update, stage=0,
+        layout=layout.to_dict(), shards=shards, seed=0, n_fetch=tc.n_fetch, n_push=tc.n_push,
+        max_in_flight=tc.max_in_flight, log_interval=10**9) for k in range(n_workers)]
+    ray.get([w.ping.remote() for w in workers])
+    warm = ray.get([w.run.remote(warmup, (0, 0), 0, 0) for w in workers])
+    t0 = time.perf_counter()
+    results = ray.get([w.run.remote(steps, tuple(m["position"]), m["seq_end"], warmup)
+                       for w, m in zip(workers, warm, strict=True)])
+    wall = time.perf_counter() - t0
+    frames = sum(r["frames"] for r in results)
+    infos = ray.get([s.info.remote() for s in shards])
+    for a in workers + shards:
+        ray.kill(a)
+    param_bytes = 4 * sum(v.size for v in full.values())
+    return {"workers": n_workers, "frames": frames, "seconds": wall,
+            "frames_per_s": frames / wall,
+            "per_worker_frames_per_s": [r["frames_per_s"] for r in results],
+            "staleness_mean": [r["staleness_mean"] for r in results],
+            "updates_applied": [i["n_applied"] for i in infos],
+            "bytes_per_update": param_bytes * (1 + tc.n_push / tc.n_fetch),
+            "param_bytes": param_bytes}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--config", default=str(ROOT / "configs/demo.toml"))
+    p.add_argument("--data", default="runs/demo/data", help="dataset folder (catneuron ingest)")
+    p.add_argument("--steps", type=int, default=60, help="timed steps per worker")
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--n-push", type=int, default=1)
+    p.add_argument("--n-fetch", type=int, default=1)
+    p.add_argument("--out", help="write the JSON here as well as to stdout")
+    args = p.parse_args(argv)
+
+    import ray
+    import torch
+
+    from cluster.local import single_process_throughput
+    from jobs.config import load
+
+    config = load(args.config, [f'data.path="{args.data}"', "data.holdout_frames=0",
+                                f"train.n_push={args.n_push}", f"train.n_fetch={args.n_fetch}"])
+    single = single_process_throughput(config, args.steps, warmup=args.warmup)
+    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    try:
+        ps1 = ps_throughput(config, 1, args.steps, args.warmup)
+        ps2 = ps_throughput(config, 2, args.steps, args.warmup)
+    finally:
+        ray.shutdown()
+    result = {
+        "benchmark": "ps",
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                    "torch": torch.__version__, "ray": ray.__version__},
+        "model": "demo stage 0: 64x64x1 input, 10x10 fields, stride 2, 8 maps (LocalRBM, CD-1)",
+        "batch_size": config.data.batch_size, "n_ps_shards": config.train.n_ps_shards,
+        "n_push": args.n_push, "n_fetch": args.n_fetch,
+        "single_process": single, "ps_1_worker": ps1, "ps_2_workers": ps2,
+        "overhead_vs_single": 1 - ps1["frames_per_s"] / single["frames_per_s"],
+        "scaling_2_vs_1": ps2["frames_per_s"] / ps1["frames_per_s"],
+        "bytes_per_update": ps1["bytes_per_update"],
+        "goals": {"overhead_vs_single": "<= 0.10", "scaling_2_vs_1": ">= 1.8"},
+        "note": "provisional: measured on a shared 2-core machine",
+    }
+    text = json.dumps(result, indent=1)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
