@@ -57,16 +57,21 @@ def _assert_same(a, b, atol=1e-6):
 @pytest.fixture(scope="module")
 def sync_run(ray_cluster, dataset, tmp_path_factory):
     run = tmp_path_factory.mktemp("sync")
-    cfg = _config(dataset, run)
+    cfg = _config(dataset, run, "train.stages=2")  # greedy: stage 1 on stage-0 features
     summary = _train(cfg)
     return cfg, run, summary
 
 
 def test_sync_equals_single_process(sync_run):
+    """Both stages: stage 1 trained on stage-0 features that the workers computed."""
     cfg, run, summary = sync_run
-    reference = sync_reference(cfg, stage=0).rbms[0].params
+    stack = sync_reference(cfg, stage=0)
+    reference = {k: v.clone() for k, v in stack.rbms[0].params.items()}
     params = _stage_params(run)
     _assert_same(params, reference)
+    sync_reference(cfg, stage=1, stack=stack)
+    _assert_same(_stage_params(run, 1), stack.rbms[1].params)
+    assert len(summary["stages"]) == 2
     # the model did change (the comparison is not between two untouched initialisations)
     init = sync_reference(cfg, stage=0, steps=0).rbms[0].params
     assert (params["W"] - init["W"]).abs().max() > 1e-4
