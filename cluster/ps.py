@@ -89,6 +89,7 @@ class ParameterShard:
         version = self.n_applied
         self.updater.step(self.params, {k: _as_tensor(v) for k, v in update.items()})
         self.n_applied += 1
+        self._check_finite()
         return version
 
     def apply_sync(self, step: int, *updates: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -107,7 +108,20 @@ class ParameterShard:
         self.last_seq[-1] = step
         self.updater.step(self.params, combine_updates(updates))
         self.n_applied += 1
+        self._check_finite()
         return to_numpy(self.params)
+
+    def _check_finite(self, every: int = 50) -> None:
+        """Raise FloatingPointError (naming the fix) if the slices became NaN/inf; checked
+        every ``every`` updates (one reduction)."""
+        if self.n_applied % every:
+            return
+        if all(bool(torch.isfinite(p).all()) for p in self.params.values()):
+            return
+        lr = self.updater.config.learning_rate
+        raise FloatingPointError(
+            f"parameter-server shard {self.index} diverged after {self.n_applied} updates: lower "
+            f"update.learning_rate (now {lr}, try {lr / 10:g}) or the momentum")
 
     def params_now(self) -> dict[str, np.ndarray]:
         """Current slices only (sync mode's first fetch)."""

@@ -26,7 +26,7 @@ Run folder layout::
     RUN/metrics.jsonl          metrics, one record per line   RUN/tensorboard/  event files
     RUN/events.log             faults, restarts, restores, checkpoints
     RUN/checkpoints/stage{k}/step{t:08d}/{meta.pt, shard{j}.pt}   RUN/checkpoints/stage{k}/LATEST
-    RUN/model.pt               {"config": toml, "stages_trained": n, "state": stack.state_dict()}
+    RUN/model.pt               RBMStack.save format + {"stages_trained": n, "job_config": toml}
 """
 
 from __future__ import annotations
@@ -151,8 +151,10 @@ class Trainer:
             for stage in range(first, cfg.n_stages):
                 stats = self._train_stage(stage, stack, holdout_ref)
                 summary["stages"].append(stats)
-                torch.save({"config": self.config_text, "stages_trained": stage + 1,
-                            "state": stack.state_dict()}, f"{model_path}.tmp")
+                # RBMStack.save's format (RBMStack.load(path) reads it) plus the job's own fields
+                torch.save({"config": stack.config.to_dict(), "state": stack.state_dict(),
+                            "stages_trained": stage + 1, "job_config": self.config_text},
+                           f"{model_path}.tmp")
                 os.replace(f"{model_path}.tmp", model_path)
                 self.log.event(f"stage {stage} done: {stats}")
             summary["model"] = str(model_path)

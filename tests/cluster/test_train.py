@@ -16,6 +16,7 @@ from cluster.local import sync_reference
 from cluster.metrics import read_metrics
 from cluster.trainer import Trainer
 from jobs.config import dumps, load
+from models.stack import RBMStack
 from tests.cluster.data import make_dataset
 
 STEPS = 16
@@ -72,6 +73,8 @@ def test_sync_equals_single_process(sync_run):
     sync_reference(cfg, stage=1, stack=stack)
     _assert_same(_stage_params(run, 1), stack.rbms[1].params)
     assert len(summary["stages"]) == 2
+    loaded = RBMStack.load(run / "model.pt", device="cpu")  # the models package reads it back
+    _assert_same(loaded.rbms[1].params, stack.rbms[1].params)
     # the model did change (the comparison is not between two untouched initialisations)
     init = sync_reference(cfg, stage=0, steps=0).rbms[0].params
     assert (params["W"] - init["W"]).abs().max() > 1e-4
