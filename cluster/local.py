@@ -35,21 +35,27 @@ def _batches(config: Any, shards: list[str], seed: int) -> Iterator:
 
 
 def sync_reference(config: Any, stage: int = 0, steps: int | None = None,
-                   stack: RBMStack | None = None) -> RBMStack:
+                   stack: RBMStack | None = None, device: str = "cpu") -> RBMStack:
     """Train ``stage`` of a stack for ``steps`` synchronous steps in one process.
 
     ``stack`` (earlier stages trained) defaults to a fresh stack seeded like the Ray trainer's.
-    Returns the stack with the stage trained.
+    ``device`` is where the replicas compute (random streams differ between CPU and CUDA
+    generators, so compare runs on the same device). Returns the stack with the stage trained.
     """
     tc = config.train
     steps = tc.steps if steps is None else steps
     if stack is None:
+        # initialised on CPU like the trainer's driver stack (a CUDA init draws other numbers)
         stack = RBMStack(config.model, update=config.update,
                          generator=torch.Generator().manual_seed(tc.seed), device="cpu")
+        if torch.device(device).type != "cpu":
+            moved = RBMStack(config.model, update=config.update, device=device)
+            moved.load_state_dict(stack.state_dict())
+            stack = moved
     master = stack.rbms[stage]
     replicas = []
     for _ in range(tc.n_workers):  # each replica has its own q / chain, like a Ray worker
-        r = RBMStack(config.model, update=config.update, device="cpu").rbms[stage]
+        r = RBMStack(config.model, update=config.update, device=device).rbms[stage]
         r.params = {k: v.clone() for k, v in master.params.items()}
         replicas.append(r)
     train, _ = split_holdout(config.data.path, config.data.holdout_frames)
@@ -61,7 +67,7 @@ def sync_reference(config: Any, stage: int = 0, steps: int | None = None,
             for name, p in rbm.params.items():
                 p.copy_(master.params[name])
             v = stack.stage_input(torch.from_numpy(next(stream)), stage)
-            g = torch.Generator().manual_seed(step_seed(tc.seed, stage, k, step))
+            g = torch.Generator(device=device).manual_seed(step_seed(tc.seed, stage, k, step))
             updates.append(rbm.compute_update(v, generator=g))
         master.apply_update(combine_updates(updates))
     return stack
