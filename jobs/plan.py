@@ -14,6 +14,10 @@ import json
 import sys
 
 
+_SHORT = {"compute": "compute", "worker network": "worker net",
+          "parameter-server network": "PS net"}
+
+
 def _si(x: float, unit: str = "") -> str:
     """1.2e9 -> '1.20 G'."""
     for factor, prefix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
@@ -53,7 +57,7 @@ def render(p: dict) -> str:
             f"{_si(s['shard_memory_bytes'], 'B'):>10} {_si(s['replica_memory_bytes'], 'B'):>11} "
             f"{_si(s['flops_per_step_per_worker']):>10} "
             f"{_si(s['bytes_per_step_per_worker'], 'B'):>10} {_duration(s['step_s']):>9} "
-            f"{s['bound'][:14]:>14} {_duration(s['epoch_s']):>9}")
+            f"{_SHORT[s['bound']]:>14} {_duration(s['epoch_s']):>9}")
     lines += ["", f"total parameters {p['total_params']:,} ({_si(p['total_params'])}); one epoch "
               f"of every stage {_duration(p['epoch_s_all_stages'])}"]
     if not all(s["replica_fits_node"] for s in p["stages"]):
