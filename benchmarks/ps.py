@@ -50,7 +50,8 @@ def ps_throughput(config, n_workers: int, steps: int, warmup: int) -> dict:
     workers = [worker_actor_class().options(num_cpus=0.45).remote(
         k, n_workers, data=config.data, model=config.model, update=config.update, stage=0,
         layout=layout.to_dict(), shards=shards, seed=0, n_fetch=tc.n_fetch, n_push=tc.n_push,
-        max_in_flight=tc.max_in_flight, log_interval=10**9) for k in range(n_workers)]
+        max_in_flight=tc.max_in_flight, log_interval=10**9, prefetch=tc.prefetch)
+        for k in range(n_workers)]
     ray.get([w.ping.remote() for w in workers])
     warm = ray.get([w.run.remote(warmup, (0, 0), 0, 0) for w in workers])
     t0 = time.perf_counter()
@@ -79,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--n-push", type=int, default=1)
     p.add_argument("--n-fetch", type=int, default=1)
+    p.add_argument("--prefetch", action="store_true", help="overlap fetches with compute")
     p.add_argument("--out", help="write the JSON here as well as to stdout")
     args = p.parse_args(argv)
 
@@ -89,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     from jobs.config import load
 
     config = load(args.config, [f'data.path="{args.data}"', "data.holdout_frames=0",
-                                f"train.n_push={args.n_push}", f"train.n_fetch={args.n_fetch}"])
+                                f"train.n_push={args.n_push}", f"train.n_fetch={args.n_fetch}",
+                                f"train.prefetch={str(args.prefetch).lower()}"])
     single = single_process_throughput(config, args.steps, warmup=args.warmup)
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
     try:
@@ -103,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
                     "torch": torch.__version__, "ray": ray.__version__},
         "model": "demo stage 0: 64x64x1 input, 10x10 fields, stride 2, 8 maps (LocalRBM, CD-1)",
         "batch_size": config.data.batch_size, "n_ps_shards": config.train.n_ps_shards,
-        "n_push": args.n_push, "n_fetch": args.n_fetch,
+        "n_push": args.n_push, "n_fetch": args.n_fetch, "prefetch": args.prefetch,
         "single_process": single, "ps_1_worker": ps1, "ps_2_workers": ps2,
         "overhead_vs_single": 1 - ps1["frames_per_s"] / single["frames_per_s"],
         "scaling_2_vs_1": ps2["frames_per_s"] / ps1["frames_per_s"],

@@ -53,6 +53,9 @@ class TrainConfig:
     steps : global steps per stage. A sync step = one batch per worker; an async step = one batch
         on one worker (so ``steps`` batches are consumed in either mode per worker-step count).
     n_fetch, n_push : Downpour's fetch and push periods in worker steps.
+    prefetch : async only: request the next fetch one step early so the transfer overlaps the
+        step's compute (the fetched parameters then lack the worker's own latest push: one more
+        step of staleness).
     warm_start_steps : async only: worker 0 trains alone for this many steps before the others
         join (DistBelief's warm start for stability).
     max_in_flight : tasks each worker may have outstanding (bounded in-flight work).
@@ -71,6 +74,7 @@ class TrainConfig:
     steps: int = 300
     n_fetch: int = 1
     n_push: int = 1
+    prefetch: bool = False
     warm_start_steps: int = 0
     max_in_flight: int = 2
     checkpoint_every: int = 100

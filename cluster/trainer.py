@@ -211,7 +211,8 @@ class Trainer:
                 position=tuple(meta["positions"][k]) if meta else (0, 0),
                 local_state=meta["local_states"][k] if meta else None,
                 n_fetch=tc.n_fetch, n_push=tc.n_push, max_in_flight=tc.max_in_flight,
-                log_interval=tc.log_interval, slow_delay_s=slow, device=tc.device, step=start))
+                log_interval=tc.log_interval, slow_delay_s=slow, device=tc.device, step=start,
+                prefetch=tc.prefetch))
         ray.get([w.ping.remote() for w in workers] + [s.info.remote() for s in shards])
         sizes = [layout.numel(j) for j in range(tc.n_ps_shards)]
         self.log.event(f"stage {stage}: {tc.n_workers} workers ({cpus} CPU each), "

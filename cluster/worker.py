@@ -131,7 +131,7 @@ class Worker:
                  seed: int = 0, position: Sequence[int] = (0, 0),
                  local_state: Mapping | None = None, n_fetch: int = 1, n_push: int = 1,
                  max_in_flight: int = 2, log_interval: int = 10, slow_delay_s: float = 0.0,
-                 device: str = "cpu", step: int = 0) -> None:
+                 device: str = "cpu", step: int = 0, prefetch: bool = False) -> None:
         torch.set_num_threads(1)
         self.index, self.n_workers, self.stage = index, n_workers, stage
         self.device = resolve_device(device)
@@ -156,6 +156,8 @@ class Worker:
             self.holdout_v = self._stage_input(holdout)
         self.next_step = step  # sync: the step this replica's data position belongs to
         self._since_fetch: int | None = None  # async: worker steps since the last fetch
+        self.prefetch = prefetch
+        self._prefetch_refs: list | None = None  # async: a fetch requested one step early
         self._fetch_version: list[int] = []
 
     # ------------------------------------------------------------------ helpers
@@ -218,16 +220,18 @@ class Worker:
     # ------------------------------------------------------------------ async
     def _fetch(self) -> None:
         """Pull every shard's slices into the local replica (blocking; retried while a shard
-        restarts)."""
+        restarts). Uses the prefetched request when there is one."""
         import ray
 
+        refs, self._prefetch_refs = self._prefetch_refs, None
         for attempt in range(60):
             try:
-                results = ray.get([s.fetch.remote() for s in self.shards])
+                results = ray.get(refs or [s.fetch.remote() for s in self.shards])
                 break
             except ray.exceptions.RayActorError:
                 if attempt == 59:
                     raise
+                refs = None
                 time.sleep(0.5)
         self._fetch_version = [r[0] for r in results]
         self.layout.join([r[1] for r in results], out=self.rbm.params)
@@ -282,6 +286,10 @@ class Worker:
         for i in range(n_steps):
             if self._since_fetch is None or self._since_fetch >= self.n_fetch:
                 self._fetch()
+            if (self.prefetch and self._prefetch_refs is None
+                    and self._since_fetch + 1 >= self.n_fetch):
+                # overlap: the next fetch travels while this step computes
+                self._prefetch_refs = [s.fetch.remote() for s in self.shards]
             update, v = self._compute(step_start + i)
             frames += len(v)
             if (step_start + i) % self.log_interval == 0:
@@ -316,6 +324,7 @@ class Worker:
         """Move the data stream to ``(epoch, batch)`` (after a restart or a rollback)."""
         self.stream.seek(position)
         self._since_fetch = None
+        self._prefetch_refs = None
 
     def restore(self, position: Sequence[int], local_state: Mapping | None, step: int) -> None:
         """Sync rollback: data position, RBM local state and step of a checkpoint."""

@@ -122,7 +122,8 @@ def test_async_lowers_recon_error_and_survives_faults(ray_cluster, dataset, tmp_
     steps = 120
     cfg = _config(dataset, tmp_path, "train.mode=\"async\"", "train.n_workers=3",
                   f"train.steps={steps}", "train.checkpoint_every=20", "train.log_interval=5",
-                  "train.warm_start_steps=10", "sim.slow_worker=2", "sim.slow_worker_delay_s=0.05",
+                  "train.warm_start_steps=10", "train.prefetch=true",
+                  "sim.slow_worker=2", "sim.slow_worker_delay_s=0.05",
                   "sim.kill_worker=1", "sim.kill_worker_at_step=30",
                   "sim.kill_shard=0", "sim.kill_shard_at_step=50")
     summary = _train(cfg)
