@@ -119,6 +119,7 @@ def run_ingest(
     config: IngestConfig = IngestConfig(),
     *,
     progress: bool = True,
+    pool: Any = None,
 ) -> IngestReport:
     """Ingest ``sources`` into the dataset folder ``out`` (created, or resumed/extended).
 
@@ -132,6 +133,9 @@ def run_ingest(
         Decode, shard, fetch and worker options.
     progress:
         Show a tqdm progress bar on stderr.
+    pool:
+        An open :class:`pipeline.pool.DecodePool` to use (and leave open) instead of starting
+        ``config.workers`` actors; lets a caller reuse warm actors across runs.
 
     Raises
     ------
@@ -180,7 +184,7 @@ def run_ingest(
     bar = tqdm(total=len(jobs), desc="ingest", unit="video", file=sys.stderr, disable=not progress)
     frames = 0
     with bar:
-        for result in _run_jobs(jobs, config.workers):
+        for result in _run_jobs(jobs, config.workers, pool):
             commit(result)
             frames += result.frames
             bar.set_postfix(frames=frames, failed=len(report.failed), refresh=False)
@@ -193,9 +197,12 @@ def run_ingest(
     return report
 
 
-def _run_jobs(jobs: list[VideoJob], workers: int | None):
+def _run_jobs(jobs: list[VideoJob], workers: int | None, pool: Any = None):
     """Yield results of ``jobs``: in-process for ``workers == 0``, else on the Ray decode pool."""
     if not jobs:
+        return
+    if pool is not None:
+        yield from pool.map_unordered(jobs)
         return
     if workers == 0:
         for job in jobs:

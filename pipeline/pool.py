@@ -11,6 +11,7 @@ set to one thread per actor so ``n`` actors use ``n`` cores, not ``n * cores`` t
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Iterator
 
 import ray
@@ -30,6 +31,9 @@ class _DecodeActor:
 
     def run(self, job: VideoJob) -> VideoResult:
         return ingest_video(job)
+
+    def ready(self) -> bool:
+        return True
 
 
 def ensure_ray() -> None:
@@ -54,20 +58,54 @@ class DecodePool:
     n_workers:
         Number of actors (``None``: :func:`default_workers`). Requires ``ray.init`` first.
     num_cpus:
-        Logical CPUs each actor requests (fractional is fine).
+        Logical CPUs each actor requests (fractional is fine). If fewer actors fit in the
+        cluster's free CPUs, the pool shrinks to what fits (with a warning) instead of waiting.
+    start_timeout_s:
+        Seconds to wait for the actors to start before :class:`RuntimeError`.
 
     An actor that dies (e.g. a decoder crash on a hostile file) fails only its video, with a
     reason, and is replaced.
     """
 
-    def __init__(self, n_workers: int | None = None, *, num_cpus: float = ACTOR_NUM_CPUS) -> None:
+    def __init__(
+        self,
+        n_workers: int | None = None,
+        *,
+        num_cpus: float = ACTOR_NUM_CPUS,
+        start_timeout_s: float = 120.0,
+    ) -> None:
         if not ray.is_initialized():
             raise RuntimeError("DecodePool needs Ray: call ray.init() first")
         self.n_workers = default_workers() if n_workers is None else n_workers
         if self.n_workers < 1:
             raise ValueError(f"n_workers={self.n_workers}: must be >= 1")
+        free = ray.available_resources().get("CPU", 0.0)
+        fits = int(free // num_cpus) if num_cpus > 0 else self.n_workers
+        if fits < self.n_workers:
+            if fits < 1:
+                raise RuntimeError(
+                    f"the Ray cluster has {free:g} free CPUs, a decode actor needs {num_cpus:g}: "
+                    "wait for other Ray jobs to finish, or connect to a larger cluster"
+                )
+            warnings.warn(
+                f"{self.n_workers} decode actors asked for, {fits} fit in the {free:g} free Ray "
+                f"CPUs; using {fits}",
+                stacklevel=2,
+            )
+            self.n_workers = fits
         self._cls = ray.remote(num_cpus=num_cpus, max_restarts=0)(_DecodeActor)
         self._actors = [self._cls.remote() for _ in range(self.n_workers)]
+        ready, pending = ray.wait(
+            [a.ready.remote() for a in self._actors], num_returns=self.n_workers,
+            timeout=start_timeout_s,
+        )
+        if pending:
+            self.close()
+            raise RuntimeError(
+                f"only {len(ready)} of {self.n_workers} decode actors started within "
+                f"{start_timeout_s:g} s; the Ray cluster may be short of CPUs or memory "
+                "(see 'ray status'); pass fewer --workers"
+            )
 
     def map_unordered(self, jobs: Iterable[VideoJob]) -> Iterator[VideoResult]:
         """Run every job, at most one in flight per actor; yield results in completion order."""

@@ -30,3 +30,11 @@ def test_two_actors_decode_all_jobs_and_leave_a_cpu_free(tmp_path, ray_cluster):
         pids = set(ray.get([a.__ray_call__.remote(lambda self: os.getpid())
                             for a in pool._actors]))
     assert len(pids) == 2 and os.getpid() not in pids
+
+
+def test_pool_shrinks_to_the_free_cpus_instead_of_hanging(ray_cluster):
+    import pytest
+
+    free = ray_cluster.available_resources()["CPU"]
+    with pytest.warns(UserWarning, match="fit in the"), DecodePool(1000) as pool:
+        assert pool.n_workers == int(free // ACTOR_NUM_CPUS) < 1000
