@@ -30,14 +30,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Decode videos (files, folders, globs, source-list .txt files, any URL "
         "yt-dlp handles) with a pool of Ray actors into Parquet shards + _manifest.json. "
         "Re-running the same command resumes: finished videos are skipped.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("sources", nargs="*", help="video files, folders, globs, .txt lists, URLs")
     p.add_argument("--out", required=True, type=Path, help="dataset folder (created/resumed)")
     p.add_argument("--demo", action="store_true",
                    help="generate the embedded demo corpus into OUT/_videos and ingest it "
                    "(defaults then: --size 64 --grey --shard-rows 100)")
-    p.add_argument("--every", type=int, default=1, metavar="K", help="keep every K-th frame")
+    p.add_argument("--every", type=int, default=1, metavar="K", help="keep every K-th frame [1]")
     p.add_argument("--max-frames", type=int, default=None, metavar="N",
                    help="at most N frames per video, spread over the whole video")
     p.add_argument("--size", type=int, default=None, metavar="S",
@@ -51,19 +50,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--interpolation", choices=["box_linear", "area", "linear", "nearest"],
                    default="box_linear",
                    help="resize filter: box_linear = integer box mean then bilinear (cheap, "
-                   "little aliasing); area = cv2.INTER_AREA (exact, ~6x the cost)")
+                   "little aliasing) [default]; area = cv2.INTER_AREA (exact, ~5x the cost)")
     p.add_argument("--shard-rows", type=int, default=None, metavar="R",
                    help="max frames per shard [default 4096; demo 100]")
-    p.add_argument("--shard-mb", type=float, default=128.0, help="max pixel MB per shard")
+    p.add_argument("--shard-mb", type=float, default=128.0, help="max pixel MB per shard [128]")
     p.add_argument("--workers", type=int, default=None, metavar="W",
                    help="decode actors [default: one per CPU]; 0 decodes in this process")
     p.add_argument("--max-duration", type=float, default=1800.0,
-                   help="yt-dlp: skip videos longer than this many seconds")
+                   help="yt-dlp: skip videos longer than this many seconds [1800]")
     p.add_argument("--max-filesize-mb", type=float, default=500.0,
-                   help="yt-dlp: skip downloads larger than this")
+                   help="yt-dlp: skip downloads larger than this many MB [500]")
     p.add_argument("--max-videos", type=int, default=50,
-                   help="yt-dlp: at most this many entries per playlist/channel/search")
-    p.add_argument("--seed", type=int, default=0, help="demo corpus seed")
+                   help="yt-dlp: at most this many entries per playlist/channel/search [50]")
+    p.add_argument("--seed", type=int, default=0, help="demo corpus seed [0]")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
