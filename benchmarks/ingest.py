@@ -43,10 +43,11 @@ from pipeline.pool import DecodePool  # noqa: E402
 from pipeline.work import ShardConfig  # noqa: E402
 
 
-def bare_loop(paths: list[Path], size: int) -> tuple[int, float]:
-    """Frames and seconds of a plain cv2 loop: read, centre crop, BGR->grey, box_linear."""
+def bare_loop(paths: list[Path], size: int) -> tuple[int, float, float]:
+    """Frames, wall and CPU seconds of a plain cv2 loop: read, crop, BGR->grey, box_linear."""
     n = 0
     t0 = time.perf_counter()
+    c0 = time.process_time()
     for p in paths:
         cap = cv2.VideoCapture(str(p), cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, 1])
         while True:
@@ -64,7 +65,7 @@ def bare_loop(paths: list[Path], size: int) -> tuple[int, float]:
                 g = cv2.resize(g, (size, size), interpolation=cv2.INTER_LINEAR)
             n += 1
         cap.release()
-    return n, time.perf_counter() - t0
+    return n, time.perf_counter() - t0, time.process_time() - c0
 
 
 def resize_costs(path: Path, size: int, n: int = 100) -> dict[str, dict[str, float]]:
@@ -118,15 +119,16 @@ def main(argv: list[str] | None = None) -> int:
     config = DecodeConfig(size=args.size, grey=True)
     results: dict[str, dict] = {}
     for rep in range(args.repeats):
-        n, sec = bare_loop(videos, args.size)
-        _best(results, "bare", n, sec, rep)
+        n, sec, cpu = bare_loop(videos, args.size)
+        _best(results, "bare", n, sec, rep, cpu_seconds=round(cpu, 3),
+              frames_per_cpu_s=round(n / cpu, 1))
         for workers in (1, 2):
             frames, sec, actor_sec = _ingest(videos, args.cache / "ds", config, workers, None)
-            _best(results, f"ingest_cold_{workers}", frames, sec, rep, actor_seconds=actor_sec)
+            _best(results, f"ingest_cold_{workers}", frames, sec, rep, **actor_sec)
             with DecodePool(workers) as pool:
                 _ingest(videos[:1], args.cache / "ds", config, workers, pool)  # warm up
                 frames, sec, actor_sec = _ingest(videos, args.cache / "ds", config, workers, pool)
-            _best(results, f"ingest_{workers}", frames, sec, rep, actor_seconds=actor_sec)
+            _best(results, f"ingest_{workers}", frames, sec, rep, **actor_sec)
         print(f"repeat {rep}: " + ", ".join(f"{k} {v['frames_per_s']:.0f} f/s"
                                             for k, v in results.items()), file=sys.stderr)
     ray.shutdown()
@@ -145,13 +147,20 @@ def main(argv: list[str] | None = None) -> int:
         "results": results,
         "ingest_1_over_bare": round(one / bare, 3),
         "ingest_2_over_ingest_1": round(two / one, 3),
+        "per_cpu_second_ingest_1_over_bare": round(
+            results["ingest_1"]["frames_per_cpu_s"] / results["bare"]["frames_per_cpu_s"], 3),
+        "per_cpu_second_ingest_2_over_bare": round(
+            results["ingest_2"]["frames_per_cpu_s"] / results["bare"]["frames_per_cpu_s"], 3),
         "cold_ingest_1_over_bare": round(results["ingest_cold_1"]["frames_per_s"] / bare, 3),
         "cold_ingest_2_over_cold_ingest_1": round(results["ingest_cold_2"]["frames_per_s"]
                                                   / results["ingest_cold_1"]["frames_per_s"], 3),
         "goals": {"ingest_1_over_bare": 0.9, "ingest_2_over_ingest_1": 1.8},
         "resize_cost": resize_costs(videos[0], args.size),
         "note": "best of --repeats; every ingest figure includes the Parquet writes, sha256 and "
-        "manifest updates; ingest_cold_* also includes starting the actors",
+        "manifest updates; ingest_cold_* also includes starting the actors. frames_per_cpu_s "
+        "divides by the CPU time of the decoding process(es) only (not the driver, raylet or "
+        "other users' jobs), so it is comparable on a busy machine; frames_per_s (wall) is "
+        "what the 1->2 actor goal needs and is meaningful only on an otherwise idle machine.",
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=1))
@@ -160,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _ingest(videos, out, config, workers, pool):
-    """(frames, wall seconds, summed in-actor seconds) of one run_ingest into a fresh folder."""
+    """(frames, wall seconds, in-actor wall/CPU seconds) of one run_ingest into a fresh folder."""
     shutil.rmtree(out, ignore_errors=True)
     t0 = time.perf_counter()
     report = run_ingest([str(v) for v in videos], out,
@@ -169,13 +178,18 @@ def _ingest(videos, out, config, workers, pool):
     sec = time.perf_counter() - t0
     assert not report.failed, [r.error for r in report.failed]
     shutil.rmtree(out, ignore_errors=True)
-    return report.total_frames, sec, round(sum(r.seconds for r in report.results), 3)
+    cpu = sum(r.cpu_seconds for r in report.results)
+    return report.total_frames, sec, {
+        "actor_seconds": round(sum(r.seconds for r in report.results), 3),
+        "actor_cpu_seconds": round(cpu, 3),
+        "frames_per_cpu_s": round(report.total_frames / cpu, 1),
+    }
 
 
 def _best(results: dict, key: str, frames: int, seconds: float, rep: int, **extra) -> None:
     """Keep the fastest run of ``key``."""
     fps = frames / seconds
-    if key not in results or fps > results[key]["frames_per_s"]:
+    if key not in results or fps > results[key]["frames_per_s"]:  # best by wall clock
         results[key] = {"frames": frames, "seconds": round(seconds, 3),
                         "frames_per_s": round(fps, 1), **extra}
 
