@@ -111,8 +111,12 @@ class LocalRBM(RBMBase):
         return C * H * W
 
     # ------------------------------------------------------------- layout helpers
-    def patches(self, v: Tensor) -> Tensor:
-        """unfold: (N, C, H, W) -> (P, N, C*r*r), one strided copy, positions row-major."""
+    def patches(self, v: Tensor, out: Tensor | None = None) -> Tensor:
+        """unfold: (N, C, H, W) -> (P, N, C*r*r), one strided copy, positions row-major.
+
+        ``out`` (P, N, D) (a slice of a reused workspace; rows of each position contiguous)
+        receives the copy instead of a fresh allocation.
+        """
         v = v.contiguous()
         N, C, H, W = v.shape
         if (C, H, W) != self.in_shape:
@@ -123,7 +127,10 @@ class LocalRBM(RBMBase):
         view = v.as_strided(
             (Ph, Pw, N, C, r, r), (s * sh, s * sw, sn, sc, sh, sw)
         )  # (Ph, Pw, N, C, r, r), no copy
-        return view.reshape(self.n_positions, N, self.patch_size)  # (P, N, D), copy
+        if out is None:
+            return view.reshape(self.n_positions, N, self.patch_size)  # (P, N, D), copy
+        out.view(Ph, Pw, N, C, r, r).copy_(view)
+        return out
 
     def fold(self, patches: Tensor) -> Tensor:
         """fold: (P, N, C*r*r) -> (N, C, H, W), overlapping patches summed."""
@@ -144,9 +151,27 @@ class LocalRBM(RBMBase):
         return h.reshape(Ph, Pw, N, self.n_maps).permute(2, 3, 0, 1)  # (N, K, Ph, Pw)
 
     # ------------------------------------------------------------- model hooks
-    def _up(self, v: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+    def _begin_step(self, n_data: int, n_negative: int) -> None:
+        """Size the reused workspace: patches of data and sample side by side (P, n0 + nk, D).
+
+        Reusing it avoids a fresh 20+ MB allocation (new pages, page faults) per pass, and
+        lets the gradient be one bmm over both phases.
+        """
+        rows = n_data + n_negative
+        ws = getattr(self, "_ws", None)
+        if ws is None or ws.shape[1] != rows or ws.dtype != self.dtype:
+            P, D = self.n_positions, self.patch_size
+            self._ws = torch.empty(P, rows, D, device=self.device, dtype=self.dtype)
+        self._ws_split = n_data
+
+    def _up(self, v: Tensor, slot: int | None = None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         """x_pk = c_pk + W_pk . patch_p(v) as (P, N, K), and (v, patches (P, N, D))."""
-        pv = self.patches(v)
+        out = None
+        if slot is not None:
+            n0 = self._ws_split
+            out = self._ws[:, :n0] if slot == 0 else self._ws[:, n0:]
+            assert out.shape[1] == v.shape[0], "workspace sized for another batch"
+        pv = self.patches(v, out)
         x = torch.baddbmm(self.params["c"].unsqueeze(1), pv, self.params["W"].transpose(1, 2))
         return x, (v, pv)
 
@@ -172,15 +197,41 @@ class LocalRBM(RBMBase):
         """Per-position <h patch^T>_data - <h patch^T>_model; biases likewise (means over rows)."""
         (v0, pv0), (vk, pvk) = a0, ak
         n0, nk = pv0.shape[1], pvk.shape[1]
-        dW = torch.bmm(p0.transpose(1, 2), pv0).mul_(1.0 / n0)  # (P, K, D)
-        dW.baddbmm_(pk.transpose(1, 2), pvk, alpha=-1.0 / nk)
-        db = v0.mean(0) - vk.mean(0)  # (C, H, W)
-        dc = p0.mean(1) - pk.mean(1)  # (P, K)
+        ws = getattr(self, "_ws", None)
+        if ws is not None and pv0.data_ptr() == ws.data_ptr() and nk + n0 == ws.shape[1]:
+            # both phases in one bmm over the shared workspace: [p0 / n0, -pk / nk]^T [pv0; pvk]
+            coef = self._coef_buffer(n0 + nk, p0.shape[2])  # (P, n0 + nk, K)
+            torch.mul(p0, 1.0 / n0, out=coef[:, :n0])
+            torch.mul(pk, -1.0 / nk, out=coef[:, n0:])
+            dW = torch.bmm(coef.transpose(1, 2), ws)  # (P, K, D)
+            dc = coef.sum(1)  # (P, K) = mean(p0) - mean(pk)
+        else:
+            dW = torch.bmm(p0.transpose(1, 2), pv0).mul_(1.0 / n0)  # (P, K, D)
+            dW.baddbmm_(pk.transpose(1, 2), pvk, alpha=-1.0 / nk)
+            dc = p0.mean(1) - pk.mean(1)  # (P, K)
+        # visible bias: batch means as matrix-vector products (a strided sum over the batch
+        # dimension measured several times slower)
+        flat0, flatk = v0.reshape(n0, -1), vk.reshape(nk, -1)  # (N, C*H*W)
+        w0 = torch.full((n0,), 1.0 / n0, device=v0.device, dtype=v0.dtype)
+        wk = torch.full((nk,), -1.0 / nk, device=v0.device, dtype=v0.dtype)
+        db = torch.mv(flat0.t(), w0).addmv_(flatk.t(), wk).view(self.in_shape)  # (C, H, W)
         return {"W": dW, "b": db, "c": dc}
 
     def _hidden_batch_mean(self, p: Tensor) -> Tensor:
         """Mean over the batch dim of (P, N, K) -> (P, K)."""
         return p.mean(1)
+
+    def _coef_buffer(self, rows: int, k: int) -> Tensor:
+        """Reused (P, rows, K) buffer for the scaled hidden probabilities of both phases."""
+        buf = getattr(self, "_coef", None)
+        if buf is None or buf.shape[1] != rows or buf.dtype != self.dtype:
+            buf = torch.empty(self.n_positions, rows, k, device=self.device, dtype=self.dtype)
+            self._coef = buf
+        return buf
+
+    def _chain_rows(self, chain: Tensor) -> int:
+        """Persistent chains in internal h (P, N, K)."""
+        return chain.shape[1]
 
     def _resize_chain(self, h: Tensor, n: int) -> Tensor:
         """Repeat the batch dim (1) of internal h (P, N, K) to n chains."""

@@ -134,9 +134,20 @@ class RBMBase:
     def _hidden_input(self, v: Tensor) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _up(self, v: Tensor) -> tuple[Tensor, Tensor]:
-        """(hidden input, what ``_gradient`` needs of v); dense RBMs need v itself."""
+    def _up(self, v: Tensor, slot: int | None = None) -> tuple[Tensor, Tensor]:
+        """(hidden input, what ``_gradient`` needs of v); dense RBMs need v itself.
+
+        ``slot`` is 0 for the data and 1 for the negative sample inside ``compute_update``
+        (a subclass may write into a reused workspace), ``None`` elsewhere.
+        """
         return self._hidden_input(v), v
+
+    def _begin_step(self, n_data: int, n_negative: int) -> None:
+        """Hook before a CD step's passes (a subclass sizes its workspace here)."""
+
+    def _chain_rows(self, chain: Tensor) -> int:
+        """Number of persistent chains held in ``chain`` (batch dim 0)."""
+        return chain.shape[0]
 
     def _visible_mean(self, h: Tensor) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -208,7 +219,15 @@ class RBMBase:
         g = generator or self.generator
         cfg = self.config
         v0 = self._as_input(v)
-        x0, a0 = self._up(v0)
+        n0 = v0.shape[0]
+        if not cfg.persistent:
+            n_neg = n0
+        elif self.chain_h is not None:
+            n_neg = self._chain_rows(self.chain_h)
+        else:
+            n_neg = cfg.n_chains or n0
+        self._begin_step(n0, n_neg)
+        x0, a0 = self._up(v0, slot=0)
         p0 = torch.sigmoid_(x0)
         if cfg.persistent:
             if self.chain_h is None:
@@ -219,7 +238,7 @@ class RBMBase:
         ak = pk = None
         for step in range(cfg.k):
             vk = self._sample_visible(self._visible_mean(h), g)
-            xk, ak = self._up(vk)
+            xk, ak = self._up(vk, slot=1)
             pk = torch.sigmoid_(xk)
             if cfg.persistent or step < cfg.k - 1:
                 h = bernoulli_sample(pk, g)

@@ -1,0 +1,268 @@
+"""RBM throughput: CD-1 steps/s and GFLOP/s against the machine's own matmul and memcpy.
+
+Writes one JSON object (stdout, or ``--out``) with, measured in the same run:
+
+- ``matmul``: float32 ``torch.mm`` / ``torch.bmm`` GFLOP/s at exactly the shapes a CD-1 step uses;
+- ``dense``: CD-1 (compute_update + apply_update) of a 1024 x 1024 Bernoulli RBM, batch 256:
+  steps/s, GFLOP/s, and the ratio to the matmul figure;
+- ``local``: CD-1 of a LocalRBM on 64x64 input, 10x10 fields, stride 2, 8 maps, batch 64:
+  steps/s, GFLOP/s, modelled bytes moved per step, GB/s, and a same-run memcpy GB/s;
+- ``sklearn``: seconds per epoch of ``sklearn.neural_network.BernoulliRBM`` and of our
+  estimator at equal size: digits-sized (1797 x 64, 256 hidden, batch 10) and 60000 x 784 with
+  500 hidden (random binary data of that shape, batch 100), and the speed-up;
+- ``ais``: log Z of a 400-visible, 16-hidden RBM trained on 20x20 binarised digits, AIS with its
+  defaults against the exact value, and the AIS wall time.
+
+Usage::
+
+    flock /tmp/catneuron-bench.lock python benchmarks/rbm.py --out bench-rbm.json
+    python benchmarks/rbm.py --device cuda           # on a GPU machine
+    python benchmarks/rbm.py --quick                 # smaller sklearn problem, fewer repeats
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+
+import numpy as np
+import torch
+
+from models import BernoulliRBM, BernoulliRBMEstimator, LocalRBM, UpdateConfig
+from models.likelihood import log_partition_ais, log_partition_exact
+
+
+def sync(device: torch.device) -> None:
+    """Wait for queued GPU work (a sync point; no-op on CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def best_time(fn, device: torch.device, *, repeat: int, number: int) -> float:
+    """Best of ``repeat`` runs of ``number`` calls, seconds per call (after one warm-up)."""
+    fn()
+    sync(device)
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        for _ in range(number):
+            fn()
+        sync(device)
+        best = min(best, (time.perf_counter() - t0) / number)
+    return best
+
+
+def bench_matmul(device, repeat) -> dict:
+    """float32 mm at the dense step's shapes and bmm at the local step's shapes."""
+    g = torch.Generator(device=device).manual_seed(0)
+    n, v, h = 256, 1024, 1024
+    a = torch.rand(n, v, device=device, generator=g)
+    w = torch.rand(h, v, device=device, generator=g)
+    t_up = best_time(lambda: torch.mm(a, w.t()), device, repeat=repeat, number=10)
+    dense_gflops = 2 * n * v * h / t_up / 1e9
+    P, N, K, D = 28 * 28, 64, 8, 100
+    pv = torch.rand(P, N, D, device=device, generator=g)
+    wl = torch.rand(P, K, D, device=device, generator=g)
+    t_bmm = best_time(lambda: torch.bmm(pv, wl.transpose(1, 2)), device, repeat=repeat, number=10)
+    src = torch.rand(P * N * D, device=device, generator=g)
+    dst = torch.empty_like(src)
+    t_copy = best_time(lambda: dst.copy_(src), device, repeat=repeat, number=10)
+    return {
+        "dense_mm_256x1024x1024_gflops": dense_gflops,
+        "local_bmm_784x(64x100 @ 100x8)_gflops": 2 * P * N * K * D / t_bmm / 1e9,
+        "memcpy_20MB_gbps": 2 * src.numel() * 4 / t_copy / 1e9,
+    }
+
+
+def bench_dense(device, repeat, mm_gflops) -> dict:
+    """CD-1 steps/s of a 1024 x 1024 BernoulliRBM at batch 256."""
+    g = torch.Generator(device=device).manual_seed(1)
+    rbm = BernoulliRBM(1024, 1024, device=device, generator=g, update=UpdateConfig())
+    v = (torch.rand(256, 1024, device=device, generator=g) < 0.3).float()
+
+    def step():
+        rbm.apply_update(rbm.compute_update(v))
+
+    t = best_time(step, device, repeat=repeat, number=5)
+    flops = 5 * 2 * 256 * 1024 * 1024  # up, down, up, two gradient products
+    gflops = flops / t / 1e9
+    return {
+        "shape": "1024 visible x 1024 hidden, batch 256, CD-1",
+        "seconds_per_step": t,
+        "steps_per_s": 1 / t,
+        "gflop_per_step": flops / 1e9,
+        "gflops": gflops,
+        "fraction_of_matmul": gflops / mm_gflops,
+    }
+
+
+def local_bytes_per_step(P: int, N: int, K: int, D: int, pixels: int) -> int:
+    """Modelled DRAM traffic of one local CD-1 step (float32), counting each big pass once.
+
+    Patch matrices (P, N, D) dominate: unfold writes them (x2: data and sample), the up bmm reads
+    them (x2), the gradient reads them (x2), the down bmm writes its (P, N, D) product and the
+    fold reads it (+ the fold's layout copy, read + write). Weights (P, K, D): read by 3 bmms,
+    the gradient written, read by the updater with W and the velocity read and written.
+    """
+    patches = P * N * D * 4
+    weights = P * K * D * 4
+    small = (P * N * K * 6 + N * pixels * 6) * 4
+    return 6 * patches + 4 * patches + 8 * weights + small
+
+
+def bench_local(device, repeat, memcpy_gbps) -> dict:
+    """CD-1 steps/s of a LocalRBM: 64x64 input, 10x10 fields, stride 2, 8 maps, batch 64."""
+    g = torch.Generator(device=device).manual_seed(2)
+    rbm = LocalRBM((1, 64, 64), 10, 2, 8, device=device, generator=g, update=UpdateConfig())
+    v = (torch.rand(64, 1, 64, 64, device=device, generator=g) < 0.3).float()
+
+    def step():
+        rbm.apply_update(rbm.compute_update(v))
+
+    t = best_time(step, device, repeat=repeat, number=3)
+    P, K, D, N = rbm.n_positions, 8, rbm.patch_size, 64
+    flops = 5 * 2 * P * N * K * D
+    nbytes = local_bytes_per_step(P, N, K, D, 64 * 64)
+    return {
+        "shape": "64x64x1 input, 10x10 fields, stride 2 (28x28 positions), 8 maps, batch 64",
+        "seconds_per_step": t,
+        "steps_per_s": 1 / t,
+        "gflop_per_step": flops / 1e9,
+        "gflops": flops / t / 1e9,
+        "modelled_bytes_per_step": nbytes,
+        "achieved_gbps": nbytes / t / 1e9,
+        "memcpy_gbps_same_run": memcpy_gbps,
+    }
+
+
+def epoch_times(X: np.ndarray, n_components: int, batch_size: int, device, n_epochs: int) -> dict:
+    """Seconds per epoch of sklearn's BernoulliRBM and ours on the same array (float32 both)."""
+    from sklearn.neural_network import BernoulliRBM as SkRBM
+
+    hp = dict(
+        n_components=n_components,
+        batch_size=batch_size,
+        n_iter=n_epochs,
+        learning_rate=0.05,
+        random_state=0,
+    )
+    t0 = time.perf_counter()
+    SkRBM(**hp).fit(X)
+    t_sk = (time.perf_counter() - t0) / n_epochs
+    ours = BernoulliRBMEstimator(**hp, device=device)
+    ours.fit(X[: batch_size * 2])  # warm-up (allocator, thread pool)
+    sync(device)
+    t0 = time.perf_counter()
+    ours.fit(X)
+    sync(device)
+    t_ours = (time.perf_counter() - t0) / n_epochs
+    return {
+        "data": f"{X.shape[0]} x {X.shape[1]} {X.dtype}",
+        "n_components": n_components,
+        "batch_size": batch_size,
+        "epochs_timed": n_epochs,
+        "sklearn_s_per_epoch": t_sk,
+        "ours_s_per_epoch": t_ours,
+        "speedup": t_sk / t_ours,
+    }
+
+
+def bench_sklearn(device, quick) -> dict:
+    """Epoch time vs scikit-learn: digits-sized and 60000 x 784 (random binary), float32."""
+    from sklearn.datasets import load_digits
+
+    digits = (load_digits().data / 16.0).astype(np.float32)
+    out = {"digits": epoch_times(digits, 256, 10, device, n_epochs=3 if quick else 10)}
+    rng = np.random.RandomState(0)
+    n = 10000 if quick else 60000
+    big = (rng.rand(n, 784) < 0.13).astype(np.float32)  # random binary, MNIST-like density
+    out["mnist_sized"] = epoch_times(big, 500, 100, device, n_epochs=1)
+    out["mnist_sized"]["note"] = "random binary data of MNIST's shape (no download)"
+    return out
+
+
+def bench_ais(device) -> dict:
+    """AIS defaults on a 400-visible, 16-hidden RBM trained on binarised 20x20 digits."""
+    from sklearn.datasets import load_digits
+
+    img = torch.tensor(load_digits().data, dtype=torch.float32).reshape(-1, 1, 8, 8) / 16.0
+    big = torch.nn.functional.interpolate(img, size=(20, 20), mode="bilinear")
+    data = (big.reshape(-1, 400) > 0.35).float()
+    g = torch.Generator().manual_seed(0)
+    rbm = BernoulliRBM(
+        400,
+        16,
+        device="cpu",
+        generator=g,
+        update=UpdateConfig(learning_rate=0.05, momentum_switch_step=100),
+    )
+    for _epoch in range(20):
+        for s in range(0, len(data), 50):
+            rbm.apply_update(rbm.compute_update(data[s : s + 50]))
+    t0 = time.perf_counter()
+    exact = log_partition_exact(rbm)
+    t_exact = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    est, stderr = log_partition_ais(rbm, data=data, generator=torch.Generator().manual_seed(1))
+    t_ais = time.perf_counter() - t0
+    return {
+        "model": "400 visible x 16 hidden, CD-1 20 epochs on binarised 20x20 digits",
+        "exact_log_z": exact,
+        "exact_seconds": t_exact,
+        "ais_log_z": est,
+        "ais_stderr": stderr,
+        "ais_abs_error": abs(est - exact),
+        "ais_seconds": t_ais,
+        "ais_settings": "defaults: 100 runs, 14500 temperatures (Salakhutdinov & Murray 2008)",
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--repeat", type=int, default=5, help="best-of repeats per timing")
+    parser.add_argument("--quick", action="store_true", help="smaller sklearn problem")
+    parser.add_argument(
+        "--skip", default="", help="comma list of sections to skip: dense,local,sklearn,ais"
+    )
+    parser.add_argument("--out", default=None, help="write the JSON here (also printed)")
+    args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print("--device cuda asked but torch.cuda.is_available() is False", file=sys.stderr)
+        return 2
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    skip = set(filter(None, args.skip.split(",")))
+    result: dict = {
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "matmul": bench_matmul(device, args.repeat),
+    }
+    mm = result["matmul"]
+    if "dense" not in skip:
+        result["dense"] = bench_dense(device, args.repeat, mm["dense_mm_256x1024x1024_gflops"])
+    if "local" not in skip:
+        result["local"] = bench_local(device, args.repeat, mm["memcpy_20MB_gbps"])
+    if "sklearn" not in skip:
+        result["sklearn"] = bench_sklearn(device, args.quick)
+    if "ais" not in skip:
+        result["ais"] = bench_ais(device)
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
