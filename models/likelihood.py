@@ -172,7 +172,10 @@ def log_partition_ais(
 
 
 def _ais(rbm, data, n_runs, betas, generator) -> tuple[float, float]:
-    """AIS loop: w = prod_k p*_k(v_k) / p*_{k-1}(v_k), v_{k+1} ~ T_k(v_k) (Neal 2001)."""
+    """AIS loop: w = prod_k p*_k(x_k) / p*_{k-1}(x_k), x_{k+1} ~ T_k(x_k) (Neal 2001).
+
+    x is the smaller layer; the other one is summed out of p*_k analytically.
+    """
     dt = torch.float64
     dev = rbm.device
     g = generator if generator is not None else rbm.generator
@@ -186,21 +189,42 @@ def _ais(rbm, data, n_runs, betas, generator) -> tuple[float, float]:
     log_z_a = float(F.softplus(b_a).sum()) + rbm.n_hidden * math.log(2.0)
     db = b - b_a
 
-    v = bernoulli_sample(torch.sigmoid(b_a).expand(n_runs, -1), g)  # (M, n_visible)
-    x = torch.addmm(c, v, W.t())  # (M, n_hidden)
     log_w = torch.zeros(n_runs, device=dev, dtype=dt)
-    sp_prev = F.softplus(0.0 * x).sum(1)
     beta_prev = 0.0
-    for beta in beta_list[1:]:
-        sp = F.softplus(beta * x).sum(1)
-        log_w += (beta - beta_prev) * (v @ db) + sp - sp_prev  # log p*_k(v) - log p*_{k-1}(v)
-        # Gibbs transition leaving p_beta invariant
-        h = bernoulli_sample(torch.sigmoid(beta * x), g)
-        vis_in = torch.addmm(b, h, W).mul_(beta).add_(b_a, alpha=1.0 - beta)
-        v = bernoulli_sample(torch.sigmoid_(vis_in), g)
-        x = torch.addmm(c, v, W.t())
-        sp_prev = F.softplus(beta * x).sum(1)
-        beta_prev = beta
+    if rbm.n_hidden < rbm.n_visible:
+        # Importance weights on the hidden side (the visibles summed out analytically):
+        # log p*_beta(h) = beta c.h + sum_i softplus((1 - beta) b_A,i + beta (b_i + (h W)_i)).
+        # p_0(h) is uniform; a weight then lives in 2^n_hidden states, far lower variance.
+        h = bernoulli_sample(torch.full((n_runs, rbm.n_hidden), 0.5, device=dev, dtype=dt), g)
+        a = torch.addmm(b, h, W)  # (M, n_visible): b + h W
+        ch = h @ c
+        sp_prev = F.softplus(b_a).sum().expand(n_runs)
+        for beta in beta_list[1:]:
+            vis_in = a * beta + b_a * (1.0 - beta)
+            sp = F.softplus(vis_in).sum(1)
+            log_w += (beta - beta_prev) * ch + sp - sp_prev
+            # Gibbs transition at beta: v | h, then h | v
+            v = bernoulli_sample(torch.sigmoid_(vis_in), g)
+            h = bernoulli_sample(torch.sigmoid_(torch.addmm(c, v, W.t()).mul_(beta)), g)
+            a = torch.addmm(b, h, W)
+            ch = h @ c
+            sp_prev = F.softplus(a * beta + b_a * (1.0 - beta)).sum(1)
+            beta_prev = beta
+    else:
+        db = b - b_a
+        v = bernoulli_sample(torch.sigmoid(b_a).expand(n_runs, -1), g)  # (M, n_visible)
+        x = torch.addmm(c, v, W.t())  # (M, n_hidden)
+        sp_prev = F.softplus(0.0 * x).sum(1)
+        for beta in beta_list[1:]:
+            sp = F.softplus(beta * x).sum(1)
+            log_w += (beta - beta_prev) * (v @ db) + sp - sp_prev  # log p*_k(v) - log p*_{k-1}
+            # Gibbs transition leaving p_beta invariant
+            h = bernoulli_sample(torch.sigmoid(beta * x), g)
+            vis_in = torch.addmm(b, h, W).mul_(beta).add_(b_a, alpha=1.0 - beta)
+            v = bernoulli_sample(torch.sigmoid_(vis_in), g)
+            x = torch.addmm(c, v, W.t())
+            sp_prev = F.softplus(beta * x).sum(1)
+            beta_prev = beta
     log_mean_w = torch.logsumexp(log_w, 0) - math.log(n_runs)
     r = torch.exp(log_w - log_w.max())
     stderr = float(r.std() / (math.sqrt(n_runs) * r.mean()))
