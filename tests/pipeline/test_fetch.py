@@ -58,3 +58,10 @@ def test_hostile_titles_and_ids_stay_inside_the_download_folder(tmp_path, hostil
     p = Path(name).resolve()
     assert p.is_relative_to(dest.resolve()) and p.parent == dest.resolve()
     assert "<" not in p.name and ">" not in p.name and "/" not in p.name
+
+
+def test_duration_filter_skips_long_videos_and_passes_unknown(tmp_path):
+    match = ydl_options(tmp_path, FetchConfig(max_duration_s=600))["match_filter"]
+    assert match({"id": "a", "title": "long", "duration": 601}) is not None  # skipped
+    assert match({"id": "b", "title": "short", "duration": 600}) is None
+    assert match({"id": "c", "title": "direct link, no duration"}) is None
