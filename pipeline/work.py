@@ -86,13 +86,14 @@ def ingest_video(job: VideoJob) -> VideoResult:
     c0 = time.process_time()
     infos: list[VideoInfo] = []
     result = VideoResult(source=job.source, status="failed")
+    writer = ShardWriter(
+        job.out_dir,
+        shard_prefix(job.source),
+        max_rows=job.shards.max_rows,
+        max_bytes=job.shards.max_bytes,
+    )
     try:
-        with ShardWriter(
-            job.out_dir,
-            shard_prefix(job.source),
-            max_rows=job.shards.max_rows,
-            max_bytes=job.shards.max_bytes,
-        ) as writer:
+        with writer:
             for batch in iter_frames(job.path, job.decode, infos):
                 writer.write(job.source, batch.pixels, batch.frame_index, batch.timestamp_ms)
                 result.frames += len(batch.pixels)
@@ -112,8 +113,8 @@ def ingest_video(job: VideoJob) -> VideoResult:
                 result.error = "; ".join(infos[0].warnings[:3])
         else:
             result.error = "no frame selected (check --every / --max-frames)"
-    if result.status != "ok":
-        for s in result.shards:
+    if result.status != "ok":  # also the shards renamed before an error part-way
+        for s in writer.shards:
             (Path(job.out_dir) / s.path).unlink(missing_ok=True)
         result.shards = []
     result.seconds = time.perf_counter() - t0

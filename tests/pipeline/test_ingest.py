@@ -115,3 +115,25 @@ def test_demo_ingest(tmp_path, ray_cluster):
     assert all(s["rows"] == 100 for s in m["shards"])
     shutil.rmtree(out / "_videos")  # the dataset stands on its own
     assert read_frames(out, limit=5).shape == (5, 1, 64, 64)
+
+
+def test_error_part_way_leaves_no_shard_of_that_video(tmp_path, monkeypatch):
+    from pipeline import work
+    from pipeline.decode import DecodeConfig, iter_frames
+
+    video = make_video(tmp_path / "a.mp4", n_frames=30)
+
+    def failing(path, config, info_out=None):
+        for i, batch in enumerate(iter_frames(path, config, info_out)):
+            if i == 2:
+                raise OSError("disk full")
+            yield batch
+
+    monkeypatch.setattr(work, "iter_frames", failing)
+    out = tmp_path / "data"
+    out.mkdir()
+    job = work.VideoJob(str(video), str(video), str(out), DecodeConfig(size=8, batch_frames=5),
+                        work.ShardConfig(max_rows=5))
+    result = work.ingest_video(job)
+    assert result.status == "failed" and "disk full" in result.error
+    assert not list(out.iterdir())  # the two shards written before the error are gone
