@@ -62,6 +62,8 @@ class DecodePool:
         cluster's free CPUs, the pool shrinks to what fits (with a warning) instead of waiting.
     start_timeout_s:
         Seconds to wait for the actors to start before :class:`RuntimeError`.
+    actor_class:
+        The actor body (default: the OpenCV decode actor); tests inject failures through it.
 
     An actor that dies (e.g. a decoder crash on a hostile file) fails only its video, with a
     reason, and is replaced.
@@ -73,6 +75,7 @@ class DecodePool:
         *,
         num_cpus: float = ACTOR_NUM_CPUS,
         start_timeout_s: float = 120.0,
+        actor_class: type = _DecodeActor,
     ) -> None:
         if not ray.is_initialized():
             raise RuntimeError("DecodePool needs Ray: call ray.init() first")
@@ -93,7 +96,7 @@ class DecodePool:
                 stacklevel=2,
             )
             self.n_workers = fits
-        self._cls = ray.remote(num_cpus=num_cpus, max_restarts=0)(_DecodeActor)
+        self._cls = ray.remote(num_cpus=num_cpus, max_restarts=0)(actor_class)
         self._actors = [self._cls.remote() for _ in range(self.n_workers)]
         ready, pending = ray.wait(
             [a.ready.remote() for a in self._actors], num_returns=self.n_workers,

@@ -38,3 +38,30 @@ def test_pool_shrinks_to_the_free_cpus_instead_of_hanging(ray_cluster):
     free = ray_cluster.available_resources()["CPU"]
     with pytest.warns(UserWarning, match="fit in the"), DecodePool(1000) as pool:
         assert pool.n_workers == int(free // ACTOR_NUM_CPUS) < 1000
+
+
+class _CrashOnSomeFiles:
+    """Actor body that dies (like a decoder segfault) on file names containing "BOOM"."""
+
+    def ready(self) -> bool:
+        return True
+
+    def run(self, job):
+        if "BOOM" in os.path.basename(job.source):
+            os._exit(1)
+        from pipeline.work import ingest_video
+
+        return ingest_video(job)
+
+
+def test_a_crashing_decoder_fails_only_its_video(tmp_path, ray_cluster):
+    good = [make_video(tmp_path / f"g{i}.mp4", n_frames=5, seed=i) for i in range(3)]
+    bad = make_video(tmp_path / "BOOM.mp4", n_frames=5)
+    jobs = [VideoJob(str(p), str(p), str(tmp_path), DecodeConfig(size=8), ShardConfig())
+            for p in [good[0], bad, good[1], good[2]]]
+    with DecodePool(1, actor_class=_CrashOnSomeFiles) as pool:
+        results = {r.source: r for r in pool.map_unordered(jobs)}
+    assert results[str(bad)].status == "failed"
+    assert "crashed" in results[str(bad)].error
+    assert all(results[str(p)].status == "ok" and results[str(p)].frames == 5 for p in good), [
+        (r.status, r.frames, r.error) for r in results.values()]
