@@ -229,9 +229,9 @@ class Trainer:
             stats = self._run_async(ctx, start)
         stats["seconds"] = time.perf_counter() - t0
         # gather the stage's parameters into the driver's stack (the next stage's input)
-        parts = ray.get([s.fetch.remote() for s in shards])
+        parts = _get_when_alive(lambda: [s.fetch.remote() for s in shards])
         layout.join([p[1] for p in parts], out=rbm.params)
-        infos = ray.get([s.info.remote() for s in shards])
+        infos = _get_when_alive(lambda: [s.info.remote() for s in shards])
         stats.update(stage=stage, updates_applied=[i["n_applied"] for i in infos],
                      updates_rejected=[i["n_rejected"] for i in infos])
         for a in workers + shards:
@@ -242,11 +242,11 @@ class Trainer:
     def _checkpoint(self, ctx: _StageContext, step: int, *, positions, seqs, wsteps,
                     local_states=None) -> Path:
         """Every shard writes its own file, then meta.pt, then LATEST is switched (atomic)."""
-        import ray
 
         folder = ctx.stage_dir / f"step{step:08d}"
         folder.mkdir(parents=True, exist_ok=True)
-        ray.get([s.save.remote(str(folder / f"shard{j}.pt")) for j, s in enumerate(ctx.shards)])
+        _get_when_alive(lambda: [s.save.remote(str(folder / f"shard{j}.pt"))
+                                 for j, s in enumerate(ctx.shards)])
         meta = {"stage": ctx.stage, "step": step, "config": self.config_text,
                 "layout": ctx.layout.to_dict(), "positions": [list(p) for p in positions],
                 "seqs": list(seqs), "worker_steps": list(wsteps),
@@ -374,6 +374,7 @@ class Trainer:
         step = start
         pending: dict = {}  # ref -> (worker, n_steps)
         started = [False] * n
+        restarting = [False] * n
         last: dict = {}
         restarts = 0
 
@@ -401,13 +402,21 @@ class Trainer:
             try:
                 m = ray.get(ref)
             except ray.exceptions.RayActorError as exc:
-                restarts += 1
-                self.log.event(f"stage {ctx.stage} step {step}: worker {k} died "
-                               f"({type(exc).__name__}); Ray restarts it; it replays from data "
-                               f"position {positions[k]} with push seq {seqs[k]} (pushes that "
-                               f"already landed are rejected, the rest of its chunk is lost)")
+                # died (ActorDiedError) or restarting (ActorUnavailableError): its chunk is lost
+                if not restarting[k]:
+                    restarting[k] = True
+                    restarts += 1
+                    self.log.event(
+                        f"stage {ctx.stage} step {step}: worker {k} died "
+                        f"({type(exc).__name__}); Ray restarts it; it replays from data "
+                        f"position {positions[k]} with push seq {seqs[k]} (pushes that already "
+                        f"landed are rejected, the rest of its chunk is lost)")
+                time.sleep(0.2)
                 submit(k)
                 continue
+            if restarting[k]:
+                restarting[k] = False
+                self.log.event(f"stage {ctx.stage} step {step}: worker {k} is back")
             before = step
             step += n_steps
             positions[k], seqs[k] = tuple(m["position"]), m["seq_end"]
@@ -418,7 +427,7 @@ class Trainer:
             last = {key: m[key] for key in ("recon_error", "fe_gap", "staleness_mean")
                     if key in m}
             if m["push_failures"]:
-                infos = ray.get([s.info.remote() for s in ctx.shards])
+                infos = _get_when_alive(lambda: [s.info.remote() for s in ctx.shards])
                 restored = [i["index"] for i in infos if i["restored_from"]]
                 self.log.event(f"stage {ctx.stage} step {step}: worker {k} lost "
                                f"{m['push_failures']} push(es) to a dead shard; shards restored "
@@ -431,7 +440,7 @@ class Trainer:
                     if not started[j]:
                         submit(j)
             submit(k)
-        infos = ray.get([s.info.remote() for s in ctx.shards])
+        infos = _get_when_alive(lambda: [s.info.remote() for s in ctx.shards])
         for i in infos:
             if i["restored_from"]:
                 self.log.event(f"stage {ctx.stage}: shard {i['index']} was restored from "
@@ -448,6 +457,21 @@ class _StageContext:
         self.stage, self.stage_dir, self.layout = stage, stage_dir, layout
         self.shards, self.workers = shards, workers
         self.last_checkpoint = meta
+
+
+def _get_when_alive(make_refs: Callable[[], list], attempts: int = 120) -> list:
+    """``ray.get(make_refs())``, retried while an actor is restarting (Ray answers
+    ``ActorUnavailableError`` meanwhile) or was just restarted."""
+    import ray
+
+    for attempt in range(attempts):
+        try:
+            return ray.get(make_refs())
+        except ray.exceptions.RayActorError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5)
+    raise AssertionError("unreachable")
 
 
 def _merge(records: list[dict]) -> dict:
