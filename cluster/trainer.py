@@ -126,6 +126,10 @@ class Trainer:
 
         cfg = self.config
         check_data(cfg)
+        if not self.resume and ((self.run_dir / "model.pt").exists()
+                                or list(self.run_dir.glob("checkpoints/stage*/LATEST"))):
+            raise FileExistsError(f"{self.run_dir} already holds a run: pass --resume to "
+                                  f"continue it, or choose a new --run-dir")
         init_ray(cfg.sim.num_cpus)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "config.toml").write_text(self.config_text)
