@@ -13,7 +13,6 @@ import argparse
 import json
 import sys
 
-
 _SHORT = {"compute": "compute", "worker network": "worker net",
           "parameter-server network": "PS net"}
 
