@@ -11,9 +11,11 @@ outside each unit's field, so in P(v|h) overlapping fields *sum* into the visibl
     E[v | h]        = act(b + fold_p(h_p W_p))        (act = sigmoid or identity)
 
 Both directions are one batched matmul over positions (``bmm`` with the position as batch) plus
-an unfold (a strided copy) or a fold (``F.fold``, the scatter-add of overlapping patches); there
-is no Python loop over positions. Internally hidden tensors are ``(P, N, K)``; the public
-methods take and return hidden maps ``(N, K, Ph, Pw)``.
+an unfold (a strided copy) or a fold (the sum of overlapping patches: ``ceil(r/s)^2`` strided
+adds, one per residue class of positions, whose fields are disjoint); there is no Python loop
+over positions. Patches and images are kept batch-last in memory ((P, D, N), (C, H, W, N)) so
+both copies move runs of N contiguous values. Internally hidden tensors are ``(P, N, K)``; the
+public methods take and return hidden maps ``(N, K, Ph, Pw)``.
 
 Parameter layout (a parameter server shards ``W`` and ``c`` by position along dim 0):
 ``W (P, K, C r r)``, ``c (P, K)``, ``b (C, H, W)``.
@@ -114,30 +116,62 @@ class LocalRBM(RBMBase):
     def patches(self, v: Tensor, out: Tensor | None = None) -> Tensor:
         """unfold: (N, C, H, W) -> (P, N, C*r*r), one strided copy, positions row-major.
 
-        ``out`` (P, N, D) (a slice of a reused workspace; rows of each position contiguous)
-        receives the copy instead of a fresh allocation.
+        The result is stored batch-last, ``(P, D, N)`` in memory, and returned as its
+        transposed view (P, N, D): the copy then moves runs of N contiguous values instead of
+        r, and the fold below can add whole groups of patches with the same layout.
+        ``out`` (P, D, N) (a slice of a reused workspace) receives the copy instead of a fresh
+        allocation.
         """
-        v = v.contiguous()
         N, C, H, W = v.shape
         if (C, H, W) != self.in_shape:
             raise ValueError(f"input maps {(C, H, W)} != LocalRBM in_shape {self.in_shape}")
+        vt = v.permute(1, 2, 3, 0)  # (C, H, W, N)
+        if not vt.is_contiguous():
+            vt = vt.contiguous()  # one small copy of the image batch
         Ph, Pw = self.grid
         r, s = self.field, self.stride
-        sn, sc, sh, sw = v.stride()
-        view = v.as_strided(
-            (Ph, Pw, N, C, r, r), (s * sh, s * sw, sn, sc, sh, sw)
-        )  # (Ph, Pw, N, C, r, r), no copy
+        sc, sh, sw, _ = vt.stride()
+        view = vt.as_strided(
+            (Ph, Pw, C, r, r, N), (s * sh, s * sw, sc, sh, sw, 1)
+        )  # (Ph, Pw, C, r, r, N), no copy
         if out is None:
-            return view.reshape(self.n_positions, N, self.patch_size)  # (P, N, D), copy
-        out.view(Ph, Pw, N, C, r, r).copy_(view)
-        return out
+            out = torch.empty(self.n_positions, self.patch_size, N, device=v.device, dtype=v.dtype)
+        out.unflatten(1, (C, r, r)).unflatten(0, (Ph, Pw)).copy_(view)  # (Ph, Pw, C, r, r, N)
+        return out.transpose(1, 2)  # (P, N, D) view of (P, D, N)
 
-    def fold(self, patches: Tensor) -> Tensor:
-        """fold: (P, N, C*r*r) -> (N, C, H, W), overlapping patches summed."""
+    def fold(self, patches: Tensor, bias: Tensor | None = None) -> Tensor:
+        """fold: (P, N, C*r*r) -> (N, C, H, W), overlapping patches summed (plus ``bias``).
+
+        With ``q = ceil(r / s)``, positions whose grid indices agree modulo ``q`` on both axes
+        have disjoint fields, so each of the ``q^2`` residue groups is added at once into a
+        strided view of a batch-last (C, H, W, N) image: no scatter, no col2im. The result is
+        the (N, C, H, W) view of that buffer.
+        """
         P, N, D = patches.shape
         C, H, W = self.in_shape
-        cols = patches.permute(1, 2, 0)  # (N, D, P)
-        return F.fold(cols, (H, W), self.field, stride=self.stride)  # (N, C, H, W)
+        Ph, Pw = self.grid
+        r, s = self.field, self.stride
+        q = -(-r // s)
+        cols = patches.transpose(1, 2)  # (P, D, N)
+        if not cols.is_contiguous():
+            cols = cols.contiguous()
+        y = cols.view(Ph, Pw, C, r, r, N)
+        out = torch.empty(C, H, W, N, device=patches.device, dtype=patches.dtype)
+        if bias is None:
+            out.zero_()
+        else:
+            out.copy_(bias.unsqueeze(3).expand(C, H, W, N))
+        sc, sh, sw, _ = out.stride()
+        for a in range(min(q, Ph)):
+            for b in range(min(q, Pw)):
+                ma, nb = len(range(a, Ph, q)), len(range(b, Pw, q))
+                region = out.as_strided(
+                    (C, ma, r, nb, r, N),
+                    (sc, s * q * sh, sh, s * q * sw, sw, 1),
+                    s * a * sh + s * b * sw,
+                )  # (C, ma, r, nb, r, N): the group's disjoint fields
+                region.add_(y[a::q, b::q].permute(2, 0, 3, 1, 4, 5))
+        return out.permute(3, 0, 1, 2)  # (N, C, H, W) view of (C, H, W, N)
 
     def to_internal(self, h: Tensor) -> Tensor:
         """Hidden maps (N, K, Ph, Pw) -> internal (P, N, K)."""
@@ -152,16 +186,16 @@ class LocalRBM(RBMBase):
 
     # ------------------------------------------------------------- model hooks
     def _begin_step(self, n_data: int, n_negative: int) -> None:
-        """Size the reused workspace: patches of data and sample side by side (P, n0 + nk, D).
+        """Size the reused workspace: patches of data and sample side by side, (P, D, n0 + nk).
 
         Reusing it avoids a fresh 20+ MB allocation (new pages, page faults) per pass, and
         lets the gradient be one bmm over both phases.
         """
         rows = n_data + n_negative
         ws = getattr(self, "_ws", None)
-        if ws is None or ws.shape[1] != rows or ws.dtype != self.dtype:
+        if ws is None or ws.shape[2] != rows or ws.dtype != self.dtype:
             P, D = self.n_positions, self.patch_size
-            self._ws = torch.empty(P, rows, D, device=self.device, dtype=self.dtype)
+            self._ws = torch.empty(P, D, rows, device=self.device, dtype=self.dtype)
         self._ws_split = n_data
 
     def _up(self, v: Tensor, slot: int | None = None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
@@ -169,11 +203,11 @@ class LocalRBM(RBMBase):
         out = None
         if slot is not None:
             n0 = self._ws_split
-            out = self._ws[:, :n0] if slot == 0 else self._ws[:, n0:]
-            assert out.shape[1] == v.shape[0], "workspace sized for another batch"
-        pv = self.patches(v, out)
-        x = torch.baddbmm(self.params["c"].unsqueeze(1), pv, self.params["W"].transpose(1, 2))
-        return x, (v, pv)
+            out = self._ws[:, :, :n0] if slot == 0 else self._ws[:, :, n0:]
+            assert out.shape[2] == v.shape[0], "workspace sized for another batch"
+        pv = self.patches(v, out)  # (P, N, D) view of (P, D, N)
+        x = torch.baddbmm(self.params["c"].unsqueeze(2), self.params["W"], pv.transpose(1, 2))
+        return x.transpose(1, 2), (v, pv)  # x: (P, N, K) view of (P, K, N)
 
     def _hidden_input(self, v: Tensor) -> Tensor:
         """Total hidden input (P, N, K)."""
@@ -181,7 +215,8 @@ class LocalRBM(RBMBase):
 
     def _visible_mean(self, h: Tensor) -> Tensor:
         """E[v | h] = act(b + fold(h_p W_p)) from internal h (P, N, K)."""
-        x = self.fold(torch.bmm(h, self.params["W"])).add_(self.params["b"])
+        y = torch.bmm(self.params["W"].transpose(1, 2), h.transpose(1, 2))  # (P, D, N)
+        x = self.fold(y.transpose(1, 2), bias=self.params["b"])  # (N, C, H, W), batch-last
         return torch.sigmoid_(x) if self.visible == "bernoulli" else x
 
     def _sample_visible(self, mean: Tensor, generator: torch.Generator) -> Tensor:
@@ -198,12 +233,12 @@ class LocalRBM(RBMBase):
         (v0, pv0), (vk, pvk) = a0, ak
         n0, nk = pv0.shape[1], pvk.shape[1]
         ws = getattr(self, "_ws", None)
-        if ws is not None and pv0.data_ptr() == ws.data_ptr() and nk + n0 == ws.shape[1]:
+        if ws is not None and pv0.data_ptr() == ws.data_ptr() and nk + n0 == ws.shape[2]:
             # both phases in one bmm over the shared workspace: [p0 / n0, -pk / nk]^T [pv0; pvk]
             coef = self._coef_buffer(n0 + nk, p0.shape[2])  # (P, n0 + nk, K)
             torch.mul(p0, 1.0 / n0, out=coef[:, :n0])
             torch.mul(pk, -1.0 / nk, out=coef[:, n0:])
-            dW = torch.bmm(coef.transpose(1, 2), ws)  # (P, K, D)
+            dW = torch.bmm(coef.transpose(1, 2), ws.transpose(1, 2))  # (P, K, D)
             dc = coef.sum(1)  # (P, K) = mean(p0) - mean(pk)
         else:
             dW = torch.bmm(p0.transpose(1, 2), pv0).mul_(1.0 / n0)  # (P, K, D)
@@ -258,7 +293,7 @@ class LocalRBM(RBMBase):
     @torch.no_grad()
     def mean_visibles(self, h: Tensor) -> Tensor:
         """E[v | h] (N, C, H, W) from hidden maps (N, K, Ph, Pw)."""
-        return self._visible_mean(self.to_internal(self._as_input(h)))
+        return self._visible_mean(self.to_internal(self._as_input(h))).contiguous()
 
     @torch.no_grad()
     def reconstruction_error(self, v: Tensor) -> Tensor:
