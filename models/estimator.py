@@ -215,7 +215,6 @@ class BernoulliRBMEstimator:
         if rbm.n_updates % cfg.log_interval == 0:
             rbm.check_finite()
 
-    @torch.no_grad()
     def _fused_pcd1(self, v: torch.Tensor) -> None:
         """PCD-1 with momentum-free SGD in 15 tensor ops on reused buffers (Tieleman 2008).
 
@@ -228,35 +227,51 @@ class BernoulliRBMEstimator:
         W, b, c = rbm.params["W"], rbm.params["b"], rbm.params["c"]
         chain = rbm.chain_h  # (nk, n_hidden), updated in place
         n0, nk = v.shape[0], chain.shape[0]
-        key = (n0, nk, W.dtype, W.device)
-        if getattr(self, "_buf_key", None) != key:
-            n = n0 + nk
-            kw = dict(device=W.device, dtype=W.dtype)
-            lr = float(rbm.update_config.learning_rate)
-            scale = torch.cat([torch.full((n0,), lr / n0, **kw), torch.full((nk,), -lr / nk, **kw)])
-            self._buf = {
-                "V": torch.empty(n, W.shape[1], **kw),  # [v0; vk]
-                "H": torch.empty(n, W.shape[0], **kw),  # [p0; pk]
-                "Uv": torch.empty(nk, W.shape[1], **kw),
-                "Uh": torch.empty(nk, W.shape[0], **kw),
-                "scale": scale,  # (n,): lr / n0 for data rows, -lr / nk for chain rows
-                "col": scale.unsqueeze(1),  # (n, 1)
-                "ones": torch.ones(n, **kw),
-            }
-            self._buf_key = key
-        B, g = self._buf, rbm.generator
-        V, H = B["V"], B["H"]
-        v0, vk, p0, pk = V[:n0], V[n0:], H[:n0], H[n0:]
+        key = (n0, nk, W.dtype, W.device, W.data_ptr(), float(rbm.update_config.learning_rate))
+        B = self._buf if getattr(self, "_buf_key", None) == key else self._make_buffers(n0, nk, key)
+        g = rbm.generator
+        v0, vk, p0, pk = B["v0"], B["vk"], B["p0"], B["pk"]
         v0.copy_(v)
-        torch.addmm(c, v0, W.t(), out=p0).sigmoid_()  # P(h | v0)
+        torch.addmm(c, v0, B["Wt"], out=p0).sigmoid_()  # P(h | v0)
         torch.addmm(b, chain, W, out=vk).sigmoid_()  # P(v | h_chain)
-        torch.lt(torch.rand(B["Uv"].shape, generator=g, out=B["Uv"]), vk, out=vk)  # vk sample
-        torch.addmm(c, vk, W.t(), out=pk).sigmoid_()  # P(h | vk)
-        torch.lt(torch.rand(B["Uh"].shape, generator=g, out=B["Uh"]), pk, out=chain)
-        H.mul_(B["col"])  # rows scaled by lr / n0 and -lr / nk
-        W.addmm_(H.t(), V)
-        c.addmv_(H.t(), B["ones"])
-        b.addmv_(V.t(), B["scale"])
+        torch.lt(torch.rand(B["shape_v"], generator=g, out=B["Uv"]), vk, out=vk)  # vk sample
+        torch.addmm(c, vk, B["Wt"], out=pk).sigmoid_()  # P(h | vk)
+        torch.lt(torch.rand(B["shape_h"], generator=g, out=B["Uh"]), pk, out=chain)
+        B["H"].mul_(B["col"])  # rows scaled by lr / n0 and -lr / nk
+        W.addmm_(B["Ht"], B["V"])
+        c.addmv_(B["Ht"], B["ones"])
+        b.addmv_(B["Vt"], B["scale"])
+
+    def _make_buffers(self, n0: int, nk: int, key: tuple) -> dict:
+        """Reused buffers and views of :meth:`_fused_pcd1` (views made once: ~3 us per op)."""
+        rbm = self.rbm_
+        W = rbm.params["W"]
+        n = n0 + nk
+        kw = dict(device=W.device, dtype=W.dtype)
+        lr = float(rbm.update_config.learning_rate)
+        scale = torch.cat([torch.full((n0,), lr / n0, **kw), torch.full((nk,), -lr / nk, **kw)])
+        V = torch.empty(n, W.shape[1], **kw)  # [v0; vk]
+        H = torch.empty(n, W.shape[0], **kw)  # [p0; pk]
+        B = {
+            "V": V,
+            "H": H,
+            "v0": V[:n0],
+            "vk": V[n0:],
+            "p0": H[:n0],
+            "pk": H[n0:],
+            "Vt": V.t(),
+            "Ht": H.t(),
+            "Wt": W.t(),
+            "Uv": torch.empty(nk, W.shape[1], **kw),
+            "Uh": torch.empty(nk, W.shape[0], **kw),
+            "shape_v": (nk, W.shape[1]),
+            "shape_h": (nk, W.shape[0]),
+            "scale": scale,  # (n,): lr / n0 for data rows, -lr / nk for chain rows
+            "col": scale.unsqueeze(1),  # (n, 1)
+            "ones": torch.ones(n, **kw),
+        }
+        self._buf, self._buf_key = B, key
+        return B
 
     def partial_fit(self, X, y=None) -> BernoulliRBMEstimator:
         """One update with all of ``X`` as a single mini-batch (initialises lazily)."""
