@@ -45,6 +45,24 @@ def test_fit_equals_repeated_partial_fit():
     )
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_fused_pcd1_equals_compute_update_plus_apply_update(dtype):
+    """The estimator's fused momentum-free PCD-1 step = the core's general CD step."""
+    X = small_X(47, dtype=dtype)  # short last batch: data and chain rows differ in number
+    fused = BernoulliRBMEstimator(8, batch_size=10, n_iter=3, random_state=4).fit(X)
+    ref = BernoulliRBMEstimator(8, batch_size=10, n_iter=3, random_state=4)
+    ref._init(X.shape[1], X.dtype)
+    v = ref._to_torch(X)
+    for _ in range(3):
+        for start in range(0, 47, 10):
+            ref.rbm_.apply_update(ref.rbm_.compute_update(v[start : start + 10]))
+    tol = dict(rtol=1e-4, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-12)
+    for name in ("components_", "intercept_hidden_", "intercept_visible_"):
+        np.testing.assert_allclose(getattr(fused, name), getattr(ref, name), **tol)
+    np.testing.assert_array_equal(fused.h_samples_, ref.h_samples_)
+    assert fused.rbm_.n_updates == ref.rbm_.n_updates == 15
+
+
 def test_inputs_not_modified():
     X = small_X()
     X_copy = X.copy()
