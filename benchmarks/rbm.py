@@ -103,14 +103,14 @@ def local_bytes_per_step(P: int, N: int, K: int, D: int, pixels: int) -> int:
     """Modelled DRAM traffic of one local CD-1 step (float32), counting each big pass once.
 
     Patch matrices (P, N, D) dominate: unfold writes them (x2: data and sample), the up bmm reads
-    them (x2), the gradient reads them (x2), the down bmm writes its (P, N, D) product and the
-    fold reads it (+ the fold's layout copy, read + write). Weights (P, K, D): read by 3 bmms,
-    the gradient written, read by the updater with W and the velocity read and written.
+    them (x2), the gradient reads them (x2), the down bmm writes its (P, D, N) product and the
+    fold (strided adds by residue class, no layout copy) reads it. Weights (P, K, D): read by 3
+    bmms, the gradient written, read by the updater with W and the velocity read and written.
     """
     patches = P * N * D * 4
     weights = P * K * D * 4
     small = (P * N * K * 6 + N * pixels * 6) * 4
-    return 6 * patches + 4 * patches + 8 * weights + small
+    return 6 * patches + 2 * patches + 8 * weights + small
 
 
 def bench_local(device, repeat, memcpy_gbps) -> dict:
