@@ -14,7 +14,7 @@ import sys
 # name -> one-line help. A name appears here once its module exists.
 SUBCOMMANDS: dict[str, str] = {
     "demo": "run the whole experiment on the embedded corpus, no network",
-    "ingest": "decode videos (files, folders, URL lists, yt-dlp URLs) into a sharded Parquet dataset",
+    "ingest": "decode videos (files, folders, URL lists, yt-dlp URLs) into Parquet shards",
     "train": "train the stacked RBM with parameter-server workers on Ray",
     "visualize": "render the neuron gallery for a trained run",
     "evaluate": "measure neuron selectivity on a labelled probe set",
