@@ -1,9 +1,10 @@
 """CUDA path check: the same models give the same numbers on the GPU as on the CPU.
 
 Builds each model on the CPU, copies its parameters to CUDA, and compares the deterministic
-quantities (free energy, P(h|v), P(v|h), the positive-phase statistics, stack features) in
+quantities (free energy, P(h|v), P(v|h), reconstruction error, stack features) in
 float64; then trains a LocalRBM on the GPU for a few hundred CD-1 steps and checks that the
-reconstruction error falls. Writes JSON (stdout or ``--out``); exits 1 if any check fails.
+reconstruction error falls (by at least 5 %). Writes JSON (stdout or ``--out``); exits 1 if
+any check fails.
 
 Usage (on a machine with a GPU)::
 
@@ -138,7 +139,8 @@ def main(argv=None) -> int:
         for v in case.values()
     )
     ok &= all(v <= 1e-8 for v in result["stack_max_abs_diff"].values())
-    ok &= result["training"]["recon_after"] < 0.8 * result["training"]["recon_before"]
+    # Learning, not a quality bar: the error must fall by at least 5 % in 300 CD-1 steps.
+    ok &= result["training"]["recon_after"] < 0.95 * result["training"]["recon_before"]
     result["ok"] = bool(ok)
     text = json.dumps(result, indent=2)
     if args.out:
