@@ -281,6 +281,16 @@ class RBMBase:
             self.check_finite()
 
     @torch.no_grad()
+    def _dense_params(self, n_visible: int, n_hidden: int) -> dict[str, Tensor]:
+        """W ~ N(0, init_std^2) (n_hidden, n_visible), zero biases b (visible) and c (hidden)."""
+        kw = {"device": self.device, "dtype": self.dtype}
+        W = torch.randn(n_hidden, n_visible, generator=self.generator, **kw)
+        return {
+            "W": W.mul_(self.config.init_std),  # (n_hidden, n_visible)
+            "b": torch.zeros(n_visible, **kw),
+            "c": torch.zeros(n_hidden, **kw),
+        }
+
     def check_finite(self) -> None:
         """Raise FloatingPointError naming the fix if any parameter is NaN or infinite.
 
@@ -370,14 +380,7 @@ class BernoulliRBM(RBMBase):
         )
         self.n_visible = n_visible
         self.n_hidden = n_hidden
-        W = torch.randn(
-            n_hidden, n_visible, generator=self.generator, device=self.device, dtype=dtype
-        )
-        self.params = {
-            "W": W.mul_(self.config.init_std),  # (n_hidden, n_visible)
-            "b": torch.zeros(n_visible, device=self.device, dtype=dtype),
-            "c": torch.zeros(n_hidden, device=self.device, dtype=dtype),
-        }
+        self.params = self._dense_params(n_visible, n_hidden)
 
     def _hidden_input(self, v: Tensor) -> Tensor:
         """c + v W^T, the total input of every hidden unit; (N, n_hidden)."""
@@ -445,14 +448,7 @@ class GaussianBernoulliRBM(RBMBase):
         self.n_visible = n_visible
         self.n_hidden = n_hidden
         self.learn_sigma = learn_sigma
-        W = torch.randn(
-            n_hidden, n_visible, generator=self.generator, device=self.device, dtype=dtype
-        )
-        self.params = {
-            "W": W.mul_(self.config.init_std),  # (n_hidden, n_visible)
-            "b": torch.zeros(n_visible, device=self.device, dtype=dtype),
-            "c": torch.zeros(n_hidden, device=self.device, dtype=dtype),
-        }
+        self.params = self._dense_params(n_visible, n_hidden)
         if learn_sigma:
             self.params["log_sigma"] = torch.zeros(n_visible, device=self.device, dtype=dtype)
 
