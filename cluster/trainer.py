@@ -52,15 +52,9 @@ from pipeline.reader import read_frames, shards_for_worker
 def init_ray(num_cpus: float = 0.0) -> None:
     """Start a local Ray (the local simulation) unless one is running or ``RAY_ADDRESS`` names
     a cluster. ``num_cpus`` = 0 gives Ray every core."""
-    import ray
+    from pipeline.pool import ensure_ray
 
-    if ray.is_initialized():
-        return
-    if os.environ.get("RAY_ADDRESS"):
-        ray.init(log_to_driver=False)
-        return
-    ray.init(num_cpus=int(num_cpus) if num_cpus else os.cpu_count(), include_dashboard=False,
-             log_to_driver=False)
+    ensure_ray(int(num_cpus) or None)
 
 
 def worker_cpu_share(config: Any) -> float:
@@ -274,18 +268,19 @@ class Trainer:
         import ray
 
         sim = self.config.sim
-        if (not self._killed_worker and sim.kill_worker >= 0 and 0 <= sim.kill_worker_at_step
-                <= step):
-            self._killed_worker = True
-            ray.kill(ctx.workers[sim.kill_worker], no_restart=False)
-            self.log.event(f"stage {ctx.stage} step {step}: injected fault: killed worker "
-                           f"{sim.kill_worker} (Ray restarts it)")
-        if (not self._killed_shard and sim.kill_shard >= 0 and 0 <= sim.kill_shard_at_step
-                <= step):
-            self._killed_shard = True
-            ray.kill(ctx.shards[sim.kill_shard], no_restart=False)
-            self.log.event(f"stage {ctx.stage} step {step}: injected fault: killed shard "
-                           f"{sim.kill_shard} (Ray restarts it from the last checkpoint)")
+        faults = (
+            ("worker", sim.kill_worker, sim.kill_worker_at_step, ctx.workers, "Ray restarts it"),
+            ("shard", sim.kill_shard, sim.kill_shard_at_step, ctx.shards,
+             "Ray restarts it from the last checkpoint"),
+        )
+        for kind, index, at_step, actors, how in faults:
+            flag = f"_killed_{kind}"
+            if getattr(self, flag) or index < 0 or not 0 <= at_step <= step:
+                continue
+            setattr(self, flag, True)
+            ray.kill(actors[index], no_restart=False)
+            self.log.event(f"stage {ctx.stage} step {step}: injected fault: killed {kind} "
+                           f"{index} ({how})")
 
     # ------------------------------------------------------------------ sync
     def _run_sync(self, ctx: _StageContext, start: int) -> dict:

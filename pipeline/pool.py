@@ -11,6 +11,7 @@ set to one thread per actor so ``n`` actors use ``n`` cores, not ``n * cores`` t
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Iterable, Iterator
 
@@ -36,13 +37,17 @@ class _DecodeActor:
         return True
 
 
-def ensure_ray() -> None:
-    """Start a local Ray (all CPUs, no dashboard) unless this process is already connected.
+def ensure_ray(num_cpus: int | None = None) -> None:
+    """Start a local Ray (``num_cpus``, default all CPUs; no dashboard) unless this process is
+    already connected.
 
-    Honours ``RAY_ADDRESS`` (e.g. a cluster's head) like ``ray.init()`` does.
+    Honours ``RAY_ADDRESS`` (e.g. a cluster's head) like ``ray.init()`` does; ``num_cpus`` is
+    then ignored (a running cluster's resources are its own).
     """
-    if not ray.is_initialized():
-        ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+    if ray.is_initialized():
+        return
+    kwargs = {} if num_cpus is None or os.environ.get("RAY_ADDRESS") else {"num_cpus": num_cpus}
+    ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False, **kwargs)
 
 
 def default_workers() -> int:
