@@ -15,6 +15,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from models import _fused
+
 
 @dataclass(frozen=True)
 class UpdateConfig:
@@ -122,17 +124,23 @@ class ParameterUpdater:
                 if vel is None or vel.shape != p.shape:
                     vel = torch.zeros_like(p)
                     self.velocity[name] = vel
+                if _fused.usable(p, vel, g):
+                    _fused.sgd_(p, vel, g, momentum, lr, decay)  # one pass, same arithmetic
+                    continue
                 vel.mul_(momentum).add_(g, alpha=lr)
                 if decay:
                     vel.add_(p, alpha=-lr * decay)
                 p.add_(vel)
             else:
-                if decay:
-                    g = g - decay * p
                 acc = self.accum.get(name)
                 if acc is None or acc.shape != p.shape:
                     acc = torch.zeros_like(p)
                     self.accum[name] = acc
+                if _fused.usable(p, acc, g):
+                    _fused.adagrad_(p, acc, g, lr, decay, cfg.adagrad_eps)
+                    continue
+                if decay:
+                    g = g - decay * p
                 acc.addcmul_(g, g)
                 p.addcdiv_(g, acc.sqrt().add_(cfg.adagrad_eps), value=lr)
         self.step_count += 1
