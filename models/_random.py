@@ -124,18 +124,34 @@ def uniform_(out: Tensor, generator: torch.Generator | None = None) -> Tensor:
     return out
 
 
-def bernoulli_(out: Tensor, prob: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """``out = (U < prob)`` as 0/1 in ``out``'s dtype, one fused parallel pass on CPU.
+def use_numba(out: Tensor, prob: Tensor) -> bool:
+    """Whether :func:`bernoulli_` takes the counter-based path for these tensors."""
+    return (
+        _numba_ok(out)
+        and out.numel() >= SERIAL_MIN
+        and prob.is_contiguous()
+        and prob.dtype == out.dtype
+        and prob.device == out.device
+    )
 
-    ``prob`` must have ``out``'s shape; non-contiguous inputs and CUDA tensors take the torch
-    path (``torch.rand`` then ``lt``).
+
+def bernoulli_(
+    out: Tensor, prob: Tensor, generator: torch.Generator | None = None, u: Tensor | None = None
+) -> Tensor:
+    """``out = (U < prob)`` as 0/1 in ``out``'s dtype (``out`` may be ``prob`` itself).
+
+    Contiguous CPU tensors of at least ``SERIAL_MIN`` elements take one fused pass of the
+    counter-based generator; the rest (CUDA, small, strided) draw ``U`` with ``torch.rand``
+    (into ``u`` when given, a reusable buffer of ``prob``'s shape) and compare.
     """
     if prob.shape != out.shape:
         raise ValueError(f"prob shape {tuple(prob.shape)} != out shape {tuple(out.shape)}")
-    if not (_numba_ok(out) and prob.is_contiguous() and prob.dtype == out.dtype
-            and prob.device == out.device):
-        u = torch.rand(prob.shape, generator=generator, device=prob.device, dtype=prob.dtype)
-        return out.copy_(torch.lt(u, prob))
+    if not use_numba(out, prob):
+        if u is None:
+            u = torch.rand(prob.shape, generator=generator, device=prob.device, dtype=prob.dtype)
+        else:
+            torch.rand(prob.shape, generator=generator, out=u)
+        return torch.lt(u, prob, out=out)
     flat, pflat = out.view(-1).numpy(), prob.reshape(-1).numpy()
     if flat.shape[0] < PARALLEL_MIN:
         _fill_bernoulli_serial(flat, pflat, draw_key(generator))

@@ -20,6 +20,7 @@ import numbers
 import numpy as np
 import torch
 
+from models import _random
 from models._threads import cpu_threads
 from models.likelihood import pseudo_log_likelihood
 from models.optim import UpdateConfig
@@ -234,9 +235,9 @@ class BernoulliRBMEstimator:
         v0.copy_(v)
         torch.addmm(c, v0, B["Wt"], out=p0).sigmoid_()  # P(h | v0)
         torch.addmm(b, chain, W, out=vk).sigmoid_()  # P(v | h_chain)
-        torch.lt(torch.rand(B["shape_v"], generator=g, out=B["Uv"]), vk, out=vk)  # vk sample
+        _random.bernoulli_(vk, vk, g, u=B["Uv"])  # vk sample (same stream as bernoulli_sample)
         torch.addmm(c, vk, B["Wt"], out=pk).sigmoid_()  # P(h | vk)
-        torch.lt(torch.rand(B["shape_h"], generator=g, out=B["Uh"]), pk, out=chain)
+        _random.bernoulli_(chain, pk, g, u=B["Uh"])
         B["H"].mul_(B["col"])  # rows scaled by lr / n0 and -lr / nk
         W.addmm_(B["Ht"], B["V"])
         c.addmv_(B["Ht"], B["ones"])
@@ -264,8 +265,6 @@ class BernoulliRBMEstimator:
             "Wt": W.t(),
             "Uv": torch.empty(nk, W.shape[1], **kw),
             "Uh": torch.empty(nk, W.shape[0], **kw),
-            "shape_v": (nk, W.shape[1]),
-            "shape_h": (nk, W.shape[0]),
             "scale": scale,  # (n,): lr / n0 for data rows, -lr / nk for chain rows
             "col": scale.unsqueeze(1),  # (n, 1)
             "ones": torch.ones(n, **kw),

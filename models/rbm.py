@@ -100,8 +100,7 @@ def bernoulli_sample(p: Tensor, generator: torch.Generator) -> Tensor:
     by one draw from ``generator``; parallel, 6x faster than torch's serial Mersenne Twister);
     elsewhere from ``torch.rand``.
     """
-    if (_random.HAVE_NUMBA and p.device.type == "cpu" and p.is_contiguous()
-            and p.numel() >= _random.SERIAL_MIN):
+    if _random.use_numba(p, p):
         return _random.bernoulli_(torch.empty_like(p), p, generator)
     u = torch.rand(p.shape, generator=generator, device=p.device, dtype=p.dtype)
     return u.lt_(p)
