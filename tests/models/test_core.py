@@ -107,10 +107,15 @@ def make_models():
             GaussianBernoulliRBM(5, 3, learn_sigma=True, device="cpu", dtype=DT, generator=gen()),
             scale=0.3,
         ),
-        randomise(LocalRBM((2, 7, 7), 3, 2, 2, device="cpu", dtype=DT, generator=gen())),
+        # backend="torch": replay_negative re-draws the torch path's samples (the fused numba
+        # path draws its own stream; its equivalent is in test_local_cpu.py)
+        randomise(
+            LocalRBM((2, 7, 7), 3, 2, 2, device="cpu", dtype=DT, generator=gen(), backend="torch")
+        ),
         randomise(
             LocalRBM(
-                (1, 6, 6), 4, 1, 3, visible="gaussian", device="cpu", dtype=DT, generator=gen()
+                (1, 6, 6), 4, 1, 3, visible="gaussian", device="cpu", dtype=DT, generator=gen(),
+                backend="torch",
             )
         ),
     ]
@@ -258,7 +263,11 @@ def test_local_gradient_equals_masked_dense_gradient():
 
 
 def test_local_with_one_full_field_equals_dense_rbm():
-    local = randomise(LocalRBM((2, 5, 5), 5, 1, 4, device="cpu", dtype=DT, generator=gen()))
+    # backend="torch": the CD samples must equal the dense RBM's from the same seed (same torch
+    # sampling calls); test_local_cpu.py checks the fused path against the torch one
+    local = randomise(
+        LocalRBM((2, 5, 5), 5, 1, 4, device="cpu", dtype=DT, generator=gen(), backend="torch")
+    )
     assert local.n_positions == 1
     dense = BernoulliRBM(50, 4, device="cpu", dtype=DT, generator=gen())
     dense.params["W"].copy_(local.params["W"][0])
