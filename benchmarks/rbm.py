@@ -99,43 +99,78 @@ def bench_dense(device, repeat, mm_gflops) -> dict:
     }
 
 
-def local_bytes_per_step(P: int, N: int, K: int, D: int, pixels: int) -> int:
+def local_bytes_per_step(P: int, N: int, K: int, D: int, pixels: int, fused: bool = True) -> int:
     """Modelled DRAM traffic of one local CD-1 step (float32), counting each big pass once.
 
-    Patch matrices (P, N, D) dominate: unfold writes them (x2: data and sample), the up bmm reads
-    them (x2), the gradient reads them (x2), the down bmm writes its (P, D, N) product and the
-    fold (strided adds by residue class, no layout copy) reads it. Weights (P, K, D): read by 3
-    bmms, the gradient written, read by the updater with W and the velocity read and written.
+    Weights (P, K, D): read by the two up passes and the down pass, the gradient written, and
+    read by the updater with W and the velocity read and written (8 passes; 9 with the fused
+    gradient, which writes dW without a separate scaling pass).
+    ``fused`` (numba kernels, models/_local_cpu.py): no patch matrices; the batch-last image of
+    both phases (pixels, 2N) is written (copy of v0, down pass), read by the up passes, the
+    gradient and the bias gradient; the hidden probabilities (P, K, 2N) are written by the up
+    passes and read by the gradient, the hidden samples (P, K, N) written and read once.
+    ``fused=False`` (torch path): patch matrices (P, N, D) dominate: unfold writes them (x2:
+    data and sample), the up bmm reads them (x2), the gradient reads them (x2), the down bmm
+    writes its (P, D, N) product and the fold reads it.
     """
-    patches = P * N * D * 4
     weights = P * K * D * 4
+    if fused:
+        image = 9 * N * pixels * 4  # v0 copy read+write, v_k write, 2 up, gradient, db reads
+        hidden = (2 * P * K * 2 * N + 2 * P * K * N) * 4
+        return 9 * weights + image + hidden
+    patches = P * N * D * 4
     small = (P * N * K * 6 + N * pixels * 6) * 4
     return 6 * patches + 2 * patches + 8 * weights + small
 
 
 def bench_local(device, repeat, memcpy_gbps) -> dict:
-    """CD-1 steps/s of a LocalRBM: 64x64 input, 10x10 fields, stride 2, 8 maps, batch 64."""
-    g = torch.Generator(device=device).manual_seed(2)
-    rbm = LocalRBM((1, 64, 64), 10, 2, 8, device=device, generator=g, update=UpdateConfig())
-    v = (torch.rand(64, 1, 64, 64, device=device, generator=g) < 0.3).float()
+    """CD-1 steps/s of a LocalRBM: 64x64 input, 10x10 fields, stride 2, 8 maps, batch 64.
 
-    def step():
-        rbm.apply_update(rbm.compute_update(v))
-
-    t = best_time(step, device, repeat=repeat, number=3)
-    P, K, D, N = rbm.n_positions, 8, rbm.patch_size, 64
+    The default backend (fused numba kernels on CPU) and, back to back in the same run, the
+    torch formulation (unfold + bmm + fold, the CUDA path) as the baseline.
+    """
+    P, K, D, N = 28 * 28, 8, 100, 64
     flops = 5 * 2 * P * N * K * D
-    nbytes = local_bytes_per_step(P, N, K, D, 64 * 64)
-    return {
+
+    def measure(backend: str) -> dict:
+        g = torch.Generator(device=device).manual_seed(2)
+        rbm = LocalRBM(
+            (1, 64, 64), 10, 2, 8, device=device, generator=g, update=UpdateConfig(),
+            backend=backend,
+        )
+        v = (torch.rand(64, 1, 64, 64, device=device, generator=g) < 0.3).float()
+
+        def step():
+            rbm.apply_update(rbm.compute_update(v))
+
+        t0 = time.perf_counter()
+        step()  # first call: numba compiles or loads its cache here
+        sync(device)
+        first = time.perf_counter() - t0
+        t = best_time(step, device, repeat=repeat, number=3)
+        nbytes = local_bytes_per_step(P, N, K, D, 64 * 64, fused=rbm.fused)
+        return {
+            "backend": "numba (fused kernels)" if rbm.fused else "torch (unfold + bmm + fold)",
+            "first_step_s": first,
+            "seconds_per_step": t,
+            "steps_per_s": 1 / t,
+            "gflops": flops / t / 1e9,
+            "modelled_bytes_per_step": nbytes,
+            "achieved_gbps": nbytes / t / 1e9,
+        }
+
+    out = {
         "shape": "64x64x1 input, 10x10 fields, stride 2 (28x28 positions), 8 maps, batch 64",
-        "seconds_per_step": t,
-        "steps_per_s": 1 / t,
         "gflop_per_step": flops / 1e9,
-        "gflops": flops / t / 1e9,
-        "modelled_bytes_per_step": nbytes,
-        "achieved_gbps": nbytes / t / 1e9,
         "memcpy_gbps_same_run": memcpy_gbps,
     }
+    fast = measure("auto")
+    out.update(fast)
+    if fast["backend"].startswith("numba"):
+        base = measure("torch")
+        out["torch_backend"] = base
+        out["speedup_vs_torch_backend"] = base["seconds_per_step"] / fast["seconds_per_step"]
+    return out
 
 
 def epoch_times(X: np.ndarray, n_components: int, batch_size: int, device, n_epochs: int) -> dict:
