@@ -172,11 +172,12 @@ if HAVE_NUMBA:
         out (C, H, W, >= olo + m) receives columns ``olo:olo+m``.
         mode RAW: the input; MEAN: its sigmoid; SAMPLE: Bernoulli(sigmoid) with
         ``u = uniform_at(key, ((ch H + y) W + x) m + n)``; GAUSS_SAMPLE: input + N(0, 1) noise
-        (Box-Muller from the uniforms ``2 i`` and ``2 i + 1``).
+        (Box-Muller: uniforms i, i + 1 (i even) give the noise of columns n, n + 1).
         """
         C, H, Wd = b.shape
         P, K, D = W.shape
-        two_pi = 2.0 * np.pi
+        two_pi = np.float32(2.0 * np.pi)
+        minus_two, one = np.float32(-2.0), np.float32(1.0)
         for cy in prange(C * H):
             ch = cy // H
             y = cy - ch * H
@@ -217,12 +218,16 @@ if HAVE_NUMBA:
                         prob = _sigmoid(orow[n])
                         orow[n] = 1.0 if uniform_at(key, base + n) < prob else 0.0
                 elif mode == GAUSS_SAMPLE:
-                    base = 2 * ((ch * H + y) * Wd + x) * m
-                    for n in range(m):
-                        u1 = uniform_at(key, base + 2 * n)
-                        u2 = uniform_at(key, base + 2 * n + 1)
-                        z = math.sqrt(-2.0 * math.log(1.0 - u1)) * math.cos(two_pi * u2)
-                        orow[n] += z
+                    # Box-Muller in float32, both outputs of a pair of uniforms used
+                    base = ((ch * H + y) * Wd + x) * (m + (m & 1))  # even row length: no overlap
+                    for n in range(0, m, 2):
+                        u1 = uniform_at(key, base + n)
+                        u2 = uniform_at(key, base + n + 1)
+                        rad = math.sqrt(minus_two * math.log(one - u1))
+                        ang = two_pi * u2
+                        orow[n] += rad * math.cos(ang)
+                        if n + 1 < m:
+                            orow[n + 1] += rad * math.sin(ang)
 
     @njit(parallel=True, fastmath=True, error_model="numpy", cache=True)
     def gradient(img, coef, grid_w, s, r, dW, dc):  # pragma: no cover - compiled
