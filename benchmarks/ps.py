@@ -4,10 +4,20 @@ Measures, at the demo config's first-stage model and batch size (64x64 grey, 10x
 stride 2, 8 maps, batch 64; one torch thread everywhere):
 
 - ``single``: frames/s of the plain loop ``apply_update(compute_update(stage_input(batch)))``;
+- ``single_process_x2_concurrent``: the same loop in 2 processes at once, no Ray: the machine's
+  own 1 -> 2 ceiling for this compute (shared caches, memory bandwidth);
 - ``ps_1``, ``ps_2``: frames/s of 1 and 2 async workers (Ray actors) against 2 parameter-server
-  shards, fetch and push every step, wall clock over all workers after a warm-up chunk;
-- overhead = 1 - ps_1 / single (goal <= 10%), scaling = ps_2 / ps_1 (goal >= 1.8);
+  shards, at the config's push/fetch periods and prefetch setting (or ``--n-push``,
+  ``--n-fetch``, ``--prefetch``), wall clock over all workers after a warm-up chunk; and again at
+  n_push = n_fetch = 1 (``at_period_1``), so both settings are on record from the same run;
+- overhead = 1 - ps_1 / single (goal <= 10%), scaling = ps_2 / ps_1 (goal >= 1.8); single is
+  the mean of a run before and a run after the PS runs (drift on a shared machine shows there);
+- per worker step, milliseconds spent fetching (waiting for parameters), computing, handing a push
+  to the sender thread and waiting for pushes in flight; per update, the shard's apply time;
 - bytes moved per update: the update pushed plus the parameters fetched (float32).
+
+One thread per process everywhere: torch's and numba's (``NUMBA_NUM_THREADS=1`` here, in the
+spawned references and, through ``cluster.ps.ONE_THREAD_ENV``, in the actors).
 
 Usage (needs a dataset, e.g. ``catneuron ingest --demo --out runs/demo/data``)::
 
@@ -28,10 +38,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+# One thread everywhere, numba's pool included (read when numba is imported): the single-process
+# references, their spawned children and the Ray actors (cluster.ps.ONE_THREAD_ENV).
+os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 
 
 def ps_throughput(config, n_workers: int, steps: int, warmup: int) -> dict:
     """Frames/s of ``n_workers`` Downpour workers against ``config.train.n_ps_shards`` shards."""
+    import numpy as np
     import ray
     import torch
 
@@ -56,6 +70,7 @@ def ps_throughput(config, n_workers: int, steps: int, warmup: int) -> dict:
         for k in range(n_workers)]
     ray.get([w.ping.remote() for w in workers])
     warm = ray.get([w.run.remote(warmup, (0, 0), 0, 0) for w in workers])
+    before = ray.get([s.info.remote() for s in shards])
     t0 = time.perf_counter()
     results = ray.get([w.run.remote(steps, tuple(m["position"]), m["seq_end"], warmup)
                        for w, m in zip(workers, warm, strict=True)])
@@ -65,11 +80,21 @@ def ps_throughput(config, n_workers: int, steps: int, warmup: int) -> dict:
     for a in workers + shards:
         ray.kill(a)
     param_bytes = 4 * sum(v.size for v in full.values())
+    phases = ("fetch", "compute", "push", "wait")
+    breakdown = {k: 1e3 * float(np.mean([r[f"seconds_{k}"] / r["steps"] for r in results]))
+                 for k in phases}
+    breakdown["other"] = 1e3 * float(np.mean([r["seconds"] / r["steps"] for r in results])) \
+        - sum(breakdown.values())
     return {"workers": n_workers, "frames": frames, "seconds": wall,
             "frames_per_s": frames / wall,
             "per_worker_frames_per_s": [r["frames_per_s"] for r in results],
             "staleness_mean": [r["staleness_mean"] for r in results],
             "updates_applied": [i["n_applied"] for i in infos],
+            "worker_ms_per_step": breakdown,
+            "shard_apply_ms_per_update": [
+                1e3 * (i["seconds_apply"] - b["seconds_apply"])
+                / max(i["n_applied"] - b["n_applied"], 1)
+                for i, b in zip(infos, before, strict=True)],
             "bytes_per_update": param_bytes * (1 + tc.n_push / tc.n_fetch),
             "param_bytes": param_bytes}
 
@@ -96,15 +121,24 @@ def single_concurrent(config_path: str, overrides: list[str], steps: int, warmup
             "per_process_frames_per_s": [p["frames_per_s"] for p in parts]}
 
 
+def _figures(single_fps: float, ps1: dict, ps2: dict) -> dict:
+    """Overhead vs the single process and 1 -> 2 worker scaling of one PS setting."""
+    return {"overhead_vs_single": 1 - ps1["frames_per_s"] / single_fps,
+            "scaling_2_vs_1": ps2["frames_per_s"] / ps1["frames_per_s"]}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--config", default=str(ROOT / "configs/demo.toml"))
     p.add_argument("--data", default="runs/demo/data", help="dataset folder (catneuron ingest)")
     p.add_argument("--steps", type=int, default=60, help="timed steps per worker")
-    p.add_argument("--warmup", type=int, default=5)
-    p.add_argument("--n-push", type=int, default=1)
-    p.add_argument("--n-fetch", type=int, default=1)
-    p.add_argument("--prefetch", action="store_true", help="overlap fetches with compute")
+    p.add_argument("--warmup", type=int, default=8)
+    p.add_argument("--n-push", type=int, help="push period (default: the config's)")
+    p.add_argument("--n-fetch", type=int, help="fetch period (default: the config's)")
+    p.add_argument("--prefetch", action=argparse.BooleanOptionalAction,
+                   help="overlap fetches with compute (default: the config's)")
+    p.add_argument("--no-period-1", action="store_true",
+                   help="skip the second measurement at n_push = n_fetch = 1")
     p.add_argument("--out", help="write the JSON here as well as to stdout")
     args = p.parse_args(argv)
 
@@ -114,34 +148,61 @@ def main(argv: list[str] | None = None) -> int:
     from cluster.local import single_process_throughput
     from jobs.config import load
 
-    overrides = [f'data.path="{args.data}"', "data.holdout_frames=0",
-                 f"train.n_push={args.n_push}", f"train.n_fetch={args.n_fetch}",
-                 f"train.prefetch={str(args.prefetch).lower()}"]
-    config = load(args.config, overrides)
+    base = load(args.config, [f'data.path="{args.data}"'])
+    n_push = args.n_push or base.train.n_push
+    n_fetch = args.n_fetch or base.train.n_fetch
+    prefetch = base.train.prefetch if args.prefetch is None else args.prefetch
+
+    def overrides(push: int, fetch: int) -> list[str]:
+        return [f'data.path="{args.data}"', "data.holdout_frames=0", f"train.n_push={push}",
+                f"train.n_fetch={fetch}", f"train.prefetch={str(prefetch).lower()}"]
+
+    config = load(args.config, overrides(n_push, n_fetch))
+    settings = [(n_push, n_fetch)]
+    if not args.no_period_1 and (n_push, n_fetch) != (1, 1):
+        settings.append((1, 1))
     single = single_process_throughput(config, args.steps, warmup=args.warmup)
-    single_2 = single_concurrent(args.config, overrides, args.steps, args.warmup)
+    single_2 = single_concurrent(args.config, overrides(n_push, n_fetch), args.steps,
+                                 args.warmup)
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    runs = {}
     try:
-        ps1 = ps_throughput(config, 1, args.steps, args.warmup)
-        ps2 = ps_throughput(config, 2, args.steps, args.warmup)
+        for push, fetch in settings:
+            cfg = load(args.config, overrides(push, fetch))
+            runs[push, fetch] = (ps_throughput(cfg, 1, args.steps, args.warmup),
+                                 ps_throughput(cfg, 2, args.steps, args.warmup))
     finally:
         ray.shutdown()
+    # the reference again after the PS runs: a drift of the shared machine shows up here
+    single_end = single_process_throughput(config, args.steps, warmup=args.warmup)
+    single_fps = (single["frames_per_s"] + single_end["frames_per_s"]) / 2
+    ps1, ps2 = runs[n_push, n_fetch]
     result = {
         "benchmark": "ps",
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                     "torch": torch.__version__, "ray": ray.__version__},
         "model": "demo stage 0: 64x64x1 input, 10x10 fields, stride 2, 8 maps (LocalRBM, CD-1)",
         "batch_size": config.data.batch_size, "n_ps_shards": config.train.n_ps_shards,
-        "n_push": args.n_push, "n_fetch": args.n_fetch, "prefetch": args.prefetch,
-        "single_process": single, "single_process_x2_concurrent": single_2,
+        "n_push": n_push, "n_fetch": n_fetch, "prefetch": prefetch,
+        "single_process": single, "single_process_end": single_end,
+        "single_process_frames_per_s": single_fps,
+        "single_process_x2_concurrent": single_2,
         "ps_1_worker": ps1, "ps_2_workers": ps2,
-        "overhead_vs_single": 1 - ps1["frames_per_s"] / single["frames_per_s"],
-        "scaling_2_vs_1": ps2["frames_per_s"] / ps1["frames_per_s"],
+        **_figures(single_fps, ps1, ps2),
         "machine_ceiling_2_vs_1": single_2["frames_per_s"] / single["frames_per_s"],
         "bytes_per_update": ps1["bytes_per_update"],
+        "bytes_per_worker_step": ps1["param_bytes"] * (1 / n_push + 1 / n_fetch),
         "goals": {"overhead_vs_single": "<= 0.10", "scaling_2_vs_1": ">= 1.8"},
-        "note": "provisional: measured on a shared 2-core machine",
+        "note": "provisional: measured on a shared 2-core machine; overhead against the mean "
+                "of the single-process runs before and after the PS runs",
     }
+    if (1, 1) in runs and (n_push, n_fetch) != (1, 1):
+        p1, p2 = runs[1, 1]
+        result["at_period_1"] = {
+            "n_push": 1, "n_fetch": 1, "prefetch": prefetch, "ps_1_worker": p1,
+            "ps_2_workers": p2, **_figures(single_fps, p1, p2),
+            "bytes_per_update": p1["bytes_per_update"],
+            "bytes_per_worker_step": 2 * p1["param_bytes"]}
     text = json.dumps(result, indent=1)
     print(text)
     if args.out:

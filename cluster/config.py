@@ -52,10 +52,15 @@ class TrainConfig:
     stages : how many stages of the stack to train, greedily (0 = all of ``model.stages``).
     steps : global steps per stage. A sync step = one batch per worker; an async step = one batch
         on one worker (so ``steps`` batches are consumed in either mode per worker-step count).
-    n_fetch, n_push : Downpour's fetch and push periods in worker steps.
+    n_fetch, n_push : Downpour's fetch and push periods in worker steps. A push carries the sum
+        of the ``n_push`` updates since the last one and is sent from the worker's sender thread
+        (off the compute path); a fetch waits for the worker's own pushes to be sent first, so
+        the parameters it returns include them. Periods > 1 divide the parameter-server
+        traffic (and its CPU cost) by the period; the demo uses 4.
     prefetch : async only: request the next fetch one step early so the transfer overlaps the
         step's compute (the fetched parameters then lack the worker's own latest push: one more
-        step of staleness).
+        push period of staleness; with the demo's momentum 0.9 that diverged, so it is off by
+        default).
     warm_start_steps : async only: worker 0 trains alone for this many steps before the others
         join (DistBelief's warm start for stability).
     max_in_flight : tasks each worker may have outstanding (bounded in-flight work).

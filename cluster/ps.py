@@ -14,6 +14,7 @@ and its constructor restores the last checkpoint of its stage.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -62,6 +63,7 @@ class ParameterShard:
         self.last_seq: dict[int, int] = {}
         self.n_applied = 0
         self.n_rejected = 0
+        self.seconds_apply = 0.0  # time spent applying updates (profiling)
         self.restored_from: str | None = None
         ckpt = latest_checkpoint(stage_dir) if stage_dir else None
         if ckpt is not None:
@@ -87,9 +89,11 @@ class ParameterShard:
             return -1
         self.last_seq[worker] = seq
         version = self.n_applied
+        t = time.perf_counter()
         self.updater.step(self.params, {k: _as_tensor(v) for k, v in update.items()})
         self.n_applied += 1
         self._check_finite()
+        self.seconds_apply += time.perf_counter() - t
         return version
 
     def apply_sync(self, step: int, *updates: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -152,12 +156,21 @@ class ParameterShard:
         """Counters for logs and tests."""
         return {"index": self.index, "n_applied": self.n_applied, "n_rejected": self.n_rejected,
                 "last_seq": dict(self.last_seq), "restored_from": self.restored_from,
-                "pid": os.getpid(), "numel": sum(int(v.numel()) for v in self.params.values())}
+                "pid": os.getpid(), "seconds_apply": self.seconds_apply,
+                "numel": sum(int(v.numel()) for v in self.params.values())}
+
+
+ONE_THREAD_ENV = {"env_vars": {"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}}
+"""Runtime env of the shard and worker actors: one thread per actor for numba's pool too (the
+models package's CPU kernels are numba ``parallel=True``; a pool as wide as the machine in
+every actor made a worker's step 3-4x slower on 2 cores, its idle threads spinning against the
+other actors'). torch is set to one thread in each actor's constructor."""
 
 
 def shard_actor_class(max_restarts: int = -1):
     """``ParameterShard`` as a Ray actor class: a tiny CPU share (it mostly waits), restarted by
-    Ray when it dies, tasks never retried (a lost push stays lost)."""
+    Ray when it dies, tasks never retried (a lost push stays lost), one thread."""
     import ray
 
-    return ray.remote(num_cpus=0.01, max_restarts=max_restarts, max_task_retries=0)(ParameterShard)
+    return ray.remote(num_cpus=0.01, max_restarts=max_restarts, max_task_retries=0,
+                      runtime_env=ONE_THREAD_ENV)(ParameterShard)

@@ -19,11 +19,19 @@ Two schedules:
   previous step's ``apply_sync`` results, as ObjectRefs), returns one update part per shard.
 - :meth:`Worker.run` (async, Downpour): ``n_steps`` batches on its own, fetching every
   ``n_fetch`` steps and pushing the accumulated update every ``n_push`` steps to all shards
-  without waiting (at most ``max_in_flight`` pushes outstanding per shard).
+  without waiting (at most ``max_in_flight`` pushes outstanding per shard). A push is
+  serialised into the object store by a sender thread (one, so every shard sees a worker's
+  sequence numbers in order) while the next step computes; a fetch that is not a prefetch first
+  waits until the worker's own pushes are submitted, so the shards (which run one caller's
+  calls in submission order) answer it with those pushes applied. The chunk result includes the
+  seconds spent per phase (``seconds_fetch``, ``seconds_compute``, ``seconds_push``,
+  ``seconds_wait``) for profiling.
 """
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import time
 from collections.abc import Mapping, Sequence
 
@@ -31,7 +39,7 @@ import numpy as np
 import torch
 
 from cluster.config import DataConfig
-from cluster.ps import OutOfStep
+from cluster.ps import ONE_THREAD_ENV, OutOfStep
 from cluster.sharding import ShardLayout, to_numpy
 from models.optim import UpdateConfig
 from models.stack import RBMStack, StackConfig
@@ -159,6 +167,8 @@ class Worker:
         self.prefetch = prefetch
         self._prefetch_refs: list | None = None  # async: a fetch requested one step early
         self._fetch_version: list[int] = []
+        self._sender = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="push")
+        self._sending: collections.deque = collections.deque()  # async: pushes being sent
 
     # ------------------------------------------------------------------ helpers
     def _stage_input(self, frames: np.ndarray) -> torch.Tensor:
@@ -224,6 +234,10 @@ class Worker:
         import ray
 
         refs, self._prefetch_refs = self._prefetch_refs, None
+        if refs is None and self._sending:
+            # a fresh fetch queues behind this worker's own pushes (the shards serve an actor's
+            # calls in submission order), so the parameters include them
+            concurrent.futures.wait(self._sending)
         for attempt in range(60):
             try:
                 results = ray.get(refs or [s.fetch.remote() for s in self.shards])
@@ -236,6 +250,14 @@ class Worker:
         self._fetch_version = [r[0] for r in results]
         self.layout.join([r[1] for r in results], out=self.rbm.params)
         self._since_fetch = 0
+
+    def _send(self, seq: int, update: Mapping[str, torch.Tensor],
+              fetched: Sequence[int]) -> list[tuple]:
+        """Push ``update`` with sequence number ``seq`` to every shard (sender thread);
+        returns ``(ref, shard, version fetched)`` for each shard."""
+        parts = self.layout.split_all(update)
+        return [(shard.push.remote(self.index, seq, to_numpy(parts[j])), j, fetched[j])
+                for j, shard in enumerate(self.shards)]
 
     def run(self, n_steps: int, position: Sequence[int], seq_start: int,
             step_start: int) -> dict:
@@ -251,9 +273,11 @@ class Worker:
         acc: dict[str, torch.Tensor] | None = None
         n_acc = 0
         pending: dict = {}  # push ref -> (shard, fetch version)
+        sending = self._sending = collections.deque()  # futures of _send, oldest first
         stale: list[int] = []
         failures = rejected = pushes = frames = 0
         monitors: list[dict] = []
+        timing = dict.fromkeys(("fetch", "compute", "push", "wait"), 0.0)  # seconds per phase
 
         def settle(refs) -> None:
             nonlocal failures, rejected
@@ -269,28 +293,44 @@ class Worker:
                 else:
                     stale.append(version - fetched)
 
+        def collect(block: bool) -> None:
+            """Move finished sends' refs into ``pending`` (all of them when ``block``)."""
+            while sending and (block or sending[0].done()):
+                for ref, j, fetched in sending.popleft().result():
+                    pending[ref] = (j, fetched)
+
         def push() -> None:
             nonlocal acc, n_acc, seq, pushes
-            parts = self.layout.split_all(acc)
-            for j, shard in enumerate(self.shards):
-                ref = shard.push.remote(self.index, seq, to_numpy(parts[j]))
-                pending[ref] = (j, self._fetch_version[j])
+            t = time.perf_counter()
+            # Serialising the update into the object store (a few ms for MBs) happens on the
+            # sender thread, off the compute path; one thread keeps every shard's seqs in order.
+            sending.append(self._sender.submit(self._send, seq, acc, list(self._fetch_version)))
             seq += 1
             pushes += 1
-            acc, n_acc = None, 0
+            acc, n_acc = None, 0  # handed over: the next step's update is a new tensor
+            collect(block=False)
+            timing["push"] += time.perf_counter() - t
             limit = self.max_in_flight * len(self.shards)
-            if len(pending) > limit:  # bounded in flight: wait for the oldest
-                done, _ = ray.wait(list(pending), num_returns=len(pending) - limit)
+            if len(pending) + len(sending) * len(self.shards) > limit:
+                # bounded in flight: wait for the oldest
+                t = time.perf_counter()
+                collect(block=True)
+                done, _ = ray.wait(list(pending), num_returns=max(len(pending) - limit, 0))
                 settle(done)
+                timing["wait"] += time.perf_counter() - t
 
         for i in range(n_steps):
+            t = time.perf_counter()
             if self._since_fetch is None or self._since_fetch >= self.n_fetch:
                 self._fetch()
             if (self.prefetch and self._prefetch_refs is None
                     and self._since_fetch + 1 >= self.n_fetch):
                 # overlap: the next fetch travels while this step computes
                 self._prefetch_refs = [s.fetch.remote() for s in self.shards]
+            t1 = time.perf_counter()
             update, v = self._compute(step_start + i)
+            timing["fetch"] += t1 - t
+            timing["compute"] += time.perf_counter() - t1
             frames += len(v)
             if (step_start + i) % self.log_interval == 0:
                 monitors.append(self._monitor(v))
@@ -305,15 +345,19 @@ class Worker:
                 push()
         if acc is not None:
             push()
+        t = time.perf_counter()
+        collect(block=True)
         if pending:
             settle(list(pending))
+        timing["wait"] += time.perf_counter() - t
         seconds = time.perf_counter() - t0
         out = {"worker": self.index, "steps": n_steps, "frames": frames, "seconds": seconds,
                "frames_per_s": frames / max(seconds, 1e-9), "position": list(self.stream.position),
                "seq_end": seq, "pushes": pushes, "pushes_rejected": rejected,
                "push_failures": failures,
                "staleness_mean": float(np.mean(stale)) if stale else 0.0,
-               "staleness_max": int(max(stale)) if stale else 0}
+               "staleness_max": int(max(stale)) if stale else 0,
+               **{f"seconds_{k}": v for k, v in timing.items()}}
         for key in ("recon_error", "fe_gap"):
             values = [m[key] for m in monitors if key in m]
             if values:
@@ -342,7 +386,9 @@ class Worker:
 
 
 def worker_actor_class(max_restarts: int = -1):
-    """``Worker`` as a Ray actor class, restarted by Ray when it dies; tasks not retried."""
+    """``Worker`` as a Ray actor class, restarted by Ray when it dies; tasks not retried; one
+    thread (``cluster.ps.ONE_THREAD_ENV``)."""
     import ray
 
-    return ray.remote(max_restarts=max_restarts, max_task_retries=0)(Worker)
+    return ray.remote(max_restarts=max_restarts, max_task_retries=0,
+                      runtime_env=ONE_THREAD_ENV)(Worker)

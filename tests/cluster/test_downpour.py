@@ -1,0 +1,132 @@
+"""Downpour pushes with ``n_push > 1`` on a real local Ray cluster: a worker accumulates its
+updates, pushes the sum once per period from its sender thread, and every shard applies each
+accumulated push exactly once (a replayed chunk is rejected), with the same arithmetic as the
+in-process replay of the same steps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from cluster.config import TrainConfig
+from cluster.ps import shard_actor_class
+from cluster.sharding import ShardLayout, to_numpy
+from cluster.worker import Worker, worker_actor_class
+from jobs.config import load
+from models.optim import ParameterUpdater
+from models.stack import RBMStack
+from tests.cluster.data import make_dataset
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return make_dataset(tmp_path_factory.mktemp("data"), size=16)
+
+
+def _config(dataset):
+    return load(None, [
+        f'data.path="{dataset}"', "data.batch_size=16", "data.holdout_frames=0",
+        "model.input_size=16", "model.input_lcn_sigma=1.5",
+        "model.stages=[{field=6, stride=2, n_maps=4, pool=2, pool_stride=1, "
+        "sparsity_target=0.1}]",
+        "update.learning_rate=0.01", "update.momentum_switch_step=2",
+        "train.n_workers=1", "train.n_ps_shards=2"])
+
+
+def test_demo_pushes_and_fetches_every_4_steps_without_prefetch():
+    """The demo batches Downpour's traffic (benchmarks/results/ps.json); prefetch stays off (its
+    extra staleness diverged with the demo's momentum) and is off by default too."""
+    train = load(Path(__file__).parents[2] / "configs/demo.toml", []).train
+    assert (train.n_push, train.n_fetch, train.prefetch) == (4, 4, False)
+    assert TrainConfig().prefetch is False
+
+
+def test_accumulated_pushes_are_applied_once_and_exactly(ray_cluster, dataset):
+    import ray
+
+    cfg = _config(dataset)
+    n_steps, n_push = 7, 3  # pushes: steps 0-2, 3-5 and the chunk's remainder 6
+    stack = RBMStack(cfg.model, update=cfg.update, generator=torch.Generator().manual_seed(0))
+    rbm = stack.rbms[0]
+    init = {k: v.clone() for k, v in rbm.params.items()}
+    layout = ShardLayout.plan({k: v.shape for k, v in init.items()}, 2)
+    full = to_numpy(init)
+    shards = [shard_actor_class().remote(j, layout.to_dict(), rbm.update_config,
+                                         tuple(rbm.decay_names), layout.split(full, j))
+              for j in range(2)]
+    kwargs = dict(data=cfg.data, model=cfg.model, update=cfg.update, stage=0,
+                  layout=layout.to_dict(), seed=0, n_fetch=1000, n_push=n_push,
+                  max_in_flight=1, log_interval=1000, prefetch=False)
+    worker = worker_actor_class().options(num_cpus=0.1).remote(0, 1, shards=shards, **kwargs)
+    try:
+        out = ray.get(worker.run.remote(n_steps, (0, 0), 0, 0))
+        assert (out["pushes"], out["seq_end"], out["pushes_rejected"]) == (3, 3, 0)
+        infos = ray.get([s.info.remote() for s in shards])
+        assert [i["n_applied"] for i in infos] == [3, 3]
+        assert all(i["last_seq"] == {0: 2} for i in infos)
+        params = layout.join([p for _, p in ray.get([s.fetch.remote() for s in shards])])
+
+        # a replay of the same chunk (a restarted worker) is rejected push by push
+        again = ray.get(worker.run.remote(n_steps, (0, 0), 0, 0))
+        assert again["pushes_rejected"] == 3 * 2
+        assert [i["n_applied"] for i in ray.get([s.info.remote() for s in shards])] == [3, 3]
+    finally:
+        for a in [worker, *shards]:
+            ray.kill(a)
+
+    # in-process replay: the same replica computes the same 7 updates against the initial
+    # parameters (n_fetch > steps: fetched once), summed in groups of n_push, applied once each
+    local = Worker(0, 1, **kwargs)
+    for k, v in init.items():
+        local.rbm.params[k].copy_(v)
+    updater = ParameterUpdater(rbm.update_config, rbm.decay_names)
+    expected = {k: v.clone() for k, v in init.items()}
+    acc = None
+    for step in range(n_steps):
+        update, _ = local._compute(step)
+        if acc is None:
+            acc = update
+        else:
+            for k, u in update.items():
+                acc[k].add_(u)
+        if (step + 1) % n_push == 0 or step == n_steps - 1:
+            updater.step(expected, acc)
+            acc = None
+    for k in expected:
+        torch.testing.assert_close(params[k], expected[k], rtol=0, atol=1e-6)
+        assert not torch.equal(params[k], init[k])
+
+
+@pytest.mark.parametrize("prefetch", [False, True])
+def test_a_fetch_sees_the_workers_own_pushes_unless_prefetched(ray_cluster, dataset, prefetch):
+    """Pushes leave from the sender thread; a (non-prefetched) fetch still queues behind them,
+    so one worker alone reads its own updates: staleness 0. A prefetch travels during the
+    step, before that step's push: at most 2 (the push still on the sender thread)."""
+    import ray
+
+    cfg = _config(dataset)
+    stack = RBMStack(cfg.model, update=cfg.update, generator=torch.Generator().manual_seed(0))
+    rbm = stack.rbms[0]
+    layout = ShardLayout.plan({k: v.shape for k, v in rbm.params.items()}, 2)
+    full = to_numpy(rbm.params)
+    shards = [shard_actor_class().remote(j, layout.to_dict(), rbm.update_config,
+                                         tuple(rbm.decay_names), layout.split(full, j))
+              for j in range(2)]
+    worker = worker_actor_class().options(num_cpus=0.1).remote(
+        0, 1, shards=shards, data=cfg.data, model=cfg.model, update=cfg.update, stage=0,
+        layout=layout.to_dict(), seed=0, n_fetch=1, n_push=1, max_in_flight=2,
+        log_interval=1000, prefetch=prefetch)
+    try:
+        out = ray.get(worker.run.remote(8, (0, 0), 0, 0))
+        assert out["pushes"] == 8 and out["pushes_rejected"] == out["push_failures"] == 0
+        assert [i["n_applied"] for i in ray.get([s.info.remote() for s in shards])] == [8, 8]
+        if prefetch:
+            assert 0 < out["staleness_mean"] and out["staleness_max"] <= 2
+        else:
+            assert out["staleness_max"] == 0
+        assert {"seconds_fetch", "seconds_compute", "seconds_push", "seconds_wait"} <= set(out)
+    finally:
+        for a in [worker, *shards]:
+            ray.kill(a)
