@@ -16,11 +16,12 @@ short last batch (``n_samples`` not a multiple of ``batch_size``) is weighted co
 from __future__ import annotations
 
 import numbers
+from typing import Literal
 
 import numpy as np
 import torch
 
-from models import _random
+from models import _fused, _random
 from models._threads import cpu_threads
 from models.likelihood import pseudo_log_likelihood
 from models.optim import UpdateConfig
@@ -58,6 +59,9 @@ class BernoulliRBMEstimator:
     momentum, weight_decay : optional (0 = scikit-learn's plain SGD).
     k, persistent : CD-k / PCD-k settings (PCD-1 like scikit-learn by default).
     device : torch device for the computation (default CPU).
+    backend : ``"auto"`` runs scikit-learn's rule (PCD-1, plain SGD) on small CPU mini-batches
+        as one compiled numba loop per epoch (``models._fused.pcd1_batches``, its own
+        counter-based random stream); ``"torch"`` always uses the torch ops.
 
     References
     ----------
@@ -78,6 +82,7 @@ class BernoulliRBMEstimator:
         k: int = 1,
         persistent: bool = True,
         device: str | torch.device = "cpu",
+        backend: Literal["auto", "torch"] = "auto",
     ) -> None:
         self.n_components = n_components
         self.learning_rate = learning_rate
@@ -89,6 +94,7 @@ class BernoulliRBMEstimator:
         self.k = k
         self.persistent = persistent
         self.device = device
+        self.backend = backend
 
     # ------------------------------------------------------------------ sklearn protocol
     def get_params(self, deep: bool = True) -> dict:
@@ -104,6 +110,7 @@ class BernoulliRBMEstimator:
             "k",
             "persistent",
             "device",
+            "backend",
         )
         return {n: getattr(self, n) for n in names}
 
@@ -124,6 +131,8 @@ class BernoulliRBMEstimator:
         """Validate hyperparameters (public methods only)."""
         if int(self.n_components) < 1:
             raise ValueError(f"n_components={self.n_components} must be >= 1")
+        if self.backend not in ("auto", "torch"):
+            raise ValueError(f"backend={self.backend!r} must be 'auto' or 'torch'")
         if int(self.batch_size) < 1:
             raise ValueError(f"batch_size={self.batch_size} must be >= 1")
         if int(self.n_iter) < 0:
@@ -193,11 +202,11 @@ class BernoulliRBMEstimator:
         work = n_rows * self.n_features_in_ * int(self.n_components)
         return 1 if work < (1 << 22) else None
 
-    def _fit_batch(self, v: torch.Tensor) -> None:
-        """One CD update from the mini-batch ``v`` (fused PCD-1 for plain SGD, as sklearn's)."""
+    def _plain(self) -> bool:
+        """True for scikit-learn's rule: PCD-1, momentum-free SGD, no decay, no sparsity."""
         rbm = self.rbm_
         cfg, upd = rbm.config, rbm.update_config
-        plain = (
+        return (
             cfg.k == 1
             and cfg.persistent
             and cfg.sparsity_target is None
@@ -207,7 +216,39 @@ class BernoulliRBMEstimator:
             and upd.initial_momentum == 0.0
             and upd.weight_decay == 0.0
         )
-        if not plain:
+
+    def _compiled(self, batch_rows: int) -> bool:
+        """Whether the compiled PCD-1 loop (:func:`models._fused.pcd1_batches`) runs: the plain
+        rule on CPU with numba, for mini-batches small enough to be overhead-bound (the same
+        test as ``_threads``: < 2^22 multiply-adds; bigger ones are GEMM-bound and run faster
+        through torch's multi-threaded GEMMs)."""
+        return (
+            self.backend != "torch"
+            and _fused.HAVE_NUMBA
+            and self.rbm_.device.type == "cpu"
+            and self._threads(batch_rows) == 1
+            and self._plain()
+        )
+
+    def _fit_compiled(self, X: np.ndarray, starts: np.ndarray) -> None:
+        """The mini-batches ``X[starts[i]:starts[i + 1]]`` in one compiled call; two keys of the
+        counter-based generator per batch, drawn from the RBM's generator in one go."""
+        rbm = self.rbm_
+        n_batches = len(starts) - 1
+        keys = torch.randint(0, 2**63 - 1, (2 * n_batches,), generator=rbm.generator)
+        p = rbm.params
+        _fused.pcd1_batches(
+            X, starts, p["W"].numpy(), p["b"].numpy(), p["c"].numpy(), rbm.chain_h.numpy(),
+            float(rbm.update_config.learning_rate), keys.numpy(),
+        )
+        rbm.n_updates += n_batches
+        rbm.updater.step_count += n_batches
+
+    def _fit_batch(self, v: torch.Tensor) -> None:
+        """One CD update from the mini-batch ``v`` (fused PCD-1 for plain SGD, as sklearn's)."""
+        rbm = self.rbm_
+        cfg = rbm.config
+        if not self._plain():
             rbm.apply_update(rbm.compute_update(v))
             return
         self._fused_pcd1(v)
@@ -277,6 +318,10 @@ class BernoulliRBMEstimator:
         X = self._validate_X(X, reset=not hasattr(self, "rbm_"))
         if not hasattr(self, "rbm_"):
             self._init(X.shape[1], X.dtype)
+        if self._compiled(X.shape[0]):
+            self._fit_compiled(X, np.array([0, X.shape[0]]))
+            self.rbm_.check_finite()
+            return self
         with cpu_threads(self._threads(X.shape[0])):
             self._fit_batch(self._to_torch(X))
         return self
@@ -285,8 +330,14 @@ class BernoulliRBMEstimator:
         """``n_iter`` epochs over ``X`` in consecutive mini-batches of ``batch_size`` rows."""
         X = self._validate_X(X, reset=True)
         self._init(X.shape[1], X.dtype)
-        v = self._to_torch(X)
         slices = _even_slices(X.shape[0], int(self.batch_size))
+        if self._compiled(int(self.batch_size)):
+            starts = np.array([s.start for s in slices] + [slices[-1].stop])
+            for _ in range(int(self.n_iter)):
+                self._fit_compiled(X, starts)
+            self.rbm_.check_finite()
+            return self
+        v = self._to_torch(X)
         with cpu_threads(self._threads(int(self.batch_size))):
             for _ in range(int(self.n_iter)):
                 for s in slices:

@@ -10,7 +10,7 @@ from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 from sklearn.neural_network import BernoulliRBM as SkRBM
 
-from models import BernoulliRBMEstimator
+from models import BernoulliRBMEstimator, _fused, _random
 from models.likelihood import pseudo_log_likelihood
 
 
@@ -28,10 +28,13 @@ def small_X(n=40, d=12, seed=0, dtype=np.float64):
     return (np.random.RandomState(seed).rand(n, d) > 0.6).astype(dtype)
 
 
-def test_fit_equals_repeated_partial_fit():
+@pytest.mark.parametrize("backend", ["auto", "torch"])
+def test_fit_equals_repeated_partial_fit(backend):
     X = small_X(47)  # 47 rows: the last batch of 10 is short
-    fit = BernoulliRBMEstimator(8, batch_size=10, n_iter=3, random_state=4).fit(X)
-    part = BernoulliRBMEstimator(8, batch_size=10, n_iter=3, random_state=4)
+    hp = dict(batch_size=10, n_iter=3, random_state=4, backend=backend)
+    fit = BernoulliRBMEstimator(8, **hp).fit(X)
+    assert fit._compiled(10) == (backend == "auto" and _fused.HAVE_NUMBA)
+    part = BernoulliRBMEstimator(8, **hp)
     for _ in range(3):
         for start in range(0, 47, 10):
             part.partial_fit(X[start : start + 10])
@@ -41,7 +44,7 @@ def test_fit_equals_repeated_partial_fit():
     np.testing.assert_array_equal(fit.h_samples_, part.h_samples_)
     assert not np.array_equal(
         fit.components_,
-        BernoulliRBMEstimator(8, batch_size=10, n_iter=3, random_state=5).fit(X).components_,
+        BernoulliRBMEstimator(8, **{**hp, "random_state": 5}).fit(X).components_,
     )
 
 
@@ -49,8 +52,9 @@ def test_fit_equals_repeated_partial_fit():
 def test_fused_pcd1_equals_compute_update_plus_apply_update(dtype):
     """The estimator's fused momentum-free PCD-1 step = the core's general CD step."""
     X = small_X(47, dtype=dtype)  # short last batch: data and chain rows differ in number
-    fused = BernoulliRBMEstimator(8, batch_size=10, n_iter=3, random_state=4).fit(X)
-    ref = BernoulliRBMEstimator(8, batch_size=10, n_iter=3, random_state=4)
+    hp = dict(batch_size=10, n_iter=3, random_state=4, backend="torch")
+    fused = BernoulliRBMEstimator(8, **hp).fit(X)
+    ref = BernoulliRBMEstimator(8, **hp)
     ref._init(X.shape[1], X.dtype)
     v = ref._to_torch(X)
     for _ in range(3):
@@ -61,6 +65,46 @@ def test_fused_pcd1_equals_compute_update_plus_apply_update(dtype):
         np.testing.assert_allclose(getattr(fused, name), getattr(ref, name), **tol)
     np.testing.assert_array_equal(fused.h_samples_, ref.h_samples_)
     assert fused.rbm_.n_updates == ref.rbm_.n_updates == 15
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _uniforms(key, n):
+    """The counter-based stream ``key``'s first n numbers (what the compiled loop draws)."""
+    u = np.empty(n, np.float32)
+    _random._fill_uniform(u, np.int64(key))
+    return u.astype(np.float64)
+
+
+@pytest.mark.skipif(not _fused.HAVE_NUMBA, reason="numba not installed")
+def test_compiled_pcd1_loop_equals_numpy_reference():
+    """models._fused.pcd1_batches (float64) = a plain numpy PCD-1 with the same uniforms."""
+    rng = np.random.RandomState(0)
+    X = (rng.rand(47, 12) > 0.6).astype(np.float64)
+    starts = np.array([0, 10, 20, 30, 40, 47])  # short last batch
+    W0 = rng.randn(8, 12) * 0.3
+    b0, c0 = rng.randn(12) * 0.1, rng.randn(8) * 0.1
+    chain0 = (rng.rand(10, 8) > 0.5).astype(np.float64)
+    keys = rng.randint(0, 2**62, size=2 * (len(starts) - 1)).astype(np.int64)
+    W, b, c, chain = W0.copy(), b0.copy(), c0.copy(), chain0.copy()
+    _fused.pcd1_batches(X, starts, W, b, c, chain, 0.05, keys)
+    rW, rb, rc, rh = W0.copy(), b0.copy(), c0.copy(), chain0.copy()
+    nk, (nh, nv) = rh.shape[0], rW.shape
+    for i in range(len(starts) - 1):
+        v0 = X[starts[i]:starts[i + 1]]
+        p0 = _sigmoid(v0 @ rW.T + rc)
+        vk = (_uniforms(keys[2 * i], nk * nv).reshape(nk, nv) < _sigmoid(rh @ rW + rb)) * 1.0
+        pk = _sigmoid(vk @ rW.T + rc)
+        rh = (_uniforms(keys[2 * i + 1], nk * nh).reshape(nk, nh) < pk) * 1.0
+        rW += 0.05 * (p0.T @ v0 / len(v0) - pk.T @ vk / nk)
+        rb += 0.05 * (v0.mean(0) - vk.mean(0))
+        rc += 0.05 * (p0.mean(0) - pk.mean(0))
+    np.testing.assert_array_equal(chain, rh)
+    for got, want in ((W, rW), (b, rb), (c, rc)):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-13)
+    assert not np.allclose(W, W0)
 
 
 def test_inputs_not_modified():
