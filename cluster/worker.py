@@ -309,6 +309,9 @@ class Worker:
             pushes += 1
             acc, n_acc = None, 0  # handed over: the next step's update is a new tensor
             collect(block=False)
+            if pending:  # account for the pushes already answered (no waiting)
+                done, _ = ray.wait(list(pending), num_returns=len(pending), timeout=0)
+                settle(done)
             timing["push"] += time.perf_counter() - t
             limit = self.max_in_flight * len(self.shards)
             if len(pending) + len(sending) * len(self.shards) > limit:
