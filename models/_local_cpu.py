@@ -279,3 +279,35 @@ if HAVE_NUMBA:
                                 a0 += c0[n] * row[n]
                             dW[p, k, d] = a0
                             k += 1
+
+    @njit(parallel=True, fastmath=True, error_model="numpy", cache=True)
+    def load_batch(v, img):  # pragma: no cover - compiled
+        """img[ch, y, x, n] = v[n, ch, y, x] for the first N columns of img (C, H, W, >= N)."""
+        N, C, H, Wd = v.shape
+        for cy in prange(C * H):
+            ch = cy // H
+            y = cy - ch * H
+            for x in range(Wd):
+                row = img[ch, y, x]
+                for n in range(N):
+                    row[n] = v[n, ch, y, x]
+
+    @njit(parallel=True, fastmath=True, error_model="numpy", cache=True)
+    def visible_gradient(img, n0, db):  # pragma: no cover - compiled
+        """db = mean of img's columns :n0 - mean of its columns n0: (per pixel); db (C, H, W)."""
+        C, H, Wd, M = img.shape
+        a0 = 1.0 / n0
+        ak = 1.0 / (M - n0)
+        zero = db.dtype.type(0.0)
+        for cy in prange(C * H):
+            ch = cy // H
+            y = cy - ch * H
+            for x in range(Wd):
+                row = img[ch, y, x]
+                s0 = zero
+                sk = zero
+                for n in range(n0):
+                    s0 += row[n]
+                for n in range(n0, M):
+                    sk += row[n]
+                db[ch, y, x] = s0 * a0 - sk * ak

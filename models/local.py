@@ -313,7 +313,7 @@ class LocalRBM(RBMBase):
     def _batch_last(self, v: Tensor) -> Tensor:
         """(N, C, H, W) -> contiguous batch-last (C, H, W, N) (one small copy)."""
         self._check_maps(v)
-        return v.permute(1, 2, 3, 0).contiguous()
+        return v.detach().permute(1, 2, 3, 0).contiguous()
 
     def _fused_up(self, img: Tensor, mode: int) -> Tensor:
         """Hidden input (RAW) or P(h=1|v) (MEAN) of a batch-last image (C, H, W, N): (P, K, N)."""
@@ -377,13 +377,13 @@ class LocalRBM(RBMBase):
         ws = self._fused_workspace(n0, nk)
         img_t, coef_t = ws["img"], ws["coef"]
         self._check_maps(v0)
-        img_t[..., :n0].copy_(v0.permute(1, 2, 3, 0))  # (C, H, W, n0)
         W, c, b = self._kernel_args()
         img, coef = img_t.numpy(), coef_t.numpy()
+        k = _local_cpu
+        k.load_batch(v0.detach().contiguous().numpy(), img)  # columns :n0 = v0, batch-last
         f = coef.dtype.type
         geo = (self.grid[1], self.stride, self.field)
         P, K = self.n_positions, self.n_maps
-        k = _local_cpu
         # positive phase: coef[:, :, :n0] = P(h|v0) / n0, and h0 ~ P(h|v0) unless a chain runs
         if cfg.persistent and self.chain_h is not None:
             h_t = self.chain_h.transpose(1, 2).contiguous()  # (P, K, nk)
@@ -410,7 +410,8 @@ class LocalRBM(RBMBase):
         dW = torch.empty(P, K, self.patch_size, dtype=self.dtype)  # (P, K, D)
         dc = torch.empty(P, K, dtype=self.dtype)
         k.gradient(img, coef, *geo, dW.numpy(), dc.numpy())
-        db = img_t[..., :n0].mean(3) - img_t[..., n0:].mean(3)  # (C, H, W)
+        db = torch.empty(self.in_shape, dtype=self.dtype)  # (C, H, W)
+        k.visible_gradient(img, n0, db.numpy())
         update = {"W": dW, "b": db, "c": dc}
         if cfg.sparsity_target is not None:  # as RBMBase.compute_update
             mean_p = coef_t[:, :, :n0].sum(2)  # (P, K): coef holds p0 / n0
