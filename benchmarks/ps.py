@@ -22,6 +22,9 @@ spawned references and, through ``cluster.ps.ONE_THREAD_ENV``, in the actors).
 Usage (needs a dataset, e.g. ``catneuron ingest --demo --out runs/demo/data``)::
 
     flock /tmp/catneuron-bench.lock python benchmarks/ps.py --data runs/demo/data --out ps.json
+    # Downpour batching, with n_push = n_fetch = 1 measured in the same run (results/ps.json):
+    flock /tmp/catneuron-bench.lock python benchmarks/ps.py --data runs/demo/data --steps 100 \
+        --n-push 4 --n-fetch 4 --out benchmarks/results/ps.json
 """
 
 from __future__ import annotations
@@ -167,6 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
     runs = {}
     try:
+        # discarded: Ray's own processes are still busy for a while after ray.init, which made
+        # the first measured setting's compute ~20% slower than the later ones'
+        ps_throughput(config, 1, args.warmup, args.warmup)
         for push, fetch in settings:
             cfg = load(args.config, overrides(push, fetch))
             runs[push, fetch] = (ps_throughput(cfg, 1, args.steps, args.warmup),

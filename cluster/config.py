@@ -56,7 +56,10 @@ class TrainConfig:
         of the ``n_push`` updates since the last one and is sent from the worker's sender thread
         (off the compute path); a fetch waits for the worker's own pushes to be sent first, so
         the parameters it returns include them. Periods > 1 divide the parameter-server
-        traffic (and its CPU cost) by the period; the demo uses 4.
+        traffic (and its CPU cost) by the period. With the demo's Gaussian stage 0 and
+        momentum 0.9, summed pushes at periods 2 and 4 diverged (and at 4 with momentum 0.5
+        the error did not fall in 400 steps), so the demo keeps 1; a larger period wants a
+        lower learning rate or momentum (``momentum_switch_step`` counts applied pushes).
     prefetch : async only: request the next fetch one step early so the transfer overlaps the
         step's compute (the fetched parameters then lack the worker's own latest push: one more
         push period of staleness; with the demo's momentum 0.9 that diverged, so it is off by
