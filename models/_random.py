@@ -18,8 +18,6 @@ sample inside their loops without a separate pass over memory.
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import torch
 from torch import Tensor
@@ -31,16 +29,6 @@ except ImportError:  # pragma: no cover - numba is a dependency; this keeps mode
     numba = None
 
 HAVE_NUMBA = numba is not None
-
-if HAVE_NUMBA and "NUMBA_THREADING_LAYER" not in os.environ:
-    # numba's default OpenMP layer brings a second OpenMP runtime next to torch's; their idle
-    # threads spin against each other. Measured on this project's 2-core machine (demo stage-0
-    # step, one torch thread, `single_process_throughput`): 324 frames/s with "omp" against
-    # 1050 with "workqueue", and 90 against ~1090 each in two concurrent processes (the Ray
-    # workers' situation). workqueue's threads block instead of spinning. Its one limit: two
-    # Python threads must not launch parallel kernels at the same time (numba aborts); models/
-    # is called from one thread per process. Set NUMBA_THREADING_LAYER to choose otherwise.
-    numba.config.THREADING_LAYER = "workqueue"
 
 _GAMMA = np.uint64(0x9E3779B97F4A7C15)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -115,7 +103,17 @@ def _numba_ok(t: Tensor) -> bool:
 
 
 def set_threads() -> None:
-    """Match numba's thread count to torch's (both pools share the same cores)."""
+    """Match numba's thread count to torch's (both pools share the same cores).
+
+    numba's default OpenMP threading layer and torch each bring an OpenMP runtime whose idle
+    threads spin for a while. One process alone is fastest that way (local CD-1 step 13.6 ms
+    against 16.8-21.8 ms with numba's "workqueue" layer on this project's 2-core machine), but
+    several busy processes on the same cores slow each other down up to 8x (demo stage-0 loop:
+    ~2,000 frames/s alone, ~250-350 each when two run at once). The parameter-server actors
+    therefore run with one numba and one OpenMP thread (``cluster.ps.ONE_THREAD_ENV``); for other
+    multi-process runs set ``NUMBA_NUM_THREADS=1`` (or ``OMP_WAIT_POLICY=passive``) in the
+    environment.
+    """
     if HAVE_NUMBA:
         numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
 
