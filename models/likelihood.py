@@ -135,7 +135,7 @@ def log_partition_ais(
     rbm: BernoulliRBM,
     *,
     data: Tensor | None = None,
-    n_runs: int = 100,
+    n_runs: int = 250,
     betas: Tensor | int = 14500,
     generator: torch.Generator | None = None,
     num_threads: int | None = 1,
@@ -147,7 +147,10 @@ def log_partition_ais(
     rbm : a dense binary :class:`BernoulliRBM`.
     data : training data for the base-rate model's visible biases (recommended); ``None`` uses
         a uniform base model.
-    n_runs : independent AIS runs (importance weights).
+    n_runs : independent AIS runs (importance weights). The error on trained models is
+        dominated by the weights' variance: on a peaked 400 x 16 digits model 100 runs were
+        1.6 nat off and 250 runs 0.3 (36 s on 2 cores), while doubling the temperatures to
+        30,000 did not help (1.5 nat off).
     betas : inverse temperatures from 0 to 1 (a tensor), or their number for :func:`ais_betas`.
     generator : random source (on the rbm's device, or a seed source for one there).
     num_threads : CPU threads during the run, restored afterwards (``None`` leaves them). The
