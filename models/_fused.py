@@ -81,6 +81,18 @@ if HAVE_NUMBA:
     from models._random import uniform_at
 
     @njit(fastmath=True, error_model="numpy", cache=True)
+    def _add_column_sums(bias, x0, xk, a0, ak):  # pragma: no cover - compiled
+        """bias_j += a0 sum_r x0[r, j] - ak sum_r xk[r, j] (a bias step from two phases)."""
+        zero = bias.dtype.type(0.0)
+        for j in range(bias.shape[0]):
+            s0, sk = zero, zero
+            for r in range(x0.shape[0]):
+                s0 += x0[r, j]
+            for r in range(xk.shape[0]):
+                sk += xk[r, j]
+            bias[j] += a0 * s0 - ak * sk
+
+    @njit(fastmath=True, error_model="numpy", cache=True)
     def pcd1_batches(X, starts, W, b, c, chain, lr, keys):  # pragma: no cover - compiled
         """Consecutive PCD-1 updates with momentum-free SGD (scikit-learn's BernoulliRBM rule).
 
@@ -124,17 +136,5 @@ if HAVE_NUMBA:
             for j in range(nh):
                 for k in range(nv):
                     W[j, k] += a0 * pos[j, k] - ak * neg[j, k]
-            for k in range(nv):
-                s0, sk = zero, zero
-                for r in range(n0):
-                    s0 += v0[r, k]
-                for r in range(nk):
-                    sk += vk[r, k]
-                b[k] += a0 * s0 - ak * sk
-            for j in range(nh):
-                s0, sk = zero, zero
-                for r in range(n0):
-                    s0 += p0[r, j]
-                for r in range(nk):
-                    sk += pk[r, j]
-                c[j] += a0 * s0 - ak * sk
+            _add_column_sums(b, v0, vk, a0, ak)
+            _add_column_sums(c, p0, pk, a0, ak)
