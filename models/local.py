@@ -367,12 +367,7 @@ class LocalRBM(RBMBase):
         """
         cfg = self.config
         n0 = v0.shape[0]
-        if not cfg.persistent:
-            nk = n0
-        elif self.chain_h is not None:
-            nk = self._chain_rows(self.chain_h)
-        else:
-            nk = cfg.n_chains or n0
+        nk = self._negative_rows(n0)
         M = n0 + nk
         ws = self._fused_workspace(n0, nk)
         img_t, coef_t = ws["img"], ws["coef"]
@@ -413,13 +408,8 @@ class LocalRBM(RBMBase):
         db = torch.empty(self.in_shape, dtype=self.dtype)  # (C, H, W)
         k.visible_gradient(img, n0, db.numpy())
         update = {"W": dW, "b": db, "c": dc}
-        if cfg.sparsity_target is not None:  # as RBMBase.compute_update
-            mean_p = coef_t[:, :, :n0].sum(2)  # (P, K): coef holds p0 / n0
-            if self.q is None:
-                self.q = mean_p
-            else:
-                self.q.mul_(cfg.sparsity_decay).add_(mean_p, alpha=1.0 - cfg.sparsity_decay)
-            update["c"].add_(cfg.sparsity_target - self.q, alpha=cfg.sparsity_cost)
+        if cfg.sparsity_target is not None:  # coef holds p0 / n0: its sum is the batch mean
+            self._add_sparsity(update, coef_t[:, :, :n0].sum(2))  # (P, K)
         return update
 
     # ------------------------------------------------------------- public API

@@ -228,13 +228,7 @@ class RBMBase:
         cfg = self.config
         v0 = self._as_input(v)
         n0 = v0.shape[0]
-        if not cfg.persistent:
-            n_neg = n0
-        elif self.chain_h is not None:
-            n_neg = self._chain_rows(self.chain_h)
-        else:
-            n_neg = cfg.n_chains or n0
-        self._begin_step(n0, n_neg)
+        self._begin_step(n0, self._negative_rows(n0))
         x0, a0 = self._up(v0, slot=0)
         p0 = torch.sigmoid_(x0)
         if cfg.persistent:
@@ -254,13 +248,27 @@ class RBMBase:
             self.chain_h = h
         update = self._gradient(a0, p0, ak, pk)
         if cfg.sparsity_target is not None:
-            mean_p = self._hidden_batch_mean(p0)
-            if self.q is None:
-                self.q = mean_p.clone()
-            else:
-                self.q.mul_(cfg.sparsity_decay).add_(mean_p, alpha=1.0 - cfg.sparsity_decay)
-            update["c"].add_(cfg.sparsity_target - self.q, alpha=cfg.sparsity_cost)
+            self._add_sparsity(update, self._hidden_batch_mean(p0))
         return update
+
+    def _negative_rows(self, n0: int) -> int:
+        """Rows of the negative phase: the batch (CD), the running chains, or ``n_chains``."""
+        cfg = self.config
+        if not cfg.persistent:
+            return n0
+        if self.chain_h is not None:
+            return self._chain_rows(self.chain_h)
+        return cfg.n_chains or n0
+
+    def _add_sparsity(self, update: dict[str, Tensor], mean_p: Tensor) -> None:
+        """Advance the running mean ``q`` of P(h|v) by the batch mean ``mean_p`` and add
+        ``sparsity_cost * (target - q)`` to the hidden-bias update (Hinton 2010, section 11)."""
+        cfg = self.config
+        if self.q is None:
+            self.q = mean_p.clone()
+        else:
+            self.q.mul_(cfg.sparsity_decay).add_(mean_p, alpha=1.0 - cfg.sparsity_decay)
+        update["c"].add_(cfg.sparsity_target - self.q, alpha=cfg.sparsity_cost)
 
     def _initial_chain(self, p0: Tensor, generator: torch.Generator) -> Tensor:
         """Persistent chains start from h ~ P(h | first batch) (rows repeated to n_chains)."""
