@@ -34,6 +34,7 @@ import json
 import multiprocessing
 import os
 import platform
+import statistics
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -64,12 +65,14 @@ def ps_throughput(config, n_workers: int, steps: int, warmup: int) -> dict:
     layout = ShardLayout.plan({k: v.shape for k, v in rbm.params.items()}, tc.n_ps_shards)
     full = to_numpy(rbm.params)
     shards = [shard_actor_class().remote(j, layout.to_dict(), rbm.update_config,
-                                         tuple(rbm.decay_names), layout.split(full, j))
+                                         tuple(rbm.decay_names), layout.split(full, j),
+                                         deltas=tc.push == "delta")
               for j in range(tc.n_ps_shards)]
     workers = [worker_actor_class().options(num_cpus=0.45).remote(
         k, n_workers, data=config.data, model=config.model, update=config.update, stage=0,
         layout=layout.to_dict(), shards=shards, seed=0, n_fetch=tc.n_fetch, n_push=tc.n_push,
-        max_in_flight=tc.max_in_flight, log_interval=10**9, prefetch=tc.prefetch)
+        max_in_flight=tc.max_in_flight, log_interval=10**9, prefetch=tc.prefetch,
+        push=tc.push, transfer_dtype=tc.transfer_dtype)
         for k in range(n_workers)]
     ray.get([w.ping.remote() for w in workers])
     warm = ray.get([w.run.remote(warmup, (0, 0), 0, 0) for w in workers])
@@ -82,7 +85,8 @@ def ps_throughput(config, n_workers: int, steps: int, warmup: int) -> dict:
     infos = ray.get([s.info.remote() for s in shards])
     for a in workers + shards:
         ray.kill(a)
-    param_bytes = 4 * sum(v.size for v in full.values())
+    # bytes of the parameters on the wire (float32, or bfloat16 transfers)
+    param_bytes = (2 if tc.transfer_dtype == "bfloat16" else 4) * sum(v.size for v in full.values())
     phases = ("fetch", "compute", "push", "wait")
     breakdown = {k: 1e3 * float(np.mean([r[f"seconds_{k}"] / r["steps"] for r in results]))
                  for k in phases}
@@ -140,6 +144,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-fetch", type=int, help="fetch period (default: the config's)")
     p.add_argument("--prefetch", action=argparse.BooleanOptionalAction,
                    help="overlap fetches with compute (default: the config's)")
+    p.add_argument("--push", choices=("gradient", "delta"),
+                   help="what a push carries (default: the config's train.push)")
+    p.add_argument("--transfer-dtype", choices=("float32", "bfloat16"),
+                   help="precision on the wire (default: the config's train.transfer_dtype)")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="interleaved rounds of (single process, PS 1 worker, PS 2 workers)")
     p.add_argument("--no-period-1", action="store_true",
                    help="skip the second measurement at n_push = n_fetch = 1")
     p.add_argument("--out", help="write the JSON here as well as to stdout")
@@ -155,60 +165,74 @@ def main(argv: list[str] | None = None) -> int:
     n_push = args.n_push or base.train.n_push
     n_fetch = args.n_fetch or base.train.n_fetch
     prefetch = base.train.prefetch if args.prefetch is None else args.prefetch
+    push = args.push or base.train.push
+    dtype = args.transfer_dtype or base.train.transfer_dtype
 
-    def overrides(push: int, fetch: int) -> list[str]:
-        return [f'data.path="{args.data}"', "data.holdout_frames=0", f"train.n_push={push}",
-                f"train.n_fetch={fetch}", f"train.prefetch={str(prefetch).lower()}"]
+    def overrides(n_push: int, n_fetch: int) -> list[str]:
+        return [f'data.path="{args.data}"', "data.holdout_frames=0", f"train.n_push={n_push}",
+                f"train.n_fetch={n_fetch}", f"train.prefetch={str(prefetch).lower()}",
+                f'train.push="{push}"', f'train.transfer_dtype="{dtype}"']
 
     config = load(args.config, overrides(n_push, n_fetch))
     settings = [(n_push, n_fetch)]
     if not args.no_period_1 and (n_push, n_fetch) != (1, 1):
         settings.append((1, 1))
-    single = single_process_throughput(config, args.steps, warmup=args.warmup)
     single_2 = single_concurrent(args.config, overrides(n_push, n_fetch), args.steps,
                                  args.warmup)
+    single_alone = single_process_throughput(config, args.steps, warmup=args.warmup)
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
-    runs = {}
+    rounds = []
     try:
         # discarded: Ray's own processes are still busy for a while after ray.init, which made
         # the first measured setting's compute ~20% slower than the later ones'
         ps_throughput(config, 1, args.warmup, args.warmup)
-        for push, fetch in settings:
-            cfg = load(args.config, overrides(push, fetch))
-            runs[push, fetch] = (ps_throughput(cfg, 1, args.steps, args.warmup),
+        # Interleaved rounds: the machine's speed drifts by 10-25% over minutes, so each round
+        # times the single-process reference right before its own PS runs and the figures are
+        # the medians of the per-round ratios.
+        for _ in range(args.rounds):
+            entry = {"single": single_process_throughput(config, args.steps, warmup=args.warmup)}
+            for period in settings:
+                cfg = load(args.config, overrides(*period))
+                entry[period] = (ps_throughput(cfg, 1, args.steps, args.warmup),
                                  ps_throughput(cfg, 2, args.steps, args.warmup))
+            rounds.append(entry)
     finally:
         ray.shutdown()
-    # the reference again after the PS runs: a drift of the shared machine shows up here
-    single_end = single_process_throughput(config, args.steps, warmup=args.warmup)
-    single_fps = (single["frames_per_s"] + single_end["frames_per_s"]) / 2
-    ps1, ps2 = runs[n_push, n_fetch]
+
+    def summary(period) -> dict:
+        per_round = [_figures(r["single"]["frames_per_s"], *r[period]) for r in rounds]
+        return {key: statistics.median(f[key] for f in per_round) for key in per_round[0]} | {
+            "per_round": per_round,
+            "ps_1_worker": [r[period][0] for r in rounds],
+            "ps_2_workers": [r[period][1] for r in rounds]}
+
+    main_runs = summary((n_push, n_fetch))
+    param_bytes = main_runs["ps_1_worker"][0]["param_bytes"]
     result = {
         "benchmark": "ps",
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                     "torch": torch.__version__, "ray": ray.__version__},
         "model": "demo stage 0: 64x64x1 input, 10x10 fields, stride 2, 8 maps (LocalRBM, CD-1)",
         "batch_size": config.data.batch_size, "n_ps_shards": config.train.n_ps_shards,
-        "n_push": n_push, "n_fetch": n_fetch, "prefetch": prefetch,
-        "single_process": single, "single_process_end": single_end,
-        "single_process_frames_per_s": single_fps,
+        "n_push": n_push, "n_fetch": n_fetch, "prefetch": prefetch, "push": push,
+        "transfer_dtype": dtype, "rounds": args.rounds, "steps_per_worker": args.steps,
+        "single_process_per_round": [r["single"] for r in rounds],
+        "single_process_before_ray": single_alone,
         "single_process_x2_concurrent": single_2,
-        "ps_1_worker": ps1, "ps_2_workers": ps2,
-        **_figures(single_fps, ps1, ps2),
-        "machine_ceiling_2_vs_1": single_2["frames_per_s"] / single["frames_per_s"],
-        "bytes_per_update": ps1["bytes_per_update"],
-        "bytes_per_worker_step": ps1["param_bytes"] * (1 / n_push + 1 / n_fetch),
+        "machine_ceiling_2_vs_1": single_2["frames_per_s"] / single_alone["frames_per_s"],
+        **main_runs,
+        "bytes_per_update": main_runs["ps_1_worker"][0]["bytes_per_update"],
+        "bytes_per_worker_step": param_bytes * (1 / n_push + 1 / n_fetch),
         "goals": {"overhead_vs_single": "<= 0.10", "scaling_2_vs_1": ">= 1.8"},
-        "note": "provisional: measured on a shared 2-core machine; overhead against the mean "
-                "of the single-process runs before and after the PS runs",
+        "note": "shared 2-core VM: overhead and scaling are medians over rounds of the ratios "
+                "measured within each round (single-process reference timed right before)",
     }
-    if (1, 1) in runs and (n_push, n_fetch) != (1, 1):
-        p1, p2 = runs[1, 1]
+    if (1, 1) in settings[1:]:
+        p1 = summary((1, 1))
         result["at_period_1"] = {
-            "n_push": 1, "n_fetch": 1, "prefetch": prefetch, "ps_1_worker": p1,
-            "ps_2_workers": p2, **_figures(single_fps, p1, p2),
-            "bytes_per_update": p1["bytes_per_update"],
-            "bytes_per_worker_step": 2 * p1["param_bytes"]}
+            "n_push": 1, "n_fetch": 1, "prefetch": prefetch, **p1,
+            "bytes_per_update": p1["ps_1_worker"][0]["bytes_per_update"],
+            "bytes_per_worker_step": 2 * param_bytes}
     text = json.dumps(result, indent=1)
     print(text)
     if args.out:

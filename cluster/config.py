@@ -60,6 +60,23 @@ class TrainConfig:
         momentum 0.9, summed pushes at periods 2 and 4 diverged (and at 4 with momentum 0.5
         the error did not fall in 400 steps), so the demo keeps 1; a larger period wants a
         lower learning rate or momentum (``momentum_switch_step`` counts applied pushes).
+    push : async only: what a push carries.
+
+        - ``"gradient"`` (DistBelief's Downpour): the sum of the CD updates since the last push.
+          The shard applies it with its optimiser (momentum SGD or per-shard Adagrad). Between
+          fetches the replica does not move, so a period of ``n`` steps is one step of an ``n``
+          times larger batch.
+        - ``"delta"`` (read-my-writes, as in the stale-synchronous parameter server of Ho et al.
+          2013): the replica applies each update to its own copy with the optimiser (its own
+          momentum state) and pushes the change of its parameters since the last push, which
+          the shard adds. A fetch keeps the replica's changes the shards have not seen yet.
+          One worker then follows the single-process trajectory at any period (to float
+          rounding), so periods of 4-8 learn per frame like period 1 while moving 4-8x fewer
+          bytes.
+    transfer_dtype : async only: the precision of pushes and fetched parameters on the wire.
+        ``"bfloat16"`` halves the bytes (and the object-store copies, the parameter server's
+        main cost on one machine, benchmarks/ps.py); shards keep and apply float32, so the
+        rounding (8 bits of mantissa) is per message and does not accumulate on the shards.
     prefetch : async only: request the next fetch one step early so the transfer overlaps the
         step's compute (the fetched parameters then lack the worker's own latest push: one more
         push period of staleness; with the demo's momentum 0.9 that diverged, so it is off by
@@ -82,6 +99,8 @@ class TrainConfig:
     steps: int = 300
     n_fetch: int = 1
     n_push: int = 1
+    push: Literal["gradient", "delta"] = "gradient"
+    transfer_dtype: Literal["float32", "bfloat16"] = "float32"
     prefetch: bool = False
     warm_start_steps: int = 0
     max_in_flight: int = 2

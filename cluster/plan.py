@@ -106,7 +106,8 @@ def plan(config: Any, *, nodes: int, cores_per_node: int = 16, frames: int = 10_
         param_bytes = 4 * sp.n_params
         flops_step = batch * sp.flops_per_frame
         compute_s = flops_step / (gflops_per_core * 1e9 * cores_per_node)
-        bytes_step = param_bytes * (1 / tc.n_push + 1 / tc.n_fetch)  # per worker per step
+        wire = param_bytes // 2 if tc.transfer_dtype == "bfloat16" else param_bytes
+        bytes_step = wire * (1 / tc.n_push + 1 / tc.n_fetch)  # per worker per step
         worker_net_s = bytes_step / bw
         ps_net_s = n_workers * bytes_step / (n_ps * bw)  # every worker talks to every shard
         step_s = max(compute_s, worker_net_s, ps_net_s)
@@ -134,6 +135,7 @@ def plan(config: Any, *, nodes: int, cores_per_node: int = 16, frames: int = 10_
         "n_workers": n_workers, "batch_size": batch, "frames_per_epoch": frames,
         "gflops_per_core": gflops_per_core, "gflops_per_core_measured": measured,
         "bandwidth_gbps": bandwidth_gbps, "n_push": tc.n_push, "n_fetch": tc.n_fetch,
+        "transfer_dtype": tc.transfer_dtype,
         "total_params": sum(s["n_params"] for s in stages),
         "epoch_s_all_stages": sum(s["epoch_s"] for s in stages),
         "stages": stages,

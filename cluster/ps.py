@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cluster.sharding import ShardLayout, _as_tensor, combine_updates, to_numpy
+from cluster.sharding import ShardLayout, _as_tensor, combine_updates, pack, to_numpy
 from models.optim import ParameterUpdater, UpdateConfig
 
 
@@ -51,14 +51,19 @@ class ParameterShard:
     params : this shard's initial slices (numpy). Ignored when ``stage_dir`` has a checkpoint.
     stage_dir : the stage's checkpoint folder; a (re)started shard loads its part of the latest
         checkpoint there, which is how a shard killed mid-run is restored.
+    deltas : async pushes are parameter changes the workers made with their own optimiser
+        (``train.push = "delta"``): added as they are. Otherwise (``"gradient"``) a push is an
+        update this shard applies with its ``ParameterUpdater``.
     """
 
     def __init__(self, index: int, layout: Mapping, update: UpdateConfig, decay_names: tuple,
-                 params: Mapping[str, np.ndarray] | None, stage_dir: str | None = None) -> None:
+                 params: Mapping[str, np.ndarray] | None, stage_dir: str | None = None,
+                 deltas: bool = False) -> None:
         torch.set_num_threads(1)
         self.index = index
         self.layout = ShardLayout.from_dict(layout)
         self.updater = ParameterUpdater(update, decay_names)
+        self.deltas = deltas
         self.params: dict[str, torch.Tensor] = {}
         self.last_seq: dict[int, int] = {}
         self.n_applied = 0
@@ -75,12 +80,14 @@ class ParameterShard:
             raise ValueError(f"shard {index}: no initial params and no checkpoint in {stage_dir}")
 
     # ------------------------------------------------------------------ serving
-    def fetch(self) -> tuple[int, dict[str, np.ndarray]]:
-        """(version, current slices). The version counts applied updates (for staleness)."""
-        return self.n_applied, to_numpy(self.params)
+    def fetch(self, dtype: str = "float32") -> tuple[int, dict[str, np.ndarray]]:
+        """(version, current slices) as ``dtype`` (see :func:`cluster.sharding.pack`). The
+        version counts applied updates (for staleness)."""
+        return self.n_applied, pack(self.params, dtype)
 
     def push(self, worker: int, seq: int, update: Mapping[str, np.ndarray]) -> int:
-        """Apply one worker's update unless ``seq`` was already seen from ``worker``.
+        """Apply one worker's update (or add its delta) unless ``seq`` was already seen from
+        ``worker``.
 
         Returns the version the update was applied at, or -1 if it was a duplicate (rejected).
         """
@@ -90,7 +97,11 @@ class ParameterShard:
         self.last_seq[worker] = seq
         version = self.n_applied
         t = time.perf_counter()
-        self.updater.step(self.params, {k: _as_tensor(v) for k, v in update.items()})
+        if self.deltas:
+            for k, v in update.items():
+                self.params[k].add_(_as_tensor(v))
+        else:
+            self.updater.step(self.params, {k: _as_tensor(v) for k, v in update.items()})
         self.n_applied += 1
         self._check_finite()
         self.seconds_apply += time.perf_counter() - t

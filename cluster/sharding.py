@@ -153,9 +153,12 @@ class ShardLayout:
 
 def _as_tensor(x: np.ndarray | torch.Tensor) -> torch.Tensor:
     """A torch view of ``x``; read-only numpy arrays from Ray's object store are viewed too
-    (never written: callers copy out of them)."""
+    (never written: callers copy out of them). ``uint16`` arrays are bfloat16 bit patterns
+    written by :func:`pack` and come back as a float32 copy."""
     if isinstance(x, torch.Tensor):
         return x
+    if x.dtype == np.uint16:
+        return torch.from_numpy(x.view(np.int16)).view(torch.bfloat16).float()
     if not x.flags.writeable:
         # Ray returns read-only arrays (zero-copy from the object store). torch warns about
         # non-writable memory; we only read from it.
@@ -182,6 +185,22 @@ def combine_updates(
         for v in out.values():
             v.div_(len(updates))
     return out
+
+
+TRANSFER_DTYPES = ("float32", "bfloat16")
+
+
+def pack(tensors: Mapping[str, torch.Tensor], dtype: str = "float32") -> dict[str, np.ndarray]:
+    """What travels through Ray's object store: float32 numpy views (:func:`to_numpy`), or for
+    ``dtype="bfloat16"`` the tensors rounded to bfloat16 (8 bits of mantissa, float32's range)
+    as ``uint16`` bit patterns, half the bytes; :func:`_as_tensor` turns those back into
+    float32."""
+    if dtype == "float32":
+        return to_numpy(tensors)
+    if dtype != "bfloat16":
+        raise ValueError(f"transfer dtype {dtype!r}: use one of {TRANSFER_DTYPES}")
+    return {k: v.detach().cpu().to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
+            for k, v in tensors.items()}
 
 
 def to_numpy(tensors: Mapping[str, torch.Tensor]) -> dict[str, np.ndarray]:

@@ -191,7 +191,8 @@ class Trainer:
         shards = [
             shard_cls.options(name=None).remote(
                 j, layout.to_dict(), rbm.update_config, tuple(rbm.decay_names),
-                layout.split(full, j), str(stage_dir))
+                layout.split(full, j), str(stage_dir),
+                deltas=tc.mode == "async" and tc.push == "delta")
             for j in range(tc.n_ps_shards)
         ]
         # A (re)started shard restores the latest checkpoint in stage_dir when there is one
@@ -210,7 +211,7 @@ class Trainer:
                 local_state=meta["local_states"][k] if meta else None,
                 n_fetch=tc.n_fetch, n_push=tc.n_push, max_in_flight=tc.max_in_flight,
                 log_interval=tc.log_interval, slow_delay_s=slow, device=tc.device, step=start,
-                prefetch=tc.prefetch))
+                prefetch=tc.prefetch, push=tc.push, transfer_dtype=tc.transfer_dtype))
         ray.get([w.ping.remote() for w in workers] + [s.info.remote() for s in shards])
         sizes = [layout.numel(j) for j in range(tc.n_ps_shards)]
         self.log.event(f"stage {stage}: {tc.n_workers} workers ({cpus} CPU each), "
@@ -370,6 +371,9 @@ class Trainer:
         positions = [tuple(p) for p in meta["positions"]]
         seqs = list(meta["seqs"])
         wsteps = list(meta["worker_steps"])
+        # the workers' own state (q, chain; with delta pushes their optimiser) for checkpoints,
+        # as of each worker's last chunk; chunks ending near a checkpoint are asked for it
+        states = list(meta["local_states"])
         step = start
         pending: dict = {}  # ref -> (worker, n_steps)
         started = [False] * n
@@ -380,11 +384,17 @@ class Trainer:
         def in_flight() -> int:
             return sum(s for _, s in pending.values())
 
+        # chunks of whole push periods (a chunk ends with a push)
+        chunk = -(-tc.log_interval // tc.n_push) * tc.n_push
+
         def submit(k: int) -> None:
-            n_steps = min(tc.log_interval, tc.steps - step - in_flight())
+            n_steps = min(chunk, tc.steps - step - in_flight())
             if n_steps <= 0:
                 return
-            ref = ctx.workers[k].run.remote(n_steps, positions[k], seqs[k], wsteps[k])
+            ahead = step + (n + 1) * chunk
+            with_state = self._due(step, ahead) or ahead >= tc.steps
+            ref = ctx.workers[k].run.remote(n_steps, positions[k], seqs[k], wsteps[k],
+                                            with_state)
             pending[ref] = (k, n_steps)
             started[k] = True
 
@@ -419,6 +429,7 @@ class Trainer:
             before = step
             step += n_steps
             positions[k], seqs[k] = tuple(m["position"]), m["seq_end"]
+            states[k] = m.pop("local_state", None)
             wsteps[k] += n_steps
             record = {"stage": ctx.stage, "step": step, **m}
             record.pop("position", None)
@@ -433,7 +444,8 @@ class Trainer:
                                f"from checkpoint: {restored}")
             self._inject_faults(ctx, step)
             if self._due(before, step):
-                self._checkpoint(ctx, step, positions=positions, seqs=seqs, wsteps=wsteps)
+                self._checkpoint(ctx, step, positions=positions, seqs=seqs, wsteps=wsteps,
+                                 local_states=states)
             if step >= tc.warm_start_steps:
                 for j in range(1, n):
                     if not started[j]:
@@ -445,7 +457,8 @@ class Trainer:
                 self.log.event(f"stage {ctx.stage}: shard {i['index']} was restored from "
                                f"{i['restored_from']}")
         if ctx.last_checkpoint["step"] != step:
-            self._checkpoint(ctx, step, positions=positions, seqs=seqs, wsteps=wsteps)
+            self._checkpoint(ctx, step, positions=positions, seqs=seqs, wsteps=wsteps,
+                             local_states=states)
         return {"mode": "async", "steps": step, "worker_restarts": restarts, **last}
 
 

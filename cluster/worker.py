@@ -40,7 +40,7 @@ import torch
 
 from cluster.config import DataConfig
 from cluster.ps import ONE_THREAD_ENV, OutOfStep
-from cluster.sharding import ShardLayout, to_numpy
+from cluster.sharding import ShardLayout, pack, to_numpy
 from models.optim import UpdateConfig
 from models.stack import RBMStack, StackConfig
 from pipeline.reader import FrameReader, list_shards, shards_for_worker
@@ -139,7 +139,8 @@ class Worker:
                  seed: int = 0, position: Sequence[int] = (0, 0),
                  local_state: Mapping | None = None, n_fetch: int = 1, n_push: int = 1,
                  max_in_flight: int = 2, log_interval: int = 10, slow_delay_s: float = 0.0,
-                 device: str = "cpu", step: int = 0, prefetch: bool = False) -> None:
+                 device: str = "cpu", step: int = 0, prefetch: bool = False,
+                 push: str = "gradient", transfer_dtype: str = "float32") -> None:
         torch.set_num_threads(1)
         self.index, self.n_workers, self.stage = index, n_workers, stage
         self.device = resolve_device(device)
@@ -147,6 +148,11 @@ class Worker:
         self.shards = list(shards)
         self.seed = seed
         self.n_fetch, self.n_push = n_fetch, n_push
+        if push not in ("gradient", "delta"):
+            raise ValueError(f"push={push!r}: use 'gradient' or 'delta'")
+        self.deltas = push == "delta"
+        pack({}, transfer_dtype)  # checks the name
+        self.transfer_dtype = transfer_dtype
         self.max_in_flight, self.log_interval = max_in_flight, log_interval
         self.slow_delay_s = slow_delay_s
         self.stack = RBMStack(model, update=update, generator=torch.Generator().manual_seed(seed),
@@ -167,6 +173,10 @@ class Worker:
         self.prefetch = prefetch
         self._prefetch_refs: list | None = None  # async: a fetch requested one step early
         self._fetch_version: list[int] = []
+        # delta pushes: the replica's parameters when it last pushed (its unpushed changes are
+        # params - _base) and _base as it was when the pending prefetch was requested
+        self._base: dict[str, torch.Tensor] | None = None
+        self._prefetch_base: dict[str, torch.Tensor] | None = None
         self._sender = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="push")
         self._sending: collections.deque = collections.deque()  # async: pushes being sent
 
@@ -177,16 +187,26 @@ class Worker:
         return self.stack.stage_input(x, self.stage)
 
     def _load_local_state(self, state: Mapping) -> None:
-        """The replica's own RBM state: sparsity estimate q and persistent chain."""
+        """The replica's own RBM state: sparsity estimate q and persistent chain, and with
+        delta pushes its optimiser state (momentum velocity or Adagrad sums, step count)."""
         for name in ("q", "chain_h"):
             value = state.get(name)
             setattr(self.rbm, name, None if value is None else
                     torch.as_tensor(np.array(value)).to(self.device, self.rbm.dtype))
+        if self.deltas and state.get("updater") is not None:
+            self.rbm.updater.load_state_dict(
+                {k: {n: t.to(self.device) for n, t in v.items()} if isinstance(v, dict) else v
+                 for k, v in state["updater"].items()})
 
     def local_state(self) -> dict:
         """What :meth:`_load_local_state` takes back (stored in checkpoints)."""
-        return {name: None if getattr(self.rbm, name) is None else
-                getattr(self.rbm, name).detach().cpu().numpy() for name in ("q", "chain_h")}
+        state = {name: None if getattr(self.rbm, name) is None else
+                 getattr(self.rbm, name).detach().cpu().numpy() for name in ("q", "chain_h")}
+        if self.deltas:
+            state["updater"] = {k: {n: t.detach().cpu().clone() for n, t in v.items()}
+                                if isinstance(v, dict) else v
+                                for k, v in self.rbm.updater.state_dict().items()}
+        return state
 
     def position(self) -> tuple[int, int]:
         """The data position ``(epoch, batch)`` of the next batch."""
@@ -234,36 +254,55 @@ class Worker:
         import ray
 
         refs, self._prefetch_refs = self._prefetch_refs, None
+        base, self._prefetch_base = (self._prefetch_base if refs else self._base), None
         if refs is None and self._sending:
             # a fresh fetch queues behind this worker's own pushes (the shards serve an actor's
             # calls in submission order), so the parameters include them
             concurrent.futures.wait(self._sending)
         for attempt in range(60):
             try:
-                results = ray.get(refs or [s.fetch.remote() for s in self.shards])
+                results = ray.get(refs or self._request_fetch())
                 break
             except ray.exceptions.RayActorError:
                 if attempt == 59:
                     raise
-                refs = None
+                refs, base = None, self._base
                 time.sleep(0.5)
         self._fetch_version = [r[0] for r in results]
-        self.layout.join([r[1] for r in results], out=self.rbm.params)
+        parts = [r[1] for r in results]
+        if self.deltas and base is not None:
+            # read-my-writes: the shards' parameters plus this replica's changes they have not
+            # seen (those made since the request); params - _base (unpushed) is unchanged
+            fetched = self.layout.join(parts)
+            for k, p in self.rbm.params.items():
+                shift = fetched[k].sub_(base[k])
+                p.add_(shift)
+                self._base[k].add_(shift)
+        else:
+            self.layout.join(parts, out=self.rbm.params)
+            if self.deltas:
+                self._base = {k: p.clone() for k, p in self.rbm.params.items()}
         self._since_fetch = 0
+
+    def _request_fetch(self) -> list:
+        """One fetch call per shard, in this worker's transfer dtype."""
+        return [s.fetch.remote(self.transfer_dtype) for s in self.shards]
 
     def _send(self, seq: int, update: Mapping[str, torch.Tensor],
               fetched: Sequence[int]) -> list[tuple]:
         """Push ``update`` with sequence number ``seq`` to every shard (sender thread);
         returns ``(ref, shard, version fetched)`` for each shard."""
         parts = self.layout.split_all(update)
-        return [(shard.push.remote(self.index, seq, to_numpy(parts[j])), j, fetched[j])
+        return [(shard.push.remote(self.index, seq, pack(parts[j], self.transfer_dtype)), j,
+                 fetched[j])
                 for j, shard in enumerate(self.shards)]
 
     def run(self, n_steps: int, position: Sequence[int], seq_start: int,
-            step_start: int) -> dict:
+            step_start: int, with_state: bool = False) -> dict:
         """Downpour: ``n_steps`` local steps from data ``position``; pushes carry sequence
         numbers ``seq_start, seq_start + 1, ...``. Returns this chunk's metrics, after every push
-        has been answered (so a chunk's updates are all applied or all accounted as failed)."""
+        has been answered (so a chunk's updates are all applied or all accounted as failed),
+        plus ``local_state`` (:meth:`local_state`, for a checkpoint) when ``with_state``."""
         import ray
 
         t0 = time.perf_counter()
@@ -302,6 +341,9 @@ class Worker:
         def push() -> None:
             nonlocal acc, n_acc, seq, pushes
             t = time.perf_counter()
+            if self.deltas:  # the change since the last push; _base is replaced, not changed
+                acc = {k: p - self._base[k] for k, p in self.rbm.params.items()}
+                self._base = {k: p.clone() for k, p in self.rbm.params.items()}
             # Serialising the update into the object store (a few ms for MBs) happens on the
             # sender thread, off the compute path; one thread keeps every shard's seqs in order.
             sending.append(self._sender.submit(self._send, seq, acc, list(self._fetch_version)))
@@ -329,7 +371,8 @@ class Worker:
             if (self.prefetch and self._prefetch_refs is None
                     and self._since_fetch + 1 >= self.n_fetch):
                 # overlap: the next fetch travels while this step computes
-                self._prefetch_refs = [s.fetch.remote() for s in self.shards]
+                self._prefetch_refs = self._request_fetch()
+                self._prefetch_base = self._base
             t1 = time.perf_counter()
             update, v = self._compute(step_start + i)
             timing["fetch"] += t1 - t
@@ -337,7 +380,9 @@ class Worker:
             frames += len(v)
             if (step_start + i) % self.log_interval == 0:
                 monitors.append(self._monitor(v))
-            if acc is None:
+            if self.deltas:
+                self.rbm.apply_update(update)  # the replica moves; the push carries the change
+            elif acc is None:
                 acc = update
             else:
                 for k, u in update.items():
@@ -346,7 +391,7 @@ class Worker:
             self._since_fetch += 1
             if n_acc >= self.n_push:
                 push()
-        if acc is not None:
+        if n_acc:
             push()
         t = time.perf_counter()
         collect(block=True)
@@ -365,6 +410,8 @@ class Worker:
             values = [m[key] for m in monitors if key in m]
             if values:
                 out[key] = float(np.mean(values))
+        if with_state:
+            out["local_state"] = self.local_state()
         return out
 
     def seek(self, position: Sequence[int]) -> None:
@@ -372,6 +419,7 @@ class Worker:
         self.stream.seek(position)
         self._since_fetch = None
         self._prefetch_refs = None
+        self._base = self._prefetch_base = None
 
     def restore(self, position: Sequence[int], local_state: Mapping | None, step: int) -> None:
         """Sync rollback: data position, RBM local state and step of a checkpoint."""

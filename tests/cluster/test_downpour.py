@@ -130,3 +130,63 @@ def test_a_fetch_sees_the_workers_own_pushes_unless_prefetched(ray_cluster, data
     finally:
         for a in [worker, *shards]:
             ray.kill(a)
+
+
+@pytest.mark.parametrize(("prefetch", "dtype"), [(False, "float32"), (True, "float32"),
+                                                (False, "bfloat16")])
+def test_delta_pushes_let_one_worker_follow_the_single_process_trajectory(ray_cluster, dataset,
+                                                                          prefetch, dtype):
+    """``train.push = "delta"``: the replica applies every update itself (its own momentum) and
+    pushes its parameter change; a fetch keeps the changes the shards have not seen. With one
+    worker the shards then hold exactly the single-process trajectory, whatever the periods
+    (here push every 3, fetch every 5, prefetched or not, over two chunks). bfloat16 transfers
+    round each message to 8 bits of mantissa: the same trajectory to that precision."""
+    import ray
+
+    cfg = _config(dataset)
+    stack = RBMStack(cfg.model, update=cfg.update, generator=torch.Generator().manual_seed(0))
+    rbm = stack.rbms[0]
+    init = {k: v.clone() for k, v in rbm.params.items()}
+    layout = ShardLayout.plan({k: v.shape for k, v in init.items()}, 2)
+    full = to_numpy(init)
+    shards = [shard_actor_class().remote(j, layout.to_dict(), rbm.update_config,
+                                         tuple(rbm.decay_names), layout.split(full, j),
+                                         deltas=True)
+              for j in range(2)]
+    kwargs = dict(data=cfg.data, model=cfg.model, update=cfg.update, stage=0,
+                  layout=layout.to_dict(), seed=0, n_fetch=5, n_push=3, max_in_flight=2,
+                  log_interval=1000, prefetch=prefetch, push="delta", transfer_dtype=dtype)
+    worker = worker_actor_class().options(num_cpus=0.1).remote(0, 1, shards=shards, **kwargs)
+    try:
+        first = ray.get(worker.run.remote(7, (0, 0), 0, 0))
+        second = ray.get(worker.run.remote(6, first["position"], first["seq_end"], 7))
+        assert first["pushes"] == 3 and second["pushes"] == 2  # 3+3+1, then 3+3
+        pushes = first["pushes"] + second["pushes"]
+        assert [i["n_applied"] for i in ray.get([s.info.remote() for s in shards])] == [pushes] * 2
+        params = layout.join([p for _, p in ray.get([s.fetch.remote() for s in shards])])
+    finally:
+        for a in [worker, *shards]:
+            ray.kill(a)
+
+    local = Worker(0, 1, **kwargs)  # the same replica in process: a plain training loop
+    for k, v in init.items():
+        local.rbm.params[k].copy_(v)
+    for step in range(13):
+        update, _ = local._compute(step)
+        local.rbm.apply_update(update)
+    assert local.rbm.updater.current_momentum() == cfg.update.momentum  # switched on the way
+    for k in init:
+        expected = local.rbm.params[k]
+        if dtype == "float32":
+            torch.testing.assert_close(params[k], expected, rtol=0, atol=1e-5)
+        else:  # bf16: 2^-8 of each pushed change and of the parameters fetched
+            err = float((params[k] - expected).abs().max())
+            assert err <= 2.0 ** -7 * float(expected.abs().max()), (k, err)
+        assert not torch.equal(params[k], init[k])
+
+
+def test_unknown_push_kind_is_refused(dataset):
+    cfg = _config(dataset)
+    with pytest.raises(ValueError, match="push='deltas'"):
+        Worker(0, 1, data=cfg.data, model=cfg.model, update=cfg.update, stage=0,
+               layout=ShardLayout.plan({"W": (4, 4)}, 1).to_dict(), push="deltas")

@@ -173,3 +173,21 @@ def test_async_prefetch_overlaps_fetches(ray_cluster, dataset, tmp_path):
     assert stats["steps"] == 40 and stats["updates_applied"] == [40, 40]
     records = [r for r in read_metrics(tmp_path) if "staleness_mean" in r]
     assert min(r["staleness_mean"] for r in records[1:]) >= 1.0
+
+
+def test_resumed_async_delta_run_equals_uninterrupted(ray_cluster, dataset, tmp_path):
+    """Delta pushes keep the optimiser in the worker, so its state (momentum velocity and step
+    count, sparsity estimate) goes into the checkpoint with the data position: one worker
+    stopped after the step-8 checkpoint and resumed follows the uninterrupted run."""
+    common = ('train.mode="async"', "train.n_workers=1", 'train.push="delta"',
+              "train.n_push=2", "train.n_fetch=2", "train.log_interval=4",
+              "train.checkpoint_every=8")
+    _train(_config(dataset, tmp_path / "full", *common))
+    _train(_config(dataset, tmp_path / "part", *common, "train.steps=8"))
+    meta = torch.load(tmp_path / "part/checkpoints/stage0/step00000008/meta.pt",
+                      weights_only=False)
+    state = meta["local_states"][0]
+    assert state["updater"]["step_count"] == 8 and state["q"] is not None
+    (tmp_path / "part/model.pt").unlink()
+    _train(_config(dataset, tmp_path / "part", *common), resume=True)
+    _assert_same(_stage_params(tmp_path / "part"), _stage_params(tmp_path / "full"), atol=1e-5)
