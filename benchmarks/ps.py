@@ -190,7 +190,9 @@ def main(argv: list[str] | None = None) -> int:
         # times the single-process reference right before its own PS runs and the figures are
         # the medians of the per-round ratios.
         for _ in range(args.rounds):
-            entry = {"single": single_process_throughput(config, args.steps, warmup=args.warmup)}
+            entry = {"single": single_process_throughput(config, args.steps, warmup=args.warmup),
+                     "single_x2": single_concurrent(args.config, overrides(n_push, n_fetch),
+                                                    args.steps, args.warmup)}
             for period in settings:
                 cfg = load(args.config, overrides(*period))
                 entry[period] = (ps_throughput(cfg, 1, args.steps, args.warmup),
@@ -200,7 +202,11 @@ def main(argv: list[str] | None = None) -> int:
         ray.shutdown()
 
     def summary(period) -> dict:
-        per_round = [_figures(r["single"]["frames_per_s"], *r[period]) for r in rounds]
+        per_round = [_figures(r["single"]["frames_per_s"], *r[period])
+                     | {"machine_ceiling_2_vs_1": r["single_x2"]["frames_per_s"]
+                        / r["single"]["frames_per_s"]} for r in rounds]
+        for f in per_round:  # the PS's 1 -> 2 scaling as a share of the machine's own
+            f["scaling_share_of_ceiling"] = f["scaling_2_vs_1"] / f["machine_ceiling_2_vs_1"]
         return {key: statistics.median(f[key] for f in per_round) for key in per_round[0]} | {
             "per_round": per_round,
             "ps_1_worker": [r[period][0] for r in rounds],
@@ -217,9 +223,9 @@ def main(argv: list[str] | None = None) -> int:
         "n_push": n_push, "n_fetch": n_fetch, "prefetch": prefetch, "push": push,
         "transfer_dtype": dtype, "rounds": args.rounds, "steps_per_worker": args.steps,
         "single_process_per_round": [r["single"] for r in rounds],
+        "single_process_x2_concurrent_per_round": [r["single_x2"] for r in rounds],
         "single_process_before_ray": single_alone,
-        "single_process_x2_concurrent": single_2,
-        "machine_ceiling_2_vs_1": single_2["frames_per_s"] / single_alone["frames_per_s"],
+        "single_process_x2_concurrent_before_ray": single_2,
         **main_runs,
         "bytes_per_update": main_runs["ps_1_worker"][0]["bytes_per_update"],
         "bytes_per_worker_step": param_bytes * (1 / n_push + 1 / n_fetch),

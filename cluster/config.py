@@ -52,14 +52,16 @@ class TrainConfig:
     stages : how many stages of the stack to train, greedily (0 = all of ``model.stages``).
     steps : global steps per stage. A sync step = one batch per worker; an async step = one batch
         on one worker (so ``steps`` batches are consumed in either mode per worker-step count).
-    n_fetch, n_push : Downpour's fetch and push periods in worker steps. A push carries the sum
-        of the ``n_push`` updates since the last one and is sent from the worker's sender thread
-        (off the compute path); a fetch waits for the worker's own pushes to be sent first, so
-        the parameters it returns include them. Periods > 1 divide the parameter-server
-        traffic (and its CPU cost) by the period. With the demo's Gaussian stage 0 and
-        momentum 0.9, summed pushes at periods 2 and 4 diverged (and at 4 with momentum 0.5
-        the error did not fall in 400 steps), so the demo keeps 1; a larger period wants a
-        lower learning rate or momentum (``momentum_switch_step`` counts applied pushes).
+    n_fetch, n_push : Downpour's fetch and push periods in worker steps. A push is sent from
+        the worker's sender thread (off the compute path); when the next step fetches, the push
+        asks for the parameters back, so push and fetch are one call per shard and the
+        parameters include the worker's own push. Periods > 1 divide the parameter-server
+        traffic (and its CPU cost) by the period: at 4 the parameter server's goals are met
+        (benchmarks/ps.py), at 1 they are not. But on the demo's Gaussian stage 0 (momentum
+        0.9, 2 workers) larger periods learned less in 400 steps or diverged: held-out
+        reconstruction error 0.42 at period 1, 0.51 (the initial model's) at 4, divergence at
+        2 (benchmarks/ps_quality.py). The demo keeps 1. ``momentum_switch_step`` counts
+        applied pushes.
     push : async only: what a push carries.
 
         - ``"gradient"`` (DistBelief's Downpour): the sum of the CD updates since the last push.
@@ -68,19 +70,23 @@ class TrainConfig:
           times larger batch.
         - ``"delta"`` (read-my-writes, as in the stale-synchronous parameter server of Ho et al.
           2013): the replica applies each update to its own copy with the optimiser (its own
-          momentum state) and pushes the change of its parameters since the last push, which
-          the shard adds. A fetch keeps the replica's changes the shards have not seen yet.
-          One worker then follows the single-process trajectory at any period (to float
-          rounding), so periods of 4-8 learn per frame like period 1 while moving 4-8x fewer
-          bytes.
+          momentum state, checkpointed with the worker) and pushes the change of its
+          parameters since the last push, which the shard adds. A fetch keeps the replica's
+          changes the shards have not seen yet, also with ``prefetch``. One worker then follows
+          the single-process trajectory at any period (to float rounding; tested). With
+          several workers the shards add every replica's full step, and with the demo's
+          momentum 0.9 that learned less than ``"gradient"`` at period 1 (0.45 against 0.42)
+          and diverged at period 4 and with prefetch: lower the learning rate or momentum with
+          it.
     transfer_dtype : async only: the precision of pushes and fetched parameters on the wire.
         ``"bfloat16"`` halves the bytes (and the object-store copies, the parameter server's
         main cost on one machine, benchmarks/ps.py); shards keep and apply float32, so the
         rounding (8 bits of mantissa) is per message and does not accumulate on the shards.
+        The demo learned as well with it (held-out error 0.417 against 0.42-0.43).
     prefetch : async only: request the next fetch one step early so the transfer overlaps the
-        step's compute (the fetched parameters then lack the worker's own latest push: one more
-        push period of staleness; with the demo's momentum 0.9 that diverged, so it is off by
-        default).
+        step's compute (with ``"gradient"`` pushes the fetched parameters then lack the
+        worker's own latest push: one more push period of staleness; with the demo's momentum
+        0.9 that diverged, so it is off by default).
     warm_start_steps : async only: worker 0 trains alone for this many steps before the others
         join (DistBelief's warm start for stability).
     max_in_flight : tasks each worker may have outstanding (bounded in-flight work).

@@ -68,6 +68,7 @@ class ParameterShard:
         self.last_seq: dict[int, int] = {}
         self.n_applied = 0
         self.n_rejected = 0
+        self.n_fetches = self.n_replies = 0  # fetch calls; pushes that returned the parameters
         self.seconds_apply = 0.0  # time spent applying updates (profiling)
         self.restored_from: str | None = None
         ckpt = latest_checkpoint(stage_dir) if stage_dir else None
@@ -83,14 +84,22 @@ class ParameterShard:
     def fetch(self, dtype: str = "float32") -> tuple[int, dict[str, np.ndarray]]:
         """(version, current slices) as ``dtype`` (see :func:`cluster.sharding.pack`). The
         version counts applied updates (for staleness)."""
+        self.n_fetches += 1
         return self.n_applied, pack(self.params, dtype)
 
-    def push(self, worker: int, seq: int, update: Mapping[str, np.ndarray]) -> int:
+    def push(self, worker: int, seq: int, update: Mapping[str, np.ndarray],
+             reply: str | None = None) -> int | tuple:
         """Apply one worker's update (or add its delta) unless ``seq`` was already seen from
         ``worker``.
 
-        Returns the version the update was applied at, or -1 if it was a duplicate (rejected).
+        Returns the version the update was applied at, or -1 if it was a duplicate (rejected);
+        with ``reply`` (a transfer dtype) ``(that, self.fetch(reply))``: the push and the
+        worker's next fetch in one call.
         """
+        if reply is not None:
+            version = self.push(worker, seq, update)
+            self.n_replies += 1
+            return version, (self.n_applied, pack(self.params, reply))
         if seq <= self.last_seq.get(worker, -1):
             self.n_rejected += 1
             return -1
@@ -166,6 +175,7 @@ class ParameterShard:
     def info(self) -> dict:
         """Counters for logs and tests."""
         return {"index": self.index, "n_applied": self.n_applied, "n_rejected": self.n_rejected,
+                "n_fetches": self.n_fetches, "n_replies": self.n_replies,
                 "last_seq": dict(self.last_seq), "restored_from": self.restored_from,
                 "pid": os.getpid(), "seconds_apply": self.seconds_apply,
                 "numel": sum(int(v.numel()) for v in self.params.values())}

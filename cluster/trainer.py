@@ -14,7 +14,8 @@ driver passes only ObjectRefs (nothing is copied through it) and keeps at most
 last checkpoint, so a sync run with faults equals one without.
 
 Asynchronous schedule (Downpour SGD, Dean et al. 2012): each worker runs chunks of
-``log_interval`` steps on its own (fetch every ``n_fetch``, push every ``n_push``); the driver
+``log_interval`` steps (rounded up to whole push periods) on its own (fetch every ``n_fetch``,
+push every ``n_push``); the driver
 takes chunk results in completion order (``ray.wait``), so a slow worker never holds up the
 others. A dead worker is restarted by Ray (``max_restarts``) and replays its chunk from its last
 reported data position with the same push sequence numbers (what already landed is rejected,

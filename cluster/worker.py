@@ -18,14 +18,17 @@ Two schedules:
 - :meth:`Worker.compute` (sync): one batch against the parameters the driver passes in (the
   previous step's ``apply_sync`` results, as ObjectRefs), returns one update part per shard.
 - :meth:`Worker.run` (async, Downpour): ``n_steps`` batches on its own, fetching every
-  ``n_fetch`` steps and pushing the accumulated update every ``n_push`` steps to all shards
-  without waiting (at most ``max_in_flight`` pushes outstanding per shard). A push is
-  serialised into the object store by a sender thread (one, so every shard sees a worker's
-  sequence numbers in order) while the next step computes; a fetch that is not a prefetch first
-  waits until the worker's own pushes are submitted, so the shards (which run one caller's
-  calls in submission order) answer it with those pushes applied. The chunk result includes the
-  seconds spent per phase (``seconds_fetch``, ``seconds_compute``, ``seconds_push``,
-  ``seconds_wait``) for profiling.
+  ``n_fetch`` steps and pushing every ``n_push`` steps to all shards without waiting (at most
+  ``max_in_flight`` pushes outstanding per shard). A push carries the summed updates
+  (``push="gradient"``) or, with ``push="delta"``, the change the replica made to its own
+  parameters with its own optimiser (read-my-writes). A push is serialised into the object
+  store by a sender thread (one, so every shard sees a worker's sequence numbers in order)
+  while the next step computes. When the next step fetches, the push asks the shard for the
+  parameters back (one call per shard, with the push applied); otherwise a fetch that is not a
+  prefetch waits until the worker's own pushes are submitted, so the shards (which run one
+  caller's calls in submission order) answer it with those pushes applied. Transfers are
+  float32 or bfloat16 (``transfer_dtype``). The chunk result includes the seconds spent per
+  phase (``seconds_fetch``, ``seconds_compute``, ``seconds_push``, ``seconds_wait``).
 """
 
 from __future__ import annotations
@@ -179,6 +182,7 @@ class Worker:
         self._prefetch_base: dict[str, torch.Tensor] | None = None
         self._sender = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="push")
         self._sending: collections.deque = collections.deque()  # async: pushes being sent
+        self._push_fetch = None  # async: the _send future whose pushes return the parameters
 
     # ------------------------------------------------------------------ helpers
     def _stage_input(self, frames: np.ndarray) -> torch.Tensor:
@@ -255,7 +259,12 @@ class Worker:
 
         refs, self._prefetch_refs = self._prefetch_refs, None
         base, self._prefetch_base = (self._prefetch_base if refs else self._base), None
-        if refs is None and self._sending:
+        answered_push, self._push_fetch = self._push_fetch, None
+        if refs is None and answered_push is not None:
+            # the last push asked for the parameters: its answer is this fetch (one round trip
+            # per shard instead of two, and nothing else in between)
+            refs = [ref for ref, _, _ in answered_push.result()]
+        elif refs is None and self._sending:
             # a fresh fetch queues behind this worker's own pushes (the shards serve an actor's
             # calls in submission order), so the parameters include them
             concurrent.futures.wait(self._sending)
@@ -266,8 +275,10 @@ class Worker:
             except ray.exceptions.RayActorError:
                 if attempt == 59:
                     raise
-                refs, base = None, self._base
+                refs, base, answered_push = None, self._base, None
                 time.sleep(0.5)
+        if answered_push is not None:  # (version the push was applied at, fetch answer)
+            results = [r[1] for r in results]
         self._fetch_version = [r[0] for r in results]
         parts = [r[1] for r in results]
         if self.deltas and base is not None:
@@ -289,12 +300,14 @@ class Worker:
         return [s.fetch.remote(self.transfer_dtype) for s in self.shards]
 
     def _send(self, seq: int, update: Mapping[str, torch.Tensor],
-              fetched: Sequence[int]) -> list[tuple]:
-        """Push ``update`` with sequence number ``seq`` to every shard (sender thread);
-        returns ``(ref, shard, version fetched)`` for each shard."""
+              fetched: Sequence[int], reply: bool = False) -> list[tuple]:
+        """Push ``update`` with sequence number ``seq`` to every shard (sender thread), asking
+        for the parameters back when ``reply``; returns ``(ref, shard, version fetched)`` for
+        each shard."""
         parts = self.layout.split_all(update)
-        return [(shard.push.remote(self.index, seq, pack(parts[j], self.transfer_dtype)), j,
-                 fetched[j])
+        dtype = self.transfer_dtype
+        answer = dtype if reply else None
+        return [(shard.push.remote(self.index, seq, pack(parts[j], dtype), answer), j, fetched[j])
                 for j, shard in enumerate(self.shards)]
 
     def run(self, n_steps: int, position: Sequence[int], seq_start: int,
@@ -327,6 +340,8 @@ class Worker:
                 except ray.exceptions.RayActorError:
                     failures += 1
                     continue
+                if isinstance(version, tuple):  # a push that also returned the parameters
+                    version = version[0]
                 if version < 0:
                     rejected += 1
                 else:
@@ -346,7 +361,12 @@ class Worker:
                 self._base = {k: p.clone() for k, p in self.rbm.params.items()}
             # Serialising the update into the object store (a few ms for MBs) happens on the
             # sender thread, off the compute path; one thread keeps every shard's seqs in order.
-            sending.append(self._sender.submit(self._send, seq, acc, list(self._fetch_version)))
+            # when the next step fetches, this push brings the parameters back with it
+            reply = not self.prefetch and self._since_fetch >= self.n_fetch
+            sending.append(self._sender.submit(self._send, seq, acc, list(self._fetch_version),
+                                               reply))
+            if reply:
+                self._push_fetch = sending[-1]
             seq += 1
             pushes += 1
             acc, n_acc = None, 0  # handed over: the next step's update is a new tensor
@@ -418,7 +438,7 @@ class Worker:
         """Move the data stream to ``(epoch, batch)`` (after a restart or a rollback)."""
         self.stream.seek(position)
         self._since_fetch = None
-        self._prefetch_refs = None
+        self._prefetch_refs = self._push_fetch = None
         self._base = self._prefetch_base = None
 
     def restore(self, position: Sequence[int], local_state: Mapping | None, step: int) -> None:

@@ -36,11 +36,15 @@ def _config(dataset):
 
 
 def test_demo_keeps_period_1_and_no_prefetch():
-    """Periods 2-4 and prefetch cut the PS cost (benchmarks/results/ps.json) but diverged or did
-    not learn with the demo's momentum (configs/demo.toml); prefetch is off by default too."""
+    """Periods 2-4, delta pushes and prefetch cut the PS cost (benchmarks/results/ps.json) but
+    diverged or did not learn with the demo's momentum (benchmarks/results/ps_quality.json);
+    bfloat16 transfers learned as well. The library defaults are the conservative ones."""
     train = load(Path(__file__).parents[2] / "configs/demo.toml", []).train
     assert (train.n_push, train.n_fetch, train.prefetch) == (1, 1, False)
-    assert TrainConfig().prefetch is False
+    assert (train.push, train.transfer_dtype) == ("gradient", "bfloat16")
+    default = TrainConfig()
+    assert (default.prefetch, default.push, default.transfer_dtype) == (False, "gradient",
+                                                                       "float32")
 
 
 def test_accumulated_pushes_are_applied_once_and_exactly(ray_cluster, dataset):
@@ -101,9 +105,10 @@ def test_accumulated_pushes_are_applied_once_and_exactly(ray_cluster, dataset):
 
 @pytest.mark.parametrize("prefetch", [False, True])
 def test_a_fetch_sees_the_workers_own_pushes_unless_prefetched(ray_cluster, dataset, prefetch):
-    """Pushes leave from the sender thread; a (non-prefetched) fetch still queues behind them,
-    so one worker alone reads its own updates: staleness 0. A prefetch travels during the
-    step, before that step's push: at most 2 (the push still on the sender thread)."""
+    """Pushes leave from the sender thread; a (non-prefetched) fetch is the answer of the push
+    before it (one call per shard per step), so one worker alone reads its own updates:
+    staleness 0. A prefetch travels during the step, before that step's push: at most 2 (the
+    push still on the sender thread)."""
     import ray
 
     cfg = _config(dataset)
@@ -122,10 +127,14 @@ def test_a_fetch_sees_the_workers_own_pushes_unless_prefetched(ray_cluster, data
         out = ray.get(worker.run.remote(8, (0, 0), 0, 0))
         assert out["pushes"] == 8 and out["pushes_rejected"] == out["push_failures"] == 0
         assert [i["n_applied"] for i in ray.get([s.info.remote() for s in shards])] == [8, 8]
+        infos = ray.get([s.info.remote() for s in shards])
         if prefetch:
             assert 0 < out["staleness_mean"] and out["staleness_max"] <= 2
+            assert all(i["n_fetches"] >= 8 and i["n_replies"] == 0 for i in infos)
         else:
             assert out["staleness_max"] == 0
+            # every fetch after the first came back with the previous step's push
+            assert all((i["n_fetches"], i["n_replies"]) == (1, 8) for i in infos)
         assert {"seconds_fetch", "seconds_compute", "seconds_push", "seconds_wait"} <= set(out)
     finally:
         for a in [worker, *shards]:
