@@ -35,6 +35,21 @@ def _config(dataset):
         "train.n_workers=1", "train.n_ps_shards=2"])
 
 
+def _model_and_shards(cfg, deltas: bool = False):
+    """Stage 0 of a fresh stack, its initial parameters, its 2-shard layout, and 2 real shard
+    actors holding those parameters."""
+    stack = RBMStack(cfg.model, update=cfg.update, generator=torch.Generator().manual_seed(0))
+    rbm = stack.rbms[0]
+    init = {k: v.clone() for k, v in rbm.params.items()}
+    layout = ShardLayout.plan({k: v.shape for k, v in init.items()}, 2)
+    full = to_numpy(init)
+    shards = [shard_actor_class().remote(j, layout.to_dict(), rbm.update_config,
+                                         tuple(rbm.decay_names), layout.split(full, j),
+                                         deltas=deltas)
+              for j in range(2)]
+    return rbm, init, layout, shards
+
+
 def test_demo_keeps_period_1_and_no_prefetch():
     """Periods 2-4, delta pushes and prefetch cut the PS cost (benchmarks/results/ps.json) but
     diverged or did not learn with the demo's momentum (benchmarks/results/ps_quality.json);
@@ -52,14 +67,7 @@ def test_accumulated_pushes_are_applied_once_and_exactly(ray_cluster, dataset):
 
     cfg = _config(dataset)
     n_steps, n_push = 7, 3  # pushes: steps 0-2, 3-5 and the chunk's remainder 6
-    stack = RBMStack(cfg.model, update=cfg.update, generator=torch.Generator().manual_seed(0))
-    rbm = stack.rbms[0]
-    init = {k: v.clone() for k, v in rbm.params.items()}
-    layout = ShardLayout.plan({k: v.shape for k, v in init.items()}, 2)
-    full = to_numpy(init)
-    shards = [shard_actor_class().remote(j, layout.to_dict(), rbm.update_config,
-                                         tuple(rbm.decay_names), layout.split(full, j))
-              for j in range(2)]
+    rbm, init, layout, shards = _model_and_shards(cfg)
     kwargs = dict(data=cfg.data, model=cfg.model, update=cfg.update, stage=0,
                   layout=layout.to_dict(), seed=0, n_fetch=1000, n_push=n_push,
                   max_in_flight=1, log_interval=1000, prefetch=False)
@@ -112,13 +120,7 @@ def test_a_fetch_sees_the_workers_own_pushes_unless_prefetched(ray_cluster, data
     import ray
 
     cfg = _config(dataset)
-    stack = RBMStack(cfg.model, update=cfg.update, generator=torch.Generator().manual_seed(0))
-    rbm = stack.rbms[0]
-    layout = ShardLayout.plan({k: v.shape for k, v in rbm.params.items()}, 2)
-    full = to_numpy(rbm.params)
-    shards = [shard_actor_class().remote(j, layout.to_dict(), rbm.update_config,
-                                         tuple(rbm.decay_names), layout.split(full, j))
-              for j in range(2)]
+    _, _, layout, shards = _model_and_shards(cfg)
     worker = worker_actor_class().options(num_cpus=0.1).remote(
         0, 1, shards=shards, data=cfg.data, model=cfg.model, update=cfg.update, stage=0,
         layout=layout.to_dict(), seed=0, n_fetch=1, n_push=1, max_in_flight=2,
@@ -153,15 +155,7 @@ def test_delta_pushes_let_one_worker_follow_the_single_process_trajectory(ray_cl
     import ray
 
     cfg = _config(dataset)
-    stack = RBMStack(cfg.model, update=cfg.update, generator=torch.Generator().manual_seed(0))
-    rbm = stack.rbms[0]
-    init = {k: v.clone() for k, v in rbm.params.items()}
-    layout = ShardLayout.plan({k: v.shape for k, v in init.items()}, 2)
-    full = to_numpy(init)
-    shards = [shard_actor_class().remote(j, layout.to_dict(), rbm.update_config,
-                                         tuple(rbm.decay_names), layout.split(full, j),
-                                         deltas=True)
-              for j in range(2)]
+    _, init, layout, shards = _model_and_shards(cfg, deltas=True)
     kwargs = dict(data=cfg.data, model=cfg.model, update=cfg.update, stage=0,
                   layout=layout.to_dict(), seed=0, n_fetch=5, n_push=3, max_in_flight=2,
                   log_interval=1000, prefetch=prefetch, push="delta", transfer_dtype=dtype)
