@@ -42,7 +42,7 @@ def render(p: dict) -> str:
     lines = [
         f"{p['nodes']} nodes x {p['cores_per_node']} cores: {p['n_workers']} worker replicas, "
         f"{p['n_ps_shards']} parameter-server shards; batch {p['batch_size']}, push every "
-        f"{p['n_push']}, fetch every {p['n_fetch']} steps",
+        f"{p['n_push']}, fetch every {p['n_fetch']} steps ({p['transfer_dtype']} on the wire)",
         f"per-core CD throughput {p['gflops_per_core']:.2f} GFLOP/s ({src}); network "
         f"{p['bandwidth_gbps']:g} Gbit/s per node; epoch = {p['frames_per_epoch']:,} frames",
         "",

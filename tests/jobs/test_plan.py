@@ -53,3 +53,13 @@ def test_plan_cli_json(capsys):
     assert main(["--config", str(ROOT / "configs/le2012.toml"), "--nodes", "1000",
                  "--gflops-per-core", "10", "--model.stages[0].field=300"]) == 2
     assert "stages[0].field=300" in capsys.readouterr().err
+
+
+def test_bfloat16_transfers_halve_the_bytes_per_step():
+    f32 = plan(load(ROOT / "configs/le2012.toml"), nodes=1000, gflops_per_core=10.0)
+    bf16 = plan(load(ROOT / "configs/le2012.toml", ['train.transfer_dtype="bfloat16"']),
+                nodes=1000, gflops_per_core=10.0)
+    assert bf16["transfer_dtype"] == "bfloat16"
+    for a, b in zip(f32["stages"], bf16["stages"], strict=True):
+        assert b["bytes_per_step_per_worker"] * 2 == a["bytes_per_step_per_worker"]
+        assert b["ps_network_s_per_step"] < a["ps_network_s_per_step"]
