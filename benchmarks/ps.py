@@ -1,30 +1,34 @@
 """Parameter-server throughput: single process vs Downpour workers on Ray, same model and data.
 
 Measures, at the demo config's first-stage model and batch size (64x64 grey, 10x10 fields,
-stride 2, 8 maps, batch 64; one torch thread everywhere):
+stride 2, 8 maps, batch 64; one torch thread everywhere), in ``--rounds`` interleaved rounds
+(this VM's speed drifts by 10-40 % within minutes, so every ratio is taken within a round and
+the figures are medians over rounds):
 
 - ``single``: frames/s of the plain loop ``apply_update(compute_update(stage_input(batch)))``;
-- ``single_process_x2_concurrent``: the same loop in 2 processes at once, no Ray: the machine's
-  own 1 -> 2 ceiling for this compute (shared caches, memory bandwidth);
-- ``ps_1``, ``ps_2``: frames/s of 1 and 2 async workers (Ray actors) against 2 parameter-server
-  shards, at the config's push/fetch periods and prefetch setting (or ``--n-push``,
-  ``--n-fetch``, ``--prefetch``), wall clock over all workers after a warm-up chunk; and again at
+- ``single_x2``: the same loop in 2 processes at once, no Ray: the machine's own 1 -> 2 ceiling
+  for this compute in that round (``machine_ceiling_2_vs_1``);
+- ``ps_1``, ``ps_2``: frames/s of 1 and 2 async workers (Ray actors) against the config's
+  parameter-server shards, at the config's push/fetch periods, push kind, transfer dtype and
+  prefetch setting (or ``--n-push``, ``--n-fetch``, ``--push``, ``--transfer-dtype``,
+  ``--prefetch``), wall clock over all workers after a warm-up chunk; and again at
   n_push = n_fetch = 1 (``at_period_1``), so both settings are on record from the same run;
-- overhead = 1 - ps_1 / single (goal <= 10%), scaling = ps_2 / ps_1 (goal >= 1.8); single is
-  the mean of a run before and a run after the PS runs (drift on a shared machine shows there);
+- overhead = 1 - ps_1 / single (goal <= 10%), scaling = ps_2 / ps_1 (goal >= 1.8), and
+  scaling as a share of the round's machine ceiling;
 - per worker step, milliseconds spent fetching (waiting for parameters), computing, handing a push
   to the sender thread and waiting for pushes in flight; per update, the shard's apply time;
-- bytes moved per update: the update pushed plus the parameters fetched (float32).
+- bytes moved per update and per worker step: the update pushed plus the parameters fetched
+  (float32 or bfloat16 on the wire).
 
 One thread per process everywhere: torch's and numba's (``NUMBA_NUM_THREADS=1`` here, in the
 spawned references and, through ``cluster.ps.ONE_THREAD_ENV``, in the actors).
 
 Usage (needs a dataset, e.g. ``catneuron ingest --demo --out runs/demo/data``)::
 
-    flock /tmp/catneuron-bench.lock python benchmarks/ps.py --data runs/demo/data --out ps.json
+    python benchmarks/ps.py --data runs/demo/data --out ps.json          # the demo's setting
     # Downpour batching, with n_push = n_fetch = 1 measured in the same run (results/ps.json):
-    flock /tmp/catneuron-bench.lock python benchmarks/ps.py --data runs/demo/data --steps 100 \
-        --n-push 4 --n-fetch 4 --out benchmarks/results/ps.json
+    python benchmarks/ps.py --data runs/demo/data --steps 100 --n-push 4 --n-fetch 4 \
+        --rounds 5 --out benchmarks/results/ps.json
 """
 
 from __future__ import annotations
