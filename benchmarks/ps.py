@@ -58,7 +58,7 @@ def ps_throughput(config, n_workers: int, steps: int, warmup: int) -> dict:
     import torch
 
     from cluster.ps import shard_actor_class
-    from cluster.sharding import ShardLayout, to_numpy
+    from cluster.sharding import WIRE_BYTES, ShardLayout, to_numpy
     from cluster.worker import worker_actor_class
     from models.stack import RBMStack
 
@@ -90,7 +90,7 @@ def ps_throughput(config, n_workers: int, steps: int, warmup: int) -> dict:
     for a in workers + shards:
         ray.kill(a)
     # bytes of the parameters on the wire (float32, or bfloat16 transfers)
-    param_bytes = (2 if tc.transfer_dtype == "bfloat16" else 4) * sum(v.size for v in full.values())
+    param_bytes = WIRE_BYTES[tc.transfer_dtype] * sum(v.size for v in full.values())
     phases = ("fetch", "compute", "push", "wait")
     breakdown = {k: 1e3 * float(np.mean([r[f"seconds_{k}"] / r["steps"] for r in results]))
                  for k in phases}

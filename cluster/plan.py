@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from cluster.sharding import ShardLayout
+from cluster.sharding import WIRE_BYTES, ShardLayout
 from models.local import positions
 
 
@@ -106,7 +106,7 @@ def plan(config: Any, *, nodes: int, cores_per_node: int = 16, frames: int = 10_
         param_bytes = 4 * sp.n_params
         flops_step = batch * sp.flops_per_frame
         compute_s = flops_step / (gflops_per_core * 1e9 * cores_per_node)
-        wire = param_bytes // 2 if tc.transfer_dtype == "bfloat16" else param_bytes
+        wire = WIRE_BYTES[tc.transfer_dtype] * sp.n_params  # the parameters as sent
         bytes_step = wire * (1 / tc.n_push + 1 / tc.n_fetch)  # per worker per step
         worker_net_s = bytes_step / bw
         ps_net_s = n_workers * bytes_step / (n_ps * bw)  # every worker talks to every shard

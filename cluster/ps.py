@@ -85,6 +85,10 @@ class ParameterShard:
         """(version, current slices) as ``dtype`` (see :func:`cluster.sharding.pack`). The
         version counts applied updates (for staleness)."""
         self.n_fetches += 1
+        return self._snapshot(dtype)
+
+    def _snapshot(self, dtype: str) -> tuple[int, dict[str, np.ndarray]]:
+        """(version, current slices as ``dtype``): what a fetch and a replying push return."""
         return self.n_applied, pack(self.params, dtype)
 
     def push(self, worker: int, seq: int, update: Mapping[str, np.ndarray],
@@ -99,7 +103,7 @@ class ParameterShard:
         if reply is not None:
             version = self.push(worker, seq, update)
             self.n_replies += 1
-            return version, (self.n_applied, pack(self.params, reply))
+            return version, self._snapshot(reply)
         if seq <= self.last_seq.get(worker, -1):
             self.n_rejected += 1
             return -1

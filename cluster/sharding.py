@@ -187,7 +187,9 @@ def combine_updates(
     return out
 
 
-TRANSFER_DTYPES = ("float32", "bfloat16")
+WIRE_BYTES = {"float32": 4, "bfloat16": 2}
+"""Bytes per value on the wire of each transfer dtype (what :func:`pack` sends)."""
+TRANSFER_DTYPES = tuple(WIRE_BYTES)
 
 
 def pack(tensors: Mapping[str, torch.Tensor], dtype: str = "float32") -> dict[str, np.ndarray]:

@@ -43,7 +43,7 @@ import torch
 
 from cluster.config import DataConfig
 from cluster.ps import ONE_THREAD_ENV, OutOfStep
-from cluster.sharding import ShardLayout, pack, to_numpy
+from cluster.sharding import TRANSFER_DTYPES, ShardLayout, pack, to_numpy
 from models.optim import UpdateConfig
 from models.stack import RBMStack, StackConfig
 from pipeline.reader import FrameReader, list_shards, shards_for_worker
@@ -56,6 +56,13 @@ def split_holdout(root: str, holdout_frames: int) -> tuple[list[str], list[str]]
     if holdout_frames > 0 and len(shards) >= 2:
         return shards[:-1], shards[-1:]
     return shards, []
+
+
+def _updater_state_on(state: Mapping, device) -> dict:
+    """A ``ParameterUpdater.state_dict()`` (step count, dicts of tensors) with its tensors on
+    ``device``."""
+    return {k: {n: t.to(device) for n, t in v.items()} if isinstance(v, dict) else v
+            for k, v in state.items()}
 
 
 def step_seed(seed: int, stage: int, worker: int, step: int) -> int:
@@ -154,7 +161,8 @@ class Worker:
         if push not in ("gradient", "delta"):
             raise ValueError(f"push={push!r}: use 'gradient' or 'delta'")
         self.deltas = push == "delta"
-        pack({}, transfer_dtype)  # checks the name
+        if transfer_dtype not in TRANSFER_DTYPES:
+            raise ValueError(f"transfer_dtype={transfer_dtype!r}: use one of {TRANSFER_DTYPES}")
         self.transfer_dtype = transfer_dtype
         self.max_in_flight, self.log_interval = max_in_flight, log_interval
         self.slow_delay_s = slow_delay_s
@@ -198,18 +206,14 @@ class Worker:
             setattr(self.rbm, name, None if value is None else
                     torch.as_tensor(np.array(value)).to(self.device, self.rbm.dtype))
         if self.deltas and state.get("updater") is not None:
-            self.rbm.updater.load_state_dict(
-                {k: {n: t.to(self.device) for n, t in v.items()} if isinstance(v, dict) else v
-                 for k, v in state["updater"].items()})
+            self.rbm.updater.load_state_dict(_updater_state_on(state["updater"], self.device))
 
     def local_state(self) -> dict:
         """What :meth:`_load_local_state` takes back (stored in checkpoints)."""
         state = {name: None if getattr(self.rbm, name) is None else
                  getattr(self.rbm, name).detach().cpu().numpy() for name in ("q", "chain_h")}
-        if self.deltas:
-            state["updater"] = {k: {n: t.detach().cpu().clone() for n, t in v.items()}
-                                if isinstance(v, dict) else v
-                                for k, v in self.rbm.updater.state_dict().items()}
+        if self.deltas:  # serialised when returned (Ray), so no copy is needed here
+            state["updater"] = _updater_state_on(self.rbm.updater.state_dict(), "cpu")
         return state
 
     def position(self) -> tuple[int, int]:
@@ -361,7 +365,7 @@ class Worker:
                 self._base = {k: p.clone() for k, p in self.rbm.params.items()}
             # Serialising the update into the object store (a few ms for MBs) happens on the
             # sender thread, off the compute path; one thread keeps every shard's seqs in order.
-            # when the next step fetches, this push brings the parameters back with it
+            # When the next step fetches, this push brings the parameters back with it.
             reply = not self.prefetch and self._since_fetch >= self.n_fetch
             sending.append(self._sender.submit(self._send, seq, acc, list(self._fetch_version),
                                                reply))
