@@ -1,24 +1,32 @@
 """Parameter-server throughput: single process vs Downpour workers on Ray, same model and data.
 
 Measures, at the demo config's first-stage model and batch size (64x64 grey, 10x10 fields,
-stride 2, 8 maps, batch 64; one torch thread everywhere), in ``--rounds`` interleaved rounds
-(this VM's speed drifts by 10-40 % within minutes, so every ratio is taken within a round and
-the figures are medians over rounds):
+stride 2, 8 maps, batch 64; one torch thread everywhere):
 
-- ``single``: frames/s of the plain loop ``apply_update(compute_update(stage_input(batch)))``;
+- ``single``: frames/s of the plain loop ``apply_update(compute_update(stage_input(batch)))``
+  (:class:`cluster.local.SingleProcessLoop`, in this process);
 - ``single_x2``: the same loop in 2 processes at once, no Ray: the machine's own 1 -> 2 ceiling
-  for this compute in that round (``machine_ceiling_2_vs_1``);
+  for this compute (shared caches and memory bandwidth), ``machine_ceiling_2_vs_1``;
 - ``ps_1``, ``ps_2``: frames/s of 1 and 2 async workers (Ray actors) against the config's
-  parameter-server shards, at the config's push/fetch periods, push kind, transfer dtype and
-  prefetch setting (or ``--n-push``, ``--n-fetch``, ``--push``, ``--transfer-dtype``,
-  ``--prefetch``), wall clock over all workers after a warm-up chunk; and again at
-  n_push = n_fetch = 1 (``at_period_1``), so both settings are on record from the same run;
+  parameter-server shards, at the config's push/fetch periods, push kind, transfer dtype, prefetch
+  setting and shard count (or ``--n-push``, ``--n-fetch``, ``--push``, ``--transfer-dtype``,
+  ``--prefetch``, ``--ps-shards``), wall clock from submitting the workers' chunks to the last
+  one's end; and again at n_push = n_fetch = 1 (``at_period_1``), so both settings are on record;
 - overhead = 1 - ps_1 / single (goal <= 10%), scaling = ps_2 / ps_1 (goal >= 1.8), and
-  scaling as a share of the round's machine ceiling;
-- per worker step, milliseconds spent fetching (waiting for parameters), computing, handing a push
-  to the sender thread and waiting for pushes in flight; per update, the shard's apply time;
+  scaling as a share of the machine's ceiling;
+- per worker step, milliseconds spent fetching (waiting for parameters), preparing the input
+  batch (overlapped with the fetch when there is one), computing the update, handing a push to
+  the sender thread and waiting for pushes in flight; per update, the shard's apply time;
 - bytes moved per update and per worker step: the update pushed plus the parameters fetched
   (float32 or bfloat16 on the wire).
+
+How it times: this VM's speed drifts by 10-40 % within minutes, more than the differences being
+measured. So every contender stays alive (the single loop in this process, 2 spawned processes
+for ``single_x2``, the shard and worker actors of a setting) and the benchmark runs ``--cycles``
+short cycles, each timing ``--steps`` steps of single, single_x2, ps_1 and ps_2 back to back (in
+reverse order every other cycle). The figures are ratios of the totals over all cycles (frames
+over seconds, per contender); the medians of the per-cycle ratios and their spread come with
+them. ``ps_1`` runs worker 0 of the setting's 2 worker actors (worker 1 idles meanwhile).
 
 One thread per process everywhere: torch's and numba's (``NUMBA_NUM_THREADS=1`` here, in the
 spawned references and, through ``cluster.ps.ONE_THREAD_ENV``, in the actors).
@@ -27,8 +35,8 @@ Usage (needs a dataset, e.g. ``catneuron ingest --demo --out runs/demo/data``)::
 
     python benchmarks/ps.py --data runs/demo/data --out ps.json          # the demo's setting
     # Downpour batching, with n_push = n_fetch = 1 measured in the same run (results/ps.json):
-    python benchmarks/ps.py --data runs/demo/data --steps 100 --n-push 4 --n-fetch 4 \
-        --rounds 5 --out benchmarks/results/ps.json
+    python benchmarks/ps.py --data runs/demo/data --n-push 4 --n-fetch 4 \
+        --out benchmarks/results/ps.json
 """
 
 from __future__ import annotations
@@ -41,7 +49,6 @@ import platform
 import statistics
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,98 +58,184 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 
 
-def ps_throughput(config, n_workers: int, steps: int, warmup: int) -> dict:
-    """Frames/s of ``n_workers`` Downpour workers against ``config.train.n_ps_shards`` shards."""
-    import numpy as np
-    import ray
-    import torch
-
-    from cluster.ps import shard_actor_class
-    from cluster.sharding import WIRE_BYTES, ShardLayout, to_numpy
-    from cluster.worker import worker_actor_class
-    from models.stack import RBMStack
-
-    tc = config.train
-    stack = RBMStack(config.model, update=config.update,
-                     generator=torch.Generator().manual_seed(0), device="cpu")
-    rbm = stack.rbms[0]
-    layout = ShardLayout.plan({k: v.shape for k, v in rbm.params.items()}, tc.n_ps_shards)
-    full = to_numpy(rbm.params)
-    shards = [shard_actor_class().remote(j, layout.to_dict(), rbm.update_config,
-                                         tuple(rbm.decay_names), layout.split(full, j),
-                                         deltas=tc.push == "delta")
-              for j in range(tc.n_ps_shards)]
-    workers = [worker_actor_class().options(num_cpus=0.45).remote(
-        k, n_workers, data=config.data, model=config.model, update=config.update, stage=0,
-        layout=layout.to_dict(), shards=shards, seed=0, n_fetch=tc.n_fetch, n_push=tc.n_push,
-        max_in_flight=tc.max_in_flight, log_interval=10**9, prefetch=tc.prefetch,
-        push=tc.push, transfer_dtype=tc.transfer_dtype)
-        for k in range(n_workers)]
-    ray.get([w.ping.remote() for w in workers])
-    warm = ray.get([w.run.remote(warmup, (0, 0), 0, 0) for w in workers])
-    before = ray.get([s.info.remote() for s in shards])
-    t0 = time.perf_counter()
-    results = ray.get([w.run.remote(steps, tuple(m["position"]), m["seq_end"], warmup)
-                       for w, m in zip(workers, warm, strict=True)])
-    wall = time.perf_counter() - t0
-    frames = sum(r["frames"] for r in results)
-    infos = ray.get([s.info.remote() for s in shards])
-    for a in workers + shards:
-        ray.kill(a)
-    # bytes of the parameters on the wire (float32, or bfloat16 transfers)
-    param_bytes = WIRE_BYTES[tc.transfer_dtype] * sum(v.size for v in full.values())
-    phases = ("fetch", "compute", "push", "wait")
-    breakdown = {k: 1e3 * float(np.mean([r[f"seconds_{k}"] / r["steps"] for r in results]))
-                 for k in phases}
-    breakdown["other"] = 1e3 * float(np.mean([r["seconds"] / r["steps"] for r in results])) \
-        - sum(breakdown.values())
-    return {"workers": n_workers, "frames": frames, "seconds": wall,
-            "frames_per_s": frames / wall,
-            "per_worker_frames_per_s": [r["frames_per_s"] for r in results],
-            "staleness_mean": [r["staleness_mean"] for r in results],
-            "updates_applied": [i["n_applied"] for i in infos],
-            "worker_ms_per_step": breakdown,
-            "shard_apply_ms_per_update": [
-                1e3 * (i["seconds_apply"] - b["seconds_apply"])
-                / max(i["n_applied"] - b["n_applied"], 1)
-                for i, b in zip(infos, before, strict=True)],
-            "bytes_per_update": param_bytes * (1 + tc.n_push / tc.n_fetch),
-            "param_bytes": param_bytes}
-
-
-def _single_in_child(config_path: str, overrides: list[str], steps: int, warmup: int) -> dict:
-    """single_process_throughput in a fresh process (one torch thread)."""
-    from cluster.local import single_process_throughput
+def _loop_process(conn, config_path: str, overrides: list[str]) -> None:
+    """A spawned process holding a SingleProcessLoop: runs ``steps`` when sent, until None."""
+    from cluster.local import SingleProcessLoop
     from jobs.config import load
 
-    return single_process_throughput(load(config_path, overrides), steps, warmup=warmup)
+    loop = SingleProcessLoop(load(config_path, overrides))
+    conn.send("ready")
+    while (steps := conn.recv()) is not None:
+        conn.send(loop.run(steps))
 
 
-def single_concurrent(config_path: str, overrides: list[str], steps: int, warmup: int,
-                      n_procs: int = 2) -> dict:
-    """The single-process loop run in ``n_procs`` processes at once, no Ray: the machine's own
-    1 -> N ceiling for this compute (shared caches and memory bandwidth), to read the PS scaling
-    against. Each process times its own steps after its warm-up; frames/s are summed."""
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(n_procs, mp_context=ctx) as ex:
-        futures = [ex.submit(_single_in_child, config_path, overrides, steps, warmup)
-                   for _ in range(n_procs)]
-        parts = [f.result() for f in futures]
-    return {"processes": n_procs, "frames_per_s": sum(p["frames_per_s"] for p in parts),
-            "per_process_frames_per_s": [p["frames_per_s"] for p in parts]}
+class ConcurrentLoops:
+    """The single-process loop in ``n`` processes at once (no Ray): the machine's own 1 -> n
+    ceiling. Frames/s = all frames over the span from the first start to the last end."""
+
+    def __init__(self, config_path: str, overrides: list[str], n: int = 2) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self.conns, self.procs = [], []
+        for _ in range(n):
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=_loop_process, args=(child, config_path, overrides),
+                               daemon=True)
+            proc.start()
+            self.conns.append(parent)
+            self.procs.append(proc)
+        for c in self.conns:
+            if c.recv() != "ready":
+                raise RuntimeError("a reference process failed to start")
+
+    def run(self, steps: int) -> dict:
+        for c in self.conns:
+            c.send(steps)
+        parts = [c.recv() for c in self.conns]
+        span = max(p["end"] for p in parts) - min(p["start"] for p in parts)
+        frames = sum(p["frames"] for p in parts)
+        return {"frames": frames, "seconds": span, "frames_per_s": frames / span,
+                "per_process_frames_per_s": [p["frames_per_s"] for p in parts]}
+
+    def close(self) -> None:
+        for c in self.conns:
+            c.send(None)
+        for p in self.procs:
+            p.join(timeout=10)
 
 
-def _figures(single_fps: float, ps1: dict, ps2: dict) -> dict:
-    """Overhead vs the single process and 1 -> 2 worker scaling of one PS setting."""
-    return {"overhead_vs_single": 1 - ps1["frames_per_s"] / single_fps,
-            "scaling_2_vs_1": ps2["frames_per_s"] / ps1["frames_per_s"]}
+class ParameterServer:
+    """The shard actors and 2 worker actors of one setting, kept alive across timed chunks; each
+    worker continues from where its last chunk ended (data position, sequence numbers, step)."""
+
+    def __init__(self, config) -> None:
+        import ray
+        import torch
+
+        from cluster.ps import shard_actor_class
+        from cluster.sharding import WIRE_BYTES, ShardLayout, to_numpy
+        from cluster.worker import worker_actor_class
+        from models.stack import RBMStack
+
+        tc = config.train
+        stack = RBMStack(config.model, update=config.update,
+                         generator=torch.Generator().manual_seed(0), device="cpu")
+        rbm = stack.rbms[0]
+        layout = ShardLayout.plan({k: v.shape for k, v in rbm.params.items()}, tc.n_ps_shards)
+        full = to_numpy(rbm.params)
+        self.shards = [shard_actor_class().remote(j, layout.to_dict(), rbm.update_config,
+                                                  tuple(rbm.decay_names), layout.split(full, j),
+                                                  deltas=tc.push == "delta")
+                       for j in range(tc.n_ps_shards)]
+        self.workers = [worker_actor_class().options(num_cpus=0.45).remote(
+            k, 2, data=config.data, model=config.model, update=config.update, stage=0,
+            layout=layout.to_dict(), shards=self.shards, seed=0, n_fetch=tc.n_fetch,
+            n_push=tc.n_push, max_in_flight=tc.max_in_flight, log_interval=10**9,
+            prefetch=tc.prefetch, push=tc.push, transfer_dtype=tc.transfer_dtype)
+            for k in range(2)]
+        ray.get([w.ping.remote() for w in self.workers])
+        self.state = [((0, 0), 0, 0) for _ in self.workers]  # position, next seq, next step
+        # bytes of the parameters on the wire (float32, or bfloat16 transfers)
+        self.param_bytes = WIRE_BYTES[tc.transfer_dtype] * sum(v.size for v in full.values())
+        self.n_push, self.n_fetch = tc.n_push, tc.n_fetch
+
+    def run(self, n_workers: int, steps: int) -> dict:
+        """``steps`` steps on each of the first ``n_workers`` workers at once."""
+        import ray
+
+        t0 = time.perf_counter()
+        refs = [w.run.remote(steps, *self.state[k])
+                for k, w in enumerate(self.workers[:n_workers])]
+        results = ray.get(refs)
+        wall = time.perf_counter() - t0
+        for k, r in enumerate(results):
+            self.state[k] = (tuple(r["position"]), r["seq_end"], self.state[k][2] + steps)
+        frames = sum(r["frames"] for r in results)
+        return {"frames": frames, "seconds": wall, "frames_per_s": frames / wall,
+                "results": results}
+
+    def shard_info(self) -> list[dict]:
+        import ray
+
+        return ray.get([s.info.remote() for s in self.shards])
+
+    def close(self) -> None:
+        import ray
+
+        for a in self.workers + self.shards:
+            ray.kill(a)
+
+
+def _ratios(t: dict) -> dict:
+    """Overhead, scaling and ceiling from frames/s of single, single_x2, ps_1, ps_2."""
+    scaling = t["ps_2"] / t["ps_1"]
+    ceiling = t["single_x2"] / t["single"]
+    return {"overhead_vs_single": 1 - t["ps_1"] / t["single"], "scaling_2_vs_1": scaling,
+            "machine_ceiling_2_vs_1": ceiling, "scaling_share_of_ceiling": scaling / ceiling}
+
+
+def measure(config, loop, pair: ConcurrentLoops, cycles: int, steps: int, warmup: int) -> dict:
+    """``cycles`` interleaved cycles of single, single_x2, ps_1 and ps_2 for one setting."""
+    import numpy as np
+
+    ps = ParameterServer(config)
+    try:
+        for n in (1, 2):  # untimed: numba's first calls, the actors' first transfers
+            ps.run(n, warmup)
+        before = ps.shard_info()
+        contenders = {"single": loop.run, "single_x2": pair.run,
+                      "ps_1": lambda s: ps.run(1, s), "ps_2": lambda s: ps.run(2, s)}
+        runs: dict[str, list[dict]] = {name: [] for name in contenders}
+        for c in range(cycles):
+            order = list(contenders) if c % 2 == 0 else list(reversed(contenders))
+            for name in order:
+                runs[name].append(contenders[name](steps))
+        infos = ps.shard_info()
+    finally:
+        ps.close()
+    totals = {name: sum(r["frames"] for r in rs) / sum(r["seconds"] for r in rs)
+              for name, rs in runs.items()}
+    per_cycle = [_ratios({name: runs[name][c]["frames_per_s"] for name in runs})
+                 for c in range(cycles)]
+
+    def breakdown(name: str) -> dict:
+        """Mean ms per worker step in each phase (fetch, input, compute, push, wait, other)."""
+        results = [r for run in runs[name] for r in run["results"]]
+        out = {k: 1e3 * float(np.mean([r[f"seconds_{k}"] / r["steps"] for r in results]))
+               for k in ("fetch", "input", "compute", "push", "wait")}
+        out["other"] = 1e3 * float(np.mean([r["seconds"] / r["steps"] for r in results])) \
+            - sum(out.values())
+        return out
+
+    return {**_ratios(totals),
+            "frames_per_s": totals,
+            "median_of_cycles": {k: statistics.median(f[k] for f in per_cycle)
+                                 for k in per_cycle[0]},
+            "range_of_cycles": {k: [min(f[k] for f in per_cycle), max(f[k] for f in per_cycle)]
+                                for k in per_cycle[0]},
+            "per_cycle": per_cycle,
+            "worker_ms_per_step": {"ps_1": breakdown("ps_1"), "ps_2": breakdown("ps_2")},
+            "staleness_mean": {name: float(np.mean([r["staleness_mean"] for run in runs[name]
+                                                    for r in run["results"]]))
+                               for name in ("ps_1", "ps_2")},
+            "shard_apply_ms_per_update": [
+                1e3 * (i["seconds_apply"] - b["seconds_apply"])
+                / max(i["n_applied"] - b["n_applied"], 1) for i, b in zip(infos, before,
+                                                                        strict=True)],
+            "updates_applied": [i["n_applied"] - b["n_applied"]
+                                for i, b in zip(infos, before, strict=True)],
+            "bytes_per_update": ps.param_bytes * (1 + ps.n_push / ps.n_fetch),
+            "bytes_per_worker_step": ps.param_bytes * (1 / ps.n_push + 1 / ps.n_fetch),
+            "param_bytes": ps.param_bytes}
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--config", default=str(ROOT / "configs/demo.toml"))
     p.add_argument("--data", default="runs/demo/data", help="dataset folder (catneuron ingest)")
-    p.add_argument("--steps", type=int, default=60, help="timed steps per worker")
+    p.add_argument("--steps", type=int, default=48,
+                   help="timed steps per contender and cycle (per worker for the PS)")
+    p.add_argument("--cycles", type=int, default=10,
+                   help="interleaved cycles of (single, single x2, PS 1 worker, PS 2 workers)")
     p.add_argument("--warmup", type=int, default=8)
     p.add_argument("--n-push", type=int, help="push period (default: the config's)")
     p.add_argument("--n-fetch", type=int, help="fetch period (default: the config's)")
@@ -152,8 +245,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="what a push carries (default: the config's train.push)")
     p.add_argument("--transfer-dtype", choices=("float32", "bfloat16"),
                    help="precision on the wire (default: the config's train.transfer_dtype)")
-    p.add_argument("--rounds", type=int, default=3,
-                   help="interleaved rounds of (single process, PS 1 worker, PS 2 workers)")
+    p.add_argument("--ps-shards", type=int,
+                   help="parameter-server shards (default: the config's train.n_ps_shards)")
     p.add_argument("--no-period-1", action="store_true",
                    help="skip the second measurement at n_push = n_fetch = 1")
     p.add_argument("--out", help="write the JSON here as well as to stdout")
@@ -162,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     import ray
     import torch
 
-    from cluster.local import single_process_throughput
+    from cluster.local import SingleProcessLoop
     from jobs.config import load
 
     base = load(args.config, [f'data.path="{args.data}"'])
@@ -171,78 +264,49 @@ def main(argv: list[str] | None = None) -> int:
     prefetch = base.train.prefetch if args.prefetch is None else args.prefetch
     push = args.push or base.train.push
     dtype = args.transfer_dtype or base.train.transfer_dtype
+    n_shards = args.ps_shards or base.train.n_ps_shards
 
     def overrides(n_push: int, n_fetch: int) -> list[str]:
         return [f'data.path="{args.data}"', "data.holdout_frames=0", f"train.n_push={n_push}",
                 f"train.n_fetch={n_fetch}", f"train.prefetch={str(prefetch).lower()}",
-                f'train.push="{push}"', f'train.transfer_dtype="{dtype}"']
+                f'train.push="{push}"', f'train.transfer_dtype="{dtype}"',
+                f"train.n_ps_shards={n_shards}"]
 
-    config = load(args.config, overrides(n_push, n_fetch))
     settings = [(n_push, n_fetch)]
     if not args.no_period_1 and (n_push, n_fetch) != (1, 1):
         settings.append((1, 1))
-    single_2 = single_concurrent(args.config, overrides(n_push, n_fetch), args.steps,
-                                 args.warmup)
-    single_alone = single_process_throughput(config, args.steps, warmup=args.warmup)
+    config = load(args.config, overrides(n_push, n_fetch))
+    loop = SingleProcessLoop(config)
+    pair = ConcurrentLoops(args.config, overrides(n_push, n_fetch))
+    loop.run(args.warmup)
+    pair.run(args.warmup)
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
-    rounds = []
+    results = {}
     try:
-        # discarded: Ray's own processes are still busy for a while after ray.init, which made
-        # the first measured setting's compute ~20% slower than the later ones'
-        ps_throughput(config, 1, args.warmup, args.warmup)
-        # Interleaved rounds: the machine's speed drifts by 10-25% over minutes, so each round
-        # times the single-process reference right before its own PS runs and the figures are
-        # the medians of the per-round ratios.
-        for _ in range(args.rounds):
-            entry = {"single": single_process_throughput(config, args.steps, warmup=args.warmup),
-                     "single_x2": single_concurrent(args.config, overrides(n_push, n_fetch),
-                                                    args.steps, args.warmup)}
-            for period in settings:
-                cfg = load(args.config, overrides(*period))
-                entry[period] = (ps_throughput(cfg, 1, args.steps, args.warmup),
-                                 ps_throughput(cfg, 2, args.steps, args.warmup))
-            rounds.append(entry)
+        time.sleep(5)  # Ray's own processes are busy for a few seconds after ray.init
+        for period in settings:
+            results[period] = measure(load(args.config, overrides(*period)), loop, pair,
+                                      args.cycles, args.steps, args.warmup)
     finally:
         ray.shutdown()
+        pair.close()
 
-    def summary(period) -> dict:
-        per_round = [_figures(r["single"]["frames_per_s"], *r[period])
-                     | {"machine_ceiling_2_vs_1": r["single_x2"]["frames_per_s"]
-                        / r["single"]["frames_per_s"]} for r in rounds]
-        for f in per_round:  # the PS's 1 -> 2 scaling as a share of the machine's own
-            f["scaling_share_of_ceiling"] = f["scaling_2_vs_1"] / f["machine_ceiling_2_vs_1"]
-        return {key: statistics.median(f[key] for f in per_round) for key in per_round[0]} | {
-            "per_round": per_round,
-            "ps_1_worker": [r[period][0] for r in rounds],
-            "ps_2_workers": [r[period][1] for r in rounds]}
-
-    main_runs = summary((n_push, n_fetch))
-    param_bytes = main_runs["ps_1_worker"][0]["param_bytes"]
+    main_runs = results[(n_push, n_fetch)]
     result = {
         "benchmark": "ps",
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                     "torch": torch.__version__, "ray": ray.__version__},
         "model": "demo stage 0: 64x64x1 input, 10x10 fields, stride 2, 8 maps (LocalRBM, CD-1)",
-        "batch_size": config.data.batch_size, "n_ps_shards": config.train.n_ps_shards,
+        "batch_size": config.data.batch_size, "n_ps_shards": n_shards,
         "n_push": n_push, "n_fetch": n_fetch, "prefetch": prefetch, "push": push,
-        "transfer_dtype": dtype, "rounds": args.rounds, "steps_per_worker": args.steps,
-        "single_process_per_round": [r["single"] for r in rounds],
-        "single_process_x2_concurrent_per_round": [r["single_x2"] for r in rounds],
-        "single_process_before_ray": single_alone,
-        "single_process_x2_concurrent_before_ray": single_2,
+        "transfer_dtype": dtype, "cycles": args.cycles, "steps_per_cycle": args.steps,
         **main_runs,
-        "bytes_per_update": main_runs["ps_1_worker"][0]["bytes_per_update"],
-        "bytes_per_worker_step": param_bytes * (1 / n_push + 1 / n_fetch),
         "goals": {"overhead_vs_single": "<= 0.10", "scaling_2_vs_1": ">= 1.8"},
-        "note": "shared 2-core VM: overhead and scaling are medians over rounds of the ratios "
-                "measured within each round (single-process reference timed right before)",
+        "note": "shared 2-core VM: contenders interleaved in short cycles; figures are ratios "
+                "of the totals over all cycles",
     }
     if (1, 1) in settings[1:]:
-        p1 = summary((1, 1))
-        result["at_period_1"] = {
-            "n_push": 1, "n_fetch": 1, "prefetch": prefetch, **p1,
-            "bytes_per_update": p1["ps_1_worker"][0]["bytes_per_update"],
-            "bytes_per_worker_step": 2 * param_bytes}
+        result["at_period_1"] = {"n_push": 1, "n_fetch": 1, **results[(1, 1)]}
     text = json.dumps(result, indent=1)
     print(text)
     if args.out:

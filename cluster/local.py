@@ -73,24 +73,39 @@ def sync_reference(config: Any, stage: int = 0, steps: int | None = None,
     return stack
 
 
+class SingleProcessLoop:
+    """The benchmark's baseline: the plain loop ``apply_update(compute_update(stage_input(batch)))``
+    on one torch thread over the first worker's shards, kept alive between timed segments (so a
+    benchmark can interleave it with the parameter-server runs it is compared to)."""
+
+    def __init__(self, config: Any, stage: int = 0) -> None:
+        torch.set_num_threads(1)
+        self.stack = RBMStack(config.model, update=config.update,
+                              generator=torch.Generator().manual_seed(config.train.seed),
+                              device="cpu")
+        self.stage = stage
+        self.rbm = self.stack.rbms[stage]
+        train, _ = split_holdout(config.data.path, config.data.holdout_frames)
+        self.stream = _batches(config, train, config.train.seed)
+        self.generator = torch.Generator().manual_seed(0)
+
+    def run(self, steps: int) -> dict:
+        """Time ``steps`` steps: frames, seconds, frames/s and the ``perf_counter`` stamps of the
+        first and last moment (system-wide clock, comparable across processes)."""
+        frames = 0
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            v = self.stack.stage_input(torch.from_numpy(next(self.stream)), self.stage)
+            self.rbm.apply_update(self.rbm.compute_update(v, generator=self.generator))
+            frames += len(v)
+        t1 = time.perf_counter()
+        return {"frames": frames, "seconds": t1 - t0, "frames_per_s": frames / (t1 - t0),
+                "start": t0, "end": t1}
+
+
 def single_process_throughput(config: Any, steps: int, stage: int = 0,
                               warmup: int = 3) -> dict:
-    """Frames/s of the plain loop ``apply_update(compute_update(stage_input(batch)))`` on one
-    torch thread over the first worker's shards (the benchmark's baseline)."""
-    torch.set_num_threads(1)
-    stack = RBMStack(config.model, update=config.update,
-                     generator=torch.Generator().manual_seed(config.train.seed), device="cpu")
-    rbm = stack.rbms[stage]
-    train, _ = split_holdout(config.data.path, config.data.holdout_frames)
-    stream = _batches(config, train, config.train.seed)
-    g = torch.Generator().manual_seed(0)
-    frames = 0
-    t0 = time.perf_counter()
-    for i in range(warmup + steps):
-        if i == warmup:
-            t0, frames = time.perf_counter(), 0
-        v = stack.stage_input(torch.from_numpy(next(stream)), stage)
-        rbm.apply_update(rbm.compute_update(v, generator=g))
-        frames += len(v)
-    seconds = time.perf_counter() - t0
-    return {"frames": frames, "seconds": seconds, "frames_per_s": frames / seconds}
+    """Frames/s of :class:`SingleProcessLoop` over ``steps`` steps after ``warmup`` untimed ones."""
+    loop = SingleProcessLoop(config, stage)
+    loop.run(warmup)
+    return loop.run(steps)

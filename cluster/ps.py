@@ -170,6 +170,13 @@ class ParameterShard:
         state = torch.load(path, weights_only=False)
         if state["index"] != self.index:
             raise ValueError(f"{path} holds shard {state['index']}, not shard {self.index}")
+        shapes = {k: tuple(v.shape) for k, v in state["params"].items()}
+        if shapes != self.layout.shard_shapes(self.index):
+            raise ValueError(
+                f"{path} holds parts of shapes {shapes}, but shard {self.index} of this run's "
+                f"layout holds {self.layout.shard_shapes(self.index)}: the checkpoint was written "
+                "with another n_ps_shards, model or catneuron version; resume with the same "
+                "config or start a new run folder")
         self.params = {k: v.clone() for k, v in state["params"].items()}
         self.updater.load_state_dict(state["updater"])
         self.last_seq = dict(state["last_seq"])

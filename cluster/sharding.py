@@ -4,9 +4,11 @@ A locally connected RBM (Le et al. 2012) has untied weights per receptive-field 
 ``W: (P, K, C*r*r)`` and hidden biases ``c: (P, K)``: positions are independent, so the shards
 are contiguous blocks of positions along dim 0. A dense RBM (``W: (n_hidden, n_visible)``) is split
 the same way, by blocks of hidden units (rows). Parameters that cannot be split by position or
-hidden unit (the visible bias ``b: (C, H, W)`` or ``(n_visible,)``, a learned ``log_sigma``) live on
-their own shard (the last one) when there are two or more shards, so the position shards stay
-equal in size.
+hidden unit (the visible bias ``b: (C, H, W)`` or ``(n_visible,)``, a learned ``log_sigma``) go
+whole to the last shard, which gets correspondingly fewer positions so the shards hold about the
+same number of values: they are small (4,096 of the demo's 636,000 stage-0 values; 120,000 of
+the paper's 261 million), and a shard of their own would cost every worker one more call per
+period for almost no bytes.
 
 Everything here is plain numpy / torch (no Ray), so the single-process reference uses the very
 same split and the very same combination order as the parameter server.
@@ -32,9 +34,8 @@ class ShardLayout:
     ----------
     n_shards : number of parameter-server shards.
     shapes : full shape of every parameter.
-    bounds : for split parameters, ``(start, stop)`` along dim 0 for each shard (empty ranges
-        allowed on the whole-parameter shard).
-    owner : for whole parameters, the shard that holds them.
+    bounds : for split parameters, ``(start, stop)`` along dim 0 for each shard.
+    owner : for whole parameters, the shard that holds them (the last one).
     """
 
     n_shards: int
@@ -45,13 +46,14 @@ class ShardLayout:
     @classmethod
     def plan(cls, shapes: Mapping[str, Sequence[int]], n_shards: int,
              split_names: Sequence[str] = SPLIT_NAMES) -> ShardLayout:
-        """Split ``split_names`` by contiguous dim-0 blocks; the rest on their own last shard.
+        """Split ``split_names`` by contiguous dim-0 blocks over all shards; the other
+        parameters go whole to the last shard.
 
         Raises
         ------
         ValueError
-            ``n_shards`` < 1, split parameters disagree on dim 0, or there are more position
-            shards than positions (hidden units).
+            ``n_shards`` < 1, split parameters disagree on dim 0, or there are more shards than
+            positions (hidden units).
         """
         if n_shards < 1:
             raise ValueError(f"n_ps_shards={n_shards} must be >= 1")
@@ -66,15 +68,20 @@ class ShardLayout:
             raise ValueError(
                 f"split parameters disagree on dim 0: {[(k, shapes[k]) for k in split]}")
         n_rows = rows.pop()
-        n_pos_shards = n_shards - 1 if (whole and n_shards >= 2) else n_shards
-        if n_pos_shards > n_rows:
+        if n_shards > n_rows:
             raise ValueError(
-                f"n_ps_shards={n_shards} gives {n_pos_shards} position shards but the layer has "
-                f"only {n_rows} positions/hidden units; use at most {n_rows + bool(whole)} shards"
-            )
-        edges = np.linspace(0, n_rows, n_pos_shards + 1).round().astype(int)
-        blocks = [(int(edges[i]), int(edges[i + 1])) for i in range(n_pos_shards)]
-        blocks += [(n_rows, n_rows)] * (n_shards - n_pos_shards)
+                f"n_ps_shards={n_shards} but the layer has only {n_rows} positions/hidden units "
+                f"to split; use at most {n_rows} shards")
+        # the last shard also holds the whole parameters: it gets fewer rows, so every shard
+        # holds about the same number of values (at least one row each)
+        row = sum(int(np.prod(shapes[k][1:], dtype=np.int64)) for k in split)
+        extra = sum(int(np.prod(shapes[k], dtype=np.int64)) for k in whole)
+        last = n_rows
+        if n_shards > 1:
+            target = (n_rows * row + extra) / n_shards
+            last = min(max(round((target - extra) / row), 1), n_rows - n_shards + 1)
+        edges = np.linspace(0, n_rows - last, n_shards).round().astype(int).tolist() + [n_rows]
+        blocks = [(int(edges[i]), int(edges[i + 1])) for i in range(n_shards)]
         bounds = {k: tuple(blocks) for k in split}
         owner = {k: n_shards - 1 for k in whole}
         return cls(n_shards=n_shards, shapes=shapes, bounds=bounds, owner=owner)
@@ -83,6 +90,17 @@ class ShardLayout:
         """Parameter names shard ``shard`` holds a (non-empty) part of, in a fixed order."""
         out = [k for k, b in self.bounds.items() if b[shard][1] > b[shard][0]]
         return out + [k for k, s in self.owner.items() if s == shard]
+
+    def shard_shapes(self, shard: int) -> dict[str, tuple[int, ...]]:
+        """Shapes of shard ``shard``'s parts (what :meth:`split` gives it)."""
+        out = {}
+        for k in self.names(shard):
+            shape = self.shapes[k]
+            if k in self.bounds:
+                lo, hi = self.bounds[k][shard]
+                shape = (hi - lo, *shape[1:])
+            out[k] = tuple(shape)
+        return out
 
     def split(self, tensors: Mapping[str, torch.Tensor | np.ndarray], shard: int) -> dict:
         """Shard ``shard``'s part of ``tensors`` (views, no copies)."""
@@ -126,15 +144,7 @@ class ShardLayout:
 
     def numel(self, shard: int) -> int:
         """Number of scalars shard ``shard`` holds."""
-        n = 0
-        for k in self.names(shard):
-            shape = self.shapes[k]
-            if k in self.bounds:
-                lo, hi = self.bounds[k][shard]
-                n += (hi - lo) * int(np.prod(shape[1:], dtype=np.int64))
-            else:
-                n += int(np.prod(shape, dtype=np.int64))
-        return n
+        return sum(int(np.prod(s, dtype=np.int64)) for s in self.shard_shapes(shard).values())
 
     def to_dict(self) -> dict:
         """Plain-data form (stored in checkpoints)."""

@@ -27,8 +27,12 @@ Two schedules:
   parameters back (one call per shard, with the push applied); otherwise a fetch that is not a
   prefetch waits until the worker's own pushes are submitted, so the shards (which run one
   caller's calls in submission order) answer it with those pushes applied. Transfers are
-  float32 or bfloat16 (``transfer_dtype``). The chunk result includes the seconds spent per
-  phase (``seconds_fetch``, ``seconds_compute``, ``seconds_push``, ``seconds_wait``).
+  float32 or bfloat16 (``transfer_dtype``). The next batch's input (reading it and turning
+  it into the stage's visible units, about a third of a step at stage 0 of the demo) does not
+  depend on the parameters, so it is prepared while a fetch is in flight: the wait for the
+  parameters overlaps with compute, without adding staleness. The chunk result includes the
+  seconds spent per phase (``seconds_fetch`` waiting for parameters, ``seconds_input``,
+  ``seconds_compute``, ``seconds_push``, ``seconds_wait``).
 """
 
 from __future__ import annotations
@@ -229,11 +233,18 @@ class Worker:
             out["fe_gap"] = float(held - self.rbm.free_energy(v[:n]).mean())
         return out
 
-    def _compute(self, step: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """One batch -> (update, v)."""
+    def _next_input(self) -> torch.Tensor:
+        """The next batch as this stage's visible input. It does not depend on the parameters,
+        so an async worker prepares it while its fetch is in flight."""
+        return self._stage_input(self.stream.next())
+
+    def _compute(self, step: int, v: torch.Tensor | None = None
+                 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """One batch (the next one, or ``v`` prepared by :meth:`_next_input`) -> (update, v)."""
         if self.slow_delay_s:
             time.sleep(self.slow_delay_s)
-        v = self._stage_input(self.stream.next())
+        if v is None:
+            v = self._next_input()
         g = torch.Generator(device=self.device).manual_seed(
             step_seed(self.seed, self.stage, self.index, step))
         return self.rbm.compute_update(v, generator=g), v
@@ -256,22 +267,27 @@ class Worker:
         return (*[to_numpy(p) for p in self.layout.split_all(update)], metrics)
 
     # ------------------------------------------------------------------ async
-    def _fetch(self) -> None:
+    def _fetch(self, while_waiting=None):
         """Pull every shard's slices into the local replica (blocking; retried while a shard
-        restarts). Uses the prefetched request when there is one."""
+        restarts). Uses the prefetched request when there is one. ``while_waiting()`` (work
+        that does not need the parameters) runs once the request is on its way, before
+        blocking on the answer; returns its result."""
         import ray
 
         refs, self._prefetch_refs = self._prefetch_refs, None
         base, self._prefetch_base = (self._prefetch_base if refs else self._base), None
         answered_push, self._push_fetch = self._push_fetch, None
-        if refs is None and answered_push is not None:
+        if refs is None and answered_push is None:
+            if self._sending:
+                # a fresh fetch queues behind this worker's own pushes (the shards serve an
+                # actor's calls in submission order), so the parameters include them
+                concurrent.futures.wait(self._sending)
+            refs = self._request_fetch()
+        prepared = while_waiting() if while_waiting is not None else None
+        if answered_push is not None:
             # the last push asked for the parameters: its answer is this fetch (one round trip
             # per shard instead of two, and nothing else in between)
             refs = [ref for ref, _, _ in answered_push.result()]
-        elif refs is None and self._sending:
-            # a fresh fetch queues behind this worker's own pushes (the shards serve an actor's
-            # calls in submission order), so the parameters include them
-            concurrent.futures.wait(self._sending)
         for attempt in range(60):
             try:
                 results = ray.get(refs or self._request_fetch())
@@ -298,6 +314,7 @@ class Worker:
             if self.deltas:
                 self._base = {k: p.clone() for k, p in self.rbm.params.items()}
         self._since_fetch = 0
+        return prepared
 
     def _request_fetch(self) -> list:
         """One fetch call per shard, in this worker's transfer dtype."""
@@ -333,7 +350,15 @@ class Worker:
         stale: list[int] = []
         failures = rejected = pushes = frames = 0
         monitors: list[dict] = []
-        timing = dict.fromkeys(("fetch", "compute", "push", "wait"), 0.0)  # seconds per phase
+        # seconds per phase: waiting for parameters, preparing inputs, computing updates,
+        # handing pushes over, waiting for pushes in flight
+        timing = dict.fromkeys(("fetch", "input", "compute", "push", "wait"), 0.0)
+
+        def next_input() -> torch.Tensor:
+            t = time.perf_counter()
+            v = self._next_input()
+            timing["input"] += time.perf_counter() - t
+            return v
 
         def settle(refs) -> None:
             nonlocal failures, rejected
@@ -390,16 +415,21 @@ class Worker:
 
         for i in range(n_steps):
             t = time.perf_counter()
+            v = None
             if self._since_fetch is None or self._since_fetch >= self.n_fetch:
-                self._fetch()
+                # the next batch's input is prepared while the fetch is in flight
+                input_before = timing["input"]
+                v = self._fetch(while_waiting=next_input)
+                timing["fetch"] += time.perf_counter() - t - (timing["input"] - input_before)
             if (self.prefetch and self._prefetch_refs is None
                     and self._since_fetch + 1 >= self.n_fetch):
                 # overlap: the next fetch travels while this step computes
                 self._prefetch_refs = self._request_fetch()
                 self._prefetch_base = self._base
+            if v is None:
+                v = next_input()
             t1 = time.perf_counter()
-            update, v = self._compute(step_start + i)
-            timing["fetch"] += t1 - t
+            update, v = self._compute(step_start + i, v)
             timing["compute"] += time.perf_counter() - t1
             frames += len(v)
             if (step_start + i) % self.log_interval == 0:

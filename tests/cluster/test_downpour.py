@@ -137,7 +137,8 @@ def test_a_fetch_sees_the_workers_own_pushes_unless_prefetched(ray_cluster, data
             assert out["staleness_max"] == 0
             # every fetch after the first came back with the previous step's push
             assert all((i["n_fetches"], i["n_replies"]) == (1, 8) for i in infos)
-        assert {"seconds_fetch", "seconds_compute", "seconds_push", "seconds_wait"} <= set(out)
+        assert {"seconds_fetch", "seconds_input", "seconds_compute", "seconds_push",
+                "seconds_wait"} <= set(out)
     finally:
         for a in [worker, *shards]:
             ray.kill(a)
