@@ -124,7 +124,7 @@ class ParameterServer:
         full = to_numpy(rbm.params)
         self.shards = [shard_actor_class().remote(j, layout.to_dict(), rbm.update_config,
                                                   tuple(rbm.decay_names), layout.split(full, j),
-                                                  deltas=tc.push == "delta")
+                                                  deltas=tc.push != "gradient")
                        for j in range(tc.n_ps_shards)]
         self.workers = [worker_actor_class().options(num_cpus=0.45).remote(
             k, 2, data=config.data, model=config.model, update=config.update, stage=0,
@@ -241,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-fetch", type=int, help="fetch period (default: the config's)")
     p.add_argument("--prefetch", action=argparse.BooleanOptionalAction,
                    help="overlap fetches with compute (default: the config's)")
-    p.add_argument("--push", choices=("gradient", "delta"),
+    p.add_argument("--push", choices=("gradient", "delta", "average"),
                    help="what a push carries (default: the config's train.push)")
     p.add_argument("--transfer-dtype", choices=("float32", "bfloat16"),
                    help="precision on the wire (default: the config's train.transfer_dtype)")

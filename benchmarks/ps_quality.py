@@ -36,6 +36,12 @@ SETTINGS = {
     "period 1, delta": ["train.n_push=1", "train.n_fetch=1", 'train.push="delta"'],
     "period 4, delta, bfloat16": ["train.n_push=4", "train.n_fetch=4", 'train.push="delta"',
                                   'train.transfer_dtype="bfloat16"'],
+    "period 4, average, bfloat16": ["train.n_push=4", "train.n_fetch=4", 'train.push="average"',
+                                    'train.transfer_dtype="bfloat16"'],
+    "period 8, average, bfloat16": ["train.n_push=8", "train.n_fetch=8", 'train.push="average"',
+                                    'train.transfer_dtype="bfloat16"'],
+    "period 1, average, bfloat16": ["train.n_push=1", "train.n_fetch=1", 'train.push="average"',
+                                    'train.transfer_dtype="bfloat16"'],
 }
 
 
@@ -61,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", default="runs/demo/data", help="dataset folder (catneuron ingest)")
     p.add_argument("--setting", action="append", choices=sorted(SETTINGS),
                    help="train only these settings (default: all)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a config override for every setting (e.g. update.learning_rate=0.004)")
     p.add_argument("--out", help="write the JSON here as well as to stdout")
     args = p.parse_args(argv)
 
@@ -70,12 +78,13 @@ def main(argv: list[str] | None = None) -> int:
     from jobs.config import dumps, load
     from models.stack import RBMStack
 
-    base = [f'data.path="{args.data}"', "train.stages=1"]
+    base = [f'data.path="{args.data}"', "train.stages=1", *args.set]
     config = load(args.config, base)
     initial = RBMStack(config.model, update=config.update,
                        generator=torch.Generator().manual_seed(config.train.seed), device="cpu")
     error, n_held = heldout_error(initial, args.data, config.data.holdout_frames)
-    result = {"benchmark": "ps_quality", "config": args.config, "steps": config.train.steps,
+    result = {"benchmark": "ps_quality", "config": args.config, "overrides": args.set,
+              "steps": config.train.steps,
               "n_workers": config.train.n_workers, "heldout_frames": n_held,
               "initial_model_heldout_recon_error": error, "settings": {}}
     with tempfile.TemporaryDirectory() as tmp:

@@ -78,6 +78,10 @@ class TrainConfig:
           momentum 0.9 that learned less than ``"gradient"`` at period 1 (0.45 against 0.42)
           and diverged at period 4 and with prefetch: lower the learning rate or momentum with
           it.
+        - ``"average"`` (asynchronous model averaging, local SGD): as ``"delta"``, but each
+          push carries the change weighted by ``1 / n_workers``, so the shards move by the
+          mean of the replicas' steps, not their sum: as far per period as one replica would,
+          in the direction of ``n_workers`` times the data. The replicas keep their momentum.
     transfer_dtype : async only: the precision of pushes and fetched parameters on the wire.
         ``"bfloat16"`` halves the bytes (and the object-store copies, the parameter server's
         main cost on one machine, benchmarks/ps.py); shards keep and apply float32, so the
@@ -105,7 +109,7 @@ class TrainConfig:
     steps: int = 300
     n_fetch: int = 1
     n_push: int = 1
-    push: Literal["gradient", "delta"] = "gradient"
+    push: Literal["gradient", "delta", "average"] = "gradient"
     transfer_dtype: Literal["float32", "bfloat16"] = "float32"
     prefetch: bool = False
     warm_start_steps: int = 0

@@ -52,8 +52,8 @@ class ParameterShard:
     stage_dir : the stage's checkpoint folder; a (re)started shard loads its part of the latest
         checkpoint there, which is how a shard killed mid-run is restored.
     deltas : async pushes are parameter changes the workers made with their own optimiser
-        (``train.push = "delta"``): added as they are. Otherwise (``"gradient"``) a push is an
-        update this shard applies with its ``ParameterUpdater``.
+        (``train.push = "delta"`` or ``"average"``): added as they are. Otherwise
+        (``"gradient"``) a push is an update this shard applies with its ``ParameterUpdater``.
     """
 
     def __init__(self, index: int, layout: Mapping, update: UpdateConfig, decay_names: tuple,

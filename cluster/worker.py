@@ -21,7 +21,8 @@ Two schedules:
   ``n_fetch`` steps and pushing every ``n_push`` steps to all shards without waiting (at most
   ``max_in_flight`` pushes outstanding per shard). A push carries the summed updates
   (``push="gradient"``) or, with ``push="delta"``, the change the replica made to its own
-  parameters with its own optimiser (read-my-writes). A push is serialised into the object
+  parameters with its own optimiser (read-my-writes); ``push="average"`` weights that change by
+  ``1 / n_workers`` (asynchronous model averaging). A push is serialised into the object
   store by a sender thread (one, so every shard sees a worker's sequence numbers in order)
   while the next step computes. When the next step fetches, the push asks the shard for the
   parameters back (one call per shard, with the push applied); otherwise a fetch that is not a
@@ -162,9 +163,11 @@ class Worker:
         self.shards = list(shards)
         self.seed = seed
         self.n_fetch, self.n_push = n_fetch, n_push
-        if push not in ("gradient", "delta"):
-            raise ValueError(f"push={push!r}: use 'gradient' or 'delta'")
-        self.deltas = push == "delta"
+        if push not in ("gradient", "delta", "average"):
+            raise ValueError(f"push={push!r}: use 'gradient', 'delta' or 'average'")
+        self.deltas = push != "gradient"  # the replica applies its updates and pushes changes
+        # "average": each replica's change counts 1/n_workers on the shards (model averaging)
+        self.delta_weight = 1.0 / n_workers if push == "average" else 1.0
         if transfer_dtype not in TRANSFER_DTYPES:
             raise ValueError(f"transfer_dtype={transfer_dtype!r}: use one of {TRANSFER_DTYPES}")
         self.transfer_dtype = transfer_dtype
@@ -386,7 +389,8 @@ class Worker:
             nonlocal acc, n_acc, seq, pushes
             t = time.perf_counter()
             if self.deltas:  # the change since the last push; _base is replaced, not changed
-                acc = {k: p - self._base[k] for k, p in self.rbm.params.items()}
+                acc = {k: (p - self._base[k]).mul_(self.delta_weight)
+                       for k, p in self.rbm.params.items()}
                 self._base = {k: p.clone() for k, p in self.rbm.params.items()}
             # Serialising the update into the object store (a few ms for MBs) happens on the
             # sender thread, off the compute path; one thread keeps every shard's seqs in order.

@@ -189,6 +189,44 @@ def test_delta_pushes_let_one_worker_follow_the_single_process_trajectory(ray_cl
         assert not torch.equal(params[k], init[k])
 
 
+def test_average_pushes_move_the_shards_by_the_mean_of_the_replicas_steps(ray_cluster,
+                                                                          dataset):
+    """``train.push = "average"``: a replica's parameter change counts 1/n_workers on the
+    shards. Worker 0 runs a period alone from P0 and pushes; worker 1 then fetches
+    P0 + d0/2, runs a period from there and pushes: the shards hold P0 + d0/2 + d1/2, with d_k
+    the replica's own optimiser steps, replayed here in process."""
+    import ray
+
+    cfg = _config(dataset)
+    _, init, layout, shards = _model_and_shards(cfg, deltas=True)
+    kwargs = dict(data=cfg.data, model=cfg.model, update=cfg.update, stage=0,
+                  layout=layout.to_dict(), seed=0, n_fetch=4, n_push=4, max_in_flight=2,
+                  log_interval=1000, push="average")
+    workers = [worker_actor_class().options(num_cpus=0.1).remote(k, 2, shards=shards, **kwargs)
+               for k in range(2)]
+    try:
+        for w in workers:  # one after the other: worker 1 starts from worker 0's push
+            assert ray.get(w.run.remote(4, (0, 0), 0, 0))["pushes"] == 1
+        params = layout.join([p for _, p in ray.get([s.fetch.remote() for s in shards])])
+    finally:
+        for a in [*workers, *shards]:
+            ray.kill(a)
+
+    expected = {k: v.clone() for k, v in init.items()}
+    for k in range(2):
+        local = Worker(k, 2, **kwargs)
+        for name, v in expected.items():
+            local.rbm.params[name].copy_(v)
+        for step in range(4):
+            update, _ = local._compute(step)
+            local.rbm.apply_update(update)
+        for name in expected:  # += (end - start) / 2, the start being expected itself
+            expected[name] += (local.rbm.params[name] - expected[name]) * 0.5
+    for name in init:
+        torch.testing.assert_close(params[name], expected[name], rtol=0, atol=1e-5)
+        assert not torch.equal(params[name], init[name])
+
+
 def test_unknown_push_kind_is_refused(dataset):
     cfg = _config(dataset)
     with pytest.raises(ValueError, match="push='deltas'"):
