@@ -47,21 +47,23 @@ class TrainConfig:
         step are combined in worker order and applied once (reproducible).
     n_workers : model replicas (Ray actors, one torch thread each).
     n_ps_shards : parameter-server shards (Ray actors). Positions of a locally connected layer
-        (dense: hidden units) are split in contiguous blocks; with 2 or more shards the visible
-        bias lives on its own (last) shard.
+        (dense: hidden units) are split in contiguous blocks over all shards; the small visible
+        bias goes whole to the last shard, which gets correspondingly fewer positions.
     stages : how many stages of the stack to train, greedily (0 = all of ``model.stages``).
     steps : global steps per stage. A sync step = one batch per worker; an async step = one batch
         on one worker (so ``steps`` batches are consumed in either mode per worker-step count).
     n_fetch, n_push : Downpour's fetch and push periods in worker steps. A push is sent from
         the worker's sender thread (off the compute path); when the next step fetches, the push
         asks for the parameters back, so push and fetch are one call per shard and the
-        parameters include the worker's own push. Periods > 1 divide the parameter-server
-        traffic (and its CPU cost) by the period: at 4 the parameter server's goals are met
-        (benchmarks/ps.py), at 1 they are not. But on the demo's Gaussian stage 0 (momentum
-        0.9, 2 workers) larger periods learned less in 400 steps or diverged: held-out
-        reconstruction error 0.42 at period 1, 0.51 (the initial model's) at 4, divergence at
-        2 (benchmarks/ps_quality.py). The demo keeps 1. ``momentum_switch_step`` counts
-        applied pushes.
+        parameters include the worker's own push; the next batch's input is prepared while
+        that answer travels. Periods > 1 divide the parameter-server traffic (and its CPU
+        cost) by the period: at 4 the overhead goal is met (benchmarks/ps.py), at 1 it is not.
+        But on the demo's Gaussian stage 0 (momentum 0.9, 2 workers) larger periods learned
+        nothing in 400 steps or diverged with gradient pushes: held-out reconstruction error
+        0.43 at period 1, 0.51 (the initial model's) at 4 (benchmarks/ps_quality.py). The demo
+        keeps 1. With ``push = "average"`` and plain SGD the period cost nothing (0.44-0.45 at
+        periods 1, 4 and 8). ``momentum_switch_step`` counts applied pushes (gradient pushes)
+        or the replica's own steps (delta and average).
     push : async only: what a push carries.
 
         - ``"gradient"`` (DistBelief's Downpour): the sum of the CD updates since the last push.
@@ -82,6 +84,10 @@ class TrainConfig:
           push carries the change weighted by ``1 / n_workers``, so the shards move by the
           mean of the replicas' steps, not their sum: as far per period as one replica would,
           in the direction of ``n_workers`` times the data. The replicas keep their momentum.
+          With plain SGD (momentum 0, learning rate 0.02) it learned at every period tried
+          (held-out error 0.44-0.45 at periods 1, 4 and 8) where gradient pushes diverged;
+          with the demo's momentum 0.9 and learning rate 0.002 it learned nothing in 400 steps
+          (benchmarks/results/ps_quality*.json).
     transfer_dtype : async only: the precision of pushes and fetched parameters on the wire.
         ``"bfloat16"`` halves the bytes (and the object-store copies, the parameter server's
         main cost on one machine, benchmarks/ps.py); shards keep and apply float32, so the
