@@ -124,7 +124,7 @@ class ParameterServer:
         full = to_numpy(rbm.params)
         self.shards = [shard_actor_class().remote(j, layout.to_dict(), rbm.update_config,
                                                   tuple(rbm.decay_names), layout.split(full, j),
-                                                  deltas=tc.push != "gradient")
+                                                  deltas=tc.shards_add_deltas)
                        for j in range(tc.n_ps_shards)]
         self.workers = [worker_actor_class().options(num_cpus=0.45).remote(
             k, 2, data=config.data, model=config.model, update=config.update, stage=0,

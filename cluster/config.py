@@ -126,6 +126,12 @@ class TrainConfig:
     run_dir: str = "runs/demo/train"
     device: Literal["cpu", "cuda", "auto"] = "cpu"
 
+    @property
+    def shards_add_deltas(self) -> bool:
+        """Whether async shards add the workers' parameter changes (``push`` = ``"delta"`` or
+        ``"average"``) instead of applying their updates with the shard optimiser."""
+        return self.mode == "async" and self.push != "gradient"
+
     def __post_init__(self) -> None:
         for name in ("n_workers", "n_ps_shards", "steps", "n_fetch", "n_push", "max_in_flight",
                      "log_interval"):

@@ -102,10 +102,3 @@ class SingleProcessLoop:
         return {"frames": frames, "seconds": t1 - t0, "frames_per_s": frames / (t1 - t0),
                 "start": t0, "end": t1}
 
-
-def single_process_throughput(config: Any, steps: int, stage: int = 0,
-                              warmup: int = 3) -> dict:
-    """Frames/s of :class:`SingleProcessLoop` over ``steps`` steps after ``warmup`` untimed ones."""
-    loop = SingleProcessLoop(config, stage)
-    loop.run(warmup)
-    return loop.run(steps)

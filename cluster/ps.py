@@ -171,10 +171,11 @@ class ParameterShard:
         if state["index"] != self.index:
             raise ValueError(f"{path} holds shard {state['index']}, not shard {self.index}")
         shapes = {k: tuple(v.shape) for k, v in state["params"].items()}
-        if shapes != self.layout.shard_shapes(self.index):
+        expected = self.layout.shard_shapes(self.index)
+        if shapes != expected:
             raise ValueError(
                 f"{path} holds parts of shapes {shapes}, but shard {self.index} of this run's "
-                f"layout holds {self.layout.shard_shapes(self.index)}: the checkpoint was written "
+                f"layout holds {expected}: the checkpoint was written "
                 "with another n_ps_shards, model or catneuron version; resume with the same "
                 "config or start a new run folder")
         self.params = {k: v.clone() for k, v in state["params"].items()}

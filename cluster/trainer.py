@@ -193,7 +193,7 @@ class Trainer:
             shard_cls.options(name=None).remote(
                 j, layout.to_dict(), rbm.update_config, tuple(rbm.decay_names),
                 layout.split(full, j), str(stage_dir),
-                deltas=tc.mode == "async" and tc.push != "gradient")
+                deltas=tc.shards_add_deltas)
             for j in range(tc.n_ps_shards)
         ]
         # A (re)started shard restores the latest checkpoint in stage_dir when there is one
