@@ -49,6 +49,11 @@ from cluster.worker import split_holdout, worker_actor_class
 from models.stack import RBMStack
 from pipeline.reader import read_frames, shards_for_worker
 
+SPREAD = "SPREAD"
+"""Ray's scheduling strategy for shards and workers: spread over the cluster's nodes (round
+robin), so a parameter server's traffic and the replicas' compute use every node's network and
+cores, and a dead node takes only its share of the actors with it. One machine: no effect."""
+
 
 def init_ray(num_cpus: float = 0.0) -> None:
     """Start a local Ray (the local simulation) unless one is running or ``RAY_ADDRESS`` names
@@ -190,7 +195,7 @@ class Trainer:
         shard_cls = shard_actor_class()
         full = to_numpy(rbm.params)
         shards = [
-            shard_cls.options(name=None).remote(
+            shard_cls.options(name=None, scheduling_strategy=SPREAD).remote(
                 j, layout.to_dict(), rbm.update_config, tuple(rbm.decay_names),
                 layout.split(full, j), str(stage_dir),
                 deltas=tc.shards_add_deltas)
@@ -204,7 +209,7 @@ class Trainer:
         workers = []
         for k in range(tc.n_workers):
             slow = cfg.sim.slow_worker_delay_s if cfg.sim.slow_worker == k else 0.0
-            workers.append(worker_cls.options(num_cpus=cpus).remote(
+            workers.append(worker_cls.options(num_cpus=cpus, scheduling_strategy=SPREAD).remote(
                 k, tc.n_workers, data=cfg.data, model=cfg.model, update=cfg.update, stage=stage,
                 layout=layout.to_dict(), shards=shards if tc.mode == "async" else (),
                 stack_state=stack_state_ref, holdout=holdout_ref, seed=tc.seed,
