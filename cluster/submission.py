@@ -91,8 +91,11 @@ def connect(address: str | None):
     """A ``JobSubmissionClient`` for ``address`` (see :func:`resolve_address`), checked to
     answer first. ``RAY_ADDRESS`` is hidden from Ray while the client is built, since Ray lets
     it override an explicit address."""
+    import logging
+
     from ray.job_submission import JobSubmissionClient
 
+    logging.getLogger("ray").setLevel(logging.ERROR)  # Ray's upload chatter; errors still show
     url = resolve_address(address)
     probe(url)
     saved = {k: os.environ.pop(k) for k in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")
