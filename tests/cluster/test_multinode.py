@@ -54,7 +54,7 @@ def stage_actors(cluster, submission_id: str) -> dict[str, list[dict]]:
             for name in ("Worker", "ParameterShard")}
 
 
-def wait_for(predicate, what: str, timeout_s: float = 120.0, poll_s: float = 0.5):
+def wait_for(predicate, what: str, timeout_s: float = 300.0, poll_s: float = 0.5):
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         value = predicate()
@@ -62,6 +62,12 @@ def wait_for(predicate, what: str, timeout_s: float = 120.0, poll_s: float = 0.5
             return value
         time.sleep(poll_s)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def _records(run_dir: Path) -> int:
+    """Metric records the run has written so far (one per finished chunk of a worker)."""
+    path = run_dir / "metrics.jsonl"
+    return len(path.read_text().splitlines()) if path.is_file() else 0
 
 
 @pytest.fixture(scope="module")
@@ -128,8 +134,7 @@ def test_jobs_stop_stops_a_long_job_and_leaves_the_cluster_clean(two_nodes, inge
                   *train_args(data, run_dir, steps=1_000_000))
     assert started.returncode == 0, started.stderr[-3000:]
     job = submitted_id(started)
-    wait_for(lambda: (run_dir / "metrics.jsonl").is_file()
-             and (run_dir / "metrics.jsonl").read_text().strip(), "the job to train")
+    wait_for(lambda: _records(run_dir), "the job to train")
     stop = cli(two_nodes, "jobs", "stop", job)
     assert stop.returncode == 0 and "STOPPED" in stop.stdout, stop.stdout + stop.stderr
     status = cli(two_nodes, "jobs", "status", job)
@@ -165,9 +170,7 @@ def test_a_node_dies_mid_training(two_nodes, ingested, tmp_path):
         return [a for a in rows if a["state"] == "ALIVE" and a["node_id"] == doomed]
 
     lost = wait_for(on_doomed_node, "actors on node3")
-    wait_for(lambda: (run_dir / "metrics.jsonl").is_file()
-             and len((run_dir / "metrics.jsonl").read_text().splitlines()) >= 2,
-             "the job to train")
+    wait_for(lambda: _records(run_dir), "the job to train")
     node3.kill()
     follow = cli(two_nodes, "jobs", "logs", job, "--follow", timeout=300)
     assert follow.returncode == 0, follow.stdout[-3000:] + follow.stderr[-3000:]
