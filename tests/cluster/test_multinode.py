@@ -180,7 +180,7 @@ def test_a_node_dies_mid_training(two_nodes, ingested, tmp_path):
     after = {a["actor_id"]: a for g in stage_actors(two_nodes, job).values() for a in g}
     for a in lost:
         back = after[a["actor_id"]]
-        assert back["num_restarts"] >= 1 and back["node_id"] != doomed, back
+        assert int(back["num_restarts"]) >= 1 and back["node_id"] != doomed, back
     summary = json.loads(follow.stdout[follow.stdout.index("{\n"):].rsplit("}", 1)[0] + "}")
     assert summary["stages"][0]["steps"] == 600
     assert (run_dir / "model.pt").is_file()
