@@ -13,16 +13,18 @@ and its constructor restores the last checkpoint of its stage.
 
 from __future__ import annotations
 
+import io
 import os
+import re
 import time
 from collections.abc import Mapping
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from cluster.sharding import ShardLayout, _as_tensor, combine_updates, pack, to_numpy
 from models.optim import ParameterUpdater, UpdateConfig
+from pipeline import storage
 
 
 class OutOfStep(RuntimeError):
@@ -30,13 +32,42 @@ class OutOfStep(RuntimeError):
     of; the driver rolls every actor back to the last checkpoint."""
 
 
-def latest_checkpoint(stage_dir: str | os.PathLike) -> Path | None:
-    """The newest complete checkpoint folder of a stage (named by its ``LATEST`` file)."""
-    pointer = Path(stage_dir) / "LATEST"
-    if not pointer.is_file():
+def latest_checkpoint(stage_dir: str | os.PathLike) -> str | None:
+    """The newest complete checkpoint folder of a stage (named by its ``LATEST`` file, which
+    is published after the folder's ``meta.pt``); a path or URI like ``stage_dir``."""
+    pointer = storage.join(stage_dir, "LATEST")
+    if not storage.exists(pointer):
         return None
-    path = Path(stage_dir) / pointer.read_text().strip()
-    return path if path.is_dir() else None
+    name = storage.read_text(pointer).strip()
+    if not re.fullmatch(r"step\d+", name):  # a plain name inside the stage folder, nothing else
+        raise ValueError(f"{pointer} names {name!r}, not a checkpoint folder of this stage")
+    folder = storage.join(stage_dir, name)
+    return folder if storage.exists(storage.join(folder, "meta.pt")) else None
+
+
+def save_state(location: str | os.PathLike, state: Mapping) -> None:
+    """``torch.save`` of tensors and plain types to a path or URI, published atomically. numpy
+    arrays are stored as tensors, so :func:`load_state` needs no pickled numpy objects."""
+    buffer = io.BytesIO()
+    torch.save(_as_tensors(dict(state)), buffer)
+    storage.write_bytes(location, buffer.getvalue())
+
+
+def _as_tensors(value):
+    """``value`` with every numpy array (in nested dicts, lists, tuples) as a torch tensor."""
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(value))
+    if isinstance(value, Mapping):
+        return {k: _as_tensors(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_as_tensors(v) for v in value)
+    return value
+
+
+def load_state(location: str | os.PathLike) -> dict:
+    """What :func:`save_state` wrote: tensors and plain types only (``weights_only``: a file
+    cannot run code)."""
+    return torch.load(io.BytesIO(storage.read_bytes(location)), weights_only=True)
 
 
 class ParameterShard:
@@ -73,8 +104,8 @@ class ParameterShard:
         self.restored_from: str | None = None
         ckpt = latest_checkpoint(stage_dir) if stage_dir else None
         if ckpt is not None:
-            self.load(str(ckpt / f"shard{index}.pt"))
-            self.restored_from = str(ckpt)
+            self.load(storage.join(ckpt, f"shard{index}.pt"))
+            self.restored_from = ckpt
         elif params is not None:
             self.params = {k: _as_tensor(v).clone() for k, v in params.items()}
         else:
@@ -157,17 +188,16 @@ class ParameterShard:
 
     # ------------------------------------------------------------------ state
     def save(self, path: str) -> str:
-        """Write params, optimiser state and sequence numbers to ``path`` (atomically)."""
-        tmp = f"{path}.tmp"
-        torch.save({"index": self.index, "params": self.params,
-                    "updater": self.updater.state_dict(), "last_seq": dict(self.last_seq),
-                    "n_applied": self.n_applied, "n_rejected": self.n_rejected}, tmp)
-        os.replace(tmp, path)
+        """Write params, optimiser state and sequence numbers to ``path`` (a path or URI,
+        atomically)."""
+        save_state(path, {"index": self.index, "params": self.params,
+                          "updater": self.updater.state_dict(), "last_seq": dict(self.last_seq),
+                          "n_applied": self.n_applied, "n_rejected": self.n_rejected})
         return path
 
     def load(self, path: str) -> None:
         """Restore what :meth:`save` wrote."""
-        state = torch.load(path, weights_only=False)
+        state = load_state(path)
         if state["index"] != self.index:
             raise ValueError(f"{path} holds shard {state['index']}, not shard {self.index}")
         shapes = {k: tuple(v.shape) for k, v in state["params"].items()}

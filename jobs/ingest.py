@@ -14,11 +14,17 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
+from pipeline import storage
 from pipeline.decode import DecodeConfig
 from pipeline.fetch import FetchConfig
-from pipeline.ingest import IngestConfig, OptionsMismatch, run_ingest, summary_table
+from pipeline.ingest import (
+    IngestConfig,
+    OptionsMismatch,
+    downloads_dir,
+    run_ingest,
+    summary_table,
+)
 from pipeline.work import ShardConfig
 
 DEMO_DEFAULTS = {"size": 64, "grey": True, "shard_rows": 100}
@@ -32,7 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
         "Re-running the same command resumes: finished videos are skipped.",
     )
     p.add_argument("sources", nargs="*", help="video files, folders, globs, .txt lists, URLs")
-    p.add_argument("--out", required=True, type=Path, help="dataset folder (created/resumed)")
+    p.add_argument("--out", required=True,
+                   help="dataset folder (created/resumed): a path, or a URI such as "
+                   "s3://bucket/prefix that every node of a cluster reaches")
     p.add_argument("--demo", action="store_true",
                    help="generate the embedded demo corpus into OUT/_videos and ingest it "
                    "(defaults then: --size 64 --grey --shard-rows 100)")
@@ -78,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_usage(sys.stderr)
         print("catneuron ingest: error: give at least one source, or --demo", file=sys.stderr)
         return 2
-    if args.out.exists() and not args.out.is_dir():
+    if storage.is_local(args.out) and storage.local_path(args.out).is_file():
         print(f"catneuron ingest: error: --out {args.out} is a file; give a folder",
               file=sys.stderr)
         return 2
@@ -105,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.demo:
         from pipeline.demo_corpus import write_demo_videos
 
-        videos = args.out / "_videos"
+        videos = (storage.local_path(args.out) / "_videos" if storage.is_local(args.out)
+                  else downloads_dir(args.out) / "_videos")
         paths = write_demo_videos(videos, seed=args.seed)
         print(f"demo corpus: {len(paths)} videos in {videos}", file=sys.stderr)
         sources.append(str(videos))

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 SHORTCUTS = {"workers": "train.n_workers", "ps_shards": "train.n_ps_shards",
              "mode": "train.mode", "run_dir": "train.run_dir", "steps": "train.steps"}
@@ -37,7 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ps-shards", type=int, help="parameter-server shards (train.n_ps_shards)")
     p.add_argument("--mode", choices=("async", "sync"), help="Downpour async or reproducible sync")
     p.add_argument("--steps", type=int, help="steps per stage (train.steps)")
-    p.add_argument("--run-dir", help="run folder (train.run_dir)")
+    p.add_argument("--run-dir", help="run folder (train.run_dir): a path, or a URI such as "
+                                     "s3://bucket/runs/x that every node reaches")
     p.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
     p.add_argument("--quiet", action="store_true", help="no event lines on stdout")
     return p
@@ -59,9 +59,11 @@ def resolve(argv: list[str] | None):
             overrides.append(f"{key}={json.dumps(value)}")
     config_path = args.config
     if config_path is None and args.resume and args.run_dir:
-        candidate = Path(args.run_dir) / "config.toml"
-        if candidate.is_file():
-            config_path = str(candidate)
+        from pipeline import storage
+
+        candidate = storage.join(args.run_dir, "config.toml")
+        if storage.exists(candidate):
+            config_path = candidate
     return load(config_path, overrides), args
 
 
