@@ -181,7 +181,7 @@ def test_a_node_dies_mid_training(two_nodes, ingested, tmp_path):
     for a in lost:
         back = after[a["actor_id"]]
         assert int(back["num_restarts"]) >= 1 and back["node_id"] != doomed, back
-    summary = json.loads(follow.stdout[follow.stdout.index("{\n"):].rsplit("}", 1)[0] + "}")
+    summary, _ = json.JSONDecoder().raw_decode(follow.stdout[follow.stdout.index("{\n"):])
     assert summary["stages"][0]["steps"] == 600
     assert (run_dir / "model.pt").is_file()
     # no update applied twice: a shard applies each (worker, seq) once, and the workers' pushes
