@@ -197,6 +197,24 @@ def start_cluster(*, workers: dict[str, dict] | None = None, head_cpus: int = 1,
     return cluster
 
 
+def processes_of(cluster: LocalCluster) -> list[int]:
+    """PIDs of live processes whose command line names the cluster's folder (its raylets,
+    GCS, agents and workers all do)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            state = next((line for line in (entry / "status").read_text().splitlines()
+                          if line.startswith("State:")), "")
+        except OSError:
+            continue
+        if str(cluster.root).encode() in cmdline and "zombie" not in state:
+            pids.append(int(entry.name))
+    return pids
+
+
 def remove(cluster: LocalCluster) -> None:
     """Tear the cluster down and delete its folder."""
     cluster.teardown()
