@@ -47,6 +47,7 @@ from cluster.ps import OutOfStep, ParameterShard, latest_checkpoint, shard_actor
 from cluster.sharding import ShardLayout, to_numpy
 from cluster.worker import split_holdout, worker_actor_class
 from models.stack import RBMStack
+from models.state_file import load_state, save_state
 from pipeline.reader import read_frames, shards_for_worker
 
 
@@ -137,7 +138,7 @@ class Trainer:
             first = 0
             model_path = self.run_dir / "model.pt"
             if self.resume and model_path.is_file():
-                saved = torch.load(model_path, weights_only=False)
+                saved = load_state(model_path)
                 stack.load_state_dict(saved["state"])
                 first = int(saved["stages_trained"])
                 self.log.event(f"resume: stages 0..{first - 1} already trained ({model_path})")
@@ -176,7 +177,7 @@ class Trainer:
         if ckpt is None and latest_checkpoint(stage_dir) is not None:
             raise FileExistsError(f"{stage_dir} already holds checkpoints: pass --resume to "
                                   f"continue that run, or choose a new --run-dir")
-        meta = torch.load(ckpt / "meta.pt", weights_only=False) if ckpt else None
+        meta = load_state(ckpt / "meta.pt") if ckpt else None
         if meta is not None and meta["layout"]["n_shards"] != tc.n_ps_shards:
             raise ValueError(f"checkpoint {ckpt} has {meta['layout']['n_shards']} shards; resume "
                              f"with --train.n_ps_shards={meta['layout']['n_shards']}")
@@ -251,7 +252,7 @@ class Trainer:
                 "layout": ctx.layout.to_dict(), "positions": [list(p) for p in positions],
                 "seqs": list(seqs), "worker_steps": list(wsteps),
                 "local_states": local_states or [None] * len(positions), "time": time.time()}
-        torch.save(meta, folder / "meta.pt")
+        save_state(meta, folder / "meta.pt")  # numpy arrays stored as tensors
         tmp = ctx.stage_dir / "LATEST.tmp"
         tmp.write_text(folder.name)
         os.replace(tmp, ctx.stage_dir / "LATEST")
