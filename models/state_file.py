@@ -33,7 +33,7 @@ def plain_state(obj: Any, where: str = "state") -> Any:
     if isinstance(obj, torch.Tensor) or isinstance(obj, _PLAIN):
         return obj
     if isinstance(obj, np.ndarray):
-        return torch.from_numpy(np.ascontiguousarray(obj))
+        return torch.from_numpy(np.array(obj, order="C"))  # a copy: Ray hands read-only views
     if isinstance(obj, np.generic):
         return obj.item()
     if isinstance(obj, Mapping):
