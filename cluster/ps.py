@@ -13,7 +13,6 @@ and its constructor restores the last checkpoint of its stage.
 
 from __future__ import annotations
 
-import io
 import os
 import re
 import time
@@ -23,6 +22,7 @@ import numpy as np
 import torch
 
 from cluster.sharding import ShardLayout, _as_tensor, combine_updates, pack, to_numpy
+from cluster.state_io import read_state, write_state
 from models.optim import ParameterUpdater, UpdateConfig
 from pipeline import storage
 
@@ -43,31 +43,6 @@ def latest_checkpoint(stage_dir: str | os.PathLike) -> str | None:
         raise ValueError(f"{pointer} names {name!r}, not a checkpoint folder of this stage")
     folder = storage.join(stage_dir, name)
     return folder if storage.exists(storage.join(folder, "meta.pt")) else None
-
-
-def save_state(location: str | os.PathLike, state: Mapping) -> None:
-    """``torch.save`` of tensors and plain types to a path or URI, published atomically. numpy
-    arrays are stored as tensors, so :func:`load_state` needs no pickled numpy objects."""
-    buffer = io.BytesIO()
-    torch.save(_as_tensors(dict(state)), buffer)
-    storage.write_bytes(location, buffer.getvalue())
-
-
-def _as_tensors(value):
-    """``value`` with every numpy array (in nested dicts, lists, tuples) as a torch tensor."""
-    if isinstance(value, np.ndarray):
-        return torch.from_numpy(np.ascontiguousarray(value))
-    if isinstance(value, Mapping):
-        return {k: _as_tensors(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(_as_tensors(v) for v in value)
-    return value
-
-
-def load_state(location: str | os.PathLike) -> dict:
-    """What :func:`save_state` wrote: tensors and plain types only (``weights_only``: a file
-    cannot run code)."""
-    return torch.load(io.BytesIO(storage.read_bytes(location)), weights_only=True)
 
 
 class ParameterShard:
@@ -190,14 +165,15 @@ class ParameterShard:
     def save(self, path: str) -> str:
         """Write params, optimiser state and sequence numbers to ``path`` (a path or URI,
         atomically)."""
-        save_state(path, {"index": self.index, "params": self.params,
-                          "updater": self.updater.state_dict(), "last_seq": dict(self.last_seq),
-                          "n_applied": self.n_applied, "n_rejected": self.n_rejected})
+        write_state(path, {"index": self.index, "params": self.params,
+                           "updater": self.updater.state_dict(), "last_seq": dict(self.last_seq),
+                           "n_applied": self.n_applied, "n_rejected": self.n_rejected})
         return path
 
     def load(self, path: str) -> None:
-        """Restore what :meth:`save` wrote."""
-        state = load_state(path)
+        """Restore what :meth:`save` wrote (``weights_only=True``: a file that names code is
+        refused with :class:`models.state_file.UnsafeStateFile`, nothing in it runs)."""
+        state = read_state(path)
         if state["index"] != self.index:
             raise ValueError(f"{path} holds shard {state['index']}, not shard {self.index}")
         shapes = {k: tuple(v.shape) for k, v in state["params"].items()}

@@ -42,15 +42,9 @@ import numpy as np
 import torch
 
 from cluster.metrics import RunLogger
-from cluster.ps import (
-    OutOfStep,
-    ParameterShard,
-    latest_checkpoint,
-    load_state,
-    save_state,
-    shard_actor_class,
-)
+from cluster.ps import OutOfStep, ParameterShard, latest_checkpoint, shard_actor_class
 from cluster.sharding import ShardLayout, to_numpy
+from cluster.state_io import read_state, write_state
 from cluster.worker import split_holdout, worker_actor_class
 from models.stack import RBMStack
 from pipeline import storage
@@ -148,7 +142,7 @@ class Trainer:
             first = 0
             model_path = storage.join(self.run_dir, "model.pt")
             if self.resume and storage.exists(model_path):
-                saved = load_state(model_path)
+                saved = read_state(model_path)
                 stack.load_state_dict(saved["state"])
                 first = int(saved["stages_trained"])
                 self.log.event(f"resume: stages 0..{first - 1} already trained ({model_path})")
@@ -162,9 +156,9 @@ class Trainer:
                 stats = self._train_stage(stage, stack, holdout_ref)
                 summary["stages"].append(stats)
                 # RBMStack.save's format (RBMStack.load(path) reads it) plus the job's own fields
-                save_state(model_path, {"config": stack.config.to_dict(),
-                                        "state": stack.state_dict(), "stages_trained": stage + 1,
-                                        "job_config": self.config_text})
+                write_state(model_path, {"config": stack.config.to_dict(),
+                                         "state": stack.state_dict(), "stages_trained": stage + 1,
+                                         "job_config": self.config_text})
                 self.log.event(f"stage {stage} done: {stats}")
             summary["model"] = model_path
         finally:
@@ -193,7 +187,7 @@ class Trainer:
         if ckpt is None and latest_checkpoint(stage_dir) is not None:
             raise FileExistsError(f"{stage_dir} already holds checkpoints: pass --resume to "
                                   f"continue that run, or choose a new --run-dir")
-        meta = load_state(storage.join(ckpt, "meta.pt")) if ckpt else None
+        meta = read_state(storage.join(ckpt, "meta.pt")) if ckpt else None
         if meta is not None and meta["layout"]["n_shards"] != tc.n_ps_shards:
             raise ValueError(f"checkpoint {ckpt} has {meta['layout']['n_shards']} shards; resume "
                              f"with --train.n_ps_shards={meta['layout']['n_shards']}")
@@ -268,7 +262,7 @@ class Trainer:
                 "layout": ctx.layout.to_dict(), "positions": [list(p) for p in positions],
                 "seqs": list(seqs), "worker_steps": list(wsteps),
                 "local_states": local_states or [None] * len(positions), "time": time.time()}
-        save_state(storage.join(folder, "meta.pt"), meta)
+        write_state(storage.join(folder, "meta.pt"), meta)  # numpy arrays stored as tensors
         storage.write_text(storage.join(ctx.stage_dir, "LATEST"), f"step{step:08d}")
         ctx.last_checkpoint = meta
         self.log.event(f"stage {ctx.stage}: checkpoint {folder}")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from cluster.ps import load_state
+from cluster.state_io import read_state
 from pipeline import storage
 from tests.pipeline.conftest import make_video
 
@@ -44,7 +44,7 @@ def train_args(run: str, steps: int) -> list[str]:
 
 
 def _params(run: str) -> dict:
-    return load_state(storage.join(run, "model.pt"))["state"]["rbms"][0]["params"]
+    return read_state(storage.join(run, "model.pt"))["state"]["rbms"][0]["params"]
 
 
 def test_ingest_train_resume_in_an_s3_store(s3_store, tmp_path):
