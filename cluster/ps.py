@@ -34,7 +34,7 @@ class OutOfStep(RuntimeError):
 
 def latest_checkpoint(stage_dir: str | os.PathLike) -> str | None:
     """The newest complete checkpoint folder of a stage (named by its ``LATEST`` file, which
-    is published after the folder's ``meta.pt``); a path or URI like ``stage_dir``."""
+    is published after the folder's files); a path or URI like ``stage_dir``."""
     pointer = storage.join(stage_dir, "LATEST")
     if not storage.exists(pointer):
         return None
@@ -42,7 +42,7 @@ def latest_checkpoint(stage_dir: str | os.PathLike) -> str | None:
     if not re.fullmatch(r"step\d+", name):  # a plain name inside the stage folder, nothing else
         raise ValueError(f"{pointer} names {name!r}, not a checkpoint folder of this stage")
     folder = storage.join(stage_dir, name)
-    return folder if storage.exists(storage.join(folder, "meta.pt")) else None
+    return folder if storage.list_files(folder) else None
 
 
 class ParameterShard:
