@@ -212,16 +212,16 @@ def check_manifest_paths(root: str | Path, manifest: dict[str, Any]) -> None:
     shards = manifest.get("shards")
     videos = manifest.get("videos")
     if not isinstance(shards, list) or not isinstance(videos, list):
-        raise ManifestError(f"{Path(root) / MANIFEST}: 'shards' and 'videos' must be lists; "
+        raise ManifestError(f"{storage.join(root, MANIFEST)}: 'shards' and 'videos' must be lists; "
                             "re-ingest into a new folder")
     names = [s.get("path") if isinstance(s, dict) else s for s in shards]
     names += [p for v in videos if isinstance(v, dict) for p in v.get("shards", [])]
     for name in names:
         if not is_plain_name(name):
             raise ManifestError(
-                f"{Path(root) / MANIFEST} lists the shard {name!r}, which is not a plain file "
-                f"name inside {root}; the manifest was edited or damaged: nothing was changed, "
-                "re-ingest into a new folder")
+                f"{storage.join(root, MANIFEST)} lists the shard {name!r}, which is not a plain "
+                f"file name inside {root}; the manifest was edited or damaged: nothing was "
+                "changed, re-ingest into a new folder")
 
 
 def read_manifest(root: str | Path) -> dict[str, Any]:
