@@ -62,10 +62,10 @@ def plain_relative(rel: Any) -> PurePosixPath | None:
     """``rel`` as a relative POSIX path with no ``..``, or None if it is anything else."""
     if not isinstance(rel, str) or not rel or len(rel) > 1000 or "\\" in rel or "\x00" in rel:
         return None
-    p = PurePosixPath(rel)
-    if p.is_absolute() or any(part in ("..", "") for part in p.parts) or rel.startswith("~"):
+    parts = rel.split("/")  # before PurePosixPath, which would fold "a//b" and "./a"
+    if any(part in ("", ".", "..") for part in parts) or rel.startswith("~"):
         return None
-    return p
+    return PurePosixPath(*parts)
 
 
 def safe_file(folder: Path, rel: Any, root: Path) -> Path | None:
