@@ -8,6 +8,7 @@ text and no dialog opens. One page is also opened from ``file://``.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.server
 import threading
@@ -41,16 +42,24 @@ def gallery(tmp_path_factory) -> Path:
     return run
 
 
-@pytest.fixture(scope="module")
-def server(gallery):
-    """``http.server`` serving the run folder on 127.0.0.1 (a free port); yields its base URL."""
-    handler = functools.partial(_QuietHandler, directory=str(gallery))
+@contextlib.contextmanager
+def serve(folder: Path):
+    """``http.server`` serving ``folder`` on 127.0.0.1 (a free port); yields its base URL."""
+    handler = functools.partial(_QuietHandler, directory=str(folder))
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/"
-    httpd.shutdown()
-    httpd.server_close()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def server(gallery):
+    with serve(gallery) as base:
+        yield base
 
 
 @pytest.fixture(scope="module")
@@ -99,9 +108,9 @@ def _check_page(driver, url: str) -> list[str]:
     return _links(driver)
 
 
-def test_every_page_loads_and_every_link_resolves(driver, server, gallery):
-    start = server + "gallery/index.html"
-    seen, queue, n_images = set(), deque([start]), 0
+def crawl(driver, server: str) -> tuple[set[str], int]:
+    """Every page reachable from the overview, checked; (page URLs, images seen)."""
+    seen, queue, n_images = set(), deque([server + "gallery/index.html"]), 0
     while queue:
         url = queue.popleft()
         if url in seen:
@@ -116,7 +125,16 @@ def test_every_page_loads_and_every_link_resolves(driver, server, gallery):
                 assert response.status == 200, link
             if urlsplit(target).path.endswith(".html"):
                 queue.append(target)
-    pages = {p.relative_to(gallery).as_posix() for p in (gallery / "gallery").rglob("*.html")}
+    return seen, n_images
+
+
+def _pages(run: Path) -> set[str]:
+    return {p.relative_to(run).as_posix() for p in (run / "gallery").rglob("*.html")}
+
+
+def test_every_page_loads_and_every_link_resolves(driver, server, gallery):
+    seen, n_images = crawl(driver, server)
+    pages = _pages(gallery)
     crawled = {urlsplit(u).path.lstrip("/") for u in seen}
     assert crawled == pages, f"pages not reachable from the overview: {pages - crawled}"
     assert len(pages) == 1 + 2 + 18 + 4  # overview, 2 stages, 18 + 4 units
@@ -152,3 +170,14 @@ def test_opens_from_file_url(driver, gallery):
     unit = next(link for link in unit_links if link.endswith("unit5.html"))
     _check_page(driver, unit)
     assert len(_images(driver)) >= 5  # weights, optimal, 3 top frames, histogram, invariance
+
+
+@pytest.mark.timeout(1500)
+def test_fast_demo_gallery_in_the_browser(driver, demo_run):
+    run = demo_run.out / "train"
+    with serve(run) as base:
+        seen, _ = crawl(driver, base)
+    assert {urlsplit(u).path.lstrip("/") for u in seen} == _pages(run)
+    driver.get((run / "gallery" / "index.html").resolve().as_uri())
+    assert "Is there a unit selective for" in driver.find_element("id", "answer").text
+    assert _console_errors(driver) == []
