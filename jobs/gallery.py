@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from jobs.gallery_inputs import RunInputs, is_index, is_number, load_run
-from jobs.gallery_plots import plot_histogram, plot_invariance
+from jobs.gallery_plots import histogram_svg, plot_invariance
 from jobs.gallery_views import (
     BASELINES,
     baseline_rows,
@@ -84,8 +84,8 @@ def _frame(page_dir: Path, vis: Path, root: Path, f: Any, k: int) -> dict:
     return view
 
 
-def _histogram(evaluation: Any, stage: int, layer: str, index: int, page_dir: Path) -> dict:
-    """The unit's response histogram per probe class, drawn from ``evaluation.json``."""
+def _histogram(evaluation: Any, stage: int, layer: str, index: int) -> dict:
+    """The unit's response histogram per probe class (an SVG view) from ``evaluation.json``."""
     hist = evaluation.get("histograms") if isinstance(evaluation, Mapping) else None
     if not isinstance(hist, Mapping):
         return {"missing": "response histogram: evaluation.json has no histograms"}
@@ -94,13 +94,12 @@ def _histogram(evaluation: Any, stage: int, layer: str, index: int, page_dir: Pa
         bins = bins.get(f"{stage}/{layer}")
     units = hist.get("units")
     counts = units.get(f"{stage}/{layer}/{index}") if isinstance(units, Mapping) else None
-    path = None
+    svg = None
     if isinstance(bins, list) and isinstance(counts, Mapping):
-        path = plot_histogram(bins, counts, f"stage {stage} unit {index}",
-                              page_dir / f"unit{index}_hist.png")
-    if path is None:
+        svg = histogram_svg(bins, counts)
+    if svg is None:
         return {"missing": f"response histogram: none for unit {stage}/{layer}/{index}"}
-    return {"src": url(page_dir, path), "alt": "response histogram per class", "size": None}
+    return {"svg": svg}
 
 
 def _invariance(u: Mapping, page_dir: Path, vis: Path, root: Path, index: int) -> dict:
@@ -135,7 +134,7 @@ def unit_view(inputs: RunInputs, stage: int, layer: str, u: Mapping, rank: dict 
         "top_frames": [_frame(page_dir, vis, root, f, k) for k, f in enumerate(frames)],
         "optimal": {"image": image(page_dir, vis, opt.get("png"), root, "optimal stimulus"),
                     "activation": opt.get("activation"), "n_starts": opt.get("n_starts")},
-        "histogram": _histogram(inputs.evaluation, stage, layer, index, page_dir),
+        "histogram": _histogram(inputs.evaluation, stage, layer, index),
         "invariance": _invariance(u, page_dir, vis, root, index),
     }
 
@@ -197,8 +196,9 @@ def _hero(inputs: RunInputs, best: Any, out: Path) -> dict | None:
     data = inputs.stages[best["stage"]]
     if data.get("layer", "pooled") != best.get("layer", "pooled"):
         return None
-    u = next((u for u in _listed_units(inputs, best["stage"])
-              if u["index"] == best.get("index")), None)
+    units = data.get("units") if isinstance(data.get("units"), list) else []
+    u = next((u for u in units if isinstance(u, Mapping) and is_index(u.get("index"))
+              and u["index"] == best.get("index")), None)
     if u is None:
         return None
     vis, root = inputs.run_dir / "visualize", inputs.run_dir

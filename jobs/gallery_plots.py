@@ -1,9 +1,11 @@
-"""The gallery's own figures, drawn with matplotlib's Agg backend into PNG files.
+"""The gallery's own figures.
 
-Three kinds: training curves from ``metrics.jsonl`` (when ``catneuron visualize`` has not drawn
-them), a unit's response histogram per probe class (from ``evaluation.json``'s shared bin edges
-and per-class counts), and invariance curves (when only their numbers are given). Each function
-returns the path it wrote, or None when its input holds nothing drawable.
+Training curves from ``metrics.jsonl`` (when ``catneuron visualize`` has not drawn them) and
+invariance curves (when only their numbers are given) are drawn with matplotlib's Agg backend
+into PNG files; those functions return the path they wrote, or None when the input holds nothing
+drawable. A unit's response histogram per probe class (from ``evaluation.json``'s shared bin
+edges and per-class counts) is an inline SVG described by :func:`histogram_svg`: there is one per
+ranked unit, and a PNG costs a second of matplotlib each where the SVG costs nothing.
 """
 
 from __future__ import annotations
@@ -60,22 +62,50 @@ def plot_curve(metrics: Sequence[Mapping[str, Any]], key: str, title: str,
     return _save(fig, path)
 
 
-def plot_histogram(edges: Sequence[float], counts: Mapping[str, Sequence[float]], title: str,
-                   path: Path) -> Path | None:
-    """Per-class response histograms on shared bin ``edges`` (len(counts[c]) = len(edges) - 1),
-    each normalised to a fraction of its class so unbalanced classes compare."""
+#: Line colours of the histogram classes, in order (matplotlib's tab10).
+COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+           "#7f7f7f", "#bcbd22", "#17becf")
+SVG_SIZE, SVG_MARGIN = (360, 170), (44, 10, 10, 24)  # (width, height); (left, top, right, bottom)
+
+
+def histogram_svg(edges: Sequence[float], counts: Mapping[str, Sequence[float]]) -> dict | None:
+    """Per-class response histograms on shared bin ``edges`` (len(counts[c]) = len(edges) - 1)
+    as an SVG view: each class normalised to a fraction of its members, so unbalanced classes
+    compare, drawn as a step line. None when nothing is drawable.
+
+    Returns ``{"width", "height", "series": [{"name", "colour", "total", "points"}], "axes",
+    "ticks": [{"x", "y", "label"}]}``; ``points`` is an SVG ``polyline`` point list.
+    """
     edges = [float(e) for e in edges if is_number(e)]
     classes = {str(name): [float(c) for c in cs] for name, cs in counts.items()
                if isinstance(cs, list) and len(cs) == len(edges) - 1 and all(map(is_number, cs))}
-    if len(edges) < 2 or not classes:
+    if len(edges) < 2 or edges[-1] <= edges[0] or not classes:
         return None
-    fig, ax = _figure()
-    for name, cs in classes.items():
-        total = sum(cs) or 1.0
-        ax.stairs([c / total for c in cs], edges, label=name[:40])
-    ax.set(xlabel="response", ylabel="fraction of class", title=title)
-    ax.legend(fontsize="small")
-    return _save(fig, path)
+    (w, h), (left, top, right, bottom) = SVG_SIZE, SVG_MARGIN
+    fractions = {n: [c / (sum(cs) or 1.0) for c in cs] for n, cs in classes.items()}
+    y_max = max(max(f) for f in fractions.values()) or 1.0
+
+    def x(e: float) -> float:
+        return left + (e - edges[0]) / (edges[-1] - edges[0]) * (w - left - right)
+
+    def y(f: float) -> float:
+        return h - bottom - f / y_max * (h - top - bottom)
+
+    series = []
+    for k, (name, fs) in enumerate(fractions.items()):
+        pts = [(x(edges[0]), y(0.0))]
+        for i, f in enumerate(fs):
+            pts += [(x(edges[i]), y(f)), (x(edges[i + 1]), y(f))]
+        pts.append((x(edges[-1]), y(0.0)))
+        series.append({"name": name[:60], "colour": COLOURS[k % len(COLOURS)],
+                       "total": int(sum(classes[name])),
+                       "points": " ".join(f"{px:.1f},{py:.1f}" for px, py in pts)})
+    axes = f"{left},{top} {left},{h - bottom} {w - right},{h - bottom}"
+    ticks = [{"x": f"{x(e):.1f}", "y": f"{h - bottom + 14}", "label": f"{e:.3g}"}
+             for e in (edges[0], edges[len(edges) // 2], edges[-1])]
+    ticks.append({"x": f"{left - 4}", "y": f"{top + 8}", "label": f"{y_max:.2f}",
+                  "anchor": "end"})
+    return {"width": w, "height": h, "series": series, "axes": axes, "ticks": ticks}
 
 
 def plot_invariance(curves: Mapping[str, Any], path: Path) -> Path | None:

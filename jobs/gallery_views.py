@@ -50,6 +50,8 @@ def score(d: Any) -> dict:
     d = d if isinstance(d, Mapping) else {}
     out = {k: d[k] if is_number(d.get(k)) else None for k in keys}
     out["polarity"] = d.get("polarity") if is_number(d.get("polarity")) else None
+    # rankings and stage files carry one "auc" beside the held-out balanced accuracy
+    out["any_auc"] = out["heldout_auc"] if out["heldout_auc"] is not None else out["auc"]
     return out
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from jobs.gallery import build_gallery
 from jobs.gallery_inputs import plain_relative, safe_file
-from jobs.gallery_plots import curve_series, plot_histogram
+from jobs.gallery_plots import curve_series, histogram_svg
 from jobs.gallery_views import verdict
 from tests.jobs.gallery_run import (
     HOSTILE_CLASS,
@@ -84,7 +84,8 @@ def test_units_ranked_by_selectivity_and_patch_marked(run):
     unit5 = _page(run, "stage1/unit5.html")
     # box [y0, x0, y1, x1] = [8, 8, 40, 40] on a 64x64 frame
     assert 'style="left:12.50%;top:12.50%;width:50.00%;height:50.00%"' in unit5
-    assert 'src="unit5_hist.png"' in unit5
+    assert unit5.count('<polyline fill="none"') == 3  # one histogram line per probe class
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; (" in unit5  # its legend, escaped
     assert 'src="../../visualize/stage1/unit5_weights.png"' in unit5
 
 
@@ -144,10 +145,25 @@ def test_rebuild_replaces_the_gallery(run):
     assert not (run / ".gallery.tmp").exists()
 
 
-def test_curves_average_workers_and_histograms_check_lengths(tmp_path):
+def test_curves_average_workers():
     metrics = [{"stage": 0, "step": 10, "worker": 0, "recon_error": 0.5},
                {"stage": 0, "step": 10, "worker": 1, "recon_error": 0.7},
                {"stage": 1, "step": 0, "recon_error": "nan?"}]
     assert curve_series(metrics, "recon_error") == {0: [(10, pytest.approx(0.6))]}
-    assert plot_histogram([0, 1, 2], {"a": [1, 2, 3]}, "t", tmp_path / "h.png") is None
-    assert plot_histogram([0, 1, 2], {"a": [1, 2]}, "t", tmp_path / "h.png").is_file()
+
+
+def test_histogram_svg_normalises_each_class_and_checks_lengths():
+    assert histogram_svg([0, 1, 2], {"a": [1, 2, 3]}) is None  # 3 counts for 2 bins
+    assert histogram_svg([0, 0], {"a": [1]}) is None
+    svg = histogram_svg([0, 1, 2], {"a": [1, 3], "b": [2, 0], "bad": [1]})
+    assert [s["name"] for s in svg["series"]] == ["a", "b"]
+    (left, top, right, bottom), (w, h) = (44, 10, 10, 24), (svg["width"], svg["height"])
+    pts = [tuple(map(float, p.split(","))) for p in svg["series"][0]["points"].split()]
+    # a: fractions 0.25, 0.75 of a top of 1.0 (b's first bin): the step line's heights
+    base, span = h - bottom, h - top - bottom
+    assert [p[1] for p in pts] == pytest.approx(
+        [base, base - 0.25 * span, base - 0.25 * span, base - 0.75 * span, base - 0.75 * span,
+         base], abs=0.05)
+    assert [p[0] for p in pts] == pytest.approx(
+        [left, left, (left + w - right) / 2, (left + w - right) / 2, w - right, w - right])
+    assert svg["series"][1]["total"] == 2
