@@ -92,9 +92,15 @@ class Demo:
                 f"--train.run_dir={json.dumps(str(self.run.resolve()))}",
                 *self.size.train_overrides]
 
+    def start_argv(self) -> list[str]:
+        """``catneuron train`` arguments that start the run: the demo config on this folder."""
+        return ["--config", str(demo_config_path()), *self.overrides()]
+
     def train_argv(self) -> list[str]:
-        """``catneuron train`` arguments: the demo config on this folder, resuming."""
-        return ["--config", str(demo_config_path()), "--resume", *self.overrides()]
+        """Start the run, or continue it with its own config once ``RUN/config.toml`` exists."""
+        if (self.run / "config.toml").is_file():
+            return ["--resume", "--run-dir", str(self.run.resolve())]
+        return self.start_argv()
 
 
 def _newer(path: Path, than: Path) -> bool:
@@ -102,8 +108,11 @@ def _newer(path: Path, than: Path) -> bool:
 
 
 def _call(module: str, argv: list[str]) -> None:
-    """Run ``jobs.<module>.main(argv)``; a non-zero status is a failed step."""
+    """Run ``jobs.<module>.main(argv)``; a non-zero status is a failed step, 130 (a job that
+    caught Ctrl-C itself) an interruption."""
     status = int(importlib.import_module(f"jobs.{module}").main(argv) or 0)
+    if status == 130:
+        raise KeyboardInterrupt
     if status:
         raise DemoError(f"{module} exited with status {status} (see above); fix it and run "
                         "the same command again to continue", status)
@@ -135,7 +144,8 @@ def _stages_trained(demo: Demo) -> tuple[int, int]:
 
     from jobs.config import load
 
-    config = load(demo_config_path(), demo.overrides())
+    saved = demo.run / "config.toml"
+    config = load(saved) if saved.is_file() else load(demo_config_path(), demo.overrides())
     if not demo.model.is_file():
         return 0, config.n_stages
     saved = torch.load(demo.model, map_location="cpu", weights_only=True)
@@ -147,9 +157,10 @@ def train(demo: Demo) -> str:
     have, want = _stages_trained(demo)
     if have >= want:
         return f"skipped: {demo.model} holds all {want} stages"
-    argv = demo.train_argv()
-    _call("train", argv)
-    (demo.run / "command.txt").write_text(shlex.join(["catneuron", "train", *argv]) + "\n")
+    _call("train", demo.train_argv())
+    # the gallery shows the command that made the run (a resume only continues it)
+    (demo.run / "command.txt").write_text(
+        shlex.join(["catneuron", "train", *demo.start_argv()]) + "\n")
     return "done"
 
 

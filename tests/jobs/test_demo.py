@@ -9,7 +9,7 @@ import subprocess
 import pytest
 import torch
 
-from jobs.demo import FAST, FULL, Demo, ingest, main, summary, train
+from jobs.demo import FAST, FULL, Demo, demo_config_path, ingest, main, summary, train
 from tests.jobs.conftest import REPO, demo_command
 from tests.jobs.gallery_run import write_evaluation
 
@@ -89,3 +89,13 @@ def test_fast_demo_summary_names_the_face_unit(demo_run):
     run = demo_run.out / "train"
     assert (run / "evaluation.json").is_file() and (run / "visualize" / "index.json").is_file()
     assert (run / "gallery" / "stage0.html").is_file()
+
+
+def test_train_starts_with_the_demo_config_then_continues_the_run(tmp_path):
+    demo = Demo(tmp_path, FAST)
+    start = demo.train_argv()
+    assert start[:2] == ["--config", str(demo_config_path())] and "--resume" not in start
+    assert "--train.steps=40" in start
+    demo.run.mkdir(parents=True)
+    (demo.run / "config.toml").write_text("")
+    assert demo.train_argv() == ["--resume", "--run-dir", str(demo.run.resolve())]
