@@ -273,7 +273,11 @@ def _shutdown_ray() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``catneuron demo``; returns the exit status."""
-    p = argparse.ArgumentParser(prog="catneuron demo", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="catneuron demo",
+        description="Run the whole experiment on the embedded corpus, no network: ingest, train, "
+                    "evaluate, visualize, then the gallery and a summary. Run it again to "
+                    "continue after an interruption; finished steps are skipped.")
     p.add_argument("--out", type=Path, default=Path("runs/demo"),
                    help="demo folder: OUT/data (dataset), OUT/train (run) [runs/demo]")
     p.add_argument("--fast", action="store_true",

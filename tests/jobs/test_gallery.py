@@ -167,3 +167,12 @@ def test_histogram_svg_normalises_each_class_and_checks_lengths():
     assert [p[0] for p in pts] == pytest.approx(
         [left, left, (left + w - right) / 2, (left + w - right) / 2, w - right, w - right])
     assert svg["series"][1]["total"] == 2
+
+
+def test_module_entry_point_builds_or_refuses(tmp_path, capsys):
+    from jobs.gallery import main
+
+    assert main([str(tmp_path)]) == 0
+    assert (tmp_path / "gallery" / "index.html").resolve().as_uri() in capsys.readouterr().out
+    assert main([str(tmp_path / "nowhere")]) == 2
+    assert "is not a folder" in capsys.readouterr().err
