@@ -126,7 +126,9 @@ def ingest(demo: Demo) -> str:
     videos = write_demo_videos(demo.data / "_videos")
     try:
         manifest = read_manifest(demo.data)
-        ok = {Path(v["source"]).name for v in manifest["videos"] if v.get("status") == "ok"}
+        # a source is its path, or "path#content-hash" where the manifest records identity
+        ok = {Path(str(v["source"]).split("#", 1)[0]).name for v in manifest["videos"]
+              if v.get("status") == "ok"}
         if {p.name for p in videos} <= ok:
             return f"skipped: all {len(videos)} videos in {demo.data}/_manifest.json"
     except (FileNotFoundError, ValueError):

@@ -30,13 +30,14 @@ def test_train_is_skipped_when_model_holds_every_stage(tmp_path):
     assert train(demo).startswith("skipped")
 
 
-def test_ingest_is_skipped_when_every_video_is_in_the_manifest(tmp_path):
+@pytest.mark.parametrize("name", ["{path}", "_videos/{path.name}#0123456789ab"])
+def test_ingest_is_skipped_when_every_video_is_in_the_manifest(tmp_path, name):
     from pipeline.demo_corpus import write_demo_videos
 
     demo = Demo(tmp_path, FAST)
     videos = write_demo_videos(demo.data / "_videos")
     manifest = {"schema_version": 1, "shards": [], "options": {},
-                "videos": [{"source": str(p), "status": "ok"} for p in videos]}
+                "videos": [{"source": name.format(path=p), "status": "ok"} for p in videos]}
     (demo.data / "_manifest.json").write_text(json.dumps(manifest))
     assert ingest(demo) == f"skipped: all 10 videos in {demo.data}/_manifest.json"
 
