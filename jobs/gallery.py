@@ -63,13 +63,18 @@ def environment():
     return env
 
 
-def _frame(page_dir: Path, vis: Path, root: Path, f: Any, k: int) -> dict:
-    """One top frame: the image, the exciting patch as percentages of the frame, its source."""
+def _frame(page_dir: Path, inputs: RunInputs, f: Any, k: int) -> dict:
+    """One top frame: the image, the exciting patch as percentages of the frame, its source.
+
+    The box is in frame pixels; the PNG may be scaled, so the frame's size comes from the
+    entry's ``frame_shape`` (H, W) if given, else the run's input size, else the PNG's size.
+    """
     f = f if isinstance(f, Mapping) else {}
-    view = {"image": image(page_dir, vis, f.get("png"), root, f"top frame {k}"),
+    view = {"image": image(page_dir, inputs.run_dir / "visualize", f.get("png"), inputs.run_dir,
+                           f"top frame {k}"),
             "source": str(f.get("source", "unknown source")),
             "frame_index": f.get("frame_index"), "activation": f.get("activation"), "box": None}
-    size = view["image"].get("size")
+    size = inputs.frame_size() or view["image"].get("size")
     shape = f.get("frame_shape")
     if isinstance(shape, list) and len(shape) == 2 and all(map(is_number, shape)):
         size = (shape[1], shape[0])  # frame (H, W) -> (width, height)
@@ -131,7 +136,7 @@ def unit_view(inputs: RunInputs, stage: int, layer: str, u: Mapping, rank: dict 
         "rank": (rank or {}).get("rank"), "href": f"stage{stage}/unit{index}.html",
         "thumb": image(out, vis, u.get("weights_png"), root, "weights"),
         "weights": image(page_dir, vis, u.get("weights_png"), root, "weights"),
-        "top_frames": [_frame(page_dir, vis, root, f, k) for k, f in enumerate(frames)],
+        "top_frames": [_frame(page_dir, inputs, f, k) for k, f in enumerate(frames)],
         "optimal": {"image": image(page_dir, vis, opt.get("png"), root, "optimal stimulus"),
                     "activation": opt.get("activation"), "n_starts": opt.get("n_starts")},
         "histogram": _histogram(inputs.evaluation, stage, layer, index),
@@ -205,8 +210,7 @@ def _hero(inputs: RunInputs, best: Any, out: Path) -> dict | None:
     opt = u.get("optimal_stimulus") if isinstance(u.get("optimal_stimulus"), Mapping) else {}
     frames = u.get("top_frames") if isinstance(u.get("top_frames"), list) else []
     return {"optimal": image(out, vis, opt.get("png"), root, "optimal stimulus"),
-            "frames": [_frame(out, vis, root, f, k)
-                       for k, f in enumerate(frames[:N_HERO_FRAMES])]}
+            "frames": [_frame(out, inputs, f, k) for k, f in enumerate(frames[:N_HERO_FRAMES])]}
 
 
 def overview(inputs: RunInputs, out: Path, stages: list[dict]) -> dict:

@@ -43,6 +43,13 @@ class RunInputs:
     stages: dict[int, dict[str, Any]] = field(default_factory=dict)  # stage -> stage{k}.json
     missing: list[str] = field(default_factory=list)
 
+    def frame_size(self) -> tuple[int, int] | None:
+        """(width, height) of the dataset's frames: the model's square input
+        (``model.input_size``; training checks the frames match it), None if unknown."""
+        model = (self.config or {}).get("model")
+        side = model.get("input_size") if isinstance(model, dict) else None
+        return (side, side) if is_index(side) and side > 0 else None
+
     def note(self, text: str) -> None:
         """Record one missing or refused input (shown on the overview)."""
         self.missing.append(text)

@@ -143,7 +143,9 @@ def _unit(vis: Path, stage: int, index: int, rng: np.random.Generator) -> dict:
     for k in range(3):
         frame = (rng.random((64, 64)) * 200).astype(np.uint8)
         cv2.rectangle(frame, (8 + k, 8), (40, 40), 255, 1)
-        _png(vis / d / f"unit{index}_top{k}.png", frame)
+        # upscaled 2x, as visualize does for small frames: the box stays in frame pixels
+        _png(vis / d / f"unit{index}_top{k}.png",
+             cv2.resize(frame, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST))
         frames.append({"png": f"{d}/unit{index}_top{k}.png", "source": "clips/street.mp4",
                        "frame_index": 10 * k, "activation": 0.9 - 0.1 * k,
                        "box": [8, 8 + k, 40, 40]})

@@ -82,7 +82,7 @@ def test_units_ranked_by_selectivity_and_patch_marked(run):
     assert order[:6] == [0, 1, 2, 3, 4, 5]  # the evaluation ranking, best first
     assert sorted(order) == list(range(18))
     unit5 = _page(run, "stage1/unit5.html")
-    # box [y0, x0, y1, x1] = [8, 8, 40, 40] on a 64x64 frame
+    # box [y0, x0, y1, x1] = [8, 8, 40, 40] on a 64x64 frame (its PNG is 128x128)
     assert 'style="left:12.50%;top:12.50%;width:50.00%;height:50.00%"' in unit5
     assert unit5.count('<polyline fill="none"') == 3  # one histogram line per probe class
     assert "&lt;script&gt;alert(1)&lt;/script&gt; (" in unit5  # its legend, escaped
