@@ -16,6 +16,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from cluster.ps import ONE_THREAD_ENV
 from models.checkpoint import load_trained_stack
 from models.topk import RunningTopK
 from models.units import stage_outputs
@@ -79,7 +80,8 @@ def merge(results: list[dict[int, tuple[np.ndarray, np.ndarray]]],
 def scan_with_actors(model_path: str, shards: list[str], units: Units, k: int, *,
                      n_actors: int, batch_size: int = 256,
                      progress: Callable[[int], None] | None = None) -> dict[int, RunningTopK]:
-    """Top-k per unit over ``shards`` by ``n_actors`` Ray actors (one CPU each) in parallel.
+    """Top-k per unit over ``shards`` by ``n_actors`` Ray actors (one CPU and one thread each:
+    ``cluster.ps.ONE_THREAD_ENV``) in parallel.
 
     ``progress`` is called with each finished shard's frame count (e.g. a tqdm's ``update``).
     Ray must be initialised.
@@ -87,7 +89,7 @@ def scan_with_actors(model_path: str, shards: list[str], units: Units, k: int, *
     import ray
 
     n_actors = max(1, min(n_actors, len(shards)))
-    actor_cls = ray.remote(num_cpus=1)(TopKScanner)
+    actor_cls = ray.remote(num_cpus=1, runtime_env=ONE_THREAD_ENV)(TopKScanner)
     actors = [actor_cls.remote(model_path, units, k, batch_size) for _ in range(n_actors)]
     index = {p: i for i, p in enumerate(shards)}
     pending = [a.scan.remote(index[p], p) for w, a in enumerate(actors)

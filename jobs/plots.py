@@ -1,8 +1,9 @@
 """PNG writing for ``catneuron visualize``: weight tiles, mosaics, marked frames, line plots.
 
-Images are numpy arrays scaled to [0, 1] and written with matplotlib's Agg backend (no display
-needed). Signed weights map 0 to mid-grey and +-max|w| to white/black, so the sign pattern of a
-field is visible whatever its scale.
+Images are numpy arrays scaled to [0, 1], written with OpenCV (thousands of small PNGs: it is
+the fast path); plots use matplotlib's Agg backend (no display needed). Signed weights map 0 to
+mid-grey and +-max|w| to white/black, so the sign pattern of a field is visible whatever its
+scale.
 """
 
 from __future__ import annotations
@@ -11,13 +12,13 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+import cv2
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 
-import matplotlib.image as mpimg  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 
 BOX_COLOUR = (1.0, 0.15, 0.1)
 
@@ -66,9 +67,11 @@ def mark_box(img: np.ndarray, box: Sequence[int], factor: int) -> np.ndarray:
 
 
 def save_image(path: Path, img: np.ndarray) -> None:
-    """Write (H, W, 3) in [0, 1] as PNG."""
+    """Write (H, W, 3) RGB in [0, 1] as an 8-bit PNG."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    mpimg.imsave(path, np.clip(img, 0.0, 1.0), format="png")
+    rgb8 = np.rint(np.clip(img, 0.0, 1.0) * 255.0).astype(np.uint8)
+    if not cv2.imwrite(str(path), np.ascontiguousarray(rgb8[:, :, ::-1])):  # OpenCV: BGR
+        raise OSError(f"could not write {path}")
 
 
 def save_lines(path: Path, series: dict[str, list[tuple[float, float]]], *, title: str,
