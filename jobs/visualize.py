@@ -20,10 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
-import time
-from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -81,14 +78,6 @@ def dataset_root(run: Path, override: str | None) -> Path:
     return root
 
 
-@contextmanager
-def timed(timings: dict[str, float], name: str):
-    """Add the block's wall time to ``timings[name]``."""
-    t0 = time.perf_counter()
-    yield
-    timings[name] = timings.get(name, 0.0) + time.perf_counter() - t0
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the job; 0 on success, 2 on a usage error."""
     args = build_parser().parse_args(argv)
@@ -96,9 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_run(run)
         root = dataset_root(run, args.data)
-        from jobs.visualize_run import Visualization
+        from jobs.visualize_run import Options, Visualization
 
-        vis = Visualization(run, root, args)
+        vis = Visualization(run, root, Options.from_args(args))
     except (UsageError, FileNotFoundError, ValueError) as exc:
         print(f"catneuron visualize: {exc}", file=sys.stderr)
         return 2
@@ -118,13 +107,6 @@ def build_gallery_if_present(run: Path) -> Path | None:
     except ImportError:
         return None
     return build_gallery(Path(run))
-
-
-def replace_folder(partial: Path, final: Path) -> None:
-    """Swap a finished ``partial`` folder in for ``final`` (removing the old one)."""
-    if final.exists():
-        shutil.rmtree(final)
-    partial.rename(final)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,9 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -31,12 +34,34 @@ from jobs.unit_selection import (
     evaluation_rankings,
     rank_units,
 )
-from jobs.visualize import replace_folder, timed
 from models.checkpoint import load_trained_stack
 from models.rbm import default_device
 from models.stimulus import StimulusConfig
 from models.units import layer_shape, unit_position
 from pipeline.reader import FrameReader, list_shards, read_frames
+
+
+@dataclass(frozen=True)
+class Options:
+    """What to render (``catneuron visualize``'s flags): ``top_k`` frames per unit; above stage 0,
+    the ``selective`` most selective units plus ``units`` drawn at random; optimal stimuli with
+    ``starts`` random starts and ``steps`` ascent steps; ``actors`` top-k actors (0: one per Ray
+    CPU); ``sample_frames`` frames for the activation variance; ``seed`` for every draw."""
+
+    top_k: int = 9
+    units: int = 16
+    selective: int = 8
+    starts: int = 2
+    steps: int = 30
+    actors: int = 0
+    sample_frames: int = 512
+    seed: int = 0
+    quiet: bool = False
+
+    @classmethod
+    def from_args(cls, args) -> Options:
+        """The options from parsed command-line arguments of the same names."""
+        return cls(**{f.name: getattr(args, f.name) for f in fields(cls)})
 
 
 class Visualization:
@@ -45,8 +70,8 @@ class Visualization:
     Raises ValueError (a usage error) when the dataset's frames do not fit the model.
     """
 
-    def __init__(self, run: Path, root: Path, args) -> None:
-        self.run, self.root, self.args = run, root, args
+    def __init__(self, run: Path, root: Path, options: Options) -> None:
+        self.run, self.root, self.options = run, root, options
         self.stack, n_trained = load_trained_stack(run / "model.pt", device=default_device())
         self.shards = list_shards(root)
         cfg = self.stack.config
@@ -56,9 +81,9 @@ class Visualization:
                              f"{(cfg.channels, cfg.input_size, cfg.input_size)}; pass --data "
                              "with the dataset the run was trained on")
         self.stages = list(range(max(1, n_trained)))
-        self.stimulus = StimulusConfig(n_starts=args.starts, n_steps=args.steps)
+        self.stimulus = StimulusConfig(n_starts=options.starts, n_steps=options.steps)
         self.timings: dict[str, float] = {}
-        self.quiet = args.quiet or not sys.stderr.isatty()
+        self.quiet = options.quiet or not sys.stderr.isatty()
 
     def bar(self, total: int, desc: str) -> tqdm:
         """A progress bar on stderr (silent with --quiet or off a terminal)."""
@@ -93,16 +118,16 @@ class Visualization:
     def select(self) -> dict[int, tuple[list[int], list[int], dict[int, dict]]]:
         """stage -> (most selective, listed units, per-unit selectivity fields)."""
         rankings = evaluation_rankings(self.run)
-        rng = np.random.default_rng(self.args.seed)
+        rng = np.random.default_rng(self.options.seed)
         order = rng.permutation(len(self.shards))
         sample = read_frames(self.root, shards=[self.shards[i] for i in order],
-                             limit=self.args.sample_frames)
+                             limit=self.options.sample_frames)
         variances = activation_variance(self.stack, sample, self.stages[-1])
         out = {}
         for s in self.stages:
             ranking = rankings.get(s, [])
             ranked = rank_units(ranking, variances[s])
-            selective, listed = choose_units(ranked, self.args.selective, self.args.units,
+            selective, listed = choose_units(ranked, self.options.selective, self.options.units,
                                              s == 0, rng)
             by_index = {int(r["index"]): r for r in ranking}
             info = {i: {"selectivity": selectivity(by_index.get(i)),
@@ -118,12 +143,12 @@ class Visualization:
 
         started = not ray.is_initialized()
         ensure_ray()
-        n_actors = self.args.actors or int(ray.cluster_resources().get("CPU", 1))
+        n_actors = self.options.actors or int(ray.cluster_resources().get("CPU", 1))
         n_frames = FrameReader(self.root, batch_size=1, shards=self.shards).num_rows()
         try:
             with self.bar(n_frames, "top-k frames") as bar:
                 return scan_with_actors(str(self.run / "model.pt"), self.shards, units,
-                                        self.args.top_k, n_actors=n_actors,
+                                        self.options.top_k, n_actors=n_actors,
                                         progress=bar.update)
         finally:
             if started:
@@ -138,7 +163,7 @@ class Visualization:
         with timed(self.timings, "top frames"):
             tops = write_top_frames(stack, s, listed, top.values, top.ids, frames, out)
         with timed(self.timings, "optimal stimulus"), self.bar(len(listed), f"stimuli {s}") as b:
-            g = torch.Generator(device=stack.device).manual_seed(self.args.seed + s)
+            g = torch.Generator(device=stack.device).manual_seed(self.options.seed + s)
             stimuli = write_stimuli(stack, s, listed, self.stimulus, out, generator=g,
                                     progress=b.update)
         with timed(self.timings, "invariance"):
@@ -156,6 +181,21 @@ class Visualization:
                           "optimal_stimulus": stimuli[i], "invariance": invariance.get(i)})
         return {"schema": 1, "stage": s, "layer": LAYER, "shape": list(shape),
                 "mosaic_png": f"stage{s}/mosaic.png", "units": units}
+
+
+@contextmanager
+def timed(timings: dict[str, float], name: str):
+    """Add the block's wall time to ``timings[name]``."""
+    t0 = time.perf_counter()
+    yield
+    timings[name] = timings.get(name, 0.0) + time.perf_counter() - t0
+
+
+def replace_folder(partial: Path, final: Path) -> None:
+    """Swap a finished ``partial`` folder in for ``final`` (removing the old one)."""
+    if final.exists():
+        shutil.rmtree(final)
+    partial.rename(final)
 
 
 def selectivity(entry: dict | None) -> dict | None:
