@@ -113,7 +113,7 @@ def write_top_frames(stack: RBMStack, stage: int, units: list[int], values: torc
 
 
 def write_stimuli(stack: RBMStack, stage: int, units: list[int], config: StimulusConfig,
-                  out: Path, *, generator: torch.Generator, chunk: int = 32,
+                  out: Path, *, generator: torch.Generator, chunk: int = 64,
                   progress: Callable[[int], None] = lambda n: None) -> dict[int, dict]:
     """``stage{k}/unit{i}_optimal.png``: the unit-norm input maximising the unit, cropped to
     its field; searched ``chunk`` units at a time."""

@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--selective", type=int, default=8,
                    help="most selective units per stage (listed, with invariance curves)")
     p.add_argument("--starts", type=int, default=2, help="optimal stimulus: random starts")
-    p.add_argument("--steps", type=int, default=30, help="optimal stimulus: ascent steps")
+    p.add_argument("--steps", type=int, default=20, help="optimal stimulus: ascent steps")
     p.add_argument("--actors", type=int, default=0, help="top-k actors (0: one per Ray CPU)")
     p.add_argument("--sample-frames", type=int, default=512,
                    help="frames for the activation variance when there is no evaluation.json")

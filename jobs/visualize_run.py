@@ -52,7 +52,7 @@ class Options:
     units: int = 16
     selective: int = 8
     starts: int = 2
-    steps: int = 30
+    steps: int = 20
     actors: int = 0
     sample_frames: int = 512
     seed: int = 0

@@ -42,9 +42,11 @@ class StimulusConfig:
 
 
 def normalise(x: Tensor, n_dims: int) -> Tensor:
-    """x / ||x||_2 over the last ``n_dims`` dimensions."""
+    """x / ||x||_2 over the last ``n_dims`` dimensions (0 where x is 0). No floor on the norm:
+    gradients of saturated sigmoids are tiny but still point the right way."""
     dims = tuple(range(-n_dims, 0))
-    return x / x.square().sum(dims, keepdim=True).sqrt().clamp_min(1e-12)
+    norm = x.square().sum(dims, keepdim=True).sqrt()
+    return torch.where(norm > 0, x / torch.where(norm > 0, norm, 1.0), 0.0)
 
 
 def _ascent_step(x: Tensor, g: Tensor, eta: float, n_dims: int) -> Tensor:
