@@ -74,21 +74,18 @@ def write_weights(stack: RBMStack, stage: int, units: list[int], out: Path) -> d
 
 
 def mosaic(stack: RBMStack, stage: int, units: list[int], tiles: dict[int, np.ndarray]):
-    """Stage 0: each map's units on their (y, x) grid (centre field of each pool window), maps
-    side by side; above: the listed units' projections in index order."""
+    """Stage 0 (all units listed): each map's units on their (y, x) grid, showing the centre
+    field of each pool window, maps side by side; above: the listed units' projections."""
     if stage != 0:
         return upscale(tile_grid([tiles[i] for i in units], min(8, len(units))), 256)
     C, H, W = layer_shape(stack.config, 0, LAYER)
-    by_map: dict[int, list[np.ndarray]] = {}
-    for i in sorted(units):
+    centre = {}
+    for i in units:
         f = pooled_fields(stack, *unit_position((C, H, W), i))  # (q, q, C, r, r)
-        c = f.shape[0] // 2
-        by_map.setdefault(i // (H * W), []).append(signed_image(f[c, c].numpy()))
-    maps = [tile_grid(t, W) if len(t) == H * W else tile_grid(t, min(W, len(t)))
-            for t in by_map.values()]
-    if len({m.shape for m in maps}) > 1:  # a partial map: lay its tiles out alone
-        maps = [m for m in maps if m.shape == maps[0].shape]
-    return upscale(tile_grid(maps, min(4, len(maps)), gap=4), 256)
+        centre[i] = signed_image(f[f.shape[0] // 2, f.shape[0] // 2].numpy())
+    maps = [tile_grid([centre[i] for i in sorted(units) if i // (H * W) == m], W)
+            for m in range(C)]
+    return upscale(tile_grid(maps, min(4, C), gap=4), 256)
 
 
 def write_top_frames(stack: RBMStack, stage: int, units: list[int], values: torch.Tensor,
