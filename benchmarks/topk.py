@@ -6,7 +6,9 @@ here, an upper bound on its work), same model, same shards, same batch size:
 - ``single_1thread``: :func:`cluster.topk.scan_in_process` with one torch/numba thread;
 - ``single_all_threads``: the same with torch's and numba's default thread counts;
 - ``actors``: :func:`cluster.topk.scan_with_actors`, one single-threaded actor per Ray CPU
-  (wall clock includes starting the actors and loading the model in each).
+  (wall clock includes starting the actors and loading the model in each);
+- ``actors_scan_only``: the same actors' scan alone, once started
+  (:func:`cluster.topk.start_scanners`, timed apart as ``actors_start``).
 
 Each contender runs ``--cycles`` times, alternating; the figures are frames over total seconds.
 The results of all contenders are checked to be identical. The machine's load average is stored
@@ -28,7 +30,7 @@ from pathlib import Path
 import numba
 import torch
 
-from cluster.topk import scan_in_process, scan_with_actors
+from cluster.topk import scan_in_process, scan_shards, scan_with_actors, start_scanners
 from jobs.visualize import dataset_root
 from models.checkpoint import load_trained_stack
 from models.units import layer_shape
@@ -79,20 +81,32 @@ def main() -> None:
         return scan_in_process(model, shards, units, k, batch_size=bs,
                                n_threads=n or default_threads[0])
 
+    def started():
+        t0 = time.perf_counter()
+        actors = start_scanners(model, units, k, n_actors=n_actors, batch_size=bs)
+        seconds["actors_start"].append(round(time.perf_counter() - t0, 3))
+        return actors
+
     contenders = {"single_1thread": lambda: single(1),
                   "single_all_threads": lambda: single(0),
                   "actors": lambda: scan_with_actors(model, shards, units, k,
                                                      n_actors=n_actors, batch_size=bs)}
-    seconds = {name: [] for name in contenders}
+    seconds = {name: [] for name in [*contenders, "actors_scan_only", "actors_start"]}
     results = {}
     for cycle in range(args.cycles):
         names = list(contenders) if cycle % 2 == 0 else list(reversed(contenders))
         for name in names:
             s, results[name] = timed(contenders[name])
             seconds[name].append(round(s, 3))
+        actors = started()
+        s, results["actors_scan_only"] = timed(lambda a=actors: scan_shards(a, shards, k))
+        seconds["actors_scan_only"].append(round(s, 3))
+        for a in actors:
+            ray.kill(a)
     ref = results["single_1thread"]
     identical = all(torch.equal(r[s].ids, ref[s].ids) for r in results.values() for s in ref)
-    fps = {n: round(args.cycles * n_frames / sum(v), 1) for n, v in seconds.items()}
+    fps = {n: round(args.cycles * n_frames / sum(v), 1) for n, v in seconds.items()
+           if n != "actors_start"}
     doc = {"command": "python benchmarks/topk.py " + " ".join(
                f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None),
            "frames": n_frames, "shards": len(shards), "units": {s: len(u) for s, u in
@@ -102,6 +116,8 @@ def main() -> None:
            "frames_per_s": fps,
            "actors_vs_single_1thread": round(fps["actors"] / fps["single_1thread"], 3),
            "actors_vs_single_all_threads": round(fps["actors"] / fps["single_all_threads"], 3),
+           "actors_scan_only_vs_single_1thread": round(
+               fps["actors_scan_only"] / fps["single_1thread"], 3),
            "identical_results": identical, "load_average_1_5_15": os.getloadavg()}
     ray.shutdown()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -77,30 +77,46 @@ def merge(results: list[dict[int, tuple[np.ndarray, np.ndarray]]],
     return merged
 
 
+def start_scanners(model_path: str, units: Units, k: int, *, n_actors: int,
+                   batch_size: int = 256) -> list:
+    """``n_actors`` scanner actors (one CPU and one thread each: ``cluster.ps.ONE_THREAD_ENV``),
+    returned once each has loaded the model. Ray must be initialised."""
+    import ray
+
+    actor_cls = ray.remote(num_cpus=1, runtime_env=ONE_THREAD_ENV)(TopKScanner)
+    actors = [actor_cls.remote(model_path, units, k, batch_size) for _ in range(n_actors)]
+    ray.get([a.result.remote() for a in actors])  # the constructors have run
+    return actors
+
+
+def scan_shards(actors: list, shards: list[str], k: int,
+                progress: Callable[[int], None] | None = None) -> dict[int, RunningTopK]:
+    """Each actor scans its round-robin part of ``shards``; the merged top-k per unit.
+    ``progress`` is called with each finished shard's frame count (e.g. a tqdm's ``update``)."""
+    import ray
+
+    index = {p: i for i, p in enumerate(shards)}
+    pending = [a.scan.remote(index[p], p) for w, a in enumerate(actors)
+               for p in shards_for_worker(shards, w, len(actors))]
+    while pending:
+        done, pending = ray.wait(pending, num_returns=1)
+        n = ray.get(done[0])
+        if progress is not None:
+            progress(n)
+    return merge(ray.get([a.result.remote() for a in actors]), k)
+
+
 def scan_with_actors(model_path: str, shards: list[str], units: Units, k: int, *,
                      n_actors: int, batch_size: int = 256,
                      progress: Callable[[int], None] | None = None) -> dict[int, RunningTopK]:
-    """Top-k per unit over ``shards`` by ``n_actors`` Ray actors (one CPU and one thread each:
-    ``cluster.ps.ONE_THREAD_ENV``) in parallel.
-
-    ``progress`` is called with each finished shard's frame count (e.g. a tqdm's ``update``).
-    Ray must be initialised.
-    """
+    """Top-k per unit over ``shards`` by ``n_actors`` Ray actors in parallel (at most one per
+    shard), stopped at the end."""
     import ray
 
-    n_actors = max(1, min(n_actors, len(shards)))
-    actor_cls = ray.remote(num_cpus=1, runtime_env=ONE_THREAD_ENV)(TopKScanner)
-    actors = [actor_cls.remote(model_path, units, k, batch_size) for _ in range(n_actors)]
-    index = {p: i for i, p in enumerate(shards)}
-    pending = [a.scan.remote(index[p], p) for w, a in enumerate(actors)
-               for p in shards_for_worker(shards, w, n_actors)]
+    actors = start_scanners(model_path, units, k, n_actors=max(1, min(n_actors, len(shards))),
+                            batch_size=batch_size)
     try:
-        while pending:
-            done, pending = ray.wait(pending, num_returns=1)
-            n = ray.get(done[0])
-            if progress is not None:
-                progress(n)
-        return merge(ray.get([a.result.remote() for a in actors]), k)
+        return scan_shards(actors, shards, k, progress)
     finally:
         for a in actors:
             ray.kill(a)
