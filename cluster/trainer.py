@@ -21,7 +21,8 @@ others. A dead worker is restarted by Ray (``max_restarts``) and replays its chu
 reported data position with the same push sequence numbers (what already landed is rejected,
 so no update is applied twice). A dead shard is restarted by Ray and restores its last checkpoint.
 
-Run folder layout::
+Run folder layout (a local path or a URI such as ``s3://bucket/runs/x``: every node writes
+and reads it through :mod:`pipeline.storage`, so a cluster needs no shared disk)::
 
     RUN/config.toml            resolved config
     RUN/metrics.jsonl          metrics, one record per line   RUN/tensorboard/  event files
@@ -33,10 +34,8 @@ Run folder layout::
 from __future__ import annotations
 
 import collections
-import os
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -45,10 +44,16 @@ import torch
 from cluster.metrics import RunLogger
 from cluster.ps import OutOfStep, ParameterShard, latest_checkpoint, shard_actor_class
 from cluster.sharding import ShardLayout, to_numpy
+from cluster.state_io import read_state, write_state
 from cluster.worker import split_holdout, worker_actor_class
 from models.stack import RBMStack
-from models.state_file import load_state, save_state
+from pipeline import storage
 from pipeline.reader import read_frames, shards_for_worker
+
+SPREAD = "SPREAD"
+"""Ray's scheduling strategy for shards and workers: spread over the cluster's nodes (round
+robin), so a parameter server's traffic and the replicas' compute use every node's network and
+cores, and a dead node takes only its share of the actors with it. One machine: no effect."""
 
 
 def init_ray(num_cpus: float = 0.0) -> None:
@@ -109,7 +114,7 @@ class Trainer:
         self.config = config
         self.config_text = config_text
         self.resume = resume
-        self.run_dir = Path(config.train.run_dir)
+        self.run_dir = str(config.train.run_dir)
         self.echo = echo
         self.log: RunLogger | None = None
         self._killed_worker = False
@@ -122,13 +127,12 @@ class Trainer:
 
         cfg = self.config
         check_data(cfg)
-        if not self.resume and ((self.run_dir / "model.pt").exists()
-                                or list(self.run_dir.glob("checkpoints/stage*/LATEST"))):
+        if not self.resume and self._holds_a_run():
             raise FileExistsError(f"{self.run_dir} already holds a run: pass --resume to "
                                   f"continue it, or choose a new --run-dir")
         init_ray(cfg.sim.num_cpus)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "config.toml").write_text(self.config_text)
+        storage.makedirs(self.run_dir)
+        storage.write_text(storage.join(self.run_dir, "config.toml"), self.config_text)
         self.log = RunLogger(self.run_dir, echo=self.echo)
         summary: dict[str, Any] = {"run_dir": str(self.run_dir), "stages": []}
         try:
@@ -136,9 +140,9 @@ class Trainer:
                              generator=torch.Generator().manual_seed(cfg.train.seed),
                              device="cpu")
             first = 0
-            model_path = self.run_dir / "model.pt"
-            if self.resume and model_path.is_file():
-                saved = load_state(model_path)
+            model_path = storage.join(self.run_dir, "model.pt")
+            if self.resume and storage.exists(model_path):
+                saved = read_state(model_path)
                 stack.load_state_dict(saved["state"])
                 first = int(saved["stages_trained"])
                 self.log.event(f"resume: stages 0..{first - 1} already trained ({model_path})")
@@ -152,15 +156,21 @@ class Trainer:
                 stats = self._train_stage(stage, stack, holdout_ref)
                 summary["stages"].append(stats)
                 # RBMStack.save's format (RBMStack.load(path) reads it) plus the job's own fields
-                torch.save({"config": stack.config.to_dict(), "state": stack.state_dict(),
-                            "stages_trained": stage + 1, "job_config": self.config_text},
-                           f"{model_path}.tmp")
-                os.replace(f"{model_path}.tmp", model_path)
+                write_state(model_path, {"config": stack.config.to_dict(),
+                                         "state": stack.state_dict(), "stages_trained": stage + 1,
+                                         "job_config": self.config_text})
                 self.log.event(f"stage {stage} done: {stats}")
-            summary["model"] = str(model_path)
+            summary["model"] = model_path
         finally:
             self.log.close()
         return summary
+
+    def _holds_a_run(self) -> bool:
+        """Whether the run folder already has a model or a stage checkpoint."""
+        checkpoints = storage.join(self.run_dir, "checkpoints")
+        return storage.exists(storage.join(self.run_dir, "model.pt")) or any(
+            storage.exists(storage.join(checkpoints, f"stage{k}", "LATEST"))
+            for k in range(self.config.n_stages))
 
     # ------------------------------------------------------------------ one stage
     def _train_stage(self, stage: int, stack: RBMStack, holdout_ref) -> dict:
@@ -171,13 +181,13 @@ class Trainer:
         cfg, tc = self.config, self.config.train
         rbm = stack.rbms[stage]
         layout = ShardLayout.plan({k: v.shape for k, v in rbm.params.items()}, tc.n_ps_shards)
-        stage_dir = self.run_dir / "checkpoints" / f"stage{stage}"
-        stage_dir.mkdir(parents=True, exist_ok=True)
+        stage_dir = storage.join(self.run_dir, "checkpoints", f"stage{stage}")
+        storage.makedirs(stage_dir)
         ckpt = latest_checkpoint(stage_dir) if self.resume else None
         if ckpt is None and latest_checkpoint(stage_dir) is not None:
             raise FileExistsError(f"{stage_dir} already holds checkpoints: pass --resume to "
                                   f"continue that run, or choose a new --run-dir")
-        meta = load_state(ckpt / "meta.pt") if ckpt else None
+        meta = read_state(storage.join(ckpt, "meta.pt")) if ckpt else None
         if meta is not None and meta["layout"]["n_shards"] != tc.n_ps_shards:
             raise ValueError(f"checkpoint {ckpt} has {meta['layout']['n_shards']} shards; resume "
                              f"with --train.n_ps_shards={meta['layout']['n_shards']}")
@@ -191,9 +201,9 @@ class Trainer:
         shard_cls = shard_actor_class()
         full = to_numpy(rbm.params)
         shards = [
-            shard_cls.options(name=None).remote(
+            shard_cls.options(name=None, scheduling_strategy=SPREAD).remote(
                 j, layout.to_dict(), rbm.update_config, tuple(rbm.decay_names),
-                layout.split(full, j), str(stage_dir),
+                layout.split(full, j), stage_dir,
                 deltas=tc.shards_add_deltas)
             for j in range(tc.n_ps_shards)
         ]
@@ -205,7 +215,7 @@ class Trainer:
         workers = []
         for k in range(tc.n_workers):
             slow = cfg.sim.slow_worker_delay_s if cfg.sim.slow_worker == k else 0.0
-            workers.append(worker_cls.options(num_cpus=cpus).remote(
+            workers.append(worker_cls.options(num_cpus=cpus, scheduling_strategy=SPREAD).remote(
                 k, tc.n_workers, data=cfg.data, model=cfg.model, update=cfg.update, stage=stage,
                 layout=layout.to_dict(), shards=shards if tc.mode == "async" else (),
                 stack_state=stack_state_ref, holdout=holdout_ref, seed=tc.seed,
@@ -241,23 +251,22 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
     def _checkpoint(self, ctx: _StageContext, step: int, *, positions, seqs, wsteps,
-                    local_states=None) -> Path:
+                    local_states=None) -> str:
         """Every shard writes its own file, then meta.pt, then LATEST is switched (atomic)."""
 
-        folder = ctx.stage_dir / f"step{step:08d}"
-        folder.mkdir(parents=True, exist_ok=True)
-        _get_when_alive(lambda: [s.save.remote(str(folder / f"shard{j}.pt"))
+        folder = storage.join(ctx.stage_dir, f"step{step:08d}")
+        storage.makedirs(folder)
+        _get_when_alive(lambda: [s.save.remote(storage.join(folder, f"shard{j}.pt"))
                                  for j, s in enumerate(ctx.shards)])
         meta = {"stage": ctx.stage, "step": step, "config": self.config_text,
                 "layout": ctx.layout.to_dict(), "positions": [list(p) for p in positions],
                 "seqs": list(seqs), "worker_steps": list(wsteps),
                 "local_states": local_states or [None] * len(positions), "time": time.time()}
-        save_state(meta, folder / "meta.pt")  # numpy arrays stored as tensors
-        tmp = ctx.stage_dir / "LATEST.tmp"
-        tmp.write_text(folder.name)
-        os.replace(tmp, ctx.stage_dir / "LATEST")
+        write_state(storage.join(folder, "meta.pt"), meta)  # numpy arrays stored as tensors
+        storage.write_text(storage.join(ctx.stage_dir, "LATEST"), f"step{step:08d}")
         ctx.last_checkpoint = meta
         self.log.event(f"stage {ctx.stage}: checkpoint {folder}")
+        self.log.sync()
         return folder
 
     def _due(self, before: int, after: int) -> bool:
@@ -347,7 +356,7 @@ class Trainer:
         import ray
 
         meta = ctx.last_checkpoint
-        folder = ctx.stage_dir / f"step{meta['step']:08d}"
+        folder = storage.join(ctx.stage_dir, f"step{meta['step']:08d}")
         for _ in range(120):  # Ray restarts dead actors; wait until all answer
             try:
                 ray.get([a.ping.remote() for a in ctx.workers] +
@@ -355,7 +364,8 @@ class Trainer:
                 break
             except ray.exceptions.RayActorError:
                 time.sleep(0.5)
-        ray.get([s.load.remote(str(folder / f"shard{j}.pt")) for j, s in enumerate(ctx.shards)])
+        ray.get([s.load.remote(storage.join(folder, f"shard{j}.pt"))
+                 for j, s in enumerate(ctx.shards)])
         ray.get([w.restore.remote(tuple(meta["positions"][k]), meta["local_states"][k],
                                   int(meta["step"])) for k, w in enumerate(ctx.workers)])
         self.log.event(f"stage {ctx.stage}: actor failure; every shard and worker restored from "

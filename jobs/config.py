@@ -21,7 +21,6 @@ import types
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, is_dataclass
-from pathlib import Path
 from typing import Any, Literal, Union
 
 if sys.version_info >= (3, 11):
@@ -253,11 +252,13 @@ def load(path: str | os.PathLike | None, overrides: Sequence[str] = ()) -> JobCo
     """
     data: dict[str, Any] = {}
     if path is not None:
-        p = Path(path)
-        if not p.is_file():
+        from pipeline import storage  # a path or URI (a run folder's config.toml in S3)
+
+        p = str(path)
+        if not storage.exists(p):
             raise FileNotFoundError(f"config file {p} not found (see configs/demo.toml)")
         try:
-            data = tomllib.loads(p.read_text())
+            data = tomllib.loads(storage.read_text(p))
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{p}: not valid TOML: {exc}") from exc
     data = _merge(to_dict(JobConfig()), data)  # file over defaults (tables merged, lists replaced)
