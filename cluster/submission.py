@@ -21,6 +21,7 @@ import json
 import os
 import re
 import shlex
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -118,18 +119,25 @@ def project_root() -> Path:
     return root
 
 
-def runtime_requirements(distribution: str = "catneuron") -> list[str]:
-    """The distribution's runtime requirements (no extras), as pip specifiers; ``ray`` left out
-    (the cluster's own Ray must not be replaced)."""
-    out = []
-    for req in metadata.requires(distribution) or []:
-        spec, _, marker = req.partition(";")
-        if "extra ==" in marker:
-            continue
-        name = re.split(r"[\s\[<>=!~;]", spec.strip(), maxsplit=1)[0].lower()
-        if name == "ray":
-            continue
-        out.append(req.strip())
+def runtime_requirements(root: Path | None = None) -> list[str]:
+    """The project's runtime requirements (``[project].dependencies`` of the ``pyproject.toml``
+    shipped as the working_dir; the installed distribution's metadata when there is none), as
+    pip specifiers, each once; ``ray`` left out (the cluster's own Ray must not be replaced)."""
+    pyproject = (root or Path(__file__).resolve().parents[1]) / "pyproject.toml"
+    if pyproject.is_file():
+        if sys.version_info >= (3, 11):
+            import tomllib
+        else:
+            import tomli as tomllib
+        declared = tomllib.loads(pyproject.read_text())["project"]["dependencies"]
+    else:
+        declared = [r for r in metadata.requires("catneuron") or []
+                    if "extra ==" not in r.partition(";")[2]]
+    out: list[str] = []
+    for req in declared:
+        name = re.split(r"[\s\[<>=!~;]", req.strip(), maxsplit=1)[0].lower()
+        if name != "ray" and req.strip() not in out:
+            out.append(req.strip())
     return out
 
 
