@@ -67,10 +67,14 @@ def invariance_curves(
     sweeps = {"scale": [(s, {"scale": s}) for s in scales],
               "rotation": [(d, {"degrees": d}) for d in degrees],
               "translation": [(p, {"shift": p}) for p in shifts]}
-    curves: dict[str, list[list[float]]] = {}
+    moved, where = [], []
     for name, points in sweeps.items():
-        curves[name] = []
         for value, kwargs in points:
-            moved = transform_frames(frames, affine_about(centre, (H, W), **kwargs))
-            curves[name].append([float(value), float(respond(moved).mean())])
+            moved.append(transform_frames(frames, affine_about(centre, (H, W), **kwargs)))
+            where.append((name, float(value)))
+    n = frames.shape[0]
+    response = respond(torch.cat(moved)).view(len(moved), n).mean(1)  # one batch for all
+    curves: dict[str, list[list[float]]] = {name: [] for name in sweeps}
+    for (name, value), r in zip(where, response.tolist(), strict=True):
+        curves[name].append([value, float(r)])
     return curves
