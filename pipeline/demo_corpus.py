@@ -2,8 +2,11 @@
 
 Each video pans and zooms across one of scikit-image's photographs (``skimage.data``) while
 faces 0-49 of its bundled LFW subset (``skimage.data.lfw_subset()``: 200 grey 25x25 crops,
-0-99 faces, 100-199 non-faces) move through about a third of the frames, at varied positions and
-scales, from small to filling most of the frame. This is the "cat neuron" set-up of Le et al.
+0-99 faces, 100-199 non-faces) drift through half of the frames, near the middle and about as
+tall as the frame (:class:`FaceLayout`; the face-neuron search of issue 14 chose this layout so
+that a top-stage unit that sees the whole frame sees whole faces; the earlier layout, a third of
+the frames with faces 15-90 % of the frame height anywhere, is
+``FaceLayout(1 / 3, (0.15, 0.9), (0.1, 0.9))``). This is the "cat neuron" set-up of Le et al.
 (ICML 2012) in miniature: unlabelled frames in which faces are common but not everywhere.
 
 What the videos never show is the probe set (:func:`probe_set`): LFW-subset faces 50-99 against
@@ -50,9 +53,9 @@ class FaceLayout:
         that ingest crops (0.5 = the middle).
     """
 
-    fraction: float = 1 / 3
-    scale: tuple[float, float] = (0.15, 0.9)
-    centre: tuple[float, float] = (0.1, 0.9)
+    fraction: float = 0.5
+    scale: tuple[float, float] = (0.85, 1.1)
+    centre: tuple[float, float] = (0.45, 0.55)
 
 
 #: Share of the frames that show a face in the default layout.
