@@ -142,7 +142,10 @@ def main(argv: list[str] | None = None) -> int:
     s = merge(merge(BASE, PRESETS[a.preset]), json.loads(a.set))
     torch.set_num_threads(int(os.environ.get("FACE_THREADS", "2")))
     rec = run(s, a.data, a.seed)
-    rec["preset"], rec["overrides"] = a.preset, json.loads(a.set)
+    rec["preset"], rec["overrides"], rec["data"] = a.preset, json.loads(a.set), a.data
+    corpus = Path(a.data) / "_videos" / "demo_corpus.json"
+    if corpus.is_file():
+        rec["corpus"] = json.loads(corpus.read_text()).get("args")
     OUT.mkdir(parents=True, exist_ok=True)
     name = a.name or f"{a.preset}_seed{a.seed}"
     (OUT / f"{name}.json").write_text(json.dumps(rec, indent=1))
