@@ -1,4 +1,4 @@
-"""The embedded demo corpus: deterministic, faces in about a third of frames, probe held out."""
+"""The embedded demo corpus: deterministic, faces as its FaceLayout says, probe held out."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ def _digest(paths):
     return [hashlib.sha256(p.read_bytes()).hexdigest() for p in paths]
 
 
-def test_deterministic_real_videos_with_faces_a_third_of_the_time(tmp_path):
+def test_deterministic_real_videos_with_faces_as_the_layout_says(tmp_path):
     a = dc.write_demo_videos(tmp_path / "a", seed=1, n_videos=3, n_frames=60, size=48)
     b = dc.write_demo_videos(tmp_path / "b", seed=1, n_videos=3, n_frames=60, size=48)
     c = dc.write_demo_videos(tmp_path / "c", seed=2, n_videos=3, n_frames=60, size=48)
@@ -26,12 +26,15 @@ def test_deterministic_real_videos_with_faces_a_third_of_the_time(tmp_path):
     meta = json.loads((tmp_path / "a" / dc.CORPUS_JSON).read_text())
     used_photos = {v["photo"] for v in meta["videos"]}
     assert used_photos <= set(dc.TRAIN_PHOTOS) and not used_photos & set(dc.HELD_OUT_PHOTOS)
+    layout = dc.FaceLayout()
     for v in meta["videos"]:
         n_face = sum(s["stop"] - s["start"] for s in v["faces"])
-        assert abs(n_face / 60 - 1 / 3) < 0.05
+        assert abs(n_face / 60 - layout.fraction) < 0.05
         assert all(s["face"] in dc.VIDEO_FACES for s in v["faces"])
         scales = [x for s in v["faces"] for x in s["scale"]]
-        assert min(scales) >= 0.15 and max(scales) <= 0.9
+        assert min(scales) >= layout.scale[0] and max(scales) <= layout.scale[1]
+        centres = [x for s in v["faces"] for x in (*s["xy0"], *s["xy1"])]
+        assert min(centres) >= layout.centre[0] and max(centres) <= layout.centre[1]
     # frames without a face are the pan/zoom of the photo (up to codec error); face frames differ
     v = meta["videos"][0]
     photo = dc._photo(v["photo"])

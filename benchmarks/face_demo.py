@@ -1,0 +1,71 @@
+"""Confirm a face-neuron setting through the project's own path, one run per training seed.
+
+For each seed: ``catneuron train --config CONFIG`` (parameter-server workers on a local Ray
+cluster) into ``OUT/seed<k>``, timed, then ``catneuron evaluate`` on the run. Writes one JSON
+per seed to ``benchmarks/results/face_demo/`` with the best top-stage unit, every baseline, the
+training wall time and the machine's load average (the machine may be shared).
+
+    python benchmarks/face_demo.py --config benchmarks/configs/face_demo.toml \
+        --data /tmp/face/data --out /tmp/face/runs/demo --seeds 0 1 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "face_demo"
+
+
+def one_seed(config: str, data: str, out: Path, seed: int, extra: list[str]) -> dict:
+    """Train and evaluate one seed; returns its record."""
+    run = out / f"seed{seed}"
+    load_before = os.getloadavg()
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "jobs.train", "--config", config,
+                    f'--data.path="{data}"', f"--train.seed={seed}",
+                    f'--train.run_dir="{run}"', "--quiet", *extra], check=True, cwd=ROOT,
+                   stdout=subprocess.DEVNULL)
+    train_s = time.perf_counter() - t0
+    load_after = os.getloadavg()
+    subprocess.run([sys.executable, "-m", "jobs.evaluate", "--run", str(run), "--quiet"],
+                   check=True, cwd=ROOT)
+    ev = json.loads((run / "evaluation.json").read_text())
+    best_base = max(ev["baselines"].items(), key=lambda kv: kv[1]["heldout_balanced_accuracy"])
+    return {"config": config, "config_text": Path(config).read_text(), "overrides": extra,
+            "seed": seed, "train_wall_s": round(train_s, 1), "loadavg_before": load_before,
+            "loadavg_after": load_after, "cpus": os.cpu_count(),
+            "best_neuron": ev["best_neuron"], "baselines": ev["baselines"],
+            "best_baseline": best_base[0],
+            "margin": round(ev["best_neuron"]["heldout_balanced_accuracy"]
+                            - best_base[1]["heldout_balanced_accuracy"], 4),
+            "linear_readout": ev["linear_readout"]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--config", required=True)
+    p.add_argument("--data", required=True, help="dataset from catneuron ingest --demo")
+    p.add_argument("--out", required=True, type=Path, help="folder for the runs")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--name", default="face_demo", help="result file prefix")
+    a, extra = p.parse_known_args(argv)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    for seed in a.seeds:
+        rec = one_seed(a.config, a.data, a.out, seed, extra)
+        (RESULTS / f"{a.name}_seed{seed}.json").write_text(json.dumps(rec, indent=1))
+        b = rec["best_neuron"]
+        print(f"seed {seed}: train {rec['train_wall_s']} s, top unit held-out BA "
+              f"{b['heldout_balanced_accuracy']:.3f} AUC {b['heldout_auc']:.3f}; best baseline "
+              f"{rec['best_baseline']} margin {rec['margin']:+.3f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,160 @@
+"""``catneuron evaluate``: is there a face neuron? Score every unit of a trained run on a probe.
+
+Examples::
+
+    catneuron evaluate --run runs/demo/train                     # built-in probe, class "faces"
+    catneuron evaluate --run runs/demo/train --probe probes/cats --positive cats
+
+Writes ``RUN/evaluation.json`` (the layout is fixed by the contract shared with ``catneuron
+visualize`` and the gallery) and prints the top stage's best unit against every baseline.
+Errors (no trained run, unreadable probe, unknown class) are one line with exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="catneuron evaluate",
+        description="Measure how well single units of a trained run detect a class: Le et "
+                    "al.'s 20-threshold protocol and a held-out protocol, against baselines.")
+    p.add_argument("--run", required=True, help="run folder written by catneuron train")
+    p.add_argument("--probe", help="folder with one subfolder of images per class "
+                                   "[default: the built-in faces/other probe]")
+    p.add_argument("--positive", help="class whose detector is sought [default: faces]")
+    p.add_argument("--filters", type=int, default=1000,
+                   help="linear filters drawn from training frames for that baseline [1000]")
+    p.add_argument("--splits", type=int, default=20, help="held-out random splits [20]")
+    p.add_argument("--seed", type=int, default=0, help="seeds the splits and the filters [0]")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+class UsageError(Exception):
+    """A one-line error for the user (exit status 2)."""
+
+
+def load_run(run: Path):
+    """(JobConfig, trained stack, stack with the run's initial weights) of a run folder."""
+    import torch
+
+    from jobs.config import ConfigError, load
+    from models.stack import RBMStack, StackConfig
+
+    model_path, config_path = run / "model.pt", run / "config.toml"
+    if not model_path.is_file() or not config_path.is_file():
+        raise UsageError(f"{run} is not a finished run (needs model.pt and config.toml): "
+                         "train one with 'catneuron train' first")
+    try:
+        cfg = load(config_path)
+    except (ConfigError, ValueError) as exc:
+        raise UsageError(f"{config_path}: {exc}") from None
+    blob = torch.load(model_path, map_location="cpu", weights_only=True)
+    stack = RBMStack(StackConfig.from_dict(blob["config"]), device="cpu")
+    stack.load_state_dict(blob["state"])
+    initial = RBMStack(stack.config, update=cfg.update, device="cpu",
+                       generator=torch.Generator().manual_seed(cfg.train.seed))
+    return cfg, stack, initial
+
+
+def load_probe(args, cfg):
+    """The probe through the dataset's own decode options (built-in when no --probe)."""
+    from pipeline.decode import DecodeConfig
+    from pipeline.probe import ProbeError, builtin_probe, load_probe_folder
+    from pipeline.shards import read_manifest
+
+    m = cfg.model
+    decode = DecodeConfig(size=m.input_size, grey=m.channels == 1)
+    try:
+        opts = read_manifest(cfg.data.path).get("options", {})
+        decode = DecodeConfig(size=m.input_size, grey=m.channels == 1,
+                              interpolation=opts.get("interpolation", "box_linear"))
+    except (OSError, ValueError):
+        pass  # dataset gone: the stack's geometry still fixes size and channels
+    if args.probe is None:
+        return builtin_probe(decode)
+    try:
+        return load_probe_folder(args.probe, decode)
+    except ProbeError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def training_frames(cfg, limit: int = 20000):
+    """Training frames for the linear-filter baseline, or None (with a note) if unreadable."""
+    from pipeline.reader import read_frames
+
+    try:
+        return read_frames(cfg.data.path, limit=limit)
+    except (OSError, ValueError) as exc:
+        print(f"note: no training frames ({exc}); the linear_filters baseline is skipped",
+              file=sys.stderr)
+        return None
+
+
+def table(result: dict) -> str:
+    """The top stage's best unit against every baseline, one line each."""
+    rows = [("top stage best unit", result["best_neuron"])]
+    rows += [(name, s) for name, s in result["baselines"].items()]
+    rows += [(f"stage {e['stage']} {e['layer']}", e["best"]) for e in result["stages"]]
+    head = f"{'units':24s} {'held-out BA':>14s} {'held-out AUC':>12s} {'BA (Le)':>8s} {'AUC':>6s}"
+    lines = [head, "-" * len(head)]
+    for name, s in rows:
+        ba = f"{s['heldout_balanced_accuracy']:.3f}±{s['heldout_balanced_accuracy_std']:.3f}"
+        lines.append(f"{name:24s} {ba:>14s} {s['heldout_auc']:12.3f} "
+                     f"{s['balanced_accuracy']:8.3f} {s['auc']:6.3f}")
+    r = result["linear_readout"]
+    lines.append("linear read-out (5-fold BA): "
+                 + ", ".join(f"{k} {v:.3f}" for k, v in r.items() if v is not None))
+    return "\n".join(lines)
+
+
+def evaluate(args) -> dict:
+    """Load, score, write ``RUN/evaluation.json``; returns the result."""
+    import torch
+    from tqdm import tqdm
+
+    from jobs.evaluation import report
+
+    run = Path(args.run)
+    cfg, stack, initial = load_run(run)
+    probe = load_probe(args, cfg)
+    positive = args.positive or "faces"
+    if positive not in probe.classes:
+        raise UsageError(f"class {positive!r} is not in the probe (classes: "
+                         f"{', '.join(probe.classes)}): pass --positive CLASS")
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    quiet = args.quiet or not sys.stderr.isatty()
+    result = report(stack, initial, probe, positive, training_frames(cfg),
+                    n_filters=args.filters,
+                    protocol={"n_splits": args.splits, "n_thresholds": 20, "seed": args.seed},
+                    progress=lambda it, **kw: tqdm(it, disable=quiet, **kw))
+    out = run / "evaluation.json"
+    tmp = out.with_name(".evaluation.json.tmp")
+    tmp.write_text(json.dumps(result, indent=1, allow_nan=False))
+    os.replace(tmp, out)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.filters < 1 or args.splits < 1:
+        print("catneuron evaluate: error: --filters and --splits must be >= 1", file=sys.stderr)
+        return 2
+    try:
+        result = evaluate(args)
+    except UsageError as exc:
+        print(f"catneuron evaluate: error: {exc}", file=sys.stderr)
+        return 2
+    print(table(result))
+    print(f"wrote {Path(args.run) / 'evaluation.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,42 @@
+"""Unlearned detectors a learned unit must beat: linear filters cut from training frames.
+
+A trained unit that scores well on a probe might only be doing what any template does. The
+baseline draws ``n_filters`` frames (or patches) of the training data, contrast-normalises them
+exactly as the stack's input (``RBMStack.preprocess``), removes each one's mean and scales it to
+unit norm, and uses ``f . preprocess(x)`` as a unit. With ``field`` equal to the frame side a
+filter is a whole frame: the size of the field of a top-stage unit that sees the whole frame
+(the unit the face-neuron search aims for, and what the probe's frame-filling faces need). A
+smaller ``field`` cuts a random ``field x field`` patch from each frame and applies it at the
+centre of the probe image.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def patch_filters(x: Tensor, n_filters: int, field: int, generator: torch.Generator) -> Tensor:
+    """(n_filters, C, field, field) zero-mean, unit-norm patches of the preprocessed frames
+    ``x (N, C, H, W)``: random frames (with replacement when N < n_filters), random positions."""
+    n, _, h, w = x.shape
+    if field > min(h, w):
+        raise ValueError(f"field={field} is larger than the frames ({h}x{w})")
+    frames = torch.randint(n, (n_filters,), generator=generator)
+    ys = torch.randint(h - field + 1, (n_filters,), generator=generator)
+    xs = torch.randint(w - field + 1, (n_filters,), generator=generator)
+    rows = torch.arange(field)
+    patches = x[frames[:, None, None], :, (ys[:, None] + rows)[:, :, None],
+                (xs[:, None] + rows)[:, None, :]]  # (F, field, field, C)
+    f = patches.permute(0, 3, 1, 2).reshape(n_filters, -1)
+    f = f - f.mean(1, keepdim=True)
+    f = f / f.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    return f.reshape(n_filters, x.shape[1], field, field)
+
+
+def filter_responses(x: Tensor, filters: Tensor) -> Tensor:
+    """(N, F) responses of filters ``(F, C, r, r)`` applied at the centre of ``x (N, C, H, W)``."""
+    r = filters.shape[-1]
+    top, left = (x.shape[2] - r) // 2, (x.shape[3] - r) // 2
+    centre = x[:, :, top:top + r, left:left + r].reshape(len(x), -1)
+    return centre @ filters.reshape(len(filters), -1).T

@@ -1,0 +1,114 @@
+"""``catneuron evaluate``: the contract's JSON, folder probes, one-line errors, end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from jobs.config import JobConfig, dumps, replace
+from jobs.evaluate import main
+from models.stack import RBMStack
+from tests.cluster.data import make_dataset
+
+SCORE = {"accuracy", "balanced_accuracy", "auc", "heldout_accuracy",
+         "heldout_balanced_accuracy", "heldout_balanced_accuracy_std", "heldout_auc", "polarity"}
+STAGES = "[{field=6, stride=2, n_maps=4, pool=2}, {field=2, stride=1, n_maps=3, pool=1}]"
+
+
+def _run_folder(tmp_path: Path) -> Path:
+    """A run folder as the trainer writes it (untrained weights: the layout is what matters)."""
+    data = make_dataset(tmp_path / "data", n_videos=2, frames_per_video=32, size=16,
+                        shard_rows=32)
+    cfg = replace(JobConfig(), data={"path": str(data)}, train={"seed": 3})
+    cfg = replace(cfg, model={"input_size": 16, "stages": [
+        {"field": 6, "stride": 2, "n_maps": 4, "pool": 2},
+        {"field": 2, "stride": 1, "n_maps": 3, "pool": 1}]})
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.toml").write_text(dumps(cfg))
+    stack = RBMStack(cfg.model, update=cfg.update, device="cpu",
+                     generator=torch.Generator().manual_seed(99))
+    torch.save({"config": stack.config.to_dict(), "state": stack.state_dict(),
+                "stages_trained": 2}, run / "model.pt")
+    return run
+
+
+def _check_contract(result: dict, classes: dict[str, int], n_stages: int) -> None:
+    assert result["schema"] == 1
+    assert result["probe"]["classes"] == classes
+    assert SCORE <= set(result["best_neuron"])
+    assert result["best_neuron"]["stage"] == n_stages - 1
+    assert result["best_neuron"]["layer"] in ("pooled", "hidden")
+    assert set(result["baselines"]) == {"always_negative", "best_pixel", "random_weights",
+                                        "linear_filters", "stage0"}
+    for s in result["baselines"].values():
+        assert SCORE <= set(s)
+    assert result["baselines"]["always_negative"]["heldout_balanced_accuracy"] == 0.5
+    keys = {(e["stage"], e["layer"]) for e in result["stages"]}
+    assert keys == {(k, la) for k in range(n_stages) for la in ("pooled", "hidden")}
+    for e in result["stages"]:
+        assert 0 < len(e["ranking"]) <= 50 and SCORE <= set(e["best"])
+        ba = [r["heldout_balanced_accuracy"] for r in e["ranking"]]
+        assert ba == sorted(ba, reverse=True)
+        key = f"{e['stage']}/{e['layer']}/{e['ranking'][0]['index']}"
+        counts = result["histograms"]["units"][key]
+        assert {c: sum(v) for c, v in counts.items()} == classes
+    assert set(result["per_class"]) == set(classes)
+    assert {"pixels", "stage0", f"stage{n_stages - 1}"} <= set(result["linear_readout"])
+
+
+def test_builtin_probe_writes_the_contract(tmp_path, capsys):
+    run = _run_folder(tmp_path)
+    assert main(["--run", str(run), "--filters", "50", "--splits", "3", "--quiet"]) == 0
+    result = json.loads((run / "evaluation.json").read_text())
+    _check_contract(result, {"faces": 50, "other": 200}, 2)
+    assert result["probe"]["source"] == "builtin" and result["probe"]["positive"] == "faces"
+    out = capsys.readouterr().out
+    assert "top stage best unit" in out and "linear_filters" in out
+
+
+def test_folder_probe_and_errors(tmp_path, capsys):
+    run = _run_folder(tmp_path)
+    probe = tmp_path / "probe"
+    rng = np.random.default_rng(0)
+    for name, n in (("cats <b>", 4), ("dogs", 6)):  # odd names are kept as plain strings
+        (probe / name).mkdir(parents=True)
+        for i in range(n):
+            img = rng.integers(0, 256, (40, 30, 3), dtype=np.uint8)  # not square, colour
+            cv2.imwrite(str(probe / name / f"{i}.png"), img)
+    args = ["--run", str(run), "--probe", str(probe), "--filters", "20", "--splits", "2",
+            "--quiet"]
+    assert main(args + ["--positive", "cats <b>"]) == 0
+    result = json.loads((run / "evaluation.json").read_text())
+    _check_contract(result, {"cats <b>": 4, "dogs": 6}, 2)
+    capsys.readouterr()
+    assert main(args) == 2  # no "faces" class
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--positive" in err
+    (probe / "dogs" / "broken.png").write_bytes(b"not an image")
+    assert main(args + ["--positive", "dogs"]) == 2
+    assert "broken.png" in capsys.readouterr().err
+    assert main(["--run", str(tmp_path / "nope")]) == 2
+    assert "catneuron train" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_end_to_end_on_a_trained_run(ray_cluster, tmp_path):
+    """catneuron train (parameter servers on Ray) then catneuron evaluate on its run."""
+    from jobs.train import main as train
+
+    data = make_dataset(tmp_path / "data", n_videos=2, frames_per_video=64, size=16,
+                        shard_rows=32)
+    run = tmp_path / "run"
+    assert train([f'--data.path="{data}"', "--data.batch_size=16", "--model.input_size=16",
+                  f"--model.stages={STAGES}", "--train.stages=2", "--workers", "2",
+                  "--ps-shards", "2", "--mode", "sync", "--steps", "4", "--run-dir", str(run),
+                  "--quiet"]) == 0
+    assert main(["--run", str(run), "--filters", "100", "--splits", "5", "--quiet"]) == 0
+    result = json.loads((run / "evaluation.json").read_text())
+    _check_contract(result, {"faces": 50, "other": 200}, 2)
