@@ -56,18 +56,20 @@ def demo_config_path() -> Path:
 @dataclass(frozen=True)
 class DemoSize:
     """How big the demo runs: frames kept per video at ingest, train config overrides, and
-    extra ``catneuron evaluate`` options."""
+    extra ``catneuron evaluate`` and ``catneuron visualize`` options."""
 
     name: str
     max_frames: int | None
     train_overrides: tuple[str, ...] = ()
     evaluate_args: tuple[str, ...] = ()
+    visualize_args: tuple[str, ...] = ()
 
 
 FULL = DemoSize("full", None)
 FAST = DemoSize("fast", 60, ("--train.steps=40", "--train.warm_start_steps=10",
                              "--train.checkpoint_every=20", "--train.log_interval=10"),
-                ("--splits", "5", "--filters", "200"))
+                ("--splits", "5", "--filters", "200"),
+                ("--starts", "1", "--steps", "5", "--top-k", "4"))
 
 
 @dataclass(frozen=True)
@@ -189,7 +191,7 @@ def visualize(demo: Demo) -> str:
         return "unavailable: jobs/visualize.py is not in this checkout"
     if _newer(demo.run / "visualize" / "index.json", demo.model):
         return "skipped: visualize/index.json is newer than model.pt"
-    _call("visualize", ["--run", str(demo.run)])
+    _call("visualize", ["--run", str(demo.run), *demo.size.visualize_args])
     return "done"
 
 
@@ -288,7 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fast", action="store_true",
                    help=f"reduced size for CI: {FAST.max_frames} frames a video, train "
                         + " ".join(FAST.train_overrides) + ", evaluate "
-                        + " ".join(FAST.evaluate_args))
+                        + " ".join(FAST.evaluate_args) + ", visualize "
+                        + " ".join(FAST.visualize_args))
     try:
         args = p.parse_args(argv)
     except SystemExit as e:
