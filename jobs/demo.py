@@ -55,16 +55,21 @@ def demo_config_path() -> Path:
 
 @dataclass(frozen=True)
 class DemoSize:
-    """How big the demo runs: frames kept per video at ingest, and train config overrides."""
+    """How big the demo runs: frames kept per video at ingest, train config overrides, and
+    extra ``catneuron evaluate`` and ``catneuron visualize`` options."""
 
     name: str
     max_frames: int | None
     train_overrides: tuple[str, ...] = ()
+    evaluate_args: tuple[str, ...] = ()
+    visualize_args: tuple[str, ...] = ()
 
 
 FULL = DemoSize("full", None)
 FAST = DemoSize("fast", 60, ("--train.steps=40", "--train.warm_start_steps=10",
-                             "--train.checkpoint_every=20", "--train.log_interval=10"))
+                             "--train.checkpoint_every=20", "--train.log_interval=10"),
+                ("--splits", "5", "--filters", "200"),
+                ("--starts", "1", "--steps", "5", "--top-k", "4"))
 
 
 @dataclass(frozen=True)
@@ -176,7 +181,7 @@ def evaluate(demo: Demo) -> str:
         return "unavailable: jobs/evaluate.py is not in this checkout"
     if _newer(demo.run / "evaluation.json", demo.model):
         return "skipped: evaluation.json is newer than model.pt"
-    _call("evaluate", ["--run", str(demo.run)])
+    _call("evaluate", ["--run", str(demo.run), *demo.size.evaluate_args])
     return "done"
 
 
@@ -186,7 +191,7 @@ def visualize(demo: Demo) -> str:
         return "unavailable: jobs/visualize.py is not in this checkout"
     if _newer(demo.run / "visualize" / "index.json", demo.model):
         return "skipped: visualize/index.json is newer than model.pt"
-    _call("visualize", ["--run", str(demo.run)])
+    _call("visualize", ["--run", str(demo.run), *demo.size.visualize_args])
     return "done"
 
 
@@ -283,8 +288,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("runs/demo"),
                    help="demo folder: OUT/data (dataset), OUT/train (run) [runs/demo]")
     p.add_argument("--fast", action="store_true",
-                   help=f"reduced size for CI: {FAST.max_frames} frames a video, "
-                        + " ".join(FAST.train_overrides))
+                   help=f"reduced size for CI: {FAST.max_frames} frames a video, train "
+                        + " ".join(FAST.train_overrides) + ", evaluate "
+                        + " ".join(FAST.evaluate_args) + ", visualize "
+                        + " ".join(FAST.visualize_args))
     try:
         args = p.parse_args(argv)
     except SystemExit as e:
