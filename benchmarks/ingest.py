@@ -35,14 +35,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from pipeline.decode import DecodeConfig, _resize
+from pipeline.demo_corpus import write_demo_videos
+from pipeline.ingest import IngestConfig, run_ingest
+from pipeline.pool import DecodePool
+from pipeline.work import ShardConfig
 
-from pipeline.decode import DecodeConfig, _resize  # noqa: E402
-from pipeline.demo_corpus import write_demo_videos  # noqa: E402
-from pipeline.ingest import IngestConfig, run_ingest  # noqa: E402
-from pipeline.pool import DecodePool  # noqa: E402
-from pipeline.work import ShardConfig  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
+
 
 
 def bare_loop(paths: list[Path], size: int) -> tuple[int, float, float]:

@@ -7,7 +7,10 @@ composes them with the models package's ``StackConfig`` and ``UpdateConfig``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
+
+from models.optim import UpdateConfig
+from models.stack import StackConfig
 
 
 @dataclass(frozen=True)
@@ -126,12 +129,6 @@ class TrainConfig:
     run_dir: str = "runs/demo/train"
     device: Literal["cpu", "cuda", "auto"] = "cpu"
 
-    @property
-    def shards_add_deltas(self) -> bool:
-        """Whether async shards add the workers' parameter changes (``push`` = ``"delta"`` or
-        ``"average"``) instead of applying their updates with the shard optimiser."""
-        return self.mode == "async" and self.push != "gradient"
-
     def __post_init__(self) -> None:
         for name in ("n_workers", "n_ps_shards", "steps", "n_fetch", "n_push", "max_in_flight",
                      "log_interval"):
@@ -166,3 +163,25 @@ class SimConfig:
     kill_shard_at_step: int = -1
     slow_worker: int = -1
     slow_worker_delay_s: float = 0.0
+
+
+class JobSections(Protocol):
+    """What the distributed trainer reads from a job config (``jobs.config.JobConfig``)."""
+
+    @property
+    def data(self) -> DataConfig: ...
+
+    @property
+    def model(self) -> StackConfig: ...
+
+    @property
+    def update(self) -> UpdateConfig: ...
+
+    @property
+    def train(self) -> TrainConfig: ...
+
+    @property
+    def sim(self) -> SimConfig: ...
+
+    @property
+    def n_stages(self) -> int: ...

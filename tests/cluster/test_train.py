@@ -1,6 +1,6 @@
 """Parameter-server training on a real local Ray cluster (the shared ``ray_cluster`` fixture).
 
-The synchronous tests compare final parameters against :func:`cluster.local.sync_reference` (one
+The synchronous tests compare final parameters against :func:`cluster.reference.sync_reference` (one
 process, no Ray, no sharding) and against each other: an uninterrupted run, a stopped-and-resumed
 run, and runs where a worker or a shard was killed all end with the same parameters.
 """
@@ -12,8 +12,8 @@ import json
 import pytest
 import torch
 
-from cluster.local import sync_reference
-from cluster.metrics import read_metrics
+from cluster.reference import sync_reference
+from cluster.runlog import read_metrics
 from cluster.trainer import Trainer
 from jobs.config import dumps, load
 from models.stack import RBMStack
