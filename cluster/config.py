@@ -168,20 +168,11 @@ class SimConfig:
 class JobSections(Protocol):
     """What the distributed trainer reads from a job config (``jobs.config.JobConfig``)."""
 
-    @property
-    def data(self) -> DataConfig: ...
-
-    @property
-    def model(self) -> StackConfig: ...
-
-    @property
-    def update(self) -> UpdateConfig: ...
-
-    @property
-    def train(self) -> TrainConfig: ...
-
-    @property
-    def sim(self) -> SimConfig: ...
+    data: DataConfig
+    model: StackConfig
+    update: UpdateConfig
+    train: TrainConfig
+    sim: SimConfig
 
     @property
     def n_stages(self) -> int: ...

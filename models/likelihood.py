@@ -248,7 +248,7 @@ def pseudo_log_likelihood(
     """
     if rbm.visible != "bernoulli":
         raise TypeError("pseudo_log_likelihood needs binary visibles")
-    v = rbm._as_input(v)
+    v = rbm.as_input(v)
     out = []
     if isinstance(rbm, BernoulliRBM):
         W, b, c = _dense_params(rbm, torch.float64)
