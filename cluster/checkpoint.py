@@ -19,11 +19,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
-
 from cluster.ps import ParameterShard
 from cluster.sharding import ShardLayout, to_numpy
 from models.rbm import RBMBase
+from models.state_file import load_state, save_state
 
 
 def step_folder(stage_dir: str | os.PathLike, step: int) -> Path:
@@ -32,8 +31,8 @@ def step_folder(stage_dir: str | os.PathLike, step: int) -> Path:
 
 
 def read_meta(folder: str | os.PathLike) -> dict:
-    """A checkpoint's ``meta.pt``."""
-    return torch.load(Path(folder) / "meta.pt", weights_only=True)
+    """A checkpoint's ``meta.pt`` (tensors and plain values only: nothing in it runs)."""
+    return load_state(Path(folder) / "meta.pt")
 
 
 def write_meta(folder: Path, *, stage: int, step: int, config_text: str, layout: ShardLayout,
@@ -44,7 +43,7 @@ def write_meta(folder: Path, *, stage: int, step: int, config_text: str, layout:
             "positions": [list(p) for p in positions], "seqs": list(seqs),
             "worker_steps": list(worker_steps),
             "local_states": list(local_states or [None] * len(positions)), "time": time.time()}
-    torch.save(meta, folder / "meta.pt")
+    save_state(meta, folder / "meta.pt")
     tmp = folder.parent / "LATEST.tmp"
     tmp.write_text(folder.name)
     os.replace(tmp, folder.parent / "LATEST")

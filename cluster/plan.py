@@ -22,6 +22,7 @@ parameters exceed a node's memory is flagged).
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -62,13 +63,23 @@ def stage_plans(model: Any, n_ps_shards: int, k_override: int | None = None) -> 
     return out
 
 
+MEASURED_HOW = "measured here: 1 torch thread and 1 numba thread, CD-1 on the demo's stage 0"
+
+
 def measure_gflops_per_core(seconds: float = 1.0) -> float:
-    """Achieved GFLOP/s of one torch thread on a CD-1 step of a local RBM at the demo's first
-    stage (64x64 input, 10x10 fields, stride 2, 8 maps, batch 64)."""
+    """Achieved GFLOP/s of one core on a CD-1 step of a local RBM at the demo's first stage
+    (64x64 input, 10x10 fields, stride 2, 8 maps, batch 64).
+
+    One core means one torch thread *and* one numba thread (the local RBM's CPU kernels are
+    numba ``parallel=True``; with the whole numba pool the figure would follow the machine's
+    core count and load, not a core's speed). Both counts are restored afterwards.
+    """
     from models.local import LocalRBM
 
     threads = torch.get_num_threads()
+    numba_threads = _numba_threads(None)
     torch.set_num_threads(1)
+    _numba_threads(1)
     try:
         g = torch.Generator().manual_seed(0)
         rbm = LocalRBM((1, 64, 64), 10, 2, 8, visible="gaussian", generator=g, device="cpu")
@@ -81,8 +92,37 @@ def measure_gflops_per_core(seconds: float = 1.0) -> float:
         dt = time.perf_counter() - t0
     finally:
         torch.set_num_threads(threads)
+        _numba_threads(numba_threads)
     flops = 64 * 5 * 2 * 28 * 28 * 8 * 100  # batch * (3 + 2k) * 2PKD, k = 1
     return n * flops / dt / 1e9
+
+
+def _numba_threads(n: int | None) -> int | None:
+    """Set numba's thread count to ``n`` (None: leave it); the count before (None: no numba)."""
+    try:
+        import numba
+    except ImportError:  # pragma: no cover - numba is a dependency
+        return None
+    before = numba.get_num_threads()
+    if n is not None:
+        numba.set_num_threads(n)
+    return before
+
+
+def check_inputs(*, nodes: int, cores_per_node: int, frames: int, gflops_per_core: float | None,
+                 bandwidth_gbps: float, node_memory_gb: float) -> None:
+    """ValueError naming the first input that makes the sizing meaningless (a count below 1, a
+    rate or memory that is not a positive finite number)."""
+    for name, value in (("nodes", nodes), ("cores_per_node", cores_per_node),
+                        ("frames", frames)):
+        if value < 1:
+            raise ValueError(f"{name}={value}: must be >= 1")
+    rates = {"bandwidth_gbps": bandwidth_gbps, "node_memory_gb": node_memory_gb}
+    if gflops_per_core is not None:
+        rates["gflops_per_core"] = gflops_per_core
+    for name, value in rates.items():
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"{name}={value}: must be a positive number")
 
 
 def plan(config: Any, *, nodes: int, cores_per_node: int = 16, frames: int = 10_000_000,
@@ -90,8 +130,12 @@ def plan(config: Any, *, nodes: int, cores_per_node: int = 16, frames: int = 10_
          node_memory_gb: float = 64.0) -> dict:
     """The whole sizing as a JSON-able dict (see the module docstring).
 
-    ``gflops_per_core`` None measures it here (one torch thread, CD-1 at the demo geometry).
+    ``gflops_per_core`` None measures it here (:func:`measure_gflops_per_core`: one core, CD-1
+    at the demo geometry). Raises ValueError for inputs :func:`check_inputs` refuses.
     """
+    check_inputs(nodes=nodes, cores_per_node=cores_per_node, frames=frames,
+                 gflops_per_core=gflops_per_core, bandwidth_gbps=bandwidth_gbps,
+                 node_memory_gb=node_memory_gb)
     tc = config.train
     measured = gflops_per_core is None
     if measured:
@@ -134,6 +178,7 @@ def plan(config: Any, *, nodes: int, cores_per_node: int = 16, frames: int = 10_
         "nodes": nodes, "cores_per_node": cores_per_node, "n_ps_shards": n_ps,
         "n_workers": n_workers, "batch_size": batch, "frames_per_epoch": frames,
         "gflops_per_core": gflops_per_core, "gflops_per_core_measured": measured,
+        "gflops_per_core_source": MEASURED_HOW if measured else "given (--gflops-per-core)",
         "bandwidth_gbps": bandwidth_gbps, "n_push": tc.n_push, "n_fetch": tc.n_fetch,
         "transfer_dtype": tc.transfer_dtype,
         "total_params": sum(s["n_params"] for s in stages),

@@ -23,6 +23,7 @@ import torch
 
 from cluster.sharding import ShardLayout, _as_tensor, combine_updates, pack, to_numpy
 from models.optim import ParameterUpdater, UpdateConfig
+from models.state_file import load_state, save_state
 
 
 class OutOfStep(RuntimeError):
@@ -158,16 +159,15 @@ class ParameterShard:
     # ------------------------------------------------------------------ state
     def save(self, path: str) -> str:
         """Write params, optimiser state and sequence numbers to ``path`` (atomically)."""
-        tmp = f"{path}.tmp"
-        torch.save({"index": self.index, "params": self.params,
+        save_state({"index": self.index, "params": self.params,
                     "updater": self.updater.state_dict(), "last_seq": dict(self.last_seq),
-                    "n_applied": self.n_applied, "n_rejected": self.n_rejected}, tmp)
-        os.replace(tmp, path)
+                    "n_applied": self.n_applied, "n_rejected": self.n_rejected}, path)
         return path
 
     def load(self, path: str) -> None:
-        """Restore what :meth:`save` wrote."""
-        state = torch.load(path, weights_only=False)
+        """Restore what :meth:`save` wrote (``weights_only=True``: a file that names code is
+        refused with :class:`models.state_file.UnsafeStateFile`, nothing in it runs)."""
+        state = load_state(path)
         if state["index"] != self.index:
             raise ValueError(f"{path} holds shard {state['index']}, not shard {self.index}")
         shapes = {k: tuple(v.shape) for k, v in state["params"].items()}

@@ -54,6 +54,7 @@ from cluster.runlog import RunLogger, show_recon_error, stage_progress
 from cluster.stage import StageActors, get_when_alive, start_stage
 from cluster.worker import split_holdout
 from models.stack import RBMStack
+from models.state_file import load_state
 from pipeline.reader import read_frames, shards_for_worker
 
 
@@ -145,7 +146,7 @@ class Trainer:
             first = 0
             model_path = self.run_dir / "model.pt"
             if self.resume and model_path.is_file():
-                saved = torch.load(model_path, weights_only=True)
+                saved = load_state(model_path)
                 stack.load_state_dict(saved["state"])
                 first = int(saved["stages_trained"])
                 self.log.event(f"resume: stages 0..{first - 1} already trained ({model_path})")

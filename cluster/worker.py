@@ -45,6 +45,7 @@ from cluster.ps import ONE_THREAD_ENV, OutOfStep
 from cluster.push import push_strategy
 from cluster.sharding import TRANSFER_DTYPES, ShardLayout, to_numpy
 from models.stack import RBMStack
+from models.state_file import load_state
 from pipeline.reader import FrameReader, list_shards, read_frames, shards_for_worker
 
 
@@ -189,7 +190,7 @@ class Worker:
         self.stack = RBMStack(job.model, update=job.update, device=self.device,
                               generator=torch.Generator().manual_seed(tc.seed))
         if stack_path is not None:
-            self.stack.load_state_dict(torch.load(stack_path, weights_only=True)["state"])
+            self.stack.load_state_dict(load_state(stack_path)["state"])
         self.rbm = self.stack.rbms[stage]
         start = read_meta(checkpoint) if checkpoint else None
         if start is not None and start["local_states"][index]:

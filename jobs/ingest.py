@@ -7,7 +7,9 @@ Examples::
     python -m jobs.ingest "ytsearch3:cat videos" --out data --max-frames 300 --grey
 
 Exit status: 0 when the dataset has at least one frame, 1 when no source gave frames, 2 on usage
-errors (bad options, an output folder made with other options).
+errors (bad options, an output folder made with other options, a manifest that lists a path
+outside its folder, an unreachable RAY_ADDRESS), 130 on Ctrl-C (finished videos are committed;
+the same command continues). Every error is one line.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 from pipeline.decode import DecodeConfig
 from pipeline.fetch import FetchConfig
 from pipeline.ingest import IngestConfig, OptionsMismatch, run_ingest, summary_table
+from pipeline.shards import MANIFEST, read_manifest
 from pipeline.work import ShardConfig
 
 DEMO_DEFAULTS = {"size": 64, "grey": True, "shard_rows": 100}
@@ -78,9 +81,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_usage(sys.stderr)
         print("catneuron ingest: error: give at least one source, or --demo", file=sys.stderr)
         return 2
-    if args.out.exists() and not args.out.is_dir():
-        print(f"catneuron ingest: error: --out {args.out} is a file; give a folder",
-              file=sys.stderr)
+    problem = _out_problem(args.out, args.demo)
+    if problem:
+        print(f"catneuron ingest: error: {problem}", file=sys.stderr)
         return 2
     demo = DEMO_DEFAULTS if args.demo else {}
     size = args.size if args.size is not None else demo.get("size", 64)
@@ -101,6 +104,34 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         print(f"catneuron ingest: error: {e}", file=sys.stderr)
         return 2
+    try:
+        return _ingest(args, config)
+    except KeyboardInterrupt:
+        print(f"catneuron ingest: interrupted; the videos finished so far are kept in {args.out}: "
+              "run the same command again to continue", file=sys.stderr)
+        return 130
+
+
+def _out_problem(out: Path, demo: bool) -> str | None:
+    """Why ``--out`` cannot be used (checked before anything is written), or None."""
+    for folder in (out, *out.parents):
+        if folder.exists() and not folder.is_dir():
+            return f"--out {out}: {folder} is a file, not a folder; give a folder path"
+    if demo and (out / "_videos").is_symlink():
+        return (f"--out {out}: {out / '_videos'} is a symlink; --demo writes its videos only "
+                "into a real folder inside OUT: remove the link")
+    if (out / MANIFEST).exists():
+        try:
+            read_manifest(out)  # damaged, or lists a path outside OUT: refuse, touch nothing
+        except ValueError as e:
+            return str(e)
+    return None
+
+
+def _ingest(args: argparse.Namespace, config: IngestConfig) -> int:
+    """Write the demo corpus if asked, ingest, print the summary; the exit status."""
+    from pipeline.pool import RayUnreachable
+
     sources = list(args.sources)
     if args.demo:
         from pipeline.demo_corpus import write_demo_videos
@@ -111,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         sources.append(str(videos))
     try:
         report = run_ingest(sources, args.out, config, progress=not args.quiet)
-    except OptionsMismatch as e:
+    except (OptionsMismatch, RayUnreachable, ValueError) as e:
         print(f"catneuron ingest: error: {e}", file=sys.stderr)
         return 2
     print(summary_table(report))

@@ -38,7 +38,7 @@ def _duration(s: float) -> str:
 
 def render(p: dict) -> str:
     """The plan as a human-readable table."""
-    src = "measured here, 1 thread" if p["gflops_per_core_measured"] else "given"
+    src = p["gflops_per_core_source"]
     lines = [
         f"{p['nodes']} nodes x {p['cores_per_node']} cores: {p['n_workers']} worker replicas, "
         f"{p['n_ps_shards']} parameter-server shards; batch {p['batch_size']}, push every "
@@ -65,6 +65,12 @@ def render(p: dict) -> str:
     return "\n".join(lines)
 
 
+def _as_flag(message: str, names) -> str:
+    """``bandwidth_gbps=0.0: ...`` -> ``--bandwidth-gbps=0.0: ...`` for the sizing inputs."""
+    name, sep, rest = message.partition("=")
+    return f"--{name.replace('_', '-')}{sep}{rest}" if name in names else message
+
+
 def main(argv: list[str] | None = None) -> int:
     """Print the plan (a table, or JSON with --json); 2 on a bad config."""
     from jobs.config import ConfigError, load
@@ -75,23 +81,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cores-per-node", type=int, default=16, help="(Le et al.: 16)")
     p.add_argument("--frames", type=int, default=10_000_000,
                    help="frames per epoch (Le et al.: 10M)")
-    p.add_argument("--gflops-per-core", type=float, help="skip the measurement, use this figure")
+    p.add_argument("--gflops-per-core", type=float,
+                   help="skip the measurement, use this figure (default: measured on one core "
+                        "of this machine: 1 torch thread and 1 numba thread)")
     p.add_argument("--bandwidth-gbps", type=float, default=10.0, help="network per node")
     p.add_argument("--node-memory-gb", type=float, default=64.0)
     p.add_argument("--json", action="store_true", help="JSON instead of a table")
     args, rest = p.parse_known_args(argv)
-    if args.nodes < 1:
-        p.error("--nodes must be >= 1")
-    try:
-        config = load(args.config, rest)
-    except (ConfigError, FileNotFoundError) as exc:
-        print(f"catneuron plan: {exc}", file=sys.stderr)
-        return 2
-    from cluster.plan import plan
+    from cluster.plan import check_inputs, plan
 
-    result = plan(config, nodes=args.nodes, cores_per_node=args.cores_per_node,
-                  frames=args.frames, gflops_per_core=args.gflops_per_core,
-                  bandwidth_gbps=args.bandwidth_gbps, node_memory_gb=args.node_memory_gb)
+    sizes = dict(nodes=args.nodes, cores_per_node=args.cores_per_node, frames=args.frames,
+                 gflops_per_core=args.gflops_per_core, bandwidth_gbps=args.bandwidth_gbps,
+                 node_memory_gb=args.node_memory_gb)
+    try:
+        check_inputs(**sizes)
+        config = load(args.config, rest)
+    except (ConfigError, FileNotFoundError, ValueError) as exc:
+        print(f"catneuron plan: {_as_flag(str(exc), sizes)}", file=sys.stderr)
+        return 2
+    result = plan(config, **sizes)
     print(json.dumps(result, indent=1) if args.json else render(result))
     return 0
 

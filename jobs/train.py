@@ -8,9 +8,12 @@ Examples::
     catneuron train --run-dir runs/demo/train --resume       # same command after a crash
 
 Any config field can be overridden as ``--section.key=value`` (values are TOML:
-``--model.stages[0].n_maps=4``, ``--data.path="runs/x/data"``). The config is validated before
-Ray starts; unknown keys, wrong types and impossible geometry exit with status 2 and a message
-naming the field. On a cluster: ``ray job submit -- python -m jobs.train --config ...``.
+``--model.stages[0].n_maps=4``, ``--data.path="runs/x/data"``). A shortcut flag (``--workers``)
+and its field (``--train.n_workers=``) given with different values is an error. The config and
+the dataset are validated before Ray starts (``jobs.preflight``); every problem exits with status
+2 and one line naming the fix. ``--resume`` continues a run with its own ``RUN/config.toml``
+(``jobs.resume``: only fields that leave its checkpoints valid may change). Ctrl-C exits 130 with
+the command that continues the run. On a cluster: ``ray job submit -- python -m jobs.train ...``.
 """
 
 from __future__ import annotations
@@ -18,68 +21,155 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 from pathlib import Path
+
+from jobs.resume import SAFE_ON_RESUME
 
 SHORTCUTS = {"workers": "train.n_workers", "ps_shards": "train.n_ps_shards",
              "mode": "train.mode", "run_dir": "train.run_dir", "steps": "train.steps"}
+
+EPILOG = "\n\n".join(textwrap.fill(t, 92) for t in (
+    "precedence: built-in defaults < --config FILE < --section.key=value and the shortcut "
+    "flags (--workers, --ps-shards, --mode, --steps, --run-dir). A shortcut and its own field "
+    "given with different values (--workers 3 --train.n_workers=2) is an error (exit 2).",
+    "--resume: continues RUN (--run-dir, required) with RUN/config.toml, the run's own "
+    "resolved config; --config is refused. Only these may change on resume: "
+    f"{', '.join(SAFE_ON_RESUME)} (and --steps). Any other change, or a RUN that holds no run, "
+    "exits 2 before anything is written.",
+    "Ctrl-C: exits 130 with the command that continues the run; the last checkpoint is intact.",
+    "Ray: a local run starts its own Ray, listening on 127.0.0.1 only; --ray-address or "
+    "RAY_ADDRESS joins a cluster (one that does not answer fails in seconds).",
+))
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The train job's options (overrides are the unknown ``--section.key=value`` args)."""
     p = argparse.ArgumentParser(
-        prog="catneuron train",
+        prog="catneuron train", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Train the stacked RBM with parameter-server workers on Ray (local "
                     "simulation or a Ray cluster). Extra --section.key=value args override "
                     "any config field.")
-    p.add_argument("--config", help="TOML config (default: RUN_DIR/config.toml with --resume, "
-                                     "else the built-in demo defaults)")
+    p.add_argument("--config", help="TOML config (default: the built-in demo defaults; not "
+                                     "with --resume, which uses RUN_DIR/config.toml)")
     p.add_argument("--workers", type=int, help="worker replicas (train.n_workers)")
     p.add_argument("--ps-shards", type=int, help="parameter-server shards (train.n_ps_shards)")
     p.add_argument("--mode", choices=("async", "sync"), help="Downpour async or reproducible sync")
     p.add_argument("--steps", type=int, help="steps per stage (train.steps)")
     p.add_argument("--run-dir", help="run folder (train.run_dir)")
-    p.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --run-dir from its last checkpoint, with its own "
+                        "config")
+    p.add_argument("--ray-address", help="Ray cluster to join (default: RAY_ADDRESS, else a "
+                                         "local Ray of this process on 127.0.0.1)")
     p.add_argument("--quiet", action="store_true", help="no event lines on stdout")
     return p
 
 
-def resolve(argv: list[str] | None):
-    """Parse arguments into (JobConfig, args); raises ConfigError / FileNotFoundError."""
-    from jobs.config import load
+def _overrides(parser: argparse.ArgumentParser, args, rest: list[str]) -> list[str]:
+    """``--section.key=value`` args plus the shortcut flags as overrides; ConfigError when a
+    shortcut and its own field are both given with different values."""
+    from jobs.config import ConfigError, apply_overrides
 
-    parser = build_parser()
-    args, rest = parser.parse_known_args(argv)
     bad = [r for r in rest if not (r.startswith("--") and "=" in r)]
     if bad:
         parser.error(f"unrecognised arguments {bad}; config overrides are --section.key=value")
     overrides = list(rest)
     for name, key in SHORTCUTS.items():
         value = getattr(args, name)
-        if value is not None:
-            overrides.append(f"{key}={json.dumps(value)}")
-    config_path = args.config
-    if config_path is None and args.resume and args.run_dir:
-        candidate = Path(args.run_dir) / "config.toml"
-        if candidate.is_file():
-            config_path = str(candidate)
-    return load(config_path, overrides), args
+        if value is None:
+            continue
+        section, field = key.split(".")
+        for item in rest:
+            if item[2:].split("=", 1)[0].strip() != key:
+                continue
+            if apply_overrides({}, [item])[section][field] != value:
+                flag = "--" + name.replace("_", "-")
+                raise ConfigError(f"{flag} {value} and {item} disagree: give only one of them")
+        overrides.append(f"{key}={json.dumps(value)}")
+    return overrides
+
+
+def resolve(argv: list[str] | None):
+    """Parse arguments into (JobConfig, args); raises ConfigError / FileNotFoundError."""
+    from jobs.config import ConfigError, load
+    from jobs.resume import load_run_config
+
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    overrides = _overrides(parser, args, rest)
+    if not args.resume:
+        return load(args.config, overrides), args
+    if args.run_dir is None:
+        raise ConfigError("--resume needs --run-dir RUN: the run folder to continue")
+    if args.config is not None:
+        raise ConfigError(f"--resume continues {args.run_dir} with its own config "
+                          f"({Path(args.run_dir) / 'config.toml'}): drop --config")
+    return load_run_config(args.run_dir, overrides), args
+
+
+def _refuse_existing_run(config, resume: bool) -> None:
+    """FileExistsError when a fresh run would write into a folder that holds one."""
+    run = Path(config.train.run_dir)
+    if not resume and ((run / "model.pt").exists()
+                       or list(run.glob("checkpoints/stage*/LATEST"))):
+        raise FileExistsError(f"{run} already holds a run: pass --resume to continue it, or "
+                              "choose a new --run-dir")
+
+
+def where_interrupted(run_dir: str | Path) -> tuple[int, int]:
+    """(stage, step) of the run's last metrics record (0, 0 when there is none)."""
+    path = Path(run_dir) / "metrics.jsonl"
+    stage = step = 0
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+                stage, step = int(record["stage"]), int(record["step"])
+            except (ValueError, KeyError, TypeError):
+                continue
+    return stage, step
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the job; 0 on success, 2 on a bad config, 1 on a training failure."""
+    """Run the job; 0 on success, 2 on a bad config or dataset, 130 on Ctrl-C."""
     from jobs.config import ConfigError, dumps
+    from jobs.preflight import preflight
 
     try:
         config, args = resolve(argv)
-        from cluster.trainer import check_data
-
-        check_data(config)  # dataset present, enough shards, frame size = model input
-    except (ConfigError, FileNotFoundError, ValueError) as exc:
+        _refuse_existing_run(config, args.resume)
+        preflight(config, args.ray_address or _env_address())
+    except (ConfigError, FileNotFoundError, FileExistsError, ValueError) as exc:
         print(f"catneuron train: {exc}", file=sys.stderr)
         return 2
-    from cluster.trainer import Trainer
+    run_dir = config.train.run_dir
+    try:
+        return _train(config, dumps(config), args)
+    except KeyboardInterrupt:
+        stage, step = where_interrupted(run_dir)
+        print(f"catneuron train: interrupted at stage {stage} step {step}; continue with "
+              f"`catneuron train --run-dir {run_dir} --resume`", file=sys.stderr)
+        return 130
 
-    trainer = Trainer(config, dumps(config), resume=args.resume,
+
+def _env_address() -> str | None:
+    import os
+
+    return os.environ.get("RAY_ADDRESS") or None
+
+
+def _train(config, config_text: str, args) -> int:
+    """Start (or join) Ray, train, print the summary."""
+    from cluster.trainer import Trainer
+    from pipeline.pool import RayUnreachable, ensure_ray
+
+    try:
+        ensure_ray(int(config.sim.num_cpus) or None, args.ray_address)
+    except RayUnreachable as exc:
+        print(f"catneuron train: {exc}", file=sys.stderr)
+        return 2
+    trainer = Trainer(config, config_text, resume=args.resume,
                       echo=None if args.quiet else print)
     try:
         summary = trainer.train()

@@ -22,6 +22,7 @@ from models.layers import l2_pool, local_contrast_normalize
 from models.local import LocalRBM, positions
 from models.optim import UpdateConfig
 from models.rbm import RBMConfig, default_device, device_generator
+from models.state_file import load_state, save_state
 
 
 @dataclass(frozen=True)
@@ -282,8 +283,9 @@ class RBMStack:
             rbm.load_state_dict(s)
 
     def save(self, path: str | os.PathLike) -> None:
-        """torch.save({"config": ..., "state": ...}) to ``path``."""
-        torch.save({"config": self.config.to_dict(), "state": self.state_dict()}, path)
+        """Write ``{"config": StackConfig as dict, "state": state_dict}`` to ``path``: tensors
+        and plain values only (:func:`models.state_file.save_state`)."""
+        save_state({"config": self.config.to_dict(), "state": self.state_dict()}, path)
 
     @classmethod
     def load(
@@ -293,8 +295,10 @@ class RBMStack:
         device: torch.device | str | None = None,
         dtype: torch.dtype = torch.float32,
     ) -> RBMStack:
-        """Rebuild a stack saved with :meth:`save`."""
-        blob = torch.load(path, map_location="cpu", weights_only=False)
+        """Rebuild a stack saved with :meth:`save`. The file is read with
+        ``torch.load(weights_only=True)``: one that names any code raises
+        :class:`models.state_file.UnsafeStateFile` and nothing in it runs."""
+        blob = load_state(path)
         stack = cls(StackConfig.from_dict(blob["config"]), device=device, dtype=dtype)
         stack.load_state_dict(blob["state"])
         return stack

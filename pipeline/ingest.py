@@ -23,10 +23,11 @@ from pipeline.shards import (
     clean_uncommitted,
     commit_video,
     empty_manifest,
+    is_plain_name,
     read_manifest,
     write_manifest,
 )
-from pipeline.sources import expand_sources
+from pipeline.sources import expand_sources, file_identity
 from pipeline.work import ShardConfig, VideoJob, VideoResult, ingest_video
 
 DOWNLOADS = "_downloads"
@@ -58,6 +59,7 @@ class IngestReport:
     results: list[VideoResult] = field(default_factory=list)
     skipped: list[dict[str, Any]] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # things skipped on purpose, with why
     seconds: float = 0.0
     total_frames: int = 0  # frames in the dataset after this run
     total_shards: int = 0
@@ -148,38 +150,33 @@ def run_ingest(
     out = Path(out)
     manifest, removed = open_dataset(out, config)
     report = IngestReport(out=out, removed=removed)
-    done_ok = {v["source"] for v in manifest["videos"] if v["status"] == "ok"}
+    queue = _Queue(manifest, report, out, config)
 
     def commit(result: VideoResult) -> None:
         old = {p for v in manifest["videos"] if v["source"] == result.source
                for p in v.get("shards", [])}
-        commit_video(manifest, result.record(), result.shards)
+        record = dict(result.record(), **queue.identity.get(result.source, {}))
+        commit_video(manifest, record, result.shards)
         write_manifest(out, manifest)
         for stale in old - {s.path for s in result.shards}:
-            (out / stale).unlink(missing_ok=True)
+            if is_plain_name(stale):
+                (out / stale).unlink(missing_ok=True)
         report.results.append(result)
 
-    jobs: list[VideoJob] = []
-    queued: set[str] = set()
-
-    def add(source: str, path: str) -> None:
-        if source in done_ok:
-            report.skipped.append(next(v for v in manifest["videos"] if v["source"] == source))
-        elif source not in queued:
-            queued.add(source)
-            jobs.append(VideoJob(source, path, str(out), config.decode, config.shards))
-
     for src in expand_sources(sources):
-        if src.error:
+        if src.note:
+            report.notes.append(f"{src.name}: {src.note}")
+        elif src.error:
             commit(VideoResult(source=src.name, status="failed", error=src.error))
         elif src.url:
             try:
                 for f in fetch(src.url, out / DOWNLOADS, config.fetch):
-                    add(f.source, f.path)
+                    queue.add_download(f.source, f.path)
             except FetchError as e:
                 commit(VideoResult(source=src.url, status="failed", error=str(e)))
         else:
-            add(src.name, src.path)
+            queue.add_file(src.name, src.path)
+    jobs = queue.jobs
 
     bar = tqdm(total=len(jobs), desc="ingest", unit="video", file=sys.stderr, disable=not progress)
     frames = 0
@@ -195,6 +192,47 @@ def run_ingest(
     report.total_shards = len(manifest["shards"])
     report.seconds = time.perf_counter() - t0
     return report
+
+
+class _Queue:
+    """The videos this run decodes; those already committed ``ok`` are reported as skipped.
+
+    A local file is recognised by (size, SHA-256) among the committed records, a download (and
+    a record from before content keys) by its source name.
+    """
+
+    def __init__(self, manifest: dict, report: IngestReport, out: Path,
+                 config: IngestConfig) -> None:
+        ok = [v for v in manifest["videos"] if v["status"] == "ok"]
+        self.by_name = {v["source"]: v for v in ok}
+        self.by_content = {(v["bytes"], v["sha256"]): v for v in ok if "sha256" in v}
+        self.report, self.out, self.config = report, out, config
+        self.jobs: list[VideoJob] = []
+        self.identity: dict[str, dict] = {}  # source key -> {"bytes", "sha256"}
+        self.queued: set = set()
+
+    def add_file(self, name: str, path: str) -> None:
+        """Queue a local video unless its content is already in the dataset or the queue."""
+        size, digest = file_identity(path)
+        done = (self.by_content.get((size, digest)) or self.by_name.get(name)
+                or self.by_name.get(path))  # a record keyed by absolute path (older datasets)
+        if done is not None:
+            self.report.skipped.append(done)
+        elif (size, digest) not in self.queued:
+            self.queued.add((size, digest))
+            key = f"{name}#{digest[:12]}"
+            self.identity[key] = {"bytes": size, "sha256": digest}
+            self.jobs.append(VideoJob(key, path, str(self.out), self.config.decode,
+                                      self.config.shards))
+
+    def add_download(self, source: str, path: str) -> None:
+        """Queue a fetched video unless its source name is already committed or queued."""
+        if source in self.by_name:
+            self.report.skipped.append(self.by_name[source])
+        elif source not in self.queued:
+            self.queued.add(source)
+            self.jobs.append(VideoJob(source, path, str(self.out), self.config.decode,
+                                      self.config.shards))
 
 
 def _run_jobs(jobs: list[VideoJob], workers: int | None, pool: Any = None):
@@ -227,6 +265,8 @@ def summary_table(report: IngestReport, width: int = 60) -> str:
     for v in report.skipped:
         rows.append(("skipped", str(v["frames"]), str(len(v.get("shards", []))), "-",
                      v["source"] + "  (already ingested)"))
+    for note in report.notes:
+        rows.append(("skipped", "-", "-", "-", note))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     lines = []
     for row in rows:
@@ -235,7 +275,8 @@ def summary_table(report: IngestReport, width: int = 60) -> str:
     n_ok, n_failed = len(report.ok), len(report.failed)
     lines.append("-" * min(100, max(len(x) for x in lines)))
     lines.append(
-        f"sources ok: {n_ok}, failed: {n_failed}, skipped (done before): {len(report.skipped)}; "
+        f"sources ok: {n_ok}, failed: {n_failed}, skipped (done before): {len(report.skipped)}"
+        f"{f', symlinked folders not followed: {len(report.notes)}' if report.notes else ''}; "
         f"frames this run: {sum(r.frames for r in report.results)}; dataset: "
         f"{report.total_frames} frames in {report.total_shards} shards; "
         f"{report.seconds:.1f} s -> {report.out}"

@@ -11,7 +11,10 @@ set to one thread per actor so ``n`` actors use ``n`` cores, not ``n * cores`` t
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import socket
 import warnings
 from collections.abc import Iterable, Iterator
 
@@ -37,17 +40,82 @@ class _DecodeActor:
         return True
 
 
-def ensure_ray(num_cpus: int | None = None) -> None:
-    """Start a local Ray (``num_cpus``, default all CPUs; no dashboard) unless this process is
-    already connected.
+class RayUnreachable(ConnectionError):
+    """The Ray address given (``RAY_ADDRESS`` or a flag) does not answer."""
 
-    Honours ``RAY_ADDRESS`` (e.g. a cluster's head) like ``ray.init()`` does; ``num_cpus`` is
-    then ignored (a running cluster's resources are its own).
+
+def ensure_ray(num_cpus: int | None = None, address: str | None = None,
+               connect_timeout_s: float = 5.0) -> None:
+    """Connect this process to Ray, once.
+
+    With an address (``address``, else ``RAY_ADDRESS``; ``host:port`` of a cluster's head, or
+    ``ray://host:port``), join that cluster; one that does not accept a connection within
+    ``connect_timeout_s`` raises :class:`RayUnreachable` (one line, naming the address and its
+    origin) instead of waiting for minutes. ``num_cpus`` is then ignored.
+
+    Without one, start this process's own local Ray (``num_cpus``, default all CPUs; no
+    dashboard), bound to 127.0.0.1 only (GCS, raylet, workers and agents listen on the loopback
+    interface), and never join a cluster left running on the machine by ``ray start``
+    (``address="local"``). Token authentication stays on; only its start-up notice is hidden.
     """
     if ray.is_initialized():
         return
-    kwargs = {} if num_cpus is None or os.environ.get("RAY_ADDRESS") else {"num_cpus": num_cpus}
-    ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False, **kwargs)
+    origin = "--ray-address" if address else "RAY_ADDRESS"
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    quiet = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
+    with _token_notice_hidden():
+        if address and address not in ("local", "auto"):
+            _check_answers(address, origin, connect_timeout_s)
+            ray.init(address=address, log_to_driver=False, configure_logging=False)
+        elif address == "auto":
+            ray.init(address="auto", log_to_driver=False, configure_logging=False)
+        else:
+            _loopback_only()
+            ray.init(address="local", num_cpus=num_cpus, **quiet)
+
+
+def _check_answers(address: str, origin: str, timeout_s: float) -> None:
+    """RayUnreachable unless a TCP connection to ``address``'s host:port opens in time."""
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise RayUnreachable(f"Ray address {address!r} (from {origin}) is not host:port or "
+                             "ray://host:port")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise RayUnreachable(
+            f"Ray at {address} (from {origin}) does not answer ({exc.strerror or exc}): start "
+            f"that cluster, or unset RAY_ADDRESS to run on a local Ray of this process") from None
+
+
+def _loopback_only() -> None:
+    """Make the next local ``ray.init`` advertise and bind 127.0.0.1 (what Ray does by default
+    on macOS and Windows, ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``); the setting is read by
+    this process when ``ray.init`` picks the node address and inherited by Ray's processes."""
+    import ray._private.ray_constants as ray_constants
+
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+
+
+class _DropTokenNotice(logging.Filter):
+    """Drops Ray's "Token authentication is enabled ..." start-up notice (auth stays on)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Token authentication is enabled" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _token_notice_hidden():
+    """Hide the token-auth notice Ray logs on every ``ray.init`` while the block runs."""
+    log = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    notice = _DropTokenNotice()
+    log.addFilter(notice)
+    try:
+        yield
+    finally:
+        log.removeFilter(notice)
 
 
 def default_workers() -> int:

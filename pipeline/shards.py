@@ -184,15 +184,47 @@ def empty_manifest(options: dict[str, Any]) -> dict[str, Any]:
     return {"schema_version": SCHEMA_VERSION, "shards": [], "videos": [], "options": options}
 
 
+class ManifestError(ValueError):
+    """A ``_manifest.json`` that cannot be used as it is (damaged, another schema version, or a
+    path that is not a plain file name inside the dataset folder)."""
+
+
+def is_plain_name(name: Any) -> bool:
+    """True for a file name with no folder part: not absolute, no ``/`` or ``\\``, not ``.``
+    or ``..``, no NUL. Every path a manifest lists must be one (it names a file inside the
+    dataset folder and nothing else)."""
+    return (isinstance(name, str) and name not in ("", ".", "..") and "/" not in name
+            and "\\" not in name and "\0" not in name and not Path(name).is_absolute())
+
+
+def check_manifest_paths(root: str | Path, manifest: dict[str, Any]) -> None:
+    """ManifestError (touching nothing) unless every shard path in ``manifest`` (its shard list
+    and each video's record) is a plain file name inside ``root``."""
+    shards = manifest.get("shards")
+    videos = manifest.get("videos")
+    if not isinstance(shards, list) or not isinstance(videos, list):
+        raise ManifestError(f"{Path(root) / MANIFEST}: 'shards' and 'videos' must be lists; "
+                            "re-ingest into a new folder")
+    names = [s.get("path") if isinstance(s, dict) else s for s in shards]
+    names += [p for v in videos if isinstance(v, dict) for p in v.get("shards", [])]
+    for name in names:
+        if not is_plain_name(name):
+            raise ManifestError(
+                f"{Path(root) / MANIFEST} lists the shard {name!r}, which is not a plain file "
+                f"name inside {root}; the manifest was edited or damaged: nothing was changed, "
+                "re-ingest into a new folder")
+
+
 def read_manifest(root: str | Path) -> dict[str, Any]:
-    """Load ``root/_manifest.json``.
+    """Load ``root/_manifest.json`` and check that every path it lists stays inside ``root``.
 
     Raises
     ------
     FileNotFoundError
         If ``root`` has no manifest (not a dataset, or an ingest that never committed a video).
-    ValueError
-        If the manifest is not valid JSON or has another schema version.
+    ManifestError
+        If the manifest is not valid JSON, has another schema version, or lists a path that is
+        not a plain file name (``../x``, ``/etc/x``, ``sub/x``).
     """
     path = Path(root) / MANIFEST
     if not path.is_file():
@@ -203,15 +235,16 @@ def read_manifest(root: str | Path) -> dict[str, Any]:
     try:
         manifest = json.loads(path.read_text())
     except json.JSONDecodeError as e:
-        raise ValueError(
+        raise ManifestError(
             f"{path} is not valid JSON ({e}); re-run the ingest into a new folder"
         ) from e
     version = manifest.get("schema_version") if isinstance(manifest, dict) else None
     if version != SCHEMA_VERSION:
-        raise ValueError(
+        raise ManifestError(
             f"{path}: schema_version {version!r}, this catneuron reads {SCHEMA_VERSION}; "
             "re-ingest with this version"
         )
+    check_manifest_paths(root, manifest)
     return manifest
 
 

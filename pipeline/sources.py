@@ -4,14 +4,24 @@ A source is a local video file; a folder (searched recursively for video extensi
 (``clips/**/*.mp4``); a text file (``.txt``, ``.list``, ``.urls``) with one source per line and
 ``#`` comments; or a URL that yt-dlp handles (a YouTube video, playlist or channel,
 ``ytsearchN:query``, a direct http(s) link to a video file), fetched by :mod:`pipeline.fetch`.
+
+A local video's ``name`` is its path relative to the source that was given (``clips/a/x.mp4`` for
+a file found in the folder ``clips``, ``x.mp4`` for a file given by itself), never an absolute
+path, so a dataset still recognises its sources after the folders are moved or copied; the
+ingest adds the file's size and content hash (:func:`file_identity`). Symlinked folders inside a
+source folder are not followed (a link can point anywhere, or back up the tree); each one is
+returned as a :class:`Source` with a ``note`` so the summary says it was skipped.
 """
 
 from __future__ import annotations
 
 import glob
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from pipeline.shards import sha256_file
 
 VIDEO_EXTENSIONS = frozenset(
     ".mp4 .m4v .mov .avi .mkv .webm .mpg .mpeg .wmv .flv .ts .3gp .ogv".split()
@@ -24,13 +34,54 @@ _URL = re.compile(r"^(https?|ftp)://|^[a-z]+search(\d+|all|date)?:", re.IGNORECA
 class Source:
     """One item to ingest: a local video file (``path``) or a URL for yt-dlp (``url``).
 
-    ``error`` is set for a source that could not be resolved (missing file, empty glob...).
+    ``error`` is set for a source that could not be resolved (missing file, empty glob...);
+    ``note`` for something deliberately skipped (a symlinked folder), said in the summary.
     """
 
     name: str
     path: str | None = None
     url: str | None = None
     error: str | None = None
+    note: str | None = None
+
+
+def file_identity(path: str | Path) -> tuple[int, str]:
+    """(size in bytes, hex SHA-256) of a file: what makes two copies of a video the same."""
+    return os.path.getsize(path), sha256_file(path)
+
+
+def _under(root: Path, f: Path) -> str:
+    """``f``'s name relative to the given ``root``, led by the root folder's own name."""
+    base = root.resolve().name
+    rel = f.relative_to(root).as_posix()
+    return f"{base}/{rel}" if base else rel
+
+
+def _folder(arg: str, p: Path) -> list[Source]:
+    """The video files under folder ``p`` (recursively); symlinked sub-folders as notes."""
+    found = sorted(p.rglob("*"))
+    files = [f for f in found if f.is_file() and f.suffix.lower() in VIDEO_EXTENSIONS]
+    links = [d for d in found if d.is_symlink() and d.is_dir()]
+    out = [Source(name=_under(p, f), path=str(f.resolve())) for f in files]
+    out += [Source(name=_under(p, d), note="symlinked folder, not followed: give it as its "
+                   "own source to ingest it") for d in links]
+    if not files:
+        out.insert(0, Source(name=arg, error=f"folder has no video files ({_exts()})"))
+    return out
+
+
+def _glob(arg: str) -> list[Source]:
+    """Files matching ``arg``, named relative to its longest wildcard-free folder."""
+    files = sorted(Path(f) for f in glob.glob(arg, recursive=True) if Path(f).is_file())
+    if not files:
+        return [Source(name=arg, error="glob matched no files")]
+    static = []
+    for part in Path(arg).parts:
+        if any(ch in part for ch in "*?["):
+            break
+        static.append(part)
+    root = Path(*static) if static else Path(".")
+    return [Source(name=_under(root, f), path=str(f.resolve())) for f in files]
 
 
 def is_url(text: str) -> bool:
@@ -60,12 +111,7 @@ def expand_sources(args: list[str], *, _depth: int = 0) -> list[Source]:
             continue
         p = Path(arg).expanduser()
         if p.is_dir():
-            files = sorted(
-                f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in VIDEO_EXTENSIONS
-            )
-            if not files:
-                out.append(Source(name=arg, error=f"folder has no video files ({_exts()})"))
-            out += [Source(name=str(f.resolve()), path=str(f.resolve())) for f in files]
+            out += _folder(arg, p)
         elif p.is_file() and p.suffix.lower() in LIST_EXTENSIONS:
             if _depth > 3:
                 out.append(Source(name=arg, error="source lists nested more than 3 deep"))
@@ -79,23 +125,19 @@ def expand_sources(args: list[str], *, _depth: int = 0) -> list[Source]:
                 out.append(Source(name=arg, error="source list is empty (only comments?)"))
             out += expand_sources(lines, _depth=_depth + 1)
         elif p.exists():
-            out.append(Source(name=str(p.resolve()), path=str(p.resolve())))
+            out.append(Source(name=p.name, path=str(p.resolve())))
         elif any(ch in arg for ch in "*?["):
-            files = sorted(
-                Path(f) for f in glob.glob(arg, recursive=True) if Path(f).is_file()
-            )
-            if not files:
-                out.append(Source(name=arg, error="glob matched no files"))
-            out += [Source(name=str(f.resolve()), path=str(f.resolve())) for f in files]
+            out += _glob(arg)
         else:
             out.append(
                 Source(name=arg, error="no such file, folder or URL (URLs need http:// or https://)")
             )
     seen: set[str] = set()
     unique = []
-    for s in out:
-        if s.name not in seen:
-            seen.add(s.name)
+    for s in out:  # one entry per file (a file reached twice keeps its first name)
+        key = s.path or s.url or s.name
+        if key not in seen:
+            seen.add(key)
             unique.append(s)
     return unique
 

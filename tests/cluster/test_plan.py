@@ -51,3 +51,27 @@ def test_bfloat16_transfers_halve_the_bytes_per_step():
     for a, b in zip(f32["stages"], bf16["stages"], strict=True):
         assert b["bytes_per_step_per_worker"] * 2 == a["bytes_per_step_per_worker"]
         assert b["ps_network_s_per_step"] < a["ps_network_s_per_step"]
+
+
+def test_gflops_per_core_is_measured_on_one_thread(monkeypatch):
+    numba = pytest.importorskip("numba")
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("one numba thread on this machine: nothing to tell apart")
+    from cluster import plan as plan_module
+    from models.local import LocalRBM
+
+    seen = []
+    real = LocalRBM.compute_update
+
+    def spy(self, *args, **kwargs):
+        seen.append((torch.get_num_threads(), numba.get_num_threads()))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(LocalRBM, "compute_update", spy)
+    numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    before = (torch.get_num_threads(), numba.get_num_threads())
+    assert plan_module.measure_gflops_per_core(seconds=0.05) > 0
+    assert seen and set(seen) == {(1, 1)}
+    assert (torch.get_num_threads(), numba.get_num_threads()) == before
+    out = plan(load(ROOT / "configs/demo.toml"), nodes=2, gflops_per_core=None)
+    assert "1 torch thread and 1 numba thread" in out["gflops_per_core_source"]

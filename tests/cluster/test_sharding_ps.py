@@ -1,5 +1,7 @@
 """Sharding layouts and the parameter-server shard body, without Ray."""
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -7,6 +9,7 @@ import torch
 from cluster.ps import OutOfStep, ParameterShard
 from cluster.sharding import ShardLayout, combine_updates, to_numpy
 from models.optim import ParameterUpdater, UpdateConfig
+from models.state_file import UnsafeStateFile
 
 SHAPES = {"W": (10, 3, 4), "c": (10, 3), "b": (1, 6, 6)}  # a LocalRBM: P=10, K=3, C*r*r=4
 
@@ -128,3 +131,19 @@ def test_bfloat16_transfer_halves_bytes_and_rounds_to_nearest():
         assert float(((back - v).abs() / v.abs()).max()) <= 2.0 ** -8
     with pytest.raises(ValueError, match="float16"):
         pack(t, "float16")
+
+
+def test_shard_refuses_a_checkpoint_that_carries_code(tmp_path):
+    class RunsCode:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'ran'}",))
+
+    layout = ShardLayout.plan(SHAPES, 1)
+    cfg = UpdateConfig()
+    folder = tmp_path / "step00000001"
+    folder.mkdir()
+    torch.save({"index": 0, "params": RunsCode()}, folder / "shard0.pt")
+    (tmp_path / "LATEST").write_text(folder.name)
+    with pytest.raises(UnsafeStateFile, match="shard0.pt holds more than tensors"):
+        ParameterShard(0, layout.to_dict(), cfg, ("W",), to_numpy(_tensors(0)), str(tmp_path))
+    assert not (tmp_path / "ran").exists()

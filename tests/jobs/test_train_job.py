@@ -28,8 +28,8 @@ def test_train_main_runs_and_resumes(ray_cluster, tmp_path, capsys):
     assert (run / "config.toml").stat().st_mtime_ns == stamp
     assert "--resume" in capsys.readouterr().err
     # --resume with only the run folder: the saved config is used, finished stages are kept
-    before = torch.load(run / "model.pt", weights_only=False)["state"]["rbms"][0]["params"]["W"]
+    before = torch.load(run / "model.pt", weights_only=True)["state"]["rbms"][0]["params"]["W"]
     assert main(["--run-dir", str(run), "--resume", "--quiet"]) == 0
-    after = torch.load(run / "model.pt", weights_only=False)["state"]["rbms"][0]["params"]["W"]
+    after = torch.load(run / "model.pt", weights_only=True)["state"]["rbms"][0]["params"]["W"]
     assert torch.equal(before, after)
     assert "already trained" in (run / "events.log").read_text()

@@ -187,3 +187,19 @@ def test_ais_agrees_with_exact_log_z(n_h):
 def test_ais_rejects_non_bernoulli():
     with pytest.raises(TypeError, match="log_partition_exact"):
         log_partition_ais(GaussianBernoulliRBM(4, 3, device="cpu"))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_ais_default_base_rate_comes_from_the_model_not_a_uniform_model(seed):
+    g = gen(seed)
+    rbm = BernoulliRBM(16, 20, device="cpu", dtype=torch.float32, generator=g)
+    with torch.no_grad():  # a peaked model: most pixels almost always off, a few almost always on
+        rbm.params["W"].copy_(torch.randn(20, 16, generator=g))
+        rbm.params["b"].copy_(torch.full((16,), -5.0))
+        rbm.params["b"][:4] += 10
+        rbm.params["c"].copy_(-1 + 0.5 * torch.randn(20, generator=g))
+    exact = log_partition_exact(rbm)
+    default, _ = log_partition_ais(rbm, n_runs=100, betas=100, generator=gen(2))
+    uniform, _ = log_partition_ais(rbm, n_runs=100, betas=100, generator=gen(2),
+                                   base_rate=torch.zeros(16, dtype=torch.float64))
+    assert abs(default - exact) < 0.05 < abs(uniform - exact) / 4, (exact, default, uniform)

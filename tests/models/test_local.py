@@ -81,7 +81,7 @@ def test_local_gradient_equals_masked_dense_gradient():
 
 def test_local_with_one_full_field_equals_dense_rbm():
     # backend="torch": the CD samples must equal the dense RBM's from the same seed (same torch
-    # sampling calls); test_local_cpu.py checks the fused path against the torch one
+    # sampling calls); test_local_numba.py checks the fused path against the torch one
     local = randomise(
         LocalRBM((2, 5, 5), 5, 1, 4, device="cpu", dtype=DT, generator=gen(), backend="torch")
     )

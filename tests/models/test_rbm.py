@@ -69,7 +69,7 @@ def make_models():
             scale=0.3,
         ),
         # backend="torch": replay_negative re-draws the torch path's samples (the fused numba
-        # path draws its own stream; its equivalent is in test_local_cpu.py)
+        # path draws its own stream; its equivalent is in test_local_numba.py)
         randomise(
             LocalRBM((2, 7, 7), 3, 2, 2, device="cpu", dtype=DT, generator=gen(), backend="torch")
         ),

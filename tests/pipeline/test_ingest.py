@@ -11,11 +11,17 @@ import pytest
 
 from jobs.ingest import main
 from pipeline.reader import read_frames
+from pipeline.shards import sha256_file
 from tests.pipeline.conftest import cv2_frames, make_video
 
 
 def _manifest(out):
     return json.loads((out / "_manifest.json").read_text())
+
+
+def _key(folder, path):
+    """A local video's source key: its path under the folder given + its content hash."""
+    return f"{folder}/{path.name}#{sha256_file(path)[:12]}"
 
 
 def _rows(out):
@@ -47,7 +53,7 @@ def test_bad_inputs_in_one_run_keep_every_good_frame(tmp_path, http_dir, closed_
     assert code == 0
     printed = capsys.readouterr().out
     assert "sources ok: 4, failed: 5" in printed
-    videos = {v["source"].rsplit("/", 1)[-1]: v for v in _manifest(out)["videos"]}
+    videos = {v["source"].split("#")[0].rsplit("/", 1)[-1]: v for v in _manifest(out)["videos"]}
     assert videos["empty.mp4"]["status"] == "failed"
     assert "empty file (0 bytes)" in videos["empty.mp4"]["error"]
     assert "not a video" in videos["notes.mp4"]["error"]
@@ -62,13 +68,13 @@ def test_bad_inputs_in_one_run_keep_every_good_frame(tmp_path, http_dir, closed_
     keys = [(s, i) for s, i, _ in rows]
     assert len(keys) == len(set(keys))
     by_key = {(s, i): p for s, i, p in rows}
-    for path, source in [(good[0], str(good[0].resolve())), (good[1], str(good[1].resolve())),
+    for path, source in [(good[0], _key("src", good[0])), (good[1], _key("src", good[1])),
                          (served, f"{base}/remote.mp4")]:
         ref = cv2_frames(path)
         assert sum(1 for s, _ in keys if s == source) == len(ref)
         for i in (0, len(ref) - 1):
             assert by_key[(source, i)] == cv2.cvtColor(ref[i], cv2.COLOR_BGR2GRAY).tobytes()
-    assert videos["broken.avi"]["frames"] == sum(1 for s, _ in keys if s.endswith("broken.avi"))
+    assert videos["broken.avi"]["frames"] == sum(1 for s, _ in keys if "broken.avi#" in s)
 
 
 def test_exit_codes(tmp_path, capsys):

@@ -1,0 +1,69 @@
+"""Checks a train job passes before Ray starts: each failure is one line naming the fix.
+
+What is checked here could otherwise only fail inside a worker, after Ray has started, a
+checkpoint has been written and a traceback has been printed: a CUDA device that is not there, a
+dataset with no frames, a worker whose shards hold fewer frames than one batch (it drops the
+last partial batch, so it would have nothing to train on), too few shards for the workers and
+a frame size other than the model's input (``cluster.trainer.check_data``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pipeline.reader import shards_for_worker
+from pipeline.shards import read_manifest
+
+
+class PreflightError(ValueError):
+    """The job cannot run as configured; the message says what to change."""
+
+
+def check_device(config: Any, address: str | None) -> None:
+    """``train.device = "cuda"`` needs a GPU that torch sees, when Ray runs on this machine.
+
+    On a cluster (``address`` given) the workers may have GPUs the driver lacks: not checked.
+    """
+    if config.train.device == "cuda" and not address and not torch.cuda.is_available():
+        raise PreflightError(
+            "train.device='cuda' but torch sees no CUDA GPU on this machine (torch "
+            f"{torch.__version__}): use --train.device=cpu or --train.device=auto")
+
+
+def worker_frames(config: Any, train_shards: list[str]) -> list[int]:
+    """Frames in each worker's share of the training shards (from the manifest's row counts)."""
+    rows = {s["path"]: int(s["rows"]) for s in read_manifest(config.data.path)["shards"]}
+    n = config.train.n_workers
+    return [sum(rows[Path(p).name] for p in shards_for_worker(train_shards, k, n))
+            for k in range(n)]
+
+
+def check_data_feeds_workers(config: Any) -> None:
+    """The dataset has frames, enough shards, the model's frame size, and every worker at least
+    one full batch (``data.batch_size`` frames)."""
+    from cluster.trainer import check_data
+
+    path = config.data.path
+    if not read_manifest(path)["shards"]:
+        raise PreflightError(
+            f"the dataset {path} has no frames (its manifest lists no shards): ingest videos "
+            f"into it first, e.g. 'catneuron ingest SOURCES --out {path}'")
+    train_shards, _ = check_data(config)
+    frames = worker_frames(config, train_shards)
+    bs = config.data.batch_size
+    if min(frames) < bs:
+        k = frames.index(min(frames))
+        raise PreflightError(
+            f"worker {k} of {len(frames)} gets {frames[k]} frames, fewer than "
+            f"data.batch_size={bs} (frames per worker: {frames}): use --data.batch_size="
+            f"{max(1, min(frames))}, fewer --workers, or ingest more frames")
+
+
+def preflight(config: Any, address: str | None = None) -> None:
+    """Every check above; raises PreflightError (or FileNotFoundError / ValueError from the
+    dataset's manifest) before Ray starts."""
+    check_device(config, address)
+    check_data_feeds_workers(config)

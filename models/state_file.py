@@ -1,0 +1,66 @@
+"""State files that hold data, never code: tensors and plain Python values only.
+
+``torch.save`` pickles whatever it is given and ``torch.load(weights_only=False)`` runs whatever
+a pickle names, so a crafted ``model.pt`` or checkpoint could run code when opened. Every state
+file catneuron writes goes through :func:`save_state`, which keeps tensors, numbers, strings,
+``None`` and lists/tuples/dicts of them (numpy arrays become tensors; anything else is refused
+when saving), and every one it reads goes through :func:`load_state`, which is
+``torch.load(weights_only=True)``: torch's restricted unpickler rebuilds tensors and plain
+containers and refuses any other global. Configs travel as dicts or TOML strings.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+_PLAIN = (bool, int, float, str, bytes, type(None))
+
+
+class UnsafeStateFile(ValueError):
+    """A state file that holds something other than tensors and plain values (it is not
+    loaded, so nothing in it runs)."""
+
+
+def plain_state(obj: Any, where: str = "state") -> Any:
+    """``obj`` with numpy arrays as tensors; TypeError naming the path of anything not plain."""
+    if isinstance(obj, torch.Tensor) or isinstance(obj, _PLAIN):
+        return obj
+    if isinstance(obj, np.ndarray):
+        return torch.from_numpy(np.array(obj, order="C"))  # a copy: Ray hands read-only views
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, Mapping):
+        return {k: plain_state(v, f"{where}[{k!r}]") for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        items = [plain_state(v, f"{where}[{i}]") for i, v in enumerate(obj)]
+        return items if isinstance(obj, list) else tuple(items)
+    raise TypeError(f"{where} is a {type(obj).__name__}: state files hold only tensors and "
+                    f"plain values (numbers, strings, lists, dicts)")
+
+
+def save_state(obj: Any, path: str | os.PathLike) -> None:
+    """Write ``obj`` (tensors and plain values) to ``path`` atomically (temporary file, rename)."""
+    tmp = f"{os.fspath(path)}.tmp"
+    torch.save(plain_state(obj), tmp)
+    os.replace(tmp, path)
+
+
+def load_state(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)``; :class:`UnsafeStateFile` when the file names any
+    code (a pickled callable or class), so nothing in it runs."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"(unsupported GLOBAL [^\s]+|Unsupported operand \d+|"
+                          r"Unsupported global: [^\s]+)", str(exc))
+        what = found.group(1) if found else "refused by torch's weights-only unpickler"
+        raise UnsafeStateFile(
+            f"{os.fspath(path)} holds more than tensors and plain values ({what}); it was not "
+            "loaded: use only state files catneuron wrote, or train again") from exc

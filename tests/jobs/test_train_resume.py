@@ -1,0 +1,111 @@
+"""``catneuron train``: what --resume continues, what it may change, flag precedence, and the
+checks that run before Ray starts (each a one-line error, exit 2, nothing written)."""
+
+from __future__ import annotations
+
+import pytest
+
+import jobs.train as train_job
+from jobs.config import JobConfig, dumps, load
+from jobs.resume import load_run_config
+from pipeline.shards import empty_manifest, write_manifest
+from tests.cluster.data import make_dataset
+
+SMALL = ["--data.batch_size=16", "--model.input_size=16",
+         "--model.stages=[{field=6, stride=2, n_maps=4, pool=2}]", "--train.stages=1"]
+
+
+@pytest.fixture(autouse=True)
+def no_ray(monkeypatch):
+    """Every case here must end before Ray starts."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("Ray was started")
+
+    monkeypatch.setattr("pipeline.pool.ensure_ray", refuse)
+
+
+def _run_folder(tmp_path, data, **train) -> tuple:
+    """A run folder as a started run leaves it: its resolved config.toml (non-default lr)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    extra = [f"--train.{k}={v}" for k, v in train.items()]
+    config = load(None, [f'--data.path="{data}"', *SMALL, "--update.learning_rate=0.003",
+                         "--train.n_workers=2", f'--train.run_dir="{run}"', *extra])
+    (run / "config.toml").write_text(dumps(config))
+    return run, config
+
+
+def test_resume_uses_the_runs_own_config_with_safe_overrides(tmp_path):
+    run, saved = _run_folder(tmp_path, tmp_path / "data")
+    resumed = load_run_config(run, ["--train.steps=900", "--sim.num_cpus=1"])
+    assert resumed.update.learning_rate == 0.003 != JobConfig().update.learning_rate
+    assert resumed.model == saved.model and resumed.train.steps == 900
+
+
+def test_resume_needs_a_run_dir_and_refuses_config(tmp_path, capsys):
+    assert train_job.main(["--resume"]) == 2
+    assert "--resume needs --run-dir" in capsys.readouterr().err
+    run, _ = _run_folder(tmp_path, tmp_path / "data")
+    assert train_job.main(["--resume", "--run-dir", str(run), "--config", "x.toml"]) == 2
+    assert "drop --config" in capsys.readouterr().err
+
+
+def test_resume_of_a_folder_with_no_run_is_an_error_and_creates_nothing(tmp_path, capsys):
+    missing = tmp_path / "nope"
+    assert train_job.main(["--resume", "--run-dir", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert "holds no run to continue" in err and err.count("\n") == 1
+    assert not missing.exists()
+
+
+def test_resume_refuses_an_unsafe_change_and_writes_nothing(tmp_path, capsys):
+    data = make_dataset(tmp_path / "data", n_videos=2, frames_per_video=32, size=16,
+                        shard_rows=32)
+    run, _ = _run_folder(tmp_path, data)
+    before = (run / "config.toml").read_text()
+    for args in (["--workers", "3"], ["--train.n_ps_shards=1"], ["--update.learning_rate=0.1"]):
+        assert train_job.main(["--resume", "--run-dir", str(run), *args]) == 2
+        err = capsys.readouterr().err
+        assert "--resume cannot change" in err and err.count("\n") == 1
+    assert (run / "config.toml").read_text() == before
+    assert sorted(p.name for p in run.iterdir()) == ["config.toml"]
+
+
+def test_a_shortcut_and_its_field_must_agree(tmp_path, capsys):
+    assert train_job.main(["--workers", "3", "--train.n_workers=2"]) == 2
+    assert "--workers 3 and --train.n_workers=2 disagree" in capsys.readouterr().err
+    config, _ = train_job.resolve(["--workers", "3", "--train.n_workers=3"])
+    assert config.train.n_workers == 3
+
+
+def _args(data, run, *extra):
+    return [f'--data.path="{data}"', *SMALL, "--workers", "2", "--run-dir", str(run), *extra]
+
+
+def test_cuda_without_a_gpu_is_one_line_before_ray(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    data = make_dataset(tmp_path / "data", n_videos=2, frames_per_video=32, size=16,
+                        shard_rows=32)
+    assert train_job.main(_args(data, tmp_path / "run", "--train.device=cuda")) == 2
+    err = capsys.readouterr().err
+    assert "torch sees no CUDA GPU" in err and err.count("\n") == 1
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_dataset_with_no_frames_is_one_line_before_ray(tmp_path, capsys):
+    (tmp_path / "data").mkdir()
+    write_manifest(tmp_path / "data", empty_manifest({}))
+    assert train_job.main(_args(tmp_path / "data", tmp_path / "run")) == 2
+    err = capsys.readouterr().err
+    assert "has no frames" in err and "n_workers=0" not in err and err.count("\n") == 1
+
+
+def test_fewer_frames_per_worker_than_a_batch_is_one_line_before_ray(tmp_path, capsys):
+    # 2 workers x 1 training shard of 10 frames (+ a held-out shard), batch 16
+    data = make_dataset(tmp_path / "data", n_videos=3, frames_per_video=10, size=16,
+                        shard_rows=10)
+    assert train_job.main(_args(data, tmp_path / "run")) == 2
+    err = capsys.readouterr().err
+    assert "gets 10 frames, fewer than data.batch_size=16" in err and err.count("\n") == 1
+    assert not (tmp_path / "run").exists()

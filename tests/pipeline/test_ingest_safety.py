@@ -1,0 +1,127 @@
+"""What an ingest may touch: only its own folder, one copy of each source's frames, and it says
+what it skipped. Real files, in-process decoding (``--workers 0``)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from jobs.ingest import main
+from pipeline.reader import read_frames
+from tests.pipeline.conftest import make_video
+
+
+def _manifest(out):
+    return json.loads((out / "_manifest.json").read_text())
+
+
+def _ingest(sources, out, *extra):
+    return main([*map(str, sources), "--out", str(out), "--size", "16", "--workers", "0",
+                 "--quiet", *extra])
+
+
+@pytest.mark.parametrize("evil", ["../victim.txt", "ABSOLUTE"])
+def test_a_manifest_path_outside_the_dataset_is_refused_and_nothing_is_touched(
+        tmp_path, capsys, evil):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    evil = str(victim) if evil == "ABSOLUTE" else evil
+    video = make_video(tmp_path / "a.mp4", n_frames=8)
+    out = tmp_path / "data"
+    assert _ingest([video], out) == 0
+    manifest = _manifest(out)
+    manifest["videos"].append({"source": "x.mp4", "status": "failed", "frames": 0,
+                               "error": "crafted", "shards": [evil]})
+    (out / "_manifest.json").write_text(json.dumps(manifest))
+    before = sorted(p.name for p in out.iterdir())
+    (out / "x.mp4").write_bytes(video.read_bytes())
+    capsys.readouterr()
+    assert _ingest([out / "x.mp4", video], out) == 2
+    err = capsys.readouterr().err
+    assert "not a plain file name inside" in err and err.count("\n") == 1
+    assert victim.read_text() == "precious"
+    assert sorted(p.name for p in out.iterdir()) == sorted(before + ["x.mp4"])
+    assert _manifest(out) == manifest
+
+
+def test_a_moved_or_copied_dataset_keeps_one_copy_of_each_frame(tmp_path, capsys):
+    src = tmp_path / "project" / "clips"
+    src.mkdir(parents=True)
+    for i in range(2):
+        make_video(src / f"v{i}.mp4", n_frames=10, seed=i)
+    assert _ingest([src], tmp_path / "project" / "data") == 0
+    n = len(read_frames(tmp_path / "project" / "data"))
+    assert n == 20
+    # move the whole project, copy the dataset, and run the same command again in both places
+    shutil.move(tmp_path / "project", tmp_path / "moved")
+    shutil.copytree(tmp_path / "moved" / "data", tmp_path / "copy")
+    capsys.readouterr()
+    for out in (tmp_path / "moved" / "data", tmp_path / "copy"):
+        assert _ingest([tmp_path / "moved" / "clips"], out) == 0
+        printed = capsys.readouterr().out
+        assert "skipped (done before): 2" in printed and "dataset: 20 frames" in printed
+        assert len(read_frames(out)) == n
+    # the same video under another name is the same source: not committed twice
+    shutil.copy(tmp_path / "moved" / "clips" / "v0.mp4", tmp_path / "renamed.mp4")
+    assert _ingest([tmp_path / "renamed.mp4"], tmp_path / "copy") == 0
+    assert len(read_frames(tmp_path / "copy")) == n
+    keys = [v["source"] for v in _manifest(tmp_path / "copy")["videos"]]
+    assert sorted(k.split("#")[0] for k in keys) == ["clips/v0.mp4", "clips/v1.mp4"]
+
+
+def test_symlinked_subfolders_are_reported_not_silently_skipped(tmp_path, capsys):
+    src = tmp_path / "clips"
+    src.mkdir()
+    make_video(src / "a.mp4", n_frames=6)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    make_video(elsewhere / "b.mp4", n_frames=6, seed=3)
+    (src / "linked").symlink_to(elsewhere, target_is_directory=True)
+    assert _ingest([src], tmp_path / "data") == 0
+    printed = capsys.readouterr().out
+    assert "clips/linked: symlinked folder, not followed" in printed
+    assert "symlinked folders not followed: 1" in printed
+    assert len(read_frames(tmp_path / "data")) == 6
+
+
+def test_demo_refuses_a_symlinked_videos_folder(tmp_path, capsys):
+    target = tmp_path / "target"
+    target.mkdir()
+    out = tmp_path / "data"
+    out.mkdir()
+    (out / "_videos").symlink_to(target, target_is_directory=True)
+    assert main(["--demo", "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "_videos is a symlink" in err and err.count("\n") == 1
+    assert list(target.iterdir()) == []
+
+
+def test_out_below_a_file_is_one_line(tmp_path, capsys):
+    (tmp_path / "somefile").write_text("x")
+    video = make_video(tmp_path / "a.mp4", n_frames=4)
+    assert _ingest([video], tmp_path / "somefile" / "sub") == 2
+    err = capsys.readouterr().err
+    assert "is a file, not a folder" in err and err.count("\n") == 1
+
+
+def test_ctrl_c_exits_130_and_keeps_finished_videos(tmp_path, capsys, monkeypatch):
+    from pipeline import ingest as ingest_module
+
+    real = ingest_module.ingest_video
+    calls = []
+
+    def interrupted_on_the_second(job):
+        calls.append(job)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(job)
+
+    monkeypatch.setattr(ingest_module, "ingest_video", interrupted_on_the_second)
+    videos = [make_video(tmp_path / f"v{i}.mp4", n_frames=5, seed=i) for i in range(3)]
+    out = tmp_path / "data"
+    assert _ingest(videos, out) == 130
+    err = capsys.readouterr().err
+    assert err.startswith("catneuron ingest: interrupted;") and err.count("\n") == 1
+    assert [v["status"] for v in _manifest(out)["videos"]] == ["ok"]
