@@ -52,7 +52,6 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
 # One thread everywhere, numba's pool included (read when numba is imported): the single-process
 # references, their spawned children and the Ray actors (cluster.ps.ONE_THREAD_ENV).
 os.environ.setdefault("NUMBA_NUM_THREADS", "1")
@@ -222,7 +221,7 @@ def measure(config, loop, pair: ConcurrentLoops, cycles: int, steps: int, warmup
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--config", default=str(ROOT / "configs/demo.toml"))
+    p.add_argument("--config", default="demo")
     p.add_argument("--data", default="runs/demo/data", help="dataset folder (catneuron ingest)")
     p.add_argument("--steps", type=int, default=48,
                    help="timed steps per contender and cycle (per worker for the PS)")

@@ -179,7 +179,7 @@ class BernoulliRBMEstimator:
             initial_momentum=self.momentum,
             weight_decay=self.weight_decay,
         )
-        config = RBMConfig(k=self.k, persistent=self.persistent, log_interval=1000)
+        config = RBMConfig(k=self.k, persistent=self.persistent, check_interval=1000)
         self.rbm_ = BernoulliRBM(
             n_features,
             self.n_components,

@@ -45,7 +45,7 @@ class RBMConfig:
     sparsity_cost : weight of the sparsity term, added to the hidden-bias update.
     sparsity_decay : decay of the running estimate ``q`` of each unit's mean activation.
     init_std : weights start as N(0, init_std^2) (0.01 in the guide).
-    log_interval : parameters are checked for divergence every ``log_interval`` applied updates
+    check_interval : parameters are checked for divergence every ``check_interval`` applied updates
         (a host-device sync, so not every step).
     """
 
@@ -56,7 +56,7 @@ class RBMConfig:
     sparsity_cost: float = 0.1
     sparsity_decay: float = 0.9
     init_std: float = 0.01
-    log_interval: int = 100
+    check_interval: int = 100
 
     def __post_init__(self) -> None:
         if self.k < 1:
@@ -69,8 +69,8 @@ class RBMConfig:
             raise ValueError(f"sparsity_decay={self.sparsity_decay} must be in [0, 1)")
         if self.init_std < 0:
             raise ValueError(f"init_std={self.init_std} must be >= 0")
-        if self.log_interval < 1:
-            raise ValueError(f"log_interval={self.log_interval} must be >= 1")
+        if self.check_interval < 1:
+            raise ValueError(f"check_interval={self.check_interval} must be >= 1")
 
 
 def default_device() -> torch.device:
@@ -284,7 +284,7 @@ class RBMBase:
 
     def apply_update(self, update: dict[str, Tensor]) -> None:
         """``self.updater.step(self.params, update)``, with a divergence check every
-        ``config.log_interval`` calls.
+        ``config.check_interval`` calls.
 
         Raises
         ------
@@ -292,17 +292,17 @@ class RBMBase:
         """
         self.updater.step(self.params, update)
         self.n_updates += 1
-        if self.n_updates % self.config.log_interval == 0:
+        if self.n_updates % self.config.check_interval == 0:
             self.check_finite()
 
     def count_updates(self, n: int = 1) -> None:
         """Count ``n`` updates that a fused step applied to ``params`` in place (as
         :meth:`apply_update` counts its own): the update and optimiser step counters advance,
-        and the divergence check runs when a ``config.log_interval`` boundary is crossed."""
+        and the divergence check runs when a ``config.check_interval`` boundary is crossed."""
         before = self.n_updates
         self.n_updates += n
         self.updater.step_count += n
-        every = self.config.log_interval
+        every = self.config.check_interval
         if self.n_updates // every > before // every:
             self.check_finite()
 

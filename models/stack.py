@@ -23,6 +23,7 @@ from models.local import LocalRBM, positions
 from models.optim import UpdateConfig
 from models.rbm import RBMConfig, default_device, device_generator
 from models.state_file import load_state, save_state
+from models.typed_config import build
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,8 @@ class StageConfig:
     lcn_sigma : std (in pooled positions) of the LCN Gaussian window after pooling.
     visible : ``"gaussian"`` (real inputs, unit variance; the default after LCN) or
         ``"bernoulli"`` (the stage's input is squashed by a logistic sigmoid into (0, 1)).
-    k, persistent, sparsity_target, sparsity_cost : CD settings (see ``models.rbm.RBMConfig``).
+    k, persistent, n_chains, sparsity_target, sparsity_cost, sparsity_decay, init_std,
+    check_interval : the stage RBM's settings (every field of ``models.rbm.RBMConfig``).
     learning_rate : overrides the stack's ``UpdateConfig.learning_rate`` for this stage.
     """
 
@@ -52,18 +54,17 @@ class StageConfig:
     visible: Literal["gaussian", "bernoulli"] = "gaussian"
     k: int = 1
     persistent: bool = False
+    n_chains: int | None = None
     sparsity_target: float | None = None
     sparsity_cost: float = 0.1
+    sparsity_decay: float = 0.9
+    init_std: float = 0.01
+    check_interval: int = 100
     learning_rate: float | None = None
 
     def rbm_config(self) -> RBMConfig:
-        """The RBMConfig of this stage's LocalRBM."""
-        return RBMConfig(
-            k=self.k,
-            persistent=self.persistent,
-            sparsity_target=self.sparsity_target,
-            sparsity_cost=self.sparsity_cost,
-        )
+        """The RBMConfig of this stage's LocalRBM (its fields, taken by name)."""
+        return RBMConfig(**{f.name: getattr(self, f.name) for f in fields(RBMConfig)})
 
 
 @dataclass(frozen=True)
@@ -145,14 +146,10 @@ class StackConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> StackConfig:
-        """Inverse of :meth:`to_dict`; unknown keys raise ValueError."""
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown StackConfig keys {sorted(unknown)}; known: {sorted(known)}")
-        d = dict(d)
-        d["stages"] = tuple(StageConfig(**s) if isinstance(s, dict) else s for s in d["stages"])
-        return cls(**d)
+        """Inverse of :meth:`to_dict`, with the job config's checks: unknown keys, wrong types
+        and impossible geometry raise :class:`models.typed_config.ConfigError` (a ValueError)
+        naming the field."""
+        return build(cls, d)
 
 
 class RBMStack:

@@ -125,7 +125,7 @@ def test_gaussian_divergence_raises_clear_error():
         5,
         device="cpu",
         generator=gen(),
-        config=RBMConfig(log_interval=5),
+        config=RBMConfig(check_interval=5),
         update=UpdateConfig(learning_rate=50.0, momentum=0.9, initial_momentum=0.9),
     )
     v = torch.randn(20, 10, generator=gen(1)) * 30
@@ -182,7 +182,7 @@ def test_float32_and_float64_agree():
 
 def test_count_updates_advances_both_counters_and_checks_divergence_at_the_interval():
     """A fused step that changed ``params`` in place is counted like ``apply_update``."""
-    rbm = BernoulliRBM(4, 3, config=RBMConfig(log_interval=5), device="cpu", dtype=DT,
+    rbm = BernoulliRBM(4, 3, config=RBMConfig(check_interval=5), device="cpu", dtype=DT,
                        generator=gen())
     rbm.count_updates(3)
     assert rbm.n_updates == rbm.updater.step_count == 3
