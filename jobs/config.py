@@ -31,13 +31,17 @@ from cluster.config import DataConfig, SimConfig, TrainConfig
 from models.optim import UpdateConfig
 from models.stack import StackConfig, StageConfig
 from models.typed_config import ConfigError, build, to_dict
+from pipeline.ingest import IngestConfig
 
 
 @dataclass(frozen=True)
 class JobConfig:
-    """The whole job: one section per component (``[data]``, ``[model]``, ``[update]``,
-    ``[train]``, ``[sim]`` in TOML)."""
+    """The whole job: one section per component (``[ingest]``, ``[data]``, ``[model]``,
+    ``[update]``, ``[train]``, ``[sim]`` in TOML). ``catneuron ingest`` reads ``[ingest]``
+    (``[ingest.decode]``, ``[ingest.shards]``, ``[ingest.fetch]``), ``catneuron train`` the
+    rest."""
 
+    ingest: IngestConfig = field(default_factory=IngestConfig)
     data: DataConfig = field(default_factory=DataConfig)
     model: StackConfig = field(default_factory=lambda: _default_stack())
     update: UpdateConfig = field(default_factory=UpdateConfig)
@@ -124,6 +128,29 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
                 raise ConfigError(f"override {key}: index {last} is out of range")
         node[last] = _parse_override_value(raw.strip())
     return data
+
+
+def shortcut_overrides(shortcuts: Mapping[str, str], values: Mapping[str, Any],
+                       overrides: Sequence[str]) -> list[str]:
+    """``overrides`` plus one ``key=value`` per shortcut flag given (``values[name]`` not None).
+
+    ``shortcuts`` maps a flag's name to its config key. A flag and an override of its own key
+    with a different value raise ConfigError (one precedence: there is nothing to choose).
+    """
+    out = list(overrides)
+    for name, key in shortcuts.items():
+        value = values.get(name)
+        if value is None:
+            continue
+        given = apply_overrides({}, [f"{key}={_toml_scalar(value)}"])
+        for item in overrides:
+            if item.removeprefix("--").split("=", 1)[0].strip() != key:
+                continue
+            if apply_overrides({}, [item]) != given:
+                flag = "--" + name.replace("_", "-")
+                raise ConfigError(f"{flag} {value} and {item} disagree: give only one of them")
+        out.append(f"{key}={_toml_scalar(value)}")
+    return out
 
 
 def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
@@ -225,5 +252,5 @@ def dumps(config: Any) -> str:
 
 __all__ = [
     "ConfigError", "DataConfig", "TrainConfig", "SimConfig", "JobConfig", "build", "load",
-    "dumps", "to_dict", "apply_overrides", "shipped_config", "config_path",
+    "dumps", "to_dict", "apply_overrides", "shipped_config", "config_path", "shortcut_overrides",
 ]
