@@ -200,7 +200,7 @@ def _ingest(videos, out, config, workers, pool):
     t0 = time.perf_counter()
     report = run_ingest([str(v) for v in videos], out,
                         IngestConfig(decode=config, shards=ShardConfig(max_rows=1024),
-                                     workers=workers), progress=False, pool=pool)
+                                     n_decoders=workers), progress=False, pool=pool)
     sec = time.perf_counter() - t0
     assert not report.failed, [r.error for r in report.failed]
     shutil.rmtree(out, ignore_errors=True)

@@ -44,6 +44,7 @@ from cluster.downpour import Downpour, Transport
 from cluster.ps import ONE_THREAD_ENV, OutOfStep
 from cluster.push import push_strategy
 from cluster.sharding import TRANSFER_DTYPES, ShardLayout, to_numpy
+from models.rbm import resolve_device
 from models.stack import RBMStack
 from models.state_file import load_state
 from pipeline.reader import FrameReader, list_shards, read_frames, shards_for_worker
@@ -69,13 +70,6 @@ def step_seed(seed: int, stage: int, worker: int, step: int) -> int:
     """A generator seed for one (stage, worker, step): per-step seeding makes the random stream
     independent of where a run was resumed."""
     return int(np.random.SeedSequence([seed, stage, worker, step]).generate_state(1)[0])
-
-
-def resolve_device(name: str) -> torch.device:
-    """``"auto"`` -> cuda when available, else cpu."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 class BatchStream:

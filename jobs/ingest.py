@@ -8,10 +8,10 @@ Examples::
     python -m jobs.ingest "ytsearch3:cat videos" --out data --max-frames 300 --grey
 
 The settings are the ``[ingest]`` section of a job config (``[ingest.decode]``,
-``[ingest.shards]``, ``[ingest.fetch]``, ``workers``): library defaults < ``--config`` (``--demo``
-reads the shipped demo's) < ``--ingest.key=value`` overrides and the shortcut flags (``--size``
-is ``--ingest.decode.size=``; a flag and its own key with different values is an error). The
-resolved config is written beside the dataset, ``OUT/_config.toml``.
+``[ingest.shards]``, ``[ingest.fetch]``, ``n_decoders``): library defaults < ``--config``
+(``--demo`` reads the shipped demo's) < ``--ingest.key=value`` overrides and the shortcut flags
+(``--size`` is ``--ingest.decode.size=``; a flag and its own key with different values is an
+error). The resolved config is written beside the dataset, ``OUT/_config.toml``.
 
 Exit status: 0 when the dataset has at least one frame, 1 when no source gave frames, 2 on usage
 errors (bad options, an output folder made with other options, a manifest that lists a path
@@ -33,7 +33,7 @@ SHORTCUTS = {"every": "ingest.decode.every", "max_frames": "ingest.decode.max_fr
              "size": "ingest.decode.size", "grey": "ingest.decode.grey",
              "interpolation": "ingest.decode.interpolation",
              "shard_rows": "ingest.shards.max_rows", "shard_mb": "ingest.shards.max_bytes",
-             "workers": "ingest.workers", "max_duration": "ingest.fetch.max_duration_s",
+             "workers": "ingest.n_decoders", "max_duration": "ingest.fetch.max_duration_s",
              "max_filesize_mb": "ingest.fetch.max_filesize",
              "max_videos": "ingest.fetch.max_videos"}
 MB = {"shard_mb", "max_filesize_mb"}
@@ -109,8 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"catneuron ingest: error: {e}", file=sys.stderr)
         return 2
     config = job.ingest
-    if config.workers is not None and config.workers < 0:
-        print(f"catneuron ingest: error: ingest.workers={config.workers}: must be >= 0",
+    if config.n_decoders is not None and config.n_decoders < 0:
+        print(f"catneuron ingest: error: ingest.n_decoders={config.n_decoders}: must be >= 0",
               file=sys.stderr)
         return 2
     try:

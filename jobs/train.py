@@ -71,25 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
 def _overrides(parser: argparse.ArgumentParser, args, rest: list[str]) -> list[str]:
     """``--section.key=value`` args plus the shortcut flags as overrides; ConfigError when a
     shortcut and its own field are both given with different values."""
-    from jobs.config import ConfigError, apply_overrides
+    from jobs.config import shortcut_overrides
 
     bad = [r for r in rest if not (r.startswith("--") and "=" in r)]
     if bad:
         parser.error(f"unrecognised arguments {bad}; config overrides are --section.key=value")
-    overrides = list(rest)
-    for name, key in SHORTCUTS.items():
-        value = getattr(args, name)
-        if value is None:
-            continue
-        section, field = key.split(".")
-        for item in rest:
-            if item[2:].split("=", 1)[0].strip() != key:
-                continue
-            if apply_overrides({}, [item])[section][field] != value:
-                flag = "--" + name.replace("_", "-")
-                raise ConfigError(f"{flag} {value} and {item} disagree: give only one of them")
-        overrides.append(f"{key}={json.dumps(value)}")
-    return overrides
+    return shortcut_overrides(SHORTCUTS, vars(args), rest)
 
 
 def resolve(argv: list[str] | None):

@@ -78,6 +78,14 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def resolve_device(device: torch.device | str | None) -> torch.device:
+    """``"auto"`` (or None) -> :func:`default_device`; anything else as ``torch.device``. One
+    spelling of "choose for me" from the configs to the models."""
+    if device is None or device == "auto":
+        return default_device()
+    return torch.device(device)
+
+
 def device_generator(generator: torch.Generator | None, device: torch.device) -> torch.Generator:
     """A generator on ``device``: ``generator`` itself if it lives there, else seeded from it."""
     if generator is not None and torch.device(generator.device).type == device.type:
@@ -128,7 +136,7 @@ class RBMBase:
     ) -> None:
         self.config = config if config is not None else RBMConfig()
         self.update_config = update if update is not None else UpdateConfig()
-        self.device = torch.device(device) if device is not None else default_device()
+        self.device = resolve_device(device)
         self.dtype = dtype
         self.generator = device_generator(generator, self.device)
         self.updater = ParameterUpdater(self.update_config, self.decay_names)

@@ -21,7 +21,7 @@ from torch import Tensor
 from models.layers import l2_pool, local_contrast_normalize
 from models.local import LocalRBM, positions
 from models.optim import UpdateConfig
-from models.rbm import RBMConfig, default_device, device_generator
+from models.rbm import RBMConfig, device_generator, resolve_device
 from models.state_file import load_state, save_state
 from models.typed_config import build
 
@@ -178,7 +178,7 @@ class RBMStack:
         dtype: torch.dtype = torch.float32,
     ) -> None:
         self.config = config
-        self.device = torch.device(device) if device is not None else default_device()
+        self.device = resolve_device(device)
         self.dtype = dtype
         base_update = update if update is not None else UpdateConfig()
         g = device_generator(generator, self.device)

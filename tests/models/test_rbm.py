@@ -190,3 +190,11 @@ def test_count_updates_advances_both_counters_and_checks_divergence_at_the_inter
     rbm.count_updates(1)  # 4 updates: no interval boundary crossed, no check
     with pytest.raises(FloatingPointError, match="diverged"):
         rbm.count_updates(2)  # 6: the check at 5 runs
+
+
+def test_auto_and_none_both_choose_the_default_device():
+    from models.rbm import default_device, resolve_device
+
+    assert resolve_device("auto") == resolve_device(None) == default_device()
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert BernoulliRBM(3, 2, device="auto").device == default_device()
