@@ -196,8 +196,8 @@ class ParameterShard:
 ONE_THREAD_ENV = {"env_vars": {"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}}
 """Runtime env of the shard and worker actors: one thread per actor for numba's pool too (the
 models package's CPU kernels are numba ``parallel=True``; a pool as wide as the machine in
-every actor made a worker's step 3-4x slower on 2 cores, its idle threads spinning against the
-other actors'). torch is set to one thread in each actor's constructor."""
+every actor spins its idle threads against the other actors'). torch is set to one thread in
+each actor's constructor."""
 
 
 def shard_actor_class(max_restarts: int = -1):

@@ -430,7 +430,7 @@ class BernoulliRBM(RBMBase):
         dW = torch.empty(p0.shape[1], v0.shape[1], device=v0.device, dtype=v0.dtype)
         torch.addmm(dW, p0.t(), v0, beta=0.0, alpha=1.0 / n0, out=dW)
         dW.addmm_(pk.t(), vk, alpha=-1.0 / nk)
-        # batch means as matrix-vector products (strided column sums measured slower)
+        # batch means as matrix-vector products (contiguous reads, not strided column sums)
         w0 = torch.full((n0,), 1.0 / n0, device=v0.device, dtype=v0.dtype)
         wk = torch.full((nk,), -1.0 / nk, device=v0.device, dtype=v0.dtype)
         db = torch.mv(v0.t(), w0).addmv_(vk.t(), wk)

@@ -44,12 +44,11 @@ class DecodeConfig:
         Store one grey channel (``cv2.COLOR_BGR2GRAY``) instead of three RGB channels.
     interpolation:
         Resize filter. ``"area"`` is ``cv2.INTER_AREA`` (the mean of the source pixels under
-        each output pixel: no aliasing, but its general path for non-integer ratios costs more
-        than decoding: 1.6 ms per 576->200 grey frame measured here). ``"box_linear"`` (default)
-        first shrinks by the integer factor ``floor(src / dst)`` with ``INTER_AREA`` (its cheap
-        exact box path), then bilinear for the remaining < 2x: 0.28 ms, the cost of
-        ``"linear"``, with half of ``"linear"``'s error against exact area averaging on noisy
-        frames (0.87 vs 1.72 grey levels). Figures: README / ``benchmarks/ingest.py``.
+        each output pixel: no aliasing, but its general path for non-integer ratios can cost
+        more than decoding). ``"box_linear"`` (default) first shrinks by the integer factor
+        ``floor(src / dst)`` with ``INTER_AREA`` (its cheap exact box path), then bilinear for
+        the remaining < 2x: about the cost of ``"linear"``, with less of its aliasing.
+        Figures: README / ``benchmarks/ingest.py``.
     batch_frames:
         Frames per yielded batch (bounds the memory of one decode call).
     decode_threads:
