@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="store three RGB channels")
     p.add_argument("--interpolation", choices=["box_linear", "area", "linear", "nearest"],
                    help="resize filter: box_linear = integer box mean then bilinear (cheap, "
-                   "little aliasing) [default]; area = cv2.INTER_AREA (exact, several times the cost)")
+                   "little aliasing) [default]; area = cv2.INTER_AREA (exact, costlier)")
     p.add_argument("--shard-rows", type=int, default=None, metavar="R",
                    help="max frames per shard [default 4096; demo 100]")
     p.add_argument("--shard-mb", type=float, help="max pixel MB per shard [128]")
