@@ -35,7 +35,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipeline.decode import DecodeConfig, _resize
+from pipeline.decode import DecodeConfig, resize
 from pipeline.demo_corpus import write_demo_videos
 from pipeline.ingest import IngestConfig, run_ingest
 from pipeline.pool import DecodePool
@@ -110,7 +110,7 @@ def resize_costs(path: Path, size: int, n: int = 100) -> dict[str, dict[str, flo
     for name in ("area", "box_linear", "linear", "nearest"):
         t0 = time.perf_counter()
         for _ in range(3):
-            res = [_resize(q, size, name) for q in squares]
+            res = [resize(q, size, name) for q in squares]
         ms = (time.perf_counter() - t0) / (3 * len(squares)) * 1e3
         err = float(np.mean([np.abs(r.astype(np.float32) - e).mean()
                              for r, e in zip(res, exact, strict=True)]))

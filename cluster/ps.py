@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cluster.sharding import ShardLayout, _as_tensor, combine_updates, pack, to_numpy
+from cluster.sharding import ShardLayout, as_tensor, combine_updates, pack, to_numpy
 from models.optim import ParameterUpdater, UpdateConfig
 from models.state_file import load_state, save_state
 
@@ -77,7 +77,7 @@ class ParameterShard:
             self.load(str(ckpt / f"shard{index}.pt"))
             self.restored_from = str(ckpt)
         elif params is not None:
-            self.params = {k: _as_tensor(v).clone() for k, v in params.items()}
+            self.params = {k: as_tensor(v).clone() for k, v in params.items()}
         else:
             raise ValueError(f"shard {index}: no initial params and no checkpoint in {stage_dir}")
 
@@ -113,9 +113,9 @@ class ParameterShard:
         t = time.perf_counter()
         if self.deltas:
             for k, v in update.items():
-                self.params[k].add_(_as_tensor(v))
+                self.params[k].add_(as_tensor(v))
         else:
-            self.updater.step(self.params, {k: _as_tensor(v) for k, v in update.items()})
+            self.updater.step(self.params, {k: as_tensor(v) for k, v in update.items()})
         self.n_applied += 1
         self._check_finite()
         self.seconds_apply += time.perf_counter() - t

@@ -20,7 +20,7 @@ import numpy as np
 
 Interpolation = Literal["box_linear", "area", "linear", "nearest"]
 _INTERP = {
-    "box_linear": cv2.INTER_LINEAR,  # after the integer box reduction, see _resize
+    "box_linear": cv2.INTER_LINEAR,  # after the integer box reduction, see resize
     "area": cv2.INTER_AREA,
     "linear": cv2.INTER_LINEAR,
     "nearest": cv2.INTER_NEAREST,
@@ -133,13 +133,13 @@ def convert_frame(bgr: np.ndarray, config: DecodeConfig) -> np.ndarray:
         bgr = bgr[top : top + side, left : left + side]
     out = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY if config.grey else cv2.COLOR_BGR2RGB)
     if config.size and out.shape[0] != config.size:
-        out = _resize(out, config.size, config.interpolation)
+        out = resize(out, config.size, config.interpolation)
     if out.ndim == 2:
         out = out[:, :, None]  # (H, W) -> (H, W, 1)
     return out
 
 
-def _resize(square: np.ndarray, size: int, interpolation: Interpolation) -> np.ndarray:
+def resize(square: np.ndarray, size: int, interpolation: Interpolation) -> np.ndarray:
     """Resize a square image to ``size x size`` (box_linear: integer box mean, then bilinear)."""
     if interpolation == "box_linear":
         factor = square.shape[0] // size
