@@ -218,7 +218,6 @@ def _ais(rbm, b_a, n_runs, betas, generator) -> tuple[float, float]:
     W, b, c = _dense_params(rbm, dt)
     b_a = b_a.to(device=dev, dtype=dt)
     log_z_a = float(F.softplus(b_a).sum()) + rbm.n_hidden * math.log(2.0)
-    db = b - b_a
 
     log_w = torch.zeros(n_runs, device=dev, dtype=dt)
     beta_prev = 0.0
