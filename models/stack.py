@@ -26,9 +26,12 @@ from models.state_file import load_state, save_state
 from models.typed_config import build
 
 
-@dataclass(frozen=True)
-class StageConfig:
+@dataclass(frozen=True, kw_only=True)
+class StageConfig(RBMConfig):
     """One stage: local RBM (``field``, ``stride``, ``n_maps``) -> L2 pool -> LCN.
+
+    A stage is its RBM's :class:`models.rbm.RBMConfig` (every field, checked there) plus the
+    geometry below; fields are given by keyword.
 
     Attributes
     ----------
@@ -41,7 +44,7 @@ class StageConfig:
     visible : ``"gaussian"`` (real inputs, unit variance; the default after LCN) or
         ``"bernoulli"`` (the stage's input is squashed by a logistic sigmoid into (0, 1)).
     k, persistent, n_chains, sparsity_target, sparsity_cost, sparsity_decay, init_std,
-    check_interval : the stage RBM's settings (every field of ``models.rbm.RBMConfig``).
+    check_interval : inherited from ``RBMConfig``.
     learning_rate : overrides the stack's ``UpdateConfig.learning_rate`` for this stage.
     """
 
@@ -52,14 +55,6 @@ class StageConfig:
     pool_stride: int = 1
     lcn_sigma: float = 1.0
     visible: Literal["gaussian", "bernoulli"] = "gaussian"
-    k: int = 1
-    persistent: bool = False
-    n_chains: int | None = None
-    sparsity_target: float | None = None
-    sparsity_cost: float = 0.1
-    sparsity_decay: float = 0.9
-    init_std: float = 0.01
-    check_interval: int = 100
     learning_rate: float | None = None
 
     def rbm_config(self) -> RBMConfig:
