@@ -191,3 +191,7 @@ def test_resumed_async_delta_run_equals_uninterrupted(ray_cluster, dataset, tmp_
     (tmp_path / "part/model.pt").unlink()
     _train(_config(dataset, tmp_path / "part", *common), resume=True)
     _assert_same(_stage_params(tmp_path / "part"), _stage_params(tmp_path / "full"), atol=1e-5)
+    # a clean resume starts every shard from the checkpoint: logged as a resume, not a fault
+    events = (tmp_path / "part/events.log").read_text()
+    assert "resuming from" in events
+    assert "died" not in events and "restored from" not in events
