@@ -19,8 +19,9 @@ class DataConfig:
 
     Attributes
     ----------
-    path : dataset folder with ``_manifest.json`` and Parquet shards; relative paths are taken
-        relative to the current directory.
+    path : dataset folder with ``_manifest.json`` and Parquet shards: a path (relative paths are
+        taken relative to the current directory) or a URI such as ``s3://bucket/prefix``
+        (:mod:`pipeline.storage`), which every node of a cluster reaches.
     batch_size : frames per worker per step (Le et al. used mini-batches of 100 per replica).
     shuffle_buffer : rows shuffled within a buffer by the reader (0 = manifest order).
     holdout_frames : frames kept aside (from the last shard) to measure the free-energy gap
@@ -88,7 +89,8 @@ class TrainConfig:
     log_interval : worker steps between metric records (recon error, free-energy gap).
     seed : seeds the model's initial weights and every worker's generators (per stage, worker
         and step: ``cluster.worker.step_seed``) and data order.
-    run_dir : the run folder (config, metrics, TensorBoard events, checkpoints).
+    run_dir : the run folder (config, metrics, TensorBoard events, checkpoints): a path or a URI
+        such as ``s3://bucket/runs/x``.
     device : ``"cpu"``, ``"cuda"`` or ``"auto"`` (cuda when available) for workers' compute.
     """
 

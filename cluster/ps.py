@@ -14,16 +14,17 @@ and its constructor restores the last checkpoint of its stage.
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Mapping
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from cluster.sharding import ShardLayout, as_tensor, combine_updates, pack, to_numpy
+from cluster.state_io import read_state, write_state
 from models.optim import ParameterUpdater, UpdateConfig
-from models.state_file import load_state, save_state
+from pipeline import storage
 
 
 class OutOfStep(RuntimeError):
@@ -31,13 +32,17 @@ class OutOfStep(RuntimeError):
     of; the driver rolls every actor back to the last checkpoint."""
 
 
-def latest_checkpoint(stage_dir: str | os.PathLike) -> Path | None:
-    """The newest complete checkpoint folder of a stage (named by its ``LATEST`` file)."""
-    pointer = Path(stage_dir) / "LATEST"
-    if not pointer.is_file():
+def latest_checkpoint(stage_dir: str | os.PathLike) -> str | None:
+    """The newest complete checkpoint folder of a stage (named by its ``LATEST`` file, which
+    is published after the folder's files); a path or URI like ``stage_dir``."""
+    pointer = storage.join(stage_dir, "LATEST")
+    if not storage.exists(pointer):
         return None
-    path = Path(stage_dir) / pointer.read_text().strip()
-    return path if path.is_dir() else None
+    name = storage.read_text(pointer).strip()
+    if not re.fullmatch(r"step\d+", name):  # a plain name inside the stage folder, nothing else
+        raise ValueError(f"{pointer} names {name!r}, not a checkpoint folder of this stage")
+    folder = storage.join(stage_dir, name)
+    return folder if storage.list_files(folder) else None
 
 
 class ParameterShard:
@@ -74,8 +79,8 @@ class ParameterShard:
         self.restored_from: str | None = None
         ckpt = latest_checkpoint(stage_dir) if stage_dir else None
         if ckpt is not None:
-            self.load(str(ckpt / f"shard{index}.pt"))
-            self.restored_from = str(ckpt)
+            self.load(storage.join(ckpt, f"shard{index}.pt"))
+            self.restored_from = ckpt
         elif params is not None:
             self.params = {k: as_tensor(v).clone() for k, v in params.items()}
         else:
@@ -158,16 +163,17 @@ class ParameterShard:
 
     # ------------------------------------------------------------------ state
     def save(self, path: str) -> str:
-        """Write params, optimiser state and sequence numbers to ``path`` (atomically)."""
-        save_state({"index": self.index, "params": self.params,
-                    "updater": self.updater.state_dict(), "last_seq": dict(self.last_seq),
-                    "n_applied": self.n_applied, "n_rejected": self.n_rejected}, path)
+        """Write params, optimiser state and sequence numbers to ``path`` (a path or URI,
+        atomically)."""
+        write_state(path, {"index": self.index, "params": self.params,
+                           "updater": self.updater.state_dict(), "last_seq": dict(self.last_seq),
+                           "n_applied": self.n_applied, "n_rejected": self.n_rejected})
         return path
 
     def load(self, path: str) -> None:
         """Restore what :meth:`save` wrote (``weights_only=True``: a file that names code is
         refused with :class:`models.state_file.UnsafeStateFile`, nothing in it runs)."""
-        state = load_state(path)
+        state = read_state(path)
         if state["index"] != self.index:
             raise ValueError(f"{path} holds shard {state['index']}, not shard {self.index}")
         shapes = {k: tuple(v.shape) for k, v in state["params"].items()}

@@ -6,12 +6,17 @@ the per-stage progress bar.
 TensorBoard: a worker's record under ``stage{k}/worker{i}/<name>`` (each worker's curve its own),
 a record of the whole stage (no ``worker``, e.g. the sync mean) under ``stage{k}/<name>``.
 ``events.log`` records faults, restarts, restores and checkpoints, one timestamped line each.
+
+A run folder in an object store (``s3://...``) cannot be appended to: the files are then
+written in a local staging folder (resumed from the store's copies) and uploaded whole by
+:meth:`RunLogger.sync` (at every checkpoint) and :meth:`RunLogger.close`.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import shutil
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -20,29 +25,40 @@ from typing import TextIO
 
 from tqdm import tqdm
 
+from pipeline import storage
+
+FILES = ("metrics.jsonl", "events.log")
+
+
 
 class RunLogger:
     """Writes ``metrics.jsonl``, ``events.log`` and TensorBoard events under ``run_dir``.
 
     Parameters
     ----------
-    run_dir : the run folder (created).
+    run_dir : the run folder (created): a path or URI.
     echo : called with each event line (e.g. ``print``); None for silence.
     tensorboard : write TensorBoard event files (``torch.utils.tensorboard.SummaryWriter``).
     """
 
     def __init__(self, run_dir: str | Path, echo: Callable[[str], None] | None = print,
                  tensorboard: bool = True) -> None:
-        self.run_dir = Path(run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self._metrics = open(self.run_dir / "metrics.jsonl", "a", buffering=1)
-        self._events = open(self.run_dir / "events.log", "a", buffering=1)
+        self.run_dir = str(run_dir)
+        self.local = storage.staging_dir(self.run_dir)  # the run folder itself when local
+        self._remote = not storage.is_local(self.run_dir)
+        if self._remote:  # continue the store's files (resume)
+            for name in FILES:
+                if storage.exists(storage.join(self.run_dir, name)):
+                    (self.local / name).write_bytes(
+                        storage.read_bytes(storage.join(self.run_dir, name)))
+        self._metrics = open(self.local / "metrics.jsonl", "a", buffering=1)
+        self._events = open(self.local / "events.log", "a", buffering=1)
         self.echo = echo
         self._tb = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._tb = SummaryWriter(log_dir=str(self.run_dir / "tensorboard"))
+            self._tb = SummaryWriter(log_dir=str(self.local / "tensorboard"))
 
     def metrics(self, record: Mapping) -> None:
         """One metrics record (must carry ``stage`` and ``step``)."""
@@ -69,19 +85,38 @@ class RunLogger:
         if self.echo is not None:
             self.echo(line)
 
+    def sync(self) -> None:
+        """Upload the files to a run folder in an object store (nothing to do locally)."""
+        if not self._remote:
+            return
+        self._metrics.flush()
+        self._events.flush()
+        if self._tb is not None:
+            self._tb.flush()
+        self._upload()
+
+    def _upload(self) -> None:
+        """Every staged file, whole, to the same name under the run folder."""
+        for path in sorted(p for p in self.local.rglob("*") if p.is_file()):
+            relative = path.relative_to(self.local).as_posix()
+            storage.write_bytes(storage.join(self.run_dir, relative), path.read_bytes())
+
     def close(self) -> None:
-        """Flush and close every file."""
+        """Flush and close every file (and upload them to an object store)."""
         self._metrics.close()
         self._events.close()
         if self._tb is not None:
             self._tb.flush()
             self._tb.close()
+        if self._remote:
+            self._upload()
+            shutil.rmtree(self.local, ignore_errors=True)
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:
-    """All records of ``run_dir/metrics.jsonl``."""
-    path = Path(run_dir) / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    """All records of ``run_dir/metrics.jsonl`` (a path or URI)."""
+    text = storage.read_text(storage.join(str(run_dir), "metrics.jsonl"))
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 def stage_progress(stage: int, total: int, initial: int = 0,

@@ -16,7 +16,6 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import ray
 
@@ -28,6 +27,11 @@ from cluster.sharding import ShardLayout
 from cluster.worker import worker_actor_class
 from models.rbm import RBMBase
 
+SPREAD = "SPREAD"
+"""Ray's scheduling strategy for shards and workers: spread over the cluster's nodes (round
+robin), so a parameter server's traffic and the replicas' compute use every node's network and
+cores, and a dead node takes only its share of the actors with it. One machine: no effect."""
+
 
 @dataclass
 class StageActors:
@@ -35,7 +39,7 @@ class StageActors:
     whose id changed was restarted by Ray and restored a checkpoint)."""
 
     stage: int
-    stage_dir: Path
+    stage_dir: str
     layout: ShardLayout
     shards: list
     workers: list
@@ -63,7 +67,7 @@ def start_stage(job: JobSections, stage: int, rbm: RBMBase, stage_dir: str | os.
     latest checkpoint's data positions and RBM state. Returns once every actor answers.
     """
     tc = job.train
-    stage_dir = Path(stage_dir)
+    stage_dir = str(stage_dir)
     layout = ShardLayout.plan({k: v.shape for k, v in rbm.params.items()}, tc.n_ps_shards)
     adds = tc.mode == "async" and shards_add(tc.push)
     if latest_checkpoint(stage_dir) is None:
@@ -73,14 +77,14 @@ def start_stage(job: JobSections, stage: int, rbm: RBMBase, stage_dir: str | os.
     names = [f"catneuron-{uuid.uuid4().hex[:12]}-stage{stage}-shard{j}"
              for j in range(tc.n_ps_shards)]
     shard_cls = shard_actor_class()
-    shards = [shard_cls.options(name=name).remote(j, layout.to_dict(), rbm.update_config,
-                                                  tuple(rbm.decay_names), None, str(stage_dir),
-                                                  deltas=adds)
+    shards = [shard_cls.options(name=name, scheduling_strategy=SPREAD).remote(
+                  j, layout.to_dict(), rbm.update_config, tuple(rbm.decay_names), None,
+                  stage_dir, deltas=adds)
               for j, name in enumerate(names)]
-    worker_cls = worker_actor_class().options(num_cpus=worker_cpus)
+    worker_cls = worker_actor_class().options(num_cpus=worker_cpus, scheduling_strategy=SPREAD)
     workers = [worker_cls.remote(k, job, stage, layout.to_dict(),
                                  shards=names if tc.mode == "async" else (),
-                                 checkpoint=str(checkpoint), stack_path=stack_path)
+                                 checkpoint=checkpoint, stack_path=stack_path)
                for k in range(tc.n_workers)]
     ray.get([w.ping.remote() for w in workers])
     pids = [i["pid"] for i in ray.get([s.info.remote() for s in shards])]

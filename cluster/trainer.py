@@ -23,7 +23,8 @@ so no update is applied twice). A dead shard is restarted by Ray and restores it
 
 A progress bar per stage (steps/s and the latest reconstruction error) shows on a terminal.
 
-Run folder layout::
+Run folder layout (a local path or a URI such as ``s3://bucket/runs/x``: every node writes
+and reads it through :mod:`pipeline.storage`, so a cluster needs no shared disk)::
 
     RUN/config.toml            resolved config
     RUN/metrics.jsonl          metrics, one record per line   RUN/tensorboard/  event files
@@ -35,11 +36,9 @@ Run folder layout::
 from __future__ import annotations
 
 import collections
-import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -52,9 +51,10 @@ from cluster.config import JobSections
 from cluster.ps import OutOfStep, latest_checkpoint
 from cluster.runlog import RunLogger, show_recon_error, stage_progress
 from cluster.stage import StageActors, get_when_alive, start_stage
+from cluster.state_io import read_state, write_state
 from cluster.worker import split_holdout
 from models.stack import RBMStack
-from models.state_file import load_state
+from pipeline import storage
 from pipeline.reader import read_frames, shards_for_worker
 
 
@@ -120,7 +120,7 @@ class Trainer:
         self.config = config
         self.config_text = config_text
         self.resume = resume
-        self.run_dir = Path(config.train.run_dir)
+        self.run_dir = str(config.train.run_dir)
         self.echo = echo
         self.log: RunLogger | None = None
         self._killed: set[str] = set()
@@ -130,13 +130,12 @@ class Trainer:
         """Train ``train.stages`` stages greedily; returns a summary (per-stage figures)."""
         cfg = self.config
         check_data(cfg)
-        if not self.resume and ((self.run_dir / "model.pt").exists()
-                                or list(self.run_dir.glob("checkpoints/stage*/LATEST"))):
+        if not self.resume and self._holds_a_run():
             raise FileExistsError(f"{self.run_dir} already holds a run: pass --resume to "
                                   f"continue it, or choose a new --run-dir")
         init_ray(cfg.sim.num_cpus)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "config.toml").write_text(self.config_text)
+        storage.makedirs(self.run_dir)
+        storage.write_text(storage.join(self.run_dir, "config.toml"), self.config_text)
         self.log = RunLogger(self.run_dir, echo=self.echo)
         summary: dict[str, Any] = {"run_dir": str(self.run_dir), "stages": []}
         try:
@@ -144,9 +143,9 @@ class Trainer:
                              generator=torch.Generator().manual_seed(cfg.train.seed),
                              device="cpu")
             first = 0
-            model_path = self.run_dir / "model.pt"
-            if self.resume and model_path.is_file():
-                saved = load_state(model_path)
+            model_path = storage.join(self.run_dir, "model.pt")
+            if self.resume and storage.exists(model_path):
+                saved = read_state(model_path)
                 stack.load_state_dict(saved["state"])
                 first = int(saved["stages_trained"])
                 self.log.event(f"resume: stages 0..{first - 1} already trained ({model_path})")
@@ -154,18 +153,24 @@ class Trainer:
                 stats = self._train_stage(stage, stack)
                 summary["stages"].append(stats)
                 # RBMStack.save's format (RBMStack.load(path) reads it) plus the job's own fields
-                torch.save({"config": stack.config.to_dict(), "state": stack.state_dict(),
-                            "stages_trained": stage + 1, "job_config": self.config_text},
-                           f"{model_path}.tmp")
-                os.replace(f"{model_path}.tmp", model_path)
+                write_state(model_path, {"config": stack.config.to_dict(),
+                                         "state": stack.state_dict(), "stages_trained": stage + 1,
+                                         "job_config": self.config_text})
                 self.log.event(f"stage {stage} done: {stats}")
-            summary["model"] = str(model_path)
+            summary["model"] = model_path
         finally:
             self.log.close()
         return summary
 
+    def _holds_a_run(self) -> bool:
+        """Whether the run folder already has a model or a stage checkpoint."""
+        checkpoints = storage.join(self.run_dir, "checkpoints")
+        return storage.exists(storage.join(self.run_dir, "model.pt")) or any(
+            storage.exists(storage.join(checkpoints, f"stage{k}", "LATEST"))
+            for k in range(self.config.n_stages))
+
     # ------------------------------------------------------------------ one stage
-    def _start_checkpoint(self, stage_dir: Path) -> dict | None:
+    def _start_checkpoint(self, stage_dir: str) -> dict | None:
         """The checkpoint a resumed stage continues from (None: a fresh stage), checked
         against this job's shards and workers."""
         tc = self.config.train
@@ -190,14 +195,14 @@ class Trainer:
         """Start the stage's actors, run the schedule, gather the params into ``stack``."""
         cfg, tc = self.config, self.config.train
         rbm = stack.rbms[stage]
-        stage_dir = self.run_dir / "checkpoints" / f"stage{stage}"
-        stage_dir.mkdir(parents=True, exist_ok=True)
+        stage_dir = storage.join(self.run_dir, "checkpoints", f"stage{stage}")
+        storage.makedirs(stage_dir)
         meta = self._start_checkpoint(stage_dir)
         start = int(meta["step"]) if meta else 0
         cpus = worker_cpu_share(cfg)
         actors = start_stage(cfg, stage, rbm, stage_dir, config_text=self.config_text,
                              worker_cpus=cpus,
-                             stack_path=str(self.run_dir / "model.pt") if stage else None)
+                             stack_path=storage.join(self.run_dir, "model.pt") if stage else None)
         meta = read_meta(latest_checkpoint(stage_dir))
         sizes = [actors.layout.numel(j) for j in range(tc.n_ps_shards)]
         self.log.event(f"stage {stage}: {tc.n_workers} workers ({cpus} CPU each), "
@@ -224,13 +229,14 @@ class Trainer:
                    local_states=None) -> dict:
         """Every shard writes its own file, then meta.pt, then LATEST is switched (atomic)."""
         folder = step_folder(actors.stage_dir, step)
-        folder.mkdir(parents=True, exist_ok=True)
-        get_when_alive(lambda: [s.save.remote(str(folder / f"shard{j}.pt"))
+        storage.makedirs(folder)
+        get_when_alive(lambda: [s.save.remote(storage.join(folder, f"shard{j}.pt"))
                                 for j, s in enumerate(actors.shards)])
         meta = write_meta(folder, stage=actors.stage, step=step, config_text=self.config_text,
                           layout=actors.layout, positions=positions, seqs=seqs,
                           worker_steps=wsteps, local_states=local_states)
         self.log.event(f"stage {actors.stage}: checkpoint {folder}")
+        self.log.sync()
         return meta
 
     def due(self, before: int, after: int) -> bool:
@@ -334,7 +340,7 @@ class _SyncDriver:
         folder = step_folder(actors.stage_dir, meta["step"])
         get_when_alive(lambda: [a.ping.remote() for a in actors.workers]
                        + [s.info.remote() for s in actors.shards])
-        ray.get([s.load.remote(str(folder / f"shard{j}.pt"))
+        ray.get([s.load.remote(storage.join(folder, f"shard{j}.pt"))
                  for j, s in enumerate(actors.shards)])
         ray.get([w.restore.remote(tuple(meta["positions"][k]), meta["local_states"][k],
                                   int(meta["step"])) for k, w in enumerate(actors.workers)])
@@ -408,8 +414,8 @@ class _AsyncDriver:
             self._admit()
             self._submit(k)
         for info in self.actors.restarted_shards():
-            self.log.event(f"stage {self.actors.stage}: shard {info['index']} died and was "
-                           f"restored from {info['restored_from']}")
+            self.log.event(f"stage {self.actors.stage}: shard {info['index']} was restored from "
+                           f"{info['restored_from']} after a fault (Ray restarted it)")
         if self.last_checkpoint_step != self.step:
             self._checkpoint()
         return {"mode": "async", "steps": self.step, "worker_restarts": self.restarts,

@@ -44,9 +44,9 @@ from cluster.downpour import Downpour, Transport
 from cluster.ps import ONE_THREAD_ENV, OutOfStep
 from cluster.push import push_strategy
 from cluster.sharding import TRANSFER_DTYPES, ShardLayout, to_numpy
+from cluster.state_io import read_state
 from models.rbm import resolve_device
 from models.stack import RBMStack
-from models.state_file import load_state
 from pipeline.reader import FrameReader, list_shards, read_frames, shards_for_worker
 
 
@@ -184,7 +184,7 @@ class Worker:
         self.stack = RBMStack(job.model, update=job.update, device=self.device,
                               generator=torch.Generator().manual_seed(tc.seed))
         if stack_path is not None:
-            self.stack.load_state_dict(load_state(stack_path)["state"])
+            self.stack.load_state_dict(read_state(stack_path)["state"])
         self.rbm = self.stack.rbms[stage]
         start = read_meta(checkpoint) if checkpoint else None
         if start is not None and start["local_states"][index]:

@@ -19,15 +19,24 @@ SUBCOMMANDS: dict[str, str] = {
     "visualize": "render the neuron gallery for a trained run",
     "evaluate": "measure neuron selectivity on a labelled probe set",
     "submit": "submit a job to a Ray cluster",
+    "jobs": "list, watch and stop jobs on a Ray cluster",
     "plan": "size a config on N nodes: parameters, memory, FLOPs, bytes per step",
 }
+
+
+# subcommands whose module is not jobs/<name>.py (``jobs.jobs`` would read as the package)
+MODULES: dict[str, str] = {"jobs": "jobs.control"}
+
+
+def _module(name: str) -> str:
+    return MODULES.get(name, f"jobs.{name}")
 
 
 def _available() -> dict[str, str]:
     """Subcommands whose module is importable in this checkout."""
     found = {}
     for name, text in SUBCOMMANDS.items():
-        if importlib.util.find_spec(f"jobs.{name}") is not None:
+        if importlib.util.find_spec(_module(name)) is not None:
             found[name] = text
     return found
 
@@ -55,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     if name not in available:
         print(f"catneuron: unknown command {name!r}\n\n{_usage(available)}", file=sys.stderr)
         return 2
-    module = importlib.import_module(f"jobs.{name}")
+    module = importlib.import_module(_module(name))
     return int(module.main(rest) or 0)
 
 

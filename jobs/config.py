@@ -176,12 +176,13 @@ def shipped_config(name: str) -> Path:
     return Path(str(importlib.resources.files("jobs.configs") / f"{name}.toml"))
 
 
-def config_path(path: str | os.PathLike) -> Path:
-    """``path`` itself, or the shipped config it names (``demo``, ``le2012``)."""
-    p = Path(path)
-    if not p.exists() and p.suffix == "" and str(path) in SHIPPED:
-        return shipped_config(str(path))
-    return p
+def config_path(path: str | os.PathLike) -> str:
+    """``path`` itself (a path or URI), or the file of the shipped config it names (``demo``,
+    ``le2012``)."""
+    text = os.fspath(path)
+    if text in SHIPPED and not os.path.exists(text):
+        return str(shipped_config(text))
+    return text
 
 
 def load(path: str | os.PathLike | None, overrides: Sequence[str] = ()) -> JobConfig:
@@ -197,12 +198,14 @@ def load(path: str | os.PathLike | None, overrides: Sequence[str] = ()) -> JobCo
     """
     data: dict[str, Any] = {}
     if path is not None:
+        from pipeline import storage  # a path or URI (a run folder's config.toml in S3)
+
         p = config_path(path)
-        if not p.is_file():
+        if not storage.exists(p):
             raise FileNotFoundError(f"config file {p} not found (the shipped ones are "
                                     "jobs/configs/demo.toml and le2012.toml: --config demo)")
         try:
-            data = tomllib.loads(p.read_text())
+            data = tomllib.loads(storage.read_text(p))
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{p}: not valid TOML: {exc}") from exc
     data = _merge(to_dict(JobConfig()), data)  # file over defaults (tables merged, lists replaced)

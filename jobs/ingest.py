@@ -23,9 +23,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-from pipeline.ingest import IngestConfig, OptionsMismatch, run_ingest, summary_table
+from pipeline import storage
+from pipeline.ingest import (
+    IngestConfig,
+    OptionsMismatch,
+    downloads_dir,
+    run_ingest,
+    summary_table,
+)
 from pipeline.shards import MANIFEST, read_manifest
 
 # shortcut flags -> their key in the job config, and the factor from the flag's unit
@@ -48,7 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
         "Re-running the same command resumes: finished videos are skipped.",
     )
     p.add_argument("sources", nargs="*", help="video files, folders, globs, .txt lists, URLs")
-    p.add_argument("--out", required=True, type=Path, help="dataset folder (created/resumed)")
+    p.add_argument("--out", required=True,
+                   help="dataset folder (created/resumed): a path, or a URI such as "
+                   "s3://bucket/prefix that every node of a cluster reaches")
     p.add_argument("--demo", action="store_true",
                    help="generate the embedded demo corpus into OUT/_videos and ingest it "
                    "with the shipped demo config's [ingest] settings")
@@ -133,15 +141,18 @@ def resolve(args: argparse.Namespace, rest: list[str]):
     return load(args.config or ("demo" if args.demo else None), overrides)
 
 
-def _out_problem(out: Path, demo: bool) -> str | None:
+def _out_problem(location: str, demo: bool) -> str | None:
     """Why ``--out`` cannot be used (checked before anything is written), or None."""
-    for folder in (out, *out.parents):
-        if folder.exists() and not folder.is_dir():
-            return f"--out {out}: {folder} is a file, not a folder; give a folder path"
-    if demo and (out / "_videos").is_symlink():
-        return (f"--out {out}: {out / '_videos'} is a symlink; --demo writes its videos only "
-                "into a real folder inside OUT: remove the link")
-    if (out / MANIFEST).exists():
+    if storage.is_local(location):
+        out = storage.local_path(location)
+        for folder in (out, *out.parents):
+            if folder.exists() and not folder.is_dir():
+                return f"--out {out}: {folder} is a file, not a folder; give a folder path"
+        if demo and (out / "_videos").is_symlink():
+            return (f"--out {out}: {out / '_videos'} is a symlink; --demo writes its videos "
+                    "only into a real folder inside OUT: remove the link")
+    out = location
+    if storage.exists(storage.join(location, MANIFEST)):
         try:
             read_manifest(out)  # damaged, or lists a path outside OUT: refuse, touch nothing
         except ValueError as e:
@@ -159,7 +170,8 @@ def _ingest(args: argparse.Namespace, config: IngestConfig, job) -> int:
     if args.demo:
         from pipeline.demo_corpus import write_demo_videos
 
-        videos = args.out / "_videos"
+        videos = (storage.local_path(args.out) / "_videos" if storage.is_local(args.out)
+                  else downloads_dir(args.out) / "_videos")
         paths = write_demo_videos(videos, seed=args.seed)
         print(f"demo corpus: {len(paths)} videos in {videos}", file=sys.stderr)
         sources.append(str(videos))
@@ -168,7 +180,7 @@ def _ingest(args: argparse.Namespace, config: IngestConfig, job) -> int:
     except (OptionsMismatch, RayUnreachable, ValueError) as e:
         print(f"catneuron ingest: error: {e}", file=sys.stderr)
         return 2
-    (args.out / RESOLVED).write_text(dumps(job))
+    storage.write_text(storage.join(args.out, RESOLVED), dumps(job))
     print(summary_table(report))
     if report.exit_code():
         print("catneuron ingest: no source gave any frame; see the reasons above", file=sys.stderr)

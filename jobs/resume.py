@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from jobs.config import ConfigError, JobConfig, load, to_dict
+from pipeline import storage
 
 RUN_CONFIG = "config.toml"
 
@@ -52,8 +53,8 @@ def load_run_config(run_dir: str | Path, overrides: list[str]) -> JobConfig:
     ConfigError
         No run in ``run_dir``, or an override changes a field not in :data:`SAFE_ON_RESUME`.
     """
-    path = Path(run_dir) / RUN_CONFIG
-    if not path.is_file():
+    path = storage.join(str(run_dir), RUN_CONFIG)
+    if not storage.exists(path):
         raise ConfigError(f"--resume: {run_dir} holds no run to continue (no {RUN_CONFIG}): "
                           "check --run-dir, or start a new run without --resume")
     saved = load(path)

@@ -22,9 +22,9 @@ import argparse
 import json
 import sys
 import textwrap
-from pathlib import Path
 
 from jobs.resume import SAFE_ON_RESUME
+from pipeline import storage
 
 SHORTCUTS = {"workers": "train.n_workers", "ps_shards": "train.n_ps_shards",
              "mode": "train.mode", "run_dir": "train.run_dir", "steps": "train.steps"}
@@ -58,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ps-shards", type=int, help="parameter-server shards (train.n_ps_shards)")
     p.add_argument("--mode", choices=("async", "sync"), help="Downpour async or reproducible sync")
     p.add_argument("--steps", type=int, help="steps per stage (train.steps)")
-    p.add_argument("--run-dir", help="run folder (train.run_dir)")
+    p.add_argument("--run-dir", help="run folder (train.run_dir): a path, or a URI such as "
+                                     "s3://bucket/runs/x that every node reaches")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --run-dir from its last checkpoint, with its own "
                         "config")
@@ -93,25 +94,28 @@ def resolve(argv: list[str] | None):
         raise ConfigError("--resume needs --run-dir RUN: the run folder to continue")
     if args.config is not None:
         raise ConfigError(f"--resume continues {args.run_dir} with its own config "
-                          f"({Path(args.run_dir) / 'config.toml'}): drop --config")
+                          f"({storage.join(args.run_dir, 'config.toml')}): drop --config")
     return load_run_config(args.run_dir, overrides), args
 
 
 def _refuse_existing_run(config, resume: bool) -> None:
-    """FileExistsError when a fresh run would write into a folder that holds one."""
-    run = Path(config.train.run_dir)
-    if not resume and ((run / "model.pt").exists()
-                       or list(run.glob("checkpoints/stage*/LATEST"))):
+    """FileExistsError when a fresh run would write into a folder (path or URI) that holds
+    one."""
+    run = config.train.run_dir
+    checkpoints = storage.join(run, "checkpoints")
+    if not resume and (storage.exists(storage.join(run, "model.pt")) or any(
+            storage.exists(storage.join(checkpoints, f"stage{k}", "LATEST"))
+            for k in range(config.n_stages))):
         raise FileExistsError(f"{run} already holds a run: pass --resume to continue it, or "
                               "choose a new --run-dir")
 
 
-def where_interrupted(run_dir: str | Path) -> tuple[int, int]:
+def where_interrupted(run_dir: str) -> tuple[int, int]:
     """(stage, step) of the run's last metrics record (0, 0 when there is none)."""
-    path = Path(run_dir) / "metrics.jsonl"
+    path = storage.join(run_dir, "metrics.jsonl")
     stage = step = 0
-    if path.is_file():
-        for line in path.read_text().splitlines():
+    if storage.exists(path):
+        for line in storage.read_text(path).splitlines():
             try:
                 record = json.loads(line)
                 stage, step = int(record["stage"]), int(record["step"])

@@ -11,6 +11,7 @@ containers and refuses any other global. Configs travel as dicts or TOML strings
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import re
@@ -55,12 +56,30 @@ def save_state(obj: Any, path: str | os.PathLike) -> None:
 def load_state(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
     """``torch.load(path, weights_only=True)``; :class:`UnsafeStateFile` when the file names any
     code (a pickled callable or class), so nothing in it runs."""
+    return _load(path, os.fspath(path), map_location)
+
+
+def state_to_bytes(obj: Any) -> bytes:
+    """What :func:`save_state` writes, as bytes (for storage that is not a local file, such as
+    an object store: the caller publishes them)."""
+    buffer = io.BytesIO()
+    torch.save(plain_state(obj), buffer)
+    return buffer.getvalue()
+
+
+def state_from_bytes(data: bytes, where: str = "state", map_location: Any = "cpu") -> Any:
+    """:func:`load_state` of bytes; ``where`` names their origin in errors."""
+    return _load(io.BytesIO(data), where, map_location)
+
+
+def _load(source: Any, where: str, map_location: Any) -> Any:
+    """``torch.load(source, weights_only=True)`` with refusals as UnsafeStateFile."""
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(source, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         found = re.search(r"(unsupported GLOBAL [^\s]+|Unsupported operand \d+|"
                           r"Unsupported global: [^\s]+)", str(exc))
         what = found.group(1) if found else "refused by torch's weights-only unpickler"
         raise UnsafeStateFile(
-            f"{os.fspath(path)} holds more than tensors and plain values ({what}); it was not "
+            f"{where} holds more than tensors and plain values ({what}); it was not "
             "loaded: use only state files catneuron wrote, or train again") from exc

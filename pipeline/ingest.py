@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline import storage
 from pipeline.decode import DecodeConfig
 from pipeline.fetch import FetchConfig, FetchError, fetch
 from pipeline.shards import (
@@ -56,7 +57,7 @@ class OptionsMismatch(ValueError):
 class IngestReport:
     """What one run did: per-video results of this run and videos skipped as already done."""
 
-    out: Path
+    out: str
     results: list[VideoResult] = field(default_factory=list)
     skipped: list[dict[str, Any]] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
@@ -90,11 +91,12 @@ def _options(config: IngestConfig) -> dict[str, Any]:
 _MUST_MATCH = ("every", "max_frames", "size", "grey", "interpolation")
 
 
-def open_dataset(out: Path, config: IngestConfig) -> tuple[dict[str, Any], list[str]]:
-    """Load or create the manifest of ``out``, check options, delete uncommitted debris."""
-    out.mkdir(parents=True, exist_ok=True)
+def open_dataset(out: str, config: IngestConfig) -> tuple[dict[str, Any], list[str]]:
+    """Load or create the manifest of ``out`` (path or URI), check options, delete uncommitted
+    debris."""
+    storage.makedirs(out)
     options = _options(config)
-    if (out / MANIFEST).exists():
+    if storage.exists(storage.join(out, MANIFEST)):
         manifest = read_manifest(out)
         old = manifest.get("options", {})
         diff = [k for k in _MUST_MATCH if old.get(k) != options[k]]
@@ -106,7 +108,7 @@ def open_dataset(out: Path, config: IngestConfig) -> tuple[dict[str, Any], list[
                 "to resume/extend it, or a new --out folder"
             )
     else:
-        if any(p.suffix == ".parquet" for p in out.iterdir()):
+        if any(name.endswith(".parquet") for name in storage.list_files(out)):
             raise OptionsMismatch(
                 f"{out} holds .parquet files but no {MANIFEST}: not a catneuron dataset; "
                 "choose an empty or new --out folder"
@@ -114,6 +116,18 @@ def open_dataset(out: Path, config: IngestConfig) -> tuple[dict[str, Any], list[
         manifest = empty_manifest(options)
     removed = clean_uncommitted(out, manifest)
     return manifest, removed
+
+
+def downloads_dir(out: str) -> Path:
+    """Where yt-dlp downloads go: ``OUT/_downloads`` for a local dataset; for one in an object
+    store, a folder on this machine named after it (kept, so a re-run skips what it has)."""
+    if storage.is_local(out):
+        return storage.local_path(out) / DOWNLOADS
+    import hashlib
+    import tempfile
+
+    key = hashlib.sha1(out.encode("utf-8")).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / "catneuron-downloads" / key
 
 
 def run_ingest(
@@ -131,7 +145,7 @@ def run_ingest(
     sources:
         Files, folders, globs, source-list files, URLs (see :mod:`pipeline.sources`).
     out:
-        Dataset folder.
+        Dataset folder: a path or a URI (``s3://bucket/prefix``, see :mod:`pipeline.storage`).
     config:
         Decode, shard, fetch and worker options.
     progress:
@@ -148,7 +162,7 @@ def run_ingest(
     from tqdm import tqdm
 
     t0 = time.perf_counter()
-    out = Path(out)
+    out = str(out)
     manifest, removed = open_dataset(out, config)
     report = IngestReport(out=out, removed=removed)
     queue = _Queue(manifest, report, out, config)
@@ -161,7 +175,7 @@ def run_ingest(
         write_manifest(out, manifest)
         for stale in old - {s.path for s in result.shards}:
             if is_plain_name(stale):
-                (out / stale).unlink(missing_ok=True)
+                storage.delete(storage.join(out, stale))
         report.results.append(result)
 
     for src in expand_sources(sources):
@@ -171,7 +185,7 @@ def run_ingest(
             commit(VideoResult(source=src.name, status="failed", error=src.error))
         elif src.url:
             try:
-                for f in fetch(src.url, out / DOWNLOADS, config.fetch):
+                for f in fetch(src.url, downloads_dir(out), config.fetch):
                     queue.add_download(f.source, f.path)
             except FetchError as e:
                 commit(VideoResult(source=src.url, status="failed", error=str(e)))
@@ -187,7 +201,7 @@ def run_ingest(
             frames += result.frames
             bar.set_postfix(frames=frames, failed=len(report.failed), refresh=False)
             bar.update(1)
-    if not manifest["videos"] or not (out / MANIFEST).exists():
+    if not manifest["videos"] or not storage.exists(storage.join(out, MANIFEST)):
         write_manifest(out, manifest)
     report.total_frames = sum(s["rows"] for s in manifest["shards"])
     report.total_shards = len(manifest["shards"])
@@ -202,7 +216,7 @@ class _Queue:
     a record from before content keys) by its source name.
     """
 
-    def __init__(self, manifest: dict, report: IngestReport, out: Path,
+    def __init__(self, manifest: dict, report: IngestReport, out: str,
                  config: IngestConfig) -> None:
         ok = [v for v in manifest["videos"] if v["status"] == "ok"]
         self.by_name = {v["source"]: v for v in ok}

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 
+from pipeline import storage
 from pipeline.shards import read_manifest
 
 
 def list_shards(root: str | os.PathLike) -> list[str]:
-    """Complete shard files of a dataset folder, in manifest order.
+    """Complete shard files of a dataset folder (a path or URI), in manifest order.
 
     Raises
     ------
@@ -27,10 +27,11 @@ def list_shards(root: str | os.PathLike) -> list[str]:
     ValueError
         If the manifest is unreadable or of another schema version.
     """
-    root = Path(root)
     manifest = read_manifest(root)
-    paths = [str(root / s["path"]) for s in manifest["shards"]]
-    missing = [p for p in paths if not os.path.isfile(p)]
+    present = set(storage.list_files(root))  # one listing, not one request per shard
+    names = [s["path"] for s in manifest["shards"]]
+    paths = [storage.join(root, name) for name in names]
+    missing = [p for p, name in zip(paths, names, strict=True) if name not in present]
     if missing:
         raise FileNotFoundError(
             f"{len(missing)} shard(s) listed in {root}/_manifest.json are missing (first: "
@@ -53,7 +54,9 @@ def shards_for_worker(shards: list[str], worker_index: int, n_workers: int) -> l
 
 def _shard_frames(path: str) -> np.ndarray:
     """One shard's ``pixels`` as uint8 (N, C, H, W)."""
-    table = pq.read_table(path, columns=["pixels", "height", "width", "channels"])
+    filesystem, inner = storage.resolve(path)
+    table = pq.read_table(inner, columns=["pixels", "height", "width", "channels"],
+                          filesystem=filesystem)
     n = table.num_rows
     if n == 0:
         return np.zeros((0, 1, 1, 1), np.uint8)
@@ -132,9 +135,10 @@ class FrameReader:
             raise ValueError(f"batch_size={batch_size}: must be >= 1")
         if shuffle_buffer < 0:
             raise ValueError(f"shuffle_buffer={shuffle_buffer}: must be >= 0")
-        self.root = Path(root)
+        self.root = str(root)
         manifest = read_manifest(self.root)
-        self._rows = {str(self.root / s["path"]): int(s["rows"]) for s in manifest["shards"]}
+        self._rows = {storage.join(self.root, s["path"]): int(s["rows"])
+                      for s in manifest["shards"]}
         if shards is None:
             shards = shards_for_worker(list_shards(self.root), worker_index, n_workers)
         self.shards: list[str] = [str(s) for s in shards]
@@ -150,7 +154,8 @@ class FrameReader:
             if s in self._rows:
                 total += self._rows[s]
             else:  # an explicit shard outside the manifest: read its footer
-                total += pq.ParquetFile(s).metadata.num_rows
+                with storage.open_input_file(s) as f:
+                    total += pq.ParquetFile(f).metadata.num_rows
         return total
 
     def __len__(self) -> int:

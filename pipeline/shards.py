@@ -1,4 +1,5 @@
-"""The dataset on disk: Parquet shard files of bounded size plus ``_manifest.json``.
+"""The dataset: Parquet shard files of bounded size plus ``_manifest.json``, in a folder that is a
+local path or a URI (``s3://bucket/prefix``, see :mod:`pipeline.storage`).
 
 One row per frame::
 
@@ -12,14 +13,16 @@ Shards are written as ``.NAME.parquet.tmp`` (a leading dot: ``pyarrow.dataset`` 
 ``ray.data.read_parquet`` skip it) and renamed to ``NAME.parquet`` when complete. The manifest is
 the commit record: it is replaced atomically (temporary file + ``os.replace``) and lists a video's
 shards only once *all* of them are renamed, so a killed ingest can be resumed (see
-:func:`clean_uncommitted`).
+:func:`clean_uncommitted`). In an object store a shard is written to a local temporary file and
+uploaded under its final name (an object appears only once complete), and the manifest is one
+object replaced whole: the same commit protocol.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +30,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from pipeline import storage
 
 SCHEMA_VERSION = 1
 MANIFEST = "_manifest.json"
@@ -81,7 +86,7 @@ class ShardWriter:
     Parameters
     ----------
     root:
-        Dataset folder.
+        Dataset folder (path or URI).
     prefix:
         File-name stem shared by this video's shards (unique per source).
     max_rows, max_bytes:
@@ -93,7 +98,9 @@ class ShardWriter:
     ) -> None:
         if max_rows < 1 or max_bytes < 1:
             raise ValueError(f"max_rows={max_rows}, max_bytes={max_bytes}: both must be >= 1")
-        self.root = Path(root)
+        self.root = str(root)
+        self._staging = storage.staging_dir(self.root)  # the folder itself when local
+        self._own_staging = not storage.is_local(self.root)
         self.prefix = prefix
         self.max_rows = max_rows
         self.max_bytes = max_bytes
@@ -109,8 +116,10 @@ class ShardWriter:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None:
             self._pending, self._pending_rows = [], 0
-            for tmp in self.root.glob(f".{self.prefix}-*{TMP_SUFFIX}"):
+            for tmp in self._staging.glob(f".{self.prefix}-*{TMP_SUFFIX}"):
                 tmp.unlink(missing_ok=True)
+        if self._own_staging:
+            shutil.rmtree(self._staging, ignore_errors=True)
 
     def write(
         self, source: str, pixels: np.ndarray, frame_index: np.ndarray, timestamp_ms: np.ndarray
@@ -160,7 +169,7 @@ class ShardWriter:
         self._pending = rest.to_batches()
         self._pending_rows = rest.num_rows
         name = f"{self.prefix}-{len(self.shards):05d}{SHARD_SUFFIX}"
-        tmp = self.root / f".{name}{TMP_SUFFIX}"
+        tmp = self._staging / f".{name}{TMP_SUFFIX}"
         pq.write_table(
             head,
             tmp,
@@ -172,7 +181,7 @@ class ShardWriter:
             write_statistics=["frame_index", "timestamp_ms"],
         )
         digest = sha256_file(tmp)
-        os.replace(tmp, self.root / name)
+        storage.publish_file(tmp, storage.join(self.root, name))
         self.shards.append(ShardInfo(name, rows, digest))
 
 
@@ -203,16 +212,16 @@ def check_manifest_paths(root: str | Path, manifest: dict[str, Any]) -> None:
     shards = manifest.get("shards")
     videos = manifest.get("videos")
     if not isinstance(shards, list) or not isinstance(videos, list):
-        raise ManifestError(f"{Path(root) / MANIFEST}: 'shards' and 'videos' must be lists; "
+        raise ManifestError(f"{storage.join(root, MANIFEST)}: 'shards' and 'videos' must be lists; "
                             "re-ingest into a new folder")
     names = [s.get("path") if isinstance(s, dict) else s for s in shards]
     names += [p for v in videos if isinstance(v, dict) for p in v.get("shards", [])]
     for name in names:
         if not is_plain_name(name):
             raise ManifestError(
-                f"{Path(root) / MANIFEST} lists the shard {name!r}, which is not a plain file "
-                f"name inside {root}; the manifest was edited or damaged: nothing was changed, "
-                "re-ingest into a new folder")
+                f"{storage.join(root, MANIFEST)} lists the shard {name!r}, which is not a plain "
+                f"file name inside {root}; the manifest was edited or damaged: nothing was "
+                "changed, re-ingest into a new folder")
 
 
 def read_manifest(root: str | Path) -> dict[str, Any]:
@@ -226,14 +235,14 @@ def read_manifest(root: str | Path) -> dict[str, Any]:
         If the manifest is not valid JSON, has another schema version, or lists a path that is
         not a plain file name (``../x``, ``/etc/x``, ``sub/x``).
     """
-    path = Path(root) / MANIFEST
-    if not path.is_file():
+    path = storage.join(root, MANIFEST)
+    if not storage.exists(path):
         raise FileNotFoundError(
             f"{root} is not a catneuron dataset (no {MANIFEST}); create one with "
             f"'catneuron ingest SOURCES --out {root}' or 'catneuron ingest --demo --out {root}'"
         )
     try:
-        manifest = json.loads(path.read_text())
+        manifest = json.loads(storage.read_text(path))
     except json.JSONDecodeError as e:
         raise ManifestError(
             f"{path} is not valid JSON ({e}); re-run the ingest into a new folder"
@@ -249,14 +258,9 @@ def read_manifest(root: str | Path) -> dict[str, Any]:
 
 
 def write_manifest(root: str | Path, manifest: dict[str, Any]) -> None:
-    """Replace ``root/_manifest.json`` atomically (write a temporary file, fsync, os.replace)."""
-    root = Path(root)
-    tmp = root / f".{MANIFEST}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(manifest, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, root / MANIFEST)
+    """Replace ``root/_manifest.json`` atomically (locally: a temporary file, fsync,
+    ``os.replace``; in an object store: one whole object)."""
+    storage.write_text(storage.join(root, MANIFEST), json.dumps(manifest, indent=1))
 
 
 def commit_video(
@@ -278,15 +282,12 @@ def clean_uncommitted(root: str | Path, manifest: dict[str, Any]) -> list[str]:
     Returns the names removed. After this the folder holds exactly the committed shards, so a
     resumed ingest (which re-decodes every video not committed as ``ok``) has each frame once.
     """
-    root = Path(root)
     committed = {s["path"] for s in manifest["shards"]}
     removed = []
-    for p in root.iterdir():
-        if not p.is_file():
-            continue
-        stray_tmp = p.name.startswith(".") and p.name.endswith(TMP_SUFFIX)
-        orphan = p.name.endswith(SHARD_SUFFIX) and not p.name.startswith((".", "_"))
-        if stray_tmp or (orphan and p.name not in committed):
-            p.unlink()
-            removed.append(p.name)
+    for name in storage.list_files(root):
+        stray_tmp = name.startswith(".") and name.endswith(TMP_SUFFIX)
+        orphan = name.endswith(SHARD_SUFFIX) and not name.startswith((".", "_"))
+        if stray_tmp or (orphan and name not in committed):
+            storage.delete(storage.join(root, name))
+            removed.append(name)
     return sorted(removed)

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline import storage
 from pipeline.decode import DecodeConfig, DecodeError, VideoInfo, iter_frames
 from pipeline.shards import ShardInfo, ShardWriter
 
@@ -115,7 +116,7 @@ def ingest_video(job: VideoJob) -> VideoResult:
             result.error = "no frame selected (check --every / --max-frames)"
     if result.status != "ok":  # also the shards renamed before an error part-way
         for s in writer.shards:
-            (Path(job.out_dir) / s.path).unlink(missing_ok=True)
+            storage.delete(storage.join(job.out_dir, s.path))
         result.shards = []
     result.seconds = time.perf_counter() - t0
     result.cpu_seconds = time.process_time() - c0

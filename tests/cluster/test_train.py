@@ -194,4 +194,4 @@ def test_resumed_async_delta_run_equals_uninterrupted(ray_cluster, dataset, tmp_
     # a clean resume starts every shard from the checkpoint: logged as a resume, not a fault
     events = (tmp_path / "part/events.log").read_text()
     assert "resuming from" in events
-    assert "died" not in events and "restored from" not in events
+    assert "fault" not in events and "restored from" not in events

@@ -1,0 +1,26 @@
+"""State files (checkpoints, ``model.pt``) at a location every node reaches: a local path or a
+URI such as ``s3://bucket/runs/x/model.pt`` (:mod:`pipeline.storage`).
+
+The bytes are :mod:`models.state_file`'s (tensors and plain values, read back with
+``torch.load(weights_only=True)``), so ``models/`` stays free of storage; the publishing is
+:func:`pipeline.storage.write_bytes`'s (atomic on a disk and in an object store).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from models.state_file import state_from_bytes, state_to_bytes
+from pipeline import storage
+
+
+def write_state(location: str | os.PathLike, obj: Any) -> None:
+    """Publish ``obj`` (tensors and plain values; numpy arrays become tensors) at ``location``."""
+    storage.write_bytes(location, state_to_bytes(obj))
+
+
+def read_state(location: str | os.PathLike) -> Any:
+    """What :func:`write_state` published; ``models.state_file.UnsafeStateFile`` if the file
+    names any code (nothing in it runs), FileNotFoundError if there is none."""
+    return state_from_bytes(storage.read_bytes(location), where=str(location))

@@ -1,0 +1,95 @@
+"""``catneuron submit``: run any catneuron job on a Ray cluster through Ray's job API.
+
+Examples::
+
+    catneuron submit train --config demo        # the local cluster (127.0.0.1:8265)
+    catneuron submit --address http://head:8265 --no-wait ingest urls.txt --out s3://b/data
+    catneuron submit --no-pip train --config le2012   # the image has the deps
+
+The job runs ``python -m jobs.JOB ARGS`` on the cluster with this source tree as its working
+directory and the project's runtime requirements installed by Ray (``--no-pip`` when the
+cluster's image already has them). Prints the job id, then follows the logs until the job ends
+(``--no-wait``: returns at once); exits 0 when the job SUCCEEDED, 1 when it FAILED or was
+STOPPED, 2 on usage errors or when no cluster answers. Ctrl-C while following leaves the job
+running (``catneuron jobs stop ID`` stops it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+
+JOBS = ("ingest", "train", "visualize", "evaluate", "demo", "plan")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="catneuron submit",
+        description="Submit a catneuron job (" + ", ".join(JOBS) + ") to a Ray cluster.")
+    p.add_argument("--address", help="the Ray dashboard, http://HOST:8265 (default: $RAY_ADDRESS, "
+                                     "else http://127.0.0.1:8265)")
+    p.add_argument("--no-wait", action="store_true", help="print the job id and return")
+    p.add_argument("--no-pip", action="store_true",
+                   help="do not install the runtime requirements (the cluster's image has them)")
+    p.add_argument("--submission-id", help="the job's id (default: one Ray makes up)")
+    p.add_argument("job", metavar="JOB", help="one of: " + ", ".join(JOBS))
+    p.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS", help="the job's own options")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Submit; 0/1 = the job's outcome, 2 = usage error or no cluster."""
+    from cluster.submission import ClusterUnreachable, connect, entrypoint, runtime_env
+
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    if args.job not in JOBS or importlib.util.find_spec(f"jobs.{args.job}") is None:
+        print(f"catneuron submit: unknown job {args.job!r}; jobs: {', '.join(JOBS)}",
+              file=sys.stderr)
+        return 2
+    try:
+        env = runtime_env(pip=not args.no_pip)
+        client = connect(args.address)
+        job_id = client.submit_job(entrypoint=entrypoint(args.job, args.args), runtime_env=env,
+                                   submission_id=args.submission_id)
+    except (ClusterUnreachable, ValueError, FileNotFoundError) as exc:
+        print(f"catneuron submit: {exc}", file=sys.stderr)
+        return 2
+    except RuntimeError as exc:  # the job server refused the submission
+        print(f"catneuron submit: the cluster refused the job: {str(exc)[:500]}",
+              file=sys.stderr)
+        return 2
+    print(job_id, flush=True)
+    if args.no_wait:
+        return 0
+    return follow(client, job_id, "catneuron submit")
+
+
+def follow(client, job_id: str, prog: str) -> int:
+    """Stream a job's logs to stdout until it ends; 0 if it SUCCEEDED, 1 if not, 130 on Ctrl-C
+    (the job keeps running)."""
+    from cluster.submission import follow_logs, wait_terminal
+
+    try:
+        follow_logs(client, job_id, lambda text: print(text, end="", flush=True))
+        status = wait_terminal(client, job_id)
+    except KeyboardInterrupt:
+        print(f"\n{prog}: stopped following; job {job_id} keeps running "
+              f"(catneuron jobs stop {job_id})", file=sys.stderr)
+        return 130
+    except (OSError, RuntimeError) as exc:
+        print(f"{prog}: lost the job's logs ({str(exc)[:300]}); follow it with "
+              f"'catneuron jobs logs {job_id} --follow'", file=sys.stderr)
+        return 1
+    info = client.get_job_info(job_id)
+    detail = f": {info.message}" if status != "SUCCEEDED" and info.message else ""
+    print(f"{prog}: job {job_id} {status}{detail}", file=sys.stderr)
+    return 0 if status == "SUCCEEDED" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""Training curves of a run (``RUN/metrics.jsonl``) as PNG line plots, one per quantity.
+
+Each (stage, worker) of the run is one line against its step: the reconstruction error and the
+free-energy gap (held-out minus training frames; a growing gap is overfitting, Hinton 2010,
+section 6) show learning, frames/s the throughput.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from jobs.plots import save_lines
+
+CURVES = (("recon_error", "reconstruction error"), ("fe_gap", "free-energy gap"),
+          ("frames_per_s", "frames/s"))
+
+
+def read_records(path: Path) -> list[dict]:
+    """The JSON objects of a JSONL file; unreadable lines (a run killed mid-write) skipped."""
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(rec, dict) and "stage" in rec and "step" in rec:
+            records.append(rec)
+    return records
+
+
+def series(records: list[dict], key: str) -> dict[str, list[tuple[float, float]]]:
+    """``{"stage s worker w": [(step, value), ...]}`` for records carrying ``key``."""
+    out: dict[str, list[tuple[float, float]]] = {}
+    for rec in records:
+        value = rec.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            worker = rec.get("worker")
+            name = f"stage {rec['stage']}" + ("" if worker is None else f" worker {worker}")
+            out.setdefault(name, []).append((float(rec["step"]), float(value)))
+    return out
+
+
+def write_training_curves(run: Path, out: Path) -> list[dict]:
+    """Write ``out/curves/<key>.png`` for each quantity present; the index entries
+    ``[{"title", "png"}]`` (paths relative to ``out``). No metrics file: no curves."""
+    path = run / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    records = read_records(path)
+    entries = []
+    for key, title in CURVES:
+        lines = series(records, key)
+        if lines:
+            png = f"curves/{key}.png"
+            save_lines(out / png, lines, title=title, xlabel="step", ylabel=title)
+            entries.append({"title": title, "png": png})
+    return entries

@@ -1,0 +1,150 @@
+"""The pictures of one stage's units for ``catneuron visualize``: weights (or their projection to
+pixels), top frames with the exciting patch marked, optimal stimuli, invariance curves.
+
+Each writer saves PNGs under ``out/stage{k}/`` and returns, per unit index, the JSON fields of
+``RUN/visualize/stage{k}.json`` (paths relative to ``out``), as set in ``CONTRACT.md``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from jobs.plots import (
+    mark_box,
+    save_image,
+    save_invariance,
+    signed_image,
+    tile_grid,
+    to_rgb,
+    upscale,
+)
+from models.invariance import invariance_curves
+from models.projection import pixel_projections, pooled_fields
+from models.receptive_field import unit_box
+from models.stack import RBMStack
+from models.stimulus import StimulusConfig, optimal_stimuli, unit_objective
+from models.units import layer_shape, unit_position, up_pass
+
+LAYER = "pooled"
+STAGE0_LABEL = "receptive-field weights of the pooled hidden units"
+PROJECTION_LABEL = "linear projection to pixels (weighted sum of stage-0 fields)"
+
+
+def box_of(stack: RBMStack, stage: int, index: int) -> list[int]:
+    """Pixel box [y0, x0, y1, x1] (half-open) of a pooled unit."""
+    _, y, x = unit_position(layer_shape(stack.config, stage, LAYER), index)
+    return unit_box(stack.config, stage, LAYER, y, x)
+
+
+def weight_tiles(stack: RBMStack, stage: int, units: list[int]) -> dict[int, np.ndarray]:
+    """Per unit an (H, W, 3) image: stage 0 the pool window's fields side by side, above it the
+    linear projection cropped to the unit's box."""
+    shape = layer_shape(stack.config, stage, LAYER)
+    if stage == 0:
+        tiles = {}
+        for i in units:
+            f = pooled_fields(stack, *unit_position(shape, i))  # (q, q, C, r, r)
+            q = f.shape[0]
+            tiles[i] = tile_grid([signed_image(f[a, b].numpy()) for a in range(q)
+                                  for b in range(q)], q)
+        return tiles
+    proj = pixel_projections(stack, stage, LAYER, torch.tensor(units)).numpy()  # (U, C, S, S)
+    tiles = {}
+    for u, i in enumerate(units):
+        y0, x0, y1, x1 = box_of(stack, stage, i)
+        tiles[i] = signed_image(proj[u][:, y0:y1, x0:x1])
+    return tiles
+
+
+def write_weights(stack: RBMStack, stage: int, units: list[int], out: Path) -> dict[int, dict]:
+    """``stage{k}/unit{i}_weights.png`` per unit and the mosaic of all of them."""
+    tiles = weight_tiles(stack, stage, units)
+    label = STAGE0_LABEL if stage == 0 else PROJECTION_LABEL
+    fields = {}
+    for i, tile in tiles.items():
+        png = f"stage{stage}/unit{i}_weights.png"
+        save_image(out / png, upscale(tile))
+        fields[i] = {"weights_png": png, "weights_label": label}
+    save_image(out / f"stage{stage}/mosaic.png", mosaic(stack, stage, units, tiles))
+    return fields
+
+
+def mosaic(stack: RBMStack, stage: int, units: list[int], tiles: dict[int, np.ndarray]):
+    """Stage 0 (all units listed): each map's units on their (y, x) grid, showing the centre
+    field of each pool window, maps side by side; above: the listed units' projections."""
+    if stage != 0:
+        return upscale(tile_grid([tiles[i] for i in units], min(8, len(units))), 256)
+    C, H, W = layer_shape(stack.config, 0, LAYER)
+    centre = {}
+    for i in units:
+        f = pooled_fields(stack, *unit_position((C, H, W), i))  # (q, q, C, r, r)
+        centre[i] = signed_image(f[f.shape[0] // 2, f.shape[0] // 2].numpy())
+    maps = [tile_grid([centre[i] for i in sorted(units) if i // (H * W) == m], W)
+            for m in range(C)]
+    return upscale(tile_grid(maps, min(4, C), gap=4), 256)
+
+
+def write_top_frames(stack: RBMStack, stage: int, units: list[int], values: torch.Tensor,
+                     ids: torch.Tensor, frames: dict[int, tuple[np.ndarray, dict]],
+                     out: Path) -> dict[int, list[dict]]:
+    """``stage{k}/unit{i}_top{j}.png``: top frame j with the unit's field boxed. ``values``,
+    ``ids`` (U, k) are rows of the top-k in ``units`` order."""
+    result = {}
+    for u, i in enumerate(units):
+        box = box_of(stack, stage, i)
+        entries = []
+        for j, (v, fid) in enumerate(zip(values[u].tolist(), ids[u].tolist(), strict=True)):
+            frame, meta = frames[int(fid)]
+            png = f"stage{stage}/unit{i}_top{j}.png"
+            factor = max(1, -(-128 // frame.shape[-1]))
+            save_image(out / png, mark_box(to_rgb(frame / 255.0), box, factor))
+            entries.append({"png": png, "source": meta["source"],
+                            "frame_index": meta["frame_index"], "activation": float(v),
+                            "box": box})
+        result[i] = entries
+    return result
+
+
+def write_stimuli(stack: RBMStack, stage: int, units: list[int], config: StimulusConfig,
+                  out: Path, *, generator: torch.Generator, chunk: int = 64,
+                  progress: Callable[[int], None] = lambda n: None) -> dict[int, dict]:
+    """``stage{k}/unit{i}_optimal.png``: the unit-norm input maximising the unit, cropped to
+    its field; searched ``chunk`` units at a time."""
+    shape = (stack.config.channels, stack.config.input_size, stack.config.input_size)
+    result = {}
+    for lo in range(0, len(units), chunk):
+        part = units[lo : lo + chunk]
+        f = unit_objective(stack, stage, LAYER, torch.tensor(part))
+        x, a = optimal_stimuli(f, len(part), shape, config, generator=generator,
+                               device=stack.device, dtype=stack.dtype)
+        for u, i in enumerate(part):
+            y0, x0, y1, x1 = box_of(stack, stage, i)
+            png = f"stage{stage}/unit{i}_optimal.png"
+            save_image(out / png, upscale(signed_image(x[u, :, y0:y1, x0:x1].cpu().numpy())))
+            result[i] = {"png": png, "activation": float(a[u]), "n_starts": config.n_starts}
+        progress(len(part))
+    return result
+
+
+def write_invariance(stack: RBMStack, stage: int, units: Iterable[int],
+                     top_frames: dict[int, np.ndarray], out: Path) -> dict[int, dict]:
+    """``stage{k}/unit{i}_invariance.png``: mean response to the unit's top frames (uint8
+    (k, C, S, S)) under scaling, rotation (about its field's centre) and translation."""
+    result = {}
+    for i in units:
+        y0, x0, y1, x1 = box_of(stack, stage, i)
+        frames = torch.from_numpy(top_frames[i]).to(stack.device, stack.dtype) / 255.0
+
+        def respond(x: torch.Tensor, i: int = i) -> torch.Tensor:
+            with torch.no_grad():
+                return up_pass(stack, x, stage, LAYER).flatten(1)[:, i]
+
+        curves = invariance_curves(respond, frames, ((y0 + y1 - 1) / 2, (x0 + x1 - 1) / 2))
+        png = f"stage{stage}/unit{i}_invariance.png"
+        save_invariance(out / png, curves, f"stage {stage} unit {i}")
+        result[i] = {"png": png, "curves": curves}
+    return result

@@ -1,0 +1,113 @@
+"""``catneuron visualize --run RUN``: what the neurons of a trained run respond to.
+
+Examples::
+
+    catneuron visualize --run runs/demo/train
+    catneuron visualize --run runs/demo/train --top-k 16 --units 32 --selective 8
+
+For every trained stage it writes ``RUN/visualize/stage{k}.json`` and PNGs (``CONTRACT.md``):
+weights (stage 0) or their linear projection to pixels (above), the top-k frames of the whole
+dataset with the exciting patch marked (Ray actors over the shards), the optimal stimulus
+(Le et al. 2012, section 4.3) and, for the most selective units, invariance curves; plus the
+training curves and ``RUN/visualize/index.json``. Stage 0 lists all its units; stages above list
+the ``--selective`` most selective (``RUN/evaluation.json`` when present, else by activation
+variance) and ``--units`` more drawn at random. The folder is rebuilt beside the old one and
+swapped in at the end, so a re-run replaces it cleanly. Finally the gallery is built when
+``jobs.gallery`` is installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+class UsageError(Exception):
+    """A problem the user fixes (exit status 2, one line)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The visualize job's options."""
+    p = argparse.ArgumentParser(prog="catneuron visualize",
+                                description="Render what the units of a trained run respond to "
+                                            "into RUN/visualize/ (PNGs and JSON).")
+    p.add_argument("--run", required=True, help="run folder written by 'catneuron train'")
+    p.add_argument("--top-k", type=int, default=9, help="top frames per unit (default 9)")
+    p.add_argument("--units", type=int, default=16,
+                   help="units drawn at random per stage above 0, besides the most selective")
+    p.add_argument("--selective", type=int, default=8,
+                   help="most selective units per stage (listed, with invariance curves)")
+    p.add_argument("--starts", type=int, default=2, help="optimal stimulus: random starts")
+    p.add_argument("--steps", type=int, default=20, help="optimal stimulus: ascent steps")
+    p.add_argument("--actors", type=int, default=0, help="top-k actors (0: one per Ray CPU)")
+    p.add_argument("--sample-frames", type=int, default=512,
+                   help="frames for the activation variance when there is no evaluation.json")
+    p.add_argument("--data", help="dataset folder (default: data.path of RUN/config.toml)")
+    p.add_argument("--seed", type=int, default=0, help="random sample of units, random starts")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+def check_run(run: Path) -> None:
+    """The run folder and its model exist."""
+    if not run.is_dir():
+        raise UsageError(f"run folder {run} not found; pass --run RUN_DIR of a "
+                         "'catneuron train' run")
+    if not (run / "model.pt").is_file():
+        raise UsageError(f"{run / 'model.pt'} not found; train first ('catneuron train "
+                         f"--run-dir {run}') and wait for stage 0 to finish")
+
+
+def dataset_root(run: Path, override: str | None) -> Path:
+    """``--data``, else ``data.path`` of ``RUN/config.toml``; must hold a dataset manifest."""
+    if override:
+        root = Path(override)
+    else:
+        from jobs.config import loads_dict
+
+        try:
+            root = Path(loads_dict((run / "config.toml").read_text())["data"]["path"])
+        except (OSError, KeyError, TypeError, ValueError) as exc:
+            raise UsageError(f"{run / 'config.toml'} has no readable data.path ({exc}); "
+                             "pass --data DATASET_DIR") from None
+    if not (root / "_manifest.json").is_file():
+        raise UsageError(f"dataset {root} not found (no _manifest.json); pass --data "
+                         "DATASET_DIR or re-run 'catneuron ingest'")
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the job; 0 on success, 2 on a usage error."""
+    args = build_parser().parse_args(argv)
+    run = Path(args.run)
+    try:
+        check_run(run)
+        root = dataset_root(run, args.data)
+        from jobs.visualize_run import Options, Visualization
+
+        vis = Visualization(run, root, Options.from_args(args))
+    except (UsageError, FileNotFoundError, ValueError) as exc:
+        print(f"catneuron visualize: {exc}", file=sys.stderr)
+        return 2
+    index = vis.write()
+    print(f"catneuron visualize: {index}")
+    print(json.dumps({k: round(v, 2) for k, v in vis.timings.items()}))
+    gallery = build_gallery_if_present(run)
+    if gallery is not None:
+        print(f"catneuron visualize: gallery {gallery}")
+    return 0
+
+
+def build_gallery_if_present(run: Path) -> Path | None:
+    """``jobs.gallery.build_gallery(run)`` when that module exists (it is optional)."""
+    try:
+        from jobs.gallery import build_gallery
+    except ImportError:
+        return None
+    return build_gallery(Path(run))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

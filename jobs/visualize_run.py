@@ -1,0 +1,205 @@
+"""One ``catneuron visualize`` run: choose units, scan the dataset, write every stage's pictures
+and JSON into ``RUN/visualize.partial/``, then swap it in for ``RUN/visualize/``.
+
+Wall time is recorded per part (``timings_s`` in ``index.json``) so the slow part is visible.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from cluster.topk import fetch_frames, scan_with_actors
+from jobs.training_curves import write_training_curves
+from jobs.unit_images import (
+    LAYER,
+    box_of,
+    write_invariance,
+    write_stimuli,
+    write_top_frames,
+    write_weights,
+)
+from jobs.unit_selection import (
+    activation_variance,
+    choose_units,
+    evaluation_rankings,
+    rank_units,
+)
+from models.checkpoint import load_trained_stack
+from models.rbm import default_device
+from models.stimulus import StimulusConfig
+from models.units import layer_shape, unit_position
+from pipeline.reader import FrameReader, list_shards, read_frames
+
+
+@dataclass(frozen=True)
+class Options:
+    """What to render (``catneuron visualize``'s flags): ``top_k`` frames per unit; above stage 0,
+    the ``selective`` most selective units plus ``units`` drawn at random; optimal stimuli with
+    ``starts`` random starts and ``steps`` ascent steps; ``actors`` top-k actors (0: one per Ray
+    CPU); ``sample_frames`` frames for the activation variance; ``seed`` for every draw."""
+
+    top_k: int = 9
+    units: int = 16
+    selective: int = 8
+    starts: int = 2
+    steps: int = 20
+    actors: int = 0
+    sample_frames: int = 512
+    seed: int = 0
+    quiet: bool = False
+
+    @classmethod
+    def from_args(cls, args) -> Options:
+        """The options from parsed command-line arguments of the same names."""
+        return cls(**{f.name: getattr(args, f.name) for f in fields(cls)})
+
+
+class Visualization:
+    """The run's stack, dataset and options; :meth:`write` produces ``RUN/visualize/``.
+
+    Raises ValueError (a usage error) when the dataset's frames do not fit the model.
+    """
+
+    def __init__(self, run: Path, root: Path, options: Options) -> None:
+        self.run, self.root, self.options = run, root, options
+        self.stack, n_trained = load_trained_stack(run / "model.pt", device=default_device())
+        self.shards = list_shards(root)
+        cfg = self.stack.config
+        shape = read_frames(root, shards=self.shards[:1], limit=1).shape[1:]
+        if tuple(shape) != (cfg.channels, cfg.input_size, cfg.input_size):
+            raise ValueError(f"{root}: frames are {tuple(shape)} (C, H, W) but the model takes "
+                             f"{(cfg.channels, cfg.input_size, cfg.input_size)}; pass --data "
+                             "with the dataset the run was trained on")
+        self.stages = list(range(max(1, n_trained)))
+        self.stimulus = StimulusConfig(n_starts=options.starts, n_steps=options.steps)
+        self.timings: dict[str, float] = {}
+        self.quiet = options.quiet or not sys.stderr.isatty()
+
+    def bar(self, total: int, desc: str) -> tqdm:
+        """A progress bar on stderr (silent with --quiet or off a terminal)."""
+        return tqdm(total=total, desc=desc, disable=self.quiet, file=sys.stderr, leave=False)
+
+    def write(self) -> Path:
+        """Build everything; the path of ``RUN/visualize/index.json``."""
+        partial = self.run / "visualize.partial"
+        if partial.exists():
+            shutil.rmtree(partial)
+        partial.mkdir()
+        with timed(self.timings, "select units"):
+            selection = self.select()
+        with timed(self.timings, "top-k scan (Ray actors)"):
+            tops = self.scan({s: listed for s, (_, listed, _) in selection.items()})
+        with timed(self.timings, "read top frames"):
+            ids = np.concatenate([t.ids.numpy().ravel() for t in tops.values()])
+            frames = fetch_frames(ids, self.shards)
+        stages = []
+        for s, (selective, listed, info) in selection.items():
+            doc = self.stage(s, selective, listed, info, tops[s], frames, partial)
+            (partial / f"stage{s}.json").write_text(json.dumps(doc, indent=1))
+            stages.append({"stage": s, "file": f"stage{s}.json"})
+        with timed(self.timings, "training curves"):
+            curves = write_training_curves(self.run, partial)
+        index = {"schema": 1, "stages": stages, "curves": curves,
+                 "timings_s": {k: round(v, 3) for k, v in self.timings.items()}}
+        (partial / "index.json").write_text(json.dumps(index, indent=1))
+        replace_folder(partial, self.run / "visualize")
+        return self.run / "visualize" / "index.json"
+
+    def select(self) -> dict[int, tuple[list[int], list[int], dict[int, dict]]]:
+        """stage -> (most selective, listed units, per-unit selectivity fields)."""
+        rankings = evaluation_rankings(self.run)
+        rng = np.random.default_rng(self.options.seed)
+        order = rng.permutation(len(self.shards))
+        sample = read_frames(self.root, shards=[self.shards[i] for i in order],
+                             limit=self.options.sample_frames)
+        variances = activation_variance(self.stack, sample, self.stages[-1])
+        out = {}
+        for s in self.stages:
+            ranking = rankings.get(s, [])
+            ranked = rank_units(ranking, variances[s])
+            selective, listed = choose_units(ranked, self.options.selective, self.options.units,
+                                             s == 0, rng)
+            by_index = {int(r["index"]): r for r in ranking}
+            info = {i: {"selectivity": selectivity(by_index.get(i)),
+                        "activation_variance": float(variances[s][i])} for i in listed}
+            out[s] = (selective, listed, info)
+        return out
+
+    def scan(self, units: dict[int, list[int]]):
+        """Top-k per listed unit over the whole dataset, by Ray actors."""
+        import ray
+
+        from pipeline.pool import ensure_ray
+
+        started = not ray.is_initialized()
+        ensure_ray()
+        n_actors = self.options.actors or int(ray.cluster_resources().get("CPU", 1))
+        n_frames = FrameReader(self.root, batch_size=1, shards=self.shards).num_rows()
+        try:
+            with self.bar(n_frames, "top-k frames") as bar:
+                return scan_with_actors(str(self.run / "model.pt"), self.shards, units,
+                                        self.options.top_k, n_actors=n_actors,
+                                        progress=bar.update)
+        finally:
+            if started:
+                ray.shutdown()
+
+    def stage(self, s: int, selective: list[int], listed: list[int], info: dict[int, dict],
+              top, frames: dict, out: Path) -> dict:
+        """Write one stage's pictures; its ``stage{k}.json`` document."""
+        stack = self.stack
+        with timed(self.timings, "weights and projections"):
+            weights = write_weights(stack, s, listed, out)
+        with timed(self.timings, "top frames"):
+            tops = write_top_frames(stack, s, listed, top.values, top.ids, frames, out)
+        with timed(self.timings, "optimal stimulus"), self.bar(len(listed), f"stimuli {s}") as b:
+            g = torch.Generator(device=stack.device).manual_seed(self.options.seed + s)
+            stimuli = write_stimuli(stack, s, listed, self.stimulus, out, generator=g,
+                                    progress=b.update)
+        with timed(self.timings, "invariance"):
+            row = {i: u for u, i in enumerate(listed)}
+            top_frames = {i: np.stack([frames[int(f)][0] for f in top.ids[row[i]].tolist()])
+                          for i in selective}
+            invariance = write_invariance(stack, s, selective, top_frames, out)
+        shape = layer_shape(stack.config, s, LAYER)
+        units = []
+        for i in listed:
+            m, y, x = unit_position(shape, i)
+            units.append({"index": i, "map": m, "y": y, "x": x, **info[i],
+                          "selective": i in selective, **weights[i], "top_frames": tops[i],
+                          "box": box_of(stack, s, i),
+                          "optimal_stimulus": stimuli[i], "invariance": invariance.get(i)})
+        return {"schema": 1, "stage": s, "layer": LAYER, "shape": list(shape),
+                "mosaic_png": f"stage{s}/mosaic.png", "units": units}
+
+
+@contextmanager
+def timed(timings: dict[str, float], name: str):
+    """Add the block's wall time to ``timings[name]``."""
+    t0 = time.perf_counter()
+    yield
+    timings[name] = timings.get(name, 0.0) + time.perf_counter() - t0
+
+
+def replace_folder(partial: Path, final: Path) -> None:
+    """Swap a finished ``partial`` folder in for ``final`` (removing the old one)."""
+    if final.exists():
+        shutil.rmtree(final)
+    partial.rename(final)
+
+
+def selectivity(entry: dict | None) -> dict | None:
+    """The contract's ``selectivity`` of a unit from its evaluation ranking entry."""
+    if entry is None:
+        return None
+    return {k: entry[k] for k in ("heldout_balanced_accuracy", "auc") if k in entry}

@@ -1,0 +1,170 @@
+"""Dataset and run folders as local paths or URIs, so every node of a cluster reaches them.
+
+A *location* is a local path (``runs/demo/data``) or a URI that ``pyarrow.fs`` understands
+(``s3://bucket/prefix``, ``gs://bucket/prefix``, ``file:///abs/path``), the way Ray takes its
+``storage_path``. S3 reads the usual AWS settings: credentials (``AWS_ACCESS_KEY_ID`` /
+``AWS_SECRET_ACCESS_KEY``, a profile, or an instance role), ``AWS_DEFAULT_REGION``, and
+``AWS_ENDPOINT_URL`` for S3-compatible stores (MinIO, Ceph, moto), which pyarrow honours.
+
+Publishing is atomic on both kinds of storage, which is what the dataset's commit protocol
+(shards first, then the manifest that lists them) and the checkpoints' ``LATEST`` pointer rely
+on: a local file is written under a temporary name, fsynced and renamed over the target; an
+object store shows an object only once its upload has completed, so readers see the old object
+or the whole new one, never a part.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pyarrow.fs as pafs
+
+TMP_SUFFIX = ".tmp"
+
+
+def is_uri(location: str | os.PathLike) -> bool:
+    """Whether ``location`` names a filesystem by scheme (``s3://...``) rather than a path."""
+    return "://" in str(location)
+
+
+def resolve(location: str | os.PathLike) -> tuple[pafs.FileSystem, str]:
+    """(filesystem, path inside it) for a location. Settings come from the environment (query
+    strings in URIs are not supported: use the AWS_* variables)."""
+    text = str(location)
+    if not is_uri(text):
+        return pafs.LocalFileSystem(), os.path.abspath(text)
+    scheme, rest = text.split("://", 1)
+    if scheme in OBJECT_STORES:
+        bucket = rest.split("/", 1)[0]
+        return _filesystem(f"{scheme}://{bucket}", os.environ.get("AWS_ENDPOINT_URL")), \
+            rest.rstrip("/")
+    return pafs.FileSystem.from_uri(text)
+
+
+OBJECT_STORES = ("s3", "gs", "gcs")
+
+
+@functools.lru_cache(maxsize=16)
+def _filesystem(bucket_uri: str, endpoint: str | None) -> pafs.FileSystem:
+    """One filesystem object per bucket (and endpoint) per process: it holds a connection
+    pool and its credentials."""
+    filesystem, _ = pafs.FileSystem.from_uri(bucket_uri)
+    return filesystem
+
+
+def join(location: str | os.PathLike, *names: str) -> str:
+    """``location/name/...`` (``/`` inside URIs, the OS's separator for paths)."""
+    text = str(location)
+    if is_uri(text):
+        return "/".join([text.rstrip("/"), *(n.strip("/") for n in names)])
+    return os.path.join(text, *names)
+
+
+def is_local(location: str | os.PathLike) -> bool:
+    """Whether a location is on this machine's filesystem (a path or a ``file://`` URI)."""
+    return not is_uri(location) or str(location).startswith("file://")
+
+
+def local_path(location: str | os.PathLike) -> Path:
+    """The local path of a local location (ValueError for an object store)."""
+    if not is_local(location):
+        raise ValueError(f"{location} is not on the local filesystem")
+    return Path(resolve(location)[1])
+
+
+# ---------------------------------------------------------------------------- reading
+def exists(location: str | os.PathLike) -> bool:
+    """Whether a file (object) exists at ``location``."""
+    filesystem, path = resolve(location)
+    return filesystem.get_file_info(path).type == pafs.FileType.File
+
+
+def read_bytes(location: str | os.PathLike) -> bytes:
+    """The whole file; FileNotFoundError naming the location if there is none."""
+    filesystem, path = resolve(location)
+    if filesystem.get_file_info(path).type != pafs.FileType.File:
+        raise FileNotFoundError(f"{location}: no such file")
+    with filesystem.open_input_stream(path) as stream:
+        return stream.read()
+
+
+def read_text(location: str | os.PathLike) -> str:
+    return read_bytes(location).decode("utf-8")
+
+
+def list_files(location: str | os.PathLike) -> list[str]:
+    """Names of the files directly inside a folder (prefix), sorted; [] if there is none."""
+    filesystem, path = resolve(location)
+    selector = pafs.FileSelector(path, allow_not_found=True, recursive=False)
+    infos = filesystem.get_file_info(selector)
+    return sorted(i.base_name for i in infos if i.type == pafs.FileType.File)
+
+
+def open_input_file(location: str | os.PathLike):
+    """A seekable binary file (what ``pyarrow.parquet.ParquetFile`` reads)."""
+    filesystem, path = resolve(location)
+    return filesystem.open_input_file(path)
+
+
+# ---------------------------------------------------------------------------- writing
+def makedirs(location: str | os.PathLike) -> None:
+    """Create a local folder and its parents (object stores have no folders: nothing to do)."""
+    if is_local(location):
+        local_path(location).mkdir(parents=True, exist_ok=True)
+
+
+def write_bytes(location: str | os.PathLike, data: bytes) -> None:
+    """Publish ``data`` at ``location`` atomically (see the module docstring)."""
+    if not is_local(location):
+        filesystem, path = resolve(location)
+        with filesystem.open_output_stream(path) as stream:
+            stream.write(data)
+        return
+    target = local_path(location)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}{TMP_SUFFIX}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, target)
+
+
+def write_text(location: str | os.PathLike, text: str) -> None:
+    write_bytes(location, text.encode("utf-8"))
+
+
+def publish_file(local_file: str | os.PathLike, location: str | os.PathLike) -> None:
+    """Move a finished local file to ``location`` atomically: a rename on this machine, an
+    upload (then the local file is removed) to an object store."""
+    if is_local(location):
+        os.replace(local_file, local_path(location))
+        return
+    filesystem, path = resolve(location)
+    with open(local_file, "rb") as src, filesystem.open_output_stream(path) as dst:
+        shutil.copyfileobj(src, dst, 1 << 22)
+    os.unlink(local_file)
+
+
+def delete(location: str | os.PathLike) -> None:
+    """Remove a file; no error if it is already gone."""
+    filesystem, path = resolve(location)
+    try:
+        filesystem.delete_file(path)
+    except FileNotFoundError:
+        pass
+
+
+def staging_dir(location: str | os.PathLike) -> Path:
+    """A local folder where files bound for ``location`` are written before they are published:
+    the folder itself when it is local (so publishing is a rename), else a fresh temporary
+    folder on this machine."""
+    if is_local(location):
+        path = local_path(location)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+    return Path(tempfile.mkdtemp(prefix="catneuron-staging-"))

@@ -1,0 +1,199 @@
+"""catneuron's jobs on a real two-node Ray cluster on this machine (``ray start`` twice, see
+``tests/cluster/raycluster.py``): ``catneuron submit`` and ``catneuron jobs`` against it, a
+training job spread over both nodes, and a node that dies mid-training.
+
+Jobs go through the dashboard's job API with the project as the runtime env's working_dir
+(``--no-pip``: this environment already has the requirements, as a cluster image would).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.pipeline.conftest import make_video
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+STAGE = ("--model.stages=[{field=6, stride=2, n_maps=4, pool=2, pool_stride=1, "
+         "sparsity_target=0.1}]")
+
+
+def cli(cluster, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    """``catneuron ARGS`` as a user runs it, against ``cluster`` (RAY_ADDRESS + its token)."""
+    return subprocess.run([sys.executable, "-m", "jobs.cli", *args], cwd=ROOT, text=True,
+                          capture_output=True, env=cluster.client_env(), timeout=timeout)
+
+
+def submitted_id(result: subprocess.CompletedProcess) -> str:
+    """The job id ``catneuron submit`` printed first."""
+    return result.stdout.split("\n", 1)[0].strip()
+
+
+def train_args(data: Path, run_dir: Path, steps: int, *extra: str) -> list[str]:
+    """A small async training job: 16x16 frames, one stage, 2 workers, 2 shards."""
+    return ["train", f"--data.path={data}", "--data.batch_size=8", "--data.holdout_frames=16",
+            "--model.input_size=16", "--model.input_lcn_sigma=1.5", STAGE,
+            "--update.learning_rate=0.01", "--mode", "async", "--workers", "2",
+            "--ps-shards", "2", "--train.stages=1", f"--steps={steps}",
+            "--train.log_interval=4", f"--run-dir={run_dir}", "--sim.worker_cpus=0.3", *extra]
+
+
+def stage_actors(cluster, submission_id: str) -> dict[str, list[dict]]:
+    """The Worker and ParameterShard actors of a job (alive or dead), by class name."""
+    job_id = cluster.get(f"/api/jobs/{submission_id}")["job_id"]
+    return {name: cluster.actors(job_id=job_id, class_name=name)
+            for name in ("Worker", "ParameterShard")}
+
+
+def wait_for(predicate, what: str, timeout_s: float = 300.0, poll_s: float = 0.5):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(poll_s)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _records(run_dir: Path) -> int:
+    """Metric records the run has written so far (one per finished chunk of a worker)."""
+    path = run_dir / "metrics.jsonl"
+    return len(path.read_text().splitlines()) if path.is_file() else 0
+
+
+@pytest.fixture(scope="module")
+def ingested(two_nodes, tmp_path_factory):
+    """``catneuron submit ingest``: 3 small videos -> 16x16 grey frames, 16 per shard."""
+    tmp = tmp_path_factory.mktemp("multinode")
+    videos = tmp / "videos"
+    videos.mkdir()
+    for i in range(3):
+        make_video(videos / f"clip{i}.mp4", n_frames=48, seed=i)
+    data = tmp / "data"
+    result = cli(two_nodes, "submit", "--no-pip", "ingest", str(videos), "--out", str(data),
+                 "--size", "16", "--shard-rows", "16", "--workers", "1", "--quiet")
+    return data, result
+
+
+@pytest.fixture(scope="module")
+def trained(two_nodes, ingested, tmp_path_factory):
+    """``catneuron submit train`` on the ingested frames, followed to the end."""
+    data, _ = ingested
+    run_dir = tmp_path_factory.mktemp("run") / "train"
+    result = cli(two_nodes, "submit", "--no-pip", *train_args(data, run_dir, steps=40))
+    return run_dir, result
+
+
+def test_submit_runs_ingest_and_train_and_jobs_show_them(two_nodes, ingested, trained):
+    data, ingest = ingested
+    assert ingest.returncode == 0, ingest.stdout[-3000:] + ingest.stderr[-3000:]
+    manifest = json.loads((data / "_manifest.json").read_text())
+    assert sum(s["rows"] for s in manifest["shards"]) == 3 * 48
+    run_dir, train = trained
+    assert train.returncode == 0, train.stdout[-3000:] + train.stderr[-3000:]
+    assert "SUCCEEDED" in train.stderr
+    assert (run_dir / "model.pt").is_file()
+    job = submitted_id(train)
+    assert re.fullmatch(r"raysubmit_\w+", job), train.stdout[:300]
+
+    status = cli(two_nodes, "jobs", "status", job)
+    assert status.returncode == 0 and "SUCCEEDED" in status.stdout, status.stdout + status.stderr
+    logs = cli(two_nodes, "jobs", "logs", job)
+    assert logs.returncode == 0 and "stage 0 done" in logs.stdout
+    listed = cli(two_nodes, "jobs", "list")
+    assert job in listed.stdout and submitted_id(ingest) in listed.stdout
+    missing = cli(two_nodes, "jobs", "status", "raysubmit_doesnotexist")
+    assert missing.returncode == 1 and "no job" in missing.stderr and "Traceback" not in (
+        missing.stderr)
+
+
+def test_training_spreads_workers_and_shards_over_both_nodes(two_nodes, trained):
+    _, train = trained
+    assert train.returncode == 0, train.stderr[-3000:]
+    actors = stage_actors(two_nodes, submitted_id(train))
+    nodes = {n["node_id"] for n in two_nodes.nodes()}
+    assert len(nodes) == 2
+    for name, rows in actors.items():
+        assert len(rows) == 2, (name, rows)
+        assert {a["node_id"] for a in rows} == nodes, (name, rows)
+
+
+def test_jobs_stop_stops_a_long_job_and_leaves_the_cluster_clean(two_nodes, ingested, tmp_path):
+    data, _ = ingested
+    run_dir = tmp_path / "long"
+    started = cli(two_nodes, "submit", "--no-pip", "--no-wait",
+                  *train_args(data, run_dir, steps=1_000_000))
+    assert started.returncode == 0, started.stderr[-3000:]
+    job = submitted_id(started)
+    wait_for(lambda: _records(run_dir), "the job to train")
+    stop = cli(two_nodes, "jobs", "stop", job)
+    assert stop.returncode == 0 and "STOPPED" in stop.stdout, stop.stdout + stop.stderr
+    status = cli(two_nodes, "jobs", "status", job)
+    assert status.returncode == 1 and "STOPPED" in status.stdout
+    job_id = two_nodes.get(f"/api/jobs/{job}")["job_id"]
+    wait_for(lambda: not two_nodes.actors(job_id=job_id, state="ALIVE"),
+             "the stopped job's actors to go", timeout_s=60)
+    wait_for(lambda: not [a for a in two_nodes.actors(state="ALIVE")],
+             "no actor left alive on the cluster", timeout_s=60)
+
+
+def _checkpoint(run_dir: Path) -> tuple[dict, list[dict]]:
+    """The last checkpoint of stage 0: meta and every shard's state."""
+    stage_dir = run_dir / "checkpoints" / "stage0"
+    folder = stage_dir / (stage_dir / "LATEST").read_text().strip()
+    meta = torch.load(folder / "meta.pt", weights_only=True)
+    shards = [torch.load(folder / f"shard{j}.pt", weights_only=True) for j in range(2)]
+    return meta, shards
+
+
+def test_a_node_dies_mid_training(two_nodes, ingested, tmp_path):
+    data, _ = ingested
+    node3 = two_nodes.add_node("node3", num_cpus=1, resources={"node3": 1})
+    doomed = two_nodes.node_id("node3")
+    run_dir = tmp_path / "dies"
+    started = cli(two_nodes, "submit", "--no-pip", "--no-wait",
+                  *train_args(data, run_dir, 600, "--train.checkpoint_every=40"))
+    assert started.returncode == 0, started.stderr[-3000:]
+    job = submitted_id(started)
+
+    def on_doomed_node():
+        rows = [a for group in stage_actors(two_nodes, job).values() for a in group]
+        return [a for a in rows if a["state"] == "ALIVE" and a["node_id"] == doomed]
+
+    lost = wait_for(on_doomed_node, "actors on node3")
+    wait_for(lambda: _records(run_dir), "the job to train")
+    node3.kill()
+    follow = cli(two_nodes, "jobs", "logs", job, "--follow", timeout=300)
+    assert follow.returncode == 0, follow.stdout[-3000:] + follow.stderr[-3000:]
+    assert "SUCCEEDED" in follow.stderr
+
+    # the lost actors came back (same actor ids) on the surviving nodes
+    after = {a["actor_id"]: a for g in stage_actors(two_nodes, job).values() for a in g}
+    for a in lost:
+        back = after[a["actor_id"]]
+        assert int(back["num_restarts"]) >= 1 and back["node_id"] != doomed, back
+    summary, _ = json.JSONDecoder().raw_decode(follow.stdout[follow.stdout.index("{\n"):])
+    assert summary["stages"][0]["steps"] == 600
+    assert (run_dir / "model.pt").is_file()
+    # no update applied twice: a shard applies each (worker, seq) once, and the workers' pushes
+    # carry seqs 0..seq_end-1, so a shard that never died applied exactly sum(seq_end) updates
+    # and a restored one (it lost what came after its checkpoint) at most that
+    meta, shards = _checkpoint(run_dir)
+    pushed = sum(meta["seqs"])
+    events = (run_dir / "events.log").read_text()
+    restored = {int(i) for i in re.findall(r"shard (\d+) was restored", events)}
+    for j, state in enumerate(shards):
+        assert all(state["last_seq"][w] < meta["seqs"][w] for w in state["last_seq"])
+        if j in restored:
+            assert state["n_applied"] <= pushed
+        else:
+            assert state["n_applied"] == pushed, (j, state["n_applied"], pushed)

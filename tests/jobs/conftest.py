@@ -1,0 +1,45 @@
+"""Shared fixtures of the job tests: one `catneuron demo --fast` run per session."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class DemoRun:
+    """A finished fast demo in ``out``, and what its two invocations printed."""
+
+    out: Path
+    interrupted: subprocess.CompletedProcess
+    continued: subprocess.CompletedProcess
+
+
+def demo_command(out: Path) -> list[str]:
+    return [sys.executable, "-m", "jobs.cli", "demo", "--fast", "--out", str(out)]
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory) -> DemoRun:
+    """`catneuron demo --fast`, interrupted (SIGINT, as Ctrl-C) once stage 0 has written a
+    checkpoint, then run again to the end."""
+    out = tmp_path_factory.mktemp("demo")
+    first = subprocess.Popen(demo_command(out), cwd=REPO, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    checkpoint = out / "train" / "checkpoints" / "stage0" / "step00000020"
+    while not checkpoint.exists() and first.poll() is None:
+        time.sleep(0.2)
+    first.send_signal(signal.SIGINT)
+    stdout, _ = first.communicate(timeout=300)
+    interrupted = subprocess.CompletedProcess(first.args, first.returncode, stdout)
+    continued = subprocess.run(demo_command(out), cwd=REPO, text=True, timeout=900,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    return DemoRun(out, interrupted, continued)

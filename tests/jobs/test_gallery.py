@@ -1,0 +1,178 @@
+"""The gallery's HTML without a browser: escaping, path checks, missing inputs, the verdict."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from jobs.gallery import build_gallery
+from jobs.gallery_inputs import plain_relative, safe_file
+from jobs.gallery_plots import curve_series, histogram_svg
+from jobs.gallery_views import verdict
+from tests.jobs.gallery_run import (
+    HOSTILE_CLASS,
+    HOSTILE_SOURCE,
+    baselines,
+    make_run,
+    score,
+    write_evaluation,
+)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    run = make_run(tmp_path_factory.mktemp("gallery"))
+    build_gallery(run)
+    return run
+
+
+def _page(run: Path, name: str) -> str:
+    return (run / "gallery" / name).read_text()
+
+
+@pytest.mark.parametrize("rel", ["../x.png", "/etc/passwd", "a/../b.png", "", "a\\b.png",
+                                 "a//b.png", "./a.png", "~/x.png", None, 3, ["a.png"]])
+def test_plain_relative_refuses_anything_but_a_plain_relative_path(rel):
+    assert plain_relative(rel) is None
+
+
+def test_safe_file_accepts_images_inside_the_run_only(tmp_path):
+    run = tmp_path / "run"
+    (run / "vis").mkdir(parents=True)
+    png = b"\x89PNG\r\n\x1a\n" + b"\0" * 16
+    (run / "vis" / "a.png").write_bytes(png)
+    (run / "vis" / "text.png").write_text("not an image")
+    (tmp_path / "outside.png").write_bytes(png)
+    os.symlink(tmp_path / "outside.png", run / "vis" / "link.png")
+    assert safe_file(run / "vis", "a.png", run) == run / "vis" / "a.png"
+    assert safe_file(run / "vis", "text.png", run) is None
+    assert safe_file(run / "vis", "link.png", run) is None
+    assert safe_file(run / "vis", "../../outside.png", run) is None
+    assert safe_file(run / "vis", "missing.png", run) is None
+
+
+def test_hostile_names_are_escaped(run):
+    index = _page(run, "index.html")
+    assert "&lt;img src=x onerror=alert(1)&gt;" in index
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in index
+    for page in (run / "gallery").rglob("*.html"):
+        html = page.read_text()
+        assert HOSTILE_SOURCE not in html and HOSTILE_CLASS not in html, page
+        assert "<script" not in html, page
+
+
+def test_paths_leaving_the_run_are_refused_and_shown_missing(run):
+    unit0 = _page(run, "stage0/unit0.html")
+    assert "passwd" not in re.findall(r'src="([^"]*)"', unit0).__str__()
+    assert "hostname" not in re.findall(r'src="([^"]*)"', unit0).__str__()
+    assert "missing: weights: ../../../../etc/passwd refused or not found" in unit0
+    assert "missing: top frame 0: /etc/hostname refused or not found" in unit0
+    assert "missing: optimal stimulus: stage0/does_not_exist.png refused or not found" in unit0
+    assert "missing: invariance curves: not computed" in _page(run, "stage0/unit3.html")
+    assert 'src="unit1_invariance.png"' in _page(run, "stage0/unit1.html")  # drawn here
+
+
+def test_units_ranked_by_selectivity_and_patch_marked(run):
+    stage0 = _page(run, "stage0.html")
+    order = [int(i) for i in re.findall(r'href="stage0/unit(\d+)\.html"', stage0)]
+    assert order[:6] == [0, 1, 2, 3, 4, 5]  # the evaluation ranking, best first
+    assert sorted(order) == list(range(18))
+    unit5 = _page(run, "stage1/unit5.html")
+    # box [y0, x0, y1, x1] = [8, 8, 40, 40] on a 64x64 frame (its PNG is 128x128)
+    assert 'style="left:12.50%;top:12.50%;width:50.00%;height:50.00%"' in unit5
+    assert unit5.count('<polyline fill="none"') == 3  # one histogram line per probe class
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; (" in unit5  # its legend, escaped
+    assert 'src="../../visualize/stage1/unit5_weights.png"' in unit5
+
+
+def test_overview_answers_first_with_every_baseline(run):
+    index = _page(run, "index.html")
+    assert index.index('id="answer"') < index.index('id="classes"') < index.index('id="dataset"')
+    assert "Yes: stage 1 pooled #5." in index
+    for name in ("always negative", "best single pixel", "same network, random weights",
+                 "best linear filter from training patches", "best unit of stage 0"):
+        assert f"baseline: {name}" in index
+    assert "HTTP Error 404: Not Found" in index
+    assert "4 sources (2 ok, 2 failed), 160 frames in 2 shards" in index
+    assert "metrics.jsonl: 1 unreadable line(s) skipped" in index
+
+
+def test_honest_absence_when_no_unit_beats_the_baselines(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    write_evaluation(run)
+    ev = json.loads((run / "evaluation.json").read_text())
+    ev["best_neuron"] = score(0.68, 0.7) | {"stage": 1, "layer": "pooled", "index": 5}
+    (run / "evaluation.json").write_text(json.dumps(ev))
+    index = build_gallery(run).read_text()
+    assert "No unit beats the baselines." in index
+    assert "0.680 ± 0.030" in index and "0.660" in index
+
+
+def test_verdict_margin_must_exceed_the_split_spread():
+    assert verdict(score(0.70, 0.8, std=0.03), baselines())["state"] == "found"
+    assert verdict(score(0.68, 0.8, std=0.03), baselines())["state"] == "not_found"
+    assert verdict(score(0.9, 0.9), {})["state"] == "unknown"
+    assert verdict(None, baselines())["state"] == "unknown"
+
+
+def test_empty_and_broken_runs_give_pages_not_crashes(tmp_path):
+    index = build_gallery(tmp_path).read_text()
+    for text in ("evaluation missing", "run config missing", "visualisation missing",
+                 "Not evaluated yet"):
+        assert text in index
+    (tmp_path / "evaluation.json").write_text("{truncated")
+    vis = tmp_path / "visualize"
+    vis.mkdir()
+    (vis / "index.json").write_text(json.dumps(
+        {"stages": [{"stage": 0, "file": "../../secret.json"}, {"stage": "x", "file": "a"}],
+         "curves": [{"title": "t", "png": "/etc/passwd"}]}))
+    index = build_gallery(tmp_path).read_text()
+    assert "evaluation unreadable: evaluation.json is not valid JSON" in index
+    assert index.count("stage entry refused") == 2
+    assert "missing: t: /etc/passwd refused or not found" in index
+
+
+def test_rebuild_replaces_the_gallery(run):
+    stale = run / "gallery" / "stale.html"
+    stale.write_text("old")
+    build_gallery(run)
+    assert not stale.exists() and (run / "gallery" / "index.html").is_file()
+    assert not (run / ".gallery.tmp").exists()
+
+
+def test_curves_average_workers():
+    metrics = [{"stage": 0, "step": 10, "worker": 0, "recon_error": 0.5},
+               {"stage": 0, "step": 10, "worker": 1, "recon_error": 0.7},
+               {"stage": 1, "step": 0, "recon_error": "nan?"}]
+    assert curve_series(metrics, "recon_error") == {0: [(10, pytest.approx(0.6))]}
+
+
+def test_histogram_svg_normalises_each_class_and_checks_lengths():
+    assert histogram_svg([0, 1, 2], {"a": [1, 2, 3]}) is None  # 3 counts for 2 bins
+    assert histogram_svg([0, 0], {"a": [1]}) is None
+    svg = histogram_svg([0, 1, 2], {"a": [1, 3], "b": [2, 0], "bad": [1]})
+    assert [s["name"] for s in svg["series"]] == ["a", "b"]
+    (left, top, right, bottom), (w, h) = (44, 10, 10, 24), (svg["width"], svg["height"])
+    pts = [tuple(map(float, p.split(","))) for p in svg["series"][0]["points"].split()]
+    # a: fractions 0.25, 0.75 of a top of 1.0 (b's first bin): the step line's heights
+    base, span = h - bottom, h - top - bottom
+    assert [p[1] for p in pts] == pytest.approx(
+        [base, base - 0.25 * span, base - 0.25 * span, base - 0.75 * span, base - 0.75 * span,
+         base], abs=0.05)
+    assert [p[0] for p in pts] == pytest.approx(
+        [left, left, (left + w - right) / 2, (left + w - right) / 2, w - right, w - right])
+    assert svg["series"][1]["total"] == 2
+
+
+def test_module_entry_point_builds_or_refuses(tmp_path, capsys):
+    from jobs.gallery import main
+
+    assert main([str(tmp_path)]) == 0
+    assert (tmp_path / "gallery" / "index.html").resolve().as_uri() in capsys.readouterr().out
+    assert main([str(tmp_path / "nowhere")]) == 2
+    assert "is not a folder" in capsys.readouterr().err

@@ -1,0 +1,92 @@
+"""``catneuron submit`` / ``catneuron jobs`` without a cluster: the job spec they build, the
+address they use, and one clear line (no traceback) when no cluster answers."""
+
+from __future__ import annotations
+
+import shlex
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+
+from cluster.submission import (
+    DEFAULT_ADDRESS,
+    entrypoint,
+    project_root,
+    resolve_address,
+    runtime_env,
+    runtime_requirements,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib
+
+
+def test_runtime_env_carries_the_tree_and_every_runtime_requirement_but_ray():
+    env = runtime_env()
+    assert Path(env["working_dir"]) == ROOT == project_root()
+    assert {".venv", "runs", ".git", "__pycache__"} <= set(env["excludes"])
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    wanted = {Requirement(r).name: Requirement(r) for r in declared if not r.startswith("ray")}
+    shipped = {Requirement(r).name: Requirement(r) for r in env["pip"]}
+    assert shipped.keys() == wanted.keys()
+    assert all(str(shipped[n].specifier) == str(wanted[n].specifier) for n in wanted)
+    assert "numba" in shipped and "ray" not in shipped
+    assert runtime_requirements() == env["pip"]
+
+
+def test_no_pip_leaves_the_requirements_to_the_image():
+    assert "pip" not in runtime_env(pip=False)
+
+
+def test_entrypoint_is_the_job_module_with_its_arguments_quoted():
+    command = entrypoint("train", ["--config", "my configs/x.toml", "--data.path=s3://b/d"])
+    assert shlex.split(command) == ["python", "-m", "jobs.train", "--config",
+                                    "my configs/x.toml", "--data.path=s3://b/d"]
+
+
+def test_address_precedence_like_rays_cli(monkeypatch):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert resolve_address(None) == DEFAULT_ADDRESS == "http://127.0.0.1:8265"
+    monkeypatch.setenv("RAY_ADDRESS", "http://head:8265/")
+    assert resolve_address(None) == "http://head:8265"
+    assert resolve_address("10.0.0.5:8265") == "http://10.0.0.5:8265"
+    with pytest.raises(ValueError, match="Ray Client"):
+        resolve_address("ray://head:10001")
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("argv", [["submit", "train"], ["jobs", "list"],
+                                  ["jobs", "status", "raysubmit_x"], ["jobs", "stop", "x"]])
+def test_a_dead_cluster_is_one_line_and_a_non_zero_exit(argv):
+    address = f"http://127.0.0.1:{_closed_port()}"
+    t0 = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "jobs.cli", *argv, "--address", address]
+                            if argv[0] == "jobs" else
+                            [sys.executable, "-m", "jobs.cli", "submit", "--address", address,
+                             *argv[1:]],
+                            cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert time.monotonic() - t0 < 20
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert address in lines[0] and "ray start --head" in lines[0]
+
+
+def test_unknown_job_is_a_usage_error():
+    result = subprocess.run([sys.executable, "-m", "jobs.cli", "submit", "bake"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "unknown job 'bake'" in result.stderr

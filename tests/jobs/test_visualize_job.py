@@ -1,0 +1,108 @@
+"""``catneuron visualize`` end to end on a tiny trained run: the JSON contract, every PNG
+present and decodable, plain relative paths, clean re-runs, one-line errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path, PurePosixPath
+
+import matplotlib.image as mpimg
+import pytest
+
+from jobs.train import main as train_main
+from jobs.visualize import main
+from tests.cluster.data import make_dataset
+
+STAGES = "[{field=6, stride=2, n_maps=2, pool=2}, {field=2, stride=1, n_maps=2, pool=2}]"
+
+
+@pytest.fixture(scope="module")
+def tiny_run(ray_cluster, tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("vis")
+    data = make_dataset(tmp / "data", n_videos=2, frames_per_video=48, size=16, shard_rows=16)
+    run = tmp / "run"
+    assert train_main([f'--data.path="{data}"', "--data.batch_size=16",
+                       "--data.holdout_frames=16", "--model.input_size=16",
+                       f"--model.stages={STAGES}", "--train.stages=2", "--workers", "2",
+                       "--ps-shards", "1", "--mode", "sync", "--steps", "3",
+                       "--run-dir", str(run), "--quiet"]) == 0
+    return run
+
+
+def pngs(doc) -> list[str]:
+    """Every value of a ``*png`` key, anywhere in a JSON document."""
+    if isinstance(doc, dict):
+        return [v for k, v in doc.items() if k.endswith("png") and isinstance(v, str)] + [
+            p for v in doc.values() for p in pngs(v)]
+    if isinstance(doc, list):
+        return [p for v in doc for p in pngs(v)]
+    return []
+
+
+def check_paths(folder: Path, doc) -> int:
+    for p in pngs(doc):
+        path = PurePosixPath(p)
+        assert not path.is_absolute() and ".." not in path.parts and "\\" not in p, p
+        img = mpimg.imread(folder / p)
+        assert img.ndim == 3 and min(img.shape[:2]) > 0, p
+    return len(pngs(doc))
+
+
+ARGS = ["--top-k", "3", "--units", "1", "--selective", "2", "--steps", "3", "--quiet"]
+
+
+@pytest.mark.slow
+def test_visualize_writes_the_contract(tiny_run, capsys):
+    assert main(["--run", str(tiny_run), *ARGS]) == 0
+    out = tiny_run / "visualize"
+    index = json.loads((out / "index.json").read_text())
+    assert index["schema"] == 1 and [s["stage"] for s in index["stages"]] == [0, 1]
+    assert {c["title"] for c in index["curves"]} >= {"reconstruction error", "free-energy gap"}
+    n = check_paths(out, index)
+    stage0 = json.loads((out / "stage0.json").read_text())
+    assert stage0["layer"] == "pooled" and stage0["shape"] == [2, 5, 5]
+    assert [u["index"] for u in stage0["units"]] == list(range(50))  # all of stage 0
+    stage1 = json.loads((out / "stage1.json").read_text())
+    assert stage1["shape"] == [2, 3, 3] and len(stage1["units"]) == 3  # 2 selective + 1 drawn
+    for doc in (stage0, stage1):
+        n += check_paths(out, doc)
+        for u in doc["units"]:
+            m, rest = divmod(u["index"], 9 if doc["stage"] else 25)
+            assert (u["map"], *divmod(rest, 3 if doc["stage"] else 5)) == (
+                m, u["y"], u["x"])
+            assert len(u["top_frames"]) == 3 and u["selectivity"] is None
+            acts = [t["activation"] for t in u["top_frames"]]
+            assert acts == sorted(acts, reverse=True)
+            assert all(t["box"] == u["box"] and t["source"].startswith("video")
+                       for t in u["top_frames"])
+            assert u["optimal_stimulus"]["n_starts"] == 2
+            assert (u["invariance"] is not None) == u["selective"]
+    assert sum(u["selective"] for u in stage1["units"]) == 2
+    # curves; per stage: mosaic, 5 per unit (weights, 3 top frames, stimulus), 2 invariance
+    assert n == len(index["curves"]) + (1 + 50 * 5 + 2) + (1 + 3 * 5 + 2)
+    assert str(out / "index.json") in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_rerun_overwrites_and_reads_the_evaluation(tiny_run):
+    out = tiny_run / "visualize"
+    (out / "stale.png").parent.mkdir(exist_ok=True)
+    (out / "stale.png").write_bytes(b"old")
+    ranking = [{"index": 17, "heldout_balanced_accuracy": 0.9, "auc": 0.95, "polarity": 1}]
+    (tiny_run / "evaluation.json").write_text(json.dumps(
+        {"schema": 1, "stages": [{"stage": 1, "layer": "pooled", "ranking": ranking}]}))
+    try:
+        assert main(["--run", str(tiny_run), *ARGS]) == 0
+    finally:
+        (tiny_run / "evaluation.json").unlink()
+    assert not (out / "stale.png").exists() and not (tiny_run / "visualize.partial").exists()
+    units = {u["index"]: u for u in json.loads((out / "stage1.json").read_text())["units"]}
+    assert units[17]["selective"] and units[17]["invariance"] is not None
+    assert units[17]["selectivity"] == {"heldout_balanced_accuracy": 0.9, "auc": 0.95}
+
+
+def test_one_line_errors(tmp_path, capsys):
+    assert main(["--run", str(tmp_path / "nope")]) == 2
+    assert main(["--run", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "not found" in err[0] and "model.pt" in err[1]

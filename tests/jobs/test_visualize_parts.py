@@ -1,0 +1,68 @@
+"""The visualize job's small parts: images, unit choice, evaluation reading, training curves."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import torch
+
+from jobs.plots import mark_box, save_image, signed_image, tile_grid
+from jobs.training_curves import series, write_training_curves
+from jobs.unit_selection import choose_units, evaluation_rankings, rank_units
+
+
+def test_images_exact():
+    img = signed_image(np.array([[[-2.0, 0.0, 1.0]]]))  # (C=1, H=1, W=3)
+    assert img.shape == (1, 3, 3) and img[0, :, 0].tolist() == [0.0, 0.5, 0.75]
+    grid = tile_grid([np.zeros((2, 2, 3)), np.full((2, 2, 3), 0.5), np.ones((2, 2, 3))], 2)
+    assert grid.shape == (5, 5, 3)
+    assert grid[0, 2, 0] == 1.0 and grid[3, 0, 0] == 1.0 and grid[0, 3, 0] == 0.5
+    marked = mark_box(np.zeros((4, 4, 3)), [1, 1, 3, 4], 2)  # rows 1..2, cols 1..3 -> x2
+    red = marked[..., 0] > 0.9
+    assert red[2, 2:8].all() and red[5, 2:8].all() and red[2:6, 2].all() and red[2:6, 7].all()
+    assert red.sum() == 2 * 6 + 2 * 2 and not red[3:5, 3:7].any()
+
+
+def test_png_round_trip(tmp_path):
+    import cv2
+
+    img = np.random.default_rng(0).random((5, 7, 3))
+    save_image(tmp_path / "a" / "x.png", img)
+    back = cv2.imread(str(tmp_path / "a" / "x.png"))[:, :, ::-1] / 255.0  # BGR -> RGB
+    assert np.abs(back - img).max() <= 0.5 / 255 + 1e-9
+
+
+def test_rank_and_choose_units():
+    variance = torch.tensor([0.1, 0.5, 0.3, 0.0, 0.2])
+    ranked = rank_units([{"index": 3}, {"index": 9}], variance)  # 9 is out of range
+    assert ranked == [3, 1, 2, 4, 0]
+    rng = np.random.default_rng(0)
+    assert choose_units(ranked, 2, 0, True, rng) == ([3, 1], [0, 1, 2, 3, 4])
+    selective, listed = choose_units(ranked, 2, 2, False, rng)
+    assert selective == [3, 1] and len(listed) == 4 and set(selective) <= set(listed)
+    assert listed == sorted(listed)
+
+
+def test_evaluation_rankings(tmp_path):
+    assert evaluation_rankings(tmp_path) == {}
+    (tmp_path / "evaluation.json").write_text("{not json")
+    assert evaluation_rankings(tmp_path) == {}
+    stages = [{"stage": 1, "layer": "hidden", "ranking": [{"index": 1}]},
+              {"stage": 1, "layer": "pooled", "ranking": [{"index": 4}, {"index": "x"}]}]
+    (tmp_path / "evaluation.json").write_text(json.dumps({"schema": 1, "stages": stages}))
+    assert evaluation_rankings(tmp_path) == {1: [{"index": 4}]}
+
+
+def test_training_curves(tmp_path):
+    records = [{"stage": 0, "step": 10, "worker": 0, "recon_error": 0.5, "frames_per_s": 9.0},
+               {"stage": 0, "step": 20, "worker": 0, "recon_error": 0.4},
+               {"stage": 1, "step": 10, "recon_error": 0.3}]
+    lines = "\n".join(json.dumps(r) for r in records) + "\n{truncated"
+    (tmp_path / "metrics.jsonl").write_text(lines)
+    assert series(records, "recon_error") == {"stage 0 worker 0": [(10.0, 0.5), (20.0, 0.4)],
+                                              "stage 1": [(10.0, 0.3)]}
+    entries = write_training_curves(tmp_path, tmp_path / "out")
+    assert entries == [{"title": "reconstruction error", "png": "curves/recon_error.png"},
+                       {"title": "frames/s", "png": "curves/frames_per_s.png"}]
+    assert all((tmp_path / "out" / e["png"]).stat().st_size > 0 for e in entries)

@@ -1,0 +1,55 @@
+"""Locations as paths or URIs: the same operations on the local disk and on a real
+S3-compatible server (moto, on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from pipeline import storage
+
+
+@pytest.fixture(params=["local", "s3"])
+def folder(request, tmp_path):
+    """A fresh, empty folder: a local path, or a prefix in the test bucket."""
+    if request.param == "local":
+        return str(tmp_path / "f")
+    request.getfixturevalue("s3_store")
+    return f"s3://catneuron/{uuid.uuid4().hex}"
+
+
+def test_write_read_list_delete(folder):
+    assert storage.list_files(folder) == []
+    assert not storage.exists(storage.join(folder, "a.bin"))
+    storage.write_bytes(storage.join(folder, "a.bin"), b"\x00\x01")
+    storage.write_text(storage.join(folder, "sub", "b.txt"), "hé")
+    assert storage.read_bytes(storage.join(folder, "a.bin")) == b"\x00\x01"
+    assert storage.read_text(storage.join(folder, "sub", "b.txt")) == "hé"
+    assert storage.list_files(folder) == ["a.bin"]  # files directly inside, no temporaries
+    storage.write_bytes(storage.join(folder, "a.bin"), b"new")  # replaced whole
+    assert storage.read_bytes(storage.join(folder, "a.bin")) == b"new"
+    storage.delete(storage.join(folder, "a.bin"))
+    storage.delete(storage.join(folder, "a.bin"))  # already gone: fine
+    assert storage.list_files(folder) == []
+    with pytest.raises(FileNotFoundError, match="a.bin"):
+        storage.read_bytes(storage.join(folder, "a.bin"))
+
+
+def test_publish_file_moves_a_finished_file(folder, tmp_path):
+    staged = storage.staging_dir(folder) / ".x.tmp"
+    staged.write_bytes(b"shard")
+    storage.publish_file(staged, storage.join(folder, "x.parquet"))
+    assert not staged.exists()
+    assert storage.read_bytes(storage.join(folder, "x.parquet")) == b"shard"
+    with storage.open_input_file(storage.join(folder, "x.parquet")) as f:
+        assert f.read() == b"shard"
+
+
+def test_join_and_kinds():
+    assert storage.join("s3://b/p/", "x", "y.pt") == "s3://b/p/x/y.pt"
+    assert storage.is_uri("s3://b/p") and not storage.is_uri("runs/x")
+    assert storage.is_local("runs/x") and storage.is_local("file:///tmp/x")
+    assert not storage.is_local("s3://b/p")
+    with pytest.raises(ValueError, match="not on the local filesystem"):
+        storage.local_path("s3://b/p")
