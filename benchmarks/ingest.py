@@ -35,14 +35,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from pipeline.decode import DecodeConfig, resize
+from pipeline.demo_corpus import write_demo_videos
+from pipeline.ingest import IngestConfig, run_ingest
+from pipeline.pool import DecodePool
+from pipeline.work import ShardConfig
 
-from pipeline.decode import DecodeConfig, _resize  # noqa: E402
-from pipeline.demo_corpus import write_demo_videos  # noqa: E402
-from pipeline.ingest import IngestConfig, run_ingest  # noqa: E402
-from pipeline.pool import DecodePool  # noqa: E402
-from pipeline.work import ShardConfig  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
+
 
 
 def bare_loop(paths: list[Path], size: int) -> tuple[int, float, float]:
@@ -110,7 +110,7 @@ def resize_costs(path: Path, size: int, n: int = 100) -> dict[str, dict[str, flo
     for name in ("area", "box_linear", "linear", "nearest"):
         t0 = time.perf_counter()
         for _ in range(3):
-            res = [_resize(q, size, name) for q in squares]
+            res = [resize(q, size, name) for q in squares]
         ms = (time.perf_counter() - t0) / (3 * len(squares)) * 1e3
         err = float(np.mean([np.abs(r.astype(np.float32) - e).mean()
                              for r, e in zip(res, exact, strict=True)]))
@@ -200,7 +200,7 @@ def _ingest(videos, out, config, workers, pool):
     t0 = time.perf_counter()
     report = run_ingest([str(v) for v in videos], out,
                         IngestConfig(decode=config, shards=ShardConfig(max_rows=1024),
-                                     workers=workers), progress=False, pool=pool)
+                                     n_decoders=workers), progress=False, pool=pool)
     sec = time.perf_counter() - t0
     assert not report.failed, [r.error for r in report.failed]
     shutil.rmtree(out, ignore_errors=True)

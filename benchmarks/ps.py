@@ -4,7 +4,7 @@ Measures, at the demo config's first-stage model and batch size (64x64 grey, 10x
 stride 2, 8 maps, batch 64; one torch thread everywhere):
 
 - ``single``: frames/s of the plain loop ``apply_update(compute_update(stage_input(batch)))``
-  (:class:`cluster.local.SingleProcessLoop`, in this process);
+  (:class:`cluster.reference.SingleProcessLoop`, in this process);
 - ``single_x2``: the same loop in 2 processes at once, no Ray: the machine's own 1 -> 2 ceiling
   for this compute (shared caches and memory bandwidth), ``machine_ceiling_2_vs_1``;
 - ``ps_1``, ``ps_2``: frames/s of 1 and 2 async workers (Ray actors) against the config's
@@ -48,11 +48,10 @@ import os
 import platform
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 # One thread everywhere, numba's pool included (read when numba is imported): the single-process
 # references, their spawned children and the Ray actors (cluster.ps.ONE_THREAD_ENV).
 os.environ.setdefault("NUMBA_NUM_THREADS", "1")
@@ -60,7 +59,7 @@ os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 
 def _loop_process(conn, config_path: str, overrides: list[str]) -> None:
     """A spawned process holding a SingleProcessLoop: runs ``steps`` when sent, until None."""
-    from cluster.local import SingleProcessLoop
+    from cluster.reference import SingleProcessLoop
     from jobs.config import load
 
     loop = SingleProcessLoop(load(config_path, overrides))
@@ -108,34 +107,28 @@ class ParameterServer:
     worker continues from where its last chunk ended (data position, sequence numbers, step)."""
 
     def __init__(self, config) -> None:
-        import ray
+        import dataclasses
+
         import torch
 
-        from cluster.ps import shard_actor_class
-        from cluster.sharding import WIRE_BYTES, ShardLayout, to_numpy
-        from cluster.worker import worker_actor_class
+        from cluster.sharding import WIRE_BYTES
+        from cluster.stage import start_stage
         from models.stack import RBMStack
 
+        # 2 workers whatever the config says, and no monitoring on the timed path
+        config = dataclasses.replace(config, train=dataclasses.replace(
+            config.train, n_workers=2, log_interval=10**9))
         tc = config.train
         stack = RBMStack(config.model, update=config.update,
                          generator=torch.Generator().manual_seed(0), device="cpu")
         rbm = stack.rbms[0]
-        layout = ShardLayout.plan({k: v.shape for k, v in rbm.params.items()}, tc.n_ps_shards)
-        full = to_numpy(rbm.params)
-        self.shards = [shard_actor_class().remote(j, layout.to_dict(), rbm.update_config,
-                                                  tuple(rbm.decay_names), layout.split(full, j),
-                                                  deltas=tc.shards_add_deltas)
-                       for j in range(tc.n_ps_shards)]
-        self.workers = [worker_actor_class().options(num_cpus=0.45).remote(
-            k, 2, data=config.data, model=config.model, update=config.update, stage=0,
-            layout=layout.to_dict(), shards=self.shards, seed=0, n_fetch=tc.n_fetch,
-            n_push=tc.n_push, max_in_flight=tc.max_in_flight, log_interval=10**9,
-            prefetch=tc.prefetch, push=tc.push, transfer_dtype=tc.transfer_dtype)
-            for k in range(2)]
-        ray.get([w.ping.remote() for w in self.workers])
+        self._stage_dir = tempfile.TemporaryDirectory(prefix="ps-bench-")
+        self.actors = start_stage(config, 0, rbm, self._stage_dir.name, worker_cpus=0.45)
+        self.shards, self.workers = self.actors.shards, self.actors.workers
         self.state = [((0, 0), 0, 0) for _ in self.workers]  # position, next seq, next step
         # bytes of the parameters on the wire (float32, or bfloat16 transfers)
-        self.param_bytes = WIRE_BYTES[tc.transfer_dtype] * sum(v.size for v in full.values())
+        self.param_bytes = WIRE_BYTES[tc.transfer_dtype] * sum(
+            v.numel() for v in rbm.params.values())
         self.n_push, self.n_fetch = tc.n_push, tc.n_fetch
 
     def run(self, n_workers: int, steps: int) -> dict:
@@ -159,10 +152,8 @@ class ParameterServer:
         return ray.get([s.info.remote() for s in self.shards])
 
     def close(self) -> None:
-        import ray
-
-        for a in self.workers + self.shards:
-            ray.kill(a)
+        self.actors.kill()
+        self._stage_dir.cleanup()
 
 
 def _ratios(t: dict) -> dict:
@@ -230,7 +221,7 @@ def measure(config, loop, pair: ConcurrentLoops, cycles: int, steps: int, warmup
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--config", default=str(ROOT / "configs/demo.toml"))
+    p.add_argument("--config", default="demo")
     p.add_argument("--data", default="runs/demo/data", help="dataset folder (catneuron ingest)")
     p.add_argument("--steps", type=int, default=48,
                    help="timed steps per contender and cycle (per worker for the PS)")
@@ -255,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     import ray
     import torch
 
-    from cluster.local import SingleProcessLoop
+    from cluster.reference import SingleProcessLoop
     from jobs.config import load
 
     base = load(args.config, [f'data.path="{args.data}"'])

@@ -23,8 +23,6 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 os.environ.setdefault("NUMBA_NUM_THREADS", "1")  # one thread per process (see benchmarks/ps.py)
 
 SETTINGS = {
@@ -63,7 +61,7 @@ def heldout_error(stack, data: str, holdout_frames: int) -> tuple[float, int]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--config", default=str(ROOT / "configs/demo.toml"))
+    p.add_argument("--config", default="demo")
     p.add_argument("--data", default="runs/demo/data", help="dataset folder (catneuron ingest)")
     p.add_argument("--setting", action="append", choices=sorted(SETTINGS),
                    help="train only these settings (default: all)")

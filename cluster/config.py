@@ -7,7 +7,10 @@ composes them with the models package's ``StackConfig`` and ``UpdateConfig``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
+
+from models.optim import UpdateConfig
+from models.stack import StackConfig
 
 
 @dataclass(frozen=True)
@@ -53,58 +56,39 @@ class TrainConfig:
     stages : how many stages of the stack to train, greedily (0 = all of ``model.stages``).
     steps : global steps per stage. A sync step = one batch per worker; an async step = one batch
         on one worker (so ``steps`` batches are consumed in either mode per worker-step count).
-    n_fetch, n_push : Downpour's fetch and push periods in worker steps. A push is sent from
-        the worker's sender thread (off the compute path); when the next step fetches, the push
-        asks for the parameters back, so push and fetch are one call per shard and the
-        parameters include the worker's own push; the next batch's input is prepared while
-        that answer travels. Periods > 1 divide the parameter-server traffic (and its CPU
-        cost) by the period: at 4 the overhead goal is met (benchmarks/ps.py), at 1 it is not.
-        But on the demo's Gaussian stage 0 (momentum 0.9, 2 workers) larger periods learned
-        nothing in 400 steps or diverged with gradient pushes: held-out reconstruction error
-        0.43 at period 1, 0.51 (the initial model's) at 4 (benchmarks/ps_quality.py). The demo
-        keeps 1. With ``push = "average"`` and plain SGD the period cost nothing (0.44-0.45 at
-        periods 1, 4 and 8). ``momentum_switch_step`` counts applied pushes (gradient pushes)
-        or the replica's own steps (delta and average).
-    push : async only: what a push carries.
+    n_fetch, n_push : Downpour's fetch and push periods in worker steps. When the next step
+        fetches, a push asks for the parameters back, so push and fetch are one call per shard
+        and the parameters include the worker's own push. Periods > 1 divide the
+        parameter-server traffic by the period, at a cost in learning that depends on the
+        optimiser (benchmarks/ps.py and ps_quality.py measure both; the README quotes them).
+        ``momentum_switch_step`` counts applied pushes (gradient pushes) or the replica's own
+        steps (delta and average).
+    push : async only: what a push carries (:mod:`cluster.push`).
 
-        - ``"gradient"`` (DistBelief's Downpour): the sum of the CD updates since the last push.
-          The shard applies it with its optimiser (momentum SGD or per-shard Adagrad). Between
-          fetches the replica does not move, so a period of ``n`` steps is one step of an ``n``
+        - ``"gradient"`` (DistBelief's Downpour): the sum of the CD updates since the last push,
+          applied by the shard with its optimiser (momentum SGD or per-shard Adagrad). Between
+          fetches the replica does not move: a period of ``n`` steps is one step of an ``n``
           times larger batch.
-        - ``"delta"`` (read-my-writes, as in the stale-synchronous parameter server of Ho et al.
-          2013): the replica applies each update to its own copy with the optimiser (its own
-          momentum state, checkpointed with the worker) and pushes the change of its
-          parameters since the last push, which the shard adds. A fetch keeps the replica's
-          changes the shards have not seen yet, also with ``prefetch``. One worker then follows
-          the single-process trajectory at any period (to float rounding; tested). With
-          several workers the shards add every replica's full step, and with the demo's
-          momentum 0.9 that learned less than ``"gradient"`` at period 1 (0.45 against 0.42)
-          and diverged at period 4 and with prefetch: lower the learning rate or momentum with
-          it.
-        - ``"average"`` (asynchronous model averaging, local SGD): as ``"delta"``, but each
-          push carries the change weighted by ``1 / n_workers``, so the shards move by the
-          mean of the replicas' steps, not their sum: as far per period as one replica would,
-          in the direction of ``n_workers`` times the data. The replicas keep their momentum.
-          With plain SGD (momentum 0, learning rate 0.02) it learned at every period tried
-          (held-out error 0.44-0.45 at periods 1, 4 and 8) where gradient pushes diverged;
-          with the demo's momentum 0.9 and learning rate 0.002 it learned nothing in 400 steps
-          (benchmarks/results/ps_quality*.json).
+        - ``"delta"`` (read-my-writes, Ho et al. 2013): the replica applies each update with
+          its own optimiser and pushes the change of its parameters, which the shard adds. One
+          worker then follows the single-process trajectory at any period. With several
+          workers the shards add every replica's full step: lower the learning rate or the
+          momentum with it.
+        - ``"average"`` (asynchronous model averaging): as ``"delta"``, each change weighted by
+          ``1 / n_workers``, so the shards move by the mean of the replicas' steps.
     transfer_dtype : async only: the precision of pushes and fetched parameters on the wire.
-        ``"bfloat16"`` halves the bytes (and the object-store copies, the parameter server's
-        main cost on one machine, benchmarks/ps.py); shards keep and apply float32, so the
-        rounding (8 bits of mantissa) is per message and does not accumulate on the shards.
-        The demo learned as well with it (held-out error 0.417 against 0.42-0.43).
+        ``"bfloat16"`` halves the bytes (and the object-store copies); shards keep and apply
+        float32, so the rounding (8 bits of mantissa) is per message and does not accumulate.
     prefetch : async only: request the next fetch one step early so the transfer overlaps the
         step's compute (with ``"gradient"`` pushes the fetched parameters then lack the
-        worker's own latest push: one more push period of staleness; with the demo's momentum
-        0.9 that diverged, so it is off by default).
+        worker's own latest push: one more push period of staleness).
     warm_start_steps : async only: worker 0 trains alone for this many steps before the others
         join (DistBelief's warm start for stability).
     max_in_flight : tasks each worker may have outstanding (bounded in-flight work).
     checkpoint_every : global steps between checkpoints (0 = only at the end of each stage).
     log_interval : worker steps between metric records (recon error, free-energy gap).
-    seed : seeds every worker's generator (worker k uses ``seed + 1000 * stage + k``) and the
-        model's initial weights.
+    seed : seeds the model's initial weights and every worker's generators (per stage, worker
+        and step: ``cluster.worker.step_seed``) and data order.
     run_dir : the run folder (config, metrics, TensorBoard events, checkpoints): a path or a URI
         such as ``s3://bucket/runs/x``.
     device : ``"cpu"``, ``"cuda"`` or ``"auto"`` (cuda when available) for workers' compute.
@@ -127,12 +111,6 @@ class TrainConfig:
     seed: int = 0
     run_dir: str = "runs/demo/train"
     device: Literal["cpu", "cuda", "auto"] = "cpu"
-
-    @property
-    def shards_add_deltas(self) -> bool:
-        """Whether async shards add the workers' parameter changes (``push`` = ``"delta"`` or
-        ``"average"``) instead of applying their updates with the shard optimiser."""
-        return self.mode == "async" and self.push != "gradient"
 
     def __post_init__(self) -> None:
         for name in ("n_workers", "n_ps_shards", "steps", "n_fetch", "n_push", "max_in_flight",
@@ -168,3 +146,16 @@ class SimConfig:
     kill_shard_at_step: int = -1
     slow_worker: int = -1
     slow_worker_delay_s: float = 0.0
+
+
+class JobSections(Protocol):
+    """What the distributed trainer reads from a job config (``jobs.config.JobConfig``)."""
+
+    data: DataConfig
+    model: StackConfig
+    update: UpdateConfig
+    train: TrainConfig
+    sim: SimConfig
+
+    @property
+    def n_stages(self) -> int: ...

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
-from cluster.sharding import ShardLayout, _as_tensor, combine_updates, pack, to_numpy
+from cluster.sharding import ShardLayout, as_tensor, combine_updates, pack, to_numpy
 from cluster.state_io import read_state, write_state
 from models.optim import ParameterUpdater, UpdateConfig
 from pipeline import storage
@@ -82,7 +82,7 @@ class ParameterShard:
             self.load(storage.join(ckpt, f"shard{index}.pt"))
             self.restored_from = ckpt
         elif params is not None:
-            self.params = {k: _as_tensor(v).clone() for k, v in params.items()}
+            self.params = {k: as_tensor(v).clone() for k, v in params.items()}
         else:
             raise ValueError(f"shard {index}: no initial params and no checkpoint in {stage_dir}")
 
@@ -118,9 +118,9 @@ class ParameterShard:
         t = time.perf_counter()
         if self.deltas:
             for k, v in update.items():
-                self.params[k].add_(_as_tensor(v))
+                self.params[k].add_(as_tensor(v))
         else:
-            self.updater.step(self.params, {k: _as_tensor(v) for k, v in update.items()})
+            self.updater.step(self.params, {k: as_tensor(v) for k, v in update.items()})
         self.n_applied += 1
         self._check_finite()
         self.seconds_apply += time.perf_counter() - t
@@ -202,8 +202,8 @@ class ParameterShard:
 ONE_THREAD_ENV = {"env_vars": {"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}}
 """Runtime env of the shard and worker actors: one thread per actor for numba's pool too (the
 models package's CPU kernels are numba ``parallel=True``; a pool as wide as the machine in
-every actor made a worker's step 3-4x slower on 2 cores, its idle threads spinning against the
-other actors'). torch is set to one thread in each actor's constructor."""
+every actor spins its idle threads against the other actors'). torch is set to one thread in
+each actor's constructor."""
 
 
 def shard_actor_class(max_restarts: int = -1):

@@ -126,7 +126,7 @@ class ShardLayout:
         for k, shape in self.shapes.items():
             dst = out[k] if out is not None else None
             if k in self.owner:
-                src = _as_tensor(parts[self.owner[k]][k])
+                src = as_tensor(parts[self.owner[k]][k])
                 if dst is None:
                     result[k] = src.clone()
                 else:
@@ -134,11 +134,11 @@ class ShardLayout:
                     result[k] = dst
                 continue
             if dst is None:
-                dst = torch.empty(shape, dtype=_as_tensor(parts[0][k]).dtype
+                dst = torch.empty(shape, dtype=as_tensor(parts[0][k]).dtype
                                   if k in parts[0] else torch.float32)
             for j, (lo, hi) in enumerate(self.bounds[k]):
                 if hi > lo:
-                    dst[lo:hi].copy_(_as_tensor(parts[j][k]))
+                    dst[lo:hi].copy_(as_tensor(parts[j][k]))
             result[k] = dst
         return result
 
@@ -161,7 +161,7 @@ class ShardLayout:
                    owner={k: int(v) for k, v in d["owner"].items()})
 
 
-def _as_tensor(x: np.ndarray | torch.Tensor) -> torch.Tensor:
+def as_tensor(x: np.ndarray | torch.Tensor) -> torch.Tensor:
     """A torch view of ``x``; read-only numpy arrays from Ray's object store are viewed too
     (never written: callers copy out of them). ``uint16`` arrays are bfloat16 bit patterns
     written by :func:`pack` and come back as a float32 copy."""
@@ -187,10 +187,10 @@ def combine_updates(
     synchronous run is reproducible and equals the single-process reference bit for bit)."""
     if not updates:
         raise ValueError("no updates to combine")
-    out = {k: _as_tensor(v).clone() for k, v in updates[0].items()}
+    out = {k: as_tensor(v).clone() for k, v in updates[0].items()}
     for u in updates[1:]:
         for k, v in u.items():
-            out[k].add_(_as_tensor(v))
+            out[k].add_(as_tensor(v))
     if len(updates) > 1:
         for v in out.values():
             v.div_(len(updates))
@@ -205,7 +205,7 @@ TRANSFER_DTYPES = tuple(WIRE_BYTES)
 def pack(tensors: Mapping[str, torch.Tensor], dtype: str = "float32") -> dict[str, np.ndarray]:
     """What travels through Ray's object store: float32 numpy views (:func:`to_numpy`), or for
     ``dtype="bfloat16"`` the tensors rounded to bfloat16 (8 bits of mantissa, float32's range)
-    as ``uint16`` bit patterns, half the bytes; :func:`_as_tensor` turns those back into
+    as ``uint16`` bit patterns, half the bytes; :func:`as_tensor` turns those back into
     float32."""
     if dtype == "float32":
         return to_numpy(tensors)

@@ -14,14 +14,13 @@ the code they configure (``cluster/``).
 
 from __future__ import annotations
 
-import math
+import importlib.resources
 import os
 import sys
-import types
-import typing
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields, is_dataclass
-from typing import Any, Literal, Union
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -31,17 +30,18 @@ else:  # pragma: no cover - python 3.10
 from cluster.config import DataConfig, SimConfig, TrainConfig
 from models.optim import UpdateConfig
 from models.stack import StackConfig, StageConfig
-
-
-class ConfigError(ValueError):
-    """A config value that cannot be used; the message names the field and says what to do."""
+from models.typed_config import ConfigError, build, to_dict
+from pipeline.ingest import IngestConfig
 
 
 @dataclass(frozen=True)
 class JobConfig:
-    """The whole job: one section per component (``[data]``, ``[model]``, ``[update]``,
-    ``[train]``, ``[sim]`` in TOML)."""
+    """The whole job: one section per component (``[ingest]``, ``[data]``, ``[model]``,
+    ``[update]``, ``[train]``, ``[sim]`` in TOML). ``catneuron ingest`` reads ``[ingest]``
+    (``[ingest.decode]``, ``[ingest.shards]``, ``[ingest.fetch]``), ``catneuron train`` the
+    rest."""
 
+    ingest: IngestConfig = field(default_factory=IngestConfig)
     data: DataConfig = field(default_factory=DataConfig)
     model: StackConfig = field(default_factory=lambda: _default_stack())
     update: UpdateConfig = field(default_factory=UpdateConfig)
@@ -68,110 +68,11 @@ class JobConfig:
 
 
 def _default_stack() -> StackConfig:
-    """The demo stack when a config file has no ``[model]`` section (64x64 grey frames)."""
+    """The library's default geometry when a config has no ``[model]`` section: two stages on
+    64x64 grey frames. (The demo is ``jobs/configs/demo.toml``, not these defaults.)"""
     return StackConfig(input_size=64, channels=1, stages=(
         StageConfig(field=10, stride=2, n_maps=8, pool=3, pool_stride=2),
         StageConfig(field=5, stride=1, n_maps=8, pool=3, pool_stride=1)))
-
-
-# --------------------------------------------------------------------------------------------
-# Building dataclasses from plain dicts, checking types on the way in.
-
-
-def _check_value(tp: Any, value: Any, path: str) -> Any:
-    """``value`` (from TOML/CLI) as annotation ``tp``, or ConfigError naming ``path``."""
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if tp is Any:
-        return value
-    if is_dataclass(tp):
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{path}: expected a table of {tp.__name__} fields, got {value!r}")
-        return build(tp, value, path)
-    if origin is Literal:
-        if value not in args:
-            raise ConfigError(f"{path}={value!r}: must be one of {', '.join(map(repr, args))}")
-        return value
-    if origin in (Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _check_value(arg, value, path)
-            except ConfigError as exc:
-                errors.append(str(exc))
-        raise ConfigError(errors[0] if len(errors) == 1 else f"{path}={value!r}: wrong type ({tp})")
-    if origin in (tuple, list, Sequence) or tp in (tuple, list):
-        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{path}={value!r}: expected a list")
-        if origin is tuple and args and args[-1] is not Ellipsis:
-            if len(args) != len(value):
-                raise ConfigError(f"{path}: expected {len(args)} items, got {len(value)}")
-            items = [_check_value(a, v, f"{path}[{i}]")
-                     for i, (a, v) in enumerate(zip(args, value, strict=True))]
-        else:
-            item_tp = args[0] if args else Any
-            items = [_check_value(item_tp, v, f"{path}[{i}]") for i, v in enumerate(value)]
-        return tuple(items) if (origin is tuple or tp is tuple) else items
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{path}={value!r}: expected true or false")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{path}={value!r}: expected an integer")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{path}={value!r}: expected a number")
-        if not math.isfinite(float(value)):
-            raise ConfigError(f"{path}={value!r}: expected a finite number")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{path}={value!r}: expected a string")
-        return value
-    if isinstance(tp, type) and isinstance(value, tp):
-        return value
-    raise ConfigError(f"{path}={value!r}: expected {getattr(tp, '__name__', tp)}")
-
-
-def build(cls: type, data: Mapping[str, Any], path: str = "") -> Any:
-    """Build dataclass ``cls`` from ``data``; unknown keys and wrong types raise ConfigError.
-
-    Missing keys take the dataclass defaults. Errors raised by ``__post_init__`` (geometry checks)
-    are re-raised as ConfigError prefixed with the section path.
-    """
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in fields(cls) if f.init]
-    unknown = sorted(set(data) - set(names))
-    if unknown:
-        where = f"{path}." if path else ""
-        raise ConfigError(
-            f"unknown key {where}{unknown[0]} in {cls.__name__}; valid keys: {', '.join(names)}"
-        )
-    kwargs = {}
-    for name in names:
-        if name in data:
-            kwargs[name] = _check_value(hints[name], data[name], f"{path}.{name}" if path else name)
-    try:
-        return cls(**kwargs)
-    except ConfigError:
-        raise
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"{path or cls.__name__}: {exc}") from exc
-
-
-def to_dict(obj: Any) -> Any:
-    """A dataclass as plain dicts/lists (what :func:`build` accepts back)."""
-    if is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_dict(getattr(obj, f.name)) for f in fields(obj) if f.init}
-    if isinstance(obj, (list, tuple)):
-        return [to_dict(v) for v in obj]
-    return obj
 
 
 # --------------------------------------------------------------------------------------------
@@ -229,6 +130,29 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
     return data
 
 
+def shortcut_overrides(shortcuts: Mapping[str, str], values: Mapping[str, Any],
+                       overrides: Sequence[str]) -> list[str]:
+    """``overrides`` plus one ``key=value`` per shortcut flag given (``values[name]`` not None).
+
+    ``shortcuts`` maps a flag's name to its config key. A flag and an override of its own key
+    with a different value raise ConfigError (one precedence: there is nothing to choose).
+    """
+    out = list(overrides)
+    for name, key in shortcuts.items():
+        value = values.get(name)
+        if value is None:
+            continue
+        given = apply_overrides({}, [f"{key}={_toml_scalar(value)}"])
+        for item in overrides:
+            if item.removeprefix("--").split("=", 1)[0].strip() != key:
+                continue
+            if apply_overrides({}, [item]) != given:
+                flag = "--" + name.replace("_", "-")
+                raise ConfigError(f"{flag} {value} and {item} disagree: give only one of them")
+        out.append(f"{key}={_toml_scalar(value)}")
+    return out
+
+
 def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     """``over`` merged into ``base``: nested tables merged key by key, everything else replaced."""
     out = dict(base)
@@ -240,8 +164,30 @@ def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+SHIPPED = ("demo", "le2012")
+
+
+def shipped_config(name: str) -> Path:
+    """The file of a shipped config (``demo``, ``le2012``): package data of :mod:`jobs.configs`,
+    found the same way from a checkout and from an installed catneuron."""
+    if name not in SHIPPED:
+        raise ConfigError(f"no shipped config named {name!r}: use one of {', '.join(SHIPPED)} "
+                          "or a path to a .toml file")
+    return Path(str(importlib.resources.files("jobs.configs") / f"{name}.toml"))
+
+
+def config_path(path: str | os.PathLike) -> str:
+    """``path`` itself (a path or URI), or the file of the shipped config it names (``demo``,
+    ``le2012``)."""
+    text = os.fspath(path)
+    if text in SHIPPED and not os.path.exists(text):
+        return str(shipped_config(text))
+    return text
+
+
 def load(path: str | os.PathLike | None, overrides: Sequence[str] = ()) -> JobConfig:
-    """Defaults < TOML file at ``path`` (may be None) < overrides; validated ``JobConfig``.
+    """Defaults < TOML file at ``path`` (a path, or a shipped name such as ``"demo"``; may be
+    None) < overrides; validated ``JobConfig``.
 
     Raises
     ------
@@ -254,9 +200,10 @@ def load(path: str | os.PathLike | None, overrides: Sequence[str] = ()) -> JobCo
     if path is not None:
         from pipeline import storage  # a path or URI (a run folder's config.toml in S3)
 
-        p = str(path)
+        p = config_path(path)
         if not storage.exists(p):
-            raise FileNotFoundError(f"config file {p} not found (see configs/demo.toml)")
+            raise FileNotFoundError(f"config file {p} not found (the shipped ones are "
+                                    "jobs/configs/demo.toml and le2012.toml: --config demo)")
         try:
             data = tomllib.loads(storage.read_text(p))
         except tomllib.TOMLDecodeError as exc:
@@ -307,19 +254,11 @@ def dumps(config: Any) -> str:
 
 
 def loads_dict(text: str) -> dict[str, Any]:
-    """Parse TOML text (for checkpoints that carry the config)."""
+    """Parse TOML text (a run folder's ``config.toml``) without building a config."""
     return tomllib.loads(text)
-
-
-def replace(config: JobConfig, **sections: Mapping[str, Any]) -> JobConfig:
-    """A copy of ``config`` with some fields of some sections changed, validated again."""
-    data = to_dict(config)
-    for section, values in sections.items():
-        data[section].update(values)
-    return build(JobConfig, data)
 
 
 __all__ = [
     "ConfigError", "DataConfig", "TrainConfig", "SimConfig", "JobConfig", "build", "load",
-    "dumps", "to_dict", "apply_overrides", "replace",
+    "dumps", "to_dict", "apply_overrides", "shipped_config", "config_path", "shortcut_overrides",
 ]

@@ -49,8 +49,11 @@ class DemoError(RuntimeError):
 
 
 def demo_config_path() -> Path:
-    """The training config the demo uses (one place, so it can be repointed)."""
-    return Path(__file__).resolve().parent.parent / "configs" / "demo.toml"
+    """The config the demo uses: the shipped demo (``jobs/configs/demo.toml``), the one
+    ``catneuron train`` loads when given no ``--config``."""
+    from jobs.config import shipped_config
+
+    return shipped_config("demo")
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,14 @@ Examples::
 
     catneuron ingest --demo --out runs/demo/data
     catneuron ingest clips/ urls.txt https://example.org/v.mp4 --out data --every 5 --size 200
+    catneuron ingest clips/ --out data --config le2012 --ingest.decode.every=5
     python -m jobs.ingest "ytsearch3:cat videos" --out data --max-frames 300 --grey
+
+The settings are the ``[ingest]`` section of a job config (``[ingest.decode]``,
+``[ingest.shards]``, ``[ingest.fetch]``, ``n_decoders``): library defaults < ``--config``
+(``--demo`` reads the shipped demo's) < ``--ingest.key=value`` overrides and the shortcut flags
+(``--size`` is ``--ingest.decode.size=``; a flag and its own key with different values is an
+error). The resolved config is written beside the dataset, ``OUT/_config.toml``.
 
 Exit status: 0 when the dataset has at least one frame, 1 when no source gave frames, 2 on usage
 errors (bad options, an output folder made with other options, a manifest that lists a path
@@ -18,8 +25,6 @@ import argparse
 import sys
 
 from pipeline import storage
-from pipeline.decode import DecodeConfig
-from pipeline.fetch import FetchConfig
 from pipeline.ingest import (
     IngestConfig,
     OptionsMismatch,
@@ -28,9 +33,17 @@ from pipeline.ingest import (
     summary_table,
 )
 from pipeline.shards import MANIFEST, read_manifest
-from pipeline.work import ShardConfig
 
-DEMO_DEFAULTS = {"size": 64, "grey": True, "shard_rows": 100}
+# shortcut flags -> their key in the job config, and the factor from the flag's unit
+SHORTCUTS = {"every": "ingest.decode.every", "max_frames": "ingest.decode.max_frames",
+             "size": "ingest.decode.size", "grey": "ingest.decode.grey",
+             "interpolation": "ingest.decode.interpolation",
+             "shard_rows": "ingest.shards.max_rows", "shard_mb": "ingest.shards.max_bytes",
+             "workers": "ingest.n_decoders", "max_duration": "ingest.fetch.max_duration_s",
+             "max_filesize_mb": "ingest.fetch.max_filesize",
+             "max_videos": "ingest.fetch.max_videos"}
+MB = {"shard_mb", "max_filesize_mb"}
+RESOLVED = "_config.toml"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,8 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "s3://bucket/prefix that every node of a cluster reaches")
     p.add_argument("--demo", action="store_true",
                    help="generate the embedded demo corpus into OUT/_videos and ingest it "
-                   "(defaults then: --size 64 --grey --shard-rows 100)")
-    p.add_argument("--every", type=int, default=1, metavar="K", help="keep every K-th frame [1]")
+                   "with the shipped demo config's [ingest] settings")
+    p.add_argument("--config", help="job config whose [ingest] section to use: a .toml file or "
+                   "a shipped name (demo, le2012) [library defaults; demo with --demo]")
+    p.add_argument("--every", type=int, metavar="K", help="keep every K-th frame [1]")
     p.add_argument("--max-frames", type=int, default=None, metavar="N",
                    help="at most N frames per video, spread over the whole video")
     p.add_argument("--size", type=int, default=None, metavar="S",
@@ -59,19 +74,18 @@ def build_parser() -> argparse.ArgumentParser:
     colour.add_argument("--colour", "--color", dest="grey", action="store_false",
                         help="store three RGB channels")
     p.add_argument("--interpolation", choices=["box_linear", "area", "linear", "nearest"],
-                   default="box_linear",
                    help="resize filter: box_linear = integer box mean then bilinear (cheap, "
-                   "little aliasing) [default]; area = cv2.INTER_AREA (exact, ~5x the cost)")
+                   "little aliasing) [default]; area = cv2.INTER_AREA (exact, costlier)")
     p.add_argument("--shard-rows", type=int, default=None, metavar="R",
                    help="max frames per shard [default 4096; demo 100]")
-    p.add_argument("--shard-mb", type=float, default=128.0, help="max pixel MB per shard [128]")
+    p.add_argument("--shard-mb", type=float, help="max pixel MB per shard [128]")
     p.add_argument("--workers", type=int, default=None, metavar="W",
                    help="decode actors [default: one per CPU]; 0 decodes in this process")
-    p.add_argument("--max-duration", type=float, default=1800.0,
+    p.add_argument("--max-duration", type=float,
                    help="yt-dlp: skip videos longer than this many seconds [1800]")
-    p.add_argument("--max-filesize-mb", type=float, default=500.0,
+    p.add_argument("--max-filesize-mb", type=float,
                    help="yt-dlp: skip downloads larger than this many MB [500]")
-    p.add_argument("--max-videos", type=int, default=50,
+    p.add_argument("--max-videos", type=int,
                    help="yt-dlp: at most this many entries per playlist/channel/search [50]")
     p.add_argument("--seed", type=int, default=0, help="demo corpus seed [0]")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -82,7 +96,11 @@ def main(argv: list[str] | None = None) -> int:
     """Run ``catneuron ingest``; returns the exit status (0 ok, 1 no frames, 2 usage error)."""
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, rest = parser.parse_known_args(argv)
+        bad = [r for r in rest if not (r.startswith("--") and "=" in r)]
+        if bad:
+            parser.error(f"unrecognised arguments {bad}; config overrides are "
+                         "--ingest.key=value")
     except SystemExit as e:  # --help (0) or a usage error (2): return the code, don't exit
         return int(e.code or 0)
     if not args.sources and not args.demo:
@@ -93,31 +111,34 @@ def main(argv: list[str] | None = None) -> int:
     if problem:
         print(f"catneuron ingest: error: {problem}", file=sys.stderr)
         return 2
-    demo = DEMO_DEFAULTS if args.demo else {}
-    size = args.size if args.size is not None else demo.get("size", 64)
-    grey = args.grey if args.grey is not None else True
-    shard_rows = args.shard_rows if args.shard_rows is not None else demo.get("shard_rows", 4096)
     try:
-        config = IngestConfig(
-            decode=DecodeConfig(every=args.every, max_frames=args.max_frames, size=size,
-                                grey=grey, interpolation=args.interpolation),
-            shards=ShardConfig(max_rows=shard_rows, max_bytes=int(args.shard_mb * (1 << 20))),
-            fetch=FetchConfig(max_duration_s=args.max_duration,
-                              max_filesize=int(args.max_filesize_mb * (1 << 20)),
-                              max_videos=args.max_videos),
-            workers=args.workers,
-        )
-        if config.workers is not None and config.workers < 0:
-            raise ValueError(f"--workers {config.workers}: must be >= 0")
-    except ValueError as e:
+        job = resolve(args, rest)
+    except (ValueError, FileNotFoundError) as e:  # ConfigError is a ValueError
         print(f"catneuron ingest: error: {e}", file=sys.stderr)
         return 2
+    config = job.ingest
+    if config.n_decoders is not None and config.n_decoders < 0:
+        print(f"catneuron ingest: error: ingest.n_decoders={config.n_decoders}: must be >= 0",
+              file=sys.stderr)
+        return 2
     try:
-        return _ingest(args, config)
+        return _ingest(args, config, job)
     except KeyboardInterrupt:
         print(f"catneuron ingest: interrupted; the videos finished so far are kept in {args.out}: "
               "run the same command again to continue", file=sys.stderr)
         return 130
+
+
+def resolve(args: argparse.Namespace, rest: list[str]):
+    """The job config (``JobConfig``) this run uses: ``--config`` (the demo's with ``--demo``),
+    then the overrides and shortcut flags."""
+    from jobs.config import load, shortcut_overrides
+
+    values = {name: getattr(args, name) for name in SHORTCUTS}
+    for name in MB & {k for k, v in values.items() if v is not None}:
+        values[name] = int(values[name] * (1 << 20))
+    overrides = shortcut_overrides(SHORTCUTS, values, rest)
+    return load(args.config or ("demo" if args.demo else None), overrides)
 
 
 def _out_problem(location: str, demo: bool) -> str | None:
@@ -139,8 +160,10 @@ def _out_problem(location: str, demo: bool) -> str | None:
     return None
 
 
-def _ingest(args: argparse.Namespace, config: IngestConfig) -> int:
-    """Write the demo corpus if asked, ingest, print the summary; the exit status."""
+def _ingest(args: argparse.Namespace, config: IngestConfig, job) -> int:
+    """Write the demo corpus if asked, ingest, save the resolved config beside the dataset,
+    print the summary; the exit status."""
+    from jobs.config import dumps
     from pipeline.pool import RayUnreachable
 
     sources = list(args.sources)
@@ -157,6 +180,7 @@ def _ingest(args: argparse.Namespace, config: IngestConfig) -> int:
     except (OptionsMismatch, RayUnreachable, ValueError) as e:
         print(f"catneuron ingest: error: {e}", file=sys.stderr)
         return 2
+    storage.write_text(storage.join(args.out, RESOLVED), dumps(job))
     print(summary_table(report))
     if report.exit_code():
         print("catneuron ingest: no source gave any frame; see the reasons above", file=sys.stderr)

@@ -3,8 +3,8 @@ step, estimated epoch time from this machine's measured per-core throughput).
 
 Examples::
 
-    catneuron plan --config configs/le2012.toml --nodes 1000
-    catneuron plan --config configs/demo.toml --nodes 2 --cores-per-node 1 --json
+    catneuron plan --config le2012 --nodes 1000
+    catneuron plan --config demo --nodes 2 --cores-per-node 1 --json
 """
 
 from __future__ import annotations

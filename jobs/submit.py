@@ -2,9 +2,9 @@
 
 Examples::
 
-    catneuron submit train --config configs/demo.toml          # the local cluster (127.0.0.1:8265)
+    catneuron submit train --config demo        # the local cluster (127.0.0.1:8265)
     catneuron submit --address http://head:8265 --no-wait ingest urls.txt --out s3://b/data
-    catneuron submit --no-pip train --config configs/le2012.toml   # the image has the deps
+    catneuron submit --no-pip train --config le2012   # the image has the deps
 
 The job runs ``python -m jobs.JOB ARGS`` on the cluster with this source tree as its working
 directory and the project's runtime requirements installed by Ray (``--no-pip`` when the

@@ -2,9 +2,9 @@
 
 Examples::
 
-    catneuron train --config configs/demo.toml
-    catneuron train --config configs/demo.toml --workers 4 --ps-shards 2 --mode sync
-    catneuron train --config configs/demo.toml --train.steps=50 --update.learning_rate=0.002
+    catneuron train --config demo
+    catneuron train --config demo --workers 4 --ps-shards 2 --mode sync
+    catneuron train --config demo --train.steps=50 --update.learning_rate=0.002
     catneuron train --run-dir runs/demo/train --resume       # same command after a crash
 
 Any config field can be overridden as ``--section.key=value`` (values are TOML:
@@ -30,7 +30,8 @@ SHORTCUTS = {"workers": "train.n_workers", "ps_shards": "train.n_ps_shards",
              "mode": "train.mode", "run_dir": "train.run_dir", "steps": "train.steps"}
 
 EPILOG = "\n\n".join(textwrap.fill(t, 92) for t in (
-    "precedence: built-in defaults < --config FILE < --section.key=value and the shortcut "
+    "precedence: library defaults < --config FILE (default: the shipped demo) < "
+    "--section.key=value and the shortcut "
     "flags (--workers, --ps-shards, --mode, --steps, --run-dir). A shortcut and its own field "
     "given with different values (--workers 3 --train.n_workers=2) is an error (exit 2).",
     "--resume: continues RUN (--run-dir, required) with RUN/config.toml, the run's own "
@@ -50,8 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train the stacked RBM with parameter-server workers on Ray (local "
                     "simulation or a Ray cluster). Extra --section.key=value args override "
                     "any config field.")
-    p.add_argument("--config", help="TOML config (default: the built-in demo defaults; not "
-                                     "with --resume, which uses RUN_DIR/config.toml)")
+    p.add_argument("--config", help="TOML config, or a shipped one by name: demo, le2012 "
+                                     "(default: demo; not with --resume, which uses "
+                                     "RUN_DIR/config.toml)")
     p.add_argument("--workers", type=int, help="worker replicas (train.n_workers)")
     p.add_argument("--ps-shards", type=int, help="parameter-server shards (train.n_ps_shards)")
     p.add_argument("--mode", choices=("async", "sync"), help="Downpour async or reproducible sync")
@@ -70,25 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
 def _overrides(parser: argparse.ArgumentParser, args, rest: list[str]) -> list[str]:
     """``--section.key=value`` args plus the shortcut flags as overrides; ConfigError when a
     shortcut and its own field are both given with different values."""
-    from jobs.config import ConfigError, apply_overrides
+    from jobs.config import shortcut_overrides
 
     bad = [r for r in rest if not (r.startswith("--") and "=" in r)]
     if bad:
         parser.error(f"unrecognised arguments {bad}; config overrides are --section.key=value")
-    overrides = list(rest)
-    for name, key in SHORTCUTS.items():
-        value = getattr(args, name)
-        if value is None:
-            continue
-        section, field = key.split(".")
-        for item in rest:
-            if item[2:].split("=", 1)[0].strip() != key:
-                continue
-            if apply_overrides({}, [item])[section][field] != value:
-                flag = "--" + name.replace("_", "-")
-                raise ConfigError(f"{flag} {value} and {item} disagree: give only one of them")
-        overrides.append(f"{key}={json.dumps(value)}")
-    return overrides
+    return shortcut_overrides(SHORTCUTS, vars(args), rest)
 
 
 def resolve(argv: list[str] | None):
@@ -100,7 +89,7 @@ def resolve(argv: list[str] | None):
     args, rest = parser.parse_known_args(argv)
     overrides = _overrides(parser, args, rest)
     if not args.resume:
-        return load(args.config, overrides), args
+        return load(args.config or "demo", overrides), args
     if args.run_dir is None:
         raise ConfigError("--resume needs --run-dir RUN: the run folder to continue")
     if args.config is not None:

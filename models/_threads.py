@@ -12,9 +12,8 @@ import torch
 def cpu_threads(n: int | None) -> Iterator[None]:
     """Run the block with ``torch.set_num_threads(n)``, restoring the old count (None: no-op).
 
-    Tiny matmuls (a mini-batch of 10 x 64 x 100) are slower with more than one thread: on a
-    busy 2-core machine each one waited about 1 ms on the thread hand-off (measured
-    ~1000 us with 2 threads vs ~15 us with 1 for a 100x16 @ 16x40 product).
+    Tiny matmuls (a mini-batch of 10 x 64 x 100) are slower with more than one thread: the
+    thread hand-off costs more than the product.
     """
     if n is None:
         yield

@@ -21,7 +21,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from models import _fused, _random
+from models import counter_rng, estimator_kernels
 from models._threads import cpu_threads
 from models.likelihood import pseudo_log_likelihood
 from models.optim import UpdateConfig
@@ -60,7 +60,7 @@ class BernoulliRBMEstimator:
     k, persistent : CD-k / PCD-k settings (PCD-1 like scikit-learn by default).
     device : torch device for the computation (default CPU).
     backend : ``"auto"`` runs scikit-learn's rule (PCD-1, plain SGD) on small CPU mini-batches
-        as one compiled numba loop per epoch (``models._fused.pcd1_batches``, its own
+        as one compiled numba loop per epoch (``models.estimator_kernels.pcd1_batches``, its own
         counter-based random stream); ``"torch"`` always uses the torch ops.
 
     References
@@ -179,7 +179,7 @@ class BernoulliRBMEstimator:
             initial_momentum=self.momentum,
             weight_decay=self.weight_decay,
         )
-        config = RBMConfig(k=self.k, persistent=self.persistent, log_interval=1000)
+        config = RBMConfig(k=self.k, persistent=self.persistent, check_interval=1000)
         self.rbm_ = BernoulliRBM(
             n_features,
             self.n_components,
@@ -218,13 +218,13 @@ class BernoulliRBMEstimator:
         )
 
     def _compiled(self, batch_rows: int) -> bool:
-        """Whether the compiled PCD-1 loop (:func:`models._fused.pcd1_batches`) runs: the plain
-        rule on CPU with numba, for mini-batches small enough to be overhead-bound (the same
-        test as ``_threads``: < 2^22 multiply-adds; bigger ones are GEMM-bound and run faster
-        through torch's multi-threaded GEMMs)."""
+        """Whether the compiled PCD-1 loop (:func:`models.estimator_kernels.pcd1_batches`) runs:
+        the plain rule on CPU with numba, for mini-batches small enough to be overhead-bound
+        (the same test as ``_threads``: < 2^22 multiply-adds; bigger ones are GEMM-bound and
+        run faster through torch's multi-threaded GEMMs)."""
         return (
             self.backend != "torch"
-            and _fused.HAVE_NUMBA
+            and estimator_kernels.HAVE_NUMBA
             and self.rbm_.device.type == "cpu"
             and self._threads(batch_rows) == 1
             and self._plain()
@@ -237,25 +237,20 @@ class BernoulliRBMEstimator:
         n_batches = len(starts) - 1
         keys = torch.randint(0, 2**63 - 1, (2 * n_batches,), generator=rbm.generator)
         p = rbm.params
-        _fused.pcd1_batches(
+        estimator_kernels.pcd1_batches(
             X, starts, p["W"].numpy(), p["b"].numpy(), p["c"].numpy(), rbm.chain_h.numpy(),
             float(rbm.update_config.learning_rate), keys.numpy(),
         )
-        rbm.n_updates += n_batches
-        rbm.updater.step_count += n_batches
+        rbm.count_updates(n_batches)
 
     def _fit_batch(self, v: torch.Tensor) -> None:
         """One CD update from the mini-batch ``v`` (fused PCD-1 for plain SGD, as sklearn's)."""
         rbm = self.rbm_
-        cfg = rbm.config
         if not self._plain():
             rbm.apply_update(rbm.compute_update(v))
             return
         self._fused_pcd1(v)
-        rbm.n_updates += 1
-        rbm.updater.step_count += 1
-        if rbm.n_updates % cfg.log_interval == 0:
-            rbm.check_finite()
+        rbm.count_updates(1)
 
     def _fused_pcd1(self, v: torch.Tensor) -> None:
         """PCD-1 with momentum-free SGD in 15 tensor ops on reused buffers (Tieleman 2008).
@@ -276,16 +271,16 @@ class BernoulliRBMEstimator:
         v0.copy_(v)
         torch.addmm(c, v0, B["Wt"], out=p0).sigmoid_()  # P(h | v0)
         torch.addmm(b, chain, W, out=vk).sigmoid_()  # P(v | h_chain)
-        _random.bernoulli_(vk, vk, g, u=B["Uv"])  # vk sample (same stream as bernoulli_sample)
+        counter_rng.bernoulli_(vk, vk, g, u=B["Uv"])  # vk sample (same stream as bernoulli_sample)
         torch.addmm(c, vk, B["Wt"], out=pk).sigmoid_()  # P(h | vk)
-        _random.bernoulli_(chain, pk, g, u=B["Uh"])
+        counter_rng.bernoulli_(chain, pk, g, u=B["Uh"])
         B["H"].mul_(B["col"])  # rows scaled by lr / n0 and -lr / nk
         W.addmm_(B["Ht"], B["V"])
         c.addmv_(B["Ht"], B["ones"])
         b.addmv_(B["Vt"], B["scale"])
 
     def _make_buffers(self, n0: int, nk: int, key: tuple) -> dict:
-        """Reused buffers and views of :meth:`_fused_pcd1` (views made once: ~3 us per op)."""
+        """Reused buffers and views of :meth:`_fused_pcd1` (views made once, not per step)."""
         rbm = self.rbm_
         W = rbm.params["W"]
         n = n0 + nk

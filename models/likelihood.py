@@ -168,16 +168,15 @@ def log_partition_ais(
         them to ``n_runs`` samples of the RBM itself (:func:`model_samples`), never a uniform
         base model: on a peaked model that one lands nats low with a small standard error.
     n_runs : independent AIS runs (importance weights). The error on trained models is
-        dominated by the weights' variance: on a peaked 400 x 16 digits model 100 runs were
-        1.6 nat off and 250 runs 0.3 (36 s on 2 cores), while doubling the temperatures to
-        30,000 did not help (1.5 nat off).
+        dominated by the weights' variance, so more runs help where more temperatures do not
+        (benchmarks/rbm.py, ``ais``).
     betas : inverse temperatures from 0 to 1 (a tensor), or their number for :func:`ais_betas`.
     generator : random source (on the rbm's device, or a seed source for one there).
     base_rate : the base model's visible biases (n_visible,), when already computed (overrides
         ``data``).
     num_threads : CPU threads during the run, restored afterwards (``None`` leaves them). The
-        per-step matmuls are tiny (n_runs x n_visible x n_hidden); with 2+ threads on a busy
-        machine each one waited ~1 ms on thread hand-off against ~15 us single-threaded.
+        per-step matmuls are tiny (n_runs x n_visible x n_hidden): the thread hand-off of 2+
+        threads costs more than the product.
 
     Returns
     -------
@@ -219,7 +218,6 @@ def _ais(rbm, b_a, n_runs, betas, generator) -> tuple[float, float]:
     W, b, c = _dense_params(rbm, dt)
     b_a = b_a.to(device=dev, dtype=dt)
     log_z_a = float(F.softplus(b_a).sum()) + rbm.n_hidden * math.log(2.0)
-    db = b - b_a
 
     log_w = torch.zeros(n_runs, device=dev, dtype=dt)
     beta_prev = 0.0
@@ -277,7 +275,7 @@ def pseudo_log_likelihood(
     """
     if rbm.visible != "bernoulli":
         raise TypeError("pseudo_log_likelihood needs binary visibles")
-    v = rbm._as_input(v)
+    v = rbm.as_input(v)
     out = []
     if isinstance(rbm, BernoulliRBM):
         W, b, c = _dense_params(rbm, torch.float64)

@@ -17,10 +17,10 @@ over positions. Patches and images are kept batch-last in memory ((P, D, N), (C,
 both copies move runs of N contiguous values. Internally hidden tensors are ``(P, N, K)``; the
 public methods take and return hidden maps ``(N, K, Ph, Pw)``.
 
-On CPU (``backend="auto"`` or ``"numba"``) the CD step and the conditionals run fused numba
-kernels (:mod:`models._local_cpu`) that read receptive fields straight from a batch-last image
-instead of materialising the patch matrices, and sample with the counter-based generator of
-:mod:`models._random`; the torch formulation above stays the CUDA path and the reference.
+The backend is chosen once, when the model is built: :class:`TorchLocal` (the formulation
+above: the CUDA path and the reference) or, on CPU, :class:`models.local_numba.NumbaLocal`
+(fused numba kernels that read receptive fields straight from a batch-last image instead of
+materialising the patch matrices). Both implement :class:`LocalBackend`.
 
 Parameter layout (a parameter server shards ``W`` and ``c`` by position along dim 0):
 ``W (P, K, C r r)``, ``c (P, K)``, ``b (C, H, W)``.
@@ -28,13 +28,14 @@ Parameter layout (a parameter server shards ``W`` and ``c`` by position along di
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from models import _local_cpu, _random
+from models import local_kernels
+from models.local_numba import NumbaLocal
 from models.optim import UpdateConfig
 from models.rbm import RBMBase, RBMConfig, bernoulli_sample
 
@@ -42,6 +43,25 @@ from models.rbm import RBMBase, RBMConfig, bernoulli_sample
 def positions(size: int, field: int, stride: int) -> int:
     """Number of receptive-field positions along one side: (size - field) // stride + 1."""
     return (size - field) // stride + 1
+
+
+class LocalBackend(Protocol):
+    """What a LocalRBM backend computes (inputs already on the model's device and dtype)."""
+
+    def compute_update(self, v: Tensor, g: torch.Generator) -> dict[str, Tensor]:
+        """CD-k / PCD-k update of the batch ``v`` (N, C, H, W)."""
+
+    def free_energy_hidden(self, v: Tensor) -> Tensor:
+        """The hidden part of the free energy, sum_pk softplus(x_pk): (N,)."""
+
+    def mean_hiddens(self, v: Tensor) -> Tensor:
+        """P(h = 1 | v) as hidden maps (N, K, Ph, Pw)."""
+
+    def mean_visibles(self, h: Tensor) -> Tensor:
+        """E[v | h] (N, C, H, W) from hidden maps (N, K, Ph, Pw)."""
+
+    def reconstruction_error(self, v: Tensor) -> Tensor:
+        """Mean squared error per visible unit of the mean-field reconstruction."""
 
 
 class LocalRBM(RBMBase):
@@ -59,7 +79,7 @@ class LocalRBM(RBMBase):
     backend : ``"auto"`` (fused numba kernels on CPU when numba is installed, torch otherwise),
         ``"numba"`` (require them) or ``"torch"`` (unfold + bmm + fold, the CUDA path). The
         backends draw different random streams from the same generator; their updates agree
-        for equal samples (tests/models/test_local_cpu.py).
+        for equal samples (tests/models/test_local_numba.py).
 
     References
     ----------
@@ -100,18 +120,24 @@ class LocalRBM(RBMBase):
         super().__init__(
             config=config, update=update, generator=generator, device=device, dtype=dtype
         )
-        fused_ok = (
-            _local_cpu.HAVE_NUMBA
+        numba_ok = (
+            local_kernels.HAVE_NUMBA
             and self.device.type == "cpu"
             and dtype in (torch.float32, torch.float64)
         )
-        if backend == "numba" and not fused_ok:
+        if backend == "numba" and not numba_ok:
             raise ValueError(
                 f"backend='numba' needs numba, a CPU device and float32/float64 "
-                f"(numba installed: {_local_cpu.HAVE_NUMBA}, device {self.device}, {dtype})"
+                f"(numba installed: {local_kernels.HAVE_NUMBA}, device {self.device}, {dtype})"
             )
         self.backend = backend
-        self.fused = fused_ok and backend != "torch"  # the numba kernels serve this model
+        self.fused = numba_ok and backend != "torch"  # the numba kernels serve this model
+        self.impl: LocalBackend = NumbaLocal(self) if self.fused else TorchLocal(self)
+        # the torch path's reused buffers: patches of both phases (P, D, n0 + nk), the scaled
+        # hidden probabilities (P, n0 + nk, K)
+        self._ws: Tensor | None = None
+        self._ws_split = 0
+        self._coef: Tensor | None = None
         self.visible = visible
         self.in_shape = (C, H, W_)
         self.field, self.stride, self.n_maps = field, stride, n_maps
@@ -213,11 +239,11 @@ class LocalRBM(RBMBase):
     def _begin_step(self, n_data: int, n_negative: int) -> None:
         """Size the reused workspace: patches of data and sample side by side, (P, D, n0 + nk).
 
-        Reusing it avoids a fresh 20+ MB allocation (new pages, page faults) per pass, and
+        Reusing it avoids a fresh allocation (new pages, page faults) per pass, and
         lets the gradient be one bmm over both phases.
         """
         rows = n_data + n_negative
-        ws = getattr(self, "_ws", None)
+        ws = self._ws
         if ws is None or ws.shape[2] != rows or ws.dtype != self.dtype:
             P, D = self.n_positions, self.patch_size
             self._ws = torch.empty(P, D, rows, device=self.device, dtype=self.dtype)
@@ -257,7 +283,7 @@ class LocalRBM(RBMBase):
         """Per-position <h patch^T>_data - <h patch^T>_model; biases likewise (means over rows)."""
         (v0, pv0), (vk, pvk) = a0, ak
         n0, nk = pv0.shape[1], pvk.shape[1]
-        ws = getattr(self, "_ws", None)
+        ws = self._ws
         if ws is not None and pv0.data_ptr() == ws.data_ptr() and nk + n0 == ws.shape[2]:
             # both phases in one bmm over the shared workspace: [p0 / n0, -pk / nk]^T [pv0; pvk]
             coef = self._coef_buffer(n0 + nk, p0.shape[2])  # (P, n0 + nk, K)
@@ -269,8 +295,8 @@ class LocalRBM(RBMBase):
             dW = torch.bmm(p0.transpose(1, 2), pv0).mul_(1.0 / n0)  # (P, K, D)
             dW.baddbmm_(pk.transpose(1, 2), pvk, alpha=-1.0 / nk)
             dc = p0.mean(1) - pk.mean(1)  # (P, K)
-        # visible bias: batch means as matrix-vector products (a strided sum over the batch
-        # dimension measured several times slower)
+        # visible bias: batch means as matrix-vector products (contiguous reads; a strided sum
+        # over the batch dimension is slower)
         flat0, flatk = v0.reshape(n0, -1), vk.reshape(nk, -1)  # (N, C*H*W)
         w0 = torch.full((n0,), 1.0 / n0, device=v0.device, dtype=v0.dtype)
         wk = torch.full((nk,), -1.0 / nk, device=v0.device, dtype=v0.dtype)
@@ -283,7 +309,7 @@ class LocalRBM(RBMBase):
 
     def _coef_buffer(self, rows: int, k: int) -> Tensor:
         """Reused (P, rows, K) buffer for the scaled hidden probabilities of both phases."""
-        buf = getattr(self, "_coef", None)
+        buf = self._coef
         if buf is None or buf.shape[1] != rows or buf.dtype != self.dtype:
             buf = torch.empty(self.n_positions, rows, k, device=self.device, dtype=self.dtype)
             self._coef = buf
@@ -298,139 +324,25 @@ class LocalRBM(RBMBase):
         idx = torch.arange(n, device=h.device) % h.shape[1]
         return h.index_select(1, idx)
 
-    # ------------------------------------------------------------- fused CPU path (numba)
-    def _kernel_args(self) -> tuple:
-        """Numpy views of W (P, K, D), c (P, K), b (C, H, W) for the kernels (no copy)."""
-        _random.set_threads()  # numba's pool as wide as torch's: both share the cores
-        return tuple(self.params[n].contiguous().numpy() for n in ("W", "c", "b"))
-
-    def _check_maps(self, v: Tensor) -> None:
+    def check_maps(self, v: Tensor) -> None:
         """Raise ValueError unless v is (N, C, H, W) with this model's (C, H, W)."""
         if v.dim() != 4 or tuple(v.shape[1:]) != self.in_shape:
             shape = tuple(v.shape)
             raise ValueError(f"input {shape} is not (N, *in_shape) with in_shape={self.in_shape}")
-
-    def _batch_last(self, v: Tensor) -> Tensor:
-        """(N, C, H, W) -> contiguous batch-last (C, H, W, N) (one small copy)."""
-        self._check_maps(v)
-        return v.detach().permute(1, 2, 3, 0).contiguous()
-
-    def _fused_up(self, img: Tensor, mode: int) -> Tensor:
-        """Hidden input (RAW) or P(h=1|v) (MEAN) of a batch-last image (C, H, W, N): (P, K, N)."""
-        W, c, _ = self._kernel_args()
-        N = img.shape[3]
-        out = torch.empty(self.n_positions, self.n_maps, N, dtype=self.dtype)  # (P, K, N)
-        o = out.numpy()
-        one = o.dtype.type(1.0)
-        _local_cpu.up(img.numpy(), 0, N, W, c, self.grid[1], self.stride, self.field,
-                      o, one, mode, 0, o)
-        return out
-
-    def _fused_down(self, h: Tensor, mode: int) -> Tensor:
-        """b + fold(h W) (RAW) or its sigmoid (MEAN) from h (P, K, N): (C, H, W, N)."""
-        W, _, b = self._kernel_args()
-        N = h.shape[2]
-        out = torch.empty(*self.in_shape, N, dtype=self.dtype)  # (C, H, W, N)
-        _local_cpu.down(h.numpy(), 0, N, W, b, self.grid[0], self.grid[1], self.stride,
-                        self.field, out.numpy(), 0, mode, 0)
-        return out
-
-    def _visible_mode(self) -> int:
-        """The down kernel's epilogue for E[v | h]: sigmoid (Bernoulli) or none (Gaussian)."""
-        return _local_cpu.MEAN if self.visible == "bernoulli" else _local_cpu.RAW
-
-    def _fused_workspace(self, n0: int, nk: int) -> dict[str, Tensor]:
-        """Reused buffers of one CD step: image of both phases (C, H, W, n0 + nk), scaled
-        hidden probabilities (P, K, n0 + nk), hidden samples (P, K, nk).
-
-        Reuse keeps the step off fresh pages (a new 20+ MB allocation per step measured as
-        page faults dominating it).
-        """
-        ws = getattr(self, "_fws", None)
-        if ws is None or ws["img"].shape[3] != n0 + nk or ws["h"].shape[2] != nk:
-            P, K, M = self.n_positions, self.n_maps, n0 + nk
-            kw = {"dtype": self.dtype}
-            ws = {
-                "img": torch.empty(*self.in_shape, M, **kw),  # (C, H, W, n0 + nk)
-                "coef": torch.empty(P, K, M, **kw),  # [p0 / n0, -pk / nk]
-                "h": torch.empty(P, K, nk, **kw),  # hidden samples of the chain
-            }
-            self._fws = ws
-        return ws
-
-    def _fused_compute_update(self, v0: Tensor, g: torch.Generator) -> dict[str, Tensor]:
-        """:meth:`compute_update` with the numba kernels (same estimator, same sparsity and
-        chain handling as :meth:`RBMBase.compute_update`; see there).
-
-        Both phases share one batch-last image (data in columns ``:n0``, the negative sample in
-        ``n0:``) and one coefficient array, so the gradient is a single pass over the fields.
-        """
-        cfg = self.config
-        n0 = v0.shape[0]
-        nk = self._negative_rows(n0)
-        M = n0 + nk
-        ws = self._fused_workspace(n0, nk)
-        img_t, coef_t = ws["img"], ws["coef"]
-        self._check_maps(v0)
-        W, c, b = self._kernel_args()
-        img, coef = img_t.numpy(), coef_t.numpy()
-        k = _local_cpu
-        k.load_batch(v0.detach().contiguous().numpy(), img)  # columns :n0 = v0, batch-last
-        f = coef.dtype.type
-        geo = (self.grid[1], self.stride, self.field)
-        P, K = self.n_positions, self.n_maps
-        # positive phase: coef[:, :, :n0] = P(h|v0) / n0, and h0 ~ P(h|v0) unless a chain runs
-        if cfg.persistent and self.chain_h is not None:
-            h_t = self.chain_h.transpose(1, 2).contiguous()  # (P, K, nk)
-            k.up(img, 0, n0, W, c, *geo, coef, f(1.0 / n0), k.MEAN, 0, coef)
-        else:
-            h_t = ws["h"] if not cfg.persistent else torch.empty(P, K, n0, dtype=self.dtype)
-            key = _random.draw_key(g)
-            k.up(img, 0, n0, W, c, *geo, coef, f(1.0 / n0), k.SAMPLE, key, h_t.numpy())
-            if cfg.persistent and nk != n0:  # chains start from the first batch, rows repeated
-                h_t = h_t.index_select(2, torch.arange(nk) % n0)
-        vmode = k.SAMPLE if self.visible == "bernoulli" else k.GAUSS_SAMPLE
-        for step in range(cfg.k):
-            k.down(h_t.numpy(), 0, nk, W, b, self.grid[0], *geo, img, n0, vmode,
-                   _random.draw_key(g))  # v_k into columns n0:
-            if cfg.persistent or step < cfg.k - 1:
-                if cfg.persistent:
-                    h_t = torch.empty(P, K, nk, dtype=self.dtype)  # the new chain state
-                k.up(img, n0, M, W, c, *geo, coef, f(-1.0 / nk), k.SAMPLE,
-                     _random.draw_key(g), h_t.numpy())
-            else:
-                k.up(img, n0, M, W, c, *geo, coef, f(-1.0 / nk), k.MEAN, 0, coef)
-        if cfg.persistent:
-            self.chain_h = h_t.transpose(1, 2)  # (P, nk, K) view, the torch path's shape
-        dW = torch.empty(P, K, self.patch_size, dtype=self.dtype)  # (P, K, D)
-        dc = torch.empty(P, K, dtype=self.dtype)
-        k.gradient(img, coef, *geo, dW.numpy(), dc.numpy())
-        db = torch.empty(self.in_shape, dtype=self.dtype)  # (C, H, W)
-        k.visible_gradient(img, n0, db.numpy())
-        update = {"W": dW, "b": db, "c": dc}
-        if cfg.sparsity_target is not None:  # coef holds p0 / n0: its sum is the batch mean
-            self._add_sparsity(update, coef_t[:, :, :n0].sum(2))  # (P, K)
-        return update
 
     # ------------------------------------------------------------- public API
     @torch.no_grad()
     def compute_update(
         self, v: Tensor, *, generator: torch.Generator | None = None
     ) -> dict[str, Tensor]:
-        """CD-k / PCD-k update, see :meth:`RBMBase.compute_update`; fused kernels on CPU."""
-        if not self.fused:
-            return super().compute_update(v, generator=generator)
-        return self._fused_compute_update(self._as_input(v), generator or self.generator)
+        """CD-k / PCD-k update, see :meth:`RBMBase.compute_update`, by this model's backend."""
+        return self.impl.compute_update(self.as_input(v), generator or self.generator)
 
     @torch.no_grad()
     def free_energy(self, v: Tensor) -> Tensor:
         """F(v) = -b.v (or |v - b|^2 / 2) - sum_pk softplus(x_pk); shape (N,)."""
-        v = self._as_input(v)
-        if self.fused and not torch.is_grad_enabled():  # autograd (tests) needs the torch ops
-            hidden = F.softplus(self._fused_up(self._batch_last(v), _local_cpu.RAW)).sum((0, 1))
-        else:
-            x, _ = self._up(v)
-            hidden = F.softplus(x).sum((0, 2))
+        v = self.as_input(v)
+        hidden = self.impl.free_energy_hidden(v)
         b = self.params["b"]
         if self.visible == "bernoulli":
             return -(v * b).sum((1, 2, 3)) - hidden
@@ -439,30 +351,43 @@ class LocalRBM(RBMBase):
     @torch.no_grad()
     def mean_hiddens(self, v: Tensor) -> Tensor:
         """P(h = 1 | v) as hidden maps (N, K, Ph, Pw)."""
-        v = self._as_input(v)
-        if self.fused:
-            p = self._fused_up(self._batch_last(v), _local_cpu.MEAN)  # (P, K, N)
-            Ph, Pw = self.grid
-            return p.view(Ph, Pw, self.n_maps, -1).permute(3, 2, 0, 1)  # (N, K, Ph, Pw)
-        return self.to_maps(torch.sigmoid_(self._hidden_input(v)))
+        return self.impl.mean_hiddens(self.as_input(v))
 
     @torch.no_grad()
     def mean_visibles(self, h: Tensor) -> Tensor:
         """E[v | h] (N, C, H, W) from hidden maps (N, K, Ph, Pw)."""
-        h = self._as_input(h)
-        if self.fused:
-            hk = h.permute(2, 3, 1, 0).reshape(self.n_positions, self.n_maps, -1)  # (P, K, N)
-            out = self._fused_down(hk.contiguous(), self._visible_mode())  # (C, H, W, N)
-            return out.permute(3, 0, 1, 2).contiguous()
-        return self._visible_mean(self.to_internal(h)).contiguous()
+        return self.impl.mean_visibles(self.as_input(h))
 
     @torch.no_grad()
     def reconstruction_error(self, v: Tensor) -> Tensor:
         """Mean squared error per visible unit of the mean-field reconstruction."""
-        v = self._as_input(v)
-        if self.fused:
-            img = self._batch_last(v)  # (C, H, W, N)
-            recon = self._fused_down(self._fused_up(img, _local_cpu.MEAN), self._visible_mode())
-            return (recon - img).square().mean()
-        recon = self._visible_mean(torch.sigmoid_(self._hidden_input(v)))
+        return self.impl.reconstruction_error(self.as_input(v))
+
+
+class TorchLocal:
+    """LocalRBM's torch formulation (unfold + bmm + fold): the CUDA path and the reference.
+
+    The CD step is :meth:`RBMBase.compute_update` over the model's torch hooks (``_up``,
+    ``_visible_mean``, ``_gradient``); the conditionals use the same hooks.
+    """
+
+    def __init__(self, rbm: LocalRBM) -> None:
+        self.rbm = rbm
+
+    def compute_update(self, v: Tensor, g: torch.Generator) -> dict[str, Tensor]:
+        return RBMBase.compute_update(self.rbm, v, generator=g)
+
+    def free_energy_hidden(self, v: Tensor) -> Tensor:
+        x, _ = self.rbm._up(v)
+        return F.softplus(x).sum((0, 2))
+
+    def mean_hiddens(self, v: Tensor) -> Tensor:
+        return self.rbm.to_maps(torch.sigmoid_(self.rbm._hidden_input(v)))
+
+    def mean_visibles(self, h: Tensor) -> Tensor:
+        return self.rbm._visible_mean(self.rbm.to_internal(h)).contiguous()
+
+    def reconstruction_error(self, v: Tensor) -> Tensor:
+        rbm = self.rbm
+        recon = rbm._visible_mean(torch.sigmoid_(rbm._hidden_input(v)))
         return (recon - v).square().mean()

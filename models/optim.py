@@ -15,7 +15,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from models import _fused
+from models import optim_kernels
 
 
 @dataclass(frozen=True)
@@ -124,8 +124,8 @@ class ParameterUpdater:
                 if vel is None or vel.shape != p.shape:
                     vel = torch.zeros_like(p)
                     self.velocity[name] = vel
-                if _fused.usable(p, vel, g):
-                    _fused.sgd_(p, vel, g, momentum, lr, decay)  # one pass, same arithmetic
+                if optim_kernels.usable(p, vel, g):
+                    optim_kernels.sgd_(p, vel, g, momentum, lr, decay)  # one pass, same arithmetic
                     continue
                 vel.mul_(momentum).add_(g, alpha=lr)
                 if decay:
@@ -136,8 +136,8 @@ class ParameterUpdater:
                 if acc is None or acc.shape != p.shape:
                     acc = torch.zeros_like(p)
                     self.accum[name] = acc
-                if _fused.usable(p, acc, g):
-                    _fused.adagrad_(p, acc, g, lr, decay, cfg.adagrad_eps)
+                if optim_kernels.usable(p, acc, g):
+                    optim_kernels.adagrad_(p, acc, g, lr, decay, cfg.adagrad_eps)
                     continue
                 if decay:
                     g = g - decay * p

@@ -21,14 +21,13 @@ a Gaussian RBM with learned variance ``log_sigma (n_visible,)``.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from models import _random
+from models import counter_rng
 from models.optim import ParameterUpdater, UpdateConfig
 
 
@@ -46,7 +45,7 @@ class RBMConfig:
     sparsity_cost : weight of the sparsity term, added to the hidden-bias update.
     sparsity_decay : decay of the running estimate ``q`` of each unit's mean activation.
     init_std : weights start as N(0, init_std^2) (0.01 in the guide).
-    log_interval : parameters are checked for divergence every ``log_interval`` applied updates
+    check_interval : parameters are checked for divergence every ``check_interval`` applied updates
         (a host-device sync, so not every step).
     """
 
@@ -57,7 +56,7 @@ class RBMConfig:
     sparsity_cost: float = 0.1
     sparsity_decay: float = 0.9
     init_std: float = 0.01
-    log_interval: int = 100
+    check_interval: int = 100
 
     def __post_init__(self) -> None:
         if self.k < 1:
@@ -70,13 +69,21 @@ class RBMConfig:
             raise ValueError(f"sparsity_decay={self.sparsity_decay} must be in [0, 1)")
         if self.init_std < 0:
             raise ValueError(f"init_std={self.init_std} must be >= 0")
-        if self.log_interval < 1:
-            raise ValueError(f"log_interval={self.log_interval} must be >= 1")
+        if self.check_interval < 1:
+            raise ValueError(f"check_interval={self.check_interval} must be >= 1")
 
 
 def default_device() -> torch.device:
     """CUDA when present, else CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def resolve_device(device: torch.device | str | None) -> torch.device:
+    """``"auto"`` (or None) -> :func:`default_device`; anything else as ``torch.device``. One
+    spelling of "choose for me" from the configs to the models."""
+    if device is None or device == "auto":
+        return default_device()
+    return torch.device(device)
 
 
 def device_generator(generator: torch.Generator | None, device: torch.device) -> torch.Generator:
@@ -96,12 +103,12 @@ def device_generator(generator: torch.Generator | None, device: torch.device) ->
 def bernoulli_sample(p: Tensor, generator: torch.Generator) -> Tensor:
     """1 where u < p for u ~ U[0, 1) (NaN p gives 0, so divergence surfaces in check_finite).
 
-    On CPU the uniforms come from the counter-based generator of :mod:`models._random` (keyed
+    On CPU the uniforms come from the counter-based generator of :mod:`models.counter_rng` (keyed
     by one draw from ``generator``; parallel, 6x faster than torch's serial Mersenne Twister);
     elsewhere from ``torch.rand``.
     """
-    if _random.use_numba(p, p):
-        return _random.bernoulli_(torch.empty_like(p), p, generator)
+    if counter_rng.use_numba(p, p):
+        return counter_rng.bernoulli_(torch.empty_like(p), p, generator)
     u = torch.rand(p.shape, generator=generator, device=p.device, dtype=p.dtype)
     return u.lt_(p)
 
@@ -129,7 +136,7 @@ class RBMBase:
     ) -> None:
         self.config = config if config is not None else RBMConfig()
         self.update_config = update if update is not None else UpdateConfig()
-        self.device = torch.device(device) if device is not None else default_device()
+        self.device = resolve_device(device)
         self.dtype = dtype
         self.generator = device_generator(generator, self.device)
         self.updater = ParameterUpdater(self.update_config, self.decay_names)
@@ -175,14 +182,14 @@ class RBMBase:
         raise NotImplementedError
 
     # ----------------------------------------------------------------- public API
-    def _as_input(self, v: Tensor) -> Tensor:
+    def as_input(self, v: Tensor) -> Tensor:
         """Move to the model's device and dtype (no copy when already there; never in place)."""
         return torch.as_tensor(v).to(device=self.device, dtype=self.dtype)
 
     @torch.no_grad()
     def mean_hiddens(self, v: Tensor) -> Tensor:
         """P(h = 1 | v) = sigmoid(c + W v)."""
-        return torch.sigmoid(self._hidden_input(self._as_input(v)))
+        return torch.sigmoid(self._hidden_input(self.as_input(v)))
 
     @torch.no_grad()
     def sample_hiddens(self, v: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -192,7 +199,7 @@ class RBMBase:
     @torch.no_grad()
     def mean_visibles(self, h: Tensor) -> Tensor:
         """E[v | h]."""
-        return self._visible_mean(self._as_input(h))
+        return self._visible_mean(self.as_input(h))
 
     @torch.no_grad()
     def sample_visibles(self, h: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -208,7 +215,7 @@ class RBMBase:
     @torch.no_grad()
     def reconstruction_error(self, v: Tensor) -> Tensor:
         """Mean squared error per visible unit of the mean-field reconstruction E[v | P(h|v)]."""
-        v = self._as_input(v)
+        v = self.as_input(v)
         recon = self._visible_mean(torch.sigmoid(self._hidden_input(v)))
         return (recon - v).square().mean()
 
@@ -226,9 +233,9 @@ class RBMBase:
         """
         g = generator or self.generator
         cfg = self.config
-        v0 = self._as_input(v)
+        v0 = self.as_input(v)
         n0 = v0.shape[0]
-        self._begin_step(n0, self._negative_rows(n0))
+        self._begin_step(n0, self.negative_rows(n0))
         x0, a0 = self._up(v0, slot=0)
         p0 = torch.sigmoid_(x0)
         if cfg.persistent:
@@ -248,10 +255,10 @@ class RBMBase:
             self.chain_h = h
         update = self._gradient(a0, p0, ak, pk)
         if cfg.sparsity_target is not None:
-            self._add_sparsity(update, self._hidden_batch_mean(p0))
+            self.add_sparsity(update, self._hidden_batch_mean(p0))
         return update
 
-    def _negative_rows(self, n0: int) -> int:
+    def negative_rows(self, n0: int) -> int:
         """Rows of the negative phase: the batch (CD), the running chains, or ``n_chains``."""
         cfg = self.config
         if not cfg.persistent:
@@ -260,7 +267,7 @@ class RBMBase:
             return self._chain_rows(self.chain_h)
         return cfg.n_chains or n0
 
-    def _add_sparsity(self, update: dict[str, Tensor], mean_p: Tensor) -> None:
+    def add_sparsity(self, update: dict[str, Tensor], mean_p: Tensor) -> None:
         """Advance the running mean ``q`` of P(h|v) by the batch mean ``mean_p`` and add
         ``sparsity_cost * (target - q)`` to the hidden-bias update (Hinton 2010, section 11)."""
         cfg = self.config
@@ -285,7 +292,7 @@ class RBMBase:
 
     def apply_update(self, update: dict[str, Tensor]) -> None:
         """``self.updater.step(self.params, update)``, with a divergence check every
-        ``config.log_interval`` calls.
+        ``config.check_interval`` calls.
 
         Raises
         ------
@@ -293,7 +300,18 @@ class RBMBase:
         """
         self.updater.step(self.params, update)
         self.n_updates += 1
-        if self.n_updates % self.config.log_interval == 0:
+        if self.n_updates % self.config.check_interval == 0:
+            self.check_finite()
+
+    def count_updates(self, n: int = 1) -> None:
+        """Count ``n`` updates that a fused step applied to ``params`` in place (as
+        :meth:`apply_update` counts its own): the update and optimiser step counters advance,
+        and the divergence check runs when a ``config.check_interval`` boundary is crossed."""
+        before = self.n_updates
+        self.n_updates += n
+        self.updater.step_count += n
+        every = self.config.check_interval
+        if self.n_updates // every > before // every:
             self.check_finite()
 
     @torch.no_grad()
@@ -412,7 +430,7 @@ class BernoulliRBM(RBMBase):
         dW = torch.empty(p0.shape[1], v0.shape[1], device=v0.device, dtype=v0.dtype)
         torch.addmm(dW, p0.t(), v0, beta=0.0, alpha=1.0 / n0, out=dW)
         dW.addmm_(pk.t(), vk, alpha=-1.0 / nk)
-        # batch means as matrix-vector products (strided column sums measured slower)
+        # batch means as matrix-vector products (contiguous reads, not strided column sums)
         w0 = torch.full((n0,), 1.0 / n0, device=v0.device, dtype=v0.dtype)
         wk = torch.full((nk,), -1.0 / nk, device=v0.device, dtype=v0.dtype)
         db = torch.mv(v0.t(), w0).addmv_(vk.t(), wk)
@@ -422,7 +440,7 @@ class BernoulliRBM(RBMBase):
     @torch.no_grad()
     def free_energy(self, v: Tensor) -> Tensor:
         """F(v) = -b.v - sum_j softplus(c_j + W_j.v); shape (N,)."""
-        v = self._as_input(v)
+        v = self.as_input(v)
         return -(v @ self.params["b"]) - F.softplus(self._hidden_input(v)).sum(1)
 
 
@@ -520,16 +538,8 @@ class GaussianBernoulliRBM(RBMBase):
     @torch.no_grad()
     def free_energy(self, v: Tensor) -> Tensor:
         """F(v) = sum_i (v_i - b_i)^2 / (2 sigma_i^2) - sum_j softplus(c_j + W_j.(v / sigma))."""
-        v = self._as_input(v)
+        v = self.as_input(v)
         quad = (v - self.params["b"]).square()
         if self.learn_sigma:
             quad = quad / self.sigma.square()
         return 0.5 * quad.sum(1) - F.softplus(self._hidden_input(v)).sum(1)
-
-    def log_normaliser_visible(self) -> Tensor:
-        """sum_i log(sqrt(2 pi) sigma_i), the Gaussian integral's constant (for exact log Z)."""
-        if self.learn_sigma:
-            return (self.params["log_sigma"] + 0.5 * math.log(2 * math.pi)).sum()
-        return torch.tensor(
-            0.5 * math.log(2 * math.pi) * self.n_visible, device=self.device, dtype=self.dtype
-        )

@@ -21,13 +21,17 @@ from torch import Tensor
 from models.layers import l2_pool, local_contrast_normalize
 from models.local import LocalRBM, positions
 from models.optim import UpdateConfig
-from models.rbm import RBMConfig, default_device, device_generator
+from models.rbm import RBMConfig, device_generator, resolve_device
 from models.state_file import load_state, save_state
+from models.typed_config import build
 
 
-@dataclass(frozen=True)
-class StageConfig:
+@dataclass(frozen=True, kw_only=True)
+class StageConfig(RBMConfig):
     """One stage: local RBM (``field``, ``stride``, ``n_maps``) -> L2 pool -> LCN.
+
+    A stage is its RBM's :class:`models.rbm.RBMConfig` (every field, checked there) plus the
+    geometry below; fields are given by keyword.
 
     Attributes
     ----------
@@ -39,7 +43,8 @@ class StageConfig:
     lcn_sigma : std (in pooled positions) of the LCN Gaussian window after pooling.
     visible : ``"gaussian"`` (real inputs, unit variance; the default after LCN) or
         ``"bernoulli"`` (the stage's input is squashed by a logistic sigmoid into (0, 1)).
-    k, persistent, sparsity_target, sparsity_cost : CD settings (see ``models.rbm.RBMConfig``).
+    k, persistent, n_chains, sparsity_target, sparsity_cost, sparsity_decay, init_std,
+    check_interval : inherited from ``RBMConfig``.
     learning_rate : overrides the stack's ``UpdateConfig.learning_rate`` for this stage.
     """
 
@@ -50,20 +55,11 @@ class StageConfig:
     pool_stride: int = 1
     lcn_sigma: float = 1.0
     visible: Literal["gaussian", "bernoulli"] = "gaussian"
-    k: int = 1
-    persistent: bool = False
-    sparsity_target: float | None = None
-    sparsity_cost: float = 0.1
     learning_rate: float | None = None
 
     def rbm_config(self) -> RBMConfig:
-        """The RBMConfig of this stage's LocalRBM."""
-        return RBMConfig(
-            k=self.k,
-            persistent=self.persistent,
-            sparsity_target=self.sparsity_target,
-            sparsity_cost=self.sparsity_cost,
-        )
+        """The RBMConfig of this stage's LocalRBM (its fields, taken by name)."""
+        return RBMConfig(**{f.name: getattr(self, f.name) for f in fields(RBMConfig)})
 
 
 @dataclass(frozen=True)
@@ -145,14 +141,10 @@ class StackConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> StackConfig:
-        """Inverse of :meth:`to_dict`; unknown keys raise ValueError."""
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown StackConfig keys {sorted(unknown)}; known: {sorted(known)}")
-        d = dict(d)
-        d["stages"] = tuple(StageConfig(**s) if isinstance(s, dict) else s for s in d["stages"])
-        return cls(**d)
+        """Inverse of :meth:`to_dict`, with the job config's checks: unknown keys, wrong types
+        and impossible geometry raise :class:`models.typed_config.ConfigError` (a ValueError)
+        naming the field."""
+        return build(cls, d)
 
 
 class RBMStack:
@@ -181,7 +173,7 @@ class RBMStack:
         dtype: torch.dtype = torch.float32,
     ) -> None:
         self.config = config
-        self.device = torch.device(device) if device is not None else default_device()
+        self.device = resolve_device(device)
         self.dtype = dtype
         base_update = update if update is not None else UpdateConfig()
         g = device_generator(generator, self.device)

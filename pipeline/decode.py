@@ -20,7 +20,7 @@ import numpy as np
 
 Interpolation = Literal["box_linear", "area", "linear", "nearest"]
 _INTERP = {
-    "box_linear": cv2.INTER_LINEAR,  # after the integer box reduction, see _resize
+    "box_linear": cv2.INTER_LINEAR,  # after the integer box reduction, see resize
     "area": cv2.INTER_AREA,
     "linear": cv2.INTER_LINEAR,
     "nearest": cv2.INTER_NEAREST,
@@ -44,12 +44,11 @@ class DecodeConfig:
         Store one grey channel (``cv2.COLOR_BGR2GRAY``) instead of three RGB channels.
     interpolation:
         Resize filter. ``"area"`` is ``cv2.INTER_AREA`` (the mean of the source pixels under
-        each output pixel: no aliasing, but its general path for non-integer ratios costs more
-        than decoding: 1.6 ms per 576->200 grey frame measured here). ``"box_linear"`` (default)
-        first shrinks by the integer factor ``floor(src / dst)`` with ``INTER_AREA`` (its cheap
-        exact box path), then bilinear for the remaining < 2x: 0.28 ms, the cost of
-        ``"linear"``, with half of ``"linear"``'s error against exact area averaging on noisy
-        frames (0.87 vs 1.72 grey levels). Figures: README / ``benchmarks/ingest.py``.
+        each output pixel: no aliasing, but its general path for non-integer ratios can cost
+        more than decoding). ``"box_linear"`` (default) first shrinks by the integer factor
+        ``floor(src / dst)`` with ``INTER_AREA`` (its cheap exact box path), then bilinear for
+        the remaining < 2x: about the cost of ``"linear"``, with less of its aliasing.
+        Figures: README / ``benchmarks/ingest.py``.
     batch_frames:
         Frames per yielded batch (bounds the memory of one decode call).
     decode_threads:
@@ -134,13 +133,13 @@ def convert_frame(bgr: np.ndarray, config: DecodeConfig) -> np.ndarray:
         bgr = bgr[top : top + side, left : left + side]
     out = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY if config.grey else cv2.COLOR_BGR2RGB)
     if config.size and out.shape[0] != config.size:
-        out = _resize(out, config.size, config.interpolation)
+        out = resize(out, config.size, config.interpolation)
     if out.ndim == 2:
         out = out[:, :, None]  # (H, W) -> (H, W, 1)
     return out
 
 
-def _resize(square: np.ndarray, size: int, interpolation: Interpolation) -> np.ndarray:
+def resize(square: np.ndarray, size: int, interpolation: Interpolation) -> np.ndarray:
     """Resize a square image to ``size x size`` (box_linear: integer box mean, then bilinear)."""
     if interpolation == "box_linear":
         factor = square.shape[0] // size

@@ -38,14 +38,15 @@ DOWNLOADS = "_downloads"
 class IngestConfig:
     """Everything an ingest run needs besides its sources and output folder.
 
-    ``workers``: decode actors (``None``: one per CPU of the Ray cluster; ``0``: decode in this
-    process without Ray, for debugging).
+    ``n_decoders``: decode actors (``None``: one per CPU of the Ray cluster; ``0``: decode in
+    this process without Ray, for debugging). (Training's ``train.n_workers`` are model
+    replicas, another idea, hence another name.)
     """
 
     decode: DecodeConfig = DecodeConfig()
     shards: ShardConfig = ShardConfig()
     fetch: FetchConfig = FetchConfig()
-    workers: int | None = None
+    n_decoders: int | None = None
 
 
 class OptionsMismatch(ValueError):
@@ -151,7 +152,7 @@ def run_ingest(
         Show a tqdm progress bar on stderr.
     pool:
         An open :class:`pipeline.pool.DecodePool` to use (and leave open) instead of starting
-        ``config.workers`` actors; lets a caller reuse warm actors across runs.
+        ``config.n_decoders`` actors; lets a caller reuse warm actors across runs.
 
     Raises
     ------
@@ -195,7 +196,7 @@ def run_ingest(
     bar = tqdm(total=len(jobs), desc="ingest", unit="video", file=sys.stderr, disable=not progress)
     frames = 0
     with bar:
-        for result in _run_jobs(jobs, config.workers, pool):
+        for result in _run_jobs(jobs, config.n_decoders, pool):
             commit(result)
             frames += result.frames
             bar.set_postfix(frames=frames, failed=len(report.failed), refresh=False)

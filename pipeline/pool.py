@@ -1,7 +1,7 @@
 """A pool of Ray actors that run :func:`pipeline.work.ingest_video` (the only Ray module in
 ``pipeline/``).
 
-Each actor is a thin shell around the plain decode-and-write function. Sizing (measured, see the
+Each actor is a thin shell around the plain decode-and-write function. Sizing (figures in the
 README): by default one actor per CPU of the Ray cluster, each *requesting* only
 ``ACTOR_NUM_CPUS = 0.5`` logical CPU. The actors still use a whole core each (Ray does not pin
 CPUs), but on a 2-CPU machine one logical CPU stays free, so Ray's own tasks (``ray.data``,

@@ -5,15 +5,16 @@ in-process replay of the same steps."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 import torch
 
 from cluster.config import TrainConfig
-from cluster.ps import shard_actor_class
-from cluster.sharding import ShardLayout, to_numpy
-from cluster.worker import Worker, worker_actor_class
+from cluster.sharding import ShardLayout
+from cluster.stage import start_stage
+from cluster.worker import Worker
 from jobs.config import load
 from models.optim import ParameterUpdater
 from models.stack import RBMStack
@@ -25,36 +26,30 @@ def dataset(tmp_path_factory):
     return make_dataset(tmp_path_factory.mktemp("data"), size=16)
 
 
-def _config(dataset):
+def _config(dataset, *overrides):
     return load(None, [
         f'data.path="{dataset}"', "data.batch_size=16", "data.holdout_frames=0",
         "model.input_size=16", "model.input_lcn_sigma=1.5",
         "model.stages=[{field=6, stride=2, n_maps=4, pool=2, pool_stride=1, "
         "sparsity_target=0.1}]",
         "update.learning_rate=0.01", "update.momentum_switch_step=2",
-        "train.n_workers=1", "train.n_ps_shards=2"])
+        "train.n_workers=1", "train.n_ps_shards=2", *overrides])
 
 
-def _model_and_shards(cfg, deltas: bool = False):
-    """Stage 0 of a fresh stack, its initial parameters, its 2-shard layout, and 2 real shard
-    actors holding those parameters."""
+def _stage(cfg, stage_dir):
+    """Stage 0 of a fresh stack, its initial parameters, and the stage's real actors (2 shards
+    holding those parameters, ``train.n_workers`` workers) as the trainer starts them."""
     stack = RBMStack(cfg.model, update=cfg.update, generator=torch.Generator().manual_seed(0))
     rbm = stack.rbms[0]
     init = {k: v.clone() for k, v in rbm.params.items()}
-    layout = ShardLayout.plan({k: v.shape for k, v in init.items()}, 2)
-    full = to_numpy(init)
-    shards = [shard_actor_class().remote(j, layout.to_dict(), rbm.update_config,
-                                         tuple(rbm.decay_names), layout.split(full, j),
-                                         deltas=deltas)
-              for j in range(2)]
-    return rbm, init, layout, shards
+    return rbm, init, start_stage(cfg, 0, rbm, stage_dir, worker_cpus=0.1)
 
 
 def test_demo_keeps_period_1_and_no_prefetch():
     """Periods 2-4, delta pushes and prefetch cut the PS cost (benchmarks/results/ps.json) but
     diverged or did not learn with the demo's momentum (benchmarks/results/ps_quality.json);
     bfloat16 transfers learned as well. The library defaults are the conservative ones."""
-    train = load(Path(__file__).parents[2] / "configs/demo.toml", []).train
+    train = load(Path(__file__).parents[2] / "jobs/configs/demo.toml", []).train
     assert (train.n_push, train.n_fetch, train.prefetch) == (1, 1, False)
     assert (train.push, train.transfer_dtype) == ("gradient", "bfloat16")
     default = TrainConfig()
@@ -62,16 +57,14 @@ def test_demo_keeps_period_1_and_no_prefetch():
                                                                        "float32")
 
 
-def test_accumulated_pushes_are_applied_once_and_exactly(ray_cluster, dataset):
+def test_accumulated_pushes_are_applied_once_and_exactly(ray_cluster, dataset, tmp_path):
     import ray
 
-    cfg = _config(dataset)
     n_steps, n_push = 7, 3  # pushes: steps 0-2, 3-5 and the chunk's remainder 6
-    rbm, init, layout, shards = _model_and_shards(cfg)
-    kwargs = dict(data=cfg.data, model=cfg.model, update=cfg.update, stage=0,
-                  layout=layout.to_dict(), seed=0, n_fetch=1000, n_push=n_push,
-                  max_in_flight=1, log_interval=1000, prefetch=False)
-    worker = worker_actor_class().options(num_cpus=0.1).remote(0, 1, shards=shards, **kwargs)
+    cfg = _config(dataset, "train.n_fetch=1000", f"train.n_push={n_push}",
+                  "train.max_in_flight=1", "train.log_interval=1000", "train.prefetch=false")
+    rbm, init, actors = _stage(cfg, tmp_path)
+    layout, shards, [worker] = actors.layout, actors.shards, actors.workers
     try:
         out = ray.get(worker.run.remote(n_steps, (0, 0), 0, 0))
         assert (out["pushes"], out["seq_end"], out["pushes_rejected"]) == (3, 3, 0)
@@ -85,19 +78,18 @@ def test_accumulated_pushes_are_applied_once_and_exactly(ray_cluster, dataset):
         assert again["pushes_rejected"] == 3 * 2
         assert [i["n_applied"] for i in ray.get([s.info.remote() for s in shards])] == [3, 3]
     finally:
-        for a in [worker, *shards]:
-            ray.kill(a)
+        actors.kill()
 
     # in-process replay: the same replica computes the same 7 updates against the initial
     # parameters (n_fetch > steps: fetched once), summed in groups of n_push, applied once each
-    local = Worker(0, 1, **kwargs)
+    local = Worker(0, cfg, 0, layout.to_dict())
     for k, v in init.items():
         local.rbm.params[k].copy_(v)
     updater = ParameterUpdater(rbm.update_config, rbm.decay_names)
     expected = {k: v.clone() for k, v in init.items()}
     acc = None
     for step in range(n_steps):
-        update, _ = local._compute(step)
+        update, _ = local.compute_step(step)
         if acc is None:
             acc = update
         else:
@@ -112,19 +104,18 @@ def test_accumulated_pushes_are_applied_once_and_exactly(ray_cluster, dataset):
 
 
 @pytest.mark.parametrize("prefetch", [False, True])
-def test_a_fetch_sees_the_workers_own_pushes_unless_prefetched(ray_cluster, dataset, prefetch):
+def test_a_fetch_sees_the_workers_own_pushes_unless_prefetched(ray_cluster, dataset, prefetch,
+                                                               tmp_path):
     """Pushes leave from the sender thread; a (non-prefetched) fetch is the answer of the push
     before it (one call per shard per step), so one worker alone reads its own updates:
     staleness 0. A prefetch travels during the step, before that step's push: at most 2 (the
     push still on the sender thread)."""
     import ray
 
-    cfg = _config(dataset)
-    _, _, layout, shards = _model_and_shards(cfg)
-    worker = worker_actor_class().options(num_cpus=0.1).remote(
-        0, 1, shards=shards, data=cfg.data, model=cfg.model, update=cfg.update, stage=0,
-        layout=layout.to_dict(), seed=0, n_fetch=1, n_push=1, max_in_flight=2,
-        log_interval=1000, prefetch=prefetch)
+    cfg = _config(dataset, "train.n_fetch=1", "train.n_push=1", "train.max_in_flight=2",
+                  "train.log_interval=1000", f"train.prefetch={str(prefetch).lower()}")
+    _, _, actors = _stage(cfg, tmp_path)
+    shards, [worker] = actors.shards, actors.workers
     try:
         out = ray.get(worker.run.remote(8, (0, 0), 0, 0))
         assert out["pushes"] == 8 and out["pushes_rejected"] == out["push_failures"] == 0
@@ -140,14 +131,14 @@ def test_a_fetch_sees_the_workers_own_pushes_unless_prefetched(ray_cluster, data
         assert {"seconds_fetch", "seconds_input", "seconds_compute", "seconds_push",
                 "seconds_wait"} <= set(out)
     finally:
-        for a in [worker, *shards]:
-            ray.kill(a)
+        actors.kill()
 
 
 @pytest.mark.parametrize(("prefetch", "dtype"), [(False, "float32"), (True, "float32"),
                                                 (False, "bfloat16")])
 def test_delta_pushes_let_one_worker_follow_the_single_process_trajectory(ray_cluster, dataset,
-                                                                          prefetch, dtype):
+                                                                          prefetch, dtype,
+                                                                          tmp_path):
     """``train.push = "delta"``: the replica applies every update itself (its own momentum) and
     pushes its parameter change; a fetch keeps the changes the shards have not seen. With one
     worker the shards then hold exactly the single-process trajectory, whatever the periods
@@ -155,12 +146,11 @@ def test_delta_pushes_let_one_worker_follow_the_single_process_trajectory(ray_cl
     round each message to 8 bits of mantissa: the same trajectory to that precision."""
     import ray
 
-    cfg = _config(dataset)
-    _, init, layout, shards = _model_and_shards(cfg, deltas=True)
-    kwargs = dict(data=cfg.data, model=cfg.model, update=cfg.update, stage=0,
-                  layout=layout.to_dict(), seed=0, n_fetch=5, n_push=3, max_in_flight=2,
-                  log_interval=1000, prefetch=prefetch, push="delta", transfer_dtype=dtype)
-    worker = worker_actor_class().options(num_cpus=0.1).remote(0, 1, shards=shards, **kwargs)
+    cfg = _config(dataset, "train.n_fetch=5", "train.n_push=3", "train.max_in_flight=2",
+                  "train.log_interval=1000", f"train.prefetch={str(prefetch).lower()}",
+                  'train.push="delta"', f'train.transfer_dtype="{dtype}"')
+    _, init, actors = _stage(cfg, tmp_path)
+    layout, shards, [worker] = actors.layout, actors.shards, actors.workers
     try:
         first = ray.get(worker.run.remote(7, (0, 0), 0, 0))
         second = ray.get(worker.run.remote(6, first["position"], first["seq_end"], 7))
@@ -169,14 +159,13 @@ def test_delta_pushes_let_one_worker_follow_the_single_process_trajectory(ray_cl
         assert [i["n_applied"] for i in ray.get([s.info.remote() for s in shards])] == [pushes] * 2
         params = layout.join([p for _, p in ray.get([s.fetch.remote() for s in shards])])
     finally:
-        for a in [worker, *shards]:
-            ray.kill(a)
+        actors.kill()
 
-    local = Worker(0, 1, **kwargs)  # the same replica in process: a plain training loop
+    local = Worker(0, cfg, 0, layout.to_dict())  # the same replica in process: a plain loop
     for k, v in init.items():
         local.rbm.params[k].copy_(v)
     for step in range(13):
-        update, _ = local._compute(step)
+        update, _ = local.compute_step(step)
         local.rbm.apply_update(update)
     assert local.rbm.updater.current_momentum() == cfg.update.momentum  # switched on the way
     for k in init:
@@ -190,35 +179,31 @@ def test_delta_pushes_let_one_worker_follow_the_single_process_trajectory(ray_cl
 
 
 def test_average_pushes_move_the_shards_by_the_mean_of_the_replicas_steps(ray_cluster,
-                                                                          dataset):
+                                                                          dataset, tmp_path):
     """``train.push = "average"``: a replica's parameter change counts 1/n_workers on the
     shards. Worker 0 runs a period alone from P0 and pushes; worker 1 then fetches
     P0 + d0/2, runs a period from there and pushes: the shards hold P0 + d0/2 + d1/2, with d_k
     the replica's own optimiser steps, replayed here in process."""
     import ray
 
-    cfg = _config(dataset)
-    _, init, layout, shards = _model_and_shards(cfg, deltas=True)
-    kwargs = dict(data=cfg.data, model=cfg.model, update=cfg.update, stage=0,
-                  layout=layout.to_dict(), seed=0, n_fetch=4, n_push=4, max_in_flight=2,
-                  log_interval=1000, push="average")
-    workers = [worker_actor_class().options(num_cpus=0.1).remote(k, 2, shards=shards, **kwargs)
-               for k in range(2)]
+    cfg = _config(dataset, "train.n_workers=2", "train.n_fetch=4", "train.n_push=4",
+                  "train.max_in_flight=2", "train.log_interval=1000", 'train.push="average"')
+    _, init, actors = _stage(cfg, tmp_path)
+    layout, shards, workers = actors.layout, actors.shards, actors.workers
     try:
         for w in workers:  # one after the other: worker 1 starts from worker 0's push
             assert ray.get(w.run.remote(4, (0, 0), 0, 0))["pushes"] == 1
         params = layout.join([p for _, p in ray.get([s.fetch.remote() for s in shards])])
     finally:
-        for a in [*workers, *shards]:
-            ray.kill(a)
+        actors.kill()
 
     expected = {k: v.clone() for k, v in init.items()}
     for k in range(2):
-        local = Worker(k, 2, **kwargs)
+        local = Worker(k, cfg, 0, layout.to_dict())
         for name, v in expected.items():
             local.rbm.params[name].copy_(v)
         for step in range(4):
-            update, _ = local._compute(step)
+            update, _ = local.compute_step(step)
             local.rbm.apply_update(update)
         for name in expected:  # += (end - start) / 2, the start being expected itself
             expected[name] += (local.rbm.params[name] - expected[name]) * 0.5
@@ -229,6 +214,6 @@ def test_average_pushes_move_the_shards_by_the_mean_of_the_replicas_steps(ray_cl
 
 def test_unknown_push_kind_is_refused(dataset):
     cfg = _config(dataset)
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, push="deltas"))
     with pytest.raises(ValueError, match="push='deltas'"):
-        Worker(0, 1, data=cfg.data, model=cfg.model, update=cfg.update, stage=0,
-               layout=ShardLayout.plan({"W": (4, 4)}, 1).to_dict(), push="deltas")
+        Worker(0, cfg, 0, ShardLayout.plan({"W": (4, 4)}, 1).to_dict())

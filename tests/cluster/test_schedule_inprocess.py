@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cluster.local import sync_reference
 from cluster.ps import ParameterShard
+from cluster.reference import sync_reference
 from cluster.sharding import ShardLayout, to_numpy
 from cluster.worker import Worker
 from jobs.config import load
@@ -38,9 +38,7 @@ def test_inprocess_sync_schedule_equals_reference(tmp_path, device, method):
     full = to_numpy(rbm.params)
     shards = [ParameterShard(j, layout.to_dict(), rbm.update_config, tuple(rbm.decay_names),
                              layout.split(full, j)) for j in range(3)]
-    workers = [Worker(k, 2, data=cfg.data, model=cfg.model, update=cfg.update, stage=0,
-                      layout=layout.to_dict(), seed=cfg.train.seed, device=device)
-               for k in range(2)]
+    workers = [Worker(k, cfg, 0, layout.to_dict()) for k in range(2)]
     parts = [s.params_now() for s in shards]
     for step in range(steps):
         outs = [w.compute(step, *parts) for w in workers]

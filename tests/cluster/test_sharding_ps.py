@@ -118,14 +118,14 @@ def test_apply_sync_combines_in_order_and_refuses_skipped_steps(tmp_path):
 
 
 def test_bfloat16_transfer_halves_bytes_and_rounds_to_nearest():
-    from cluster.sharding import _as_tensor, pack
+    from cluster.sharding import as_tensor, pack
 
     t = {"W": torch.randn(300, 7) * 1e-3, "b": torch.tensor([1.0, -2.5, 3e-30, 1e30])}
     packed = pack(t, "bfloat16")
     assert all(a.dtype == np.uint16 for a in packed.values())
     assert sum(a.nbytes for a in packed.values()) * 2 == sum(a.nbytes for a in pack(t).values())
     for k, v in t.items():
-        back = _as_tensor(packed[k])
+        back = as_tensor(packed[k])
         assert back.dtype == torch.float32
         torch.testing.assert_close(back, v.to(torch.bfloat16).float(), rtol=0, atol=0)
         assert float(((back - v).abs() / v.abs()).max()) <= 2.0 ** -8

@@ -1,6 +1,6 @@
 """Parameter-server training on a real local Ray cluster (the shared ``ray_cluster`` fixture).
 
-The synchronous tests compare final parameters against :func:`cluster.local.sync_reference` (one
+The synchronous tests compare final parameters against :func:`cluster.reference.sync_reference` (one
 process, no Ray, no sharding) and against each other: an uninterrupted run, a stopped-and-resumed
 run, and runs where a worker or a shard was killed all end with the same parameters.
 """
@@ -12,8 +12,8 @@ import json
 import pytest
 import torch
 
-from cluster.local import sync_reference
-from cluster.metrics import read_metrics
+from cluster.reference import sync_reference
+from cluster.runlog import read_metrics
 from cluster.trainer import Trainer
 from jobs.config import dumps, load
 from models.stack import RBMStack
@@ -191,3 +191,7 @@ def test_resumed_async_delta_run_equals_uninterrupted(ray_cluster, dataset, tmp_
     (tmp_path / "part/model.pt").unlink()
     _train(_config(dataset, tmp_path / "part", *common), resume=True)
     _assert_same(_stage_params(tmp_path / "part"), _stage_params(tmp_path / "full"), atol=1e-5)
+    # a clean resume starts every shard from the checkpoint: logged as a resume, not a fault
+    events = (tmp_path / "part/events.log").read_text()
+    assert "resuming from" in events
+    assert "fault" not in events and "restored from" not in events

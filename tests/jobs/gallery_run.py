@@ -83,7 +83,7 @@ def write_config_and_metrics(run: Path, data: Path) -> None:
     from jobs.config import dumps, load
 
     run.mkdir(parents=True, exist_ok=True)
-    config = load(REPO / "configs" / "demo.toml",
+    config = load("demo",
                   [f"data.path={json.dumps(str(data))}", f"train.run_dir={json.dumps(str(run))}"])
     (run / "config.toml").write_text(dumps(config))
     lines = []

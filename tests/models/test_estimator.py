@@ -10,7 +10,7 @@ from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 from sklearn.neural_network import BernoulliRBM as SkRBM
 
-from models import BernoulliRBMEstimator, _fused, _random
+from models import BernoulliRBMEstimator, counter_rng, estimator_kernels
 from models.likelihood import pseudo_log_likelihood
 
 
@@ -33,7 +33,7 @@ def test_fit_equals_repeated_partial_fit(backend):
     X = small_X(47)  # 47 rows: the last batch of 10 is short
     hp = dict(batch_size=10, n_iter=3, random_state=4, backend=backend)
     fit = BernoulliRBMEstimator(8, **hp).fit(X)
-    assert fit._compiled(10) == (backend == "auto" and _fused.HAVE_NUMBA)
+    assert fit._compiled(10) == (backend == "auto" and estimator_kernels.HAVE_NUMBA)
     part = BernoulliRBMEstimator(8, **hp)
     for _ in range(3):
         for start in range(0, 47, 10):
@@ -74,13 +74,14 @@ def _sigmoid(x):
 def _uniforms(key, n):
     """The counter-based stream ``key``'s first n numbers (what the compiled loop draws)."""
     u = np.empty(n, np.float32)
-    _random._fill_uniform(u, np.int64(key))
+    counter_rng.fill_uniform(u, np.int64(key))
     return u.astype(np.float64)
 
 
-@pytest.mark.skipif(not _fused.HAVE_NUMBA, reason="numba not installed")
+@pytest.mark.skipif(not estimator_kernels.HAVE_NUMBA, reason="numba not installed")
 def test_compiled_pcd1_loop_equals_numpy_reference():
-    """models._fused.pcd1_batches (float64) = a plain numpy PCD-1 with the same uniforms."""
+    """models.estimator_kernels.pcd1_batches (float64) = a plain numpy PCD-1 with the same
+    uniforms."""
     rng = np.random.RandomState(0)
     X = (rng.rand(47, 12) > 0.6).astype(np.float64)
     starts = np.array([0, 10, 20, 30, 40, 47])  # short last batch
@@ -89,7 +90,7 @@ def test_compiled_pcd1_loop_equals_numpy_reference():
     chain0 = (rng.rand(10, 8) > 0.5).astype(np.float64)
     keys = rng.randint(0, 2**62, size=2 * (len(starts) - 1)).astype(np.int64)
     W, b, c, chain = W0.copy(), b0.copy(), c0.copy(), chain0.copy()
-    _fused.pcd1_batches(X, starts, W, b, c, chain, 0.05, keys)
+    estimator_kernels.pcd1_batches(X, starts, W, b, c, chain, 0.05, keys)
     rW, rb, rc, rh = W0.copy(), b0.copy(), c0.copy(), chain0.copy()
     nk, (nh, nv) = rh.shape[0], rW.shape
     for i in range(len(starts) - 1):

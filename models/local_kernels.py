@@ -1,8 +1,10 @@
 """Fused CPU kernels (numba) for :class:`models.local.LocalRBM`: no patch matrices in memory.
 
+Called by :class:`models.local_numba.NumbaLocal`, which owns the buffers they write into.
+
 The torch path of a local CD-1 step unfolds every batch into ``(P, D, N)`` patch matrices
-(8 x the image at 10x10 fields, stride 2), runs batched GEMMs of only 8 rows per position (MKL
-reaches ~24 GFLOP/s at those shapes on this project's 2-core machine), folds the down pass back
+(8 x the image at 10x10 fields, stride 2), runs batched GEMMs of only a few rows per position
+(shapes at which BLAS runs far below its peak), folds the down pass back
 with strided adds and samples with torch's serial Mersenne Twister. These kernels read the
 receptive fields straight out of a batch-last image ``(C, H, W, N)`` instead:
 
@@ -17,14 +19,14 @@ receptive fields straight out of a batch-last image ``(C, H, W, N)`` instead:
   ``coef = [p0 / n0, -pk / nk]`` and both phases side by side along ``n``.
 
 The kernels compile with ``error_model="numpy"``: numba's default Python error model puts a
-zero-division check on every float division, which kept the sigmoid loops scalar (11x slower).
+zero-division check on every float division, which keeps the sigmoid loops from vectorising.
 
-Random numbers come from the counter-based generator of :mod:`models._random` (element ``i``
+Random numbers come from the counter-based generator of :mod:`models.counter_rng` (element ``i``
 of a stream is a pure function of ``(key, i)``), so samples are identical for a given key
 whatever the thread count or schedule. The inner loops run along ``n`` (contiguous), so LLVM
 vectorises them; the up pass updates two accumulator rows from two field columns per sweep and
 the down pass adds two maps per sweep, to cut loads and stores per multiply-add (wider tiles
-measured slower: LLVM's runtime alias checks grow with the number of rows).
+lose: LLVM's runtime alias checks grow with the number of rows; see benchmarks/rbm.py).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ try:
     from numba import njit, prange, types
     from numba.extending import intrinsic, overload
 
-    from models._random import uniform_at
+    from models.counter_rng import uniform_at
 except ImportError:  # pragma: no cover - numba is a dependency; this keeps models importable
     njit = None
 
@@ -48,7 +50,7 @@ HAVE_NUMBA = njit is not None
 RAW, MEAN, SAMPLE, GAUSS_SAMPLE = 0, 1, 2, 3
 
 
-def _sigmoid(x):  # pragma: no cover - replaced by the overload inside compiled code
+def sigmoid(x):  # pragma: no cover - replaced by the overload inside compiled code
     return 1.0 / (1.0 + math.exp(-x))
 
 
@@ -64,7 +66,7 @@ if HAVE_NUMBA:
 
         return sig, codegen
 
-    @overload(_sigmoid, inline="always")
+    @overload(sigmoid, inline="always")
     def _sigmoid_impl(x):  # pragma: no cover - compiled
         """float32: 1 / (1 + 2^t) with a degree-7 polynomial for 2^frac (rel. error ~1e-7,
         vectorisable: no libm call); float64: libm exp (matches torch to rounding)."""
@@ -121,7 +123,7 @@ if HAVE_NUMBA:
                 for dy in range(r):
                     d0 = (ch * r + dy) * r
                     dx = 0
-                    while dx + 1 < r:  # 2 field columns x 2 maps per sweep (fastest measured)
+                    while dx + 1 < r:  # 2 field columns x 2 maps per sweep
                         r0 = img[ch, py + dy, px + dx, lo:hi]
                         r1 = img[ch, py + dy, px + dx + 1, lo:hi]
                         k = 0
@@ -153,14 +155,14 @@ if HAVE_NUMBA:
                 for k in range(K):
                     ok = out[p, k, lo:hi]
                     for n in range(m):
-                        ok[n] = scale * _sigmoid(ok[n])
+                        ok[n] = scale * sigmoid(ok[n])
             elif mode == SAMPLE:
                 for k in range(K):
                     ok = out[p, k, lo:hi]
                     hk = hs[p, k]
                     base = (p * K + k) * m
                     for n in range(m):
-                        prob = _sigmoid(ok[n])
+                        prob = sigmoid(ok[n])
                         hk[n] = 1.0 if uniform_at(key, base + n) < prob else 0.0
                         ok[n] = scale * prob
 
@@ -211,11 +213,11 @@ if HAVE_NUMBA:
                                 orow[n] += w0 * h0[n]
                 if mode == MEAN:
                     for n in range(m):
-                        orow[n] = _sigmoid(orow[n])
+                        orow[n] = sigmoid(orow[n])
                 elif mode == SAMPLE:
                     base = ((ch * H + y) * Wd + x) * m
                     for n in range(m):
-                        prob = _sigmoid(orow[n])
+                        prob = sigmoid(orow[n])
                         orow[n] = 1.0 if uniform_at(key, base + n) < prob else 0.0
                 elif mode == GAUSS_SAMPLE:
                     # Box-Muller in float32, both outputs of a pair of uniforms used

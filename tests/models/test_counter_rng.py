@@ -1,25 +1,21 @@
-"""The numba CPU paths: counter-based random numbers and the one-pass optimiser steps.
-
-Each is checked against what it replaces: uniformity and independence statistics for the
-generator (it must not bias the Gibbs sampler), the torch optimiser arithmetic for the fused
-updates (to rounding), and determinism whatever numba's thread count.
-"""
+"""The counter-based random numbers (models/counter_rng.py) against what they replace:
+uniformity and independence statistics (they must not bias the Gibbs sampler), and determinism
+whatever numba's thread count."""
 
 import math
 
 import pytest
 import torch
 
-from models import _fused, _random
-from models.optim import ParameterUpdater, UpdateConfig
+from models import counter_rng
 from models.rbm import bernoulli_sample
 
-pytestmark = pytest.mark.skipif(not _random.HAVE_NUMBA, reason="numba not installed")
+pytestmark = pytest.mark.skipif(not counter_rng.HAVE_NUMBA, reason="numba not installed")
 
 
 def test_uniform_is_uniform_and_independent():
     g = torch.Generator().manual_seed(0)
-    u = _random.uniform_(torch.empty(1 << 20), g)
+    u = counter_rng.uniform_(torch.empty(1 << 20), g)
     assert 0.0 <= u.min().item() and u.max().item() < 1.0
     assert abs(u.mean().item() - 0.5) < 5 * math.sqrt(1 / 12 / u.numel())
     # chi-square over 64 bins: 63 degrees of freedom, mean 63, sd ~11.2; 63 + 6 sd = 130
@@ -34,9 +30,9 @@ def test_uniform_is_uniform_and_independent():
 
 
 def test_same_generator_seed_same_numbers_any_thread_count():
-    a = _random.uniform_(torch.empty(200_000), torch.Generator().manual_seed(3))
-    b = _random.uniform_(torch.empty(200_000), torch.Generator().manual_seed(3))
-    c = _random.uniform_(torch.empty(200_000), torch.Generator().manual_seed(4))
+    a = counter_rng.uniform_(torch.empty(200_000), torch.Generator().manual_seed(3))
+    b = counter_rng.uniform_(torch.empty(200_000), torch.Generator().manual_seed(3))
+    c = counter_rng.uniform_(torch.empty(200_000), torch.Generator().manual_seed(4))
     assert torch.equal(a, b)
     assert not torch.equal(a, c)
     import numba
@@ -45,7 +41,8 @@ def test_same_generator_seed_same_numbers_any_thread_count():
     try:
         numba.set_num_threads(1)
         flat = torch.empty(200_000)
-        _random._fill_uniform(flat.numpy(), _random.draw_key(torch.Generator().manual_seed(3)))
+        key = counter_rng.draw_key(torch.Generator().manual_seed(3))
+        counter_rng.fill_uniform(flat.numpy(), key)
     finally:
         numba.set_num_threads(before)
     assert torch.equal(a, flat)
@@ -79,28 +76,3 @@ def test_non_contiguous_input_takes_the_torch_path():
     p = torch.rand(300, 400, generator=g).t()  # not contiguous
     h = bernoulli_sample(p, g)
     assert h.shape == p.shape and set(h.unique().tolist()) <= {0.0, 1.0}
-
-
-@pytest.mark.parametrize("method", ["sgd", "adagrad"])
-@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
-def test_fused_updater_equals_torch_updater(monkeypatch, method, dtype, tol):
-    cfg = UpdateConfig(learning_rate=0.01, weight_decay=0.001, method=method,
-                       momentum_switch_step=2)
-    g = torch.Generator().manual_seed(0)
-    fused = {"W": torch.randn(300, 200, generator=g, dtype=dtype),
-             "c": torch.randn(7, dtype=dtype, generator=g)}
-    plain = {k: v.clone() for k, v in fused.items()}
-    assert _fused.usable(fused["W"], fused["W"], fused["W"])
-    u_fused, u_plain = ParameterUpdater(cfg), ParameterUpdater(cfg)
-    for _ in range(5):
-        update = {k: torch.randn(v.shape, generator=g, dtype=dtype) for k, v in fused.items()}
-        u_fused.step(fused, update)
-        with monkeypatch.context() as m:
-            m.setattr(_fused, "HAVE_NUMBA", False)
-            assert not _fused.usable(fused["W"])
-            u_plain.step(plain, update)
-    for k in fused:
-        torch.testing.assert_close(fused[k], plain[k], rtol=tol, atol=tol)
-    state = u_fused.velocity if method == "sgd" else u_fused.accum
-    other = u_plain.velocity if method == "sgd" else u_plain.accum
-    torch.testing.assert_close(state["W"], other["W"], rtol=tol, atol=tol)

@@ -13,17 +13,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import torch
 
+from cluster.config import JobSections
 from cluster.sharding import combine_updates
 from cluster.worker import split_holdout, step_seed
 from models.stack import RBMStack
 from pipeline.reader import FrameReader, shards_for_worker
 
 
-def _batches(config: Any, shards: list[str], seed: int) -> Iterator:
+def _batches(config: JobSections, shards: list[str], seed: int) -> Iterator:
     """Worker batches over epochs (reader seed ``seed + epoch``, last partial batch dropped)."""
     epoch = 0
     while True:
@@ -34,7 +34,7 @@ def _batches(config: Any, shards: list[str], seed: int) -> Iterator:
         epoch += 1
 
 
-def sync_reference(config: Any, stage: int = 0, steps: int | None = None,
+def sync_reference(config: JobSections, stage: int = 0, steps: int | None = None,
                    stack: RBMStack | None = None, device: str = "cpu") -> RBMStack:
     """Train ``stage`` of a stack for ``steps`` synchronous steps in one process.
 
@@ -78,7 +78,7 @@ class SingleProcessLoop:
     on one torch thread over the first worker's shards, kept alive between timed segments (so a
     benchmark can interleave it with the parameter-server runs it is compared to)."""
 
-    def __init__(self, config: Any, stage: int = 0) -> None:
+    def __init__(self, config: JobSections, stage: int = 0) -> None:
         torch.set_num_threads(1)
         self.stack = RBMStack(config.model, update=config.update,
                               generator=torch.Generator().manual_seed(config.train.seed),

@@ -1,8 +1,10 @@
-"""Run-folder logging: metrics as JSONL and TensorBoard event files, events as a text log.
+"""Run-folder logging (metrics as JSONL and TensorBoard event files, events as a text log) and
+the per-stage progress bar.
 
 ``metrics.jsonl`` holds one JSON object per record (``{"stage", "step", "worker", "recon_error",
 "fe_gap", "staleness_mean", "frames_per_s", "updates_applied", ...}``); the same scalars go to
-TensorBoard under ``stage{k}/<name>`` (per-worker figures under ``stage{k}/worker{i}/<name>``).
+TensorBoard: a worker's record under ``stage{k}/worker{i}/<name>`` (each worker's curve its own),
+a record of the whole stage (no ``worker``, e.g. the sync mean) under ``stage{k}/<name>``.
 ``events.log`` records faults, restarts, restores and checkpoints, one timestamped line each.
 
 A run folder in an object store (``s3://...``) cannot be appended to: the files are then
@@ -15,15 +17,18 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TextIO
+
+from tqdm import tqdm
 
 from pipeline import storage
 
 FILES = ("metrics.jsonl", "events.log")
 
-_PER_WORKER = ("frames_per_s", "staleness_mean", "staleness_max")
 
 
 class RunLogger:
@@ -69,8 +74,8 @@ class RunLogger:
                 continue
             if isinstance(value, bool) or not math.isfinite(float(value)):
                 continue
-            tag = (f"stage{stage}/worker{worker}/{key}" if worker is not None and key in _PER_WORKER
-                   else f"stage{stage}/{key}")
+            tag = (f"stage{stage}/{key}" if worker is None
+                   else f"stage{stage}/worker{worker}/{key}")
             self._tb.add_scalar(tag, float(value), step)
 
     def event(self, text: str) -> None:
@@ -112,3 +117,18 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
     """All records of ``run_dir/metrics.jsonl`` (a path or URI)."""
     text = storage.read_text(storage.join(str(run_dir), "metrics.jsonl"))
     return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def stage_progress(stage: int, total: int, initial: int = 0,
+                   file: TextIO | None = None) -> tqdm:
+    """A progress bar over a stage's ``total`` steps (steps/s, and the reconstruction error the
+    driver sets as postfix); silent when ``file`` (stdout) is not a terminal."""
+    file = sys.stdout if file is None else file
+    return tqdm(total=total, initial=initial, desc=f"stage {stage}", unit="step", file=file,
+                disable=not file.isatty(), dynamic_ncols=True)
+
+
+def show_recon_error(bar: tqdm, record: Mapping) -> None:
+    """The progress bar's figure: the latest reconstruction error, when the record has one."""
+    if "recon_error" in record:
+        bar.set_postfix(recon_error=f"{record['recon_error']:.4f}", refresh=False)

@@ -1,14 +1,14 @@
-"""The fused numba kernels of LocalRBM (models/_local_cpu.py) against the torch formulation."""
+"""The numba backend of LocalRBM (models/local_numba.py, models/local_kernels.py) against the
+torch formulation."""
 
 import numpy as np
 import pytest
 import torch
 
-from models import _local_cpu as kern
+from models import local_kernels as kern
 from models.local import LocalRBM
 from models.rbm import RBMConfig
-
-from .test_core import grad_of_free_energy
+from tests.models.helpers import grad_of_free_energy
 
 pytestmark = pytest.mark.skipif(not kern.HAVE_NUMBA, reason="numba not installed")
 
@@ -103,7 +103,7 @@ def test_fused_conditionals_and_monitors_equal_torch(visible, dtype):
 
 def negative_sample(rbm, n0):
     """v_k of the last fused compute_update: the workspace image's columns n0: (nk, C, H, W)."""
-    return rbm._fws["img"][..., n0:].permute(3, 0, 1, 2).clone()
+    return rbm.impl.buffers.img[..., n0:].permute(3, 0, 1, 2).clone()
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
@@ -240,7 +240,7 @@ def test_float32_sigmoid_is_accurate():
     @njit(fastmath=True, error_model="numpy")
     def sigmoid_all(a):
         for i in range(a.shape[0]):
-            a[i] = kern._sigmoid(a[i])
+            a[i] = kern.sigmoid(a[i])
 
     x = np.linspace(-40, 40, 100001).astype(np.float32)
     y = x.copy()

@@ -1,19 +1,18 @@
 """Fast, counter-based uniform random numbers for the CPU sampling steps.
 
-torch's CPU generator is a serial Mersenne Twister: filling the 400k hidden samples of one local
-CD-1 step took 3 ms on this project's 2-core machine (7 ns a number), 11 % of a dense 1024 x 1024
-step and 16 % of a local one. A counter-based generator (Salmon et al. 2011, "Parallel random
-numbers: as easy as 1, 2, 3") makes number ``i`` a pure function of ``(key, i)``: any thread may
-produce any element, so a fill is parallel and vectorisable yet gives the same tensor for the
-same key whatever the thread count or schedule. The mixing function is splitmix64 (Steele, Lea &
-Flood 2014, the seeding generator of Java's SplittableRandom and of xoshiro), whose 64-bit output
-passes BigCrush; each 64-bit output gives two 24-bit floats.
+torch's CPU generator is a serial Mersenne Twister, a visible share of a CD step that draws a
+sample for every hidden and visible unit. A counter-based generator (Salmon et al. 2011,
+"Parallel random numbers: as easy as 1, 2, 3") makes number ``i`` a pure function of ``(key,
+i)``: any thread may produce any element, so a fill is parallel and vectorisable yet gives the
+same tensor for the same key whatever the thread count or schedule. The mixing function is
+splitmix64 (Steele, Lea & Flood 2014, the seeding generator of Java's SplittableRandom and of
+xoshiro), whose 64-bit output passes BigCrush; each 64-bit output gives two 24-bit floats.
 
 The key is drawn from the caller's ``torch.Generator``, so a seed still determines every sample
 and a generator shared by the torch path and this one advances consistently.
 
-``uniform_at`` is an ``@njit`` function that other numba kernels (``models._local_cpu``) inline to
-sample inside their loops without a separate pass over memory.
+``uniform_at`` is an ``@njit`` function that other numba kernels (``models.local_kernels``)
+inline to sample inside their loops without a separate pass over memory.
 """
 
 from __future__ import annotations
@@ -62,31 +61,31 @@ if HAVE_NUMBA:
         return np.float32(bits) * _INV24
 
     @njit(parallel=True, fastmath=True, cache=True)
-    def _fill_uniform(out, key):  # pragma: no cover - compiled
+    def fill_uniform(out, key):  # pragma: no cover - compiled
         """out[i] = uniform_at(key, i) over a flat array."""
         for i in prange(out.shape[0]):
             out[i] = uniform_at(key, i)
 
     @njit(parallel=True, fastmath=True, cache=True)
-    def _fill_bernoulli(out, prob, key):  # pragma: no cover - compiled
+    def fill_bernoulli(out, prob, key):  # pragma: no cover - compiled
         """out[i] = 1 if uniform_at(key, i) < prob[i] else 0 over flat arrays."""
         for i in prange(out.shape[0]):
             out[i] = 1.0 if uniform_at(key, i) < prob[i] else 0.0
 
     @njit(fastmath=True, cache=True)
-    def _fill_uniform_serial(out, key):  # pragma: no cover - compiled
-        """_fill_uniform on one thread (small arrays: no thread-pool launch)."""
+    def fill_uniform_serial(out, key):  # pragma: no cover - compiled
+        """fill_uniform on one thread (small arrays: no thread-pool launch)."""
         for i in range(out.shape[0]):
             out[i] = uniform_at(key, i)
 
     @njit(fastmath=True, cache=True)
-    def _fill_bernoulli_serial(out, prob, key):  # pragma: no cover - compiled
-        """_fill_bernoulli on one thread (small arrays: no thread-pool launch)."""
+    def fill_bernoulli_serial(out, prob, key):  # pragma: no cover - compiled
+        """fill_bernoulli on one thread (small arrays: no thread-pool launch)."""
         for i in range(out.shape[0]):
             out[i] = 1.0 if uniform_at(key, i) < prob[i] else 0.0
 
-# Below this many elements one thread beats waking the pool (measured: a parallel launch costs
-# tens of microseconds on 2 busy cores, a serial number about 2 ns).
+# Below this many elements one thread beats waking the pool (a parallel launch costs more than
+# the serial fill).
 PARALLEL_MIN = 1 << 16
 # Below this, torch's own generator is cheaper than the Python-side set-up of a numba call.
 SERIAL_MIN = 1 << 12
@@ -106,10 +105,9 @@ def set_threads() -> None:
     """Match numba's thread count to torch's (both pools share the same cores).
 
     numba's default OpenMP threading layer and torch each bring an OpenMP runtime whose idle
-    threads spin for a while. One process alone is fastest that way (local CD-1 step 13.6 ms
-    against 16.8-21.8 ms with numba's "workqueue" layer on this project's 2-core machine), but
-    several busy processes on the same cores slow each other down up to 8x (demo stage-0 loop:
-    ~2,000 frames/s alone, ~250-350 each when two run at once). The parameter-server actors
+    threads spin for a while. One process alone is fastest that way, but several busy processes
+    on the same cores then slow each other down severely (benchmarks/ps.py). The
+    parameter-server actors
     therefore run with one numba and one OpenMP thread (``cluster.ps.ONE_THREAD_ENV``); for other
     multi-process runs set ``NUMBA_NUM_THREADS=1`` (or ``OMP_WAIT_POLICY=passive``) in the
     environment.
@@ -127,10 +125,10 @@ def uniform_(out: Tensor, generator: torch.Generator | None = None) -> Tensor:
         return out.uniform_(generator=generator)
     flat = out.view(-1).numpy()
     if flat.shape[0] < PARALLEL_MIN:
-        _fill_uniform_serial(flat, draw_key(generator))
+        fill_uniform_serial(flat, draw_key(generator))
     else:
         set_threads()
-        _fill_uniform(flat, draw_key(generator))
+        fill_uniform(flat, draw_key(generator))
     return out
 
 
@@ -164,8 +162,8 @@ def bernoulli_(
         return torch.lt(u, prob, out=out)
     flat, pflat = out.view(-1).numpy(), prob.reshape(-1).numpy()
     if flat.shape[0] < PARALLEL_MIN:
-        _fill_bernoulli_serial(flat, pflat, draw_key(generator))
+        fill_bernoulli_serial(flat, pflat, draw_key(generator))
     else:
         set_threads()
-        _fill_bernoulli(flat, pflat, draw_key(generator))
+        fill_bernoulli(flat, pflat, draw_key(generator))
     return out

@@ -1,0 +1,104 @@
+"""One stage's actors: the parameter-server shards and the worker replicas, started together.
+
+:func:`start_stage` is the one place a stage's actors are assembled (the trainer, the
+parameter-server benchmark and the tests use it). Every actor starts from files: the shards
+from the stage's latest checkpoint (a fresh stage first writes its step-0 checkpoint in this
+process), the workers from that checkpoint's ``meta.pt`` and the run's ``model.pt``; workers
+find the shards by name. Nothing an actor is built from lives in Ray's object store (large
+arrays and actor handles would), so a restart by Ray (``max_restarts``) never fails for want of
+its constructor arguments, and a restarted shard restores the newest checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import ray
+
+from cluster.checkpoint import step_folder, write_initial
+from cluster.config import JobSections
+from cluster.ps import latest_checkpoint, shard_actor_class
+from cluster.push import shards_add
+from cluster.sharding import ShardLayout
+from cluster.worker import worker_actor_class
+from models.rbm import RBMBase
+
+SPREAD = "SPREAD"
+"""Ray's scheduling strategy for shards and workers: spread over the cluster's nodes (round
+robin), so a parameter server's traffic and the replicas' compute use every node's network and
+cores, and a dead node takes only its share of the actors with it. One machine: no effect."""
+
+
+@dataclass
+class StageActors:
+    """The live actors of one stage, and the shards' process ids when they started (a shard
+    whose id changed was restarted by Ray and restored a checkpoint)."""
+
+    stage: int
+    stage_dir: str
+    layout: ShardLayout
+    shards: list
+    workers: list
+    shard_pids: list[int]
+
+    def restarted_shards(self) -> list[dict]:
+        """``info()`` of the shards Ray restarted since the stage started (retried while one is
+        restarting)."""
+        infos = get_when_alive(lambda: [s.info.remote() for s in self.shards])
+        return [i for i, pid in zip(infos, self.shard_pids, strict=True) if i["pid"] != pid]
+
+    def kill(self) -> None:
+        """End every actor of the stage (no restart)."""
+        for actor in self.workers + self.shards:
+            ray.kill(actor, no_restart=True)
+
+
+def start_stage(job: JobSections, stage: int, rbm: RBMBase, stage_dir: str | os.PathLike, *,
+                config_text: str = "", stack_path: str | None = None,
+                worker_cpus: float = 1.0) -> StageActors:
+    """Start ``job.train.n_ps_shards`` shards and ``job.train.n_workers`` workers for ``stage``.
+
+    ``rbm`` is the stage's model with its initial parameters (used when ``stage_dir`` has no
+    checkpoint yet: the step-0 checkpoint is then written from it). Workers continue from the
+    latest checkpoint's data positions and RBM state. Returns once every actor answers.
+    """
+    tc = job.train
+    stage_dir = str(stage_dir)
+    layout = ShardLayout.plan({k: v.shape for k, v in rbm.params.items()}, tc.n_ps_shards)
+    adds = tc.mode == "async" and shards_add(tc.push)
+    if latest_checkpoint(stage_dir) is None:
+        write_initial(stage_dir, stage, rbm, layout, n_workers=tc.n_workers,
+                      config_text=config_text, shards_add=adds)
+    checkpoint = latest_checkpoint(stage_dir) or step_folder(stage_dir, 0)
+    names = [f"catneuron-{uuid.uuid4().hex[:12]}-stage{stage}-shard{j}"
+             for j in range(tc.n_ps_shards)]
+    shard_cls = shard_actor_class()
+    shards = [shard_cls.options(name=name, scheduling_strategy=SPREAD).remote(
+                  j, layout.to_dict(), rbm.update_config, tuple(rbm.decay_names), None,
+                  stage_dir, deltas=adds)
+              for j, name in enumerate(names)]
+    worker_cls = worker_actor_class().options(num_cpus=worker_cpus, scheduling_strategy=SPREAD)
+    workers = [worker_cls.remote(k, job, stage, layout.to_dict(),
+                                 shards=names if tc.mode == "async" else (),
+                                 checkpoint=checkpoint, stack_path=stack_path)
+               for k in range(tc.n_workers)]
+    ray.get([w.ping.remote() for w in workers])
+    pids = [i["pid"] for i in ray.get([s.info.remote() for s in shards])]
+    return StageActors(stage, stage_dir, layout, shards, workers, pids)
+
+
+def get_when_alive(make_refs: Callable[[], list], attempts: int = 120) -> list:
+    """``ray.get(make_refs())``, retried while an actor is restarting (Ray answers
+    ``ActorUnavailableError`` meanwhile) or was just restarted."""
+    for attempt in range(attempts):
+        try:
+            return ray.get(make_refs())
+        except ray.exceptions.RayActorError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5)
+    raise AssertionError("unreachable")

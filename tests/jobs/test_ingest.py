@@ -1,0 +1,48 @@
+"""``catneuron ingest``: its settings are the job config's ``[ingest]`` section."""
+
+from __future__ import annotations
+
+import pytest
+
+from jobs.config import load
+from jobs.ingest import RESOLVED, build_parser, main, resolve
+from tests.pipeline.conftest import make_video
+
+
+def _resolve(argv):
+    args, rest = build_parser().parse_known_args(argv)
+    return resolve(args, rest).ingest
+
+
+def test_demo_reads_the_shipped_demo_configs_ingest_section():
+    demo = _resolve(["--demo", "--out", "x"])
+    assert demo == load("demo").ingest
+    assert (demo.decode.size, demo.decode.grey, demo.shards.max_rows) == (64, True, 100)
+    plain = _resolve(["a.mp4", "--out", "x"])  # no --config: the library defaults
+    assert plain == load(None).ingest and plain.shards.max_rows == 4096
+
+
+def test_flags_and_overrides_set_the_same_keys():
+    got = _resolve(["a.mp4", "--out", "x", "--size", "32", "--colour", "--shard-mb", "2",
+                    "--ingest.decode.every=3", "--ingest.decode.size=32"])
+    assert (got.decode.size, got.decode.grey, got.decode.every) == (32, False, 3)
+    assert got.shards.max_bytes == 2 << 20
+    with pytest.raises(ValueError, match="--size 32 and --ingest.decode.size=48 disagree"):
+        _resolve(["a.mp4", "--out", "x", "--size", "32", "--ingest.decode.size=48"])
+
+
+def test_bad_values_are_one_line_exit_2(tmp_path, capsys):
+    assert main(["a.mp4", "--out", str(tmp_path), "--ingest.decode.every=0"]) == 2
+    err = capsys.readouterr().err
+    assert "ingest.decode" in err and "every=0" in err and err.count("\n") == 1
+    assert main(["a.mp4", "--out", str(tmp_path), "--ingest.decode.nope=1"]) == 2
+    assert "unknown key ingest.decode.nope" in capsys.readouterr().err
+
+
+def test_the_resolved_config_is_saved_beside_the_dataset(tmp_path):
+    video = make_video(tmp_path / "v.mp4", n_frames=12)
+    out = tmp_path / "data"
+    assert main([str(video), "--out", str(out), "--workers", "0", "--quiet",
+                 "--ingest.decode.size=16", "--shard-rows", "5"]) == 0
+    saved = load(out / RESOLVED)
+    assert (saved.ingest.decode.size, saved.ingest.shards.max_rows) == (16, 5)
