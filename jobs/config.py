@@ -69,7 +69,7 @@ class JobConfig:
 
 def _default_stack() -> StackConfig:
     """The library's default geometry when a config has no ``[model]`` section: two stages on
-    64x64 grey frames. (The demo is ``jobs/configs/demo.toml``, not these defaults.)"""
+    64x64 grey frames. (The demo is ``configs/demo.toml``, not these defaults.)"""
     return StackConfig(input_size=64, channels=1, stages=(
         StageConfig(field=10, stride=2, n_maps=8, pool=3, pool_stride=2),
         StageConfig(field=5, stride=1, n_maps=8, pool=3, pool_stride=1)))
@@ -168,12 +168,12 @@ SHIPPED = ("demo", "le2012")
 
 
 def shipped_config(name: str) -> Path:
-    """The file of a shipped config (``demo``, ``le2012``): package data of :mod:`jobs.configs`,
+    """The file of a shipped config (``demo``, ``le2012``): package data of :mod:`configs`,
     found the same way from a checkout and from an installed catneuron."""
     if name not in SHIPPED:
         raise ConfigError(f"no shipped config named {name!r}: use one of {', '.join(SHIPPED)} "
                           "or a path to a .toml file")
-    return Path(str(importlib.resources.files("jobs.configs") / f"{name}.toml"))
+    return Path(str(importlib.resources.files("configs") / f"{name}.toml"))
 
 
 def config_path(path: str | os.PathLike) -> str:
@@ -203,7 +203,7 @@ def load(path: str | os.PathLike | None, overrides: Sequence[str] = ()) -> JobCo
         p = config_path(path)
         if not storage.exists(p):
             raise FileNotFoundError(f"config file {p} not found (the shipped ones are "
-                                    "jobs/configs/demo.toml and le2012.toml: --config demo)")
+                                    "configs/demo.toml and le2012.toml: --config demo)")
         try:
             data = tomllib.loads(storage.read_text(p))
         except tomllib.TOMLDecodeError as exc:

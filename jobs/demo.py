@@ -49,7 +49,7 @@ class DemoError(RuntimeError):
 
 
 def demo_config_path() -> Path:
-    """The config the demo uses: the shipped demo (``jobs/configs/demo.toml``), the one
+    """The config the demo uses: the shipped demo (``configs/demo.toml``), the one
     ``catneuron train`` loads when given no ``--config``."""
     from jobs.config import shipped_config
 

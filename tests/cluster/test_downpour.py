@@ -49,7 +49,7 @@ def test_demo_keeps_period_1_and_no_prefetch():
     """Periods 2-4, delta pushes and prefetch cut the PS cost (benchmarks/results/ps.json) but
     diverged or did not learn with the demo's momentum (benchmarks/results/ps_quality.json);
     bfloat16 transfers learned as well. The library defaults are the conservative ones."""
-    train = load(Path(__file__).parents[2] / "jobs/configs/demo.toml", []).train
+    train = load(Path(__file__).parents[2] / "configs/demo.toml", []).train
     assert (train.n_push, train.n_fetch, train.prefetch) == (1, 1, False)
     assert (train.push, train.transfer_dtype) == ("gradient", "bfloat16")
     default = TrainConfig()

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_parameter_counts_equal_a_real_stack():
-    cfg = load(ROOT / "jobs/configs/demo.toml")
+    cfg = load(ROOT / "configs/demo.toml")
     stack = RBMStack(cfg.model, device="cpu", generator=torch.Generator().manual_seed(0))
     for sp, rbm in zip(stage_plans(cfg.model, 2), stack.rbms, strict=True):
         assert sp.n_params == sum(p.numel() for p in rbm.params.values())
@@ -23,7 +23,7 @@ def test_parameter_counts_equal_a_real_stack():
 
 
 def test_paper_geometry_is_about_a_billion_parameters_on_1000_nodes():
-    cfg = load(ROOT / "jobs/configs/le2012.toml")
+    cfg = load(ROOT / "configs/le2012.toml")
     p = plan(cfg, nodes=1000, gflops_per_core=10.0)
     assert 0.9e9 < p["total_params"] < 1.5e9
     assert p["n_workers"] + p["n_ps_shards"] == 1000
@@ -44,8 +44,8 @@ def test_paper_geometry_is_about_a_billion_parameters_on_1000_nodes():
 
 
 def test_bfloat16_transfers_halve_the_bytes_per_step():
-    f32 = plan(load(ROOT / "jobs/configs/le2012.toml"), nodes=1000, gflops_per_core=10.0)
-    bf16 = plan(load(ROOT / "jobs/configs/le2012.toml", ['train.transfer_dtype="bfloat16"']),
+    f32 = plan(load(ROOT / "configs/le2012.toml"), nodes=1000, gflops_per_core=10.0)
+    bf16 = plan(load(ROOT / "configs/le2012.toml", ['train.transfer_dtype="bfloat16"']),
                 nodes=1000, gflops_per_core=10.0)
     assert bf16["transfer_dtype"] == "bfloat16"
     for a, b in zip(f32["stages"], bf16["stages"], strict=True):
@@ -73,5 +73,5 @@ def test_gflops_per_core_is_measured_on_one_thread(monkeypatch):
     assert plan_module.measure_gflops_per_core(seconds=0.05) > 0
     assert seen and set(seen) == {(1, 1)}
     assert (torch.get_num_threads(), numba.get_num_threads()) == before
-    out = plan(load(ROOT / "jobs/configs/demo.toml"), nodes=2, gflops_per_core=None)
+    out = plan(load(ROOT / "configs/demo.toml"), nodes=2, gflops_per_core=None)
     assert "1 torch thread and 1 numba thread" in out["gflops_per_core_source"]

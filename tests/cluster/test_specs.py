@@ -85,7 +85,7 @@ def test_dockerfile_installs_the_project_and_copies_every_package():
     copied = {p for line in copied for p in line.split()}
     include = PYPROJECT["tool"]["setuptools"]["packages"]["find"]["include"]
     packages = {p.rstrip("*") for p in include}
-    assert packages | {"pyproject.toml"} <= copied, copied  # the configs are jobs' package data
+    assert packages | {"pyproject.toml"} <= copied, copied  # configs/ is a package too
     assert re.search(rf"^WORKDIR {IMAGE_ROOT}$", text, re.M)
 
 

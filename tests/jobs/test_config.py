@@ -20,9 +20,9 @@ def _write(tmp_path, text):
 
 
 def test_shipped_configs_load():
-    demo = load(ROOT / "jobs/configs/demo.toml")
+    demo = load(ROOT / "configs/demo.toml")
     assert demo.model.input_size == 64 and len(demo.model.stages) == 2
-    paper = load(ROOT / "jobs/configs/le2012.toml")
+    paper = load(ROOT / "configs/le2012.toml")
     assert paper.model.input_size == 200 and len(paper.model.stages) == 3
     assert {(s.field, s.n_maps, s.pool) for s in paper.model.stages} == {(18, 8, 5)}
 
@@ -39,7 +39,7 @@ def test_precedence_defaults_file_cli(tmp_path):
 
 
 def test_resolved_config_round_trips(tmp_path):
-    cfg = load(ROOT / "jobs/configs/demo.toml",
+    cfg = load(ROOT / "configs/demo.toml",
                ["train.steps=5", "model.stages[0].sparsity_cost=0.2"])
     again = load(_write(tmp_path, dumps(cfg)))
     assert again == cfg
@@ -64,7 +64,7 @@ def test_bad_config_names_the_field(tmp_path, text, overrides, field):
 
 
 def test_missing_file_says_where_to_look(tmp_path):
-    with pytest.raises(FileNotFoundError, match="jobs/configs/demo.toml"):
+    with pytest.raises(FileNotFoundError, match="configs/demo.toml"):
         load(tmp_path / "nope.toml")
 
 
@@ -76,7 +76,7 @@ def test_missing_file_says_where_to_look(tmp_path):
 def test_train_cli_fails_before_ray_starts(tmp_path, args, message):
     """Exit status 2 with the field named, and no Ray instance ever started."""
     result = subprocess.run(
-        [sys.executable, "-m", "jobs.train", "--config", str(ROOT / "jobs/configs/demo.toml"),
+        [sys.executable, "-m", "jobs.train", "--config", str(ROOT / "configs/demo.toml"),
          "--run-dir", str(tmp_path / "run"), *args],
         capture_output=True, text=True, cwd=ROOT, timeout=120, check=False)
     assert result.returncode == 2, result.stderr
@@ -92,8 +92,8 @@ def test_train_cli_checks_the_dataset_against_the_model(tmp_path):
     data = make_dataset(tmp_path / "data", n_videos=2, frames_per_video=20, size=16, shard_rows=10)
     from jobs.train import main
 
-    assert main(["--config", str(ROOT / "jobs/configs/demo.toml"), f'--data.path="{data}"',
+    assert main(["--config", str(ROOT / "configs/demo.toml"), f'--data.path="{data}"',
                  "--run-dir", str(tmp_path / "run")]) == 2
     assert not (tmp_path / "run").exists()
-    assert main(["--config", str(ROOT / "jobs/configs/demo.toml"), f'--data.path="{tmp_path}/none"',
+    assert main(["--config", str(ROOT / "configs/demo.toml"), f'--data.path="{tmp_path}/none"',
                  "--run-dir", str(tmp_path / "run")]) == 2

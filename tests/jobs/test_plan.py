@@ -13,11 +13,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_plan_cli_json(capsys):
-    assert main(["--config", str(ROOT / "jobs/configs/le2012.toml"), "--nodes", "1000",
+    assert main(["--config", str(ROOT / "configs/le2012.toml"), "--nodes", "1000",
                  "--gflops-per-core", "10", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["nodes"] == 1000 and len(out["stages"]) == 3
-    assert main(["--config", str(ROOT / "jobs/configs/le2012.toml"), "--nodes", "1000",
+    assert main(["--config", str(ROOT / "configs/le2012.toml"), "--nodes", "1000",
                  "--gflops-per-core", "10", "--model.stages[0].field=300"]) == 2
     assert "stages[0].field=300" in capsys.readouterr().err
 
@@ -25,7 +25,7 @@ def test_plan_cli_json(capsys):
 @pytest.mark.parametrize("flag, value", [("--bandwidth-gbps", "0"), ("--gflops-per-core", "-1"),
                                          ("--nodes", "0"), ("--cores-per-node", "0")])
 def test_impossible_sizes_are_one_line_exit_2(capsys, flag, value):
-    args = ["--config", str(ROOT / "jobs/configs/demo.toml"), "--nodes", "4",
+    args = ["--config", str(ROOT / "configs/demo.toml"), "--nodes", "4",
             "--gflops-per-core", "10", flag, value]
     assert main(args) == 2
     err = capsys.readouterr().err
