@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from jobs.config import JobConfig, dumps, replace
+from jobs.config import dumps, load
 from jobs.evaluate import main
 from models.stack import RBMStack
 from tests.cluster.data import make_dataset
@@ -24,10 +24,8 @@ def _run_folder(tmp_path: Path) -> Path:
     """A run folder as the trainer writes it (untrained weights: the layout is what matters)."""
     data = make_dataset(tmp_path / "data", n_videos=2, frames_per_video=32, size=16,
                         shard_rows=32)
-    cfg = replace(JobConfig(), data={"path": str(data)}, train={"seed": 3})
-    cfg = replace(cfg, model={"input_size": 16, "stages": [
-        {"field": 6, "stride": 2, "n_maps": 4, "pool": 2},
-        {"field": 2, "stride": 1, "n_maps": 3, "pool": 1}]})
+    cfg = load(None, [f'data.path="{data}"', "train.seed=3", "model.input_size=16",
+                      f"model.stages={STAGES}"])
     run = tmp_path / "run"
     run.mkdir()
     (run / "config.toml").write_text(dumps(cfg))
