@@ -5,7 +5,7 @@ cluster) into ``OUT/seed<k>``, timed, then ``catneuron evaluate`` on the run. Wr
 per seed to ``benchmarks/results/face_demo/`` with the best top-stage unit, every baseline, the
 training wall time and the machine's load average (the machine may be shared).
 
-    python benchmarks/face_demo.py --config benchmarks/configs/face_demo.toml \
+    python benchmarks/face_demo.py --config demo \
         --data /tmp/face/data --out /tmp/face/runs/demo --seeds 0 1 2
 """
 
