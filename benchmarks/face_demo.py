@@ -17,30 +17,40 @@ import os
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "face_demo"
 
 
-def one_seed(config: str, data: str, out: Path, seed: int, extra: list[str]) -> dict:
-    """Train and evaluate one seed; returns its record."""
-    run = out / f"seed{seed}"
+def train(config: str, data: str, run: Path, seed: int, extra: list[str]) -> dict:
+    """``catneuron train`` one seed into ``run``; its wall time and the load around it."""
     load_before = os.getloadavg()
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-m", "jobs.train", "--config", config,
                     f'--data.path="{data}"', f"--train.seed={seed}",
                     f'--train.run_dir="{run}"', "--quiet", *extra], check=True, cwd=ROOT,
                    stdout=subprocess.DEVNULL)
-    train_s = time.perf_counter() - t0
-    load_after = os.getloadavg()
+    return {"train_wall_s": round(time.perf_counter() - t0, 1), "loadavg_before": load_before,
+            "loadavg_after": os.getloadavg()}
+
+
+def logged_train_s(run: Path) -> float:
+    """Training time from the run's own ``events.log`` (first line to the last stage's end)."""
+    lines = [ln for ln in (run / "events.log").read_text().splitlines() if ln[:4].isdigit()]
+    stamps = [datetime.fromisoformat(ln.split()[0]) for ln in lines]
+    return (max(stamps) - min(stamps)).total_seconds()
+
+
+def record(run: Path, seed: int, extra: list[str], timing: dict) -> dict:
+    """One seed's record: the run's resolved config, timing, best top unit, baselines."""
     subprocess.run([sys.executable, "-m", "jobs.evaluate", "--run", str(run), "--quiet"],
                    check=True, cwd=ROOT)
     ev = json.loads((run / "evaluation.json").read_text())
     best_base = max(ev["baselines"].items(), key=lambda kv: kv[1]["heldout_balanced_accuracy"])
-    return {"config": config, "config_text": Path(config).read_text(), "overrides": extra,
-            "seed": seed, "train_wall_s": round(train_s, 1), "loadavg_before": load_before,
-            "loadavg_after": load_after, "cpus": os.cpu_count(),
+    return {"config_text": (run / "config.toml").read_text(), "overrides": extra, "seed": seed,
+            **timing, "cpus": os.cpu_count(),
             "best_neuron": ev["best_neuron"], "baselines": ev["baselines"],
             "best_baseline": best_base[0],
             "margin": round(ev["best_neuron"]["heldout_balanced_accuracy"]
@@ -55,13 +65,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, type=Path, help="folder for the runs")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--name", default="face_demo", help="result file prefix")
+    p.add_argument("--no-train", action="store_true",
+                   help="evaluate runs already in OUT (training time from their events.log)")
     a, extra = p.parse_known_args(argv)
     RESULTS.mkdir(parents=True, exist_ok=True)
     for seed in a.seeds:
-        rec = one_seed(a.config, a.data, a.out, seed, extra)
+        run = a.out / f"seed{seed}"
+        timing = ({"train_logged_s": logged_train_s(run)} if a.no_train
+                  else train(a.config, a.data, run, seed, extra))
+        rec = record(run, seed, extra, timing)
         (RESULTS / f"{a.name}_seed{seed}.json").write_text(json.dumps(rec, indent=1))
         b = rec["best_neuron"]
-        print(f"seed {seed}: train {rec['train_wall_s']} s, top unit held-out BA "
+        print(f"seed {seed}: train {timing} s, top unit held-out BA "
               f"{b['heldout_balanced_accuracy']:.3f} AUC {b['heldout_auc']:.3f}; best baseline "
               f"{rec['best_baseline']} margin {rec['margin']:+.3f}", flush=True)
     return 0
