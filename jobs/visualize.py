@@ -3,7 +3,7 @@
 Examples::
 
     catneuron visualize --run runs/demo/train
-    catneuron visualize --run runs/demo/train --top-k 16 --units 32 --selective 8
+    catneuron visualize --run runs/demo/train --top-k 16 --units 32 --selective 8 --invariance 8
 
 For every trained stage it writes ``RUN/visualize/stage{k}.json`` and PNGs (``CONTRACT.md``).
 Per stage the ``--selective`` most selective units (``RUN/evaluation.json`` when present, else by
@@ -43,13 +43,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run folder written by 'catneuron train' (a local folder: the pictures "
                         "are written into it; copy an s3:// run down first)")
     p.add_argument("--top-k", type=int, default=9, help="top frames per unit (default 9)")
-    p.add_argument("--units", type=int, default=8,
+    p.add_argument("--units", type=int, default=4,
                    help="units per stage drawn at random for detail, besides the most "
-                        "selective (default 8)")
+                        "selective (default 4)")
     p.add_argument("--selective", type=int, default=8,
                    help="most selective units per stage shown in detail (default 8)")
-    p.add_argument("--invariance", type=int, default=4,
-                   help="most selective units per stage with invariance curves (default 4)")
+    p.add_argument("--invariance", type=int, default=3,
+                   help="most selective units per stage with invariance curves, over their "
+                        "first 4 top frames (default 3)")
     p.add_argument("--starts", type=int, default=2, help="optimal stimulus: random starts")
     p.add_argument("--steps", type=int, default=20, help="optimal stimulus: ascent steps")
     p.add_argument("--actors", type=int, default=0, help="top-k actors (0: one per Ray CPU)")

@@ -40,19 +40,22 @@ from models.stimulus import StimulusConfig
 from models.units import layer_shape, unit_position
 from pipeline.reader import FrameReader, list_shards, read_frames
 
+INVARIANCE_FRAMES = 4  # each frame is resampled 33 times (scales, angles, shifts) per unit
+
 
 @dataclass(frozen=True)
 class Options:
     """What to render (``catneuron visualize``'s flags): ``top_k`` frames per unit; per stage the
     ``selective`` most selective units plus ``units`` drawn at random are shown in detail, the
-    ``invariance`` most selective with invariance curves; optimal stimuli with ``starts`` random
+    ``invariance`` most selective with invariance curves (the mean over their first
+    ``INVARIANCE_FRAMES`` top frames); optimal stimuli with ``starts`` random
     starts and ``steps`` ascent steps; ``actors`` top-k actors (0: one per Ray
     CPU); ``sample_frames`` frames for the activation variance; ``seed`` for every draw."""
 
     top_k: int = 9
-    units: int = 8
+    units: int = 4
     selective: int = 8
-    invariance: int = 4
+    invariance: int = 3
     starts: int = 2
     steps: int = 20
     actors: int = 0
@@ -172,7 +175,8 @@ class Visualization:
         with timed(self.timings, "invariance"):
             row = {i: u for u, i in enumerate(detailed)}
             curved = sel.selective[: self.options.invariance]
-            top_frames = {i: np.stack([frames[int(f)][0] for f in top.ids[row[i]].tolist()])
+            top_frames = {i: np.stack([frames[int(f)][0] for f in
+                                       top.ids[row[i], :INVARIANCE_FRAMES].tolist()])
                           for i in curved}
             invariance = write_invariance(stack, s, curved, top_frames, out)
         shape = layer_shape(stack.config, s, LAYER)
