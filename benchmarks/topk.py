@@ -30,16 +30,16 @@ from pathlib import Path
 import numba
 import torch
 
+from cluster.state_io import read_trained_stack
 from cluster.topk import scan_in_process, scan_shards, scan_with_actors, start_scanners
 from jobs.visualize import dataset_root
-from models.checkpoint import load_trained_stack
 from models.units import layer_shape
 from pipeline.reader import FrameReader, list_shards
 
 
 def all_units(model: Path) -> dict[int, list[int]]:
     """Every pooled unit of every trained stage."""
-    stack, n_trained = load_trained_stack(model)
+    stack, n_trained = read_trained_stack(model)
     units = {}
     for s in range(n_trained):
         C, H, W = layer_shape(stack.config, s, "pooled")

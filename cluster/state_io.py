@@ -11,6 +11,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import torch
+
+from models.stack import RBMStack
 from models.state_file import state_from_bytes, state_to_bytes
 from pipeline import storage
 
@@ -24,3 +27,13 @@ def read_state(location: str | os.PathLike) -> Any:
     """What :func:`write_state` published; ``models.state_file.UnsafeStateFile`` if the file
     names any code (nothing in it runs), FileNotFoundError if there is none."""
     return state_from_bytes(storage.read_bytes(location), where=str(location))
+
+
+def read_trained_stack(location: str | os.PathLike, *, device: torch.device | str = "cpu",
+                       dtype: torch.dtype = torch.float32) -> tuple[RBMStack, int]:
+    """The stack of a run's ``model.pt`` (a path or a URI) and how many of its stages are
+    trained (``stages_trained`` as ``catneuron train`` writes it; all when the file does not
+    say)."""
+    blob = read_state(location)
+    stack = RBMStack.from_saved(blob, device=device, dtype=dtype)
+    return stack, int(blob.get("stages_trained", stack.n_layers))

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from cluster.ps import ONE_THREAD_ENV
-from models.checkpoint import load_trained_stack
+from cluster.state_io import read_trained_stack
 from models.topk import RunningTopK
 from models.units import stage_outputs
 from pipeline.reader import read_frames, shards_for_worker
@@ -43,7 +43,7 @@ class TopKScanner:
                  n_threads: int = 1) -> None:
         if n_threads:
             torch.set_num_threads(n_threads)
-        self.stack, _ = load_trained_stack(model_path)
+        self.stack, _ = read_trained_stack(model_path)
         self.units = {s: torch.tensor(ix, dtype=torch.long) for s, ix in units.items()}
         self.state = {s: RunningTopK(len(ix), k) for s, ix in units.items()}
         self.batch_size = batch_size

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import json
 import shlex
 import sys
@@ -150,15 +149,14 @@ def ingest(demo: Demo) -> str:
 
 def _stages_trained(demo: Demo) -> tuple[int, int]:
     """(stages in model.pt, stages the config trains)."""
-    import torch
-
+    from cluster.state_io import read_state
     from jobs.config import load
 
     saved = demo.run / "config.toml"
     config = load(saved) if saved.is_file() else load(demo_config_path(), demo.overrides())
     if not demo.model.is_file():
         return 0, config.n_stages
-    saved = torch.load(demo.model, map_location="cpu", weights_only=True)
+    saved = read_state(demo.model)
     return int(saved.get("stages_trained", 0)), config.n_stages
 
 
@@ -174,14 +172,8 @@ def train(demo: Demo) -> str:
     return "done"
 
 
-def _optional(module: str) -> bool:
-    return importlib.util.find_spec(f"jobs.{module}") is not None
-
-
 def evaluate(demo: Demo) -> str:
     """Score every unit on the built-in probe (skipped when evaluation.json is up to date)."""
-    if not _optional("evaluate"):
-        return "unavailable: jobs/evaluate.py is not in this checkout"
     if _newer(demo.run / "evaluation.json", demo.model):
         return "skipped: evaluation.json is newer than model.pt"
     _call("evaluate", ["--run", str(demo.run), *demo.size.evaluate_args])
@@ -190,8 +182,6 @@ def evaluate(demo: Demo) -> str:
 
 def visualize(demo: Demo) -> str:
     """Render the units and the gallery (skipped when visualize/index.json is up to date)."""
-    if not _optional("visualize"):
-        return "unavailable: jobs/visualize.py is not in this checkout"
     if _newer(demo.run / "visualize" / "index.json", demo.model):
         return "skipped: visualize/index.json is newer than model.pt"
     _call("visualize", ["--run", str(demo.run), *demo.size.visualize_args])

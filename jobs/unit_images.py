@@ -60,8 +60,9 @@ def weight_tiles(stack: RBMStack, stage: int, units: list[int]) -> dict[int, np.
     return tiles
 
 
-def write_weights(stack: RBMStack, stage: int, units: list[int], out: Path) -> dict[int, dict]:
-    """``stage{k}/unit{i}_weights.png`` per unit and the mosaic of all of them."""
+def write_weights(stack: RBMStack, stage: int, units: list[int], listed: list[int],
+                  out: Path) -> dict[int, dict]:
+    """``stage{k}/unit{i}_weights.png`` per unit of ``units`` and the mosaic of ``listed``."""
     tiles = weight_tiles(stack, stage, units)
     label = STAGE0_LABEL if stage == 0 else PROJECTION_LABEL
     fields = {}
@@ -69,13 +70,14 @@ def write_weights(stack: RBMStack, stage: int, units: list[int], out: Path) -> d
         png = f"stage{stage}/unit{i}_weights.png"
         save_image(out / png, upscale(tile))
         fields[i] = {"weights_png": png, "weights_label": label}
-    save_image(out / f"stage{stage}/mosaic.png", mosaic(stack, stage, units, tiles))
+    save_image(out / f"stage{stage}/mosaic.png", mosaic(stack, stage, listed, tiles))
     return fields
 
 
 def mosaic(stack: RBMStack, stage: int, units: list[int], tiles: dict[int, np.ndarray]):
     """Stage 0 (all units listed): each map's units on their (y, x) grid, showing the centre
-    field of each pool window, maps side by side; above: the listed units' projections."""
+    field of each pool window, maps side by side; above: the projections of ``units`` (all in
+    ``tiles``)."""
     if stage != 0:
         return upscale(tile_grid([tiles[i] for i in units], min(8, len(units))), 256)
     C, H, W = layer_shape(stack.config, 0, LAYER)

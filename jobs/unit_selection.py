@@ -1,5 +1,5 @@
-"""Which units ``catneuron visualize`` lists: all of stage 0; above it, the most selective and a
-random sample of the rest.
+"""Which units ``catneuron visualize`` shows in detail: per stage the most selective and a random
+sample of the rest (stage 0 lists all its units, the others only by position and selectivity).
 
 Selectivity comes from ``RUN/evaluation.json`` (the held-out balanced accuracy ranking of
 ``catneuron evaluate``) when it exists, else from the activation variance over a sample of the
@@ -55,13 +55,11 @@ def rank_units(ranking: list[dict], variance: torch.Tensor) -> list[int]:
     return list(dict.fromkeys(ranked)) + rest
 
 
-def choose_units(ranked: list[int], n_selective: int, n_sample: int, everything: bool,
+def choose_units(ranked: list[int], n_selective: int, n_sample: int,
                  rng: np.random.Generator) -> tuple[list[int], list[int]]:
-    """(the ``n_selective`` best units, the units listed): all units when ``everything``, else
-    the best plus ``n_sample`` drawn at random from the rest; listed in index order."""
+    """(the ``n_selective`` best units, the units shown in detail): the best plus ``n_sample``
+    drawn at random from the rest, in index order."""
     selective = ranked[:n_selective]
-    if everything:
-        return selective, sorted(ranked)
     rest = ranked[n_selective:]
     drawn = rng.choice(len(rest), size=min(n_sample, len(rest)), replace=False) if rest else []
     return selective, sorted(selective + [rest[int(i)] for i in drawn])

@@ -3,17 +3,20 @@
 Examples::
 
     catneuron visualize --run runs/demo/train
-    catneuron visualize --run runs/demo/train --top-k 16 --units 32 --selective 8
+    catneuron visualize --run runs/demo/train --top-k 16 --units 32 --selective 8 --invariance 8
 
-For every trained stage it writes ``RUN/visualize/stage{k}.json`` and PNGs (``CONTRACT.md``):
-weights (stage 0) or their linear projection to pixels (above), the top-k frames of the whole
-dataset with the exciting patch marked (Ray actors over the shards), the optimal stimulus
-(Le et al. 2012, section 4.3) and, for the most selective units, invariance curves; plus the
-training curves and ``RUN/visualize/index.json``. Stage 0 lists all its units; stages above list
-the ``--selective`` most selective (``RUN/evaluation.json`` when present, else by activation
-variance) and ``--units`` more drawn at random. The folder is rebuilt beside the old one and
-swapped in at the end, so a re-run replaces it cleanly. Finally the gallery is built when
-``jobs.gallery`` is installed.
+For every trained stage it writes ``RUN/visualize/stage{k}.json`` and PNGs (``CONTRACT.md``).
+Per stage the ``--selective`` most selective units (``RUN/evaluation.json`` when present, else by
+activation variance) and ``--units`` more drawn at random are shown in detail: weights (stage 0)
+or their linear projection to pixels (above), the top-k frames of the whole dataset with the
+exciting patch marked (Ray actors over the shards), the optimal stimulus (Le et al. 2012,
+section 4.3, searched for stage 0 too: its pooled unit L2-pools several hidden fields and is
+contrast-normalised, so it is no monotone function of one ``w . x`` whose optimum would be
+``w / ||w||``) and, for the ``--invariance`` most selective, invariance curves. Stage 0 also
+lists every other unit (index, map, position, selectivity; ``null`` pictures) and draws all of
+them in its mosaic. Plus the training curves and ``RUN/visualize/index.json``. The folder is
+rebuilt beside the old one and swapped in at the end, so a re-run replaces it cleanly. Finally
+the gallery is built (``jobs.gallery``).
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ import argparse
 import json
 import sys
 from pathlib import Path
+
+from jobs.gallery import build_gallery
+from pipeline.storage import is_uri
 
 
 class UsageError(Exception):
@@ -33,12 +39,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="catneuron visualize",
                                 description="Render what the units of a trained run respond to "
                                             "into RUN/visualize/ (PNGs and JSON).")
-    p.add_argument("--run", required=True, help="run folder written by 'catneuron train'")
+    p.add_argument("--run", required=True,
+                   help="run folder written by 'catneuron train' (a local folder: the pictures "
+                        "are written into it; copy an s3:// run down first)")
     p.add_argument("--top-k", type=int, default=9, help="top frames per unit (default 9)")
-    p.add_argument("--units", type=int, default=16,
-                   help="units drawn at random per stage above 0, besides the most selective")
+    p.add_argument("--units", type=int, default=4,
+                   help="units per stage drawn at random for detail, besides the most "
+                        "selective (default 4)")
     p.add_argument("--selective", type=int, default=8,
-                   help="most selective units per stage (listed, with invariance curves)")
+                   help="most selective units per stage shown in detail (default 8)")
+    p.add_argument("--invariance", type=int, default=3,
+                   help="most selective units per stage with invariance curves, over their "
+                        "first 4 top frames (default 3)")
     p.add_argument("--starts", type=int, default=2, help="optimal stimulus: random starts")
     p.add_argument("--steps", type=int, default=20, help="optimal stimulus: ascent steps")
     p.add_argument("--actors", type=int, default=0, help="top-k actors (0: one per Ray CPU)")
@@ -50,8 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def check_run(run: Path) -> None:
-    """The run folder and its model exist."""
+def check_run(location: str) -> None:
+    """The run is a local folder holding its model."""
+    run = Path(location)
+    if is_uri(location):
+        raise UsageError(f"--run {location}: visualize writes into the run folder, so it takes a "
+                         "local one; copy the run down first")
     if not run.is_dir():
         raise UsageError(f"run folder {run} not found; pass --run RUN_DIR of a "
                          "'catneuron train' run")
@@ -81,9 +97,9 @@ def dataset_root(run: Path, override: str | None) -> Path:
 def main(argv: list[str] | None = None) -> int:
     """Run the job; 0 on success, 2 on a usage error."""
     args = build_parser().parse_args(argv)
-    run = Path(args.run)
     try:
-        check_run(run)
+        check_run(args.run)
+        run = Path(args.run)
         root = dataset_root(run, args.data)
         from jobs.visualize_run import Options, Visualization
 
@@ -94,19 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     index = vis.write()
     print(f"catneuron visualize: {index}")
     print(json.dumps({k: round(v, 2) for k, v in vis.timings.items()}))
-    gallery = build_gallery_if_present(run)
-    if gallery is not None:
-        print(f"catneuron visualize: gallery {gallery}")
+    print(f"catneuron visualize: gallery {build_gallery(run)}")
     return 0
-
-
-def build_gallery_if_present(run: Path) -> Path | None:
-    """``jobs.gallery.build_gallery(run)`` when that module exists (it is optional)."""
-    try:
-        from jobs.gallery import build_gallery
-    except ImportError:
-        return None
-    return build_gallery(Path(run))
 
 
 if __name__ == "__main__":

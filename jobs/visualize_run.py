@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from cluster.state_io import read_trained_stack
 from cluster.topk import fetch_frames, scan_with_actors
 from jobs.training_curves import write_training_curves
 from jobs.unit_images import (
@@ -34,23 +35,27 @@ from jobs.unit_selection import (
     evaluation_rankings,
     rank_units,
 )
-from models.checkpoint import load_trained_stack
 from models.rbm import default_device
 from models.stimulus import StimulusConfig
 from models.units import layer_shape, unit_position
 from pipeline.reader import FrameReader, list_shards, read_frames
 
+INVARIANCE_FRAMES = 4  # each frame is resampled 33 times (scales, angles, shifts) per unit
+
 
 @dataclass(frozen=True)
 class Options:
-    """What to render (``catneuron visualize``'s flags): ``top_k`` frames per unit; above stage 0,
-    the ``selective`` most selective units plus ``units`` drawn at random; optimal stimuli with
-    ``starts`` random starts and ``steps`` ascent steps; ``actors`` top-k actors (0: one per Ray
+    """What to render (``catneuron visualize``'s flags): ``top_k`` frames per unit; per stage the
+    ``selective`` most selective units plus ``units`` drawn at random are shown in detail, the
+    ``invariance`` most selective with invariance curves (the mean over their first
+    ``INVARIANCE_FRAMES`` top frames); optimal stimuli with ``starts`` random
+    starts and ``steps`` ascent steps; ``actors`` top-k actors (0: one per Ray
     CPU); ``sample_frames`` frames for the activation variance; ``seed`` for every draw."""
 
     top_k: int = 9
-    units: int = 16
+    units: int = 4
     selective: int = 8
+    invariance: int = 3
     starts: int = 2
     steps: int = 20
     actors: int = 0
@@ -72,7 +77,7 @@ class Visualization:
 
     def __init__(self, run: Path, root: Path, options: Options) -> None:
         self.run, self.root, self.options = run, root, options
-        self.stack, n_trained = load_trained_stack(run / "model.pt", device=default_device())
+        self.stack, n_trained = read_trained_stack(run / "model.pt", device=default_device())
         self.shards = list_shards(root)
         cfg = self.stack.config
         shape = read_frames(root, shards=self.shards[:1], limit=1).shape[1:]
@@ -98,13 +103,13 @@ class Visualization:
         with timed(self.timings, "select units"):
             selection = self.select()
         with timed(self.timings, "top-k scan (Ray actors)"):
-            tops = self.scan({s: listed for s, (_, listed, _) in selection.items()})
+            tops = self.scan({s: sel.detailed for s, sel in selection.items()})
         with timed(self.timings, "read top frames"):
             ids = np.concatenate([t.ids.numpy().ravel() for t in tops.values()])
             frames = fetch_frames(ids, self.shards)
         stages = []
-        for s, (selective, listed, info) in selection.items():
-            doc = self.stage(s, selective, listed, info, tops[s], frames, partial)
+        for s, sel in selection.items():
+            doc = self.stage(s, sel, tops[s], frames, partial)
             (partial / f"stage{s}.json").write_text(json.dumps(doc, indent=1))
             stages.append({"stage": s, "file": f"stage{s}.json"})
         with timed(self.timings, "training curves"):
@@ -115,8 +120,8 @@ class Visualization:
         replace_folder(partial, self.run / "visualize")
         return self.run / "visualize" / "index.json"
 
-    def select(self) -> dict[int, tuple[list[int], list[int], dict[int, dict]]]:
-        """stage -> (most selective, listed units, per-unit selectivity fields)."""
+    def select(self) -> dict[int, Selection]:
+        """Per stage, the units listed and those shown in detail."""
         rankings = evaluation_rankings(self.run)
         rng = np.random.default_rng(self.options.seed)
         order = rng.permutation(len(self.shards))
@@ -127,12 +132,13 @@ class Visualization:
         for s in self.stages:
             ranking = rankings.get(s, [])
             ranked = rank_units(ranking, variances[s])
-            selective, listed = choose_units(ranked, self.options.selective, self.options.units,
-                                             s == 0, rng)
+            selective, detailed = choose_units(ranked, self.options.selective,
+                                               self.options.units, rng)
+            listed = sorted(ranked) if s == 0 else detailed
             by_index = {int(r["index"]): r for r in ranking}
             info = {i: {"selectivity": selectivity(by_index.get(i)),
                         "activation_variance": float(variances[s][i])} for i in listed}
-            out[s] = (selective, listed, info)
+            out[s] = Selection(selective, detailed, listed, info)
         return out
 
     def scan(self, units: dict[int, list[int]]):
@@ -154,33 +160,48 @@ class Visualization:
             if started:
                 ray.shutdown()
 
-    def stage(self, s: int, selective: list[int], listed: list[int], info: dict[int, dict],
-              top, frames: dict, out: Path) -> dict:
-        """Write one stage's pictures; its ``stage{k}.json`` document."""
-        stack = self.stack
+    def stage(self, s: int, sel: Selection, top, frames: dict, out: Path) -> dict:
+        """Write one stage's pictures (the mosaic of every listed unit, the rest for the units in
+        detail); its ``stage{k}.json`` document."""
+        stack, detailed = self.stack, sel.detailed
         with timed(self.timings, "weights and projections"):
-            weights = write_weights(stack, s, listed, out)
+            weights = write_weights(stack, s, detailed, sel.listed, out)
         with timed(self.timings, "top frames"):
-            tops = write_top_frames(stack, s, listed, top.values, top.ids, frames, out)
-        with timed(self.timings, "optimal stimulus"), self.bar(len(listed), f"stimuli {s}") as b:
+            tops = write_top_frames(stack, s, detailed, top.values, top.ids, frames, out)
+        with timed(self.timings, "optimal stimulus"), self.bar(len(detailed), f"stimuli {s}") as b:
             g = torch.Generator(device=stack.device).manual_seed(self.options.seed + s)
-            stimuli = write_stimuli(stack, s, listed, self.stimulus, out, generator=g,
+            stimuli = write_stimuli(stack, s, detailed, self.stimulus, out, generator=g,
                                     progress=b.update)
         with timed(self.timings, "invariance"):
-            row = {i: u for u, i in enumerate(listed)}
-            top_frames = {i: np.stack([frames[int(f)][0] for f in top.ids[row[i]].tolist()])
-                          for i in selective}
-            invariance = write_invariance(stack, s, selective, top_frames, out)
+            row = {i: u for u, i in enumerate(detailed)}
+            curved = sel.selective[: self.options.invariance]
+            top_frames = {i: np.stack([frames[int(f)][0] for f in
+                                       top.ids[row[i], :INVARIANCE_FRAMES].tolist()])
+                          for i in curved}
+            invariance = write_invariance(stack, s, curved, top_frames, out)
         shape = layer_shape(stack.config, s, LAYER)
         units = []
-        for i in listed:
+        for i in sel.listed:
             m, y, x = unit_position(shape, i)
-            units.append({"index": i, "map": m, "y": y, "x": x, **info[i],
-                          "selective": i in selective, **weights[i], "top_frames": tops[i],
-                          "box": box_of(stack, s, i),
-                          "optimal_stimulus": stimuli[i], "invariance": invariance.get(i)})
+            units.append({"index": i, "map": m, "y": y, "x": x, **sel.info[i],
+                          "selective": i in sel.selective, "detailed": i in row,
+                          **weights.get(i, {"weights_png": None}),
+                          "top_frames": tops.get(i), "box": box_of(stack, s, i),
+                          "optimal_stimulus": stimuli.get(i), "invariance": invariance.get(i)})
         return {"schema": 1, "stage": s, "layer": LAYER, "shape": list(shape),
                 "mosaic_png": f"stage{s}/mosaic.png", "units": units}
+
+
+@dataclass(frozen=True)
+class Selection:
+    """One stage's units: the ``selective`` (most selective first), the ``detailed`` (top
+    frames, optimal stimulus, weights PNG; index order), the ``listed`` in ``stage{k}.json``
+    (all of stage 0, else the detailed) and each listed unit's selectivity fields."""
+
+    selective: list[int]
+    detailed: list[int]
+    listed: list[int]
+    info: dict[int, dict]
 
 
 @contextmanager

@@ -290,7 +290,18 @@ class RBMStack:
         """Rebuild a stack saved with :meth:`save`. The file is read with
         ``torch.load(weights_only=True)``: one that names any code raises
         :class:`models.state_file.UnsafeStateFile` and nothing in it runs."""
-        blob = load_state(path)
+        return cls.from_saved(load_state(path), device=device, dtype=dtype)
+
+    @classmethod
+    def from_saved(
+        cls,
+        blob: dict,
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> RBMStack:
+        """The stack held by an already-read ``{"config", "state", ...}`` (what :meth:`save`
+        writes; ``catneuron train``'s ``model.pt`` adds fields, ignored here)."""
         stack = cls(StackConfig.from_dict(blob["config"]), device=device, dtype=dtype)
         stack.load_state_dict(blob["state"])
         return stack

@@ -176,3 +176,21 @@ def test_module_entry_point_builds_or_refuses(tmp_path, capsys):
     assert (tmp_path / "gallery" / "index.html").resolve().as_uri() in capsys.readouterr().out
     assert main([str(tmp_path / "nowhere")]) == 2
     assert "is not a folder" in capsys.readouterr().err
+
+
+def test_units_listed_without_detail_get_pages_saying_what_is_missing(tmp_path):
+    """visualize lists every stage-0 unit but draws pictures for a few: ``null`` weights, top
+    frames, optimal stimulus and invariance."""
+    run = make_run(tmp_path)
+    path = run / "visualize" / "stage0.json"
+    doc = json.loads(path.read_text())
+    bare = doc["units"][5]
+    for key in ("weights_png", "top_frames", "optimal_stimulus", "invariance"):
+        bare[key] = None
+    path.write_text(json.dumps(doc))
+    build_gallery(run)
+    page = _page(run, f"stage0/unit{bare['index']}.html")
+    assert "weights: not given" in page and "no top frames listed" in page
+    assert "optimal stimulus: not given" in page
+    assert "invariance curves: not computed for this unit" in page
+    assert f"unit{bare['index']}.html" in _page(run, "stage0.html")

@@ -48,7 +48,9 @@ def check_paths(folder: Path, doc) -> int:
     return len(pngs(doc))
 
 
-ARGS = ["--top-k", "3", "--units", "1", "--selective", "2", "--steps", "3", "--quiet"]
+ARGS = ["--top-k", "3", "--units", "1", "--selective", "2", "--invariance", "1", "--steps", "3",
+        "--quiet"]
+DETAIL = ("weights_png", "top_frames", "optimal_stimulus")
 
 
 @pytest.mark.slow
@@ -70,16 +72,25 @@ def test_visualize_writes_the_contract(tiny_run, capsys):
             m, rest = divmod(u["index"], 9 if doc["stage"] else 25)
             assert (u["map"], *divmod(rest, 3 if doc["stage"] else 5)) == (
                 m, u["y"], u["x"])
-            assert len(u["top_frames"]) == 3 and u["selectivity"] is None
+            assert u["selectivity"] is None and len(u["box"]) == 4
+            if not u["detailed"]:  # listed only: position and selectivity, no pictures
+                assert all(u[k] is None for k in (*DETAIL, "invariance")), u
+                continue
+            assert len(u["top_frames"]) == 3
             acts = [t["activation"] for t in u["top_frames"]]
             assert acts == sorted(acts, reverse=True)
             assert all(t["box"] == u["box"] and t["source"].startswith("video")
                        for t in u["top_frames"])
             assert u["optimal_stimulus"]["n_starts"] == 2
-            assert (u["invariance"] is not None) == u["selective"]
-    assert sum(u["selective"] for u in stage1["units"]) == 2
-    # curves; per stage: mosaic, 5 per unit (weights, 3 top frames, stimulus), 2 invariance
-    assert n == len(index["curves"]) + (1 + 50 * 5 + 2) + (1 + 3 * 5 + 2)
+            assert u["invariance"] is None or u["selective"]
+        detailed = [u for u in doc["units"] if u["detailed"]]
+        assert len(detailed) == 3  # 2 selective + 1 drawn
+        assert sum(u["selective"] for u in detailed) == 2
+        assert sum(u["invariance"] is not None for u in doc["units"]) == 1
+    # curves; per stage: mosaic, 5 per detailed unit (weights, 3 top frames, stimulus), and
+    # 1 invariance
+    assert n == len(index["curves"]) + 2 * (1 + 3 * 5 + 1)
+    assert len(list(out.rglob("*.png"))) == n
     assert str(out / "index.json") in capsys.readouterr().out
 
 
@@ -104,5 +115,7 @@ def test_rerun_overwrites_and_reads_the_evaluation(tiny_run):
 def test_one_line_errors(tmp_path, capsys):
     assert main(["--run", str(tmp_path / "nope")]) == 2
     assert main(["--run", str(tmp_path)]) == 2
+    assert main(["--run", "s3://bucket/runs/x"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 2 and "not found" in err[0] and "model.pt" in err[1]
+    assert len(err) == 3 and "not found" in err[0] and "model.pt" in err[1]
+    assert "local one" in err[2]

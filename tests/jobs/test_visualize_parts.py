@@ -38,10 +38,11 @@ def test_rank_and_choose_units():
     ranked = rank_units([{"index": 3}, {"index": 9}], variance)  # 9 is out of range
     assert ranked == [3, 1, 2, 4, 0]
     rng = np.random.default_rng(0)
-    assert choose_units(ranked, 2, 0, True, rng) == ([3, 1], [0, 1, 2, 3, 4])
-    selective, listed = choose_units(ranked, 2, 2, False, rng)
-    assert selective == [3, 1] and len(listed) == 4 and set(selective) <= set(listed)
-    assert listed == sorted(listed)
+    assert choose_units(ranked, 2, 0, rng) == ([3, 1], [1, 3])
+    assert choose_units(ranked, 2, 9, rng) == ([3, 1], [0, 1, 2, 3, 4])  # sample capped
+    selective, detailed = choose_units(ranked, 2, 2, rng)
+    assert selective == [3, 1] and len(detailed) == 4 and set(selective) <= set(detailed)
+    assert detailed == sorted(detailed)
 
 
 def test_evaluation_rankings(tmp_path):
