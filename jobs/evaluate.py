@@ -4,9 +4,13 @@ Examples::
 
     catneuron evaluate --run runs/demo/train                     # built-in probe, class "faces"
     catneuron evaluate --run runs/demo/train --probe probes/cats --positive cats
+    catneuron evaluate --run s3://bucket/runs/demo                # a run in an object store
 
-Writes ``RUN/evaluation.json`` (the layout is fixed by the contract shared with ``catneuron
-visualize`` and the gallery) and prints the top stage's best unit against every baseline.
+The run (and the dataset its config names) may be a local folder or a URI such as
+``s3://bucket/prefix``: both are read, and the result written, through :mod:`pipeline.storage`,
+so evaluating needs no folder shared with the training nodes. Writes ``RUN/evaluation.json``
+(the layout is fixed by the contract shared with ``catneuron visualize`` and the gallery) and
+prints the top stage's best unit against every baseline.
 Errors (no trained run, unreadable probe, unknown class) are one line with exit status 2.
 """
 
@@ -16,7 +20,8 @@ import argparse
 import json
 import os
 import sys
-from pathlib import Path
+
+from pipeline import storage
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,7 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="catneuron evaluate",
         description="Measure how well single units of a trained run detect a class: Le et "
                     "al.'s 20-threshold protocol and a held-out protocol, against baselines.")
-    p.add_argument("--run", required=True, help="run folder written by catneuron train")
+    p.add_argument("--run", required=True,
+                   help="run folder written by catneuron train (a path or a URI such as "
+                        "s3://bucket/runs/x)")
     p.add_argument("--probe", help="folder with one subfolder of images per class "
                                    "[default: the built-in faces/other probe]")
     p.add_argument("--positive", help="class whose detector is sought [default: faces]")
@@ -40,22 +47,27 @@ class UsageError(Exception):
     """A one-line error for the user (exit status 2)."""
 
 
-def load_run(run: Path):
-    """(JobConfig, trained stack, stack with the run's initial weights) of a run folder."""
+def load_run(run: str | os.PathLike):
+    """(JobConfig, trained stack, stack with the run's initial weights) of a run folder (a path
+    or a URI: :mod:`pipeline.storage`)."""
     import torch
 
+    from cluster.state_io import read_state
     from jobs.config import ConfigError, load
     from models.stack import RBMStack, StackConfig
 
-    model_path, config_path = run / "model.pt", run / "config.toml"
-    if not model_path.is_file() or not config_path.is_file():
+    model_path, config_path = storage.join(run, "model.pt"), storage.join(run, "config.toml")
+    if not storage.exists(model_path) or not storage.exists(config_path):
         raise UsageError(f"{run} is not a finished run (needs model.pt and config.toml): "
                          "train one with 'catneuron train' first")
     try:
         cfg = load(config_path)
     except (ConfigError, ValueError) as exc:
         raise UsageError(f"{config_path}: {exc}") from None
-    blob = torch.load(model_path, map_location="cpu", weights_only=True)
+    try:
+        blob = read_state(model_path)  # torch.load(weights_only=True) of its bytes
+    except ValueError as exc:  # models.state_file.UnsafeStateFile: nothing in it ran
+        raise UsageError(str(exc)) from None
     stack = RBMStack(StackConfig.from_dict(blob["config"]), device="cpu")
     stack.load_state_dict(blob["state"])
     initial = RBMStack(stack.config, update=cfg.update, device="cpu",
@@ -121,8 +133,7 @@ def evaluate(args) -> dict:
 
     from jobs.evaluation import report
 
-    run = Path(args.run)
-    cfg, stack, initial = load_run(run)
+    cfg, stack, initial = load_run(args.run)
     probe = load_probe(args, cfg)
     positive = args.positive or "faces"
     if positive not in probe.classes:
@@ -134,10 +145,9 @@ def evaluate(args) -> dict:
                     n_filters=args.filters,
                     protocol={"n_splits": args.splits, "n_thresholds": 20, "seed": args.seed},
                     progress=lambda it, **kw: tqdm(it, disable=quiet, **kw))
-    out = run / "evaluation.json"
-    tmp = out.with_name(".evaluation.json.tmp")
-    tmp.write_text(json.dumps(result, indent=1, allow_nan=False))
-    os.replace(tmp, out)
+    # atomic on a disk (temporary name, rename) and in an object store (whole upload)
+    storage.write_text(storage.join(args.run, "evaluation.json"),
+                       json.dumps(result, indent=1, allow_nan=False))
     return result
 
 
@@ -151,8 +161,12 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"catneuron evaluate: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a store that cannot be reached or read (endpoint, credentials)
+        print(f"catneuron evaluate: error: {exc}: check the run's location and, for an object "
+              "store, the AWS_* settings", file=sys.stderr)
+        return 2
     print(table(result))
-    print(f"wrote {Path(args.run) / 'evaluation.json'}")
+    print(f"wrote {storage.join(args.run, 'evaluation.json')}")
     return 0
 
 

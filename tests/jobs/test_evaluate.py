@@ -36,7 +36,7 @@ def _run_folder(tmp_path: Path) -> Path:
     return run
 
 
-def _check_contract(result: dict, classes: dict[str, int], n_stages: int) -> None:
+def check_contract(result: dict, classes: dict[str, int], n_stages: int) -> None:
     assert result["schema"] == 1
     assert result["probe"]["classes"] == classes
     assert SCORE <= set(result["best_neuron"])
@@ -64,7 +64,7 @@ def test_builtin_probe_writes_the_contract(tmp_path, capsys):
     run = _run_folder(tmp_path)
     assert main(["--run", str(run), "--filters", "50", "--splits", "3", "--quiet"]) == 0
     result = json.loads((run / "evaluation.json").read_text())
-    _check_contract(result, {"faces": 50, "other": 200}, 2)
+    check_contract(result, {"faces": 50, "other": 200}, 2)
     assert result["probe"]["source"] == "builtin" and result["probe"]["positive"] == "faces"
     out = capsys.readouterr().out
     assert "top stage best unit" in out and "linear_filters" in out
@@ -83,7 +83,7 @@ def test_folder_probe_and_errors(tmp_path, capsys):
             "--quiet"]
     assert main(args + ["--positive", "cats <b>"]) == 0
     result = json.loads((run / "evaluation.json").read_text())
-    _check_contract(result, {"cats <b>": 4, "dogs": 6}, 2)
+    check_contract(result, {"cats <b>": 4, "dogs": 6}, 2)
     capsys.readouterr()
     assert main(args) == 2  # no "faces" class
     err = capsys.readouterr().err
@@ -109,4 +109,4 @@ def test_end_to_end_on_a_trained_run(ray_cluster, tmp_path):
                   "--quiet"]) == 0
     assert main(["--run", str(run), "--filters", "100", "--splits", "5", "--quiet"]) == 0
     result = json.loads((run / "evaluation.json").read_text())
-    _check_contract(result, {"faces": 50, "other": 200}, 2)
+    check_contract(result, {"faces": 50, "other": 200}, 2)

@@ -1,10 +1,13 @@
 """A whole run against an S3-compatible store (moto's server on 127.0.0.1): ``catneuron
 ingest`` writes the dataset there, ``catneuron train`` reads it and writes its run folder there,
-``--resume`` continues from the checkpoint stored there. Each step runs in its own process from
-its own empty folder, so no local folder is shared between the steps."""
+``--resume`` continues from the checkpoint stored there, and ``catneuron evaluate`` scores the
+stored run (reading its model and, for the linear-filter baseline, the stored dataset) and writes
+``evaluation.json`` there. Each step runs in its own process from its own empty folder, so no
+local folder is shared between the steps."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +17,7 @@ import torch
 
 from cluster.state_io import read_state
 from pipeline import storage
+from tests.jobs.test_evaluate import check_contract
 from tests.pipeline.conftest import make_video
 
 pytestmark = pytest.mark.slow
@@ -47,7 +51,7 @@ def _params(run: str) -> dict:
     return read_state(storage.join(run, "model.pt"))["state"]["rbms"][0]["params"]
 
 
-def test_ingest_train_resume_in_an_s3_store(s3_store, tmp_path):
+def test_ingest_train_resume_evaluate_in_an_s3_store(s3_store, tmp_path):
     import os
 
     env = {**os.environ, **s3_store}
@@ -75,5 +79,14 @@ def test_ingest_train_resume_in_an_s3_store(s3_store, tmp_path):
         assert storage.exists(f"{BUCKET}/resumed/{name}"), name
     events = storage.read_text(f"{BUCKET}/resumed/events.log")
     assert "resuming from s3://catneuron/e2e/resumed/checkpoints/stage0/step00000004" in events
-    for step in ("step1", "step2", "step3", "step4"):  # nothing written next to the processes
+
+    done = catneuron(env, tmp_path / "step5", "evaluate", f"--run={BUCKET}/resumed",
+                     "--splits", "5", "--filters", "200", "--quiet")
+    assert f"wrote {BUCKET}/resumed/evaluation.json" in done.stdout
+    assert "no training frames" not in done.stderr  # the dataset was read from the store
+    result = json.loads(storage.read_text(f"{BUCKET}/resumed/evaluation.json"))
+    check_contract(result, {"faces": 50, "other": 200}, n_stages=1)
+    assert result["probe"]["source"] == "builtin"
+    assert result["protocol"] == {"n_splits": 5, "n_thresholds": 20, "seed": 0}
+    for step in ("step1", "step2", "step3", "step4", "step5"):  # nothing written next to them
         assert not any((tmp_path / step).iterdir()), step
