@@ -1,7 +1,7 @@
 """The feature gallery: static HTML pages of what every unit of a run learned.
 
 ``build_gallery(RUN)`` reads the run's files (``config.toml``, ``metrics.jsonl``, the dataset's
-``_manifest.json``, ``evaluation.json``, ``visualize/``; see ``CONTRACT.md``) and writes
+``_manifest.json``, ``evaluation.json``, ``visualize/``; see ``jobs/RUN_FILES.md``) and writes
 ``RUN/gallery/``:
 
 - ``index.html``: first the answer to "is there a face unit?" (the best unit's held-out

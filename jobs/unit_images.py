@@ -2,7 +2,7 @@
 pixels), top frames with the exciting patch marked, optimal stimuli, invariance curves.
 
 Each writer saves PNGs under ``out/stage{k}/`` and returns, per unit index, the JSON fields of
-``RUN/visualize/stage{k}.json`` (paths relative to ``out``), as set in ``CONTRACT.md``.
+``RUN/visualize/stage{k}.json`` (paths relative to ``out``), as set in ``jobs/RUN_FILES.md``.
 """
 
 from __future__ import annotations

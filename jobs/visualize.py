@@ -5,7 +5,7 @@ Examples::
     catneuron visualize --run runs/demo/train
     catneuron visualize --run runs/demo/train --top-k 16 --units 32 --selective 8 --invariance 8
 
-For every trained stage it writes ``RUN/visualize/stage{k}.json`` and PNGs (``CONTRACT.md``).
+For every trained stage it writes ``RUN/visualize/stage{k}.json`` and PNGs (``jobs/RUN_FILES.md``).
 Per stage the ``--selective`` most selective units (``RUN/evaluation.json`` when present, else by
 activation variance) and ``--units`` more drawn at random are shown in detail: weights (stage 0)
 or their linear projection to pixels (above), the top-k frames of the whole dataset with the

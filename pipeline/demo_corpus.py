@@ -3,10 +3,9 @@
 Each video pans and zooms across one of scikit-image's photographs (``skimage.data``) while
 faces 0-49 of its bundled LFW subset (``skimage.data.lfw_subset()``: 200 grey 25x25 crops,
 0-99 faces, 100-199 non-faces) drift through half of the frames, near the middle and about as
-tall as the frame (:class:`FaceLayout`; the face-neuron search of issue 14 chose this layout so
-that a top-stage unit that sees the whole frame sees whole faces; the earlier layout, a third of
-the frames with faces 15-90 % of the frame height anywhere, is
-``FaceLayout(1 / 3, (0.15, 0.9), (0.1, 0.9))``). This is the "cat neuron" set-up of Le et al.
+tall as the frame (:class:`FaceLayout`), so that a top-stage unit that sees the whole frame
+sees whole faces, framed as the probe frames them (small faces anywhere in a third of the frames
+is ``FaceLayout(1 / 3, (0.15, 0.9), (0.1, 0.9))``). This is the "cat neuron" set-up of Le et al.
 (ICML 2012) in miniature: unlabelled frames in which faces are common but not everywhere.
 
 What the videos never show is the probe set (:func:`probe_set`): LFW-subset faces 50-99 against

@@ -1,4 +1,4 @@
-"""A fake but valid run folder for the gallery tests, following CONTRACT.md exactly.
+"""A fake but valid run folder for the gallery tests, following jobs/RUN_FILES.md exactly.
 
 ``make_run(root)`` writes ``root/data/_manifest.json`` (ok and failed sources) and ``root/run/``
 with ``config.toml`` (the demo config, resolved by ``jobs.config``), ``metrics.jsonl``,
