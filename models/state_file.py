@@ -1,6 +1,6 @@
 """State files that hold data, never code: tensors and plain Python values only.
 
-``torch.save`` pickles whatever it is given and ``torch.load(weights_only=False)`` runs whatever
+``torch.save`` pickles whatever it is given and an unrestricted ``torch.load`` runs whatever
 a pickle names, so a crafted ``model.pt`` or checkpoint could run code when opened. Every state
 file catneuron writes goes through :func:`save_state`, which keeps tensors, numbers, strings,
 ``None`` and lists/tuples/dicts of them (numpy arrays become tensors; anything else is refused

@@ -153,6 +153,19 @@ def _open_writer(path_stem: Path, fps: float, w: int, h: int) -> tuple[cv2.Video
     raise RuntimeError("OpenCV cannot write MP4 or AVI video here; install opencv-python-headless")
 
 
+def _paste_segment(rgb: np.ndarray, faces: np.ndarray, seg: dict, t: int) -> None:
+    """Paste segment ``seg``'s face into frame ``t`` (in place), its size and centre moving
+    linearly from the segment's start to its end."""
+    h, w = rgb.shape[:2]
+    u = (t - seg["start"]) / max(1, seg["stop"] - seg["start"] - 1)
+    side = int(h * (seg["scale"][0] + (seg["scale"][1] - seg["scale"][0]) * u))
+    # keep the face centre inside the central square that ingest crops
+    fx = seg["xy0"][0] + (seg["xy1"][0] - seg["xy0"][0]) * u
+    cx = (w - h) / (2 * w) + (h / w) * fx
+    cy = seg["xy0"][1] + (seg["xy1"][1] - seg["xy0"][1]) * u
+    _paste_face(rgb, faces[seg["face"]], cx, cy, side)
+
+
 def write_demo_videos(
     out_dir: str | os.PathLike,
     *,
@@ -216,15 +229,8 @@ def write_demo_videos(
         try:
             for t in range(n_frames):
                 rgb = _camera(photos[name], t / max(1, n_frames - 1), cam, w, h)
-                s = face_at.get(t)
-                if s is not None:
-                    u = (t - s["start"]) / max(1, s["stop"] - s["start"] - 1)
-                    side = int(h * (s["scale"][0] + (s["scale"][1] - s["scale"][0]) * u))
-                    # keep the face centre inside the central square that ingest crops
-                    fx = s["xy0"][0] + (s["xy1"][0] - s["xy0"][0]) * u
-                    cx = (w - h) / (2 * w) + (h / w) * fx
-                    cy = s["xy0"][1] + (s["xy1"][1] - s["xy0"][1]) * u
-                    _paste_face(rgb, faces[s["face"]], cx, cy, side)
+                if t in face_at:
+                    _paste_segment(rgb, faces, face_at[t], t)
                 writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
         finally:
             writer.release()
