@@ -253,11 +253,6 @@ def dumps(config: Any) -> str:
     return "\n".join(lines) + "\n"
 
 
-def loads_dict(text: str) -> dict[str, Any]:
-    """Parse TOML text (a run folder's ``config.toml``) without building a config."""
-    return tomllib.loads(text)
-
-
 __all__ = [
     "ConfigError", "DataConfig", "TrainConfig", "SimConfig", "JobConfig", "build", "load",
     "dumps", "to_dict", "apply_overrides", "shipped_config", "config_path", "shortcut_overrides",

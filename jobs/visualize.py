@@ -81,11 +81,11 @@ def dataset_root(run: Path, override: str | None) -> Path:
     if override:
         root = Path(override)
     else:
-        from jobs.config import loads_dict
+        from jobs.config import load
 
         try:
-            root = Path(loads_dict((run / "config.toml").read_text())["data"]["path"])
-        except (OSError, KeyError, TypeError, ValueError) as exc:
+            root = Path(load(run / "config.toml").data.path)
+        except (OSError, ValueError) as exc:
             raise UsageError(f"{run / 'config.toml'} has no readable data.path ({exc}); "
                              "pass --data DATASET_DIR") from None
     if not (root / "_manifest.json").is_file():
