@@ -39,7 +39,7 @@ from pipeline.decode import DecodeConfig, resize
 from pipeline.demo_corpus import write_demo_videos
 from pipeline.ingest import IngestConfig, run_ingest
 from pipeline.pool import DecodePool
-from pipeline.work import ShardConfig
+from pipeline.shards import ShardConfig
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--videos", type=int, default=8)
     ap.add_argument("--frames", type=int, default=300, help="frames per video")
     ap.add_argument("--height", type=int, default=576, help="video height (width = 4/3 height)")
-    ap.add_argument("--size", type=int, default=200, help="output side (Le et al.: 200)")
+    ap.add_argument("--input-size", type=int, default=200, help="output side (Le et al.: 200)")
     ap.add_argument("--repeats", type=int, default=3, help="best of this many runs per config")
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "catneuron-bench")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "ingest.json")
@@ -139,13 +139,13 @@ def main(argv: list[str] | None = None) -> int:
           f"frames, {cv2.VideoCapture(str(videos[0])).get(cv2.CAP_PROP_FRAME_WIDTH):.0f}x"
           f"{args.height}", file=sys.stderr)
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
-    config = DecodeConfig(size=args.size, grey=True)
+    config = DecodeConfig(input_size=args.input_size, channels=1)
     results: dict[str, dict] = {}
     for rep in range(args.repeats):
-        n, sec, cpu = bare_loop(videos, args.size)
+        n, sec, cpu = bare_loop(videos, args.input_size)
         _best(results, "bare", n, sec, rep, cpu_seconds=round(cpu, 3),
               frames_per_cpu_s=round(n / cpu, 1))
-        n, sec = bare_parallel(videos, args.size, 2)
+        n, sec = bare_parallel(videos, args.input_size, 2)
         _best(results, "bare_2_processes", n, sec, rep)
         for workers in (1, 2):
             frames, sec, actor_sec = _ingest(videos, args.cache / "ds", config, workers, None)
@@ -167,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
                     "ray": ray.__version__},
         "videos": {"count": len(videos), "frames_each": args.frames,
                    "height": args.height, "codec": videos[0].suffix},
-        "decode": {"size": args.size, "grey": True, "interpolation": config.interpolation,
+        "decode": {"input_size": args.input_size, "channels": 1,
+                   "interpolation": config.interpolation,
                    "decode_threads": config.decode_threads},
         "results": results,
         "ingest_1_over_bare": round(one / bare, 3),
@@ -181,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         "cold_ingest_2_over_cold_ingest_1": round(results["ingest_cold_2"]["frames_per_s"]
                                                   / results["ingest_cold_1"]["frames_per_s"], 3),
         "goals": {"ingest_1_over_bare": 0.9, "ingest_2_over_ingest_1": 1.8},
-        "resize_cost": resize_costs(videos[0], args.size),
+        "resize_cost": resize_costs(videos[0], args.input_size),
         "note": "best of --repeats; every ingest figure includes the Parquet writes, sha256 and "
         "manifest updates; ingest_cold_* also includes starting the actors. frames_per_cpu_s "
         "divides by the CPU time of the decoding process(es) only (not the driver, raylet or "

@@ -219,7 +219,7 @@ def measure(config, loop, pair: ConcurrentLoops, cycles: int, steps: int, warmup
             "param_bytes": ps.param_bytes}
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--config", default="demo")
     p.add_argument("--data", default="runs/demo/data", help="dataset folder (catneuron ingest)")
@@ -241,62 +241,79 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-period-1", action="store_true",
                    help="skip the second measurement at n_push = n_fetch = 1")
     p.add_argument("--out", help="write the JSON here as well as to stdout")
-    args = p.parse_args(argv)
+    return p
 
+
+def setting(args: argparse.Namespace) -> dict:
+    """The measured setting: each flag, else the config's value."""
+    from jobs.config import load
+
+    tc = load(args.config, [f'data.path="{args.data}"']).train
+    return {"n_push": args.n_push or tc.n_push, "n_fetch": args.n_fetch or tc.n_fetch,
+            "prefetch": tc.prefetch if args.prefetch is None else args.prefetch,
+            "push": args.push or tc.push,
+            "transfer_dtype": args.transfer_dtype or tc.transfer_dtype,
+            "n_ps_shards": args.ps_shards or tc.n_ps_shards}
+
+
+def overrides(data: str, s: dict, n_push: int, n_fetch: int) -> list[str]:
+    """Config overrides for setting ``s`` at push/fetch periods ``n_push``/``n_fetch``."""
+    return [f'data.path="{data}"', "data.holdout_frames=0", f"train.n_push={n_push}",
+            f"train.n_fetch={n_fetch}", f"train.prefetch={str(s['prefetch']).lower()}",
+            f'train.push="{s["push"]}"', f'train.transfer_dtype="{s["transfer_dtype"]}"',
+            f"train.n_ps_shards={s['n_ps_shards']}"]
+
+
+def measure_periods(args: argparse.Namespace, s: dict, periods: list[tuple[int, int]]) -> dict:
+    """:func:`measure` at each (n_push, n_fetch) of ``periods``, the single-process contenders
+    kept alive across them."""
     import ray
-    import torch
 
     from cluster.reference import SingleProcessLoop
     from jobs.config import load
 
-    base = load(args.config, [f'data.path="{args.data}"'])
-    n_push = args.n_push or base.train.n_push
-    n_fetch = args.n_fetch or base.train.n_fetch
-    prefetch = base.train.prefetch if args.prefetch is None else args.prefetch
-    push = args.push or base.train.push
-    dtype = args.transfer_dtype or base.train.transfer_dtype
-    n_shards = args.ps_shards or base.train.n_ps_shards
-
-    def overrides(n_push: int, n_fetch: int) -> list[str]:
-        return [f'data.path="{args.data}"', "data.holdout_frames=0", f"train.n_push={n_push}",
-                f"train.n_fetch={n_fetch}", f"train.prefetch={str(prefetch).lower()}",
-                f'train.push="{push}"', f'train.transfer_dtype="{dtype}"',
-                f"train.n_ps_shards={n_shards}"]
-
-    settings = [(n_push, n_fetch)]
-    if not args.no_period_1 and (n_push, n_fetch) != (1, 1):
-        settings.append((1, 1))
-    config = load(args.config, overrides(n_push, n_fetch))
-    loop = SingleProcessLoop(config)
-    pair = ConcurrentLoops(args.config, overrides(n_push, n_fetch))
+    first = overrides(args.data, s, *periods[0])
+    loop = SingleProcessLoop(load(args.config, first))
+    pair = ConcurrentLoops(args.config, first)
     loop.run(args.warmup)
     pair.run(args.warmup)
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
-    results = {}
     try:
         time.sleep(5)  # Ray's own processes are busy for a few seconds after ray.init
-        for period in settings:
-            results[period] = measure(load(args.config, overrides(*period)), loop, pair,
-                                      args.cycles, args.steps, args.warmup)
+        return {period: measure(load(args.config, overrides(args.data, s, *period)), loop, pair,
+                                args.cycles, args.steps, args.warmup) for period in periods}
     finally:
         ray.shutdown()
         pair.close()
 
-    main_runs = results[(n_push, n_fetch)]
+
+def main(argv: list[str] | None = None) -> int:
+    import ray
+    import torch
+
+    from jobs.config import load
+
+    args = build_parser().parse_args(argv)
+    s = setting(args)
+    periods = [(s["n_push"], s["n_fetch"])]
+    if not args.no_period_1 and periods[0] != (1, 1):
+        periods.append((1, 1))
+    results = measure_periods(args, s, periods)
     result = {
         "benchmark": "ps",
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                     "torch": torch.__version__, "ray": ray.__version__},
         "model": "demo stage 0: 64x64x1 input, 10x10 fields, stride 2, 8 maps (LocalRBM, CD-1)",
-        "batch_size": config.data.batch_size, "n_ps_shards": n_shards,
-        "n_push": n_push, "n_fetch": n_fetch, "prefetch": prefetch, "push": push,
-        "transfer_dtype": dtype, "cycles": args.cycles, "steps_per_cycle": args.steps,
-        **main_runs,
+        "batch_size": load(args.config, [f'data.path="{args.data}"']).data.batch_size,
+        **{k: s[k] for k in ("n_ps_shards", "n_push", "n_fetch", "prefetch", "push",
+                             "transfer_dtype")},
+        "cycles": args.cycles, "steps_per_cycle": args.steps,
+        **results[periods[0]],
         "goals": {"overhead_vs_single": "<= 0.10", "scaling_2_vs_1": ">= 1.8"},
         "note": "shared 2-core VM: contenders interleaved in short cycles; figures are ratios "
                 "of the totals over all cycles",
     }
-    if (1, 1) in settings[1:]:
+    if len(periods) > 1:
         result["at_period_1"] = {"n_push": 1, "n_fetch": 1, **results[(1, 1)]}
     text = json.dumps(result, indent=1)
     print(text)

@@ -58,7 +58,7 @@ def write_initial(stage_dir: str, stage: int, rbm: RBMBase, layout: ShardLayout,
     folder = step_folder(stage_dir, 0)
     storage.makedirs(folder)
     full = to_numpy(rbm.params)
-    for j in range(layout.n_shards):
+    for j in range(layout.n_ps_shards):
         shard = ParameterShard(j, layout.to_dict(), rbm.update_config, tuple(rbm.decay_names),
                                layout.split(full, j), deltas=shards_add)
         shard.save(storage.join(folder, f"shard{j}.pt"))

@@ -57,7 +57,7 @@ def stage_plans(model: Any, n_ps_shards: int, k_override: int | None = None) -> 
         n = p * kk * d + p * kk + c * h * w
         k = k_override or st.k
         layout = ShardLayout.plan(shapes, min(n_ps_shards, p))
-        largest = max(layout.numel(j) for j in range(layout.n_shards))
+        largest = max(layout.numel(j) for j in range(layout.n_ps_shards))
         out.append(StagePlan(i, (c, h, w), p, kk, d, n, float((3 + 2 * k) * 2 * p * kk * d),
                              largest))
     return out

@@ -32,19 +32,19 @@ class ShardLayout:
 
     Attributes
     ----------
-    n_shards : number of parameter-server shards.
+    n_ps_shards : number of parameter-server shards (``train.n_ps_shards``).
     shapes : full shape of every parameter.
     bounds : for split parameters, ``(start, stop)`` along dim 0 for each shard.
     owner : for whole parameters, the shard that holds them (the last one).
     """
 
-    n_shards: int
+    n_ps_shards: int
     shapes: Mapping[str, tuple[int, ...]]
     bounds: Mapping[str, tuple[tuple[int, int], ...]]
     owner: Mapping[str, int]
 
     @classmethod
-    def plan(cls, shapes: Mapping[str, Sequence[int]], n_shards: int,
+    def plan(cls, shapes: Mapping[str, Sequence[int]], n_ps_shards: int,
              split_names: Sequence[str] = SPLIT_NAMES) -> ShardLayout:
         """Split ``split_names`` by contiguous dim-0 blocks over all shards; the other
         parameters go whole to the last shard.
@@ -52,11 +52,11 @@ class ShardLayout:
         Raises
         ------
         ValueError
-            ``n_shards`` < 1, split parameters disagree on dim 0, or there are more shards than
+            ``n_ps_shards`` < 1, split parameters disagree on dim 0, or there are more shards than
             positions (hidden units).
         """
-        if n_shards < 1:
-            raise ValueError(f"n_ps_shards={n_shards} must be >= 1")
+        if n_ps_shards < 1:
+            raise ValueError(f"n_ps_shards={n_ps_shards} must be >= 1")
         shapes = {k: tuple(int(d) for d in v) for k, v in shapes.items()}
         split = [k for k in shapes if k in split_names]
         whole = [k for k in shapes if k not in split_names]
@@ -68,23 +68,23 @@ class ShardLayout:
             raise ValueError(
                 f"split parameters disagree on dim 0: {[(k, shapes[k]) for k in split]}")
         n_rows = rows.pop()
-        if n_shards > n_rows:
+        if n_ps_shards > n_rows:
             raise ValueError(
-                f"n_ps_shards={n_shards} but the layer has only {n_rows} positions/hidden units "
+                f"n_ps_shards={n_ps_shards} but the layer has only {n_rows} positions/hidden units "
                 f"to split; use at most {n_rows} shards")
         # the last shard also holds the whole parameters: it gets fewer rows, so every shard
         # holds about the same number of values (at least one row each)
         row = sum(int(np.prod(shapes[k][1:], dtype=np.int64)) for k in split)
         extra = sum(int(np.prod(shapes[k], dtype=np.int64)) for k in whole)
         last = n_rows
-        if n_shards > 1:
-            target = (n_rows * row + extra) / n_shards
-            last = min(max(round((target - extra) / row), 1), n_rows - n_shards + 1)
-        edges = np.linspace(0, n_rows - last, n_shards).round().astype(int).tolist() + [n_rows]
-        blocks = [(int(edges[i]), int(edges[i + 1])) for i in range(n_shards)]
+        if n_ps_shards > 1:
+            target = (n_rows * row + extra) / n_ps_shards
+            last = min(max(round((target - extra) / row), 1), n_rows - n_ps_shards + 1)
+        edges = np.linspace(0, n_rows - last, n_ps_shards).round().astype(int).tolist() + [n_rows]
+        blocks = [(int(edges[i]), int(edges[i + 1])) for i in range(n_ps_shards)]
         bounds = {k: tuple(blocks) for k in split}
-        owner = {k: n_shards - 1 for k in whole}
-        return cls(n_shards=n_shards, shapes=shapes, bounds=bounds, owner=owner)
+        owner = {k: n_ps_shards - 1 for k in whole}
+        return cls(n_ps_shards=n_ps_shards, shapes=shapes, bounds=bounds, owner=owner)
 
     def names(self, shard: int) -> list[str]:
         """Parameter names shard ``shard`` holds a (non-empty) part of, in a fixed order."""
@@ -115,13 +115,13 @@ class ShardLayout:
 
     def split_all(self, tensors: Mapping[str, torch.Tensor | np.ndarray]) -> list[dict]:
         """Every shard's part, in shard order."""
-        return [self.split(tensors, j) for j in range(self.n_shards)]
+        return [self.split(tensors, j) for j in range(self.n_ps_shards)]
 
     def join(self, parts: Sequence[Mapping[str, np.ndarray | torch.Tensor]],
              out: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         """Reassemble full tensors from every shard's part (copied into ``out`` if given)."""
-        if len(parts) != self.n_shards:
-            raise ValueError(f"expected {self.n_shards} shard parts, got {len(parts)}")
+        if len(parts) != self.n_ps_shards:
+            raise ValueError(f"expected {self.n_ps_shards} shard parts, got {len(parts)}")
         result: dict[str, torch.Tensor] = {}
         for k, shape in self.shapes.items():
             dst = out[k] if out is not None else None
@@ -147,15 +147,17 @@ class ShardLayout:
         return sum(int(np.prod(s, dtype=np.int64)) for s in self.shard_shapes(shard).values())
 
     def to_dict(self) -> dict:
-        """Plain-data form (stored in checkpoints)."""
-        return {"n_shards": self.n_shards, "shapes": {k: list(v) for k, v in self.shapes.items()},
+        """Plain-data form (stored in checkpoints; older ones name the count ``n_shards``)."""
+        return {"n_ps_shards": self.n_ps_shards,
+                "shapes": {k: list(v) for k, v in self.shapes.items()},
                 "bounds": {k: [list(b) for b in v] for k, v in self.bounds.items()},
                 "owner": dict(self.owner)}
 
     @classmethod
     def from_dict(cls, d: Mapping) -> ShardLayout:
         """Inverse of :meth:`to_dict`."""
-        return cls(n_shards=int(d["n_shards"]),
+        count = d["n_ps_shards"] if "n_ps_shards" in d else d["n_shards"]
+        return cls(n_ps_shards=int(count),
                    shapes={k: tuple(v) for k, v in d["shapes"].items()},
                    bounds={k: tuple(tuple(b) for b in v) for k, v in d["bounds"].items()},
                    owner={k: int(v) for k, v in d["owner"].items()})

@@ -50,6 +50,7 @@ from cluster.checkpoint import read_meta, step_folder, write_meta
 from cluster.config import JobSections
 from cluster.ps import OutOfStep, latest_checkpoint
 from cluster.runlog import RunLogger, show_recon_error, stage_progress
+from cluster.sharding import ShardLayout
 from cluster.stage import StageActors, get_when_alive, start_stage
 from cluster.state_io import read_state, write_state
 from cluster.worker import split_holdout
@@ -181,9 +182,10 @@ class Trainer:
             raise FileExistsError(f"{stage_dir} already holds checkpoints: pass --resume to "
                                   f"continue that run, or choose a new --run-dir")
         meta = read_meta(ckpt)
-        if meta["layout"]["n_shards"] != tc.n_ps_shards:
-            raise ValueError(f"checkpoint {ckpt} has {meta['layout']['n_shards']} shards; resume "
-                             f"with --train.n_ps_shards={meta['layout']['n_shards']}")
+        saved = ShardLayout.from_dict(meta["layout"]).n_ps_shards
+        if saved != tc.n_ps_shards:
+            raise ValueError(f"checkpoint {ckpt} has {saved} shards; resume with "
+                             f"--train.n_ps_shards={saved}")
         if len(meta["positions"]) != tc.n_workers:
             raise ValueError(f"checkpoint {ckpt} has {len(meta['positions'])} workers; resume "
                              f"with --train.n_workers={len(meta['positions'])}")
@@ -293,16 +295,16 @@ class _SyncDriver:
         """Every worker computes step t against step t-1's parameters; each shard applies the
         mean of its parts; at most ``max_in_flight`` steps outstanding."""
         tc, actors = self.tc, self.actors
-        n_shards = tc.n_ps_shards
+        n_ps_shards = tc.n_ps_shards
         param_refs = [s.params_now.remote() for s in actors.shards]
         while self.step < tc.steps:
             step = self.step
             self.trainer.inject_faults(actors, step)
-            outs = [w.compute.options(num_returns=n_shards + 1).remote(step, *param_refs)
+            outs = [w.compute.options(num_returns=n_ps_shards + 1).remote(step, *param_refs)
                     for w in actors.workers]
             param_refs = [actors.shards[j].apply_sync.remote(step, *[o[j] for o in outs])
-                          for j in range(n_shards)]
-            self.window.append((step, [o[n_shards] for o in outs], param_refs))
+                          for j in range(n_ps_shards)]
+            self.window.append((step, [o[n_ps_shards] for o in outs], param_refs))
             self._drain(tc.max_in_flight)
             self.step += 1
             if self.trainer.due(step, self.step) or self.step == tc.steps:

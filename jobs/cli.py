@@ -7,6 +7,7 @@ cluster) are the same code. Modules are imported lazily so ``catneuron --help`` 
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import importlib.util
 import sys
@@ -26,6 +27,16 @@ SUBCOMMANDS: dict[str, str] = {
 
 # subcommands whose module is not jobs/<name>.py (``jobs.jobs`` would read as the package)
 MODULES: dict[str, str] = {"jobs": "jobs.control"}
+
+
+def parse_or_status(parser: argparse.ArgumentParser,
+                    argv: list[str] | None) -> argparse.Namespace | int:
+    """``parser.parse_args(argv)``, or the exit status argparse chose (0 after ``--help``, 2 after
+    a usage error, its message already printed) so that ``main`` returns it instead of exiting."""
+    try:
+        return parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
 
 
 def _module(name: str) -> str:

@@ -17,6 +17,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from jobs.submit import add_address
+
 PROG = "catneuron jobs"
 
 
@@ -25,8 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                        "Ray cluster.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     address = argparse.ArgumentParser(add_help=False)
-    address.add_argument("--address", help="the Ray dashboard, http://HOST:8265 (default: "
-                                            "$RAY_ADDRESS, else http://127.0.0.1:8265)")
+    add_address(address)
     sub.add_parser("list", parents=[address], help="every job the cluster knows, newest last")
     for name, text in (("status", "a job's status and details"), ("stop", "stop a running job")):
         sub.add_parser(name, parents=[address], help=text).add_argument("id", metavar="ID")
@@ -78,12 +79,11 @@ COMMANDS = {"list": _list, "status": _status, "logs": _logs, "stop": _stop}
 
 def main(argv: list[str] | None = None) -> int:
     from cluster.submission import ClusterUnreachable, connect
+    from jobs.cli import parse_or_status
 
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
+    args = parse_or_status(build_parser(), argv)
+    if isinstance(args, int):
+        return args
     try:
         client = connect(args.address)
     except (ClusterUnreachable, ValueError) as exc:

@@ -36,6 +36,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from jobs.cli import parse_or_status
+
 STATE = "demo.json"
 
 
@@ -285,10 +287,9 @@ def main(argv: list[str] | None = None) -> int:
                         + " ".join(FAST.train_overrides) + ", evaluate "
                         + " ".join(FAST.evaluate_args) + ", visualize "
                         + " ".join(FAST.visualize_args))
-    try:
-        args = p.parse_args(argv)
-    except SystemExit as e:
-        return int(e.code or 0)
+    args = parse_or_status(p, argv)
+    if isinstance(args, int):
+        return args
     demo = Demo(args.out, FAST if args.fast else FULL)
     try:
         _check_state(demo)

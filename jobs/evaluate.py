@@ -82,10 +82,10 @@ def load_probe(args, cfg):
     from pipeline.shards import read_manifest
 
     m = cfg.model
-    decode = DecodeConfig(size=m.input_size, grey=m.channels == 1)
+    decode = DecodeConfig(input_size=m.input_size, channels=m.channels)
     try:
         opts = read_manifest(cfg.data.path).get("options", {})
-        decode = DecodeConfig(size=m.input_size, grey=m.channels == 1,
+        decode = DecodeConfig(input_size=m.input_size, channels=m.channels,
                               interpolation=opts.get("interpolation", "box_linear"))
     except (OSError, ValueError):
         pass  # dataset gone: the stack's geometry still fixes size and channels

@@ -3,14 +3,15 @@
 Examples::
 
     catneuron ingest --demo --out runs/demo/data
-    catneuron ingest clips/ urls.txt https://example.org/v.mp4 --out data --every 5 --size 200
+    catneuron ingest clips/ urls.txt https://example.org/v.mp4 --out data --every 5 --input-size 200
     catneuron ingest clips/ --out data --config le2012 --ingest.decode.every=5
     python -m jobs.ingest "ytsearch3:cat videos" --out data --max-frames 300 --grey
 
 The settings are the ``[ingest]`` section of a job config (``[ingest.decode]``,
 ``[ingest.shards]``, ``[ingest.fetch]``, ``n_decoders``): library defaults < ``--config``
 (``--demo`` reads the shipped demo's) < ``--ingest.key=value`` overrides and the shortcut flags
-(``--size`` is ``--ingest.decode.size=``; a flag and its own key with different values is an
+(``--input-size`` is ``--ingest.decode.input_size=``, ``--grey`` is
+``--ingest.decode.channels=1``; a flag and its own key with different values is an
 error). The resolved config is written beside the dataset, ``OUT/_config.toml``.
 
 Exit status: 0 when the dataset has at least one frame, 1 when no source gave frames, 2 on usage
@@ -36,7 +37,7 @@ from pipeline.shards import MANIFEST, read_manifest
 
 # shortcut flags -> their key in the job config, and the factor from the flag's unit
 SHORTCUTS = {"every": "ingest.decode.every", "max_frames": "ingest.decode.max_frames",
-             "size": "ingest.decode.size", "grey": "ingest.decode.grey",
+             "input_size": "ingest.decode.input_size", "channels": "ingest.decode.channels",
              "interpolation": "ingest.decode.interpolation",
              "shard_rows": "ingest.shards.max_rows", "shard_mb": "ingest.shards.max_bytes",
              "workers": "ingest.n_decoders", "max_duration": "ingest.fetch.max_duration_s",
@@ -65,14 +66,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--every", type=int, metavar="K", help="keep every K-th frame [1]")
     p.add_argument("--max-frames", type=int, default=None, metavar="N",
                    help="at most N frames per video, spread over the whole video")
-    p.add_argument("--size", type=int, default=None, metavar="S",
+    p.add_argument("--input-size", type=int, default=None, metavar="S",
                    help="square output side (centre crop + resize); 0 keeps the native frame "
                    "[default 64; Le et al. 2012 used 200]")
     colour = p.add_mutually_exclusive_group()
-    colour.add_argument("--grey", "--gray", dest="grey", action="store_true", default=None,
-                        help="store one grey channel [default]")
-    colour.add_argument("--colour", "--color", dest="grey", action="store_false",
-                        help="store three RGB channels")
+    colour.add_argument("--grey", "--gray", dest="channels", action="store_const", const=1,
+                        default=None, help="store one grey channel (channels=1) [default]")
+    colour.add_argument("--colour", "--color", dest="channels", action="store_const", const=3,
+                        help="store three RGB channels (channels=3)")
     p.add_argument("--interpolation", choices=["box_linear", "area", "linear", "nearest"],
                    help="resize filter: box_linear = integer box mean then bilinear (cheap, "
                    "little aliasing) [default]; area = cv2.INTER_AREA (exact, costlier)")

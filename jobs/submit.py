@@ -23,12 +23,17 @@ import sys
 JOBS = ("ingest", "train", "visualize", "evaluate", "demo", "plan")
 
 
+def add_address(p: argparse.ArgumentParser) -> None:
+    """The ``--address`` option of ``catneuron submit`` and ``catneuron jobs``."""
+    p.add_argument("--address", help="the Ray dashboard, http://HOST:8265 (default: $RAY_ADDRESS, "
+                                     "else http://127.0.0.1:8265)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="catneuron submit",
         description="Submit a catneuron job (" + ", ".join(JOBS) + ") to a Ray cluster.")
-    p.add_argument("--address", help="the Ray dashboard, http://HOST:8265 (default: $RAY_ADDRESS, "
-                                     "else http://127.0.0.1:8265)")
+    add_address(p)
     p.add_argument("--no-wait", action="store_true", help="print the job id and return")
     p.add_argument("--no-pip", action="store_true",
                    help="do not install the runtime requirements (the cluster's image has them)")
@@ -41,12 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Submit; 0/1 = the job's outcome, 2 = usage error or no cluster."""
     from cluster.submission import ClusterUnreachable, connect, entrypoint, runtime_env
+    from jobs.cli import parse_or_status
 
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
+    args = parse_or_status(build_parser(), argv)
+    if isinstance(args, int):
+        return args
     if args.job not in JOBS or importlib.util.find_spec(f"jobs.{args.job}") is None:
         print(f"catneuron submit: unknown job {args.job!r}; jobs: {', '.join(JOBS)}",
               file=sys.stderr)

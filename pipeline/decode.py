@@ -37,11 +37,13 @@ class DecodeConfig:
         Keep every ``every``-th frame (frame indices 0, k, 2k, ...).
     max_frames:
         At most this many frames per video, spread evenly over the video (``None``: no limit).
-    size:
-        Output side in pixels: the frame is centre-cropped to a square and resized to
-        ``size x size``. ``0`` keeps the native frame (no crop, no resize).
-    grey:
-        Store one grey channel (``cv2.COLOR_BGR2GRAY``) instead of three RGB channels.
+    input_size:
+        Output side in pixels, the model's ``input_size``: the frame is centre-cropped to a
+        square and resized to ``input_size x input_size``. ``0`` keeps the native frame (no
+        crop, no resize).
+    channels:
+        1 stores one grey channel (``cv2.COLOR_BGR2GRAY``), 3 the RGB channels; the model's
+        ``channels``.
     interpolation:
         Resize filter. ``"area"`` is ``cv2.INTER_AREA`` (the mean of the source pixels under
         each output pixel: no aliasing, but its general path for non-integer ratios can cost
@@ -58,8 +60,8 @@ class DecodeConfig:
 
     every: int = 1
     max_frames: int | None = None
-    size: int = 64
-    grey: bool = True
+    input_size: int = 64
+    channels: int = 1
     interpolation: Interpolation = "box_linear"
     batch_frames: int = 256
     decode_threads: int = 1
@@ -69,8 +71,11 @@ class DecodeConfig:
             raise ValueError(f"every={self.every}: must be >= 1 (1 keeps every frame)")
         if self.max_frames is not None and self.max_frames < 1:
             raise ValueError(f"max_frames={self.max_frames}: must be >= 1 or None (no limit)")
-        if self.size < 0:
-            raise ValueError(f"size={self.size}: must be >= 0 (0 keeps the native frame)")
+        if self.input_size < 0:
+            raise ValueError(f"input_size={self.input_size}: must be >= 0 (0 keeps the native "
+                             "frame)")
+        if self.channels not in (1, 3):
+            raise ValueError(f"channels={self.channels}: must be 1 (grey) or 3 (RGB)")
         if self.interpolation not in _INTERP:
             raise ValueError(
                 f"interpolation={self.interpolation!r}: choose one of {sorted(_INTERP)}"
@@ -79,10 +84,6 @@ class DecodeConfig:
             raise ValueError(f"decode_threads={self.decode_threads}: must be >= 0")
         if self.batch_frames < 1:
             raise ValueError(f"batch_frames={self.batch_frames}: must be >= 1")
-
-    @property
-    def channels(self) -> int:
-        return 1 if self.grey else 3
 
 
 @dataclass
@@ -126,14 +127,14 @@ def select_indices(frame_count: int, every: int, max_frames: int | None) -> np.n
 
 def convert_frame(bgr: np.ndarray, config: DecodeConfig) -> np.ndarray:
     """BGR frame from cv2 -> (H, W, C) uint8: centre-cropped square, grey or RGB, resized."""
-    if config.size:  # crop first: the colour conversion then touches only the kept pixels
+    if config.input_size:  # crop first: the colour conversion then touches only the kept pixels
         h, w = bgr.shape[:2]
         side = min(h, w)
         top, left = (h - side) // 2, (w - side) // 2
         bgr = bgr[top : top + side, left : left + side]
-    out = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY if config.grey else cv2.COLOR_BGR2RGB)
-    if config.size and out.shape[0] != config.size:
-        out = resize(out, config.size, config.interpolation)
+    out = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY if config.channels == 1 else cv2.COLOR_BGR2RGB)
+    if config.input_size and out.shape[0] != config.input_size:
+        out = resize(out, config.input_size, config.interpolation)
     if out.ndim == 2:
         out = out[:, :, None]  # (H, W) -> (H, W, 1)
     return out
@@ -273,7 +274,7 @@ def decode_video(path: str | Path, config: DecodeConfig) -> tuple[FrameBatch, Vi
         )
     else:
         out = FrameBatch(
-            np.zeros((0, config.size, config.size, c), np.uint8),
+            np.zeros((0, config.input_size, config.input_size, c), np.uint8),
             np.zeros(0, np.int64),
             np.zeros(0, np.float64),
         )

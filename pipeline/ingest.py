@@ -1,7 +1,7 @@
 """Ingest: sources -> (yt-dlp) -> decode actors -> Parquet shards + ``_manifest.json``.
 
-The driver resolves sources, downloads URLs, hands one :class:`~pipeline.work.VideoJob` per video
-to the decode pool and commits each finished video to the manifest (the only writer of it).
+The driver resolves sources, downloads URLs, hands one :class:`~pipeline.video_job.VideoJob` per
+video to the decode pool and commits each finished video to the manifest (the only writer of it).
 Resume: on start, shards the manifest does not list and temporary files are deleted, and videos
 already committed as ``ok`` are skipped; every other video is decoded again from its first
 frame. Because a video's shards enter the manifest in the same atomic replace that marks it
@@ -21,6 +21,7 @@ from pipeline.decode import DecodeConfig
 from pipeline.fetch import FetchConfig, FetchError, fetch
 from pipeline.shards import (
     MANIFEST,
+    ShardConfig,
     clean_uncommitted,
     commit_video,
     empty_manifest,
@@ -29,7 +30,7 @@ from pipeline.shards import (
     write_manifest,
 )
 from pipeline.sources import expand_sources, file_identity
-from pipeline.work import ShardConfig, VideoJob, VideoResult, ingest_video
+from pipeline.video_job import VideoJob, VideoResult, ingest_video
 
 DOWNLOADS = "_downloads"
 
@@ -80,15 +81,16 @@ class IngestReport:
 
 
 def _options(config: IngestConfig) -> dict[str, Any]:
-    """The manifest's ``options``: what decides the pixels (must match on resume)."""
+    """The manifest's ``options``, named as in ``[ingest.decode]`` and ``[ingest.shards]``: what
+    decides the pixels (must match on resume) and the shard bounds."""
     d = asdict(config.decode)
     d.pop("batch_frames")
     d.pop("decode_threads")
-    d.update(shard_rows=config.shards.max_rows, shard_bytes=config.shards.max_bytes)
+    d.update(asdict(config.shards))
     return d
 
 
-_MUST_MATCH = ("every", "max_frames", "size", "grey", "interpolation")
+_MUST_MATCH = ("every", "max_frames", "input_size", "channels", "interpolation")
 
 
 def open_dataset(out: str, config: IngestConfig) -> tuple[dict[str, Any], list[str]]:

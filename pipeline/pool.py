@@ -1,5 +1,5 @@
-"""A pool of Ray actors that run :func:`pipeline.work.ingest_video` (the only Ray module in
-``pipeline/``).
+"""A pool of Ray actors that run :func:`pipeline.video_job.ingest_video` (the only Ray module
+in ``pipeline/``).
 
 Each actor is a thin shell around the plain decode-and-write function. Sizing (figures in the
 README): by default one actor per CPU of the Ray cluster, each *requesting* only
@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator
 
 import ray
 
-from pipeline.work import VideoJob, VideoResult, ingest_video
+from pipeline.video_job import VideoJob, VideoResult, ingest_video
 
 ACTOR_NUM_CPUS = 0.5
 

@@ -42,8 +42,8 @@ def builtin_probe(config: DecodeConfig) -> Probe:
     """``pipeline.demo_corpus.probe_set()`` at the frames' size: classes ``faces``, ``other``."""
     from pipeline.demo_corpus import probe_set
 
-    x, y = probe_set(size=config.size or 64)  # (N, 1, S, S) grey
-    if not config.grey:
+    x, y = probe_set(size=config.input_size or 64)  # (N, 1, S, S) grey
+    if config.channels == 3:
         x = np.repeat(x, 3, axis=1)  # grey -> equal RGB channels
     # label 1 = face -> class 0 "faces"; label 0 -> class 1 "other"
     return Probe(np.ascontiguousarray(x), (1 - y).astype(np.int64), ("faces", "other"), "builtin")
@@ -78,5 +78,6 @@ def load_probe_folder(root: str | Path, config: DecodeConfig) -> Probe:
     shapes = {im.shape for im in images}
     if len(shapes) > 1:
         raise ProbeError(f"probe images of {root} have different shapes {sorted(shapes)}: "
-                         "the dataset was ingested with --size 0; re-ingest with a fixed --size")
+                         "the dataset was ingested with --input-size 0; re-ingest with a fixed "
+                         "--input-size")
     return Probe(np.stack(images), np.asarray(labels, np.int64), tuple(classes), str(root))

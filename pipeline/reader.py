@@ -93,8 +93,8 @@ def read_frames(
     shapes = {a.shape[1:] for a in out if len(a)}
     if len(shapes) > 1:
         raise ValueError(
-            f"{root}: frames of different shapes {sorted(shapes)} (ingested with --size 0 from "
-            "videos of different resolutions); re-ingest with a fixed --size"
+            f"{root}: frames of different shapes {sorted(shapes)} (ingested with --input-size 0 "
+            "from videos of different resolutions); re-ingest with a fixed --input-size"
         )
     return np.concatenate(out)
 

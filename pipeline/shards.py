@@ -33,10 +33,24 @@ import pyarrow.parquet as pq
 
 from pipeline import storage
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MANIFEST = "_manifest.json"
 SHARD_SUFFIX = ".parquet"
 TMP_SUFFIX = ".tmp"
+
+
+@dataclass(frozen=True)
+class ShardConfig:
+    """Shard bounds: at most ``max_rows`` frames and about ``max_bytes`` pixel bytes per file."""
+
+    max_rows: int = 4096
+    max_bytes: int = 128 << 20
+
+    def __post_init__(self) -> None:
+        if self.max_rows < 1:
+            raise ValueError(f"max_rows={self.max_rows}: must be >= 1")
+        if self.max_bytes < 1:
+            raise ValueError(f"max_bytes={self.max_bytes}: must be >= 1")
 
 
 def frame_schema(frame_bytes: int) -> pa.Schema:
@@ -133,7 +147,7 @@ class ShardWriter:
         elif self._schema.field("pixels").type.byte_width != frame_bytes:
             raise ValueError(
                 f"frame size changed within one video ({frame_bytes} bytes vs "
-                f"{self._schema.field('pixels').type.byte_width}); use a fixed --size"
+                f"{self._schema.field('pixels').type.byte_width}); use a fixed --input-size"
             )
         flat = np.ascontiguousarray(pixels).reshape(n * frame_bytes)  # (N*H*W*C,)
         pix = pa.FixedSizeBinaryArray.from_buffers(
@@ -248,13 +262,30 @@ def read_manifest(root: str | Path) -> dict[str, Any]:
             f"{path} is not valid JSON ({e}); re-run the ingest into a new folder"
         ) from e
     version = manifest.get("schema_version") if isinstance(manifest, dict) else None
-    if version != SCHEMA_VERSION:
+    if version == 1:
+        manifest = upgrade_v1(manifest)
+    elif version != SCHEMA_VERSION:
         raise ManifestError(
             f"{path}: schema_version {version!r}, this catneuron reads {SCHEMA_VERSION}; "
             "re-ingest with this version"
         )
     check_manifest_paths(root, manifest)
     return manifest
+
+
+# version 1 named the frame side, colour and shard bounds differently from the job config
+_V1_OPTIONS = {"size": "input_size", "shard_rows": "max_rows", "shard_bytes": "max_bytes"}
+
+
+def upgrade_v1(manifest: dict[str, Any]) -> dict[str, Any]:
+    """A schema-1 manifest in schema 2: its ``options`` under the names of the ``[ingest]``
+    config (``size`` -> ``input_size``, ``grey: bool`` -> ``channels: 1 | 3``,
+    ``shard_rows``/``shard_bytes`` -> ``max_rows``/``max_bytes``); nothing else changed."""
+    old = manifest.get("options")
+    options = {_V1_OPTIONS.get(k, k): v for k, v in old.items()} if isinstance(old, dict) else {}
+    if "grey" in options:
+        options["channels"] = 1 if options.pop("grey") else 3
+    return {**manifest, "schema_version": SCHEMA_VERSION, "options": options}
 
 
 def write_manifest(root: str | Path, manifest: dict[str, Any]) -> None:

@@ -5,8 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from pipeline.shards import ShardWriter, commit_video, empty_manifest, write_manifest
+
+SHAPES = {"W": (10, 3, 4), "c": (10, 3), "b": (1, 6, 6)}  # a LocalRBM: P=10, K=3, C*r*r=4
+
+
+def random_tensors(seed: int = 0) -> dict[str, torch.Tensor]:
+    """Standard-normal tensors of :data:`SHAPES` (parameters or updates of a small LocalRBM)."""
+    g = torch.Generator().manual_seed(seed)
+    return {k: torch.randn(s, generator=g) for k, s in SHAPES.items()}
 
 
 def make_frames(n: int, size: int, seed: int) -> np.ndarray:
@@ -31,7 +40,7 @@ def make_dataset(root: str | Path, *, n_videos: int = 4, frames_per_video: int =
     """A dataset folder of ``n_videos`` sources, ``shard_rows`` frames per Parquet shard."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    manifest = empty_manifest({"size": size})
+    manifest = empty_manifest({"input_size": size})
     for v in range(n_videos):
         frames = make_frames(frames_per_video, size, seed * 1000 + v)
         with ShardWriter(root, f"video{v}", max_rows=shard_rows) as writer:

@@ -80,7 +80,7 @@ def ingested(two_nodes, tmp_path_factory):
         make_video(videos / f"clip{i}.mp4", n_frames=48, seed=i)
     data = tmp / "data"
     result = cli(two_nodes, "submit", "--no-pip", "ingest", str(videos), "--out", str(data),
-                 "--size", "16", "--shard-rows", "16", "--workers", "1", "--quiet")
+                 "--input-size", "16", "--shard-rows", "16", "--workers", "1", "--quiet")
     return data, result
 
 

@@ -1,6 +1,6 @@
 """The synchronous schedule with the actor bodies called in-process (no Ray): workers compute on
 CPU, or on CUDA when present, and the shards' result equals the single-process reference on the
-same device. (The Ray tests in test_train.py run the same classes as actors.)"""
+same device. (The Ray tests in test_trainer.py run the same classes as actors.)"""
 
 from __future__ import annotations
 

@@ -74,7 +74,7 @@ def write_manifest(data: Path) -> None:
     shards = [{"path": "street-1.parquet", "rows": 100, "sha256": "0" * 64},
               {"path": "cats-2.parquet", "rows": 60, "sha256": "1" * 64}]
     manifest = {"schema_version": 1, "shards": shards, "videos": videos,
-                "options": {"size": 64, "grey": True, "every": 1}}
+                "options": {"input_size": 64, "channels": 1, "every": 1}}
     (data / "_manifest.json").write_text(json.dumps(manifest, indent=1))
 
 

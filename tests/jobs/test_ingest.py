@@ -17,18 +17,19 @@ def _resolve(argv):
 def test_demo_reads_the_shipped_demo_configs_ingest_section():
     demo = _resolve(["--demo", "--out", "x"])
     assert demo == load("demo").ingest
-    assert (demo.decode.size, demo.decode.grey, demo.shards.max_rows) == (64, True, 100)
+    assert (demo.decode.input_size, demo.decode.channels, demo.shards.max_rows) == (64, 1, 100)
     plain = _resolve(["a.mp4", "--out", "x"])  # no --config: the library defaults
     assert plain == load(None).ingest and plain.shards.max_rows == 4096
 
 
 def test_flags_and_overrides_set_the_same_keys():
-    got = _resolve(["a.mp4", "--out", "x", "--size", "32", "--colour", "--shard-mb", "2",
-                    "--ingest.decode.every=3", "--ingest.decode.size=32"])
-    assert (got.decode.size, got.decode.grey, got.decode.every) == (32, False, 3)
+    got = _resolve(["a.mp4", "--out", "x", "--input-size", "32", "--colour", "--shard-mb", "2",
+                    "--ingest.decode.every=3", "--ingest.decode.input_size=32"])
+    assert (got.decode.input_size, got.decode.channels, got.decode.every) == (32, 3, 3)
     assert got.shards.max_bytes == 2 << 20
-    with pytest.raises(ValueError, match="--size 32 and --ingest.decode.size=48 disagree"):
-        _resolve(["a.mp4", "--out", "x", "--size", "32", "--ingest.decode.size=48"])
+    disagree = "--input-size 32 and --ingest.decode.input_size=48 disagree"
+    with pytest.raises(ValueError, match=disagree):
+        _resolve(["a.mp4", "--out", "x", "--input-size", "32", "--ingest.decode.input_size=48"])
 
 
 def test_bad_values_are_one_line_exit_2(tmp_path, capsys):
@@ -43,6 +44,6 @@ def test_the_resolved_config_is_saved_beside_the_dataset(tmp_path):
     video = make_video(tmp_path / "v.mp4", n_frames=12)
     out = tmp_path / "data"
     assert main([str(video), "--out", str(out), "--workers", "0", "--quiet",
-                 "--ingest.decode.size=16", "--shard-rows", "5"]) == 0
+                 "--ingest.decode.input_size=16", "--shard-rows", "5"]) == 0
     saved = load(out / RESOLVED)
-    assert (saved.ingest.decode.size, saved.ingest.shards.max_rows) == (16, 5)
+    assert (saved.ingest.decode.input_size, saved.ingest.shards.max_rows) == (16, 5)

@@ -60,7 +60,7 @@ def test_ingest_train_resume_evaluate_in_an_s3_store(s3_store, tmp_path):
     for i in range(3):
         make_video(videos / f"clip{i}.mp4", n_frames=48, seed=i)
     catneuron(env, tmp_path / "step1", "ingest", str(videos), "--out", f"{BUCKET}/data",
-              "--size", "16", "--shard-rows", "16", "--workers", "0", "--quiet")
+              "--input-size", "16", "--shard-rows", "16", "--workers", "0", "--quiet")
     names = storage.list_files(f"{BUCKET}/data")
     assert "_manifest.json" in names and sum(n.endswith(".parquet") for n in names) == 9
 

@@ -14,7 +14,8 @@ from tests.pipeline.conftest import cv2_frames, make_video
 def test_every_frame_native_grey_equals_cv2_byte_for_byte(tmp_path, fourcc, ext):
     path = make_video(tmp_path / f"v{ext}", n_frames=47, w=80, h=60, fourcc=fourcc)
     ref = cv2_frames(path)
-    batch, info = decode_video(path, DecodeConfig(every=1, size=0, grey=True, batch_frames=10))
+    config = DecodeConfig(every=1, input_size=0, channels=1, batch_frames=10)
+    batch, info = decode_video(path, config)
     assert len(batch.pixels) == len(ref) == info.frames_read == 47
     assert batch.pixels.shape == (47, 60, 80, 1)
     for got, frame in zip(batch.pixels, ref, strict=True):
@@ -26,14 +27,14 @@ def test_every_frame_native_grey_equals_cv2_byte_for_byte(tmp_path, fourcc, ext)
 
 def test_colour_is_rgb_and_every_k(video):
     ref = cv2_frames(video)
-    batch, _ = decode_video(video, DecodeConfig(every=7, size=0, grey=False))
+    batch, _ = decode_video(video, DecodeConfig(every=7, input_size=0, channels=3))
     np.testing.assert_array_equal(batch.frame_index, np.arange(0, 60, 7))
     for got, i in zip(batch.pixels, batch.frame_index, strict=True):
         assert got.tobytes() == cv2.cvtColor(ref[i], cv2.COLOR_BGR2RGB).tobytes()
 
 
 def test_max_frames_spread_over_the_whole_video(video):
-    batch, _ = decode_video(video, DecodeConfig(every=2, max_frames=5, size=0))
+    batch, _ = decode_video(video, DecodeConfig(every=2, max_frames=5, input_size=0))
     idx = batch.frame_index
     assert len(idx) == 5 and idx[0] == 0 and idx[-1] == 58  # last kept candidate of 0,2,..,58
     assert np.all(idx % 2 == 0) and np.all(np.diff(idx) > 0)
@@ -51,15 +52,15 @@ def test_select_indices():
 
 def test_resize_is_centre_crop_then_area(video):
     ref = cv2_frames(video)[0]
-    got = convert_frame(ref, DecodeConfig(size=32, grey=True, interpolation="area"))
+    got = convert_frame(ref, DecodeConfig(input_size=32, channels=1, interpolation="area"))
     grey = cv2.cvtColor(ref, cv2.COLOR_BGR2GRAY)[:, 12:84]  # 96x72 -> central 72x72
     want = cv2.resize(grey, (32, 32), interpolation=cv2.INTER_AREA)
     assert got.shape == (32, 32, 1)
     np.testing.assert_array_equal(got[:, :, 0], want)
-    rgb = convert_frame(ref, DecodeConfig(size=16, grey=False, interpolation="linear"))
+    rgb = convert_frame(ref, DecodeConfig(input_size=16, channels=3, interpolation="linear"))
     assert rgb.shape == (16, 16, 3)
     # box_linear: 72 -> 16 is a 4x box mean (72 -> 18) then bilinear 18 -> 16
-    fast = convert_frame(ref, DecodeConfig(size=16, grey=True))
+    fast = convert_frame(ref, DecodeConfig(input_size=16, channels=1))
     box = cv2.resize(grey, (18, 18), interpolation=cv2.INTER_AREA)
     np.testing.assert_array_equal(
         fast[:, :, 0], cv2.resize(box, (16, 16), interpolation=cv2.INTER_LINEAR)
@@ -83,7 +84,7 @@ def test_stream_breaking_midway_keeps_frames_and_says_so(tmp_path):
     good = make_video(tmp_path / "good.avi", n_frames=80, fourcc="MJPG")
     cut = tmp_path / "cut.avi"
     cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
-    batch, info = decode_video(cut, DecodeConfig(size=0))
+    batch, info = decode_video(cut, DecodeConfig(input_size=0))
     assert 10 < len(batch.pixels) < 80
     assert any("stream ended" in w for w in info.warnings)
 

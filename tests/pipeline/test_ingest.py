@@ -48,7 +48,7 @@ def test_bad_inputs_in_one_run_keep_every_good_frame(tmp_path, http_dir, closed_
     (www / "page.html").write_text("<html><body>no video here</body></html>")
     out = tmp_path / "data"
     code = main([str(src), f"{base}/remote.mp4", closed_port_url, f"{base}/page.html",
-                 "--out", str(out), "--size", "0", "--shard-rows", "16", "--workers", "2",
+                 "--out", str(out), "--input-size", "0", "--shard-rows", "16", "--workers", "2",
                  "--quiet"])
     assert code == 0
     printed = capsys.readouterr().out
@@ -94,7 +94,7 @@ def test_exit_codes(tmp_path, capsys):
 def test_rerun_skips_done_videos_and_refuses_other_options(tmp_path, capsys):
     v1 = make_video(tmp_path / "a.mp4", n_frames=20)
     out = tmp_path / "data"
-    args = [str(v1), "--out", str(out), "--size", "16", "--workers", "0", "--quiet"]
+    args = [str(v1), "--out", str(out), "--input-size", "16", "--workers", "0", "--quiet"]
     assert main(args) == 0
     first = _manifest(out)
     before = read_frames(out)
@@ -106,9 +106,32 @@ def test_rerun_skips_done_videos_and_refuses_other_options(tmp_path, capsys):
     assert second["shards"][: len(first["shards"])] == first["shards"]
     after = read_frames(out)
     assert len(after) == 30 and (after[:20] == before).all()
-    code = main([str(v1), "--out", str(out), "--size", "32", "--workers", "0"])
+    code = main([str(v1), "--out", str(out), "--input-size", "32", "--workers", "0"])
     assert code == 2
     assert "size=16" in capsys.readouterr().err
+
+
+def test_a_schema_1_dataset_is_extended_under_its_old_option_names(tmp_path, capsys):
+    v1 = make_video(tmp_path / "a.mp4", n_frames=20)
+    out = tmp_path / "data"
+    args = [str(v1), "--out", str(out), "--input-size", "16", "--colour", "--workers", "0",
+            "--quiet"]
+    assert main(args) == 0
+    m = _manifest(out)
+    o = m["options"]  # what an older catneuron wrote
+    m["schema_version"], m["options"] = 1, {
+        "every": o["every"], "max_frames": o["max_frames"], "size": 16, "grey": False,
+        "interpolation": o["interpolation"], "shard_rows": o["max_rows"],
+        "shard_bytes": o["max_bytes"]}
+    (out / "_manifest.json").write_text(json.dumps(m))
+    v2 = make_video(tmp_path / "b.mp4", n_frames=10, seed=9)
+    assert main(args[:1] + [str(v2)] + args[1:]) == 0  # a skipped, b added
+    assert "already ingested" in capsys.readouterr().out
+    upgraded = _manifest(out)
+    assert upgraded["schema_version"] == 2 and upgraded["options"] == o
+    assert len(read_frames(out)) == 30
+    assert main([str(v1), "--out", str(out), "--input-size", "16", "--workers", "0"]) == 2
+    assert "channels=3" in capsys.readouterr().err  # grey asked, the dataset is colour
 
 
 def test_demo_ingest(tmp_path, ray_cluster):
@@ -121,25 +144,3 @@ def test_demo_ingest(tmp_path, ray_cluster):
     assert all(s["rows"] == 100 for s in m["shards"])
     shutil.rmtree(out / "_videos")  # the dataset stands on its own
     assert read_frames(out, limit=5).shape == (5, 1, 64, 64)
-
-
-def test_error_part_way_leaves_no_shard_of_that_video(tmp_path, monkeypatch):
-    from pipeline import work
-    from pipeline.decode import DecodeConfig, iter_frames
-
-    video = make_video(tmp_path / "a.mp4", n_frames=30)
-
-    def failing(path, config, info_out=None):
-        for i, batch in enumerate(iter_frames(path, config, info_out)):
-            if i == 2:
-                raise OSError("disk full")
-            yield batch
-
-    monkeypatch.setattr(work, "iter_frames", failing)
-    out = tmp_path / "data"
-    out.mkdir()
-    job = work.VideoJob(str(video), str(video), str(out), DecodeConfig(size=8, batch_frames=5),
-                        work.ShardConfig(max_rows=5))
-    result = work.ingest_video(job)
-    assert result.status == "failed" and "disk full" in result.error
-    assert not list(out.iterdir())  # the two shards written before the error are gone

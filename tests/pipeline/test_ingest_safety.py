@@ -18,7 +18,7 @@ def _manifest(out):
 
 
 def _ingest(sources, out, *extra):
-    return main([*map(str, sources), "--out", str(out), "--size", "16", "--workers", "0",
+    return main([*map(str, sources), "--out", str(out), "--input-size", "16", "--workers", "0",
                  "--quiet", *extra])
 
 

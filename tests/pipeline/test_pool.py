@@ -6,7 +6,8 @@ import os
 
 from pipeline.decode import DecodeConfig
 from pipeline.pool import ACTOR_NUM_CPUS, DecodePool
-from pipeline.work import ShardConfig, VideoJob
+from pipeline.shards import ShardConfig
+from pipeline.video_job import VideoJob
 from tests.pipeline.conftest import make_video
 
 
@@ -14,7 +15,7 @@ def test_two_actors_decode_all_jobs_and_leave_a_cpu_free(tmp_path, ray_cluster):
     ray = ray_cluster
     paths = [make_video(tmp_path / f"v{i}.mp4", n_frames=10 + i, seed=i) for i in range(3)]
     (tmp_path / "bad.mp4").write_bytes(b"")
-    jobs = [VideoJob(str(p), str(p), str(tmp_path), DecodeConfig(size=8), ShardConfig())
+    jobs = [VideoJob(str(p), str(p), str(tmp_path), DecodeConfig(input_size=8), ShardConfig())
             for p in [*paths, tmp_path / "bad.mp4"]]
     with DecodePool(2) as pool:
         # Two actors hold 2 * 0.5 CPU: a 1-CPU Ray task still gets scheduled beside them.
@@ -49,7 +50,7 @@ class _CrashOnSomeFiles:
     def run(self, job):
         if "BOOM" in os.path.basename(job.source):
             os._exit(1)
-        from pipeline.work import ingest_video
+        from pipeline.video_job import ingest_video
 
         return ingest_video(job)
 
@@ -57,7 +58,7 @@ class _CrashOnSomeFiles:
 def test_a_crashing_decoder_fails_only_its_video(tmp_path, ray_cluster):
     good = [make_video(tmp_path / f"g{i}.mp4", n_frames=5, seed=i) for i in range(3)]
     bad = make_video(tmp_path / "BOOM.mp4", n_frames=5)
-    jobs = [VideoJob(str(p), str(p), str(tmp_path), DecodeConfig(size=8), ShardConfig())
+    jobs = [VideoJob(str(p), str(p), str(tmp_path), DecodeConfig(input_size=8), ShardConfig())
             for p in [good[0], bad, good[1], good[2]]]
     with DecodePool(1, actor_class=_CrashOnSomeFiles) as pool:
         results = {r.source: r for r in pool.map_unordered(jobs)}

@@ -25,7 +25,7 @@ def test_killed_ingest_resumes_with_every_frame_exactly_once(tmp_path):
     src.mkdir()
     videos = [make_video(src / f"v{i}.mp4", n_frames=120, w=320, h=240, seed=i) for i in range(5)]
     out = tmp_path / "data"
-    cmd = [sys.executable, "-m", "jobs.ingest", str(src), "--out", str(out), "--size", "0",
+    cmd = [sys.executable, "-m", "jobs.ingest", str(src), "--out", str(out), "--input-size", "0",
            "--colour", "--shard-rows", "8", "--quiet"]
     env = dict(os.environ, PYTHONPATH=str(REPO))
     # The killed run decodes in-process (--workers 0), so one SIGKILL stops all of its work.

@@ -65,7 +65,7 @@ def test_manifest_commit_and_clean_uncommitted(tmp_path):
         w.write("b", _frames(3), np.arange(3), np.zeros(3))
         w.finalize()
     (tmp_path / ".a-00007.parquet.tmp").write_bytes(b"partial")
-    m = empty_manifest({"size": 8})
+    m = empty_manifest({"input_size": 8})
     commit_video(m, {"source": "a", "status": "ok", "frames": 6, "error": None}, a)
     write_manifest(tmp_path, m)
     assert read_manifest(tmp_path) == m

@@ -15,21 +15,7 @@ from pathlib import Path
 
 from pipeline import storage
 from pipeline.decode import DecodeConfig, DecodeError, VideoInfo, iter_frames
-from pipeline.shards import ShardInfo, ShardWriter
-
-
-@dataclass(frozen=True)
-class ShardConfig:
-    """Shard bounds: at most ``max_rows`` frames and about ``max_bytes`` pixel bytes per file."""
-
-    max_rows: int = 4096
-    max_bytes: int = 128 << 20
-
-    def __post_init__(self) -> None:
-        if self.max_rows < 1:
-            raise ValueError(f"max_rows={self.max_rows}: must be >= 1")
-        if self.max_bytes < 1:
-            raise ValueError(f"max_bytes={self.max_bytes}: must be >= 1")
+from pipeline.shards import ShardConfig, ShardInfo, ShardWriter
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Sharding layouts and the parameter-server shard body, without Ray."""
+"""The parameter-server shard body (cluster/ps.py), without Ray."""
 
 import os
 
@@ -10,43 +10,7 @@ from cluster.ps import OutOfStep, ParameterShard
 from cluster.sharding import ShardLayout, combine_updates, to_numpy
 from models.optim import ParameterUpdater, UpdateConfig
 from models.state_file import UnsafeStateFile
-
-SHAPES = {"W": (10, 3, 4), "c": (10, 3), "b": (1, 6, 6)}  # a LocalRBM: P=10, K=3, C*r*r=4
-
-
-def _tensors(seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return {k: torch.randn(s, generator=g) for k, s in SHAPES.items()}
-
-
-@pytest.mark.parametrize("n_shards", [1, 2, 3, 5, 10])
-def test_layout_split_join_roundtrip(n_shards):
-    layout = ShardLayout.plan(SHAPES, n_shards)
-    t = _tensors()
-    parts = layout.split_all(t)
-    assert sum(layout.numel(j) for j in range(n_shards)) == sum(v.numel() for v in t.values())
-    back = layout.join([to_numpy(p) for p in parts])
-    for k in t:
-        assert torch.equal(back[k], t[k])
-    # positions spread over every shard; the visible bias goes whole to the last one
-    assert all(np.diff(layout.bounds["W"][j]) >= 1 for j in range(n_shards))
-    assert layout.owner == {"b": n_shards - 1}
-    # balanced: the last shard gets fewer positions for the bias (a position is 15 values)
-    sizes = [layout.numel(j) for j in range(n_shards)]
-    if n_shards < 10:
-        assert max(sizes) - min(sizes) <= 2 * 15
-    assert ShardLayout.from_dict(layout.to_dict()) == layout
-
-
-def test_layout_too_many_shards_names_the_limit():
-    with pytest.raises(ValueError, match="at most 10 shards"):
-        ShardLayout.plan(SHAPES, 11)
-
-
-def test_dense_layout_by_rows():
-    layout = ShardLayout.plan({"W": (7, 5), "b": (5,), "c": (7,)}, 3)
-    assert layout.bounds["W"] == ((0, 2), (2, 5), (5, 7))
-    assert layout.owner == {"b": 2}
+from tests.cluster.data import SHAPES, random_tensors
 
 
 @pytest.mark.parametrize("method", ["sgd", "adagrad"])
@@ -54,12 +18,12 @@ def test_sharded_updates_equal_full_updates(method):
     """Each shard's ParameterUpdater on its slices == one updater on the full tensors."""
     cfg = UpdateConfig(learning_rate=0.05, method=method, momentum_switch_step=2)
     layout = ShardLayout.plan(SHAPES, 3)
-    full = _tensors(1)
+    full = random_tensors(1)
     full_updater = ParameterUpdater(cfg, ("W",))
     shards = [ParameterShard(j, layout.to_dict(), cfg, ("W",), to_numpy(layout.split(full, j)))
               for j in range(3)]
     for step in range(5):
-        u = _tensors(100 + step)
+        u = random_tensors(100 + step)
         full_updater.step(full, u)
         for j, s in enumerate(shards):
             assert s.push(0, step, to_numpy(layout.split(u, j))) == step
@@ -71,9 +35,9 @@ def test_sharded_updates_equal_full_updates(method):
 def test_duplicate_push_is_not_applied_twice():
     layout = ShardLayout.plan(SHAPES, 1)
     cfg = UpdateConfig(learning_rate=0.1, momentum=0.0, initial_momentum=0.0, weight_decay=0.0)
-    p0 = _tensors(2)
+    p0 = random_tensors(2)
     shard = ParameterShard(0, layout.to_dict(), cfg, ("W",), to_numpy(p0))
-    u = to_numpy(_tensors(3))
+    u = to_numpy(random_tensors(3))
     assert shard.push(worker=1, seq=0, update=u) == 0
     once = {k: v.copy() for k, v in shard.fetch()[1].items()}
     assert shard.push(worker=1, seq=0, update=u) == -1  # a replayed / retried push
@@ -89,9 +53,9 @@ def test_duplicate_push_is_not_applied_twice():
 def test_apply_sync_combines_in_order_and_refuses_skipped_steps(tmp_path):
     layout = ShardLayout.plan(SHAPES, 1)
     cfg = UpdateConfig(learning_rate=1.0, momentum=0.0, initial_momentum=0.0, weight_decay=0.0)
-    p0 = _tensors(4)
+    p0 = random_tensors(4)
     shard = ParameterShard(0, layout.to_dict(), cfg, ("W",), to_numpy(p0))
-    u1, u2 = to_numpy(_tensors(5)), to_numpy(_tensors(6))
+    u1, u2 = to_numpy(random_tensors(5)), to_numpy(random_tensors(6))
     out = shard.apply_sync(0, u1, u2)
     mean = combine_updates([u1, u2])
     for k in p0:
@@ -117,22 +81,6 @@ def test_apply_sync_combines_in_order_and_refuses_skipped_steps(tmp_path):
         ParameterShard(0, other.to_dict(), cfg, ("W",), None, str(tmp_path))
 
 
-def test_bfloat16_transfer_halves_bytes_and_rounds_to_nearest():
-    from cluster.sharding import as_tensor, pack
-
-    t = {"W": torch.randn(300, 7) * 1e-3, "b": torch.tensor([1.0, -2.5, 3e-30, 1e30])}
-    packed = pack(t, "bfloat16")
-    assert all(a.dtype == np.uint16 for a in packed.values())
-    assert sum(a.nbytes for a in packed.values()) * 2 == sum(a.nbytes for a in pack(t).values())
-    for k, v in t.items():
-        back = as_tensor(packed[k])
-        assert back.dtype == torch.float32
-        torch.testing.assert_close(back, v.to(torch.bfloat16).float(), rtol=0, atol=0)
-        assert float(((back - v).abs() / v.abs()).max()) <= 2.0 ** -8
-    with pytest.raises(ValueError, match="float16"):
-        pack(t, "float16")
-
-
 def test_shard_refuses_a_checkpoint_that_carries_code(tmp_path):
     class RunsCode:
         def __reduce__(self):
@@ -145,5 +93,5 @@ def test_shard_refuses_a_checkpoint_that_carries_code(tmp_path):
     torch.save({"index": 0, "params": RunsCode()}, folder / "shard0.pt")
     (tmp_path / "LATEST").write_text(folder.name)
     with pytest.raises(UnsafeStateFile, match="shard0.pt holds more than tensors"):
-        ParameterShard(0, layout.to_dict(), cfg, ("W",), to_numpy(_tensors(0)), str(tmp_path))
+        ParameterShard(0, layout.to_dict(), cfg, ("W",), to_numpy(random_tensors(0)), str(tmp_path))
     assert not (tmp_path / "ran").exists()
