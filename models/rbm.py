@@ -104,7 +104,7 @@ def bernoulli_sample(p: Tensor, generator: torch.Generator) -> Tensor:
     """1 where u < p for u ~ U[0, 1) (NaN p gives 0, so divergence surfaces in check_finite).
 
     On CPU the uniforms come from the counter-based generator of :mod:`models.counter_rng` (keyed
-    by one draw from ``generator``; parallel, 6x faster than torch's serial Mersenne Twister);
+    by one draw from ``generator``; parallel, where torch's Mersenne Twister is serial);
     elsewhere from ``torch.rand``.
     """
     if counter_rng.use_numba(p, p):
