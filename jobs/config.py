@@ -185,6 +185,19 @@ def config_path(path: str | os.PathLike) -> str:
     return text
 
 
+def upgrade_names(data: dict[str, Any]) -> dict[str, Any]:
+    """A config file written before ``[ingest.decode]`` used the model's names (a run folder's
+    ``config.toml``, a dataset's ``_config.toml``): ``size`` -> ``input_size``, ``grey = true |
+    false`` -> ``channels = 1 | 3``. Other keys are left to the type checks."""
+    decode = data.get("ingest", {}).get("decode") if isinstance(data.get("ingest"), dict) else None
+    if isinstance(decode, dict):
+        if "size" in decode and "input_size" not in decode:
+            decode["input_size"] = decode.pop("size")
+        if isinstance(decode.get("grey"), bool) and "channels" not in decode:
+            decode["channels"] = 1 if decode.pop("grey") else 3
+    return data
+
+
 def load(path: str | os.PathLike | None, overrides: Sequence[str] = ()) -> JobConfig:
     """Defaults < TOML file at ``path`` (a path, or a shipped name such as ``"demo"``; may be
     None) < overrides; validated ``JobConfig``.
@@ -205,7 +218,7 @@ def load(path: str | os.PathLike | None, overrides: Sequence[str] = ()) -> JobCo
             raise FileNotFoundError(f"config file {p} not found (the shipped ones are "
                                     "configs/demo.toml and le2012.toml: --config demo)")
         try:
-            data = tomllib.loads(storage.read_text(p))
+            data = upgrade_names(tomllib.loads(storage.read_text(p)))
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{p}: not valid TOML: {exc}") from exc
     data = _merge(to_dict(JobConfig()), data)  # file over defaults (tables merged, lists replaced)

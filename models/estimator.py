@@ -21,10 +21,11 @@ from typing import Literal
 import numpy as np
 import torch
 
-from models import counter_rng, estimator_kernels
+from models import estimator_kernels
 from models._threads import cpu_threads
 from models.likelihood import pseudo_log_likelihood
 from models.optim import UpdateConfig
+from models.pcd1_fused import FusedPCD1
 from models.rbm import BernoulliRBM, RBMConfig
 
 
@@ -189,6 +190,7 @@ class BernoulliRBMEstimator:
             device=device,
             dtype=tdtype,
         )
+        self._fused: FusedPCD1 | None = None  # built at the first plain-rule batch
         if self.persistent:
             self.rbm_.chain_h = torch.zeros(
                 self.batch_size, self.n_components, device=device, dtype=tdtype
@@ -249,64 +251,10 @@ class BernoulliRBMEstimator:
         if not self._plain():
             rbm.apply_update(rbm.compute_update(v))
             return
-        self._fused_pcd1(v)
+        if self._fused is None or not self._fused.fits(rbm, v.shape[0]):
+            self._fused = FusedPCD1(rbm, v.shape[0])
+        self._fused.step(v)
         rbm.count_updates(1)
-
-    def _fused_pcd1(self, v: torch.Tensor) -> None:
-        """PCD-1 with momentum-free SGD in 15 tensor ops on reused buffers (Tieleman 2008).
-
-        The same arithmetic and random stream as ``compute_update`` + ``apply_update``
-        (equal to float rounding); for mini-batches of ~10 rows the per-op overhead of eager
-        torch, not FLOPs, is the cost. Rows ``[v0; vk]`` and ``[p0; pk]`` share buffers so that
-        ``W += lr (p0^T v0 / n0 - pk^T vk / nk)`` is one ``addmm_`` and each bias one ``addmv_``.
-        """
-        rbm = self.rbm_
-        W, b, c = rbm.params["W"], rbm.params["b"], rbm.params["c"]
-        chain = rbm.chain_h  # (nk, n_hidden), updated in place
-        n0, nk = v.shape[0], chain.shape[0]
-        key = (n0, nk, W.dtype, W.device, W.data_ptr(), float(rbm.update_config.learning_rate))
-        B = self._buf if getattr(self, "_buf_key", None) == key else self._make_buffers(n0, nk, key)
-        g = rbm.generator
-        v0, vk, p0, pk = B["v0"], B["vk"], B["p0"], B["pk"]
-        v0.copy_(v)
-        torch.addmm(c, v0, B["Wt"], out=p0).sigmoid_()  # P(h | v0)
-        torch.addmm(b, chain, W, out=vk).sigmoid_()  # P(v | h_chain)
-        counter_rng.bernoulli_(vk, vk, g, u=B["Uv"])  # vk sample (same stream as bernoulli_sample)
-        torch.addmm(c, vk, B["Wt"], out=pk).sigmoid_()  # P(h | vk)
-        counter_rng.bernoulli_(chain, pk, g, u=B["Uh"])
-        B["H"].mul_(B["col"])  # rows scaled by lr / n0 and -lr / nk
-        W.addmm_(B["Ht"], B["V"])
-        c.addmv_(B["Ht"], B["ones"])
-        b.addmv_(B["Vt"], B["scale"])
-
-    def _make_buffers(self, n0: int, nk: int, key: tuple) -> dict:
-        """Reused buffers and views of :meth:`_fused_pcd1` (views made once, not per step)."""
-        rbm = self.rbm_
-        W = rbm.params["W"]
-        n = n0 + nk
-        kw = dict(device=W.device, dtype=W.dtype)
-        lr = float(rbm.update_config.learning_rate)
-        scale = torch.cat([torch.full((n0,), lr / n0, **kw), torch.full((nk,), -lr / nk, **kw)])
-        V = torch.empty(n, W.shape[1], **kw)  # [v0; vk]
-        H = torch.empty(n, W.shape[0], **kw)  # [p0; pk]
-        B = {
-            "V": V,
-            "H": H,
-            "v0": V[:n0],
-            "vk": V[n0:],
-            "p0": H[:n0],
-            "pk": H[n0:],
-            "Vt": V.t(),
-            "Ht": H.t(),
-            "Wt": W.t(),
-            "Uv": torch.empty(nk, W.shape[1], **kw),
-            "Uh": torch.empty(nk, W.shape[0], **kw),
-            "scale": scale,  # (n,): lr / n0 for data rows, -lr / nk for chain rows
-            "col": scale.unsqueeze(1),  # (n, 1)
-            "ones": torch.ones(n, **kw),
-        }
-        self._buf, self._buf_key = B, key
-        return B
 
     def partial_fit(self, X, y=None) -> BernoulliRBMEstimator:
         """One update with all of ``X`` as a single mini-batch (initialises lazily)."""

@@ -45,6 +45,20 @@ def test_resolved_config_round_trips(tmp_path):
     assert again == cfg
 
 
+def test_a_config_written_by_an_older_catneuron_loads(tmp_path):
+    """A run's resolved config.toml from before ``[ingest.decode]`` took the model's names."""
+    import json
+
+    record = ROOT / "benchmarks/results/face_demo/face_demo_avg128_seed2.json"
+    old = json.loads(record.read_text())["config_text"]
+    assert "\nsize = 64\ngrey = true\n" in old
+    cfg = load(_write(tmp_path, old))
+    assert (cfg.ingest.decode.input_size, cfg.ingest.decode.channels) == (64, 1)
+    assert cfg.train.seed == 2 and cfg.model.stages[1].n_maps == 128
+    colour = load(_write(tmp_path, "[ingest.decode]\nsize = 32\ngrey = false\n"))
+    assert (colour.ingest.decode.input_size, colour.ingest.decode.channels) == (32, 3)
+
+
 @pytest.mark.parametrize("text, overrides, field", [
     ("[train]\nn_wrokers = 2\n", [], "train.n_wrokers"),
     ("[trian]\nsteps = 2\n", [], "trian"),

@@ -193,14 +193,16 @@ def logistic_accuracy(model, Xtr, ytr, Xte, yte) -> float:
 def test_side_by_side_with_sklearn_on_digits(digits):
     """Same hyperparameters (the sklearn example's), same epochs, batch 10 dividing 1500 rows.
 
-    Both run PCD-1 with plain SGD, so at equal settings the two differ only by random streams:
-    we compare means over seeds and allow the seed-to-seed spread measured here (PLL +-0.3
-    nats, accuracy +-0.01), and require the example's ~0.93 level for both.
+    Both run PCD-1 with plain SGD, so at equal settings the two differ only by random streams
+    (and BLAS threads' rounding): we compare means over 4 seeds and require the example's ~0.93
+    level for both. The accuracy's seed-to-seed standard deviation is about 0.007 for either
+    (8 seeds each, with 1 and 2 BLAS threads), so the difference of two 4-seed means has a
+    standard error of about 0.005: the test allows 3 of them (0.015), and PLL 0.3 nats.
     """
     Xtr, ytr, Xte, yte = digits
     hp = dict(n_components=100, learning_rate=0.06, batch_size=10, n_iter=10)
     pll_sk, pll_ours, acc_sk, acc_ours = [], [], [], []
-    for seed in (0, 1):
+    for seed in range(4):
         sk = SkRBM(random_state=seed, **hp).fit(Xtr)
         ours = BernoulliRBMEstimator(random_state=seed, **hp).fit(Xtr)
         pll_sk.append(BernoulliRBMEstimator.from_sklearn(sk).score_samples(Xte).mean())
@@ -208,7 +210,7 @@ def test_side_by_side_with_sklearn_on_digits(digits):
         acc_sk.append(logistic_accuracy(sk, Xtr, ytr, Xte, yte))
         acc_ours.append(logistic_accuracy(ours, Xtr, ytr, Xte, yte))
     assert np.mean(pll_ours) >= np.mean(pll_sk) - 0.3, (pll_ours, pll_sk)
-    assert np.mean(acc_ours) >= np.mean(acc_sk) - 0.01, (acc_ours, acc_sk)
+    assert np.mean(acc_ours) >= np.mean(acc_sk) - 0.015, (acc_ours, acc_sk)
     assert min(acc_ours) > 0.93
 
 
