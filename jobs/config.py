@@ -189,12 +189,11 @@ def upgrade_names(data: dict[str, Any]) -> dict[str, Any]:
     """A config file written before ``[ingest.decode]`` used the model's names (a run folder's
     ``config.toml``, a dataset's ``_config.toml``): ``size`` -> ``input_size``, ``grey = true |
     false`` -> ``channels = 1 | 3``. Other keys are left to the type checks."""
-    decode = data.get("ingest", {}).get("decode") if isinstance(data.get("ingest"), dict) else None
-    if isinstance(decode, dict):
-        if "size" in decode and "input_size" not in decode:
-            decode["input_size"] = decode.pop("size")
-        if isinstance(decode.get("grey"), bool) and "channels" not in decode:
-            decode["channels"] = 1 if decode.pop("grey") else 3
+    from pipeline.decode import renamed_options
+
+    ingest = data.get("ingest")
+    if isinstance(ingest, dict) and isinstance(ingest.get("decode"), dict):
+        ingest["decode"] = renamed_options(ingest["decode"])
     return data
 
 

@@ -86,6 +86,18 @@ class DecodeConfig:
             raise ValueError(f"batch_frames={self.batch_frames}: must be >= 1")
 
 
+def renamed_options(options: dict) -> dict:
+    """Decode options from before they took the model's names, under today's: ``size`` ->
+    ``input_size``, ``grey: bool`` -> ``channels: 1 | 3`` (older manifests and saved configs);
+    other keys unchanged."""
+    out = dict(options)
+    if "size" in out and "input_size" not in out:
+        out["input_size"] = out.pop("size")
+    if isinstance(out.get("grey"), bool) and "channels" not in out:
+        out["channels"] = 1 if out.pop("grey") else 3
+    return out
+
+
 @dataclass
 class FrameBatch:
     """Decoded frames of one video: ``pixels`` uint8 (N, H, W, C) in OpenCV's HWC order."""

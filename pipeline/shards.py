@@ -274,17 +274,18 @@ def read_manifest(root: str | Path) -> dict[str, Any]:
 
 
 # version 1 named the frame side, colour and shard bounds differently from the job config
-_V1_OPTIONS = {"size": "input_size", "shard_rows": "max_rows", "shard_bytes": "max_bytes"}
+_V1_SHARD_OPTIONS = {"shard_rows": "max_rows", "shard_bytes": "max_bytes"}
 
 
 def upgrade_v1(manifest: dict[str, Any]) -> dict[str, Any]:
     """A schema-1 manifest in schema 2: its ``options`` under the names of the ``[ingest]``
     config (``size`` -> ``input_size``, ``grey: bool`` -> ``channels: 1 | 3``,
     ``shard_rows``/``shard_bytes`` -> ``max_rows``/``max_bytes``); nothing else changed."""
+    from pipeline.decode import renamed_options
+
     old = manifest.get("options")
-    options = {_V1_OPTIONS.get(k, k): v for k, v in old.items()} if isinstance(old, dict) else {}
-    if "grey" in options:
-        options["channels"] = 1 if options.pop("grey") else 3
+    options = renamed_options(old) if isinstance(old, dict) else {}
+    options = {_V1_SHARD_OPTIONS.get(k, k): v for k, v in options.items()}
     return {**manifest, "schema_version": SCHEMA_VERSION, "options": options}
 
 
