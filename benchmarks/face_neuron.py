@@ -2,7 +2,7 @@
 
 Each run trains ``models.RBMStack`` stage by stage on the ingested demo frames (random batches,
 the models' own update split, no Ray), then scores every unit of every stage (pooled output and
-hidden probabilities) on ``pipeline.demo_corpus.probe_set()`` with ``models.selectivity``
+hidden probabilities) on ``pipeline.demo_corpus.probe_set()`` with ``models.neurons.selectivity``
 (unit, polarity and threshold chosen on one stratified half, measured on the other), against the
 best raw pixel, the same geometry with its random initial weights, and stage 0. One JSON per run
 in ``benchmarks/results/face_neuron/`` with the full settings, wall time and machine load.
@@ -30,8 +30,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models.optim import UpdateConfig  # noqa: E402
-from models.selectivity import best_unit_score  # noqa: E402
+from models.neurons.selectivity import best_unit_score  # noqa: E402
+from models.rbm.optim import UpdateConfig  # noqa: E402
 from models.stack import RBMStack, StackConfig  # noqa: E402
 from pipeline.demo_corpus import probe_set  # noqa: E402
 from pipeline.reader import read_frames  # noqa: E402

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from models import BernoulliRBM, BernoulliRBMEstimator, LocalRBM, UpdateConfig
-from models.likelihood import log_partition_ais, log_partition_exact
+from models.likelihood.estimates import log_partition_ais, log_partition_exact
 
 
 def sync(device: torch.device) -> None:
@@ -105,7 +105,7 @@ def local_bytes_per_step(P: int, N: int, K: int, D: int, pixels: int, fused: boo
     Weights (P, K, D): read by the two up passes and the down pass, the gradient written, and
     read by the updater with W and the velocity read and written (8 passes; 9 with the fused
     gradient, which writes dW without a separate scaling pass).
-    ``fused`` (numba kernels, models/local_kernels.py): no patch matrices; the batch-last image of
+    ``fused`` (numba kernels, models/kernels/local.py): no patch matrices; the batch-last image of
     both phases (pixels, 2N) is written (copy of v0, down pass), read by the up passes, the
     gradient and the bias gradient; the hidden probabilities (P, K, 2N) are written by the up
     passes and read by the gradient, the hidden samples (P, K, N) written and read once.

@@ -33,7 +33,7 @@ import torch
 from cluster.state_io import read_trained_stack
 from cluster.topk import scan_in_process, scan_shards, scan_with_actors, start_scanners
 from jobs.visualize import dataset_root
-from models.units import layer_shape
+from models.neurons.units import layer_shape
 from pipeline.reader import FrameReader, list_shards
 
 

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from cluster.ps import ParameterShard
 from cluster.sharding import ShardLayout, to_numpy
 from cluster.state_io import read_state, write_state
-from models.rbm import RBMBase
+from models.rbm.dense import RBMBase
 from pipeline import storage
 
 

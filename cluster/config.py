@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from models.optim import UpdateConfig
+from models.rbm.optim import UpdateConfig
 from models.stack import StackConfig
 
 

@@ -39,7 +39,7 @@ from torch import Tensor
 from cluster.config import TrainConfig
 from cluster.push import PushStrategy
 from cluster.sharding import ShardLayout, pack
-from models.rbm import RBMBase
+from models.rbm.dense import RBMBase
 
 T = TypeVar("T")
 PHASES = ("fetch", "input", "compute", "push", "wait")

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 from cluster.sharding import WIRE_BYTES, ShardLayout
-from models.local import positions
+from models.rbm.local import positions
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ def measure_gflops_per_core(seconds: float = 1.0) -> float:
     numba ``parallel=True``; with the whole numba pool the figure would follow the machine's
     core count and load, not a core's speed). Both counts are restored afterwards.
     """
-    from models.local import LocalRBM
+    from models.rbm.local import LocalRBM
 
     threads = torch.get_num_threads()
     numba_threads = _numba_threads(None)

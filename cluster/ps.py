@@ -23,7 +23,7 @@ import torch
 
 from cluster.sharding import ShardLayout, as_tensor, combine_updates, pack, to_numpy
 from cluster.state_io import read_state, write_state
-from models.optim import ParameterUpdater, UpdateConfig
+from models.rbm.optim import ParameterUpdater, UpdateConfig
 from pipeline import storage
 
 

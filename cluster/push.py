@@ -25,7 +25,7 @@ from typing import Literal, Protocol
 from torch import Tensor
 
 from cluster.sharding import ShardLayout
-from models.rbm import RBMBase
+from models.rbm.dense import RBMBase
 
 PushKind = Literal["gradient", "delta", "average"]
 PUSH_KINDS: tuple[str, ...] = ("gradient", "delta", "average")

@@ -25,7 +25,7 @@ from cluster.ps import latest_checkpoint, shard_actor_class
 from cluster.push import shards_add
 from cluster.sharding import ShardLayout
 from cluster.worker import worker_actor_class
-from models.rbm import RBMBase
+from models.rbm.dense import RBMBase
 
 SPREAD = "SPREAD"
 """Ray's scheduling strategy for shards and workers: spread over the cluster's nodes (round

@@ -2,9 +2,9 @@
 
 Each actor is a thin shell around :class:`TopKScanner`: it loads ``model.pt`` once, reads the
 shards it is given with :mod:`pipeline.reader`, runs the stack's up-pass per batch and keeps a
-running top-k per unit (:class:`models.topk.RunningTopK`). The driver hands each actor a disjoint
-round-robin part of the shards (``shards_for_worker``), collects the states and merges them: the
-merge of per-part top-k lists is the top-k of the whole dataset. A frame is identified by
+running top-k per unit (:class:`models.neurons.topk.RunningTopK`). The driver hands each actor a
+disjoint round-robin part of the shards (``shards_for_worker``), collects the states and merges
+them: the merge of per-part top-k lists is the top-k of the whole dataset. A frame is identified by
 ``shard_index << 32 | row``; :func:`fetch_frames` reads the winners' pixels and provenance back.
 """
 
@@ -18,8 +18,8 @@ import torch
 
 from cluster.ps import ONE_THREAD_ENV
 from cluster.state_io import read_trained_stack
-from models.topk import RunningTopK
-from models.units import stage_outputs
+from models.neurons.topk import RunningTopK
+from models.neurons.units import stage_outputs
 from pipeline.reader import read_frames, shards_for_worker
 from pipeline.records import shard_rows
 

@@ -45,7 +45,7 @@ from cluster.ps import ONE_THREAD_ENV, OutOfStep
 from cluster.push import push_strategy
 from cluster.sharding import TRANSFER_DTYPES, ShardLayout, to_numpy
 from cluster.state_io import read_state
-from models.rbm import resolve_device
+from models.rbm.dense import resolve_device
 from models.stack import RBMStack
 from pipeline.reader import FrameReader, list_shards, read_frames, shards_for_worker
 

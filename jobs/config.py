@@ -28,7 +28,7 @@ else:  # pragma: no cover - python 3.10
     import tomli as tomllib
 
 from cluster.config import DataConfig, SimConfig, TrainConfig
-from models.optim import UpdateConfig
+from models.rbm.optim import UpdateConfig
 from models.stack import StackConfig, StageConfig
 from models.typed_config import ConfigError, build, to_dict
 from pipeline.ingest import IngestConfig

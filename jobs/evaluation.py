@@ -6,9 +6,10 @@ Steps (the CLI in :mod:`jobs.evaluate` only parses, runs these, prints and write
    probabilities (the contract's ``layer`` = ``"pooled"`` / ``"hidden"``) for the probe;
 2. :func:`baseline_tables` - the same for the baselines: raw pixels, the stack with its random
    initial weights (same geometry and ``train.seed``: the trainer's initialisation), the best of
-   ``n_filters`` whole-frame linear filters from training frames (``models.baselines``), and
+   ``n_filters`` whole-frame linear filters from training frames (``models.neurons.baselines``), and
    stage 0;
-3. :func:`report` - ``models.selectivity`` scores of each set (Le et al.'s 20 thresholds on the
+3. :func:`report` - ``models.neurons.selectivity`` scores of each set (Le et al.'s 20 thresholds on
+the
    whole probe, and held out: unit, polarity and threshold chosen on one stratified half), the
    top-50 ranking and response histograms per stage and layer, and a cross-validated logistic
    read-out per stage (scikit-learn), one-vs-rest for every class.
@@ -23,8 +24,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from models.baselines import filter_responses, patch_filters
-from models.selectivity import best_unit_score, stratified_halves
+from models.neurons.baselines import filter_responses, patch_filters
+from models.neurons.selectivity import best_unit_score, stratified_halves
 from models.stack import RBMStack
 
 LAYERS = ("pooled", "hidden")

@@ -22,12 +22,12 @@ from jobs.plots import (
     to_rgb,
     upscale,
 )
-from models.invariance import invariance_curves
-from models.projection import pixel_projections, pooled_fields
-from models.receptive_field import unit_box
+from models.neurons.invariance import invariance_curves
+from models.neurons.projection import pixel_projections, pooled_fields
+from models.neurons.receptive_field import unit_box
+from models.neurons.stimulus import StimulusConfig, optimal_stimuli, unit_objective
+from models.neurons.units import layer_shape, unit_position, up_pass
 from models.stack import RBMStack
-from models.stimulus import StimulusConfig, optimal_stimuli, unit_objective
-from models.units import layer_shape, unit_position, up_pass
 
 LAYER = "pooled"
 STAGE0_LABEL = "receptive-field weights of the pooled hidden units"

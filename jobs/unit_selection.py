@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from models.neurons.units import stage_outputs
 from models.stack import RBMStack
-from models.units import stage_outputs
 
 
 def evaluation_rankings(run: Path) -> dict[int, list[dict]]:

@@ -35,9 +35,9 @@ from jobs.unit_selection import (
     evaluation_rankings,
     rank_units,
 )
-from models.rbm import default_device
-from models.stimulus import StimulusConfig
-from models.units import layer_shape, unit_position
+from models.neurons.stimulus import StimulusConfig
+from models.neurons.units import layer_shape, unit_position
+from models.rbm.dense import default_device
 from pipeline.reader import FrameReader, list_shards, read_frames
 
 INVARIANCE_FRAMES = 4  # each frame is resampled 33 times (scales, angles, shifts) per unit

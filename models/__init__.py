@@ -1,9 +1,8 @@
 """The math of catneuron in pure torch: contrast normalisation, pooling, RBMs, stacks,
 likelihoods."""
 
-from models.estimator import BernoulliRBMEstimator
 from models.layers import l2_pool, local_contrast_normalize
-from models.likelihood import (
+from models.likelihood.estimates import (
     ais_betas,
     free_energy_gap,
     log_likelihood,
@@ -11,9 +10,10 @@ from models.likelihood import (
     log_partition_exact,
     pseudo_log_likelihood,
 )
-from models.local import LocalRBM
-from models.optim import ParameterUpdater, UpdateConfig
-from models.rbm import BernoulliRBM, GaussianBernoulliRBM, RBMConfig
+from models.rbm.dense import BernoulliRBM, GaussianBernoulliRBM, RBMConfig
+from models.rbm.estimator import BernoulliRBMEstimator
+from models.rbm.local import LocalRBM
+from models.rbm.optim import ParameterUpdater, UpdateConfig
 from models.stack import RBMStack, StackConfig, StageConfig
 
 __all__ = [

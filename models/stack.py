@@ -19,9 +19,9 @@ import torch
 from torch import Tensor
 
 from models.layers import l2_pool, local_contrast_normalize
-from models.local import LocalRBM, positions
-from models.optim import UpdateConfig
-from models.rbm import RBMConfig, device_generator, resolve_device
+from models.rbm.dense import RBMConfig, device_generator, resolve_device
+from models.rbm.local import LocalRBM, positions
+from models.rbm.optim import UpdateConfig
 from models.state_file import load_state, save_state
 from models.typed_config import build
 
@@ -30,7 +30,7 @@ from models.typed_config import build
 class StageConfig(RBMConfig):
     """One stage: local RBM (``field``, ``stride``, ``n_maps``) -> L2 pool -> LCN.
 
-    A stage is its RBM's :class:`models.rbm.RBMConfig` (every field, checked there) plus the
+    A stage is its RBM's :class:`models.rbm.dense.RBMConfig` (every field, checked there) plus the
     geometry below; fields are given by keyword.
 
     Attributes

@@ -16,7 +16,7 @@ from cluster.sharding import ShardLayout
 from cluster.stage import start_stage
 from cluster.worker import Worker
 from jobs.config import load
-from models.optim import ParameterUpdater
+from models.rbm.optim import ParameterUpdater
 from models.stack import RBMStack
 from tests.cluster.data import make_dataset
 

@@ -58,7 +58,7 @@ def test_gflops_per_core_is_measured_on_one_thread(monkeypatch):
     if numba.config.NUMBA_NUM_THREADS < 2:
         pytest.skip("one numba thread on this machine: nothing to tell apart")
     from cluster import plan as plan_module
-    from models.local import LocalRBM
+    from models.rbm.local import LocalRBM
 
     seen = []
     real = LocalRBM.compute_update

@@ -8,7 +8,7 @@ import torch
 
 from cluster.ps import OutOfStep, ParameterShard
 from cluster.sharding import ShardLayout, combine_updates, to_numpy
-from models.optim import ParameterUpdater, UpdateConfig
+from models.rbm.optim import ParameterUpdater, UpdateConfig
 from models.state_file import UnsafeStateFile
 from tests.cluster.data import SHAPES, random_tensors
 

@@ -1,0 +1,2 @@
+"""What a unit responds to: its response through the stack, selectivity on a probe, baselines,
+optimal stimulus, invariance curves, projection of weights to pixels, and the top-k scan."""

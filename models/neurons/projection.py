@@ -1,0 +1,53 @@
+"""What a unit's weights look like in pixel space.
+
+Stage 0: a pooled unit L2-pools a ``pool x pool`` window of one hidden map; each hidden unit
+there has its own (untied) field ``W[p, k]`` of shape (C, r, r): :func:`pooled_fields` returns
+them. Above stage 0 weights act on feature maps, not pixels; :func:`pixel_projections` maps them
+down through the *linearised* stack (sigmoids, L2 pooling and contrast normalisation replaced by
+identity and sum pooling), so a unit's image is the weighted sum of the stage-0 fields it
+reaches (its exact weights in that linear model, Erhan et al. 2009 / Lee et al. 2009 projection).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from models.neurons.units import Layer
+from models.stack import RBMStack
+
+
+def pooled_fields(stack: RBMStack, unit_map: int, y: int, x: int) -> Tensor:
+    """Fields (pool, pool, C, r, r) of the hidden units pooled by stage-0 unit (map, y, x)."""
+    st, rbm = stack.config.stages[0], stack.rbms[0]
+    C = rbm.in_shape[0]
+    Ph, Pw = rbm.grid
+    W = rbm.params["W"].view(Ph, Pw, rbm.n_maps, C, rbm.field, rbm.field)
+    y0, x0 = y * st.pool_stride, x * st.pool_stride
+    return W[y0 : y0 + st.pool, x0 : x0 + st.pool, unit_map].detach().cpu()
+
+
+def linear_up_pass(stack: RBMStack, x: Tensor, stage: int, layer: Layer = "pooled") -> Tensor:
+    """The stack with every nonlinearity removed: h = W . patch(v), pooled = window sums."""
+    v = x
+    for k in range(stage + 1):
+        st, rbm = stack.config.stages[k], stack.rbms[k]
+        N = v.shape[0]
+        cols = F.unfold(v, rbm.field, stride=rbm.stride)  # (N, D, P)
+        h = torch.einsum("pkd,ndp->nkp", rbm.params["W"], cols).reshape(N, rbm.n_maps, *rbm.grid)
+        if k == stage and layer == "hidden":
+            return h
+        v = F.avg_pool2d(h, st.pool, stride=st.pool_stride) * (st.pool * st.pool)
+    return v
+
+
+def pixel_projections(stack: RBMStack, stage: int, layer: Layer, indices: Tensor) -> Tensor:
+    """Pixel-space weights (U, C, S, S) of units ``indices`` in the linearised stack: the
+    gradient of the linear map at 0, one backward pass for all units."""
+    idx = torch.as_tensor(indices, device=stack.device, dtype=torch.long)
+    C, S = stack.config.channels, stack.config.input_size
+    x = torch.zeros(len(idx), C, S, S, device=stack.device, dtype=stack.dtype, requires_grad=True)
+    out = linear_up_pass(stack, x, stage, layer).flatten(1)  # (U, n_units_layer)
+    (g,) = torch.autograd.grad(out.gather(1, idx.unsqueeze(1)).sum(), x)
+    return g.detach().cpu()

@@ -1,0 +1,94 @@
+"""Units of a stack, named by ``(stage, layer, index)``, and the up-pass that reaches them.
+
+A layer is ``"pooled"`` (a stage's output after L2 pooling and contrast normalisation, what
+``RBMStack.transform(x, stage)`` returns) or ``"hidden"`` (the stage RBM's hidden probabilities
+``P(h = 1 | v)`` before pooling). ``index`` is the flat index into the layer's ``(C, H, W)``
+maps in C-major order: ``map = index // (H W)``, ``y, x = divmod(index % (H W), W)``.
+
+:func:`up_pass` is the deterministic up-pass written with differentiable torch ops (the stack's
+own methods run under ``no_grad`` and, on CPU, through fused kernels), so gradients of a unit's
+activation with respect to the input frame exist (optimal stimuli, Le et al. 2012, section 4.3).
+:func:`stage_outputs` is the fast no-grad path for scanning a dataset.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from models.layers import l2_pool, local_contrast_normalize
+from models.rbm.local import LocalRBM, positions
+from models.stack import RBMStack, StackConfig
+
+Layer = Literal["pooled", "hidden"]
+LAYERS: tuple[str, ...] = ("pooled", "hidden")
+
+
+def layer_shape(config: StackConfig, stage: int, layer: Layer) -> tuple[int, int, int]:
+    """(C, H, W) of ``layer`` of stage ``stage``."""
+    if layer not in LAYERS:
+        raise ValueError(f"layer={layer!r} must be one of {LAYERS}")
+    if layer == "pooled":
+        return config.output_shape(stage)
+    _, size, _ = config.input_shapes()[stage]
+    st = config.stages[stage]
+    grid = positions(size, st.field, st.stride)
+    return (st.n_maps, grid, grid)
+
+
+def unit_position(shape: tuple[int, int, int], index: int) -> tuple[int, int, int]:
+    """(map, y, x) of flat ``index`` in maps of ``shape`` (C, H, W), C-major."""
+    C, H, W = shape
+    if not 0 <= index < C * H * W:
+        raise IndexError(f"index={index} out of range for a layer of shape {shape}")
+    y, x = divmod(index % (H * W), W)
+    return index // (H * W), y, x
+
+
+def hidden_probabilities(rbm: LocalRBM, v: Tensor) -> Tensor:
+    """P(h_pk = 1 | v) = sigmoid(c_pk + W_pk . patch_p(v)) as maps (N, K, Ph, Pw), with autograd.
+
+    ``F.unfold`` orders a patch's values (C, r, r) and positions row-major, as
+    ``LocalRBM.patches`` does, so ``W (P, K, C r r)`` applies directly.
+    """
+    N = v.shape[0]
+    cols = F.unfold(v, rbm.field, stride=rbm.stride)  # (N, D, P)
+    x = torch.einsum("pkd,ndp->npk", rbm.params["W"], cols) + rbm.params["c"]  # (N, P, K)
+    Ph, Pw = rbm.grid
+    return torch.sigmoid(x).transpose(1, 2).reshape(N, rbm.n_maps, Ph, Pw)
+
+
+def up_pass(stack: RBMStack, x: Tensor, stage: int, layer: Layer = "pooled") -> Tensor:
+    """Maps (N, C, H, W) of ``layer`` at ``stage`` from float frames ``x`` (N, C_in, S, S).
+
+    Equals ``stack.transform(x, stage)`` (pooled) for float input, but is differentiable in
+    ``x``: LCN -> [sigmoid if Bernoulli-visible] -> P(h|v) -> L2 pool -> LCN, stage by stage.
+    """
+    cfg = stack.config
+    v = local_contrast_normalize(x.to(device=stack.device, dtype=stack.dtype),
+                                 cfg.input_lcn_sigma)
+    for k in range(stage + 1):
+        st = cfg.stages[k]
+        if st.visible == "bernoulli":
+            v = torch.sigmoid(v)
+        h = hidden_probabilities(stack.rbms[k], v)
+        if k == stage and layer == "hidden":
+            return h
+        v = local_contrast_normalize(l2_pool(h, st.pool, st.pool_stride), st.lcn_sigma)
+    return v
+
+
+@torch.no_grad()
+def stage_outputs(stack: RBMStack, frames: Tensor, top: int) -> list[Tensor]:
+    """Pooled outputs (N, C_k, H_k, W_k) of stages ``0..top`` from uint8/float frames, in one
+    pass through the stack's own (fused on CPU) methods."""
+    out = [stack.transform(frames, 0)]
+    for k in range(1, top + 1):
+        v = out[-1]
+        if stack.config.stages[k].visible == "bernoulli":
+            v = torch.sigmoid(v)
+        out.append(stack.features(v, k))
+    return out

@@ -1,0 +1,2 @@
+"""RBM learners and their update rule: dense (Bernoulli and Gaussian visibles), locally connected
+(one class per backend), the scikit-learn-style estimator and the parameter updater."""
