@@ -1,0 +1,119 @@
+"""jobs.control (``catneuron jobs``): exit statuses and messages, against a stand-in job client.
+
+The real cluster path (submit, follow, stop on a two-node ``ray start`` cluster) is
+tests/jobs/test_submit.py; here each command's own logic runs against a small in-memory client
+with the methods of ``ray.job_submission.JobSubmissionClient`` that the commands call.
+"""
+
+from __future__ import annotations
+
+import enum
+from types import SimpleNamespace
+
+import pytest
+
+from cluster import submission
+from jobs import control
+
+
+class Status(enum.Enum):
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    STOPPED = "STOPPED"
+
+
+def _job(job_id, status, start, message=""):
+    return SimpleNamespace(submission_id=job_id, job_id=None, status=Status(status),
+                           entrypoint=f"python -m jobs.train # {job_id}", start_time=start,
+                           end_time=None, message=message, metadata={}, runtime_env={})
+
+
+class FakeClient:
+    """The JobSubmissionClient methods jobs.control uses; unknown ids fail as Ray's do."""
+
+    def __init__(self, jobs):
+        self.jobs = {j.submission_id: j for j in jobs}
+        self.stopped = []
+
+    def _get(self, job_id):
+        if job_id not in self.jobs:
+            raise RuntimeError(f"Request failed with status code 404: Job {job_id} does not exist.")
+        return self.jobs[job_id]
+
+    def list_jobs(self):
+        return list(self.jobs.values())
+
+    def get_job_info(self, job_id):
+        return self._get(job_id)
+
+    def get_job_status(self, job_id):
+        return self._get(job_id).status
+
+    def get_job_logs(self, job_id):
+        return f"log of {self._get(job_id).submission_id}\n"
+
+    def stop_job(self, job_id):
+        job = self._get(job_id)
+        if job.status is not Status.RUNNING:
+            return False
+        job.status = Status.STOPPED
+        self.stopped.append(job_id)
+        return True
+
+
+@pytest.fixture
+def client(monkeypatch):
+    fake = FakeClient([_job("b-late", "FAILED", 20, "worker died"),
+                       _job("a-early", "RUNNING", 10), _job("c-done", "SUCCEEDED", 30)])
+    monkeypatch.setattr(submission, "connect", lambda address: fake)
+    return fake
+
+
+def test_list_orders_by_start_time(client, capsys):
+    assert control.main(["list"]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert rows[0].split() == ["id", "status", "entrypoint"]
+    assert [r.split()[:2] for r in rows[1:]] == [
+        ["a-early", "RUNNING"], ["b-late", "FAILED"], ["c-done", "SUCCEEDED"]]
+
+
+@pytest.mark.parametrize("job_id, status", [("a-early", 0), ("c-done", 0), ("b-late", 1)])
+def test_status_exit_code_follows_the_job(client, capsys, job_id, status):
+    assert control.main(["status", job_id]) == status
+    out = capsys.readouterr().out
+    assert f"id:         {job_id}" in out
+
+
+def test_unknown_job_is_one_line_and_exit_1(client, capsys):
+    assert control.main(["logs", "nope"]) == 1
+    err = capsys.readouterr().err
+    assert err.strip() == "catneuron jobs: no job 'nope' on this cluster ('catneuron jobs list')"
+
+
+def test_stop_a_running_job_and_a_finished_one(client, capsys):
+    assert control.main(["stop", "a-early"]) == 0
+    assert client.stopped == ["a-early"]
+    assert "job a-early STOPPED" in capsys.readouterr().out
+    assert control.main(["stop", "c-done"]) == 0
+    assert "is not running (SUCCEEDED)" in capsys.readouterr().err
+    assert client.stopped == ["a-early"]
+
+
+def test_logs_prints_them(client, capsys):
+    assert control.main(["logs", "c-done"]) == 0
+    assert capsys.readouterr().out == "log of c-done\n"
+
+
+def test_unreachable_cluster_is_exit_2(monkeypatch, capsys):
+    def refuse(address):
+        raise submission.ClusterUnreachable(f"no Ray job server answers at {address}")
+
+    monkeypatch.setattr(submission, "connect", refuse)
+    assert control.main(["list", "--address", "http://127.0.0.1:9"]) == 2
+    assert capsys.readouterr().err.startswith("catneuron jobs: no Ray job server answers")
+
+
+def test_usage_errors_are_exit_2(capsys):
+    assert control.main([]) == 2
+    assert control.main(["status"]) == 2
