@@ -52,7 +52,10 @@ def load_run_config(run_dir: str | Path, overrides: list[str]) -> JobConfig:
     ------
     ConfigError
         No run in ``run_dir``, or an override changes a field not in :data:`SAFE_ON_RESUME`.
+    pipeline.storage.LocationError
+        ``run_dir`` is a URI with a ``..``, or in a bucket that is missing or refuses writes.
     """
+    storage.check_location(run_dir, write=True)
     path = storage.join(str(run_dir), RUN_CONFIG)
     if not storage.exists(path):
         raise ConfigError(f"--resume: {run_dir} holds no run to continue (no {RUN_CONFIG}): "
