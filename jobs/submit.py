@@ -26,8 +26,6 @@ import argparse
 import importlib.util
 import sys
 
-from pipeline import storage
-
 JOBS = ("ingest", "train", "visualize", "evaluate", "demo", "plan")
 OUTPUT_OPTIONS = ("--out", "--run-dir", "--train.run_dir", "--run")
 """Options whose location a job writes into (ingest, train, evaluate)."""
@@ -97,6 +95,8 @@ def storage_arguments(args: list[str]) -> list[tuple[str, bool]]:
     """``(uri, written)`` for every object-store URI among a job's arguments, as ``--opt URI``,
     ``--opt=URI`` or ``--section.key="URI"`` (TOML-quoted); ``written`` for the values of
     :data:`OUTPUT_OPTIONS`."""
+    from pipeline.storage import OBJECT_STORES
+
     found = []
     for i, arg in enumerate(args):
         option, value = "", arg
@@ -105,13 +105,15 @@ def storage_arguments(args: list[str]) -> list[tuple[str, bool]]:
         elif i and args[i - 1].startswith("--"):
             option = args[i - 1]
         value = value.strip().strip("\"'")
-        if value.split("://", 1)[0] in storage.OBJECT_STORES and "://" in value:
+        if "://" in value and value.split("://", 1)[0] in OBJECT_STORES:
             found.append((value, option in OUTPUT_OPTIONS))
     return found
 
 
 def check_storage_arguments(args: list[str]) -> None:
     """:func:`pipeline.storage.check_location` of every object-store URI in ``args``."""
+    from pipeline import storage
+
     for location, written in storage_arguments(args):
         storage.check_location(location, write=written)
 

@@ -56,6 +56,7 @@ CASES = {  # job, arguments with LOCATION in the place of a location that is wri
 def test_a_bad_location_is_one_line_before_any_work(s3_store, tmp_path, monkeypatch, capsys,
                                                     case, location, message):
     monkeypatch.chdir(tmp_path)  # "unused" local paths land here
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))  # and the demo corpus of a bucket
     job, argv = CASES[case]
     argv = [a.replace("LOCATION", location).replace("CLOSED", _closed_address()) for a in argv]
     assert _run(job, argv) == 2
@@ -63,8 +64,8 @@ def test_a_bad_location_is_one_line_before_any_work(s3_store, tmp_path, monkeypa
     assert message in err and location in err, err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert storage.list_files("s3://catneuron/escape") == []  # nothing written anywhere
-    assert list(tmp_path.iterdir()) == []
-    assert not (downloads_dir(location) / "_videos").exists()  # no demo corpus decoded
+    assert list(tmp_path.iterdir()) == []  # no demo corpus written, nothing staged
+    assert not downloads_dir(location).exists()
 
 
 def test_a_good_bucket_passes_and_leaves_no_trace(s3_store):
