@@ -176,13 +176,25 @@ def shipped_config(name: str) -> Path:
     return Path(str(importlib.resources.files("configs") / f"{name}.toml"))
 
 
+def is_bare_name(text: str) -> bool:
+    """Whether a ``--config`` value names a shipped config rather than a file: no ``.toml``
+    ending and no path separator (``demo``; not ``demo.toml``, ``./demo`` or ``s3://b/x``)."""
+    separators = {"/", os.sep, os.altsep or "/"}
+    return not text.endswith(".toml") and not any(s in text for s in separators)
+
+
 def config_path(path: str | os.PathLike) -> str:
-    """``path`` itself (a path or URI), or the file of the shipped config it names (``demo``,
-    ``le2012``)."""
+    """The file of the shipped config a bare name names (``demo``, ``le2012``: whatever the
+    current folder holds, such as the ``demo`` folder ``catneuron demo --out demo`` writes),
+    else ``path`` itself (a path or URI). ConfigError for a bare name that is not shipped."""
     text = os.fspath(path)
-    if text in SHIPPED and not os.path.exists(text):
-        return str(shipped_config(text))
-    return text
+    if not is_bare_name(text):
+        return text
+    if text not in SHIPPED:
+        raise ConfigError(f"--config {text}: no shipped config has that name (shipped: "
+                          f"{', '.join(SHIPPED)}); a config file is named with .toml or a path "
+                          f"(./{text})")
+    return str(shipped_config(text))
 
 
 def upgrade_names(data: dict[str, Any]) -> dict[str, Any]:

@@ -56,6 +56,10 @@ def load_run(run: str | os.PathLike):
     from jobs.config import ConfigError, load
     from models.stack import RBMStack, StackConfig
 
+    try:  # a URI with '..', a missing bucket, or one that would refuse evaluation.json
+        storage.check_location(run, write=True)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     model_path, config_path = storage.join(run, "model.pt"), storage.join(run, "config.toml")
     if not storage.exists(model_path) or not storage.exists(config_path):
         raise UsageError(f"{run} is not a finished run (needs model.pt and config.toml): "

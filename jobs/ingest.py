@@ -15,9 +15,12 @@ The settings are the ``[ingest]`` section of a job config (``[ingest.decode]``,
 error). The resolved config is written beside the dataset, ``OUT/_config.toml``.
 
 Exit status: 0 when the dataset has at least one frame, 1 when no source gave frames, 2 on usage
-errors (bad options, an output folder made with other options, a manifest that lists a path
-outside its folder, an unreachable RAY_ADDRESS), 130 on Ctrl-C (finished videos are committed;
-the same command continues). Every error is one line.
+errors (bad options, an output folder made with other options or holding files catneuron did
+not write, a manifest that lists a path outside its folder, a bucket that does not exist or
+refuses writes, a ``..`` in a URI, an unreachable RAY_ADDRESS), 130 on Ctrl-C (finished videos
+are committed; the same command continues). Every error is one line, and every check on the
+output folder runs before anything is written into it. A killed ingest (even before its first
+manifest) continues with the same command.
 """
 
 from __future__ import annotations
@@ -29,11 +32,12 @@ from pipeline import storage
 from pipeline.ingest import (
     IngestConfig,
     OptionsMismatch,
+    check_out,
     downloads_dir,
     run_ingest,
     summary_table,
 )
-from pipeline.shards import MANIFEST, read_manifest
+from pipeline.shards import RESOLVED_CONFIG
 
 # shortcut flags -> their key in the job config, and the factor from the flag's unit
 SHORTCUTS = {"every": "ingest.decode.every", "max_frames": "ingest.decode.max_frames",
@@ -44,7 +48,7 @@ SHORTCUTS = {"every": "ingest.decode.every", "max_frames": "ingest.decode.max_fr
              "max_filesize_mb": "ingest.fetch.max_filesize",
              "max_videos": "ingest.fetch.max_videos"}
 MB = {"shard_mb", "max_filesize_mb"}
-RESOLVED = "_config.toml"
+RESOLVED = RESOLVED_CONFIG
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -122,6 +126,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"catneuron ingest: error: ingest.n_decoders={config.n_decoders}: must be >= 0",
               file=sys.stderr)
         return 2
+    try:  # before the demo corpus or any download is written
+        check_out(args.out, config)
+    except ValueError as e:
+        print(f"catneuron ingest: error: {e}", file=sys.stderr)
+        return 2
     try:
         return _ingest(args, config, job)
     except KeyboardInterrupt:
@@ -143,7 +152,8 @@ def resolve(args: argparse.Namespace, rest: list[str]):
 
 
 def _out_problem(location: str, demo: bool) -> str | None:
-    """Why ``--out`` cannot be used (checked before anything is written), or None."""
+    """Why a local ``--out`` cannot be a folder (checked before anything is written), or None;
+    the rest is :func:`pipeline.ingest.check_out`'s."""
     if storage.is_local(location):
         out = storage.local_path(location)
         for folder in (out, *out.parents):
@@ -152,12 +162,6 @@ def _out_problem(location: str, demo: bool) -> str | None:
         if demo and (out / "_videos").is_symlink():
             return (f"--out {out}: {out / '_videos'} is a symlink; --demo writes its videos "
                     "only into a real folder inside OUT: remove the link")
-    out = location
-    if storage.exists(storage.join(location, MANIFEST)):
-        try:
-            read_manifest(out)  # damaged, or lists a path outside OUT: refuse, touch nothing
-        except ValueError as e:
-            return str(e)
     return None
 
 

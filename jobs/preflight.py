@@ -4,7 +4,9 @@ What is checked here could otherwise only fail inside a worker, after Ray has st
 checkpoint has been written and a traceback has been printed: a CUDA device that is not there, a
 dataset with no frames, a worker whose shards hold fewer frames than one batch (it drops the
 last partial batch, so it would have nothing to train on), too few shards for the workers and
-a frame size other than the model's input (``cluster.trainer.check_data``).
+a frame size other than the model's input (``cluster.trainer.check_data``), and an object
+store whose bucket is missing or refuses writes, or a URI with a ``..`` (nothing would be
+written where it was meant to go).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 
 import torch
 
+from pipeline import storage
 from pipeline.reader import shards_for_worker
 from pipeline.shards import read_manifest
 
@@ -31,6 +34,13 @@ def check_device(config: Any, address: str | None) -> None:
         raise PreflightError(
             "train.device='cuda' but torch sees no CUDA GPU on this machine (torch "
             f"{torch.__version__}): use --train.device=cpu or --train.device=auto")
+
+
+def check_storage(config: Any) -> None:
+    """The dataset's location can be read and the run folder's written
+    (:func:`pipeline.storage.check_location`: LocationError, one line)."""
+    storage.check_location(config.data.path)
+    storage.check_location(config.train.run_dir, write=True)
 
 
 def worker_frames(config: Any, train_shards: list[str]) -> list[int]:
@@ -65,5 +75,6 @@ def check_data_feeds_workers(config: Any) -> None:
 def preflight(config: Any, address: str | None = None) -> None:
     """Every check above; raises PreflightError (or FileNotFoundError / ValueError from the
     dataset's manifest) before Ray starts."""
+    check_storage(config)
     check_device(config, address)
     check_data_feeds_workers(config)

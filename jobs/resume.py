@@ -26,13 +26,19 @@ SAFE_ON_RESUME = (
 
 
 def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
-    """Nested dicts as ``{"section.key": value}`` (lists kept whole)."""
-    if not isinstance(d, dict):
-        return {prefix: d}
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        out.update(_flat(v, f"{prefix}.{k}" if prefix else k))
-    return out
+    """Nested dicts and lists of tables as ``{"section.key": value}``, ``model.stages[0].field``
+    for a table in a list (lists of plain values kept whole)."""
+    if isinstance(d, dict):
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(_flat(v, f"{prefix}.{k}" if prefix else k))
+        return out
+    if isinstance(d, (list, tuple)) and any(isinstance(v, dict) for v in d):
+        out = {}
+        for i, v in enumerate(d):
+            out.update(_flat(v, f"{prefix}[{i}]"))
+        return out
+    return {prefix: d}
 
 
 def _is_safe(key: str) -> bool:
@@ -52,7 +58,10 @@ def load_run_config(run_dir: str | Path, overrides: list[str]) -> JobConfig:
     ------
     ConfigError
         No run in ``run_dir``, or an override changes a field not in :data:`SAFE_ON_RESUME`.
+    pipeline.storage.LocationError
+        ``run_dir`` is a URI with a ``..``, or in a bucket that is missing or refuses writes.
     """
+    storage.check_location(run_dir, write=True)
     path = storage.join(str(run_dir), RUN_CONFIG)
     if not storage.exists(path):
         raise ConfigError(f"--resume: {run_dir} holds no run to continue (no {RUN_CONFIG}): "
@@ -61,12 +70,23 @@ def load_run_config(run_dir: str | Path, overrides: list[str]) -> JobConfig:
     resumed = load(path, [*overrides, f"train.run_dir={_toml_str(str(run_dir))}"])
     unsafe = [k for k in changed_fields(saved, resumed) if not _is_safe(k)]
     if unsafe:
-        key = unsafe[0]
-        old, new = _flat(to_dict(saved)).get(key), _flat(to_dict(resumed)).get(key)
-        raise ConfigError(
-            f"--resume cannot change {key} (the run has {old!r}, asked {new!r}): its checkpoints "
-            f"depend on it; start a new --run-dir to train with it")
+        raise ConfigError(f"--resume cannot change {_changes(saved, resumed, unsafe)}: the "
+                          "run's checkpoints depend on them; start a new --run-dir to train "
+                          "with them")
     return resumed
+
+
+def _changes(saved: JobConfig, resumed: JobConfig, keys: list[str], n: int = 4) -> str:
+    """``key (old -> new), ...`` for the first ``n`` keys, then how many more."""
+    a, b = _flat(to_dict(saved)), _flat(to_dict(resumed))
+
+    def short(value: Any) -> str:
+        text = "unset" if value is None else repr(value)
+        return text if len(text) <= 40 else text[:37] + "..."
+
+    parts = [f"{k} ({short(a.get(k))} -> {short(b.get(k))})" for k in keys[:n]]
+    more = f" and {len(keys) - n} more" if len(keys) > n else ""
+    return ", ".join(parts) + more
 
 
 def _toml_str(text: str) -> str:

@@ -12,6 +12,12 @@ cluster's image already has them). Prints the job id, then follows the logs unti
 (``--no-wait``: returns at once); exits 0 when the job SUCCEEDED, 1 when it FAILED or was
 STOPPED, 2 on usage errors or when no cluster answers. Ctrl-C while following leaves the job
 running (``catneuron jobs stop ID`` stops it).
+
+Before anything is uploaded, every object-store URI among the job's arguments is checked from
+this machine (:func:`pipeline.storage.check_location`): no ``..`` in it, its bucket exists, and
+the bucket of an output (``--out``, ``--run-dir``, ``--train.run_dir``, ``--run``) takes writes.
+``--no-storage-check`` leaves that to the job, for a cluster that reaches storage this machine
+cannot (the job makes the same checks before its own work).
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ import importlib.util
 import sys
 
 JOBS = ("ingest", "train", "visualize", "evaluate", "demo", "plan")
+OUTPUT_OPTIONS = ("--out", "--run-dir", "--train.run_dir", "--run")
+"""Options whose location a job writes into (ingest, train, evaluate)."""
 
 
 def add_address(p: argparse.ArgumentParser) -> None:
@@ -38,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-pip", action="store_true",
                    help="do not install the runtime requirements (the cluster's image has them)")
     p.add_argument("--submission-id", help="the job's id (default: one Ray makes up)")
+    p.add_argument("--no-storage-check", action="store_true",
+                   help="do not check the job's s3:// locations from this machine (the cluster "
+                        "reaches storage this machine cannot)")
     p.add_argument("job", metavar="JOB", help="one of: " + ", ".join(JOBS))
     p.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS", help="the job's own options")
     return p
@@ -56,6 +67,13 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     try:
+        if not args.no_storage_check:
+            check_storage_arguments(args.args)
+    except ValueError as exc:
+        print(f"catneuron submit: {exc} (checked from this machine before submitting; "
+              "--no-storage-check leaves it to the job)", file=sys.stderr)
+        return 2
+    try:
         env = runtime_env(pip=not args.no_pip)
         client = connect(args.address)
         job_id = client.submit_job(entrypoint=entrypoint(args.job, args.args), runtime_env=env,
@@ -71,6 +89,33 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_wait:
         return 0
     return follow(client, job_id, "catneuron submit")
+
+
+def storage_arguments(args: list[str]) -> list[tuple[str, bool]]:
+    """``(uri, written)`` for every object-store URI among a job's arguments, as ``--opt URI``,
+    ``--opt=URI`` or ``--section.key="URI"`` (TOML-quoted); ``written`` for the values of
+    :data:`OUTPUT_OPTIONS`."""
+    from pipeline.storage import OBJECT_STORES
+
+    found = []
+    for i, arg in enumerate(args):
+        option, value = "", arg
+        if arg.startswith("--") and "=" in arg:
+            option, value = arg.split("=", 1)
+        elif i and args[i - 1].startswith("--"):
+            option = args[i - 1]
+        value = value.strip().strip("\"'")
+        if "://" in value and value.split("://", 1)[0] in OBJECT_STORES:
+            found.append((value, option in OUTPUT_OPTIONS))
+    return found
+
+
+def check_storage_arguments(args: list[str]) -> None:
+    """:func:`pipeline.storage.check_location` of every object-store URI in ``args``."""
+    from pipeline import storage
+
+    for location, written in storage_arguments(args):
+        storage.check_location(location, write=written)
 
 
 def follow(client, job_id: str, prog: str) -> int:

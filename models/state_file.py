@@ -6,7 +6,10 @@ file catneuron writes goes through :func:`save_state`, which keeps tensors, numb
 ``None`` and lists/tuples/dicts of them (numpy arrays become tensors; anything else is refused
 when saving), and every one it reads goes through :func:`load_state`, which is
 ``torch.load(weights_only=True)``: torch's restricted unpickler rebuilds tensors and plain
-containers and refuses any other global. Configs travel as dicts or TOML strings.
+containers and refuses any other global. Configs travel as dicts or TOML strings. A file that
+is not a whole state file (cut short by a full disk or an interrupted copy, or overwritten) is
+refused as :class:`DamagedStateFile`, naming the file, instead of the zip reader's internal
+error.
 """
 
 from __future__ import annotations
@@ -27,6 +30,10 @@ _PLAIN = (bool, int, float, str, bytes, type(None))
 class UnsafeStateFile(ValueError):
     """A state file that holds something other than tensors and plain values (it is not
     loaded, so nothing in it runs)."""
+
+
+class DamagedStateFile(ValueError):
+    """A file that is not a whole state file (truncated, empty or overwritten)."""
 
 
 def plain_state(obj: Any, where: str = "state") -> Any:
@@ -73,13 +80,32 @@ def state_from_bytes(data: bytes, where: str = "state", map_location: Any = "cpu
 
 
 def _load(source: Any, where: str, map_location: Any) -> Any:
-    """``torch.load(source, weights_only=True)`` with refusals as UnsafeStateFile."""
+    """``torch.load(source, weights_only=True)`` with refusals as UnsafeStateFile and
+    unreadable files as DamagedStateFile."""
     try:
         return torch.load(source, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         found = re.search(r"(unsupported GLOBAL [^\s]+|Unsupported operand \d+|"
                           r"Unsupported global: [^\s]+)", str(exc))
+        if not found and "Weights only load failed" not in str(exc):
+            raise _damaged(where, exc) from None
         what = found.group(1) if found else "refused by torch's weights-only unpickler"
         raise UnsafeStateFile(
             f"{where} holds more than tensors and plain values ({what}); it was not "
             "loaded: use only state files catneuron wrote, or train again") from exc
+    except RuntimeError as exc:  # torch's zip reader: "PytorchStreamReader failed ..."
+        if "PytorchStreamReader" not in str(exc) and "zip archive" not in str(exc):
+            raise
+        raise _damaged(where, exc) from None
+    except (EOFError, KeyError, ValueError) as exc:  # what the unpickler makes of a cut file
+        raise _damaged(where, exc) from None
+
+
+def _damaged(where: str, exc: BaseException) -> DamagedStateFile:
+    """The one-line refusal of a file that is not a whole state file."""
+    reason = " ".join(str(exc).split(". ")[0].split())
+    if isinstance(exc, (EOFError, KeyError)) or not reason:
+        reason = f"{type(exc).__name__} {reason}".strip()
+    return DamagedStateFile(
+        f"{where} is not a whole state file (truncated or damaged: {reason[:120]}); it was "
+        "not loaded: copy it again from where it was written, or train again")

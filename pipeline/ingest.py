@@ -2,10 +2,14 @@
 
 The driver resolves sources, downloads URLs, hands one :class:`~pipeline.video_job.VideoJob` per
 video to the decode pool and commits each finished video to the manifest (the only writer of it).
-Resume: on start, shards the manifest does not list and temporary files are deleted, and videos
-already committed as ``ok`` are skipped; every other video is decoded again from its first
-frame. Because a video's shards enter the manifest in the same atomic replace that marks it
-``ok``, a kill at any moment leaves each frame exactly once after the re-run.
+Resume: on start, catneuron's shards the manifest does not list (orphans) and its temporary
+files are deleted, and videos already committed as ``ok`` are skipped; every other video is
+decoded again from its first frame. Because a video's shards enter the manifest in the same
+atomic replace that marks it ``ok``, a kill at any moment leaves each frame exactly once after
+the re-run, also a kill before the first manifest: a folder that holds only catneuron's own
+files (:func:`pipeline.shards.survey`) is a dataset to resume. A folder with anything else and
+no manifest, or with a foreign ``.parquet`` file beside its manifest, is refused before
+anything is written (:func:`check_out`).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from pipeline.shards import (
     empty_manifest,
     is_plain_name,
     read_manifest,
+    survey,
     write_manifest,
 )
 from pipeline.sources import expand_sources, file_identity
@@ -54,6 +59,11 @@ class OptionsMismatch(ValueError):
     """The output folder holds a dataset made with other decode options."""
 
 
+class ForeignFiles(ValueError):
+    """The output folder holds files catneuron did not write (none may be deleted or read as
+    part of the dataset)."""
+
+
 @dataclass
 class IngestReport:
     """What one run did: per-video results of this run and videos skipped as already done."""
@@ -61,6 +71,7 @@ class IngestReport:
     out: str
     results: list[VideoResult] = field(default_factory=list)
     skipped: list[dict[str, Any]] = field(default_factory=list)
+    duplicates: list[tuple[str, str]] = field(default_factory=list)  # (source, same as source)
     removed: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # things skipped on purpose, with why
     seconds: float = 0.0
@@ -93,29 +104,59 @@ def _options(config: IngestConfig) -> dict[str, Any]:
 _MUST_MATCH = ("every", "max_frames", "input_size", "channels", "interpolation")
 
 
+def check_out(out: str, config: IngestConfig) -> dict[str, Any] | None:
+    """Every check on the output folder that needs no writing, so that a refusal leaves it as
+    it was: the location (for an object store: the bucket exists and takes writes), the manifest
+    (readable, paths inside the folder, the same decode options) and the files (only
+    catneuron's own without a manifest; no foreign ``.parquet`` beside one). Returns the
+    manifest, None for a new dataset.
+
+    Raises
+    ------
+    pipeline.storage.LocationError, pipeline.shards.ManifestError, OptionsMismatch, ForeignFiles
+        All ValueErrors with a one-line message.
+    """
+    storage.check_location(out, write=True)
+    manifest = read_manifest(out) if storage.exists(storage.join(out, MANIFEST)) else None
+    if manifest is not None:
+        _check_options(out, manifest.get("options", {}), _options(config))
+    contents = survey(out, manifest)
+    if manifest is None and contents.foreign:
+        raise ForeignFiles(
+            f"{out} holds files catneuron did not write ({_names(contents.foreign)}) and no "
+            f"{MANIFEST}: not a catneuron dataset; choose an empty or new --out folder")
+    foreign = [n for n in contents.foreign if n.endswith(".parquet")]
+    if foreign:
+        raise ForeignFiles(
+            f"{out} holds .parquet files catneuron did not write ({_names(foreign)}): they "
+            "would be read as part of the dataset; move them out of the folder")
+    return manifest
+
+
+def _names(names: list[str], n: int = 3) -> str:
+    """The first ``n`` names, and how many more."""
+    more = f" and {len(names) - n} more" if len(names) > n else ""
+    return ", ".join(names[:n]) + more
+
+
+def _check_options(out: str, old: dict[str, Any], options: dict[str, Any]) -> None:
+    """OptionsMismatch naming each option that decides the pixels and differs."""
+    diff = [k for k in _MUST_MATCH if old.get(k) != options[k]]
+    if diff:
+        was = ", ".join(f"{k}={old.get(k)!r}" for k in diff)
+        now = ", ".join(f"{k}={options[k]!r}" for k in diff)
+        raise OptionsMismatch(
+            f"{out} was ingested with {was}; this run asks for {now}. Use the same options "
+            "to resume/extend it, or a new --out folder")
+
+
 def open_dataset(out: str, config: IngestConfig) -> tuple[dict[str, Any], list[str]]:
-    """Load or create the manifest of ``out`` (path or URI), check options, delete uncommitted
-    debris."""
+    """Load or create the manifest of ``out`` (path or URI) after :func:`check_out`, and delete
+    a killed run's orphan shards and temporary files (returned by name)."""
+    manifest = check_out(out, config)
     storage.makedirs(out)
-    options = _options(config)
-    if storage.exists(storage.join(out, MANIFEST)):
-        manifest = read_manifest(out)
-        old = manifest.get("options", {})
-        diff = [k for k in _MUST_MATCH if old.get(k) != options[k]]
-        if diff:
-            was = ", ".join(f"{k}={old.get(k)!r}" for k in diff)
-            now = ", ".join(f"{k}={options[k]!r}" for k in diff)
-            raise OptionsMismatch(
-                f"{out} was ingested with {was}; this run asks for {now}. Use the same options "
-                "to resume/extend it, or a new --out folder"
-            )
-    else:
-        if any(name.endswith(".parquet") for name in storage.list_files(out)):
-            raise OptionsMismatch(
-                f"{out} holds .parquet files but no {MANIFEST}: not a catneuron dataset; "
-                "choose an empty or new --out folder"
-            )
-        manifest = empty_manifest(options)
+    if manifest is None:
+        manifest = empty_manifest(_options(config))
     removed = clean_uncommitted(out, manifest)
     return manifest, removed
 
@@ -226,17 +267,20 @@ class _Queue:
         self.report, self.out, self.config = report, out, config
         self.jobs: list[VideoJob] = []
         self.identity: dict[str, dict] = {}  # source key -> {"bytes", "sha256"}
-        self.queued: set = set()
+        self.queued: dict = {}  # (bytes, sha256) or a download's source -> the name queued
 
     def add_file(self, name: str, path: str) -> None:
-        """Queue a local video unless its content is already in the dataset or the queue."""
+        """Queue a local video unless its content is already in the dataset or the queue (a
+        copy of a queued video is reported as its duplicate)."""
         size, digest = file_identity(path)
         done = (self.by_content.get((size, digest)) or self.by_name.get(name)
                 or self.by_name.get(path))  # a record keyed by absolute path (older datasets)
         if done is not None:
             self.report.skipped.append(done)
-        elif (size, digest) not in self.queued:
-            self.queued.add((size, digest))
+        elif (size, digest) in self.queued:
+            self.report.duplicates.append((name, self.queued[(size, digest)]))
+        else:
+            self.queued[(size, digest)] = name
             key = f"{name}#{digest[:12]}"
             self.identity[key] = {"bytes": size, "sha256": digest}
             self.jobs.append(VideoJob(key, path, str(self.out), self.config.decode,
@@ -247,7 +291,7 @@ class _Queue:
         if source in self.by_name:
             self.report.skipped.append(self.by_name[source])
         elif source not in self.queued:
-            self.queued.add(source)
+            self.queued[source] = source
             self.jobs.append(VideoJob(source, path, str(self.out), self.config.decode,
                                       self.config.shards))
 
@@ -282,6 +326,8 @@ def summary_table(report: IngestReport, width: int = 60) -> str:
     for v in report.skipped:
         rows.append(("skipped", str(v["frames"]), str(len(v.get("shards", []))), "-",
                      v["source"] + "  (already ingested)"))
+    for name, first in report.duplicates:
+        rows.append(("duplicate", "-", "-", "-", f"{name}  (same content as {first})"))
     for note in report.notes:
         rows.append(("skipped", "-", "-", "-", note))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
@@ -291,8 +337,13 @@ def summary_table(report: IngestReport, width: int = 60) -> str:
         lines.append("  ".join(cells) + "  " + row[4])
     n_ok, n_failed = len(report.ok), len(report.failed)
     lines.append("-" * min(100, max(len(x) for x in lines)))
+    if report.removed:
+        lines.append(f"removed {len(report.removed)} file(s) an interrupted run left "
+                     "uncommitted (a video counts once its shards are in the manifest)")
+    dup = report.duplicates
     lines.append(
         f"sources ok: {n_ok}, failed: {n_failed}, skipped (done before): {len(report.skipped)}"
+        f"{f', duplicates: {len(dup)}' if dup else ''}"
         f"{f', symlinked folders not followed: {len(report.notes)}' if report.notes else ''}; "
         f"frames this run: {sum(r.frames for r in report.results)}; dataset: "
         f"{report.total_frames} frames in {report.total_shards} shards; "

@@ -16,12 +16,18 @@ shards only once *all* of them are renamed, so a killed ingest can be resumed (s
 :func:`clean_uncommitted`). In an object store a shard is written to a local temporary file and
 uploaded under its final name (an object appears only once complete), and the manifest is one
 object replaced whole: the same commit protocol.
+
+What catneuron writes into a dataset folder, and nothing else, is its own (:func:`survey`):
+``_manifest.json``, ``_config.toml``, shards named ``PREFIX-NNNNN.parquet`` whose schema is
+:func:`frame_schema`'s, and the temporaries of those names. A shard the manifest does not list
+is an *orphan* of a killed run: removed on resume, and its video decoded again.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,11 +38,19 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline import storage
+from pipeline.pause_points import pause_point
 
 SCHEMA_VERSION = 2
 MANIFEST = "_manifest.json"
+RESOLVED_CONFIG = "_config.toml"  # the ingest's resolved job config, beside the dataset
 SHARD_SUFFIX = ".parquet"
 TMP_SUFFIX = ".tmp"
+# PREFIX-NNNNN.parquet as ShardWriter names them (the prefix: letters, digits, '_' and '-')
+SHARD_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*-[0-9]{5,}\.parquet")
+# the temporary names of shards, of the manifest and config (pipeline.storage.write_bytes), and
+# of the write check of an object store (pipeline.storage.check_location)
+OWN_TEMPORARY = re.compile(rf"\.({SHARD_NAME.pattern}|_manifest\.json|_config\.toml)\.tmp"
+                           r"|\.catneuron-write-check-[0-9a-f]{32}")
 
 
 @dataclass(frozen=True)
@@ -195,7 +209,9 @@ class ShardWriter:
             write_statistics=["frame_index", "timestamp_ms"],
         )
         digest = sha256_file(tmp)
+        pause_point("shard:before-publish")
         storage.publish_file(tmp, storage.join(self.root, name))
+        pause_point("shard:published")
         self.shards.append(ShardInfo(name, rows, digest))
 
 
@@ -308,18 +324,66 @@ def commit_video(
     manifest["shards"].extend(s.to_json() for s in shards)
 
 
-def clean_uncommitted(root: str | Path, manifest: dict[str, Any]) -> list[str]:
-    """Delete temporary files and shard files the manifest does not list (a killed run's debris).
+def is_frame_shard(root: str | Path, name: str) -> bool:
+    """Whether ``root/name`` is a shard catneuron wrote: its name is ``PREFIX-NNNNN.parquet`` and
+    its schema is :func:`frame_schema`'s (any frame size). A file that cannot be read as Parquet
+    is not one."""
+    if not SHARD_NAME.fullmatch(name):
+        return False
+    try:
+        with storage.open_input_file(storage.join(root, name)) as f:
+            schema = pq.read_schema(f)
+    except (OSError, pa.ArrowException):
+        return False
+    pixels = schema.field("pixels").type if "pixels" in schema.names else None
+    if not isinstance(pixels, pa.FixedSizeBinaryType):
+        return False
+    return schema.equals(frame_schema(pixels.byte_width), check_metadata=False)
 
-    Returns the names removed. After this the folder holds exactly the committed shards, so a
-    resumed ingest (which re-decodes every video not committed as ``ok``) has each frame once.
+
+@dataclass(frozen=True)
+class FolderContents:
+    """The files directly inside a dataset folder, by owner (names, sorted).
+
+    ``committed``: shards the manifest lists; ``orphans``: catneuron's shards it does not list
+    (a killed run's); ``temporaries``: catneuron's temporary files; ``foreign``: anything
+    catneuron did not write. The manifest and ``_config.toml`` are in none of them.
     """
-    committed = {s["path"] for s in manifest["shards"]}
-    removed = []
+
+    committed: list[str]
+    orphans: list[str]
+    temporaries: list[str]
+    foreign: list[str]
+
+
+def survey(root: str | Path, manifest: dict[str, Any] | None) -> FolderContents:
+    """Sort the files of ``root`` by owner (``manifest``: its manifest, None when it has none)."""
+    listed = {s["path"] for s in manifest["shards"]} if manifest else set()
+    committed, orphans, temporaries, foreign = [], [], [], []
     for name in storage.list_files(root):
-        stray_tmp = name.startswith(".") and name.endswith(TMP_SUFFIX)
-        orphan = name.endswith(SHARD_SUFFIX) and not name.startswith((".", "_"))
-        if stray_tmp or (orphan and name not in committed):
-            storage.delete(storage.join(root, name))
-            removed.append(name)
-    return sorted(removed)
+        if name in (MANIFEST, RESOLVED_CONFIG):
+            continue
+        if name in listed:
+            committed.append(name)
+        elif OWN_TEMPORARY.fullmatch(name):
+            temporaries.append(name)
+        elif is_frame_shard(root, name):
+            orphans.append(name)
+        else:
+            foreign.append(name)
+    return FolderContents(committed, orphans, temporaries, foreign)
+
+
+def clean_uncommitted(root: str | Path, manifest: dict[str, Any]) -> list[str]:
+    """Delete catneuron's temporary files and the shards ``manifest`` does not list (a killed
+    run's orphans); files catneuron did not write are never touched.
+
+    Returns the names removed. After this the folder holds, of catneuron's shards, exactly the
+    committed ones, so a resumed ingest (which decodes again every video not committed as
+    ``ok``, the orphans' included) has each frame once.
+    """
+    contents = survey(root, manifest)
+    removed = sorted(contents.temporaries + contents.orphans)
+    for name in removed:
+        storage.delete(storage.join(root, name))
+    return removed

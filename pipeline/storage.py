@@ -11,6 +11,13 @@ Publishing is atomic on both kinds of storage, which is what the dataset's commi
 on: a local file is written under a temporary name, fsynced and renamed over the target; an
 object store shows an object only once its upload has completed, so readers see the old object
 or the whole new one, never a part.
+
+A URI is used as written, with one rule: no ``.`` or ``..`` segment (pyarrow's paths are
+abstract paths without them, and an object store has no folder to climb, so
+``s3://b/runs/../x`` would silently mean some other prefix): :class:`LocationError`. A local
+path is made absolute once, in :func:`resolve` (``os.path.abspath``), the same for every
+operation. :func:`check_location` asks an object store, before any work, whether the bucket
+exists and takes writes, so a wrong bucket is one line instead of a failure after the work.
 """
 
 from __future__ import annotations
@@ -19,11 +26,19 @@ import functools
 import os
 import shutil
 import tempfile
+import uuid
 from pathlib import Path
 
 import pyarrow.fs as pafs
 
+from pipeline.pause_points import pause_point
+
 TMP_SUFFIX = ".tmp"
+
+
+class LocationError(ValueError):
+    """A location that cannot be used as given (a ``..`` in a URI, a bucket that does not exist
+    or refuses writes); the message is one line naming the location and the fix."""
 
 
 def is_uri(location: str | os.PathLike) -> bool:
@@ -38,6 +53,10 @@ def resolve(location: str | os.PathLike) -> tuple[pafs.FileSystem, str]:
     if not is_uri(text):
         return pafs.LocalFileSystem(), os.path.abspath(text)
     scheme, rest = text.split("://", 1)
+    if any(part in (".", "..") for part in rest.split("/")):
+        raise LocationError(
+            f"{text}: a URI may not hold '.' or '..' segments (an object store has no folders "
+            "to climb, so it would name another prefix): write the prefix in full")
     if scheme in OBJECT_STORES:
         bucket = rest.split("/", 1)[0]
         return _filesystem(f"{scheme}://{bucket}", os.environ.get("AWS_ENDPOINT_URL")), \
@@ -131,6 +150,7 @@ def write_bytes(location: str | os.PathLike, data: bytes) -> None:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
+    pause_point(f"write:{target.name}")
     os.replace(tmp, target)
 
 
@@ -168,3 +188,42 @@ def staging_dir(location: str | os.PathLike) -> Path:
         path.mkdir(parents=True, exist_ok=True)
         return path
     return Path(tempfile.mkdtemp(prefix="catneuron-staging-"))
+
+
+# ---------------------------------------------------------------------------- checking
+def check_location(location: str | os.PathLike, *, write: bool = False) -> None:
+    """Raise :class:`LocationError` (one line) unless ``location`` can be used: a URI without
+    ``.``/``..`` segments, and for an object store a bucket that exists and, with ``write``,
+    accepts an object (a small one is written and deleted under the prefix). Local paths are
+    left to the command's own checks. Called by every job before it does any work."""
+    filesystem, path = resolve(location)
+    if is_local(location):
+        return
+    bucket = path.split("/", 1)[0]
+    where = os.environ.get("AWS_ENDPOINT_URL")
+    at = f" at {where}" if where else ""
+    try:
+        info = filesystem.get_file_info(bucket)
+    except OSError as exc:
+        raise LocationError(f"{location}: cannot reach the bucket {bucket!r}{at} "
+                            f"({_one_line(exc)}): check the URI, AWS_ENDPOINT_URL and the "
+                            "credentials (AWS_* settings)") from None
+    if info.type == pafs.FileType.NotFound:
+        raise LocationError(f"{location}: the bucket {bucket!r} does not exist{at}: create it "
+                            "or correct the URI")
+    if write:
+        probe = f"{path.rstrip('/')}/.catneuron-write-check-{uuid.uuid4().hex}"
+        try:
+            with filesystem.open_output_stream(probe) as stream:
+                stream.write(b"catneuron write check\n")
+            filesystem.delete_file(probe)
+        except OSError as exc:
+            raise LocationError(f"{location}: cannot write into the bucket {bucket!r}{at} "
+                                f"({_one_line(exc)}): check the credentials' permissions "
+                                "or choose another location") from None
+
+
+def _one_line(exc: BaseException, limit: int = 200) -> str:
+    """An exception's message on one line, at most ``limit`` characters."""
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."

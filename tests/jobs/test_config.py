@@ -111,3 +111,15 @@ def test_train_cli_checks_the_dataset_against_the_model(tmp_path):
     assert not (tmp_path / "run").exists()
     assert main(["--config", str(ROOT / "configs/demo.toml"), f'--data.path="{tmp_path}/none"',
                  "--run-dir", str(tmp_path / "run")]) == 2
+
+
+def test_a_bare_name_is_a_shipped_config_whatever_the_folder_holds(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "demo").mkdir()  # as `catneuron demo --out demo` leaves it
+    (tmp_path / "le2012").write_text("[train]\nsteps = 7\n")
+    assert load("demo") == load(ROOT / "configs/demo.toml")
+    assert load("le2012") == load(ROOT / "configs/le2012.toml")
+    assert load("./le2012").train.steps == 7  # a path is a file
+    (tmp_path / "mine").write_text("[train]\nsteps = 5\n")
+    with pytest.raises(ConfigError, match=r"no shipped config .* \(\./mine\)"):
+        load("mine")

@@ -71,6 +71,16 @@ def test_resume_refuses_an_unsafe_change_and_writes_nothing(tmp_path, capsys):
     assert sorted(p.name for p in run.iterdir()) == ["config.toml"]
 
 
+def test_a_refused_resume_names_each_changed_field_not_the_whole_config(tmp_path, capsys):
+    run, _ = _run_folder(tmp_path, tmp_path / "data")
+    assert train_job.main(["--resume", "--run-dir", str(run), "--model.stages[0].n_maps=8",
+                           "--update.learning_rate=0.1", "--train.steps=50"]) == 2
+    err = capsys.readouterr().err
+    assert ("--resume cannot change model.stages[0].n_maps (4 -> 8), update.learning_rate "
+            "(0.003 -> 0.1): the run's checkpoints depend on them") in err
+    assert err.count("\n") == 1 and len(err) < 300 and "train.steps" not in err
+
+
 def test_a_shortcut_and_its_field_must_agree(tmp_path, capsys):
     assert train_job.main(["--workers", "3", "--train.n_workers=2"]) == 2
     assert "--workers 3 and --train.n_workers=2 disagree" in capsys.readouterr().err

@@ -125,3 +125,79 @@ def test_ctrl_c_exits_130_and_keeps_finished_videos(tmp_path, capsys, monkeypatc
     err = capsys.readouterr().err
     assert err.startswith("catneuron ingest: interrupted;") and err.count("\n") == 1
     assert [v["status"] for v in _manifest(out)["videos"]] == ["ok"]
+
+
+def _own_orphan_shards(out, prefix="killed"):
+    """Shards catneuron wrote for a video it never committed (as a killed run leaves them)."""
+    import numpy as np
+
+    from pipeline.shards import ShardWriter
+
+    frames = np.zeros((5, 16, 16, 1), np.uint8)
+    with ShardWriter(out, prefix, max_rows=2) as w:
+        w.write("gone.mp4", frames, np.arange(5), np.zeros(5))
+        return [s.path for s in w.finalize()]
+
+
+def test_a_folder_of_only_catneuron_shards_and_no_manifest_resumes(tmp_path, capsys):
+    out = tmp_path / "data"
+    orphans = _own_orphan_shards(out)
+    (out / "._manifest.json.tmp").write_text('{"half": ')  # killed while publishing it
+    video = make_video(tmp_path / "a.mp4", n_frames=6)
+    assert _ingest([video], out) == 0
+    printed = capsys.readouterr().out
+    assert f"removed {len(orphans) + 1} file(s) an interrupted run left uncommitted" in printed
+    listed = {s["path"] for s in _manifest(out)["shards"]}
+    assert {p.name for p in out.glob("*.parquet")} == listed and not listed & set(orphans)
+    assert not list(out.glob(".*")) and len(read_frames(out)) == 6
+
+
+@pytest.mark.parametrize("name, with_manifest", [
+    ("notes.txt", False), ("data.parquet", False), ("looks-00000.parquet", False),
+    ("extra.parquet", True), ("looks-00000.parquet", True)])
+def test_a_folder_with_foreign_files_is_refused_and_left_as_it_was(tmp_path, capsys, name,
+                                                                    with_manifest):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out = tmp_path / "data"
+    video = make_video(tmp_path / "a.mp4", n_frames=4)
+    if with_manifest:
+        assert _ingest([video], out) == 0
+    else:
+        _own_orphan_shards(out)
+    foreign = out / name
+    if name.endswith(".parquet"):  # Parquet, named like a shard or not, not a frame table
+        pq.write_table(pa.table({"source": ["x"], "frame_index": [0]}), foreign)
+    else:
+        foreign.write_text("mine")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    capsys.readouterr()
+    assert _ingest([video, make_video(tmp_path / "b.mp4", n_frames=4, seed=1)], out) == 2
+    err = capsys.readouterr().err
+    assert "catneuron did not write" in err and name in err and err.count("\n") == 1
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_a_copied_video_is_reported_as_a_duplicate_of_the_first(tmp_path, capsys):
+    src = tmp_path / "clips"
+    src.mkdir()
+    make_video(src / "a.mp4", n_frames=5)
+    make_video(src / "b.mp4", n_frames=5, seed=1)
+    shutil.copy(src / "a.mp4", src / "c_copy.mp4")
+    assert _ingest([src], tmp_path / "data") == 0
+    printed = capsys.readouterr().out
+    assert "sources ok: 2, failed: 0, skipped (done before): 0, duplicates: 1" in printed
+    assert "clips/c_copy.mp4  (same content as clips/a.mp4)" in printed
+    assert len(read_frames(tmp_path / "data")) == 10
+
+
+def test_demo_into_a_dataset_of_other_options_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "data"
+    assert _ingest([make_video(tmp_path / "a.mp4", n_frames=4)], out) == 0
+    before = sorted(p.name for p in out.iterdir())
+    capsys.readouterr()
+    assert main(["--demo", "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "input_size=16" in err and err.count("\n") == 1
+    assert sorted(p.name for p in out.iterdir()) == before  # no _videos/

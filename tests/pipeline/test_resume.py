@@ -68,3 +68,58 @@ def test_killed_ingest_resumes_with_every_frame_exactly_once(tmp_path):
     expected = {(f"src/{v.name}#{sha256_file(v)[:12]}", i)
                 for v in videos for i in range(len(cv2_frames(v)))}
     assert set(keys) == expected  # no frame missing
+
+
+def _stop_and_kill_at(point: str, cmd: list[str], env: dict) -> None:
+    """Run ``cmd`` until it stops itself at the pause point ``point`` (SIGSTOP, see
+    pipeline.pause_points), then SIGKILL it there: a kill at an exact moment, with no race."""
+    proc = subprocess.Popen(cmd, cwd=REPO, env={**env, "CATNEURON_PAUSE_AT": point},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        pid = status = 0
+        while not pid and time.monotonic() < deadline:
+            pid, status = os.waitpid(proc.pid, os.WUNTRACED | os.WNOHANG)
+            time.sleep(0.01)  # waiting for a state, not racing one
+        assert pid and os.WIFSTOPPED(status), f"the ingest never stopped at {point}"
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point, left", [
+    ("shard:before-publish", {"tmp": 1, "parquet": 0, "manifest": False}),  # before any shard
+    ("shard:published", {"tmp": 0, "parquet": 1, "manifest": False}),  # one shard, no manifest
+    ("write:_manifest.json", {"tmp": 1, "parquet": 2, "manifest": False}),  # first publish
+    ("write:_manifest.json@2", {"tmp": 1, "parquet": 4, "manifest": True}),  # a later one
+])
+def test_an_ingest_killed_at_any_moment_resumes_with_each_frame_once(tmp_path, point, left):
+    src = tmp_path / "src"
+    src.mkdir()
+    videos = [make_video(src / f"v{i}.mp4", n_frames=7, w=32, h=24, seed=i) for i in range(3)]
+    out = tmp_path / "data"
+    cmd = [sys.executable, "-m", "jobs.ingest", str(src), "--out", str(out), "--input-size", "8",
+           "--shard-rows", "4", "--workers", "0", "--quiet"]
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    _stop_and_kill_at(point, cmd, env)
+    assert len(list(out.glob(".*.tmp"))) == left["tmp"]  # the moment the kill hit
+    assert len(list(out.glob("*.parquet"))) == left["parquet"]
+    assert (out / "_manifest.json").exists() == left["manifest"]
+
+    result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    if left["parquet"] > 2 * left["manifest"]:  # shards the killed run never committed
+        assert "an interrupted run left uncommitted" in result.stdout
+    manifest = json.loads((out / "_manifest.json").read_text())
+    assert {p.name for p in out.glob("*.parquet")} == {s["path"] for s in manifest["shards"]}
+    assert not list(out.glob(".*"))
+    table = pads.dataset(str(out), format="parquet").to_table(columns=["source", "frame_index"])
+    keys = list(zip(table.column("source").to_pylist(), table.column("frame_index").to_pylist(),
+                    strict=True))
+    expected = {(f"src/{v.name}#{sha256_file(v)[:12]}", i)
+                for v in videos for i in range(len(cv2_frames(v)))}
+    assert len(keys) == len(set(keys)) and set(keys) == expected  # each frame exactly once

@@ -53,3 +53,17 @@ def test_join_and_kinds():
     assert not storage.is_local("s3://b/p")
     with pytest.raises(ValueError, match="not on the local filesystem"):
         storage.local_path("s3://b/p")
+
+
+@pytest.mark.parametrize("uri", ["s3://b/runs/../x", "s3://b/./x", "s3://b/x/..",
+                                 "file:///tmp/a/../b"])
+def test_a_uri_with_dot_segments_is_refused_by_every_operation(uri):
+    for operation in (storage.resolve, storage.exists, storage.list_files,
+                      lambda u: storage.check_location(u, write=True)):
+        with pytest.raises(storage.LocationError, match=r"may not hold '\.' or '\.\.'"):
+            operation(uri)
+
+
+def test_a_local_path_is_normalised_once(tmp_path):
+    assert storage.resolve(f"{tmp_path}/a/../b")[1] == str(tmp_path / "b")
+    storage.check_location(f"{tmp_path}/a/../b", write=True)  # local: the OS's meaning

@@ -1,0 +1,43 @@
+"""A ``model.pt`` cut short (a full disk, an interrupted copy): ``evaluate`` and ``visualize``
+refuse it in one line naming the file, exit status 2, instead of torch's zip-reader traceback."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cluster.state_io import write_state
+from jobs.config import dumps, load
+from models.stack import RBMStack
+from tests.cluster.data import make_dataset
+
+SMALL = ["--model.input_size=16", "--model.stages=[{field=6, stride=2, n_maps=4, pool=2}]",
+         "--train.stages=1"]
+
+
+@pytest.fixture
+def run(tmp_path):
+    """A run folder: config.toml, its dataset, and a whole model.pt."""
+    data = make_dataset(tmp_path / "data", n_videos=1, frames_per_video=8, size=16,
+                        shard_rows=8)
+    run = tmp_path / "run"
+    run.mkdir()
+    config = load(None, [f'--data.path="{data}"', *SMALL, f'--train.run_dir="{run}"'])
+    (run / "config.toml").write_text(dumps(config))
+    stack = RBMStack(config.model, generator=torch.Generator().manual_seed(0), device="cpu")
+    write_state(run / "model.pt", {"config": stack.config.to_dict(), "state": stack.state_dict(),
+                                   "stages_trained": 1})
+    return run
+
+
+@pytest.mark.parametrize("job", ["evaluate", "visualize"])
+@pytest.mark.parametrize("keep", [0.04, 0.5])  # torch fails differently at each length
+def test_a_truncated_model_is_one_line_naming_the_file(run, capsys, job, keep):
+    from importlib import import_module
+
+    whole = (run / "model.pt").read_bytes()
+    (run / "model.pt").write_bytes(whole[: int(len(whole) * keep)])
+    assert import_module(f"jobs.{job}").main(["--run", str(run), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"{run / 'model.pt'} is not a whole state file" in err, err
+    assert err.count("\n") == 1 and "Traceback" not in err

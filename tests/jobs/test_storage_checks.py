@@ -1,0 +1,83 @@
+"""Object-store locations are checked before any work, by every job: a missing bucket or a
+``..`` in a URI is one line and exit status 2, with nothing decoded, uploaded or written (moto's
+S3 server on 127.0.0.1, the jobs' own ``main``)."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from pipeline import storage
+from pipeline.ingest import downloads_dir
+
+ESCAPE = "s3://catneuron/checks/../escape"
+
+
+@pytest.fixture(autouse=True)
+def no_ray(monkeypatch):
+    """Every case here must end before Ray starts."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("Ray was started")
+
+    monkeypatch.setattr("pipeline.pool.ensure_ray", refuse)
+
+
+def _closed_address() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+def _run(job: str, argv: list[str]) -> int:
+    from importlib import import_module
+
+    return import_module(f"jobs.{job}").main(argv)
+
+
+TRAIN = ["--model.input_size=16", "--model.stages=[{field=6, stride=2, n_maps=4, pool=2}]",
+         "--train.stages=1", "--quiet"]
+CASES = {  # job, arguments with LOCATION in the place of a location that is written
+    "ingest": ("ingest", ["--demo", "--out", "LOCATION", "--quiet"]),
+    "train": ("train", ['--data.path="unused"', "--run-dir=LOCATION", *TRAIN]),
+    "train-data": ("train", ['--data.path="LOCATION/data"', "--run-dir=unused", *TRAIN]),
+    "resume": ("train", ["--resume", "--run-dir=LOCATION", "--quiet"]),
+    "evaluate": ("evaluate", ["--run", "LOCATION", "--quiet"]),
+    "submit": ("submit", ["--address", "CLOSED", "--no-wait", "ingest", "--demo", "--out",
+                          "LOCATION"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("location, message", [
+    ("s3://nosuchbucket/data", "the bucket 'nosuchbucket' does not exist"),
+    (ESCAPE, "may not hold '.' or '..' segments"),
+])
+def test_a_bad_location_is_one_line_before_any_work(s3_store, tmp_path, monkeypatch, capsys,
+                                                    case, location, message):
+    monkeypatch.chdir(tmp_path)  # "unused" local paths land here
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))  # and the demo corpus of a bucket
+    job, argv = CASES[case]
+    argv = [a.replace("LOCATION", location).replace("CLOSED", _closed_address()) for a in argv]
+    assert _run(job, argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and location in err, err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert storage.list_files("s3://catneuron/escape") == []  # nothing written anywhere
+    assert list(tmp_path.iterdir()) == []  # no demo corpus written, nothing staged
+    assert not downloads_dir(location).exists()
+
+
+def test_a_good_bucket_passes_and_leaves_no_trace(s3_store):
+    storage.check_location("s3://catneuron/fresh/run", write=True)
+    assert storage.list_files("s3://catneuron/fresh/run") == []
+
+
+def test_submit_finds_the_locations_among_a_jobs_arguments():
+    from jobs.submit import storage_arguments
+
+    args = ["clips/", "https://example.org/v.mp4", "--out", "s3://b/data", '--data.path="gs://c/d"',
+            "--run-dir=s3://b/runs/x", "--probe", "s3://b/probe", "--run", "s3://b/runs/y"]
+    assert storage_arguments(args) == [("s3://b/data", True), ("gs://c/d", False),
+                                       ("s3://b/runs/x", True), ("s3://b/probe", False),
+                                       ("s3://b/runs/y", True)]
