@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from jobs.gallery import build_gallery
+from jobs.gallery_figures import verdict
 from jobs.gallery_inputs import plain_relative, safe_file
 from jobs.gallery_plots import curve_series, histogram_svg
-from jobs.gallery_figures import verdict
 from tests.jobs.gallery_run import (
     HOSTILE_CLASS,
     HOSTILE_SOURCE,
