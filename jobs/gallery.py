@@ -4,13 +4,19 @@
 ``_manifest.json``, ``evaluation.json``, ``visualize/``; see ``jobs/RUN_FILES.md``) and writes
 ``RUN/gallery/``:
 
-- ``index.html``: first the answer to "is there a face unit?" (the best unit's held-out
-  balanced accuracy and AUC beside every baseline, or the honest absence of one with the same
-  figures), then the best unit of every probe class, the training curves, the stages, the
-  dataset (videos, frames, failed sources with their reasons) and the run's config;
-- ``stage{k}.html``: the weight mosaic and the units ranked by selectivity;
-- ``stage{k}/unit{index}.html``: weights, top frames with the exciting patch marked, optimal
-  stimulus, response histogram per probe class, invariance curves.
+- ``index.html``: first the answer to "is there a face unit?" (``evaluation.json``'s verdict as
+  written, the headline unit with a link to its page, its top frames and the share of face
+  frames among its top 100, the held-out figures of the best unit beside every baseline), then
+  the best unit of every probe class, the training curves, the stages, the dataset (videos,
+  frames, failed sources with their reasons) and the run's config;
+- ``stage{k}.html``: each layer's best unit chosen held out, the weight mosaic and, per layer,
+  the units shown ranked by their own held-out figure;
+- ``stage{k}/unit{index}.html`` (pooled units), ``stage{k}/{layer}{index}.html`` (others):
+  the unit's own figure, weights, top frames with the exciting patch marked, optimal stimulus,
+  response histogram per probe class, invariance curves.
+
+Every figure comes from :class:`jobs.gallery_figures.Figures`, so a unit (or a set of units)
+shows the same figure on every page, each named by its protocol.
 
 Pages are rendered by jinja2 with autoescape from ``jobs/templates/``; images are referenced by
 relative URLs (the folder opens from ``file://`` or any static server) and the pages load
@@ -120,15 +126,17 @@ def _invariance(u: Mapping, page_dir: Path, vis: Path, root: Path, stem: str) ->
 
 
 def unit_view(inputs: RunInputs, ref: dict, u: Mapping, figures: Figures, out: Path) -> dict:
-    """Everything a unit's page shows, plus its row on the stage page. ``ref`` is the unit's
-    :func:`jobs.gallery_views.unit_of`; its figure is the one :class:`Figures` gives it on every
-    page."""
+    """Everything a unit's page shows, plus its row on the stage page (and its stage-file
+    ``entry``, for the overview). ``ref`` is the unit's
+    :func:`jobs.gallery_figures.unit_of`; its figure is the one :class:`Figures` gives it on
+    every page."""
     root, vis, page_dir = inputs.run_dir, inputs.run_dir / "visualize", out / f"stage{ref['stage']}"
     page_dir.mkdir(parents=True, exist_ok=True)
     opt = u.get("optimal_stimulus") if isinstance(u.get("optimal_stimulus"), Mapping) else {}
     frames = u.get("top_frames") if isinstance(u.get("top_frames"), list) else []
     return {
-        **ref, "where": {k: u.get(k) for k in ("map", "y", "x") if is_index(u.get(k))},
+        **ref, "entry": u, "where": {k: u.get(k) for k in ("map", "y", "x")
+                                     if is_index(u.get(k))},
         "fig": figures.unit(ref, u), "best_of": figures.best_of(ref),
         "headline": figures.is_headline(ref), "corpus": figures.corpus(ref),
         "thumb": image(out, vis, u.get("weights_png"), root, "weights"),
@@ -143,7 +151,7 @@ def unit_view(inputs: RunInputs, ref: dict, u: Mapping, figures: Figures, out: P
 
 def _listed_units(inputs: RunInputs, stage: int) -> list[tuple[dict, Mapping]]:
     """The stage's unit entries with a valid layer and index, each (stage, layer, index) once
-    (others noted as refused), with their :func:`jobs.gallery_views.unit_of`."""
+    (others noted as refused), with their :func:`jobs.gallery_figures.unit_of`."""
     data = inputs.stages[stage]
     units = data.get("units")
     layer = data.get("layer", "pooled")
@@ -178,9 +186,8 @@ def stage_view(inputs: RunInputs, stage: int, out: Path, figures: Figures) -> di
         "mosaic": image(out, inputs.run_dir / "visualize", data.get("mosaic_png"),
                         inputs.run_dir, "weight mosaic"),
         "units": units,
-        "layers": [{"layer": la, "set": figures.sets.get(f"{stage}/{la}"),
-                    "units": sorted((u for u in units if u["layer"] == la), key=_by_figure)}
-                   for la in layers],
+        "layers": [{"layer": la, "units": sorted((u for u in units if u["layer"] == la),
+                                                 key=_by_figure)} for la in layers],
         "sets": [{**v, "href": v["unit"]["href"] if v["unit"] and any(
                       u["key"] == v["unit"]["key"] for u in units) else None}
                  for v in figures.sets.values() if v["stage"] == stage],
@@ -193,7 +200,7 @@ def _hero(unit: dict | None, stages: list[dict], out: Path, inputs: RunInputs) -
     u = _find(stages, unit)
     if u is None:
         return None
-    data = next(s for s in _listed_units(inputs, u["stage"]) if s[0]["key"] == u["key"])[1]
+    data = u["entry"]
     vis, root = inputs.run_dir / "visualize", inputs.run_dir
     opt = data.get("optimal_stimulus") if isinstance(data.get("optimal_stimulus"),
                                                      Mapping) else {}
@@ -203,7 +210,8 @@ def _hero(unit: dict | None, stages: list[dict], out: Path, inputs: RunInputs) -
 
 
 def _find(stages: list[dict], unit: Any) -> dict | None:
-    """The unit view of ``unit`` (a :func:`jobs.gallery_views.unit_of`) if it has a page."""
+    """The unit view of ``unit`` (a :func:`jobs.gallery_figures.unit_of`) if it has a
+    page."""
     if not isinstance(unit, Mapping):
         return None
     return next((u for st in stages for u in st["units"] if u["key"] == unit.get("key")), None)
