@@ -293,8 +293,11 @@ def interrupted(demo: Demo) -> str:
     if where == "train":
         from jobs.train import where_interrupted
 
-        stage, step = where_interrupted(str(demo.run), _stages_trained(demo)[1])
-        where += f" at stage {stage} step {step}"
+        try:
+            stage, step = where_interrupted(str(demo.run), _stages_trained(demo)[1])
+            where += f" at stage {stage} step {step}"
+        except (OSError, ValueError, RuntimeError):  # a model.pt cut short by the interrupt
+            pass
     return f"interrupted in {where}; run the same command again to continue"
 
 
