@@ -214,7 +214,8 @@ class Visualization:
                                     progress=b.update, layer=layer)
         with timed(self.timings, "invariance"):
             row = {i: u for u, i in enumerate(detailed)}
-            curved = list(dict.fromkeys(sel.always + sel.selective[: self.options.invariance]))
+            ranked = sel.selective[: self.options.invariance] if layer == LAYER else []
+            curved = list(dict.fromkeys(sel.always + ranked))
             top_frames = {i: np.stack([frames[int(f)][0] for f in
                                        top.ids[row[i], :INVARIANCE_FRAMES].tolist()])
                           for i in curved}
