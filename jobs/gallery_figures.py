@@ -157,8 +157,9 @@ def corpus_share(evaluation: Any, unit: dict | None) -> dict | None:
     """``best_neuron.corpus_top100_face_share`` (and the base rate) when ``best_neuron`` is
     ``unit``: the share of face frames among its top 100 training frames."""
     best = evaluation.get("best_neuron") if isinstance(evaluation, Mapping) else None
-    if unit is None or not isinstance(best, Mapping) or unit_of(best) is None or unit_of(
-            best)["key"] != unit["key"] or not is_number(best.get("corpus_top100_face_share")):
+    ref = unit_of(best)
+    if unit is None or ref is None or ref["key"] != unit["key"] or not is_number(
+            best.get("corpus_top100_face_share")):
         return None
     base = best.get("corpus_face_base_rate")
     return {"share": best["corpus_top100_face_share"],
