@@ -208,8 +208,8 @@ class Trainer:
         meta = read_meta(latest_checkpoint(stage_dir))
         sizes = [actors.layout.numel(j) for j in range(tc.n_ps_shards)]
         self.log.event(f"stage {stage}: {tc.n_workers} workers ({cpus} CPU each), "
-                       f"{tc.n_ps_shards} shards ({sizes} params each), mode {tc.mode}, "
-                       f"steps {start}..{tc.steps}")
+                       f"{tc.n_ps_shards} shard{'s' * (tc.n_ps_shards != 1)} ({sizes} params "
+                       f"each), mode {tc.mode}, steps {start}..{tc.steps}")
         t0 = time.perf_counter()
         with stage_progress(stage, tc.steps, start) as bar:
             if tc.mode == "sync":

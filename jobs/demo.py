@@ -16,24 +16,30 @@ Steps, each the same code as its own subcommand:
 4. visualize: top frames, optimal stimuli, invariance, and the gallery
    (``catneuron visualize`` → ``OUT/train/visualize/``, ``OUT/train/gallery/``).
 
-It ends with the best face unit against its baselines and the gallery's ``file://`` URL. A step
-whose output is complete is skipped (ingest: every demo video ``ok`` in the manifest; train:
-``model.pt`` holds every stage; evaluate / visualize: their output newer than ``model.pt``), and
-training resumes from its last checkpoint, so after an interruption the same command continues
-where it stopped. Exit status 0 on success, 1 when a step fails, 2 on usage errors, 130 when
-interrupted.
+It prints one progress line per step; each step's own output (event lines, tables, Ray's
+messages) goes to ``OUT/logs/<step>.log``, or to the terminal with ``--verbose``. A failed step
+prints the end of its log. It ends with the verdict of ``evaluation.json`` (the face unit, or the
+baseline that wins), the best unit's and the baselines' held-out figures in one table, and the
+gallery's ``file://`` URL. A step whose output is complete is skipped (ingest: every demo video
+``ok`` in the manifest; train: ``model.pt`` holds every stage; evaluate / visualize: their output
+newer than ``model.pt``), and training resumes from its last checkpoint, so after an interruption
+the same command continues where it stopped; Ctrl-C names the step it stopped in (and, in train,
+the stage and step).
+Exit status 0 on success, 1 when a step fails, 2 on usage errors, 130 when interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
+import os
 import shlex
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from jobs.cli import parse_or_status
@@ -82,6 +88,12 @@ class Demo:
 
     out: Path
     size: DemoSize
+    verbose: bool = False
+    at: list[str] = field(default_factory=list)  # the step running now (empty between steps)
+
+    @property
+    def logs(self) -> Path:
+        return self.out / "logs"
 
     @property
     def data(self) -> Path:
@@ -116,14 +128,56 @@ def _newer(path: Path, than: Path) -> bool:
     return path.is_file() and than.is_file() and path.stat().st_mtime > than.stat().st_mtime
 
 
-def _call(module: str, argv: list[str]) -> None:
-    """Run ``jobs.<module>.main(argv)``; a non-zero status is a failed step, 130 (a job that
-    caught Ctrl-C itself) an interruption."""
-    status = int(importlib.import_module(f"jobs.{module}").main(argv) or 0)
+@contextlib.contextmanager
+def output_to(log: Path | None) -> Iterator[None]:
+    """Send everything written to this process's stdout and stderr to ``log`` (appended):
+    ``sys.stdout`` / ``sys.stderr`` and file descriptors 1 and 2, so Ray's messages and child
+    processes started meanwhile too. None leaves them on the terminal."""
+    if log is None:
+        yield
+        return
+    log.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    try:
+        with open(log, "a", buffering=1, encoding="utf-8") as f, \
+                contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
+            os.dup2(f.fileno(), 1)
+            os.dup2(f.fileno(), 2)
+            try:
+                yield
+            finally:
+                os.dup2(saved[0], 1)
+                os.dup2(saved[1], 2)
+    finally:
+        os.close(saved[0])
+        os.close(saved[1])
+
+
+def log_tail(log: Path, n: int = 12) -> str:
+    """The last ``n`` lines of a step's log (progress-bar redraws dropped)."""
+    try:
+        text = log.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+    lines = [line.rsplit("\r", 1)[-1] for line in text.splitlines() if line.strip()]
+    return "\n".join(lines[-n:])
+
+
+def _call(demo: Demo, module: str, argv: list[str]) -> None:
+    """Run ``jobs.<module>.main(argv)``, its output in ``OUT/logs/<module>.log`` (unless
+    ``--verbose``); a non-zero status is a failed step, 130 (a job that caught Ctrl-C itself)
+    an interruption."""
+    log = None if demo.verbose else demo.logs / f"{module}.log"
+    with output_to(log):
+        status = int(importlib.import_module(f"jobs.{module}").main(argv) or 0)
     if status == 130:
         raise KeyboardInterrupt
     if status:
-        raise DemoError(f"{module} exited with status {status} (see above); fix it and run "
+        where = "see above" if log is None else f"its output: {log}; the end of it:\n" + (
+            log_tail(log))
+        raise DemoError(f"{module} exited with status {status} ({where})\nfix it and run "
                         "the same command again to continue", status)
 
 
@@ -145,7 +199,7 @@ def ingest(demo: Demo) -> str:
     argv = ["--demo", "--out", str(demo.data)]
     if demo.size.max_frames:
         argv += ["--max-frames", str(demo.size.max_frames)]
-    _call("ingest", argv)
+    _call(demo, "ingest", argv)
     return "done"
 
 
@@ -167,7 +221,7 @@ def train(demo: Demo) -> str:
     have, want = _stages_trained(demo)
     if have >= want:
         return f"skipped: {demo.model} holds all {want} stages"
-    _call("train", demo.train_argv())
+    _call(demo, "train", demo.train_argv())
     # the gallery shows the command that made the run (a resume only continues it)
     (demo.run / "command.txt").write_text(
         shlex.join(["catneuron", "train", *demo.start_argv()]) + "\n")
@@ -178,7 +232,7 @@ def evaluate(demo: Demo) -> str:
     """Score every unit on the built-in probe (skipped when evaluation.json is up to date)."""
     if _newer(demo.run / "evaluation.json", demo.model):
         return "skipped: evaluation.json is newer than model.pt"
-    _call("evaluate", ["--run", str(demo.run), *demo.size.evaluate_args])
+    _call(demo, "evaluate", ["--run", str(demo.run), *demo.size.evaluate_args])
     return "done"
 
 
@@ -186,7 +240,7 @@ def visualize(demo: Demo) -> str:
     """Render the units and the gallery (skipped when visualize/index.json is up to date)."""
     if _newer(demo.run / "visualize" / "index.json", demo.model):
         return "skipped: visualize/index.json is newer than model.pt"
-    _call("visualize", ["--run", str(demo.run), *demo.size.visualize_args])
+    _call(demo, "visualize", ["--run", str(demo.run), *demo.size.visualize_args])
     return "done"
 
 
@@ -215,8 +269,10 @@ def run_steps(demo: Demo) -> dict[str, tuple[str, float]]:
     results = {}
     for n, (name, step) in enumerate(STEPS, 1):
         print(f"[{n}/{len(STEPS)}] {name} ...", flush=True)
+        demo.at[:] = [name]
         t0 = time.perf_counter()
         status = step(demo)
+        demo.at.clear()
         results[name] = (status, time.perf_counter() - t0)
         print(f"[{n}/{len(STEPS)}] {name}: {status} ({results[name][1]:.1f} s)", flush=True)
     if results["visualize"][0] != "done":  # visualize builds it; else build it from the files
@@ -228,42 +284,81 @@ def run_steps(demo: Demo) -> dict[str, tuple[str, float]]:
     return results
 
 
+def interrupted(demo: Demo) -> str:
+    """The line Ctrl-C prints: the step it stopped in and, in train, the stage and step
+    (:func:`jobs.train.where_interrupted`)."""
+    if not demo.at:
+        return "interrupted; run the same command again to continue"
+    where = demo.at[0]
+    if where == "train":
+        from jobs.train import where_interrupted
+
+        try:
+            stage, step = where_interrupted(str(demo.run), _stages_trained(demo)[1])
+            where += f" at stage {stage} step {step}"
+        except (OSError, ValueError, RuntimeError):  # a model.pt cut short by the interrupt
+            pass
+    return f"interrupted in {where}; run the same command again to continue"
+
+
 def summary(demo: Demo, results: dict[str, tuple[str, float]]) -> str:
-    """The closing lines: the best face unit against its baselines, the gallery, timings."""
+    """The closing lines: the verdict, the best unit against its baselines, the gallery,
+    timings."""
     from jobs.gallery_inputs import RunInputs, read_json
-    from jobs.gallery_views import verdict
 
     lines = ["", "== catneuron demo"]
     evaluation = read_json(demo.run / "evaluation.json", "evaluation", RunInputs(demo.run))
     if evaluation is None:
         lines.append("face unit: not evaluated (no evaluation.json; needs catneuron evaluate)")
     else:
-        v = verdict(evaluation.get("best_neuron"), evaluation.get("baselines"))
-        lines += _verdict_lines(v)
+        lines += verdict_lines(evaluation)
     index = demo.run / "gallery" / "index.html"
     lines += [f"gallery: {index}", f"  {index.resolve().as_uri()}",
               "time: " + ", ".join(f"{k} {s:.1f} s" for k, (_, s) in results.items())
               + f"; total {sum(s for _, s in results.values()):.1f} s"]
+    if not demo.verbose:
+        lines.append(f"each step's output: {demo.logs}/ (or run with --verbose)")
     return "\n".join(lines)
 
 
-def _verdict_lines(v: dict) -> list[str]:
-    """The verdict in words, then held-out balanced accuracy / AUC of the unit and baselines."""
+def verdict_lines(evaluation: dict) -> list[str]:
+    """The verdict (``evaluation.json``'s, as is; an older file's read the older way, said so)
+    then one aligned table: the best unit and every baseline and reference, held out."""
+    from jobs.gallery_figures import REFERENCES, baseline_rows, headline, score
+
+    head = headline(evaluation)
+    if head["older"]:
+        v = head["old"]
+        words = {"found": "beats every baseline by more than its spread over splits",
+                 "not_found": "does NOT beat the baselines: no face unit at this scale",
+                 "unknown": "cannot be compared (figures missing)"}[v["state"]]
+        lines = [f"best face unit: {v['name']}: {words}",
+                 "  (evaluation.json is from an older version: run catneuron evaluate again "
+                 "for the verdict)"]
+    else:
+        lines = [f"verdict: {head['text']}"]
+    best = evaluation.get("best_neuron")
+    rows = [(f"best unit: {head['unit']['name']}" if head["unit"] else "best unit",
+             score(best))]
+    rows += [(f"baseline: {r['name']}", r["score"]) for r in baseline_rows(
+        evaluation.get("baselines"))]
+    rows += [(f"reference: {r['name']}", r["score"]) for r in baseline_rows(
+        evaluation.get("reference"), REFERENCES)]
+    return lines + figure_table(rows)
+
+
+def figure_table(rows: list[tuple[str, dict]]) -> list[str]:
+    """Aligned rows: name, held-out balanced accuracy ± spread, held-out AUC."""
     def fig(x):
         return "n/a" if x is None else f"{x:.3f}"
 
-    unit = v["unit"]
-    words = {"found": "beats every baseline by more than its spread over splits",
-             "not_found": "does NOT beat the baselines: no face unit at this scale",
-             "unknown": "cannot be compared (figures missing)"}[v["state"]]
-    lines = [f"best face unit: {v['name']}: {words}",
-             f"  {'held-out balanced accuracy / AUC':<44} {fig(unit['heldout_balanced_accuracy'])}"
-             f" ± {fig(unit['heldout_balanced_accuracy_std'])} / {fig(unit['heldout_auc'])}"]
-    for row in v["rows"]:
-        s = row["score"]
-        lines.append(f"  baseline: {row['name']:<34} {fig(s['heldout_balanced_accuracy'])}"
-                     f"         / {fig(s['heldout_auc'])}")
-    return lines
+    cells = [(name, fig(s["heldout_balanced_accuracy"]) + (
+        f" ± {fig(s['heldout_balanced_accuracy_std'])}"
+        if s["heldout_balanced_accuracy_std"] is not None else ""), fig(s["heldout_auc"]))
+        for name, s in rows]
+    head = ("held out (unit chosen on one half)", "balanced accuracy", "AUC")
+    w = [max(len(c[k]) for c in [head, *cells]) for k in range(3)]
+    return [f"  {a:<{w[0]}}  {b:<{w[1]}}  {c:>{w[2]}}" for a, b, c in [head, *cells]]
 
 
 def _shutdown_ray() -> None:
@@ -282,6 +377,8 @@ def main(argv: list[str] | None = None) -> int:
                     "continue after an interruption; finished steps are skipped.")
     p.add_argument("--out", type=Path, default=Path("runs/demo"),
                    help="demo folder: OUT/data (dataset), OUT/train (run) [runs/demo]")
+    p.add_argument("--verbose", action="store_true",
+                   help="show each step's own output here instead of in OUT/logs/<step>.log")
     p.add_argument("--fast", action="store_true",
                    help=f"reduced size for CI: {FAST.max_frames} frames a video, train "
                         + " ".join(FAST.train_overrides) + ", evaluate "
@@ -290,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_or_status(p, argv)
     if isinstance(args, int):
         return args
-    demo = Demo(args.out, FAST if args.fast else FULL)
+    demo = Demo(args.out, FAST if args.fast else FULL, args.verbose)
     try:
         _check_state(demo)
         results = run_steps(demo)
@@ -300,11 +397,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"catneuron demo: {e}", file=sys.stderr)
         return e.status
     except KeyboardInterrupt:
-        print("\ncatneuron demo: interrupted; run the same command again to continue",
-              file=sys.stderr)
+        print(f"\ncatneuron demo: {interrupted(demo)}", file=sys.stderr)
         return 130
     finally:
-        _shutdown_ray()
+        with output_to(None if demo.verbose or not demo.out.is_dir() else demo.logs / "ray.log"):
+            _shutdown_ray()
 
 
 if __name__ == "__main__":

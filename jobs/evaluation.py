@@ -120,6 +120,8 @@ def stage_entry(name: str, values: np.ndarray, y: np.ndarray, protocol: dict) ->
                     held.unit_balanced_accuracy[j]), 4),
                 "auc": round(float(whole["auc"][j]), 4),
                 "heldout_auc": round(float(held.unit_auc[j]), 4),
+                "heldout_balanced_accuracy_std": round(
+                    float(held.unit_balanced_accuracy_std[j]), 4),
                 "polarity": int(whole["polarity"][j])} for j in order]
     return {"stage": int(stage), "layer": layer, "n_units": int(values.shape[1]),
             "best": _round(best["score"]), "ranking": ranking}

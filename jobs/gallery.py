@@ -4,13 +4,19 @@
 ``_manifest.json``, ``evaluation.json``, ``visualize/``; see ``jobs/RUN_FILES.md``) and writes
 ``RUN/gallery/``:
 
-- ``index.html``: first the answer to "is there a face unit?" (the best unit's held-out
-  balanced accuracy and AUC beside every baseline, or the honest absence of one with the same
-  figures), then the best unit of every probe class, the training curves, the stages, the
-  dataset (videos, frames, failed sources with their reasons) and the run's config;
-- ``stage{k}.html``: the weight mosaic and the units ranked by selectivity;
-- ``stage{k}/unit{index}.html``: weights, top frames with the exciting patch marked, optimal
-  stimulus, response histogram per probe class, invariance curves.
+- ``index.html``: first the answer to "is there a face unit?" (``evaluation.json``'s verdict as
+  written, the headline unit with a link to its page, its top frames and the share of face
+  frames among its top 100, the held-out figures of the best unit beside every baseline), then
+  the best unit of every probe class, the training curves, the stages, the dataset (videos,
+  frames, failed sources with their reasons) and the run's config;
+- ``stage{k}.html``: each layer's best unit chosen held out, the weight mosaic and, per layer,
+  the units shown ranked by their own held-out figure;
+- ``stage{k}/unit{index}.html`` (pooled units), ``stage{k}/{layer}{index}.html`` (others):
+  the unit's own figure, weights, top frames with the exciting patch marked, optimal stimulus,
+  response histogram per probe class, invariance curves.
+
+Every figure comes from :class:`jobs.gallery_figures.Figures`, so a unit (or a set of units)
+shows the same figure on every page, each named by its protocol.
 
 Pages are rendered by jinja2 with autoescape from ``jobs/templates/``; images are referenced by
 relative URLs (the folder opens from ``file://`` or any static server) and the pages load
@@ -28,21 +34,20 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from jobs.gallery_figures import (
+    BASELINES,
+    REFERENCES,
+    Figures,
+    baseline_rows,
+    eval_stage,
+    per_class,
+    score,
+    unit_name,
+    unit_of,
+)
 from jobs.gallery_inputs import RunInputs, is_index, is_number, load_run
 from jobs.gallery_plots import histogram_svg, plot_invariance
-from jobs.gallery_views import (
-    BASELINES,
-    baseline_rows,
-    curves,
-    dataset,
-    eval_stage,
-    image,
-    per_class,
-    ranking,
-    score,
-    url,
-    verdict,
-)
+from jobs.gallery_views import curves, dataset, image, url
 
 TEMPLATES = Path(__file__).parent / "templates"
 N_HERO_FRAMES = 4
@@ -107,7 +112,7 @@ def _histogram(evaluation: Any, stage: int, layer: str, index: int) -> dict:
     return {"svg": svg}
 
 
-def _invariance(u: Mapping, page_dir: Path, vis: Path, root: Path, index: int) -> dict:
+def _invariance(u: Mapping, page_dir: Path, vis: Path, root: Path, stem: str) -> dict:
     """The invariance curves: the PNG visualize drew, else drawn here from its numbers."""
     inv = u.get("invariance")
     if not isinstance(inv, Mapping):
@@ -115,123 +120,131 @@ def _invariance(u: Mapping, page_dir: Path, vis: Path, root: Path, index: int) -
     view = image(page_dir, vis, inv.get("png"), root, "invariance curves")
     if "src" in view or not isinstance(inv.get("curves"), Mapping):
         return view
-    path = plot_invariance(inv["curves"], page_dir / f"unit{index}_invariance.png")
+    path = plot_invariance(inv["curves"], page_dir / f"{stem}_invariance.png")
     return view if path is None else {"src": url(page_dir, path), "alt": "invariance curves",
                                       "size": None}
 
 
-def unit_view(inputs: RunInputs, stage: int, layer: str, u: Mapping, rank: dict | None,
-              out: Path) -> dict:
-    """Everything ``stage{k}/unit{index}.html`` shows, plus the stage page's row."""
-    root, vis, page_dir = inputs.run_dir, inputs.run_dir / "visualize", out / f"stage{stage}"
+def unit_view(inputs: RunInputs, ref: dict, u: Mapping, figures: Figures, out: Path) -> dict:
+    """Everything a unit's page shows, plus its row on the stage page (and its stage-file
+    ``entry``, for the overview). ``ref`` is the unit's
+    :func:`jobs.gallery_figures.unit_of`; its figure is the one :class:`Figures` gives it on
+    every page."""
+    root, vis, page_dir = inputs.run_dir, inputs.run_dir / "visualize", out / f"stage{ref['stage']}"
     page_dir.mkdir(parents=True, exist_ok=True)
-    index = u["index"]
-    sel = u.get("selectivity")
     opt = u.get("optimal_stimulus") if isinstance(u.get("optimal_stimulus"), Mapping) else {}
     frames = u.get("top_frames") if isinstance(u.get("top_frames"), list) else []
     return {
-        "index": index, "stage": stage, "layer": layer,
-        "where": {k: u.get(k) for k in ("map", "y", "x") if is_index(u.get(k))},
-        "sel": score(sel) if isinstance(sel, Mapping) else (rank or score(None)),
-        "rank": (rank or {}).get("rank"), "href": f"stage{stage}/unit{index}.html",
+        **ref, "entry": u, "where": {k: u.get(k) for k in ("map", "y", "x")
+                                     if is_index(u.get(k))},
+        "fig": figures.unit(ref, u), "best_of": figures.best_of(ref),
+        "headline": figures.is_headline(ref), "corpus": figures.corpus(ref),
         "thumb": image(out, vis, u.get("weights_png"), root, "weights"),
         "weights": image(page_dir, vis, u.get("weights_png"), root, "weights"),
         "top_frames": [_frame(page_dir, inputs, f, k) for k, f in enumerate(frames)],
         "optimal": {"image": image(page_dir, vis, opt.get("png"), root, "optimal stimulus"),
                     "activation": opt.get("activation"), "n_starts": opt.get("n_starts")},
-        "histogram": _histogram(inputs.evaluation, stage, layer, index),
-        "invariance": _invariance(u, page_dir, vis, root, index),
+        "histogram": _histogram(inputs.evaluation, ref["stage"], ref["layer"], ref["index"]),
+        "invariance": _invariance(u, page_dir, vis, root, ref["href"].rsplit("/", 1)[1][:-5]),
     }
 
 
-def _listed_units(inputs: RunInputs, stage: int) -> list[dict]:
-    """The stage's unit entries with a valid, unique index (others noted as refused)."""
-    units = inputs.stages[stage].get("units")
+def _listed_units(inputs: RunInputs, stage: int) -> list[tuple[dict, Mapping]]:
+    """The stage's unit entries with a valid layer and index, each (stage, layer, index) once
+    (others noted as refused), with their :func:`jobs.gallery_figures.unit_of`."""
+    data = inputs.stages[stage]
+    units = data.get("units")
+    layer = data.get("layer", "pooled")
     seen, out = set(), []
     for u in units if isinstance(units, list) else []:
-        index = u.get("index") if isinstance(u, Mapping) else None
-        if not is_index(index) or index in seen:
+        ref = unit_of({**u, "stage": stage}, layer) if isinstance(u, Mapping) else None
+        if ref is None or ref["key"] in seen:
+            index = u.get("index") if isinstance(u, Mapping) else None
             inputs.note(f"stage {stage}: unit entry refused (index {index!r:.40})")
             continue
-        seen.add(index)
-        out.append(u)
+        seen.add(ref["key"])
+        out.append((ref, u))
     return out
 
 
-def stage_view(inputs: RunInputs, stage: int, out: Path) -> dict:
-    """Everything ``stage{k}.html`` shows, with its unit views ranked by selectivity."""
+def _by_figure(v: dict) -> tuple:
+    ba = v["fig"]["ba"]
+    return (ba is None, -(ba or 0.0), v["index"])
+
+
+def stage_view(inputs: RunInputs, stage: int, out: Path, figures: Figures) -> dict:
+    """Everything ``stage{k}.html`` shows: per layer its units ranked by their own figure and
+    the figure of the layer as a set (best unit chosen held out)."""
     data = inputs.stages[stage]
-    layer = str(data.get("layer", "pooled"))
-    entry = eval_stage(inputs.evaluation, stage, layer)
-    ranks = ranking(entry)
-    units = [unit_view(inputs, stage, layer, u, ranks.get(u["index"]), out)
-             for u in _listed_units(inputs, stage)]
-    units.sort(key=lambda v: (v["sel"]["heldout_balanced_accuracy"] is None,
-                              -(v["sel"]["heldout_balanced_accuracy"] or 0.0), v["index"]))
+    units = [unit_view(inputs, ref, u, figures, out) for ref, u in _listed_units(inputs, stage)]
+    layers = list(dict.fromkeys(u["layer"] for u in units))
     shape = data.get("shape")
-    best = entry.get("best") if isinstance(entry.get("best"), Mapping) else {}
+    entry = eval_stage(inputs.evaluation, stage, str(data.get("layer", "pooled")))
     return {
-        "stage": stage, "layer": layer, "href": f"stage{stage}.html",
+        "stage": stage, "layer": str(data.get("layer", "pooled")), "href": f"stage{stage}.html",
         "shape": " x ".join(str(s) for s in shape) if isinstance(shape, list) else "?",
         "mosaic": image(out, inputs.run_dir / "visualize", data.get("mosaic_png"),
                         inputs.run_dir, "weight mosaic"),
         "units": units,
-        "eval": {"n_units": entry.get("n_units"), "best": score(best),
-                 "best_index": best.get("index"),
-                 "readout": entry.get("linear_readout_balanced_accuracy")},
+        "layers": [{"layer": la, "units": sorted((u for u in units if u["layer"] == la),
+                                                 key=_by_figure)} for la in layers],
+        "sets": [{**v, "href": v["unit"]["href"] if v["unit"] and any(
+                      u["key"] == v["unit"]["key"] for u in units) else None}
+                 for v in figures.sets.values() if v["stage"] == stage],
+        "readout": entry.get("linear_readout_balanced_accuracy"),
     }
 
 
-def unit_href(stages: list[dict], unit: Any) -> str | None:
-    """The overview's link to a unit's page, if the gallery has one for it."""
-    if not isinstance(unit, Mapping):
-        return None
-    for st in stages:
-        if st["stage"] == unit.get("stage") and st["layer"] == unit.get("layer"):
-            for u in st["units"]:
-                if u["index"] == unit.get("index"):
-                    return u["href"]
-    return None
-
-
-def _hero(inputs: RunInputs, best: Any, out: Path) -> dict | None:
-    """The best unit's optimal stimulus and first top frames, for the top of the overview."""
-    if not isinstance(best, Mapping) or best.get("stage") not in inputs.stages:
-        return None
-    data = inputs.stages[best["stage"]]
-    if data.get("layer", "pooled") != best.get("layer", "pooled"):
-        return None
-    units = data.get("units") if isinstance(data.get("units"), list) else []
-    u = next((u for u in units if isinstance(u, Mapping) and is_index(u.get("index"))
-              and u["index"] == best.get("index")), None)
+def _hero(unit: dict | None, stages: list[dict], out: Path, inputs: RunInputs) -> dict | None:
+    """The headline unit's optimal stimulus and first top frames, for the overview."""
+    u = _find(stages, unit)
     if u is None:
         return None
+    data = u["entry"]
     vis, root = inputs.run_dir / "visualize", inputs.run_dir
-    opt = u.get("optimal_stimulus") if isinstance(u.get("optimal_stimulus"), Mapping) else {}
-    frames = u.get("top_frames") if isinstance(u.get("top_frames"), list) else []
+    opt = data.get("optimal_stimulus") if isinstance(data.get("optimal_stimulus"),
+                                                     Mapping) else {}
+    frames = data.get("top_frames") if isinstance(data.get("top_frames"), list) else []
     return {"optimal": image(out, vis, opt.get("png"), root, "optimal stimulus"),
             "frames": [_frame(out, inputs, f, k) for k, f in enumerate(frames[:N_HERO_FRAMES])]}
 
 
-def overview(inputs: RunInputs, out: Path, stages: list[dict]) -> dict:
+def _find(stages: list[dict], unit: Any) -> dict | None:
+    """The unit view of ``unit`` (a :func:`jobs.gallery_figures.unit_of`) if it has a
+    page."""
+    if not isinstance(unit, Mapping):
+        return None
+    return next((u for st in stages for u in st["units"] if u["key"] == unit.get("key")), None)
+
+
+def overview(inputs: RunInputs, out: Path, stages: list[dict], figures: Figures) -> dict:
     """Everything ``index.html`` shows."""
     ev = inputs.evaluation or {}
-    best = ev.get("best_neuron")
+    head = figures.headline
+    unit = head["unit"] if head else None
     classes = per_class(ev)
     for row in classes:
-        row["href"] = unit_href(stages, row["unit"])
+        ref = unit_of(row["unit"])
+        row["href"] = ref["href"] if _find(stages, ref) else None
         row["baselines"] = {x["key"]: x["score"] for x in row["verdict"]["rows"]}
     present = {k for row in classes for k in row["baselines"]}
     keys = [k for k in BASELINES if k in present] + sorted(present - set(BASELINES))
     readout = ev.get("linear_readout")
     probe = ev.get("probe") if isinstance(ev.get("probe"), Mapping) else {}
+    best = ev.get("best_neuron")
     return {
         "run": inputs.run_dir.resolve().name, "run_dir": str(inputs.run_dir),
         "command": inputs.command, "config_text": inputs.config_text,
-        "verdict": verdict(best, ev.get("baselines")) if inputs.evaluation else None,
-        "best_href": unit_href(stages, best), "hero": _hero(inputs, best, out),
+        "head": head, "unit": unit, "unit_page": _find(stages, unit),
+        "fig": figures.unit(unit, {}) if unit else None, "corpus": figures.corpus(unit),
+        "hero": _hero(unit, stages, out, inputs),
+        "set_row": {"name": f"stage {best.get('stage', '?')} units, best: {unit_name(best)}",
+                    "score": score(best)} if isinstance(best, Mapping) else None,
+        "baselines": baseline_rows(ev.get("baselines")),
+        "references": baseline_rows(ev.get("reference"), REFERENCES),
         "probe": {"source": str(probe.get("source", "?")),
                   "positive": str(probe.get("positive", "?")),
+                  "confound": probe.get("confound_balanced_accuracy"),
                   "classes": {str(k): v for k, v in probe.get("classes", {}).items()}
                   if isinstance(probe.get("classes"), Mapping) else {}},
         "protocol": ev.get("protocol") if isinstance(ev.get("protocol"), Mapping) else {},
@@ -273,16 +286,18 @@ def build_gallery(run_dir: Path) -> Path:
     tmp.mkdir(parents=True)
     shutil.copyfile(TEMPLATES / "gallery.css", tmp / "gallery.css")
     env = environment()
-    stages = [stage_view(inputs, k, tmp) for k in sorted(inputs.stages)]
+    figures = Figures.of(inputs)
+    stages = [stage_view(inputs, k, tmp, figures) for k in sorted(inputs.stages)]
     for st in stages:
         _render(env, "stage.html", tmp / st["href"], stage=st, run=inputs.run_dir.name,
-                css="gallery.css", home="index.html")
+                css="gallery.css", home="index.html", protocol=figures.protocol)
         for u in st["units"]:
             _render(env, "unit.html", tmp / u["href"], stage=st, unit=u,
-                    run=inputs.run_dir.name, css="../gallery.css", home="../index.html")
-    _render(env, "index.html", tmp / "index.html", ov=overview(inputs, tmp, stages),
-            baseline_rows=baseline_rows, run=inputs.run_dir.name, css="gallery.css",
-            home="index.html")
+                    run=inputs.run_dir.name, css="../gallery.css", home="../index.html",
+                    protocol=figures.protocol)
+    _render(env, "index.html", tmp / "index.html", ov=overview(inputs, tmp, stages, figures),
+            run=inputs.run_dir.name, css="gallery.css", home="index.html",
+            protocol=figures.protocol)
     final = run_dir / "gallery"
     _swap_in(tmp, final)
     return final / "index.html"

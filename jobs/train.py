@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import textwrap
 
@@ -110,8 +111,11 @@ def _refuse_existing_run(config, resume: bool) -> None:
                               "choose a new --run-dir")
 
 
-def where_interrupted(run_dir: str) -> tuple[int, int]:
-    """(stage, step) of the run's last metrics record (0, 0 when there is none)."""
+def where_interrupted(run_dir: str, n_stages: int | None = None) -> tuple[int, int]:
+    """(stage, step) the run was at: the last metrics record's, unless ``events.log`` says its
+    stage was done (``stage k done`` is logged once ``model.pt`` holds stage k): then stage
+    k + 1 (if the run has ``n_stages`` > k + 1) was being set up, at step 0. (0, 0) when there
+    is neither."""
     path = storage.join(run_dir, "metrics.jsonl")
     stage = step = 0
     if storage.exists(path):
@@ -121,6 +125,11 @@ def where_interrupted(run_dir: str) -> tuple[int, int]:
                 stage, step = int(record["stage"]), int(record["step"])
             except (ValueError, KeyError, TypeError):
                 continue
+    events = storage.join(run_dir, "events.log")
+    text = storage.read_text(events) if storage.exists(events) else ""
+    done = [int(k) for k in re.findall(r"\bstage (\d+) done: ", text)]
+    if done and max(done) >= stage and (n_stages is None or max(done) + 1 < n_stages):
+        stage, step = max(done) + 1, 0
     return stage, step
 
 
@@ -140,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _train(config, dumps(config), args)
     except KeyboardInterrupt:
-        stage, step = where_interrupted(run_dir)
+        stage, step = where_interrupted(run_dir, config.n_stages)
         print(f"catneuron train: interrupted at stage {stage} step {step}; continue with "
               f"`catneuron train --run-dir {run_dir} --resume`", file=sys.stderr)
         return 130

@@ -3,6 +3,9 @@ pixels), top frames with the exciting patch marked, optimal stimuli, invariance 
 
 Each writer saves PNGs under ``out/stage{k}/`` and returns, per unit index, the JSON fields of
 ``RUN/visualize/stage{k}.json`` (paths relative to ``out``), as set in ``jobs/RUN_FILES.md``.
+Every writer takes the units' ``layer`` (``"pooled"``, the default, or ``"hidden"``): file names
+are ``stage{k}/unit{i}_*.png`` for pooled units and ``stage{k}/{layer}{i}_*.png`` for the others
+(:func:`stem`).
 """
 
 from __future__ import annotations
@@ -32,19 +35,27 @@ from models.stack import RBMStack
 LAYER = "pooled"
 STAGE0_LABEL = "receptive-field weights of the pooled hidden units"
 PROJECTION_LABEL = "linear projection to pixels (weighted sum of stage-0 fields)"
+HIDDEN0_LABEL = "receptive-field weights of the hidden unit"
 
 
-def box_of(stack: RBMStack, stage: int, index: int) -> list[int]:
-    """Pixel box [y0, x0, y1, x1] (half-open) of a pooled unit."""
-    _, y, x = unit_position(layer_shape(stack.config, stage, LAYER), index)
-    return unit_box(stack.config, stage, LAYER, y, x)
+def stem(stage: int, layer: str, index: int) -> str:
+    """The file-name stem of a unit's pictures: ``stage1/unit4`` (pooled), ``stage1/hidden4``."""
+    return f"stage{stage}/unit{index}" if layer == LAYER else f"stage{stage}/{layer}{index}"
 
 
-def weight_tiles(stack: RBMStack, stage: int, units: list[int]) -> dict[int, np.ndarray]:
-    """Per unit an (H, W, 3) image: stage 0 the pool window's fields side by side, above it the
-    linear projection cropped to the unit's box."""
-    shape = layer_shape(stack.config, stage, LAYER)
-    if stage == 0:
+def box_of(stack: RBMStack, stage: int, index: int, layer: str = LAYER) -> list[int]:
+    """Pixel box [y0, x0, y1, x1] (half-open) of a unit of ``layer``."""
+    _, y, x = unit_position(layer_shape(stack.config, stage, layer), index)
+    return unit_box(stack.config, stage, layer, y, x)
+
+
+def weight_tiles(stack: RBMStack, stage: int, units: list[int],
+                 layer: str = LAYER) -> dict[int, np.ndarray]:
+    """Per unit an (H, W, 3) image: a stage-0 pooled unit the pool window's fields side by side,
+    any other unit its linear projection to pixels cropped to its box (for a stage-0 hidden unit
+    that is exactly its own field ``W[p, k]``)."""
+    shape = layer_shape(stack.config, stage, layer)
+    if stage == 0 and layer == LAYER:
         tiles = {}
         for i in units:
             f = pooled_fields(stack, *unit_position(shape, i))  # (q, q, C, r, r)
@@ -52,25 +63,28 @@ def weight_tiles(stack: RBMStack, stage: int, units: list[int]) -> dict[int, np.
             tiles[i] = tile_grid([signed_image(f[a, b].numpy()) for a in range(q)
                                   for b in range(q)], q)
         return tiles
-    proj = pixel_projections(stack, stage, LAYER, torch.tensor(units)).numpy()  # (U, C, S, S)
+    proj = pixel_projections(stack, stage, layer, torch.tensor(units)).numpy()  # (U, C, S, S)
     tiles = {}
     for u, i in enumerate(units):
-        y0, x0, y1, x1 = box_of(stack, stage, i)
+        y0, x0, y1, x1 = box_of(stack, stage, i, layer)
         tiles[i] = signed_image(proj[u][:, y0:y1, x0:x1])
     return tiles
 
 
-def write_weights(stack: RBMStack, stage: int, units: list[int], listed: list[int],
-                  out: Path) -> dict[int, dict]:
-    """``stage{k}/unit{i}_weights.png`` per unit of ``units`` and the mosaic of ``listed``."""
-    tiles = weight_tiles(stack, stage, units)
-    label = STAGE0_LABEL if stage == 0 else PROJECTION_LABEL
+def write_weights(stack: RBMStack, stage: int, units: list[int], listed: list[int] | None,
+                  out: Path, layer: str = LAYER) -> dict[int, dict]:
+    """``{stem}_weights.png`` per unit of ``units`` and, unless ``listed`` is None, the
+    stage's mosaic of ``listed`` (pooled units)."""
+    tiles = weight_tiles(stack, stage, units, layer)
+    label = STAGE0_LABEL if stage == 0 and layer == LAYER else (
+        HIDDEN0_LABEL if stage == 0 else PROJECTION_LABEL)
     fields = {}
     for i, tile in tiles.items():
-        png = f"stage{stage}/unit{i}_weights.png"
+        png = f"{stem(stage, layer, i)}_weights.png"
         save_image(out / png, upscale(tile))
         fields[i] = {"weights_png": png, "weights_label": label}
-    save_image(out / f"stage{stage}/mosaic.png", mosaic(stack, stage, listed, tiles))
+    if listed is not None:
+        save_image(out / f"stage{stage}/mosaic.png", mosaic(stack, stage, listed, tiles))
     return fields
 
 
@@ -92,16 +106,16 @@ def mosaic(stack: RBMStack, stage: int, units: list[int], tiles: dict[int, np.nd
 
 def write_top_frames(stack: RBMStack, stage: int, units: list[int], values: torch.Tensor,
                      ids: torch.Tensor, frames: dict[int, tuple[np.ndarray, dict]],
-                     out: Path) -> dict[int, list[dict]]:
-    """``stage{k}/unit{i}_top{j}.png``: top frame j with the unit's field boxed. ``values``,
+                     out: Path, layer: str = LAYER) -> dict[int, list[dict]]:
+    """``{stem}_top{j}.png``: top frame j with the unit's field boxed. ``values``,
     ``ids`` (U, k) are rows of the top-k in ``units`` order."""
     result = {}
     for u, i in enumerate(units):
-        box = box_of(stack, stage, i)
+        box = box_of(stack, stage, i, layer)
         entries = []
         for j, (v, fid) in enumerate(zip(values[u].tolist(), ids[u].tolist(), strict=True)):
             frame, meta = frames[int(fid)]
-            png = f"stage{stage}/unit{i}_top{j}.png"
+            png = f"{stem(stage, layer, i)}_top{j}.png"
             factor = max(1, -(-128 // frame.shape[-1]))
             save_image(out / png, mark_box(to_rgb(frame / 255.0), box, factor))
             entries.append({"png": png, "source": meta["source"],
@@ -113,19 +127,20 @@ def write_top_frames(stack: RBMStack, stage: int, units: list[int], values: torc
 
 def write_stimuli(stack: RBMStack, stage: int, units: list[int], config: StimulusConfig,
                   out: Path, *, generator: torch.Generator, chunk: int = 64,
-                  progress: Callable[[int], None] = lambda n: None) -> dict[int, dict]:
-    """``stage{k}/unit{i}_optimal.png``: the unit-norm input maximising the unit, cropped to
+                  progress: Callable[[int], None] = lambda n: None,
+                  layer: str = LAYER) -> dict[int, dict]:
+    """``{stem}_optimal.png``: the unit-norm input maximising the unit, cropped to
     its field; searched ``chunk`` units at a time."""
     shape = (stack.config.channels, stack.config.input_size, stack.config.input_size)
     result = {}
     for lo in range(0, len(units), chunk):
         part = units[lo : lo + chunk]
-        f = unit_objective(stack, stage, LAYER, torch.tensor(part))
+        f = unit_objective(stack, stage, layer, torch.tensor(part))
         x, a = optimal_stimuli(f, len(part), shape, config, generator=generator,
                                device=stack.device, dtype=stack.dtype)
         for u, i in enumerate(part):
-            y0, x0, y1, x1 = box_of(stack, stage, i)
-            png = f"stage{stage}/unit{i}_optimal.png"
+            y0, x0, y1, x1 = box_of(stack, stage, i, layer)
+            png = f"{stem(stage, layer, i)}_optimal.png"
             save_image(out / png, upscale(signed_image(x[u, :, y0:y1, x0:x1].cpu().numpy())))
             result[i] = {"png": png, "activation": float(a[u]), "n_starts": config.n_starts}
         progress(len(part))
@@ -133,20 +148,21 @@ def write_stimuli(stack: RBMStack, stage: int, units: list[int], config: Stimulu
 
 
 def write_invariance(stack: RBMStack, stage: int, units: Iterable[int],
-                     top_frames: dict[int, np.ndarray], out: Path) -> dict[int, dict]:
-    """``stage{k}/unit{i}_invariance.png``: mean response to the unit's top frames (uint8
+                     top_frames: dict[int, np.ndarray], out: Path,
+                     layer: str = LAYER) -> dict[int, dict]:
+    """``{stem}_invariance.png``: mean response to the unit's top frames (uint8
     (k, C, S, S)) under scaling, rotation (about its field's centre) and translation."""
     result = {}
     for i in units:
-        y0, x0, y1, x1 = box_of(stack, stage, i)
+        y0, x0, y1, x1 = box_of(stack, stage, i, layer)
         frames = torch.from_numpy(top_frames[i]).to(stack.device, stack.dtype) / 255.0
 
         def respond(x: torch.Tensor, i: int = i) -> torch.Tensor:
             with torch.no_grad():
-                return up_pass(stack, x, stage, LAYER).flatten(1)[:, i]
+                return up_pass(stack, x, stage, layer).flatten(1)[:, i]
 
         curves = invariance_curves(respond, frames, ((y0 + y1 - 1) / 2, (x0 + x1 - 1) / 2))
-        png = f"stage{stage}/unit{i}_invariance.png"
-        save_invariance(out / png, curves, f"stage {stage} unit {i}")
+        png = f"{stem(stage, layer, i)}_invariance.png"
+        save_invariance(out / png, curves, f"stage {stage} {layer} unit {i}")
         result[i] = {"png": png, "curves": curves}
     return result

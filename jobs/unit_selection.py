@@ -1,5 +1,7 @@
-"""Which units ``catneuron visualize`` shows in detail: per stage the most selective and a random
-sample of the rest (stage 0 lists all its units, the others only by position and selectivity).
+"""Which units ``catneuron visualize`` shows in detail: per stage the most selective pooled units
+and a random sample of the rest (stage 0 lists all its pooled units, the others only by position
+and selectivity), the most selective units of every other layer ``catneuron evaluate`` ranked
+(``hidden``), and always the headline unit and each (stage, layer)'s best, whatever their layer.
 
 Selectivity comes from ``RUN/evaluation.json`` (the held-out balanced accuracy ranking of
 ``catneuron evaluate``) when it exists, else from the activation variance over a sample of the
@@ -9,30 +11,73 @@ dataset's frames (a unit that never changes says nothing, whatever its weights).
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from models.neurons.units import stage_outputs
+from models.neurons.units import LAYERS, stage_outputs
 from models.stack import RBMStack
+
+Key = tuple[int, str]  # (stage, layer)
+
+
+@dataclass
+class EvaluatedUnits:
+    """What ``evaluation.json`` says about units: per ``(stage, layer)`` its ranking (best
+    first) and its best unit's index, and the headline unit ``(stage, layer, index)``: the
+    verdict's ``best``, else ``best_neuron`` (an evaluation from an older version)."""
+
+    rankings: dict[Key, list[dict]] = field(default_factory=dict)
+    bests: dict[Key, int] = field(default_factory=dict)
+    headline: tuple[int, str, int] | None = None
+
+    def must_show(self, stage: int, layer: str) -> list[int]:
+        """Units of ``(stage, layer)`` shown in detail whatever their rank: its best and the
+        headline unit."""
+        out = [self.bests[(stage, layer)]] if (stage, layer) in self.bests else []
+        if self.headline is not None and self.headline[:2] == (stage, layer):
+            out.append(self.headline[2])
+        return list(dict.fromkeys(out))
+
+
+def _unit_key(d) -> tuple[int, str, int] | None:
+    ok = isinstance(d, dict) and all(isinstance(d.get(k), int) and not isinstance(d.get(k), bool)
+                                     for k in ("stage", "index")) and d.get("layer") in LAYERS
+    return (d["stage"], d["layer"], d["index"]) if ok else None
+
+
+def evaluated_units(run: Path) -> EvaluatedUnits:
+    """The rankings, bests and headline unit of ``run/evaluation.json`` for the layers
+    visualize draws (:data:`models.neurons.units.LAYERS`); empty when it is missing or
+    unreadable."""
+    try:
+        doc = json.loads((run / "evaluation.json").read_text())
+        stages = doc["stages"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return EvaluatedUnits()
+    out = EvaluatedUnits()
+    for entry in stages if isinstance(stages, list) else []:
+        if not isinstance(entry, dict) or entry.get("layer") not in LAYERS:
+            continue
+        key = (int(entry["stage"]), str(entry["layer"]))
+        out.rankings[key] = [r for r in entry.get("ranking", []) if isinstance(r, dict)
+                             and isinstance(r.get("index"), int)]
+        best = entry.get("best")
+        if isinstance(best, dict) and isinstance(best.get("index"), int):
+            out.bests[key] = best["index"]
+    verdict = doc.get("verdict") if isinstance(doc, dict) else None
+    out.headline = _unit_key((verdict or {}).get("best") if isinstance(verdict, dict) else None)
+    if out.headline is None:
+        out.headline = _unit_key(doc.get("best_neuron"))
+    return out
 
 
 def evaluation_rankings(run: Path) -> dict[int, list[dict]]:
     """stage -> ranking entries ``{"index", "heldout_balanced_accuracy", "auc", ...}`` of the
     pooled layer, best first; empty when there is no readable ``evaluation.json``."""
-    try:
-        doc = json.loads((run / "evaluation.json").read_text())
-        stages = doc["stages"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return {}
-    out: dict[int, list[dict]] = {}
-    for entry in stages if isinstance(stages, list) else []:
-        if isinstance(entry, dict) and entry.get("layer") == "pooled":
-            ranking = [r for r in entry.get("ranking", []) if isinstance(r, dict)
-                       and isinstance(r.get("index"), int)]
-            out[int(entry["stage"])] = ranking
-    return out
+    return {s: r for (s, layer), r in evaluated_units(run).rankings.items() if layer == "pooled"}
 
 
 @torch.no_grad()

@@ -22,7 +22,6 @@ the gallery is built (``jobs.gallery``).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -109,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     index = vis.write()
     print(f"catneuron visualize: {index}")
-    print(json.dumps({k: round(v, 2) for k, v in vis.timings.items()}))
+    print("catneuron visualize: time: " + ", ".join(f"{k} {v:.1f} s"
+                                                    for k, v in vis.timings.items()))
     print(f"catneuron visualize: gallery {build_gallery(run)}")
     return 0
 

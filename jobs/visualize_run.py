@@ -1,5 +1,6 @@
-"""One ``catneuron visualize`` run: choose units, scan the dataset, write every stage's pictures
-and JSON into ``RUN/visualize.partial/``, then swap it in for ``RUN/visualize/``.
+"""One ``catneuron visualize`` run: choose units (of every layer evaluate ranked, the headline
+unit always), scan the dataset, write every stage's pictures and JSON into
+``RUN/visualize.partial/``, then swap it in for ``RUN/visualize/``.
 
 Wall time is recorded per part (``timings_s`` in ``index.json``) so the slow part is visible.
 """
@@ -19,7 +20,7 @@ import torch
 from tqdm import tqdm
 
 from cluster.state_io import read_trained_stack
-from cluster.topk import fetch_frames, scan_with_actors
+from cluster.topk import fetch_frames
 from jobs.training_curves import write_training_curves
 from jobs.unit_images import (
     LAYER,
@@ -29,14 +30,17 @@ from jobs.unit_images import (
     write_top_frames,
     write_weights,
 )
+from jobs.unit_scan import scan_layers
 from jobs.unit_selection import (
+    EvaluatedUnits,
+    Key,
     activation_variance,
     choose_units,
-    evaluation_rankings,
+    evaluated_units,
     rank_units,
 )
 from models.neurons.stimulus import StimulusConfig
-from models.neurons.units import layer_shape, unit_position
+from models.neurons.units import LAYERS, layer_shape, unit_position
 from models.rbm.dense import default_device
 from pipeline.reader import FrameReader, list_shards, read_frames
 
@@ -103,13 +107,14 @@ class Visualization:
         with timed(self.timings, "select units"):
             selection = self.select()
         with timed(self.timings, "top-k scan (Ray actors)"):
-            tops = self.scan({s: sel.detailed for s, sel in selection.items()})
+            tops = self.scan({key: sel.detailed for key, sel in selection.items()})
         with timed(self.timings, "read top frames"):
             ids = np.concatenate([t.ids.numpy().ravel() for t in tops.values()])
             frames = fetch_frames(ids, self.shards)
         stages = []
-        for s, sel in selection.items():
-            doc = self.stage(s, sel, tops[s], frames, partial)
+        for s in self.stages:
+            sels = {layer: sel for (k, layer), sel in selection.items() if k == s}
+            doc = self.stage(s, sels, tops, frames, partial)
             (partial / f"stage{s}.json").write_text(json.dumps(doc, indent=1))
             stages.append({"stage": s, "file": f"stage{s}.json"})
         with timed(self.timings, "training curves"):
@@ -120,9 +125,11 @@ class Visualization:
         replace_folder(partial, self.run / "visualize")
         return self.run / "visualize" / "index.json"
 
-    def select(self) -> dict[int, Selection]:
-        """Per stage, the units listed and those shown in detail."""
-        rankings = evaluation_rankings(self.run)
+    def select(self) -> dict[Key, Selection]:
+        """Per (stage, layer), the units listed and those shown in detail: pooled units as
+        ranked (or by variance), the other layers' ranked units, and every layer's best and the
+        headline unit whatever their rank (:class:`jobs.unit_selection.EvaluatedUnits`)."""
+        evaluated = evaluated_units(self.run)
         rng = np.random.default_rng(self.options.seed)
         order = rng.permutation(len(self.shards))
         sample = read_frames(self.root, shards=[self.shards[i] for i in order],
@@ -130,18 +137,40 @@ class Visualization:
         variances = activation_variance(self.stack, sample, self.stages[-1])
         out = {}
         for s in self.stages:
-            ranking = rankings.get(s, [])
+            ranking = evaluated.rankings.get((s, LAYER), [])
             ranked = rank_units(ranking, variances[s])
             selective, detailed = choose_units(ranked, self.options.selective,
                                                self.options.units, rng)
+            detailed = sorted(set(detailed) | set(evaluated.must_show(s, LAYER)))
             listed = sorted(ranked) if s == 0 else detailed
             by_index = {int(r["index"]): r for r in ranking}
             info = {i: {"selectivity": selectivity(by_index.get(i)),
                         "activation_variance": float(variances[s][i])} for i in listed}
-            out[s] = Selection(selective, detailed, listed, info)
+            out[(s, LAYER)] = Selection(selective, detailed, listed, info,
+                                        evaluated.must_show(s, LAYER))
+            for layer in LAYERS:
+                if layer != LAYER:
+                    sel = self._other_layer(evaluated, s, layer)
+                    if sel is not None:
+                        out[(s, layer)] = sel
         return out
 
-    def scan(self, units: dict[int, list[int]]):
+    def _other_layer(self, evaluated: EvaluatedUnits, s: int, layer: str) -> Selection | None:
+        """A non-pooled layer's selection: its ``selective`` best ranked units plus its best
+        and the headline unit (None when the evaluation names none of its units)."""
+        n = int(np.prod(layer_shape(self.stack.config, s, layer)))
+        ranking = [r for r in evaluated.rankings.get((s, layer), []) if 0 <= r["index"] < n]
+        selective = [int(r["index"]) for r in ranking][: self.options.selective]
+        must = [i for i in evaluated.must_show(s, layer) if 0 <= i < n]
+        detailed = sorted(set(selective) | set(must))
+        if not detailed:
+            return None
+        by_index = {int(r["index"]): r for r in ranking}
+        info = {i: {"selectivity": selectivity(by_index.get(i)), "activation_variance": None}
+                for i in detailed}
+        return Selection(selective, detailed, detailed, info, must)
+
+    def scan(self, units: dict[Key, list[int]]):
         """Top-k per listed unit over the whole dataset, by Ray actors."""
         import ray
 
@@ -153,55 +182,68 @@ class Visualization:
         n_frames = FrameReader(self.root, batch_size=1, shards=self.shards).num_rows()
         try:
             with self.bar(n_frames, "top-k frames") as bar:
-                return scan_with_actors(str(self.run / "model.pt"), self.shards, units,
-                                        self.options.top_k, n_actors=n_actors,
-                                        progress=bar.update)
+                return scan_layers(str(self.run / "model.pt"), self.shards, units,
+                                   self.options.top_k, n_actors=n_actors, progress=bar.update)
         finally:
             if started:
                 ray.shutdown()
 
-    def stage(self, s: int, sel: Selection, top, frames: dict, out: Path) -> dict:
-        """Write one stage's pictures (the mosaic of every listed unit, the rest for the units in
-        detail); its ``stage{k}.json`` document."""
+    def stage(self, s: int, sels: dict[str, Selection], tops: dict, frames: dict,
+              out: Path) -> dict:
+        """Write one stage's pictures (the mosaic of its listed pooled units, the rest for the
+        units in detail, every layer); its ``stage{k}.json`` document."""
+        units, shapes = [], {}
+        for layer, sel in sels.items():
+            units += self.layer_units(s, layer, sel, tops[(s, layer)], frames, out)
+            shapes[layer] = list(layer_shape(self.stack.config, s, layer))
+        return {"schema": 1, "stage": s, "layer": LAYER, "shape": shapes[LAYER],
+                "shapes": shapes, "mosaic_png": f"stage{s}/mosaic.png", "units": units}
+
+    def layer_units(self, s: int, layer: str, sel: Selection, top, frames: dict,
+                    out: Path) -> list[dict]:
+        """The pictures of one (stage, layer)'s units; their ``stage{k}.json`` entries."""
         stack, detailed = self.stack, sel.detailed
         with timed(self.timings, "weights and projections"):
-            weights = write_weights(stack, s, detailed, sel.listed, out)
+            weights = write_weights(stack, s, detailed, sel.listed if layer == LAYER else None,
+                                    out, layer)
         with timed(self.timings, "top frames"):
-            tops = write_top_frames(stack, s, detailed, top.values, top.ids, frames, out)
+            tops = write_top_frames(stack, s, detailed, top.values, top.ids, frames, out, layer)
         with timed(self.timings, "optimal stimulus"), self.bar(len(detailed), f"stimuli {s}") as b:
             g = torch.Generator(device=stack.device).manual_seed(self.options.seed + s)
             stimuli = write_stimuli(stack, s, detailed, self.stimulus, out, generator=g,
-                                    progress=b.update)
+                                    progress=b.update, layer=layer)
         with timed(self.timings, "invariance"):
             row = {i: u for u, i in enumerate(detailed)}
-            curved = sel.selective[: self.options.invariance]
+            ranked = sel.selective[: self.options.invariance] if layer == LAYER else []
+            curved = list(dict.fromkeys(sel.always + ranked))
             top_frames = {i: np.stack([frames[int(f)][0] for f in
                                        top.ids[row[i], :INVARIANCE_FRAMES].tolist()])
                           for i in curved}
-            invariance = write_invariance(stack, s, curved, top_frames, out)
-        shape = layer_shape(stack.config, s, LAYER)
+            invariance = write_invariance(stack, s, curved, top_frames, out, layer)
+        shape = layer_shape(stack.config, s, layer)
         units = []
         for i in sel.listed:
             m, y, x = unit_position(shape, i)
-            units.append({"index": i, "map": m, "y": y, "x": x, **sel.info[i],
+            units.append({"index": i, "layer": layer, "map": m, "y": y, "x": x, **sel.info[i],
                           "selective": i in sel.selective, "detailed": i in row,
                           **weights.get(i, {"weights_png": None}),
-                          "top_frames": tops.get(i), "box": box_of(stack, s, i),
+                          "top_frames": tops.get(i), "box": box_of(stack, s, i, layer),
                           "optimal_stimulus": stimuli.get(i), "invariance": invariance.get(i)})
-        return {"schema": 1, "stage": s, "layer": LAYER, "shape": list(shape),
-                "mosaic_png": f"stage{s}/mosaic.png", "units": units}
+        return units
 
 
 @dataclass(frozen=True)
 class Selection:
     """One stage's units: the ``selective`` (most selective first), the ``detailed`` (top
     frames, optimal stimulus, weights PNG; index order), the ``listed`` in ``stage{k}.json``
-    (all of stage 0, else the detailed) and each listed unit's selectivity fields."""
+    (all of stage 0's pooled units, else the detailed), each listed unit's selectivity fields
+    and the units shown whatever their rank (``always``)."""
 
     selective: list[int]
     detailed: list[int]
     listed: list[int]
     info: dict[int, dict]
+    always: list[int]  # the layer's best and the headline unit: invariance curves too
 
 
 @contextmanager
@@ -220,7 +262,9 @@ def replace_folder(partial: Path, final: Path) -> None:
 
 
 def selectivity(entry: dict | None) -> dict | None:
-    """The contract's ``selectivity`` of a unit from its evaluation ranking entry."""
+    """The contract's ``selectivity`` of a unit from its evaluation ranking entry: the unit's
+    own held-out figure (balanced accuracy, its spread over the splits, AUC)."""
     if entry is None:
         return None
-    return {k: entry[k] for k in ("heldout_balanced_accuracy", "auc") if k in entry}
+    return {k: entry[k] for k in ("heldout_balanced_accuracy", "heldout_balanced_accuracy_std",
+                                  "heldout_auc") if k in entry}

@@ -1,17 +1,38 @@
-"""`catneuron demo`: skip logic on tiny folders, and the fast demo end to end (slow)."""
+"""`catneuron demo`: skip logic on tiny folders, what it prints (progress lines only, the rest in
+log files, all of it with --verbose; the verdict in an aligned table), where Ctrl-C stopped it,
+and the fast demo end to end (slow)."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import re
+import signal
 import subprocess
+import sys
+import time
+import types
 
 import pytest
 import torch
 
-from jobs.demo import FAST, FULL, Demo, demo_config_path, ingest, main, summary, train
+import jobs.demo as demo_module
+from jobs.demo import (
+    FAST,
+    FULL,
+    Demo,
+    demo_config_path,
+    ingest,
+    interrupted,
+    main,
+    summary,
+    train,
+)
+from jobs.train import where_interrupted
 from tests.jobs.conftest import REPO, demo_command
-from tests.jobs.gallery_run import write_evaluation
+from tests.jobs.gallery_run import VERDICT_TEXT, write_evaluation
+
+PROGRESS = re.compile(r"\[\d/4\] (ingest|train|evaluate|visualize)( \.\.\.|: .*)$")
 
 MERGED = all(importlib.util.find_spec(f"jobs.{m}") for m in ("evaluate", "visualize"))
 
@@ -42,25 +63,130 @@ def test_ingest_is_skipped_when_every_video_is_in_the_manifest(tmp_path, name):
     assert ingest(demo) == f"skipped: all 10 videos in {demo.data}/_manifest.json"
 
 
-def test_summary_puts_the_face_unit_against_every_baseline(tmp_path):
+def test_summary_gives_the_verdict_then_an_aligned_table(tmp_path):
     demo = Demo(tmp_path, FAST)
     demo.run.mkdir(parents=True)
     write_evaluation(demo.run)
     text = summary(demo, {"ingest": ("done", 1.0), "train": ("done", 2.0)})
-    assert "best face unit: stage 1 pooled #5: beats every baseline" in text
-    assert "0.810 ± 0.030 / 0.880" in text
-    assert "baseline: best linear filter from training patches" in text
+    lines = text.splitlines()
+    assert f"verdict: {VERDICT_TEXT}" in lines  # evaluation.json's verdict, as is
+    table = lines[lines.index(f"verdict: {VERDICT_TEXT}") + 1:][:7]
+    assert table[1].strip().split("  ")[0] == "best unit: stage 1 hidden #4"
+    assert "0.810 ± 0.030" in table[1] and table[1].endswith("0.880")
+    assert any(row.lstrip().startswith("baseline: best linear filter from training patches")
+               for row in table)
+    columns = {row.index("0.") for row in table[1:]}
+    assert len(columns) == 1 and len({len(row) for row in table[1:]}) == 1  # aligned
     assert (demo.run / "gallery" / "index.html").resolve().as_uri() in text
     assert "total 3.0 s" in text
+
+
+def test_summary_of_an_older_evaluation_says_so(tmp_path):
+    demo = Demo(tmp_path, FAST)
+    demo.run.mkdir(parents=True)
+    write_evaluation(demo.run)
+    ev = json.loads((demo.run / "evaluation.json").read_text())
+    del ev["verdict"]
+    (demo.run / "evaluation.json").write_text(json.dumps(ev))
+    text = summary(demo, {"ingest": ("done", 1.0)})
+    assert "best face unit: stage 1 hidden #4: beats every baseline" in text
+    assert "evaluation.json is from an older version" in text
+
+
+def _chatty(argv):
+    """A step as noisy as train and visualize: a JSON summary on stdout, a line on stderr,
+    and a child process writing to the inherited file descriptors."""
+    print(json.dumps({"run_dir": "x", "stages": [{"steps": 40}]}, indent=1))
+    print("2026-01-01T00:00:00 stage 0: checkpoint", file=sys.stderr)
+    subprocess.run([sys.executable, "-c", "print('{\"select units\": 1.5}')"], check=True)
+    return 0
+
+
+@pytest.fixture()
+def chatty_steps(monkeypatch):
+    """Every demo step runs :func:`_chatty` through the demo's own ``_call``."""
+    monkeypatch.setitem(sys.modules, "jobs.chatty", types.SimpleNamespace(main=_chatty))
+    monkeypatch.setattr(demo_module, "STEPS", tuple(
+        (name, lambda d: demo_module._call(d, "chatty", []) or "done")
+        for name in ("ingest", "train", "evaluate", "visualize")))
+
+
+def test_default_output_is_progress_lines_and_the_rest_goes_to_log_files(tmp_path, capfd,
+                                                                         chatty_steps):
+    assert main(["--fast", "--out", str(tmp_path)]) == 0
+    out, err = capfd.readouterr()
+    lines = (out + err).splitlines()
+    before = lines[:lines.index("== catneuron demo")]
+    assert [line for line in before if line and not PROGRESS.match(line)] == []
+    log = (tmp_path / "logs" / "chatty.log").read_text()
+    assert log.count('"run_dir": "x"') == 4 and log.count('{"select units": 1.5}') == 4
+    assert log.count("stage 0: checkpoint") == 4
+    assert f"each step's output: {tmp_path / 'logs'}/" in out
+
+
+def test_verbose_shows_each_steps_output(tmp_path, capfd, chatty_steps):
+    assert main(["--fast", "--out", str(tmp_path), "--verbose"]) == 0
+    out, err = capfd.readouterr()
+    assert out.count('"run_dir": "x"') == 4 and out.count('{"select units": 1.5}') == 4
+    assert err.count("stage 0: checkpoint") == 4
+    assert not (tmp_path / "logs" / "chatty.log").exists()
+
+
+def test_a_failed_step_prints_the_end_of_its_log(tmp_path, capfd, monkeypatch):
+    def failing(argv):
+        print("catneuron train: the dataset has no frames")
+        return 2
+
+    monkeypatch.setitem(sys.modules, "jobs.chatty", types.SimpleNamespace(main=failing))
+    monkeypatch.setattr(demo_module, "STEPS", (
+        ("ingest", lambda d: demo_module._call(d, "chatty", []) or "done"),))
+    assert main(["--fast", "--out", str(tmp_path)]) == 2
+    err = capfd.readouterr().err
+    assert "chatty exited with status 2" in err and str(tmp_path / "logs" / "chatty.log") in err
+    assert "catneuron train: the dataset has no frames" in err
+
+
+def test_interrupted_while_the_next_stage_is_set_up_names_that_stage(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    records = [{"stage": 0, "step": s, "worker": 0} for s in range(0, 601, 100)]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    events = "2026-01-01T00:00:00 stage 0: checkpoint runs/x/checkpoints/stage0/step00000600\n"
+    (run / "events.log").write_text(events)
+    assert where_interrupted(str(run), 2) == (0, 600)
+    (run / "events.log").write_text(events + "2026-01-01T00:00:01 stage 0 done: {'steps': 600}\n")
+    assert where_interrupted(str(run), 2) == (1, 0)  # stage 1 was being set up
+    assert where_interrupted(str(run), 1) == (0, 600)  # the run had only one stage
+    with (run / "metrics.jsonl").open("a") as f:
+        f.write(json.dumps({"stage": 1, "step": 20}) + "\n")
+    assert where_interrupted(str(run), 2) == (1, 20)
+
+
+def test_ctrl_c_message_names_the_step_it_stopped_in(tmp_path):
+    demo = Demo(tmp_path, FAST)
+    assert interrupted(demo) == "interrupted; run the same command again to continue"
+    demo.at[:] = ["evaluate"]
+    assert interrupted(demo).startswith("interrupted in evaluate;")
+    demo.run.mkdir(parents=True)
+    (demo.run / "metrics.jsonl").write_text(json.dumps({"stage": 0, "step": 30}) + "\n")
+    demo.at[:] = ["train"]
+    assert interrupted(demo).startswith("interrupted in train at stage 0 step 30;")
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(1500)
 def test_fast_demo_interrupted_continues_and_builds_the_gallery(demo_run):
     assert demo_run.interrupted.returncode == 130, demo_run.interrupted.stdout[-2000:]
-    assert "interrupted; run the same command again" in demo_run.interrupted.stdout
+    said = re.search(r"catneuron demo: interrupted in train at stage (\d) step (\d+); run the "
+                     "same command again", demo_run.interrupted.stdout)
+    assert said, demo_run.interrupted.stdout[-2000:]
     out = demo_run.continued.stdout
     assert demo_run.continued.returncode == 0, out[-3000:]
+    # only progress lines until the summary: no event lines, JSON or timings in between
+    lines = out.splitlines()
+    before = lines[:lines.index("== catneuron demo")]
+    assert [line for line in before if line and not PROGRESS.match(line)] == [], out[-3000:]
+    assert '"run_dir"' in (demo_run.out / "logs" / "train.log").read_text()
     assert "[1/4] ingest: skipped" in out
     assert "resuming from" in (demo_run.out / "train" / "events.log").read_text()
     index = demo_run.out / "train" / "gallery" / "index.html"
@@ -85,7 +211,7 @@ def test_fast_demo_rerun_skips_every_step(demo_run):
                     "yet (issue 14); remove this skip once they are merged")
 def test_fast_demo_summary_names_the_face_unit(demo_run):
     out = demo_run.continued.stdout
-    assert "best face unit: stage" in out
+    assert "best face unit: stage" in out or "verdict: " in out
     assert "baseline: best single pixel" in out
     run = demo_run.out / "train"
     assert (run / "evaluation.json").is_file() and (run / "visualize" / "index.json").is_file()
@@ -100,3 +226,22 @@ def test_train_starts_with_the_demo_config_then_continues_the_run(tmp_path):
     demo.run.mkdir(parents=True)
     (demo.run / "config.toml").write_text("")
     assert demo.train_argv() == ["--resume", "--run-dir", str(demo.run.resolve())]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_ctrl_c_while_stage_1_is_set_up_names_stage_1(tmp_path):
+    """SIGINT (Ctrl-C) as soon as stage 0 is done, while stage 1's actors start: the demo must
+    name stage 1, not stage 0's last logged step."""
+    proc = subprocess.Popen(demo_command(tmp_path), cwd=REPO, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    events = tmp_path / "train" / "events.log"
+    deadline = time.monotonic() + 600
+    while proc.poll() is None and time.monotonic() < deadline and not (
+            events.is_file() and "stage 0 done: " in events.read_text()):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 130, out[-2000:]
+    said = re.search(r"interrupted in train at stage (\d) step (\d+);", out)
+    assert said and said.group(1) == "1", out[-2000:]

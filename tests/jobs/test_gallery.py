@@ -10,12 +10,13 @@ from pathlib import Path
 import pytest
 
 from jobs.gallery import build_gallery
+from jobs.gallery_figures import verdict
 from jobs.gallery_inputs import plain_relative, safe_file
 from jobs.gallery_plots import curve_series, histogram_svg
-from jobs.gallery_views import verdict
 from tests.jobs.gallery_run import (
     HOSTILE_CLASS,
     HOSTILE_SOURCE,
+    VERDICT_TEXT,
     baselines,
     make_run,
     score,
@@ -78,7 +79,8 @@ def test_paths_leaving_the_run_are_refused_and_shown_missing(run):
 
 def test_units_ranked_by_selectivity_and_patch_marked(run):
     stage0 = _page(run, "stage0.html")
-    order = [int(i) for i in re.findall(r'href="stage0/unit(\d+)\.html"', stage0)]
+    table = stage0[stage0.index('<table class="units">'):]
+    order = [int(i) for i in re.findall(r'href="stage0/unit(\d+)\.html"', table)]
     assert order[:6] == [0, 1, 2, 3, 4, 5]  # the evaluation ranking, best first
     assert sorted(order) == list(range(18))
     unit5 = _page(run, "stage1/unit5.html")
@@ -92,7 +94,8 @@ def test_units_ranked_by_selectivity_and_patch_marked(run):
 def test_overview_answers_first_with_every_baseline(run):
     index = _page(run, "index.html")
     assert index.index('id="answer"') < index.index('id="classes"') < index.index('id="dataset"')
-    assert "Yes: stage 1 pooled #5." in index
+    assert f'<p class="lead verdict">{VERDICT_TEXT}</p>' in index  # the verdict, as is
+    assert "older version" not in index
     for name in ("always negative", "best single pixel", "same network, random weights",
                  "best linear filter from training patches", "best unit of stage 0"):
         assert f"baseline: {name}" in index
@@ -101,16 +104,20 @@ def test_overview_answers_first_with_every_baseline(run):
     assert "metrics.jsonl: 1 unreadable line(s) skipped" in index
 
 
-def test_honest_absence_when_no_unit_beats_the_baselines(tmp_path):
+def test_older_evaluation_without_verdict_is_read_the_older_way_and_said_so(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     write_evaluation(run)
     ev = json.loads((run / "evaluation.json").read_text())
+    del ev["verdict"]
     ev["best_neuron"] = score(0.68, 0.7) | {"stage": 1, "layer": "pooled", "index": 5}
     (run / "evaluation.json").write_text(json.dumps(ev))
     index = build_gallery(run).read_text()
+    assert "is from an older version of <code>catneuron evaluate</code>" in index
     assert "No unit beats the baselines." in index
     assert "0.680 ± 0.030" in index and "0.660" in index
+    assert 'id="headline"' not in index  # no visualisation here: named, without a link
+    assert "Headline unit: <strong>stage 1 pooled #5</strong> (no page" in index
 
 
 def test_verdict_margin_must_exceed_the_split_spread():
@@ -194,3 +201,50 @@ def test_units_listed_without_detail_get_pages_saying_what_is_missing(tmp_path):
     assert "optimal stimulus: not given" in page
     assert "invariance curves: not computed for this unit" in page
     assert f"unit{bare['index']}.html" in _page(run, "stage0.html")
+
+
+def test_headline_unit_has_its_own_page_whatever_its_layer(run):
+    index = _page(run, "index.html")
+    assert '<a id="headline" class="button" href="stage1/hidden4.html">stage 1 hidden #4</a>' \
+        in index
+    hidden, pooled = _page(run, "stage1/hidden4.html"), _page(run, "stage1/unit4.html")
+    assert "<h1>Stage 1 hidden unit #4</h1>" in hidden and "The headline unit" in hidden
+    assert "<h1>Stage 1 pooled unit #4</h1>" in pooled and "The headline unit" not in pooled
+    assert 'src="../../visualize/stage1/hidden4_top0.png"' in hidden
+    stage1 = _page(run, "stage1.html")
+    assert 'href="stage1/hidden4.html">#4</a> (headline)' in stage1
+    assert 'href="stage1/unit4.html">#4</a></td>' in stage1
+
+
+def _figures(html: str, cls: str, attr: str) -> set[tuple[str, str, str]]:
+    pattern = rf'class="[^"]*{cls}[^"]*" {attr}="([^"]*)" data-what="(\w+)">([^<]*)<'
+    return {(k, what, text.strip()) for k, what, text in re.findall(pattern, html)}
+
+
+def test_every_unit_and_set_figure_is_the_same_on_every_page(run):
+    shown: dict[tuple[str, str], set[str]] = {}
+    pages: dict[str, set[str]] = {}
+    for page in (run / "gallery").rglob("*.html"):
+        html = page.read_text()
+        for cls, attr in (("unitfig", "data-unit"), ("setfig", "data-set")):
+            for key, what, text in _figures(html, cls, attr):
+                shown.setdefault((key, what), set()).add(text)
+                pages.setdefault(key, set()).add(page.name)
+    assert {k: v for k, v in shown.items() if len(v) > 1} == {}
+    assert shown[("1/hidden/4", "ba")] == {"0.840 ± 0.020"}  # its own figure, with its spread
+    assert shown[("1/hidden/4", "auc")] == {"0.860"}  # held-out AUC, not whole-probe 0.880
+    assert pages["1/hidden/4"] == {"index.html", "stage1.html", "hidden4.html"}
+    assert shown[("best_neuron", "ba")] == {"0.810 ± 0.030"}  # the verdict's figure
+
+
+def test_every_figure_column_names_its_protocol(run):
+    for page in (run / "gallery").rglob("*.html"):
+        for head in re.findall(r"<th>([^<]*)</th>", page.read_text()):
+            if "accuracy" in head or "AUC" in head:
+                assert "held-out" in head or "whole-probe" in head, (page.name, head)
+
+
+def test_corpus_share_beside_the_headline_units_top_frames(run):
+    text = "<strong>22 %</strong> show a face (base rate: 33 % of all frames)"
+    assert text in _page(run, "index.html") and text in _page(run, "stage1/hidden4.html")
+    assert "show a face" not in _page(run, "stage1/unit4.html")

@@ -3,7 +3,9 @@
 A fake-but-valid run (``tests/jobs/gallery_run.py``, with a hostile source and class name) is
 rendered, served by ``http.server`` on 127.0.0.1 and crawled from the overview: every page loads
 without console errors, every image has loaded, every link resolves, the hostile names show as
-text and no dialog opens. One page is also opened from ``file://``.
+text and no dialog opens. One page is also opened from ``file://``. The overview's headline link
+leads to the headline unit's page, and every figure shown for a unit (or a set of units) reads
+the same on every page that shows it: on the fake run and on a real ``catneuron demo --fast``.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from urllib.parse import urldefrag, urlsplit
 import pytest
 
 from tests.jobs.browser import chromium, missing_browser
-from tests.jobs.gallery_run import HOSTILE_CLASS, HOSTILE_SOURCE, make_run
+from tests.jobs.gallery_run import HOSTILE_CLASS, HOSTILE_SOURCE, VERDICT_TEXT, make_run
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(missing_browser() is not None,
@@ -137,6 +139,44 @@ def crawl(driver, server: str, units_per_stage: int | None = None) -> tuple[set[
     return seen, n_images
 
 
+def _figures(driver) -> list[list[str]]:
+    """[what, text] of every figure on the current page: ``what`` is ``unit:<stage/layer/index>``
+    or ``set:<name>``, then ``:ba`` or ``:auc``."""
+    return driver.execute_script(
+        "return Array.from(document.querySelectorAll('[data-unit], [data-set]')).map(e => ["
+        "(e.dataset.unit !== undefined ? 'unit:' + e.dataset.unit : 'set:' + e.dataset.set)"
+        " + ':' + e.dataset.what, e.textContent.trim()]);")
+
+
+def follow_headline(driver, overview: str) -> tuple[str, str]:
+    """Open the overview, click the headline unit's link; (the link's text, the unit page's
+    URL). The page must be that unit's, with its top frames loaded."""
+    driver.get(overview)
+    link = driver.find_element("id", "headline")
+    name = link.text  # "stage 1 hidden #4"
+    link.click()
+    stage, layer, index = name.removeprefix("stage ").split(" ")
+    assert driver.find_element("tag name", "h1").text == f"Stage {stage} {layer} unit {index}"
+    frames = [src for src, width in _images(driver) if "_top" in src]
+    assert frames and all(width for src, width in _images(driver) if "_top" in src)
+    return name, driver.current_url
+
+
+def figures_across(driver, urls: list[str]) -> dict[str, dict[str, set[str]]]:
+    """figure -> text -> pages showing it with that text, over ``urls``."""
+    shown: dict[str, dict[str, set[str]]] = {}
+    for url in urls:
+        driver.get(url)
+        for what, text in _figures(driver):
+            shown.setdefault(what, {}).setdefault(text, set()).add(urlsplit(url).path)
+    return shown
+
+
+def assert_one_figure_each(shown: dict[str, dict[str, set[str]]]) -> None:
+    differ = {what: texts for what, texts in shown.items() if len(texts) > 1}
+    assert not differ, f"figures that differ between pages: {differ}"
+
+
 def _pages(run: Path) -> set[str]:
     return {p.relative_to(run).as_posix() for p in (run / "gallery").rglob("*.html")}
 
@@ -146,7 +186,7 @@ def test_every_page_loads_and_every_link_resolves(driver, server, gallery):
     pages = _pages(gallery)
     crawled = {urlsplit(u).path.lstrip("/") for u in seen}
     assert crawled == pages, f"pages not reachable from the overview: {pages - crawled}"
-    assert len(pages) == 1 + 2 + 18 + 4  # overview, 2 stages, 18 + 4 units
+    assert len(pages) == 1 + 2 + 18 + 5 + 2  # overview, 2 stages, 18 + 5 pooled + 2 hidden
     assert n_images > 50
 
 
@@ -166,8 +206,21 @@ def test_face_unit_is_the_first_thing_shown(driver, server):
     driver.get(server + "gallery/index.html")
     first = driver.find_element("css selector", "main > section")
     assert first.get_attribute("id") == "answer"
-    assert "Yes: stage 1 pooled #5" in first.text
+    assert first.find_element("css selector", "p.lead").text == VERDICT_TEXT
     assert first.location["y"] < 200
+
+
+def test_headline_link_and_every_figure_agree_across_pages(driver, server):
+    name, unit_page = follow_headline(driver, server + "gallery/index.html")
+    assert name == "stage 1 hidden #4" and unit_page.endswith("/gallery/stage1/hidden4.html")
+    seen, _ = crawl(driver, server)
+    shown = figures_across(driver, sorted(seen))
+    assert_one_figure_each(shown)
+    paths = {"/gallery/index.html", "/gallery/stage1.html", "/gallery/stage1/hidden4.html"}
+    for what in ("unit:1/hidden/4:ba", "unit:1/hidden/4:auc"):
+        (pages,) = shown[what].values()
+        assert pages == paths, what  # the overview, its stage page and its own page
+    assert shown["unit:1/hidden/4:ba"] == {"0.840 ± 0.020": paths}
 
 
 def test_opens_from_file_url(driver, gallery):
@@ -192,3 +245,11 @@ def test_fast_demo_gallery_in_the_browser(driver, demo_run):
     driver.get((run / "gallery" / "index.html").resolve().as_uri())
     assert "Is there a unit selective for" in driver.find_element("id", "answer").text
     assert _console_errors(driver) == []
+    # the headline unit has its page, whatever its layer, and its figures agree everywhere
+    with serve(run) as base:
+        name, unit_page = follow_headline(driver, base + "gallery/index.html")
+        stage_page = unit_page.rsplit("/", 1)[0] + ".html"
+        shown = figures_across(driver, [base + "gallery/index.html", stage_page, unit_page])
+    assert_one_figure_each(shown)
+    key = "unit:{}/{}/{}".format(*name.removeprefix("stage ").replace("#", "").split(" "))
+    assert len(shown[key + ":ba"]) == 1 and len(next(iter(shown[key + ":ba"].values()))) == 3

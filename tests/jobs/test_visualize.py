@@ -8,9 +8,14 @@ from pathlib import Path, PurePosixPath
 
 import matplotlib.image as mpimg
 import pytest
+import torch
 
+from cluster.state_io import read_trained_stack
+from jobs.config import load
 from jobs.train import main as train_main
+from jobs.unit_scan import layer_outputs
 from jobs.visualize import main
+from pipeline.reader import read_frames
 from tests.cluster.data import make_dataset
 
 STAGES = "[{field=6, stride=2, n_maps=2, pool=2}, {field=2, stride=1, n_maps=2, pool=2}]"
@@ -99,17 +104,39 @@ def test_rerun_overwrites_and_reads_the_evaluation(tiny_run):
     out = tiny_run / "visualize"
     (out / "stale.png").parent.mkdir(exist_ok=True)
     (out / "stale.png").write_bytes(b"old")
-    ranking = [{"index": 17, "heldout_balanced_accuracy": 0.9, "auc": 0.95, "polarity": 1}]
+    ranking = [{"index": 17, "heldout_balanced_accuracy": 0.9, "heldout_auc": 0.92,
+                "heldout_balanced_accuracy_std": 0.02, "auc": 0.95, "polarity": 1}]
+    hidden = [{"index": 3, "heldout_balanced_accuracy": 0.8, "polarity": 1}]
+    verdict = {"face_unit": False, "text": "no face unit: ...",
+               "best": {"stage": 1, "layer": "hidden", "index": 5}}
     (tiny_run / "evaluation.json").write_text(json.dumps(
-        {"schema": 1, "stages": [{"stage": 1, "layer": "pooled", "ranking": ranking}]}))
+        {"schema": 1, "verdict": verdict,
+         "stages": [{"stage": 1, "layer": "pooled", "ranking": ranking},
+                    {"stage": 1, "layer": "hidden", "ranking": hidden,
+                     "best": {"index": 3}}]}))
     try:
         assert main(["--run", str(tiny_run), *ARGS]) == 0
     finally:
         (tiny_run / "evaluation.json").unlink()
     assert not (out / "stale.png").exists() and not (tiny_run / "visualize.partial").exists()
-    units = {u["index"]: u for u in json.loads((out / "stage1.json").read_text())["units"]}
-    assert units[17]["selective"] and units[17]["invariance"] is not None
-    assert units[17]["selectivity"] == {"heldout_balanced_accuracy": 0.9, "auc": 0.95}
+    doc = json.loads((out / "stage1.json").read_text())
+    units = {(u["layer"], u["index"]): u for u in doc["units"]}
+    assert units[("pooled", 17)]["selective"] and units[("pooled", 17)]["invariance"]
+    assert units[("pooled", 17)]["selectivity"] == {
+        "heldout_balanced_accuracy": 0.9, "heldout_balanced_accuracy_std": 0.02,
+        "heldout_auc": 0.92}  # the unit's own held-out figure, never the whole-probe AUC
+    # the headline unit is hidden: it gets every picture, as the hidden layer's best does
+    assert doc["shapes"] == {"pooled": [2, 3, 3], "hidden": [2, 4, 4]}
+    assert {i for layer, i in units if layer == "hidden"} == {3, 5}
+    head = units[("hidden", 5)]
+    assert head["detailed"] and head["invariance"] is not None and len(head["top_frames"]) == 3
+    assert head["weights_png"] == "stage1/hidden5_weights.png"
+    check_paths(out, doc)
+    # its top frame is the frame of the whole dataset where P(h = 1 | v) of that unit peaks
+    stack, _ = read_trained_stack(tiny_run / "model.pt")
+    frames = read_frames(load(tiny_run / "config.toml").data.path)
+    best = layer_outputs(stack, torch.from_numpy(frames), [(1, "hidden")])[(1, "hidden")][:, 5]
+    assert head["top_frames"][0]["activation"] == pytest.approx(float(best.max()), abs=1e-5)
 
 
 def test_one_line_errors(tmp_path, capsys):

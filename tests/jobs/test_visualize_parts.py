@@ -9,7 +9,7 @@ import torch
 
 from jobs.plots import mark_box, save_image, signed_image, tile_grid
 from jobs.training_curves import series, write_training_curves
-from jobs.unit_selection import choose_units, evaluation_rankings, rank_units
+from jobs.unit_selection import choose_units, evaluated_units, evaluation_rankings, rank_units
 
 
 def test_images_exact():
@@ -53,6 +53,23 @@ def test_evaluation_rankings(tmp_path):
               {"stage": 1, "layer": "pooled", "ranking": [{"index": 4}, {"index": "x"}]}]
     (tmp_path / "evaluation.json").write_text(json.dumps({"schema": 1, "stages": stages}))
     assert evaluation_rankings(tmp_path) == {1: [{"index": 4}]}
+
+
+def test_evaluated_units_name_the_headline_and_each_layers_best(tmp_path):
+    assert evaluated_units(tmp_path).headline is None
+    stages = [{"stage": 1, "layer": "hidden", "best": {"index": 6}, "ranking": [{"index": 6}]},
+              {"stage": 1, "layer": "pooled", "best": {"index": 2}, "ranking": []},
+              {"stage": 1, "layer": "pooled_lcn", "best": {"index": 9}, "ranking": []}]
+    doc = {"stages": stages, "best_neuron": {"stage": 1, "layer": "pooled", "index": 2},
+           "verdict": {"text": "...", "best": {"stage": 1, "layer": "hidden", "index": 4}}}
+    (tmp_path / "evaluation.json").write_text(json.dumps(doc))
+    units = evaluated_units(tmp_path)
+    assert units.headline == (1, "hidden", 4)  # the verdict's, not best_neuron's
+    assert units.must_show(1, "hidden") == [6, 4] and units.must_show(1, "pooled") == [2]
+    assert (1, "pooled_lcn") not in units.rankings  # a normalised output is not drawn
+    del doc["verdict"]  # an older evaluation: best_neuron is the headline
+    (tmp_path / "evaluation.json").write_text(json.dumps(doc))
+    assert evaluated_units(tmp_path).headline == (1, "pooled", 2)
 
 
 def test_training_curves(tmp_path):
