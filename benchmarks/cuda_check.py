@@ -23,15 +23,6 @@ import torch
 from models import BernoulliRBM, GaussianBernoulliRBM, LocalRBM, RBMStack, StackConfig
 
 
-def _to(rbm, device):
-    """Copy an RBM's parameters to ``device`` (a new model of the same kind and geometry)."""
-    for name, t in rbm.params.items():
-        rbm.params[name] = t.to(device)
-    rbm.device = torch.device(device)
-    rbm.generator = torch.Generator(device=device).manual_seed(0)
-    return rbm
-
-
 def _max_abs(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.detach().cpu() - b.detach().cpu()).abs().max())
 
@@ -42,15 +33,15 @@ def check_models(device: str) -> dict:
     g = torch.Generator().manual_seed(0)
     out = {}
     cases = {
-        "bernoulli_dense": lambda: BernoulliRBM(64, 32, device="cpu", dtype=dt),
-        "gaussian_dense": lambda: GaussianBernoulliRBM(64, 32, device="cpu", dtype=dt),
-        "local": lambda: LocalRBM((2, 16, 16), 6, 2, 4, device="cpu", dtype=dt),
+        "bernoulli_dense": lambda d: BernoulliRBM(64, 32, device=d, dtype=dt),
+        "gaussian_dense": lambda d: GaussianBernoulliRBM(64, 32, device=d, dtype=dt),
+        "local": lambda d: LocalRBM((2, 16, 16), 6, 2, 4, device=d, dtype=dt),
     }
     for name, make in cases.items():
-        cpu = make()
+        cpu = make("cpu")  # the local RBM runs its CPU backend (numba where installed)
         for t in cpu.params.values():
             t.add_(torch.randn(t.shape, generator=g, dtype=dt) * 0.1)
-        gpu = _to(make(), device)
+        gpu = make(device)  # built on the GPU: the torch backend, a CUDA generator
         for k, t in cpu.params.items():
             gpu.params[k] = t.to(device)
         shape = (32, *cpu.in_shape) if name == "local" else (32, cpu.params["W"].shape[1])

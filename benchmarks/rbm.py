@@ -148,9 +148,10 @@ def bench_local(device, repeat, memcpy_gbps) -> dict:
         sync(device)
         first = time.perf_counter() - t0
         t = best_time(step, device, repeat=repeat, number=3)
-        nbytes = local_bytes_per_step(P, N, K, D, 64 * 64, fused=rbm.fused)
+        fused = rbm.backend == "numba"
+        nbytes = local_bytes_per_step(P, N, K, D, 64 * 64, fused=fused)
         return {
-            "backend": "numba (fused kernels)" if rbm.fused else "torch (unfold + bmm + fold)",
+            "backend": "numba (fused kernels)" if fused else "torch (unfold + bmm + fold)",
             "first_step_s": first,
             "seconds_per_step": t,
             "steps_per_s": 1 / t,

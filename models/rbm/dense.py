@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from models.kernels import counter_rng
+from models.rbm.cd import CDStep, contrastive_divergence
 from models.rbm.optim import ParameterUpdater, UpdateConfig
 
 
@@ -229,34 +230,29 @@ class RBMBase:
         sample v_k and P(h|v_k); each is averaged over its own number of rows (the persistent
         chains may differ in number from the batch). With a sparsity target the hidden-bias
         update gets ``sparsity_cost * (target - q)`` where ``q`` is a running mean of P(h|v).
-        Does not change ``params`` (the persistent chain and ``q`` do advance).
+        Does not change ``params`` (the persistent chain and ``q`` do advance). The chain is
+        :func:`models.rbm.cd.contrastive_divergence` over this model's hooks.
         """
-        g = generator or self.generator
-        cfg = self.config
         v0 = self.as_input(v)
-        n0 = v0.shape[0]
-        self._begin_step(n0, self.negative_rows(n0))
-        x0, a0 = self._up(v0, slot=0)
-        p0 = torch.sigmoid_(x0)
-        if cfg.persistent:
-            if self.chain_h is None:
-                self.chain_h = self._initial_chain(p0, g)
-            h = self.chain_h
-        else:
-            h = bernoulli_sample(p0, g)
-        ak = pk = None
-        for step in range(cfg.k):
-            vk = self._sample_visible(self._visible_mean(h), g)
-            xk, ak = self._up(vk, slot=1)
-            pk = torch.sigmoid_(xk)
-            if cfg.persistent or step < cfg.k - 1:
-                h = bernoulli_sample(pk, g)
-        if cfg.persistent:
-            self.chain_h = h
-        update = self._gradient(a0, p0, ak, pk)
-        if cfg.sparsity_target is not None:
-            self.add_sparsity(update, self._hidden_batch_mean(p0))
-        return update
+        step = contrastive_divergence(
+            _Hooks(self),
+            v0,
+            chain=self.chain_h,
+            n_negative=self.negative_rows(v0.shape[0]),
+            cd=self.config,
+            generator=generator or self.generator,
+        )
+        return self.record_step(step)
+
+    def record_step(self, step: CDStep) -> dict[str, Tensor]:
+        """Keep what a CD step leaves behind: the persistent chains' new state and, with a
+        sparsity target, the sparsity term added to the update (:meth:`add_sparsity`).
+        Returns the update."""
+        if self.config.persistent:
+            self.chain_h = step.chain
+        if self.config.sparsity_target is not None:
+            self.add_sparsity(step.update, step.mean_p0)
+        return step.update
 
     def negative_rows(self, n0: int) -> int:
         """Rows of the negative phase: the batch (CD), the running chains, or ``n_chains``."""
@@ -276,14 +272,6 @@ class RBMBase:
         else:
             self.q.mul_(cfg.sparsity_decay).add_(mean_p, alpha=1.0 - cfg.sparsity_decay)
         update["c"].add_(cfg.sparsity_target - self.q, alpha=cfg.sparsity_cost)
-
-    def _initial_chain(self, p0: Tensor, generator: torch.Generator) -> Tensor:
-        """Persistent chains start from h ~ P(h | first batch) (rows repeated to n_chains)."""
-        h = bernoulli_sample(p0, generator)
-        n = self.config.n_chains
-        if n is None:
-            return h
-        return self._resize_chain(h, n)
 
     def _resize_chain(self, h: Tensor, n: int) -> Tensor:
         """Repeat rows (batch dim 0) of ``h`` to ``n`` chains."""
@@ -375,6 +363,37 @@ class RBMBase:
         q = state.get("q")
         self.q = None if q is None else q.to(self.device, self.dtype).clone()
         self.n_updates = int(state.get("n_updates", 0))
+
+
+class _Hooks:
+    """An RBMBase's hooks as the :class:`models.rbm.cd.GibbsOps` of one CD step."""
+
+    def __init__(self, rbm: RBMBase) -> None:
+        self.rbm = rbm
+
+    def begin_step(self, n_data: int, n_negative: int) -> None:
+        self.rbm._begin_step(n_data, n_negative)
+
+    def up(self, v: Tensor, slot: int) -> tuple[Tensor, Tensor]:
+        return self.rbm._up(v, slot=slot)
+
+    def sample_hidden(self, p: Tensor, generator: torch.Generator) -> Tensor:
+        return bernoulli_sample(p, generator)
+
+    def visible_mean(self, h: Tensor) -> Tensor:
+        return self.rbm._visible_mean(h)
+
+    def sample_visible(self, mean: Tensor, generator: torch.Generator) -> Tensor:
+        return self.rbm._sample_visible(mean, generator)
+
+    def gradient(self, a0: Tensor, p0: Tensor, ak: Tensor, pk: Tensor) -> dict[str, Tensor]:
+        return self.rbm._gradient(a0, p0, ak, pk)
+
+    def hidden_batch_mean(self, p: Tensor) -> Tensor:
+        return self.rbm._hidden_batch_mean(p)
+
+    def resize_chain(self, h: Tensor, n: int) -> Tensor:
+        return self.rbm._resize_chain(h, n)
 
 
 class BernoulliRBM(RBMBase):

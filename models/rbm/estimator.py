@@ -21,12 +21,10 @@ from typing import Literal
 import numpy as np
 import torch
 
-from models.kernels import estimator as estimator_kernels
-from models.kernels.threads import cpu_threads
 from models.likelihood.estimates import pseudo_log_likelihood
 from models.rbm.dense import BernoulliRBM, RBMConfig
+from models.rbm.fit_step import FitStep, choose_fit_step
 from models.rbm.optim import UpdateConfig
-from models.rbm.pcd1_fused import FusedPCD1
 
 
 def _seed_from(random_state) -> int:
@@ -42,9 +40,10 @@ def _seed_from(random_state) -> int:
     raise ValueError(f"random_state={random_state!r} must be None, an int or a numpy generator")
 
 
-def _even_slices(n_samples: int, batch_size: int) -> list[slice]:
-    """Consecutive batches of ``batch_size`` rows, the last one shorter (sklearn's order)."""
-    return [slice(i, min(i + batch_size, n_samples)) for i in range(0, n_samples, batch_size)]
+def _batch_starts(n_samples: int, batch_size: int) -> np.ndarray:
+    """Row offsets of consecutive batches of ``batch_size`` rows, the last one shorter
+    (sklearn's order): batch ``i`` is ``X[starts[i]:starts[i + 1]]``."""
+    return np.append(np.arange(0, n_samples, batch_size), n_samples)
 
 
 class BernoulliRBMEstimator:
@@ -63,6 +62,11 @@ class BernoulliRBMEstimator:
     backend : ``"auto"`` runs scikit-learn's rule (PCD-1, plain SGD) on small CPU mini-batches
         as one compiled numba loop per epoch (``models.kernels.estimator.pcd1_batches``, its own
         counter-based random stream); ``"torch"`` always uses the torch ops.
+
+    Attributes
+    ----------
+    fit_step_ : the strategy that ran the last mini-batches (:mod:`models.rbm.fit_step`),
+        chosen once per fitted RBM and mini-batch size.
 
     References
     ----------
@@ -190,101 +194,36 @@ class BernoulliRBMEstimator:
             device=device,
             dtype=tdtype,
         )
-        self._fused: FusedPCD1 | None = None  # built at the first plain-rule batch
+        self.fit_step_: FitStep | None = None  # chosen at the first batch
+        self._fit_step_rows = 0
         if self.persistent:
             self.rbm_.chain_h = torch.zeros(
                 self.batch_size, self.n_components, device=device, dtype=tdtype
             )
         self.n_features_in_ = n_features
 
-    def _threads(self, n_rows: int) -> int | None:
-        """1 CPU thread when a mini-batch's matmuls are tiny (< 2^22 multiply-adds), else as is."""
-        if torch.device(self.device).type != "cpu":
-            return None
-        work = n_rows * self.n_features_in_ * int(self.n_components)
-        return 1 if work < (1 << 22) else None
-
-    def _plain(self) -> bool:
-        """True for scikit-learn's rule: PCD-1, momentum-free SGD, no decay, no sparsity."""
-        rbm = self.rbm_
-        cfg, upd = rbm.config, rbm.update_config
-        return (
-            cfg.k == 1
-            and cfg.persistent
-            and cfg.sparsity_target is None
-            and rbm.chain_h is not None
-            and upd.method == "sgd"
-            and upd.momentum == 0.0
-            and upd.initial_momentum == 0.0
-            and upd.weight_decay == 0.0
-        )
-
-    def _compiled(self, batch_rows: int) -> bool:
-        """Whether the compiled PCD-1 loop (:func:`models.kernels.estimator.pcd1_batches`) runs:
-        the plain rule on CPU with numba, for mini-batches small enough to be overhead-bound
-        (the same test as ``_threads``: < 2^22 multiply-adds; bigger ones are GEMM-bound and
-        run faster through torch's multi-threaded GEMMs)."""
-        return (
-            self.backend != "torch"
-            and estimator_kernels.HAVE_NUMBA
-            and self.rbm_.device.type == "cpu"
-            and self._threads(batch_rows) == 1
-            and self._plain()
-        )
-
-    def _fit_compiled(self, X: np.ndarray, starts: np.ndarray) -> None:
-        """The mini-batches ``X[starts[i]:starts[i + 1]]`` in one compiled call; two keys of the
-        counter-based generator per batch, drawn from the RBM's generator in one go."""
-        rbm = self.rbm_
-        n_batches = len(starts) - 1
-        keys = torch.randint(0, 2**63 - 1, (2 * n_batches,), generator=rbm.generator)
-        p = rbm.params
-        estimator_kernels.pcd1_batches(
-            X, starts, p["W"].numpy(), p["b"].numpy(), p["c"].numpy(), rbm.chain_h.numpy(),
-            float(rbm.update_config.learning_rate), keys.numpy(),
-        )
-        rbm.count_updates(n_batches)
-
-    def _fit_batch(self, v: torch.Tensor) -> None:
-        """One CD update from the mini-batch ``v`` (fused PCD-1 for plain SGD, as sklearn's)."""
-        rbm = self.rbm_
-        if not self._plain():
-            rbm.apply_update(rbm.compute_update(v))
-            return
-        if self._fused is None or not self._fused.fits(rbm, v.shape[0]):
-            self._fused = FusedPCD1(rbm, v.shape[0])
-        self._fused.step(v)
-        rbm.count_updates(1)
+    def _fit_step(self, n_rows: int) -> FitStep:
+        """The strategy for mini-batches of ``n_rows`` rows, rebuilt only when that changes."""
+        if self.fit_step_ is None or n_rows != self._fit_step_rows:
+            compiled = self.backend != "torch"
+            self.fit_step_ = choose_fit_step(self.rbm_, n_rows, compiled=compiled)
+            self._fit_step_rows = n_rows
+        return self.fit_step_
 
     def partial_fit(self, X, y=None) -> BernoulliRBMEstimator:
         """One update with all of ``X`` as a single mini-batch (initialises lazily)."""
         X = self._validate_X(X, reset=not hasattr(self, "rbm_"))
         if not hasattr(self, "rbm_"):
             self._init(X.shape[1], X.dtype)
-        if self._compiled(X.shape[0]):
-            self._fit_compiled(X, np.array([0, X.shape[0]]))
-            self.rbm_.check_finite()
-            return self
-        with cpu_threads(self._threads(X.shape[0])):
-            self._fit_batch(self._to_torch(X))
+        self._fit_step(X.shape[0]).run(X, np.array([0, X.shape[0]]), 1)
         return self
 
     def fit(self, X, y=None) -> BernoulliRBMEstimator:
         """``n_iter`` epochs over ``X`` in consecutive mini-batches of ``batch_size`` rows."""
         X = self._validate_X(X, reset=True)
         self._init(X.shape[1], X.dtype)
-        slices = _even_slices(X.shape[0], int(self.batch_size))
-        if self._compiled(int(self.batch_size)):
-            starts = np.array([s.start for s in slices] + [slices[-1].stop])
-            for _ in range(int(self.n_iter)):
-                self._fit_compiled(X, starts)
-            self.rbm_.check_finite()
-            return self
-        v = self._to_torch(X)
-        with cpu_threads(self._threads(int(self.batch_size))):
-            for _ in range(int(self.n_iter)):
-                for s in slices:
-                    self._fit_batch(v[s])
+        starts = _batch_starts(X.shape[0], int(self.batch_size))
+        self._fit_step(int(self.batch_size)).run(X, starts, int(self.n_iter))
         self.rbm_.check_finite()
         return self
 

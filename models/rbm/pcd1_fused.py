@@ -1,11 +1,12 @@
 """PCD-1 with momentum-free SGD (scikit-learn's ``BernoulliRBM`` rule) in fused torch ops.
 
-The step of :class:`models.rbm.estimator.BernoulliRBMEstimator` for mini-batches too large for its
-compiled loop (:mod:`models.kernels.estimator`) and on GPUs. It has the same arithmetic and
-random stream as ``compute_update`` + ``apply_update`` (equal to float rounding) in 15 tensor ops
-on reused buffers. The rows ``[v0; vk]`` and ``[p0; pk]`` share buffers, so that
-``W += lr (p0^T v0 / n0 - pk^T vk / nk)`` is one ``addmm_`` and each bias one ``addmv_``.
-The general path's separate gradient tensors and optimiser pass cost more at GEMM-bound sizes.
+The buffers and step of :class:`models.rbm.fit_step.TorchPCD1`, the estimator's strategy for
+mini-batches too large for its compiled loop (:mod:`models.kernels.estimator`) and on GPUs. It
+has the same arithmetic and random stream as ``compute_update`` + ``apply_update`` (equal to
+float rounding) in 15 tensor ops on reused buffers. The rows ``[v0; vk]`` and ``[p0; pk]``
+share buffers, so that ``W += lr (p0^T v0 / n0 - pk^T vk / nk)`` is one ``addmm_`` and each
+bias one ``addmv_``. The general path's separate gradient tensors and optimiser pass cost more
+at GEMM-bound sizes.
 
 Tieleman (2008), "Training restricted Boltzmann machines using approximations to the likelihood
 gradient", ICML.

@@ -14,6 +14,7 @@ from models import BernoulliRBMEstimator
 from models.kernels import counter_rng
 from models.kernels import estimator as estimator_kernels
 from models.likelihood.estimates import pseudo_log_likelihood
+from models.rbm.fit_step import CompiledPCD1, ComputeApply, TorchPCD1
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +36,8 @@ def test_fit_equals_repeated_partial_fit(backend):
     X = small_X(47)  # 47 rows: the last batch of 10 is short
     hp = dict(batch_size=10, n_iter=3, random_state=4, backend=backend)
     fit = BernoulliRBMEstimator(8, **hp).fit(X)
-    assert fit._compiled(10) == (backend == "auto" and estimator_kernels.HAVE_NUMBA)
+    compiled = backend == "auto" and estimator_kernels.HAVE_NUMBA
+    assert isinstance(fit.fit_step_, CompiledPCD1 if compiled else TorchPCD1)
     part = BernoulliRBMEstimator(8, **hp)
     for _ in range(3):
         for start in range(0, 47, 10):
@@ -67,6 +69,29 @@ def test_fused_pcd1_equals_compute_update_plus_apply_update(dtype):
         np.testing.assert_allclose(getattr(fused, name), getattr(ref, name), **tol)
     np.testing.assert_array_equal(fused.h_samples_, ref.h_samples_)
     assert fused.rbm_.n_updates == ref.rbm_.n_updates == 15
+
+
+@pytest.mark.parametrize(
+    "hp,rows,strategy",
+    [
+        (dict(), 10, CompiledPCD1 if estimator_kernels.HAVE_NUMBA else TorchPCD1),
+        (dict(backend="torch"), 10, TorchPCD1),
+        (dict(), 4000, TorchPCD1),  # 4000 x 12 x 100 multiply-adds: GEMM-bound, torch's GEMMs
+        (dict(momentum=0.5), 10, ComputeApply),
+        (dict(k=2), 10, ComputeApply),
+    ],
+)
+def test_strategy_is_chosen_once_per_batch_size(hp, rows, strategy):
+    est = BernoulliRBMEstimator(100, batch_size=rows, random_state=0, **hp)
+    X = small_X(rows)
+    est.partial_fit(X)
+    first = est.fit_step_
+    assert isinstance(first, strategy)
+    est.partial_fit(X)
+    assert est.fit_step_ is first  # the same batch size keeps the strategy and its buffers
+    est.partial_fit(X[:3])
+    assert est.fit_step_ is not first  # another batch size chooses again
+    assert est.rbm_.n_updates == 3
 
 
 def _sigmoid(x):

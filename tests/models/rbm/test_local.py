@@ -63,9 +63,10 @@ def test_local_gradient_equals_masked_dense_gradient():
     dense.params["c"].copy_(local.params["c"].reshape(-1))
     v0 = (torch.rand(6, 1, 7, 7, generator=gen(1)) < 0.5).to(DT)
     vk = (torch.rand(4, 1, 7, 7, generator=gen(2)) < 0.5).to(DT)
-    x0, a0 = local._up(v0)
-    xk, ak = local._up(vk)
-    ul = local._gradient(a0, torch.sigmoid(x0), ak, torch.sigmoid(xk))
+    torch_path = local.reference  # the torch formulation, whatever the backend
+    x0, a0 = torch_path.up(local.params, v0)
+    xk, ak = torch_path.up(local.params, vk)
+    ul = torch_path.gradient(a0, torch.sigmoid(x0), ak, torch.sigmoid(xk))
     d0, dk = v0.reshape(6, -1), vk.reshape(4, -1)
     ud = dense._gradient(d0, dense.mean_hiddens(d0), dk, dense.mean_hiddens(dk))
     mask = masked_dense_weights(local) != 0

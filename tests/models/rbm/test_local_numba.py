@@ -8,6 +8,8 @@ import torch
 from models.kernels import local as kern
 from models.rbm.dense import RBMConfig
 from models.rbm.local import LocalRBM
+from models.rbm.local_numba import NumbaLocal
+from models.rbm.local_torch import TorchLocal
 from tests.models.helpers import grad_of_free_energy
 
 pytestmark = pytest.mark.skipif(not kern.HAVE_NUMBA, reason="numba not installed")
@@ -56,7 +58,7 @@ def test_kernels_equal_torch_unfold_bmm_fold(geometry, dtype):
     n0, nk = 5, 3  # column offsets: the kernels see the second phase at columns n0:
     img = torch.rand(*ref.in_shape, n0 + nk, generator=gen(2), dtype=dtype)  # (C, H, W, M)
     vk = img[..., n0:].permute(3, 0, 1, 2)  # (nk, C, H, W)
-    x_ref, _ = ref._up(vk)  # (P, nk, K)
+    x_ref, _ = ref.impl.up(ref.params, vk)  # (P, nk, K)
     out = torch.full((P, K, n0 + nk), np.nan, dtype=dtype)
     o = out.numpy()
     kern.up(img.numpy(), n0, n0 + nk, W, c, Pw, s, r, o, o.dtype.type(1), kern.RAW, 0, o)
@@ -69,7 +71,8 @@ def test_kernels_equal_torch_unfold_bmm_fold(geometry, dtype):
 
     h = torch.rand(P, K, 2 + nk, generator=gen(3), dtype=dtype)  # columns 2: used
     y = torch.bmm(ref.params["W"].transpose(1, 2), h[:, :, 2:])  # (P, D, nk)
-    lin = ref.fold(y.transpose(1, 2), bias=ref.params["b"]).permute(1, 2, 3, 0)  # (C, H, W, nk)
+    lin = ref.geometry.fold(y.transpose(1, 2), bias=ref.params["b"])  # (nk, C, H, W)
+    lin = lin.permute(1, 2, 3, 0)  # (C, H, W, nk)
     for mode, expect in ((kern.RAW, lin), (kern.MEAN, torch.sigmoid(lin))):
         rec = torch.full((*ref.in_shape, n0 + nk), np.nan, dtype=dtype)
         kern.down(h.numpy(), 2, nk, W, b, Ph, Pw, s, r, rec.numpy(), n0, mode, 0)
@@ -81,7 +84,7 @@ def test_kernels_equal_torch_unfold_bmm_fold(geometry, dtype):
     dc = torch.empty(P, K, dtype=dtype)
     kern.gradient(img.numpy(), coef.numpy(), Pw, s, r, dW.numpy(), dc.numpy())
     v_all = img.permute(3, 0, 1, 2)  # (M, C, H, W)
-    patches = ref.patches(v_all)  # (P, M, D)
+    patches = ref.geometry.patches(v_all)  # (P, M, D)
     torch.testing.assert_close(dW, torch.bmm(coef, patches), **TOL[dtype])
     torch.testing.assert_close(dc, coef.sum(2), **TOL[dtype])
 
@@ -129,9 +132,9 @@ def test_fused_update_equals_torch_gradient_for_its_samples(geometry, visible, c
         vk = negative_sample(fused, shape[0])
         if visible == "bernoulli":
             assert set(vk.unique().tolist()) <= {0.0, 1.0}
-        x0, a0 = ref._up(v0)
-        xk, ak = ref._up(vk)
-        expect = ref._gradient(a0, torch.sigmoid(x0), ak, torch.sigmoid(xk))
+        x0, a0 = ref.impl.up(ref.params, v0)
+        xk, ak = ref.impl.up(ref.params, vk)
+        expect = ref.impl.gradient(a0, torch.sigmoid(x0), ak, torch.sigmoid(xk))
         for name in ("W", "b", "c"):
             torch.testing.assert_close(update[name], expect[name], **TOL[dtype], msg=name)
         if dtype == torch.float64 and not config.persistent:
@@ -154,7 +157,7 @@ def test_fused_sparsity_term_equals_the_torch_paths_formula():
         v0 = binary((5, *geometry[0]), step, torch.float64)
         u_plain = plain.compute_update(v0, generator=gen(step))
         u_sparse = fused.compute_update(v0, generator=gen(step))  # same seed, same samples
-        mean_p = torch.sigmoid(ref._up(v0)[0]).mean(1)  # (P, K)
+        mean_p = torch.sigmoid(ref.impl.up(ref.params, v0)[0]).mean(1)  # (P, K)
         q = mean_p if q is None else 0.8 * q + 0.2 * mean_p
         torch.testing.assert_close(u_sparse["c"] - u_plain["c"], 0.5 * (0.1 - q))
         torch.testing.assert_close(fused.q, q)
@@ -228,8 +231,12 @@ def test_sampling_kernels_follow_their_distributions():
 def test_backend_argument():
     with pytest.raises(ValueError, match="backend"):
         LocalRBM((1, 8, 8), 3, 1, 2, device="cpu", backend="cython")
-    assert LocalRBM((1, 8, 8), 3, 1, 2, device="cpu").fused == kern.HAVE_NUMBA
-    assert not LocalRBM((1, 8, 8), 3, 1, 2, device="cpu", backend="torch").fused
+    auto = LocalRBM((1, 8, 8), 3, 1, 2, device="cpu")
+    assert auto.backend == ("numba" if kern.HAVE_NUMBA else "torch")
+    assert isinstance(auto.impl, NumbaLocal if kern.HAVE_NUMBA else TorchLocal)
+    torch_path = LocalRBM((1, 8, 8), 3, 1, 2, device="cpu", backend="torch")
+    assert torch_path.backend == "torch" and isinstance(torch_path.impl, TorchLocal)
+    assert LocalRBM((1, 8, 8), 3, 1, 2, device="cpu", dtype=torch.bfloat16).backend == "torch"
     with pytest.raises(ValueError, match="float32/float64"):
         LocalRBM((1, 8, 8), 3, 1, 2, device="cpu", backend="numba", dtype=torch.bfloat16)
 
