@@ -47,6 +47,7 @@ N_RANKED = 50
 N_BINS = 20
 N_TEMPLATE_SIDES = 7
 TOP_FRAMES = 100
+MAX_READOUT_UNITS = 2048  # wider layers get no read-out (None): a logistic fit takes too long
 
 
 @torch.no_grad()
@@ -310,8 +311,10 @@ def report(stack: RBMStack, random_stack: RBMStack, probe, positive: str,
               for name, v in progress(t_h.items(), desc="units", total=len(t_h))]
     readout = {"pixels": linear_readout(base["best_pixel"][keep], y, protocol["seed"], groups)}
     for e in progress(stages, desc="read-out"):
-        e["linear_readout_balanced_accuracy"] = _maybe_round(
-            linear_readout(t_h[f"{e['stage']}/{e['layer']}"], y, protocol["seed"], groups))
+        v = t_h[f"{e['stage']}/{e['layer']}"]
+        e["linear_readout_balanced_accuracy"] = (None if v.shape[1] > MAX_READOUT_UNITS else
+                                                 _maybe_round(linear_readout(
+                                                     v, y, protocol["seed"], groups)))
         if e["layer"] == "pooled":
             readout[f"stage{e['stage']}"] = e["linear_readout_balanced_accuracy"]
     best, held = best_neuron(t_h, top, y, protocol, splits)

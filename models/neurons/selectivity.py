@@ -7,8 +7,9 @@ classifier ``predict 1 if polarity * (x - t) >= 0`` (polarity +1: ``x >= t``; po
 Le et al. (ICML 2012, section 4.2) report, for each neuron, the best accuracy over 20 thresholds
 on the whole test set (:func:`threshold_scores`). Here the thresholds are cut points at evenly
 spaced ranks of the unit's responses (quantiles, :func:`threshold_grid`; not values evenly
-spaced between its minimum and maximum, which one outlier makes useless), and the polarity is the one whose ROC AUC is >= 0.5 (not the first of a tie in
-accuracy, which reported a unit of AUC 0.96 at 0.04). Choosing the threshold (and, over many
+spaced between its minimum and maximum, which one outlier makes useless), and the polarity is
+the one whose ROC AUC is >= 0.5 (not the first of a tie in accuracy, which can report a unit of
+AUC 0.96 at 0.04). Choosing the threshold (and, over many
 units, the unit) on the same images it is scored on flatters the winner, and the probes are
 unbalanced (always-negative scores ``n_neg / N``), so :func:`heldout_scores` also reports
 balanced accuracy
