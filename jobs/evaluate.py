@@ -128,7 +128,7 @@ def training_frames(cfg, limit: int = 20000):
                 break
     except (OSError, ValueError, KeyError):
         return frames, None
-    return frames, frame_kinds(sources[:len(frames)], index[:len(frames)])
+    return frames, frame_kinds(sources[:len(frames)], index[:len(frames)], cfg.data.path)
 
 
 def table(result: dict) -> str:

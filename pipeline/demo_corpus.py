@@ -258,15 +258,16 @@ def _write_video(stem: Path, photo: np.ndarray, lfw: np.ndarray, record: dict, f
     return path
 
 
-def frame_kinds(sources: list[str], frame_indices: list[int]) -> list[str] | None:
+def frame_kinds(sources: list[str], frame_indices: list[int],
+                root: str | os.PathLike = ".") -> list[str] | None:
     """The kind (``"face"``, ``"non_face"``, ``"none"``) of dataset rows given by their video
-    ``source`` (a path, or ``path#content-hash``) and ``frame_index``, from the
-    ``demo_corpus.json`` beside each video; None when a video has no such record (not a demo
-    video, or a remote one)."""
+    ``source`` (a path, relative ones under the dataset folder ``root``, or
+    ``path#content-hash``) and ``frame_index``, from the ``demo_corpus.json`` beside each
+    video; None when a video has no such record (not a demo video, or a remote one)."""
     records: dict[str, dict | None] = {}
     out = []
     for src, t in zip(sources, frame_indices, strict=True):
-        path = Path(str(src).split("#", 1)[0])
+        path = Path(root) / Path(str(src).split("#", 1)[0])
         if path.name not in records:
             records[path.name] = _video_record(path)
         rec = records[path.name]

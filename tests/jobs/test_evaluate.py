@@ -152,3 +152,19 @@ def test_end_to_end_on_a_trained_run(ray_cluster, tmp_path):
     result = json.loads((run / "evaluation.json").read_text())
     check_contract(result, BUILTIN, 2)
     check_builtin(result)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1500)
+def test_fast_demo_evaluation_scores_the_matched_probe(demo_run):
+    """The demo's own evaluation: the reporting half of the matched-twin probe, confound-free,
+    with the headline unit's top frames counted in the labelled corpus (a third are faces)."""
+    assert demo_run.continued.returncode == 0, demo_run.continued.stdout[-3000:]
+    result = json.loads((demo_run.out / "train" / "evaluation.json").read_text())
+    check_contract(result, BUILTIN, 2)
+    check_builtin(result)
+    assert result["probe"]["confound_balanced_accuracy"] <= 0.6
+    best = result["best_neuron"]
+    assert abs(best["corpus_face_base_rate"] - 1 / 3) < 0.05
+    assert 0 <= best["corpus_top100_face_share"] <= 1
+    assert result["verdict"]["text"] in demo_run.continued.stdout
