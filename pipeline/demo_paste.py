@@ -41,12 +41,14 @@ def box_of(cx: float, cy: float, side: int) -> tuple[int, int, int, int]:
     return y0, x0, y0 + side, x0 + side
 
 
-def paste(image: np.ndarray, patch: np.ndarray, box: tuple[int, int, int, int]) -> None:
+def paste(image: np.ndarray, patch: np.ndarray, box: tuple[int, int, int, int],
+          match: bool = True) -> None:
     """Blend grey ``patch`` (h, w) uint8 into ``image`` (H, W) or (H, W, 3) uint8 in place.
 
     ``box`` = ``(y0, x0, y1, x1)`` is a square inside the image. The patch is resized to the
     box, matched to the covered region's (mask-weighted) mean and spread on the image's grey
-    level, and written grey into every channel through :func:`mask`.
+    level, and written grey into every channel through :func:`mask`. ``match=False`` pastes
+    the patch as it is (only to measure what the matching removes).
     """
     y0, x0, y1, x1 = box
     side = y1 - y0
@@ -59,7 +61,8 @@ def paste(image: np.ndarray, patch: np.ndarray, box: tuple[int, int, int, int]) 
     p = cv2.resize(patch, (side, side), interpolation=cv2.INTER_LINEAR).astype(np.float32)
     p_mean, p_std = _weighted_stats(p, a)
     r_mean, r_std = _weighted_stats(grey, a)
-    p = (p - p_mean) / max(p_std, 1e-6) * max(r_std, MIN_STD) + r_mean
+    if match:
+        p = (p - p_mean) / max(p_std, 1e-6) * max(r_std, MIN_STD) + r_mean
     if region.ndim == 3:
         a, p = a[:, :, None], p[:, :, None]
     blended = a * p + (1.0 - a) * region

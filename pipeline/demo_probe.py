@@ -59,9 +59,11 @@ def _background(rng: np.random.Generator, photos: list[np.ndarray], render: int)
     return cv2.resize(crop, (render, render), interpolation=cv2.INTER_AREA)
 
 
-def probe_set(*, render: int = 96, seed: int = 0, layout: Layout | None = None) -> ProbeSet:
+def probe_set(*, render: int = 96, seed: int = 0, layout: Layout | None = None,
+              match: bool = True) -> ProbeSet:
     """The matched-twin probe (600 images: 200 faces, 200 twins, 200 backgrounds), sides in
-    ``layout.scale`` (default: the corpus's :class:`Layout`) of ``render``."""
+    ``layout.scale`` (default: the corpus's :class:`Layout`) of ``render``; ``match=False``
+    pastes the patches without the region's mean and spread (to measure that matching)."""
     layout = layout or Layout()
     rng = np.random.default_rng(seed)
     lfw = _lfw()
@@ -76,8 +78,8 @@ def probe_set(*, render: int = 96, seed: int = 0, layout: Layout | None = None) 
             box = (min(max(box[0], 0), render - side), min(max(box[1], 0), render - side))
             box = (box[0], box[1], box[0] + side, box[1] + side)
             face, twin = bg.copy(), bg.copy()
-            paste(face, lfw[i], box)
-            paste(twin, lfw[i + TWIN_OFFSET], box)
+            paste(face, lfw[i], box, match)
+            paste(twin, lfw[i + TWIN_OFFSET], box, match)
             images += [face, twin, bg]
             labels += [0, 1, 2]
             groups += [i] * 3

@@ -68,13 +68,14 @@ class Probe:
         return self.select(self.parts == name)
 
 
-def builtin_probe(config: DecodeConfig) -> Probe:
+def builtin_probe(config: DecodeConfig, match: bool = True) -> Probe:
     """:func:`pipeline.demo_probe.probe_set` through the frames' decode path
     (:func:`convert_frame`): classes ``faces``, ``non_faces`` (the twins, the headline's
-    negatives) and ``backgrounds``; boxes scaled to the decoded size."""
+    negatives) and ``backgrounds``; boxes scaled to the decoded size. ``match=False``: the
+    patches pasted without the region's mean and spread (only to measure that matching)."""
     from pipeline.demo_probe import CLASSES, probe_set
 
-    p = probe_set()
+    p = probe_set(match=match)
     images = [convert_frame(cv2.cvtColor(im, cv2.COLOR_RGB2BGR), config).transpose(2, 0, 1)
               for im in p.images]  # HWC -> CHW
     x = np.ascontiguousarray(np.stack(images))
