@@ -73,6 +73,8 @@ def test_deterministic_videos_with_every_placement_recorded(tmp_path):
     assert np.mean(inside) > 0.02 and np.mean(outside) < 0.01
     kinds = dc.frame_kinds([f"{a[0]}#sha", str(a[0])], [3, 50])
     assert kinds == [labels[3][0], labels[50][0]]
+    assert dc.frame_kinds([f"a/{a[0].name}#sha"], [50], root=tmp_path) == [labels[50][0]]
+    assert {k for k, _ in labels} == {"face", "non_face", "none"}
     assert dc.frame_kinds([str(tmp_path / "elsewhere.mp4")], [0]) is None
 
 
