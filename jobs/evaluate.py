@@ -3,6 +3,7 @@
 Examples::
 
     catneuron evaluate --run runs/demo/train                     # built-in probe, class "faces"
+    catneuron evaluate --run runs/demo/train --part tune         # its tuning part (faces 50-74)
     catneuron evaluate --run runs/demo/train --probe probes/cats --positive cats
     catneuron evaluate --run s3://bucket/runs/demo                # a run in an object store
 
@@ -34,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run folder written by catneuron train (a path or a URI such as "
                         "s3://bucket/runs/x)")
     p.add_argument("--probe", help="folder with one subfolder of images per class "
-                                   "[default: the built-in faces/other probe]")
+                                   "[default: the built-in matched-twin probe: faces, "
+                                   "non_faces (their twins), backgrounds]")
     p.add_argument("--positive", help="class whose detector is sought [default: faces]")
     p.add_argument("--part", choices=("report", "tune", "all"), default="report",
                    help="probe part scored: settings are chosen on 'tune' (built-in probe: "
