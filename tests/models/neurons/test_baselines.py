@@ -39,6 +39,12 @@ def test_template_finds_its_pattern_at_any_place_and_size():
     images[1, 0, 22:28, 4:10] = 255  # at 10 px (6 px)
     r = template_responses(images, t, [10, 14, 18, 22])[:, 0]
     assert r[0] > 0.8 and r[1] > 0.8 and max(r[2:]) < 0.5
+    images[2, 0, 7:17, 14:24] = 255  # the square alone, its surround bright
+    images[2, 0, 5:19, 12:26] = 255
+    images[2, 0, 9:15, 16:22] = 255
+    plain = template_responses(images[2:3], t, [18])[0, 0]
+    inner = template_responses(images[2:3], t, [18], lambda s: np.ones((s, s)))[0, 0]
+    assert abs(plain - inner) < 1e-5  # an all-ones mask is no mask
 
 
 def test_exemplar_stack_has_the_stack_geometry_and_training_patches_as_weights():
