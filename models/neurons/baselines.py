@@ -1,4 +1,5 @@
-"""Unlearned detectors a learned unit must beat: linear filters cut from training frames.
+"""Unlearned detectors a learned unit must beat: linear filters cut from training frames, and
+the same stack with training patches as its weights (:func:`exemplar_stack`).
 
 A trained unit that scores well on a probe might only be doing what any template does. The
 baseline draws ``n_filters`` frames (or patches) of the training data, contrast-normalises them
