@@ -136,6 +136,25 @@ def test_folder_probe_and_errors(tmp_path, capsys):
     assert "catneuron train" in capsys.readouterr().err
 
 
+def test_a_probe_that_brightness_gives_away_is_warned(tmp_path, capsys):
+    run = _run_folder(tmp_path)
+    probe = tmp_path / "probe"
+    rng = np.random.default_rng(1)
+    for name, level in (("faces", 180), ("other", 60)):  # the classes differ in brightness
+        (probe / name).mkdir(parents=True)
+        for i in range(8):
+            img = (level + rng.integers(-20, 20, (24, 24, 3))).astype(np.uint8)
+            cv2.imwrite(str(probe / name / f"{i}.png"), img)
+    assert main(["--run", str(run), "--probe", str(probe), "--filters", "20", "--splits", "2",
+                 "--quiet"]) == 0
+    result = json.loads((run / "evaluation.json").read_text())
+    assert result["probe"]["confound_balanced_accuracy"] > 0.9
+    assert result["probe"]["confound_warning"] and result["verdict"]["probe_confound"] > 0.9
+    captured = capsys.readouterr()
+    assert "warning: on this probe, image statistics alone score" in captured.err
+    assert "image statistics alone separate the probe" in captured.out  # in the verdict
+
+
 @pytest.mark.slow
 def test_end_to_end_on_a_trained_run(ray_cluster, tmp_path):
     """catneuron train (parameter servers on Ray) then catneuron evaluate on its run."""
