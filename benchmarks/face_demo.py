@@ -1,12 +1,15 @@
 """Confirm a face-neuron setting through the project's own path, one run per training seed.
 
 For each seed: ``catneuron train --config CONFIG`` (parameter-server workers on a local Ray
-cluster) into ``OUT/seed<k>``, timed, then ``catneuron evaluate`` on the run. Writes one JSON
-per seed to ``benchmarks/results/face_demo/`` with the best top-stage unit, every baseline, the
-training wall time and the machine's load average (the machine may be shared).
+cluster) into ``OUT/seed<k>``, timed, then ``catneuron evaluate`` on the run (the built-in
+matched-twin probe's reporting part). Writes one JSON per seed to
+``benchmarks/results/face_demo/`` with the probe's confound figure, the verdict, the best
+top-stage unit, every baseline, the reference, the training wall time and the machine's load
+average (the machine may be shared).
 
     python benchmarks/face_demo.py --config demo \
         --data /tmp/face/data --out /tmp/face/runs/demo --seeds 0 1 2
+    python benchmarks/face_demo.py --run runs/demo/train --reuse --name demo_seed0  # the demo's
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -43,42 +47,115 @@ def logged_train_s(run: Path) -> float:
     return (max(stamps) - min(stamps)).total_seconds()
 
 
-def record(run: Path, seed: int, extra: list[str], timing: dict) -> dict:
-    """One seed's record: the run's resolved config, timing, best top unit, baselines."""
-    subprocess.run([sys.executable, "-m", "jobs.evaluate", "--run", str(run), "--quiet"],
-                   check=True, cwd=ROOT)
-    ev = json.loads((run / "evaluation.json").read_text())
+def record(run: Path, seed: int, extra: list[str], timing: dict, reuse: bool = False) -> dict:
+    """One seed's record: the run's resolved config, timing, probe, verdict, best top unit,
+    baselines and reference. ``reuse``: take the run's ``evaluation.json`` when it is newer
+    than its ``model.pt`` (written by ``catneuron evaluate`` with its defaults, e.g. by
+    ``catneuron demo``) instead of evaluating again."""
+    t0 = time.perf_counter()
+    ev_path = run / "evaluation.json"
+    fresh = ev_path.is_file() and ev_path.stat().st_mtime > (run / "model.pt").stat().st_mtime
+    if not (reuse and fresh):
+        subprocess.run([sys.executable, "-m", "jobs.evaluate", "--run", str(run), "--quiet"],
+                       check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    ev = json.loads(ev_path.read_text())
     best_base = max(ev["baselines"].items(), key=lambda kv: kv[1]["heldout_balanced_accuracy"])
     return {"config_text": (run / "config.toml").read_text(), "overrides": extra, "seed": seed,
-            **timing, "cpus": os.cpu_count(),
+            **timing, "evaluate_wall_s": None if reuse and fresh else round(
+                time.perf_counter() - t0, 1), "protocol": ev["protocol"],
+            "cpus": os.cpu_count(), "probe": ev["probe"], "verdict": ev["verdict"],
             "best_neuron": ev["best_neuron"], "baselines": ev["baselines"],
-            "best_baseline": best_base[0],
+            "reference": ev["reference"], "best_baseline": best_base[0],
             "margin": round(ev["best_neuron"]["heldout_balanced_accuracy"]
                             - best_base[1]["heldout_balanced_accuracy"], 4),
             "linear_readout": ev["linear_readout"]}
 
 
+def report(name: str, rec: dict) -> None:
+    """Write the record and print its line."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(rec, indent=1))
+    b = rec["best_neuron"]
+    print(f"{name}: top unit {b['layer']} #{b['index']} polarity {b['polarity']:+d} held-out BA "
+          f"{b['heldout_balanced_accuracy']:.3f} AUC {b['heldout_auc']:.3f}; best baseline "
+          f"{rec['best_baseline']} margin {rec['margin']:+.3f}; confound "
+          f"{rec['probe']['confound_balanced_accuracy']}\n  {rec['verdict']['text']}",
+          flush=True)
+
+
+ROWS = (("always_negative", "always negative"), ("best_pixel", "best single pixel"),
+        ("image_statistics", "image statistics (mean, std, gradient energy, Laplacian var.)"),
+        ("linear_filters", "best of 1,000 whole-frame linear filters from training frames"),
+        ("random_weights", "same network, random weights"),
+        ("exemplar_filters", "same network, training patches as weights (exemplar filters)"),
+        ("stage0", "best unit of stage 0"))
+
+
+def _cell(s: dict) -> str:
+    return (f"{s['heldout_balanced_accuracy']:.3f} ± {s['heldout_balanced_accuracy_std']:.3f}"
+            f" / {s['heldout_auc']:.3f}")
+
+
+def table(names: list[str]) -> str:
+    """The README's Markdown table from result files ``RESULTS/<name>.json``."""
+    recs = [json.loads((RESULTS / f"{n}.json").read_text()) for n in names]
+    head = "| held-out BA ± std / AUC | " + " | ".join(f"seed {r['seed']}" for r in recs) + " |"
+    lines = [head, "|" + " --- |" * (len(recs) + 1)]
+    lines.append("| **best top-stage unit** | " + " | ".join(
+        f"**{_cell(r['best_neuron'])}** (stage {r['best_neuron']['stage']} "
+        f"{r['best_neuron']['layer']} #{r['best_neuron']['index']}, polarity "
+        f"{r['best_neuron']['polarity']:+d})" for r in recs) + " |")
+    for key, label in ROWS:
+        lines.append(f"| {label} | " + " | ".join(_cell(r["baselines"][key]) for r in recs)
+                     + " |")
+    lines.append("| reference: mean training face as a template, best position and size | "
+                 + " | ".join(_cell(r["reference"]["mean_face_template"]) for r in recs) + " |")
+    extra = (("probe confound (image statistics, cross-validated BA)",
+              lambda r: f"{r['probe']['confound_balanced_accuracy']:.2f}"),
+             ("best unit: share of splits choosing it",
+              lambda r: f"{r['best_neuron']['stability']['top_share']:.2f}"),
+             ("best unit: face share of its top 100 training frames (base rate)",
+              lambda r: f"{r['best_neuron']['corpus_top100_face_share']:.2f} "
+                        f"({r['best_neuron']['corpus_face_base_rate']:.2f})"),
+             ("best unit by face size: small / medium / large", lambda r: " / ".join(
+                 f"{b['heldout_balanced_accuracy']:.2f}"
+                 for b in r["best_neuron"]["by_size"].values())),
+             ("verdict", lambda r: r["verdict"]["text"]))
+    lines += [f"| {label} | " + " | ".join(f(r) for r in recs) + " |" for label, f in extra]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--config", required=True)
-    p.add_argument("--data", required=True, help="dataset from catneuron ingest --demo")
-    p.add_argument("--out", required=True, type=Path, help="folder for the runs")
+    p.add_argument("--config", help="train config (with --data, --out)")
+    p.add_argument("--data", help="dataset from catneuron ingest --demo")
+    p.add_argument("--out", type=Path, help="folder for the runs")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--name", default="face_demo", help="result file prefix")
     p.add_argument("--no-train", action="store_true",
                    help="evaluate runs already in OUT (training time from their events.log)")
+    p.add_argument("--run", type=Path, help="evaluate this finished run only (e.g. the demo's)")
+    p.add_argument("--reuse", action="store_true",
+                   help="with --run: use its evaluation.json if newer than model.pt")
+    p.add_argument("--table", nargs="+", metavar="NAME",
+                   help="print the Markdown table of these result files and exit")
     a, extra = p.parse_known_args(argv)
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    if a.table:
+        print(table(a.table))
+        return 0
+    if a.run is not None:
+        seed = int(re.search(r"^seed\s*=\s*(\d+)", (a.run / "config.toml").read_text(),
+                             re.M).group(1))
+        report(a.name, record(a.run, seed, [], {"train_logged_s": logged_train_s(a.run)},
+                              a.reuse))
+        return 0
+    if not (a.config and a.data and a.out):
+        p.error("give --run RUN, or --config, --data and --out")
     for seed in a.seeds:
         run = a.out / f"seed{seed}"
         timing = ({"train_logged_s": logged_train_s(run)} if a.no_train
                   else train(a.config, a.data, run, seed, extra))
-        rec = record(run, seed, extra, timing)
-        (RESULTS / f"{a.name}_seed{seed}.json").write_text(json.dumps(rec, indent=1))
-        b = rec["best_neuron"]
-        print(f"seed {seed}: train {timing} s, top unit held-out BA "
-              f"{b['heldout_balanced_accuracy']:.3f} AUC {b['heldout_auc']:.3f}; best baseline "
-              f"{rec['best_baseline']} margin {rec['margin']:+.3f}", flush=True)
+        report(f"{a.name}_seed{seed}", record(run, seed, extra, timing))
     return 0
 
 

@@ -1,11 +1,13 @@
 """Search for a face-selective top-stage unit: train a stack in one process, score it held out.
 
 Each run trains ``models.RBMStack`` stage by stage on the ingested demo frames (random batches,
-the models' own update split, no Ray), then scores every unit of every stage (pooled output and
-hidden probabilities) on ``pipeline.demo_corpus.probe_set()`` with ``models.neurons.selectivity``
-(unit, polarity and threshold chosen on one stratified half, measured on the other), against the
-best raw pixel, the same geometry with its random initial weights, and stage 0. One JSON per run
-in ``benchmarks/results/face_neuron/`` with the full settings, wall time and machine load.
+the models' own update split, no Ray), then scores every unit of every stage (hidden
+probabilities, pooled, pooled and normalised) on the **tuning** part of the built-in probe
+(faces 50-74 against their matched twins; the reporting part, 75-99, is left for
+``catneuron evaluate``) with ``models.neurons.selectivity`` (unit, polarity and threshold chosen
+on one half, identities kept on one side, measured on the other), against the best raw pixel,
+the same geometry with its random initial weights, and stage 0. One JSON per run in
+``benchmarks/results/face_neuron/`` with the full settings, wall time and machine load.
 
     python benchmarks/face_neuron.py --data /tmp/face/data --preset dense_top --seed 0
     python benchmarks/face_neuron.py --data /tmp/face/data --preset dense_top \
@@ -30,10 +32,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from jobs.evaluation import headline, unit_tables  # noqa: E402
 from models.neurons.selectivity import best_unit_score  # noqa: E402
 from models.rbm.optim import UpdateConfig  # noqa: E402
 from models.stack import RBMStack, StackConfig  # noqa: E402
-from pipeline.demo_corpus import probe_set  # noqa: E402
+from pipeline.decode import DecodeConfig  # noqa: E402
+from pipeline.probe import builtin_probe  # noqa: E402
 from pipeline.reader import read_frames  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results" / "face_neuron"
@@ -93,27 +97,23 @@ def train(stack: RBMStack, frames: np.ndarray, s: dict, seed: int) -> list[dict]
     return log
 
 
-def unit_tables(stack: RBMStack, probe: np.ndarray) -> dict[str, np.ndarray]:
-    """Responses (N, units) of every stage's pooled output and hidden probabilities."""
-    x = torch.from_numpy(probe)
-    out = {}
-    for k, rbm in enumerate(stack.rbms):
-        v = stack.stage_input(x, k)
-        out[f"{k}/hidden"] = rbm.mean_hiddens(v).flatten(1).numpy()
-        out[f"{k}/pooled"] = stack.transform(x, k).flatten(1).numpy()
-    return out
-
-
-def score(values: np.ndarray, labels: np.ndarray) -> dict:
+def score(values: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> dict:
     """The contract's SCORE (held-out and whole-probe) of the best unit of ``values``."""
-    r = best_unit_score(values, labels, n_splits=20)["score"]
+    r = best_unit_score(values, labels, n_splits=20, groups=groups)["score"]
     return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()}
+
+
+def tuning_probe(size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Images, 0/1 labels and identity groups of the tuning part: faces and their twins."""
+    probe = builtin_probe(DecodeConfig(input_size=size, channels=1)).part("tune")
+    keep, labels, _ = headline(probe, "faces")
+    return probe.images[keep], labels, probe.groups[keep]
 
 
 def run(s: dict, data: str, seed: int) -> dict:
     """Train, score, and return the run's record."""
     frames = read_frames(data)
-    probe, labels = probe_set(size=s["input_size"])
+    probe, labels, groups = tuning_probe(s["input_size"])
     t0 = time.perf_counter()
     stack = build_stack(s, seed)
     tables_random = unit_tables(stack, probe)
@@ -121,10 +121,11 @@ def run(s: dict, data: str, seed: int) -> dict:
     wall = time.perf_counter() - t0
     tables = unit_tables(stack, probe)
     top = len(s["stages"]) - 1
-    scores = {name: score(v, labels) for name, v in tables.items()}
-    baselines = {"best_pixel": score(probe.reshape(len(probe), -1).astype(np.float64), labels),
-                 "random_top_pooled": score(tables_random[f"{top}/pooled"], labels),
-                 "random_top_hidden": score(tables_random[f"{top}/hidden"], labels),
+    scores = {name: score(v, labels, groups) for name, v in tables.items()}
+    pixels = probe.reshape(len(probe), -1).astype(np.float64)
+    baselines = {"best_pixel": score(pixels, labels, groups),
+                 "random_top_pooled": score(tables_random[f"{top}/pooled"], labels, groups),
+                 "random_top_hidden": score(tables_random[f"{top}/hidden"], labels, groups),
                  "stage0_pooled": scores["0/pooled"], "stage0_hidden": scores["0/hidden"]}
     return {"settings": s, "seed": seed, "train_seconds": round(wall, 1),
             "loadavg_at_end": os.getloadavg(), "n_frames": int(len(frames)), "stages": log,

@@ -3,6 +3,7 @@
 Examples::
 
     catneuron evaluate --run runs/demo/train                     # built-in probe, class "faces"
+    catneuron evaluate --run runs/demo/train --part tune         # its tuning part (faces 50-74)
     catneuron evaluate --run runs/demo/train --probe probes/cats --positive cats
     catneuron evaluate --run s3://bucket/runs/demo                # a run in an object store
 
@@ -10,7 +11,8 @@ The run (and the dataset its config names) may be a local folder or a URI such a
 ``s3://bucket/prefix``: both are read, and the result written, through :mod:`pipeline.storage`,
 so evaluating needs no folder shared with the training nodes. Writes ``RUN/evaluation.json``
 (the layout is fixed by the contract shared with ``catneuron visualize`` and the gallery) and
-prints the top stage's best unit against every baseline.
+prints the top stage's best unit against every baseline, then the verdict (is there a face
+unit?), with a warning when image statistics alone separate the probe's classes.
 Errors (no trained run, unreadable probe, unknown class) are one line with exit status 2.
 """
 
@@ -33,8 +35,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run folder written by catneuron train (a path or a URI such as "
                         "s3://bucket/runs/x)")
     p.add_argument("--probe", help="folder with one subfolder of images per class "
-                                   "[default: the built-in faces/other probe]")
+                                   "[default: the built-in matched-twin probe: faces, "
+                                   "non_faces (their twins), backgrounds]")
     p.add_argument("--positive", help="class whose detector is sought [default: faces]")
+    p.add_argument("--part", choices=("report", "tune", "all"), default="report",
+                   help="probe part scored: settings are chosen on 'tune' (built-in probe: "
+                        "faces 50-74 and their twins), results reported on 'report' (75-99) "
+                        "[report]; a folder probe is all 'report'")
     p.add_argument("--filters", type=int, default=1000,
                    help="linear filters drawn from training frames for that baseline [1000]")
     p.add_argument("--splits", type=int, default=20, help="held-out random splits [20]")
@@ -102,27 +109,45 @@ def load_probe(args, cfg):
 
 
 def training_frames(cfg, limit: int = 20000):
-    """Training frames for the linear-filter baseline, or None (with a note) if unreadable."""
-    from pipeline.reader import read_frames
+    """Training frames (for the filter baselines and the corpus share) and their demo-corpus
+    kinds (``pipeline.demo_corpus.frame_kinds``; None when the videos have no corpus record),
+    or (None, None) with a note if unreadable."""
+    import pyarrow.parquet as pq
+
+    from pipeline.demo_corpus import frame_kinds
+    from pipeline.reader import list_shards, read_frames
 
     try:
-        return read_frames(cfg.data.path, limit=limit)
+        frames = read_frames(cfg.data.path, limit=limit)
     except (OSError, ValueError) as exc:
-        print(f"note: no training frames ({exc}); the linear_filters baseline is skipped",
-              file=sys.stderr)
-        return None
+        print(f"note: no training frames ({exc}); the linear_filters and exemplar_filters "
+              "baselines are skipped", file=sys.stderr)
+        return None, None
+    sources, index = [], []
+    try:
+        for path in list_shards(cfg.data.path):
+            fs, inner = storage.resolve(path)
+            t = pq.read_table(inner, columns=["source", "frame_index"], filesystem=fs)
+            sources += t.column("source").to_pylist()
+            index += t.column("frame_index").to_pylist()
+            if len(sources) >= len(frames):
+                break
+    except (OSError, ValueError, KeyError):
+        return frames, None
+    return frames, frame_kinds(sources[:len(frames)], index[:len(frames)], cfg.data.path)
 
 
 def table(result: dict) -> str:
     """The top stage's best unit against every baseline, one line each."""
     rows = [("top stage best unit", result["best_neuron"])]
     rows += [(name, s) for name, s in result["baselines"].items()]
+    rows += [(f"reference: {name}", s) for name, s in result["reference"].items() if s]
     rows += [(f"stage {e['stage']} {e['layer']}", e["best"]) for e in result["stages"]]
-    head = f"{'units':24s} {'held-out BA':>14s} {'held-out AUC':>12s} {'BA (Le)':>8s} {'AUC':>6s}"
+    head = f"{'units':30s} {'held-out BA':>14s} {'held-out AUC':>12s} {'BA (Le)':>8s} {'AUC':>6s}"
     lines = [head, "-" * len(head)]
     for name, s in rows:
         ba = f"{s['heldout_balanced_accuracy']:.3f}±{s['heldout_balanced_accuracy_std']:.3f}"
-        lines.append(f"{name:24s} {ba:>14s} {s['heldout_auc']:12.3f} "
+        lines.append(f"{name:30s} {ba:>14s} {s['heldout_auc']:12.3f} "
                      f"{s['balanced_accuracy']:8.3f} {s['auc']:6.3f}")
     r = result["linear_readout"]
     lines.append("linear read-out (5-fold BA): "
@@ -138,17 +163,22 @@ def evaluate(args) -> dict:
     from jobs.evaluation import report
 
     cfg, stack, initial = load_run(args.run)
-    probe = load_probe(args, cfg)
+    probe = load_probe(args, cfg).part(args.part)
     positive = args.positive or "faces"
     if positive not in probe.classes:
         raise UsageError(f"class {positive!r} is not in the probe (classes: "
                          f"{', '.join(probe.classes)}): pass --positive CLASS")
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     quiet = args.quiet or not sys.stderr.isatty()
-    result = report(stack, initial, probe, positive, training_frames(cfg),
-                    n_filters=args.filters,
-                    protocol={"n_splits": args.splits, "n_thresholds": 20, "seed": args.seed},
-                    progress=lambda it, **kw: tqdm(it, disable=quiet, **kw))
+    frames, kinds = training_frames(cfg)
+    try:
+        result = report(stack, initial, probe, positive, frames, frame_kinds=kinds,
+                        n_filters=args.filters, part=args.part,
+                        protocol={"n_splits": args.splits, "n_thresholds": 20,
+                                  "seed": args.seed},
+                        progress=lambda it, **kw: tqdm(it, disable=quiet, **kw))
+    except ValueError as exc:  # e.g. a class too small to split in two
+        raise UsageError(f"cannot score this probe: {exc}") from None
     # atomic on a disk (temporary name, rename) and in an object store (whole upload)
     storage.write_text(storage.join(args.run, "evaluation.json"),
                        json.dumps(result, indent=1, allow_nan=False))
@@ -170,6 +200,12 @@ def main(argv: list[str] | None = None) -> int:
               "store, the AWS_* settings", file=sys.stderr)
         return 2
     print(table(result))
+    if result["probe"]["confound_warning"]:
+        print(f"warning: on this probe, image statistics alone score "
+              f"{result['probe']['confound_balanced_accuracy']:.3f} balanced accuracy (above "
+              f"{result['probe']['confound_limit']:.2f}): a unit's score may be theirs",
+              file=sys.stderr)
+    print(result["verdict"]["text"])
     print(f"wrote {storage.join(args.run, 'evaluation.json')}")
     return 0
 

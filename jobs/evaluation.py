@@ -2,21 +2,25 @@
 
 Steps (the CLI in :mod:`jobs.evaluate` only parses, runs these, prints and writes):
 
-1. :func:`unit_tables` - responses (N, units) of each stage's pooled output and hidden
-   probabilities (the contract's ``layer`` = ``"pooled"`` / ``"hidden"``) for the probe;
-2. :func:`baseline_tables` - the same for the baselines: raw pixels, the stack with its random
-   initial weights (same geometry and ``train.seed``: the trainer's initialisation), the best of
-   ``n_filters`` whole-frame linear filters from training frames (``models.neurons.baselines``), and
-   stage 0;
-3. :func:`report` - ``models.neurons.selectivity`` scores of each set (Le et al.'s 20 thresholds on
-the
-   whole probe, and held out: unit, polarity and threshold chosen on one stratified half), the
-   top-50 ranking and response histograms per stage and layer, and a cross-validated logistic
-   read-out per stage (scikit-learn), one-vs-rest for every class.
+1. :func:`unit_tables` - responses (N, units) of each stage's hidden probabilities
+   (``"hidden"``), their L2 pooling (``"pooled"``) and the pooling's local contrast
+   normalisation (``"pooled_lcn"``, what the next stage sees) for the probe. A unit is its own
+   response: only ``hidden`` and ``pooled`` can be the headline unit, since after the
+   normalisation a unit is partly a read-out of its neighbours (with a 1x1 top map, of the
+   whole population);
+2. :func:`baseline_tables` - the same for the baselines (raw pixels, image statistics, the
+   stack with its random initial weights, exemplar filters in the same stack, the best of
+   ``n_filters`` whole-frame linear filters from training frames, stage 0) and the reference
+   (the mean training face as a template at every position and size);
+3. :func:`report` - :mod:`models.neurons.selectivity` scores of each set on the probe's
+   reporting part (Le et al.'s protocol on the whole part, and held out: unit, polarity and
+   threshold chosen on one half, groups kept on one side), the headline unit's stability and
+   scores by face size and position, its top frames in the training corpus, the probe's
+   confound figure (:mod:`models.neurons.image_stats`), the verdict
+   (:mod:`models.neurons.verdict`), rankings, histograms, read-outs and one-vs-rest scores.
 
 Feature extraction runs in this process: the model is read once and a probe of a few hundred
-images needs one up-pass, cheaper than starting Ray actors that would each read the model
-(the measured comparison is in the face-neuron report, not here).
+images needs one up-pass, cheaper than starting Ray actors that would each read the model.
 """
 
 from __future__ import annotations
@@ -24,27 +28,63 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from models.neurons.baselines import filter_responses, patch_filters
+from models.layers import l2_pool, local_contrast_normalize
+from models.neurons import breakdown
+from models.neurons.baselines import exemplar_stack, filter_responses, patch_filters
+from models.neurons.image_stats import (
+    CONFOUND_LIMIT,
+    confound_balanced_accuracy,
+    image_statistics,
+)
 from models.neurons.selectivity import best_unit_score, stratified_halves
+from models.neurons.template import template_responses
+from models.neurons.verdict import verdict
 from models.stack import RBMStack
 
-LAYERS = ("pooled", "hidden")
+LAYERS = ("hidden", "pooled")  # a unit's own response: headline candidates (ties: hidden)
+NORMALISED = ("pooled_lcn",)  # scored and labelled, never the headline
 N_RANKED = 50
 N_BINS = 20
+N_TEMPLATE_SIDES = 7
+TOP_FRAMES = 100
+MAX_READOUT_UNITS = 2048  # wider layers get no read-out (None): a logistic fit takes too long
 
 
-def unit_tables(stack: RBMStack, images: np.ndarray, batch: int = 256) -> dict[str, np.ndarray]:
+@torch.no_grad()
+def _stage_outputs(stack: RBMStack, xb: torch.Tensor):
+    """Per stage ``(hidden, pooled, pooled_lcn)`` maps of a batch of frames."""
+    v = stack.preprocess(xb)
+    for k, rbm in enumerate(stack.rbms):
+        st = stack.config.stages[k]
+        hidden = rbm.mean_hiddens(stack._visible_form(v, k))  # (n, K, Ph, Pw)
+        pooled = l2_pool(hidden, st.pool, st.pool_stride)  # (n, K, S, S)
+        v = local_contrast_normalize(pooled, st.lcn_sigma)
+        yield k, {"hidden": hidden, "pooled": pooled, "pooled_lcn": v}
+
+
+def unit_tables(stack: RBMStack, images: np.ndarray, batch: int = 256,
+                layers: tuple[str, ...] = LAYERS + NORMALISED) -> dict[str, np.ndarray]:
     """``{"<stage>/<layer>": (N, units) float64}`` for every stage; C-major (map, y, x) order."""
     x = torch.from_numpy(images)
     parts: dict[str, list[np.ndarray]] = {}
     for i in range(0, len(x), batch):
-        xb = x[i:i + batch]
-        for k, rbm in enumerate(stack.rbms):
-            hidden = rbm.mean_hiddens(stack.stage_input(xb, k))  # (n, K, Ph, Pw)
-            pooled = stack.transform(xb, k)  # (n, K, S, S)
-            parts.setdefault(f"{k}/pooled", []).append(pooled.flatten(1).double().numpy())
-            parts.setdefault(f"{k}/hidden", []).append(hidden.flatten(1).double().numpy())
+        for k, out in _stage_outputs(stack, x[i:i + batch]):
+            for layer in layers:
+                parts.setdefault(f"{k}/{layer}", []).append(out[layer].flatten(1).double().numpy())
     return {name: np.concatenate(p) for name, p in parts.items()}
+
+
+def unit_response(stack: RBMStack, frames: np.ndarray, stage: int, layer: str, index: int,
+                  batch: int = 256) -> np.ndarray:
+    """(N,) one unit's responses to uint8 frames (N, C, H, W)."""
+    x = torch.from_numpy(frames)
+    out = []
+    for i in range(0, len(x), batch):
+        for k, maps in _stage_outputs(stack, x[i:i + batch]):
+            if k == stage:
+                out.append(maps[layer].flatten(1)[:, index].double().numpy())
+                break
+    return np.concatenate(out)
 
 
 def top_set(tables: dict[str, np.ndarray], stage: int) -> tuple[np.ndarray, list[tuple]]:
@@ -63,7 +103,8 @@ def baseline_tables(stack: RBMStack, random_stack: RBMStack, images: np.ndarray,
     """Responses of each baseline's units (always-negative is scored directly)."""
     top = stack.n_layers - 1
     out = {"best_pixel": images.reshape(len(images), -1).astype(np.float64),
-           "random_weights": top_set(unit_tables(random_stack, images), top)[0],
+           "image_statistics": image_statistics(images),
+           "random_weights": top_set(unit_tables(random_stack, images, layers=LAYERS), top)[0],
            "stage0": top_set(tables, 0)[0]}
     if frames is not None and len(frames):
         g = torch.Generator().manual_seed(seed)
@@ -71,33 +112,57 @@ def baseline_tables(stack: RBMStack, random_stack: RBMStack, images: np.ndarray,
         filters = patch_filters(pre, n_filters, stack.config.input_size, g)
         probe = stack.preprocess(torch.from_numpy(images))
         out["linear_filters"] = filter_responses(probe, filters).double().numpy()
+        ex = exemplar_stack(stack, torch.from_numpy(frames), g)
+        out["exemplar_filters"] = top_set(unit_tables(ex, images, layers=LAYERS), top)[0]
     return out
 
 
-def always_negative(y: np.ndarray, n_splits: int, seed: int) -> dict:
+def mean_face_template(images: np.ndarray, scale: tuple[float, float]) -> np.ndarray:
+    """(N, 1) the reference: the mean of the faces the demo videos show, as a template under
+    the paste path's oval mask, best normalised cross-correlation over positions and sizes
+    spanning ``scale`` of the side."""
+    from pipeline.demo_corpus import VIDEO_FACES, _lfw
+    from pipeline.demo_paste import mask
+
+    template = _lfw()[list(VIDEO_FACES)].astype(np.float64).mean(0)
+    side = images.shape[2]
+    sides = sorted({max(3, int(round(f * side)))
+                    for f in np.linspace(scale[0], scale[1], N_TEMPLATE_SIDES)})
+    return template_responses(images, template, sides, mask)
+
+
+def always_negative(y: np.ndarray, splits: list) -> dict:
     """SCORE of predicting the negative class for every image (BA 0.5, AUC 0.5)."""
-    tests = [t.numpy() for _, t in stratified_halves(y, n_splits, seed)]
-    acc = [float((y[t] == 0).mean()) for t in tests]
+    acc = [float((y[t.numpy()] == 0).mean()) for _, t in splits]
     return {"accuracy": float((y == 0).mean()), "balanced_accuracy": 0.5, "auc": 0.5,
             "polarity": -1, "heldout_accuracy": float(np.mean(acc)),
             "heldout_balanced_accuracy": 0.5, "heldout_balanced_accuracy_std": 0.0,
             "heldout_auc": 0.5}
 
 
-def linear_readout(values: np.ndarray, y: np.ndarray, seed: int = 0) -> float | None:
+def linear_readout(values: np.ndarray, y: np.ndarray, seed: int = 0,
+                   groups: np.ndarray | None = None) -> float | None:
     """5-fold cross-validated balanced accuracy of a logistic regression on standardised units
-    (fewer folds when a class has fewer than 5 images; None below 2)."""
+    (fewer folds when a class has fewer than 5 images or groups; None below 2). With
+    ``groups`` the folds keep a group together: a face and its twin share a background, and a
+    read-out trained on one would mislabel the other."""
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, cross_val_score
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     n_folds = int(min(5, np.bincount(y).min()))
+    if groups is not None:
+        n_folds = min(n_folds, len(np.unique(groups)))
     if n_folds < 2:
         return None
     model = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000))
-    cv = StratifiedKFold(n_folds, shuffle=True, random_state=seed)
-    return float(cross_val_score(model, values, y, cv=cv, scoring="balanced_accuracy").mean())
+    if groups is None:
+        cv = StratifiedKFold(n_folds, shuffle=True, random_state=seed)
+    else:
+        cv = StratifiedGroupKFold(n_folds, shuffle=True, random_state=seed)
+    return float(cross_val_score(model, values, y, groups=groups, cv=cv,
+                                 scoring="balanced_accuracy").mean())
 
 
 def _maybe_round(v: float | None) -> float | None:
@@ -110,10 +175,11 @@ def _round(d: dict) -> dict:
     return {k: round(v, 4) if isinstance(v, float) else v for k, v in d.items()}
 
 
-def stage_entry(name: str, values: np.ndarray, y: np.ndarray, protocol: dict) -> dict:
+def stage_entry(name: str, values: np.ndarray, y: np.ndarray, protocol: dict,
+                splits: list) -> dict:
     """The contract's per-(stage, layer) entry: best unit, top-50 ranking (no read-out yet)."""
     stage, layer = name.split("/")
-    best = best_unit_score(values, y, **protocol)
+    best = best_unit_score(values, y, **protocol, splits=splits)
     held, whole = best["heldout"], best["whole"]
     order = torch.argsort(held.unit_balanced_accuracy, descending=True)[:N_RANKED]
     ranking = [{"index": int(j), "heldout_balanced_accuracy": round(float(
@@ -124,7 +190,8 @@ def stage_entry(name: str, values: np.ndarray, y: np.ndarray, protocol: dict) ->
                     float(held.unit_balanced_accuracy_std[j]), 4),
                 "polarity": int(whole["polarity"][j])} for j in order]
     return {"stage": int(stage), "layer": layer, "n_units": int(values.shape[1]),
-            "best": _round(best["score"]), "ranking": ranking}
+            "normalised": layer in NORMALISED, "best": _round(best["score"]),
+            "ranking": ranking}
 
 
 def histograms(entries: list[dict], tables: dict[str, np.ndarray], labels: np.ndarray,
@@ -144,59 +211,137 @@ def histograms(entries: list[dict], tables: dict[str, np.ndarray], labels: np.nd
     return {"bins": bins, "units": units}
 
 
-def score_sets(sets: dict[str, np.ndarray], y: np.ndarray, protocol: dict) -> dict[str, dict]:
+
+
+def score_sets(sets: dict[str, np.ndarray], y: np.ndarray, protocol: dict,
+               splits: list) -> dict[str, dict]:
     """SCORE (plus ``index``) of the best unit of each named set of units."""
-    return {name: _round(best_unit_score(v, y, **protocol)["score"]) for name, v in sets.items()}
+    return {name: _round(best_unit_score(v, y, **protocol, splits=splits)["score"])
+            for name, v in sets.items()}
 
 
-def best_neuron(tables: dict[str, np.ndarray], top: int, y: np.ndarray, protocol: dict) -> dict:
-    """The top stage's best unit over both layers (set-level held-out protocol)."""
+def best_neuron(tables: dict[str, np.ndarray], top: int, y: np.ndarray, protocol: dict,
+                splits: list) -> tuple[dict, object]:
+    """The top stage's best unit over its own responses (hidden, pooled), set-level held out,
+    and the held-out record (per-split choices)."""
     values, names = top_set(tables, top)
-    score = _round(best_unit_score(values, y, **protocol)["score"])
+    scored = best_unit_score(values, y, **protocol, splits=splits)
+    score = _round(scored["score"])
     layer, index = names[score["index"]]
-    return {**score, "stage": top, "layer": layer, "index": index}
+    held = scored["heldout"]
+    stab = breakdown.stability(held, [f"{la}/{j}" for la, j in names])
+    return {**score, "stage": top, "layer": layer, "index": index, "stability": stab}, held
+
+
+def _breakdowns(probe, keep: np.ndarray, values: np.ndarray, y: np.ndarray, held,
+                splits: list, scale: tuple[float, float]) -> dict:
+    """``by_size`` and ``by_quadrant`` of the headline unit (None without boxes)."""
+    if probe.boxes is None:
+        return {"by_size": None, "by_quadrant": None}
+    boxes, side = probe.boxes[keep], probe.images.shape[2]
+    return {"by_size": breakdown.by_bin(values, y, held, splits,
+                                        breakdown.size_bins(boxes, side, scale),
+                                        breakdown.SIZE_BINS),
+            "by_quadrant": breakdown.by_bin(values, y, held, splits,
+                                            breakdown.quadrants(boxes, side),
+                                            breakdown.QUADRANTS)}
+
+
+def corpus_share(stack: RBMStack, best: dict, frames: np.ndarray | None,
+                 kinds: list[str] | None) -> dict:
+    """Share of face frames among the headline unit's top :data:`TOP_FRAMES` training frames
+    (highest responses), against the share of face frames in all of them (base rate)."""
+    if frames is None or kinds is None or len(frames) < TOP_FRAMES:
+        return {"corpus_top100_face_share": None, "corpus_face_base_rate": None}
+    r = unit_response(stack, frames, best["stage"], best["layer"], best["index"])
+    face = np.asarray(kinds) == "face"
+    top = np.argsort(-r, kind="stable")[:TOP_FRAMES]
+    return {"corpus_top100_face_share": round(float(face[top].mean()), 4),
+            "corpus_face_base_rate": round(float(face.mean()), 4)}
+
+
+def headline(probe, positive: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Which images the headline scores: ``keep`` (N,) bool, ``y`` (kept,) 0/1 and the
+    negative classes (the probe's ``negatives`` for its first class, else every other)."""
+    pos = probe.classes.index(positive)
+    if probe.negatives and positive == probe.classes[0]:
+        negatives = list(probe.negatives)
+    else:
+        negatives = [c for c in probe.classes if c != positive]
+    ids = [pos, *(probe.classes.index(c) for c in negatives)]
+    keep = np.isin(probe.labels, ids)
+    return keep, (probe.labels[keep] == pos).astype(np.int64), negatives
 
 
 def one_vs_rest(tables: dict[str, np.ndarray], base: dict[str, np.ndarray], y: np.ndarray,
-                top: int, protocol: dict) -> dict:
-    """``best_neuron`` and ``baselines`` for labels ``y`` (1 = the class)."""
-    baselines = {"always_negative": always_negative(y, protocol["n_splits"], protocol["seed"]),
-                 **score_sets(base, y, protocol)}
-    return {"best_neuron": best_neuron(tables, top, y, protocol), "baselines": baselines}
+                top: int, protocol: dict, groups: np.ndarray | None) -> dict:
+    """``best_neuron`` and ``baselines`` for labels ``y`` (1 = the class, every image)."""
+    splits = stratified_halves(y, protocol["n_splits"], protocol["seed"], groups)
+    baselines = {"always_negative": always_negative(y, splits),
+                 **score_sets(base, y, protocol, splits)}
+    best = best_neuron(tables, top, y, protocol, splits)[0]
+    best.pop("stability")
+    return {"best_neuron": best, "baselines": baselines}
+
+
+def _probe_entry(probe, positive: str, negatives: list[str], part: str,
+                 confound: float | None) -> dict:
+    return {"source": probe.source, "positive": positive, "negatives": negatives, "part": part,
+            "classes": probe.counts(), "confound_balanced_accuracy": _maybe_round(confound),
+            "confound_limit": CONFOUND_LIMIT,
+            "confound_warning": confound is not None and confound > CONFOUND_LIMIT}
 
 
 def report(stack: RBMStack, random_stack: RBMStack, probe, positive: str,
-           frames: np.ndarray | None, *, n_filters: int = 1000, protocol: dict | None = None,
+           frames: np.ndarray | None, *, frame_kinds: list[str] | None = None,
+           n_filters: int = 1000, protocol: dict | None = None, part: str = "report",
            progress=lambda it, **kw: it) -> dict:
-    """The whole ``evaluation.json`` (without its ``probe.source`` path rewriting).
+    """The whole ``evaluation.json`` for ``probe`` (a :class:`pipeline.probe.Probe`, already cut
+    to ``part``); ``positive`` one of its classes; ``frames`` uint8 training frames for the
+    filter baselines and the corpus share (``None``: skipped), ``frame_kinds`` their corpus
+    labels (``None``: no corpus share); ``progress`` wraps an iterable (e.g. tqdm)."""
+    from pipeline.demo_corpus import Layout
 
-    ``probe`` is a :class:`pipeline.probe.Probe`; ``positive`` one of its classes; ``frames``
-    uint8 training frames for the linear-filter baseline (``None``: that baseline is skipped);
-    ``progress`` wraps an iterable (e.g. tqdm).
-    """
     protocol = protocol or {"n_splits": 20, "n_thresholds": 20, "seed": 0}
-    top = stack.n_layers - 1
+    top, scale = stack.n_layers - 1, Layout().scale
     tables = unit_tables(stack, probe.images)
     base = baseline_tables(stack, random_stack, probe.images, frames, n_filters,
                            protocol["seed"], tables)
-    ys = {c: (probe.labels == i).astype(np.int64) for i, c in enumerate(probe.classes)}
-    y = ys[positive]
-    stages = [stage_entry(name, v, y, protocol)
-              for name, v in progress(tables.items(), desc="units", total=len(tables))]
-    readout = {"pixels": linear_readout(base["best_pixel"], y, protocol["seed"])}
+    keep, y, negatives = headline(probe, positive)
+    groups = None if probe.groups is None else probe.groups[keep]
+    splits = stratified_halves(y, protocol["n_splits"], protocol["seed"], groups)
+    t_h = {k: v[keep] for k, v in tables.items()}
+    stages = [stage_entry(name, v, y, protocol, splits)
+              for name, v in progress(t_h.items(), desc="units", total=len(t_h))]
+    readout = {"pixels": linear_readout(base["best_pixel"][keep], y, protocol["seed"], groups)}
     for e in progress(stages, desc="read-out"):
-        e["linear_readout_balanced_accuracy"] = _maybe_round(
-            linear_readout(tables[f"{e['stage']}/{e['layer']}"], y, protocol["seed"]))
+        v = t_h[f"{e['stage']}/{e['layer']}"]
+        e["linear_readout_balanced_accuracy"] = (None if v.shape[1] > MAX_READOUT_UNITS else
+                                                 _maybe_round(linear_readout(
+                                                     v, y, protocol["seed"], groups)))
         if e["layer"] == "pooled":
             readout[f"stage{e['stage']}"] = e["linear_readout_balanced_accuracy"]
-    per_class = {c: one_vs_rest(tables, base, yc, top, protocol)
+    best, held = best_neuron(t_h, top, y, protocol, splits)
+    best.update(_breakdowns(probe, keep, top_set(t_h, top)[0], y, held, splits, scale))
+    best.update(corpus_share(stack, best, frames, frame_kinds))
+    baselines = {"always_negative": always_negative(y, splits),
+                 **score_sets({k: v[keep] for k, v in base.items()}, y, protocol, splits)}
+    reference = {"mean_face_template": None}
+    if positive == "faces":
+        ref = mean_face_template(probe.images[keep], scale)
+        reference = score_sets({"mean_face_template": ref}, y, protocol, splits)
+    confound = confound_balanced_accuracy(probe.images[keep], y, groups, protocol["seed"])
+    ys = {c: (probe.labels == i).astype(np.int64) for i, c in enumerate(probe.classes)}
+    per_class = {c: one_vs_rest(tables, base, yc, top, protocol, probe.groups)
                  for c, yc in progress(ys.items(), desc="classes", total=len(ys))}
     return {
         "schema": 1,
-        "probe": {"source": probe.source, "positive": positive, "classes": probe.counts()},
+        "probe": _probe_entry(probe, positive, negatives, part, confound),
         "protocol": protocol,
-        "best_neuron": per_class[positive]["best_neuron"],
-        "baselines": per_class[positive]["baselines"],
+        "verdict": verdict(best, baselines, _maybe_round(confound), positive),
+        "best_neuron": best,
+        "baselines": baselines,
+        "reference": reference,
         "stages": stages,
         "linear_readout": {k: _maybe_round(v) for k, v in readout.items()},
         "histograms": histograms(stages, tables, probe.labels, probe.classes),

@@ -1,16 +1,20 @@
 """The embedded demo corpus: real video files composed from data that scikit-image ships.
 
-Each video pans and zooms across one of scikit-image's photographs (``skimage.data``) while
-faces 0-49 of its bundled LFW subset (``skimage.data.lfw_subset()``: 200 grey 25x25 crops,
-0-99 faces, 100-199 non-faces) drift through half of the frames, near the middle and about as
-tall as the frame (:class:`FaceLayout`), so that a top-stage unit that sees the whole frame
-sees whole faces, framed as the probe frames them (small faces anywhere in a third of the frames
-is ``FaceLayout(1 / 3, (0.15, 0.9), (0.1, 0.9))``). This is the "cat neuron" set-up of Le et al.
-(ICML 2012) in miniature: unlabelled frames in which faces are common but not everywhere.
+Each video pans and zooms across one of scikit-image's photographs (``skimage.data``). Over it,
+for about a third of the frames each, appear faces 0-49 of its bundled LFW subset
+(``skimage.data.lfw_subset()``: 200 grey 25x25 crops, 0-99 faces, 100-199 non-faces) and
+non-face patches 100-149 of the same subset; the last third is bare. Each appearance lasts
+``Layout.segment`` frames, anywhere in the central square that ingest keeps, its side 30-70 %
+of that square's, drifting and changing size. Faces and non-face patches go through the same
+paste path (:func:`pipeline.demo_paste.paste`: same resampling, same mask, the covered region's
+mean and spread), so being a pasted, softer square tells nothing. This is the "cat neuron"
+set-up of Le et al. (ICML 2012) in miniature: unlabelled frames in which faces are common but
+not everywhere.
 
-What the videos never show is the probe set (:func:`probe_set`): LFW-subset faces 50-99 against
-its 100 non-faces and crops of :data:`HELD_OUT_PHOTOS`, photographs kept out of the videos so a
-neuron cannot score by recognising background textures it was trained on.
+The corpus record (``demo_corpus.json``) keeps every placement: frame range, kind (``"face"`` /
+``"non_face"``), LFW patch id and the box of every frame, so every frame has a label
+(:func:`frame_labels`). The videos never show what the probe (:mod:`pipeline.demo_probe`) is
+made of: faces 50-99, non-faces 150-199 and :data:`HELD_OUT_PHOTOS`.
 
 Deterministic by seed; ten videos take a few seconds to write.
 """
@@ -25,40 +29,41 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from pipeline.demo_paste import paste
+
 #: Photographs used as video backgrounds.
 TRAIN_PHOTOS: tuple[str, ...] = (
     "astronaut", "camera", "cat", "coins", "grass", "gravel", "hubble_deep_field",
     "immunohistochemistry", "moon", "page", "text", "cell", "colorwheel",
 )
-#: Photographs never used in the videos; their crops are the probe set's unseen distractors.
+#: Photographs never used in the videos; the probe's backgrounds.
 HELD_OUT_PHOTOS: tuple[str, ...] = ("coffee", "rocket", "clock", "brick")
-#: LFW-subset indices: faces shown in the videos, faces kept for the probe, non-faces.
+#: LFW-subset indices: faces and non-face patches shown in the videos, and those kept for the
+#: probe (a probe face ``i`` is paired with the non-face ``i + 100``).
 VIDEO_FACES = range(0, 50)
+VIDEO_NON_FACES = range(100, 150)
 PROBE_FACES = range(50, 100)
-PROBE_NON_FACES = range(100, 200)
+PROBE_NON_FACES = range(150, 200)
 CORPUS_JSON = "demo_corpus.json"
 
 
 @dataclass(frozen=True)
-class FaceLayout:
-    """How faces appear in the videos.
+class Layout:
+    """How faces and non-face patches appear in the videos.
 
     Attributes
     ----------
-    fraction : share of the frames that show a face.
-    scale : (min, max) face side as a fraction of the frame height; each appearance moves
-        between two draws from this range.
-    centre : (min, max) of the face centre's coordinates, as fractions of the central square
-        that ingest crops (0.5 = the middle).
+    face_fraction, non_face_fraction : shares of the frames showing a face / a non-face patch
+        (the rest is bare).
+    scale : (min, max) patch side as a fraction of the central square's side; each appearance
+        moves between two draws from this range, its box always inside the square.
+    segment : frames per appearance (and per bare stretch).
     """
 
-    fraction: float = 0.5
-    scale: tuple[float, float] = (0.85, 1.1)
-    centre: tuple[float, float] = (0.45, 0.55)
-
-
-#: Share of the frames that show a face in the default layout.
-FACE_FRACTION = FaceLayout().fraction
+    face_fraction: float = 1 / 3
+    non_face_fraction: float = 1 / 3
+    scale: tuple[float, float] = (0.3, 0.7)
+    segment: int = 20
 
 
 def _photo(name: str) -> np.ndarray:
@@ -80,48 +85,61 @@ def _lfw() -> np.ndarray:
     return (skimage.data.lfw_subset() * 255).round().astype(np.uint8)
 
 
-def _face_segments(rng: np.random.Generator, n_frames: int, layout: FaceLayout) -> list[dict]:
-    """Non-overlapping face appearances covering about ``layout.fraction`` of the frames."""
-    target = int(round(layout.fraction * n_frames))
-    n_seg = max(1, target // 25)
-    lengths = np.full(n_seg, target // n_seg)
-    lengths[: target - lengths.sum()] += 1
-    gaps_total = n_frames - target
-    cuts = np.sort(rng.integers(0, gaps_total + 1, n_seg))
-    segments = []
-    for k in range(n_seg):
-        start = int(cuts[k]) + int(lengths[:k].sum())
-        segments.append({
-            "start": start,
-            "stop": start + int(lengths[k]),
-            "face": int(rng.choice(VIDEO_FACES)),
-            # face side as a fraction of the frame height: small .. most of the frame
-            "scale": [float(rng.uniform(*layout.scale)), float(rng.uniform(*layout.scale))],
-            "xy0": [float(rng.uniform(*layout.centre)), float(rng.uniform(*layout.centre))],
-            "xy1": [float(rng.uniform(*layout.centre)), float(rng.uniform(*layout.centre))],
-        })
-    return segments
+def _kinds(rng: np.random.Generator, n_seg: int, layout: Layout) -> list[str | None]:
+    """Shuffled segment kinds in the layout's proportions (``None`` = bare)."""
+    n_face = int(round(layout.face_fraction * n_seg))
+    n_non = int(round(layout.non_face_fraction * n_seg))
+    kinds = ["face"] * n_face + ["non_face"] * n_non + [None] * (n_seg - n_face - n_non)
+    return [kinds[i] for i in rng.permutation(n_seg)]
 
 
-def _paste_face(frame: np.ndarray, face: np.ndarray, cx: float, cy: float, side: int) -> None:
-    """Alpha-blend a grey face, resized to ``side``, with an elliptical soft mask at (cx, cy)."""
-    h, w = frame.shape[:2]
-    side = max(6, min(side, h))
-    patch = cv2.resize(face, (side, side), interpolation=cv2.INTER_LINEAR).astype(np.float32)
-    yy, xx = np.mgrid[0:side, 0:side].astype(np.float32)
-    r2 = ((xx - (side - 1) / 2) / (0.46 * side)) ** 2 + ((yy - (side - 1) / 2) / (0.5 * side)) ** 2
-    alpha = np.clip((1.0 - r2) * 4.0, 0.0, 1.0)  # soft edge
-    x0 = int(round(cx * w - side / 2))
-    y0 = int(round(cy * h - side / 2))
-    fx0, fy0 = max(0, -x0), max(0, -y0)
-    x0c, y0c = max(0, x0), max(0, y0)
-    x1c, y1c = min(w, x0 + side), min(h, y0 + side)
-    if x1c <= x0c or y1c <= y0c:
-        return
-    a = alpha[fy0 : fy0 + y1c - y0c, fx0 : fx0 + x1c - x0c, None]
-    p = patch[fy0 : fy0 + y1c - y0c, fx0 : fx0 + x1c - x0c, None]
-    region = frame[y0c:y1c, x0c:x1c].astype(np.float32)
-    frame[y0c:y1c, x0c:x1c] = (a * p + (1 - a) * region).round().astype(np.uint8)
+def _end(rng: np.random.Generator, sq: int, layout: Layout) -> tuple[float, float, float]:
+    """One end of an appearance: side and centre (x, y) in pixels of an ``sq`` square, such
+    that the box lies inside it."""
+    side = float(rng.uniform(*layout.scale)) * sq
+    cx, cy = rng.uniform(side / 2, sq - side / 2, 2)
+    return side, float(cx), float(cy)
+
+
+def _placements(rng: np.random.Generator, n_frames: int, h: int, w: int,
+                layout: Layout) -> list[dict]:
+    """Appearances of one video: frame range, kind, LFW id and the box of every frame.
+
+    Boxes are ``[y0, x0, y1, x1]`` in frame pixels, inside the central ``h x h`` square (the
+    part ingest keeps); size and centre move linearly between two random ends, and as the
+    constraint ``side / 2 <= centre <= h - side / 2`` is convex, every frame's box stays inside.
+    """
+    n_seg = max(1, n_frames // layout.segment)
+    bounds = np.linspace(0, n_frames, n_seg + 1).round().astype(int)
+    left = (w - h) // 2
+    out = []
+    for k, kind in enumerate(_kinds(rng, n_seg, layout)):
+        if kind is None:
+            continue
+        start, stop = int(bounds[k]), int(bounds[k + 1])
+        ids = VIDEO_FACES if kind == "face" else VIDEO_NON_FACES
+        e0, e1 = _end(rng, h, layout), _end(rng, h, layout)
+        boxes = []
+        for t in range(start, stop):
+            u = (t - start) / max(1, stop - start - 1)
+            side, cx, cy = (a + (b - a) * u for a, b in zip(e0, e1, strict=True))
+            side = int(round(side))
+            y0 = int(np.clip(round(cy - side / 2), 0, h - side))
+            x0 = int(np.clip(round(cx - side / 2), 0, h - side)) + left
+            boxes.append([y0, x0, y0 + side, x0 + side])
+        out.append({"start": start, "stop": stop, "kind": kind, "patch": int(rng.choice(ids)),
+                    "boxes": boxes})
+    return out
+
+
+def frame_labels(video: dict, n_frames: int) -> list[tuple[str, list[int] | None]]:
+    """``(kind, box)`` of every frame of one video's record: ``"face"`` / ``"non_face"`` with
+    its ``[y0, x0, y1, x1]`` box in frame pixels, or ``("none", None)`` for a bare frame."""
+    labels: list[tuple[str, list[int] | None]] = [("none", None)] * n_frames
+    for p in video["placements"]:
+        for t, box in zip(range(p["start"], p["stop"]), p["boxes"], strict=True):
+            labels[t] = (p["kind"], box)
+    return labels
 
 
 def _camera(photo: np.ndarray, t: float, path: dict, out_w: int, out_h: int) -> np.ndarray:
@@ -153,19 +171,6 @@ def _open_writer(path_stem: Path, fps: float, w: int, h: int) -> tuple[cv2.Video
     raise RuntimeError("OpenCV cannot write MP4 or AVI video here; install opencv-python-headless")
 
 
-def _paste_segment(rgb: np.ndarray, faces: np.ndarray, seg: dict, t: int) -> None:
-    """Paste segment ``seg``'s face into frame ``t`` (in place), its size and centre moving
-    linearly from the segment's start to its end."""
-    h, w = rgb.shape[:2]
-    u = (t - seg["start"]) / max(1, seg["stop"] - seg["start"] - 1)
-    side = int(h * (seg["scale"][0] + (seg["scale"][1] - seg["scale"][0]) * u))
-    # keep the face centre inside the central square that ingest crops
-    fx = seg["xy0"][0] + (seg["xy1"][0] - seg["xy0"][0]) * u
-    cx = (w - h) / (2 * w) + (h / w) * fx
-    cy = seg["xy0"][1] + (seg["xy1"][1] - seg["xy0"][1]) * u
-    _paste_face(rgb, faces[seg["face"]], cx, cy, side)
-
-
 def write_demo_videos(
     out_dir: str | os.PathLike,
     *,
@@ -174,7 +179,7 @@ def write_demo_videos(
     size: int = 96,
     n_frames: int = 300,
     fps: float = 25.0,
-    layout: FaceLayout = FaceLayout(),
+    layout: Layout = Layout(),
 ) -> list[Path]:
     """Write the demo videos into ``out_dir`` and return their paths.
 
@@ -182,7 +187,7 @@ def write_demo_videos(
     ----------
     out_dir:
         Folder for the videos (created) and ``demo_corpus.json`` (what each video shows: photo,
-        camera path, face segments with LFW index, scale and position).
+        camera path, and every placement: frame range, kind, LFW id, box per frame).
     seed:
         Seeds every random choice; the same seed writes the same videos.
     n_videos, n_frames, fps:
@@ -191,7 +196,7 @@ def write_demo_videos(
         Frame height; frames are ``4/3 * size`` wide (landscape, as most footage), so ingest's
         centre crop and resize are exercised.
     layout:
-        How often, how large and where faces appear (:class:`FaceLayout`).
+        How often and how large faces and non-face patches appear (:class:`Layout`).
 
     Videos already present from an earlier call with the same arguments are kept.
     """
@@ -199,8 +204,8 @@ def write_demo_videos(
     out.mkdir(parents=True, exist_ok=True)
     h, w = size, (size * 4 // 3) // 2 * 2
     args = {"seed": seed, "n_videos": n_videos, "size": size, "n_frames": n_frames, "fps": fps,
-            "faces": {k: list(v) if isinstance(v, tuple) else v
-                      for k, v in asdict(layout).items()}}
+            "layout": {k: list(v) if isinstance(v, tuple) else v
+                       for k, v in asdict(layout).items()}}
     meta_path = out / CORPUS_JSON
     if meta_path.is_file():
         meta = json.loads(meta_path.read_text())
@@ -208,7 +213,7 @@ def write_demo_videos(
         if meta.get("args") == args and all(p.is_file() and p.stat().st_size for p in paths):
             return paths
     rng = np.random.default_rng(seed)
-    faces = _lfw()
+    lfw = _lfw()
     photos = {name: _photo(name) for name in TRAIN_PHOTOS}
     order = [TRAIN_PHOTOS[i] for i in rng.permutation(len(TRAIN_PHOTOS))]
     paths, records = [], []
@@ -219,58 +224,67 @@ def write_demo_videos(
             "x0": float(rng.uniform(0.2, 0.8)), "x1": float(rng.uniform(0.2, 0.8)),
             "y0": float(rng.uniform(0.2, 0.8)), "y1": float(rng.uniform(0.2, 0.8)),
         }
-        segments = _face_segments(rng, n_frames, layout)
-        face_at = {}
-        for s in segments:
-            for t in range(s["start"], s["stop"]):
-                face_at[t] = s
-        writer, path = _open_writer(out / f"demo-{seed}-{v:02d}", fps, w, h)
-        tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-        try:
-            for t in range(n_frames):
-                rgb = _camera(photos[name], t / max(1, n_frames - 1), cam, w, h)
-                if t in face_at:
-                    _paste_segment(rgb, faces, face_at[t], t)
-                writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-        finally:
-            writer.release()
-        os.replace(tmp, path)
+        placements = _placements(rng, n_frames, h, w, layout)
+        record = {"file": "", "photo": name, "camera": cam, "n_frames": n_frames,
+                  "placements": placements}
+        path = _write_video(out / f"demo-{seed}-{v:02d}", photos[name], lfw, record, fps, w, h)
+        record["file"] = path.name
         paths.append(path)
-        records.append({"file": path.name, "photo": name, "camera": cam, "faces": segments})
+        records.append(record)
     tmp_meta = out / f".{CORPUS_JSON}.tmp"
     tmp_meta.write_text(json.dumps({"args": args, "held_out_photos": list(HELD_OUT_PHOTOS),
-                                    "videos": records}, indent=1))
+                                    "videos": records}))
     os.replace(tmp_meta, meta_path)
     return paths
 
 
-def probe_set(*, size: int = 64, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """The labelled probe set the demo videos never show.
+def _write_video(stem: Path, photo: np.ndarray, lfw: np.ndarray, record: dict, fps: float,
+                 w: int, h: int) -> Path:
+    """Render one video's frames (camera over ``photo``, then its placements) to a file."""
+    n = record["n_frames"]
+    labels = frame_labels(record, n)
+    patch_at = {t: p["patch"] for p in record["placements"] for t in range(p["start"], p["stop"])}
+    writer, path = _open_writer(stem, fps, w, h)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    try:
+        for t in range(n):
+            rgb = _camera(photo, t / max(1, n - 1), record["camera"], w, h)
+            if labels[t][1] is not None:
+                paste(rgb, lfw[patch_at[t]], tuple(labels[t][1]))
+            writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    finally:
+        writer.release()
+    os.replace(tmp, path)
+    return path
 
-    Returns
-    -------
-    images:
-        uint8 (N, 1, size, size) grey: LFW-subset faces 50-99 (label 1), its non-faces
-        100-199 (label 0), then 100 random square crops of :data:`HELD_OUT_PHOTOS` (label 0).
-    labels:
-        int64 (N,): 1 = face, 0 = non-face.
-    """
-    rng = np.random.default_rng(seed)
-    lfw = _lfw()
-    images, labels = [], []
-    for i in [*PROBE_FACES, *PROBE_NON_FACES]:
-        images.append(cv2.resize(lfw[i], (size, size), interpolation=cv2.INTER_LINEAR))
-        labels.append(1 if i in PROBE_FACES else 0)
-    per_photo = 100 // len(HELD_OUT_PHOTOS)
-    for name in HELD_OUT_PHOTOS:
-        grey = cv2.cvtColor(_photo(name), cv2.COLOR_RGB2GRAY)
-        ph, pw = grey.shape
-        for _ in range(per_photo):
-            side = int(rng.uniform(0.2, 0.8) * min(ph, pw))
-            y = int(rng.integers(0, ph - side + 1))
-            x = int(rng.integers(0, pw - side + 1))
-            crop = grey[y : y + side, x : x + side]
-            images.append(cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA))
-            labels.append(0)
-    x = np.stack(images)[:, None]  # (N, size, size) -> (N, 1, size, size)
-    return x, np.asarray(labels, np.int64)
+
+def frame_kinds(sources: list[str], frame_indices: list[int],
+                root: str | os.PathLike = ".") -> list[str] | None:
+    """The kind (``"face"``, ``"non_face"``, ``"none"``) of dataset rows given by their video
+    ``source`` (a path, relative ones under the dataset folder ``root``, or
+    ``path#content-hash``) and ``frame_index``, from the ``demo_corpus.json`` beside each
+    video; None when a video has no such record (not a demo video, or a remote one)."""
+    records: dict[str, dict | None] = {}
+    out = []
+    for src, t in zip(sources, frame_indices, strict=True):
+        path = Path(root) / Path(str(src).split("#", 1)[0])
+        if path.name not in records:
+            records[path.name] = _video_record(path)
+        rec = records[path.name]
+        if rec is None or not 0 <= t < rec["n_frames"]:
+            return None
+        out.append(rec["labels"][t][0])
+    return out
+
+
+def _video_record(video: Path) -> dict | None:
+    """``{"n_frames", "labels"}`` of one demo video from its folder's corpus record."""
+    meta_path = video.parent / CORPUS_JSON
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError):
+        return None
+    for v in meta.get("videos", []):
+        if v.get("file") == video.name and "placements" in v:
+            return {"n_frames": v["n_frames"], "labels": frame_labels(v, v["n_frames"])}
+    return None

@@ -5,6 +5,12 @@ OpenCV build reads. Every image goes through the frames' own path: :func:`pipeli
 convert_frame` with the dataset's ingest options (centre square crop, grey or RGB, resize), so
 a probe image reaches the model exactly as a video frame would. Class names are kept as the
 folder names (untrusted text: whoever renders them escapes them).
+
+The built-in probe (:mod:`pipeline.demo_probe`) also carries what a folder cannot say: which
+images belong together (``groups``: a face and its twins, kept on one side of every held-out
+split), where the face is (``boxes``), which part is for tuning and which for reporting
+(``parts``), and which classes the headline compares the positive class against
+(``negatives``: the twins, not the bare backgrounds).
 """
 
 from __future__ import annotations
@@ -26,27 +32,56 @@ class ProbeError(ValueError):
 
 @dataclass(frozen=True)
 class Probe:
-    """``images`` uint8 (N, C, H, W), ``labels`` int64 (N,) indexing ``classes``."""
+    """``images`` uint8 (N, C, H, W), ``labels`` int64 (N,) indexing ``classes``.
+
+    Optional (``None`` for a folder probe): ``groups`` int64 (N,) (images of one group stay on
+    one side of a split; default: each image its own group), ``boxes`` int64 (N, 4)
+    ``[y0, x0, y1, x1]`` of the object in image pixels, ``parts`` (N,) ``"tune"`` /
+    ``"report"`` (default: all ``"report"``), ``negatives`` the classes the headline compares
+    the positive class with (default: every other class).
+    """
 
     images: np.ndarray
     labels: np.ndarray
     classes: tuple[str, ...]
     source: str
+    groups: np.ndarray | None = None
+    boxes: np.ndarray | None = None
+    parts: np.ndarray | None = None
+    negatives: tuple[str, ...] | None = None
 
     def counts(self) -> dict[str, int]:
         """Images per class name."""
         return {c: int((self.labels == i).sum()) for i, c in enumerate(self.classes)}
 
+    def select(self, keep: np.ndarray) -> Probe:
+        """The probe restricted to the images where ``keep`` (N,) bool is true."""
+        def cut(a):
+            return None if a is None else a[keep]
+        return Probe(self.images[keep], self.labels[keep], self.classes, self.source,
+                     cut(self.groups), cut(self.boxes), cut(self.parts), self.negatives)
 
-def builtin_probe(config: DecodeConfig) -> Probe:
-    """``pipeline.demo_corpus.probe_set()`` at the frames' size: classes ``faces``, ``other``."""
-    from pipeline.demo_corpus import probe_set
+    def part(self, name: str) -> Probe:
+        """Only the ``"tune"`` or ``"report"`` part (``"all"``: every image)."""
+        if name == "all" or self.parts is None:
+            return self
+        return self.select(self.parts == name)
 
-    x, y = probe_set(size=config.input_size or 64)  # (N, 1, S, S) grey
-    if config.channels == 3:
-        x = np.repeat(x, 3, axis=1)  # grey -> equal RGB channels
-    # label 1 = face -> class 0 "faces"; label 0 -> class 1 "other"
-    return Probe(np.ascontiguousarray(x), (1 - y).astype(np.int64), ("faces", "other"), "builtin")
+
+def builtin_probe(config: DecodeConfig, match: bool = True) -> Probe:
+    """:func:`pipeline.demo_probe.probe_set` through the frames' decode path
+    (:func:`convert_frame`): classes ``faces``, ``non_faces`` (the twins, the headline's
+    negatives) and ``backgrounds``; boxes scaled to the decoded size. ``match=False``: the
+    patches pasted without the region's mean and spread (only to measure that matching)."""
+    from pipeline.demo_probe import CLASSES, probe_set
+
+    p = probe_set(match=match)
+    images = [convert_frame(cv2.cvtColor(im, cv2.COLOR_RGB2BGR), config).transpose(2, 0, 1)
+              for im in p.images]  # HWC -> CHW
+    x = np.ascontiguousarray(np.stack(images))
+    scale = x.shape[2] / p.images.shape[1]
+    boxes = np.round(p.boxes * scale).astype(np.int64)
+    return Probe(x, p.labels, CLASSES, "builtin", p.groups, boxes, p.parts, ("non_faces",))
 
 
 def load_probe_folder(root: str | Path, config: DecodeConfig) -> Probe:

@@ -1,4 +1,5 @@
-"""Unlearned detectors a learned unit must beat: linear filters cut from training frames.
+"""Unlearned detectors a learned unit must beat: linear filters cut from training frames, and
+the same stack with training patches as its weights (:func:`exemplar_stack`).
 
 A trained unit that scores well on a probe might only be doing what any template does. The
 baseline draws ``n_filters`` frames (or patches) of the training data, contrast-normalises them
@@ -40,3 +41,30 @@ def filter_responses(x: Tensor, filters: Tensor) -> Tensor:
     top, left = (x.shape[2] - r) // 2, (x.shape[3] - r) // 2
     centre = x[:, :, top:top + r, left:left + r].reshape(len(x), -1)
     return centre @ filters.reshape(len(filters), -1).T
+
+
+@torch.no_grad()
+def exemplar_stack(stack, frames: Tensor, generator: torch.Generator, n_frames: int = 256):
+    """The same stack with exemplar weights: each stage's map ``k`` at position ``p`` has as
+    weights the patch at ``p`` of one random training frame's stage input (zero-mean, then
+    scaled and biased so that its input ``W.v + c`` has mean 0 and std 1 over ``n_frames``
+    training frames), stage by stage through the exemplar stages below. Same fields, same
+    pooling and normalisation as the trained stack: what training patches alone give.
+
+    ``stack`` is a :class:`models.stack.RBMStack`; ``frames`` uint8 (N, C, H, W).
+    """
+    from models.stack import RBMStack
+
+    ex = RBMStack(stack.config, device="cpu", generator=torch.Generator().manual_seed(0))
+    pick = torch.randperm(len(frames), generator=generator)[:n_frames]
+    x = torch.as_tensor(frames)[pick]
+    for k, rbm in enumerate(ex.rbms):
+        pv = rbm.patches(ex.stage_input(x, k)).contiguous()  # (P, N, D)
+        src = torch.randint(pv.shape[1], (rbm.n_maps,), generator=generator)
+        w = pv[:, src, :]  # (P, K, D): one frame's patches per map
+        w = w - w.mean(2, keepdim=True)
+        pre = torch.bmm(pv, w.transpose(1, 2))  # (P, N, K)
+        mu, sd = pre.mean(1), pre.std(1).clamp_min(1e-6)  # (P, K)
+        rbm.params["W"].copy_(w / sd[:, :, None])
+        rbm.params["c"].copy_(-mu / sd)
+    return ex

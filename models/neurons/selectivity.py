@@ -5,15 +5,21 @@ classifier ``predict 1 if polarity * (x - t) >= 0`` (polarity +1: ``x >= t``; po
 ``x <= t``). Every function works on all units at once: ``values (N, U)`` -> arrays ``(U,)``.
 
 Le et al. (ICML 2012, section 4.2) report, for each neuron, the best accuracy over 20 thresholds
-evenly spaced between its minimum and maximum response on the whole test set
-(:func:`threshold_scores`). Choosing the threshold (and, over many units, the unit) on the same
-images it is scored on flatters the winner, and the probes are unbalanced (always-negative
-scores ``n_neg / N``), so :func:`heldout_scores` also reports balanced accuracy
+on the whole test set (:func:`threshold_scores`). Here the thresholds are cut points at evenly
+spaced ranks of the unit's responses (quantiles, :func:`threshold_grid`; not values evenly
+spaced between its minimum and maximum, which one outlier makes useless), and the polarity is
+the one whose ROC AUC is >= 0.5 (not the first of a tie in accuracy, which can report a unit of
+AUC 0.96 at 0.04). Choosing the threshold (and, over many
+units, the unit) on the same images it is scored on flatters the winner, and the probes are
+unbalanced (always-negative scores ``n_neg / N``), so :func:`heldout_scores` also reports
+balanced accuracy
 
     BA = (TP / P + TN / Nn) / 2
 
-with polarity and threshold (and, for a set of units, the unit) chosen on one stratified half of
-the probe and measured on the other, over ``n_splits`` random splits (mean and std).
+with polarity (by AUC), threshold (by BA, among the rank cut points) and, for a set of units, the
+unit (by BA) chosen on one half of the probe and measured on the other, over ``n_splits``
+random splits (mean and std). The halves are stratified by class and keep each group (e.g. a
+face and its matched twin) on one side.
 
 ROC AUC is the Mann-Whitney statistic ``P(x_pos > x_neg) + P(x_pos = x_neg) / 2`` (ties count a
 half, as in ``sklearn.metrics.roc_auc_score``).
@@ -26,6 +32,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -46,17 +53,43 @@ def _as_labels(labels, n: int) -> Tensor:
     return y
 
 
+def _sort_rows(x: Tensor) -> Tensor:
+    """Each row of ``x (U, N)`` sorted ascending, contiguous (numpy's sort: many times faster
+    than torch's on CPU for many short rows)."""
+    rows = np.ascontiguousarray(x.cpu().numpy())
+    return torch.from_numpy(np.ascontiguousarray(np.sort(rows, axis=1))).to(x.device)
+
+
 def threshold_grid(x: Tensor, n_thresholds: int = 20) -> Tensor:
-    """(U, T): ``n_thresholds`` values evenly spaced from each unit's min to its max in ``x``."""
-    lo, hi = x.min(0).values, x.max(0).values  # (U,)
-    frac = torch.linspace(0.0, 1.0, n_thresholds, dtype=x.dtype, device=x.device)
-    return lo[:, None] + (hi - lo)[:, None] * frac[None, :]
+    """(U, T): each unit's cut points between ``T`` equal-count groups of its responses
+    ``x (N, U)``: for ranks ``r_j = round(j N / T)``, ``j = 0..T-1``, the midpoint of the sorted
+    responses ``x_(r_j - 1)`` and ``x_(r_j)`` (``j = 0``: the minimum, "all positive"). Set by
+    ranks, one outlier cannot crowd them; tied responses give repeated thresholds."""
+    n = x.shape[0]
+    xs = _sort_rows(x.T).T.contiguous()  # (N, U)
+    r = torch.round(torch.arange(n_thresholds, dtype=torch.float64) * n / n_thresholds).long()
+    r = r.clamp(0, n - 1).to(x.device)
+    lower = xs[(r - 1).clamp_min(0)]
+    return torch.where((r == 0)[:, None], xs[0][None, :], 0.5 * (lower + xs[r])).T.contiguous()
+
+
+def polarity_from_auc(auc: Tensor) -> Tensor:
+    """(U,) +1 where the polarity +1 AUC is >= 0.5 (the unit fires more for the class), else -1."""
+    return torch.where(auc >= 0.5, 1, -1)
+
+
+def _best_threshold(ba: Tensor, polarity: Tensor) -> tuple[Tensor, Tensor]:
+    """From ``ba (2, U, T)`` (rows: polarity +1, -1), each unit's best BA and threshold index
+    under its ``polarity (U,)``."""
+    row = ba.gather(0, (polarity < 0).long()[None, :, None].expand(1, *ba.shape[1:]))[0]
+    best = row.max(1)
+    return best.values, best.indices
 
 
 def _sorted_by_class(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
     """Each unit's positive and negative responses, sorted: (U, P) and (U, Nn)."""
-    pos = x[y].T.contiguous().sort(dim=1).values
-    neg = x[~y].T.contiguous().sort(dim=1).values
+    pos = _sort_rows(x[y].T)
+    neg = _sort_rows(x[~y].T)
     return pos, neg
 
 
@@ -86,58 +119,65 @@ def roc_auc(values, labels) -> Tensor:
     return _auc_sorted(*_sorted_by_class(x, _as_labels(labels, x.shape[0])))
 
 
-def _pick(table: Tensor, flat: Tensor) -> Tensor:
-    """``table (2, U, T)`` at flat indices ``flat (U,)`` over its (polarity, threshold) axes."""
-    t = table.permute(1, 0, 2).reshape(table.shape[1], -1)
-    return t.gather(1, flat[:, None])[:, 0]
+def _at(table: Tensor, polarity: Tensor, t_idx: Tensor) -> Tensor:
+    """``table (2, U, T)`` at each unit's (polarity, threshold index): (U,)."""
+    row = (polarity < 0).long()
+    return table[row, torch.arange(table.shape[1]), t_idx]
 
 
 def threshold_scores(values, labels, n_thresholds: int = 20) -> dict[str, Tensor]:
-    """Le et al.'s protocol on the whole probe, per unit.
+    """Le et al.'s protocol on the whole probe, per unit, with rank (quantile) thresholds.
 
     Returns
     -------
-    dict of (U,) tensors: ``accuracy`` and ``balanced_accuracy`` (each the best over both
-    polarities and the ``n_thresholds`` thresholds of :func:`threshold_grid`), ``polarity``
-    (+1/-1) and ``threshold`` of the best balanced accuracy, and ``auc`` under that polarity.
+    dict of (U,) tensors: ``polarity`` (+1/-1, by AUC), ``auc`` under that polarity (>= 0.5),
+    ``balanced_accuracy`` (best over the :func:`threshold_grid` thresholds under that
+    polarity), ``threshold`` of it and ``accuracy`` at that threshold.
     """
     x = _as_float(values)
     y = _as_labels(labels, x.shape[0])
     pos, neg = _sorted_by_class(x, y)
     thr = threshold_grid(x, n_thresholds)
     r = _rates(pos, neg, thr)
-    best = r["balanced_accuracy"].permute(1, 0, 2).reshape(x.shape[1], -1).argmax(1)
-    polarity = 1 - 2 * torch.div(best, n_thresholds, rounding_mode="floor")
     auc = _auc_sorted(pos, neg)
+    polarity = polarity_from_auc(auc)
+    ba, t_idx = _best_threshold(r["balanced_accuracy"], polarity)
     return {
-        "accuracy": r["accuracy"].amax((0, 2)),
-        "balanced_accuracy": r["balanced_accuracy"].amax((0, 2)),
+        "accuracy": _at(r["accuracy"], polarity, t_idx),
+        "balanced_accuracy": ba,
         "polarity": polarity,
-        "threshold": thr.gather(1, (best % n_thresholds)[:, None])[:, 0],
+        "threshold": thr.gather(1, t_idx[:, None])[:, 0],
         "auc": torch.where(polarity > 0, auc, 1.0 - auc),
     }
 
 
-def stratified_halves(labels, n_splits: int, seed: int = 0) -> list[tuple[Tensor, Tensor]]:
-    """``n_splits`` random (choose, test) index pairs, each class halved (floor to choose)."""
+def stratified_halves(labels, n_splits: int, seed: int = 0,
+                      groups=None) -> list[tuple[Tensor, Tensor]]:
+    """``n_splits`` random (choose, test) index pairs. Groups (default: one per image) are
+    stratified by whether they hold a positive, and each stratum's groups are halved (floor to
+    choose); a group's images all fall on its side."""
     y = torch.as_tensor(labels).reshape(-1).to(torch.bool)
-    g = torch.Generator().manual_seed(seed)
+    g_ids = (torch.arange(y.numel()) if groups is None
+             else torch.as_tensor(groups).reshape(-1).long())
+    uniq, inverse = torch.unique(g_ids, return_inverse=True)
+    has_pos = torch.zeros(len(uniq), dtype=torch.bool).index_put_((inverse,), y, accumulate=True)
+    gen = torch.Generator().manual_seed(seed)
     splits = []
     for _ in range(n_splits):
-        choose, test = [], []
-        for idx in (torch.nonzero(y)[:, 0], torch.nonzero(~y)[:, 0]):
-            perm = idx[torch.randperm(idx.numel(), generator=g)]
-            half = idx.numel() // 2
-            choose.append(perm[:half])
-            test.append(perm[half:])
-        splits.append((torch.cat(choose).sort().values, torch.cat(test).sort().values))
+        side = torch.zeros(len(uniq), dtype=torch.bool)  # True = choose
+        for stratum in (torch.nonzero(has_pos)[:, 0], torch.nonzero(~has_pos)[:, 0]):
+            perm = stratum[torch.randperm(stratum.numel(), generator=gen)]
+            side[perm[: stratum.numel() // 2]] = True
+        on_choose = side[inverse]
+        splits.append((torch.nonzero(on_choose)[:, 0], torch.nonzero(~on_choose)[:, 0]))
     return splits
 
 
 @dataclass(frozen=True)
 class HeldOut:
     """Held-out scores. Per unit (``(U,)`` means over splits): ``unit_*``. For the set of units
-    (the unit also chosen on the choosing half): ``best_*`` floats and ``chosen (n_splits,)``."""
+    (the unit also chosen on the choosing half): ``best_*`` floats, and per split
+    ``chosen``, ``best_polarity``, ``best_threshold``, ``best_split_balanced_accuracy`` (S,)."""
 
     unit_accuracy: Tensor
     unit_balanced_accuracy: Tensor
@@ -150,44 +190,55 @@ class HeldOut:
     best_auc: float
     best_polarity: Tensor
     best_threshold: Tensor
+    best_split_balanced_accuracy: Tensor
+
+
+def _scores_at(x: Tensor, y: Tensor, polarity: Tensor, thr: Tensor) -> dict[str, Tensor]:
+    """(U,) accuracy and balanced accuracy on ``x (N, U)``, ``y (N,)`` of each unit's one
+    classifier ``polarity * (x - thr) >= 0``."""
+    pred = torch.where(polarity > 0, x >= thr, x <= thr)  # (N, U)
+    tpr = pred[y].double().mean(0)
+    tnr = (~pred[~y]).double().mean(0)
+    n_pos = int(y.sum())
+    return {"accuracy": (tpr * n_pos + tnr * (len(y) - n_pos)) / len(y),
+            "balanced_accuracy": 0.5 * (tpr + tnr)}
 
 
 def _split_scores(x: Tensor, y: Tensor, choose: Tensor, test: Tensor, n_thresholds: int):
-    """One split: per unit (U,) test scores of the (polarity, threshold) best on ``choose``,
-    and the set-level choice (unit, its polarity and threshold)."""
+    """One split: per unit (U,) test scores of the polarity (by AUC) and threshold (by BA)
+    chosen on ``choose``, and the set-level choice (unit, its polarity and threshold)."""
     xc, yc, xt, yt = x[choose], y[choose], x[test], y[test]
+    if bool(yc.all()) or not bool(yc.any()) or bool(yt.all()) or not bool(yt.any()):
+        raise ValueError("a split half lacks a class: the probe needs at least two groups "
+                         "of each class")
     thr = threshold_grid(xc, n_thresholds)  # from the choosing half only
-    rc = _rates(*_sorted_by_class(xc, yc), thr)
-    pos_t, neg_t = _sorted_by_class(xt, yt)
-    rt = _rates(pos_t, neg_t, thr)
-    ba_c = rc["balanced_accuracy"].permute(1, 0, 2).reshape(x.shape[1], -1)
-    flat = ba_c.argmax(1)  # (U,) over (polarity, threshold)
-    polarity = 1 - 2 * torch.div(flat, n_thresholds, rounding_mode="floor")
-    auc_t = _auc_sorted(pos_t, neg_t)
-    per_unit = {
-        "accuracy": _pick(rt["accuracy"], flat),
-        "balanced_accuracy": _pick(rt["balanced_accuracy"], flat),
-        "auc": torch.where(polarity > 0, auc_t, 1.0 - auc_t),
-    }
-    unit = int(ba_c.max(1).values.argmax())
-    return per_unit, unit, int(polarity[unit]), float(thr[unit, flat[unit] % n_thresholds])
+    pos_c, neg_c = _sorted_by_class(xc, yc)
+    polarity = polarity_from_auc(_auc_sorted(pos_c, neg_c))
+    ba_c, t_idx = _best_threshold(_rates(pos_c, neg_c, thr)["balanced_accuracy"], polarity)
+    chosen_thr = thr.gather(1, t_idx[:, None])[:, 0]  # (U,)
+    auc_t = _auc_sorted(*_sorted_by_class(xt, yt))
+    per_unit = {**_scores_at(xt, yt, polarity, chosen_thr),
+                "auc": torch.where(polarity > 0, auc_t, 1.0 - auc_t)}
+    unit = int(ba_c.argmax())
+    return per_unit, unit, int(polarity[unit]), float(thr[unit, t_idx[unit]])
 
 
 def heldout_scores(values, labels, n_splits: int = 20, n_thresholds: int = 20,
-                   seed: int = 0, splits: list[tuple[Tensor, Tensor]] | None = None) -> HeldOut:
-    """The held-out protocol over ``n_splits`` stratified halves (see the module docstring).
+                   seed: int = 0, splits: list[tuple[Tensor, Tensor]] | None = None,
+                   groups=None) -> HeldOut:
+    """The held-out protocol over ``n_splits`` halves (see the module docstring).
 
-    On each split, each unit's polarity and threshold (from a grid over the choosing half's
-    range) maximise balanced accuracy on the choosing half and are scored on the test half; the
+    On each split, each unit's polarity (AUC >= 0.5 on the choosing half) and threshold (the
+    choosing half's rank cut point of best balanced accuracy) are scored on the test half; the
     set-level choice takes the unit with the best choosing-half balanced accuracy. The test half
     is never read before the choice. ``splits`` (choose, test) index pairs replace the
-    :func:`stratified_halves` of ``(labels, n_splits, seed)``.
+    :func:`stratified_halves` of ``(labels, n_splits, seed, groups)``.
     """
     x = _as_float(values)
     y = _as_labels(labels, x.shape[0])
     rows, chosen, pols, thrs = [], [], [], []
     if splits is None:
-        splits = stratified_halves(y, n_splits, seed)
+        splits = stratified_halves(y, n_splits, seed, groups)
     for choose, test in splits:
         per_unit, unit, pol, thr = _split_scores(x, y, choose, test, n_thresholds)
         rows.append(per_unit)
@@ -209,20 +260,22 @@ def heldout_scores(values, labels, n_splits: int = 20, n_thresholds: int = 20,
         best_auc=float(at["auc"].mean()),
         best_polarity=torch.tensor(pols),
         best_threshold=torch.tensor(thrs, dtype=torch.float64),
+        best_split_balanced_accuracy=at["balanced_accuracy"],
     )
 
 
 def best_unit_score(values, labels, n_splits: int = 20, n_thresholds: int = 20,
-                    seed: int = 0) -> dict:
+                    seed: int = 0, groups=None, splits=None) -> dict:
     """The contract's SCORE of a set of units plus ``index`` (the unit chosen most often on the
     choosing halves) and its per-unit tables (for rankings).
 
     ``heldout_*`` come from the set-level protocol (unit chosen per split on the choosing half);
-    ``accuracy``, ``balanced_accuracy``, ``auc`` and ``polarity`` are Le et al.'s protocol for
-    ``index`` on the whole probe.
+    ``accuracy``, ``balanced_accuracy``, ``auc`` and ``polarity`` are Le et al.'s protocol (with
+    quantile thresholds and polarity by AUC) for ``index`` on the whole probe. ``splits``
+    replaces the :func:`stratified_halves` of ``(labels, n_splits, seed, groups)``.
     """
     whole = threshold_scores(values, labels, n_thresholds)
-    held = heldout_scores(values, labels, n_splits, n_thresholds, seed)
+    held = heldout_scores(values, labels, n_splits, n_thresholds, seed, splits, groups)
     index = int(torch.mode(held.chosen).values)
     score = {
         "index": index,

@@ -36,21 +36,34 @@ def _run_folder(tmp_path: Path) -> Path:
     return run
 
 
+BUILTIN = {"faces": 100, "non_faces": 100, "backgrounds": 100}  # the reporting part
+BASELINES = {"always_negative", "best_pixel", "image_statistics", "random_weights",
+             "linear_filters", "exemplar_filters", "stage0"}
+
+
 def check_contract(result: dict, classes: dict[str, int], n_stages: int) -> None:
     assert result["schema"] == 1
     assert result["probe"]["classes"] == classes
-    assert SCORE <= set(result["best_neuron"])
-    assert result["best_neuron"]["stage"] == n_stages - 1
-    assert result["best_neuron"]["layer"] in ("pooled", "hidden")
-    assert set(result["baselines"]) == {"always_negative", "best_pixel", "random_weights",
-                                        "linear_filters", "stage0"}
+    confound = result["probe"]["confound_balanced_accuracy"]
+    assert 0 <= confound <= 1 and result["probe"]["confound_warning"] == (confound > 0.6)
+    best = result["best_neuron"]
+    assert SCORE <= set(best) and best["polarity"] in (1, -1)
+    assert best["stage"] == n_stages - 1 and best["layer"] in ("pooled", "hidden")
+    stab = best["stability"]
+    assert len(stab["per_split"]) == result["protocol"]["n_splits"]
+    assert abs(sum(stab["share"].values()) - 1) < 1e-3
+    assert stab["top_share"] == max(stab["share"].values())
+    assert f"{best['layer']}/{best['index']}" in stab["share"]
+    assert set(result["baselines"]) == BASELINES
     for s in result["baselines"].values():
         assert SCORE <= set(s)
     assert result["baselines"]["always_negative"]["heldout_balanced_accuracy"] == 0.5
     keys = {(e["stage"], e["layer"]) for e in result["stages"]}
-    assert keys == {(k, la) for k in range(n_stages) for la in ("pooled", "hidden")}
+    assert keys == {(k, la) for k in range(n_stages)
+                    for la in ("pooled", "hidden", "pooled_lcn")}
     for e in result["stages"]:
         assert 0 < len(e["ranking"]) <= 50 and SCORE <= set(e["best"])
+        assert e["normalised"] == (e["layer"] == "pooled_lcn")
         ba = [r["heldout_balanced_accuracy"] for r in e["ranking"]]
         assert ba == sorted(ba, reverse=True)
         key = f"{e['stage']}/{e['layer']}/{e['ranking'][0]['index']}"
@@ -58,16 +71,42 @@ def check_contract(result: dict, classes: dict[str, int], n_stages: int) -> None
         assert {c: sum(v) for c, v in counts.items()} == classes
     assert set(result["per_class"]) == set(classes)
     assert {"pixels", "stage0", f"stage{n_stages - 1}"} <= set(result["linear_readout"])
+    v = result["verdict"]
+    assert v["probe_confound"] == confound and v["text"].endswith(".")
+    assert v["best"] == {"stage": best["stage"], "layer": best["layer"],
+                         "index": best["index"], "polarity": best["polarity"],
+                         "balanced_accuracy": best["heldout_balanced_accuracy"],
+                         "std": best["heldout_balanced_accuracy_std"],
+                         "auc": best["heldout_auc"]}
+    assert (v["winner"] is None) == v["face_unit"]
+
+
+def check_builtin(result: dict) -> None:
+    """What only the built-in probe has: twins as negatives, boxes, the reference."""
+    assert result["probe"]["negatives"] == ["non_faces"] and result["probe"]["part"] == "report"
+    best = result["best_neuron"]
+    assert set(best["by_size"]) == {"small", "medium", "large"}
+    assert set(best["by_quadrant"]) == {"top_left", "top_right", "bottom_left", "bottom_right"}
+    assert sum(b["n_images"] for b in best["by_size"].values()) == 200
+    assert SCORE <= set(result["reference"]["mean_face_template"])
 
 
 def test_builtin_probe_writes_the_contract(tmp_path, capsys):
     run = _run_folder(tmp_path)
     assert main(["--run", str(run), "--filters", "50", "--splits", "3", "--quiet"]) == 0
     result = json.loads((run / "evaluation.json").read_text())
-    check_contract(result, {"faces": 50, "other": 200}, 2)
+    check_contract(result, BUILTIN, 2)
+    check_builtin(result)
     assert result["probe"]["source"] == "builtin" and result["probe"]["positive"] == "faces"
+    # the test dataset's videos have no corpus record: no corpus share
+    assert result["best_neuron"]["corpus_top100_face_share"] is None
     out = capsys.readouterr().out
     assert "top stage best unit" in out and "linear_filters" in out
+    assert result["verdict"]["text"] in out
+    assert main(["--run", str(run), "--filters", "50", "--splits", "3", "--quiet",
+                 "--part", "tune"]) == 0
+    tuned = json.loads((run / "evaluation.json").read_text())
+    assert tuned["probe"]["part"] == "tune" and tuned["probe"]["classes"] == BUILTIN
 
 
 def test_folder_probe_and_errors(tmp_path, capsys):
@@ -84,6 +123,8 @@ def test_folder_probe_and_errors(tmp_path, capsys):
     assert main(args + ["--positive", "cats <b>"]) == 0
     result = json.loads((run / "evaluation.json").read_text())
     check_contract(result, {"cats <b>": 4, "dogs": 6}, 2)
+    assert result["best_neuron"]["by_size"] is None
+    assert result["reference"]["mean_face_template"] is None
     capsys.readouterr()
     assert main(args) == 2  # no "faces" class
     err = capsys.readouterr().err
@@ -93,6 +134,25 @@ def test_folder_probe_and_errors(tmp_path, capsys):
     assert "broken.png" in capsys.readouterr().err
     assert main(["--run", str(tmp_path / "nope")]) == 2
     assert "catneuron train" in capsys.readouterr().err
+
+
+def test_a_probe_that_brightness_gives_away_is_warned(tmp_path, capsys):
+    run = _run_folder(tmp_path)
+    probe = tmp_path / "probe"
+    rng = np.random.default_rng(1)
+    for name, level in (("faces", 180), ("other", 60)):  # the classes differ in brightness
+        (probe / name).mkdir(parents=True)
+        for i in range(8):
+            img = (level + rng.integers(-20, 20, (24, 24, 3))).astype(np.uint8)
+            cv2.imwrite(str(probe / name / f"{i}.png"), img)
+    assert main(["--run", str(run), "--probe", str(probe), "--filters", "20", "--splits", "2",
+                 "--quiet"]) == 0
+    result = json.loads((run / "evaluation.json").read_text())
+    assert result["probe"]["confound_balanced_accuracy"] > 0.9
+    assert result["probe"]["confound_warning"] and result["verdict"]["probe_confound"] > 0.9
+    captured = capsys.readouterr()
+    assert "warning: on this probe, image statistics alone score" in captured.err
+    assert "image statistics alone separate the probe" in captured.out  # in the verdict
 
 
 @pytest.mark.slow
@@ -109,4 +169,21 @@ def test_end_to_end_on_a_trained_run(ray_cluster, tmp_path):
                   "--quiet"]) == 0
     assert main(["--run", str(run), "--filters", "100", "--splits", "5", "--quiet"]) == 0
     result = json.loads((run / "evaluation.json").read_text())
-    check_contract(result, {"faces": 50, "other": 200}, 2)
+    check_contract(result, BUILTIN, 2)
+    check_builtin(result)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1500)
+def test_fast_demo_evaluation_scores_the_matched_probe(demo_run):
+    """The demo's own evaluation: the reporting half of the matched-twin probe, confound-free,
+    with the headline unit's top frames counted in the labelled corpus (a third are faces)."""
+    assert demo_run.continued.returncode == 0, demo_run.continued.stdout[-3000:]
+    result = json.loads((demo_run.out / "train" / "evaluation.json").read_text())
+    check_contract(result, BUILTIN, 2)
+    check_builtin(result)
+    assert result["probe"]["confound_balanced_accuracy"] <= 0.6
+    best = result["best_neuron"]
+    assert abs(best["corpus_face_base_rate"] - 1 / 3) < 0.05
+    assert 0 <= best["corpus_top100_face_share"] <= 1
+    assert result["verdict"]["text"] in demo_run.continued.stdout

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 import pytest
 import torch
@@ -53,29 +51,69 @@ def test_negative_polarity_detector():
 
 
 def _brute_force(x: np.ndarray, y: np.ndarray, n_thr: int = 20):
-    """Per unit, per polarity, per threshold, per image: plain loops."""
+    """Per unit: polarity by AUC (sklearn), thresholds at rank cut points, plain loops."""
     n, u = x.shape
-    acc, bal = np.zeros(u), np.zeros(u)
+    acc, bal, pols = np.zeros(u), np.zeros(u), np.zeros(u, int)
     for j in range(u):
-        lo, hi = x[:, j].min(), x[:, j].max()
-        for i, pol in itertools.product(range(n_thr), (1, -1)):
-            t = lo + (hi - lo) * i / (n_thr - 1)
+        pol = 1 if roc_auc_score(y, x[:, j]) >= 0.5 else -1
+        xs = np.sort(x[:, j])
+        for i in range(n_thr):
+            r = min(int(np.round(i * n / n_thr)), n - 1)
+            t = xs[0] if r == 0 else (xs[r - 1] + xs[r]) / 2
             pred = [(x[m, j] >= t) if pol == 1 else (x[m, j] <= t) for m in range(n)]
             tp = sum(p and yy for p, yy in zip(pred, y, strict=True))
             tn = sum((not p) and (not yy) for p, yy in zip(pred, y, strict=True))
-            acc[j] = max(acc[j], (tp + tn) / n)
-            bal[j] = max(bal[j], 0.5 * (tp / y.sum() + tn / (n - y.sum())))
-    return acc, bal
+            b = 0.5 * (tp / y.sum() + tn / (n - y.sum()))
+            if b > bal[j]:
+                bal[j], acc[j] = b, (tp + tn) / n
+        pols[j] = pol
+    return acc, bal, pols
 
 
 def test_twenty_thresholds_equal_brute_force():
     rng = np.random.default_rng(3)
     x = rng.normal(size=(13, 5)).round(1)  # rounding makes ties at thresholds likely
+    x[:, 2] = -x[:, 2] - 2.0 * np.array([1, 0, 0, 1, 0, 0, 0, 1, 0, 0, 1, 0, 0])  # anti unit
     y = np.array([1, 0, 0, 1, 0, 0, 0, 1, 0, 0, 1, 0, 0])
-    acc, bal = _brute_force(x, y)
+    acc, bal, pols = _brute_force(x, y)
     got = threshold_scores(x, y)
     np.testing.assert_allclose(got["accuracy"].numpy(), acc, atol=1e-12)
     np.testing.assert_allclose(got["balanced_accuracy"].numpy(), bal, atol=1e-12)
+    assert got["polarity"].tolist() == pols.tolist() and pols[2] == -1
+
+
+def test_one_outlier_does_not_blind_the_thresholds():
+    """Evenly spaced thresholds between min and max would all fall below the outlier's gap."""
+    x, y, det = _planted()
+    x[0, det] = 1e6  # one huge response (image 0 is a positive)
+    whole = threshold_scores(x, y)
+    assert float(whole["balanced_accuracy"][det]) == 1.0
+    held = heldout_scores(x, y, n_splits=10)
+    assert held.best_balanced_accuracy == 1.0 and (held.chosen == det).all()
+
+
+def test_ties_keep_the_polarity_of_the_auc():
+    """A unit that is low for the class (many ties) is polarity -1 with AUC reported > 0.5; a
+    constant unit is chance, never a detector."""
+    y = np.array([1] * 20 + [0] * 20)
+    low = np.where(y == 1, 0.0, 1.0)
+    low[[0, 25]] = 0.5  # a few more tied values
+    x = np.c_[low, np.zeros(40)]
+    whole = threshold_scores(x, y)
+    assert whole["polarity"].tolist() == [-1, 1]
+    assert float(whole["auc"][0]) > 0.95 and float(whole["auc"][1]) == 0.5
+    assert float(whole["balanced_accuracy"][1]) == 0.5
+    held = heldout_scores(x, y, n_splits=10)
+    assert (held.best_polarity == -1).all() and (held.chosen == 0).all()
+    assert held.best_auc > 0.95 and float(held.unit_balanced_accuracy[1]) == 0.5
+
+
+def test_groups_stay_on_one_side_of_every_split():
+    y = np.array([1, 0] * 12)
+    groups = np.repeat(np.arange(12), 2)  # an image and its twin
+    for choose, test in stratified_halves(y, 8, seed=2, groups=groups):
+        assert set(groups[choose.numpy()]).isdisjoint(groups[test.numpy()])
+        assert len(choose) == 12 and int(y[choose.numpy()].sum()) == 6
 
 
 def test_auc_matches_sklearn_with_ties():
