@@ -28,7 +28,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from models.layers import l2_pool, local_contrast_normalize
 from models.neurons import breakdown
 from models.neurons.baselines import exemplar_stack, filter_responses, patch_filters
 from models.neurons.image_stats import (
@@ -38,28 +37,15 @@ from models.neurons.image_stats import (
 )
 from models.neurons.selectivity import best_unit_score, stratified_halves
 from models.neurons.template import template_responses
+from models.neurons.units import LAYERS, NORMALISED, stage_maps
 from models.neurons.verdict import verdict
 from models.stack import RBMStack
 
-LAYERS = ("hidden", "pooled")  # a unit's own response: headline candidates (ties: hidden)
-NORMALISED = ("pooled_lcn",)  # scored and labelled, never the headline
 N_RANKED = 50
 N_BINS = 20
 N_TEMPLATE_SIDES = 7
 TOP_FRAMES = 100
 MAX_READOUT_UNITS = 2048  # wider layers get no read-out (None): a logistic fit takes too long
-
-
-@torch.no_grad()
-def _stage_outputs(stack: RBMStack, xb: torch.Tensor):
-    """Per stage ``(hidden, pooled, pooled_lcn)`` maps of a batch of frames."""
-    v = stack.preprocess(xb)
-    for k, rbm in enumerate(stack.rbms):
-        st = stack.config.stages[k]
-        hidden = rbm.mean_hiddens(stack._visible_form(v, k))  # (n, K, Ph, Pw)
-        pooled = l2_pool(hidden, st.pool, st.pool_stride)  # (n, K, S, S)
-        v = local_contrast_normalize(pooled, st.lcn_sigma)
-        yield k, {"hidden": hidden, "pooled": pooled, "pooled_lcn": v}
 
 
 def unit_tables(stack: RBMStack, images: np.ndarray, batch: int = 256,
@@ -68,7 +54,7 @@ def unit_tables(stack: RBMStack, images: np.ndarray, batch: int = 256,
     x = torch.from_numpy(images)
     parts: dict[str, list[np.ndarray]] = {}
     for i in range(0, len(x), batch):
-        for k, out in _stage_outputs(stack, x[i:i + batch]):
+        for k, out in stage_maps(stack, x[i:i + batch]):
             for layer in layers:
                 parts.setdefault(f"{k}/{layer}", []).append(out[layer].flatten(1).double().numpy())
     return {name: np.concatenate(p) for name, p in parts.items()}
@@ -80,7 +66,7 @@ def unit_response(stack: RBMStack, frames: np.ndarray, stage: int, layer: str, i
     x = torch.from_numpy(frames)
     out = []
     for i in range(0, len(x), batch):
-        for k, maps in _stage_outputs(stack, x[i:i + batch]):
+        for k, maps in stage_maps(stack, x[i:i + batch]):
             if k == stage:
                 out.append(maps[layer].flatten(1)[:, index].double().numpy())
                 break

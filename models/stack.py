@@ -220,7 +220,7 @@ class RBMStack:
             x = x.to(device=self.device, dtype=self.dtype)
         return local_contrast_normalize(x, cfg.input_lcn_sigma)
 
-    def _visible_form(self, x: Tensor, stage: int) -> Tensor:
+    def visible_form(self, x: Tensor, stage: int) -> Tensor:
         """Logistic squashing for a Bernoulli-visible stage; identity for Gaussian."""
         if self.config.stages[stage].visible == "bernoulli":
             return torch.sigmoid(x)
@@ -236,7 +236,7 @@ class RBMStack:
         """What stage ``stage``'s RBM sees as v, from raw frames ``x`` (uint8 or float)."""
         self._check_layer(stage)
         base = self.preprocess(x) if stage == 0 else self.transform(x, stage - 1)
-        return self._visible_form(base, stage)
+        return self.visible_form(base, stage)
 
     @torch.no_grad()
     def features(self, v: Tensor, layer: int) -> Tensor:
@@ -252,7 +252,7 @@ class RBMStack:
         self._check_layer(layer)
         out = self.features(self.stage_input(x, 0), 0)
         for k in range(1, layer + 1):
-            out = self.features(self._visible_form(out, k), k)
+            out = self.features(self.visible_form(out, k), k)
         return out
 
     def state_dict(self) -> dict:

@@ -59,7 +59,7 @@ def exemplar_stack(stack, frames: Tensor, generator: torch.Generator, n_frames: 
     pick = torch.randperm(len(frames), generator=generator)[:n_frames]
     x = torch.as_tensor(frames)[pick]
     for k, rbm in enumerate(ex.rbms):
-        pv = rbm.patches(ex.stage_input(x, k)).contiguous()  # (P, N, D)
+        pv = rbm.geometry.patches(ex.stage_input(x, k)).contiguous()  # (P, N, D)
         src = torch.randint(pv.shape[1], (rbm.n_maps,), generator=generator)
         w = pv[:, src, :]  # (P, K, D): one frame's patches per map
         w = w - w.mean(2, keepdim=True)

@@ -55,7 +55,7 @@ def test_exemplar_stack_has_the_stack_geometry_and_training_patches_as_weights()
     ex = exemplar_stack(stack, frames, torch.Generator().manual_seed(1), n_frames=32)
     w0 = ex.rbms[0].params["W"]  # (P, K, D)
     assert w0.shape == stack.rbms[0].params["W"].shape
-    patches = ex.rbms[0].patches(ex.stage_input(frames, 0))  # (P, N, D)
+    patches = ex.rbms[0].geometry.patches(ex.stage_input(frames, 0))  # (P, N, D)
     centred = patches - patches.mean(2, keepdim=True)
     cos = torch.nn.functional.cosine_similarity(w0[:, :, None, :], centred[:, None], dim=3)
     assert (cos.amax(2) > 0.999).all()  # every map's weights are one frame's patches

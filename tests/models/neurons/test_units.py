@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from models.layers import l2_pool
 from models.neurons.units import layer_shape, stage_outputs, unit_position, up_pass
 from tests.models.tiny_stack import TINY, tiny_stack
 
@@ -13,9 +14,12 @@ def test_up_pass_equals_stack_transform():
     stack = tiny_stack()
     x = torch.rand(5, 1, 16, 16, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     for stage in (0, 1):
-        torch.testing.assert_close(up_pass(stack, x, stage), stack.transform(x, stage))
+        torch.testing.assert_close(up_pass(stack, x, stage, "pooled_lcn"),
+                                   stack.transform(x, stage))
         h = stack.rbms[stage].mean_hiddens(stack.stage_input(x, stage))
         torch.testing.assert_close(up_pass(stack, x, stage, "hidden"), h)
+        st = stack.config.stages[stage]  # "pooled": the L2 pooling of h, before normalisation
+        torch.testing.assert_close(up_pass(stack, x, stage), l2_pool(h, st.pool, st.pool_stride))
 
 
 def test_up_pass_has_gradients_and_stage_outputs_match():
@@ -24,8 +28,10 @@ def test_up_pass_has_gradients_and_stage_outputs_match():
     up_pass(stack, x, 1).sum().backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
     frames = torch.randint(0, 256, (3, 1, 16, 16), dtype=torch.uint8)
-    outs = stage_outputs(stack, frames, 1)
+    outs = stage_outputs(stack, frames, 1, "pooled_lcn")
     torch.testing.assert_close(outs[1], stack.transform(frames, 1))
+    pooled = stage_outputs(stack, frames, 1)
+    torch.testing.assert_close(pooled[1], up_pass(stack, frames.double() / 255, 1))
     assert [tuple(o.shape[1:]) for o in outs] == [(3, 5, 5), (2, 3, 3)]
 
 
