@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.cluster.raycluster import listening
 from tests.pipeline.conftest import make_video
 
 pytestmark = pytest.mark.slow
@@ -114,6 +115,17 @@ def test_submit_runs_ingest_and_train_and_jobs_show_them(two_nodes, ingested, tr
     missing = cli(two_nodes, "jobs", "status", "raysubmit_doesnotexist")
     assert missing.returncode == 1 and "no job" in missing.stderr and "Traceback" not in (
         missing.stderr)
+
+
+def test_every_socket_of_the_cluster_listens_on_loopback(two_nodes, trained):
+    # after jobs ran (job supervisors, drivers and actors' workers have come and gone)
+    sockets = listening(two_nodes)
+    names = {name for name, _, _ in sockets}
+    assert {"gcs_server", "raylet"} <= names, names
+    assert sum(name == "raylet" for name, _, _ in sockets) >= 4  # node and object managers
+    assert any("DashboardAgent" in n for n in names) and any("RuntimeEnv" in n for n in names)
+    exposed = [s for s in sockets if s[1] not in ("127.0.0.1", "::ffff:127.0.0.1")]
+    assert exposed == [], exposed
 
 
 def test_training_spreads_workers_and_shards_over_both_nodes(two_nodes, trained):
