@@ -36,6 +36,7 @@ and reads it through :mod:`pipeline.storage`, so a cluster needs no shared disk)
 from __future__ import annotations
 
 import collections
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -165,6 +166,9 @@ class Trainer:
             summary["model"] = model_path
         except TrainingFailed as exc:
             self.log.event(str(exc))
+            # the same failure sits in other results still in flight; Ray would print each one
+            # as an "unhandled error" when they are dropped: the one line above says it all
+            os.environ["RAY_IGNORE_UNHANDLED_ERRORS"] = "1"
             raise
         finally:
             self.log.close()

@@ -127,6 +127,10 @@ class LocalCluster:
         self._wait(lambda: self._n_alive_nodes() > before, node, f"node {name} to join")
         return node
 
+    def member(self, name: str) -> Node:
+        """The node started as ``name`` (``"head"``, ``"node2"``, ...)."""
+        return next(node for node in self.members if node.name == name)
+
     def client_env(self) -> dict:
         """Environment for a client of this cluster (its address and auth token)."""
         return {**self.env, "RAY_ADDRESS": self.dashboard}
