@@ -254,3 +254,21 @@ class StageWatch:
             if len(self.live.running(names)) == len(names):
                 return
             time.sleep(poll_s)
+
+    def await_start(self, where: str, poll_s: float = 0.5) -> None:
+        """A stage's start: every shard, and every worker (synchronous) or the workers that
+        can run (asynchronous: once one answers, those still unplaced after the grace are left
+        to the driver, which takes them when they answer)."""
+        self.await_running(where, self.shards, poll_s)
+        if self.every_worker:
+            self.await_running(where, self.workers, poll_s)
+            return
+        for name in self.workers:
+            self.live.lost(name)
+        while True:
+            self.poll(where, report_back=False)
+            down = [n for n in self.workers if n not in self.live.running(self.workers)]
+            if not down or (len(down) < len(self.workers) and all(
+                    self.live.down_for(n) > self.live.grace_s for n in down)):
+                return
+            time.sleep(poll_s)

@@ -218,7 +218,7 @@ class Trainer:
                              stack_path=storage.join(self.run_dir, "model.pt") if stage else None)
         try:
             watch = self._watch(actors, cpus)
-            watch.await_running(f"stage {stage}: starting its actors")
+            watch.await_start(f"stage {stage}: starting its actors")
             actors.record_pids()
             meta = read_meta(latest_checkpoint(stage_dir))
             sizes = [actors.layout.numel(j) for j in range(tc.n_ps_shards)]

@@ -140,3 +140,22 @@ def test_await_running_returns_once_all_answer(monkeypatch):
     assert [m for m in log if "worker 0" in m] == [
         "stage 0: starting its actors: worker 0 does not answer yet (5 s; Ray is starting it, "
         "0.5 CPU is free for it); 1 of 2 workers running"]
+
+
+def test_async_starts_with_the_workers_that_can_run(monkeypatch):
+    watch, probe, clock, log = _watch()
+    probe.up.discard(worker_name(1))
+
+    def sleep(_):
+        clock.t += 1.0
+
+    monkeypatch.setattr(liveness.time, "sleep", sleep)
+    watch.await_start("stage 1: starting its actors")
+    assert watch.running_workers() == [0] and 5 <= clock.t <= 8
+    assert log == ["stage 1: starting its actors: worker 1 waits for 0.5 CPU (0.4 CPU free in "
+                   "the cluster); 1 of 2 workers running"]
+    sync, probe, clock, _ = _watch(every_worker=True, timeout_s=30.0)
+    probe.up.discard(worker_name(1))
+    monkeypatch.setattr(liveness.time, "sleep", lambda _: setattr(clock, "t", clock.t + 1.0))
+    with pytest.raises(PlacementTimeout, match="worker 1 waits for 0.5 CPU"):
+        sync.await_start("stage 1: starting its actors")
