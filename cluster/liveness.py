@@ -242,6 +242,15 @@ class StageWatch:
                 f"(train.placement_timeout_s={self.timeout_s:g}); {self.count()}. Add a node "
                 f"with those resources, then continue the run with --resume")
 
+    def report_unreported(self, where: str) -> None:
+        """Log what each down worker waits for, if it was not said yet (a stage can end within
+        the grace after a loss)."""
+        for name in self.workers:
+            member = self.live.members[name]
+            if member.down_since is not None and member.reported == -math.inf:
+                member.reported = self.live.clock()
+                self.log(f"{where}: {self.live.describe(name)}; {self.count()}")
+
     def await_running(self, where: str, names: list[str] | None = None,
                       poll_s: float = 0.5) -> None:
         """Probe ``names`` (default: every actor) until all answer, logging what they wait

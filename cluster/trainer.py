@@ -11,7 +11,9 @@ against the parameters of step t-1; each shard averages its parts in worker orde
 them once (``apply_sync``), returning its new slices, which are the arguments of step t+1. The
 driver passes only ObjectRefs (nothing is copied through it) and keeps at most
 ``max_in_flight`` steps outstanding. Any actor failure rolls every shard and worker back to the
-last checkpoint, so a sync run with faults equals one without.
+last checkpoint, so a sync run with faults equals one without; before the rollback every actor
+must answer again (:mod:`cluster.liveness` logs what a missing one waits for, and the run fails
+with one line past ``train.placement_timeout_s``).
 
 Asynchronous schedule (Downpour SGD, Dean et al. 2012): each worker runs chunks of
 ``log_interval`` steps (rounded up to whole push periods) on its own (fetch every ``n_fetch``,
@@ -20,6 +22,10 @@ takes chunk results in completion order (``ray.wait``), so a slow worker never h
 others. A dead worker is restarted by Ray (``max_restarts``) and replays its chunk from its last
 reported data position with the same push sequence numbers (what already landed is rejected,
 so no update is applied twice). A dead shard is restarted by Ray and restores its last checkpoint.
+When a lost node's resources are missing, Ray cannot place an actor again: the driver goes on
+with the workers that run, says what the others wait for, takes them back when they answer, and
+fails the run with one line when a shard (or every worker) stays unplaced past
+``train.placement_timeout_s`` (:mod:`cluster.liveness`).
 
 A progress bar per stage (steps/s and the latest reconstruction error) shows on a terminal.
 
@@ -454,6 +460,7 @@ class _AsyncDriver:
                 self._take(ref)
             self.watch.poll(self.where)
             self._feed()
+        self.watch.report_unreported(f"{self.where}: every step done")
         self.watch.await_running(f"{self.where}: final checkpoint", self.watch.shards)
         for info in self.actors.restarted_shards():
             self.log.event(f"stage {self.actors.stage}: shard {info['index']} was restored from "

@@ -159,3 +159,14 @@ def test_async_starts_with_the_workers_that_can_run(monkeypatch):
     monkeypatch.setattr(liveness.time, "sleep", lambda _: setattr(clock, "t", clock.t + 1.0))
     with pytest.raises(PlacementTimeout, match="worker 1 waits for 0.5 CPU"):
         sync.await_start("stage 1: starting its actors")
+
+
+def test_a_wait_not_yet_reported_is_reported_when_the_stage_ends():
+    watch, probe, clock, log = _watch()
+    probe.up.discard(worker_name(1))
+    watch.lost_worker(1)
+    _tick(watch, clock, 2)  # within the grace: nothing said yet
+    watch.report_unreported("stage 0 step 240: every step done")
+    watch.report_unreported("stage 0 step 240: every step done")
+    assert log == ["stage 0 step 240: every step done: worker 1 waits for 0.5 CPU (0.4 CPU free "
+                   "in the cluster); 1 of 2 workers running"]

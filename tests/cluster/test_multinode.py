@@ -239,7 +239,7 @@ def test_losing_a_node_async_goes_on_with_the_worker_that_fits(two_nodes, ingest
     data, _ = ingested
     run_dir = tmp_path / "survives"
     started = cli(two_nodes, "submit", "--no-pip", "--no-wait",
-                  *train_args(data, run_dir, 240, "--train.checkpoint_every=80",
+                  *train_args(data, run_dir, 1200, "--train.checkpoint_every=400",
                               worker_cpus=0.6))
     assert started.returncode == 0, started.stderr[-3000:]
     job = submitted_id(started)
@@ -248,7 +248,7 @@ def test_losing_a_node_async_goes_on_with_the_worker_that_fits(two_nodes, ingest
     assert follow.returncode == 0, follow.stdout[-3000:] + follow.stderr[-3000:]
     assert "SUCCEEDED" in follow.stderr
     summary, _ = json.JSONDecoder().raw_decode(follow.stdout[follow.stdout.index("{\n"):])
-    assert summary["stages"][0]["steps"] == 240
+    assert summary["stages"][0]["steps"] == 1200
     events = (run_dir / "events.log").read_text().splitlines()
     waits = [e for e in events if re.search(
         r"worker \d waits for 0\.6 CPU \(.* free in the cluster\); 1 of 2 workers running", e)]
