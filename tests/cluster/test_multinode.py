@@ -218,6 +218,17 @@ def _event_time(line: str) -> float:
     return time.mktime(time.strptime(line.split(" ", 1)[0], "%Y-%m-%dT%H:%M:%S"))
 
 
+def _head_and_a_fresh_node(cluster, name: str) -> None:
+    """Leave the head alone (SIGKILL any other node of the fixture still alive), then join a
+    fresh 1-CPU node ``name``: the two-node shape every node-loss test starts from."""
+    for node in cluster.members:
+        if node.name != "head" and node.alive():
+            node.kill()
+    wait_for(lambda: sum(n.get("state") == "ALIVE" for n in cluster.nodes()) == 1,
+             "only the head to be alive", timeout_s=60)
+    cluster.add_node(name, num_cpus=1, resources={name: 1})
+
+
 def _kill_mid_training(cluster, node_name: str, run_dir: Path, job: str) -> float:
     """Once both nodes hold actors of ``job`` and it has trained, SIGKILL the node's process
     group (only the processes that node's ``ray start`` started); returns the time."""
@@ -234,16 +245,17 @@ def _kill_mid_training(cluster, node_name: str, run_dir: Path, job: str) -> floa
 
 
 def test_losing_a_node_async_goes_on_with_the_worker_that_fits(two_nodes, ingested, tmp_path):
-    # head and node2, 1 CPU each; a worker asks for 0.6 CPU, a shard for 0.01: once node2 is
-    # lost, the head holds both shards and one worker, not the second worker
+    # the head and a second node, 1 CPU each; a worker asks for 0.6 CPU, a shard for 0.01: once
+    # the second node is lost, the head holds both shards and one worker, not the second worker
     data, _ = ingested
+    _head_and_a_fresh_node(two_nodes, "node4")
     run_dir = tmp_path / "survives"
     started = cli(two_nodes, "submit", "--no-pip", "--no-wait",
                   *train_args(data, run_dir, 1200, "--train.checkpoint_every=400",
                               worker_cpus=0.6))
     assert started.returncode == 0, started.stderr[-3000:]
     job = submitted_id(started)
-    killed_at = _kill_mid_training(two_nodes, "node2", run_dir, job)
+    killed_at = _kill_mid_training(two_nodes, "node4", run_dir, job)
     follow = cli(two_nodes, "jobs", "logs", job, "--follow", timeout=420)
     assert follow.returncode == 0, follow.stdout[-3000:] + follow.stderr[-3000:]
     assert "SUCCEEDED" in follow.stderr
@@ -262,14 +274,14 @@ def test_losing_a_node_that_held_a_shard_fails_the_job_with_one_line(two_nodes, 
     # a fresh second node; a worker asks for 0.99 CPU, so the surviving head (0.99 for its
     # worker, 0.01 for its shard) has no room for the lost node's shard
     data, _ = ingested
-    two_nodes.add_node("node4", num_cpus=1, resources={"node4": 1})
+    _head_and_a_fresh_node(two_nodes, "node5")
     run_dir = tmp_path / "fails"
     started = cli(two_nodes, "submit", "--no-pip", "--no-wait",
                   *train_args(data, run_dir, 1_000_000, "--train.placement_timeout_s=20",
                               worker_cpus=0.99))
     assert started.returncode == 0, started.stderr[-3000:]
     job = submitted_id(started)
-    killed_at = _kill_mid_training(two_nodes, "node4", run_dir, job)
+    killed_at = _kill_mid_training(two_nodes, "node5", run_dir, job)
     follow = cli(two_nodes, "jobs", "logs", job, "--follow", timeout=420)
     assert time.time() - killed_at < 20 + 180  # the limit, plus generous room on 2 busy cores
     assert follow.returncode == 1 and "FAILED" in follow.stderr, follow.stderr[-3000:]
@@ -280,3 +292,25 @@ def test_losing_a_node_that_held_a_shard_fails_the_job_with_one_line(two_nodes, 
     assert re.search(r"parameter-server shard \d waits for 0\.01 CPU \(none free in the "
                      r"cluster\), for \d+ s \(train\.placement_timeout_s=20\)", last[0]), last
     assert "Traceback" not in follow.stdout
+
+
+def test_losing_a_node_sync_says_what_it_waits_for_then_fails(two_nodes, ingested, tmp_path):
+    # synchronous steps need every worker: the head takes the lost shard, not the lost worker
+    data, _ = ingested
+    _head_and_a_fresh_node(two_nodes, "node6")
+    run_dir = tmp_path / "sync"
+    started = cli(two_nodes, "submit", "--no-pip", "--no-wait",
+                  *train_args(data, run_dir, 1_000_000, "--mode", "sync",
+                              "--train.placement_timeout_s=15", worker_cpus=0.6))
+    assert started.returncode == 0, started.stderr[-3000:]
+    job = submitted_id(started)
+    killed_at = _kill_mid_training(two_nodes, "node6", run_dir, job)
+    follow = cli(two_nodes, "jobs", "logs", job, "--follow", timeout=420)
+    assert time.time() - killed_at < 15 + 180
+    assert follow.returncode == 1 and "FAILED" in follow.stderr, follow.stderr[-3000:]
+    waits = re.findall(r"synchronous steps wait for every worker and shard: worker \d waits "
+                       r"for 0\.6 CPU \(.* free in the cluster\); 1 of 2 workers running",
+                       follow.stdout)
+    assert waits, follow.stdout[-3000:]
+    last = [x for x in follow.stdout.splitlines() if x.startswith("catneuron train: ")]
+    assert len(last) == 1 and "train.placement_timeout_s=15" in last[0], follow.stdout[-3000:]
