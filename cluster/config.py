@@ -92,6 +92,11 @@ class TrainConfig:
     run_dir : the run folder (config, metrics, TensorBoard events, checkpoints): a path or a URI
         such as ``s3://bucket/runs/x``.
     device : ``"cpu"``, ``"cuda"`` or ``"auto"`` (cuda when available) for workers' compute.
+    placement_timeout_s : how long the run waits for an actor it cannot go on without when Ray
+        cannot place it (a lost node's resources are missing): a parameter-server shard, in the
+        synchronous mode any worker, in the asynchronous mode the last worker. Past this the
+        run fails with one line naming what is missing (``cluster.liveness``). Asynchronous
+        training goes on meanwhile with the workers it has.
     """
 
     mode: Literal["async", "sync"] = "async"
@@ -111,12 +116,15 @@ class TrainConfig:
     seed: int = 0
     run_dir: str = "runs/demo/train"
     device: Literal["cpu", "cuda", "auto"] = "cpu"
+    placement_timeout_s: float = 300.0
 
     def __post_init__(self) -> None:
         for name in ("n_workers", "n_ps_shards", "steps", "n_fetch", "n_push", "max_in_flight",
                      "log_interval"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
+        if not self.placement_timeout_s > 0:
+            raise ValueError(f"placement_timeout_s={self.placement_timeout_s} must be > 0")
         for name in ("stages", "warm_start_steps", "checkpoint_every"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 0")

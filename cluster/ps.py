@@ -154,8 +154,13 @@ class ParameterShard:
             return
         lr = self.updater.config.learning_rate
         raise FloatingPointError(
-            f"parameter-server shard {self.index} diverged after {self.n_applied} updates: lower "
-            f"update.learning_rate (now {lr}, try {lr / 10:g}) or the momentum")
+            f"parameter-server shard {self.index}'s parameters became NaN/inf after "
+            f"{self.n_applied} updates: lower update.learning_rate (now {lr:g}, try "
+            f"{lr / 10:g}) or update.momentum")
+
+    def ping(self) -> int:
+        """For liveness probes (:mod:`cluster.liveness`)."""
+        return os.getpid()
 
     def params_now(self) -> dict[str, np.ndarray]:
         """Current slices only (sync mode's first fetch)."""
@@ -206,10 +211,14 @@ every actor spins its idle threads against the other actors'). torch is set to o
 each actor's constructor."""
 
 
+SHARD_CPUS = 0.01
+"""Ray CPUs a shard asks for: a tiny share (it mostly waits)."""
+
+
 def shard_actor_class(max_restarts: int = -1):
-    """``ParameterShard`` as a Ray actor class: a tiny CPU share (it mostly waits), restarted by
-    Ray when it dies, tasks never retried (a lost push stays lost), one thread."""
+    """``ParameterShard`` as a Ray actor class: ``SHARD_CPUS``, restarted by Ray when it dies,
+    tasks never retried (a lost push stays lost), one thread."""
     import ray
 
-    return ray.remote(num_cpus=0.01, max_restarts=max_restarts, max_task_retries=0,
+    return ray.remote(num_cpus=SHARD_CPUS, max_restarts=max_restarts, max_task_retries=0,
                       runtime_env=ONE_THREAD_ENV)(ParameterShard)

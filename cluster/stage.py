@@ -45,6 +45,10 @@ class StageActors:
     workers: list
     shard_pids: list[int]
 
+    def record_pids(self) -> None:
+        """Remember the shards' process ids (call once every shard answers)."""
+        self.shard_pids = [i["pid"] for i in ray.get([s.info.remote() for s in self.shards])]
+
     def restarted_shards(self) -> list[dict]:
         """``info()`` of the shards Ray restarted since the stage started (retried while one is
         restarting)."""
@@ -59,12 +63,14 @@ class StageActors:
 
 def start_stage(job: JobSections, stage: int, rbm: RBMBase, stage_dir: str | os.PathLike, *,
                 config_text: str = "", stack_path: str | None = None,
-                worker_cpus: float = 1.0) -> StageActors:
+                worker_cpus: float = 1.0, wait: bool = True) -> StageActors:
     """Start ``job.train.n_ps_shards`` shards and ``job.train.n_workers`` workers for ``stage``.
 
     ``rbm`` is the stage's model with its initial parameters (used when ``stage_dir`` has no
     checkpoint yet: the step-0 checkpoint is then written from it). Workers continue from the
-    latest checkpoint's data positions and RBM state. Returns once every actor answers.
+    latest checkpoint's data positions and RBM state. Returns once every actor answers, or at
+    once without ``wait`` (the caller then waits, as the trainer does through
+    :mod:`cluster.liveness`, and calls :meth:`StageActors.record_pids`).
     """
     tc = job.train
     stage_dir = str(stage_dir)
@@ -86,9 +92,11 @@ def start_stage(job: JobSections, stage: int, rbm: RBMBase, stage_dir: str | os.
                                  shards=names if tc.mode == "async" else (),
                                  checkpoint=checkpoint, stack_path=stack_path)
                for k in range(tc.n_workers)]
-    ray.get([w.ping.remote() for w in workers])
-    pids = [i["pid"] for i in ray.get([s.info.remote() for s in shards])]
-    return StageActors(stage, stage_dir, layout, shards, workers, pids)
+    actors = StageActors(stage, stage_dir, layout, shards, workers, [])
+    if wait:
+        ray.get([w.ping.remote() for w in workers])
+        actors.record_pids()
+    return actors
 
 
 def get_when_alive(make_refs: Callable[[], list], attempts: int = 120) -> list:

@@ -11,7 +11,9 @@ against the parameters of step t-1; each shard averages its parts in worker orde
 them once (``apply_sync``), returning its new slices, which are the arguments of step t+1. The
 driver passes only ObjectRefs (nothing is copied through it) and keeps at most
 ``max_in_flight`` steps outstanding. Any actor failure rolls every shard and worker back to the
-last checkpoint, so a sync run with faults equals one without.
+last checkpoint, so a sync run with faults equals one without; before the rollback every actor
+must answer again (:mod:`cluster.liveness` logs what a missing one waits for, and the run fails
+with one line past ``train.placement_timeout_s``).
 
 Asynchronous schedule (Downpour SGD, Dean et al. 2012): each worker runs chunks of
 ``log_interval`` steps (rounded up to whole push periods) on its own (fetch every ``n_fetch``,
@@ -20,6 +22,10 @@ takes chunk results in completion order (``ray.wait``), so a slow worker never h
 others. A dead worker is restarted by Ray (``max_restarts``) and replays its chunk from its last
 reported data position with the same push sequence numbers (what already landed is rejected,
 so no update is applied twice). A dead shard is restarted by Ray and restores its last checkpoint.
+When a lost node's resources are missing, Ray cannot place an actor again: the driver goes on
+with the workers that run, says what the others wait for, takes them back when they answer, and
+fails the run with one line when a shard (or every worker) stays unplaced past
+``train.placement_timeout_s`` (:mod:`cluster.liveness`).
 
 A progress bar per stage (steps/s and the latest reconstruction error) shows on a terminal.
 
@@ -36,6 +42,7 @@ and reads it through :mod:`pipeline.storage`, so a cluster needs no shared disk)
 from __future__ import annotations
 
 import collections
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -48,7 +55,9 @@ from tqdm import tqdm
 
 from cluster.checkpoint import read_meta, step_folder, write_meta
 from cluster.config import JobSections
-from cluster.ps import OutOfStep, latest_checkpoint
+from cluster.failures import Diverged, TrainingFailed, diverged_cause, diverged_message
+from cluster.liveness import Liveness, RayProbe, StageWatch, shard_name, worker_name
+from cluster.ps import SHARD_CPUS, OutOfStep, latest_checkpoint
 from cluster.runlog import RunLogger, show_recon_error, stage_progress
 from cluster.sharding import ShardLayout
 from cluster.stage import StageActors, get_when_alive, start_stage
@@ -57,6 +66,8 @@ from cluster.worker import split_holdout
 from models.stack import RBMStack
 from pipeline import storage
 from pipeline.reader import read_frames, shards_for_worker
+
+POLL_S = 0.5  # seconds between the drivers' liveness polls while they wait
 
 
 def init_ray(num_cpus: float = 0.0) -> None:
@@ -159,6 +170,12 @@ class Trainer:
                                          "job_config": self.config_text})
                 self.log.event(f"stage {stage} done: {stats}")
             summary["model"] = model_path
+        except TrainingFailed as exc:
+            self.log.event(str(exc))
+            # the same failure sits in other results still in flight; Ray would print each one
+            # as an "unhandled error" when they are dropped: the one line above says it all
+            os.environ["RAY_IGNORE_UNHANDLED_ERRORS"] = "1"
+            raise
         finally:
             self.log.close()
         return summary
@@ -203,28 +220,57 @@ class Trainer:
         start = int(meta["step"]) if meta else 0
         cpus = worker_cpu_share(cfg)
         actors = start_stage(cfg, stage, rbm, stage_dir, config_text=self.config_text,
-                             worker_cpus=cpus,
+                             worker_cpus=cpus, wait=False,
                              stack_path=storage.join(self.run_dir, "model.pt") if stage else None)
-        meta = read_meta(latest_checkpoint(stage_dir))
-        sizes = [actors.layout.numel(j) for j in range(tc.n_ps_shards)]
-        self.log.event(f"stage {stage}: {tc.n_workers} workers ({cpus} CPU each), "
-                       f"{tc.n_ps_shards} shard{'s' * (tc.n_ps_shards != 1)} ({sizes} params "
-                       f"each), mode {tc.mode}, steps {start}..{tc.steps}")
-        t0 = time.perf_counter()
-        with stage_progress(stage, tc.steps, start) as bar:
-            if tc.mode == "sync":
-                stats = _SyncDriver(self, actors, meta, bar).run()
-            else:
-                stats = _AsyncDriver(self, actors, meta, bar).run()
-        stats["seconds"] = time.perf_counter() - t0
-        # gather the stage's parameters into the driver's stack (the next stage's input)
-        parts = get_when_alive(lambda: [s.fetch.remote() for s in actors.shards])
-        actors.layout.join([p[1] for p in parts], out=rbm.params)
-        infos = get_when_alive(lambda: [s.info.remote() for s in actors.shards])
-        stats.update(stage=stage, updates_applied=[i["n_applied"] for i in infos],
-                     updates_rejected=[i["n_rejected"] for i in infos])
-        actors.kill()
+        try:
+            watch = self._watch(actors, cpus)
+            watch.await_start(f"stage {stage}: starting its actors")
+            actors.record_pids()
+            meta = read_meta(latest_checkpoint(stage_dir))
+            sizes = [actors.layout.numel(j) for j in range(tc.n_ps_shards)]
+            self.log.event(f"stage {stage}: {tc.n_workers} workers ({cpus} CPU each), "
+                           f"{tc.n_ps_shards} shard{'s' * (tc.n_ps_shards != 1)} "
+                           f"({sizes} params each), mode {tc.mode}, steps {start}..{tc.steps}")
+            t0 = time.perf_counter()
+            with stage_progress(stage, tc.steps, start) as bar:
+                driver_class = _SyncDriver if tc.mode == "sync" else _AsyncDriver
+                driver = driver_class(self, actors, meta, bar, watch)
+                stats = self._run(driver, stage)
+            stats["seconds"] = time.perf_counter() - t0
+            # gather the stage's parameters into the driver's stack (the next stage's input)
+            watch.await_running(f"stage {stage} step {driver.step}: gathering the parameters",
+                                watch.shards)
+            parts = get_when_alive(lambda: [s.fetch.remote() for s in actors.shards])
+            actors.layout.join([p[1] for p in parts], out=rbm.params)
+            infos = get_when_alive(lambda: [s.info.remote() for s in actors.shards])
+            stats.update(stage=stage, updates_applied=[i["n_applied"] for i in infos],
+                         updates_rejected=[i["n_rejected"] for i in infos])
+        finally:
+            actors.kill()
         return stats
+
+    def _watch(self, actors: StageActors, worker_cpus: float) -> StageWatch:
+        """The stage's actors under :mod:`cluster.liveness` (shards probed all the time)."""
+        tc = self.config.train
+        live = Liveness(RayProbe())
+        for j, shard in enumerate(actors.shards):
+            live.add(shard_name(j), shard, {"CPU": SHARD_CPUS}, watched=True)
+        for k, worker in enumerate(actors.workers):
+            live.add(worker_name(k), worker, {"CPU": worker_cpus})
+        return StageWatch(live, tc.n_workers, tc.n_ps_shards, tc.placement_timeout_s,
+                          every_worker=tc.mode == "sync", log=self.log.event)
+
+    @staticmethod
+    def _run(driver: _SyncDriver | _AsyncDriver, stage: int) -> dict:
+        """The driver's schedule; a divergence (NaN/inf parameters, seen by a shard, raised
+        through Ray) becomes :class:`Diverged`, one line naming the stage, step and fix."""
+        try:
+            return driver.run()
+        except Exception as exc:
+            cause = diverged_cause(exc)
+            if cause is None:
+                raise
+            raise Diverged(diverged_message(stage, driver.step, cause)) from None
 
     # ------------------------------------------------------------------ shared by the drivers
     def checkpoint(self, actors: StageActors, step: int, *, positions, seqs, wsteps,
@@ -266,10 +312,12 @@ class Trainer:
 
 
 class _SyncDriver:
-    """Fixed-order synchronous steps, pipelined through ObjectRefs; rollback on failure."""
+    """Fixed-order synchronous steps, pipelined through ObjectRefs; rollback on failure (after
+    every actor answers again: ``watch`` says what the steps wait for)."""
 
-    def __init__(self, trainer: Trainer, actors: StageActors, meta: Mapping, bar: tqdm) -> None:
-        self.trainer, self.actors, self.bar = trainer, actors, bar
+    def __init__(self, trainer: Trainer, actors: StageActors, meta: Mapping, bar: tqdm,
+                 watch: StageWatch) -> None:
+        self.trainer, self.actors, self.bar, self.watch = trainer, actors, bar, watch
         self.tc = trainer.config.train
         self.log = trainer.log
         self.last_checkpoint = meta
@@ -340,8 +388,8 @@ class _SyncDriver:
         """Wait for restarted actors, restore every shard and worker to the last checkpoint."""
         meta, actors = self.last_checkpoint, self.actors
         folder = step_folder(actors.stage_dir, meta["step"])
-        get_when_alive(lambda: [a.ping.remote() for a in actors.workers]
-                       + [s.info.remote() for s in actors.shards])
+        self.watch.await_running(f"stage {actors.stage} step {self.step}: synchronous steps "
+                                 f"wait for every worker and shard")
         ray.get([s.load.remote(storage.join(folder, f"shard{j}.pt"))
                  for j, s in enumerate(actors.shards)])
         ray.get([w.restore.remote(tuple(meta["positions"][k]), meta["local_states"][k],
@@ -361,8 +409,6 @@ class Replica:
     seq: int  # the next push's sequence number
     steps: int  # worker steps done (its generator's step counter)
     local_state: Mapping | None  # q, chain (and optimiser) as of its last chunk with state
-    started: bool = False
-    restarting: bool = False
 
 
 @dataclass
@@ -377,10 +423,12 @@ class _Chunks:
 
 
 class _AsyncDriver:
-    """Downpour: chunks of whole push periods per worker, taken in completion order."""
+    """Downpour: chunks of whole push periods per worker, taken in completion order; goes on
+    with the workers that run (``watch``) and takes a worker back when it answers again."""
 
-    def __init__(self, trainer: Trainer, actors: StageActors, meta: Mapping, bar: tqdm) -> None:
-        self.trainer, self.actors, self.bar = trainer, actors, bar
+    def __init__(self, trainer: Trainer, actors: StageActors, meta: Mapping, bar: tqdm,
+                 watch: StageWatch) -> None:
+        self.trainer, self.actors, self.bar, self.watch = trainer, actors, bar, watch
         self.tc = tc = trainer.config.train
         self.log = trainer.log
         self.replicas = [Replica(w, tuple(meta["positions"][k]), meta["seqs"][k],
@@ -393,28 +441,27 @@ class _AsyncDriver:
         self.restarts = 0
         self.last: dict = {}
 
+    @property
+    def where(self) -> str:
+        return f"stage {self.actors.stage} step {self.step}"
+
     def run(self) -> dict:
-        self._submit(0)
         if self.step < self.tc.warm_start_steps and len(self.replicas) > 1:
             self.log.event(f"stage {self.actors.stage}: warm start: worker 0 alone for "
                            f"{self.tc.warm_start_steps} steps")
-        self._admit()
-        while self.chunks.refs:
-            [ref], _ = ray.wait(list(self.chunks.refs), num_returns=1)
-            k, n_steps = self.chunks.refs.pop(ref)
-            try:
-                result = ray.get(ref)
-            except ray.exceptions.RayActorError as exc:  # died or restarting: chunk lost
-                self._lost(k, exc)
-                continue
-            before = self.step
-            self.step += n_steps
-            self._record(k, n_steps, result)
-            self.trainer.inject_faults(self.actors, self.step)
-            if self.trainer.due(before, self.step):
-                self._checkpoint()
-            self._admit()
-            self._submit(k)
+        self._feed()
+        while self.tc.steps - self.step - self.chunks.steps > 0 or self.chunks.refs:
+            ready = []
+            if self.chunks.refs:
+                ready, _ = ray.wait(list(self.chunks.refs), num_returns=1, timeout=POLL_S)
+            else:  # every worker is down: wait for one (the watch fails the run past its limit)
+                time.sleep(POLL_S)
+            for ref in ready:
+                self._take(ref)
+            self.watch.poll(self.where)
+            self._feed()
+        self.watch.report_unreported(f"{self.where}: every step done")
+        self.watch.await_running(f"{self.where}: final checkpoint", self.watch.shards)
         for info in self.actors.restarted_shards():
             self.log.event(f"stage {self.actors.stage}: shard {info['index']} was restored from "
                            f"{info['restored_from']} after a fault (Ray restarted it)")
@@ -422,6 +469,30 @@ class _AsyncDriver:
             self._checkpoint()
         return {"mode": "async", "steps": self.step, "worker_restarts": self.restarts,
                 **self.last}
+
+    def _take(self, ref: ray.ObjectRef) -> None:
+        """Account a finished (or lost) chunk; checkpoint when one is due."""
+        k, n_steps = self.chunks.refs.pop(ref)
+        try:
+            result = ray.get(ref)
+        except ray.exceptions.RayActorError as exc:  # died, restarting, or a shard was down
+            self._lost(k, exc)
+            return
+        before = self.step
+        self.step += n_steps
+        self._record(k, n_steps, result)
+        self.trainer.inject_faults(self.actors, self.step)
+        if self.trainer.due(before, self.step):
+            self._checkpoint()
+
+    def _feed(self) -> None:
+        """Give every running, idle worker its next chunk (worker 0 alone during the warm
+        start, unless it is down)."""
+        busy = {k for k, _ in self.chunks.refs.values()}
+        alone = self.step < self.tc.warm_start_steps and self.watch.is_running(0)
+        for k in self.watch.running_workers():
+            if k not in busy and (k == 0 or not alone):
+                self._submit(k)
 
     def _submit(self, k: int) -> None:
         """Worker ``k``'s next chunk, if steps remain; with its state when a checkpoint or the
@@ -434,35 +505,25 @@ class _AsyncDriver:
         with_state = self.trainer.due(self.step, ahead) or ahead >= tc.steps
         ref = r.actor.run.remote(n_steps, r.position, r.seq, r.steps, with_state)
         self.chunks.refs[ref] = (k, n_steps)
-        r.started = True
-
-    def _admit(self) -> None:
-        """After the warm start (worker 0 alone for ``warm_start_steps``), start the others."""
-        if self.step >= self.tc.warm_start_steps:
-            for k, r in enumerate(self.replicas):
-                if not r.started:
-                    self._submit(k)
 
     def _lost(self, k: int, exc: BaseException) -> None:
-        """Worker ``k`` died: Ray restarts it; its chunk is replayed from its last position."""
+        """Worker ``k``'s chunk is lost: it died (Ray restarts it), or a shard it needs did not
+        answer. It replays from its last position once it answers again; the others go on."""
         r = self.replicas[k]
-        if not r.restarting:
-            r.restarting = True
+        self.watch.lost_worker(k)
+        if isinstance(exc, ray.exceptions.RayTaskError):
+            what = f"worker {k}'s chunk failed (a shard did not answer: {type(exc).__name__})"
+        else:
             self.restarts += 1
-            self.log.event(
-                f"stage {self.actors.stage} step {self.step}: worker {k} died "
-                f"({type(exc).__name__}); Ray restarts it; it replays from data position "
-                f"{r.position} with push seq {r.seq} (pushes that already landed are "
-                f"rejected, the rest of its chunk is lost)")
-        time.sleep(0.2)
-        self._submit(k)
+            what = f"worker {k} died ({type(exc).__name__}); Ray restarts it"
+        self.log.event(
+            f"{self.where}: {what}; it replays from data position {r.position} with push seq "
+            f"{r.seq} once it answers (pushes that already landed are rejected, the rest of its "
+            f"chunk is lost); {self.watch.count()}")
 
     def _record(self, k: int, n_steps: int, m: dict) -> None:
         """Account worker ``k``'s finished chunk: its next start, metrics, lost pushes."""
         r, stage = self.replicas[k], self.actors.stage
-        if r.restarting:
-            r.restarting = False
-            self.log.event(f"stage {stage} step {self.step}: worker {k} is back")
         r.position, r.seq = tuple(m.pop("position")), m["seq_end"]
         r.local_state = m.pop("local_state", None)
         r.steps += n_steps
@@ -472,12 +533,12 @@ class _AsyncDriver:
         self.bar.update(n_steps)
         show_recon_error(self.bar, m)
         if m["push_failures"]:
-            restored = [i["index"] for i in self.actors.restarted_shards()]
-            self.log.event(f"stage {stage} step {self.step}: worker {k} lost "
-                           f"{m['push_failures']} push(es) to a dead shard; shards restarted "
-                           f"and restored from checkpoint: {restored}")
+            self.log.event(f"{self.where}: worker {k} lost {m['push_failures']} push(es) to a "
+                           f"shard that did not answer (a restarted shard restores the last "
+                           f"checkpoint)")
 
     def _checkpoint(self) -> None:
+        self.watch.await_running(f"{self.where}: checkpoint", self.watch.shards)
         rs = self.replicas
         self.trainer.checkpoint(self.actors, self.step, positions=[r.position for r in rs],
                                 seqs=[r.seq for r in rs], wsteps=[r.steps for r in rs],

@@ -39,7 +39,9 @@ EPILOG = "\n\n".join(textwrap.fill(t, 92) for t in (
     "resolved config; --config is refused. Only these may change on resume: "
     f"{', '.join(SAFE_ON_RESUME)} (and --steps). Any other change, or a RUN that holds no run, "
     "exits 2 before anything is written.",
-    "Ctrl-C: exits 130 with the command that continues the run; the last checkpoint is intact.",
+    "Ctrl-C: exits 130 with the command that continues the run; the last checkpoint is intact. "
+    "A run that diverges, or that waits longer than train.placement_timeout_s for an actor Ray "
+    "cannot place (a lost node), exits 1 with one line naming the stage, the step and the fix.",
     "Ray: a local run starts its own Ray, listening on 127.0.0.1 only; --ray-address or "
     "RAY_ADDRESS joins a cluster (one that does not answer fails in seconds).",
 ))
@@ -134,7 +136,8 @@ def where_interrupted(run_dir: str, n_stages: int | None = None) -> tuple[int, i
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the job; 0 on success, 2 on a bad config or dataset, 130 on Ctrl-C."""
+    """Run the job; 0 on success, 2 on a bad config or dataset, 1 when training fails (one
+    line: it diverged, or an actor it needs could not be placed), 130 on Ctrl-C."""
     from jobs.config import ConfigError, dumps
     from jobs.preflight import preflight
 
@@ -163,6 +166,7 @@ def _env_address() -> str | None:
 
 def _train(config, config_text: str, args) -> int:
     """Start (or join) Ray, train, print the summary."""
+    from cluster.failures import TrainingFailed
     from cluster.trainer import Trainer
     from pipeline.pool import RayUnreachable, ensure_ray
 
@@ -178,6 +182,9 @@ def _train(config, config_text: str, args) -> int:
     except FileExistsError as exc:
         print(f"catneuron train: {exc}", file=sys.stderr)
         return 2
+    except TrainingFailed as exc:  # diverged, or an actor it needs could not be placed
+        print(f"catneuron train: {exc}", file=sys.stderr)
+        return 1
     print(json.dumps(summary, indent=1, default=str))
     return 0
 

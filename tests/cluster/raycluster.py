@@ -6,7 +6,10 @@ the machine).
 Ray's ``ray start`` records the cluster's address in ``<temp dir>/ray_current_cluster``; with
 ``--temp-dir`` on every node that file lives in this cluster's own folder, so a later plain
 ``ray.init()`` elsewhere (which reads ``/tmp/ray/ray_current_cluster``) never joins this one.
-Everything listens on 127.0.0.1, on ports picked free for this cluster.
+Every node is started by :mod:`cluster.loopback` (``ray start`` keeping 127.0.0.1 as the node
+address, which plain ``ray start`` replaces with the machine's address), so every socket of
+the cluster (GCS, dashboard, raylets' node and object managers, agents, metrics, client
+server, workers) listens on 127.0.0.1, on ports picked free for this cluster.
 """
 
 from __future__ import annotations
@@ -25,6 +28,10 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cluster.loopback import LOOPBACK_ENV
+
+ROOT = Path(__file__).resolve().parents[2]
+
 # Node death is noticed after health_check_failure_threshold failed checks of period ms: keep it
 # to about two seconds so a test of a dying node does not wait Ray's default ~15 s.
 FAST_HEALTH_CHECK = {"RAY_health_check_period_ms": "500", "RAY_health_check_timeout_ms": "500",
@@ -36,12 +43,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def ray_bin() -> str:
-    """The ``ray`` script of this interpreter's environment."""
-    candidate = Path(sys.executable).with_name("ray")
-    return str(candidate) if candidate.exists() else "ray"
 
 
 @dataclass
@@ -88,7 +89,7 @@ class LocalCluster:
     def dashboard(self) -> str:
         return f"http://127.0.0.1:{self.dashboard_port}"
 
-    def _start(self, name: str, args: list[str]) -> Node:
+    def _start(self, name: str, args: list[str], env: dict | None = None) -> Node:
         temp_dir = self.root / name
         temp_dir.mkdir(parents=True, exist_ok=True)
         log = self.root / f"{name}.log"
@@ -96,11 +97,12 @@ class LocalCluster:
         ports = ["--dashboard-agent-listen-port", str(free_port()),
                  "--metrics-export-port", str(free_port()),
                  "--runtime-env-agent-port", str(free_port())]
-        cmd = [ray_bin(), "start", "--block", "--node-ip-address=127.0.0.1",
+        cmd = [sys.executable, "-m", "cluster.loopback", "--block", "--node-ip-address=127.0.0.1",
                f"--temp-dir={temp_dir}", "--disable-usage-stats", *ports, *args]
         with open(log, "wb") as out:
             proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, env=self.env,
+                                    stdin=subprocess.DEVNULL, env={**self.env, **(env or {})},
+                                    cwd=ROOT,
                                     start_new_session=True)
         node = Node(name, temp_dir, proc, log)
         self.members.append(node)
@@ -110,7 +112,10 @@ class LocalCluster:
         head = self._start("head", [
             "--head", f"--port={self.gcs_port}", "--dashboard-host=127.0.0.1",
             f"--dashboard-port={self.dashboard_port}", f"--num-cpus={num_cpus}",
-            f"--ray-client-server-port={free_port()}", "--include-dashboard=true"])
+            f"--ray-client-server-port={free_port()}", "--include-dashboard=true"],
+            # the autoscaler's and the dashboard's metrics ports are fixed unless set here
+            env={"AUTOSCALER_METRIC_PORT": str(free_port()),
+                 "DASHBOARD_METRIC_PORT": str(free_port())})
         self._wait(lambda: self._n_alive_nodes() >= 1, head, "the head node's dashboard")
         return head
 
@@ -121,6 +126,10 @@ class LocalCluster:
             f"--resources={json.dumps(resources or {})}"])
         self._wait(lambda: self._n_alive_nodes() > before, node, f"node {name} to join")
         return node
+
+    def member(self, name: str) -> Node:
+        """The node started as ``name`` (``"head"``, ``"node2"``, ...)."""
+        return next(node for node in self.members if node.name == name)
 
     def client_env(self) -> dict:
         """Environment for a client of this cluster (its address and auth token)."""
@@ -179,7 +188,7 @@ def start_cluster(*, workers: dict[str, dict] | None = None, head_cpus: int = 1,
     in a fresh short temp folder (Unix socket paths must stay under 108 bytes)."""
     token = secrets.token_hex(32)
     base_env = {k: v for k, v in os.environ.items()
-                if not k.startswith(("RAY_ADDRESS", "RAY_AUTH"))}
+                if not k.startswith(("RAY_ADDRESS", "RAY_AUTH", *LOOPBACK_ENV))}
     # the job driver runs "python": this interpreter's environment, as a cluster image would
     path = f"{Path(sys.executable).parent}{os.pathsep}{base_env.get('PATH', '')}"
     base_env.update({"RAY_USAGE_STATS_ENABLED": "0", "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "0",
@@ -213,6 +222,30 @@ def processes_of(cluster: LocalCluster) -> list[int]:
         if str(cluster.root).encode() in cmdline and "zombie" not in state:
             pids.append(int(entry.name))
     return pids
+
+
+def listening(cluster: LocalCluster) -> list[tuple[str, str, int]]:
+    """``(process name, ip, port)`` of every listening TCP socket of the cluster's processes:
+    each node's process tree (agents rename themselves, so their command line no longer names
+    the cluster's folder) and every process naming the folder."""
+    import psutil
+
+    pids = set(processes_of(cluster))
+    for node in cluster.members:
+        try:
+            pids |= {p.pid for p in psutil.Process(node.proc.pid).children(recursive=True)}
+        except psutil.NoSuchProcess:
+            continue
+    out = []
+    for pid in pids:
+        try:
+            process = psutil.Process(pid)
+            out += [(process.name(), c.laddr.ip, c.laddr.port)
+                    for c in process.net_connections(kind="inet")
+                    if c.status == psutil.CONN_LISTEN]
+        except psutil.Error:
+            continue
+    return out
 
 
 def remove(cluster: LocalCluster) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.cluster.raycluster import listening
 from tests.pipeline.conftest import make_video
 
 pytestmark = pytest.mark.slow
@@ -38,13 +39,15 @@ def submitted_id(result: subprocess.CompletedProcess) -> str:
     return result.stdout.split("\n", 1)[0].strip()
 
 
-def train_args(data: Path, run_dir: Path, steps: int, *extra: str) -> list[str]:
+def train_args(data: Path, run_dir: Path, steps: int, *extra: str,
+               worker_cpus: float = 0.3) -> list[str]:
     """A small async training job: 16x16 frames, one stage, 2 workers, 2 shards."""
     return ["train", f"--data.path={data}", "--data.batch_size=8", "--data.holdout_frames=16",
             "--model.input_size=16", "--model.input_lcn_sigma=1.5", STAGE,
             "--update.learning_rate=0.01", "--mode", "async", "--workers", "2",
             "--ps-shards", "2", "--train.stages=1", f"--steps={steps}",
-            "--train.log_interval=4", f"--run-dir={run_dir}", "--sim.worker_cpus=0.3", *extra]
+            "--train.log_interval=4", f"--run-dir={run_dir}", f"--sim.worker_cpus={worker_cpus}",
+            *extra]
 
 
 def stage_actors(cluster, submission_id: str) -> dict[str, list[dict]]:
@@ -114,6 +117,17 @@ def test_submit_runs_ingest_and_train_and_jobs_show_them(two_nodes, ingested, tr
     missing = cli(two_nodes, "jobs", "status", "raysubmit_doesnotexist")
     assert missing.returncode == 1 and "no job" in missing.stderr and "Traceback" not in (
         missing.stderr)
+
+
+def test_every_socket_of_the_cluster_listens_on_loopback(two_nodes, trained):
+    # after jobs ran (job supervisors, drivers and actors' workers have come and gone)
+    sockets = listening(two_nodes)
+    names = {name for name, _, _ in sockets}
+    assert {"gcs_server", "raylet"} <= names, names
+    assert sum(name == "raylet" for name, _, _ in sockets) >= 4  # node and object managers
+    assert any("DashboardAgent" in n for n in names) and any("RuntimeEnv" in n for n in names)
+    exposed = [s for s in sockets if s[1] not in ("127.0.0.1", "::ffff:127.0.0.1")]
+    assert exposed == [], exposed
 
 
 def test_training_spreads_workers_and_shards_over_both_nodes(two_nodes, trained):
@@ -197,3 +211,106 @@ def test_a_node_dies_mid_training(two_nodes, ingested, tmp_path):
             assert state["n_applied"] <= pushed
         else:
             assert state["n_applied"] == pushed, (j, state["n_applied"], pushed)
+
+
+def _event_time(line: str) -> float:
+    """The time of an ``events.log`` line (``YYYY-mm-ddTHH:MM:SS text``)."""
+    return time.mktime(time.strptime(line.split(" ", 1)[0], "%Y-%m-%dT%H:%M:%S"))
+
+
+def _head_and_a_fresh_node(cluster, name: str) -> None:
+    """Leave the head alone (SIGKILL any other node of the fixture still alive), then join a
+    fresh 1-CPU node ``name``: the two-node shape every node-loss test starts from."""
+    for node in cluster.members:
+        if node.name != "head" and node.alive():
+            node.kill()
+    wait_for(lambda: sum(n.get("state") == "ALIVE" for n in cluster.nodes()) == 1,
+             "only the head to be alive", timeout_s=60)
+    cluster.add_node(name, num_cpus=1, resources={name: 1})
+
+
+def _kill_mid_training(cluster, node_name: str, run_dir: Path, job: str) -> float:
+    """Once both nodes hold actors of ``job`` and it has trained, SIGKILL the node's process
+    group (only the processes that node's ``ray start`` started); returns the time."""
+    doomed = cluster.node_id(node_name)
+
+    def on_doomed_node():
+        rows = [a for group in stage_actors(cluster, job).values() for a in group]
+        return len([a for a in rows if a["state"] == "ALIVE" and a["node_id"] == doomed]) == 2
+
+    wait_for(on_doomed_node, f"a worker and a shard on {node_name}")
+    wait_for(lambda: _records(run_dir), "the job to train")
+    cluster.member(node_name).kill()
+    return time.time()
+
+
+def test_losing_a_node_async_goes_on_with_the_worker_that_fits(two_nodes, ingested, tmp_path):
+    # the head and a second node, 1 CPU each; a worker asks for 0.6 CPU, a shard for 0.01: once
+    # the second node is lost, the head holds both shards and one worker, not the second worker
+    data, _ = ingested
+    _head_and_a_fresh_node(two_nodes, "node4")
+    run_dir = tmp_path / "survives"
+    started = cli(two_nodes, "submit", "--no-pip", "--no-wait",
+                  *train_args(data, run_dir, 1200, "--train.checkpoint_every=400",
+                              worker_cpus=0.6))
+    assert started.returncode == 0, started.stderr[-3000:]
+    job = submitted_id(started)
+    killed_at = _kill_mid_training(two_nodes, "node4", run_dir, job)
+    follow = cli(two_nodes, "jobs", "logs", job, "--follow", timeout=420)
+    assert follow.returncode == 0, follow.stdout[-3000:] + follow.stderr[-3000:]
+    assert "SUCCEEDED" in follow.stderr
+    summary, _ = json.JSONDecoder().raw_decode(follow.stdout[follow.stdout.index("{\n"):])
+    assert summary["stages"][0]["steps"] == 1200
+    events = (run_dir / "events.log").read_text().splitlines()
+    waits = [e for e in events if re.search(
+        r"worker \d waits for 0\.6 CPU \(.* free in the cluster\); 1 of 2 workers running", e)]
+    assert waits, "\n".join(events[-30:])
+    assert _event_time(waits[0]) - killed_at < 60, (waits[0], killed_at)  # noticed in seconds
+    assert (run_dir / "model.pt").is_file()
+
+
+def test_losing_a_node_that_held_a_shard_fails_the_job_with_one_line(two_nodes, ingested,
+                                                                     tmp_path):
+    # a fresh second node; a worker asks for 0.99 CPU, so the surviving head (0.99 for its
+    # worker, 0.01 for its shard) has no room for the lost node's shard
+    data, _ = ingested
+    _head_and_a_fresh_node(two_nodes, "node5")
+    run_dir = tmp_path / "fails"
+    started = cli(two_nodes, "submit", "--no-pip", "--no-wait",
+                  *train_args(data, run_dir, 1_000_000, "--train.placement_timeout_s=20",
+                              worker_cpus=0.99))
+    assert started.returncode == 0, started.stderr[-3000:]
+    job = submitted_id(started)
+    killed_at = _kill_mid_training(two_nodes, "node5", run_dir, job)
+    follow = cli(two_nodes, "jobs", "logs", job, "--follow", timeout=420)
+    assert time.time() - killed_at < 20 + 180  # the limit, plus generous room on 2 busy cores
+    assert follow.returncode == 1 and "FAILED" in follow.stderr, follow.stderr[-3000:]
+    status = cli(two_nodes, "jobs", "status", job)
+    assert "FAILED" in status.stdout
+    last = [x for x in follow.stdout.splitlines() if x.startswith("catneuron train: ")]
+    assert len(last) == 1, follow.stdout[-3000:]
+    assert re.search(r"parameter-server shard \d waits for 0\.01 CPU \(none free in the "
+                     r"cluster\), for \d+ s \(train\.placement_timeout_s=20\)", last[0]), last
+    assert "Traceback" not in follow.stdout
+
+
+def test_losing_a_node_sync_says_what_it_waits_for_then_fails(two_nodes, ingested, tmp_path):
+    # synchronous steps need every worker: the head takes the lost shard, not the lost worker
+    data, _ = ingested
+    _head_and_a_fresh_node(two_nodes, "node6")
+    run_dir = tmp_path / "sync"
+    started = cli(two_nodes, "submit", "--no-pip", "--no-wait",
+                  *train_args(data, run_dir, 1_000_000, "--mode", "sync",
+                              "--train.placement_timeout_s=15", worker_cpus=0.6))
+    assert started.returncode == 0, started.stderr[-3000:]
+    job = submitted_id(started)
+    killed_at = _kill_mid_training(two_nodes, "node6", run_dir, job)
+    follow = cli(two_nodes, "jobs", "logs", job, "--follow", timeout=420)
+    assert time.time() - killed_at < 15 + 180
+    assert follow.returncode == 1 and "FAILED" in follow.stderr, follow.stderr[-3000:]
+    waits = re.findall(r"synchronous steps wait for every worker and shard: worker \d waits "
+                       r"for 0\.6 CPU \(.* free in the cluster\); 1 of 2 workers running",
+                       follow.stdout)
+    assert waits, follow.stdout[-3000:]
+    last = [x for x in follow.stdout.splitlines() if x.startswith("catneuron train: ")]
+    assert len(last) == 1 and "train.placement_timeout_s=15" in last[0], follow.stdout[-3000:]

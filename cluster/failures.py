@@ -1,0 +1,44 @@
+"""Why a training run stops before its last step, as one line a user can act on.
+
+The trainer raises these; ``catneuron train`` prints the message alone (no traceback) and exits
+1. Each message names the stage, the step, what is missing and the setting to change.
+"""
+
+from __future__ import annotations
+
+
+class TrainingFailed(RuntimeError):
+    """A run that cannot go on; the message is the whole story, for the user."""
+
+
+class PlacementTimeout(TrainingFailed):
+    """An actor the schedule cannot go on without (a parameter-server shard; in the synchronous
+    mode any worker; in the asynchronous mode the last worker) stayed unplaced for longer than
+    ``train.placement_timeout_s``: typically a node was lost and the others lack the resources
+    it held."""
+
+
+class Diverged(TrainingFailed):
+    """The parameters became NaN or infinite (a parameter-server shard's check)."""
+
+
+def diverged_cause(exc: BaseException) -> FloatingPointError | None:
+    """The FloatingPointError a (possibly Ray-wrapped, possibly nested) error comes from.
+
+    Ray re-raises a remote task's error as ``RayTaskError`` whose ``cause`` is the original
+    error; a task that failed because an argument's task failed nests them.
+    """
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        cause = getattr(exc, "cause", None)
+        if isinstance(exc, FloatingPointError) and cause is None:
+            return exc
+        exc = cause if cause is not None else exc.__cause__
+    return None
+
+
+def diverged_message(stage: int, step: int, error: FloatingPointError) -> str:
+    """One line: where the run diverged and what to lower (the shard's own message says it)."""
+    reason = str(error).strip().splitlines()[-1] if str(error).strip() else "NaN/inf parameters"
+    return f"stage {stage} diverged at step {step}: {reason}"
