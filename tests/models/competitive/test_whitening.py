@@ -54,3 +54,15 @@ def test_errors_name_the_problem():
         Whitening(10).fit(torch.randn(5, 4))
     with pytest.raises(RuntimeError, match="not fitted"):
         Whitening(2).transform(torch.randn(5, 4))
+
+
+def test_randomized_method_equals_exact_on_the_kept_directions():
+    g = gen(7)
+    basis = torch.linalg.qr(torch.randn(60, 60, generator=g, dtype=DT))[0]
+    spectrum = torch.cat([torch.linspace(20, 5, 8), torch.full((52,), 0.1)]).to(DT)
+    x = (torch.randn(2000, 60, generator=g, dtype=DT) * spectrum.sqrt()) @ basis.T
+    exact = Whitening(8).fit(x)
+    fast = Whitening(8, method="randomized").fit(x)
+    torch.testing.assert_close(fast.variances_, exact.variances_, rtol=1e-6, atol=0)
+    a, b = exact.transform(x), fast.transform(x)
+    torch.testing.assert_close(a.abs(), b.abs(), rtol=1e-4, atol=1e-4)  # up to each sign
