@@ -121,7 +121,7 @@ class L2Windows:
         """L1 maps of each pyramid level: [(N, 2n, h_i, w_i)]."""
         return [self.l1.maps(level) for level in pyramid(frames[:, None], self.sizes)]
 
-    def fit_whitening(self, frames: Tensor, n_windows: int, seed: int, batch: int = 100) -> None:
+    def fit_whitening(self, frames: Tensor, n_windows: int, seed: int, batch: int = 25) -> None:
         """PCA-whitening to ``dims`` values (eps = 0.1 x the mean kept variance), fitted on
         ``n_windows`` random windows of the frames at all sizes."""
         rng = np.random.default_rng(seed)
@@ -162,14 +162,16 @@ def sample_windows(whitened: list[Tensor], n: int, seed: int) -> Tensor:
     return torch.cat(rows).float()
 
 
-def unit_responses(whitened: list[Tensor], units: Tensor, batch: int = 200) -> Tensor:
-    """Max over positions and sizes of ``units (K, dims) . window``: (N, K)."""
+def unit_responses(whitened: list[Tensor], units: Tensor, batch: int = 100) -> Tensor:
+    """Max over positions and sizes of ``units (K, dims) . window``: (N, K), one matmul per
+    batch and size (stack several stages' units to score them in one pass)."""
     N = whitened[0].shape[0]
     best = torch.full((N, units.shape[0]), -float("inf"))
-    u = units.float()
+    u = units.float().T.contiguous()  # (d, K)
     for maps in whitened:
         for s in range(0, N, batch):
             m = maps[s : s + batch].float()  # (B, d, h, w)
-            r = torch.einsum("bdhw,kd->bkhw", m, u).amax((2, 3))
+            rows = m.flatten(2).transpose(1, 2)  # (B, h*w, d)
+            r = (rows @ u).amax(1)  # (B, K)
             best[s : s + batch] = torch.maximum(best[s : s + batch], r)
     return best

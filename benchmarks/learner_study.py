@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from learner_data import make_data  # noqa: E402
 from learner_features import (  # noqa: E402
+    L1,
     L2Windows,
     learn_l1_kmeans,
     learn_l1_rbm,
@@ -133,23 +134,42 @@ def score_stage(r_probe: np.ndarray, r_train: np.ndarray, data: dict) -> dict:
     return res
 
 
-def run_one(data: dict, l1_name: str, seed: int, args) -> dict:
-    """One L1 learner, one seed: every top stage and the L1 units, scored."""
-    t0 = time.time()
+def l2_inputs(data: dict, l1_name: str, seed: int, args) -> tuple:
+    """The L1 bank and the whitened L2 windows of the training frames and the probe (read from
+    ``args.cache`` when it holds them for this L1 learner, seed and frame count)."""
+    cache = None
+    if args.cache:
+        cache = Path(args.cache) / f"{l1_name}_seed{seed}_frames{args.frames}.pt"
+        if cache.exists():
+            saved = torch.load(cache, weights_only=True)  # tensors, lists and strings only
+            return L1(saved["weight"], saved["bias"], saved["norm"]), saved["train"], saved["probe"]
     frames = data["frames"]
     fit = L1_LEARNERS[l1_name]
     l1 = random_l1(seed) if fit is None else fit(frames, seed)
     l2 = L2Windows(l1, sizes=tuple(args.sizes), window=args.window, dims=args.dims)
     l2.fit_whitening(frames, args.whiten_windows, seed)
-    w_train, w_probe = l2.whitened(frames), l2.whitened(data["probe"]["images"])
+    out = (l1, l2.whitened(frames), l2.whitened(data["probe"]["images"]))
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"weight": l1.weight, "bias": l1.bias, "norm": l1.norm, "train": out[1],
+                    "probe": out[2]}, cache)
+    return out
+
+
+def run_one(data: dict, l1_name: str, seed: int, args) -> dict:
+    """One L1 learner, one seed: every top stage and the L1 units, scored."""
+    t0 = time.time()
+    l1, w_train, w_probe = l2_inputs(data, l1_name, seed, args)
     windows = sample_windows(w_train, args.train_windows, seed)
     stages = top_stages(windows, args.K, seed, args.rbm_epochs)
     out = {"l1": l1_name, "seed": seed, "stages": {},
            "softmax_rbm_states_used": stages["softmax_rbm_states_used"]}
-    for name, units in stages["units"].items():
-        r_probe = unit_responses(w_probe, units).numpy()
-        r_train = unit_responses(w_train, units).numpy()
-        out["stages"][name] = score_stage(r_probe, r_train, data)
+    names, banks = zip(*stages["units"].items(), strict=True)
+    r_probe = unit_responses(w_probe, torch.cat(banks)).numpy()
+    r_train = unit_responses(w_train, torch.cat(banks)).numpy()
+    for i, name in enumerate(names):
+        cols = slice(i * args.K, (i + 1) * args.K)
+        out["stages"][name] = score_stage(r_probe[:, cols], r_train[:, cols], data)
     l1_units = l1.maps(data["probe"]["images"][:, None]).amax((2, 3)).numpy()
     out["stages"]["l1_units"] = held_out(l1_units, data["probe"])
     out["seconds"] = time.time() - t0
@@ -171,6 +191,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--data-seed", type=int, default=0)
     p.add_argument("--name", default=None)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--cache", default=None, help="folder for the whitened windows (reruns)")
     return p.parse_args(argv)
 
 
