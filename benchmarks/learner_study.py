@@ -92,11 +92,12 @@ def baselines(data: dict) -> dict:
 
 def train_softmax_rbm(windows: torch.Tensor, K: int, seed: int, epochs: int) -> SoftmaxRBM:
     """SoftmaxRBM on windows scaled to length sqrt(dims) (unit variance per value), seeded from
-    data, CD-1 in batches of 256."""
+    data, CD-1 in batches of 256, learning rate 0.1 (chosen by learner_tune_top.py on the tuning
+    half only)."""
     g = torch.Generator().manual_seed(seed)
     x = windows * windows.shape[1] ** 0.5
     rbm = SoftmaxRBM(x.shape[1], K, config=RBMConfig(k=1), device="cpu", generator=g,
-                     update=UpdateConfig(learning_rate=0.01, momentum_switch_step=100,
+                     update=UpdateConfig(learning_rate=0.1, momentum_switch_step=100,
                                          weight_decay=0.0))
     rbm.init_from_data(x)
     for _ in range(epochs):
@@ -187,7 +188,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--sizes", type=int, nargs="+", default=[58, 48, 40])
     p.add_argument("--whiten-windows", type=int, default=12000)
     p.add_argument("--train-windows", type=int, default=100_000)
-    p.add_argument("--rbm-epochs", type=int, default=3)
+    p.add_argument("--rbm-epochs", type=int, default=10)
     p.add_argument("--data-seed", type=int, default=0)
     p.add_argument("--name", default=None)
     p.add_argument("--threads", type=int, default=2)
@@ -209,12 +210,19 @@ def main(argv=None) -> None:
             brief = {k: (round(v["balanced_accuracy"], 3), round(v["auc"], 3))
                      for k, v in run["stages"].items()}
             print(l1_name, seed, f"{run['seconds']:.0f}s", brief, flush=True)
-    result["seconds"] = time.time() - t0
+            result["seconds"] = time.time() - t0
+            write(result, args)  # after every run, so a cut-short study keeps what it measured
+
+
+def write(result: dict, args: argparse.Namespace) -> None:
+    """benchmarks/results/learner_study/<name>.json, replaced atomically."""
     OUT.mkdir(parents=True, exist_ok=True)
     name = args.name or f"frames{args.frames}_K{args.K}_{'-'.join(args.l1)}"
     path = OUT / f"{name}.json"
-    path.write_text(json.dumps(result, indent=1))
-    print("wrote", path)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=1))
+    tmp.replace(path)
+    print("wrote", path, flush=True)
 
 
 if __name__ == "__main__":
