@@ -76,6 +76,16 @@ def mean_face_template(images: torch.Tensor, face: torch.Tensor) -> np.ndarray:
     return best[:, None].numpy()
 
 
+def linear_filters(images: torch.Tensor, frames: torch.Tensor, n: int = 1000) -> np.ndarray:
+    """Responses to ``n`` whole-frame linear filters cut from training frames (each frame minus
+    its mean, unit length): (N, n)."""
+    g = torch.Generator().manual_seed(0)
+    f = frames[torch.randperm(len(frames), generator=g)[:n]].flatten(1)
+    f = normalise_rows(f - f.mean(1, keepdim=True))
+    x = images.flatten(1)
+    return ((x - x.mean(1, keepdim=True)) @ f.T).numpy()
+
+
 def baselines(data: dict) -> dict:
     """The data's own baselines (same protocol) and the template reference."""
     probe = data["probe"]
@@ -85,6 +95,7 @@ def baselines(data: dict) -> dict:
         "best_pixel": held_out(imgs.flatten(1).numpy(), probe),
         "image_statistics_units": held_out(stats, probe),
         "image_statistics_logistic": logistic_held_out(stats, probe),
+        "best_linear_filter": held_out(linear_filters(imgs, data["frames"]), probe),
         "reference_mean_face_template": held_out(mean_face_template(imgs, data["mean_face"]),
                                                  probe),
     }
