@@ -87,17 +87,23 @@ def learn_l1_rbm(
     frames: Tensor, seed: int, n_filters: int = 32, field: int = 7, steps: int = 300
 ) -> L1:
     """A Gaussian-Bernoulli ConvRBM (CD-1, sparsity target 0.05) on contrast-normalised frames;
-    its filters (without the hidden bias) are the bank."""
+    its filters (without the hidden bias) are the bank.
+
+    The tied gradient sums over the P positions, so each update is divided by P before it is
+    applied (a per-position learning rate, as for an untied RBM; the sparsity cost is scaled
+    by P to survive the division)."""
     g = torch.Generator().manual_seed(seed)
+    x = local_contrast_normalize(frames[:, None], 2.0)
+    P = (x.shape[2] - field + 1) * (x.shape[3] - field + 1)
     rbm = ConvRBM(
         1, field, n_filters, visible="gaussian", device="cpu", generator=g,
-        config=RBMConfig(sparsity_target=0.05, sparsity_cost=0.5),
+        config=RBMConfig(sparsity_target=0.05, sparsity_cost=0.5 * P),
         update=UpdateConfig(learning_rate=1e-3, momentum_switch_step=50),
     )
-    x = local_contrast_normalize(frames[:, None], 2.0)
     for _ in range(steps):
         idx = torch.randint(len(x), (32,), generator=g)
-        rbm.apply_update(rbm.compute_update(x[idx]))
+        update = rbm.compute_update(x[idx])
+        rbm.apply_update({k: v / P for k, v in update.items()})
     W = rbm.params["W"].clone()
     return L1(W / W.flatten(1).norm(dim=1).view(-1, 1, 1, 1), torch.zeros(n_filters), "lcn")
 
