@@ -1,6 +1,8 @@
 """The math of catneuron in pure torch: contrast normalisation, pooling, RBMs, stacks,
 likelihoods."""
 
+from models.competitive.spherical_kmeans import SphericalKMeans
+from models.competitive.whitening import Whitening
 from models.layers import l2_pool, local_contrast_normalize
 from models.likelihood.estimates import (
     ais_betas,
@@ -10,23 +12,30 @@ from models.likelihood.estimates import (
     log_partition_exact,
     pseudo_log_likelihood,
 )
+from models.pooling import pool, pool_over_sizes, pyramid
+from models.rbm.conv import ConvRBM
 from models.rbm.dense import BernoulliRBM, GaussianBernoulliRBM, RBMConfig
 from models.rbm.estimator import BernoulliRBMEstimator
 from models.rbm.local import LocalRBM
 from models.rbm.optim import ParameterUpdater, UpdateConfig
+from models.rbm.softmax import SoftmaxRBM
 from models.stack import RBMStack, StackConfig, StageConfig
 
 __all__ = [
     "BernoulliRBM",
     "BernoulliRBMEstimator",
+    "ConvRBM",
     "GaussianBernoulliRBM",
     "LocalRBM",
     "ParameterUpdater",
     "RBMConfig",
     "RBMStack",
+    "SoftmaxRBM",
+    "SphericalKMeans",
     "StackConfig",
     "StageConfig",
     "UpdateConfig",
+    "Whitening",
     "ais_betas",
     "free_energy_gap",
     "log_likelihood",
@@ -34,5 +43,8 @@ __all__ = [
     "log_partition_exact",
     "pseudo_log_likelihood",
     "l2_pool",
+    "pool",
+    "pool_over_sizes",
+    "pyramid",
     "local_contrast_normalize",
 ]

@@ -1,0 +1,98 @@
+"""SoftmaxRBM against its energy: conditionals by enumeration, CD statistics against autograd."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from models.rbm.dense import RBMConfig
+from models.rbm.softmax import (
+    SoftmaxRBM,
+    add_statistics,
+    categorical_sample,
+    update_from_statistics,
+)
+from tests.models.helpers import DT, gen, grad_of_free_energy, randomise
+
+
+def energy(rbm, v, k):
+    W, b, c = rbm.params["W"], rbm.params["b"], rbm.params["c"]
+    return 0.5 * (v - b).square().sum() - c[k] - W[k] @ v
+
+
+def test_conditionals_and_free_energy_equal_enumeration():
+    rbm = randomise(SoftmaxRBM(4, 3, device="cpu", dtype=DT))
+    v = torch.randn(5, 4, generator=gen(2), dtype=DT)
+    for n in range(5):
+        e = torch.stack([energy(rbm, v[n], k) for k in range(3)])
+        torch.testing.assert_close(rbm.mean_hiddens(v)[n], torch.softmax(-e, 0))
+        # F(v) = -log sum_h exp(-E(v, h))
+        torch.testing.assert_close(rbm.free_energy(v)[n], -torch.logsumexp(-e, 0))
+    h = torch.eye(3, dtype=DT)
+    torch.testing.assert_close(rbm.mean_visibles(h), rbm.params["b"] + rbm.params["W"])
+
+
+def test_statistics_give_minus_free_energy_gradient_and_add_over_workers():
+    rbm = randomise(SoftmaxRBM(4, 3, device="cpu", dtype=DT))
+    v0 = torch.randn(6, 4, generator=gen(1), dtype=DT)
+    vk = torch.randn(5, 4, generator=gen(2), dtype=DT)
+    from models.rbm.softmax import phase_statistics
+
+    stats = {
+        "data": phase_statistics(v0, rbm.mean_hiddens(v0)),
+        "model": phase_statistics(vk, rbm.mean_hiddens(vk)),
+    }
+    update = update_from_statistics(stats)
+    g0, gk = grad_of_free_energy(rbm, v0), grad_of_free_energy(rbm, vk)
+    for name in ("W", "b", "c"):
+        torch.testing.assert_close(update[name], gk[name] - g0[name])
+    parts = [
+        {ph: phase_statistics(x[i:j], rbm.mean_hiddens(x[i:j])) for ph, x in
+         (("data", v0), ("model", vk))}
+        for i, j in ((0, 2), (2, 6))
+    ]
+    summed = update_from_statistics(add_statistics(parts))
+    for name in update:
+        torch.testing.assert_close(summed[name], update[name])
+
+
+def test_categorical_sample_is_one_hot_with_the_right_frequencies():
+    p = torch.tensor([[0.1, 0.6, 0.3]], dtype=DT).expand(20000, 3)
+    h = categorical_sample(p, gen(3))
+    assert bool((h.sum(1) == 1).all())
+    torch.testing.assert_close(h.mean(0), p[0], atol=0.02, rtol=0)
+
+
+@pytest.mark.parametrize("persistent,seed", [(False, 5), (False, 8), (True, 8)])
+def test_cd_training_moves_states_to_the_clusters(persistent, seed):
+    """Three well-separated clusters, states seeded from data (seed 8: two in one cluster);
+    after CD training each cluster's mean is won by its own state and b + W_k sits near it."""
+    g = gen(4)
+    centres = torch.tensor([[4.0, 0, 0], [0, 4.0, 0], [0, 0, 4.0]])
+    x = centres.repeat(100, 1) + 0.3 * torch.randn(300, 3, generator=g)
+    cfg = RBMConfig(k=1, persistent=persistent, n_chains=50 if persistent else None)
+    from models.rbm.optim import UpdateConfig
+
+    rbm = SoftmaxRBM(3, 3, config=cfg, update=UpdateConfig(learning_rate=0.05), device="cpu",
+                     generator=gen(seed))
+    rbm.init_from_data(x)
+    for _ in range(200):
+        rbm.apply_update(rbm.compute_update(x))
+    winners = rbm.mean_hiddens(centres).argmax(1)
+    assert sorted(winners.tolist()) == [0, 1, 2]
+    means = rbm.params["b"] + rbm.params["W"][winners]
+    assert float((means - centres).norm(dim=1).max()) < 1.0
+
+
+def test_init_from_data_makes_the_nearest_mean_win():
+    rbm = SoftmaxRBM(3, 4, device="cpu", dtype=DT, generator=gen(1))
+    x = torch.randn(30, 3, generator=gen(2), dtype=DT)
+    rbm.init_from_data(x)
+    means = rbm.params["b"] + rbm.params["W"]  # (K, D)
+    expect = torch.softmax(-0.5 * torch.cdist(x, means).square(), 1)
+    torch.testing.assert_close(rbm.mean_hiddens(x), expect)
+
+
+def test_no_sparsity_target():
+    with pytest.raises(ValueError, match="sparsity"):
+        SoftmaxRBM(3, 3, config=RBMConfig(sparsity_target=0.1))
