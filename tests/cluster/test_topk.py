@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from cluster.topk import fetch_frames, scan_in_process, scan_with_actors
+from models.layers import l2_pool
 from models.stack import RBMStack, StackConfig, StageConfig
 from pipeline.reader import list_shards, read_frames
 from tests.cluster.data import make_dataset
@@ -39,7 +40,9 @@ def test_actors_topk_equals_brute_force(ray_cluster, tmp_path):
     ids = torch.cat([(i << 32) + torch.arange(len(read_frames(data, shards=[p])))
                      for i, p in enumerate(shards)])
     for stage, ix in units.items():
-        acts = stack.transform(frames, stage).flatten(1)[:, ix]  # (120, U)
+        st = stack.config.stages[stage]  # a pooled unit: L2 pooling of P(h|v), before LCN
+        hidden = stack.rbms[stage].mean_hiddens(stack.stage_input(frames, stage))
+        acts = l2_pool(hidden, st.pool, st.pool_stride).flatten(1)[:, ix]  # (120, U)
         top, where = torch.topk(acts.T, k, dim=1)
         torch.testing.assert_close(got[stage].values, top)
         assert torch.equal(got[stage].ids, ids[where])
