@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.nn.grad import conv2d_weight
 
-from models.rbm.dense import RBMBase, RBMConfig, bernoulli_sample
+from models.rbm.dense import RBMBase, RBMConfig, bernoulli_sample, visible_update
 from models.rbm.optim import UpdateConfig
 
 
@@ -75,10 +75,7 @@ class ConvRBM(RBMBase):
                 f"in_channels={in_channels}, field={field}, n_maps={n_maps} and stride={stride} "
                 "must be >= 1"
             )
-        if visible not in ("bernoulli", "gaussian"):
-            raise ValueError(f"visible={visible!r} must be 'bernoulli' or 'gaussian'")
-        if update is None and visible == "gaussian":
-            update = UpdateConfig(learning_rate=0.001)
+        update = visible_update(visible, update)
         super().__init__(
             config=config, update=update, generator=generator, device=device, dtype=dtype
         )

@@ -114,6 +114,16 @@ def bernoulli_sample(p: Tensor, generator: torch.Generator) -> Tensor:
     return u.lt_(p)
 
 
+def visible_update(visible: str, update: UpdateConfig | None) -> UpdateConfig | None:
+    """Check ``visible`` and give Gaussian visibles their default step: 1-2 orders of magnitude
+    below the binary rate (Hinton 2010, section 13.2), since their inputs are unbounded."""
+    if visible not in ("bernoulli", "gaussian"):
+        raise ValueError(f"visible={visible!r} must be 'bernoulli' or 'gaussian'")
+    if update is None and visible == "gaussian":
+        return UpdateConfig(learning_rate=0.001)
+    return update
+
+
 class RBMBase:
     """Shared machinery: CD-k / PCD chains, sparsity, update split, divergence checks, state.
 
@@ -493,8 +503,7 @@ class GaussianBernoulliRBM(RBMBase):
     ) -> None:
         if n_visible < 1 or n_hidden < 1:
             raise ValueError(f"n_visible={n_visible} and n_hidden={n_hidden} must be >= 1")
-        if update is None:
-            update = UpdateConfig(learning_rate=0.001)  # guide: 1-2 orders below binary
+        update = visible_update("gaussian", update)
         super().__init__(
             config=config, update=update, generator=generator, device=device, dtype=dtype
         )

@@ -31,7 +31,7 @@ from torch import Tensor
 
 from models.kernels import local as local_kernels
 from models.rbm.cd import CDSettings, CDStep
-from models.rbm.dense import RBMBase, RBMConfig
+from models.rbm.dense import RBMBase, RBMConfig, visible_update
 from models.rbm.local_geometry import LocalGeometry, positions
 from models.rbm.local_numba import NumbaLocal
 from models.rbm.local_torch import Phase, TorchLocal
@@ -138,10 +138,7 @@ class LocalRBM(RBMBase):
         backend: Literal["auto", "torch", "numba"] = "auto",
     ) -> None:
         self.geometry = LocalGeometry(tuple(in_shape), field, stride, n_maps)
-        if visible not in ("bernoulli", "gaussian"):
-            raise ValueError(f"visible={visible!r} must be 'bernoulli' or 'gaussian'")
-        if update is None and visible == "gaussian":
-            update = UpdateConfig(learning_rate=0.001)
+        update = visible_update(visible, update)
         super().__init__(
             config=config, update=update, generator=generator, device=device, dtype=dtype
         )

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from models.rbm.dense import RBMBase, RBMConfig
+from models.rbm.dense import RBMBase, RBMConfig, visible_update
 from models.rbm.optim import UpdateConfig
 
 PHASES = ("data", "model")
@@ -93,8 +93,7 @@ class SoftmaxRBM(RBMBase):
             raise ValueError(f"n_visible={n_visible} must be >= 1 and n_states={n_states} >= 2")
         if config is not None and config.sparsity_target is not None:
             raise ValueError("SoftmaxRBM takes no sparsity_target: one state is always on")
-        if update is None:
-            update = UpdateConfig(learning_rate=0.001)
+        update = visible_update("gaussian", update)
         super().__init__(
             config=config, update=update, generator=generator, device=device, dtype=dtype
         )
