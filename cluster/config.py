@@ -97,6 +97,9 @@ class TrainConfig:
         synchronous mode any worker, in the asynchronous mode the last worker. Past this the
         run fails with one line naming what is missing (``cluster.liveness``). Asynchronous
         training goes on meanwhile with the workers it has.
+    prepare_frames : training frames the driver fits a stage's data-fitted parts on (whitening,
+        initial units) before the stage's actors start (``RBMStack.prepare``); stages that fit
+        nothing (local) ignore it.
     """
 
     mode: Literal["async", "sync"] = "async"
@@ -117,10 +120,11 @@ class TrainConfig:
     run_dir: str = "runs/demo/train"
     device: Literal["cpu", "cuda", "auto"] = "cpu"
     placement_timeout_s: float = 300.0
+    prepare_frames: int = 1000
 
     def __post_init__(self) -> None:
         for name in ("n_workers", "n_ps_shards", "steps", "n_fetch", "n_push", "max_in_flight",
-                     "log_interval"):
+                     "log_interval", "prepare_frames"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
         if not self.placement_timeout_s > 0:

@@ -7,7 +7,10 @@ position and ``D = C*r*r`` inputs per field; Le et al. 2012's 200x200x3 input, 1
 - parameters: ``W`` = P*K*D, ``c`` = P*K, ``b`` = C*H*W;
 - CD-k FLOPs per frame: every pass through the weights (up: P(h|v), down: E[v|h]) costs 2*P*K*D
   multiply-adds; CD-k makes ``1 + 2k`` passes plus two for the gradient's outer products
-  (positive and negative statistics), so ``(3 + 2k) * 2*P*K*D``;
+  (positive and negative statistics), so ``(3 + 2k) * 2*P*K*D``, plus one forward pass of every
+  stage below (at each pyramid size). A tied stage's parameters are one bank ``K*D``; k-means
+  learners and competitive stages train on ``rows_per_frame`` sampled rows per frame (whitening
+  ``D*d``, then 2 passes for k-means or ``3 + 2k`` for the one-of-K RBM over ``K*d``);
 - bytes per worker step: the update pushed every ``n_push`` steps and the parameters fetched
   every ``n_fetch`` steps, float32;
 - time per step: the largest of a replica's compute (measured per-core GFLOP/s x cores), its
@@ -48,19 +51,63 @@ class StagePlan:
 
 
 def stage_plans(model: Any, n_ps_shards: int, k_override: int | None = None) -> list[StagePlan]:
-    """Per-stage sizes for a ``StackConfig`` split over ``n_ps_shards`` shards."""
+    """Per-stage sizes for a ``StackConfig`` split over ``n_ps_shards`` shards: the learner's
+    parameters and the FLOPs per training frame (the stages below run forward first, at every
+    pyramid size of a competitive stage; then the stage's own training)."""
     out = []
-    for i, (st, (c, h, w)) in enumerate(zip(model.stages, model.input_shapes(), strict=True)):
-        side = positions(h, st.field, st.stride)
-        p, kk, d = side * side, st.n_maps, c * st.field * st.field
-        shapes = {"W": (p, kk, d), "c": (p, kk), "b": (c, h, w)}
-        n = p * kk * d + p * kk + c * h * w
-        k = k_override or st.k
-        layout = ShardLayout.plan(shapes, min(n_ps_shards, p))
+    for i, st in enumerate(model.stages):
+        shape = model.input_shapes()[i]
+        shapes, flops, rows, fan_in = LEARNER_SIZES[st.kind](st, shape, k_override or st.k)
+        below = sum(forward_flops(model, i, (model.channels, s, s))
+                    for s in (st.sizes or (model.input_size,)))
+        n = sum(math.prod(v) for v in shapes.values())
+        layout = ShardLayout.plan(shapes, min(n_ps_shards, next(iter(shapes.values()))[0]))
         largest = max(layout.numel(j) for j in range(layout.n_ps_shards))
-        out.append(StagePlan(i, (c, h, w), p, kk, d, n, float((3 + 2 * k) * 2 * p * kk * d),
+        out.append(StagePlan(i, shape, rows, st.n_maps, fan_in, n, float(flops + below),
                              largest))
     return out
+
+
+def forward_flops(model: Any, stage: int, shape: tuple[int, int, int]) -> float:
+    """Multiply-adds x 2 of stages ``0..stage-1`` on one input of ``shape``."""
+    from models.stages.config import stage_shapes
+
+    total = 0.0
+    for st in model.stages[:stage]:
+        c, h, _ = shape
+        grid = positions(h, st.field, st.stride)
+        total += 2.0 * grid * grid * st.n_maps * c * st.field * st.field
+        shape = stage_shapes(st, shape)["output"]
+    return total
+
+
+def _local_sizes(st, shape, k):
+    c, h, w = shape
+    side = positions(h, st.field, st.stride)
+    p, kk, d = side * side, st.n_maps, c * st.field * st.field
+    return {"W": (p, kk, d), "c": (p, kk), "b": (c, h, w)}, (3 + 2 * k) * 2 * p * kk * d, p, d
+
+
+def _tied_sizes(st, shape, k):
+    c, h, _ = shape
+    d, kk = c * st.field * st.field, st.n_maps
+    if st.learner == "kmeans":  # rows: whiten (d x d), assign (K x d), sums (K x d)
+        return {"W": (kk, d)}, st.rows_per_frame * 2 * (d * d + 2 * kk * d), st.rows_per_frame, d
+    side = positions(h, st.field, st.stride)
+    p = side * side
+    return ({"W": (kk, c, st.field, st.field), "c": (kk,), "b": (c,)},
+            (3 + 2 * k) * 2 * p * kk * d, p, d)
+
+
+def _competitive_sizes(st, shape, k):
+    c = shape[0]
+    d_in, d, kk, rows = c * st.field * st.field, st.dims, st.n_maps, st.rows_per_frame
+    shapes = {"W": (kk, d)} if st.learner == "kmeans" else {"W": (kk, d), "b": (d,), "c": (kk,)}
+    passes = 2 if st.learner == "kmeans" else 3 + 2 * k
+    return shapes, rows * 2 * (d_in * d + passes * kk * d), rows, d_in
+
+
+LEARNER_SIZES = {"local": _local_sizes, "tied": _tied_sizes, "competitive": _competitive_sizes}
 
 
 MEASURED_HOW = "measured here: 1 torch thread and 1 numba thread, CD-1 on the demo's stage 0"

@@ -18,7 +18,8 @@ import torch
 
 from cluster.config import JobSections
 from cluster.sharding import combine_updates
-from cluster.worker import split_holdout, step_seed
+from cluster.stage import prepare_stage
+from cluster.worker import input_seed, split_holdout, step_seed
 from models.stack import RBMStack
 from pipeline.reader import FrameReader, shards_for_worker
 
@@ -52,11 +53,12 @@ def sync_reference(config: JobSections, stage: int = 0, steps: int | None = None
             moved = RBMStack(config.model, update=config.update, device=device)
             moved.load_state_dict(stack.state_dict())
             stack = moved
+    prepare_stage(config, stack, stage)  # as the trainer's driver does before the actors start
     master = stack.rbms[stage]
     replicas = []
     for _ in range(tc.n_workers):  # each replica has its own q / chain, like a Ray worker
         r = RBMStack(config.model, update=config.update, device=device).rbms[stage]
-        r.params = {k: v.clone() for k, v in master.params.items()}
+        r.params = {k: v.clone() for k, v in master.params.items()}  # (learner parameters only)
         replicas.append(r)
     train, _ = split_holdout(config.data.path, config.data.holdout_frames)
     streams = [_batches(config, shards_for_worker(train, k, tc.n_workers), tc.seed * 7919 + k)
@@ -66,7 +68,8 @@ def sync_reference(config: JobSections, stage: int = 0, steps: int | None = None
         for k, (rbm, stream) in enumerate(zip(replicas, streams, strict=True)):
             for name, p in rbm.params.items():
                 p.copy_(master.params[name])
-            v = stack.stage_input(torch.from_numpy(next(stream)), stage)
+            rows = torch.Generator(device=device).manual_seed(input_seed(tc.seed, stage, k, step))
+            v = stack.stage_input(torch.from_numpy(next(stream)), stage, rows)
             g = torch.Generator(device=device).manual_seed(step_seed(tc.seed, stage, k, step))
             updates.append(rbm.compute_update(v, generator=g))
         master.apply_update(combine_updates(updates))

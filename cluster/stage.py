@@ -18,14 +18,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import ray
+import torch
 
 from cluster.checkpoint import step_folder, write_initial
 from cluster.config import JobSections
 from cluster.ps import latest_checkpoint, shard_actor_class
 from cluster.push import shards_add
 from cluster.sharding import ShardLayout
-from cluster.worker import worker_actor_class
+from cluster.worker import split_holdout, worker_actor_class
 from models.rbm.dense import RBMBase
+from models.stack import RBMStack
+from pipeline.reader import read_frames
 
 SPREAD = "SPREAD"
 """Ray's scheduling strategy for shards and workers: spread over the cluster's nodes (round
@@ -97,6 +100,20 @@ def start_stage(job: JobSections, stage: int, rbm: RBMBase, stage_dir: str | os.
         ray.get([w.ping.remote() for w in workers])
         actors.record_pids()
     return actors
+
+
+def prepare_stage(job: JobSections, stack: RBMStack, stage: int) -> int:
+    """Fit stage ``stage``'s data-fitted parts (whitening, initial units: ``RBMStack.prepare``)
+    on the first ``train.prepare_frames`` training frames, seeded by the job; the number of
+    frames used (0: the stage fits nothing). The trainer's driver and the one-process reference
+    both prepare through here, so they start from the same stage."""
+    if not stack.stages[stage].needs_data:
+        return 0
+    train, _ = split_holdout(job.data.path, job.data.holdout_frames)
+    frames = read_frames(job.data.path, shards=train, limit=job.train.prepare_frames)
+    g = torch.Generator().manual_seed(job.train.seed * 7919 + stage)
+    stack.prepare(stage, torch.from_numpy(frames), weights="exemplar", generator=g)
+    return len(frames)
 
 
 def get_when_alive(make_refs: Callable[[], list], attempts: int = 120) -> list:

@@ -60,7 +60,7 @@ from cluster.liveness import Liveness, RayProbe, StageWatch, shard_name, worker_
 from cluster.ps import SHARD_CPUS, OutOfStep, latest_checkpoint
 from cluster.runlog import RunLogger, show_recon_error, stage_progress
 from cluster.sharding import ShardLayout
-from cluster.stage import StageActors, get_when_alive, start_stage
+from cluster.stage import StageActors, get_when_alive, prepare_stage, start_stage
 from cluster.state_io import read_state, write_state
 from cluster.worker import split_holdout
 from models.stack import RBMStack
@@ -162,12 +162,10 @@ class Trainer:
                 first = int(saved["stages_trained"])
                 self.log.event(f"resume: stages 0..{first - 1} already trained ({model_path})")
             for stage in range(first, cfg.n_stages):
+                self._prepare_stage(stage, stack, model_path)
                 stats = self._train_stage(stage, stack)
                 summary["stages"].append(stats)
-                # RBMStack.save's format (RBMStack.load(path) reads it) plus the job's own fields
-                write_state(model_path, {"config": stack.config.to_dict(),
-                                         "state": stack.state_dict(), "stages_trained": stage + 1,
-                                         "job_config": self.config_text})
+                self._write_model(model_path, stack, stage + 1)
                 self.log.event(f"stage {stage} done: {stats}")
             summary["model"] = model_path
         except TrainingFailed as exc:
@@ -179,6 +177,26 @@ class Trainer:
         finally:
             self.log.close()
         return summary
+
+    def _write_model(self, model_path: str, stack: RBMStack, stages_trained: int) -> None:
+        """``model.pt``: RBMStack.save's format (RBMStack.load(path) reads it) plus the job's
+        own fields."""
+        write_state(model_path, {"config": stack.config.to_dict(), "state": stack.state_dict(),
+                                 "stages_trained": stages_trained,
+                                 "job_config": self.config_text})
+
+    def _prepare_stage(self, stage: int, stack: RBMStack, model_path: str) -> None:
+        """A fresh stage that fits parts to data (whitening, initial units) fits them here on
+        ``train.prepare_frames`` training frames; ``model.pt`` then carries them to the
+        workers (and to a resumed run). A stage with a checkpoint was prepared before."""
+        stage_dir = storage.join(self.run_dir, "checkpoints", f"stage{stage}")
+        if not stack.stages[stage].needs_data or latest_checkpoint(stage_dir) is not None:
+            return
+        t0 = time.perf_counter()
+        n = prepare_stage(self.config, stack, stage)
+        self._write_model(model_path, stack, stage)
+        self.log.event(f"stage {stage}: fitted its whitening and initial units on {n} frames "
+                       f"in {time.perf_counter() - t0:.1f} s")
 
     def _holds_a_run(self) -> bool:
         """Whether the run folder already has a model or a stage checkpoint."""
@@ -214,6 +232,7 @@ class Trainer:
         """Start the stage's actors, run the schedule, gather the params into ``stack``."""
         cfg, tc = self.config, self.config.train
         rbm = stack.rbms[stage]
+        model_path = storage.join(self.run_dir, "model.pt")
         stage_dir = storage.join(self.run_dir, "checkpoints", f"stage{stage}")
         storage.makedirs(stage_dir)
         meta = self._start_checkpoint(stage_dir)
@@ -221,7 +240,7 @@ class Trainer:
         cpus = worker_cpu_share(cfg)
         actors = start_stage(cfg, stage, rbm, stage_dir, config_text=self.config_text,
                              worker_cpus=cpus, wait=False,
-                             stack_path=storage.join(self.run_dir, "model.pt") if stage else None)
+                             stack_path=model_path if storage.exists(model_path) else None)
         try:
             watch = self._watch(actors, cpus)
             watch.await_start(f"stage {stage}: starting its actors")

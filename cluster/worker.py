@@ -72,6 +72,13 @@ def step_seed(seed: int, stage: int, worker: int, step: int) -> int:
     return int(np.random.SeedSequence([seed, stage, worker, step]).generate_state(1)[0])
 
 
+def input_seed(seed: int, stage: int, worker: int, step: int) -> int:
+    """The seed of the rows a stage samples from step ``step``'s batch (a stream of its own,
+    apart from :func:`step_seed`'s; step -1: the held-out rows)."""
+    entropy = [seed, stage, worker, step + 1, 1]
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0])
+
+
 class BatchStream:
     """One worker's deterministic stream of uint8 batches, positioned by ``(epoch, batch)``.
 
@@ -202,10 +209,13 @@ class Worker:
                                  transport or RayTransport(), tc)
 
     # ------------------------------------------------------------------ state
-    def _stage_input(self, frames: np.ndarray) -> torch.Tensor:
-        """uint8 frames (N, C, H, W) -> what this stage's RBM sees as ``v``."""
+    def _stage_input(self, frames: np.ndarray, step: int = -1) -> torch.Tensor:
+        """uint8 frames (N, C, H, W) -> what this stage's learner sees as ``v``; a stage that
+        samples rows draws them with step ``step``'s generator (:func:`input_seed`)."""
         x = torch.from_numpy(np.ascontiguousarray(frames)).to(self.device)
-        return self.stack.stage_input(x, self.stage)
+        g = torch.Generator(device=self.device).manual_seed(
+            input_seed(self.seed, self.stage, self.index, step))
+        return self.stack.stage_input(x, self.stage, g)
 
     def _load_local_state(self, state: Mapping) -> None:
         """The replica's own RBM state: sparsity estimate q and persistent chain, and when the
@@ -256,9 +266,9 @@ class Worker:
             out["fe_gap"] = float(held - self.rbm.free_energy(v[:n]).mean())
         return out
 
-    def next_input(self) -> torch.Tensor:
-        """The next batch as this stage's visible input (independent of the parameters)."""
-        return self._stage_input(self.stream.next())
+    def next_input(self, step: int) -> torch.Tensor:
+        """The next batch as step ``step``'s input (independent of the parameters)."""
+        return self._stage_input(self.stream.next(), step)
 
     def compute_step(self, step: int, v: torch.Tensor | None = None
                      ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
@@ -267,7 +277,7 @@ class Worker:
         if self.slow_delay_s:
             time.sleep(self.slow_delay_s)
         if v is None:
-            v = self.next_input()
+            v = self.next_input(step)
         g = torch.Generator(device=self.device).manual_seed(
             step_seed(self.seed, self.stage, self.index, step))
         return self.rbm.compute_update(v, generator=g), v
@@ -303,11 +313,11 @@ class Worker:
         clock = downpour.clock
         frames, monitors = 0, []
         for step in range(step_start, step_start + n_steps):
-            v = self._fetch_and_prepare() if downpour.fetch_due else None
+            v = self._fetch_and_prepare(step) if downpour.fetch_due else None
             downpour.prefetch_if_due()
             if v is None:
                 with clock("input"):
-                    v = self.next_input()
+                    v = self.next_input(step)
             with clock("compute"):
                 update, v = self.compute_step(step, v)
             frames += len(v)
@@ -326,7 +336,7 @@ class Worker:
             out["local_state"] = self.local_state()
         return out
 
-    def _fetch_and_prepare(self) -> torch.Tensor:
+    def _fetch_and_prepare(self, step: int) -> torch.Tensor:
         """Fetch the parameters, preparing the next input while the answer travels (its time
         counts as input, the rest as fetch)."""
         clock = self.downpour.clock
@@ -334,7 +344,7 @@ class Worker:
 
         def prepare() -> torch.Tensor:
             with clock("input"):
-                return self.next_input()
+                return self.next_input(step)
 
         v = self.downpour.fetch(self.rbm.params, while_waiting=prepare)
         clock.seconds["fetch"] += (time.perf_counter() - t

@@ -55,14 +55,10 @@ class UsageError(Exception):
 
 
 def load_run(run: str | os.PathLike):
-    """(JobConfig, trained stack, stack with the run's initial weights) of a run folder (a path
-    or a URI: :mod:`pipeline.storage`)."""
-    import torch
-
-    from cluster.state_io import read_state
+    """(JobConfig, trained stack) of a finished run folder (a path or a URI:
+    :mod:`pipeline.storage`); one whose stages are not all trained is refused."""
+    from cluster.state_io import read_trained_stack
     from jobs.config import ConfigError, load
-    from models.stack import RBMStack, StackConfig
-
     try:  # a URI with '..', a missing bucket, or one that would refuse evaluation.json
         storage.check_location(run, write=True)
     except ValueError as exc:
@@ -76,14 +72,14 @@ def load_run(run: str | os.PathLike):
     except (ConfigError, ValueError) as exc:
         raise UsageError(f"{config_path}: {exc}") from None
     try:
-        blob = read_state(model_path)  # torch.load(weights_only=True) of its bytes
+        stack, trained = read_trained_stack(model_path)  # torch.load(weights_only=True)
     except ValueError as exc:  # models.state_file.UnsafeStateFile: nothing in it ran
         raise UsageError(str(exc)) from None
-    stack = RBMStack(StackConfig.from_dict(blob["config"]), device="cpu")
-    stack.load_state_dict(blob["state"])
-    initial = RBMStack(stack.config, update=cfg.update, device="cpu",
-                       generator=torch.Generator().manual_seed(cfg.train.seed))
-    return cfg, stack, initial
+    if trained < stack.n_layers:
+        raise UsageError(f"{run} has {trained} of {stack.n_layers} stages trained, and evaluate "
+                         f"scores the top stage: finish it with 'catneuron train --resume' or "
+                         f"evaluate a run trained with --train.stages={trained} and as many stages")
+    return cfg, stack
 
 
 def load_probe(args, cfg):
@@ -162,7 +158,7 @@ def evaluate(args) -> dict:
 
     from jobs.evaluation import report
 
-    cfg, stack, initial = load_run(args.run)
+    cfg, stack = load_run(args.run)
     probe = load_probe(args, cfg).part(args.part)
     positive = args.positive or "faces"
     if positive not in probe.classes:
@@ -172,7 +168,7 @@ def evaluate(args) -> dict:
     quiet = args.quiet or not sys.stderr.isatty()
     frames, kinds = training_frames(cfg)
     try:
-        result = report(stack, initial, probe, positive, frames, frame_kinds=kinds,
+        result = report(stack, probe, positive, frames, frame_kinds=kinds,
                         n_filters=args.filters, part=args.part,
                         protocol={"n_splits": args.splits, "n_thresholds": 20,
                                   "seed": args.seed},

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from models.neurons import breakdown
-from models.neurons.baselines import exemplar_stack, filter_responses, patch_filters
+from models.neurons.baselines import filter_responses, patch_filters, reweighted_stack
 from models.neurons.image_stats import (
     CONFOUND_LIMIT,
     confound_balanced_accuracy,
@@ -55,7 +55,7 @@ def unit_tables(stack: RBMStack, images: np.ndarray, batch: int = 256,
     parts: dict[str, list[np.ndarray]] = {}
     for i in range(0, len(x), batch):
         for k, out in stage_maps(stack, x[i:i + batch]):
-            for layer in layers:
+            for layer in (la for la in layers if la in out):
                 parts.setdefault(f"{k}/{layer}", []).append(out[layer].flatten(1).double().numpy())
     return {name: np.concatenate(p) for name, p in parts.items()}
 
@@ -76,29 +76,35 @@ def unit_response(stack: RBMStack, frames: np.ndarray, stage: int, layer: str, i
 def top_set(tables: dict[str, np.ndarray], stage: int) -> tuple[np.ndarray, list[tuple]]:
     """One stage's pooled and hidden units side by side, with (layer, index) of each column."""
     cols, names = [], []
-    for layer in LAYERS:
+    for layer in (la for la in LAYERS if f"{stage}/{la}" in tables):
         v = tables[f"{stage}/{layer}"]
         cols.append(v)
         names += [(layer, j) for j in range(v.shape[1])]
     return np.concatenate(cols, 1), names
 
 
-def baseline_tables(stack: RBMStack, random_stack: RBMStack, images: np.ndarray,
-                    frames: np.ndarray | None, n_filters: int, seed: int,
-                    tables: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Responses of each baseline's units (always-negative is scored directly)."""
+def baseline_tables(stack: RBMStack, images: np.ndarray, frames: np.ndarray | None,
+                    n_filters: int, seed: int, tables: dict[str, np.ndarray]
+                    ) -> dict[str, np.ndarray]:
+    """Responses of each baseline's units (always-negative is scored directly). The random
+    and exemplar stacks fit their data-fitted parts (whitening) on the training frames; without
+    frames, the baselines that need them are skipped."""
     top = stack.n_layers - 1
+    g = torch.Generator().manual_seed(seed)
     out = {"best_pixel": images.reshape(len(images), -1).astype(np.float64),
            "image_statistics": image_statistics(images),
-           "random_weights": top_set(unit_tables(random_stack, images, layers=LAYERS), top)[0],
            "stage0": top_set(tables, 0)[0]}
-    if frames is not None and len(frames):
-        g = torch.Generator().manual_seed(seed)
-        pre = stack.preprocess(torch.from_numpy(frames))
+    have = frames is not None and len(frames) > 0
+    x = torch.from_numpy(frames) if have else None
+    if have or not any(s.needs_data for s in stack.stages):
+        rand = reweighted_stack(stack, x, "random", g)
+        out["random_weights"] = top_set(unit_tables(rand, images, layers=LAYERS), top)[0]
+    if have:
+        pre = stack.preprocess(x)
         filters = patch_filters(pre, n_filters, stack.config.input_size, g)
         probe = stack.preprocess(torch.from_numpy(images))
         out["linear_filters"] = filter_responses(probe, filters).double().numpy()
-        ex = exemplar_stack(stack, torch.from_numpy(frames), g)
+        ex = reweighted_stack(stack, x, "exemplar", g)
         out["exemplar_filters"] = top_set(unit_tables(ex, images, layers=LAYERS), top)[0]
     return out
 
@@ -278,7 +284,7 @@ def _probe_entry(probe, positive: str, negatives: list[str], part: str,
             "confound_warning": confound is not None and confound > CONFOUND_LIMIT}
 
 
-def report(stack: RBMStack, random_stack: RBMStack, probe, positive: str,
+def report(stack: RBMStack, probe, positive: str,
            frames: np.ndarray | None, *, frame_kinds: list[str] | None = None,
            n_filters: int = 1000, protocol: dict | None = None, part: str = "report",
            progress=lambda it, **kw: it) -> dict:
@@ -291,8 +297,7 @@ def report(stack: RBMStack, random_stack: RBMStack, probe, positive: str,
     protocol = protocol or {"n_splits": 20, "n_thresholds": 20, "seed": 0}
     top, scale = stack.n_layers - 1, Layout().scale
     tables = unit_tables(stack, probe.images)
-    base = baseline_tables(stack, random_stack, probe.images, frames, n_filters,
-                           protocol["seed"], tables)
+    base = baseline_tables(stack, probe.images, frames, n_filters, protocol["seed"], tables)
     keep, y, negatives = headline(probe, positive)
     groups = None if probe.groups is None else probe.groups[keep]
     splits = stratified_halves(y, protocol["n_splits"], protocol["seed"], groups)

@@ -172,6 +172,20 @@ def _by_figure(v: dict) -> tuple:
     return (ba is None, -(ba or 0.0), v["index"])
 
 
+KIND_NAMES = {"local": "local RBM (untied fields)", "tied": "tied filters",
+              "competitive": "competitive, pooled over position and size"}
+LEARNER_NAMES = {"rbm": "RBM", "kmeans": "spherical k-means"}
+
+
+def stage_kind(data: dict) -> str:
+    """The stage type in words, e.g. "tied filters, learned by spherical k-means"."""
+    kind, learner = str(data.get("kind", "local")), str(data.get("learner", "rbm"))
+    by = LEARNER_NAMES.get(learner, learner)
+    if kind == "competitive" and learner == "rbm":
+        by = "a one-of-K RBM"
+    return f"{KIND_NAMES.get(kind, kind)}, learned by {by}"
+
+
 def stage_view(inputs: RunInputs, stage: int, out: Path, figures: Figures) -> dict:
     """Everything ``stage{k}.html`` shows: per layer its units ranked by their own figure and
     the figure of the layer as a set (best unit chosen held out)."""
@@ -182,6 +196,7 @@ def stage_view(inputs: RunInputs, stage: int, out: Path, figures: Figures) -> di
     entry = eval_stage(inputs.evaluation, stage, str(data.get("layer", "pooled")))
     return {
         "stage": stage, "layer": str(data.get("layer", "pooled")), "href": f"stage{stage}.html",
+        "kind": stage_kind(data),
         "shape": " x ".join(str(s) for s in shape) if isinstance(shape, list) else "?",
         "mosaic": image(out, inputs.run_dir / "visualize", data.get("mosaic_png"),
                         inputs.run_dir, "weight mosaic"),

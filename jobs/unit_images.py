@@ -55,7 +55,7 @@ def weight_tiles(stack: RBMStack, stage: int, units: list[int],
     any other unit its linear projection to pixels cropped to its box (for a stage-0 hidden unit
     that is exactly its own field ``W[p, k]``)."""
     shape = layer_shape(stack.config, stage, layer)
-    if stage == 0 and layer == LAYER:
+    if stage == 0 and layer == LAYER and stack.config.stages[0].kind == "local":
         tiles = {}
         for i in units:
             f = pooled_fields(stack, *unit_position(shape, i))  # (q, q, C, r, r)
@@ -76,8 +76,9 @@ def write_weights(stack: RBMStack, stage: int, units: list[int], listed: list[in
     """``{stem}_weights.png`` per unit of ``units`` and, unless ``listed`` is None, the
     stage's mosaic of ``listed`` (pooled units)."""
     tiles = weight_tiles(stack, stage, units, layer)
-    label = STAGE0_LABEL if stage == 0 and layer == LAYER else (
-        HIDDEN0_LABEL if stage == 0 else PROJECTION_LABEL)
+    local0 = stage == 0 and stack.config.stages[0].kind == "local"
+    label = STAGE0_LABEL if local0 and layer == LAYER else (
+        HIDDEN0_LABEL if local0 else PROJECTION_LABEL)
     fields = {}
     for i, tile in tiles.items():
         png = f"{stem(stage, layer, i)}_weights.png"
@@ -92,7 +93,7 @@ def mosaic(stack: RBMStack, stage: int, units: list[int], tiles: dict[int, np.nd
     """Stage 0 (all units listed): each map's units on their (y, x) grid, showing the centre
     field of each pool window, maps side by side; above: the projections of ``units`` (all in
     ``tiles``)."""
-    if stage != 0:
+    if stage != 0 or stack.config.stages[0].kind != "local":
         return upscale(tile_grid([tiles[i] for i in units], min(8, len(units))), 256)
     C, H, W = layer_shape(stack.config, 0, LAYER)
     centre = {}

@@ -142,7 +142,8 @@ class Visualization:
             selective, detailed = choose_units(ranked, self.options.selective,
                                                self.options.units, rng)
             detailed = sorted(set(detailed) | set(evaluated.must_show(s, LAYER)))
-            listed = sorted(ranked) if s == 0 else detailed
+            local0 = s == 0 and self.stack.config.stages[0].kind == "local"
+            listed = sorted(ranked) if local0 else detailed  # a local stage 0: every unit
             by_index = {int(r["index"]): r for r in ranking}
             info = {i: {"selectivity": selectivity(by_index.get(i)),
                         "activation_variance": float(variances[s][i])} for i in listed}
@@ -196,7 +197,9 @@ class Visualization:
         for layer, sel in sels.items():
             units += self.layer_units(s, layer, sel, tops[(s, layer)], frames, out)
             shapes[layer] = list(layer_shape(self.stack.config, s, layer))
-        return {"schema": 1, "stage": s, "layer": LAYER, "shape": shapes[LAYER],
+        return {"schema": 1, "stage": s, "kind": self.stack.config.stages[s].kind,
+                "learner": self.stack.config.stages[s].learner, "layer": LAYER,
+                "shape": shapes[LAYER],
                 "shapes": shapes, "mosaic_png": f"stage{s}/mosaic.png", "units": units}
 
     def layer_units(self, s: int, layer: str, sel: Selection, top, frames: dict,

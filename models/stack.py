@@ -1,10 +1,15 @@
-"""A stack of locally connected RBMs (a Deep Belief Network), trained greedily layer by layer.
+"""A stack of stages (a Deep Belief Network when they are RBMs), trained greedily stage by stage.
 
-Each stage is ``LocalRBM -> L2 pooling -> local contrast normalisation`` (Le et al. 2012, with
-RBMs in place of their sparse autoencoders; greedy layer-wise training as in Hinton, Osindero &
-Teh 2006). Raw frames are scaled to [0, 1] and contrast-normalised before stage 0. Stage k's RBM
-sees ``stage_input(x, k)``: the contrast-normalised frames for k = 0, else stage k-1's output.
-The paper's geometry (200x200 input, 18x18 fields, 8 maps, 5x5 pooling, 3 stages) is::
+Each stage is one of :mod:`models.stages`' kinds: ``local`` (an untied RBM -> L2 pooling -> local
+contrast normalisation, Le et al. 2012 with RBMs in place of their sparse autoencoders),
+``tied`` (one filter bank over every position -> pooling) or ``competitive`` (whitened windows of
+the stage below at every position and pyramid size -> competing units -> max over all). Greedy
+layer-wise training as in Hinton, Osindero & Teh (2006): stage k's learner trains on
+``stage_input(x, k)``, made from what stage k reads (:meth:`RBMStack.reads`): the frames scaled
+to [0, 1] and contrast-normalised (``input_lcn_sigma``; 0 = not normalised) for k = 0, else
+stage k-1's output; a competitive stage with ``sizes`` reads stages 0..k-1 run on each size of
+an image pyramid of the frame. The paper's geometry (200x200 input, 18x18 fields, 8 maps, 5x5
+pooling, 3 stages) is::
 
     StackConfig(input_size=200, channels=3, stages=(StageConfig(field=18, n_maps=8, pool=5),) * 3)
 """
@@ -12,54 +17,22 @@ The paper's geometry (200x200 input, 18x18 fields, 8 maps, 5x5 pooling, 3 stages
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, fields, replace
-from typing import Literal
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, replace
 
 import torch
 from torch import Tensor
 
-from models.layers import l2_pool, local_contrast_normalize
-from models.rbm.dense import RBMConfig, device_generator, resolve_device
-from models.rbm.local import LocalRBM, positions
+from models.layers import local_contrast_normalize
+from models.pooling import pyramid
+from models.rbm.dense import device_generator, resolve_device
 from models.rbm.optim import UpdateConfig
+from models.stages import build_stage
+from models.stages.config import StageConfig, check_stage, stage_shapes
 from models.state_file import load_state, save_state
 from models.typed_config import build
 
-
-@dataclass(frozen=True, kw_only=True)
-class StageConfig(RBMConfig):
-    """One stage: local RBM (``field``, ``stride``, ``n_maps``) -> L2 pool -> LCN.
-
-    A stage is its RBM's :class:`models.rbm.dense.RBMConfig` (every field, checked there) plus the
-    geometry below; fields are given by keyword.
-
-    Attributes
-    ----------
-    field : receptive-field side in units of the stage's input maps.
-    stride : step between receptive fields.
-    n_maps : hidden units per position (K).
-    pool : L2-pooling window side (over one map's position grid).
-    pool_stride : step between pooling windows.
-    lcn_sigma : std (in pooled positions) of the LCN Gaussian window after pooling.
-    visible : ``"gaussian"`` (real inputs, unit variance; the default after LCN) or
-        ``"bernoulli"`` (the stage's input is squashed by a logistic sigmoid into (0, 1)).
-    k, persistent, n_chains, sparsity_target, sparsity_cost, sparsity_decay, init_std,
-    check_interval : inherited from ``RBMConfig``.
-    learning_rate : overrides the stack's ``UpdateConfig.learning_rate`` for this stage.
-    """
-
-    field: int
-    stride: int = 1
-    n_maps: int = 8
-    pool: int = 5
-    pool_stride: int = 1
-    lcn_sigma: float = 1.0
-    visible: Literal["gaussian", "bernoulli"] = "gaussian"
-    learning_rate: float | None = None
-
-    def rbm_config(self) -> RBMConfig:
-        """The RBMConfig of this stage's LocalRBM (its fields, taken by name)."""
-        return RBMConfig(**{f.name: getattr(self, f.name) for f in fields(RBMConfig)})
+__all__ = ["RBMStack", "StackConfig", "StageConfig"]
 
 
 @dataclass(frozen=True)
@@ -90,50 +63,48 @@ class StackConfig:
             raise ValueError(f"input_size={self.input_size} must be >= 1")
         if self.channels < 1:
             raise ValueError(f"channels={self.channels} must be >= 1")
-        if not self.input_lcn_sigma > 0:
-            raise ValueError(f"input_lcn_sigma={self.input_lcn_sigma} must be > 0")
+        if not self.input_lcn_sigma >= 0:
+            raise ValueError(f"input_lcn_sigma={self.input_lcn_sigma} must be >= 0 (0: off)")
         if not stages:
             raise ValueError("stages is empty: give at least one StageConfig")
-        size = self.input_size
         for i, st in enumerate(stages):
             if not isinstance(st, StageConfig):
                 raise ValueError(f"stages[{i}] must be a StageConfig or dict, got {type(st)}")
-            name = f"stages[{i}]"
-            for attr in ("field", "stride", "n_maps", "pool", "pool_stride", "k"):
-                if int(getattr(st, attr)) < 1:
-                    raise ValueError(f"{name}.{attr}={getattr(st, attr)} must be >= 1")
-            if st.field > size:
-                raise ValueError(f"{name}.field={st.field} > input {size}")
-            grid = positions(size, st.field, st.stride)
-            if st.pool > grid:
-                raise ValueError(
-                    f"{name}.pool={st.pool} > {grid} hidden positions per side "
-                    f"(input {size}, field {st.field}, stride {st.stride})"
-                )
-            if not st.lcn_sigma > 0:
-                raise ValueError(f"{name}.lcn_sigma={st.lcn_sigma} must be > 0")
-            if st.visible not in ("gaussian", "bernoulli"):
-                raise ValueError(f"{name}.visible={st.visible!r} must be 'gaussian' or 'bernoulli'")
-            if st.learning_rate is not None and not st.learning_rate > 0:
-                raise ValueError(f"{name}.learning_rate={st.learning_rate} must be > 0")
-            size = positions(grid, st.pool, st.pool_stride)
+            if st.sizes and any(b.kind != "tied" for b in stages[:i]):
+                raise ValueError(f"stages[{i}].sizes: the stages below a pyramid must be tied "
+                                 "(they run at every size)")
+            for size in st.sizes:  # the stages below run at each size too
+                shape = (self.channels, size, size)
+                for j, below in enumerate(stages[:i]):
+                    check_stage(below, shape, f"stages[{j}] (at stages[{i}].sizes {size})",
+                                top=False)
+                    shape = stage_shapes(below, shape)["output"]
+            for shape in self.level_shapes(i):
+                check_stage(st, shape, f"stages[{i}]", top=i == len(stages) - 1)
+
+    def level_shapes(self, stage: int) -> list[tuple[int, int, int]]:
+        """(C, H, W) that stage ``stage`` reads at each of its levels (one unless it has
+        ``sizes``)."""
+        sizes = self.stages[stage].sizes or (self.input_size,)
+        out = []
+        for size in sizes:
+            shape = (self.channels, size, size)
+            for st in self.stages[:stage]:
+                shape = stage_shapes(st, shape)["output"]
+            out.append(shape)
+        return out
 
     def input_shapes(self) -> list[tuple[int, int, int]]:
-        """(C, H, W) that each stage's RBM sees."""
-        shapes, c, size = [], self.channels, self.input_size
-        for st in self.stages:
-            shapes.append((c, size, size))
-            grid = positions(size, st.field, st.stride)
-            c, size = st.n_maps, positions(grid, st.pool, st.pool_stride)
-        return shapes
+        """(C, H, W) that each stage reads (its first level, for a pyramid stage)."""
+        return [self.level_shapes(k)[0] for k in range(len(self.stages))]
+
+    def layer_shapes(self, stage: int) -> dict[str, tuple[int, int, int]]:
+        """``{"hidden"?, "output"}`` (C, H, W) of stage ``stage`` (at its first level)."""
+        return stage_shapes(self.stages[stage], self.input_shapes()[stage])
 
     def output_shape(self, layer: int) -> tuple[int, int, int]:
-        """(C, H, W) of stage ``layer``'s output (after pooling and LCN)."""
-        c, s, _ = self.input_shapes()[layer]
-        st = self.stages[layer]
-        grid = positions(s, st.field, st.stride)
-        side = positions(grid, st.pool, st.pool_stride)
-        return (st.n_maps, side, side)
+        """(C, H, W) of stage ``layer``'s output (what the stage above reads)."""
+        return self.layer_shapes(layer)["output"]
 
     def to_dict(self) -> dict:
         """Plain-python form (for checkpoints and JSON)."""
@@ -148,7 +119,7 @@ class StackConfig:
 
 
 class RBMStack:
-    """Greedily trained stack of :class:`LocalRBM` stages (a DBN with local fields).
+    """Greedily trained stack of stages (:mod:`models.stages`).
 
     Parameters
     ----------
@@ -159,6 +130,7 @@ class RBMStack:
 
     Training is the caller's loop, stage by stage, using the update split::
 
+        stack.prepare(k, frames)  # stages that fit something to data first (whitening)
         v = stack.stage_input(frames, k)
         stack.rbms[k].apply_update(stack.rbms[k].compute_update(v))
     """
@@ -177,34 +149,27 @@ class RBMStack:
         self.dtype = dtype
         base_update = update if update is not None else UpdateConfig()
         g = device_generator(generator, self.device)
-        self.rbms: list[LocalRBM] = []
+        self.stages = []
         for st, shape in zip(config.stages, config.input_shapes(), strict=True):
             upd = base_update
             if st.learning_rate is not None:
                 upd = replace(base_update, learning_rate=st.learning_rate)
-            self.rbms.append(
-                LocalRBM(
-                    shape,
-                    st.field,
-                    st.stride,
-                    st.n_maps,
-                    visible=st.visible,
-                    config=st.rbm_config(),
-                    update=upd,
-                    generator=g,
-                    device=self.device,
-                    dtype=dtype,
-                )
-            )
+            self.stages.append(build_stage(st, shape, update=upd, generator=g,
+                                           device=self.device, dtype=dtype))
+
+    @property
+    def rbms(self) -> list:
+        """Each stage's learner (an RBM, or k-means with the same training interface)."""
+        return [s.learner for s in self.stages]
 
     @property
     def n_layers(self) -> int:
         """Number of stages."""
-        return len(self.rbms)
+        return len(self.stages)
 
-    @torch.no_grad()
-    def preprocess(self, frames: Tensor) -> Tensor:
-        """uint8 (N, C, H, W) frames -> float in [0, 1] -> LCN; float input skips the scaling."""
+    def unit_frames(self, frames: Tensor) -> Tensor:
+        """uint8 (N, C, H, W) frames -> float in [0, 1] on the stack's device; float input is
+        taken as already scaled. The shape must be the config's."""
         x = torch.as_tensor(frames)
         cfg = self.config
         expected = (cfg.channels, cfg.input_size, cfg.input_size)
@@ -215,49 +180,91 @@ class RBMStack:
                 "(channels/input_size) or change StackConfig"
             )
         if x.dtype == torch.uint8:
-            x = x.to(device=self.device, dtype=self.dtype).mul_(1.0 / 255.0)
-        else:
-            x = x.to(device=self.device, dtype=self.dtype)
-        return local_contrast_normalize(x, cfg.input_lcn_sigma)
+            return x.to(device=self.device, dtype=self.dtype).mul_(1.0 / 255.0)
+        return x.to(device=self.device, dtype=self.dtype)
 
-    def visible_form(self, x: Tensor, stage: int) -> Tensor:
-        """Logistic squashing for a Bernoulli-visible stage; identity for Gaussian."""
-        if self.config.stages[stage].visible == "bernoulli":
-            return torch.sigmoid(x)
-        return x
+    def normalise_input(self, x: Tensor) -> Tensor:
+        """Local contrast normalisation of [0, 1] frames (identity when ``input_lcn_sigma`` is
+        0); differentiable."""
+        sigma = self.config.input_lcn_sigma
+        return local_contrast_normalize(x, sigma) if sigma > 0 else x
+
+    @torch.no_grad()
+    def preprocess(self, frames: Tensor) -> Tensor:
+        """What stage 0 reads: :meth:`normalise_input` of :meth:`unit_frames`."""
+        return self.normalise_input(self.unit_frames(frames))
 
     def _check_layer(self, layer: int) -> None:
         """Clear error for an out-of-range stage index."""
         if not 0 <= layer < self.n_layers:
             raise IndexError(f"layer={layer} out of range: the stack has {self.n_layers} stages")
 
-    @torch.no_grad()
-    def stage_input(self, x: Tensor, stage: int) -> Tensor:
-        """What stage ``stage``'s RBM sees as v, from raw frames ``x`` (uint8 or float)."""
-        self._check_layer(stage)
-        base = self.preprocess(x) if stage == 0 else self.transform(x, stage - 1)
-        return self.visible_form(base, stage)
+    def walk(self, x: Tensor, *, differentiable: bool = False
+             ) -> Iterator[tuple[int, dict[str, Tensor]]]:
+        """``(k, stage k's layers)`` for every stage in order, from float frames ``x`` in
+        [0, 1] (N, C, S, S): one up-pass; a pyramid stage runs the stages below it again on
+        each size. ``differentiable``: plain torch ops, so gradients in ``x`` exist."""
+        v = self.normalise_input(x)
+        for k, stage in enumerate(self.stages):
+            read = self._levels(x, k, differentiable) if stage.config.sizes else v
+            if stage.config.kind == "competitive" and not stage.config.sizes:
+                read = [read]
+            maps = (stage.differentiable_maps if differentiable else stage.maps)(read)
+            yield k, maps
+            v = maps[stage.output_layer]
 
-    @torch.no_grad()
-    def features(self, v: Tensor, layer: int) -> Tensor:
-        """Stage ``layer``'s output from its own visible input ``v``: LCN(L2pool(P(h|v)))."""
-        st = self.config.stages[layer]
-        h = self.rbms[layer].mean_hiddens(v)  # (N, K, Ph, Pw)
-        pooled = l2_pool(h, st.pool, st.pool_stride)
-        return local_contrast_normalize(pooled, st.lcn_sigma)
-
-    @torch.no_grad()
-    def transform(self, x: Tensor, layer: int) -> Tensor:
-        """Stage ``layer``'s features (N, n_maps, S, S) (after pooling and LCN) of frames ``x``."""
-        self._check_layer(layer)
-        out = self.features(self.stage_input(x, 0), 0)
-        for k in range(1, layer + 1):
-            out = self.features(self.visible_form(out, k), k)
+    def _levels(self, x: Tensor, stage: int, differentiable: bool) -> list[Tensor]:
+        """Stage ``stage - 1``'s output on each pyramid size of ``x`` (the stage's levels)."""
+        out = []
+        for level in pyramid(x, self.config.stages[stage].sizes):
+            v = self.normalise_input(level)
+            for below in self.stages[:stage]:
+                maps = below.differentiable_maps(v) if differentiable else below.maps(v)
+                v = maps[below.output_layer]
+            out.append(v)
         return out
+
+    @torch.no_grad()
+    def reads(self, frames: Tensor, stage: int):
+        """What stage ``stage`` reads from uint8/float frames: a tensor (N, C, H, W), or a list
+        of levels for a competitive stage."""
+        self._check_layer(stage)
+        x = self.unit_frames(frames)
+        st = self.config.stages[stage]
+        if st.sizes:
+            return self._levels(x, stage, False)
+        v = self.normalise_input(x)
+        for below in self.stages[:stage]:
+            v = below.maps(v)[below.output_layer]
+        return [v] if st.kind == "competitive" else v
+
+    @torch.no_grad()
+    def stage_input(self, frames: Tensor, stage: int,
+                    generator: torch.Generator | None = None) -> Tensor:
+        """What stage ``stage``'s learner trains on, from raw frames (uint8 or float);
+        ``generator`` draws the rows a stage samples (default: its learner's)."""
+        return self.stages[stage].rows(self.reads(frames, stage), generator)
+
+    @torch.no_grad()
+    def prepare(self, stage: int, frames: Tensor, *, weights: str = "exemplar",
+                generator: torch.Generator | None = None) -> None:
+        """Fit stage ``stage``'s data-dependent parts (whitening) on ``frames`` and set its
+        initial weights (``"exemplar"``: from the data; ``"random"``: keep the random ones)."""
+        g = generator if generator is not None else torch.Generator().manual_seed(0)
+        self.stages[stage].prepare(self.reads(frames, stage), weights, g)
+
+    @torch.no_grad()
+    def transform(self, frames: Tensor, layer: int) -> Tensor:
+        """Stage ``layer``'s output (what the stage above reads) from frames (uint8/float)."""
+        self._check_layer(layer)
+        for k, maps in self.walk(self.unit_frames(frames)):
+            if k == layer:
+                return maps[self.stages[k].output_layer]
+        raise AssertionError("unreachable")
 
     def state_dict(self) -> dict:
         """{"config": StackConfig as dict, "rbms": [each stage's state_dict]}."""
-        return {"config": self.config.to_dict(), "rbms": [r.state_dict() for r in self.rbms]}
+        return {"config": self.config.to_dict(), "rbms": [s.state_dict() for s in self.stages]}
 
     def load_state_dict(self, state: dict) -> None:
         """Restore stage parameters; the saved geometry must equal this stack's."""
@@ -271,8 +278,8 @@ class RBMStack:
             raise ValueError(
                 f"state_dict has {len(state['rbms'])} stages, stack has {self.n_layers}"
             )
-        for rbm, s in zip(self.rbms, state["rbms"], strict=True):
-            rbm.load_state_dict(s)
+        for stage, s in zip(self.stages, state["rbms"], strict=True):
+            stage.load_state_dict(s)
 
     def save(self, path: str | os.PathLike) -> None:
         """Write ``{"config": StackConfig as dict, "state": state_dict}`` to ``path``: tensors

@@ -1,5 +1,5 @@
 """Unlearned detectors a learned unit must beat: linear filters cut from training frames, and
-the same stack with training patches as its weights (:func:`exemplar_stack`).
+the same stack with random or training-patch weights (:func:`reweighted_stack`).
 
 A trained unit that scores well on a probe might only be doing what any template does. The
 baseline draws ``n_filters`` frames (or patches) of the training data, contrast-normalises them
@@ -44,27 +44,26 @@ def filter_responses(x: Tensor, filters: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def exemplar_stack(stack, frames: Tensor, generator: torch.Generator, n_frames: int = 256):
-    """The same stack with exemplar weights: each stage's map ``k`` at position ``p`` has as
-    weights the patch at ``p`` of one random training frame's stage input (zero-mean, then
-    scaled and biased so that its input ``W.v + c`` has mean 0 and std 1 over ``n_frames``
-    training frames), stage by stage through the exemplar stages below. Same fields, same
-    pooling and normalisation as the trained stack: what training patches alone give.
-
-    ``stack`` is a :class:`models.stack.RBMStack`; ``frames`` uint8 (N, C, H, W).
+def reweighted_stack(stack, frames: Tensor | None, weights: str, generator: torch.Generator,
+                     n_frames: int = 256):
+    """The same architecture as ``stack`` (a :class:`models.stack.RBMStack`) with ``"random"``
+    or ``"exemplar"`` weights: stage by stage, each stage fits what it fits to data (whitening)
+    on ``n_frames`` random ``frames`` (uint8 (N, C, H, W)) and takes its initial or its exemplar
+    weights (:meth:`models.stack.RBMStack.prepare`; a local stage's exemplars are one training
+    input's patch per map and position). Same fields and pooling as the trained stack: what
+    untrained weights, or training patches alone, give. ``frames`` may be None only for
+    ``"random"`` and a stack whose stages fit nothing to data.
     """
     from models.stack import RBMStack
 
-    ex = RBMStack(stack.config, device="cpu", generator=torch.Generator().manual_seed(0))
-    pick = torch.randperm(len(frames), generator=generator)[:n_frames]
-    x = torch.as_tensor(frames)[pick]
-    for k, rbm in enumerate(ex.rbms):
-        pv = rbm.geometry.patches(ex.stage_input(x, k)).contiguous()  # (P, N, D)
-        src = torch.randint(pv.shape[1], (rbm.n_maps,), generator=generator)
-        w = pv[:, src, :]  # (P, K, D): one frame's patches per map
-        w = w - w.mean(2, keepdim=True)
-        pre = torch.bmm(pv, w.transpose(1, 2))  # (P, N, K)
-        mu, sd = pre.mean(1), pre.std(1).clamp_min(1e-6)  # (P, K)
-        rbm.params["W"].copy_(w / sd[:, :, None])
-        rbm.params["c"].copy_(-mu / sd)
-    return ex
+    seed = int(torch.randint(2**31 - 1, (1,), generator=generator))
+    out = RBMStack(stack.config, device="cpu", generator=torch.Generator().manual_seed(seed))
+    if frames is None:
+        if weights != "random" or any(s.needs_data for s in out.stages):
+            raise ValueError(f"{weights} weights for this stack need training frames")
+        return out
+    x = torch.as_tensor(frames)[torch.randperm(len(frames), generator=generator)[:n_frames]]
+    for k, stage in enumerate(out.stages):
+        if weights == "exemplar" or stage.needs_data:
+            out.prepare(k, x, weights=weights, generator=generator)
+    return out

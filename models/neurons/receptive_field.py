@@ -4,7 +4,8 @@ Along one axis, hidden positions ``a..b`` of a stage (field ``r``, stride ``s``)
 input positions ``a s .. b s + r - 1``; pooled positions ``a..b`` (window ``q``, stride ``t``)
 pool hidden positions ``a t .. b t + q - 1``; a stage's input positions are the previous stage's
 pooled positions. Walking down to stage 0 gives the pixels. The contrast normalisations are not
-part of the field: their Gaussian windows rescale a unit's input, they do not drive it.
+part of the field: their Gaussian windows rescale a unit's input, they do not drive it. A
+competitive stage's unit pools over every position and size: its field is the whole frame.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from models.stack import StackConfig
 
 def pixel_span(config: StackConfig, stage: int, layer: str, lo: int, hi: int) -> tuple[int, int]:
     """Half-open pixel range ``[p0, p1)`` seen by positions ``lo..hi`` (inclusive) of a layer."""
+    if config.stages[stage].kind == "competitive":
+        return 0, config.input_size
     for k in range(stage, -1, -1):
         st = config.stages[k]
         if k < stage or layer == "pooled":

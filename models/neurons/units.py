@@ -1,16 +1,17 @@
 """Units of a stack, named by ``(stage, layer, index)``, and the up-pass that reaches them.
 
-A layer is ``"hidden"`` (the stage RBM's hidden probabilities ``P(h = 1 | v)``), ``"pooled"``
-(their L2 pooling, before any normalisation: still each unit's own response) or ``"pooled_lcn"``
-(after contrast normalisation across maps, what ``RBMStack.transform(x, stage)`` returns and the
-next stage sees; a unit there is partly a read-out of its neighbours, so it is scored but never
-the headline). ``index`` is the flat index into the layer's ``(C, H, W)``
-maps in C-major order: ``map = index // (H W)``, ``y, x = divmod(index % (H W), W)``.
+A layer is one of the maps a stage gives (:mod:`models.stages`): ``"hidden"`` (a local stage's
+P(h = 1 | v), a tied stage's filter responses), ``"pooled"`` (their pooling, before any
+normalisation: still each unit's own response; a competitive stage's units pooled over every
+position and size) or ``"pooled_lcn"`` (a local stage's output, after contrast normalisation
+across maps; a unit there is partly a read-out of its neighbours, so it is scored but never the
+headline). ``index`` is the flat index into the layer's ``(C, H, W)`` maps in C-major order:
+``map = index // (H W)``, ``y, x = divmod(index % (H W), W)``.
 
-:func:`up_pass` is the deterministic up-pass written with differentiable torch ops (the stack's
-own methods run under ``no_grad`` and, on CPU, through fused kernels), so gradients of a unit's
-activation with respect to the input frame exist (optimal stimuli, Le et al. 2012, section 4.3).
-:func:`stage_outputs` is the fast no-grad path for scanning a dataset.
+:func:`up_pass` is the up-pass in differentiable torch ops (the stack's own methods run under
+``no_grad`` and, on CPU, through fused kernels), so gradients of a unit's activation with
+respect to the input frame exist (optimal stimuli, Le et al. 2012, section 4.3).
+:func:`stage_maps` is the fast no-grad path for scanning a dataset.
 """
 
 from __future__ import annotations
@@ -18,13 +19,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Literal
 
-import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from models.layers import l2_pool, local_contrast_normalize
-from models.rbm.local import LocalRBM, positions
 from models.stack import RBMStack, StackConfig
+from models.stages import STAGE_KINDS
 
 Layer = Literal["pooled", "hidden", "pooled_lcn"]
 #: A unit's own response: the layers that can name the headline unit (ties go to the first).
@@ -33,16 +31,17 @@ LAYERS: tuple[str, ...] = ("hidden", "pooled")
 NORMALISED: tuple[str, ...] = ("pooled_lcn",)
 
 
+def stage_layers(config: StackConfig, stage: int) -> tuple[str, ...]:
+    """The layers stage ``stage`` gives, by its kind."""
+    return STAGE_KINDS[config.stages[stage].kind].layers
+
+
 def layer_shape(config: StackConfig, stage: int, layer: Layer) -> tuple[int, int, int]:
     """(C, H, W) of ``layer`` of stage ``stage``."""
-    if layer not in LAYERS + NORMALISED:
-        raise ValueError(f"layer={layer!r} must be one of {LAYERS + NORMALISED}")
-    if layer != "hidden":
-        return config.output_shape(stage)
-    _, size, _ = config.input_shapes()[stage]
-    st = config.stages[stage]
-    grid = positions(size, st.field, st.stride)
-    return (st.n_maps, grid, grid)
+    if layer not in stage_layers(config, stage):
+        raise ValueError(f"layer={layer!r}: stage {stage} ({config.stages[stage].kind}) has "
+                         f"{stage_layers(config, stage)}")
+    return config.layer_shapes(stage)["hidden" if layer == "hidden" else "output"]
 
 
 def unit_position(shape: tuple[int, int, int], index: int) -> tuple[int, int, int]:
@@ -54,54 +53,20 @@ def unit_position(shape: tuple[int, int, int], index: int) -> tuple[int, int, in
     return index // (H * W), y, x
 
 
-def hidden_probabilities(rbm: LocalRBM, v: Tensor) -> Tensor:
-    """P(h_pk = 1 | v) = sigmoid(c_pk + W_pk . patch_p(v)) as maps (N, K, Ph, Pw), with autograd.
-
-    ``F.unfold`` orders a patch's values (C, r, r) and positions row-major, as
-    ``LocalRBM.patches`` does, so ``W (P, K, C r r)`` applies directly.
-    """
-    N = v.shape[0]
-    cols = F.unfold(v, rbm.field, stride=rbm.stride)  # (N, D, P)
-    x = torch.einsum("pkd,ndp->npk", rbm.params["W"], cols) + rbm.params["c"]  # (N, P, K)
-    Ph, Pw = rbm.grid
-    return torch.sigmoid(x).transpose(1, 2).reshape(N, rbm.n_maps, Ph, Pw)
-
-
 def up_pass(stack: RBMStack, x: Tensor, stage: int, layer: Layer = "pooled") -> Tensor:
-    """Maps (N, C, H, W) of ``layer`` at ``stage`` from float frames ``x`` (N, C_in, S, S).
-
-    ``"pooled_lcn"`` equals ``stack.transform(x, stage)`` for float input, but is differentiable
-    in ``x``: LCN -> [sigmoid if Bernoulli-visible] -> P(h|v) -> L2 pool -> LCN, stage by stage;
-    ``"pooled"`` stops before the last LCN, ``"hidden"`` before the last pooling.
-    """
-    cfg = stack.config
-    v = local_contrast_normalize(x.to(device=stack.device, dtype=stack.dtype),
-                                 cfg.input_lcn_sigma)
-    for k in range(stage + 1):
-        st = cfg.stages[k]
-        if st.visible == "bernoulli":
-            v = torch.sigmoid(v)
-        h = hidden_probabilities(stack.rbms[k], v)
-        if k == stage and layer == "hidden":
-            return h
-        pooled = l2_pool(h, st.pool, st.pool_stride)
-        if k == stage and layer == "pooled":
-            return pooled
-        v = local_contrast_normalize(pooled, st.lcn_sigma)
-    return v
+    """Maps (N, C, H, W) of ``layer`` at ``stage`` from float frames ``x`` (N, C_in, S, S) in
+    [0, 1], differentiable in ``x``; ``"pooled_lcn"`` equals ``stack.transform(x, stage)``."""
+    x = x.to(device=stack.device, dtype=stack.dtype)
+    for k, maps in stack.walk(x, differentiable=True):
+        if k == stage:
+            return maps[layer]
+    raise IndexError(f"stage={stage} out of range: the stack has {stack.n_layers} stages")
 
 
-@torch.no_grad()
 def stage_maps(stack: RBMStack, frames: Tensor) -> Iterator[tuple[int, dict[str, Tensor]]]:
-    """``(k, {"hidden", "pooled", "pooled_lcn": maps (N, C, H, W)})`` for every stage in order,
-    from uint8/float frames, in one pass through the stack's own (fused on CPU) methods."""
-    v = stack.preprocess(frames)
-    for k, rbm in enumerate(stack.rbms):
-        st = stack.config.stages[k]
-        hidden = rbm.mean_hiddens(stack.visible_form(v, k))  # (N, K, Ph, Pw)
-        pooled = l2_pool(hidden, st.pool, st.pool_stride)  # (N, K, S, S)
-        v = local_contrast_normalize(pooled, st.lcn_sigma)
-        yield k, {"hidden": hidden, "pooled": pooled, "pooled_lcn": v}
+    """``(k, {layer: maps (N, C, H, W)})`` for every stage in order, from uint8/float frames,
+    in one pass through the stack's own (fused on CPU) methods."""
+    yield from stack.walk(stack.unit_frames(frames))
 
 
 def stage_outputs(stack: RBMStack, frames: Tensor, top: int,

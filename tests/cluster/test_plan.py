@@ -14,12 +14,29 @@ from models.stack import RBMStack
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_parameter_counts_equal_a_real_stack():
-    cfg = load(ROOT / "configs/demo.toml")
+LOCAL = ["model.stages=[{field=10, stride=2, n_maps=8, pool=3, pool_stride=2}, "
+         "{field=13, n_maps=16, pool=1}]"]
+TIED_RBM = ['model.stages=[{kind="tied", field=7, n_maps=8, pool=3, pool_stride=2}, '
+            '{kind="competitive", learner="kmeans", field=8, n_maps=32, dims=20, '
+            'sizes=[58, 40]}]']
+
+
+@pytest.mark.parametrize("overrides", [[], LOCAL, TIED_RBM], ids=["demo", "local", "tied_rbm"])
+def test_parameter_counts_equal_a_real_stack(overrides):
+    cfg = load(ROOT / "configs/demo.toml", overrides)
     stack = RBMStack(cfg.model, device="cpu", generator=torch.Generator().manual_seed(0))
     for sp, rbm in zip(stage_plans(cfg.model, 2), stack.rbms, strict=True):
         assert sp.n_params == sum(p.numel() for p in rbm.params.values())
-        assert tuple(rbm.params["W"].shape) == (sp.n_positions, sp.n_maps, sp.fan_in)
+        assert sp.n_maps == rbm.params["W"].shape[-2 if rbm.params["W"].dim() == 3 else 0]
+
+
+def test_a_competitive_stage_pays_for_the_tied_stage_below_at_every_size():
+    cfg = load(ROOT / "configs/demo.toml")
+    one = load(ROOT / "configs/demo.toml", ["model.stages[1].sizes=[58]"])
+    s1, s1_one = stage_plans(cfg.model, 1)[1], stage_plans(one.model, 1)[1]
+    # the tied stage (32 filters of 7x7 on 1 channel) at 58, 48 and 40 px, against 58 alone
+    conv = {s: 2 * (s - 6) ** 2 * 32 * 49 for s in (58, 48, 40)}
+    assert s1.flops_per_frame - s1_one.flops_per_frame == pytest.approx(conv[48] + conv[40])
 
 
 def test_paper_geometry_is_about_a_billion_parameters_on_1000_nodes():

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import pytest
 import torch
 
 from models.neurons import breakdown
-from models.neurons.baselines import exemplar_stack
+from models.neurons.baselines import reweighted_stack
 from models.neurons.image_stats import confound_balanced_accuracy, image_statistics
 from models.neurons.selectivity import heldout_scores, stratified_halves
 from models.neurons.template import template_responses
@@ -52,7 +53,8 @@ def test_exemplar_stack_has_the_stack_geometry_and_training_patches_as_weights()
                                              {"field": 2, "stride": 1, "n_maps": 3, "pool": 1}])
     stack = RBMStack(cfg, device="cpu", generator=torch.Generator().manual_seed(0))
     frames = torch.randint(0, 256, (40, 1, 16, 16), dtype=torch.uint8)
-    ex = exemplar_stack(stack, frames, torch.Generator().manual_seed(1), n_frames=32)
+    ex = reweighted_stack(stack, frames, "exemplar", torch.Generator().manual_seed(1),
+                          n_frames=32)
     w0 = ex.rbms[0].params["W"]  # (P, K, D)
     assert w0.shape == stack.rbms[0].params["W"].shape
     patches = ex.rbms[0].geometry.patches(ex.stage_input(frames, 0))  # (P, N, D)
@@ -61,6 +63,22 @@ def test_exemplar_stack_has_the_stack_geometry_and_training_patches_as_weights()
     assert (cos.amax(2) > 0.999).all()  # every map's weights are one frame's patches
     h = ex.rbms[1].mean_hiddens(ex.stage_input(frames, 1))
     assert h.shape[1] == 3 and 0.2 < float(h.mean()) < 0.8  # standardised, not saturated
+    rand = reweighted_stack(stack, None, "random", torch.Generator().manual_seed(1))
+    w = rand.rbms[0].params["W"]
+    assert float(w.std()) == pytest.approx(0.01, rel=0.1)  # the initial weights, no data in them
+
+
+def test_reweighted_stack_of_a_pyramid_fits_the_whitening_for_random_weights_too():
+    cfg = StackConfig.from_dict({"input_size": 16, "input_lcn_sigma": 0.0, "stages": [
+        {"kind": "tied", "learner": "kmeans", "field": 3, "n_maps": 4, "pool": 2,
+         "pool_stride": 2},
+        {"kind": "competitive", "field": 2, "n_maps": 5, "dims": 6, "sizes": [16, 12]}]})
+    stack = RBMStack(cfg, device="cpu")
+    frames = torch.randint(0, 256, (20, 1, 16, 16), dtype=torch.uint8)
+    rand = reweighted_stack(stack, frames, "random", torch.Generator().manual_seed(1))
+    assert float(rand.stages[1].white["weight"].abs().sum()) > 0  # fitted, not the zero start
+    with pytest.raises(ValueError, match="need training frames"):
+        reweighted_stack(stack, None, "random", torch.Generator())
 
 
 def test_breakdown_scores_each_bin_and_reports_the_chosen_units():

@@ -1,0 +1,143 @@
+"""A competitive stage: windows of the stage below at every position and size, whitened, and
+units that compete for them (Coates, Karpathy & Ng 2012's large top stage, in RBM form).
+
+The stage reads a list of levels ``[(N, C, h_i, w_i)]``: the stage below run on each size of an
+image pyramid of the frame (``StageConfig.sizes``). Every ``field x field`` window ``x`` (C r r
+values) of every level is whitened to ``dims`` values (PCA fitted by :meth:`CompetitiveStage.
+prepare`, regulariser ``whiten_eps`` times the mean kept variance: one convolution) and scaled
+to unit length, ``w = Z (x - mu) / |Z (x - mu)|``. Unit ``k`` with weights ``u_k`` responds with
+``u_k . w`` at every window; its stage response is the max over every position of every level
+(pooling over position and size), so it fires for its pattern wherever it is and at any of the
+sizes.
+
+Learners: ``"rbm"``, a one-of-K RBM (:class:`models.rbm.softmax.SoftmaxRBM`) on ``sqrt(dims) w``
+(unit variance per value, as its Gaussian visibles assume), ``u_k = W_k``; ``"kmeans"``,
+spherical k-means (:class:`models.competitive.kmeans_learner.KMeansLearner`), ``u_k`` its unit
+directions. Both start at whitened windows of the data. Layer: ``"pooled"`` (N, K, 1, 1).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from models.competitive.kmeans_learner import KMeansLearner
+from models.competitive.whitening import Whitening
+from models.pooling import pool_over_sizes
+from models.rbm.softmax import SoftmaxRBM
+from models.stages.config import StageConfig
+
+WHITEN_WINDOWS = 12_000  # windows the whitening is fitted on
+
+
+class CompetitiveStage:
+    """Whitened windows of every level -> ``n_maps`` competing units -> max over all."""
+
+    layers: tuple[str, ...] = ("pooled",)
+    output_layer = "pooled"
+    needs_data = True
+
+    def __init__(self, config: StageConfig, in_shape: tuple[int, int, int], *, update,
+                 generator, device, dtype) -> None:
+        self.config = config
+        C, r, d = in_shape[0], config.field, config.dims
+        kw = {"config": config.rbm_config(), "update": update, "generator": generator,
+              "device": device, "dtype": dtype}
+        if config.learner == "rbm":
+            kw["config"] = type(kw["config"])(k=config.k, check_interval=config.check_interval)
+            self.learner = SoftmaxRBM(d, config.n_maps, **kw)
+        else:
+            self.learner = KMeansLearner(d, config.n_maps, **kw)
+        self.scale = d**0.5 if config.learner == "rbm" else 1.0
+        self.white = {"weight": torch.zeros(d, C, r, r, device=device, dtype=dtype),
+                      "bias": torch.zeros(d, device=device, dtype=dtype)}
+
+    def unit_weights(self) -> Tensor:
+        """``u (K, dims)``: what each unit's response dots with a window."""
+        if self.config.learner == "rbm":
+            return self.learner.params["W"]
+        return self.learner.unit_weights()
+
+    def windows(self, levels: list[Tensor]) -> list[Tensor]:
+        """Unit-length whitened windows of each level: [(N, dims, p_i, q_i)]."""
+        out = []
+        for level in levels:
+            y = F.conv2d(level, self.white["weight"], self.white["bias"], stride=self.config.stride)
+            out.append(y / y.norm(dim=1, keepdim=True).clamp(min=1e-8))
+        return out
+
+    def responses(self, levels: list[Tensor]) -> list[Tensor]:
+        """``u_k . w`` at every window of every level: [(N, K, p_i, q_i)]."""
+        u = self.unit_weights()
+        return [torch.einsum("ndpq,kd->nkpq", w, u) for w in self.windows(levels)]
+
+    def differentiable_maps(self, levels: list[Tensor]) -> dict[str, Tensor]:
+        """``{"pooled": max over positions and sizes (N, K, 1, 1)}``."""
+        return {"pooled": pool_over_sizes(self.responses(levels), "max")[:, :, None, None]}
+
+    @torch.no_grad()
+    def maps(self, levels: list[Tensor]) -> dict[str, Tensor]:
+        """:meth:`differentiable_maps` without gradients."""
+        return self.differentiable_maps(levels)
+
+    def _sample(self, levels: list[Tensor], per_level: int, generator: torch.Generator
+                ) -> Tensor:
+        """``per_level`` random raw windows (C r r values) of each input at each level."""
+        r, s = self.config.field, self.config.stride
+        off = torch.arange(r, device=levels[0].device)
+        rows = []
+        for x in levels:
+            N, C, H, W = x.shape
+            n = N * per_level
+            i = torch.arange(N, device=x.device).repeat_interleave(per_level)
+            y = torch.randint((H - r) // s + 1, (n,), generator=generator).to(x.device) * s
+            z = torch.randint((W - r) // s + 1, (n,), generator=generator).to(x.device) * s
+            ys, zs = (y[:, None] + off)[:, :, None], (z[:, None] + off)[:, None]
+            win = x[i[:, None, None], :, ys, zs]  # (n, r, r, C)
+            rows.append(win.permute(0, 3, 1, 2).reshape(n, -1))  # (n, C, r, r) flattened
+        return torch.cat(rows)
+
+    def whiten(self, rows: Tensor) -> Tensor:
+        """Raw windows (M, C r r) -> unit-length whitened windows (M, dims)."""
+        y = torch.addmm(self.white["bias"], rows, self.white["weight"].flatten(1).T)
+        return y / y.norm(dim=1, keepdim=True).clamp(min=1e-8)
+
+    @torch.no_grad()
+    def rows(self, levels: list[Tensor], generator: torch.Generator | None = None) -> Tensor:
+        """What the learner trains on: ``rows_per_frame`` random whitened windows per input,
+        spread evenly over the levels, times the learner's input scale."""
+        per = max(1, self.config.rows_per_frame // len(levels))
+        g = generator or self.learner.generator
+        return self.whiten(self._sample(levels, per, g)) * self.scale
+
+    @torch.no_grad()
+    def prepare(self, levels: list[Tensor], weights: str, generator: torch.Generator) -> None:
+        """Fit the whitening on windows of ``levels``; then ``"exemplar"``: units start at
+        distinct whitened windows; ``"random"``: at their random initial weights."""
+        st, N = self.config, len(levels[0])
+        per = max(1, -(-WHITEN_WINDOWS // (N * len(levels))))
+        x = self._sample(levels, per, generator)
+        seed = int(torch.randint(2**31 - 1, (1,), generator=generator))
+        probe = Whitening(st.dims, method="randomized", generator_seed=seed).fit(x)
+        eps = st.whiten_eps * float(probe.variances_.mean())
+        w = Whitening(st.dims, eps=eps, method="randomized", generator_seed=seed).fit(x)
+        weight, bias = w.as_conv(levels[0].shape[1], st.field)
+        self.white = {"weight": weight.contiguous(), "bias": bias}
+        if weights == "exemplar":
+            per = max(1, -(-4 * st.n_maps // (N * len(levels))))
+            self.learner.init_from_data(self.whiten(self._sample(levels, per, generator))
+                                        * self.scale)
+
+    def state_dict(self) -> dict:
+        """The learner's state and the whitening."""
+        return {"learner": self.learner.state_dict(), "white": dict(self.white)}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Inverse of :meth:`state_dict` (shapes must match)."""
+        self.learner.load_state_dict(state["learner"])
+        for k, t in state["white"].items():
+            if tuple(t.shape) != tuple(self.white[k].shape):
+                raise ValueError(f"saved whitening {k!r} has shape {tuple(t.shape)}, the stage "
+                                 f"expects {tuple(self.white[k].shape)}")
+            self.white[k] = t.to(self.white[k])

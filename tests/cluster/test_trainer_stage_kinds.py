@@ -1,0 +1,44 @@
+"""The parameter-server path trains the tied and competitive stage kinds: a synchronous run of a
+tied k-means stage under a competitive one-of-K RBM stage (pyramid of two sizes) equals the
+one-process reference, whitening and initial units included."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cluster.reference import sync_reference
+from cluster.trainer import Trainer
+from jobs.config import dumps, load
+from models.stack import RBMStack
+from tests.cluster.data import make_dataset
+
+STAGES = ('model.stages=[{kind="tied", learner="kmeans", field=3, n_maps=4, pool=2, '
+          'pool_stride=2, pool_kind="rms", sign_split=true, rows_per_frame=8, '
+          'learning_rate=0.1}, {kind="competitive", learner="rbm", field=2, n_maps=6, dims=10, '
+          'sizes=[16, 12], rows_per_frame=4, learning_rate=0.05}]')
+
+
+@pytest.mark.slow
+def test_sync_tied_and_competitive_stages_equal_the_reference(ray_cluster, tmp_path):
+    data = make_dataset(tmp_path / "data", size=16)
+    cfg = load(None, [
+        f'data.path="{data}"', "data.batch_size=16", "data.holdout_frames=32",
+        "model.input_size=16", "model.input_lcn_sigma=0.0", STAGES,
+        "update.weight_decay=0.0", "train.mode=\"sync\"", "train.n_workers=2",
+        "train.n_ps_shards=2", "train.stages=2", "train.steps=6", "train.checkpoint_every=3",
+        "train.prepare_frames=64", f'train.run_dir="{tmp_path / "run"}"'])
+    Trainer(cfg, dumps(cfg), echo=None).train()
+    trained = RBMStack.load(tmp_path / "run" / "model.pt", device="cpu")
+    reference = sync_reference(cfg, stage=0)
+    sync_reference(cfg, stage=1, stack=reference)
+    for k in (0, 1):
+        for name, p in reference.rbms[k].params.items():
+            torch.testing.assert_close(trained.rbms[k].params[name], p, rtol=0, atol=1e-6)
+    torch.testing.assert_close(trained.stages[1].white["weight"],
+                               reference.stages[1].white["weight"])
+    untrained = sync_reference(cfg, stage=0, steps=0)
+    sync_reference(cfg, stage=1, steps=0, stack=untrained)
+    assert (trained.rbms[1].params["W"] - untrained.rbms[1].params["W"]).abs().max() > 1e-5
+    events = (tmp_path / "run" / "events.log").read_text()
+    assert "stage 0: fitted its whitening" in events and "stage 1: fitted its whitening" in events

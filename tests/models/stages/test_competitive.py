@@ -1,0 +1,64 @@
+"""Competitive stages: the pooled response against brute force over every window of every
+level, the training rows, and the learners' input scale."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from models.competitive.spherical_kmeans import normalise_rows
+from models.stages.competitive import CompetitiveStage
+from models.stages.config import StageConfig
+
+
+def _stage(learner, seed=0):
+    st = StageConfig(kind="competitive", learner=learner, field=3, n_maps=5, dims=6,
+                     rows_per_frame=4)
+    return CompetitiveStage(st, (2, 7, 7), update=None, device="cpu", dtype=torch.float64,
+                            generator=torch.Generator().manual_seed(seed))
+
+
+def _levels(seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(8, 2, s, s, generator=g, dtype=torch.float64) for s in (7, 5)]
+
+
+def test_pooled_response_is_the_max_over_every_window_of_every_level():
+    stage = _stage("kmeans")
+    levels = _levels()
+    stage.prepare(levels, "exemplar", torch.Generator().manual_seed(2))
+    got = stage.maps(levels)["pooled"][:, :, 0, 0]
+    Wm, b = stage.white["weight"].flatten(1), stage.white["bias"]
+    u = stage.unit_weights()
+    for n in range(3):
+        best = torch.full((5,), -2.0, dtype=torch.float64)
+        for lv in levels:
+            cols = F.unfold(lv[n : n + 1], 3)[0].T  # (L, C r r): every window
+            w = normalise_rows(cols @ Wm.T + b)
+            best = torch.maximum(best, (w @ u.T).amax(0))
+        torch.testing.assert_close(got[n], best)
+
+
+def test_training_rows_are_whitened_windows_of_the_levels():
+    stage = _stage("rbm")
+    levels = _levels()
+    stage.prepare(levels, "exemplar", torch.Generator().manual_seed(3))
+    rows = stage.rows(levels)
+    assert rows.shape == (8 * 2 * 2, 6)  # 4 per frame, spread over the 2 levels
+    torch.testing.assert_close(rows.norm(dim=1), torch.full((32,), 6**0.5, dtype=rows.dtype))
+    every = torch.cat([normalise_rows(F.unfold(lv, 3).transpose(1, 2).reshape(-1, 18)
+                                      @ stage.white["weight"].flatten(1).T
+                                      + stage.white["bias"]) for lv in levels])
+    match = (rows / 6**0.5) @ every.T
+    assert torch.all(match.amax(1) > 1 - 1e-9)  # each row is one of the windows
+
+
+def test_exemplar_units_start_at_windows_and_random_ones_do_not():
+    levels = _levels()
+    ex, rnd = _stage("kmeans"), _stage("kmeans")
+    ex.prepare(levels, "exemplar", torch.Generator().manual_seed(4))
+    rnd.prepare(levels, "random", torch.Generator().manual_seed(4))
+    torch.testing.assert_close(ex.white["weight"], rnd.white["weight"])
+    r_ex = ex.maps(levels)["pooled"].amax()
+    r_rnd = rnd.maps(levels)["pooled"].amax()
+    assert float(r_ex) > 1 - 1e-6 > float(r_rnd)  # an exemplar unit meets its own window
