@@ -31,6 +31,6 @@ def test_a_diverging_run_ends_with_one_line(mode, tmp_path):
     assert proc.returncode == 1, proc.stderr[-3000:]
     lines = [x for x in proc.stderr.splitlines() if x.strip()]
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    assert lines[0].startswith("catneuron train: stage 0 diverged at step "), lines
+    assert lines[0].startswith("catneuron train: error: stage 0 diverged at step "), lines
     assert "lower update.learning_rate (now 1e+30, try 1e+29)" in lines[0]
     assert "diverged at step" in (tmp_path / "run" / "events.log").read_text()
