@@ -158,10 +158,29 @@ def test_async_lowers_recon_error_and_survives_faults(ray_cluster, dataset, tmp_
     assert stats["updates_applied"][1] <= sum(seq_end.values())  # shard 1 was never rolled back
 
 
+def _strict(constant):
+    raise ValueError(f"{constant} is not plain JSON")
+
+
 def test_metrics_jsonl_is_plain_json(sync_run):
+    """Every record parses as strict JSON (no NaN/Infinity) and every logged step is there: per
+    stage, one record per worker and one of the whole stage every ``train.log_interval`` (4)
+    steps, with the figures the curves are drawn from."""
     _, run, _ = sync_run
-    for line in (run / "metrics.jsonl").read_text().splitlines():
-        assert isinstance(json.loads(line)["step"], int)
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    records = [json.loads(line, parse_constant=_strict) for line in lines]
+    logged = list(range(1, STEPS + 1, 4))  # the stage record's step: steps done, t + 1
+    for stage in (0, 1):
+        mine = [r for r in records if r["stage"] == stage]
+        whole = [r for r in mine if "worker" not in r]
+        assert [r["step"] for r in whole] == logged
+        assert all(r["updates_applied"] == r["step"] for r in whole)
+        for worker in (0, 1):
+            assert len([r for r in mine if r.get("worker") == worker]) == len(logged)
+        for r in mine:
+            assert isinstance(r["step"], int) and isinstance(r["time"], float)
+            assert {"recon_error", "fe_gap"} <= r.keys()
+            assert 0.0 < r["recon_error"] < 2.0
 
 
 def test_async_prefetch_overlaps_fetches(ray_cluster, dataset, tmp_path):
