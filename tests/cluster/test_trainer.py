@@ -12,6 +12,7 @@ import json
 import pytest
 import torch
 
+from cluster.failures import Diverged
 from cluster.reference import sync_reference
 from cluster.runlog import read_metrics
 from cluster.trainer import Trainer
@@ -181,6 +182,22 @@ def test_metrics_jsonl_is_plain_json(sync_run):
             assert isinstance(r["step"], int) and isinstance(r["time"], float)
             assert {"recon_error", "fe_gap"} <= r.keys()
             assert 0.0 < r["recon_error"] < 2.0
+
+
+def test_a_diverging_sync_run_fails_with_one_line(ray_cluster, dataset, tmp_path, monkeypatch):
+    """The synchronous schedule: a shard sees NaN parameters (its check runs every 50 applied
+    updates) and the trainer turns Ray's error into Diverged, one line naming the stage, the
+    step and the setting. The command's own line, in the asynchronous schedule (the error
+    nested in a worker's task): tests/cluster/test_diverged.py."""
+    monkeypatch.delenv("RAY_IGNORE_UNHANDLED_ERRORS", raising=False)  # the trainer sets it
+    cfg = _config(dataset, tmp_path, "update.learning_rate=1e30", "train.steps=60",
+                  "train.checkpoint_every=0", "train.log_interval=30")
+    with pytest.raises(Diverged) as caught:
+        _train(cfg)
+    line = str(caught.value)
+    assert "\n" not in line and line.startswith("stage 0 diverged at step "), line
+    assert "lower update.learning_rate (now 1e+30, try 1e+29)" in line
+    assert line in (tmp_path / "events.log").read_text()
 
 
 def test_async_prefetch_overlaps_fetches(ray_cluster, dataset, tmp_path):
