@@ -23,8 +23,8 @@ PROG = "catneuron jobs"
 
 
 def build_parser() -> ArgumentParser:
-    p = ArgumentParser(prog=PROG, description="Watch and control catneuron jobs on a "
-                                                       "Ray cluster.")
+    p = ArgumentParser(prog=PROG, description="Watch and control catneuron jobs on a Ray "
+                                              "cluster.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     address = ArgumentParser(add_help=False)
     add_address(address)

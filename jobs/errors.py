@@ -35,8 +35,9 @@ INTERRUPTED = 130
 
 
 class UserError(Exception):
-    """A problem the user fixes; the message is one line naming the fix. ``status`` is the
-    exit status (2: a usage error; a job module may raise it with 1 for a failed step)."""
+    """A problem the user fixes; the message is one line naming the fix, printed as written
+    (a failed demo step adds the end of its log). ``status`` is the exit status (2: a usage
+    error; a job module may raise it with 1 for a job that ran and failed)."""
 
     status = 2
 
