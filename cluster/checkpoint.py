@@ -15,19 +15,31 @@ first, then ``LATEST`` is published. Everything in it is tensors and plain value
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Sequence
 
-from cluster.ps import ParameterShard
-from cluster.sharding import ShardLayout, to_numpy
+from cluster.sharding import ShardLayout
 from cluster.state_io import read_state, write_state
-from models.rbm.dense import RBMBase
 from pipeline import storage
 
 
 def step_folder(stage_dir: str | os.PathLike, step: int) -> str:
     """The folder of the checkpoint at ``step``."""
     return storage.join(stage_dir, f"step{step:08d}")
+
+
+def latest_checkpoint(stage_dir: str | os.PathLike) -> str | None:
+    """The newest complete checkpoint folder of a stage (named by its ``LATEST`` file, which
+    is published after the folder's files); a path or URI like ``stage_dir``."""
+    pointer = storage.join(stage_dir, "LATEST")
+    if not storage.exists(pointer):
+        return None
+    name = storage.read_text(pointer).strip()
+    if not re.fullmatch(r"step\d+", name):  # a plain name inside the stage folder, nothing else
+        raise ValueError(f"{pointer} names {name!r}, not a checkpoint folder of this stage")
+    folder = storage.join(stage_dir, name)
+    return folder if storage.list_files(folder) else None
 
 
 def read_meta(folder: str | os.PathLike) -> dict:
@@ -47,21 +59,3 @@ def write_meta(folder: str, *, stage: int, step: int, config_text: str, layout: 
     stage_dir, name = folder.rstrip("/").rsplit("/", 1)
     storage.write_text(storage.join(stage_dir, "LATEST"), name)
     return meta
-
-
-def write_initial(stage_dir: str, stage: int, rbm: RBMBase, layout: ShardLayout, *,
-                  n_workers: int, config_text: str, shards_add: bool) -> dict:
-    """The step-0 checkpoint of a fresh stage, written in this process: every shard holds its
-    slices of ``rbm``'s initial parameters and a fresh optimiser; every worker starts at the
-    beginning of its data. Shard actors then start from it (by path, so Ray can restart them
-    without their constructor arguments living in the object store)."""
-    folder = step_folder(stage_dir, 0)
-    storage.makedirs(folder)
-    full = to_numpy(rbm.params)
-    for j in range(layout.n_ps_shards):
-        shard = ParameterShard(j, layout.to_dict(), rbm.update_config, tuple(rbm.decay_names),
-                               layout.split(full, j), deltas=shards_add)
-        shard.save(storage.join(folder, f"shard{j}.pt"))
-    return write_meta(folder, stage=stage, step=0, config_text=config_text, layout=layout,
-                      positions=[(0, 0)] * n_workers, seqs=[0] * n_workers,
-                      worker_steps=[0] * n_workers)

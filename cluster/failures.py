@@ -1,7 +1,8 @@
 """Why a training run stops before its last step, as one line a user can act on.
 
 The trainer raises these; ``catneuron train`` prints the message alone (no traceback) and exits
-1. Each message names the stage, the step, what is missing and the setting to change.
+1 (:mod:`jobs.errors`). Each message names the stage, the step, what is missing and the setting
+to change.
 """
 
 from __future__ import annotations
@@ -38,7 +39,15 @@ def diverged_cause(exc: BaseException) -> FloatingPointError | None:
     return None
 
 
+#: The setting a diverging run lowers (a shard's and a worker's updater both read it).
+LEARNING_RATE = "update.learning_rate"
+
+
 def diverged_message(stage: int, step: int, error: FloatingPointError) -> str:
-    """One line: where the run diverged and what to lower (the shard's own message says it)."""
+    """One line: where the run diverged and what to lower. A shard's message names the
+    setting itself; a worker's (its RBM's own check) names the bare ``learning_rate``, so the
+    config key is added then."""
     reason = str(error).strip().splitlines()[-1] if str(error).strip() else "NaN/inf parameters"
+    if LEARNING_RATE not in reason:
+        reason = f"{reason.rstrip('.')}: lower {LEARNING_RATE}"
     return f"stage {stage} diverged at step {step}: {reason}"

@@ -14,13 +14,13 @@ and its constructor restores the last checkpoint of its stage.
 from __future__ import annotations
 
 import os
-import re
 import time
 from collections.abc import Mapping
 
 import numpy as np
 import torch
 
+from cluster.checkpoint import latest_checkpoint
 from cluster.sharding import ShardLayout, as_tensor, combine_updates, pack, to_numpy
 from cluster.state_io import read_state, write_state
 from models.rbm.optim import ParameterUpdater, UpdateConfig
@@ -30,19 +30,6 @@ from pipeline import storage
 class OutOfStep(RuntimeError):
     """A restarted actor was asked to continue a synchronous run it no longer holds the state
     of; the driver rolls every actor back to the last checkpoint."""
-
-
-def latest_checkpoint(stage_dir: str | os.PathLike) -> str | None:
-    """The newest complete checkpoint folder of a stage (named by its ``LATEST`` file, which
-    is published after the folder's files); a path or URI like ``stage_dir``."""
-    pointer = storage.join(stage_dir, "LATEST")
-    if not storage.exists(pointer):
-        return None
-    name = storage.read_text(pointer).strip()
-    if not re.fullmatch(r"step\d+", name):  # a plain name inside the stage folder, nothing else
-        raise ValueError(f"{pointer} names {name!r}, not a checkpoint folder of this stage")
-    folder = storage.join(stage_dir, name)
-    return folder if storage.list_files(folder) else None
 
 
 class ParameterShard:

@@ -20,14 +20,15 @@ from dataclasses import dataclass
 import ray
 import torch
 
-from cluster.checkpoint import step_folder, write_initial
+from cluster.checkpoint import latest_checkpoint, step_folder, write_meta
 from cluster.config import JobSections
-from cluster.ps import latest_checkpoint, shard_actor_class
+from cluster.ps import ParameterShard, shard_actor_class
 from cluster.push import shards_add
-from cluster.sharding import ShardLayout
+from cluster.sharding import ShardLayout, to_numpy
 from cluster.worker import split_holdout, worker_actor_class
 from models.rbm.dense import RBMBase
 from models.stack import RBMStack
+from pipeline import storage
 from pipeline.reader import read_frames
 
 SPREAD = "SPREAD"
@@ -62,6 +63,24 @@ class StageActors:
         """End every actor of the stage (no restart)."""
         for actor in self.workers + self.shards:
             ray.kill(actor, no_restart=True)
+
+
+def write_initial(stage_dir: str, stage: int, rbm: RBMBase, layout: ShardLayout, *,
+                  n_workers: int, config_text: str, shards_add: bool) -> dict:
+    """The step-0 checkpoint of a fresh stage, written in this process: every shard holds its
+    slices of ``rbm``'s initial parameters and a fresh optimiser; every worker starts at the
+    beginning of its data. Shard actors then start from it (by path, so Ray can restart them
+    without their constructor arguments living in the object store)."""
+    folder = step_folder(stage_dir, 0)
+    storage.makedirs(folder)
+    full = to_numpy(rbm.params)
+    for j in range(layout.n_ps_shards):
+        shard = ParameterShard(j, layout.to_dict(), rbm.update_config, tuple(rbm.decay_names),
+                               layout.split(full, j), deltas=shards_add)
+        shard.save(storage.join(folder, f"shard{j}.pt"))
+    return write_meta(folder, stage=stage, step=0, config_text=config_text, layout=layout,
+                      positions=[(0, 0)] * n_workers, seqs=[0] * n_workers,
+                      worker_steps=[0] * n_workers)
 
 
 def start_stage(job: JobSections, stage: int, rbm: RBMBase, stage_dir: str | os.PathLike, *,

@@ -53,11 +53,11 @@ import ray
 import torch
 from tqdm import tqdm
 
-from cluster.checkpoint import read_meta, step_folder, write_meta
+from cluster.checkpoint import latest_checkpoint, read_meta, step_folder, write_meta
 from cluster.config import JobSections
 from cluster.failures import Diverged, TrainingFailed, diverged_cause, diverged_message
 from cluster.liveness import Liveness, RayProbe, StageWatch, shard_name, worker_name
-from cluster.ps import SHARD_CPUS, OutOfStep, latest_checkpoint
+from cluster.ps import SHARD_CPUS, OutOfStep
 from cluster.runlog import RunLogger, show_recon_error, stage_progress
 from cluster.sharding import ShardLayout
 from cluster.stage import StageActors, get_when_alive, prepare_stage, start_stage

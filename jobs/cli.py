@@ -2,15 +2,18 @@
 
 Each subcommand lives in ``jobs/<name>.py`` and exposes ``main(argv: list[str] | None) -> int``,
 so ``catneuron train ...`` and ``python -m jobs.train ...`` (what ``ray job submit`` runs on a
-cluster) are the same code. Modules are imported lazily so ``catneuron --help`` stays fast.
+cluster) are the same code. Every ``main`` reports errors through :mod:`jobs.errors` (one line;
+exit 2 for a usage error, 1 for a failed job, 130 on Ctrl-C). Modules are imported lazily so
+``catneuron --help`` stays fast.
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import importlib.util
 import sys
+
+from jobs.errors import UserError, command
 
 # name -> one-line help. A name appears here once its module exists.
 SUBCOMMANDS: dict[str, str] = {
@@ -27,16 +30,6 @@ SUBCOMMANDS: dict[str, str] = {
 
 # subcommands whose module is not jobs/<name>.py (``jobs.jobs`` would read as the package)
 MODULES: dict[str, str] = {"jobs": "jobs.control"}
-
-
-def parse_or_status(parser: argparse.ArgumentParser,
-                    argv: list[str] | None) -> argparse.Namespace | int:
-    """``parser.parse_args(argv)``, or the exit status argparse chose (0 after ``--help``, 2 after
-    a usage error, its message already printed) so that ``main`` returns it instead of exiting."""
-    try:
-        return parser.parse_args(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
 
 
 def _module(name: str) -> str:
@@ -60,7 +53,9 @@ def _usage(available: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
+@command("catneuron")
 def main(argv: list[str] | None = None) -> int:
+    """Dispatch to ``jobs.<name>.main``; its exit status (:mod:`jobs.errors`)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     available = _available()
     if not argv or argv[0] in ("-h", "--help"):
@@ -73,8 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     name, rest = argv[0], argv[1:]
     if name not in available:
-        print(f"catneuron: unknown command {name!r}\n\n{_usage(available)}", file=sys.stderr)
-        return 2
+        raise UserError(f"unknown command {name!r}; commands: {', '.join(available)} "
+                        "(catneuron --help)")
     module = importlib.import_module(_module(name))
     return int(module.main(rest) or 0)
 

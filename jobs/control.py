@@ -14,19 +14,19 @@ was STOPPED), 1 for an unknown job id, 2 on usage errors or when no cluster answ
 
 from __future__ import annotations
 
-import argparse
 import sys
 
+from jobs.errors import ArgumentParser, UserError, command, user_errors
 from jobs.submit import add_address
 
 PROG = "catneuron jobs"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description="Watch and control catneuron jobs on a "
-                                                       "Ray cluster.")
+def build_parser() -> ArgumentParser:
+    p = ArgumentParser(prog=PROG, description="Watch and control catneuron jobs on a Ray "
+                                              "cluster.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    address = argparse.ArgumentParser(add_help=False)
+    address = ArgumentParser(add_help=False)
     add_address(address)
     sub.add_parser("list", parents=[address], help="every job the cluster knows, newest last")
     for name, text in (("status", "a job's status and details"), ("stop", "stop a running job")):
@@ -77,31 +77,24 @@ def _stop(client, args) -> int:
 COMMANDS = {"list": _list, "status": _status, "logs": _logs, "stop": _stop}
 
 
+@command(PROG)
 def main(argv: list[str] | None = None) -> int:
-    from cluster.submission import ClusterUnreachable, connect
-    from jobs.cli import parse_or_status
+    """Run one command; its exit status (module docstring, :mod:`jobs.errors`)."""
+    from cluster.submission import connect
 
-    args = parse_or_status(build_parser(), argv)
-    if isinstance(args, int):
-        return args
-    try:
-        client = connect(args.address)
-    except (ClusterUnreachable, ValueError) as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
-        return 2
+    args = build_parser().parse_args(argv)
+    with user_errors(ValueError):
+        client = connect(args.address)  # ClusterUnreachable: a user error (jobs.errors)
     try:
         return COMMANDS[args.command](client, args)
     except RuntimeError as exc:  # Ray's client: unknown job id, or the server failed
         text = str(exc)
         if "does not exist" in text or "404" in text:
-            print(f"{PROG}: no job {args.id!r} on this cluster ('catneuron jobs list')",
-                  file=sys.stderr)
-        else:
-            print(f"{PROG}: {text[:500]}", file=sys.stderr)
-        return 1
+            raise UserError(f"no job {args.id!r} on this cluster ('catneuron jobs list')",
+                            status=1) from None
+        raise UserError(text[:500], status=1) from None
     except TimeoutError as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
-        return 1
+        raise UserError(str(exc), status=1) from None
 
 
 if __name__ == "__main__":

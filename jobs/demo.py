@@ -30,7 +30,6 @@ Exit status 0 on success, 1 when a step fails, 2 on usage errors, 130 when inter
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import importlib
 import json
@@ -42,17 +41,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from jobs.cli import parse_or_status
+from jobs.errors import ArgumentParser, Interrupted, UserError, command
 
 STATE = "demo.json"
 
 
-class DemoError(RuntimeError):
-    """A step failed or the output folder cannot be used; ``status`` is the exit status."""
+class DemoError(UserError):
+    """A step failed (``status`` 1, the default here) or the output folder cannot be used (2):
+    printed by :mod:`jobs.errors`."""
 
-    def __init__(self, message: str, status: int = 1) -> None:
-        super().__init__(message)
-        self.status = status
+    status = 1
 
 
 def demo_config_path() -> Path:
@@ -368,9 +366,10 @@ def _shutdown_ray() -> None:
         ray.shutdown()
 
 
+@command("catneuron demo")
 def main(argv: list[str] | None = None) -> int:
-    """Run ``catneuron demo``; returns the exit status."""
-    p = argparse.ArgumentParser(
+    """Run ``catneuron demo``; returns the exit status (:mod:`jobs.errors`)."""
+    p = ArgumentParser(
         prog="catneuron demo",
         description="Run the whole experiment on the embedded corpus, no network: ingest, train, "
                     "evaluate, visualize, then the gallery and a summary. Run it again to "
@@ -384,21 +383,16 @@ def main(argv: list[str] | None = None) -> int:
                         + " ".join(FAST.train_overrides) + ", evaluate "
                         + " ".join(FAST.evaluate_args) + ", visualize "
                         + " ".join(FAST.visualize_args))
-    args = parse_or_status(p, argv)
-    if isinstance(args, int):
-        return args
+    args = p.parse_args(argv)
     demo = Demo(args.out, FAST if args.fast else FULL, args.verbose)
     try:
         _check_state(demo)
         results = run_steps(demo)
         print(summary(demo, results))
         return 0
-    except DemoError as e:
-        print(f"catneuron demo: {e}", file=sys.stderr)
-        return e.status
     except KeyboardInterrupt:
-        print(f"\ncatneuron demo: {interrupted(demo)}", file=sys.stderr)
-        return 130
+        print(file=sys.stderr)  # after the ^C the terminal echoed
+        raise Interrupted(interrupted(demo)) from None
     finally:
         with output_to(None if demo.verbose or not demo.out.is_dir() else demo.logs / "ray.log"):
             _shutdown_ray()

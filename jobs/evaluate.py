@@ -18,16 +18,16 @@ Errors (no trained run, unreadable probe, unknown class) are one line with exit 
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 
+from jobs.errors import ArgumentParser, UserError, command
 from pipeline import storage
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+def build_parser() -> ArgumentParser:
+    p = ArgumentParser(
         prog="catneuron evaluate",
         description="Measure how well single units of a trained run detect a class: Le et "
                     "al.'s 20-threshold protocol and a held-out protocol, against baselines.")
@@ -50,8 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-class UsageError(Exception):
-    """A one-line error for the user (exit status 2)."""
+class UsageError(UserError):
+    """A one-line error for the user (exit status 2, :mod:`jobs.errors`)."""
 
 
 def load_run(run: str | os.PathLike):
@@ -181,20 +181,17 @@ def evaluate(args) -> dict:
     return result
 
 
+@command("catneuron evaluate")
 def main(argv: list[str] | None = None) -> int:
+    """Score the run; 0 on success, 2 on a usage error (:mod:`jobs.errors`)."""
     args = build_parser().parse_args(argv)
     if args.filters < 1 or args.splits < 1:
-        print("catneuron evaluate: error: --filters and --splits must be >= 1", file=sys.stderr)
-        return 2
+        raise UsageError("--filters and --splits must be >= 1")
     try:
         result = evaluate(args)
-    except UsageError as exc:
-        print(f"catneuron evaluate: error: {exc}", file=sys.stderr)
-        return 2
     except OSError as exc:  # a store that cannot be reached or read (endpoint, credentials)
-        print(f"catneuron evaluate: error: {exc}: check the run's location and, for an object "
-              "store, the AWS_* settings", file=sys.stderr)
-        return 2
+        raise UsageError(f"{exc}: check the run's location and, for an object store, the "
+                         "AWS_* settings") from None
     print(table(result))
     if result["probe"]["confound_warning"]:
         print(f"warning: on this probe, image statistics alone score "

@@ -27,13 +27,13 @@ swapped in whole, so a re-run replaces it from the run's files without retrainin
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from jobs.errors import ArgumentParser, UserError, command
 from jobs.gallery_figures import (
     BASELINES,
     REFERENCES,
@@ -318,16 +318,17 @@ def build_gallery(run_dir: Path) -> Path:
     return final / "index.html"
 
 
+@command("python -m jobs.gallery")
 def main(argv: list[str] | None = None) -> int:
-    """``python -m jobs.gallery RUN``: (re)build a run's gallery; prints its ``file://`` URL."""
-    p = argparse.ArgumentParser(prog="python -m jobs.gallery",
+    """``python -m jobs.gallery RUN``: (re)build a run's gallery; prints its ``file://`` URL;
+    2 when RUN is not a folder (:mod:`jobs.errors`)."""
+    p = ArgumentParser(prog="python -m jobs.gallery",
                                 description="Build RUN/gallery/ from a run's files.")
     p.add_argument("run", type=Path, help="run folder (RUN/config.toml, RUN/visualize/, ...)")
     args = p.parse_args(argv)
     if not args.run.is_dir():
-        print(f"gallery: {args.run} is not a folder; give a run folder written by "
-              "'catneuron train'", file=sys.stderr)
-        return 2
+        raise UserError(f"{args.run} is not a folder; give a run folder written by "
+                        "'catneuron train'")
     index = build_gallery(args.run)
     print(f"gallery: {index}\n  {index.resolve().as_uri()}")
     return 0

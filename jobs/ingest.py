@@ -28,10 +28,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from jobs.errors import ArgumentParser, Interrupted, UserError, command, user_errors
 from pipeline import storage
 from pipeline.ingest import (
     IngestConfig,
-    OptionsMismatch,
     check_out,
     downloads_dir,
     run_ingest,
@@ -51,8 +51,8 @@ MB = {"shard_mb", "max_filesize_mb"}
 RESOLVED = RESOLVED_CONFIG
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+def build_parser() -> ArgumentParser:
+    p = ArgumentParser(
         prog="catneuron ingest",
         description="Decode videos (files, folders, globs, source-list .txt files, any URL "
         "yt-dlp handles) with a pool of Ray actors into Parquet shards + _manifest.json. "
@@ -97,46 +97,31 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@command("catneuron ingest", interrupted="interrupted; run the same command again to continue")
 def main(argv: list[str] | None = None) -> int:
-    """Run ``catneuron ingest``; returns the exit status (0 ok, 1 no frames, 2 usage error)."""
+    """Run ``catneuron ingest``; returns the exit status (0 ok, 1 no frames, 2 usage error,
+    130 on Ctrl-C: :mod:`jobs.errors`)."""
     parser = build_parser()
-    try:
-        args, rest = parser.parse_known_args(argv)
-        bad = [r for r in rest if not (r.startswith("--") and "=" in r)]
-        if bad:
-            parser.error(f"unrecognised arguments {bad}; config overrides are "
-                         "--ingest.key=value")
-    except SystemExit as e:  # --help (0) or a usage error (2): return the code, don't exit
-        return int(e.code or 0)
+    args, rest = parser.parse_known_args(argv)
+    bad = [r for r in rest if not (r.startswith("--") and "=" in r)]
+    if bad:
+        parser.error(f"unrecognised arguments {bad}; config overrides are --ingest.key=value")
     if not args.sources and not args.demo:
-        parser.print_usage(sys.stderr)
-        print("catneuron ingest: error: give at least one source, or --demo", file=sys.stderr)
-        return 2
+        raise UserError("give at least one source, or --demo")
     problem = _out_problem(args.out, args.demo)
     if problem:
-        print(f"catneuron ingest: error: {problem}", file=sys.stderr)
-        return 2
-    try:
+        raise UserError(problem)
+    with user_errors(ValueError, FileNotFoundError):  # ConfigError is a ValueError
         job = resolve(args, rest)
-    except (ValueError, FileNotFoundError) as e:  # ConfigError is a ValueError
-        print(f"catneuron ingest: error: {e}", file=sys.stderr)
-        return 2
-    config = job.ingest
-    if config.n_decoders is not None and config.n_decoders < 0:
-        print(f"catneuron ingest: error: ingest.n_decoders={config.n_decoders}: must be >= 0",
-              file=sys.stderr)
-        return 2
-    try:  # before the demo corpus or any download is written
-        check_out(args.out, config)
-    except ValueError as e:
-        print(f"catneuron ingest: error: {e}", file=sys.stderr)
-        return 2
+        config = job.ingest
+        if config.n_decoders is not None and config.n_decoders < 0:
+            raise UserError(f"ingest.n_decoders={config.n_decoders}: must be >= 0")
+        check_out(args.out, config)  # before the demo corpus or any download is written
     try:
         return _ingest(args, config, job)
     except KeyboardInterrupt:
-        print(f"catneuron ingest: interrupted; the videos finished so far are kept in {args.out}: "
-              "run the same command again to continue", file=sys.stderr)
-        return 130
+        raise Interrupted(f"interrupted; the videos finished so far are kept in {args.out}: "
+                          "run the same command again to continue") from None
 
 
 def resolve(args: argparse.Namespace, rest: list[str]):
@@ -169,7 +154,6 @@ def _ingest(args: argparse.Namespace, config: IngestConfig, job) -> int:
     """Write the demo corpus if asked, ingest, save the resolved config beside the dataset,
     print the summary; the exit status."""
     from jobs.config import dumps
-    from pipeline.pool import RayUnreachable
 
     sources = list(args.sources)
     if args.demo:
@@ -180,11 +164,8 @@ def _ingest(args: argparse.Namespace, config: IngestConfig, job) -> int:
         paths = write_demo_videos(videos, seed=args.seed)
         print(f"demo corpus: {len(paths)} videos in {videos}", file=sys.stderr)
         sources.append(str(videos))
-    try:
+    with user_errors(ValueError):  # OptionsMismatch too; RayUnreachable is a user error
         report = run_ingest(sources, args.out, config, progress=not args.quiet)
-    except (OptionsMismatch, RayUnreachable, ValueError) as e:
-        print(f"catneuron ingest: error: {e}", file=sys.stderr)
-        return 2
     storage.write_text(storage.join(args.out, RESOLVED), dumps(job))
     print(summary_table(report))
     if report.exit_code():

@@ -9,9 +9,10 @@ Examples::
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
+
+from jobs.errors import ArgumentParser, UserError, command
 
 _SHORT = {"compute": "compute", "worker network": "worker net",
           "parameter-server network": "PS net"}
@@ -71,11 +72,12 @@ def _as_flag(message: str, names) -> str:
     return f"--{name.replace('_', '-')}{sep}{rest}" if name in names else message
 
 
+@command("catneuron plan")
 def main(argv: list[str] | None = None) -> int:
-    """Print the plan (a table, or JSON with --json); 2 on a bad config."""
-    from jobs.config import ConfigError, load
+    """Print the plan (a table, or JSON with --json); 2 on a bad config (:mod:`jobs.errors`)."""
+    from jobs.config import load
 
-    p = argparse.ArgumentParser(prog="catneuron plan", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="catneuron plan", description=__doc__.split("\n\n")[0])
     p.add_argument("--config", required=True, help="TOML job config")
     p.add_argument("--nodes", type=int, required=True, help="cluster size")
     p.add_argument("--cores-per-node", type=int, default=16, help="(Le et al.: 16)")
@@ -96,9 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_inputs(**sizes)
         config = load(args.config, rest)
-    except (ConfigError, FileNotFoundError, ValueError) as exc:
-        print(f"catneuron plan: {_as_flag(str(exc), sizes)}", file=sys.stderr)
-        return 2
+    except (FileNotFoundError, ValueError) as exc:  # ConfigError is a ValueError
+        raise UserError(_as_flag(str(exc), sizes)) from None
     result = plan(config, **sizes)
     print(json.dumps(result, indent=1) if args.json else render(result))
     return 0

@@ -16,13 +16,14 @@ from typing import Any
 
 import torch
 
+from jobs.errors import UserError
 from pipeline import storage
 from pipeline.reader import shards_for_worker
 from pipeline.shards import read_manifest
 
 
-class PreflightError(ValueError):
-    """The job cannot run as configured; the message says what to change."""
+class PreflightError(UserError, ValueError):
+    """The job cannot run as configured; the message says what to change (exit 2)."""
 
 
 def check_device(config: Any, address: str | None) -> None:

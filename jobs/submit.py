@@ -26,6 +26,8 @@ import argparse
 import importlib.util
 import sys
 
+from jobs.errors import ArgumentParser, UserError, command, user_errors
+
 JOBS = ("ingest", "train", "visualize", "evaluate", "demo", "plan")
 OUTPUT_OPTIONS = ("--out", "--run-dir", "--train.run_dir", "--run")
 """Options whose location a job writes into (ingest, train, evaluate)."""
@@ -37,8 +39,8 @@ def add_address(p: argparse.ArgumentParser) -> None:
                                      "else http://127.0.0.1:8265)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+def build_parser() -> ArgumentParser:
+    p = ArgumentParser(
         prog="catneuron submit",
         description="Submit a catneuron job (" + ", ".join(JOBS) + ") to a Ray cluster.")
     add_address(p)
@@ -54,37 +56,28 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@command("catneuron submit")
 def main(argv: list[str] | None = None) -> int:
-    """Submit; 0/1 = the job's outcome, 2 = usage error or no cluster."""
-    from cluster.submission import ClusterUnreachable, connect, entrypoint, runtime_env
-    from jobs.cli import parse_or_status
+    """Submit; 0/1 = the job's outcome, 2 = usage error or no cluster (:mod:`jobs.errors`)."""
+    from cluster.submission import connect, entrypoint, runtime_env
 
-    args = parse_or_status(build_parser(), argv)
-    if isinstance(args, int):
-        return args
+    args = build_parser().parse_args(argv)
     if args.job not in JOBS or importlib.util.find_spec(f"jobs.{args.job}") is None:
-        print(f"catneuron submit: unknown job {args.job!r}; jobs: {', '.join(JOBS)}",
-              file=sys.stderr)
-        return 2
+        raise UserError(f"unknown job {args.job!r}; jobs: {', '.join(JOBS)}")
     try:
         if not args.no_storage_check:
             check_storage_arguments(args.args)
     except ValueError as exc:
-        print(f"catneuron submit: {exc} (checked from this machine before submitting; "
-              "--no-storage-check leaves it to the job)", file=sys.stderr)
-        return 2
-    try:
+        raise UserError(f"{exc} (checked from this machine before submitting; "
+                        "--no-storage-check leaves it to the job)") from None
+    with user_errors(ValueError, FileNotFoundError):
         env = runtime_env(pip=not args.no_pip)
-        client = connect(args.address)
-        job_id = client.submit_job(entrypoint=entrypoint(args.job, args.args), runtime_env=env,
-                                   submission_id=args.submission_id)
-    except (ClusterUnreachable, ValueError, FileNotFoundError) as exc:
-        print(f"catneuron submit: {exc}", file=sys.stderr)
-        return 2
-    except RuntimeError as exc:  # the job server refused the submission
-        print(f"catneuron submit: the cluster refused the job: {str(exc)[:500]}",
-              file=sys.stderr)
-        return 2
+        client = connect(args.address)  # ClusterUnreachable: a user error (jobs.errors)
+        try:
+            job_id = client.submit_job(entrypoint=entrypoint(args.job, args.args),
+                                       runtime_env=env, submission_id=args.submission_id)
+        except RuntimeError as exc:  # the job server refused the submission
+            raise UserError(f"the cluster refused the job: {str(exc)[:500]}") from None
     print(job_id, flush=True)
     if args.no_wait:
         return 0

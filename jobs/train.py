@@ -18,12 +18,13 @@ the command that continues the run. On a cluster: ``ray job submit -- python -m 
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import sys
 import textwrap
+from argparse import RawDescriptionHelpFormatter
 
+from jobs.errors import ArgumentParser, Interrupted, command, user_errors
 from jobs.resume import SAFE_ON_RESUME
 from pipeline import storage
 
@@ -47,10 +48,10 @@ EPILOG = "\n\n".join(textwrap.fill(t, 92) for t in (
 ))
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> ArgumentParser:
     """The train job's options (overrides are the unknown ``--section.key=value`` args)."""
-    p = argparse.ArgumentParser(
-        prog="catneuron train", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    p = ArgumentParser(
+        prog="catneuron train", epilog=EPILOG, formatter_class=RawDescriptionHelpFormatter,
         description="Train the stacked RBM with parameter-server workers on Ray (local "
                     "simulation or a Ray cluster). Extra --section.key=value args override "
                     "any config field.")
@@ -72,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _overrides(parser: argparse.ArgumentParser, args, rest: list[str]) -> list[str]:
+def _overrides(parser: ArgumentParser, args, rest: list[str]) -> list[str]:
     """``--section.key=value`` args plus the shortcut flags as overrides; ConfigError when a
     shortcut and its own field are both given with different values."""
     from jobs.config import shortcut_overrides
@@ -135,27 +136,25 @@ def where_interrupted(run_dir: str, n_stages: int | None = None) -> tuple[int, i
     return stage, step
 
 
+@command("catneuron train")
 def main(argv: list[str] | None = None) -> int:
     """Run the job; 0 on success, 2 on a bad config or dataset, 1 when training fails (one
-    line: it diverged, or an actor it needs could not be placed), 130 on Ctrl-C."""
-    from jobs.config import ConfigError, dumps
+    line: it diverged, or an actor it needs could not be placed), 130 on Ctrl-C (the line names
+    the command that continues the run). Errors reach the user through :mod:`jobs.errors`."""
+    from jobs.config import dumps
     from jobs.preflight import preflight
 
-    try:
+    with user_errors(FileNotFoundError, FileExistsError, ValueError):
         config, args = resolve(argv)
         _refuse_existing_run(config, args.resume)
         preflight(config, args.ray_address or _env_address())
-    except (ConfigError, FileNotFoundError, FileExistsError, ValueError) as exc:
-        print(f"catneuron train: {exc}", file=sys.stderr)
-        return 2
     run_dir = config.train.run_dir
     try:
         return _train(config, dumps(config), args)
     except KeyboardInterrupt:
         stage, step = where_interrupted(run_dir, config.n_stages)
-        print(f"catneuron train: interrupted at stage {stage} step {step}; continue with "
-              f"`catneuron train --run-dir {run_dir} --resume`", file=sys.stderr)
-        return 130
+        raise Interrupted(f"interrupted at stage {stage} step {step}; continue with "
+                          f"`catneuron train --run-dir {run_dir} --resume`") from None
 
 
 def _env_address() -> str | None:
@@ -165,26 +164,17 @@ def _env_address() -> str | None:
 
 
 def _train(config, config_text: str, args) -> int:
-    """Start (or join) Ray, train, print the summary."""
-    from cluster.failures import TrainingFailed
+    """Start (or join) Ray, train, print the summary. A run that fails (it diverged, or an actor
+    it needs could not be placed) raises :class:`cluster.failures.TrainingFailed`, whose one
+    line names the stage, the step and the setting to change (exit 1)."""
     from cluster.trainer import Trainer
-    from pipeline.pool import RayUnreachable, ensure_ray
+    from pipeline.pool import ensure_ray
 
-    try:
-        ensure_ray(int(config.sim.num_cpus) or None, args.ray_address)
-    except RayUnreachable as exc:
-        print(f"catneuron train: {exc}", file=sys.stderr)
-        return 2
+    ensure_ray(int(config.sim.num_cpus) or None, args.ray_address)  # RayUnreachable: exit 2
     trainer = Trainer(config, config_text, resume=args.resume,
                       echo=None if args.quiet else print)
-    try:
+    with user_errors(FileExistsError):
         summary = trainer.train()
-    except FileExistsError as exc:
-        print(f"catneuron train: {exc}", file=sys.stderr)
-        return 2
-    except TrainingFailed as exc:  # diverged, or an actor it needs could not be placed
-        print(f"catneuron train: {exc}", file=sys.stderr)
-        return 1
     print(json.dumps(summary, indent=1, default=str))
     return 0
 

@@ -21,21 +21,21 @@ the gallery is built (``jobs.gallery``).
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
+from jobs.errors import ArgumentParser, UserError, command, user_errors
 from jobs.gallery import build_gallery
 from pipeline.storage import is_uri
 
 
-class UsageError(Exception):
+class UsageError(UserError):
     """A problem the user fixes (exit status 2, one line)."""
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> ArgumentParser:
     """The visualize job's options."""
-    p = argparse.ArgumentParser(prog="catneuron visualize",
+    p = ArgumentParser(prog="catneuron visualize",
                                 description="Render what the units of a trained run respond to "
                                             "into RUN/visualize/ (PNGs and JSON).")
     p.add_argument("--run", required=True,
@@ -93,19 +93,17 @@ def dataset_root(run: Path, override: str | None) -> Path:
     return root
 
 
+@command("catneuron visualize")
 def main(argv: list[str] | None = None) -> int:
-    """Run the job; 0 on success, 2 on a usage error."""
+    """Run the job; 0 on success, 2 on a usage error (:mod:`jobs.errors`)."""
     args = build_parser().parse_args(argv)
-    try:
+    with user_errors(FileNotFoundError, ValueError):
         check_run(args.run)
         run = Path(args.run)
         root = dataset_root(run, args.data)
         from jobs.visualize_run import Options, Visualization
 
         vis = Visualization(run, root, Options.from_args(args))
-    except (UsageError, FileNotFoundError, ValueError) as exc:
-        print(f"catneuron visualize: {exc}", file=sys.stderr)
-        return 2
     index = vis.write()
     print(f"catneuron visualize: {index}")
     print("catneuron visualize: time: " + ", ".join(f"{k} {v:.1f} s"

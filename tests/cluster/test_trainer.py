@@ -12,6 +12,7 @@ import json
 import pytest
 import torch
 
+from cluster.failures import Diverged
 from cluster.reference import sync_reference
 from cluster.runlog import read_metrics
 from cluster.trainer import Trainer
@@ -158,10 +159,45 @@ def test_async_lowers_recon_error_and_survives_faults(ray_cluster, dataset, tmp_
     assert stats["updates_applied"][1] <= sum(seq_end.values())  # shard 1 was never rolled back
 
 
+def _strict(constant):
+    raise ValueError(f"{constant} is not plain JSON")
+
+
 def test_metrics_jsonl_is_plain_json(sync_run):
+    """Every record parses as strict JSON (no NaN/Infinity) and every logged step is there: per
+    stage, one record per worker and one of the whole stage every ``train.log_interval`` (4)
+    steps, with the figures the curves are drawn from."""
     _, run, _ = sync_run
-    for line in (run / "metrics.jsonl").read_text().splitlines():
-        assert isinstance(json.loads(line)["step"], int)
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    records = [json.loads(line, parse_constant=_strict) for line in lines]
+    logged = list(range(1, STEPS + 1, 4))  # the stage record's step: steps done, t + 1
+    for stage in (0, 1):
+        mine = [r for r in records if r["stage"] == stage]
+        whole = [r for r in mine if "worker" not in r]
+        assert [r["step"] for r in whole] == logged
+        assert all(r["updates_applied"] == r["step"] for r in whole)
+        for worker in (0, 1):
+            assert len([r for r in mine if r.get("worker") == worker]) == len(logged)
+        for r in mine:
+            assert isinstance(r["step"], int) and isinstance(r["time"], float)
+            assert {"recon_error", "fe_gap"} <= r.keys()
+            assert 0.0 < r["recon_error"] < 2.0
+
+
+def test_a_diverging_sync_run_fails_with_one_line(ray_cluster, dataset, tmp_path, monkeypatch):
+    """The synchronous schedule: a shard sees NaN parameters (its check runs every 50 applied
+    updates) and the trainer turns Ray's error into Diverged, one line naming the stage, the
+    step and the setting. The command's own line, in the asynchronous schedule (the error
+    nested in a worker's task): tests/cluster/test_diverged.py."""
+    monkeypatch.delenv("RAY_IGNORE_UNHANDLED_ERRORS", raising=False)  # the trainer sets it
+    cfg = _config(dataset, tmp_path, "update.learning_rate=1e30", "train.steps=60",
+                  "train.checkpoint_every=0", "train.log_interval=30")
+    with pytest.raises(Diverged) as caught:
+        _train(cfg)
+    line = str(caught.value)
+    assert "\n" not in line and line.startswith("stage 0 diverged at step "), line
+    assert "lower update.learning_rate (now 1e+30, try 1e+29)" in line
+    assert line in (tmp_path / "events.log").read_text()
 
 
 def test_async_prefetch_overlaps_fetches(ray_cluster, dataset, tmp_path):

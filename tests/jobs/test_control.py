@@ -88,7 +88,8 @@ def test_status_exit_code_follows_the_job(client, capsys, job_id, status):
 def test_unknown_job_is_one_line_and_exit_1(client, capsys):
     assert control.main(["logs", "nope"]) == 1
     err = capsys.readouterr().err
-    assert err.strip() == "catneuron jobs: no job 'nope' on this cluster ('catneuron jobs list')"
+    assert err.strip() == ("catneuron jobs: error: no job 'nope' on this cluster "
+                           "('catneuron jobs list')")
 
 
 def test_stop_a_running_job_and_a_finished_one(client, capsys):
@@ -111,7 +112,7 @@ def test_unreachable_cluster_is_exit_2(monkeypatch, capsys):
 
     monkeypatch.setattr(submission, "connect", refuse)
     assert control.main(["list", "--address", "http://127.0.0.1:9"]) == 2
-    assert capsys.readouterr().err.startswith("catneuron jobs: no Ray job server answers")
+    assert capsys.readouterr().err.startswith("catneuron jobs: error: no Ray job server answers")
 
 
 def test_usage_errors_are_exit_2(capsys):

@@ -4,7 +4,6 @@ and the fast demo end to end (slow)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import signal
@@ -28,14 +27,12 @@ from jobs.demo import (
     summary,
     train,
 )
+from jobs.gallery_figures import BASELINES
 from jobs.train import where_interrupted
 from tests.jobs.conftest import REPO, demo_command
 from tests.jobs.gallery_run import VERDICT_TEXT, write_evaluation
 
 PROGRESS = re.compile(r"\[\d/4\] (ingest|train|evaluate|visualize)( \.\.\.|: .*)$")
-
-MERGED = all(importlib.util.find_spec(f"jobs.{m}") for m in ("evaluate", "visualize"))
-
 
 def test_refuses_to_mix_a_fast_and_a_full_demo(tmp_path, capsys):
     (tmp_path / "demo.json").write_text(json.dumps({"size": "full"}))
@@ -200,21 +197,33 @@ def test_fast_demo_rerun_skips_every_step(demo_run):
     again = subprocess.run(demo_command(demo_run.out), cwd=REPO, text=True, timeout=300,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     assert again.returncode == 0, again.stdout[-2000:]
-    for step in ("ingest", "train") + (("evaluate", "visualize") if MERGED else ()):
+    for step in ("ingest", "train", "evaluate", "visualize"):
         assert ": skipped" in next(line for line in again.stdout.splitlines()
                                     if line.startswith("[") and f"] {step}: " in line)
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(1500)
-@pytest.mark.skipif(not MERGED, reason="jobs.evaluate / jobs.visualize are not in this branch "
-                    "yet (issue 14); remove this skip once they are merged")
-def test_fast_demo_summary_names_the_face_unit(demo_run):
-    out = demo_run.continued.stdout
-    assert "best face unit: stage" in out or "verdict: " in out
-    assert "baseline: best single pixel" in out
+def test_fast_demo_summary_gives_the_verdict_then_the_baselines(demo_run):
+    """What the finished demo printed after its progress lines: ``evaluation.json``'s verdict as
+    written, then a row for the best unit and one for every baseline the file scores, each with
+    its held-out balanced accuracy."""
     run = demo_run.out / "train"
-    assert (run / "evaluation.json").is_file() and (run / "visualize" / "index.json").is_file()
+    evaluation = json.loads((run / "evaluation.json").read_text())
+    lines = demo_run.continued.stdout.splitlines()
+    after = lines[lines.index("== catneuron demo") + 1:]
+    assert after[0] == f"verdict: {evaluation['verdict']['text']}", after[:3]
+    rows = {re.split(r"\s{2,}", line.strip())[0]: line for line in after[2:]
+            if line.startswith("  ")}
+    best = evaluation["best_neuron"]
+    best_row = next(line for name, line in rows.items() if name.startswith("best unit: stage "))
+    assert f"{best['heldout_balanced_accuracy']:.3f}" in best_row
+    scored = {k: v for k, v in evaluation["baselines"].items() if isinstance(v, dict)}
+    assert "best_pixel" in scored
+    for key, s in scored.items():
+        row = rows[f"baseline: {BASELINES.get(key, key)}"]
+        assert f"{s['heldout_balanced_accuracy']:.3f}" in row, (key, row)
+    assert (run / "visualize" / "index.json").is_file()
     assert (run / "gallery" / "stage0.html").is_file()
 
 

@@ -29,5 +29,5 @@ def test_impossible_sizes_are_one_line_exit_2(capsys, flag, value):
             "--gflops-per-core", "10", flag, value]
     assert main(args) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"catneuron plan: {flag}=") and err.count("\n") == 1
+    assert err.startswith(f"catneuron plan: error: {flag}=") and err.count("\n") == 1
 

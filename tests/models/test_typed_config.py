@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import pytest
 
@@ -68,3 +68,22 @@ def test_input_is_not_modified():
     data = {"stages": [{"size": 7}], "pair": [5, 6]}
     build(Outer, data)
     assert data == {"stages": [{"size": 7}], "pair": [5, 6]}
+
+
+@dataclass(frozen=True)
+class Loose:
+    sizes: list[int] = field(default_factory=list)
+    either: int | str = 0
+    anything: Any = None
+
+
+def test_lists_unions_and_any():
+    cfg = build(Loose, {"sizes": [1, 2], "either": "two", "anything": {"a": [1]}})
+    assert cfg.sizes == [1, 2] and isinstance(cfg.sizes, list)  # a list field stays a list
+    assert cfg.either == "two" and cfg.anything == {"a": [1]}
+    assert to_dict(build(Outer, {"pair": [3, 4], "stages": [{"size": 2}]}))["stages"] == [
+        {"size": 2, "scale": 1.0}]
+    with pytest.raises(ConfigError, match=r"either=1.5: wrong type"):
+        build(Loose, {"either": 1.5})
+    with pytest.raises(ConfigError, match=r"sizes\[1\]='x': expected an integer"):
+        build(Loose, {"sizes": [1, "x"]})

@@ -71,11 +71,29 @@ def test_bernoulli_serial_and_parallel_paths_agree_with_torch_statistics():
         assert abs(h.mean().item() - 0.3) < 5 * math.sqrt(0.21 / n)
 
 
-def test_non_contiguous_input_takes_the_torch_path():
+def _spy_kernels(monkeypatch) -> list[str]:
+    """The names of the numba Bernoulli kernels called from now on, in order (each still runs)."""
+    calls: list[str] = []
+    for name in ("fill_bernoulli", "fill_bernoulli_serial"):
+        kernel = getattr(counter_rng, name)
+
+        def spy(*args, _kernel=kernel, _name=name):
+            calls.append(_name)
+            return _kernel(*args)
+
+        monkeypatch.setattr(counter_rng, name, spy)
+    return calls
+
+
+def test_non_contiguous_input_takes_the_torch_path(monkeypatch):
+    """A strided probability runs no numba kernel and gets torch.rand's draws exactly; its
+    contiguous copy runs the counter-based kernel (other draws)."""
+    calls = _spy_kernels(monkeypatch)
     p = torch.rand(300, 400, generator=torch.Generator().manual_seed(5)).t()  # not contiguous
     h = bernoulli_sample(p, torch.Generator().manual_seed(7))
     expected = torch.rand(p.shape, generator=torch.Generator().manual_seed(7)).lt_(p)
+    assert calls == []
     assert torch.equal(h, expected)  # the uniforms are torch.rand's, drawn in p's shape
-    if counter_rng.HAVE_NUMBA:  # contiguous, the same values take the counter-based path
-        hc = bernoulli_sample(p.contiguous(), torch.Generator().manual_seed(7))
-        assert not torch.equal(hc, expected)
+    hc = bernoulli_sample(p.contiguous(), torch.Generator().manual_seed(7))
+    assert calls == ["fill_bernoulli"]  # 120000 elements: the parallel kernel
+    assert not torch.equal(hc, expected)

@@ -9,6 +9,7 @@ import pytest
 from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 from sklearn.neural_network import BernoulliRBM as SkRBM
+from threadpoolctl import threadpool_limits
 
 from models import BernoulliRBMEstimator
 from models.kernels import counter_rng
@@ -210,7 +211,12 @@ def test_conversion_both_ways_agrees_with_sklearn(digits):
 
 
 def logistic_accuracy(model, Xtr, ytr, Xte, yte) -> float:
-    with warnings.catch_warnings():
+    """Test accuracy of the sklearn example's logistic regression on the model's features.
+
+    One BLAS/OpenMP thread: with torch's and numba's OpenMP pools loaded in the same process,
+    lbfgs's small matrix products on more threads take about 50 times longer on 2 cores.
+    """
+    with warnings.catch_warnings(), threadpool_limits(1):
         warnings.simplefilter("ignore")  # lbfgs convergence chatter at C=6000
         clf = LogisticRegression(C=6000, max_iter=500).fit(model.transform(Xtr), ytr)
     return float(clf.score(model.transform(Xte), yte))

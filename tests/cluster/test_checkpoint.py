@@ -1,0 +1,90 @@
+"""cluster.checkpoint: a checkpoint counts once LATEST names it, LATEST names nothing outside its
+stage, ``meta.pt`` round-trips, and the step-0 checkpoint of a fresh stage restores every
+shard's slices (:func:`cluster.stage.write_initial`)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cluster.checkpoint import latest_checkpoint, read_meta, step_folder, write_meta
+from cluster.ps import ParameterShard
+from cluster.sharding import ShardLayout
+from cluster.stage import write_initial
+from models.rbm.dense import BernoulliRBM
+from tests.cluster.data import SHAPES, random_tensors
+
+
+def _meta(folder: str, step: int, layout: ShardLayout) -> dict:
+    return write_meta(folder, stage=1, step=step, config_text="[train]\nseed = 3\n",
+                      layout=layout, positions=[(0, 4), (2, 1)], seqs=[5, 7],
+                      worker_steps=[4, 6], local_states=[{"q": torch.ones(3)}, None])
+
+
+def test_step_folders_sort_by_step(tmp_path):
+    names = [step_folder(str(tmp_path), s).rsplit("/", 1)[1] for s in (9, 10, 120)]
+    assert names == ["step00000009", "step00000010", "step00000120"] == sorted(names)
+
+
+def test_meta_round_trips_and_publishes_latest(tmp_path):
+    layout = ShardLayout.plan(SHAPES, 2)
+    assert latest_checkpoint(tmp_path) is None  # no LATEST: a fresh stage
+    folder = step_folder(str(tmp_path), 40)
+    (tmp_path / "step00000040").mkdir()
+    written = _meta(folder, 40, layout)
+    assert (tmp_path / "LATEST").read_text() == "step00000040"
+    assert latest_checkpoint(tmp_path) == folder
+    meta = read_meta(folder)
+    assert meta["step"] == 40 and meta["stage"] == 1 and meta["config"] == written["config"]
+    assert ShardLayout.from_dict(meta["layout"]).to_dict() == layout.to_dict()
+    assert meta["positions"] == [[0, 4], [2, 1]] and meta["seqs"] == [5, 7]
+    assert meta["worker_steps"] == [4, 6] and meta["local_states"][1] is None
+    assert torch.equal(meta["local_states"][0]["q"], torch.ones(3))
+
+
+def test_latest_naming_an_empty_folder_is_no_checkpoint(tmp_path):
+    (tmp_path / "step00000008").mkdir()
+    (tmp_path / "LATEST").write_text("step00000008\n")
+    assert latest_checkpoint(tmp_path) is None
+
+
+@pytest.mark.parametrize("name", ["../stage0/step00000008", "/etc", "step8/..", "model.pt"])
+def test_latest_names_only_a_step_folder_of_its_stage(tmp_path, name):
+    (tmp_path / "LATEST").write_text(name)
+    with pytest.raises(ValueError, match="not a checkpoint folder of this stage"):
+        latest_checkpoint(tmp_path)
+
+
+def test_the_initial_checkpoint_restores_every_shard(tmp_path):
+    """A fresh stage's step 0: every shard restarted from the stage folder holds its slices of
+    the RBM's initial parameters; every worker starts at the beginning of its data."""
+    rbm = BernoulliRBM(6, 5, device="cpu", generator=torch.Generator().manual_seed(1))
+    layout = ShardLayout.plan({k: v.shape for k, v in rbm.params.items()}, 2)
+    meta = write_initial(str(tmp_path), 0, rbm, layout, n_workers=3, config_text="",
+                         shards_add=False)
+    assert latest_checkpoint(tmp_path) == step_folder(str(tmp_path), 0)
+    assert meta["step"] == 0 and meta["positions"] == [[0, 0]] * 3 and meta["seqs"] == [0] * 3
+    for j in range(2):
+        shard = ParameterShard(j, layout.to_dict(), rbm.update_config, tuple(rbm.decay_names),
+                               None, str(tmp_path))
+        assert shard.restored_from == step_folder(str(tmp_path), 0)
+        expected = layout.split(rbm.params, j)
+        assert shard.params.keys() == expected.keys()
+        for k in expected:
+            assert torch.equal(shard.params[k], expected[k])
+
+
+def test_a_later_checkpoint_is_the_one_a_shard_restores(tmp_path):
+    layout = ShardLayout.plan(SHAPES, 1)
+    first, later = random_tensors(0), random_tensors(1)
+    for step, params in ((0, first), (8, later)):
+        folder = step_folder(str(tmp_path), step)
+        (tmp_path / folder.rsplit("/", 1)[1]).mkdir()
+        ParameterShard(0, layout.to_dict(), BernoulliRBM(2, 2, device="cpu").update_config,
+                       ("W",), {k: v.numpy() for k, v in params.items()}).save(
+            f"{folder}/shard0.pt")
+        _meta(folder, step, layout)
+    shard = ParameterShard(0, layout.to_dict(), BernoulliRBM(2, 2, device="cpu").update_config,
+                           ("W",), None, str(tmp_path))
+    assert shard.restored_from.endswith("step00000008")
+    assert all(torch.equal(shard.params[k], later[k]) for k in SHAPES)
