@@ -45,6 +45,7 @@ N_RANKED = 50
 N_BINS = 20
 N_TEMPLATE_SIDES = 7
 TOP_FRAMES = 100
+PER_CLASS_MAX_UNITS = 8192  # larger baselines are scored for the headline class only
 MAX_READOUT_UNITS = 2048  # wider layers get no read-out (None): a logistic fit takes too long
 
 
@@ -205,6 +206,16 @@ def histograms(entries: list[dict], tables: dict[str, np.ndarray], labels: np.nd
 
 
 
+def stage0_score(stages: list[dict], values: np.ndarray, y: np.ndarray, protocol: dict,
+                 splits: list) -> dict:
+    """The stage-0 baseline's SCORE: the stage entry's own when stage 0 has one headline layer
+    (the same units, labels and splits: the same figure, not scored twice)."""
+    own = [e for e in stages if e["stage"] == 0 and e["layer"] in LAYERS]
+    if len(own) == 1 and own[0]["n_units"] == values.shape[1]:
+        return own[0]["best"]
+    return score_sets({"stage0": values}, y, protocol, splits)["stage0"]
+
+
 def score_sets(sets: dict[str, np.ndarray], y: np.ndarray, protocol: dict,
                splits: list) -> dict[str, dict]:
     """SCORE (plus ``index``) of the best unit of each named set of units."""
@@ -267,10 +278,13 @@ def headline(probe, positive: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
 
 def one_vs_rest(tables: dict[str, np.ndarray], base: dict[str, np.ndarray], y: np.ndarray,
                 top: int, protocol: dict, groups: np.ndarray | None) -> dict:
-    """``best_neuron`` and ``baselines`` for labels ``y`` (1 = the class, every image)."""
+    """``best_neuron`` and ``baselines`` for labels ``y`` (1 = the class, every image); a
+    baseline of more than ``PER_CLASS_MAX_UNITS`` units is scored for the headline class
+    only (a tied stage 0 has tens of thousands)."""
     splits = stratified_halves(y, protocol["n_splits"], protocol["seed"], groups)
+    small = {k: v for k, v in base.items() if v.shape[1] <= PER_CLASS_MAX_UNITS}
     baselines = {"always_negative": always_negative(y, splits),
-                 **score_sets(base, y, protocol, splits)}
+                 **score_sets(small, y, protocol, splits)}
     best = best_neuron(tables, top, y, protocol, splits)[0]
     best.pop("stability")
     return {"best_neuron": best, "baselines": baselines}
@@ -316,7 +330,9 @@ def report(stack: RBMStack, probe, positive: str,
     best.update(_breakdowns(probe, keep, top_set(t_h, top)[0], y, held, splits, scale))
     best.update(corpus_share(stack, best, frames, frame_kinds))
     baselines = {"always_negative": always_negative(y, splits),
-                 **score_sets({k: v[keep] for k, v in base.items()}, y, protocol, splits)}
+                 **score_sets({k: v[keep] for k, v in base.items() if k != "stage0"}, y,
+                              protocol, splits),
+                 "stage0": stage0_score(stages, base["stage0"][keep], y, protocol, splits)}
     reference = {"mean_face_template": None}
     if positive == "faces":
         ref = mean_face_template(probe.images[keep], scale)

@@ -91,6 +91,19 @@ class Whitening:
             torch.random.set_rng_state(state)
         return (S[:d].double().square() / (n - 1)), V[:, :d].double()
 
+    def with_eps(self, eps: float) -> Whitening:
+        """The same fit with ``eps`` in place of this one's (no refit: the eigenpairs are
+        kept); ``kind="pca"`` only. For a regulariser set relative to the fitted variances."""
+        if self.matrix_ is None or self.kind != "pca":
+            raise RuntimeError("with_eps needs a fitted pca Whitening")
+        lam = self.variances_.double()
+        rescale = ((lam + self.eps) / (lam + eps)).sqrt()  # (d,)
+        out = Whitening(self.dims, kind="pca", eps=eps, method=self.method,
+                        generator_seed=self.generator_seed)
+        out.mean_, out.variances_ = self.mean_, self.variances_
+        out.matrix_ = (rescale[:, None] * self.matrix_.double()).to(self.matrix_.dtype)
+        return out
+
     def transform(self, x: Tensor) -> Tensor:
         """(N, D) -> (N, d) (pca) or (N, D) (zca)."""
         if self.matrix_ is None:

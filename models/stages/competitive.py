@@ -119,9 +119,8 @@ class CompetitiveStage:
         per = max(1, -(-WHITEN_WINDOWS // (N * len(levels))))
         x = self._sample(levels, per, generator)
         seed = int(torch.randint(2**31 - 1, (1,), generator=generator))
-        probe = Whitening(st.dims, method="randomized", generator_seed=seed).fit(x)
-        eps = st.whiten_eps * float(probe.variances_.mean())
-        w = Whitening(st.dims, eps=eps, method="randomized", generator_seed=seed).fit(x)
+        fit = Whitening(st.dims, method="randomized", generator_seed=seed).fit(x)
+        w = fit.with_eps(st.whiten_eps * float(fit.variances_.mean()))
         weight, bias = w.as_conv(levels[0].shape[1], st.field)
         self.white = {"weight": weight.contiguous(), "bias": bias}
         if weights == "exemplar":

@@ -66,3 +66,10 @@ def test_randomized_method_equals_exact_on_the_kept_directions():
     torch.testing.assert_close(fast.variances_, exact.variances_, rtol=1e-6, atol=0)
     a, b = exact.transform(x), fast.transform(x)
     torch.testing.assert_close(a.abs(), b.abs(), rtol=1e-4, atol=1e-4)  # up to each sign
+
+
+def test_with_eps_equals_a_refit_with_that_eps():
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(500, 8, generator=g, dtype=torch.float64) * torch.arange(1, 9)
+    fit = Whitening(5).fit(x)
+    torch.testing.assert_close(fit.with_eps(0.7).matrix_, Whitening(5, eps=0.7).fit(x).matrix_)
