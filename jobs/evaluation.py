@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
 from models.neurons import breakdown
 from models.neurons.baselines import filter_responses, patch_filters, reweighted_stack
@@ -138,7 +139,9 @@ def linear_readout(values: np.ndarray, y: np.ndarray, seed: int = 0,
     """5-fold cross-validated balanced accuracy of a logistic regression on standardised units
     (fewer folds when a class has fewer than 5 images or groups; None below 2). With
     ``groups`` the folds keep a group together: a face and its twin share a background, and a
-    read-out trained on one would mislabel the other."""
+    read-out trained on one would mislabel the other. The BLAS runs on one thread: these
+    fits are small, and with torch and numba loaded a multi-threaded BLAS spends far longer
+    waiting than computing."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, cross_val_score
     from sklearn.pipeline import make_pipeline
@@ -154,8 +157,9 @@ def linear_readout(values: np.ndarray, y: np.ndarray, seed: int = 0,
         cv = StratifiedKFold(n_folds, shuffle=True, random_state=seed)
     else:
         cv = StratifiedGroupKFold(n_folds, shuffle=True, random_state=seed)
-    return float(cross_val_score(model, values, y, groups=groups, cv=cv,
-                                 scoring="balanced_accuracy").mean())
+    with threadpool_limits(1):
+        return float(cross_val_score(model, values, y, groups=groups, cv=cv,
+                                     scoring="balanced_accuracy").mean())
 
 
 def _maybe_round(v: float | None) -> float | None:

@@ -40,7 +40,7 @@ from jobs.unit_selection import (
     rank_units,
 )
 from models.neurons.stimulus import StimulusConfig
-from models.neurons.units import LAYERS, layer_shape, unit_position
+from models.neurons.units import LAYERS, layer_shape, stage_layers, unit_position
 from models.rbm.dense import default_device
 from pipeline.reader import FrameReader, list_shards, read_frames
 
@@ -149,8 +149,8 @@ class Visualization:
                         "activation_variance": float(variances[s][i])} for i in listed}
             out[(s, LAYER)] = Selection(selective, detailed, listed, info,
                                         evaluated.must_show(s, LAYER))
-            for layer in LAYERS:
-                if layer != LAYER:
+            for layer in stage_layers(self.stack.config, s):
+                if layer != LAYER and layer in LAYERS:
                     sel = self._other_layer(evaluated, s, layer)
                     if sel is not None:
                         out[(s, layer)] = sel

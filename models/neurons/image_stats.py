@@ -45,6 +45,7 @@ def confound_balanced_accuracy(images: np.ndarray, y: np.ndarray,
     from sklearn.model_selection import GroupKFold, StratifiedKFold, cross_val_score
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
+    from threadpoolctl import threadpool_limits
 
     y = np.asarray(y, np.int64)
     n_folds = int(min(5, np.bincount(y, minlength=2).min()))
@@ -54,10 +55,8 @@ def confound_balanced_accuracy(images: np.ndarray, y: np.ndarray,
         return None
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
     x = image_statistics(images)
-    if groups is None:
-        cv = StratifiedKFold(n_folds, shuffle=True, random_state=seed)
-        scores = cross_val_score(model, x, y, cv=cv, scoring="balanced_accuracy")
-    else:
-        scores = cross_val_score(model, x, y, groups=groups, cv=GroupKFold(n_folds),
-                                 scoring="balanced_accuracy")
+    cv = StratifiedKFold(n_folds, shuffle=True, random_state=seed) if groups is None \
+        else GroupKFold(n_folds)
+    with threadpool_limits(1):  # a small fit: one BLAS thread (many wait longer than they work)
+        scores = cross_val_score(model, x, y, groups=groups, cv=cv, scoring="balanced_accuracy")
     return float(np.mean(scores))

@@ -13,6 +13,7 @@ import torch
 from jobs.config import dumps, load
 from jobs.evaluate import main
 from models.stack import RBMStack
+from pipeline.reader import read_frames
 from tests.cluster.data import make_dataset
 
 SCORE = {"accuracy", "balanced_accuracy", "auc", "heldout_accuracy",
@@ -20,19 +21,27 @@ SCORE = {"accuracy", "balanced_accuracy", "auc", "heldout_accuracy",
 STAGES = "[{field=6, stride=2, n_maps=4, pool=2}, {field=2, stride=1, n_maps=3, pool=1}]"
 
 
-def _run_folder(tmp_path: Path) -> Path:
-    """A run folder as the trainer writes it (untrained weights: the layout is what matters)."""
+KINDS = ('[{kind="tied", learner="kmeans", field=3, n_maps=4, pool=2, pool_stride=2, '
+         'sign_split=true}, {kind="competitive", field=2, n_maps=6, dims=10, sizes=[16, 12]}]')
+
+
+def _run_folder(tmp_path: Path, stages: str = STAGES, trained: int = 2) -> Path:
+    """A run folder as the trainer writes it (untrained weights, data-fitted parts fitted: the
+    layout is what matters)."""
     data = make_dataset(tmp_path / "data", n_videos=2, frames_per_video=32, size=16,
                         shard_rows=32)
     cfg = load(None, [f'data.path="{data}"', "train.seed=3", "model.input_size=16",
-                      f"model.stages={STAGES}"])
+                      f"model.stages={stages}"])
     run = tmp_path / "run"
     run.mkdir()
     (run / "config.toml").write_text(dumps(cfg))
     stack = RBMStack(cfg.model, update=cfg.update, device="cpu",
                      generator=torch.Generator().manual_seed(99))
+    for k in range(stack.n_layers):
+        if stack.stages[k].needs_data:
+            stack.prepare(k, torch.from_numpy(read_frames(data, limit=64)))
     torch.save({"config": stack.config.to_dict(), "state": stack.state_dict(),
-                "stages_trained": 2}, run / "model.pt")
+                "stages_trained": trained}, run / "model.pt")
     return run
 
 
@@ -41,7 +50,11 @@ BASELINES = {"always_negative", "best_pixel", "image_statistics", "random_weight
              "linear_filters", "exemplar_filters", "stage0"}
 
 
-def check_contract(result: dict, classes: dict[str, int], n_stages: int) -> None:
+LOCAL_LAYERS = ("pooled", "hidden", "pooled_lcn")
+
+
+def check_contract(result: dict, classes: dict[str, int], n_stages: int,
+                   layers: tuple[tuple[str, ...], ...] = (LOCAL_LAYERS, LOCAL_LAYERS)) -> None:
     assert result["schema"] == 1
     assert result["probe"]["classes"] == classes
     confound = result["probe"]["confound_balanced_accuracy"]
@@ -59,8 +72,7 @@ def check_contract(result: dict, classes: dict[str, int], n_stages: int) -> None
         assert SCORE <= set(s)
     assert result["baselines"]["always_negative"]["heldout_balanced_accuracy"] == 0.5
     keys = {(e["stage"], e["layer"]) for e in result["stages"]}
-    assert keys == {(k, la) for k in range(n_stages)
-                    for la in ("pooled", "hidden", "pooled_lcn")}
+    assert keys == {(k, la) for k in range(n_stages) for la in layers[k]}
     for e in result["stages"]:
         assert 0 < len(e["ranking"]) <= 50 and SCORE <= set(e["best"])
         assert e["normalised"] == (e["layer"] == "pooled_lcn")
@@ -107,6 +119,24 @@ def test_builtin_probe_writes_the_contract(tmp_path, capsys):
                  "--part", "tune"]) == 0
     tuned = json.loads((run / "evaluation.json").read_text())
     assert tuned["probe"]["part"] == "tune" and tuned["probe"]["classes"] == BUILTIN
+
+
+def test_tied_and_competitive_stages_are_scored(tmp_path, capsys):
+    run = _run_folder(tmp_path, KINDS)
+    assert main(["--run", str(run), "--filters", "50", "--splits", "3", "--quiet"]) == 0
+    result = json.loads((run / "evaluation.json").read_text())
+    check_contract(result, BUILTIN, 2, (("pooled",), ("pooled",)))
+    assert result["best_neuron"]["layer"] == "pooled"
+    assert result["best_neuron"]["index"] < 6  # one of the 6 competing units
+    assert result["baselines"]["stage0"] == next(e["best"] for e in result["stages"]
+                                                 if e["stage"] == 0)
+
+
+def test_a_run_with_an_untrained_top_stage_is_refused(tmp_path, capsys):
+    run = _run_folder(tmp_path, trained=1)
+    assert main(["--run", str(run), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "1 of 2 stages trained" in err and "--resume" in err
 
 
 def test_folder_probe_and_errors(tmp_path, capsys):
