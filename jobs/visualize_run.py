@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from cluster.scan import with_ray
 from cluster.state_io import read_trained_stack
 from cluster.topk import fetch_frames
 from jobs.training_curves import write_training_curves
@@ -172,22 +173,13 @@ class Visualization:
         return Selection(selective, detailed, detailed, info, must)
 
     def scan(self, units: dict[Key, list[int]]):
-        """Top-k per listed unit over the whole dataset, by Ray actors."""
-        import ray
-
-        from pipeline.pool import ensure_ray
-
-        started = not ray.is_initialized()
-        ensure_ray()
-        n_actors = self.options.actors or int(ray.cluster_resources().get("CPU", 1))
+        """Top-k per listed unit over the whole dataset, by Ray actors
+        (:func:`cluster.scan.with_ray`: one per CPU unless ``--actors``)."""
         n_frames = FrameReader(self.root, batch_size=1, shards=self.shards).num_rows()
-        try:
-            with self.bar(n_frames, "top-k frames") as bar:
-                return scan_layers(str(self.run / "model.pt"), self.shards, units,
-                                   self.options.top_k, n_actors=n_actors, progress=bar.update)
-        finally:
-            if started:
-                ray.shutdown()
+        with self.bar(n_frames, "top-k frames") as bar:
+            return with_ray(lambda n_cpus: scan_layers(
+                str(self.run / "model.pt"), self.shards, units, self.options.top_k,
+                n_actors=self.options.actors or n_cpus, progress=bar.update))
 
     def stage(self, s: int, sels: dict[str, Selection], tops: dict, frames: dict,
               out: Path) -> dict:
