@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from jobs.gallery_inputs import is_number
+from jobs.gallery.inputs import is_number
 
 CURVE_KEYS = (("recon_error", "reconstruction error"), ("fe_gap", "free-energy gap"))
 
