@@ -7,9 +7,14 @@ import json
 import numpy as np
 import torch
 
-from jobs.plots import mark_box, save_image, signed_image, tile_grid
-from jobs.training_curves import series, write_training_curves
-from jobs.unit_selection import choose_units, evaluated_units, evaluation_rankings, rank_units
+from jobs.report.plots import mark_box, save_image, signed_image, tile_grid
+from jobs.report.training_curves import series, write_training_curves
+from jobs.report.unit_selection import (
+    choose_units,
+    evaluated_units,
+    evaluation_rankings,
+    rank_units,
+)
 
 
 def test_images_exact():

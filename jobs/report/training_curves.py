@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cluster.runlog import read_metrics
-from jobs.plots import save_lines
+from jobs.report.plots import save_lines
 
 CURVES = (("recon_error", "reconstruction error"), ("fe_gap", "free-energy gap"),
           ("frames_per_s", "frames/s"))

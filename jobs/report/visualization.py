@@ -22,8 +22,8 @@ from tqdm import tqdm
 from cluster.scan import with_ray
 from cluster.state_io import read_trained_stack
 from cluster.topk import fetch_frames
-from jobs.training_curves import write_training_curves
-from jobs.unit_images import (
+from jobs.report.training_curves import write_training_curves
+from jobs.report.unit_images import (
     LAYER,
     box_of,
     write_invariance,
@@ -31,8 +31,7 @@ from jobs.unit_images import (
     write_top_frames,
     write_weights,
 )
-from jobs.unit_scan import scan_layers
-from jobs.unit_selection import (
+from jobs.report.unit_selection import (
     EvaluatedUnits,
     Key,
     activation_variance,
@@ -40,6 +39,7 @@ from jobs.unit_selection import (
     evaluated_units,
     rank_units,
 )
+from jobs.unit_scan import scan_layers
 from models.neurons.stimulus import StimulusConfig
 from models.neurons.units import LAYERS, layer_shape, unit_position
 from models.rbm.dense import default_device
@@ -129,7 +129,8 @@ class Visualization:
     def select(self) -> dict[Key, Selection]:
         """Per (stage, layer), the units listed and those shown in detail: pooled units as
         ranked (or by variance), the other layers' ranked units, and every layer's best and the
-        headline unit whatever their rank (:class:`jobs.unit_selection.EvaluatedUnits`)."""
+        headline unit whatever their rank
+        (:class:`jobs.report.unit_selection.EvaluatedUnits`)."""
         evaluated = evaluated_units(self.run)
         rng = np.random.default_rng(self.options.seed)
         order = rng.permutation(len(self.shards))
