@@ -1,7 +1,7 @@
-"""The driver: greedy layer-wise training of the stack with parameter-server shards on Ray.
+"""The trainer: greedy layer-wise training of the stack with parameter-server shards on Ray.
 
 For each stage k of the stack (Hinton et al. 2006 greedy layer-wise training; Le et al. 2012's
-three stages), the driver creates the stage's parameter-server shards (:mod:`cluster.ps`) and
+three stages), the trainer creates the stage's parameter-server shards (:mod:`cluster.ps`) and
 worker replicas (:mod:`cluster.worker`), runs either schedule, checkpoints, and finally gathers
 the stage's parameters into ``model.pt`` so stage k+1's workers compute its input with
 ``RBMStack.stage_input``.
