@@ -32,7 +32,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from jobs.evaluation import headline, unit_tables  # noqa: E402
+from jobs.report.evaluation import headline, unit_tables  # noqa: E402
 from models.neurons.selectivity import best_unit_score  # noqa: E402
 from models.rbm.optim import UpdateConfig  # noqa: E402
 from models.stack import RBMStack, StackConfig  # noqa: E402

@@ -2,7 +2,10 @@
 the per-stage progress bar.
 
 ``metrics.jsonl`` holds one JSON object per record (``{"stage", "step", "worker", "recon_error",
-"fe_gap", "staleness_mean", "frames_per_s", "updates_applied", ...}``); the same scalars go to
+"fe_gap", "staleness_mean", "frames_per_s", "updates_applied", ...}``). ``step`` is always the
+stage's steps done when the figures were taken (sync: t + 1 after step t, for the worker records
+and the whole-stage record alike; async: the global step count once the chunk is accounted).
+:func:`load_metrics` is the one reader of the file. The same scalars go to
 TensorBoard: a worker's record under ``stage{k}/worker{i}/<name>`` (each worker's curve its own),
 a record of the whole stage (no ``worker``, e.g. the sync mean) under ``stage{k}/<name>``.
 ``events.log`` records faults, restarts, restores and checkpoints, one timestamped line each.
@@ -20,6 +23,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
@@ -113,10 +117,41 @@ class RunLogger:
             shutil.rmtree(self.local, ignore_errors=True)
 
 
+@dataclass
+class MetricsLog:
+    """What :func:`load_metrics` read: the records, and whether the file was there and how many
+    of its lines were not a record (a line cut short when a run was killed mid-write)."""
+
+    records: list[dict]
+    found: bool
+    skipped: int
+
+
+def load_metrics(run_dir: str | Path) -> MetricsLog:
+    """The records of ``run_dir/metrics.jsonl`` (a path or URI), in file order: every line that
+    is a JSON object with ``stage`` and ``step``; other non-blank lines are counted as skipped.
+    A missing file gives no records (``found`` False)."""
+    path = storage.join(str(run_dir), "metrics.jsonl")
+    if not storage.exists(path):
+        return MetricsLog([], found=False, skipped=0)
+    records, skipped = [], 0
+    for line in storage.read_bytes(path).decode("utf-8", errors="replace").splitlines():
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if isinstance(record, dict) and "stage" in record and "step" in record:
+            records.append(record)
+        else:
+            skipped += 1
+    return MetricsLog(records, found=True, skipped=skipped)
+
+
 def read_metrics(run_dir: str | Path) -> list[dict]:
-    """All records of ``run_dir/metrics.jsonl`` (a path or URI)."""
-    text = storage.read_text(storage.join(str(run_dir), "metrics.jsonl"))
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+    """The records of ``run_dir/metrics.jsonl`` (:func:`load_metrics`)."""
+    return load_metrics(run_dir).records
 
 
 def stage_progress(stage: int, total: int, initial: int = 0,

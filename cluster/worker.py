@@ -49,6 +49,8 @@ from models.rbm.dense import resolve_device
 from models.stack import RBMStack
 from pipeline.reader import FrameReader, list_shards, read_frames, shards_for_worker
 
+MONITORED = ("recon_error", "fe_gap")  # the figures :meth:`Worker._monitor` measures
+
 
 def split_holdout(root: str, holdout_frames: int) -> tuple[list[str], list[str]]:
     """(training shards, held-out shards): the last shard is held out when there are >= 2 and
@@ -328,10 +330,7 @@ class Worker:
                "position": list(self.stream.position), **downpour.finish(self.rbm.params)}
         out["seconds"] = seconds = time.perf_counter() - t0
         out["frames_per_s"] = frames / max(seconds, 1e-9)
-        for key in ("recon_error", "fe_gap"):
-            values = [m[key] for m in monitors if key in m]
-            if values:
-                out[key] = float(np.mean(values))
+        out.update(mean_monitored(monitors))
         if with_state:
             out["local_state"] = self.local_state()
         return out
@@ -350,6 +349,18 @@ class Worker:
         clock.seconds["fetch"] += (time.perf_counter() - t
                                    - (clock.seconds["input"] - input_before))
         return v
+
+
+def mean_monitored(records: list[Mapping]) -> dict[str, float]:
+    """The mean of each monitored figure (``recon_error``, ``fe_gap``: :meth:`Worker._monitor`)
+    over the records that have it: one worker's over a chunk's steps, or the sync driver's over
+    the workers of one step."""
+    out = {}
+    for key in MONITORED:
+        values = [r[key] for r in records if key in r]
+        if values:
+            out[key] = float(np.mean(values))
+    return out
 
 
 def worker_actor_class(max_restarts: int = -1):

@@ -1,10 +1,10 @@
 """The ``catneuron`` command line: one subcommand per job module.
 
-Each subcommand lives in ``jobs/<name>.py`` and exposes ``main(argv: list[str] | None) -> int``,
-so ``catneuron train ...`` and ``python -m jobs.train ...`` (what ``ray job submit`` runs on a
-cluster) are the same code. Every ``main`` reports errors through :mod:`jobs.errors` (one line;
-exit 2 for a usage error, 1 for a failed job, 130 on Ctrl-C). Modules are imported lazily so
-``catneuron --help`` stays fast.
+Each subcommand lives in ``jobs/<name>.py`` (or the package ``jobs/<name>/``) and exposes
+``main(argv: list[str] | None) -> int``, so ``catneuron train ...`` and ``python -m jobs.train
+...`` (what ``ray job submit`` runs on a cluster) are the same code. Every ``main`` reports
+errors through :mod:`jobs.errors` (one line; exit 2 for a usage error, 1 for a failed job, 130
+on Ctrl-C). Modules are imported lazily so ``catneuron --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ SUBCOMMANDS: dict[str, str] = {
     "ingest": "decode videos (files, folders, URL lists, yt-dlp URLs) into Parquet shards",
     "train": "train the stacked RBM with parameter-server workers on Ray",
     "visualize": "render the neuron gallery for a trained run",
+    "gallery": "rebuild a run's gallery from its files alone (no scan, no retraining)",
     "evaluate": "measure neuron selectivity on a labelled probe set",
     "submit": "submit a job to a Ray cluster",
     "jobs": "list, watch and stop jobs on a Ray cluster",

@@ -302,7 +302,7 @@ def interrupted(demo: Demo) -> str:
 def summary(demo: Demo, results: dict[str, tuple[str, float]]) -> str:
     """The closing lines: the verdict, the best unit against its baselines, the gallery,
     timings."""
-    from jobs.gallery_inputs import RunInputs, read_json
+    from jobs.gallery.inputs import RunInputs, read_json
 
     lines = ["", "== catneuron demo"]
     evaluation = read_json(demo.run / "evaluation.json", "evaluation", RunInputs(demo.run))
@@ -322,7 +322,7 @@ def summary(demo: Demo, results: dict[str, tuple[str, float]]) -> str:
 def verdict_lines(evaluation: dict) -> list[str]:
     """The verdict (``evaluation.json``'s, as is; an older file's read the older way, said so)
     then one aligned table: the best unit and every baseline and reference, held out."""
-    from jobs.gallery_figures import REFERENCES, baseline_rows, headline, score
+    from jobs.gallery.figures import REFERENCES, baseline_rows, headline, score
 
     head = headline(evaluation)
     if head["older"]:

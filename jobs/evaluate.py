@@ -156,7 +156,7 @@ def evaluate(args) -> dict:
     import torch
     from tqdm import tqdm
 
-    from jobs.evaluation import report
+    from jobs.report.evaluation import report
 
     cfg, stack = load_run(args.run)
     probe = load_probe(args, cfg).part(args.part)

@@ -24,6 +24,7 @@ import sys
 import textwrap
 from argparse import RawDescriptionHelpFormatter
 
+from cluster.runlog import read_metrics
 from jobs.errors import ArgumentParser, Interrupted, command, user_errors
 from jobs.resume import SAFE_ON_RESUME
 from pipeline import storage
@@ -119,15 +120,12 @@ def where_interrupted(run_dir: str, n_stages: int | None = None) -> tuple[int, i
     stage was done (``stage k done`` is logged once ``model.pt`` holds stage k): then stage
     k + 1 (if the run has ``n_stages`` > k + 1) was being set up, at step 0. (0, 0) when there
     is neither."""
-    path = storage.join(run_dir, "metrics.jsonl")
     stage = step = 0
-    if storage.exists(path):
-        for line in storage.read_text(path).splitlines():
-            try:
-                record = json.loads(line)
-                stage, step = int(record["stage"]), int(record["step"])
-            except (ValueError, KeyError, TypeError):
-                continue
+    for record in read_metrics(run_dir):
+        try:
+            stage, step = int(record["stage"]), int(record["step"])
+        except (ValueError, TypeError):
+            continue
     events = storage.join(run_dir, "events.log")
     text = storage.read_text(events) if storage.exists(events) else ""
     done = [int(k) for k in re.findall(r"\bstage (\d+) done: ", text)]

@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         check_run(args.run)
         run = Path(args.run)
         root = dataset_root(run, args.data)
-        from jobs.visualize_run import Options, Visualization
+        from jobs.report.visualization import Options, Visualization
 
         vis = Visualization(run, root, Options.from_args(args))
     index = vis.write()

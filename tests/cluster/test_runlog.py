@@ -6,7 +6,7 @@ import io
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from cluster.runlog import RunLogger, read_metrics, show_recon_error, stage_progress
+from cluster.runlog import RunLogger, load_metrics, read_metrics, show_recon_error, stage_progress
 
 
 class _Terminal(io.StringIO):
@@ -30,6 +30,19 @@ def test_each_worker_has_its_own_tensorboard_curves(tmp_path):
     assert [e.value for e in events.Scalars("stage0/worker1/recon_error")] == [1.5, 1.5]
     assert [e.value for e in events.Scalars("stage0/recon_error")] == [1.0, 1.0]
     assert len(read_metrics(tmp_path)) == 6
+
+
+def test_metrics_reader_skips_what_is_not_a_record(tmp_path):
+    """A line cut short by a kill, a non-object and a record without a step are counted, not
+    returned; a missing file is no records."""
+    assert load_metrics(tmp_path) == load_metrics(tmp_path / "none")
+    assert not load_metrics(tmp_path).found
+    lines = ['{"stage": 0, "step": 1, "recon_error": 0.5}', "", "[1, 2]", '{"stage": 0}',
+             '{"stage": 1, "step": 2}', '{"stage": 1, "st']
+    (tmp_path / "metrics.jsonl").write_text("\n".join(lines))
+    log = load_metrics(tmp_path)
+    assert log.found and log.skipped == 3
+    assert [(r["stage"], r["step"]) for r in log.records] == [(0, 1), (1, 2)]
 
 
 def test_progress_bar_shows_steps_and_error_on_a_terminal_only():

@@ -166,7 +166,8 @@ def _strict(constant):
 def test_metrics_jsonl_is_plain_json(sync_run):
     """Every record parses as strict JSON (no NaN/Infinity) and every logged step is there: per
     stage, one record per worker and one of the whole stage every ``train.log_interval`` (4)
-    steps, with the figures the curves are drawn from."""
+    steps (``step`` = steps done, t + 1, in the worker records too), with the figures the curves
+    are drawn from."""
     _, run, _ = sync_run
     lines = (run / "metrics.jsonl").read_text().splitlines()
     records = [json.loads(line, parse_constant=_strict) for line in lines]
@@ -176,8 +177,8 @@ def test_metrics_jsonl_is_plain_json(sync_run):
         whole = [r for r in mine if "worker" not in r]
         assert [r["step"] for r in whole] == logged
         assert all(r["updates_applied"] == r["step"] for r in whole)
-        for worker in (0, 1):
-            assert len([r for r in mine if r.get("worker") == worker]) == len(logged)
+        for worker in (0, 1):  # a worker's record carries the same step as the stage's
+            assert [r["step"] for r in mine if r.get("worker") == worker] == logged
         for r in mine:
             assert isinstance(r["step"], int) and isinstance(r["time"], float)
             assert {"recon_error", "fe_gap"} <= r.keys()

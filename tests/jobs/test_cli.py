@@ -6,7 +6,8 @@ import pytest
 from jobs import cli
 
 #: Every subcommand the README documents; a module that went missing drops out of the help.
-DOCUMENTED = ("demo", "ingest", "train", "visualize", "evaluate", "submit", "jobs", "plan")
+DOCUMENTED = ("demo", "ingest", "train", "visualize", "gallery", "evaluate", "submit", "jobs",
+              "plan")
 
 
 def test_help_lists_every_documented_command(capsys):

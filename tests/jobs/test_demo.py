@@ -27,7 +27,7 @@ from jobs.demo import (
     summary,
     train,
 )
-from jobs.gallery_figures import BASELINES
+from jobs.gallery.figures import BASELINES
 from jobs.train import where_interrupted
 from tests.jobs.conftest import REPO, demo_command
 from tests.jobs.gallery_run import VERDICT_TEXT, write_evaluation

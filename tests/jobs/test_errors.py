@@ -87,7 +87,7 @@ def test_ctrl_c_in_ingest_is_130_and_says_run_it_again(tmp_path, monkeypatch, ca
 @pytest.mark.parametrize("module, target, argv", [
     ("jobs.evaluate", "jobs.evaluate.evaluate", ["--run", "r"]),
     ("jobs.visualize", "jobs.visualize.check_run", ["--run", "r"]),
-    ("jobs.gallery", "jobs.gallery.build_gallery", ["."]),
+    ("jobs.gallery", "jobs.gallery.build.build_gallery", ["."]),
     ("jobs.plan", "cluster.plan.check_inputs", ["--config", "demo", "--nodes", "2"]),
 ])
 def test_ctrl_c_anywhere_else_is_130_in_one_line(module, target, argv, monkeypatch, capsys):

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from jobs.gallery import build_gallery
-from jobs.gallery_figures import verdict
-from jobs.gallery_inputs import plain_relative, safe_file
-from jobs.gallery_plots import curve_series, histogram_svg
+from jobs.gallery.figures import verdict
+from jobs.gallery.inputs import plain_relative, safe_file
+from jobs.gallery.plots import curve_series, histogram_svg
 from tests.jobs.gallery_run import (
     HOSTILE_CLASS,
     HOSTILE_SOURCE,

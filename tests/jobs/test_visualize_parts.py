@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
+import cv2
 import numpy as np
 import torch
 
-from jobs.plots import mark_box, save_image, signed_image, tile_grid
-from jobs.training_curves import series, write_training_curves
-from jobs.unit_selection import choose_units, evaluated_units, evaluation_rankings, rank_units
+from jobs.report.plots import mark_box, save_image, save_invariance, signed_image, tile_grid
+from jobs.report.training_curves import series, write_training_curves
+from jobs.report.unit_selection import (
+    choose_units,
+    evaluated_units,
+    evaluation_rankings,
+    rank_units,
+)
 
 
 def test_images_exact():
@@ -84,3 +92,30 @@ def test_training_curves(tmp_path):
     assert entries == [{"title": "reconstruction error", "png": "curves/recon_error.png"},
                        {"title": "frames/s", "png": "curves/frames_per_s.png"}]
     assert all((tmp_path / "out" / e["png"]).stat().st_size > 0 for e in entries)
+
+
+def test_invariance_panels_in_order_one_per_curve(tmp_path):
+    curves = {"scale": [[0.5, 0.1], [1.0, 0.9]], "rotation": [[-30, 0.2], [0, 0.8], [30, 0.3]],
+              "translation": [[-4, 0.4], [4, 0.5]]}
+    path = save_invariance(tmp_path / "a" / "inv.png", curves, "stage 0 pooled unit 3")
+    assert cv2.imread(str(path)).shape == (280, 900, 3)  # 3 panels of 3 x 2.8 in, 100 dpi
+    one = save_invariance(tmp_path / "one.png", {"shift": [[0, 1.0], [1, 2.0]]})
+    assert cv2.imread(str(one)).shape == (280, 300, 3)
+
+
+def test_figures_leave_no_pyplot_state(tmp_path):
+    """The report and the gallery draw with the Figure API: drawing loads no pyplot (whose
+    global figures would pile up over thousands of units) and sets no backend."""
+    code = f"""
+import sys
+from pathlib import Path
+from jobs.gallery.plots import plot_curve, plot_invariance
+from jobs.report.plots import save_lines
+out = Path({str(tmp_path)!r})
+save_lines(out / "l.png", {{"a": [(0, 1), (1, 2)]}}, title="t", xlabel="x", ylabel="y")
+plot_curve([{{"stage": 0, "step": 1, "recon_error": 0.5}}], "recon_error", "e", out / "c.png")
+plot_invariance({{"scale": [[1, 2], [2, 3]]}}, out / "i.png")
+assert "matplotlib.pyplot" not in sys.modules, "pyplot was imported"
+"""
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+    assert {p.name for p in tmp_path.iterdir()} == {"l.png", "c.png", "i.png"}

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from jobs.plots import (
+from jobs.report.plots import (
     mark_box,
     save_image,
     save_invariance,

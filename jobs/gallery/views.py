@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from jobs.gallery_inputs import RunInputs, image_size, is_number, safe_file
-from jobs.gallery_plots import CURVE_KEYS, plot_curve
+from jobs.gallery.inputs import RunInputs, image_size, is_number, safe_file
+from jobs.gallery.plots import CURVE_KEYS, plot_curve
 
 
 def url(page_dir: Path, target: Path) -> str:

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from jobs.gallery_inputs import RunInputs, is_index, is_number
+from jobs.gallery.inputs import RunInputs, is_index, is_number
 
 #: Baselines of ``evaluation.json`` in the order shown, with what each one is.
 BASELINES = {

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from cluster.runlog import load_metrics
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - python 3.10
@@ -122,25 +124,15 @@ def read_json(path: Path, what: str, inputs: RunInputs, hint: str = "") -> dict 
     return data
 
 
-def read_metrics(path: Path, inputs: RunInputs) -> list[dict[str, Any]]:
-    """The JSON-object lines of ``metrics.jsonl`` (bad lines skipped, counted in a note)."""
-    if not path.is_file():
+def read_metrics(run_dir: Path, inputs: RunInputs) -> list[dict[str, Any]]:
+    """The records of ``metrics.jsonl`` (:func:`cluster.runlog.load_metrics`); a missing file
+    or skipped lines are said in a note."""
+    log = load_metrics(run_dir)
+    if not log.found:
         inputs.note("training metrics missing: metrics.jsonl not found")
-        return []
-    records, bad = [], 0
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            bad += 1
-            continue
-        if isinstance(rec, dict):
-            records.append(rec)
-    if bad:
-        inputs.note(f"metrics.jsonl: {bad} unreadable line(s) skipped")
-    return records
+    if log.skipped:
+        inputs.note(f"metrics.jsonl: {log.skipped} unreadable line(s) skipped")
+    return log.records
 
 
 def _read_config(inputs: RunInputs) -> None:
@@ -196,7 +188,7 @@ def load_run(run_dir: Path) -> RunInputs:
     command = inputs.run_dir / "command.txt"
     if command.is_file():
         inputs.command = command.read_text(encoding="utf-8", errors="replace").strip()
-    inputs.metrics = read_metrics(inputs.run_dir / "metrics.jsonl", inputs)
+    inputs.metrics = read_metrics(inputs.run_dir, inputs)
     if inputs.config is not None:
         inputs.data_dir = _find_data_dir(inputs)
     if inputs.data_dir is not None:

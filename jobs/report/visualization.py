@@ -19,10 +19,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from cluster.scan import with_ray
 from cluster.state_io import read_trained_stack
 from cluster.topk import fetch_frames
-from jobs.training_curves import write_training_curves
-from jobs.unit_images import (
+from jobs.report.training_curves import write_training_curves
+from jobs.report.unit_images import (
     LAYER,
     box_of,
     write_invariance,
@@ -30,8 +31,7 @@ from jobs.unit_images import (
     write_top_frames,
     write_weights,
 )
-from jobs.unit_scan import scan_layers
-from jobs.unit_selection import (
+from jobs.report.unit_selection import (
     EvaluatedUnits,
     Key,
     activation_variance,
@@ -39,6 +39,7 @@ from jobs.unit_selection import (
     evaluated_units,
     rank_units,
 )
+from jobs.unit_scan import scan_layers
 from models.neurons.stimulus import StimulusConfig
 from models.neurons.units import LAYERS, layer_shape, stage_layers, unit_position
 from models.rbm.dense import default_device
@@ -128,7 +129,8 @@ class Visualization:
     def select(self) -> dict[Key, Selection]:
         """Per (stage, layer), the units listed and those shown in detail: pooled units as
         ranked (or by variance), the other layers' ranked units, and every layer's best and the
-        headline unit whatever their rank (:class:`jobs.unit_selection.EvaluatedUnits`)."""
+        headline unit whatever their rank
+        (:class:`jobs.report.unit_selection.EvaluatedUnits`)."""
         evaluated = evaluated_units(self.run)
         rng = np.random.default_rng(self.options.seed)
         order = rng.permutation(len(self.shards))
@@ -172,22 +174,13 @@ class Visualization:
         return Selection(selective, detailed, detailed, info, must)
 
     def scan(self, units: dict[Key, list[int]]):
-        """Top-k per listed unit over the whole dataset, by Ray actors."""
-        import ray
-
-        from pipeline.pool import ensure_ray
-
-        started = not ray.is_initialized()
-        ensure_ray()
-        n_actors = self.options.actors or int(ray.cluster_resources().get("CPU", 1))
+        """Top-k per listed unit over the whole dataset, by Ray actors
+        (:func:`cluster.scan.with_ray`: one per CPU unless ``--actors``)."""
         n_frames = FrameReader(self.root, batch_size=1, shards=self.shards).num_rows()
-        try:
-            with self.bar(n_frames, "top-k frames") as bar:
-                return scan_layers(str(self.run / "model.pt"), self.shards, units,
-                                   self.options.top_k, n_actors=n_actors, progress=bar.update)
-        finally:
-            if started:
-                ray.shutdown()
+        with self.bar(n_frames, "top-k frames") as bar:
+            return with_ray(lambda n_cpus: scan_layers(
+                str(self.run / "model.pt"), self.shards, units, self.options.top_k,
+                n_actors=self.options.actors or n_cpus, progress=bar.update))
 
     def stage(self, s: int, sels: dict[str, Selection], tops: dict, frames: dict,
               out: Path) -> dict:

@@ -1,11 +1,12 @@
 """The gallery's own figures.
 
 Training curves from ``metrics.jsonl`` (when ``catneuron visualize`` has not drawn them) and
-invariance curves (when only their numbers are given) are drawn with matplotlib's Agg backend
-into PNG files; those functions return the path they wrote, or None when the input holds nothing
-drawable. A unit's response histogram per probe class (from ``evaluation.json``'s shared bin
-edges and per-class counts) is an inline SVG described by :func:`histogram_svg`: there is one per
-ranked unit, and a PNG costs a second of matplotlib each where the SVG costs nothing.
+invariance curves (when only their numbers are given) are checked here and drawn by
+:mod:`jobs.report.plots` (the one place figures are drawn) into PNG files; those functions
+return the path they wrote, or None when the input holds nothing drawable. A unit's response
+histogram per probe class (from ``evaluation.json``'s shared bin edges and per-class counts) is
+an inline SVG described by :func:`histogram_svg`: there is one per ranked unit, and a PNG costs
+a second of matplotlib each where the SVG costs nothing.
 """
 
 from __future__ import annotations
@@ -15,26 +16,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from jobs.gallery_inputs import is_number
+from jobs.gallery.inputs import is_number
+from jobs.report.plots import save_invariance, save_lines
 
 CURVE_KEYS = (("recon_error", "reconstruction error"), ("fe_gap", "free-energy gap"))
-
-
-def _figure(width: float = 5.0, height: float = 3.0):
-    """A new Agg figure and axes (no display, no global pyplot state)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=100)
-    FigureCanvasAgg(fig)
-    return fig, fig.add_subplot()
-
-
-def _save(fig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, format="png")
-    return path
 
 
 def curve_series(metrics: Sequence[Mapping[str, Any]], key: str) -> dict[int, list[tuple]]:
@@ -54,12 +39,8 @@ def plot_curve(metrics: Sequence[Mapping[str, Any]], key: str, title: str,
     series = curve_series(metrics, key)
     if not series:
         return None
-    fig, ax = _figure()
-    for stage, points in series.items():
-        ax.plot([p[0] for p in points], [p[1] for p in points], label=f"stage {stage}")
-    ax.set(xlabel="step", ylabel=title, title=title)
-    ax.legend()
-    return _save(fig, path)
+    return save_lines(path, {f"stage {stage}": points for stage, points in series.items()},
+                      title=title, xlabel="step", ylabel=title)
 
 
 #: Line colours of the histogram classes, in order (matplotlib's tab10).
@@ -115,13 +96,4 @@ def plot_invariance(curves: Mapping[str, Any], path: Path) -> Path | None:
                       for p in pts)}
     if not panels:
         return None
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(3.2 * len(panels), 2.8), dpi=100)
-    FigureCanvasAgg(fig)
-    for k, (name, pts) in enumerate(panels.items()):
-        ax = fig.add_subplot(1, len(panels), k + 1)
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o")
-        ax.set(xlabel=str(name)[:30], ylabel="response" if k == 0 else None)
-    return _save(fig, path)
+    return save_invariance(path, panels)

@@ -15,14 +15,14 @@
   the unit's own figure, weights, top frames with the exciting patch marked, optimal stimulus,
   response histogram per probe class, invariance curves.
 
-Every figure comes from :class:`jobs.gallery_figures.Figures`, so a unit (or a set of units)
+Every figure comes from :class:`jobs.gallery.figures.Figures`, so a unit (or a set of units)
 shows the same figure on every page, each named by its protocol.
 
-Pages are rendered by jinja2 with autoescape from ``jobs/templates/``; images are referenced by
-relative URLs (the folder opens from ``file://`` or any static server) and the pages load
-nothing from the network and run no script. The gallery is built in ``RUN/.gallery.tmp`` and
-swapped in whole, so a re-run replaces it from the run's files without retraining. Also
-``python -m jobs.gallery RUN``.
+Pages are rendered by jinja2 with autoescape from ``jobs/gallery/templates/``; images are
+referenced by relative URLs (the folder opens from ``file://`` or any static server) and the
+pages load nothing from the network and run no script. The gallery is built in
+``RUN/.gallery.tmp`` and swapped in whole, so a re-run replaces it from the run's files without
+retraining. Also ``python -m jobs.gallery RUN``.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from jobs.errors import ArgumentParser, UserError, command
-from jobs.gallery_figures import (
+from jobs.gallery.figures import (
     BASELINES,
     REFERENCES,
     Figures,
@@ -45,9 +45,9 @@ from jobs.gallery_figures import (
     unit_name,
     unit_of,
 )
-from jobs.gallery_inputs import RunInputs, is_index, is_number, load_run
-from jobs.gallery_plots import histogram_svg, plot_invariance
-from jobs.gallery_views import curves, dataset, image, url
+from jobs.gallery.inputs import RunInputs, is_index, is_number, load_run
+from jobs.gallery.plots import histogram_svg, plot_invariance
+from jobs.gallery.views import curves, dataset, image, url
 
 TEMPLATES = Path(__file__).parent / "templates"
 N_HERO_FRAMES = 4
@@ -59,7 +59,8 @@ def fig(x: Any, digits: int = 3) -> str:
 
 
 def environment():
-    """The jinja2 environment: templates from ``jobs/templates``, every value autoescaped."""
+    """The jinja2 environment: templates from ``jobs/gallery/templates``, every value
+    autoescaped."""
     from jinja2 import Environment, FileSystemLoader
 
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True,
@@ -128,7 +129,7 @@ def _invariance(u: Mapping, page_dir: Path, vis: Path, root: Path, stem: str) ->
 def unit_view(inputs: RunInputs, ref: dict, u: Mapping, figures: Figures, out: Path) -> dict:
     """Everything a unit's page shows, plus its row on the stage page (and its stage-file
     ``entry``, for the overview). ``ref`` is the unit's
-    :func:`jobs.gallery_figures.unit_of`; its figure is the one :class:`Figures` gives it on
+    :func:`jobs.gallery.figures.unit_of`; its figure is the one :class:`Figures` gives it on
     every page."""
     root, vis, page_dir = inputs.run_dir, inputs.run_dir / "visualize", out / f"stage{ref['stage']}"
     page_dir.mkdir(parents=True, exist_ok=True)
@@ -151,7 +152,7 @@ def unit_view(inputs: RunInputs, ref: dict, u: Mapping, figures: Figures, out: P
 
 def _listed_units(inputs: RunInputs, stage: int) -> list[tuple[dict, Mapping]]:
     """The stage's unit entries with a valid layer and index, each (stage, layer, index) once
-    (others noted as refused), with their :func:`jobs.gallery_figures.unit_of`."""
+    (others noted as refused), with their :func:`jobs.gallery.figures.unit_of`."""
     data = inputs.stages[stage]
     units = data.get("units")
     layer = data.get("layer", "pooled")
@@ -225,7 +226,7 @@ def _hero(unit: dict | None, stages: list[dict], out: Path, inputs: RunInputs) -
 
 
 def _find(stages: list[dict], unit: Any) -> dict | None:
-    """The unit view of ``unit`` (a :func:`jobs.gallery_figures.unit_of`) if it has a
+    """The unit view of ``unit`` (a :func:`jobs.gallery.figures.unit_of`) if it has a
     page."""
     if not isinstance(unit, Mapping):
         return None

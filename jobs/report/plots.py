@@ -1,26 +1,29 @@
-"""PNG writing for ``catneuron visualize``: weight tiles, mosaics, marked frames, line plots.
+"""Every image and figure file of ``catneuron visualize`` and the gallery: weight tiles, mosaics,
+marked frames, line plots (training curves) and invariance panels.
 
 Images are numpy arrays scaled to [0, 1], written with OpenCV (thousands of small PNGs: it is
-the fast path); plots use matplotlib's Agg backend (no display needed). Signed weights map 0 to
-mid-grey and +-max|w| to white/black, so the sign pattern of a field is visible whatever its
-scale.
+the fast path). Figures are drawn with matplotlib's object-oriented API (a ``Figure`` on its own
+Agg canvas: no display, no pyplot global state, nothing to close), each by one function here.
+Signed weights map 0 to mid-grey and +-max|w| to white/black, so the sign pattern of a field is
+visible whatever its scale.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import cv2
-import matplotlib
 import numpy as np
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 BOX_COLOUR = (1.0, 0.15, 0.1)
+#: x-axis label of each invariance curve (:func:`models.neurons.invariance.invariance_curves`)
+INVARIANCE_AXES = {"scale": "scale factor", "rotation": "rotation (degrees)",
+                   "translation": "horizontal shift (pixels)"}
+Points = Sequence[Sequence[float]]  # [(x, y), ...]
 
 
 def signed_image(w: np.ndarray) -> np.ndarray:
@@ -74,10 +77,26 @@ def save_image(path: Path, img: np.ndarray) -> None:
         raise OSError(f"could not write {path}")
 
 
-def save_lines(path: Path, series: dict[str, list[tuple[float, float]]], *, title: str,
-               xlabel: str, ylabel: str) -> None:
-    """One line per named series of (x, y) points."""
-    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+def new_figure(width: float, height: float) -> Figure:
+    """A ``width`` x ``height`` inch, 100 dpi figure on its own Agg canvas."""
+    fig = Figure(figsize=(width, height), dpi=100)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save_figure(fig: Figure, path: Path) -> Path:
+    """Write a figure as PNG (folders made); returns ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+    return path
+
+
+def save_lines(path: Path, series: Mapping[str, Points], *, title: str, xlabel: str,
+               ylabel: str) -> Path:
+    """One line per named series of (x, y) points (a legend when there are several)."""
+    fig = new_figure(6, 3.5)
+    ax = fig.add_subplot()
     for name, points in series.items():
         if points:
             xs, ys = zip(*points, strict=True)
@@ -86,27 +105,21 @@ def save_lines(path: Path, series: dict[str, list[tuple[float, float]]], *, titl
     if len(series) > 1:
         ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
-    _save_figure(fig, path)
+    return save_figure(fig, path)
 
 
-def save_invariance(path: Path, curves: dict[str, list[list[float]]], title: str) -> None:
-    """Three panels: response against scale factor, rotation (degrees), translation (pixels)."""
-    labels = {"scale": "scale factor", "rotation": "rotation (degrees)",
-              "translation": "horizontal shift (pixels)"}
-    fig, axes = plt.subplots(1, 3, figsize=(9, 2.8), dpi=100, sharey=True)
-    for ax, (name, xlabel) in zip(axes, labels.items(), strict=True):
-        xs, ys = zip(*curves[name], strict=True)
+def save_invariance(path: Path, curves: Mapping[str, Points], title: str | None = None) -> Path:
+    """One panel per transformation, in ``curves``' order: the mean response against the scale
+    factor, rotation (degrees) or translation (pixels) (:data:`INVARIANCE_AXES`; another name
+    labels its own axis); panels share the response axis."""
+    fig = new_figure(3.0 * len(curves), 2.8)
+    axes = fig.subplots(1, len(curves), sharey=True, squeeze=False)[0]
+    for ax, (name, points) in zip(axes, curves.items(), strict=True):
+        xs, ys = zip(*points, strict=True)
         ax.plot(xs, ys, marker="o", markersize=3)
-        ax.set(xlabel=xlabel)
+        ax.set(xlabel=INVARIANCE_AXES.get(name, str(name)[:30]))
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("mean response")
-    fig.suptitle(title, fontsize=10)
-    _save_figure(fig, path)
-
-
-def _save_figure(fig, path: Path) -> None:
-    """Write and close a figure."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, format="png")
-    plt.close(fig)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return save_figure(fig, path)

@@ -7,26 +7,13 @@ section 6) show learning, frames/s the throughput.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from jobs.plots import save_lines
+from cluster.runlog import read_metrics
+from jobs.report.plots import save_lines
 
 CURVES = (("recon_error", "reconstruction error"), ("fe_gap", "free-energy gap"),
           ("frames_per_s", "frames/s"))
-
-
-def read_records(path: Path) -> list[dict]:
-    """The JSON objects of a JSONL file; unreadable lines (a run killed mid-write) skipped."""
-    records = []
-    for line in path.read_text().splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(rec, dict) and "stage" in rec and "step" in rec:
-            records.append(rec)
-    return records
 
 
 def series(records: list[dict], key: str) -> dict[str, list[tuple[float, float]]]:
@@ -44,10 +31,7 @@ def series(records: list[dict], key: str) -> dict[str, list[tuple[float, float]]
 def write_training_curves(run: Path, out: Path) -> list[dict]:
     """Write ``out/curves/<key>.png`` for each quantity present; the index entries
     ``[{"title", "png"}]`` (paths relative to ``out``). No metrics file: no curves."""
-    path = run / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    records = read_records(path)
+    records = read_metrics(run)
     entries = []
     for key, title in CURVES:
         lines = series(records, key)

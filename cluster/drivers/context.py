@@ -1,0 +1,78 @@
+"""What a stage's driver is given: the actors, the checkpoint it starts from, when and how to
+checkpoint, the fault injector, and where it reports (log, progress bar, liveness watch)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from tqdm import tqdm
+
+from cluster.checkpoint import step_folder, write_meta
+from cluster.config import TrainConfig
+from cluster.fault_injection import FaultInjector, NoFaults
+from cluster.liveness import StageWatch
+from cluster.runlog import RunLogger
+from cluster.stage import StageActors, get_when_alive
+from pipeline import storage
+
+POLL_S = 0.5  # seconds between the drivers' liveness polls while they wait
+
+
+@dataclass(frozen=True)
+class CheckpointSchedule:
+    """A checkpoint every ``every`` global steps (0 = only the stage's last)."""
+
+    every: int
+
+    def due(self, before: int, after: int) -> bool:
+        """Whether a checkpoint boundary lies in (before, after]."""
+        return bool(self.every) and after // self.every > before // self.every
+
+
+@dataclass
+class StageCheckpointer:
+    """Writes a checkpoint of one stage (:mod:`cluster.checkpoint`): every shard writes its own
+    file, then ``meta.pt``, then ``LATEST`` is switched (atomic)."""
+
+    actors: StageActors
+    config_text: str  # the resolved job config, stored in every checkpoint
+    log: RunLogger
+
+    def save(self, step: int, *, positions, seqs, wsteps, local_states=None) -> dict:
+        """The checkpoint at global step ``step``, with every worker's data position, next push
+        sequence number, step counter and local state; returns its meta."""
+        actors = self.actors
+        folder = step_folder(actors.stage_dir, step)
+        storage.makedirs(folder)
+        get_when_alive(lambda: [s.save.remote(storage.join(folder, f"shard{j}.pt"))
+                                for j, s in enumerate(actors.shards)])
+        meta = write_meta(folder, stage=actors.stage, step=step, config_text=self.config_text,
+                          layout=actors.layout, positions=positions, seqs=seqs,
+                          worker_steps=wsteps, local_states=local_states)
+        self.log.event(f"stage {actors.stage}: checkpoint {folder}")
+        self.log.sync()
+        return meta
+
+
+@dataclass
+class StageContext:
+    """Everything a driver uses for one stage.
+
+    actors : the stage's shards and workers.
+    meta : the checkpoint the stage starts from (step, positions, seqs, worker steps, states).
+    train : the job's ``train`` section (steps, log interval, push period, ...).
+    schedule, checkpointer : when to checkpoint, and the writer.
+    faults : the simulated-fault injector, called at every step reached.
+    log, bar, watch : the run's log, the stage's progress bar, the actors' liveness watch.
+    """
+
+    actors: StageActors
+    meta: Mapping
+    train: TrainConfig
+    schedule: CheckpointSchedule
+    checkpointer: StageCheckpointer
+    faults: FaultInjector | NoFaults
+    log: RunLogger
+    bar: tqdm
+    watch: StageWatch

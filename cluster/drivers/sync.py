@@ -1,0 +1,135 @@
+"""The synchronous schedule (reproducible).
+
+Step t = every worker computes an update on its next batch against the parameters of step t-1;
+each shard averages its parts in worker order and applies them once (``apply_sync``), returning
+its new slices, which are the arguments of step t+1. The driver passes only ObjectRefs (nothing
+is copied through it) and keeps at most ``max_in_flight`` steps outstanding. Any actor failure
+rolls every shard and worker back to the last checkpoint, so a sync run with faults equals one
+without; before the rollback every actor must answer again (:mod:`cluster.liveness` logs what a
+missing one waits for, and the run fails with one line past ``train.placement_timeout_s``).
+
+Every ``log_interval`` steps the driver logs one record per worker and one of the whole stage
+(the mean over workers); all of them carry ``step`` = t + 1, the steps done once step t is
+applied (the meaning of ``step`` in every ``metrics.jsonl`` record, see :mod:`cluster.runlog`).
+"""
+
+from __future__ import annotations
+
+import collections
+
+import ray
+
+from cluster.checkpoint import step_folder
+from cluster.drivers.context import StageContext
+from cluster.ps import OutOfStep
+from cluster.runlog import show_recon_error
+from cluster.worker import mean_monitored
+from pipeline import storage
+
+
+def is_actor_failure(exc: BaseException) -> bool:
+    """An actor died or lost its state, seen directly or through a task that depended on it
+    (Ray raises the task's error as an instance of its cause's type as well)."""
+    causes = (ray.exceptions.RayActorError, OutOfStep)
+    return isinstance(exc, causes) or isinstance(getattr(exc, "cause", None), causes)
+
+
+def merge_records(records: list[dict]) -> dict:
+    """The whole stage's figures of one step: the mean over workers of the monitored figures
+    (:func:`cluster.worker.mean_monitored`) and the total frames/s."""
+    out = mean_monitored(records)
+    out["frames_per_s_total"] = float(sum(r.get("frames_per_s", 0.0) for r in records))
+    return out
+
+
+class SyncDriver:
+    """Fixed-order synchronous steps, pipelined through ObjectRefs; rollback on failure (after
+    every actor answers again: ``watch`` says what the steps wait for)."""
+
+    def __init__(self, context: StageContext) -> None:
+        self.ctx = context
+        self.actors, self.bar, self.watch = context.actors, context.bar, context.watch
+        self.tc = context.train
+        self.log = context.log
+        self.last_checkpoint = context.meta
+        self.step = int(context.meta["step"])
+        self.window: collections.deque = collections.deque()  # (step, metric refs, param refs)
+        self.last: dict = {}
+
+    def run(self) -> dict:
+        rollbacks = 0
+        while True:
+            try:
+                self._steps()
+                break
+            except Exception as exc:
+                if not is_actor_failure(exc) or rollbacks >= 10:
+                    raise
+                rollbacks += 1
+                self.window.clear()
+                self._rollback()
+        return {"mode": "sync", "steps": self.step, "rollbacks": rollbacks, **self.last}
+
+    def _steps(self) -> None:
+        """Every worker computes step t against step t-1's parameters; each shard applies the
+        mean of its parts; at most ``max_in_flight`` steps outstanding."""
+        tc, actors = self.tc, self.actors
+        n_ps_shards = tc.n_ps_shards
+        param_refs = [s.params_now.remote() for s in actors.shards]
+        while self.step < tc.steps:
+            step = self.step
+            self.ctx.faults.at_step(actors, step)
+            outs = [w.compute.options(num_returns=n_ps_shards + 1).remote(step, *param_refs)
+                    for w in actors.workers]
+            param_refs = [actors.shards[j].apply_sync.remote(step, *[o[j] for o in outs])
+                          for j in range(n_ps_shards)]
+            self.window.append((step, [o[n_ps_shards] for o in outs], param_refs))
+            self._drain(tc.max_in_flight)
+            self.step += 1
+            if self.ctx.schedule.due(step, self.step) or self.step == tc.steps:
+                self._drain(0)
+                self._checkpoint()
+        self._drain(0)
+
+    def _drain(self, keep: int) -> None:
+        """Wait for the oldest steps until ``keep`` are outstanding; log their metrics."""
+        while len(self.window) > keep:
+            t, metric_refs, refs = self.window.popleft()
+            records = ray.get(metric_refs)
+            ray.wait(refs, num_returns=len(refs), fetch_local=False)
+            self.bar.update(1)
+            if records and t % self.tc.log_interval == 0:
+                self._log_step(t, records)
+
+    def _log_step(self, t: int, records: list[dict]) -> None:
+        """Step ``t``'s records: one per worker, then the whole stage's; each with ``step`` =
+        t + 1 (a worker's own step index ``t`` does not override it)."""
+        stage = self.actors.stage
+        for r in records:
+            self.log.metrics({"stage": stage, **r, "step": t + 1})
+        self.last = merge_records(records)
+        self.log.metrics({"stage": stage, "step": t + 1, "updates_applied": t + 1, **self.last})
+        show_recon_error(self.bar, self.last)
+
+    def _checkpoint(self) -> None:
+        workers, step = self.actors.workers, self.step
+        positions = ray.get([w.position.remote() for w in workers])
+        states = ray.get([w.local_state.remote() for w in workers])
+        self.last_checkpoint = self.ctx.checkpointer.save(
+            step, positions=positions, seqs=[step] * len(workers),
+            wsteps=[step] * len(workers), local_states=states)
+
+    def _rollback(self) -> None:
+        """Wait for restarted actors, restore every shard and worker to the last checkpoint."""
+        meta, actors = self.last_checkpoint, self.actors
+        folder = step_folder(actors.stage_dir, meta["step"])
+        self.watch.await_running(f"stage {actors.stage} step {self.step}: synchronous steps "
+                                 f"wait for every worker and shard")
+        ray.get([s.load.remote(storage.join(folder, f"shard{j}.pt"))
+                 for j, s in enumerate(actors.shards)])
+        ray.get([w.restore.remote(tuple(meta["positions"][k]), meta["local_states"][k],
+                                  int(meta["step"])) for k, w in enumerate(actors.workers)])
+        self.log.event(f"stage {actors.stage}: actor failure; every shard and worker restored "
+                       f"from {folder} (step {meta['step']}); the lost steps are recomputed")
+        self.bar.update(int(meta["step"]) - self.step)
+        self.step = int(meta["step"])
