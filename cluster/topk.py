@@ -27,7 +27,6 @@ import numba
 import numpy as np
 import torch
 
-from cluster.ps import ONE_THREAD_ENV
 from cluster.state_io import read_trained_stack
 from models.neurons.topk import RunningTopK
 from models.neurons.units import stage_outputs
@@ -37,8 +36,8 @@ from pipeline.records import shard_rows
 Units = dict[int, list[int]]  # stage -> flat indices of its pooled units
 Chunk = list[tuple[int, str]]  # (shard index, shard path) pairs scanned by one call
 ROW_BITS = 32
-BATCH_SIZE = 1024
-CHUNK_FRAMES = 1024
+BATCH_SIZE = 512
+CHUNK_FRAMES = 512
 
 
 @contextlib.contextmanager
@@ -76,6 +75,10 @@ class TopKScanner:
         self.state = {s: RunningTopK(len(ix), k) for s, ix in units.items()}
         self.batch_size = batch_size
         self.n_threads = n_threads
+        cfg = self.stack.config
+        with threads(n_threads):  # load numba's cached kernels and warm torch up: ready = fast
+            self.outputs(torch.zeros(2, cfg.channels, cfg.input_size, cfg.input_size,
+                                     dtype=torch.uint8))
 
     def ready(self) -> bool:
         """True (an actor answers once its constructor, the model load, has run)."""
@@ -144,12 +147,15 @@ def shard_row_counts(shards: list[str]) -> list[int]:
 def start_scanners(model_path: str, units: dict, k: int, *, n_actors: int,
                    batch_size: int = BATCH_SIZE, scanner: type = TopKScanner,
                    wait: bool = True) -> list:
-    """``n_actors`` ``scanner`` actors (one CPU and one thread each: ``cluster.ps.ONE_THREAD_ENV``
-    sizes numba's pool before it is imported). With ``wait``, returned once each has loaded
-    the model. Ray must be initialised."""
+    """``n_actors`` ``scanner`` actors, one CPU each; with ``wait``, returned once each has loaded
+    the model and run it once. Ray must be initialised.
+
+    No ``runtime_env``: an actor with its own environment needs a fresh worker process, while
+    one without takes a worker Ray has already started (Python and Ray imported), which saves
+    part of the start-up. The scanner limits torch and numba to one thread while it scans."""
     import ray
 
-    actor_cls = ray.remote(num_cpus=1, runtime_env=ONE_THREAD_ENV)(scanner)
+    actor_cls = ray.remote(num_cpus=1)(scanner)
     actors = [actor_cls.remote(model_path, units, k, batch_size) for _ in range(n_actors)]
     if wait:
         ray.get([a.ready.remote() for a in actors])
