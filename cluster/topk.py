@@ -8,19 +8,20 @@ whole dataset. A frame is identified by ``shard_index << 32 | row``; :func:`fetc
 the winners' pixels and provenance back.
 
 :func:`scan` hands out the shards as chunks of about ``chunk_frames`` frames from one queue, to
-whichever scanner is free. While the actors start (a fresh process each, importing torch and
-loading the model: seconds), the driver scans chunks itself, one thread, and it keeps doing so
-until every actor is ready. So the decision "are actors worth starting for this dataset?" is
-made by measurement, not by a threshold: on a dataset smaller than what one process scans in
-an actor's start-up time, the driver has scanned everything before any actor is ready (they are
-then stopped unused) and the scan costs what one in-process scan costs; on a larger one the
-actors take over as they come up. ``driver_helps=False`` leaves the whole scan to the actors
+whichever scanner is free. While the actors start (a Ray worker process each, importing torch,
+loading the model and running it once: seconds), the driver scans chunks itself, one thread,
+and it keeps doing so until every actor is ready. So whether actors pay for a dataset is
+decided by measurement, not by a threshold: on a dataset smaller than what one process scans
+in an actor's start-up time, the driver has scanned everything before any actor is ready (they
+are then stopped unused) and the scan costs what one in-process scan costs; on a larger one
+the actors take over as they come up. ``driver_helps=False`` leaves the whole scan to the actors
 (what ``benchmarks/topk.py`` measures as the actor path).
 """
 
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Iterator
 
 import numba
@@ -75,6 +76,7 @@ class TopKScanner:
         self.state = {s: RunningTopK(len(ix), k) for s, ix in units.items()}
         self.batch_size = batch_size
         self.n_threads = n_threads
+        self.scan_cpu_s = 0.0  # CPU seconds of this process spent in scan_chunk
         cfg = self.stack.config
         with threads(n_threads):  # load numba's cached kernels and warm torch up: ready = fast
             self.outputs(torch.zeros(2, cfg.channels, cfg.input_size, cfg.input_size,
@@ -91,6 +93,7 @@ class TopKScanner:
 
     def scan_chunk(self, chunk: Chunk) -> int:
         """Add the frames of the shards in ``chunk`` (each read once); returns how many."""
+        c0 = time.process_time()
         parts = [read_frames("", shards=[path]) for _, path in chunk]  # (N_i, C, H, W) uint8
         ids = torch.cat([(i << ROW_BITS) + torch.arange(len(x)) for (i, _), x in
                          zip(chunk, parts, strict=True)])
@@ -100,7 +103,12 @@ class TopKScanner:
                 outs = self.outputs(frames[lo : lo + self.batch_size])
                 for key, ix in self.units.items():
                     self.state[key].update(outs[key][:, ix], ids[lo : lo + self.batch_size])
+        self.scan_cpu_s += time.process_time() - c0
         return len(frames)
+
+    def cpu_seconds(self) -> float:
+        """CPU seconds this scanner's process has spent scanning (for benchmarks)."""
+        return self.scan_cpu_s
 
     def scan(self, shard_index: int, path: str) -> int:
         """Add one shard's frames; returns how many."""

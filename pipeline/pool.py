@@ -16,6 +16,7 @@ import logging
 import os
 import socket
 import warnings
+from collections import deque
 from collections.abc import Iterable, Iterator
 
 import ray
@@ -23,6 +24,7 @@ import ray
 from pipeline.video_job import VideoJob, VideoResult, ingest_video
 
 ACTOR_NUM_CPUS = 0.5
+IN_FLIGHT = 2  # videos queued per decode actor: the running one and the next
 
 
 class _DecodeActor:
@@ -38,6 +40,16 @@ class _DecodeActor:
 
     def ready(self) -> bool:
         return True
+
+
+def _crashed(job: VideoJob, error: Exception) -> VideoResult:
+    """The failed result of a job whose decoder process died while running it."""
+    return VideoResult(
+        source=job.source,
+        status="failed",
+        error=f"the decoder process crashed on this file ({type(error).__name__}); the file is "
+        "probably damaged: re-download or re-encode it",
+    )
 
 
 class RayUnreachable(ConnectionError):
@@ -184,32 +196,38 @@ class DecodePool:
             )
 
     def map_unordered(self, jobs: Iterable[VideoJob]) -> Iterator[VideoResult]:
-        """Run every job, at most one in flight per actor; yield results in completion order."""
+        """Run every job, up to ``IN_FLIGHT`` queued per actor (an actor starts its next video
+        while the driver commits the last); yield results in completion order.
+
+        When an actor dies with several jobs queued, which one killed it is unknown (the reply
+        of one it finished may die with it): they are all run again, each alone on an actor,
+        and only one that kills its actor alone is failed."""
         todo = list(jobs)[::-1]
-        idle = list(range(len(self._actors)))
-        running: dict[ray.ObjectRef, tuple[int, VideoJob]] = {}
-        while todo or running:
-            while todo and idle:
-                a = idle.pop()
-                job = todo.pop()
-                running[self._actors[a].run.remote(job)] = (a, job)
-            done, _ = ray.wait(list(running), num_returns=1)
-            ref = done[0]
-            a, job = running.pop(ref)
-            try:
-                result = ray.get(ref)
-            except ray.exceptions.RayActorError as e:
-                result = VideoResult(
-                    source=job.source,
-                    status="failed",
-                    error=f"the decoder process crashed on this file ({type(e).__name__}); "
-                    "the file is probably damaged: re-download or re-encode it",
-                )
-                self._actors[a] = self._cls.remote()
-            except ray.exceptions.RayTaskError as e:  # ingest_video should not raise; be safe
-                result = VideoResult(source=job.source, status="failed", error=str(e)[:500])
-            idle.append(a)
-            yield result
+        alone: set[int] = set()  # id() of jobs to run with nothing queued behind them
+        queues: list[deque] = [deque() for _ in self._actors]  # per actor: (ref, job), in order
+        while todo or any(queues):
+            for a, queue in enumerate(queues):
+                while todo and len(queue) < IN_FLIGHT and not (
+                        queue and (id(queue[-1][1]) in alone or id(todo[-1]) in alone)):
+                    job = todo.pop()
+                    queue.append((self._actors[a].run.remote(job), job))
+            ray.wait([ref for q in queues for ref, _ in q], num_returns=1)
+            for a, queue in enumerate(queues):
+                while queue and ray.wait([queue[0][0]], timeout=0)[0]:
+                    ref, job = queue.popleft()
+                    try:
+                        yield ray.get(ref)
+                    except ray.exceptions.RayActorError as e:
+                        self._actors[a] = self._cls.remote()
+                        if queue:  # not alone: any of these may have killed it; run each alone
+                            again = [job, *(j for _, j in queue)]
+                            alone.update(id(j) for j in again)
+                            todo.extend(reversed(again))
+                            queue.clear()
+                            continue
+                        yield _crashed(job, e)
+                    except ray.exceptions.RayTaskError as e:  # ingest_video should not raise
+                        yield VideoResult(source=job.source, status="failed", error=str(e)[:500])
 
     def close(self) -> None:
         """Stop the actors."""
