@@ -12,6 +12,10 @@ Contenders, on every pooled unit of every trained stage (an upper bound on what
 - ``actors_1_scan_only``, ``actors_2_scan_only``: the actors' scan alone, once started
   (:func:`cluster.topk.start_scanners`; the start is timed apart as ``start_1``, ``start_2``).
 
+Beside the wall clock, the CPU seconds the scanning processes spent (``single``'s own process,
+the actors' scan calls) give frames per CPU second: 2 actors at the same frames per CPU second
+as 1 scale as far as the machine lets them (another job on the cores takes the rest).
+
 Each contender runs ``--cycles`` times, their order rotated each cycle; the figures are medians.
 Every run of an actor contender gets a Ray of its own, started just before the clock starts
 (``ray_init`` is timed apart), as in ``catneuron visualize``, which starts Ray and scans at once.
@@ -121,6 +125,8 @@ def main() -> None:
         args.batch_size
     load_before = os.getloadavg()
     seconds: dict[str, list[float]] = {}
+    cpu: dict[str, list[float]] = {"single": [], "actors_1_scan_only": [],
+                                    "actors_2_scan_only": []}
     results = {}
 
     def timed(name: str, fn):
@@ -139,13 +145,22 @@ def main() -> None:
         actors = start_scanners(model, units, k, n_actors=n, batch_size=bs)
         seconds.setdefault(f"start_{n}", []).append(round(time.perf_counter() - t0, 3))
         try:
-            return scan_shards(actors, shards, k)
+            out = scan_shards(actors, shards, k)
+            cpu[f"actors_{n}_scan_only"].append(
+                round(sum(ray.get([a.cpu_seconds.remote() for a in actors])), 3))
+            return out
         finally:
             for a in actors:
                 ray.kill(a)
 
+    def single():
+        c0 = time.process_time()
+        out = scan_in_process(model, shards, units, k, batch_size=bs, n_threads=1)
+        cpu["single"].append(round(time.process_time() - c0, 3))
+        return out
+
     contenders = {
-        "single": lambda: scan_in_process(model, shards, units, k, batch_size=bs, n_threads=1),
+        "single": single,
         "actors_1": lambda: scan_with_actors(model, shards, units, k, n_actors=1,
                                              batch_size=bs, driver_helps=False),
         "actors_2": lambda: scan_with_actors(model, shards, units, k, n_actors=2,
@@ -174,6 +189,9 @@ def main() -> None:
            "cpus": os.cpu_count(), "niceness_all": os.nice(0), "seconds": seconds,
            "median_seconds": {n: round(v, 3) for n, v in med.items()},
            "frames_per_s": fps,
+           "scanning_cpu_seconds": cpu,
+           "frames_per_cpu_s": {n: round(n_frames / statistics.median(v), 1)
+                                for n, v in cpu.items()},
            "auto_vs_single": ratio("auto", "single"),
            "actors_1_vs_single": ratio("actors_1", "single"),
            "actors_2_vs_single": ratio("actors_2", "single"),

@@ -8,14 +8,13 @@ whole dataset. A frame is identified by ``shard_index << 32 | row``; :func:`fetc
 the winners' pixels and provenance back.
 
 :func:`scan` hands out the shards as chunks of about ``chunk_frames`` frames from one queue, to
-whichever scanner is free. While the actors start (a Ray worker process each, importing torch,
-loading the model and running it once: seconds), the driver scans chunks itself, one thread,
-and it keeps doing so until every actor is ready. So whether actors pay for a dataset is
-decided by measurement, not by a threshold: on a dataset smaller than what one process scans
-in an actor's start-up time, the driver has scanned everything before any actor is ready (they
-are then stopped unused) and the scan costs what one in-process scan costs; on a larger one
-the actors take over as they come up. ``driver_helps=False`` leaves the whole scan to the actors
-(what ``benchmarks/topk.py`` measures as the actor path).
+whichever scanner is free. Actors cost seconds to start (a Ray worker process each, importing
+torch, loading the model and running it once), which a small dataset never pays back, so the
+driver decides by measurement: it scans the first chunk itself, one thread, and times it; when
+it would scan the rest in less than twice an actor's start-up time (:func:`actors_pay`,
+:data:`ACTOR_START_S`), it does, and no actor starts. Otherwise it starts the actors and keeps
+scanning chunks until every actor is ready. ``driver_helps=False`` leaves the whole scan to
+the actors (what ``benchmarks/topk.py`` measures as the actor path).
 """
 
 from __future__ import annotations
@@ -31,14 +30,19 @@ import torch
 from cluster.state_io import read_trained_stack
 from models.neurons.topk import RunningTopK
 from models.neurons.units import stage_outputs
+from pipeline import storage
 from pipeline.reader import FrameReader, read_frames
 from pipeline.records import shard_rows
+from pipeline.shards import read_manifest
 
 Units = dict[int, list[int]]  # stage -> flat indices of its pooled units
 Chunk = list[tuple[int, str]]  # (shard index, shard path) pairs scanned by one call
 ROW_BITS = 32
 BATCH_SIZE = 512
 CHUNK_FRAMES = 512
+ACTOR_START_S = 5.0
+"""Seconds from asking for scanner actors to their being ready, as ``benchmarks/topk.py``
+measures it (``start_1``, ``start_2``) on a 2-core machine shared with other jobs."""
 
 
 @contextlib.contextmanager
@@ -130,9 +134,11 @@ def merge(results: list[dict], k: int) -> dict[int, RunningTopK]:
     return merged
 
 
-def chunks(shards: list[str], rows: list[int], chunk_frames: int = CHUNK_FRAMES) -> list[Chunk]:
-    """Consecutive shards grouped into chunks of at least ``chunk_frames`` frames (the last
-    may be smaller); each shard keeps its index in ``shards``."""
+def chunks(shards: list[str], rows: list[int], chunk_frames: int | None = None) -> list[Chunk]:
+    """Consecutive shards grouped into chunks of at least ``chunk_frames`` (default
+    :data:`CHUNK_FRAMES`) frames, the last may be smaller; each shard keeps its index in
+    ``shards``."""
+    chunk_frames = chunk_frames or CHUNK_FRAMES
     out: list[Chunk] = [[]]
     n = 0
     for i, (path, r) in enumerate(zip(shards, rows, strict=True)):
@@ -145,11 +151,22 @@ def chunks(shards: list[str], rows: list[int], chunk_frames: int = CHUNK_FRAMES)
 
 
 def shard_row_counts(shards: list[str]) -> list[int]:
-    """Frames per shard, from the dataset's manifest (or the shard's footer)."""
-    from pathlib import Path
+    """Frames per shard, from the dataset's manifest (read once; else the shard's footer)."""
+    root = str(shards[0]).rsplit("/", 1)[0]  # shards are storage.join(root, name)
+    rows = {storage.join(root, s["path"]): int(s["rows"]) for s in read_manifest(root)["shards"]}
+    return [rows[p] if p in rows else FrameReader(root, batch_size=1, shards=[p]).num_rows()
+            for p in shards]
 
-    root = str(Path(shards[0]).parent)
-    return [FrameReader(root, batch_size=1, shards=[p]).num_rows() for p in shards]
+
+def actors_pay(seconds_left: float, start_s: float | None = None) -> bool:
+    """Whether starting actors can shorten a scan that this process alone would finish in
+    ``seconds_left`` (R), when actors take ``start_s`` (S) to be ready.
+
+    With the driver scanning while they start, ``n`` actors finish in about ``S + (R - S) / n``,
+    less than ``R`` as soon as ``R > S``; the margin (``R > 2 S``) covers the CPU their start-up
+    takes from the driver on a machine without idle cores. ``start_s`` defaults to
+    :data:`ACTOR_START_S`."""
+    return seconds_left > 2 * (ACTOR_START_S if start_s is None else start_s)
 
 
 def start_scanners(model_path: str, units: dict, k: int, *, n_actors: int,
@@ -173,21 +190,23 @@ def start_scanners(model_path: str, units: dict, k: int, *, n_actors: int,
 def scan_shards(actors: list, shards: list[str], k: int,
                 progress: Callable[[int], None] | None = None, *,
                 local: TopKScanner | None = None,
-                chunk_frames: int = CHUNK_FRAMES) -> dict[int, RunningTopK]:
+                chunk_frames: int | None = None) -> dict[int, RunningTopK]:
     """Top-k per unit over ``shards``: chunks from one queue go to whichever actor is free; with
     ``local`` (an in-process scanner), the driver scans a chunk itself whenever fewer actors
     are ready than were started. ``progress`` is called with each chunk's frame count."""
+    todo = chunks(shards, shard_row_counts(shards), chunk_frames)
+    return _scan_chunks(actors, todo, k, progress or (lambda n: None), local)
+
+
+def _scan_chunks(actors: list, todo: list[Chunk], k: int, report: Callable[[int], None],
+                 local: TopKScanner | None) -> dict[int, RunningTopK]:
+    """:func:`scan_shards` over the chunks ``todo`` (scanned in order)."""
     import ray
 
-    todo = chunks(shards, shard_row_counts(shards), chunk_frames)[::-1]
+    todo = todo[::-1]
     starting = {a.ready.remote(): a for a in actors}
     running: dict = {}  # object ref -> actor
     ready: list = []  # actors whose constructor has run, in that order
-
-    def report(n: int) -> None:
-        if progress is not None:
-            progress(n)
-
     while todo or running:
         helping = local is not None and bool(todo) and bool(starting)
         done, _ = ray.wait([*starting, *running], num_returns=1, timeout=0 if helping else None)
@@ -209,16 +228,32 @@ def scan_shards(actors: list, shards: list[str], k: int,
 def scan(model_path: str, shards: list[str], units: dict, k: int, *, n_actors: int,
          batch_size: int = BATCH_SIZE, progress: Callable[[int], None] | None = None,
          scanner: type = TopKScanner, driver_helps: bool = True) -> dict[int, RunningTopK]:
-    """Top-k per unit over ``shards`` by ``n_actors`` ``scanner`` Ray actors (at most one per
-    shard), the driver scanning while they start (``driver_helps``); the actors are stopped
-    at the end. Ray must be initialised."""
+    """Top-k per unit over ``shards`` by up to ``n_actors`` ``scanner`` Ray actors (at most one
+    per chunk), stopped at the end. Ray must be initialised.
+
+    With ``driver_helps``, the driver first scans one chunk and times it; when the rest would
+    take it no longer than :func:`actors_pay` allows, it scans the rest too and starts no actor;
+    otherwise it starts them and scans while they start. Without, the actors do all of it."""
     import ray
 
-    actors = start_scanners(model_path, units, k, n_actors=max(1, min(n_actors, len(shards))),
+    report = progress or (lambda n: None)
+    rows = shard_row_counts(shards)
+    todo = chunks(shards, rows)
+    local = None
+    if driver_helps:
+        local = scanner(model_path, units, k, batch_size, n_threads=1)
+        t0 = time.perf_counter()
+        n = local.scan_chunk(todo.pop(0))
+        report(n)
+        frames_left = sum(rows[i] for chunk in todo for i, _ in chunk)
+        if not actors_pay((time.perf_counter() - t0) / max(n, 1) * frames_left):
+            for chunk in todo:
+                report(local.scan_chunk(chunk))
+            return merge([local.result()], k)
+    actors = start_scanners(model_path, units, k, n_actors=max(1, min(n_actors, len(todo))),
                             batch_size=batch_size, scanner=scanner, wait=False)
-    local = scanner(model_path, units, k, batch_size, n_threads=1) if driver_helps else None
     try:
-        return scan_shards(actors, shards, k, progress, local=local)
+        return _scan_chunks(actors, todo, k, report, local)
     finally:
         for a in actors:
             ray.kill(a)

@@ -7,6 +7,7 @@ import pytest
 import ray
 import torch
 
+from cluster import topk
 from cluster.topk import (
     TopKScanner,
     chunks,
@@ -68,12 +69,25 @@ def dataset(tmp_path_factory):
     return data, shards, str(tmp / "model.pt"), _model(tmp / "model.pt")
 
 
-@pytest.mark.parametrize("driver_helps", [False, True])
-def test_actors_topk_equals_brute_force(ray_cluster, dataset, driver_helps):
+@pytest.mark.parametrize("driver_helps, start_s, started", [
+    (False, None, 2),  # the actors do it all
+    (True, 0.0, 2),  # actors pay at once: the driver scans the first chunk, then helps them
+    (True, 1e6, 0),  # actors never pay: the driver scans it all, no actor starts
+])
+def test_actors_topk_equals_brute_force(ray_cluster, dataset, monkeypatch, driver_helps,
+                                        start_s, started):
     data, shards, model, stack = dataset
+    monkeypatch.setattr(topk, "CHUNK_FRAMES", 16)  # 7 chunks (8 shards of 16 or 8 frames)
+    if start_s is not None:
+        monkeypatch.setattr(topk, "ACTOR_START_S", start_s)
+    starts = []
+    real_start = topk.start_scanners
+    monkeypatch.setattr(topk, "start_scanners",
+                        lambda *a, **kw: starts.append(kw["n_actors"]) or real_start(*a, **kw))
     seen = []
     got = scan_with_actors(model, shards, UNITS, K, n_actors=2, batch_size=7,
                            progress=seen.append, driver_helps=driver_helps)
+    assert sum(starts) == started
     assert sum(seen) == 120
     assert_brute_force(got, stack, data, shards)
     local = scan_in_process(model, shards, UNITS, K, batch_size=50)
@@ -101,6 +115,11 @@ def test_driver_and_ready_actors_share_the_chunks(ray_cluster, dataset):
     assert_brute_force(got, stack, data, shards)
     assert local.state[0].ids.shape[1] == K  # the driver scanned (at least one chunk) ...
     assert any(ids.shape[1] == K for ids in by_actor)  # ... and so did the actors
+
+
+def test_actors_pay_when_the_rest_outlasts_twice_their_start_up():
+    assert topk.actors_pay(10.1, start_s=5.0) and not topk.actors_pay(9.9, start_s=5.0)
+    assert topk.actors_pay(2 * topk.ACTOR_START_S + 1) and not topk.actors_pay(0.0)
 
 
 def test_chunks_group_consecutive_shards():
