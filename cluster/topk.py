@@ -87,7 +87,8 @@ class TopKScanner:
                                      dtype=torch.uint8))
 
     def ready(self) -> bool:
-        """True (an actor answers once its constructor, the model load, has run)."""
+        """True (an actor answers once its constructor, the model load and one warm-up batch,
+        has run)."""
         return True
 
     def outputs(self, frames: torch.Tensor) -> dict:

@@ -149,6 +149,9 @@ class DecodePool:
         Seconds to wait for the actors to start before :class:`RuntimeError`.
     actor_class:
         The actor body (default: the OpenCV decode actor); tests inject failures through it.
+    in_flight:
+        Videos queued per actor (default ``IN_FLIGHT``): with 2, an actor starts its next video
+        while the driver commits the one it finished; 1 leaves it idle meanwhile.
 
     An actor that dies (e.g. a decoder crash on a hostile file) fails only its video, with a
     reason, and is replaced.
@@ -161,6 +164,7 @@ class DecodePool:
         num_cpus: float = ACTOR_NUM_CPUS,
         start_timeout_s: float = 120.0,
         actor_class: type = _DecodeActor,
+        in_flight: int = IN_FLIGHT,
     ) -> None:
         if not ray.is_initialized():
             raise RuntimeError("DecodePool needs Ray: call ray.init() first")
@@ -181,6 +185,7 @@ class DecodePool:
                 stacklevel=2,
             )
             self.n_workers = fits
+        self.in_flight = in_flight
         self._cls = ray.remote(num_cpus=num_cpus, max_restarts=0)(actor_class)
         self._actors = [self._cls.remote() for _ in range(self.n_workers)]
         ready, pending = ray.wait(
@@ -196,7 +201,7 @@ class DecodePool:
             )
 
     def map_unordered(self, jobs: Iterable[VideoJob]) -> Iterator[VideoResult]:
-        """Run every job, up to ``IN_FLIGHT`` queued per actor (an actor starts its next video
+        """Run every job, up to ``in_flight`` queued per actor (an actor starts its next video
         while the driver commits the last); yield results in completion order.
 
         When an actor dies with several jobs queued, which one killed it is unknown (the reply
@@ -207,7 +212,7 @@ class DecodePool:
         queues: list[deque] = [deque() for _ in self._actors]  # per actor: (ref, job), in order
         while todo or any(queues):
             for a, queue in enumerate(queues):
-                while todo and len(queue) < IN_FLIGHT and not (
+                while todo and len(queue) < self.in_flight and not (
                         queue and (id(queue[-1][1]) in alone or id(todo[-1]) in alone)):
                     job = todo.pop()
                     queue.append((self._actors[a].run.remote(job), job))
