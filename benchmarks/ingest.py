@@ -7,8 +7,6 @@ Measures, in one process and on the same videos:
 * ``ingest_1`` / ``ingest_2``: :func:`pipeline.ingest.run_ingest` (decode + convert + resize +
   Parquet write + sha256 + manifest) on 1 and 2 warm Ray decode actors (steady state: the pool
   is started and warmed before the clock starts), wall clock from the call to its return;
-* ``ingest_1_one_video_in_flight`` / ``..._2_...``: the same with one video queued per actor
-  (``DecodePool(in_flight=1)``: an actor idles while the driver commits its last video);
 * ``ingest_cold_1`` / ``ingest_cold_2``: the same, starting the actors inside the timed call
   (what one short ``catneuron ingest`` run sees, Ray start-up excluded);
 * the cost per frame of each resize filter on the decoded frames.
@@ -47,7 +45,7 @@ import numpy as np
 from pipeline.decode import DecodeConfig, resize
 from pipeline.demo_corpus import write_demo_videos
 from pipeline.ingest import IngestConfig, run_ingest
-from pipeline.pool import IN_FLIGHT, DecodePool
+from pipeline.pool import DecodePool
 from pipeline.shards import ShardConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -161,13 +159,10 @@ def main(argv: list[str] | None = None) -> int:
     def ingest_runs(workers: int) -> None:
         frames, sec, actor_sec = _ingest(videos, args.cache / "ds", config, workers, None)
         _add(results, f"ingest_cold_{workers}", frames, sec, **actor_sec)
-        for in_flight, name in ((IN_FLIGHT, f"ingest_{workers}"),
-                                (1, f"ingest_{workers}_one_video_in_flight")):
-            with DecodePool(workers, in_flight=in_flight) as pool:
-                _ingest(videos[:1], args.cache / "ds", config, workers, pool)  # warm up
-                frames, sec, actor_sec = _ingest(videos, args.cache / "ds", config, workers,
-                                                 pool)
-            _add(results, name, frames, sec, **actor_sec)
+        with DecodePool(workers) as pool:
+            _ingest(videos[:1], args.cache / "ds", config, workers, pool)  # warm up
+            frames, sec, actor_sec = _ingest(videos, args.cache / "ds", config, workers, pool)
+        _add(results, f"ingest_{workers}", frames, sec, **actor_sec)
 
     steps = [bare_runs, lambda: ingest_runs(1), lambda: ingest_runs(2)]
     for rep in range(args.repeats):

@@ -16,7 +16,6 @@ import logging
 import os
 import socket
 import warnings
-from collections import deque
 from collections.abc import Iterable, Iterator
 
 import ray
@@ -24,7 +23,6 @@ import ray
 from pipeline.video_job import VideoJob, VideoResult, ingest_video
 
 ACTOR_NUM_CPUS = 0.5
-IN_FLIGHT = 2  # videos queued per decode actor: the running one and the next
 
 
 class _DecodeActor:
@@ -40,16 +38,6 @@ class _DecodeActor:
 
     def ready(self) -> bool:
         return True
-
-
-def _crashed(job: VideoJob, error: Exception) -> VideoResult:
-    """The failed result of a job whose decoder process died while running it."""
-    return VideoResult(
-        source=job.source,
-        status="failed",
-        error=f"the decoder process crashed on this file ({type(error).__name__}); the file is "
-        "probably damaged: re-download or re-encode it",
-    )
 
 
 class RayUnreachable(ConnectionError):
@@ -149,9 +137,6 @@ class DecodePool:
         Seconds to wait for the actors to start before :class:`RuntimeError`.
     actor_class:
         The actor body (default: the OpenCV decode actor); tests inject failures through it.
-    in_flight:
-        Videos queued per actor (default ``IN_FLIGHT``): with 2, an actor starts its next video
-        while the driver commits the one it finished; 1 leaves it idle meanwhile.
 
     An actor that dies (e.g. a decoder crash on a hostile file) fails only its video, with a
     reason, and is replaced.
@@ -164,7 +149,6 @@ class DecodePool:
         num_cpus: float = ACTOR_NUM_CPUS,
         start_timeout_s: float = 120.0,
         actor_class: type = _DecodeActor,
-        in_flight: int = IN_FLIGHT,
     ) -> None:
         if not ray.is_initialized():
             raise RuntimeError("DecodePool needs Ray: call ray.init() first")
@@ -185,7 +169,6 @@ class DecodePool:
                 stacklevel=2,
             )
             self.n_workers = fits
-        self.in_flight = in_flight
         self._cls = ray.remote(num_cpus=num_cpus, max_restarts=0)(actor_class)
         self._actors = [self._cls.remote() for _ in range(self.n_workers)]
         ready, pending = ray.wait(
@@ -201,38 +184,32 @@ class DecodePool:
             )
 
     def map_unordered(self, jobs: Iterable[VideoJob]) -> Iterator[VideoResult]:
-        """Run every job, up to ``in_flight`` queued per actor (an actor starts its next video
-        while the driver commits the last); yield results in completion order.
-
-        When an actor dies with several jobs queued, which one killed it is unknown (the reply
-        of one it finished may die with it): they are all run again, each alone on an actor,
-        and only one that kills its actor alone is failed."""
+        """Run every job, at most one in flight per actor; yield results in completion order."""
         todo = list(jobs)[::-1]
-        alone: set[int] = set()  # id() of jobs to run with nothing queued behind them
-        queues: list[deque] = [deque() for _ in self._actors]  # per actor: (ref, job), in order
-        while todo or any(queues):
-            for a, queue in enumerate(queues):
-                while todo and len(queue) < self.in_flight and not (
-                        queue and (id(queue[-1][1]) in alone or id(todo[-1]) in alone)):
-                    job = todo.pop()
-                    queue.append((self._actors[a].run.remote(job), job))
-            ray.wait([ref for q in queues for ref, _ in q], num_returns=1)
-            for a, queue in enumerate(queues):
-                while queue and ray.wait([queue[0][0]], timeout=0)[0]:
-                    ref, job = queue.popleft()
-                    try:
-                        yield ray.get(ref)
-                    except ray.exceptions.RayActorError as e:
-                        self._actors[a] = self._cls.remote()
-                        if queue:  # not alone: any of these may have killed it; run each alone
-                            again = [job, *(j for _, j in queue)]
-                            alone.update(id(j) for j in again)
-                            todo.extend(reversed(again))
-                            queue.clear()
-                            continue
-                        yield _crashed(job, e)
-                    except ray.exceptions.RayTaskError as e:  # ingest_video should not raise
-                        yield VideoResult(source=job.source, status="failed", error=str(e)[:500])
+        idle = list(range(len(self._actors)))
+        running: dict[ray.ObjectRef, tuple[int, VideoJob]] = {}
+        while todo or running:
+            while todo and idle:
+                a = idle.pop()
+                job = todo.pop()
+                running[self._actors[a].run.remote(job)] = (a, job)
+            done, _ = ray.wait(list(running), num_returns=1)
+            ref = done[0]
+            a, job = running.pop(ref)
+            try:
+                result = ray.get(ref)
+            except ray.exceptions.RayActorError as e:
+                result = VideoResult(
+                    source=job.source,
+                    status="failed",
+                    error=f"the decoder process crashed on this file ({type(e).__name__}); "
+                    "the file is probably damaged: re-download or re-encode it",
+                )
+                self._actors[a] = self._cls.remote()
+            except ray.exceptions.RayTaskError as e:  # ingest_video should not raise; be safe
+                result = VideoResult(source=job.source, status="failed", error=str(e)[:500])
+            idle.append(a)
+            yield result
 
     def close(self) -> None:
         """Stop the actors."""
