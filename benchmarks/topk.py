@@ -4,6 +4,8 @@ Contenders, on every pooled unit of every trained stage (an upper bound on what
 ``catneuron visualize`` scans), same model, same shards, same batch size, same chunks:
 
 - ``single``: :func:`cluster.topk.scan_in_process` with one torch/numba thread (the reference);
+- ``single_2_processes``: the same in 2 processes (no Ray), each scanning half of the shards:
+  the machine's own 1 -> 2 ceiling for this scan, measured in the same run;
 - ``actors_1``, ``actors_2``: :func:`cluster.topk.scan_with_actors` with ``driver_helps=False``,
   1 or 2 single-threaded actors doing all of the scan; wall clock from the call to its return,
   so it includes starting the actors (a process each, importing torch, loading the model);
@@ -44,10 +46,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import shutil
 import statistics
 import time
+from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -89,6 +94,11 @@ def grown(src: Path, out: Path, times: int) -> Path:
             commit_video(manifest, {"source": f"copy{r}", "status": "ok"}, writer.finalize())
     write_manifest(out, manifest)
     return out
+
+
+def _import_scanner() -> None:
+    """A ceiling process imports the scanner before the clock starts."""
+    import cluster.topk  # noqa: F401
 
 
 def same_top(a: dict, b: dict) -> tuple[bool, bool]:
@@ -162,8 +172,17 @@ def main() -> None:
         cpu["single"].append(round(time.process_time() - c0, 3))
         return out
 
+    pool = ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_import_scanner)
+    list(pool.map(abs, [0, 0]))  # both processes up, the scanner imported
+
+    def two_processes():  # the machine's own 1 -> 2 ceiling for this scan, without Ray
+        list(pool.map(partial(scan_in_process, model, units=units, k=k, batch_size=bs,
+                              n_threads=1), [shards[0::2], shards[1::2]]))
+
     contenders = {
         "single": single,
+        "single_2_processes": two_processes,
         "actors_1": lambda: scan_with_actors(model, shards, units, k, n_actors=1,
                                              batch_size=bs, driver_helps=False),
         "actors_2": lambda: scan_with_actors(model, shards, units, k, n_actors=2,
@@ -178,7 +197,8 @@ def main() -> None:
             timed(name, contenders[name])
     if ray.is_initialized():
         ray.shutdown()
-    checks = {n: same_top(results["single"], r) for n, r in results.items()}
+    pool.shutdown()
+    checks = {n: same_top(results["single"], r) for n, r in results.items() if r is not None}
     med = {n: statistics.median(v) for n, v in seconds.items()}
     fps = {n: round(n_frames / med[n], 1) for n in contenders}
 
@@ -201,6 +221,9 @@ def main() -> None:
            "actors_2_vs_actors_1": ratio("actors_2", "actors_1"),
            "scan_only_2_vs_1": ratio("actors_2_scan_only", "actors_1_scan_only"),
            "scan_only_1_vs_single": ratio("actors_1_scan_only", "single"),
+           "single_2_processes_vs_single": ratio("single_2_processes", "single"),
+           "actors_2_vs_1_share_of_2_process_ceiling": round(
+               fps["actors_2"] / fps["actors_1"] / (fps["single_2_processes"] / fps["single"]), 3),
            "equal_values_vs_single": all(v for v, _ in checks.values()),
            "equal_ids_vs_single_where_untied": all(i for _, i in checks.values()),
            "load_average_1_5_15_before": load_before,
