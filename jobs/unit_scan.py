@@ -2,22 +2,20 @@
 
 :class:`cluster.topk.TopKScanner` tracks pooled units (keyed by stage); :class:`LayerScanner`
 keys them by ``(stage, layer)`` so the hidden units ``catneuron evaluate`` may name as the best
-(the RBM's ``P(h = 1 | v)`` before pooling) get their top frames too. Sharding, merging and frame
-ids are :mod:`cluster.topk`'s (``shard_index << 32 | row``).
+(the stage's hidden layer, e.g. the RBM's ``P(h = 1 | v)`` before pooling) get their top frames
+too. Sharding, chunking, merging, the driver's help while actors start and frame ids are
+:mod:`cluster.topk`'s (``shard_index << 32 | row``).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 
 import torch
 
-from cluster.ps import ONE_THREAD_ENV
-from cluster.topk import ROW_BITS, TopKScanner, scan_shards
+from cluster.topk import BATCH_SIZE, TopKScanner, scan
 from models.neurons.topk import RunningTopK
-from models.neurons.units import stage_outputs
-from pipeline.reader import read_frames
+from models.neurons.units import stage_maps
 
 Key = tuple[int, str]  # (stage, layer)
 LayerUnits = dict[Key, list[int]]
@@ -25,48 +23,32 @@ LayerUnits = dict[Key, list[int]]
 
 @torch.no_grad()
 def layer_outputs(stack, frames: torch.Tensor, keys: list[Key]) -> dict[Key, torch.Tensor]:
-    """(N, units) responses of every ``(stage, layer)`` in ``keys`` to one batch of frames:
-    pooled from :func:`models.neurons.units.stage_outputs`, hidden as
-    ``rbm_s.mean_hiddens(stack.stage_input(frames, s))``."""
+    """(N, units) responses of every ``(stage, layer)`` in ``keys`` to one batch of frames,
+    flattened C-major from the maps of :func:`models.neurons.units.stage_maps` (one up-pass
+    for every stage and layer, stopped after the last stage asked for)."""
     top = max(s for s, _ in keys)
-    pooled = stage_outputs(stack, frames, top)
     out = {}
-    for s, layer in keys:
-        if layer == "pooled":
-            out[(s, layer)] = pooled[s].flatten(1)
-        else:
-            out[(s, layer)] = stack.rbms[s].mean_hiddens(stack.stage_input(frames, s)).flatten(1)
+    for s, maps in stage_maps(stack, frames):
+        out.update({(s, layer): maps[layer].flatten(1) for k, layer in keys if k == s})
+        if s == top:
+            break
     return out
 
 
 class LayerScanner(TopKScanner):
     """A :class:`cluster.topk.TopKScanner` whose units are ``{(stage, layer): indices}``."""
 
-    def scan(self, shard_index: int, path: str) -> int:
-        """Add one shard's frames; returns how many."""
-        frames = read_frames(os.path.dirname(path), shards=[path])  # (N, C, H, W) uint8
-        keys = list(self.units)
-        for lo in range(0, len(frames), self.batch_size):
-            batch = torch.from_numpy(frames[lo : lo + self.batch_size])
-            outs = layer_outputs(self.stack, batch, keys)
-            ids = (shard_index << ROW_BITS) + torch.arange(lo, lo + len(batch))
-            for key, ix in self.units.items():
-                self.state[key].update(outs[key][:, ix], ids)
-        return len(frames)
+    def outputs(self, frames: torch.Tensor) -> dict[Key, torch.Tensor]:
+        """(stage, layer) -> responses (N, units of that layer) of one batch of uint8 frames."""
+        return layer_outputs(self.stack, frames, list(self.units))
 
 
 def scan_layers(model_path: str, shards: list[str], units: LayerUnits, k: int, *,
-                n_actors: int, batch_size: int = 256,
-                progress: Callable[[int], None] | None = None) -> dict[Key, RunningTopK]:
+                n_actors: int, batch_size: int = BATCH_SIZE,
+                progress: Callable[[int], None] | None = None,
+                driver_helps: bool = True) -> dict[Key, RunningTopK]:
     """Top-k per unit over ``shards`` by ``n_actors`` single-threaded Ray actors (at most one
-    per shard), stopped at the end. Ray must be initialised."""
-    import ray
-
-    n = max(1, min(n_actors, len(shards)))
-    actor_cls = ray.remote(num_cpus=1, runtime_env=ONE_THREAD_ENV)(LayerScanner)
-    actors = [actor_cls.remote(model_path, units, k, batch_size) for _ in range(n)]
-    try:
-        return scan_shards(actors, shards, k, progress)
-    finally:
-        for a in actors:
-            ray.kill(a)
+    per shard; :func:`cluster.topk.scan`: the driver scans while they start), stopped at the
+    end. Ray must be initialised."""
+    return scan(model_path, shards, units, k, n_actors=n_actors, batch_size=batch_size,
+                progress=progress, scanner=LayerScanner, driver_helps=driver_helps)
