@@ -220,7 +220,7 @@ def _scan_chunks(actors: list, todo: list[Chunk], k: int, report: Callable[[int]
                 report(ray.get(ref))
             if todo:
                 running[actor.scan_chunk.remote(todo.pop())] = actor
-        if helping:
+        if helping and todo:  # an actor may have taken the last chunk just now
             report(local.scan_chunk(todo.pop()))
     results = ray.get([a.result.remote() for a in ready])
     return merge(results + ([local.result()] if local is not None else []), k)
