@@ -325,6 +325,14 @@ def bench_stage_kinds(device, repeat) -> dict:
                                         f"to {comp.dims} + SoftmaxRBM CD-1, K = {comp.n_maps}",
                                 **timed_gflops(stage_step(1), device, repeat, 2)},
     }
+    for name, k in (("tied_kmeans", 0), ("competitive_rbm_cd1", 1)):  # where the time goes
+        rows = stack.stage_input(frames, k)
+        steps[name]["rows_only"] = timed_gflops(lambda k=k: stack.stage_input(frames, k),
+                                                device, repeat, 2)
+        steps[name]["learner_only"] = timed_gflops(lambda k=k, rows=rows: step(stack.rbms[k],
+                                                                               rows),
+                                                   device, repeat, 5)
+        steps[name]["rows_per_step"] = len(rows)
     for r in steps.values():
         r["ratio_to_matmul"] = r["gflops"] / mm["gflops"]
         r["ratio_to_conv2d"] = r["gflops"] / conv["gflops"]
