@@ -1,7 +1,7 @@
 """Parameter-server throughput: single process vs Downpour workers on Ray, same model and data.
 
-Measures, at the demo config's first-stage model and batch size (64x64 grey, 10x10 fields,
-stride 2, 8 maps, batch 64; one torch thread everywhere):
+Measures, for stage ``--stage`` of config ``--config`` (default: the demo's stage 0) at the
+config's batch size, one torch thread everywhere:
 
 - ``single``: frames/s of the plain loop ``apply_update(compute_update(stage_input(batch)))``
   (:class:`cluster.reference.SingleProcessLoop`, in this process);
@@ -12,6 +12,14 @@ stride 2, 8 maps, batch 64; one torch thread everywhere):
   setting and shard count (or ``--n-push``, ``--n-fetch``, ``--push``, ``--transfer-dtype``,
   ``--prefetch``, ``--ps-shards``), wall clock from submitting the workers' chunks to the last
   one's end; and again at n_push = n_fetch = 1 (``at_period_1``), so both settings are on record;
+- the stage every contender starts from: a stack seeded like the trainer's, its earlier stages
+  loaded from ``--run``'s ``model.pt`` when given (untrained otherwise: the same arithmetic, so
+  fine for timing), stage ``--stage`` prepared by :func:`cluster.stage.prepare_stage` (whitening
+  and initial units of a stage fitted to data), written to a temporary ``model.pt`` that the
+  spawned references and the worker actors load, as the trainer's workers do;
+- frames/s counts the learner's rows (``len(v)`` per step, as the workers count them): a batch
+  of frames for a dense or local stage, ``rows_per_frame`` patches or windows per frame for a
+  tied or competitive one;
 - overhead = 1 - ps_1 / single (goal <= 10%), scaling = ps_2 / ps_1 (goal >= 1.8), and
   scaling as a share of the machine's ceiling;
 - per worker step, milliseconds spent fetching (waiting for parameters), preparing the input
@@ -34,6 +42,8 @@ spawned references and, through ``cluster.ps.ONE_THREAD_ENV``, in the actors).
 Usage (needs a dataset, e.g. ``catneuron ingest --demo --out runs/demo/data``)::
 
     python benchmarks/ps.py --data runs/demo/data --out ps.json          # the demo's setting
+    # the demo's stage 1 on the stage 0 of a trained run:
+    python benchmarks/ps.py --data runs/demo/data --stage 1 --run runs/demo/train --out ps1.json
     # Downpour batching, with n_push = n_fetch = 1 measured in the same run (results/ps.json):
     python benchmarks/ps.py --data runs/demo/data --n-push 4 --n-fetch 4 \
         --out benchmarks/results/ps.json
@@ -42,6 +52,7 @@ Usage (needs a dataset, e.g. ``catneuron ingest --demo --out runs/demo/data``)::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import multiprocessing
 import os
@@ -57,12 +68,54 @@ from pathlib import Path
 os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 
 
-def _loop_process(conn, config_path: str, overrides: list[str]) -> None:
+def load_stack(config, path: str):
+    """A stack of ``config``'s geometry holding the stages saved in ``path`` (a ``model.pt``)."""
+    import torch
+
+    from cluster.state_io import read_state
+    from models.stack import RBMStack
+
+    stack = RBMStack(config.model, update=config.update,
+                     generator=torch.Generator().manual_seed(config.train.seed), device="cpu")
+    stack.load_state_dict(read_state(path)["state"])
+    return stack
+
+
+def prepared_stack(config, stage: int, run: str | None, out_path: str):
+    """The stack every contender starts from: seeded like the trainer's, the stages of
+    ``run``'s ``model.pt`` below ``stage`` loaded when ``run`` is given, stage ``stage`` prepared
+    (:func:`cluster.stage.prepare_stage`); saved to ``out_path`` for the other processes.
+    Returns (stack, frames the preparation used, seconds it took)."""
+    import torch
+
+    from cluster.stage import prepare_stage
+    from cluster.state_io import read_state, write_state
+    from models.stack import RBMStack
+
+    stack = RBMStack(config.model, update=config.update,
+                     generator=torch.Generator().manual_seed(config.train.seed), device="cpu")
+    if run is not None:  # earlier stages only: the run may have trained this one at other rates
+        saved = read_state(str(Path(run) / "model.pt"))["state"]["rbms"]
+        if len(saved) < stage:
+            raise ValueError(f"{run}/model.pt holds {len(saved)} stages; stage {stage} needs "
+                             f"the {stage} below it")
+        for k in range(stage):
+            stack.stages[k].load_state_dict(saved[k])  # shapes checked
+    t0 = time.perf_counter()
+    n = prepare_stage(config, stack, stage)
+    seconds = time.perf_counter() - t0
+    write_state(out_path, {"config": stack.config.to_dict(), "state": stack.state_dict()})
+    return stack, n, seconds
+
+
+def _loop_process(conn, config_path: str, overrides: list[str], stage: int,
+                  stack_path: str) -> None:
     """A spawned process holding a SingleProcessLoop: runs ``steps`` when sent, until None."""
     from cluster.reference import SingleProcessLoop
     from jobs.config import load
 
-    loop = SingleProcessLoop(load(config_path, overrides))
+    config = load(config_path, overrides)
+    loop = SingleProcessLoop(config, stage, load_stack(config, stack_path))
     conn.send("ready")
     while (steps := conn.recv()) is not None:
         conn.send(loop.run(steps))
@@ -72,12 +125,14 @@ class ConcurrentLoops:
     """The single-process loop in ``n`` processes at once (no Ray): the machine's own 1 -> n
     ceiling. Frames/s = all frames over the span from the first start to the last end."""
 
-    def __init__(self, config_path: str, overrides: list[str], n: int = 2) -> None:
+    def __init__(self, config_path: str, overrides: list[str], stage: int, stack_path: str,
+                 n: int = 2) -> None:
         ctx = multiprocessing.get_context("spawn")
         self.conns, self.procs = [], []
         for _ in range(n):
             parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_loop_process, args=(child, config_path, overrides),
+            proc = ctx.Process(target=_loop_process, args=(child, config_path, overrides, stage,
+                                                             stack_path),
                                daemon=True)
             proc.start()
             self.conns.append(parent)
@@ -106,24 +161,20 @@ class ParameterServer:
     """The shard actors and 2 worker actors of one setting, kept alive across timed chunks; each
     worker continues from where its last chunk ended (data position, sequence numbers, step)."""
 
-    def __init__(self, config) -> None:
+    def __init__(self, config, stage: int, stack_path: str) -> None:
         import dataclasses
-
-        import torch
 
         from cluster.sharding import WIRE_BYTES
         from cluster.stage import start_stage
-        from models.stack import RBMStack
 
         # 2 workers whatever the config says, and no monitoring on the timed path
         config = dataclasses.replace(config, train=dataclasses.replace(
             config.train, n_workers=2, log_interval=10**9))
         tc = config.train
-        stack = RBMStack(config.model, update=config.update,
-                         generator=torch.Generator().manual_seed(0), device="cpu")
-        rbm = stack.rbms[0]
+        rbm = load_stack(config, stack_path).rbms[stage]
         self._stage_dir = tempfile.TemporaryDirectory(prefix="ps-bench-")
-        self.actors = start_stage(config, 0, rbm, self._stage_dir.name, worker_cpus=0.45)
+        self.actors = start_stage(config, stage, rbm, self._stage_dir.name, worker_cpus=0.45,
+                                  stack_path=stack_path)
         self.shards, self.workers = self.actors.shards, self.actors.workers
         self.state = [((0, 0), 0, 0) for _ in self.workers]  # position, next seq, next step
         # bytes of the parameters on the wire (float32, or bfloat16 transfers)
@@ -164,11 +215,12 @@ def _ratios(t: dict) -> dict:
             "machine_ceiling_2_vs_1": ceiling, "scaling_share_of_ceiling": scaling / ceiling}
 
 
-def measure(config, loop, pair: ConcurrentLoops, cycles: int, steps: int, warmup: int) -> dict:
+def measure(config, loop, pair: ConcurrentLoops, cycles: int, steps: int, warmup: int, *,
+            stage: int, stack_path: str) -> dict:
     """``cycles`` interleaved cycles of single, single_x2, ps_1 and ps_2 for one setting."""
     import numpy as np
 
-    ps = ParameterServer(config)
+    ps = ParameterServer(config, stage, stack_path)
     try:
         for n in (1, 2):  # untimed: numba's first calls, the actors' first transfers
             ps.run(n, warmup)
@@ -222,6 +274,9 @@ def measure(config, loop, pair: ConcurrentLoops, cycles: int, steps: int, warmup
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--config", default="demo")
+    p.add_argument("--stage", type=int, default=0, help="the stage to train (0 = the first)")
+    p.add_argument("--run", help="a trained run folder: its model.pt gives the earlier stages "
+                                 "(default: an untrained stack, fine for timing)")
     p.add_argument("--data", default="runs/demo/data", help="dataset folder (catneuron ingest)")
     p.add_argument("--steps", type=int, default=48,
                    help="timed steps per contender and cycle (per worker for the PS)")
@@ -264,24 +319,30 @@ def overrides(data: str, s: dict, n_push: int, n_fetch: int) -> list[str]:
             f"train.n_ps_shards={s['n_ps_shards']}"]
 
 
-def measure_periods(args: argparse.Namespace, s: dict, periods: list[tuple[int, int]]) -> dict:
+def measure_periods(args: argparse.Namespace, s: dict, periods: list[tuple[int, int]],
+                    stack, stack_path: str) -> dict:
     """:func:`measure` at each (n_push, n_fetch) of ``periods``, the single-process contenders
-    kept alive across them."""
+    kept alive across them (all starting from ``stack``, saved at ``stack_path``)."""
     import ray
 
     from cluster.reference import SingleProcessLoop
     from jobs.config import load
 
     first = overrides(args.data, s, *periods[0])
-    loop = SingleProcessLoop(load(args.config, first))
-    pair = ConcurrentLoops(args.config, first)
+    loop = SingleProcessLoop(load(args.config, first), args.stage, stack)
+    pair = ConcurrentLoops(args.config, first, args.stage, stack_path)
     loop.run(args.warmup)
     pair.run(args.warmup)
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    from pipeline.pool import _loopback_only
+
+    _loopback_only()  # a fresh local cluster on 127.0.0.1, never another one on this machine
+    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False,
+             log_to_driver=False)
     try:
         time.sleep(5)  # Ray's own processes are busy for a few seconds after ray.init
         return {period: measure(load(args.config, overrides(args.data, s, *period)), loop, pair,
-                                args.cycles, args.steps, args.warmup) for period in periods}
+                                args.cycles, args.steps, args.warmup, stage=args.stage,
+                                stack_path=stack_path) for period in periods}
     finally:
         ray.shutdown()
         pair.close()
@@ -298,13 +359,30 @@ def main(argv: list[str] | None = None) -> int:
     periods = [(s["n_push"], s["n_fetch"])]
     if not args.no_period_1 and periods[0] != (1, 1):
         periods.append((1, 1))
-    results = measure_periods(args, s, periods)
+    config = load(args.config, overrides(args.data, s, *periods[0]))
+    if not 0 <= args.stage < config.n_stages:
+        print(f"--stage {args.stage}: the config has stages 0..{config.n_stages - 1}",
+              file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="ps-bench-stack-") as tmp:
+        stack_path = str(Path(tmp) / "model.pt")
+        stack, n_prepare, prepare_s = prepared_stack(config, args.stage, args.run, stack_path)
+        rows = stack.stage_input(torch.zeros((config.data.batch_size,
+                                              *stack.config.input_shapes()[0]),
+                                             dtype=torch.uint8), args.stage)
+        results = measure_periods(args, s, periods, stack, stack_path)
     result = {
         "benchmark": "ps",
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                     "torch": torch.__version__, "ray": ray.__version__},
-        "model": "demo stage 0: 64x64x1 input, 10x10 fields, stride 2, 8 maps (LocalRBM, CD-1)",
-        "batch_size": load(args.config, [f'data.path="{args.data}"']).data.batch_size,
+        "config": args.config, "stage": args.stage,
+        "stage_config": dataclasses.asdict(config.model.stages[args.stage]),
+        "learner": type(stack.rbms[args.stage]).__name__,
+        "earlier_stages_from": str(Path(args.run) / "model.pt") if args.run else "untrained",
+        "prepare": {"frames": n_prepare, "seconds": prepare_s},
+        "batch_size": config.data.batch_size,
+        "rows_per_step": len(rows), "row_shape": list(rows.shape[1:]),
+        "unit": "frames_per_s counts the learner's rows per second (rows_per_step per step)",
         **{k: s[k] for k in ("n_ps_shards", "n_push", "n_fetch", "prefetch", "push",
                              "transfer_dtype")},
         "cycles": args.cycles, "steps_per_cycle": args.steps,

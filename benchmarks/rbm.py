@@ -7,6 +7,14 @@ Writes one JSON object (stdout, or ``--out``) with, measured in the same run:
   steps/s, GFLOP/s, and the ratio to the matmul figure;
 - ``local``: CD-1 of a LocalRBM on 64x64 input, 10x10 fields, stride 2, 8 maps, batch 64:
   steps/s, GFLOP/s, modelled bytes moved per step, GB/s, and a same-run memcpy GB/s;
+- ``stage_kinds``: the training steps of the demo config's new stage kinds, at its shapes: the
+  tied stage's k-means step (``stage_input`` rows of 64 frames + ``KMeansLearner`` update), a
+  tied ConvRBM CD-1 step (1x64x64 input, 32 filters 7x7, batch 64) and the competitive stage's
+  step (windows of 64 frames at 3 sizes, through the tied stage, whitened + ``SoftmaxRBM`` CD-1,
+  K = 256, 128 dims); each step's FLOPs counted by ``torch.utils.flop_counter.FlopCounterMode``
+  (matmuls and convolutions; elementwise work not counted), its GFLOP/s, and the ratio to a
+  large float32 ``torch.matmul`` and to ``conv2d`` at the tied stage's shape, both timed in the
+  same run (the whitening and k-means fitted to random frames: the same arithmetic as real ones);
 - ``sklearn``: seconds per epoch of ``sklearn.neural_network.BernoulliRBM`` and of our
   estimator at equal size: digits-sized (1797 x 64, 256 hidden, batch 10) and 60000 x 784 with
   500 hidden (random binary data of that shape, batch 100), and the speed-up;
@@ -18,6 +26,7 @@ Usage::
     flock /tmp/catneuron-bench.lock python benchmarks/rbm.py --out bench-rbm.json
     python benchmarks/rbm.py --device cuda           # on a GPU machine
     python benchmarks/rbm.py --quick                 # smaller sklearn problem, fewer repeats
+    python benchmarks/rbm.py --skip dense,local,sklearn,ais --out stage_kinds.json  # new kinds
 """
 
 from __future__ import annotations
@@ -244,6 +253,96 @@ def gemm_floor_s_per_epoch(n: int, n_visible: int, n_hidden: int, batch: int) ->
     return per_batch * n_batches
 
 
+def step_flops(fn) -> int:
+    """Matmul and convolution FLOPs of one call of ``fn`` (torch's FlopCounterMode)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return int(counter.get_total_flops())
+
+
+def timed_gflops(fn, device, repeat: int, number: int) -> dict:
+    """Seconds per call of ``fn`` (best of ``repeat``), its counted FLOPs and GFLOP/s."""
+    flops = step_flops(fn)
+    seconds = best_time(fn, device, repeat=repeat, number=number)
+    return {"seconds_per_step": seconds, "flops_per_step": flops, "gflops": flops / seconds / 1e9}
+
+
+def demo_stack(device):
+    """The demo config's stack, each stage prepared (whitening, initial units) on random frames,
+    and a batch of 64 random uint8 frames."""
+    from jobs.config import load
+    from models.stack import RBMStack
+
+    config = load("demo")
+    stack = RBMStack(config.model, update=config.update,
+                     generator=torch.Generator().manual_seed(0), device=device)
+    g = torch.Generator().manual_seed(0)
+    frames = torch.randint(256, (config.data.batch_size, *stack.config.input_shapes()[0]),
+                           generator=g, dtype=torch.uint8)
+    for k in range(stack.n_layers):
+        stack.prepare(k, torch.randint(256, (512, *frames.shape[1:]), generator=g,
+                                       dtype=torch.uint8).to(device), generator=g)
+    return config, stack, frames.to(device)
+
+
+def bench_stage_kinds(device, repeat) -> dict:
+    """The demo's tied and competitive stage steps against same-run matmul and conv2d."""
+    from models.stages.tied import PerPositionConvRBM
+
+    g = torch.Generator(device=device).manual_seed(0)
+    a, b = (torch.randn(2048, 2048, device=device, generator=g) for _ in range(2))
+    mm = timed_gflops(lambda: torch.matmul(a, b), device, repeat, 3)
+    config, stack, frames = demo_stack(device)
+    tied, comp = config.model.stages[0], config.model.stages[1]
+    x = stack.normalise_input(stack.unit_frames(frames))  # (64, 1, 64, 64)
+    w = torch.randn(tied.n_maps, x.shape[1], tied.field, tied.field, device=device, generator=g)
+    conv = timed_gflops(lambda: torch.nn.functional.conv2d(x, w), device, repeat, 5)
+    conv_rbm = PerPositionConvRBM(x.shape[1], tied.field, tied.n_maps, stride=tied.stride,
+                                  visible="gaussian", config=tied.rbm_config(),
+                                  update=config.update, device=device,
+                                  generator=torch.Generator().manual_seed(0))
+
+    def step(learner, rows):
+        learner.apply_update(learner.compute_update(rows))
+
+    def stage_step(k):
+        return lambda: step(stack.rbms[k], stack.stage_input(frames, k))
+
+    steps = {
+        "tied_kmeans": {"what": f"stage_input(64 frames, 0): {tied.rows_per_frame} whitened "
+                                f"{tied.field}x{tied.field} patches per frame + KMeansLearner "
+                                f"update, K = {tied.n_maps}",
+                        **timed_gflops(stage_step(0), device, repeat, 5)},
+        "tied_conv_rbm_cd1": {"what": f"ConvRBM CD-1 (gaussian visibles), input "
+                                      f"{list(x.shape)}, {tied.n_maps} filters "
+                                      f"{tied.field}x{tied.field}, stride {tied.stride}",
+                              **timed_gflops(lambda: step(conv_rbm, x), device, repeat, 2)},
+        "competitive_rbm_cd1": {"what": f"stage_input(64 frames, 1): tied stage at sizes "
+                                        f"{list(comp.sizes)}, {comp.rows_per_frame} "
+                                        f"{comp.field}x{comp.field} windows per frame whitened "
+                                        f"to {comp.dims} + SoftmaxRBM CD-1, K = {comp.n_maps}",
+                                **timed_gflops(stage_step(1), device, repeat, 2)},
+    }
+    for name, k in (("tied_kmeans", 0), ("competitive_rbm_cd1", 1)):  # where the time goes
+        rows = stack.stage_input(frames, k)
+        steps[name]["rows_only"] = timed_gflops(lambda k=k: stack.stage_input(frames, k),
+                                                device, repeat, 2)
+        steps[name]["learner_only"] = timed_gflops(lambda k=k, rows=rows: step(stack.rbms[k],
+                                                                               rows),
+                                                   device, repeat, 5)
+        steps[name]["rows_per_step"] = len(rows)
+    for r in steps.values():
+        r["ratio_to_matmul"] = r["gflops"] / mm["gflops"]
+        r["ratio_to_conv2d"] = r["gflops"] / conv["gflops"]
+    return {"matmul_2048_fp32": mm,
+            "conv2d_fp32": {"shape": f"{list(x.shape)} * {list(w.shape)}", **conv},
+            "steps": steps, "goal": "ratio >= 0.5",
+            "flop_count": "torch.utils.flop_counter.FlopCounterMode: matmuls and convolutions "
+                          "(forward and weight gradients); elementwise work not counted"}
+
+
 def bench_sklearn(device, quick) -> dict:
     """Epoch time vs scikit-learn: digits-sized and 60000 x 784 (random binary), float32."""
     from sklearn.datasets import load_digits
@@ -316,7 +415,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=5, help="best-of repeats per timing")
     parser.add_argument("--quick", action="store_true", help="smaller sklearn problem")
     parser.add_argument(
-        "--skip", default="", help="comma list of sections to skip: dense,local,sklearn,ais"
+        "--skip", default="",
+        help="comma list of sections to skip: dense,local,stage_kinds,sklearn,ais",
     )
     parser.add_argument("--out", default=None, help="write the JSON here (also printed)")
     args = parser.parse_args(argv)
@@ -341,6 +441,8 @@ def main(argv: list[str] | None = None) -> int:
         result["dense"] = bench_dense(device, args.repeat, mm["dense_mm_256x1024x1024_gflops"])
     if "local" not in skip:
         result["local"] = bench_local(device, args.repeat, mm["memcpy_20MB_gbps"])
+    if "stage_kinds" not in skip:
+        result["stage_kinds"] = bench_stage_kinds(device, args.repeat)
     if "sklearn" not in skip:
         result["sklearn"] = bench_sklearn(device, args.quick)
     if "ais" not in skip:

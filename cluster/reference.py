@@ -78,14 +78,23 @@ def sync_reference(config: JobSections, stage: int = 0, steps: int | None = None
 
 class SingleProcessLoop:
     """The benchmark's baseline: the plain loop ``apply_update(compute_update(stage_input(batch)))``
-    on one torch thread over the first worker's shards, kept alive between timed segments (so a
-    benchmark can interleave it with the parameter-server runs it is compared to)."""
+    for stage ``stage`` on one torch thread over the training shards, kept alive between timed
+    segments (so a benchmark can interleave it with the parameter-server runs it is compared to).
 
-    def __init__(self, config: JobSections, stage: int = 0) -> None:
+    ``stack`` (earlier stages loaded, stage ``stage`` prepared) is trained in place; by default a
+    fresh stack seeded like the trainer's, its stage prepared by :func:`prepare_stage` (whitening
+    and initial units of a stage that fits them to data), as the trainer's driver does.
+    """
+
+    def __init__(self, config: JobSections, stage: int = 0,
+                 stack: RBMStack | None = None) -> None:
         torch.set_num_threads(1)
-        self.stack = RBMStack(config.model, update=config.update,
-                              generator=torch.Generator().manual_seed(config.train.seed),
-                              device="cpu")
+        if stack is None:
+            stack = RBMStack(config.model, update=config.update,
+                             generator=torch.Generator().manual_seed(config.train.seed),
+                             device="cpu")
+            prepare_stage(config, stack, stage)
+        self.stack = stack
         self.stage = stage
         self.rbm = self.stack.rbms[stage]
         train, _ = split_holdout(config.data.path, config.data.holdout_frames)

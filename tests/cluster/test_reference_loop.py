@@ -1,0 +1,37 @@
+"""The benchmark's single-process loop trains any stage: a stage fitted to data starts prepared
+exactly as the trainer's driver prepares it, and a given stack (earlier stages loaded) is used."""
+
+from __future__ import annotations
+
+import torch
+
+from cluster.reference import SingleProcessLoop, sync_reference
+from jobs.config import load
+from tests.cluster.data import make_dataset
+
+STAGES = ('model.stages=[{kind="tied", learner="kmeans", field=3, n_maps=4, pool=2, '
+          'pool_stride=2, pool_kind="rms", sign_split=true, rows_per_frame=8, '
+          'learning_rate=0.1}, {kind="competitive", learner="rbm", field=2, n_maps=6, dims=10, '
+          'sizes=[16, 12], rows_per_frame=4, learning_rate=0.05}]')
+
+
+def test_loop_prepares_and_trains_each_stage(tmp_path):
+    data = make_dataset(tmp_path / "data", size=16, n_videos=2, frames_per_video=48)
+    cfg = load(None, [f'data.path="{data}"', "data.batch_size=16", "data.holdout_frames=0",
+                      "model.input_size=16", "model.input_lcn_sigma=0.0", STAGES,
+                      "train.stages=2", "train.prepare_frames=64"])
+    loop = SingleProcessLoop(cfg, stage=0)
+    prepared = sync_reference(cfg, stage=0, steps=0)  # prepared as the trainer's driver does
+    torch.testing.assert_close(loop.stack.stages[0].zca["matrix"],
+                               prepared.stages[0].zca["matrix"])
+    assert not torch.equal(loop.stack.stages[0].zca["matrix"], torch.eye(9))
+    before = loop.rbm.params["W"].clone()
+    assert loop.run(2)["frames"] == 2 * 16 * 8  # rows: 8 patches per frame
+    assert not torch.equal(loop.rbm.params["W"], before)
+
+    sync_reference(cfg, stage=1, steps=0, stack=prepared)  # stage 1 prepared on stage 0
+    top = SingleProcessLoop(cfg, stage=1, stack=prepared)
+    assert top.stack is prepared and top.rbm is prepared.rbms[1]
+    before = top.rbm.params["W"].clone()
+    assert top.run(1)["frames"] == 16 * 4  # 2 windows per frame at each of 2 sizes
+    assert not torch.equal(top.rbm.params["W"], before)
