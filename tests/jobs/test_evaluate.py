@@ -125,7 +125,7 @@ def test_tied_and_competitive_stages_are_scored(tmp_path, capsys):
     run = _run_folder(tmp_path, KINDS)
     assert main(["--run", str(run), "--filters", "50", "--splits", "3", "--quiet"]) == 0
     result = json.loads((run / "evaluation.json").read_text())
-    check_contract(result, BUILTIN, 2, (("pooled",), ("pooled",)))
+    check_contract(result, BUILTIN, 2, (("pooled",), ("pooled",)))  # tied, then competitive
     assert result["best_neuron"]["layer"] == "pooled"
     assert result["best_neuron"]["index"] < 6  # one of the 6 competing units
     assert result["baselines"]["stage0"] == next(e["best"] for e in result["stages"]
@@ -210,7 +210,7 @@ def test_fast_demo_evaluation_scores_the_matched_probe(demo_run):
     with the headline unit's top frames counted in the labelled corpus (a third are faces)."""
     assert demo_run.continued.returncode == 0, demo_run.continued.stdout[-3000:]
     result = json.loads((demo_run.out / "train" / "evaluation.json").read_text())
-    check_contract(result, BUILTIN, 2)
+    check_contract(result, BUILTIN, 2, (("pooled",), ("pooled",)))  # tied, then competitive
     check_builtin(result)
     assert result["probe"]["confound_balanced_accuracy"] <= 0.6
     best = result["best_neuron"]
