@@ -26,6 +26,7 @@ from models.competitive.kmeans_learner import KMeansLearner
 from models.competitive.whitening import Whitening
 from models.pooling import pool_over_sizes
 from models.rbm.softmax import SoftmaxRBM
+from models.stages.buffers import loaded_buffers
 from models.stages.config import StageConfig
 
 WHITEN_WINDOWS = 12_000  # windows the whitening is fitted on
@@ -134,9 +135,5 @@ class CompetitiveStage:
 
     def load_state_dict(self, state: dict) -> None:
         """Inverse of :meth:`state_dict` (shapes must match)."""
+        self.white = loaded_buffers(self.white, state["white"])
         self.learner.load_state_dict(state["learner"])
-        for k, t in state["white"].items():
-            if tuple(t.shape) != tuple(self.white[k].shape):
-                raise ValueError(f"saved whitening {k!r} has shape {tuple(t.shape)}, the stage "
-                                 f"expects {tuple(self.white[k].shape)}")
-            self.white[k] = t.to(self.white[k])

@@ -29,6 +29,7 @@ from models.competitive.kmeans_learner import KMeansLearner
 from models.competitive.whitening import Whitening
 from models.pooling import pool
 from models.rbm.conv import ConvRBM
+from models.stages.buffers import loaded_buffers
 from models.stages.config import StageConfig
 
 PATCH_VAR_EPS = 1e-3  # per-patch variance floor, in squared input units (pixels in [0, 1])
@@ -151,9 +152,5 @@ class TiedStage:
 
     def load_state_dict(self, state: dict) -> None:
         """Inverse of :meth:`state_dict` (shapes must match)."""
+        self.zca = loaded_buffers(self.zca, state["zca"])
         self.learner.load_state_dict(state["learner"])
-        for k, t in state["zca"].items():
-            if tuple(t.shape) != tuple(self.zca[k].shape):
-                raise ValueError(f"saved whitening {k!r} has shape {tuple(t.shape)}, the stage "
-                                 f"expects {tuple(self.zca[k].shape)}")
-            self.zca[k] = t.to(self.zca[k])
