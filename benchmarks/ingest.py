@@ -126,6 +126,51 @@ def resize_costs(path: Path, size: int, n: int = 100) -> dict[str, dict[str, flo
     return out
 
 
+def summary(args, argv, videos, config, results: dict, ray_version: str) -> dict:
+    """The JSON document: the medians, the ratios against the bare loop and the 2-process
+    ceiling measured in the same run, the machine and the resize costs."""
+    bare = results["bare"]["frames_per_s"]
+    one, two = results["ingest_1"]["frames_per_s"], results["ingest_2"]["frames_per_s"]
+    ceiling = results["bare_2_processes"]["frames_per_s"] / bare
+    doc = {
+        "benchmark": "ingest",
+        "command": "python benchmarks/ingest.py " + " ".join(argv or sys.argv[1:]),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                    "python": platform.python_version(), "opencv": cv2.__version__,
+                    "ray": ray_version},
+        "videos": {"count": len(videos), "frames_each": args.frames,
+                   "height": args.height, "codec": videos[0].suffix},
+        "decode": {"input_size": args.input_size, "channels": 1,
+                   "interpolation": config.interpolation,
+                   "decode_threads": config.decode_threads},
+        "results": results,
+        "ingest_1_over_bare": round(one / bare, 3),
+        "ingest_2_over_ingest_1": round(two / one, 3),
+        "bare_2_processes_over_bare": round(ceiling, 3),
+        "ingest_2_over_1_share_of_2_process_ceiling": round(two / one / ceiling, 3),
+        "per_cpu_second_ingest_1_over_bare": round(
+            results["ingest_1"]["frames_per_cpu_s"] / results["bare"]["frames_per_cpu_s"], 3),
+        "per_cpu_second_bare_2_processes_over_bare": round(
+            results["bare_2_processes"]["frames_per_cpu_s"] / results["bare"]["frames_per_cpu_s"],
+            3),
+        "per_cpu_second_ingest_2_over_bare": round(
+            results["ingest_2"]["frames_per_cpu_s"] / results["bare"]["frames_per_cpu_s"], 3),
+        "cold_ingest_1_over_bare": round(results["ingest_cold_1"]["frames_per_s"] / bare, 3),
+        "cold_ingest_2_over_cold_ingest_1": round(results["ingest_cold_2"]["frames_per_s"]
+                                                  / results["ingest_cold_1"]["frames_per_s"], 3),
+        "goals": {"ingest_1_over_bare": 0.9, "ingest_2_over_1_share_of_2_process_ceiling": 0.9},
+        "load_average_1_5_15_after": os.getloadavg(),
+        "resize_cost": resize_costs(videos[0], args.input_size),
+        "note": "medians of --repeats (the machine's 2 cores were shared with other users' "
+        "jobs: see the load average); every ingest figure includes the Parquet writes, sha256 and "
+        "manifest updates; ingest_cold_* also includes starting the actors. frames_per_cpu_s "
+        "divides by the CPU time of the decoding process(es) only (not the driver, raylet or "
+        "other users' jobs), so it is comparable on a busy machine; frames_per_s (wall) is "
+        "what the 1->2 actor goal needs and is meaningful only on an otherwise idle machine.",
+    }
+    return doc
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--videos", type=int, default=8)
@@ -171,46 +216,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"repeat {rep}: " + ", ".join(f"{k} {v['frames'] / v['seconds'][-1]:.0f} f/s"
                                             for k, v in results.items()), file=sys.stderr)
     ray.shutdown()
-    results = {k: _median(v) for k, v in results.items()}
-    bare = results["bare"]["frames_per_s"]
-    one, two = results["ingest_1"]["frames_per_s"], results["ingest_2"]["frames_per_s"]
-    ceiling = results["bare_2_processes"]["frames_per_s"] / bare
-    doc = {
-        "benchmark": "ingest",
-        "command": "python benchmarks/ingest.py " + " ".join(argv or sys.argv[1:]),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                    "python": platform.python_version(), "opencv": cv2.__version__,
-                    "ray": ray.__version__},
-        "videos": {"count": len(videos), "frames_each": args.frames,
-                   "height": args.height, "codec": videos[0].suffix},
-        "decode": {"input_size": args.input_size, "channels": 1,
-                   "interpolation": config.interpolation,
-                   "decode_threads": config.decode_threads},
-        "results": results,
-        "ingest_1_over_bare": round(one / bare, 3),
-        "ingest_2_over_ingest_1": round(two / one, 3),
-        "bare_2_processes_over_bare": round(ceiling, 3),
-        "ingest_2_over_1_share_of_2_process_ceiling": round(two / one / ceiling, 3),
-        "per_cpu_second_ingest_1_over_bare": round(
-            results["ingest_1"]["frames_per_cpu_s"] / results["bare"]["frames_per_cpu_s"], 3),
-        "per_cpu_second_bare_2_processes_over_bare": round(
-            results["bare_2_processes"]["frames_per_cpu_s"] / results["bare"]["frames_per_cpu_s"],
-            3),
-        "per_cpu_second_ingest_2_over_bare": round(
-            results["ingest_2"]["frames_per_cpu_s"] / results["bare"]["frames_per_cpu_s"], 3),
-        "cold_ingest_1_over_bare": round(results["ingest_cold_1"]["frames_per_s"] / bare, 3),
-        "cold_ingest_2_over_cold_ingest_1": round(results["ingest_cold_2"]["frames_per_s"]
-                                                  / results["ingest_cold_1"]["frames_per_s"], 3),
-        "goals": {"ingest_1_over_bare": 0.9, "ingest_2_over_1_share_of_2_process_ceiling": 0.9},
-        "load_average_1_5_15_after": os.getloadavg(),
-        "resize_cost": resize_costs(videos[0], args.input_size),
-        "note": "medians of --repeats (the machine's 2 cores were shared with other users' "
-        "jobs: see the load average); every ingest figure includes the Parquet writes, sha256 and "
-        "manifest updates; ingest_cold_* also includes starting the actors. frames_per_cpu_s "
-        "divides by the CPU time of the decoding process(es) only (not the driver, raylet or "
-        "other users' jobs), so it is comparable on a busy machine; frames_per_s (wall) is "
-        "what the 1->2 actor goal needs and is meaningful only on an otherwise idle machine.",
-    }
+    doc = summary(args, argv, videos, config, {k: _median(v) for k, v in results.items()},
+                  ray.__version__)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=1))
     print(json.dumps(doc, indent=1))
