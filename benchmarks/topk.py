@@ -111,6 +111,47 @@ def same_top(a: dict, b: dict) -> tuple[bool, bool]:
     return values, ids
 
 
+def summary(args, root, n_frames: int, n_shards: int, units: dict, seconds: dict, cpu: dict,
+            results: dict, load_before) -> dict:
+    """The JSON document: medians, frames per second and per CPU-second, the ratios, and whether
+    every contender found the same top-k as the single process."""
+    k, bs, shards_n = args.top_k, args.batch_size, n_shards
+    contenders = [n for n in seconds if n != "ray_init" and not n.startswith("start_")]
+    checks = {n: same_top(results["single"], r) for n, r in results.items() if r is not None}
+    med = {n: statistics.median(v) for n, v in seconds.items()}
+    fps = {n: round(n_frames / med[n], 1) for n in contenders}
+
+    def ratio(a: str, b: str) -> float:
+        return round(fps[a] / fps[b], 3)
+
+    doc = {"command": "python benchmarks/topk.py " + " ".join(
+               f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None),
+           "dataset": str(root), "frames": n_frames, "shards": shards_n,
+           "units": {s: len(u) for s, u in units.items()}, "top_k": k, "batch_size": bs,
+           "cpus": os.cpu_count(), "niceness_all": os.nice(0), "seconds": seconds,
+           "median_seconds": {n: round(v, 3) for n, v in med.items()},
+           "frames_per_s": fps,
+           "scanning_cpu_seconds": cpu,
+           "frames_per_cpu_s": {n: round(n_frames / statistics.median(v), 1)
+                                for n, v in cpu.items()},
+           "auto_vs_single": ratio("auto", "single"),
+           "actors_1_vs_single": ratio("actors_1", "single"),
+           "actors_2_vs_single": ratio("actors_2", "single"),
+           "actors_2_vs_actors_1": ratio("actors_2", "actors_1"),
+           "scan_only_2_vs_1": ratio("actors_2_scan_only", "actors_1_scan_only"),
+           "scan_only_1_vs_single": ratio("actors_1_scan_only", "single"),
+           "single_2_processes_vs_single": ratio("single_2_processes", "single"),
+           "actors_2_vs_1_share_of_2_process_ceiling": round(
+               fps["actors_2"] / fps["actors_1"] / (fps["single_2_processes"] / fps["single"]), 3),
+           "equal_values_vs_single": all(v for v, _ in checks.values()),
+           "equal_ids_vs_single_where_untied": all(i for _, i in checks.values()),
+           "load_average_1_5_15_before": load_before,
+           "load_average_1_5_15_after": os.getloadavg(),
+           "note": "medians of --cycles runs; the machine (2 cores) was shared with other "
+                   "users' jobs, see the load averages"}
+    return doc
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--run", required=True)
@@ -198,38 +239,7 @@ def main() -> None:
     if ray.is_initialized():
         ray.shutdown()
     pool.shutdown()
-    checks = {n: same_top(results["single"], r) for n, r in results.items() if r is not None}
-    med = {n: statistics.median(v) for n, v in seconds.items()}
-    fps = {n: round(n_frames / med[n], 1) for n in contenders}
-
-    def ratio(a: str, b: str) -> float:
-        return round(fps[a] / fps[b], 3)
-
-    doc = {"command": "python benchmarks/topk.py " + " ".join(
-               f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None),
-           "dataset": str(root), "frames": n_frames, "shards": len(shards),
-           "units": {s: len(u) for s, u in units.items()}, "top_k": k, "batch_size": bs,
-           "cpus": os.cpu_count(), "niceness_all": os.nice(0), "seconds": seconds,
-           "median_seconds": {n: round(v, 3) for n, v in med.items()},
-           "frames_per_s": fps,
-           "scanning_cpu_seconds": cpu,
-           "frames_per_cpu_s": {n: round(n_frames / statistics.median(v), 1)
-                                for n, v in cpu.items()},
-           "auto_vs_single": ratio("auto", "single"),
-           "actors_1_vs_single": ratio("actors_1", "single"),
-           "actors_2_vs_single": ratio("actors_2", "single"),
-           "actors_2_vs_actors_1": ratio("actors_2", "actors_1"),
-           "scan_only_2_vs_1": ratio("actors_2_scan_only", "actors_1_scan_only"),
-           "scan_only_1_vs_single": ratio("actors_1_scan_only", "single"),
-           "single_2_processes_vs_single": ratio("single_2_processes", "single"),
-           "actors_2_vs_1_share_of_2_process_ceiling": round(
-               fps["actors_2"] / fps["actors_1"] / (fps["single_2_processes"] / fps["single"]), 3),
-           "equal_values_vs_single": all(v for v, _ in checks.values()),
-           "equal_ids_vs_single_where_untied": all(i for _, i in checks.values()),
-           "load_average_1_5_15_before": load_before,
-           "load_average_1_5_15_after": os.getloadavg(),
-           "note": "medians of --cycles runs; the machine (2 cores) was shared with other "
-                   "users' jobs, see the load averages"}
+    doc = summary(args, root, n_frames, len(shards), units, seconds, cpu, results, load_before)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(doc, indent=1) + "\n")
     print(json.dumps(doc, indent=1))
