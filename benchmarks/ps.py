@@ -333,9 +333,9 @@ def measure_periods(args: argparse.Namespace, s: dict, periods: list[tuple[int, 
     pair = ConcurrentLoops(args.config, first, args.stage, stack_path)
     loop.run(args.warmup)
     pair.run(args.warmup)
-    from pipeline.pool import _loopback_only
+    from pipeline.pool import loopback_only
 
-    _loopback_only()  # a fresh local cluster on 127.0.0.1, never another one on this machine
+    loopback_only()  # a fresh local cluster on 127.0.0.1, never another one on this machine
     ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False,
              log_to_driver=False)
     try:

@@ -66,7 +66,7 @@ class Layout:
     segment: int = 20
 
 
-def _photo(name: str) -> np.ndarray:
+def bundled_photo(name: str) -> np.ndarray:
     """``skimage.data.<name>()`` as uint8 RGB (H, W, 3)."""
     import skimage.data
 
@@ -78,7 +78,7 @@ def _photo(name: str) -> np.ndarray:
     return np.ascontiguousarray(img[:, :, :3].astype(np.uint8))
 
 
-def _lfw() -> np.ndarray:
+def lfw_faces() -> np.ndarray:
     """The LFW subset as uint8 (200, 25, 25)."""
     import skimage.data
 
@@ -213,8 +213,8 @@ def write_demo_videos(
         if meta.get("args") == args and all(p.is_file() and p.stat().st_size for p in paths):
             return paths
     rng = np.random.default_rng(seed)
-    lfw = _lfw()
-    photos = {name: _photo(name) for name in TRAIN_PHOTOS}
+    lfw = lfw_faces()
+    photos = {name: bundled_photo(name) for name in TRAIN_PHOTOS}
     order = [TRAIN_PHOTOS[i] for i in rng.permutation(len(TRAIN_PHOTOS))]
     paths, records = [], []
     for v in range(n_videos):

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from pipeline.demo_corpus import HELD_OUT_PHOTOS, PROBE_FACES, Layout, _lfw, _photo
+from pipeline.demo_corpus import HELD_OUT_PHOTOS, PROBE_FACES, Layout, bundled_photo, lfw_faces
 from pipeline.demo_paste import box_of, paste
 
 CLASSES = ("faces", "non_faces", "backgrounds")
@@ -66,8 +66,8 @@ def probe_set(*, render: int = 96, seed: int = 0, layout: Layout | None = None,
     pastes the patches without the region's mean and spread (to measure that matching)."""
     layout = layout or Layout()
     rng = np.random.default_rng(seed)
-    lfw = _lfw()
-    photos = [_photo(name) for name in HELD_OUT_PHOTOS]
+    lfw = lfw_faces()
+    photos = [bundled_photo(name) for name in HELD_OUT_PHOTOS]
     images, labels, groups, boxes = [], [], [], []
     for i in PROBE_FACES:
         for _ in range(PLACEMENTS):

@@ -70,7 +70,7 @@ def ensure_ray(num_cpus: int | None = None, address: str | None = None,
         elif address == "auto":
             ray.init(address="auto", log_to_driver=False, configure_logging=False)
         else:
-            _loopback_only()
+            loopback_only()
             ray.init(address="local", num_cpus=num_cpus, **quiet)
 
 
@@ -89,7 +89,7 @@ def _check_answers(address: str, origin: str, timeout_s: float) -> None:
             f"that cluster, or unset RAY_ADDRESS to run on a local Ray of this process") from None
 
 
-def _loopback_only() -> None:
+def loopback_only() -> None:
     """Make the next local ``ray.init`` advertise and bind 127.0.0.1 (what Ray does by default
     on macOS and Windows, ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``); the setting is read by
     this process when ``ray.init`` picks the node address and inherited by Ray's processes."""

@@ -115,10 +115,10 @@ def mean_face_template(images: np.ndarray, scale: tuple[float, float]) -> np.nda
     """(N, 1) the reference: the mean of the faces the demo videos show, as a template under
     the paste path's oval mask, best normalised cross-correlation over positions and sizes
     spanning ``scale`` of the side."""
-    from pipeline.demo_corpus import VIDEO_FACES, _lfw
+    from pipeline.demo_corpus import VIDEO_FACES, lfw_faces
     from pipeline.demo_paste import mask
 
-    template = _lfw()[list(VIDEO_FACES)].astype(np.float64).mean(0)
+    template = lfw_faces()[list(VIDEO_FACES)].astype(np.float64).mean(0)
     side = images.shape[2]
     sides = sorted({max(3, int(round(f * side)))
                     for f in np.linspace(scale[0], scale[1], N_TEMPLATE_SIDES)})

@@ -56,7 +56,7 @@ def test_deterministic_videos_with_every_placement_recorded(tmp_path):
     _check_placements(meta, 48, 64, dc.Layout())
     # a frame differs from the bare pan/zoom of its photo inside its box only
     v = meta["videos"][0]
-    photo = dc._photo(v["photo"])
+    photo = dc.bundled_photo(v["photo"])
     labels = dc.frame_labels(v, 120)
     inside, outside = [], []
     for t, frame in enumerate(frames):
@@ -80,7 +80,7 @@ def test_deterministic_videos_with_every_placement_recorded(tmp_path):
 
 def test_paste_gives_any_patch_the_region_mean_and_spread():
     rng = np.random.default_rng(0)
-    lfw = dc._lfw()
+    lfw = dc.lfw_faces()
     image = rng.integers(40, 200, (64, 64, 3)).astype(np.uint8)
     box = (10, 12, 42, 44)
     a = mask(32)
