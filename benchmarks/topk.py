@@ -152,7 +152,16 @@ def summary(args, root, n_frames: int, n_shards: int, units: dict, seconds: dict
     return doc
 
 
-def main() -> None:
+def two_process_pool() -> ProcessPoolExecutor:
+    """Two spawned processes, both up with the scanner imported (the 1 -> 2 ceiling's pool)."""
+    pool = ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_import_scanner)
+    list(pool.map(abs, [0, 0]))
+    return pool
+
+
+def parse_args() -> argparse.Namespace:
+    """The command line (see the module docstring)."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--run", required=True)
     p.add_argument("--data")
@@ -163,7 +172,11 @@ def main() -> None:
     p.add_argument("--cycles", type=int, default=3)
     p.add_argument("--settle", type=float, default=5.0)
     p.add_argument("--out", default="benchmarks/results/topk.json")
-    args = p.parse_args()
+    return p.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
     os.environ["RAY_worker_niceness"] = "0"  # read by the raylet each ensure_ray starts
     import ray
 
@@ -213,9 +226,7 @@ def main() -> None:
         cpu["single"].append(round(time.process_time() - c0, 3))
         return out
 
-    pool = ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_import_scanner)
-    list(pool.map(abs, [0, 0]))  # both processes up, the scanner imported
+    pool = two_process_pool()
 
     def two_processes():  # the machine's own 1 -> 2 ceiling for this scan, without Ray
         list(pool.map(partial(scan_in_process, model, units=units, k=k, batch_size=bs,

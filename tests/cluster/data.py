@@ -50,3 +50,21 @@ def make_dataset(root: str | Path, *, n_videos: int = 4, frames_per_video: int =
         commit_video(manifest, {"source": f"video{v}", "status": "ok"}, shards)
     write_manifest(root, manifest)
     return root
+
+
+def saved_random_stack(path, seed: int):
+    """A two-stage local stack on 16x16 frames (6x6 fields, stride 2, 3 maps, pool 2; then 2x2
+    fields, 2 maps, pool 2), weights N(0, 0.3^2) from ``seed``, saved to ``path``; returned."""
+    import torch
+
+    from models.stack import RBMStack, StackConfig, StageConfig
+
+    config = StackConfig(input_size=16, channels=1, stages=(
+        StageConfig(field=6, stride=2, n_maps=3, pool=2),
+        StageConfig(field=2, stride=1, n_maps=2, pool=2)))
+    g = torch.Generator().manual_seed(seed)
+    stack = RBMStack(config, generator=g, device="cpu")
+    for rbm in stack.rbms:
+        rbm.params["W"].normal_(0.0, 0.3, generator=g)
+    stack.save(path)
+    return stack

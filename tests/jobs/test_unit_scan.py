@@ -8,21 +8,13 @@ import torch
 from cluster.topk import scan_in_process
 from jobs.unit_scan import LayerScanner, layer_outputs
 from models.neurons.units import up_pass
-from models.stack import RBMStack, StackConfig, StageConfig
+from models.stack import RBMStack
 from pipeline.reader import list_shards, read_frames
-from tests.cluster.data import make_dataset
+from tests.cluster.data import make_dataset, saved_random_stack
 
 
 def _stack(path) -> RBMStack:
-    config = StackConfig(input_size=16, channels=1, stages=(
-        StageConfig(field=6, stride=2, n_maps=3, pool=2),
-        StageConfig(field=2, stride=1, n_maps=2, pool=2)))
-    g = torch.Generator().manual_seed(1)
-    stack = RBMStack(config, generator=g, device="cpu")
-    for rbm in stack.rbms:
-        rbm.params["W"].normal_(0.0, 0.3, generator=g)
-    stack.save(path)
-    return stack
+    return saved_random_stack(path, seed=1)
 
 
 def test_layer_outputs_are_each_layers_up_pass(tmp_path):
