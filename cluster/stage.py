@@ -22,6 +22,7 @@ import torch
 
 from cluster.checkpoint import latest_checkpoint, step_folder, write_meta
 from cluster.config import JobSections
+from cluster.liveness import StageWatch
 from cluster.ps import ParameterShard, shard_actor_class
 from cluster.push import shards_add
 from cluster.sharding import ShardLayout, to_numpy
@@ -53,10 +54,10 @@ class StageActors:
         """Remember the shards' process ids (call once every shard answers)."""
         self.shard_pids = [i["pid"] for i in ray.get([s.info.remote() for s in self.shards])]
 
-    def restarted_shards(self) -> list[dict]:
-        """``info()`` of the shards Ray restarted since the stage started (retried while one is
-        restarting)."""
-        infos = get_when_alive(lambda: [s.info.remote() for s in self.shards])
+    def restarted_shards(self, watch: StageWatch, where: str) -> list[dict]:
+        """``info()`` of the shards Ray restarted since the stage started (once every shard
+        answers, :func:`get_from_shards`)."""
+        infos = get_from_shards(watch, where, lambda: [s.info.remote() for s in self.shards])
         return [i for i, pid in zip(infos, self.shard_pids, strict=True) if i["pid"] != pid]
 
     def kill(self) -> None:
@@ -146,3 +147,26 @@ def get_when_alive(make_refs: Callable[[], list], attempts: int = 120) -> list:
                 raise
             time.sleep(0.5)
     raise AssertionError("unreachable")
+
+
+def get_from_shards(watch: StageWatch, where: str, make_refs: Callable[[], list],
+                    poll_s: float = 0.5) -> list:
+    """``ray.get(make_refs())`` of calls to the stage's shards, never blocked on a lost shard.
+
+    A call sent to a shard whose node is gone waits for Ray to restart the shard, which may be
+    never (no node has room). So the calls go out once every shard answers, and while they are
+    pending ``watch`` keeps probing: what a lost shard waits for goes in the run's log, and the
+    run fails with one line (``PlacementTimeout``) once it has been down for longer than
+    ``train.placement_timeout_s``. Calls that failed because a shard died are sent again. For
+    the asynchronous schedule and the end of a stage only: a restarted shard has restored the
+    last checkpoint, which the synchronous schedule must roll every actor back to instead.
+    """
+    while True:
+        watch.await_running(where, watch.shards)
+        refs = make_refs()
+        while ray.wait(refs, num_returns=len(refs), timeout=poll_s)[1]:
+            watch.poll(where, report_back=False, needed=watch.shards)
+        try:
+            return ray.get(refs)
+        except ray.exceptions.RayActorError:
+            continue  # lost meanwhile: await_running marks it down from now on

@@ -49,7 +49,7 @@ from cluster.liveness import Liveness, RayProbe, StageWatch, shard_name, worker_
 from cluster.ps import SHARD_CPUS
 from cluster.runlog import RunLogger, stage_progress
 from cluster.sharding import ShardLayout
-from cluster.stage import StageActors, get_when_alive, prepare_stage, start_stage
+from cluster.stage import StageActors, get_from_shards, prepare_stage, start_stage
 from cluster.state_io import read_state, write_state
 from cluster.worker import split_holdout
 from models.stack import RBMStack
@@ -240,11 +240,10 @@ class Trainer:
                 stats = self._run(driver, stage)
             stats["seconds"] = time.perf_counter() - t0
             # gather the stage's parameters into the driver's stack (the next stage's input)
-            watch.await_running(f"stage {stage} step {driver.step}: gathering the parameters",
-                                watch.shards)
-            parts = get_when_alive(lambda: [s.fetch.remote() for s in actors.shards])
+            where = f"stage {stage} step {driver.step}: gathering the parameters"
+            parts = get_from_shards(watch, where, lambda: [s.fetch.remote() for s in actors.shards])
             actors.layout.join([p[1] for p in parts], out=rbm.params)
-            infos = get_when_alive(lambda: [s.info.remote() for s in actors.shards])
+            infos = get_from_shards(watch, where, lambda: [s.info.remote() for s in actors.shards])
             stats.update(stage=stage, updates_applied=[i["n_applied"] for i in infos],
                          updates_rejected=[i["n_rejected"] for i in infos])
         finally:

@@ -90,8 +90,7 @@ class AsyncDriver:
             self.watch.poll(self.where)
             self._feed()
         self.watch.report_unreported(f"{self.where}: every step done")
-        self.watch.await_running(f"{self.where}: final checkpoint", self.watch.shards)
-        for info in self.actors.restarted_shards():
+        for info in self.actors.restarted_shards(self.watch, f"{self.where}: final checkpoint"):
             self.log.event(f"stage {self.actors.stage}: shard {info['index']} was restored from "
                            f"{info['restored_from']} after a fault (Ray restarted it)")
         if self.last_checkpoint_step != self.step:
@@ -167,9 +166,8 @@ class AsyncDriver:
                            f"checkpoint)")
 
     def _checkpoint(self) -> None:
-        self.watch.await_running(f"{self.where}: checkpoint", self.watch.shards)
         rs = self.replicas
         self.ctx.checkpointer.save(self.step, positions=[r.position for r in rs],
                                    seqs=[r.seq for r in rs], wsteps=[r.steps for r in rs],
-                                   local_states=[r.local_state for r in rs])
+                                   local_states=[r.local_state for r in rs], watch=self.watch)
         self.last_checkpoint_step = self.step

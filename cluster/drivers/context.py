@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import ray
 from tqdm import tqdm
 
 from cluster.checkpoint import step_folder, write_meta
@@ -13,7 +14,7 @@ from cluster.config import TrainConfig
 from cluster.fault_injection import FaultInjector, NoFaults
 from cluster.liveness import StageWatch
 from cluster.runlog import RunLogger
-from cluster.stage import StageActors, get_when_alive
+from cluster.stage import StageActors, get_from_shards
 from pipeline import storage
 
 POLL_S = 0.5  # seconds between the drivers' liveness polls while they wait
@@ -39,14 +40,25 @@ class StageCheckpointer:
     config_text: str  # the resolved job config, stored in every checkpoint
     log: RunLogger
 
-    def save(self, step: int, *, positions, seqs, wsteps, local_states=None) -> dict:
+    def save(self, step: int, *, positions, seqs, wsteps, local_states=None,
+             watch: StageWatch | None = None) -> dict:
         """The checkpoint at global step ``step``, with every worker's data position, next push
-        sequence number, step counter and local state; returns its meta."""
+        sequence number, step counter and local state; returns its meta. ``watch``: a shard
+        lost during the save is waited for (:func:`cluster.stage.get_from_shards`, the
+        asynchronous schedule); None: it raises ``RayActorError`` (the synchronous schedule
+        rolls back)."""
         actors = self.actors
         folder = step_folder(actors.stage_dir, step)
         storage.makedirs(folder)
-        get_when_alive(lambda: [s.save.remote(storage.join(folder, f"shard{j}.pt"))
-                                for j, s in enumerate(actors.shards)])
+
+        def saves() -> list:
+            return [s.save.remote(storage.join(folder, f"shard{j}.pt"))
+                    for j, s in enumerate(actors.shards)]
+
+        if watch is None:
+            ray.get(saves())
+        else:
+            get_from_shards(watch, f"stage {actors.stage} step {step}: checkpoint", saves)
         meta = write_meta(folder, stage=actors.stage, step=step, config_text=self.config_text,
                           layout=actors.layout, positions=positions, seqs=seqs,
                           worker_steps=wsteps, local_states=local_states)

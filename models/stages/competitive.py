@@ -28,6 +28,7 @@ from models.pooling import pool_over_sizes
 from models.rbm.softmax import SoftmaxRBM
 from models.stages.buffers import loaded_buffers
 from models.stages.config import StageConfig
+from models.stages.windows import windows_at
 
 WHITEN_WINDOWS = 12_000  # windows the whitening is fitted on
 
@@ -86,17 +87,14 @@ class CompetitiveStage:
                 ) -> Tensor:
         """``per_level`` random raw windows (C r r values) of each input at each level."""
         r, s = self.config.field, self.config.stride
-        off = torch.arange(r, device=levels[0].device)
         rows = []
         for x in levels:
-            N, C, H, W = x.shape
+            N, _, H, W = x.shape
             n = N * per_level
             i = torch.arange(N, device=x.device).repeat_interleave(per_level)
             y = torch.randint((H - r) // s + 1, (n,), generator=generator).to(x.device) * s
             z = torch.randint((W - r) // s + 1, (n,), generator=generator).to(x.device) * s
-            ys, zs = (y[:, None] + off)[:, :, None], (z[:, None] + off)[:, None]
-            win = x[i[:, None, None], :, ys, zs]  # (n, r, r, C)
-            rows.append(win.permute(0, 3, 1, 2).reshape(n, -1))  # (n, C, r, r) flattened
+            rows.append(windows_at(x, i, y, z, r))
         return torch.cat(rows)
 
     def whiten(self, rows: Tensor) -> Tensor:

@@ -31,6 +31,7 @@ from models.pooling import pool
 from models.rbm.conv import ConvRBM
 from models.stages.buffers import loaded_buffers
 from models.stages.config import StageConfig
+from models.stages.windows import random_windows
 
 PATCH_VAR_EPS = 1e-3  # per-patch variance floor, in squared input units (pixels in [0, 1])
 WHITEN_PATCHES = 50_000  # patches the ZCA is fitted on
@@ -46,17 +47,6 @@ class PerPositionConvRBM(ConvRBM):
         P = (((v.shape[2] - self.field) // self.stride + 1)
              * ((v.shape[3] - self.field) // self.stride + 1))
         return {k: u / P for k, u in update.items()}
-
-
-def random_patches(v: Tensor, field: int, stride: int, per_input: int,
-                   generator: torch.Generator) -> Tensor:
-    """``per_input`` random field x field patches of each input map ``v (N, C, H, W)``,
-    flattened (C, r, r): (N * per_input, C r r)."""
-    cols = F.unfold(v, field, stride=stride)  # (N, D, L)
-    N, _, L = cols.shape
-    pick = torch.randint(L, (N, per_input), generator=generator)
-    return cols.gather(2, pick[:, None, :].expand(-1, cols.shape[1], -1)).transpose(1, 2) \
-        .reshape(N * per_input, -1)
 
 
 def normalise_patches(p: Tensor) -> Tensor:
@@ -110,8 +100,12 @@ class TiedStage:
         """``{"pooled": pooled [sign-split] responses}``."""
         st = self.config
         h = self.responses(v)
-        x = torch.cat([h.clamp(min=0), (-h).clamp(min=0)], 1) if st.sign_split else h
-        return {"pooled": pool(x, st.pool, st.pool_stride, st.pool_kind)}
+        if not st.sign_split:
+            return {"pooled": pool(h, st.pool, st.pool_stride, st.pool_kind)}
+        # pooling is per map: pool each half, then join the (smaller) pooled maps
+        halves = (h.clamp(min=0), (-h).clamp(min=0))
+        return {"pooled": torch.cat([pool(x, st.pool, st.pool_stride, st.pool_kind)
+                                     for x in halves], 1)}
 
     @torch.no_grad()
     def maps(self, v: Tensor) -> dict[str, Tensor]:
@@ -125,7 +119,7 @@ class TiedStage:
         if self.config.learner == "rbm":
             return v
         st = self.config
-        p = random_patches(v, st.field, st.stride, st.rows_per_frame,
+        p = random_windows(v, st.field, st.stride, st.rows_per_frame,
                            generator or self.learner.generator)
         return (normalise_patches(p) - self.zca["mean"]) @ self.zca["matrix"].T
 
@@ -135,7 +129,7 @@ class TiedStage:
         starts at a (whitened) patch of ``v``; ``"random"``: at its random initial weights."""
         st = self.config
         per = max(1, -(-WHITEN_PATCHES // len(v)))
-        p = random_patches(v, st.field, st.stride, per, generator)
+        p = random_windows(v, st.field, st.stride, per, generator)
         if st.learner == "kmeans":
             zca = Whitening(p.shape[1], kind="zca", eps=st.whiten_eps).fit(normalise_patches(p))
             self.zca = {"matrix": zca.matrix_, "mean": zca.mean_}

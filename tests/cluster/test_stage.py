@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import textwrap
+import time
+
+import pytest
 
 from tests.cluster.data import make_dataset
 
@@ -48,3 +52,51 @@ def test_killed_actors_restart_from_files_without_ray_complaining(ray_cluster, t
     assert "steps 2 restarted shards 1" in proc.stdout
     assert "restart will fail" not in proc.stderr
     assert (tmp_path / "stage0/step00000000/shard1.pt").is_file()
+
+
+class TickingClock:
+    """A fake clock one second further on at every read: the watch's limits pass in a blink."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        self.t += 1.0
+        return self.t
+
+
+def test_a_call_to_a_shard_lost_meanwhile_fails_the_run_with_one_line_not_a_hang(ray_cluster):
+    """A call sent to a shard whose node died waits for Ray to restart it, which is never when no
+    node has room: :func:`cluster.stage.get_from_shards` must keep probing and give up with the
+    run's one-line PlacementTimeout, not wait on the call (a checkpoint hung so)."""
+    from cluster.failures import PlacementTimeout
+    from cluster.liveness import Liveness, StageWatch, shard_name
+    from cluster.stage import get_from_shards
+    from tests.cluster.test_liveness import FakeProbe
+
+    @ray_cluster.remote(num_cpus=0)
+    class NeverAnswers:
+        def save(self) -> None:
+            time.sleep(120)  # longer than the test allows itself
+
+    probe, log = FakeProbe({"CPU": 0.0}), []
+    live = Liveness(probe, grace_s=5.0, period_s=1.0, remind_s=30.0, clock=TickingClock())
+    for j in range(2):
+        live.add(shard_name(j), shard_name(j), {"CPU": 0.01}, watched=True)
+    probe.up = set(live.members)
+    watch = StageWatch(live, 0, 2, 20.0, every_worker=False, log=log.append)
+    actor = NeverAnswers.remote()
+
+    def sent_then_lost() -> list:
+        probe.up.discard(shard_name(1))  # its node goes right after the call is sent
+        return [actor.save.remote()]
+
+    t0 = time.monotonic()
+    with pytest.raises(PlacementTimeout) as failed:
+        get_from_shards(watch, "stage 0 step 200: checkpoint", sent_then_lost, poll_s=0.01)
+    assert time.monotonic() - t0 < 30
+    assert re.fullmatch(r"stage 0 step 200: checkpoint: parameter-server shard 1 waits for "
+                        r"0\.01 CPU \(none free in the cluster\), for \d+ s "
+                        r"\(train\.placement_timeout_s=20\); .*--resume", str(failed.value))
+    assert any("parameter-server shard 1 waits for 0.01 CPU" in line for line in log), log
+    ray_cluster.kill(actor)
