@@ -10,6 +10,7 @@ average (the machine may be shared).
     python benchmarks/face_demo.py --config demo \
         --data /tmp/face/data --out /tmp/face/runs/demo --seeds 0 1 2
     python benchmarks/face_demo.py --run runs/demo/train --reuse --name demo_seed0  # the demo's
+    python benchmarks/face_demo.py --run RUN --part tune --name NAME  # while choosing a setting
 """
 
 from __future__ import annotations
@@ -47,17 +48,20 @@ def logged_train_s(run: Path) -> float:
     return (max(stamps) - min(stamps)).total_seconds()
 
 
-def record(run: Path, seed: int, extra: list[str], timing: dict, reuse: bool = False) -> dict:
+def record(run: Path, seed: int, extra: list[str], timing: dict, reuse: bool = False,
+           part: str = "report") -> dict:
     """One seed's record: the run's resolved config, timing, probe, verdict, best top unit,
-    baselines and reference. ``reuse``: take the run's ``evaluation.json`` when it is newer
-    than its ``model.pt`` (written by ``catneuron evaluate`` with its defaults, e.g. by
-    ``catneuron demo``) instead of evaluating again."""
+    baselines and reference. ``part``: the probe part scored (``tune`` while choosing a
+    setting, ``report`` for the figures). ``reuse``: take the run's ``evaluation.json`` when it
+    is newer than its ``model.pt`` and scored ``part`` (e.g. written by ``catneuron demo``)
+    instead of evaluating again."""
     t0 = time.perf_counter()
     ev_path = run / "evaluation.json"
-    fresh = ev_path.is_file() and ev_path.stat().st_mtime > (run / "model.pt").stat().st_mtime
+    fresh = (ev_path.is_file() and ev_path.stat().st_mtime > (run / "model.pt").stat().st_mtime
+             and json.loads(ev_path.read_text())["probe"].get("part") == part)
     if not (reuse and fresh):
-        subprocess.run([sys.executable, "-m", "jobs.evaluate", "--run", str(run), "--quiet"],
-                       check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+        subprocess.run([sys.executable, "-m", "jobs.evaluate", "--run", str(run), "--part", part,
+                        "--quiet"], check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
     ev = json.loads(ev_path.read_text())
     best_base = max(ev["baselines"].items(), key=lambda kv: kv[1]["heldout_balanced_accuracy"])
     return {"config_text": (run / "config.toml").read_text(), "overrides": extra, "seed": seed,
@@ -137,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--run", type=Path, help="evaluate this finished run only (e.g. the demo's)")
     p.add_argument("--reuse", action="store_true",
                    help="with --run: use its evaluation.json if newer than model.pt")
+    p.add_argument("--part", choices=("tune", "report"), default="report",
+                   help="probe part scored: 'tune' while choosing a setting [report]")
     p.add_argument("--table", nargs="+", metavar="NAME",
                    help="print the Markdown table of these result files and exit")
     a, extra = p.parse_known_args(argv)
@@ -147,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         seed = int(re.search(r"^seed\s*=\s*(\d+)", (a.run / "config.toml").read_text(),
                              re.M).group(1))
         report(a.name, record(a.run, seed, [], {"train_logged_s": logged_train_s(a.run)},
-                              a.reuse))
+                              a.reuse, a.part))
         return 0
     if not (a.config and a.data and a.out):
         p.error("give --run RUN, or --config, --data and --out")
@@ -155,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         run = a.out / f"seed{seed}"
         timing = ({"train_logged_s": logged_train_s(run)} if a.no_train
                   else train(a.config, a.data, run, seed, extra))
-        report(f"{a.name}_seed{seed}", record(run, seed, extra, timing))
+        report(f"{a.name}_seed{seed}", record(run, seed, extra, timing, part=a.part))
     return 0
 
 
