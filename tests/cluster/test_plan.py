@@ -31,7 +31,7 @@ def test_parameter_counts_equal_a_real_stack(overrides):
 
 
 def test_a_competitive_stage_pays_for_the_tied_stage_below_at_every_size():
-    cfg = load(ROOT / "configs/demo.toml")
+    cfg = load(ROOT / "configs/demo.toml", ["model.stages[1].sizes=[58, 48, 40]"])
     one = load(ROOT / "configs/demo.toml", ["model.stages[1].sizes=[58]"])
     s1, s1_one = stage_plans(cfg.model, 1)[1], stage_plans(one.model, 1)[1]
     # the tied stage (32 filters of 7x7 on 1 channel) at 58, 48 and 40 px, against 58 alone
