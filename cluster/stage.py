@@ -54,10 +54,9 @@ class StageActors:
         """Remember the shards' process ids (call once every shard answers)."""
         self.shard_pids = [i["pid"] for i in ray.get([s.info.remote() for s in self.shards])]
 
-    def restarted_shards(self, watch: StageWatch, where: str) -> list[dict]:
-        """``info()`` of the shards Ray restarted since the stage started (once every shard
-        answers, :func:`get_from_shards`)."""
-        infos = get_from_shards(watch, where, lambda: [s.info.remote() for s in self.shards])
+    def restarted_shards(self, infos: list[dict]) -> list[dict]:
+        """Of the shards' ``info()`` now (one per shard, in order), those of the shards Ray
+        restarted since the stage started (their process id changed)."""
         return [i for i, pid in zip(infos, self.shard_pids, strict=True) if i["pid"] != pid]
 
     def kill(self) -> None:

@@ -26,6 +26,7 @@ import ray
 
 from cluster.drivers.context import POLL_S, StageContext
 from cluster.runlog import show_recon_error
+from cluster.stage import get_from_shards
 
 
 @dataclass
@@ -90,7 +91,10 @@ class AsyncDriver:
             self.watch.poll(self.where)
             self._feed()
         self.watch.report_unreported(f"{self.where}: every step done")
-        for info in self.actors.restarted_shards(self.watch, f"{self.where}: final checkpoint"):
+        shards = self.actors.shards
+        infos = get_from_shards(self.watch, f"{self.where}: final checkpoint",
+                                lambda: [s.info.remote() for s in shards])
+        for info in self.actors.restarted_shards(infos):
             self.log.event(f"stage {self.actors.stage}: shard {info['index']} was restored from "
                            f"{info['restored_from']} after a fault (Ray restarted it)")
         if self.last_checkpoint_step != self.step:

@@ -34,7 +34,8 @@ SCRIPT = textwrap.dedent("""
     ray.kill(actors.workers[0], no_restart=False)
     ray.kill(actors.shards[0], no_restart=False)
     [out] = get_when_alive(lambda: [actors.workers[0].run.remote(2, (0, 0), 0, 0)])
-    print("steps", out["steps"], "restarted shards", len(actors.restarted_shards()))
+    infos = get_when_alive(lambda: [s.info.remote() for s in actors.shards])
+    print("steps", out["steps"], "restarted shards", len(actors.restarted_shards(infos)))
     actors.kill()
 """)
 

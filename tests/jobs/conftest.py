@@ -23,6 +23,13 @@ class DemoRun:
     continued: subprocess.CompletedProcess
 
 
+def sigint_restored() -> None:
+    """``preexec_fn`` of a process a test will send SIGINT (Ctrl-C): SIGINT back to its default,
+    so Python installs its KeyboardInterrupt handler even when pytest runs in the background of a
+    non-interactive shell (``cmd &``), where SIGINT is ignored for every process it starts."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def demo_command(out: Path) -> list[str]:
     return [sys.executable, "-m", "jobs.cli", "demo", "--fast", "--out", str(out)]
 
@@ -32,8 +39,8 @@ def demo_run(tmp_path_factory) -> DemoRun:
     """`catneuron demo --fast`, interrupted (SIGINT, as Ctrl-C) once stage 0 has written a
     checkpoint, then run again to the end."""
     out = tmp_path_factory.mktemp("demo")
-    first = subprocess.Popen(demo_command(out), cwd=REPO, text=True,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    first = subprocess.Popen(demo_command(out), cwd=REPO, text=True, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, preexec_fn=sigint_restored)
     checkpoint = out / "train" / "checkpoints" / "stage0" / "step00000020"
     while not checkpoint.exists() and first.poll() is None:
         time.sleep(0.2)

@@ -29,7 +29,7 @@ from jobs.demo import (
 )
 from jobs.gallery.figures import BASELINES
 from jobs.train import where_interrupted
-from tests.jobs.conftest import REPO, demo_command
+from tests.jobs.conftest import REPO, demo_command, sigint_restored
 from tests.jobs.gallery_run import VERDICT_TEXT, write_evaluation
 
 PROGRESS = re.compile(r"\[\d/4\] (ingest|train|evaluate|visualize)( \.\.\.|: .*)$")
@@ -242,8 +242,8 @@ def test_train_starts_with_the_demo_config_then_continues_the_run(tmp_path):
 def test_ctrl_c_while_stage_1_is_set_up_names_stage_1(tmp_path):
     """SIGINT (Ctrl-C) as soon as stage 0 is done, while stage 1's actors start: the demo must
     name stage 1, not stage 0's last logged step."""
-    proc = subprocess.Popen(demo_command(tmp_path), cwd=REPO, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(demo_command(tmp_path), cwd=REPO, text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, preexec_fn=sigint_restored)
     events = tmp_path / "train" / "events.log"
     deadline = time.monotonic() + 600
     while proc.poll() is None and time.monotonic() < deadline and not (

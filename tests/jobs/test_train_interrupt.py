@@ -14,6 +14,7 @@ import pytest
 
 from models.state_file import load_state
 from tests.cluster.data import make_dataset
+from tests.jobs.conftest import sigint_restored
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,7 +32,7 @@ def test_ctrl_c_exits_130_with_the_resume_command(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("RAY_ADDRESS", None)
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=sigint_restored)
     latest = run / "checkpoints" / "stage0" / "LATEST"
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and proc.poll() is None:
