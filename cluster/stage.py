@@ -12,7 +12,6 @@ its constructor arguments, and a restarted shard restores the newest checkpoint.
 from __future__ import annotations
 
 import os
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -133,19 +132,6 @@ def prepare_stage(job: JobSections, stack: RBMStack, stage: int) -> int:
     g = torch.Generator().manual_seed(job.train.seed * 7919 + stage)
     stack.prepare(stage, torch.from_numpy(frames), weights="exemplar", generator=g)
     return len(frames)
-
-
-def get_when_alive(make_refs: Callable[[], list], attempts: int = 120) -> list:
-    """``ray.get(make_refs())``, retried while an actor is restarting (Ray answers
-    ``ActorUnavailableError`` meanwhile) or was just restarted."""
-    for attempt in range(attempts):
-        try:
-            return ray.get(make_refs())
-        except ray.exceptions.RayActorError:
-            if attempt == attempts - 1:
-                raise
-            time.sleep(0.5)
-    raise AssertionError("unreachable")
 
 
 def get_from_shards(watch: StageWatch, where: str, make_refs: Callable[[], list],

@@ -14,13 +14,25 @@ from tests.cluster.data import make_dataset
 
 SCRIPT = textwrap.dedent("""
     import sys
+    import time
 
     import ray
     import torch
 
-    from cluster.stage import get_when_alive, start_stage
+    from cluster.stage import start_stage
     from jobs.config import load
     from models.stack import RBMStack
+
+    def get_when_alive(make_refs, attempts=120):
+        # ray.get(make_refs()), retried while an actor restarts (Ray answers
+        # ActorUnavailableError meanwhile)
+        for attempt in range(attempts):
+            try:
+                return ray.get(make_refs())
+            except ray.exceptions.RayActorError:
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(0.5)
 
     address, data, stage_dir = sys.argv[1:]
     ray.init(address=address, log_to_driver=False)
