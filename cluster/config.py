@@ -100,6 +100,10 @@ class TrainConfig:
     prepare_frames : training frames the driver fits a stage's data-fitted parts on (whitening,
         initial units) before the stage's actors start (``RBMStack.prepare``); stages that fit
         nothing (local) ignore it.
+    read_cache_mb : per worker, memory for what the trained stage reads from each frame (the
+        frozen stages below it, run once per frame instead of once per epoch:
+        :class:`models.read_cache.ReadCache`); frames past it are computed each time. 0 = off.
+        Stage 0 reads the frames themselves and is not cached.
     """
 
     mode: Literal["async", "sync"] = "async"
@@ -121,6 +125,7 @@ class TrainConfig:
     device: Literal["cpu", "cuda", "auto"] = "cpu"
     placement_timeout_s: float = 300.0
     prepare_frames: int = 1000
+    read_cache_mb: float = 2048.0
 
     def __post_init__(self) -> None:
         for name in ("n_workers", "n_ps_shards", "steps", "n_fetch", "n_push", "max_in_flight",
@@ -129,7 +134,7 @@ class TrainConfig:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
         if not self.placement_timeout_s > 0:
             raise ValueError(f"placement_timeout_s={self.placement_timeout_s} must be > 0")
-        for name in ("stages", "warm_start_steps", "checkpoint_every"):
+        for name in ("stages", "warm_start_steps", "checkpoint_every", "read_cache_mb"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 0")
 
