@@ -6,8 +6,10 @@ without a cache every epoch runs every frame through the stages below again (for
 stage, at every size: most of a step's time). :class:`ReadCache` keeps ``stack.reads(frame, k)``
 per frame, keyed by the frame's bytes (a digest: identical frames have identical reads, so the
 cache can never serve the wrong frame's), up to a memory budget; frames past the budget are
-computed each time. The cached values are the very tensors the stack computes, so a run with the
-cache is bit-identical to one without.
+computed each time. The cached values are the very values the stack computes, so a run with the
+cache is bit-identical to one without. They are kept and returned channels-last (an (N, C, h, w)
+view of (N, h, w, C) memory): the stage above reads windows, and a window's C values at one
+position are then adjacent.
 
 Memory: ``sum_i C h_i w_i`` values a frame (the stage's levels, :meth:`models.stack.StackConfig.
 level_shapes`), in the stack's dtype.
@@ -61,21 +63,19 @@ class ReadCache:
             return self.stack.reads(torch.from_numpy(np.ascontiguousarray(frames)), self.stage)
         keys = [frame_key(f) for f in frames]
         missing = [i for i, k in enumerate(keys) if k not in self.levels]
+        at = {i: j for j, i in enumerate(missing)}
+        new = []
         if missing:
             new = self.stack.reads(torch.from_numpy(np.ascontiguousarray(frames[missing])),
                                    self.stage)
-            new = new if isinstance(new, list) else [new]
+            new = [x.permute(0, 2, 3, 1) for x in (new if isinstance(new, list) else [new])]
             for j, i in enumerate(missing):
-                if keys[i] in self.levels or len(self.levels) >= self.capacity:
-                    continue
-                self.levels[keys[i]] = [level[j].clone() for level in new]
+                if keys[i] not in self.levels and len(self.levels) < self.capacity:
+                    self.levels[keys[i]] = [x[j].contiguous() for x in new]
         self.hits += len(frames) - len(missing)
         self.misses += len(missing)
-        if not missing:
-            out = [torch.stack(parts) for parts in zip(*(self.levels[k] for k in keys),
-                                                       strict=True)]
-        else:
-            at = {i: j for j, i in enumerate(missing)}
-            out = [torch.stack([new[n][at[i]] if i in at else self.levels[k][n]
-                                for i, k in enumerate(keys)]) for n in range(len(new))]
+        n_levels = len(new) if missing else len(self.levels[keys[0]])
+        out = [torch.stack([new[n][at[i]] if i in at else self.levels[k][n]
+                            for i, k in enumerate(keys)]).permute(0, 3, 1, 2)
+               for n in range(n_levels)]
         return out if self.stack.config.stages[self.stage].kind == "competitive" else out[0]

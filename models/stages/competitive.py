@@ -28,7 +28,7 @@ from models.pooling import pool_over_sizes
 from models.rbm.softmax import SoftmaxRBM
 from models.stages.buffers import loaded_buffers
 from models.stages.config import StageConfig
-from models.stages.windows import windows_at
+from models.stages.windows import windows_hwc
 
 WHITEN_WINDOWS = 12_000  # windows the whitening is fitted on
 
@@ -83,23 +83,21 @@ class CompetitiveStage:
         """:meth:`differentiable_maps` without gradients."""
         return self.differentiable_maps(levels)
 
-    def _sample(self, levels: list[Tensor], per_level: int, generator: torch.Generator
-                ) -> Tensor:
-        """``per_level`` random raw windows (C r r values) of each input at each level."""
+    def _sample(self, x: Tensor, per_input: int, generator: torch.Generator) -> Tensor:
+        """``per_input`` random raw windows of each input of one level ``x (N, C, H, W)``,
+        position-major (:func:`~models.stages.windows.windows_hwc`): (N per_input, r r C)."""
         r, s = self.config.field, self.config.stride
-        rows = []
-        for x in levels:
-            N, _, H, W = x.shape
-            n = N * per_level
-            i = torch.arange(N, device=x.device).repeat_interleave(per_level)
-            y = torch.randint((H - r) // s + 1, (n,), generator=generator).to(x.device) * s
-            z = torch.randint((W - r) // s + 1, (n,), generator=generator).to(x.device) * s
-            rows.append(windows_at(x, i, y, z, r))
-        return torch.cat(rows)
+        N, _, H, W = x.shape
+        n = N * per_input
+        i = torch.arange(N, device=x.device).repeat_interleave(per_input)
+        y = torch.randint((H - r) // s + 1, (n,), generator=generator).to(x.device) * s
+        z = torch.randint((W - r) // s + 1, (n,), generator=generator).to(x.device) * s
+        return windows_hwc(x, i, y, z, r)
 
     def whiten(self, rows: Tensor) -> Tensor:
-        """Raw windows (M, C r r) -> unit-length whitened windows (M, dims)."""
-        y = torch.addmm(self.white["bias"], rows, self.white["weight"].flatten(1).T)
+        """Raw windows (M, r r C), position-major -> unit-length whitened windows (M, dims)."""
+        weight = self.white["weight"].permute(0, 2, 3, 1).flatten(1)  # (dims, r r C)
+        y = torch.addmm(self.white["bias"], rows, weight.T)
         return y / y.norm(dim=1, keepdim=True).clamp(min=1e-8)
 
     @torch.no_grad()
@@ -108,24 +106,27 @@ class CompetitiveStage:
         spread evenly over the levels, times the learner's input scale."""
         per = max(1, self.config.rows_per_frame // len(levels))
         g = generator or self.learner.generator
-        return self.whiten(self._sample(levels, per, g)) * self.scale
+        return torch.cat([self.whiten(self._sample(x, per, g)) for x in levels]) * self.scale
 
     @torch.no_grad()
     def prepare(self, levels: list[Tensor], weights: str, generator: torch.Generator) -> None:
         """Fit the whitening on windows of ``levels``; then ``"exemplar"``: units start at
         distinct whitened windows; ``"random"``: at their random initial weights."""
         st, N = self.config, len(levels[0])
+        C, r = levels[0].shape[1], st.field
         per = max(1, -(-WHITEN_WINDOWS // (N * len(levels))))
-        x = self._sample(levels, per, generator)
+        x = torch.cat([self._sample(level, per, generator) for level in levels])
+        x = x.view(len(x), r, r, C).permute(0, 3, 1, 2).flatten(1)  # as the conv reads: C r r
         seed = int(torch.randint(2**31 - 1, (1,), generator=generator))
         fit = Whitening(st.dims, method="randomized", generator_seed=seed).fit(x)
         w = fit.with_eps(st.whiten_eps * float(fit.variances_.mean()))
-        weight, bias = w.as_conv(levels[0].shape[1], st.field)
+        weight, bias = w.as_conv(C, r)
         self.white = {"weight": weight.contiguous(), "bias": bias}
         if weights == "exemplar":
             per = max(1, -(-4 * st.n_maps // (N * len(levels))))
-            self.learner.init_from_data(self.whiten(self._sample(levels, per, generator))
-                                        * self.scale)
+            self.learner.init_from_data(torch.cat(
+                [self.whiten(self._sample(level, per, generator)) for level in levels])
+                * self.scale)
 
     def state_dict(self) -> dict:
         """The learner's state and the whitening."""

@@ -21,6 +21,14 @@ def windows_at(x: Tensor, i: Tensor, y: Tensor, z: Tensor, field: int) -> Tensor
     return win.permute(0, 3, 1, 2).reshape(len(i), -1)
 
 
+def windows_hwc(x: Tensor, i: Tensor, y: Tensor, z: Tensor, field: int) -> Tensor:
+    """As :func:`windows_at`, each window flattened position-major (r, r, C): ``(M, r r C)``.
+    No reordering copy; on a channels-last ``x`` each position's C values are read together."""
+    off = torch.arange(field, device=x.device)
+    ys, zs = (y[:, None] + off)[:, :, None], (z[:, None] + off)[:, None]
+    return x.permute(0, 2, 3, 1)[i[:, None, None], ys, zs].reshape(len(i), -1)
+
+
 def random_windows(x: Tensor, field: int, stride: int, per_input: int,
                    generator: torch.Generator) -> Tensor:
     """``per_input`` windows of each input of ``x (N, C, H, W)`` at positions drawn uniformly

@@ -41,6 +41,7 @@ def test_cached_reads_equal_the_stacks_reads_for_new_seen_and_mixed_batches():
     _equal(cache.reads(frames[order]), [w[order] for w in want])
     _equal(cache.reads(frames[::-1]), [w.flip(0) for w in want])  # all seen
     assert (cache.misses, cache.hits) == (6 + 3 + 1, 3 + 9)
+    assert all(x.is_contiguous(memory_format=torch.channels_last) for x in cache.reads(frames))
 
 
 def test_the_cache_keeps_no_more_frames_than_its_budget_and_still_answers_past_it():

@@ -54,6 +54,21 @@ def test_sign_split_pooled_maps():
     assert m["pooled"].shape == (2, 8, 3, 3)
 
 
+@pytest.mark.parametrize("learner", ["kmeans", "rbm"])
+@pytest.mark.parametrize("sign_split", [True, False])
+@pytest.mark.parametrize("kind", ["rms", "l2", "max"])
+def test_in_place_maps_equal_the_differentiable_maps(learner, sign_split, kind):
+    st = StageConfig(kind="tied", learner=learner, field=3, n_maps=4, pool=3, pool_stride=2,
+                     pool_kind=kind, sign_split=sign_split, rows_per_frame=50)
+    stage = TiedStage(st, (2, 11, 11), generator=torch.Generator().manual_seed(0), **KW)
+    g = torch.Generator().manual_seed(5)
+    v = torch.rand(3, 2, 11, 11, generator=g, dtype=torch.float64)
+    stage.prepare(v, "exemplar", g)
+    got, want = stage.maps(v)["pooled"], stage.differentiable_maps(v)["pooled"]
+    assert got.shape == want.shape == (3, 8 if sign_split else 4, 4, 4)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
 def test_rbm_learner_update_is_the_conv_rbm_update_per_position():
     stage = _stage("rbm")
     ref = ConvRBM(2, 3, 4, visible="gaussian", generator=torch.Generator().manual_seed(0), **KW)

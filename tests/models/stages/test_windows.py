@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from models.stages.windows import random_windows, windows_at
+from models.stages.windows import random_windows, windows_at, windows_hwc
 
 
 @pytest.mark.parametrize("stride", [1, 2, 3])
@@ -26,3 +26,12 @@ def test_windows_at_reads_each_window_where_it_is_asked():
     got = windows_at(x, torch.tensor([1, 0]), torch.tensor([3, 0]), torch.tensor([2, 1]), 3)
     torch.testing.assert_close(got[0], x[1, :, 3:6, 2:5].reshape(-1), rtol=0, atol=0)
     torch.testing.assert_close(got[1], x[0, :, 0:3, 1:4].reshape(-1), rtol=0, atol=0)
+
+
+def test_windows_hwc_are_the_same_windows_position_major_in_any_memory_format():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 5, 9, 8, generator=g)
+    i, y, z = torch.tensor([2, 0, 1]), torch.tensor([0, 6, 3]), torch.tensor([5, 1, 0])
+    want = windows_at(x, i, y, z, 3).view(3, 5, 3, 3).permute(0, 2, 3, 1).reshape(3, -1)
+    for v in (x, x.contiguous(memory_format=torch.channels_last)):
+        torch.testing.assert_close(windows_hwc(v, i, y, z, 3), want, rtol=0, atol=0)
