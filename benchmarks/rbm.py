@@ -10,8 +10,11 @@ Writes one JSON object (stdout, or ``--out``) with, measured in the same run:
 - ``stage_kinds``: the training steps of the demo config's new stage kinds, at its shapes: the
   tied stage's k-means step (``stage_input`` rows of 64 frames + ``KMeansLearner`` update), a
   tied ConvRBM CD-1 step (1x64x64 input, 32 filters 7x7, batch 64) and the competitive stage's
-  step (windows of 64 frames at 3 sizes, through the tied stage, whitened + ``SoftmaxRBM`` CD-1,
-  K = 256, 128 dims); each step's FLOPs counted by ``torch.utils.flop_counter.FlopCounterMode``
+  step (windows of 64 frames at the config's pyramid sizes, through the tied stage, whitened +
+  ``SoftmaxRBM`` CD-1, K = 256, 128 dims), and that step as a worker runs it once its frames'
+  stage-0 maps are cached (``competitive_rbm_cd1_cached``: :class:`models.read_cache.ReadCache`
+  hits, the windows whitened, the CD-1 update); each step's FLOPs counted by
+  ``torch.utils.flop_counter.FlopCounterMode``
   (matmuls and convolutions; elementwise work not counted), its GFLOP/s, and the ratio to a
   large float32 ``torch.matmul`` and to ``conv2d`` at the tied stage's shape, both timed in the
   same run (the whitening and k-means fitted to random frames: the same arithmetic as real ones);
@@ -325,6 +328,16 @@ def bench_stage_kinds(device, repeat) -> dict:
                                         f"to {comp.dims} + SoftmaxRBM CD-1, K = {comp.n_maps}",
                                 **timed_gflops(stage_step(1), device, repeat, 2)},
     }
+    from models.read_cache import ReadCache
+
+    cache = ReadCache(stack, 1, 2**31)
+    cpu_frames = frames.cpu().numpy()
+    cache.reads(cpu_frames)  # every later call is a hit
+    steps["competitive_rbm_cd1_cached"] = {
+        "what": "competitive_rbm_cd1 with the 64 frames' stage-0 maps read from a ReadCache "
+                "(each frame's maps computed once a run, not once an epoch)",
+        **timed_gflops(lambda: step(stack.rbms[1], stack.stages[1].rows(
+            cache.reads(cpu_frames))), device, repeat, 5)}
     for name, k in (("tied_kmeans", 0), ("competitive_rbm_cd1", 1)):  # where the time goes
         rows = stack.stage_input(frames, k)
         steps[name]["rows_only"] = timed_gflops(lambda k=k: stack.stage_input(frames, k),

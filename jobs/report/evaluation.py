@@ -64,14 +64,14 @@ def unit_tables(stack: RBMStack, images: np.ndarray, batch: int = 256,
 
 def unit_response(stack: RBMStack, frames: np.ndarray, stage: int, layer: str, index: int,
                   batch: int = 256) -> np.ndarray:
-    """(N,) one unit's responses to uint8 frames (N, C, H, W)."""
+    """(N,) one unit's responses to uint8 frames (N, C, H, W): the stage's maps from what it
+    reads (``RBMStack.reads``), so no other stage's own output is computed."""
     x = torch.from_numpy(frames)
+    st = stack.stages[stage]
     out = []
     for i in range(0, len(x), batch):
-        for k, maps in stage_maps(stack, x[i:i + batch]):
-            if k == stage:
-                out.append(maps[layer].flatten(1)[:, index].double().numpy())
-                break
+        maps = st.maps(stack.reads(x[i:i + batch], stage))
+        out.append(maps[layer].flatten(1)[:, index].double().numpy())
     return np.concatenate(out)
 
 
