@@ -57,15 +57,13 @@ class Layout:
         (the rest is bare).
     scale : (min, max) patch side as a fraction of the central square's side; each appearance
         moves between two draws from this range, its box always inside the square.
-    segment : frames per appearance (and per bare stretch). Short stretches make many
-        appearances (each face at many places, sizes and backgrounds) out of the same frames;
-        chosen on the probe's tuning part (``benchmarks/results/face_demo/tune_corpus_*``).
+    segment : frames per appearance (and per bare stretch).
     """
 
     face_fraction: float = 1 / 3
     non_face_fraction: float = 1 / 3
     scale: tuple[float, float] = (0.3, 0.7)
-    segment: int = 5
+    segment: int = 20
 
 
 def bundled_photo(name: str) -> np.ndarray:
