@@ -11,6 +11,8 @@ position and ``D = C*r*r`` inputs per field; Le et al. 2012's 200x200x3 input, 1
   stage below (at each pyramid size). A tied stage's parameters are one bank ``K*D``; k-means
   learners and competitive stages train on ``rows_per_frame`` sampled rows per frame (whitening
   ``D*d``, then 2 passes for k-means or ``3 + 2k`` for the one-of-K RBM over ``K*d``);
+- memory per replica: parameters, update and activations, plus the cache of what the stage
+  reads from each of its frames (:func:`read_cache_bytes`, capped by ``train.read_cache_mb``);
 - bytes per worker step: the update pushed every ``n_push`` steps and the parameters fetched
   every ``n_fetch`` steps, float32;
 - time per step: the largest of a replica's compute (measured per-core GFLOP/s x cores), its
@@ -110,6 +112,16 @@ def _competitive_sizes(st, shape, k):
 LEARNER_SIZES = {"local": _local_sizes, "tied": _tied_sizes, "competitive": _competitive_sizes}
 
 
+def read_cache_bytes(config: Any, stage: int, frames_per_worker: float) -> int:
+    """A worker's :class:`models.read_cache.ReadCache` when it has seen all its frames: what
+    stage ``stage`` reads per frame (float32, every pyramid level) times its frames, capped by
+    ``train.read_cache_mb``; stage 0 keeps none."""
+    if stage == 0:
+        return 0
+    per_frame = 4 * sum(math.prod(s) for s in config.model.level_shapes(stage))
+    return int(min(per_frame * frames_per_worker, config.train.read_cache_mb * 2**20))
+
+
 MEASURED_HOW = "measured here: 1 torch thread and 1 numba thread, CD-1 on the demo's stage 0"
 
 
@@ -204,12 +216,15 @@ def plan(config: Any, *, nodes: int, cores_per_node: int = 16, frames: int = 10_
         step_s = max(compute_s, worker_net_s, ps_net_s)
         frames_per_s = n_workers * batch / step_s
         activations = 4 * batch * (sp.n_positions * sp.n_maps * 4 + 3 * sp.fan_in * sp.n_positions)
+        cache = read_cache_bytes(config, sp.stage, frames / n_workers)
+        replica = param_bytes * 2 + activations + cache  # params, update, activations, cache
         stages.append({
             **asdict(sp),
             "param_bytes": param_bytes,
             "shard_memory_bytes": 4 * sp.largest_shard_params * (1 + opt_state),
-            "replica_memory_bytes": param_bytes * 2 + activations,  # params, update, activations
-            "replica_fits_node": param_bytes * 2 + activations <= node_memory_gb * 1e9,
+            "read_cache_bytes": cache,
+            "replica_memory_bytes": replica,
+            "replica_fits_node": replica <= node_memory_gb * 1e9,
             "flops_per_step_per_worker": flops_step,
             "bytes_per_step_per_worker": bytes_step,
             "compute_s_per_step": compute_s,

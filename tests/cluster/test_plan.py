@@ -39,6 +39,22 @@ def test_a_competitive_stage_pays_for_the_tied_stage_below_at_every_size():
     assert s1.flops_per_frame - s1_one.flops_per_frame == pytest.approx(conv[48] + conv[40])
 
 
+def test_a_replica_holds_its_stage_input_cache_up_to_its_budget():
+    from models.read_cache import bytes_per_frame
+
+    cfg = load(ROOT / "configs/demo.toml", ["train.read_cache_mb=100"])
+    stack = RBMStack(cfg.model, device="cpu", generator=torch.Generator().manual_seed(0))
+    per = bytes_per_frame(stack, 1)  # 64 maps at 32, 25, 20 and 16 px, float32
+    assert per == 4 * 64 * (32**2 + 25**2 + 20**2 + 16**2)
+    small = plan(cfg, nodes=3, frames=200, gflops_per_core=10.0)["stages"]
+    large = plan(cfg, nodes=3, frames=200_000, gflops_per_core=10.0)["stages"]
+    assert small[0]["read_cache_bytes"] == large[0]["read_cache_bytes"] == 0
+    assert small[1]["read_cache_bytes"] == 100 * per  # 2 workers, 100 frames each
+    assert large[1]["read_cache_bytes"] == 100 * 2**20
+    assert (large[1]["replica_memory_bytes"] - small[1]["replica_memory_bytes"]
+            == 100 * 2**20 - 100 * per)
+
+
 def test_paper_geometry_is_about_a_billion_parameters_on_1000_nodes():
     cfg = load(ROOT / "configs/le2012.toml")
     p = plan(cfg, nodes=1000, gflops_per_core=10.0)
