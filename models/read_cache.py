@@ -59,7 +59,7 @@ class ReadCache:
     def reads(self, frames: np.ndarray) -> Tensor | list[Tensor]:
         """As ``stack.reads(frames, stage)`` for uint8 frames (N, C, H, W): a list of levels
         (N, C, h_i, w_i) for a competitive stage, else one tensor."""
-        if self.capacity == 0:
+        if self.capacity == 0 or len(frames) == 0:
             return self.stack.reads(torch.from_numpy(np.ascontiguousarray(frames)), self.stage)
         keys = [frame_key(f) for f in frames]
         missing = [i for i, k in enumerate(keys) if k not in self.levels]

@@ -58,6 +58,8 @@ def test_the_cache_keeps_no_more_frames_than_its_budget_and_still_answers_past_i
 def test_a_zero_budget_or_a_stage_with_one_input_gives_the_stacks_reads():
     stack, frames = _stack_and_frames()
     _equal(ReadCache(stack, 1, 0).reads(frames), stack.reads(torch.from_numpy(frames), 1))
+    empty = ReadCache(stack, 1, 2**30).reads(frames[:0])
+    assert [tuple(x.shape) for x in empty] == [(0, 8, 13, 13), (0, 8, 9, 9)]
     got = ReadCache(stack, 0, 2**30).reads(frames)
     torch.testing.assert_close(got, stack.reads(torch.from_numpy(frames), 0), rtol=0, atol=0)
 
