@@ -36,6 +36,7 @@ import torch
 
 from cluster.sharding import WIRE_BYTES, ShardLayout
 from models.rbm.local import positions
+from models.read_cache import bytes_per_frame
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,7 @@ def read_cache_bytes(config: Any, stage: int, frames_per_worker: float) -> int:
     ``train.read_cache_mb``; stage 0 keeps none."""
     if stage == 0:
         return 0
-    per_frame = 4 * sum(math.prod(s) for s in config.model.level_shapes(stage))
+    per_frame = bytes_per_frame(config.model, stage)
     return int(min(per_frame * frames_per_worker, config.train.read_cache_mb * 2**20))
 
 

@@ -33,10 +33,11 @@ def frame_key(frame: np.ndarray) -> bytes:
     return h.digest()
 
 
-def bytes_per_frame(stack, stage: int) -> int:
-    """Bytes of ``stack.reads`` for one frame at ``stage`` (every level)."""
-    shapes = stack.config.level_shapes(stage)
-    return sum(math.prod(s) for s in shapes) * torch.finfo(stack.dtype).bits // 8
+def bytes_per_frame(config, stage: int, dtype: torch.dtype = torch.float32) -> int:
+    """Bytes of what stage ``stage`` of a stack with :class:`models.stack.StackConfig`
+    ``config`` reads from one frame (every level) in ``dtype``."""
+    shapes = config.level_shapes(stage)
+    return sum(math.prod(s) for s in shapes) * torch.finfo(dtype).bits // 8
 
 
 class ReadCache:
@@ -52,7 +53,7 @@ class ReadCache:
 
     def __init__(self, stack, stage: int, budget_bytes: int) -> None:
         self.stack, self.stage = stack, stage
-        self.capacity = budget_bytes // max(1, bytes_per_frame(stack, stage))
+        self.capacity = budget_bytes // max(1, bytes_per_frame(stack.config, stage, stack.dtype))
         self.levels: dict[bytes, list[Tensor]] = {}
         self.hits = self.misses = 0
 

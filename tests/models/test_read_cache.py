@@ -46,7 +46,7 @@ def test_cached_reads_equal_the_stacks_reads_for_new_seen_and_mixed_batches():
 
 def test_the_cache_keeps_no_more_frames_than_its_budget_and_still_answers_past_it():
     stack, frames = _stack_and_frames()
-    per = bytes_per_frame(stack, 1)
+    per = bytes_per_frame(stack.config, 1)
     assert per == 4 * 8 * (13 * 13 + 9 * 9)  # 8 maps of ((28 or 20) - 3 + 1 - 2) // 2 + 1
     cache = ReadCache(stack, 1, 3 * per + per // 2)
     want = stack.reads(torch.from_numpy(frames), 1)
