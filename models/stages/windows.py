@@ -11,22 +11,20 @@ import torch
 from torch import Tensor
 
 
-def windows_at(x: Tensor, i: Tensor, y: Tensor, z: Tensor, field: int) -> Tensor:
-    """The ``field x field`` windows of ``x (N, C, H, W)`` whose top-left corners are
-    ``(y[m], z[m])`` in input ``i[m]``, flattened as ``F.unfold`` does (C, r, r):
-    ``(M, C r r)``."""
-    off = torch.arange(field, device=x.device)
-    ys, zs = (y[:, None] + off)[:, :, None], (z[:, None] + off)[:, None]
-    win = x[i[:, None, None], :, ys, zs]  # (M, r, r, C)
-    return win.permute(0, 3, 1, 2).reshape(len(i), -1)
-
-
 def windows_hwc(x: Tensor, i: Tensor, y: Tensor, z: Tensor, field: int) -> Tensor:
-    """As :func:`windows_at`, each window flattened position-major (r, r, C): ``(M, r r C)``.
-    No reordering copy; on a channels-last ``x`` each position's C values are read together."""
+    """The ``field x field`` windows of ``x (N, C, H, W)`` whose top-left corners are
+    ``(y[m], z[m])`` in input ``i[m]``, each flattened position-major (r, r, C):
+    ``(M, r r C)``. No reordering copy; on a channels-last ``x`` each position's C values are
+    read together."""
     off = torch.arange(field, device=x.device)
     ys, zs = (y[:, None] + off)[:, :, None], (z[:, None] + off)[:, None]
     return x.permute(0, 2, 3, 1)[i[:, None, None], ys, zs].reshape(len(i), -1)
+
+
+def windows_at(x: Tensor, i: Tensor, y: Tensor, z: Tensor, field: int) -> Tensor:
+    """As :func:`windows_hwc`, flattened as ``F.unfold`` does (C, r, r): ``(M, C r r)``."""
+    win = windows_hwc(x, i, y, z, field).view(len(i), field, field, x.shape[1])
+    return win.permute(0, 3, 1, 2).reshape(len(i), -1)
 
 
 def random_windows(x: Tensor, field: int, stride: int, per_input: int,
