@@ -36,6 +36,11 @@ reverse order every other cycle). The figures are ratios of the totals over all 
 over seconds, per contender); the medians of the per-cycle ratios and their spread come with
 them. ``ps_1`` runs worker 0 of the setting's 2 worker actors (worker 1 idles meanwhile).
 
+Warm caches: a stage above 0 reads its input through each process's
+:class:`models.read_cache.ReadCache` (the single loops as the workers), so before the cycles
+every contender runs at least one pass over the training frames (``--warmup`` steps, raised to
+an epoch of the single loop's), and the cycles time what a run does after its first epoch.
+
 One thread per process everywhere: torch's and numba's (``NUMBA_NUM_THREADS=1`` here, in the
 spawned references and, through ``cluster.ps.ONE_THREAD_ENV``, in the actors).
 
@@ -282,7 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="timed steps per contender and cycle (per worker for the PS)")
     p.add_argument("--cycles", type=int, default=10,
                    help="interleaved cycles of (single, single x2, PS 1 worker, PS 2 workers)")
-    p.add_argument("--warmup", type=int, default=8)
+    p.add_argument("--warmup", type=int, default=8,
+                   help="untimed steps per contender first (stage > 0: at least one epoch)")
     p.add_argument("--n-push", type=int, help="push period (default: the config's)")
     p.add_argument("--n-fetch", type=int, help="fetch period (default: the config's)")
     p.add_argument("--prefetch", action=argparse.BooleanOptionalAction,
@@ -319,6 +325,19 @@ def overrides(data: str, s: dict, n_push: int, n_fetch: int) -> list[str]:
             f"train.n_ps_shards={s['n_ps_shards']}"]
 
 
+def warmup_steps(config, stage: int, requested: int) -> int:
+    """Untimed steps per contender: ``requested``, and for a stage above 0 (its input cached)
+    at least one pass of the single loop over every training frame (a worker holds fewer)."""
+    from cluster.worker import split_holdout
+    from pipeline.reader import FrameReader
+
+    if stage == 0:
+        return requested
+    train, _ = split_holdout(config.data.path, config.data.holdout_frames)
+    frames = FrameReader(config.data.path, batch_size=1, shards=train).num_rows()
+    return max(requested, -(-frames // config.data.batch_size) + 1)
+
+
 def measure_periods(args: argparse.Namespace, s: dict, periods: list[tuple[int, int]],
                     stack, stack_path: str) -> dict:
     """:func:`measure` at each (n_push, n_fetch) of ``periods``, the single-process contenders
@@ -329,10 +348,12 @@ def measure_periods(args: argparse.Namespace, s: dict, periods: list[tuple[int, 
     from jobs.config import load
 
     first = overrides(args.data, s, *periods[0])
-    loop = SingleProcessLoop(load(args.config, first), args.stage, stack)
+    config = load(args.config, first)
+    warmup = warmup_steps(config, args.stage, args.warmup)
+    loop = SingleProcessLoop(config, args.stage, stack)
     pair = ConcurrentLoops(args.config, first, args.stage, stack_path)
-    loop.run(args.warmup)
-    pair.run(args.warmup)
+    loop.run(warmup)
+    pair.run(warmup)
     from pipeline.pool import loopback_only
 
     loopback_only()  # a fresh local cluster on 127.0.0.1, never another one on this machine
@@ -341,7 +362,7 @@ def measure_periods(args: argparse.Namespace, s: dict, periods: list[tuple[int, 
     try:
         time.sleep(5)  # Ray's own processes are busy for a few seconds after ray.init
         return {period: measure(load(args.config, overrides(args.data, s, *period)), loop, pair,
-                                args.cycles, args.steps, args.warmup, stage=args.stage,
+                                args.cycles, args.steps, warmup, stage=args.stage,
                                 stack_path=stack_path) for period in periods}
     finally:
         ray.shutdown()
@@ -386,6 +407,8 @@ def main(argv: list[str] | None = None) -> int:
         **{k: s[k] for k in ("n_ps_shards", "n_push", "n_fetch", "prefetch", "push",
                              "transfer_dtype")},
         "cycles": args.cycles, "steps_per_cycle": args.steps,
+        "warmup_steps": warmup_steps(config, args.stage, args.warmup),
+        "read_cache_mb": config.train.read_cache_mb if args.stage > 0 else 0,
         **results[periods[0]],
         "goals": {"overhead_vs_single": "<= 0.10", "scaling_2_vs_1": ">= 1.8"},
         "note": "shared 2-core VM: contenders interleaved in short cycles; figures are ratios "

@@ -11,6 +11,8 @@ position and ``D = C*r*r`` inputs per field; Le et al. 2012's 200x200x3 input, 1
   stage below (at each pyramid size). A tied stage's parameters are one bank ``K*D``; k-means
   learners and competitive stages train on ``rows_per_frame`` sampled rows per frame (whitening
   ``D*d``, then 2 passes for k-means or ``3 + 2k`` for the one-of-K RBM over ``K*d``);
+- memory per shard: its slices of the parameters, and one optimiser state per parameter when
+  it applies the updates (:func:`shard_optimiser_states`);
 - memory per replica: parameters, update and activations, plus the cache of what the stage
   reads from each of its frames (:func:`read_cache_bytes`, capped by ``train.read_cache_mb``);
 - bytes per worker step: the update pushed every ``n_push`` steps and the parameters fetched
@@ -123,6 +125,13 @@ def read_cache_bytes(config: Any, stage: int, frames_per_worker: float) -> int:
     return int(min(per_frame * frames_per_worker, config.train.read_cache_mb * 2**20))
 
 
+def shard_optimiser_states(train: Any) -> int:
+    """State tensors a shard keeps per parameter: one (momentum velocity or Adagrad sums) when
+    it applies updates; none when async workers push their own changes (``push = "delta"`` or
+    ``"average"``: the shard adds them, the optimiser state lives on the replicas)."""
+    return 0 if train.mode == "async" and train.push in ("delta", "average") else 1
+
+
 MEASURED_HOW = "measured here: 1 torch thread and 1 numba thread, CD-1 on the demo's stage 0"
 
 
@@ -203,7 +212,7 @@ def plan(config: Any, *, nodes: int, cores_per_node: int = 16, frames: int = 10_
     n_ps = min(tc.n_ps_shards, max(nodes - 1, 1))
     n_workers = max(nodes - n_ps, 1)
     batch = config.data.batch_size
-    opt_state = 1  # one state tensor per parameter: momentum velocity or Adagrad accumulator
+    opt_state = shard_optimiser_states(tc)
     bw = bandwidth_gbps * 1e9 / 8  # bytes/s per node
     stages = []
     for sp in stage_plans(config.model, n_ps):

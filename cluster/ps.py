@@ -63,6 +63,7 @@ class ParameterShard:
         self.n_rejected = 0
         self.n_fetches = self.n_replies = 0  # fetch calls; pushes that returned the parameters
         self.seconds_apply = 0.0  # time spent applying updates (profiling)
+        self.bytes_in = self.bytes_out = 0  # array payload received (pushes) and sent
         self.restored_from: str | None = None
         ckpt = latest_checkpoint(stage_dir) if stage_dir else None
         if ckpt is not None:
@@ -82,7 +83,9 @@ class ParameterShard:
 
     def _snapshot(self, dtype: str) -> tuple[int, dict[str, np.ndarray]]:
         """(version, current slices as ``dtype``): what a fetch and a replying push return."""
-        return self.n_applied, pack(self.params, dtype)
+        out = pack(self.params, dtype)
+        self.bytes_out += payload_bytes(out)
+        return self.n_applied, out
 
     def push(self, worker: int, seq: int, update: Mapping[str, np.ndarray],
              reply: str | None = None) -> int | tuple:
@@ -97,6 +100,7 @@ class ParameterShard:
             version = self.push(worker, seq, update)
             self.n_replies += 1
             return version, self._snapshot(reply)
+        self.bytes_in += payload_bytes(update)
         if seq <= self.last_seq.get(worker, -1):
             self.n_rejected += 1
             return -1
@@ -119,10 +123,11 @@ class ParameterShard:
         Returns the new slices (the next step's fetch, with no extra round trip). A step number
         already applied is not applied again.
         """
+        self.bytes_in += sum(payload_bytes(u) for u in updates)
         expected = self.last_seq.get(-1, -1) + 1
         if step < expected:  # already applied: never twice
             self.n_rejected += 1
-            return to_numpy(self.params)
+            return self._sync_reply()
         if step > expected:
             raise OutOfStep(f"shard {self.index} holds step {expected - 1} (restored from "
                             f"{self.restored_from}) but was asked to apply step {step}")
@@ -130,7 +135,12 @@ class ParameterShard:
         self.updater.step(self.params, combine_updates(updates))
         self.n_applied += 1
         self._check_finite()
-        return to_numpy(self.params)
+        return self._sync_reply()
+
+    def _sync_reply(self) -> dict[str, np.ndarray]:
+        out = to_numpy(self.params)
+        self.bytes_out += payload_bytes(out)
+        return out
 
     def _check_finite(self, every: int = 50) -> None:
         """Raise FloatingPointError (naming the fix) if the slices became NaN/inf; checked
@@ -151,7 +161,7 @@ class ParameterShard:
 
     def params_now(self) -> dict[str, np.ndarray]:
         """Current slices only (sync mode's first fetch)."""
-        return to_numpy(self.params)
+        return self._sync_reply()
 
     # ------------------------------------------------------------------ state
     def save(self, path: str) -> str:
@@ -188,7 +198,21 @@ class ParameterShard:
                 "n_fetches": self.n_fetches, "n_replies": self.n_replies,
                 "last_seq": dict(self.last_seq), "restored_from": self.restored_from,
                 "pid": os.getpid(), "seconds_apply": self.seconds_apply,
-                "numel": sum(int(v.numel()) for v in self.params.values())}
+                "numel": sum(int(v.numel()) for v in self.params.values()),
+                "bytes_in": self.bytes_in, "bytes_out": self.bytes_out,
+                "memory_bytes": self.memory_bytes()}
+
+    def memory_bytes(self) -> int:
+        """Bytes of the tensors this shard holds: its slices and its optimiser's state."""
+        state = self.updater.state_dict()
+        tensors = [*self.params.values(), *(t for v in state.values() if isinstance(v, dict)
+                                            for t in v.values())]
+        return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def payload_bytes(arrays: Mapping[str, np.ndarray]) -> int:
+    """Bytes of the arrays of one transfer (what the object store carries, less its framing)."""
+    return sum(int(np.asarray(a).nbytes) for a in arrays.values())
 
 
 ONE_THREAD_ENV = {"env_vars": {"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}}

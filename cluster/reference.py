@@ -20,6 +20,7 @@ from cluster.config import JobSections
 from cluster.sharding import combine_updates
 from cluster.stage import prepare_stage
 from cluster.worker import input_seed, split_holdout, step_seed
+from models.read_cache import StageInput
 from models.stack import RBMStack
 from pipeline.reader import FrameReader, shards_for_worker
 
@@ -63,13 +64,15 @@ def sync_reference(config: JobSections, stage: int = 0, steps: int | None = None
     train, _ = split_holdout(config.data.path, config.data.holdout_frames)
     streams = [_batches(config, shards_for_worker(train, k, tc.n_workers), tc.seed * 7919 + k)
                for k in range(tc.n_workers)]
+    # read as the workers read (one cache serves all replicas: its values depend on frames only)
+    reader = StageInput(stack, stage, int(tc.read_cache_mb * 2**20) if stage > 0 else 0)
     for step in range(steps):
         updates = []
         for k, (rbm, stream) in enumerate(zip(replicas, streams, strict=True)):
             for name, p in rbm.params.items():
                 p.copy_(master.params[name])
             rows = torch.Generator(device=device).manual_seed(input_seed(tc.seed, stage, k, step))
-            v = stack.stage_input(torch.from_numpy(next(stream)), stage, rows)
+            v = reader.rows(next(stream), rows)
             g = torch.Generator(device=device).manual_seed(step_seed(tc.seed, stage, k, step))
             updates.append(rbm.compute_update(v, generator=g))
         master.apply_update(combine_updates(updates))
@@ -80,6 +83,9 @@ class SingleProcessLoop:
     """The benchmark's baseline: the plain loop ``apply_update(compute_update(stage_input(batch)))``
     for stage ``stage`` on one torch thread over the training shards, kept alive between timed
     segments (so a benchmark can interleave it with the parameter-server runs it is compared to).
+    The stage input is read as a worker reads it (:class:`models.read_cache.StageInput` with the
+    config's ``train.read_cache_mb`` for a stage above 0): a loop that has run one epoch encodes
+    no frame again.
 
     ``stack`` (earlier stages loaded, stage ``stage`` prepared) is trained in place; by default a
     fresh stack seeded like the trainer's, its stage prepared by :func:`prepare_stage` (whitening
@@ -97,6 +103,8 @@ class SingleProcessLoop:
         self.stack = stack
         self.stage = stage
         self.rbm = self.stack.rbms[stage]
+        self.input = StageInput(stack, stage,
+                                int(config.train.read_cache_mb * 2**20) if stage > 0 else 0)
         train, _ = split_holdout(config.data.path, config.data.holdout_frames)
         self.stream = _batches(config, train, config.train.seed)
         self.generator = torch.Generator().manual_seed(0)
@@ -107,7 +115,7 @@ class SingleProcessLoop:
         frames = 0
         t0 = time.perf_counter()
         for _ in range(steps):
-            v = self.stack.stage_input(torch.from_numpy(next(self.stream)), self.stage)
+            v = self.input.rows(next(self.stream), self.generator)
             self.rbm.apply_update(self.rbm.compute_update(v, generator=self.generator))
             frames += len(v)
         t1 = time.perf_counter()

@@ -1,30 +1,42 @@
-"""Ray for a one-off job of this process (the dataset scans of ``catneuron visualize``): attach
-to the Ray this process already runs or ``RAY_ADDRESS`` names, or start a local one
-(:func:`pipeline.pool.ensure_ray`), and shut down only what was started here."""
+"""Ray for a one-off job of this process (the dataset scans of ``catneuron visualize``), started
+only if the job asks for it: a scan small enough for the driver alone
+(:func:`cluster.topk.actors_pay`) then costs no Ray start-up at all."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TypeVar
 
-T = TypeVar("T")
+class RayOnDemand:
+    """A context: :meth:`actors` attaches to the Ray this process already runs or
+    ``RAY_ADDRESS`` names, or starts a local one (:func:`pipeline.pool.ensure_ray`); a Ray
+    started here is shut down on exit, even when the job raised.
 
+    ``num_cpus``: a local Ray's CPUs (default every core)."""
 
-def with_ray(job: Callable[[int], T], num_cpus: int | None = None) -> T:
-    """``job(n_cpus)`` with Ray up, where ``n_cpus`` is the cluster's CPU count (how many
-    single-threaded actors it can run at once); a Ray started here is shut down afterwards,
-    even when ``job`` raises. ``num_cpus``: a local Ray's CPUs (default every core)."""
-    import ray  # here, not at import: ``catneuron visualize --help`` starts without Ray
+    def __init__(self, num_cpus: int | None = None) -> None:
+        self.num_cpus = num_cpus
+        self.started = False
 
-    from pipeline.pool import ensure_ray
+    def actors(self, requested: int = 0) -> int:
+        """Bring Ray up; ``requested`` actors, or with 0 the cluster's CPU count (how many
+        single-threaded actors it can run at once)."""
+        import ray  # here, not at import: ``catneuron visualize --help`` starts without Ray
 
-    started = not ray.is_initialized()
-    ensure_ray(num_cpus)
-    try:
-        return job(int(ray.cluster_resources().get("CPU", 1)))
-    finally:
-        if started:
+        from pipeline.pool import ensure_ray
+
+        if not ray.is_initialized():
+            ensure_ray(self.num_cpus)
+            self.started = True
+        return requested or int(ray.cluster_resources().get("CPU", 1))
+
+    def __enter__(self) -> RayOnDemand:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.started:
+            import ray
+
             ray.shutdown()
+            self.started = False
 
 
-__all__ = ["with_ray"]
+__all__ = ["RayOnDemand"]

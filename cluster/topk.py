@@ -226,11 +226,14 @@ def _scan_chunks(actors: list, todo: list[Chunk], k: int, report: Callable[[int]
     return merge(results + ([local.result()] if local is not None else []), k)
 
 
-def scan(model_path: str, shards: list[str], units: dict, k: int, *, n_actors: int,
-         batch_size: int = BATCH_SIZE, progress: Callable[[int], None] | None = None,
-         scanner: type = TopKScanner, driver_helps: bool = True) -> dict[int, RunningTopK]:
+def scan(model_path: str, shards: list[str], units: dict, k: int, *,
+         n_actors: int | Callable[[], int], batch_size: int = BATCH_SIZE,
+         progress: Callable[[int], None] | None = None, scanner: type = TopKScanner,
+         driver_helps: bool = True) -> dict[int, RunningTopK]:
     """Top-k per unit over ``shards`` by up to ``n_actors`` ``scanner`` Ray actors (at most one
-    per chunk), stopped at the end. Ray must be initialised.
+    per chunk), stopped at the end. Ray must be initialised, or ``n_actors`` a callable that
+    brings it up when actors are needed and returns how many
+    (:meth:`cluster.scan.RayOnDemand.actors`).
 
     With ``driver_helps``, the driver first scans one chunk and times it; when the rest would
     take it no longer than :func:`actors_pay` allows, it scans the rest too and starts no actor;
@@ -251,6 +254,8 @@ def scan(model_path: str, shards: list[str], units: dict, k: int, *, n_actors: i
             for chunk in todo:
                 report(local.scan_chunk(chunk))
             return merge([local.result()], k)
+    if callable(n_actors):
+        n_actors = n_actors()
     actors = start_scanners(model_path, units, k, n_actors=max(1, min(n_actors, len(todo))),
                             batch_size=batch_size, scanner=scanner, wait=False)
     try:

@@ -46,7 +46,7 @@ from cluster.push import push_strategy
 from cluster.sharding import TRANSFER_DTYPES, ShardLayout, to_numpy
 from cluster.state_io import read_state
 from models.rbm.dense import resolve_device
-from models.read_cache import ReadCache
+from models.read_cache import StageInput
 from models.stack import RBMStack
 from pipeline.reader import FrameReader, list_shards, read_frames, shards_for_worker
 
@@ -196,8 +196,8 @@ class Worker:
         if stack_path is not None:
             self.stack.load_state_dict(read_state(stack_path)["state"])
         self.rbm = self.stack.rbms[stage]
-        self.reads = ReadCache(self.stack, stage,
-                               int(tc.read_cache_mb * 2**20) if stage > 0 else 0)
+        self.input = StageInput(self.stack, stage,
+                                int(tc.read_cache_mb * 2**20) if stage > 0 else 0)
         start = read_meta(checkpoint) if checkpoint else None
         if start is not None and start["local_states"][index]:
             self._load_local_state(start["local_states"][index])
@@ -219,7 +219,7 @@ class Worker:
         samples rows draws them with step ``step``'s generator (:func:`input_seed`)."""
         g = torch.Generator(device=self.device).manual_seed(
             input_seed(self.seed, self.stage, self.index, step))
-        return self.stack.stages[self.stage].rows(self.reads.reads(frames), g)
+        return self.input.rows(frames, g)
 
     def _load_local_state(self, state: Mapping) -> None:
         """The replica's own RBM state: sparsity estimate q and persistent chain, and when the

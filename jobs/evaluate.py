@@ -156,7 +156,8 @@ def evaluate(args) -> dict:
     import torch
     from tqdm import tqdm
 
-    from jobs.report.evaluation import report
+    from jobs.report.corpus_tops import corpus_tops
+    from jobs.report.evaluation import TOP_FRAMES, report
 
     cfg, stack = load_run(args.run)
     probe = load_probe(args, cfg).part(args.part)
@@ -167,8 +168,11 @@ def evaluate(args) -> dict:
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     quiet = args.quiet or not sys.stderr.isatty()
     frames, kinds = training_frames(cfg)
+    top, tops = stack.n_layers - 1, None
+    if frames is not None:
+        tops = corpus_tops(stack, frames, top, TOP_FRAMES)
     try:
-        result = report(stack, probe, positive, frames, frame_kinds=kinds,
+        result = report(stack, probe, positive, frames, frame_kinds=kinds, tops=tops,
                         n_filters=args.filters, part=args.part,
                         protocol={"n_splits": args.splits, "n_thresholds": 20,
                                   "seed": args.seed},
@@ -178,7 +182,26 @@ def evaluate(args) -> dict:
     # atomic on a disk (temporary name, rename) and in an object store (whole upload)
     storage.write_text(storage.join(args.run, "evaluation.json"),
                        json.dumps(result, indent=1, allow_nan=False))
+    if tops:
+        write_corpus_tops(args.run, cfg.data.path, top, tops, len(frames))
     return result
+
+
+def write_corpus_tops(run: str, data: str, stage: int, tops: dict, n_frames: int) -> None:
+    """``RUN/corpus_tops.json`` (:mod:`jobs.report.corpus_tops`) when the ``n_frames`` scanned
+    are the whole dataset, so ``catneuron visualize`` need not scan it again."""
+    from cluster.topk import shard_row_counts
+    from jobs.report import corpus_tops
+    from pipeline.reader import list_shards
+
+    try:
+        shards = list_shards(data)
+        rows = shard_row_counts(shards)
+    except (OSError, ValueError, KeyError):
+        return
+    if sum(rows) == n_frames:
+        storage.write_text(storage.join(run, corpus_tops.FILE),
+                           corpus_tops.to_json(stage, tops, shards, rows))
 
 
 @command("catneuron evaluate")

@@ -44,11 +44,11 @@ class LayerScanner(TopKScanner):
 
 
 def scan_layers(model_path: str, shards: list[str], units: LayerUnits, k: int, *,
-                n_actors: int, batch_size: int = BATCH_SIZE,
+                n_actors: int | Callable[[], int], batch_size: int = BATCH_SIZE,
                 progress: Callable[[int], None] | None = None,
                 driver_helps: bool = True) -> dict[Key, RunningTopK]:
     """Top-k per unit over ``shards`` by ``n_actors`` single-threaded Ray actors (at most one
     per shard; :func:`cluster.topk.scan`: the driver scans while they start), stopped at the
-    end. Ray must be initialised."""
+    end. Ray must be initialised, or ``n_actors`` bring it up (:func:`cluster.topk.scan`)."""
     return scan(model_path, shards, units, k, n_actors=n_actors, batch_size=batch_size,
                 progress=progress, scanner=LayerScanner, driver_helps=driver_helps)

@@ -1,18 +1,28 @@
-"""What a stage reads, computed once per frame while the stages below it are frozen.
+"""What a stage trains on, with each frame's part of it computed once while the stages below
+are frozen.
 
 Greedy training (:class:`models.stack.RBMStack`) trains stage k on the output of stages
-0..k-1, which do not change while k trains; a worker reads each of its frames once an epoch, so
+0..k-1, which do not change while k trains; nor does what stage k fitted to data before its
+training (a competitive stage's whitening). A worker reads each of its frames once an epoch, so
 without a cache every epoch runs every frame through the stages below again (for a pyramid
-stage, at every size: most of a step's time). :class:`ReadCache` keeps ``stack.reads(frame, k)``
-per frame, keyed by the frame's bytes (a digest: identical frames have identical reads, so the
-cache can never serve the wrong frame's), up to a memory budget; frames past the budget are
-computed each time. The cached values are the very values the stack computes, so a run with the
-cache is bit-identical to one without. They are kept and returned channels-last (an (N, C, h, w)
-view of (N, h, w, C) memory): the stage above reads windows, and a window's C values at one
-position are then adjacent.
+stage, at every size: most of a step's time).
 
-Memory: ``sum_i C h_i w_i`` values a frame (the stage's levels, :meth:`models.stack.StackConfig.
-level_shapes`), in the stack's dtype.
+:class:`ReadCache` keeps, per frame, the stage's *encoding* of what it reads,
+``stage.encode(stack.reads(frame, k))`` (:mod:`models.stages`): a competitive stage's every
+window whitened (one convolution per level, at the convolution's speed, instead of one product
+per sampled window on every read); for the other kinds, what the stage reads. Frames are keyed
+by their bytes (a digest: identical frames have identical encodings, so the cache can never serve
+the wrong frame's), up to a memory budget; frames past it are encoded each time. The values are
+the ones ``stage.encode`` computes, so a run is bit-identical whichever frames were cached. They
+are kept channels-last (an (N, C, h, w) view of (N, h, w, C) memory): a position's C values are
+adjacent, which is what the row sampler reads.
+
+:class:`StageInput` is what workers and the one-process loops call for a batch's rows, the
+strategy chosen once: with a budget, :meth:`encoded_rows` of the cached encoding; without (a
+budget of 0), the stage's ``rows`` of what it reads, computed each time (a competitive stage then
+whitens just the windows it samples). The two give the same rows up to float rounding.
+
+Memory: :func:`bytes_per_frame` (the encoding's values a frame, in the stack's dtype).
 """
 
 from __future__ import annotations
@@ -33,22 +43,35 @@ def frame_key(frame: np.ndarray) -> bytes:
     return h.digest()
 
 
+def encoded_shapes(config, stage: int) -> list[tuple[int, int, int]]:
+    """(C, h, w) of each level of stage ``stage``'s encoding, for a stack with
+    :class:`models.stack.StackConfig` ``config``: a competitive stage's whitened windows
+    (``dims`` values at each of its window positions), else what the stage reads."""
+    st = config.stages[stage]
+    levels = config.level_shapes(stage)
+    if st.kind != "competitive":
+        return levels
+    return [(st.dims, (h - st.field) // st.stride + 1, (w - st.field) // st.stride + 1)
+            for _, h, w in levels]
+
+
 def bytes_per_frame(config, stage: int, dtype: torch.dtype = torch.float32) -> int:
-    """Bytes of what stage ``stage`` of a stack with :class:`models.stack.StackConfig`
-    ``config`` reads from one frame (every level) in ``dtype``."""
-    shapes = config.level_shapes(stage)
-    return sum(math.prod(s) for s in shapes) * torch.finfo(dtype).bits // 8
+    """Bytes of stage ``stage``'s encoding of one frame (every level) in ``dtype``."""
+    return (sum(math.prod(s) for s in encoded_shapes(config, stage))
+            * torch.finfo(dtype).bits // 8)
 
 
 class ReadCache:
-    """``stack.reads(frames, stage)`` with each frame's result kept (``budget_bytes`` at most).
+    """``stage.encode(stack.reads(frames, stage))`` with each frame's result kept
+    (``budget_bytes`` at most).
 
     Parameters
     ----------
-    stack : a :class:`models.stack.RBMStack` whose stages below ``stage`` stay fixed for the
-        cache's life (the caller's promise: greedy training of ``stage``).
-    stage : the stage whose input is cached.
-    budget_bytes : memory the cached reads may take; 0 turns the cache off.
+    stack : a :class:`models.stack.RBMStack` whose stages below ``stage``, and the fitted parts
+        of ``stage`` itself, stay fixed for the cache's life (the caller's promise: greedy
+        training of ``stage``).
+    stage : the stage whose encoded input is cached.
+    budget_bytes : memory the cached encodings may take; 0 keeps none.
     """
 
     def __init__(self, stack, stage: int, budget_bytes: int) -> None:
@@ -57,26 +80,50 @@ class ReadCache:
         self.levels: dict[bytes, list[Tensor]] = {}
         self.hits = self.misses = 0
 
+    def encode(self, frames: np.ndarray) -> list[Tensor]:
+        """The stage's encoding of uint8 frames (N, C, H, W), computed now: a list of levels."""
+        x = torch.from_numpy(np.ascontiguousarray(frames))
+        out = self.stack.stages[self.stage].encode(self.stack.reads(x, self.stage))
+        return out if isinstance(out, list) else [out]
+
     def reads(self, frames: np.ndarray) -> Tensor | list[Tensor]:
-        """As ``stack.reads(frames, stage)`` for uint8 frames (N, C, H, W): a list of levels
-        (N, C, h_i, w_i) for a competitive stage, else one tensor."""
-        if self.capacity == 0 or len(frames) == 0:
-            return self.stack.reads(torch.from_numpy(np.ascontiguousarray(frames)), self.stage)
+        """As ``stage.encode(stack.reads(frames, stage))`` for uint8 frames (N, C, H, W): a
+        list of levels (N, C, h_i, w_i) for a competitive stage, else one tensor."""
         keys = [frame_key(f) for f in frames]
         missing = [i for i, k in enumerate(keys) if k not in self.levels]
         at = {i: j for j, i in enumerate(missing)}
         new = []
-        if missing:
-            new = self.stack.reads(torch.from_numpy(np.ascontiguousarray(frames[missing])),
-                                   self.stage)
-            new = [x.permute(0, 2, 3, 1) for x in (new if isinstance(new, list) else [new])]
+        if missing or not len(frames):
+            new = [x.permute(0, 2, 3, 1) for x in self.encode(frames[missing])]
             for j, i in enumerate(missing):
                 if keys[i] not in self.levels and len(self.levels) < self.capacity:
                     self.levels[keys[i]] = [x[j].contiguous() for x in new]
         self.hits += len(frames) - len(missing)
         self.misses += len(missing)
-        n_levels = len(new) if missing else len(self.levels[keys[0]])
-        out = [torch.stack([new[n][at[i]] if i in at else self.levels[k][n]
-                            for i, k in enumerate(keys)]).permute(0, 3, 1, 2)
-               for n in range(n_levels)]
+        if len(missing) == len(frames):
+            out = [x.permute(0, 3, 1, 2) for x in new]
+        else:
+            hit = next(k for i, k in enumerate(keys) if i not in at)
+            out = [torch.stack([new[n][at[i]] if i in at else self.levels[k][n]
+                                for i, k in enumerate(keys)]).permute(0, 3, 1, 2)
+                   for n in range(len(self.levels[hit]))]
         return out if self.stack.config.stages[self.stage].kind == "competitive" else out[0]
+
+
+class StageInput:
+    """The rows stage ``stage`` of ``stack`` trains on, from uint8 frames: through a
+    :class:`ReadCache` of ``budget_bytes`` (the stage's ``encoded_rows``), or with a budget
+    of 0 from what the stage reads, computed each time (its ``rows``)."""
+
+    def __init__(self, stack, stage: int, budget_bytes: int) -> None:
+        self.stack, self.stage = stack, stage
+        self.cache = ReadCache(stack, stage, budget_bytes) if budget_bytes > 0 else None
+
+    def rows(self, frames: np.ndarray, generator: torch.Generator | None = None) -> Tensor:
+        """The learner's input (rows, ...) for a batch of frames; ``generator`` draws the rows
+        a stage samples."""
+        st = self.stack.stages[self.stage]
+        if self.cache is None:
+            x = torch.from_numpy(np.ascontiguousarray(frames))
+            return st.rows(self.stack.reads(x, self.stage), generator)
+        return st.encoded_rows(self.cache.reads(frames), generator)

@@ -169,7 +169,10 @@ class RBMStack:
 
     def unit_frames(self, frames: Tensor) -> Tensor:
         """uint8 (N, C, H, W) frames -> float in [0, 1] on the stack's device; float input is
-        taken as already scaled. The shape must be the config's."""
+        taken as already scaled. The shape must be the config's. Always in the contiguous
+        memory format: a numpy batch with one channel may carry strides torch reads as
+        channels-last, and convolutions then take another path whose rounding differs, so the
+        same frames would give other last bits depending on how their array was made."""
         x = torch.as_tensor(frames)
         cfg = self.config
         expected = (cfg.channels, cfg.input_size, cfg.input_size)
@@ -179,9 +182,11 @@ class RBMStack:
                 f"{expected[1]}, {expected[2]}); resize/convert frames at ingest "
                 "(channels/input_size) or change StackConfig"
             )
+        layout = {"device": self.device, "dtype": self.dtype,
+                  "memory_format": torch.contiguous_format}
         if x.dtype == torch.uint8:
-            return x.to(device=self.device, dtype=self.dtype).mul_(1.0 / 255.0)
-        return x.to(device=self.device, dtype=self.dtype)
+            return x.to(**layout).mul_(1.0 / 255.0)
+        return x.to(**layout)
 
     def normalise_input(self, x: Tensor) -> Tensor:
         """Local contrast normalisation of [0, 1] frames (identity when ``input_lcn_sigma`` is

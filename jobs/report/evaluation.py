@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
+from jobs.report.corpus_tops import corpus_tops
 from models.neurons import breakdown
 from models.neurons.baselines import filter_responses, patch_filters, reweighted_stack
 from models.neurons.image_stats import (
@@ -38,6 +39,7 @@ from models.neurons.image_stats import (
 )
 from models.neurons.selectivity import best_unit_score, stratified_halves
 from models.neurons.template import template_responses
+from models.neurons.topk import RunningTopK
 from models.neurons.units import LAYERS, NORMALISED, stage_maps
 from models.neurons.verdict import verdict
 from models.stack import RBMStack
@@ -255,14 +257,19 @@ def _breakdowns(probe, keep: np.ndarray, values: np.ndarray, y: np.ndarray, held
 
 
 def corpus_share(stack: RBMStack, best: dict, frames: np.ndarray | None,
-                 kinds: list[str] | None) -> dict:
+                 kinds: list[str] | None, tops: dict[str, RunningTopK]) -> dict:
     """Share of face frames among the headline unit's top :data:`TOP_FRAMES` training frames
-    (highest responses), against the share of face frames in all of them (base rate)."""
+    (highest responses), against the share of face frames in all of them (base rate).
+    ``tops``: the top stage's :func:`~jobs.report.corpus_tops.corpus_tops` (a layer too wide
+    for it is scored here)."""
     if frames is None or kinds is None or len(frames) < TOP_FRAMES:
         return {"corpus_top100_face_share": None, "corpus_face_base_rate": None}
-    r = unit_response(stack, frames, best["stage"], best["layer"], best["index"])
+    if best["layer"] in tops:
+        top = tops[best["layer"]].ids[best["index"], :TOP_FRAMES].numpy()
+    else:
+        r = unit_response(stack, frames, best["stage"], best["layer"], best["index"])
+        top = np.argsort(-r, kind="stable")[:TOP_FRAMES]
     face = np.asarray(kinds) == "face"
-    top = np.argsort(-r, kind="stable")[:TOP_FRAMES]
     return {"corpus_top100_face_share": round(float(face[top].mean()), 4),
             "corpus_face_base_rate": round(float(face.mean()), 4)}
 
@@ -304,16 +311,21 @@ def _probe_entry(probe, positive: str, negatives: list[str], part: str,
 
 def report(stack: RBMStack, probe, positive: str,
            frames: np.ndarray | None, *, frame_kinds: list[str] | None = None,
+           tops: dict[str, RunningTopK] | None = None,
            n_filters: int = 1000, protocol: dict | None = None, part: str = "report",
            progress=lambda it, **kw: it) -> dict:
     """The whole ``evaluation.json`` for ``probe`` (a :class:`pipeline.probe.Probe`, already cut
     to ``part``); ``positive`` one of its classes; ``frames`` uint8 training frames for the
     filter baselines and the corpus share (``None``: skipped), ``frame_kinds`` their corpus
-    labels (``None``: no corpus share); ``progress`` wraps an iterable (e.g. tqdm)."""
+    labels (``None``: no corpus share); ``tops`` the top stage's top frames in ``frames``
+    (:func:`jobs.report.corpus_tops.corpus_tops` with ``k >= TOP_FRAMES``; computed here when
+    needed and not given); ``progress`` wraps an iterable (e.g. tqdm)."""
     from pipeline.demo_corpus import Layout
 
     protocol = protocol or {"n_splits": 20, "n_thresholds": 20, "seed": 0}
     top, scale = stack.n_layers - 1, Layout().scale
+    if tops is None and frames is not None and frame_kinds is not None:
+        tops = corpus_tops(stack, frames, top, TOP_FRAMES)
     tables = unit_tables(stack, probe.images)
     base = baseline_tables(stack, probe.images, frames, n_filters, protocol["seed"], tables)
     keep, y, negatives = headline(probe, positive)
@@ -332,7 +344,7 @@ def report(stack: RBMStack, probe, positive: str,
             readout[f"stage{e['stage']}"] = e["linear_readout_balanced_accuracy"]
     best, held = best_neuron(t_h, top, y, protocol, splits)
     best.update(_breakdowns(probe, keep, top_set(t_h, top)[0], y, held, splits, scale))
-    best.update(corpus_share(stack, best, frames, frame_kinds))
+    best.update(corpus_share(stack, best, frames, frame_kinds, tops or {}))
     baselines = {"always_negative": always_negative(y, splits),
                  **score_sets({k: v[keep] for k, v in base.items() if k != "stage0"}, y,
                               protocol, splits),

@@ -19,9 +19,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from cluster.scan import with_ray
+from cluster.scan import RayOnDemand
 from cluster.state_io import read_trained_stack
-from cluster.topk import fetch_frames
+from cluster.topk import fetch_frames, shard_row_counts
+from jobs.report import corpus_tops
 from jobs.report.training_curves import write_training_curves
 from jobs.report.unit_images import (
     LAYER,
@@ -93,6 +94,7 @@ class Visualization:
         self.stages = list(range(max(1, n_trained)))
         self.stimulus = StimulusConfig(n_starts=options.starts, n_steps=options.steps)
         self.timings: dict[str, float] = {}
+        self.from_evaluate: list[Key] = []  # (stage, layer)s whose top frames came from evaluate
         self.quiet = options.quiet or not sys.stderr.isatty()
 
     def bar(self, total: int, desc: str) -> tqdm:
@@ -107,7 +109,7 @@ class Visualization:
         partial.mkdir()
         with timed(self.timings, "select units"):
             selection = self.select()
-        with timed(self.timings, "top-k scan (Ray actors)"):
+        with timed(self.timings, "top-k scan"):
             tops = self.scan({key: sel.detailed for key, sel in selection.items()})
         with timed(self.timings, "read top frames"):
             ids = np.concatenate([t.ids.numpy().ravel() for t in tops.values()])
@@ -121,6 +123,7 @@ class Visualization:
         with timed(self.timings, "training curves"):
             curves = write_training_curves(self.run, partial)
         index = {"schema": 1, "stages": stages, "curves": curves,
+                 "top_frames_from_evaluate": [list(k) for k in self.from_evaluate],
                  "timings_s": {k: round(v, 3) for k, v in self.timings.items()}}
         (partial / "index.json").write_text(json.dumps(index, indent=1))
         replace_folder(partial, self.run / "visualize")
@@ -174,13 +177,27 @@ class Visualization:
         return Selection(selective, detailed, detailed, info, must)
 
     def scan(self, units: dict[Key, list[int]]):
-        """Top-k per listed unit over the whole dataset, by Ray actors
-        (:func:`cluster.scan.with_ray`: one per CPU unless ``--actors``)."""
+        """Top-k per listed unit over the whole dataset: from ``catneuron evaluate``'s pass over
+        it when ``RUN/corpus_tops.json`` answers (:mod:`jobs.report.corpus_tops`), the other
+        units by a scan of the dataset (:func:`jobs.unit_scan.scan_layers`: Ray actors, one per CPU
+        unless ``--actors``, when they pay; Ray is started only then)."""
+        known = corpus_tops.read(self.run, self.shards, shard_row_counts(self.shards),
+                                 self.options.top_k)
+        tops = {key: corpus_tops.select(known[key], idx) for key, idx in units.items()
+                if key in known}
+        self.from_evaluate = sorted(tops)
+        rest = {key: idx for key, idx in units.items() if key not in known}
+        if rest:
+            tops.update(self.scan_dataset(rest))
+        return tops
+
+    def scan_dataset(self, units: dict[Key, list[int]]):
+        """Top-k per unit of ``units`` over the whole dataset, by Ray actors."""
         n_frames = FrameReader(self.root, batch_size=1, shards=self.shards).num_rows()
-        with self.bar(n_frames, "top-k frames") as bar:
-            return with_ray(lambda n_cpus: scan_layers(
-                str(self.run / "model.pt"), self.shards, units, self.options.top_k,
-                n_actors=self.options.actors or n_cpus, progress=bar.update))
+        with self.bar(n_frames, "top-k frames") as bar, RayOnDemand() as ray:
+            return scan_layers(str(self.run / "model.pt"), self.shards, units,
+                               self.options.top_k, progress=bar.update,
+                               n_actors=lambda: ray.actors(self.options.actors))
 
     def stage(self, s: int, sels: dict[str, Selection], tops: dict, frames: dict,
               out: Path) -> dict:

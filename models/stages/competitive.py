@@ -61,13 +61,24 @@ class CompetitiveStage:
             return self.learner.params["W"]
         return self.learner.unit_weights()
 
+    def encode(self, levels: list[Tensor]) -> list[Tensor]:
+        """Every window of every level whitened, before the normalisation: [(N, dims, p_i,
+        q_i)], a convolution per level. Fixed once the stage is prepared, so a
+        :class:`models.read_cache.ReadCache` keeps it per frame while the stage trains. Each
+        input is convolved on its own: some convolution kernels round differently for
+        different batch sizes, and an input's encoding must not depend on its batch."""
+        return [self._whiten_maps(level) for level in levels]
+
+    def _whiten_maps(self, level: Tensor) -> Tensor:
+        """:meth:`encode` of one level ``(N, C, H, W)``, input by input."""
+        w, b, s = self.white["weight"], self.white["bias"], self.config.stride
+        if len(level) == 0:
+            return F.conv2d(level, w, b, stride=s)
+        return torch.cat([F.conv2d(level[i:i + 1], w, b, stride=s) for i in range(len(level))])
+
     def windows(self, levels: list[Tensor]) -> list[Tensor]:
         """Unit-length whitened windows of each level: [(N, dims, p_i, q_i)]."""
-        out = []
-        for level in levels:
-            y = F.conv2d(level, self.white["weight"], self.white["bias"], stride=self.config.stride)
-            out.append(y / y.norm(dim=1, keepdim=True).clamp(min=1e-8))
-        return out
+        return [y / y.norm(dim=1, keepdim=True).clamp(min=1e-8) for y in self.encode(levels)]
 
     def responses(self, levels: list[Tensor]) -> list[Tensor]:
         """``u_k . w`` at every window of every level: [(N, K, p_i, q_i)]."""
@@ -94,6 +105,17 @@ class CompetitiveStage:
         z = torch.randint((W - r) // s + 1, (n,), generator=generator).to(x.device) * s
         return windows_hwc(x, i, y, z, r)
 
+    def _positions(self, y: Tensor, per_input: int, generator: torch.Generator) -> Tensor:
+        """``per_input`` random whitened windows of each input of one encoded level ``y (N, d,
+        P, Q)``, unnormalised: (N per_input, d). The draws are :meth:`_sample`'s, so these are
+        the windows it reads, whitened by the convolution."""
+        N, _, P, Q = y.shape
+        n = N * per_input
+        i = torch.arange(N, device=y.device).repeat_interleave(per_input)
+        p = torch.randint(P, (n,), generator=generator).to(y.device)
+        q = torch.randint(Q, (n,), generator=generator).to(y.device)
+        return y.permute(0, 2, 3, 1)[i, p, q]
+
     def whiten(self, rows: Tensor) -> Tensor:
         """Raw windows (M, r r C), position-major -> unit-length whitened windows (M, dims)."""
         weight = self.white["weight"].permute(0, 2, 3, 1).flatten(1)  # (dims, r r C)
@@ -107,6 +129,17 @@ class CompetitiveStage:
         per = max(1, self.config.rows_per_frame // len(levels))
         g = generator or self.learner.generator
         return torch.cat([self.whiten(self._sample(x, per, g)) for x in levels]) * self.scale
+
+    @torch.no_grad()
+    def encoded_rows(self, encoded: list[Tensor],
+                     generator: torch.Generator | None = None) -> Tensor:
+        """:meth:`rows` from :meth:`encode` of the levels: the same windows (the same draws),
+        whitened by the convolution rather than one product per window (equal up to float
+        rounding)."""
+        per = max(1, self.config.rows_per_frame // len(encoded))
+        g = generator or self.learner.generator
+        y = torch.cat([self._positions(x, per, g) for x in encoded])
+        return y / y.norm(dim=1, keepdim=True).clamp(min=1e-8) * self.scale
 
     @torch.no_grad()
     def prepare(self, levels: list[Tensor], weights: str, generator: torch.Generator) -> None:

@@ -35,6 +35,15 @@ class LocalStage:
         """Logistic squashing for a Bernoulli-visible stage; identity for Gaussian."""
         return torch.sigmoid(v) if self.config.visible == "bernoulli" else v
 
+    def encode(self, v: Tensor) -> Tensor:
+        """What a :class:`models.read_cache.ReadCache` keeps per frame: what the stage reads
+        (nothing to compute ahead of :meth:`rows`)."""
+        return v
+
+    def encoded_rows(self, v: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """:meth:`rows` of :meth:`encode`'s output."""
+        return self.rows(v, generator)
+
     def rows(self, v: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """What the RBM trains on: the input maps (N, C, H, W), in its visible form."""
         return self.visible_form(v)

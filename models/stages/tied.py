@@ -139,6 +139,15 @@ class TiedStage:
         y.mul_(scale).addcmul_(mean.mul_(scale), weight.sum((1, 2, 3)).neg().view(1, -1, 1, 1))
         return y.add_(bias.view(1, -1, 1, 1))
 
+    def encode(self, v: Tensor) -> Tensor:
+        """What a :class:`models.read_cache.ReadCache` keeps per frame: what the stage reads
+        (nothing to compute ahead of :meth:`rows`)."""
+        return v
+
+    def encoded_rows(self, v: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """:meth:`rows` of :meth:`encode`'s output."""
+        return self.rows(v, generator)
+
     @torch.no_grad()
     def rows(self, v: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """What the learner trains on: the maps (RBM), or ``rows_per_frame`` random patches per

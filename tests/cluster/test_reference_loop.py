@@ -3,6 +3,8 @@ exactly as the trainer's driver prepares it, and a given stack (earlier stages l
 
 from __future__ import annotations
 
+import copy
+
 import torch
 
 from cluster.reference import SingleProcessLoop, sync_reference
@@ -35,3 +37,25 @@ def test_loop_prepares_and_trains_each_stage(tmp_path):
     before = top.rbm.params["W"].clone()
     assert top.run(1)["frames"] == 16 * 4  # 2 windows per frame at each of 2 sizes
     assert not torch.equal(top.rbm.params["W"], before)
+
+
+def test_loop_reads_the_stage_input_through_a_cache_with_the_same_result(tmp_path):
+    """Stage 1's loop encodes each frame once (stage 0's maps, whitened: 96 frames, 12 steps of
+    16, two epochs) and trains to the weights of a loop without the cache (which whitens the
+    windows it samples one by one: equal up to float rounding)."""
+    data = make_dataset(tmp_path / "data", size=16, n_videos=2, frames_per_video=48)
+    base = [f'data.path="{data}"', "data.batch_size=16", "data.holdout_frames=0",
+            "model.input_size=16", "model.input_lcn_sigma=0.0", STAGES, "train.stages=2",
+            "train.prepare_frames=64"]
+    prepared = sync_reference(load(None, base), stage=0, steps=0)
+    sync_reference(load(None, base), stage=1, steps=0, stack=prepared)
+    runs = {}
+    for mb in (64, 0):
+        cfg = load(None, [*base, f"train.read_cache_mb={mb}"])
+        runs[mb] = SingleProcessLoop(cfg, stage=1, stack=copy.deepcopy(prepared))
+        runs[mb].run(12)
+    cache = runs[64].input.cache
+    assert cache.misses == 96 and cache.hits == 12 * 16 - 96
+    assert runs[0].input.cache is None
+    torch.testing.assert_close(runs[64].rbm.params["W"], runs[0].rbm.params["W"],
+                               rtol=1e-5, atol=1e-6)

@@ -130,6 +130,25 @@ def test_tied_and_competitive_stages_are_scored(tmp_path, capsys):
     assert result["best_neuron"]["index"] < 6  # one of the 6 competing units
     assert result["baselines"]["stage0"] == next(e["best"] for e in result["stages"]
                                                  if e["stage"] == 0)
+    check_corpus_tops(run)
+
+
+def check_corpus_tops(run: Path) -> None:
+    """``RUN/corpus_tops.json``: every top-stage unit's 32 best frames of the whole dataset,
+    numbered as visualize numbers them, equal to ranking the full up-pass's responses."""
+    from cluster.state_io import read_trained_stack
+    from models.neurons.units import stage_maps
+
+    doc = json.loads((run / "corpus_tops.json").read_text())
+    frames = read_frames(load(run / "config.toml").data.path)
+    assert doc["stage"] == 1 and doc["rows"] == [32, 32] and set(doc["layers"]) == {"pooled"}
+    stack, _ = read_trained_stack(run / "model.pt")
+    maps = dict(stage_maps(stack, torch.from_numpy(frames)))[1]["pooled"].flatten(1)
+    want = torch.topk(maps.T, 32, dim=1)
+    ids = np.asarray(doc["layers"]["pooled"]["ids"])
+    rows = (ids >> 32) * 32 + (ids & 0xFFFFFFFF)  # 32 frames a shard
+    torch.testing.assert_close(torch.tensor(doc["layers"]["pooled"]["values"]), want.values)
+    torch.testing.assert_close(maps.T.gather(1, torch.from_numpy(rows)), want.values)
 
 
 def test_a_run_with_an_untrained_top_stage_is_refused(tmp_path, capsys):

@@ -146,3 +146,40 @@ def test_one_line_errors(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 3 and "not found" in err[0] and "model.pt" in err[1]
     assert "local one" in err[2]
+
+
+@pytest.mark.slow
+def test_top_frames_from_evaluates_pass_equal_those_of_a_scan(tiny_run):
+    """With ``RUN/corpus_tops.json`` (what evaluate writes) visualize takes the top stage's top
+    frames from it and scans only stage 0; the pictures' frames are the ones a scan finds."""
+    from cluster.topk import shard_row_counts
+    from jobs.report import corpus_tops
+    from pipeline.reader import list_shards
+
+    stack, _ = read_trained_stack(tiny_run / "model.pt")
+    data = load(tiny_run / "config.toml").data.path
+    shards = list_shards(data)
+    tops = corpus_tops.corpus_tops(stack, read_frames(data), 1, 32)
+    (tiny_run / corpus_tops.FILE).write_text(
+        corpus_tops.to_json(1, tops, shards, shard_row_counts(shards)))
+    out = tiny_run / "visualize"
+
+    def top_frames() -> dict:
+        units = json.loads((out / "stage1.json").read_text())["units"]
+        return {(u["layer"], u["index"]): [(t["source"], t["frame_index"], t["activation"])
+                                           for t in u["top_frames"] or []] for u in units}
+
+    try:
+        assert main(["--run", str(tiny_run), *ARGS]) == 0
+    finally:
+        (tiny_run / corpus_tops.FILE).unlink()
+    index = json.loads((out / "index.json").read_text())
+    assert index["top_frames_from_evaluate"] == [[1, "pooled"]]
+    from_file = top_frames()
+    assert main(["--run", str(tiny_run), *ARGS]) == 0
+    assert json.loads((out / "index.json").read_text())["top_frames_from_evaluate"] == []
+    scanned = top_frames()
+    assert from_file.keys() == scanned.keys() and any(from_file.values())
+    for key, frames in scanned.items():
+        assert [f[:2] for f in from_file[key]] == [f[:2] for f in frames], key
+        assert [f[2] for f in from_file[key]] == pytest.approx([f[2] for f in frames], abs=1e-5)

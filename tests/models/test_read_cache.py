@@ -1,12 +1,12 @@
-"""``models.read_cache.ReadCache``: the reads a stack computes, kept per frame and given back
-bit for bit, within its budget."""
+"""``models.read_cache``: a stage's encoding of what it reads, kept per frame and given back bit
+for bit within the cache's budget; the rows trained on, with or without the cache."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from models.read_cache import ReadCache, bytes_per_frame
+from models.read_cache import ReadCache, StageInput, bytes_per_frame
 from models.stack import RBMStack, StackConfig, StageConfig
 
 PYRAMID = StackConfig(input_size=24, input_lcn_sigma=0.0, stages=(
@@ -22,7 +22,13 @@ def _stack_and_frames(n=10, seed=0):
     frames = rng.integers(0, 256, (n, 1, 24, 24), dtype=np.uint8)
     stack = RBMStack(PYRAMID, device="cpu", generator=torch.Generator().manual_seed(seed))
     stack.prepare(0, torch.from_numpy(frames), generator=torch.Generator().manual_seed(1))
+    stack.prepare(1, torch.from_numpy(frames), generator=torch.Generator().manual_seed(2))
     return stack, frames
+
+
+def _encoded(stack, frames, stage=1):
+    """What the cache must give back: the stage's encoding of the stack's reads."""
+    return stack.stages[stage].encode(stack.reads(torch.from_numpy(frames), stage))
 
 
 def _equal(got, want):
@@ -31,10 +37,10 @@ def _equal(got, want):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
-def test_cached_reads_equal_the_stacks_reads_for_new_seen_and_mixed_batches():
+def test_cached_encodings_equal_the_stages_for_new_seen_and_mixed_batches():
     stack, frames = _stack_and_frames()
     cache = ReadCache(stack, 1, 2**30)
-    want = stack.reads(torch.from_numpy(frames), 1)
+    want = _encoded(stack, frames)
     assert isinstance(want, list) and len(want) == 2
     _equal(cache.reads(frames[:6]), [w[:6] for w in want])  # all new
     order = [7, 2, 9, 0, 5, 8]  # seen and new, mixed
@@ -47,19 +53,21 @@ def test_cached_reads_equal_the_stacks_reads_for_new_seen_and_mixed_batches():
 def test_the_cache_keeps_no_more_frames_than_its_budget_and_still_answers_past_it():
     stack, frames = _stack_and_frames()
     per = bytes_per_frame(stack.config, 1)
-    assert per == 4 * 8 * (13 * 13 + 9 * 9)  # 8 maps of ((28 or 20) - 3 + 1 - 2) // 2 + 1
+    # dims = 8 whitened values at each 3x3 window of levels of 13 x 13 and 9 x 9
+    # (((28 or 20) - 3 + 1 - 2) // 2 + 1): 11 x 11 and 7 x 7 windows
+    assert per == 4 * 8 * (11 * 11 + 7 * 7)
     cache = ReadCache(stack, 1, 3 * per + per // 2)
-    want = stack.reads(torch.from_numpy(frames), 1)
+    want = _encoded(stack, frames)
     _equal(cache.reads(frames), want)
     _equal(cache.reads(frames), want)
     assert len(cache.levels) == 3 and cache.hits == 3
 
 
-def test_a_zero_budget_or_a_stage_with_one_input_gives_the_stacks_reads():
+def test_a_zero_budget_encodes_each_time_and_a_tied_stage_encodes_nothing():
     stack, frames = _stack_and_frames()
-    _equal(ReadCache(stack, 1, 0).reads(frames), stack.reads(torch.from_numpy(frames), 1))
+    _equal(ReadCache(stack, 1, 0).reads(frames), _encoded(stack, frames))
     empty = ReadCache(stack, 1, 2**30).reads(frames[:0])
-    assert [tuple(x.shape) for x in empty] == [(0, 8, 13, 13), (0, 8, 9, 9)]
+    assert [tuple(x.shape) for x in empty] == [(0, 8, 11, 11), (0, 8, 7, 7)]
     got = ReadCache(stack, 0, 2**30).reads(frames)
     torch.testing.assert_close(got, stack.reads(torch.from_numpy(frames), 0), rtol=0, atol=0)
 
@@ -71,5 +79,20 @@ def test_frames_are_told_apart_by_their_bytes_not_their_place_in_a_batch():
     changed = frames[:4].copy()
     changed[2, 0, 5, 5] ^= 1  # one pixel of one frame
     got = cache.reads(changed)
-    _equal(got, stack.reads(torch.from_numpy(changed), 1))
+    _equal(got, _encoded(stack, changed))
     assert cache.misses == 5
+
+
+def test_rows_through_the_cache_equal_the_stages_rows_from_its_reads():
+    """The competitive stage's rows from cached whitened windows (one convolution a level) are
+    the rows it samples and whitens one by one from what it reads: the same draws, the same
+    values up to float rounding; with a budget of 0 the rows are the stage's own."""
+    stack, frames = _stack_and_frames()
+    want = stack.stage_input(torch.from_numpy(frames), 1, torch.Generator().manual_seed(3))
+    for budget in (2**30, 0):
+        reader = StageInput(stack, 1, budget)
+        for _ in range(2):  # new, then seen
+            got = reader.rows(frames, torch.Generator().manual_seed(3))
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    assert not torch.equal(want, stack.stage_input(torch.from_numpy(frames), 1,
+                                                   torch.Generator().manual_seed(4)))

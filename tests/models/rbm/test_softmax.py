@@ -63,6 +63,14 @@ def test_categorical_sample_is_one_hot_with_the_right_frequencies():
     torch.testing.assert_close(h.mean(0), p[0], atol=0.02, rtol=0)
 
 
+def test_categorical_sample_never_draws_a_state_of_probability_zero():
+    p = torch.tensor([[0.0, 0.5, 0.0, 0.5, 0.0], [0.0, 0.0, 0.0, 0.0, 1.0],
+                      [1.0, 0.0, 0.0, 0.0, 0.0]], dtype=DT).repeat(5000, 1)
+    h = categorical_sample(p, gen(4))
+    assert bool((h.sum(1) == 1).all()) and bool((h[p == 0] == 0).all())
+    torch.testing.assert_close(h[0::3].mean(0), p[0], atol=0.02, rtol=0)
+
+
 @pytest.mark.parametrize("persistent,seed", [(False, 5), (False, 8), (True, 8)])
 def test_cd_training_moves_states_to_the_clusters(persistent, seed):
     """Three well-separated clusters, states seeded from data (seed 8: two in one cluster);

@@ -1,0 +1,116 @@
+"""Every top-stage unit's best frames in the training corpus, from ``catneuron evaluate``'s one
+pass over it, kept in ``RUN/corpus_tops.json`` for ``catneuron visualize``.
+
+evaluate runs every training frame through the stack once to find the headline unit's top frames
+(its corpus share). The top stage computes all its units' responses to a frame together, so the
+same pass gives every unit its top frames at no extra cost. visualize needs exactly these (its
+top-k scan of the dataset) and takes them from the file instead of running the dataset through
+the stack a second time, when the file answers its question:
+
+- it was written after ``model.pt`` (a re-trained run makes it stale);
+- it covers the whole dataset visualize scans: the same shard names with the same row counts;
+- it holds at least ``--top-k`` frames per unit.
+
+Otherwise visualize scans as before. Frames are numbered as visualize numbers them
+(``shard_index << 32 | row``, :mod:`cluster.topk`). Only layers of at most :data:`MAX_UNITS`
+units are kept (the file stays small: ``units x k`` ids and responses). The file is JSON:
+nothing in it runs and no path in it is opened.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cluster.topk import ROW_BITS
+from models.neurons.topk import RunningTopK
+
+FILE = "corpus_tops.json"
+KEPT = 32  # frames per unit written to the file (visualize's --top-k up to this)
+MAX_UNITS = 8192  # wider layers are left to visualize's own scan
+
+
+@torch.no_grad()
+def corpus_tops(stack, frames: np.ndarray, stage: int, k: int,
+                batch: int = 256) -> dict[str, RunningTopK]:
+    """Per layer of ``stage`` (at most :data:`MAX_UNITS` units), the top ``k`` frames of every
+    unit over uint8 ``frames`` (N, C, H, W); ids are row indices into ``frames``. One up-pass:
+    the stage's maps from what it reads (``RBMStack.reads``), no other stage's own output."""
+    st = stack.stages[stage]
+    tops: dict[str, RunningTopK] = {}
+    x = torch.from_numpy(frames)
+    for i in range(0, len(x), batch):
+        maps = st.maps(stack.reads(x[i:i + batch], stage))
+        ids = torch.arange(i, i + len(x[i:i + batch]))
+        for layer, m in maps.items():
+            r = m.flatten(1)
+            if r.shape[1] > MAX_UNITS:
+                continue
+            tops.setdefault(layer, RunningTopK(r.shape[1], k)).update(r, ids)
+    return tops
+
+
+def frame_ids(rows: Sequence[int], n: int) -> np.ndarray:
+    """Ids (``shard_index << 32 | row``) of the first ``n`` frames of shards of ``rows`` frames
+    each, read in order."""
+    ids = np.concatenate([(s << ROW_BITS) + np.arange(r, dtype=np.int64)
+                          for s, r in enumerate(rows)] or [np.zeros(0, np.int64)])
+    if len(ids) < n:
+        raise ValueError(f"the shards hold {len(ids)} frames, fewer than the {n} scanned")
+    return ids[:n]
+
+
+def to_json(stage: int, tops: dict[str, RunningTopK], shards: Sequence[str],
+            rows: Sequence[int]) -> str:
+    """The file's text: the first :data:`KEPT` frames per unit of ``tops``, whose ids are row
+    indices into every frame of ``shards`` (``rows`` frames each) read in order."""
+    ids = frame_ids(rows, int(sum(rows)))
+    doc = {"schema": 1, "stage": stage, "shards": [Path(s).name for s in shards],
+           "rows": [int(r) for r in rows],
+           "layers": {layer: {"ids": ids[t.ids[:, :KEPT].numpy()].tolist(),
+                              "values": t.values[:, :KEPT].tolist()}
+                      for layer, t in tops.items()}}
+    return json.dumps(doc)
+
+
+def read(run: Path, shards: Sequence[str], rows: Sequence[int], k: int
+         ) -> dict[tuple[int, str], RunningTopK]:
+    """``{(stage, layer): top k}`` from ``run``'s file when it answers visualize's scan of
+    ``shards`` (``rows`` frames each) for ``k`` frames a unit; ``{}`` when it does not (absent,
+    older than ``model.pt``, another dataset, too few frames, or unreadable)."""
+    path = run / FILE
+    try:
+        if path.stat().st_mtime < (run / "model.pt").stat().st_mtime:
+            return {}
+        doc = json.loads(path.read_text())
+        if (doc.get("schema") != 1 or doc["shards"] != [Path(s).name for s in shards]
+                or doc["rows"] != [int(r) for r in rows]):
+            return {}
+        out = {}
+        for layer, d in doc["layers"].items():
+            ids = torch.tensor(d["ids"], dtype=torch.long)
+            values = torch.tensor(d["values"], dtype=torch.float32)
+            if ids.ndim != 2 or ids.shape != values.shape or ids.shape[1] < k:
+                return {}
+            shard, row = ids >> ROW_BITS, ids & ((1 << ROW_BITS) - 1)
+            if bool((ids < 0).any() or (shard >= len(rows)).any()
+                    or (row >= torch.tensor(rows)[shard.clamp(max=len(rows) - 1)]).any()):
+                return {}  # a frame the dataset does not hold
+            top = RunningTopK(ids.shape[0], k)
+            top.merge(values[:, :k], ids[:, :k])
+            out[(int(doc["stage"]), str(layer))] = top
+        return out
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def select(tops: RunningTopK, units: Sequence[int]) -> RunningTopK:
+    """The rows of ``units`` (flat indices) of a whole layer's top-k, in that order."""
+    out = RunningTopK(len(units), tops.k)
+    rows = torch.as_tensor(list(units), dtype=torch.long)
+    out.merge(tops.values[rows], tops.ids[rows])
+    return out

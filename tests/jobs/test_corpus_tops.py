@@ -1,0 +1,73 @@
+"""``RUN/corpus_tops.json`` (``jobs.report.corpus_tops``): evaluate's top frames per unit are
+given back to visualize only when they answer its scan: same dataset, newer than the model,
+enough frames, every id a frame of the dataset."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from jobs.report import corpus_tops
+from models.neurons.topk import RunningTopK
+
+SHARDS = ["/data/part-00000.parquet", "/data/part-00001.parquet"]
+ROWS = [5, 4]
+
+
+def _run(tmp_path: Path) -> tuple[Path, RunningTopK]:
+    """A run folder with a model.pt and, written after it, the tops of 3 units over 9 frames."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "model.pt").write_bytes(b"model")
+    responses = torch.from_numpy(np.random.default_rng(0).normal(size=(9, 3)))
+    top = RunningTopK(3, 40)
+    top.update(responses, torch.arange(9))
+    (run / corpus_tops.FILE).write_text(corpus_tops.to_json(1, {"pooled": top}, SHARDS, ROWS))
+    t = (run / "model.pt").stat().st_mtime
+    os.utime(run / corpus_tops.FILE, (t + 1, t + 1))
+    return run, top
+
+
+def test_the_file_gives_back_each_units_frames_as_visualize_numbers_them(tmp_path):
+    run, top = _run(tmp_path)
+    got = corpus_tops.read(run, SHARDS, ROWS, 4)
+    assert set(got) == {(1, "pooled")}
+    tops = got[(1, "pooled")]
+    assert tops.ids.shape == (3, 4)
+    rows = top.ids[:, :4]  # row 7 of the frames read in order = shard 1, row 2
+    want = torch.where(rows < 5, rows, (1 << 32) + rows - 5)
+    assert torch.equal(tops.ids, want)
+    torch.testing.assert_close(tops.values, top.values[:, :4].float())
+    chosen = corpus_tops.select(tops, [2, 0])
+    assert torch.equal(chosen.ids, want[[2, 0]])
+
+
+@pytest.mark.parametrize("change", ["model_newer", "other_shards", "other_rows", "too_few",
+                                    "id_outside", "not_json"])
+def test_a_file_that_does_not_answer_the_scan_is_not_used(tmp_path, change):
+    run, _ = _run(tmp_path)
+    path, shards, rows, k = run / corpus_tops.FILE, SHARDS, ROWS, 4
+    if change == "model_newer":
+        t = path.stat().st_mtime
+        os.utime(run / "model.pt", (t + 5, t + 5))
+    elif change == "other_shards":
+        shards = ["/data/part-00000.parquet", "/data/part-00002.parquet"]
+    elif change == "other_rows":
+        rows = [5, 5]
+    elif change == "too_few":
+        k = 10  # 9 frames: 9 kept a unit
+    elif change == "id_outside":
+        doc = json.loads(path.read_text())
+        doc["layers"]["pooled"]["ids"][0][0] = (1 << 32) + 4  # shard 1 holds rows 0..3
+        path.write_text(json.dumps(doc))
+        os.utime(path, (path.stat().st_mtime + 10,) * 2)
+    else:
+        path.write_text("{not json")
+        os.utime(path, (path.stat().st_mtime + 10,) * 2)
+    assert corpus_tops.read(run, shards, rows, k) == {}
+    assert corpus_tops.read(tmp_path, SHARDS, ROWS, 4) == {}  # no file at all
