@@ -26,7 +26,9 @@ config's batch size, one torch thread everywhere:
   batch (overlapped with the fetch when there is one), computing the update, handing a push to
   the sender thread and waiting for pushes in flight; per update, the shard's apply time;
 - bytes moved per update and per worker step: the update pushed plus the parameters fetched
-  (float32 or bfloat16 on the wire).
+  (float32 or bfloat16 on the wire), as the setting implies and as the shards counted them over
+  the timed cycles (``measured_bytes_per_worker_step``), and each shard's memory (its slices and
+  optimiser state, ``shard_memory_bytes``).
 
 How it times: this VM's speed drifts by 10-40 % within minutes, more than the differences being
 measured. So every contender stays alive (the single loop in this process, 2 spawned processes
@@ -273,7 +275,19 @@ def measure(config, loop, pair: ConcurrentLoops, cycles: int, steps: int, warmup
                                 for i, b in zip(infos, before, strict=True)],
             "bytes_per_update": ps.param_bytes * (1 + ps.n_push / ps.n_fetch),
             "bytes_per_worker_step": ps.param_bytes * (1 / ps.n_push + 1 / ps.n_fetch),
+            "measured_bytes_per_worker_step": measured_bytes(runs, infos, before),
+            "shard_memory_bytes": [i["memory_bytes"] for i in infos],
             "param_bytes": ps.param_bytes}
+
+
+def measured_bytes(runs: dict, infos: list[dict], before: list[dict]) -> float:
+    """Bytes the shards received and sent over the timed cycles (the arrays of every push,
+    fetch and reply, counted by the shards) per worker step."""
+    steps = sum(r["steps"] for name in ("ps_1", "ps_2") for run in runs[name]
+                for r in run["results"])
+    moved = sum(i["bytes_in"] + i["bytes_out"] - b["bytes_in"] - b["bytes_out"]
+                for i, b in zip(infos, before, strict=True))
+    return moved / max(steps, 1)
 
 
 def build_parser() -> argparse.ArgumentParser:

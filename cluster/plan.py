@@ -11,12 +11,17 @@ position and ``D = C*r*r`` inputs per field; Le et al. 2012's 200x200x3 input, 1
   stage below (at each pyramid size). A tied stage's parameters are one bank ``K*D``; k-means
   learners and competitive stages train on ``rows_per_frame`` sampled rows per frame (whitening
   ``D*d``, then 2 passes for k-means or ``3 + 2k`` for the one-of-K RBM over ``K*d``);
+- with the stage-input cache (a stage above 0, ``train.read_cache_mb > 0``): a frame the cache
+  holds costs the learner only; the stages below and the stage's encoding (a competitive
+  stage's whitening of every window) are paid once per frame in the first epoch
+  (``first_epoch_s``), and each step for the share of frames past the budget
+  (:func:`frame_flops`);
 - memory per shard: its slices of the parameters, and one optimiser state per parameter when
   it applies the updates (:func:`shard_optimiser_states`);
 - memory per replica: parameters, update and activations, plus the cache of what the stage
   reads from each of its frames (:func:`read_cache_bytes`, capped by ``train.read_cache_mb``);
 - bytes per worker step: the update pushed every ``n_push`` steps and the parameters fetched
-  every ``n_fetch`` steps, float32;
+  every ``n_fetch`` steps, in ``train.transfer_dtype``;
 - time per step: the largest of a replica's compute (measured per-core GFLOP/s x cores), its
   network transfer, and the parameter servers' share of everyone's transfers (all at
   ``bandwidth_gbps`` per node), assuming compute and communication overlap (Downpour);
@@ -38,7 +43,7 @@ import torch
 
 from cluster.sharding import WIRE_BYTES, ShardLayout
 from models.rbm.local import positions
-from models.read_cache import bytes_per_frame
+from models.read_cache import bytes_per_frame, encoded_shapes
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,8 @@ class StagePlan:
     n_params: int
     flops_per_frame: float
     largest_shard_params: int
+    cached_flops_per_frame: float = 0.0
+    encode_flops_per_frame: float = 0.0
 
 
 def stage_plans(model: Any, n_ps_shards: int, k_override: int | None = None) -> list[StagePlan]:
@@ -65,12 +72,26 @@ def stage_plans(model: Any, n_ps_shards: int, k_override: int | None = None) -> 
         shapes, flops, rows, fan_in = LEARNER_SIZES[st.kind](st, shape, k_override or st.k)
         below = sum(forward_flops(model, i, (model.channels, s, s))
                     for s in (st.sizes or (model.input_size,)))
+        encode, sampled = encoding_flops(model, i)
         n = sum(math.prod(v) for v in shapes.values())
         layout = ShardLayout.plan(shapes, min(n_ps_shards, next(iter(shapes.values()))[0]))
         largest = max(layout.numel(j) for j in range(layout.n_ps_shards))
-        out.append(StagePlan(i, shape, rows, st.n_maps, fan_in, n, float(flops + below),
-                             largest))
+        out.append(StagePlan(i, shape, rows, st.n_maps, fan_in, n,
+                             float(flops + sampled + below), largest, float(flops),
+                             float(below + encode)))
     return out
+
+
+def encoding_flops(model: Any, stage: int) -> tuple[float, float]:
+    """A competitive stage's whitening, per frame: (every window of every level, as
+    :class:`models.read_cache.ReadCache` encodes a frame once; the ``rows_per_frame`` windows
+    sampled, as a read without the cache whitens them). Other kinds encode nothing: (0, 0)."""
+    st = model.stages[stage]
+    if st.kind != "competitive":
+        return 0.0, 0.0
+    per_window = 2.0 * model.level_shapes(stage)[0][0] * st.field * st.field * st.dims
+    windows = sum(h * w for _, h, w in encoded_shapes(model, stage))
+    return windows * per_window, st.rows_per_frame * per_window
 
 
 def forward_flops(model: Any, stage: int, shape: tuple[int, int, int]) -> float:
@@ -104,12 +125,12 @@ def _tied_sizes(st, shape, k):
             (3 + 2 * k) * 2 * p * kk * d, p, d)
 
 
-def _competitive_sizes(st, shape, k):
+def _competitive_sizes(st, shape, k):  # the learner on whitened rows (whitening: encoding_flops)
     c = shape[0]
     d_in, d, kk, rows = c * st.field * st.field, st.dims, st.n_maps, st.rows_per_frame
     shapes = {"W": (kk, d)} if st.learner == "kmeans" else {"W": (kk, d), "b": (d,), "c": (kk,)}
     passes = 2 if st.learner == "kmeans" else 3 + 2 * k
-    return shapes, rows * 2 * (d_in * d + passes * kk * d), rows, d_in
+    return shapes, rows * 2 * passes * kk * d, rows, d_in
 
 
 LEARNER_SIZES = {"local": _local_sizes, "tied": _tied_sizes, "competitive": _competitive_sizes}
@@ -123,6 +144,23 @@ def read_cache_bytes(config: Any, stage: int, frames_per_worker: float) -> int:
         return 0
     per_frame = bytes_per_frame(config.model, stage)
     return int(min(per_frame * frames_per_worker, config.train.read_cache_mb * 2**20))
+
+
+def cached_share(config: Any, stage: int, cache_bytes: int, frames_per_worker: float) -> float:
+    """Share of a worker's frames whose encoding its cache holds once it has read them all."""
+    if cache_bytes == 0:
+        return 0.0
+    held = cache_bytes // bytes_per_frame(config.model, stage)
+    return min(1.0, held / max(frames_per_worker, 1.0))
+
+
+def frame_flops(sp: StagePlan, hit: float, cached: bool) -> float:
+    """FLOPs a worker spends on one frame of a batch after its first epoch: with a cache
+    (``cached``), the learner on the cached encoding, plus the encoding for the ``1 - hit`` of
+    frames it cannot hold; without, everything each time (:attr:`StagePlan.flops_per_frame`)."""
+    if not cached:
+        return sp.flops_per_frame
+    return sp.cached_flops_per_frame + (1.0 - hit) * sp.encode_flops_per_frame
 
 
 def shard_optimiser_states(train: Any) -> int:
@@ -217,7 +255,9 @@ def plan(config: Any, *, nodes: int, cores_per_node: int = 16, frames: int = 10_
     stages = []
     for sp in stage_plans(config.model, n_ps):
         param_bytes = 4 * sp.n_params
-        flops_step = batch * sp.flops_per_frame
+        cache = read_cache_bytes(config, sp.stage, frames / n_workers)
+        hit = cached_share(config, sp.stage, cache, frames / n_workers)
+        flops_step = batch * frame_flops(sp, hit, cached=sp.stage > 0 and tc.read_cache_mb > 0)
         compute_s = flops_step / (gflops_per_core * 1e9 * cores_per_node)
         wire = WIRE_BYTES[tc.transfer_dtype] * sp.n_params  # the parameters as sent
         bytes_step = wire * (1 / tc.n_push + 1 / tc.n_fetch)  # per worker per step
@@ -226,13 +266,15 @@ def plan(config: Any, *, nodes: int, cores_per_node: int = 16, frames: int = 10_
         step_s = max(compute_s, worker_net_s, ps_net_s)
         frames_per_s = n_workers * batch / step_s
         activations = 4 * batch * (sp.n_positions * sp.n_maps * 4 + 3 * sp.fan_in * sp.n_positions)
-        cache = read_cache_bytes(config, sp.stage, frames / n_workers)
+        first_epoch_extra = (frames / n_workers * hit * sp.encode_flops_per_frame
+                             / (gflops_per_core * 1e9 * cores_per_node))
         replica = param_bytes * 2 + activations + cache  # params, update, activations, cache
         stages.append({
             **asdict(sp),
             "param_bytes": param_bytes,
             "shard_memory_bytes": 4 * sp.largest_shard_params * (1 + opt_state),
             "read_cache_bytes": cache,
+            "read_cache_hit_share": hit,
             "replica_memory_bytes": replica,
             "replica_fits_node": replica <= node_memory_gb * 1e9,
             "flops_per_step_per_worker": flops_step,
@@ -245,6 +287,7 @@ def plan(config: Any, *, nodes: int, cores_per_node: int = 16, frames: int = 10_
             "step_s": step_s,
             "frames_per_s": frames_per_s,
             "epoch_s": frames / frames_per_s,
+            "first_epoch_s": frames / frames_per_s + first_epoch_extra,
         })
     return {
         "nodes": nodes, "cores_per_node": cores_per_node, "n_ps_shards": n_ps,

@@ -108,3 +108,48 @@ def test_gflops_per_core_is_measured_on_one_thread(monkeypatch):
     assert (torch.get_num_threads(), numba.get_num_threads()) == before
     out = plan(load(ROOT / "configs/demo.toml"), nodes=2, gflops_per_core=None)
     assert "1 torch thread and 1 numba thread" in out["gflops_per_core_source"]
+
+
+def test_a_cached_stage_pays_its_encoding_once_a_frame_and_the_learner_each_step():
+    """The demo's competitive stage: with its frames' encodings cached a step costs the one-of-K
+    RBM on the sampled rows; the stage-0 maps and the whitening of every window come once a
+    frame, in the first epoch; with the cache off every read pays the stage below and whitens
+    its sampled windows; past the budget, the frames left out pay their encoding each time."""
+    cfg = load(ROOT / "configs/demo.toml")
+    st = cfg.model.stages[1]
+    sp = stage_plans(cfg.model, 1)[1]
+    assert sp.cached_flops_per_frame == st.rows_per_frame * 2 * 5 * st.n_maps * st.dims
+    windows = 25**2 + 18**2 + 13**2 + 9**2  # 8 x 8 windows of the 64 maps at each level
+    below = sum(2 * (s - 6) ** 2 * 32 * 49 for s in st.sizes)
+    assert sp.encode_flops_per_frame == below + windows * 2 * 64 * 64 * st.dims
+    assert sp.flops_per_frame == (sp.cached_flops_per_frame + below
+                                  + st.rows_per_frame * 2 * 64 * 64 * st.dims)
+    batch = cfg.data.batch_size
+
+    def stage1(overrides, frames=2000):
+        return plan(load(ROOT / "configs/demo.toml", overrides), nodes=3, frames=frames,
+                    gflops_per_core=10.0)["stages"][1]
+
+    cached, off = stage1([]), stage1(["train.read_cache_mb=0"])
+    assert cached["flops_per_step_per_worker"] == batch * sp.cached_flops_per_frame
+    assert off["flops_per_step_per_worker"] == batch * sp.flops_per_frame
+    assert cached["first_epoch_s"] - cached["epoch_s"] == pytest.approx(
+        1000 * sp.encode_flops_per_frame / (10e9 * 16))  # 1000 frames a worker, 16 cores
+    half = stage1([f"train.read_cache_mb={500 * bytes_per_frame_mb(cfg)}"])
+    assert half["read_cache_hit_share"] == pytest.approx(0.5)
+    assert half["flops_per_step_per_worker"] == pytest.approx(
+        batch * (sp.cached_flops_per_frame + 0.5 * sp.encode_flops_per_frame))
+
+
+def bytes_per_frame_mb(cfg) -> float:
+    from models.read_cache import bytes_per_frame
+
+    return bytes_per_frame(cfg.model, 1) / 2**20
+
+
+def test_a_shard_keeps_optimiser_state_only_when_it_applies_the_updates():
+    cfg = load(ROOT / "configs/demo.toml")  # async, push = "average": the shard adds deltas
+    n = plan(cfg, nodes=3, gflops_per_core=10.0)["stages"][1]["n_params"]
+    assert plan(cfg, nodes=3, gflops_per_core=10.0)["stages"][1]["shard_memory_bytes"] == 4 * n
+    grad = load(ROOT / "configs/demo.toml", ['train.push="gradient"'])
+    assert plan(grad, nodes=3, gflops_per_core=10.0)["stages"][1]["shard_memory_bytes"] == 8 * n

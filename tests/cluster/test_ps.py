@@ -95,3 +95,22 @@ def test_shard_refuses_a_checkpoint_that_carries_code(tmp_path):
     with pytest.raises(UnsafeStateFile, match="shard0.pt holds more than tensors"):
         ParameterShard(0, layout.to_dict(), cfg, ("W",), to_numpy(random_tensors(0)), str(tmp_path))
     assert not (tmp_path / "ran").exists()
+
+
+def test_a_shard_counts_the_bytes_it_moves_and_the_memory_it_holds():
+    from cluster.sharding import pack
+
+    layout = ShardLayout.plan(SHAPES, 1)
+    p0 = random_tensors(0)
+    params = sum(t.numel() for t in p0.values())
+    for deltas, states in ((True, 0), (False, 1)):
+        shard = ParameterShard(0, layout.to_dict(), UpdateConfig(learning_rate=0.1), ("W",),
+                               to_numpy(p0), deltas=deltas)
+        update = pack(random_tensors(1), "bfloat16")  # 2 bytes a value on the wire
+        shard.push(0, 0, update, reply="bfloat16")
+        shard.fetch("float32")
+        shard.push(0, 0, update)  # a duplicate is received, and refused
+        info = shard.info()
+        assert info["bytes_in"] == 2 * 2 * params and info["n_rejected"] == 1
+        assert info["bytes_out"] == 2 * params + 4 * params
+        assert info["memory_bytes"] == 4 * params * (1 + states)  # slices (+ velocity)
