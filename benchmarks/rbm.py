@@ -11,9 +11,11 @@ Writes one JSON object (stdout, or ``--out``) with, measured in the same run:
   tied stage's k-means step (``stage_input`` rows of 64 frames + ``KMeansLearner`` update), a
   tied ConvRBM CD-1 step (1x64x64 input, 32 filters 7x7, batch 64) and the competitive stage's
   step (windows of 64 frames at the config's pyramid sizes, through the tied stage, whitened +
-  ``SoftmaxRBM`` CD-1, K = 256, 128 dims), and that step as a worker runs it once its frames'
-  stage-0 maps are cached (``competitive_rbm_cd1_cached``: :class:`models.read_cache.ReadCache`
-  hits, the windows whitened, the CD-1 update); each step's FLOPs counted by
+  ``SoftmaxRBM`` CD-1, K = 256, 128 dims), that step as a worker runs it once its frames are
+  encoded (``competitive_rbm_cd1_cached``: :class:`models.read_cache.StageInput` cache hits,
+  whitened windows sampled, the CD-1 update) and the encoding a frame gets once a run
+  (``competitive_encode``: stage 0 at every size, every window whitened by a convolution);
+  each step's FLOPs counted by
   ``torch.utils.flop_counter.FlopCounterMode``
   (matmuls and convolutions; elementwise work not counted), its GFLOP/s, and the ratio to a
   large float32 ``torch.matmul`` and to ``conv2d`` at the tied stage's shape, both timed in the
@@ -328,16 +330,22 @@ def bench_stage_kinds(device, repeat) -> dict:
                                         f"to {comp.dims} + SoftmaxRBM CD-1, K = {comp.n_maps}",
                                 **timed_gflops(stage_step(1), device, repeat, 2)},
     }
-    from models.read_cache import ReadCache
+    from models.read_cache import StageInput
 
-    cache = ReadCache(stack, 1, 2**31)
+    reader = StageInput(stack, 1, 2**31)
     cpu_frames = frames.cpu().numpy()
-    cache.reads(cpu_frames)  # every later call is a hit
+    reader.rows(cpu_frames)  # every later call is a hit
     steps["competitive_rbm_cd1_cached"] = {
-        "what": "competitive_rbm_cd1 with the 64 frames' stage-0 maps read from a ReadCache "
-                "(each frame's maps computed once a run, not once an epoch)",
-        **timed_gflops(lambda: step(stack.rbms[1], stack.stages[1].rows(
-            cache.reads(cpu_frames))), device, repeat, 5)}
+        "what": "competitive_rbm_cd1 as a worker runs it after its first epoch: the 64 frames' "
+                "whitened windows read from its cache (models.read_cache.StageInput; each "
+                "frame encoded once a run), 40 sampled and normalised a frame, then the RBM",
+        **timed_gflops(lambda: step(stack.rbms[1], reader.rows(cpu_frames)), device, repeat, 5)}
+    encode = reader.cache.encode
+    steps["competitive_encode"] = {
+        "what": "the cache's encoding of 64 frames, paid once a frame a run: stage 0 at "
+                f"{list(comp.sizes)}, then every {comp.field}x{comp.field} window of each level "
+                f"whitened to {comp.dims} values (a convolution per frame and level)",
+        **timed_gflops(lambda: encode(cpu_frames), device, repeat, 1)}
     for name, k in (("tied_kmeans", 0), ("competitive_rbm_cd1", 1)):  # where the time goes
         rows = stack.stage_input(frames, k)
         steps[name]["rows_only"] = timed_gflops(lambda k=k: stack.stage_input(frames, k),

@@ -24,6 +24,7 @@ and reads it through :mod:`pipeline.storage`, so a cluster needs no shared disk)
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable
@@ -209,6 +210,21 @@ class Trainer:
                        f"every shard and worker starts from it")
         return meta
 
+    def _fill_caches(self, stage: int, actors) -> None:
+        """Each worker encodes its frames into its stage-input cache before the first step, so
+        the workers step at one speed from the start (:meth:`cluster.worker.Worker.fill_cache`;
+        a worker lost meanwhile is left to the schedule, which restarts or waits for it)."""
+        t0 = time.perf_counter()
+        refs = [w.fill_cache.remote() for w in actors.workers]
+        ready, _ = ray.wait(refs, num_returns=len(refs),
+                            timeout=self.config.train.placement_timeout_s)
+        frames = 0
+        for ref in ready:
+            with contextlib.suppress(ray.exceptions.RayError):
+                frames += ray.get(ref)
+        self.log.event(f"stage {stage}: the workers encoded {frames} frames into their input "
+                       f"caches in {time.perf_counter() - t0:.1f} s")
+
     def _train_stage(self, stage: int, stack: RBMStack) -> dict:
         """Start the stage's actors, run the schedule, gather the params into ``stack``."""
         cfg, tc = self.config, self.config.train
@@ -225,6 +241,8 @@ class Trainer:
         try:
             watch = self._watch(actors, cpus)
             watch.await_start(f"stage {stage}: starting its actors")
+            if stage > 0 and tc.read_cache_mb > 0:
+                self._fill_caches(stage, actors)
             actors.record_pids()
             meta = read_meta(latest_checkpoint(stage_dir))
             sizes = [actors.layout.numel(j) for j in range(tc.n_ps_shards)]

@@ -202,9 +202,10 @@ class Worker:
         if start is not None and start["local_states"][index]:
             self._load_local_state(start["local_states"][index])
         train, held = split_holdout(job.data.path, job.data.holdout_frames)
-        self.stream = BatchStream(job.data, shards_for_worker(train, index, tc.n_workers),
-                                  seed=tc.seed * 7919 + index,
+        self.shards = shards_for_worker(train, index, tc.n_workers)
+        self.stream = BatchStream(job.data, self.shards, seed=tc.seed * 7919 + index,
                                   position=start["positions"][index] if start else (0, 0))
+        self.data_path = job.data.path
         self.holdout_v = None
         if held:
             frames = read_frames(job.data.path, shards=held, limit=job.data.holdout_frames)
@@ -212,6 +213,14 @@ class Worker:
         self.next_step = int(start["step"]) if start else 0  # sync: this replica's next step
         self.downpour = Downpour(index, shards, self.layout, self.push,
                                  transport or RayTransport(), tc)
+
+    def fill_cache(self) -> int:
+        """Encode this worker's frames into its stage-input cache before its first step
+        (:meth:`models.read_cache.ReadCache.fill`); how many it holds (0 without a cache)."""
+        cache = self.input.cache
+        if cache is None or not self.shards:
+            return 0
+        return cache.fill(read_frames(self.data_path, shards=self.shards, limit=cache.capacity))
 
     # ------------------------------------------------------------------ state
     def _stage_input(self, frames: np.ndarray, step: int = -1) -> torch.Tensor:

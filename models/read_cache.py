@@ -86,6 +86,17 @@ class ReadCache:
         out = self.stack.stages[self.stage].encode(self.stack.reads(x, self.stage))
         return out if isinstance(out, list) else [out]
 
+    def fill(self, frames: np.ndarray, batch: int = 64) -> int:
+        """Encode ``frames`` (uint8 (N, C, H, W)) ahead of their first read, up to the capacity;
+        returns how many the cache holds. A worker fills its cache before its first step, so
+        its steps run at one speed from the start: with the encoding paid inside the first
+        epoch, a worker that started later would step slowly while the others ran ahead, and
+        the frames of its shards would be under-represented in the stage's updates."""
+        frames = frames[: max(0, self.capacity - len(self.levels))]
+        for i in range(0, len(frames), batch):
+            self.reads(frames[i:i + batch])
+        return len(self.levels)
+
     def reads(self, frames: np.ndarray) -> Tensor | list[Tensor]:
         """As ``stage.encode(stack.reads(frames, stage))`` for uint8 frames (N, C, H, W): a
         list of levels (N, C, h_i, w_i) for a competitive stage, else one tensor."""

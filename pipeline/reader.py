@@ -18,7 +18,13 @@ from pipeline.shards import read_manifest
 
 
 def list_shards(root: str | os.PathLike) -> list[str]:
-    """Complete shard files of a dataset folder (a path or URI), in manifest order.
+    """Complete shard files of a dataset folder (a path or URI), sorted by name.
+
+    The manifest lists shards as the decode actors finished them, an order that changes from
+    one ingest to the next; by name (video prefix and digest, then shard number) the same
+    videos give the same order wherever and however they were ingested. Everything downstream
+    follows this order: the held-out shard (the last), the workers' split, the frames a stage
+    is prepared on, the frame ids of a scan.
 
     Raises
     ------
@@ -29,7 +35,7 @@ def list_shards(root: str | os.PathLike) -> list[str]:
     """
     manifest = read_manifest(root)
     present = set(storage.list_files(root))  # one listing, not one request per shard
-    names = [s["path"] for s in manifest["shards"]]
+    names = sorted(s["path"] for s in manifest["shards"])
     paths = [storage.join(root, name) for name in names]
     missing = [p for p, name in zip(paths, names, strict=True) if name not in present]
     if missing:

@@ -105,3 +105,18 @@ def test_not_a_dataset(tmp_path):
         list_shards(tmp_path)
     with pytest.raises(ValueError):
         shards_for_worker(["a"], 2, 2)
+
+
+def test_shards_are_read_in_name_order_whatever_order_the_ingest_finished_them(dataset):
+    """Decode actors finish videos in any order and the manifest lists shards as they came;
+    readers take them by name, so every ingest of the same videos reads the same frames in the
+    same order (the held-out shard, the workers' split and frame ids follow it)."""
+    import json
+
+    root, want = dataset
+    manifest = json.loads((root / "_manifest.json").read_text())
+    names = [s["path"] for s in manifest["shards"]]
+    manifest["shards"] = manifest["shards"][::-1]  # video 2 finished first, then 1, then 0
+    (root / "_manifest.json").write_text(json.dumps(manifest))
+    assert [p.rsplit("/", 1)[-1] for p in list_shards(root)] == sorted(names)
+    np.testing.assert_array_equal(read_frames(root), want)
