@@ -81,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     import torch
 
-    from cluster.plan import measure_gflops_per_core, plan
+    from cluster.plan import MEASURED_HOW, measure_gflops_per_core, plan
     from cluster.worker import split_holdout
     from jobs.config import load
     from pipeline.reader import FrameReader
@@ -113,8 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         "layout": "local simulation: plan(nodes=3, cores_per_node=1) = 1 shard, 2 workers of "
                   "one core each",
         "gflops_per_core": gflops,
-        "gflops_per_core_source": local["gflops_per_core_source"] if not args.gflops_per_core
-        else "given",
+        "gflops_per_core_source": "given" if args.gflops_per_core else MEASURED_HOW,
         "tolerance": TOLERANCE, "stages": stages,
         "le2012_on_1000_nodes": {
             k: le[k] for k in ("n_workers", "n_ps_shards", "total_params", "epoch_s_all_stages")}

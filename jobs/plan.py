@@ -48,7 +48,8 @@ def render(p: dict) -> str:
         f"{p['bandwidth_gbps']:g} Gbit/s per node; epoch = {p['frames_per_epoch']:,} frames",
         "",
         f"{'stage':>5} {'input':>12} {'params':>10} {'shard mem':>10} {'replica mem':>11} "
-        f"{'FLOP/step':>10} {'bytes/step':>10} {'step':>9} {'bound':>14} {'epoch':>9}",
+        f"{'FLOP/step':>10} {'bytes/step':>10} {'step':>9} {'bound':>14} {'epoch':>9} "
+        f"{'1st epoch':>9}",
     ]
     for s in p["stages"]:
         c, h, w = s["input_shape"]
@@ -57,7 +58,8 @@ def render(p: dict) -> str:
             f"{_si(s['shard_memory_bytes'], 'B'):>10} {_si(s['replica_memory_bytes'], 'B'):>11} "
             f"{_si(s['flops_per_step_per_worker']):>10} "
             f"{_si(s['bytes_per_step_per_worker'], 'B'):>10} {_duration(s['step_s']):>9} "
-            f"{_SHORT[s['bound']]:>14} {_duration(s['epoch_s']):>9}")
+            f"{_SHORT[s['bound']]:>14} {_duration(s['epoch_s']):>9} "
+            f"{_duration(s['first_epoch_s']):>9}")
     lines += ["", f"total parameters {p['total_params']:,} ({_si(p['total_params'])}); one epoch "
               f"of every stage {_duration(p['epoch_s_all_stages'])}"]
     if not all(s["replica_fits_node"] for s in p["stages"]):
