@@ -9,7 +9,9 @@ For every trained stage it writes ``RUN/visualize/stage{k}.json`` and PNGs (``jo
 Per stage the ``--selective`` most selective units (``RUN/evaluation.json`` when present, else by
 activation variance) and ``--units`` more drawn at random are shown in detail: weights (stage 0)
 or their linear projection to pixels (above), the top-k frames of the whole dataset with the
-exciting patch marked (Ray actors over the shards), the optimal stimulus (Le et al. 2012,
+exciting patch marked (the top stage's from ``RUN/corpus_tops.json`` when ``catneuron evaluate``
+wrote it for this model and dataset; the rest scanned, by Ray actors over the shards when they
+pay), the optimal stimulus (Le et al. 2012,
 section 4.3, searched for stage 0 too: its pooled unit L2-pools several hidden fields and is
 contrast-normalised, so it is no monotone function of one ``w . x`` whose optimum would be
 ``w / ||w||``) and, for the ``--invariance`` most selective, invariance curves. Stage 0 also
