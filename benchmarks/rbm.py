@@ -55,10 +55,20 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+THREADS: int | None = None
+"""``--threads``: re-applied after each warm-up call. The first call of a numba-parallel kernel
+starts numba's OpenMP pool, which resets the process's OpenMP thread count, torch's included
+(a ConvRBM step left torch on 2 threads where ``--threads 1`` had set 1), so every figure timed
+after it would have run on more threads than the reference it is divided by."""
+
+
 def best_time(fn, device: torch.device, *, repeat: int, number: int) -> float:
-    """Best of ``repeat`` runs of ``number`` calls, seconds per call (after one warm-up)."""
+    """Best of ``repeat`` runs of ``number`` calls, seconds per call (after one warm-up, and with
+    the thread count of ``--threads`` re-applied after it)."""
     fn()
     sync(device)
+    if THREADS:
+        torch.set_num_threads(THREADS)
     best = float("inf")
     for _ in range(repeat):
         t0 = time.perf_counter()
@@ -268,10 +278,12 @@ def step_flops(fn) -> int:
 
 
 def timed_gflops(fn, device, repeat: int, number: int) -> dict:
-    """Seconds per call of ``fn`` (best of ``repeat``), its counted FLOPs and GFLOP/s."""
+    """Seconds per call of ``fn`` (best of ``repeat``), its counted FLOPs and GFLOP/s, and the
+    torch threads it was timed on."""
     flops = step_flops(fn)
     seconds = best_time(fn, device, repeat=repeat, number=number)
-    return {"seconds_per_step": seconds, "flops_per_step": flops, "gflops": flops / seconds / 1e9}
+    return {"seconds_per_step": seconds, "flops_per_step": flops, "gflops": flops / seconds / 1e9,
+            "torch_threads": torch.get_num_threads()}
 
 
 def demo_stack(device):
@@ -446,6 +458,8 @@ def main(argv: list[str] | None = None) -> int:
         print("--device cuda asked but torch.cuda.is_available() is False", file=sys.stderr)
         return 2
     if args.threads:
+        global THREADS
+        THREADS = args.threads
         torch.set_num_threads(args.threads)
     skip = set(filter(None, args.skip.split(",")))
     result: dict = {
