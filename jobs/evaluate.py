@@ -169,7 +169,9 @@ def evaluate(args) -> dict:
     quiet = args.quiet or not sys.stderr.isatty()
     frames, kinds = training_frames(cfg)
     top, tops = stack.n_layers - 1, None
-    if frames is not None:
+    dataset = dataset_rows(cfg.data.path)  # (shards, rows): the frames visualize would scan
+    whole = frames is not None and dataset is not None and sum(dataset[1]) == len(frames)
+    if frames is not None and (kinds is not None or whole):  # the corpus share, visualize
         tops = corpus_tops(stack, frames, top, TOP_FRAMES)
     try:
         result = report(stack, probe, positive, frames, frame_kinds=kinds, tops=tops,
@@ -182,26 +184,23 @@ def evaluate(args) -> dict:
     # atomic on a disk (temporary name, rename) and in an object store (whole upload)
     storage.write_text(storage.join(args.run, "evaluation.json"),
                        json.dumps(result, indent=1, allow_nan=False))
-    if tops:
-        write_corpus_tops(args.run, cfg.data.path, top, tops, len(frames))
+    if tops and whole:  # RUN/corpus_tops.json: visualize need not scan the dataset again
+        from jobs.report import corpus_tops as ct
+
+        storage.write_text(storage.join(args.run, ct.FILE), ct.to_json(top, tops, *dataset))
     return result
 
 
-def write_corpus_tops(run: str, data: str, stage: int, tops: dict, n_frames: int) -> None:
-    """``RUN/corpus_tops.json`` (:mod:`jobs.report.corpus_tops`) when the ``n_frames`` scanned
-    are the whole dataset, so ``catneuron visualize`` need not scan it again."""
+def dataset_rows(data: str) -> tuple[list[str], list[int]] | None:
+    """The dataset's shards and their frame counts (None if they cannot be read)."""
     from cluster.topk import shard_row_counts
-    from jobs.report import corpus_tops
     from pipeline.reader import list_shards
 
     try:
         shards = list_shards(data)
-        rows = shard_row_counts(shards)
+        return shards, shard_row_counts(shards)
     except (OSError, ValueError, KeyError):
-        return
-    if sum(rows) == n_frames:
-        storage.write_text(storage.join(run, corpus_tops.FILE),
-                           corpus_tops.to_json(stage, tops, shards, rows))
+        return None
 
 
 @command("catneuron evaluate")
