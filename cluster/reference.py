@@ -19,7 +19,7 @@ import torch
 from cluster.config import JobSections
 from cluster.sharding import combine_updates
 from cluster.stage import prepare_stage
-from cluster.worker import input_seed, split_holdout, step_seed
+from cluster.worker import cache_budget, input_seed, split_holdout, step_seed
 from models.read_cache import StageInput
 from models.stack import RBMStack
 from pipeline.reader import FrameReader, shards_for_worker
@@ -65,7 +65,7 @@ def sync_reference(config: JobSections, stage: int = 0, steps: int | None = None
     streams = [_batches(config, shards_for_worker(train, k, tc.n_workers), tc.seed * 7919 + k)
                for k in range(tc.n_workers)]
     # read as the workers read (one cache serves all replicas: its values depend on frames only)
-    reader = StageInput(stack, stage, int(tc.read_cache_mb * 2**20) if stage > 0 else 0)
+    reader = StageInput(stack, stage, cache_budget(tc, stage))
     for step in range(steps):
         updates = []
         for k, (rbm, stream) in enumerate(zip(replicas, streams, strict=True)):
@@ -103,8 +103,7 @@ class SingleProcessLoop:
         self.stack = stack
         self.stage = stage
         self.rbm = self.stack.rbms[stage]
-        self.input = StageInput(stack, stage,
-                                int(config.train.read_cache_mb * 2**20) if stage > 0 else 0)
+        self.input = StageInput(stack, stage, cache_budget(config.train, stage))
         train, _ = split_holdout(config.data.path, config.data.holdout_frames)
         self.stream = _batches(config, train, config.train.seed)
         self.generator = torch.Generator().manual_seed(0)

@@ -53,6 +53,12 @@ from pipeline.reader import FrameReader, list_shards, read_frames, shards_for_wo
 MONITORED = ("recon_error", "fe_gap")  # the figures :meth:`Worker._monitor` measures
 
 
+def cache_budget(train, stage: int) -> int:
+    """Bytes of a replica's stage-input cache (:class:`models.read_cache.StageInput`):
+    ``train.read_cache_mb`` for a stage above 0; stage 0 reads the frames themselves."""
+    return int(train.read_cache_mb * 2**20) if stage > 0 else 0
+
+
 def split_holdout(root: str, holdout_frames: int) -> tuple[list[str], list[str]]:
     """(training shards, held-out shards): the last shard is held out when there are >= 2 and
     ``holdout_frames`` > 0 (used for the free-energy gap)."""
@@ -196,8 +202,7 @@ class Worker:
         if stack_path is not None:
             self.stack.load_state_dict(read_state(stack_path)["state"])
         self.rbm = self.stack.rbms[stage]
-        self.input = StageInput(self.stack, stage,
-                                int(tc.read_cache_mb * 2**20) if stage > 0 else 0)
+        self.input = StageInput(self.stack, stage, cache_budget(tc, stage))
         start = read_meta(checkpoint) if checkpoint else None
         if start is not None and start["local_states"][index]:
             self._load_local_state(start["local_states"][index])

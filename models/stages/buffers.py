@@ -1,7 +1,9 @@
-"""The fitted, untrained tensors a stage keeps beside its learner (its whitening)."""
+"""What stages share beside their learners: the fitted, untrained tensors they keep (a
+whitening), and the plain encoding of the kinds that precompute nothing per frame."""
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 
@@ -16,3 +18,16 @@ def loaded_buffers(current: dict[str, Tensor], saved: dict[str, Tensor]) -> dict
                              f"expects {want}")
         out[k] = t.to(current[k])
     return out
+
+
+class EncodesNothing:
+    """For a stage kind with nothing to compute per frame ahead of its ``rows``: what a
+    :class:`models.read_cache.ReadCache` keeps is what the stage reads."""
+
+    def encode(self, v: Tensor) -> Tensor:
+        """What the stage reads, as it is."""
+        return v
+
+    def encoded_rows(self, v: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """:meth:`rows` of :meth:`encode`'s output."""
+        return self.rows(v, generator)

@@ -94,26 +94,33 @@ class CompetitiveStage:
         """:meth:`differentiable_maps` without gradients."""
         return self.differentiable_maps(levels)
 
+    @staticmethod
+    def _draw(N: int, P: int, Q: int, per_input: int, generator: torch.Generator,
+              device) -> tuple[Tensor, Tensor, Tensor]:
+        """``per_input`` random window positions of each of ``N`` inputs on a ``P x Q`` grid of
+        windows: (input, row, column) indices, each (N per_input,). One draw for both
+        :meth:`_sample` and :meth:`_positions`, so they read the same windows."""
+        n = N * per_input
+        i = torch.arange(N, device=device).repeat_interleave(per_input)
+        p = torch.randint(P, (n,), generator=generator).to(device)
+        q = torch.randint(Q, (n,), generator=generator).to(device)
+        return i, p, q
+
     def _sample(self, x: Tensor, per_input: int, generator: torch.Generator) -> Tensor:
         """``per_input`` random raw windows of each input of one level ``x (N, C, H, W)``,
         position-major (:func:`~models.stages.windows.windows_hwc`): (N per_input, r r C)."""
         r, s = self.config.field, self.config.stride
         N, _, H, W = x.shape
-        n = N * per_input
-        i = torch.arange(N, device=x.device).repeat_interleave(per_input)
-        y = torch.randint((H - r) // s + 1, (n,), generator=generator).to(x.device) * s
-        z = torch.randint((W - r) // s + 1, (n,), generator=generator).to(x.device) * s
-        return windows_hwc(x, i, y, z, r)
+        i, p, q = self._draw(N, (H - r) // s + 1, (W - r) // s + 1, per_input, generator,
+                             x.device)
+        return windows_hwc(x, i, p * s, q * s, r)
 
     def _positions(self, y: Tensor, per_input: int, generator: torch.Generator) -> Tensor:
         """``per_input`` random whitened windows of each input of one encoded level ``y (N, d,
-        P, Q)``, unnormalised: (N per_input, d). The draws are :meth:`_sample`'s, so these are
-        the windows it reads, whitened by the convolution."""
+        P, Q)``, unnormalised: (N per_input, d); the windows :meth:`_sample` reads with the
+        same generator, whitened by the convolution."""
         N, _, P, Q = y.shape
-        n = N * per_input
-        i = torch.arange(N, device=y.device).repeat_interleave(per_input)
-        p = torch.randint(P, (n,), generator=generator).to(y.device)
-        q = torch.randint(Q, (n,), generator=generator).to(y.device)
+        i, p, q = self._draw(N, P, Q, per_input, generator, y.device)
         return y.permute(0, 2, 3, 1)[i, p, q]
 
     def whiten(self, rows: Tensor) -> Tensor:

@@ -14,10 +14,11 @@ from torch import Tensor
 
 from models.layers import l2_pool, local_contrast_normalize
 from models.rbm.local import LocalRBM
+from models.stages.buffers import EncodesNothing
 from models.stages.config import StageConfig
 
 
-class LocalStage:
+class LocalStage(EncodesNothing):
     """Untied local RBM -> L2 pool -> LCN, on inputs of shape ``in_shape`` (C, H, W)."""
 
     layers: tuple[str, ...] = ("hidden", "pooled", "pooled_lcn")
@@ -34,15 +35,6 @@ class LocalStage:
     def visible_form(self, v: Tensor) -> Tensor:
         """Logistic squashing for a Bernoulli-visible stage; identity for Gaussian."""
         return torch.sigmoid(v) if self.config.visible == "bernoulli" else v
-
-    def encode(self, v: Tensor) -> Tensor:
-        """What a :class:`models.read_cache.ReadCache` keeps per frame: what the stage reads
-        (nothing to compute ahead of :meth:`rows`)."""
-        return v
-
-    def encoded_rows(self, v: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """:meth:`rows` of :meth:`encode`'s output."""
-        return self.rows(v, generator)
 
     def rows(self, v: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """What the RBM trains on: the input maps (N, C, H, W), in its visible form."""

@@ -29,7 +29,7 @@ from models.competitive.kmeans_learner import KMeansLearner
 from models.competitive.whitening import Whitening
 from models.pooling import pool
 from models.rbm.conv import ConvRBM
-from models.stages.buffers import loaded_buffers
+from models.stages.buffers import EncodesNothing, loaded_buffers
 from models.stages.config import StageConfig
 from models.stages.windows import random_windows
 
@@ -55,7 +55,7 @@ def normalise_patches(p: Tensor) -> Tensor:
     return (p - p.mean(1, keepdim=True)) / (var + PATCH_VAR_EPS).sqrt()
 
 
-class TiedStage:
+class TiedStage(EncodesNothing):
     """Tied filters (``n_maps`` of ``field x field``, step ``stride``) -> [sign split] -> pool."""
 
     layers: tuple[str, ...] = ("pooled",)
@@ -138,15 +138,6 @@ class TiedStage:
                  .clamp_(min=0).add_(PATCH_VAR_EPS).rsqrt_())
         y.mul_(scale).addcmul_(mean.mul_(scale), weight.sum((1, 2, 3)).neg().view(1, -1, 1, 1))
         return y.add_(bias.view(1, -1, 1, 1))
-
-    def encode(self, v: Tensor) -> Tensor:
-        """What a :class:`models.read_cache.ReadCache` keeps per frame: what the stage reads
-        (nothing to compute ahead of :meth:`rows`)."""
-        return v
-
-    def encoded_rows(self, v: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """:meth:`rows` of :meth:`encode`'s output."""
-        return self.rows(v, generator)
 
     @torch.no_grad()
     def rows(self, v: Tensor, generator: torch.Generator | None = None) -> Tensor:
