@@ -91,8 +91,16 @@ class CompetitiveStage:
 
     @torch.no_grad()
     def maps(self, levels: list[Tensor]) -> dict[str, Tensor]:
-        """:meth:`differentiable_maps` without gradients."""
-        return self.differentiable_maps(levels)
+        """:meth:`differentiable_maps` without gradients, with no normalised copy of the
+        windows: per level ``max_p (u_k . y_p) / |y_p|`` from one product ``u (K, d) @ y (N, d,
+        P)`` scaled by each window's inverse norm; then the max over the levels."""
+        u, best = self.unit_weights(), None
+        for y in self.encode(levels):
+            y = y.flatten(2)
+            inv = torch.linalg.vector_norm(y, dim=1, keepdim=True).clamp_(min=1e-8).reciprocal_()
+            r = torch.matmul(u, y).mul_(inv).amax(2)  # (N, K)
+            best = r if best is None else torch.maximum(best, r)
+        return {"pooled": best[:, :, None, None]}
 
     @staticmethod
     def _draw(N: int, P: int, Q: int, per_input: int, generator: torch.Generator,

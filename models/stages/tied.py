@@ -27,6 +27,7 @@ from torch import Tensor
 
 from models.competitive.kmeans_learner import KMeansLearner
 from models.competitive.whitening import Whitening
+from models.kernels.split_pool import split_pool
 from models.pooling import pool
 from models.rbm.conv import ConvRBM
 from models.stages.buffers import EncodesNothing, loaded_buffers
@@ -109,35 +110,27 @@ class TiedStage(EncodesNothing):
 
     @torch.no_grad()
     def maps(self, v: Tensor) -> dict[str, Tensor]:
-        """:meth:`differentiable_maps` without gradients, computed in place: the same values up
-        to float rounding, with half the memory passes (each full-size map is written once by
-        the convolution, scaled in place, and split by sign straight into the pooling input)."""
+        """:meth:`differentiable_maps` without gradients, in one pass over the convolution's
+        output (:func:`models.kernels.split_pool.split_pool`: the patch normalisation, sign
+        split and pooling fused): the same values up to float rounding."""
         st = self.config
-        h = self._responses_in_place(v)
-        if not st.sign_split:
-            return {"pooled": pool(h, st.pool, st.pool_stride, st.pool_kind)}
-        N, K = h.shape[:2]
-        halves = torch.empty((2, *h.shape), device=h.device, dtype=h.dtype)
-        torch.clamp(h, min=0, out=halves[0])
-        torch.clamp(h, max=0, out=halves[1]).neg_()
-        p = pool(halves.view(2 * N, K, *h.shape[2:]), st.pool, st.pool_stride, st.pool_kind)
-        return {"pooled": p.view(2, N, K, *p.shape[2:]).transpose(0, 1)
-                .reshape(N, 2 * K, *p.shape[2:])}
+        return {"pooled": split_pool(*self._response_parts(v), st.pool, st.pool_stride,
+                                     st.pool_kind, st.sign_split)}
 
-    def _responses_in_place(self, v: Tensor) -> Tensor:
-        """:meth:`responses` with the normalisation applied in place on the convolution's
-        output: ``(conv - mean sum(W)) / sqrt(var + eps) + b`` as ``conv * s - (mean s) sum(W)
-        + b``, with ``s = 1 / sqrt(var + eps)`` computed on the small per-patch maps."""
+    def _response_parts(self, v: Tensor) -> tuple[Tensor, ...]:
+        """:meth:`responses` as ``h = s y + c a + b``: the convolution ``y`` (N, K, H', W'),
+        per position ``s = 1 / sqrt(var + eps)`` and ``c = mean s`` (N, 1, H', W') of each
+        patch, per map ``a = -sum(W_k)`` and the bias ``b`` (K,); an RBM's ``h`` is ``y``
+        (the rest None)."""
         weight, bias = self.filters()
-        r, s = self.config.field, self.config.stride
-        y = F.conv2d(v, weight, stride=s)
+        r, stride = self.config.field, self.config.stride
+        y = F.conv2d(v, weight, stride=stride)
         if self.config.learner == "rbm":
-            return y
-        mean = F.avg_pool2d(v.mean(1, keepdim=True), r, s)
-        scale = (F.avg_pool2d(v.square().mean(1, keepdim=True), r, s).sub_(mean.square())
+            return y, None, None, None, None
+        mean = F.avg_pool2d(v.mean(1, keepdim=True), r, stride)
+        scale = (F.avg_pool2d(v.square().mean(1, keepdim=True), r, stride).sub_(mean.square())
                  .clamp_(min=0).add_(PATCH_VAR_EPS).rsqrt_())
-        y.mul_(scale).addcmul_(mean.mul_(scale), weight.sum((1, 2, 3)).neg().view(1, -1, 1, 1))
-        return y.add_(bias.view(1, -1, 1, 1))
+        return y, scale, mean.mul_(scale), weight.sum((1, 2, 3)).neg(), bias
 
     @torch.no_grad()
     def rows(self, v: Tensor, generator: torch.Generator | None = None) -> Tensor:

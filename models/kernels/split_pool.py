@@ -1,0 +1,138 @@
+"""A tied stage's output in one pass over its responses: per-patch normalisation, sign split and
+pooling fused (numba), so each full-size response map is read once and never rewritten.
+
+The stage's responses are ``h = s * y + c * a_k + b_k``: ``y`` (N, K, H, W) the convolution,
+``s`` and ``c`` (N, H, W) per position (a k-means stage's patch normalisation: ``s = 1 /
+sqrt(var + eps)``, ``c = mean * s``; ``s = 1``, ``c = 0`` for an RBM), ``a``, ``b`` (K,) per
+map. Its output, for each window ``w`` of ``size x size`` positions, step ``stride``::
+
+    sign split:  [pool_w relu(h), pool_w relu(-h)]   (N, 2K, Ph, Pw), positive maps first
+    otherwise:    pool_w h                           (N, K, Ph, Pw)
+
+with ``pool`` one of ``rms = sqrt(mean x^2)``, ``l2 = sqrt(sum x^2)``, ``max``
+(:func:`models.pooling.pool`). Done in torch, the same output takes a pass each for the affine,
+the two signs, the squares, the pooling and the roots over maps 30 times the size of the result:
+memory-bound passes that cost several times the convolution itself on a CPU.
+:func:`split_pool` runs the kernel on contiguous CPU float tensors and the torch passes
+elsewhere (CUDA); both give the same values up to float rounding
+(``tests/models/test_split_pool.py``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from models.kernels.counter_rng import HAVE_NUMBA, set_threads
+from models.pooling import KINDS, pool
+
+if HAVE_NUMBA:
+    from numba import njit, prange
+
+    @njit(parallel=True, error_model="numpy", cache=True)
+    def _split_pool(y, s, c, a, b, kh, kw, stride, kind, split, out):  # pragma: no cover
+        """``out`` (N, (1 + split) K, Ph, Pw) from ``y`` (N, K, H, W); kind 0 rms, 1 l2,
+        2 max. One task per (input, map)."""
+        N, K = y.shape[0], y.shape[1]
+        Ph, Pw = out.shape[2], out.shape[3]
+        count = float(kh * kw)
+        for t in prange(N * K):
+            n, k = t // K, t % K
+            ak, bk = a[k], b[k]
+            for py in range(Ph):
+                for px in range(Pw):
+                    pos, neg = 0.0, 0.0
+                    for dy in range(kh):
+                        r = py * stride + dy
+                        for dx in range(kw):
+                            q = px * stride + dx
+                            h = s[n, r, q] * y[n, k, r, q] + c[n, r, q] * ak + bk
+                            if kind == 2:
+                                if split:
+                                    pos = max(pos, h)
+                                    neg = max(neg, -h)
+                                elif (dy == 0 and dx == 0) or h > pos:
+                                    pos = h
+                            elif h > 0 or not split:
+                                pos += h * h
+                            else:
+                                neg += h * h
+                    if kind == 0:
+                        pos, neg = math.sqrt(pos / count), math.sqrt(neg / count)
+                    elif kind == 1:
+                        pos, neg = math.sqrt(pos), math.sqrt(neg)
+                    out[n, k, py, px] = pos
+                    if split:
+                        out[n, K + k, py, px] = neg
+
+
+def window(shape: tuple[int, int], size: int | None, stride: int | None
+           ) -> tuple[int, int, int]:
+    """``(kh, kw, step)`` of :func:`models.pooling.pool`'s windows on maps of ``shape``
+    (``size`` None: the whole map; ``stride`` None: ``size``)."""
+    H, W = shape
+    kh, kw = (H, W) if size is None else (size, size)
+    step = stride if stride is not None else (kh if size is not None else 1)
+    if min(kh, kw) < 1 or step < 1 or kh > H or kw > W:
+        raise ValueError(f"pool(size={size}, stride={stride}) needs 1 <= size <= map side and "
+                         f"stride >= 1; maps are {H}x{W}")
+    return kh, kw, step
+
+
+def _numba_ok(*ts: Tensor) -> bool:
+    """The kernel can run: numba present, every tensor a contiguous CPU float32/float64 of one
+    dtype."""
+    return HAVE_NUMBA and all(t.device.type == "cpu" and t.dtype == ts[0].dtype
+                              and t.dtype in (torch.float32, torch.float64)
+                              and t.is_contiguous() for t in ts)
+
+
+@torch.no_grad()
+def split_pool(y: Tensor, s: Tensor | None, c: Tensor | None, a: Tensor | None,
+               b: Tensor | None, size: int | None, stride: int | None, kind: str,
+               split: bool) -> Tensor:
+    """Pooled [sign-split] ``h = s y + c a + b`` (module docstring).
+
+    Parameters
+    ----------
+    y : (N, K, H, W) responses before the affine (left unchanged).
+    s, c : (N, 1, H, W) per-position scale and shift weight, or None (1 and 0).
+    a, b : (K,) per-map shift weight and bias, or None (0).
+    size, stride, kind : the pooling (:func:`models.pooling.pool`).
+    split : sign split into ``2K`` maps.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"pool kind={kind!r} must be one of {KINDS}")
+    N, K, H, W = y.shape
+    kh, kw, step = window((H, W), size, stride)
+    ones = torch.ones((N, 1, H, W), device=y.device, dtype=y.dtype)
+    s = ones if s is None else s
+    c = torch.zeros_like(ones) if c is None else c
+    zeros = torch.zeros(K, device=y.device, dtype=y.dtype)
+    a, b = (zeros if a is None else a), (zeros if b is None else b)
+    if not _numba_ok(y, s, c, a, b):
+        return _torch_split_pool(y, s, c, a, b, size, stride, kind, split)
+    out = torch.empty((N, (2 if split else 1) * K, (H - kh) // step + 1, (W - kw) // step + 1),
+                      dtype=y.dtype)
+    threads = torch.get_num_threads()
+    set_threads()
+    _split_pool(y.numpy(), s.view(N, H, W).numpy(), c.view(N, H, W).numpy(), a.numpy(),
+                b.numpy(), kh, kw, step, KINDS.index(kind), split, out.numpy())
+    if torch.get_num_threads() != threads:  # numba's OpenMP start-up may reset torch's count
+        torch.set_num_threads(threads)
+    return out
+
+
+def _torch_split_pool(y: Tensor, s: Tensor, c: Tensor, a: Tensor, b: Tensor,
+                      size: int | None, stride: int | None, kind: str, split: bool) -> Tensor:
+    """The same in torch passes (CUDA, other dtypes)."""
+    h = y * s + c * a.view(1, -1, 1, 1) + b.view(1, -1, 1, 1)
+    if not split:
+        return pool(h, size, stride, kind)
+    return torch.cat([pool(h.clamp(min=0), size, stride, kind),
+                      pool((-h).clamp(min=0), size, stride, kind)], 1)
+
+
+__all__ = ["split_pool", "window"]
