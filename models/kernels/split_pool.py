@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -31,41 +32,57 @@ from models.pooling import KINDS, pool
 if HAVE_NUMBA:
     from numba import njit, prange
 
-    @njit(parallel=True, error_model="numpy", cache=True)
+    @njit(inline="always")
+    def _combine(acc, x, kind):  # pragma: no cover - compiled
+        """The pooling's reduction: max (kind 2) or sum (of squares, kinds 0 and 1)."""
+        return max(acc, x) if kind == 2 else acc + x
+
+    @njit(inline="always")
+    def _finish(acc, kind, count):  # pragma: no cover - compiled
+        """rms (0): sqrt(sum / count); l2 (1): sqrt(sum); max (2): as is."""
+        if kind == 0:
+            return math.sqrt(acc / count)
+        return math.sqrt(acc) if kind == 1 else acc
+
+    @njit(parallel=True, fastmath=True, error_model="numpy", cache=True)
     def _split_pool(y, s, c, a, b, kh, kw, stride, kind, split, out):  # pragma: no cover
         """``out`` (N, (1 + split) K, Ph, Pw) from ``y`` (N, K, H, W); kind 0 rms, 1 l2,
-        2 max. One task per (input, map)."""
-        N, K = y.shape[0], y.shape[1]
+        2 max. One task per input; per map: the pooling inputs ``P`` of each sign (``h^2``
+        for rms and l2, ``h`` for max), then the windows reduced along the rows at every
+        column, then down the columns at the strided rows (contiguous inner loops)."""
+        N, K, H, W = y.shape
         Ph, Pw = out.shape[2], out.shape[3]
-        count = float(kh * kw)
-        for t in prange(N * K):
-            n, k = t // K, t % K
-            ak, bk = a[k], b[k]
-            for py in range(Ph):
-                for px in range(Pw):
-                    pos, neg = 0.0, 0.0
-                    for dy in range(kh):
-                        r = py * stride + dy
-                        for dx in range(kw):
-                            q = px * stride + dx
-                            h = s[n, r, q] * y[n, k, r, q] + c[n, r, q] * ak + bk
-                            if kind == 2:
-                                if split:
-                                    pos = max(pos, h)
-                                    neg = max(neg, -h)
-                                elif (dy == 0 and dx == 0) or h > pos:
-                                    pos = h
-                            elif h > 0 or not split:
-                                pos += h * h
-                            else:
-                                neg += h * h
-                    if kind == 0:
-                        pos, neg = math.sqrt(pos / count), math.sqrt(neg / count)
-                    elif kind == 1:
-                        pos, neg = math.sqrt(pos), math.sqrt(neg)
-                    out[n, k, py, px] = pos
-                    if split:
-                        out[n, K + k, py, px] = neg
+        Wv, n_signs = W - kw + 1, 2 if split else 1
+        for n in prange(N):
+            P = np.empty((2, H, W), dtype=y.dtype)
+            R = np.empty((2, H, Wv), dtype=y.dtype)
+            V = np.empty((2, Wv), dtype=y.dtype)
+            for k in range(K):
+                ak, bk = a[k], b[k]
+                for r in range(H):
+                    for q in range(W):
+                        h = s[n, r, q] * y[n, k, r, q] + c[n, r, q] * ak + bk
+                        if split:
+                            p, m = max(h, h - h), max(-h, h - h)  # relu(h), relu(-h)
+                            P[0, r, q] = p if kind == 2 else p * p
+                            P[1, r, q] = m if kind == 2 else m * m
+                        else:
+                            P[0, r, q] = h if kind == 2 else h * h
+                for g in range(n_signs):
+                    for r in range(H):
+                        R[g, r, :] = P[g, r, :Wv]
+                        for dx in range(1, kw):
+                            for q in range(Wv):
+                                R[g, r, q] = _combine(R[g, r, q], P[g, r, q + dx], kind)
+                    for py in range(Ph):
+                        r0 = py * stride
+                        V[g, :] = R[g, r0, :]
+                        for dy in range(1, kh):
+                            for q in range(Wv):
+                                V[g, q] = _combine(V[g, q], R[g, r0 + dy, q], kind)
+                        for px in range(Pw):
+                            out[n, g * K + k, py, px] = _finish(V[g, px * stride], kind,
+                                                                kh * kw)
 
 
 def window(shape: tuple[int, int], size: int | None, stride: int | None
