@@ -53,12 +53,16 @@ MAX_READOUT_UNITS = 2048  # wider layers get no read-out (None): a logistic fit 
 
 
 def unit_tables(stack: RBMStack, images: np.ndarray, batch: int = 256,
-                layers: tuple[str, ...] = LAYERS + NORMALISED) -> dict[str, np.ndarray]:
-    """``{"<stage>/<layer>": (N, units) float64}`` for every stage; C-major (map, y, x) order."""
+                layers: tuple[str, ...] = LAYERS + NORMALISED,
+                stages: tuple[int, ...] | None = None) -> dict[str, np.ndarray]:
+    """``{"<stage>/<layer>": (N, units) float64}`` for every stage (or those of ``stages``;
+    the others are run, as their input, but not kept); C-major (map, y, x) order."""
     x = torch.from_numpy(images)
     parts: dict[str, list[np.ndarray]] = {}
     for i in range(0, len(x), batch):
         for k, out in stage_maps(stack, x[i:i + batch]):
+            if stages is not None and k not in stages:
+                continue
             for layer in (la for la in layers if la in out):
                 parts.setdefault(f"{k}/{layer}", []).append(out[layer].flatten(1).double().numpy())
     return {name: np.concatenate(p) for name, p in parts.items()}
@@ -102,14 +106,16 @@ def baseline_tables(stack: RBMStack, images: np.ndarray, frames: np.ndarray | No
     x = torch.from_numpy(frames) if have else None
     if have or not any(s.needs_data for s in stack.stages):
         rand = reweighted_stack(stack, x, "random", g)
-        out["random_weights"] = top_set(unit_tables(rand, images, layers=LAYERS), top)[0]
+        out["random_weights"] = top_set(unit_tables(rand, images, layers=LAYERS,
+                                                    stages=(top,)), top)[0]
     if have:
         pre = stack.preprocess(x)
         filters = patch_filters(pre, n_filters, stack.config.input_size, g)
         probe = stack.preprocess(torch.from_numpy(images))
         out["linear_filters"] = filter_responses(probe, filters).double().numpy()
         ex = reweighted_stack(stack, x, "exemplar", g)
-        out["exemplar_filters"] = top_set(unit_tables(ex, images, layers=LAYERS), top)[0]
+        out["exemplar_filters"] = top_set(unit_tables(ex, images, layers=LAYERS,
+                                                      stages=(top,)), top)[0]
     return out
 
 

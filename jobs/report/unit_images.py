@@ -29,7 +29,7 @@ from models.neurons.invariance import invariance_curves
 from models.neurons.projection import pixel_projections, pooled_fields
 from models.neurons.receptive_field import unit_box
 from models.neurons.stimulus import StimulusConfig, optimal_stimuli, unit_objective
-from models.neurons.units import layer_shape, unit_position, up_pass
+from models.neurons.units import layer_maps, layer_shape, unit_position
 from models.stack import RBMStack
 
 LAYER = "pooled"
@@ -159,8 +159,7 @@ def write_invariance(stack: RBMStack, stage: int, units: Iterable[int],
         frames = torch.from_numpy(top_frames[i]).to(stack.device, stack.dtype) / 255.0
 
         def respond(x: torch.Tensor, i: int = i) -> torch.Tensor:
-            with torch.no_grad():
-                return up_pass(stack, x, stage, layer).flatten(1)[:, i]
+            return layer_maps(stack, x, stage, layer).flatten(1)[:, i]
 
         curves = invariance_curves(respond, frames, ((y0 + y1 - 1) / 2, (x0 + x1 - 1) / 2))
         png = f"{stem(stage, layer, i)}_invariance.png"

@@ -92,11 +92,13 @@ def activation_variance(stack: RBMStack, frames: np.ndarray, top: int,
     return [torch.cat(o).var(0) for o in outs]
 
 
-def rank_units(ranking: list[dict], variance: torch.Tensor) -> list[int]:
-    """Units best first: the evaluation's ranking, then the rest by decreasing variance."""
-    ranked = [int(r["index"]) for r in ranking if 0 <= int(r["index"]) < len(variance)]
+def rank_units(ranking: list[dict], variance: torch.Tensor, n_units: int) -> list[int]:
+    """All ``n_units`` units best first: the evaluation's ranking, then the rest by decreasing
+    ``variance`` (n_units,), or in index order when it is empty (not computed)."""
+    ranked = [int(r["index"]) for r in ranking if 0 <= int(r["index"]) < n_units]
     seen = set(ranked)
-    rest = [int(i) for i in torch.argsort(variance, descending=True) if int(i) not in seen]
+    order = torch.argsort(variance, descending=True) if len(variance) else range(n_units)
+    rest = [int(i) for i in order if int(i) not in seen]
     return list(dict.fromkeys(ranked)) + rest
 
 

@@ -137,13 +137,12 @@ class Visualization:
         evaluated = evaluated_units(self.run)
         rng = np.random.default_rng(self.options.seed)
         order = rng.permutation(len(self.shards))
-        sample = read_frames(self.root, shards=[self.shards[i] for i in order],
-                             limit=self.options.sample_frames)
-        variances = activation_variance(self.stack, sample, self.stages[-1])
+        variances = self.variances(evaluated, [self.shards[i] for i in order])
         out = {}
         for s in self.stages:
             ranking = evaluated.rankings.get((s, LAYER), [])
-            ranked = rank_units(ranking, variances[s])
+            n_units = int(np.prod(layer_shape(self.stack.config, s, LAYER)))
+            ranked = rank_units(ranking, variances[s], n_units)
             selective, detailed = choose_units(ranked, self.options.selective,
                                                self.options.units, rng)
             detailed = sorted(set(detailed) | set(evaluated.must_show(s, LAYER)))
@@ -151,7 +150,7 @@ class Visualization:
             listed = sorted(ranked) if local0 else detailed  # a local stage 0: every unit
             by_index = {int(r["index"]): r for r in ranking}
             info = {i: {"selectivity": selectivity(by_index.get(i)),
-                        "activation_variance": float(variances[s][i])} for i in listed}
+                        "activation_variance": _item(variances[s], i)} for i in listed}
             out[(s, LAYER)] = Selection(selective, detailed, listed, info,
                                         evaluated.must_show(s, LAYER))
             for layer in stage_layers(self.stack.config, s):
@@ -160,6 +159,21 @@ class Visualization:
                     if sel is not None:
                         out[(s, layer)] = sel
         return out
+
+    def variances(self, evaluated: EvaluatedUnits, shards: list[str]) -> list[torch.Tensor]:
+        """Per stage, each pooled unit's activation variance over ``sample_frames`` frames of
+        ``shards`` (:func:`~jobs.report.unit_selection.activation_variance`), for the stages
+        whose units the evaluation does not rank far enough to name the ``selective`` most
+        selective (below the lowest such stage too: one pass computes them); an empty tensor
+        for a stage above it (its ranking orders the units shown, and its random draws need no
+        order)."""
+        short = [s for s in self.stages
+                 if len(evaluated.rankings.get((s, LAYER), [])) < self.options.selective]
+        if not short:
+            return [torch.empty(0) for _ in self.stages]
+        sample = read_frames(self.root, shards=shards, limit=self.options.sample_frames)
+        found = activation_variance(self.stack, sample, max(short))
+        return found + [torch.empty(0) for _ in self.stages[len(found):]]
 
     def _other_layer(self, evaluated: EvaluatedUnits, s: int, layer: str) -> Selection | None:
         """A non-pooled layer's selection: its ``selective`` best ranked units plus its best
@@ -272,6 +286,11 @@ def replace_folder(partial: Path, final: Path) -> None:
     if final.exists():
         shutil.rmtree(final)
     partial.rename(final)
+
+
+def _item(values: torch.Tensor, i: int) -> float | None:
+    """``values[i]`` as a float; None when the values were not computed (empty)."""
+    return float(values[i]) if len(values) else None
 
 
 def selectivity(entry: dict | None) -> dict | None:

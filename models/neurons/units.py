@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Literal
 
+import torch
 from torch import Tensor
 
 from models.stack import RBMStack, StackConfig
@@ -58,6 +59,17 @@ def up_pass(stack: RBMStack, x: Tensor, stage: int, layer: Layer = "pooled") -> 
     [0, 1], differentiable in ``x``; ``"pooled_lcn"`` equals ``stack.transform(x, stage)``."""
     x = x.to(device=stack.device, dtype=stack.dtype)
     for k, maps in stack.walk(x, differentiable=True):
+        if k == stage:
+            return maps[layer]
+    raise IndexError(f"stage={stage} out of range: the stack has {stack.n_layers} stages")
+
+
+@torch.no_grad()
+def layer_maps(stack: RBMStack, x: Tensor, stage: int, layer: Layer = "pooled") -> Tensor:
+    """:func:`up_pass` without gradients, through the stages' own (fused on CPU) methods: the
+    same maps up to float rounding, faster."""
+    x = x.to(device=stack.device, dtype=stack.dtype)
+    for k, maps in stack.walk(x):
         if k == stage:
             return maps[layer]
     raise IndexError(f"stage={stage} out of range: the stack has {stack.n_layers} stages")

@@ -43,8 +43,9 @@ def test_png_round_trip(tmp_path):
 
 def test_rank_and_choose_units():
     variance = torch.tensor([0.1, 0.5, 0.3, 0.0, 0.2])
-    ranked = rank_units([{"index": 3}, {"index": 9}], variance)  # 9 is out of range
+    ranked = rank_units([{"index": 3}, {"index": 9}], variance, 5)  # 9 is out of range
     assert ranked == [3, 1, 2, 4, 0]
+    assert rank_units([{"index": 3}], torch.empty(0), 5) == [3, 0, 1, 2, 4]  # no variance
     rng = np.random.default_rng(0)
     assert choose_units(ranked, 2, 0, rng) == ([3, 1], [1, 3])
     assert choose_units(ranked, 2, 9, rng) == ([3, 1], [0, 1, 2, 3, 4])  # sample capped

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.neurons.units import layer_shape, stage_maps, up_pass
+from models.neurons.units import layer_maps, layer_shape, stage_maps, up_pass
 from models.pooling import pyramid
 from models.stack import RBMStack, StackConfig
 
@@ -83,6 +83,7 @@ def test_up_pass_equals_the_fast_path_and_has_gradients():
     x = (frames.double() / 255).requires_grad_()
     for k in (0, 1):
         torch.testing.assert_close(up_pass(stack, x, k, "pooled"), fast[k]["pooled"])
+        torch.testing.assert_close(layer_maps(stack, x, k, "pooled"), fast[k]["pooled"])
     up_pass(stack, x, 1).sum().backward()
     assert float(x.grad.abs().sum()) > 0
 
