@@ -11,11 +11,11 @@ map. Its output, for each window ``w`` of ``size x size`` positions, step ``stri
 
 with ``pool`` one of ``rms = sqrt(mean x^2)``, ``l2 = sqrt(sum x^2)``, ``max``
 (:func:`models.pooling.pool`). Done in torch, the same output takes a pass each for the affine,
-the two signs, the squares, the pooling and the roots over maps 30 times the size of the result:
-memory-bound passes that cost several times the convolution itself on a CPU.
+the two signs, the squares and the pooling over the full-size maps: memory-bound passes that
+cost several times the convolution itself on a CPU.
 :func:`split_pool` runs the kernel on contiguous CPU float tensors and the torch passes
 elsewhere (CUDA); both give the same values up to float rounding
-(``tests/models/test_split_pool.py``).
+(``tests/models/kernels/test_split_pool.py``).
 """
 
 from __future__ import annotations
