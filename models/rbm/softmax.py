@@ -131,6 +131,11 @@ class SoftmaxRBM(RBMBase):
         """E[v | h] = b + h W."""
         return torch.addmm(self.params["b"], h, self.params["W"])
 
+    def _state_mean(self, h: Tensor) -> Tensor:
+        """:meth:`_visible_mean` of one-hot ``h`` (N, K): ``b + W_k`` of each row's state, a
+        gather of rows instead of an (N, K) x (K, D) product (the same values)."""
+        return self.params["W"].index_select(0, h.argmax(1)).add_(self.params["b"])
+
     def _sample_visible(self, mean: Tensor, generator: torch.Generator) -> Tensor:
         """v ~ N(mean, I)."""
         noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
@@ -166,7 +171,7 @@ class SoftmaxRBM(RBMBase):
             if self.config.persistent and self.config.n_chains is not None:
                 h = self._resize_chain(h, self.config.n_chains)
         for step in range(self.config.k):
-            vk = self._sample_visible(self._visible_mean(h), g)
+            vk = self._sample_visible(self._state_mean(h), g)
             pk = torch.softmax(self._hidden_input(vk), 1)
             if self.config.persistent or step < self.config.k - 1:
                 h = categorical_sample(pk, g)

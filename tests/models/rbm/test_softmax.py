@@ -30,6 +30,8 @@ def test_conditionals_and_free_energy_equal_enumeration():
         torch.testing.assert_close(rbm.free_energy(v)[n], -torch.logsumexp(-e, 0))
     h = torch.eye(3, dtype=DT)
     torch.testing.assert_close(rbm.mean_visibles(h), rbm.params["b"] + rbm.params["W"])
+    one_hot = categorical_sample(rbm.mean_hiddens(v), gen(3))  # the gather the CD step uses
+    assert torch.equal(rbm._state_mean(one_hot), rbm._visible_mean(one_hot))
 
 
 def test_statistics_give_minus_free_energy_gradient_and_add_over_workers():
