@@ -10,7 +10,8 @@ position and ``D = C*r*r`` inputs per field; Le et al. 2012's 200x200x3 input, 1
   (positive and negative statistics), so ``(3 + 2k) * 2*P*K*D``, plus one forward pass of every
   stage below (at each pyramid size). A tied stage's parameters are one bank ``K*D``; k-means
   learners and competitive stages train on ``rows_per_frame`` sampled rows per frame (whitening
-  ``D*d``, then 2 passes for k-means or ``3 + 2k`` for the one-of-K RBM over ``K*d``);
+  ``D*d``, then 2 passes for k-means or ``3 + k`` for the one-of-K RBM over ``K*d``: its down
+  pass takes the sampled state's row of ``W``, a gather, not a product);
 - with the stage-input cache (a stage above 0, ``train.read_cache_mb > 0``): a frame the cache
   holds costs the learner only; the stages below and the stage's encoding (a competitive
   stage's whitening of every window) are paid once per frame in the first epoch
@@ -129,7 +130,7 @@ def _competitive_sizes(st, shape, k):  # the learner on whitened rows (whitening
     c = shape[0]
     d_in, d, kk, rows = c * st.field * st.field, st.dims, st.n_maps, st.rows_per_frame
     shapes = {"W": (kk, d)} if st.learner == "kmeans" else {"W": (kk, d), "b": (d,), "c": (kk,)}
-    passes = 2 if st.learner == "kmeans" else 3 + 2 * k
+    passes = 2 if st.learner == "kmeans" else 3 + k  # the one-of-K down pass gathers rows
     return shapes, rows * 2 * passes * kk * d, rows, d_in
 
 

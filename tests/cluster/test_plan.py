@@ -118,7 +118,17 @@ def test_a_cached_stage_pays_its_encoding_once_a_frame_and_the_learner_each_step
     cfg = load(ROOT / "configs/demo.toml")
     st = cfg.model.stages[1]
     sp = stage_plans(cfg.model, 1)[1]
-    assert sp.cached_flops_per_frame == st.rows_per_frame * 2 * 5 * st.n_maps * st.dims
+    # 4 products of the rows with W: up at the data and at the sample, the two phases' sums
+    # (the down pass gathers the sampled states' rows); what torch counts in a real CD-1 step
+    assert sp.cached_flops_per_frame == st.rows_per_frame * 2 * 4 * st.n_maps * st.dims
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from models.rbm.softmax import SoftmaxRBM
+
+    rbm = SoftmaxRBM(st.dims, st.n_maps, device="cpu")
+    with FlopCounterMode(display=False) as counter:
+        rbm.compute_update(torch.randn(st.rows_per_frame, st.dims))
+    assert counter.get_total_flops() == sp.cached_flops_per_frame
     windows = 25**2 + 18**2 + 13**2 + 9**2  # 8 x 8 windows of the 64 maps at each level
     below = sum(2 * (s - 6) ** 2 * 32 * 49 for s in st.sizes)
     assert sp.encode_flops_per_frame == below + windows * 2 * 64 * 64 * st.dims
