@@ -57,19 +57,21 @@ def unit_position(shape: tuple[int, int, int], index: int) -> tuple[int, int, in
 def up_pass(stack: RBMStack, x: Tensor, stage: int, layer: Layer = "pooled") -> Tensor:
     """Maps (N, C, H, W) of ``layer`` at ``stage`` from float frames ``x`` (N, C_in, S, S) in
     [0, 1], differentiable in ``x``; ``"pooled_lcn"`` equals ``stack.transform(x, stage)``."""
-    x = x.to(device=stack.device, dtype=stack.dtype)
-    for k, maps in stack.walk(x, differentiable=True):
-        if k == stage:
-            return maps[layer]
-    raise IndexError(f"stage={stage} out of range: the stack has {stack.n_layers} stages")
+    return _layer_of(stack, x, stage, layer, differentiable=True)
 
 
 @torch.no_grad()
 def layer_maps(stack: RBMStack, x: Tensor, stage: int, layer: Layer = "pooled") -> Tensor:
     """:func:`up_pass` without gradients, through the stages' own (fused on CPU) methods: the
     same maps up to float rounding, faster."""
+    return _layer_of(stack, x, stage, layer, differentiable=False)
+
+
+def _layer_of(stack: RBMStack, x: Tensor, stage: int, layer: Layer, *,
+              differentiable: bool) -> Tensor:
+    """``layer``'s maps at ``stage`` of one :meth:`RBMStack.walk` from float frames ``x``."""
     x = x.to(device=stack.device, dtype=stack.dtype)
-    for k, maps in stack.walk(x):
+    for k, maps in stack.walk(x, differentiable=differentiable):
         if k == stage:
             return maps[layer]
     raise IndexError(f"stage={stage} out of range: the stack has {stack.n_layers} stages")

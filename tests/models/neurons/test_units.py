@@ -44,4 +44,3 @@ def test_layer_shape_and_unit_position():
         unit_position((2, 3, 3), 18)
     with pytest.raises(ValueError):
         layer_shape(TINY, 0, "visible")
-
