@@ -124,11 +124,11 @@ def split_pool(y: Tensor, s: Tensor | None, c: Tensor | None, a: Tensor | None,
         raise ValueError(f"pool kind={kind!r} must be one of {KINDS}")
     N, K, H, W = y.shape
     kh, kw, step = window((H, W), size, stride)
-    ones = torch.ones((N, 1, H, W), device=y.device, dtype=y.dtype)
-    s = ones if s is None else s
-    c = torch.zeros_like(ones) if c is None else c
-    zeros = torch.zeros(K, device=y.device, dtype=y.dtype)
-    a, b = (zeros if a is None else a), (zeros if b is None else b)
+    kw = {"device": y.device, "dtype": y.dtype}
+    s = torch.ones((N, 1, H, W), **kw) if s is None else s
+    c = torch.zeros((N, 1, H, W), **kw) if c is None else c
+    a = torch.zeros(K, **kw) if a is None else a
+    b = torch.zeros(K, **kw) if b is None else b
     if not _numba_ok(y, s, c, a, b):
         return _torch_split_pool(y, s, c, a, b, size, stride, kind, split)
     out = torch.empty((N, (2 if split else 1) * K, (H - kh) // step + 1, (W - kw) // step + 1),
