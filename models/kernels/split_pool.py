@@ -124,11 +124,11 @@ def split_pool(y: Tensor, s: Tensor | None, c: Tensor | None, a: Tensor | None,
         raise ValueError(f"pool kind={kind!r} must be one of {KINDS}")
     N, K, H, W = y.shape
     kh, kw, step = window((H, W), size, stride)
-    kw = {"device": y.device, "dtype": y.dtype}
-    s = torch.ones((N, 1, H, W), **kw) if s is None else s
-    c = torch.zeros((N, 1, H, W), **kw) if c is None else c
-    a = torch.zeros(K, **kw) if a is None else a
-    b = torch.zeros(K, **kw) if b is None else b
+    like = {"device": y.device, "dtype": y.dtype}
+    s = torch.ones((N, 1, H, W), **like) if s is None else s
+    c = torch.zeros((N, 1, H, W), **like) if c is None else c
+    a = torch.zeros(K, **like) if a is None else a
+    b = torch.zeros(K, **like) if b is None else b
     if not _numba_ok(y, s, c, a, b):
         return _torch_split_pool(y, s, c, a, b, size, stride, kind, split)
     out = torch.empty((N, (2 if split else 1) * K, (H - kh) // step + 1, (W - kw) // step + 1),
