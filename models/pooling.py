@@ -43,7 +43,20 @@ def pool(
         raise ValueError(f"pool kind={kind!r} must be one of {KINDS}")
     if x.dim() != 4:
         raise ValueError(f"pool needs (N, C, H, W) maps, got shape {tuple(x.shape)}")
-    H, W = x.shape[2:]
+    window, step = pool_window(tuple(x.shape[2:]), size, stride)
+    if kind == "max":
+        return F.max_pool2d(x, window, step)
+    mean_sq = F.avg_pool2d(x.square(), window, step)
+    if kind == "l2":
+        mean_sq = mean_sq.mul_(window[0] * window[1])
+    return mean_sq.sqrt_()
+
+
+def pool_window(shape: tuple[int, int], size: int | None, stride: int | None
+                ) -> tuple[tuple[int, int], tuple[int, int]]:
+    """``(window, step)`` of :func:`pool` on maps of ``shape`` (H, W): ``size`` None is the
+    whole map, ``stride`` None is the window. Raises ValueError for a window that does not fit."""
+    H, W = shape
     window = (H, W) if size is None else (size, size)
     step = window if stride is None else (stride, stride)
     if min(window) < 1 or min(step) < 1 or window[0] > H or window[1] > W:
@@ -51,12 +64,7 @@ def pool(
             f"pool(size={size}, stride={stride}) needs 1 <= size <= map side and stride >= 1; "
             f"maps are {H}x{W}"
         )
-    if kind == "max":
-        return F.max_pool2d(x, window, step)
-    mean_sq = F.avg_pool2d(x.square(), window, step)
-    if kind == "l2":
-        mean_sq = mean_sq.mul_(window[0] * window[1])
-    return mean_sq.sqrt_()
+    return window, step
 
 
 def pyramid(x: Tensor, sizes: Sequence[int]) -> list[Tensor]:

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from models.kernels.counter_rng import HAVE_NUMBA, set_threads
-from models.pooling import KINDS, pool
+from models.pooling import KINDS, pool, pool_window
 
 if HAVE_NUMBA:
     from numba import njit, prange
@@ -85,19 +85,6 @@ if HAVE_NUMBA:
                                                                 kh * kw)
 
 
-def window(shape: tuple[int, int], size: int | None, stride: int | None
-           ) -> tuple[int, int, int]:
-    """``(kh, kw, step)`` of :func:`models.pooling.pool`'s windows on maps of ``shape``
-    (``size`` None: the whole map; ``stride`` None: ``size``)."""
-    H, W = shape
-    kh, kw = (H, W) if size is None else (size, size)
-    step = stride if stride is not None else (kh if size is not None else 1)
-    if min(kh, kw) < 1 or step < 1 or kh > H or kw > W:
-        raise ValueError(f"pool(size={size}, stride={stride}) needs 1 <= size <= map side and "
-                         f"stride >= 1; maps are {H}x{W}")
-    return kh, kw, step
-
-
 def _numba_ok(*ts: Tensor) -> bool:
     """The kernel can run: numba present, every tensor a contiguous CPU float32/float64 of one
     dtype."""
@@ -123,7 +110,7 @@ def split_pool(y: Tensor, s: Tensor | None, c: Tensor | None, a: Tensor | None,
     if kind not in KINDS:
         raise ValueError(f"pool kind={kind!r} must be one of {KINDS}")
     N, K, H, W = y.shape
-    kh, kw, step = window((H, W), size, stride)
+    (kh, kw), (sh, sw) = pool_window((H, W), size, stride)
     like = {"device": y.device, "dtype": y.dtype}
     s = torch.ones((N, 1, H, W), **like) if s is None else s
     c = torch.zeros((N, 1, H, W), **like) if c is None else c
@@ -131,12 +118,12 @@ def split_pool(y: Tensor, s: Tensor | None, c: Tensor | None, a: Tensor | None,
     b = torch.zeros(K, **like) if b is None else b
     if not _numba_ok(y, s, c, a, b):
         return _torch_split_pool(y, s, c, a, b, size, stride, kind, split)
-    out = torch.empty((N, (2 if split else 1) * K, (H - kh) // step + 1, (W - kw) // step + 1),
+    out = torch.empty((N, (2 if split else 1) * K, (H - kh) // sh + 1, (W - kw) // sw + 1),
                       dtype=y.dtype)
     threads = torch.get_num_threads()
-    set_threads()
+    set_threads()  # a step of (sh, sw) with sh != sw is the whole map: one window, any step
     _split_pool(y.numpy(), s.view(N, H, W).numpy(), c.view(N, H, W).numpy(), a.numpy(),
-                b.numpy(), kh, kw, step, KINDS.index(kind), split, out.numpy())
+                b.numpy(), kh, kw, sh, KINDS.index(kind), split, out.numpy())
     if torch.get_num_threads() != threads:  # numba's OpenMP start-up may reset torch's count
         torch.set_num_threads(threads)
     return out
@@ -152,4 +139,4 @@ def _torch_split_pool(y: Tensor, s: Tensor, c: Tensor, a: Tensor, b: Tensor,
                       pool((-h).clamp(min=0), size, stride, kind)], 1)
 
 
-__all__ = ["split_pool", "window"]
+__all__ = ["split_pool"]

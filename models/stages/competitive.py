@@ -67,20 +67,17 @@ class CompetitiveStage:
         :class:`models.read_cache.ReadCache` keeps it per frame while the stage trains. Each
         input is convolved on its own: some convolution kernels round differently for
         different batch sizes, and an input's encoding must not depend on its batch."""
-        return [self._whiten_maps(level) for level in levels]
-
-    def _whiten_maps(self, level: Tensor) -> Tensor:
-        """:meth:`encode` of one level ``(N, C, H, W)``, input by input."""
-        w, b, s = self.white["weight"], self.white["bias"], self.config.stride
-        if len(level) == 0:
-            return F.conv2d(level, w, b, stride=s)
-        return torch.cat([F.conv2d(level[i:i + 1], w, b, stride=s) for i in range(len(level))])
+        return [torch.cat([self._whiten(level[i:i + 1]) for i in range(len(level))])
+                if len(level) else self._whiten(level) for level in levels]
 
     def whitened(self, levels: list[Tensor]) -> list[Tensor]:
         """:meth:`encode` in one convolution per level for the whole batch: faster, and equal
         to it up to float rounding (the stage's own maps; the cache keeps :meth:`encode`)."""
-        w, b, s = self.white["weight"], self.white["bias"], self.config.stride
-        return [F.conv2d(level, w, b, stride=s) for level in levels]
+        return [self._whiten(level) for level in levels]
+
+    def _whiten(self, level: Tensor) -> Tensor:
+        """The whitening convolution of one level (N, C, H, W) -> (N, dims, p, q)."""
+        return F.conv2d(level, self.white["weight"], self.white["bias"], stride=self.config.stride)
 
     def windows(self, levels: list[Tensor]) -> list[Tensor]:
         """Unit-length whitened windows of each level: [(N, dims, p_i, q_i)]."""
