@@ -23,9 +23,13 @@ position and ``D = C*r*r`` inputs per field; Le et al. 2012's 200x200x3 input, 1
   reads from each of its frames (:func:`read_cache_bytes`, capped by ``train.read_cache_mb``);
 - bytes per worker step: the update pushed every ``n_push`` steps and the parameters fetched
   every ``n_fetch`` steps, in ``train.transfer_dtype``;
-- time per step: the largest of a replica's compute (measured per-core GFLOP/s x cores), its
-  network transfer, and the parameter servers' share of everyone's transfers (all at
-  ``bandwidth_gbps`` per node), assuming compute and communication overlap (Downpour);
+- time per step: the largest of a replica's own time, its network transfer, and the parameter
+  servers' share of everyone's transfers (all at ``bandwidth_gbps`` per node), assuming the
+  transfers overlap the work (Downpour). A replica's own time is its compute, FLOPs over the
+  measured per-core GFLOP/s (or, given ``stage_steps_s``, the stage's whole step measured in
+  one process on one core, input included: :func:`cluster.plan_rates.measure_stage_steps`),
+  divided by the cores of its node; plus ``call_s`` for each call to a shard
+  (:func:`shard_calls_per_step`);
 - time per epoch: ``frames / (n_workers * batch_size / step_time)``.
 
 Nodes are split into ``n_ps_shards`` parameter-server nodes and one model replica per remaining
@@ -36,12 +40,11 @@ parameters exceed a node's memory is flagged).
 from __future__ import annotations
 
 import math
-import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import torch
-
+from cluster.plan_rates import MEASURED_HOW, measure_gflops_per_core
 from cluster.sharding import WIRE_BYTES, ShardLayout
 from models.rbm.local import positions
 from models.read_cache import bytes_per_frame, encoded_shapes
@@ -171,60 +174,23 @@ def shard_optimiser_states(train: Any) -> int:
     return 0 if train.mode == "async" and train.push in ("delta", "average") else 1
 
 
-MEASURED_HOW = "measured here: 1 torch thread and 1 numba thread, CD-1 on the demo's stage 0"
-
-
-def measure_gflops_per_core(seconds: float = 1.0) -> float:
-    """Achieved GFLOP/s of one core on a CD-1 step of a local RBM at the demo's first stage
-    (64x64 input, 10x10 fields, stride 2, 8 maps, batch 64).
-
-    One core means one torch thread *and* one numba thread (the local RBM's CPU kernels are
-    numba ``parallel=True``; with the whole numba pool the figure would follow the machine's
-    core count and load, not a core's speed). Both counts are restored afterwards.
-    """
-    from models.rbm.local import LocalRBM
-
-    threads = torch.get_num_threads()
-    numba_threads = _numba_threads(None)
-    torch.set_num_threads(1)
-    _numba_threads(1)
-    try:
-        g = torch.Generator().manual_seed(0)
-        rbm = LocalRBM((1, 64, 64), 10, 2, 8, visible="gaussian", generator=g, device="cpu")
-        v = torch.randn(64, 1, 64, 64, generator=g)
-        rbm.compute_update(v, generator=g)
-        n, t0 = 0, time.perf_counter()
-        while time.perf_counter() - t0 < seconds:
-            rbm.compute_update(v, generator=g)
-            n += 1
-        dt = time.perf_counter() - t0
-    finally:
-        torch.set_num_threads(threads)
-        _numba_threads(numba_threads)
-    flops = 64 * 5 * 2 * 28 * 28 * 8 * 100  # batch * (3 + 2k) * 2PKD, k = 1
-    return n * flops / dt / 1e9
-
-
-def _numba_threads(n: int | None) -> int | None:
-    """Set numba's thread count to ``n`` (None: leave it); the count before (None: no numba)."""
-    try:
-        import numba
-    except ImportError:  # pragma: no cover - numba is a dependency
-        return None
-    before = numba.get_num_threads()
-    if n is not None:
-        numba.set_num_threads(n)
-    return before
+def shard_calls_per_step(train: Any, n_ps: int) -> float:
+    """Calls a worker makes to the shards per step: one per shard each push and each fetch,
+    a push and a fetch due at the same step being one call (``cluster.downpour``)."""
+    both = 1 / math.lcm(train.n_push, train.n_fetch)
+    return n_ps * (1 / train.n_push + 1 / train.n_fetch - both)
 
 
 def check_inputs(*, nodes: int, cores_per_node: int, frames: int, gflops_per_core: float | None,
-                 bandwidth_gbps: float, node_memory_gb: float) -> None:
+                 bandwidth_gbps: float, node_memory_gb: float, call_s: float = 0.0) -> None:
     """ValueError naming the first input that makes the sizing meaningless (a count below 1, a
     rate or memory that is not a positive finite number)."""
     for name, value in (("nodes", nodes), ("cores_per_node", cores_per_node),
                         ("frames", frames)):
         if value < 1:
             raise ValueError(f"{name}={value}: must be >= 1")
+    if not (math.isfinite(call_s) and call_s >= 0):
+        raise ValueError(f"call_s={call_s}: must be a number >= 0")
     rates = {"bandwidth_gbps": bandwidth_gbps, "node_memory_gb": node_memory_gb}
     if gflops_per_core is not None:
         rates["gflops_per_core"] = gflops_per_core
@@ -235,15 +201,20 @@ def check_inputs(*, nodes: int, cores_per_node: int, frames: int, gflops_per_cor
 
 def plan(config: Any, *, nodes: int, cores_per_node: int = 16, frames: int = 10_000_000,
          gflops_per_core: float | None = None, bandwidth_gbps: float = 10.0,
-         node_memory_gb: float = 64.0) -> dict:
+         node_memory_gb: float = 64.0, call_s: float = 0.0,
+         stage_steps_s: Mapping[int, float] | None = None) -> dict:
     """The whole sizing as a JSON-able dict (see the module docstring).
 
     ``gflops_per_core`` None measures it here (:func:`measure_gflops_per_core`: one core, CD-1
-    at the demo geometry). Raises ValueError for inputs :func:`check_inputs` refuses.
+    at the demo geometry). ``stage_steps_s``: stage -> seconds of its step measured on one core
+    (input included), used for those stages instead of FLOPs over the rate. ``call_s``: seconds
+    of a worker's time per call to a shard. Raises ValueError for inputs :func:`check_inputs`
+    refuses.
     """
     check_inputs(nodes=nodes, cores_per_node=cores_per_node, frames=frames,
                  gflops_per_core=gflops_per_core, bandwidth_gbps=bandwidth_gbps,
-                 node_memory_gb=node_memory_gb)
+                 node_memory_gb=node_memory_gb, call_s=call_s)
+    measured_steps = dict(stage_steps_s or {})
     tc = config.train
     measured = gflops_per_core is None
     if measured:
@@ -259,12 +230,14 @@ def plan(config: Any, *, nodes: int, cores_per_node: int = 16, frames: int = 10_
         cache = read_cache_bytes(config, sp.stage, frames / n_workers)
         hit = cached_share(config, sp.stage, cache, frames / n_workers)
         flops_step = batch * frame_flops(sp, hit, cached=sp.stage > 0 and tc.read_cache_mb > 0)
-        compute_s = flops_step / (gflops_per_core * 1e9 * cores_per_node)
+        compute_s = (measured_steps.get(sp.stage, flops_step / (gflops_per_core * 1e9))
+                     / cores_per_node)
+        calls_s = shard_calls_per_step(tc, n_ps) * call_s
         wire = WIRE_BYTES[tc.transfer_dtype] * sp.n_params  # the parameters as sent
         bytes_step = wire * (1 / tc.n_push + 1 / tc.n_fetch)  # per worker per step
         worker_net_s = bytes_step / bw
         ps_net_s = n_workers * bytes_step / (n_ps * bw)  # every worker talks to every shard
-        step_s = max(compute_s, worker_net_s, ps_net_s)
+        step_s = max(compute_s + calls_s, worker_net_s, ps_net_s)
         frames_per_s = n_workers * batch / step_s
         activations = 4 * batch * (sp.n_positions * sp.n_maps * 4 + 3 * sp.fan_in * sp.n_positions)
         first_epoch_extra = (frames / n_workers * hit * sp.encode_flops_per_frame
@@ -281,9 +254,12 @@ def plan(config: Any, *, nodes: int, cores_per_node: int = 16, frames: int = 10_
             "flops_per_step_per_worker": flops_step,
             "bytes_per_step_per_worker": bytes_step,
             "compute_s_per_step": compute_s,
+            "compute_source": ("measured step (one core, input included)"
+                               if sp.stage in measured_steps else "FLOPs / per-core rate"),
+            "shard_calls_s_per_step": calls_s,
             "worker_network_s_per_step": worker_net_s,
             "ps_network_s_per_step": ps_net_s,
-            "bound": ("compute" if step_s == compute_s else
+            "bound": ("worker" if step_s == compute_s + calls_s else
                       "worker network" if step_s == worker_net_s else "parameter-server network"),
             "step_s": step_s,
             "frames_per_s": frames_per_s,
@@ -295,7 +271,8 @@ def plan(config: Any, *, nodes: int, cores_per_node: int = 16, frames: int = 10_
         "n_workers": n_workers, "batch_size": batch, "frames_per_epoch": frames,
         "gflops_per_core": gflops_per_core, "gflops_per_core_measured": measured,
         "gflops_per_core_source": MEASURED_HOW if measured else "given (--gflops-per-core)",
-        "bandwidth_gbps": bandwidth_gbps, "n_push": tc.n_push, "n_fetch": tc.n_fetch,
+        "bandwidth_gbps": bandwidth_gbps, "call_s": call_s,
+        "n_push": tc.n_push, "n_fetch": tc.n_fetch,
         "transfer_dtype": tc.transfer_dtype,
         "total_params": sum(s["n_params"] for s in stages),
         "epoch_s_all_stages": sum(s["epoch_s"] for s in stages),

@@ -1,10 +1,15 @@
 """``catneuron plan``: size a config on N nodes (parameters, memory per shard, FLOPs and bytes per
 step, estimated epoch time from this machine's measured per-core throughput).
 
+A small stack is better sized by its measured step than by its FLOPs: ``--measure-steps`` runs
+each stage's step on one core over the config's dataset (input included), and ``--call-ms``
+adds a worker's time per call to a shard (``benchmarks/plan_check.py`` measures both).
+
 Examples::
 
     catneuron plan --config le2012 --nodes 1000
     catneuron plan --config demo --nodes 2 --cores-per-node 1 --json
+    catneuron plan --config demo --nodes 3 --cores-per-node 1 --measure-steps --call-ms 1.2
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import sys
 
 from jobs.errors import ArgumentParser, UserError, command
 
-_SHORT = {"compute": "compute", "worker network": "worker net",
+_SHORT = {"worker": "worker", "worker network": "worker net",
           "parameter-server network": "PS net"}
 
 
@@ -45,7 +50,10 @@ def render(p: dict) -> str:
         f"{p['n_ps_shards']} parameter-server shards; batch {p['batch_size']}, push every "
         f"{p['n_push']}, fetch every {p['n_fetch']} steps ({p['transfer_dtype']} on the wire)",
         f"per-core CD throughput {p['gflops_per_core']:.2f} GFLOP/s ({src}); network "
-        f"{p['bandwidth_gbps']:g} Gbit/s per node; epoch = {p['frames_per_epoch']:,} frames",
+        f"{p['bandwidth_gbps']:g} Gbit/s per node; {p['call_s'] * 1e3:g} ms per shard call; "
+        f"epoch = {p['frames_per_epoch']:,} frames",
+        *[f"stage {s['stage']}: step measured on one core (input included), not FLOPs / rate"
+          for s in p["stages"] if s["compute_source"].startswith("measured")],
         "",
         f"{'stage':>5} {'input':>12} {'params':>10} {'shard mem':>10} {'replica mem':>11} "
         f"{'FLOP/step':>10} {'bytes/step':>10} {'step':>9} {'bound':>14} {'epoch':>9} "
@@ -69,9 +77,26 @@ def render(p: dict) -> str:
 
 
 def _as_flag(message: str, names) -> str:
-    """``bandwidth_gbps=0.0: ...`` -> ``--bandwidth-gbps=0.0: ...`` for the sizing inputs."""
+    """``bandwidth_gbps=0.0: ...`` -> ``--bandwidth-gbps=0.0: ...`` for the sizing inputs
+    (``call_s`` is given as ``--call-ms``)."""
     name, sep, rest = message.partition("=")
+    if name == "call_s":
+        return "--call-ms: must be a number >= 0"
     return f"--{name.replace('_', '-')}{sep}{rest}" if name in names else message
+
+
+def measured_steps(config) -> dict[int, float]:
+    """Each stage's step on one core over ``config.data.path`` (FileNotFoundError without
+    it), with a line on standard error while it runs."""
+    from pathlib import Path
+
+    from cluster.plan_rates import measure_stage_steps
+
+    if "://" not in config.data.path and not Path(config.data.path).exists():
+        raise FileNotFoundError(f"--measure-steps reads data.path={config.data.path!r}: no "
+                                "such dataset (catneuron ingest, or --data.path=...)")
+    print(f"timing each stage's step on one core over {config.data.path} ...", file=sys.stderr)
+    return measure_stage_steps(config)
 
 
 @command("catneuron plan")
@@ -90,19 +115,26 @@ def main(argv: list[str] | None = None) -> int:
                         "of this machine: 1 torch thread and 1 numba thread)")
     p.add_argument("--bandwidth-gbps", type=float, default=10.0, help="network per node")
     p.add_argument("--node-memory-gb", type=float, default=64.0)
+    p.add_argument("--call-ms", type=float, default=0.0,
+                   help="a worker's time per call to a shard (serialising, the round trip; "
+                        "default 0: not counted)")
+    p.add_argument("--measure-steps", action="store_true",
+                   help="time each stage's step on one core over the config's data.path "
+                        "(input included) instead of its FLOPs over the per-core rate")
     p.add_argument("--json", action="store_true", help="JSON instead of a table")
     args, rest = p.parse_known_args(argv)
     from cluster.plan import check_inputs, plan
 
     sizes = dict(nodes=args.nodes, cores_per_node=args.cores_per_node, frames=args.frames,
                  gflops_per_core=args.gflops_per_core, bandwidth_gbps=args.bandwidth_gbps,
-                 node_memory_gb=args.node_memory_gb)
+                 node_memory_gb=args.node_memory_gb, call_s=args.call_ms / 1e3)
     try:
         check_inputs(**sizes)
         config = load(args.config, rest)
+        steps = measured_steps(config) if args.measure_steps else None
     except (FileNotFoundError, ValueError) as exc:  # ConfigError is a ValueError
         raise UserError(_as_flag(str(exc), sizes)) from None
-    result = plan(config, **sizes)
+    result = plan(config, **sizes, stage_steps_s=steps)
     print(json.dumps(result, indent=1) if args.json else render(result))
     return 0
 

@@ -33,6 +33,12 @@ class UpdateConfig:
     weight_decay : L2 coefficient, applied only to the parameters named in ``decay_names``.
     method : ``"sgd"`` (momentum SGD) or ``"adagrad"`` (no momentum).
     adagrad_eps : added to the root of the accumulated squares.
+    anneal_steps : over the first ``anneal_steps`` ``step`` calls the learning rate falls
+        linearly from ``learning_rate`` to ``anneal_to * learning_rate`` and stays there (0 = a
+        constant rate). Online k-means and its RBM form move their units by a fixed share of
+        each batch's mean; a falling rate lets them settle instead of jittering around it
+        (Bottou & Bengio 1995, "Convergence properties of the k-means algorithms").
+    anneal_to : the final rate as a share of ``learning_rate``, in (0, 1].
     """
 
     learning_rate: float = 0.01
@@ -42,6 +48,8 @@ class UpdateConfig:
     weight_decay: float = 2e-4
     method: Literal["sgd", "adagrad"] = "sgd"
     adagrad_eps: float = 1e-8
+    anneal_steps: int = 0
+    anneal_to: float = 0.1
 
     def __post_init__(self) -> None:
         if not self.learning_rate > 0:
@@ -58,6 +66,10 @@ class UpdateConfig:
             raise ValueError(f"method={self.method!r} must be 'sgd' or 'adagrad'")
         if not self.adagrad_eps > 0:
             raise ValueError(f"adagrad_eps={self.adagrad_eps} must be > 0")
+        if self.anneal_steps < 0:
+            raise ValueError(f"anneal_steps={self.anneal_steps} must be >= 0")
+        if not 0.0 < self.anneal_to <= 1.0:
+            raise ValueError(f"anneal_to={self.anneal_to} must be in (0, 1]")
 
 
 class ParameterUpdater:
@@ -97,6 +109,15 @@ class ParameterUpdater:
             return cfg.initial_momentum
         return cfg.momentum
 
+    def current_learning_rate(self) -> float:
+        """Learning rate of the next ``step``: ``lr (1 - (1 - anneal_to) min(t, T) / T)`` for
+        ``T = anneal_steps > 0`` after ``t`` steps; ``lr`` when ``T = 0``."""
+        cfg = self.config
+        if cfg.anneal_steps == 0:
+            return cfg.learning_rate
+        done = min(self.step_count, cfg.anneal_steps) / cfg.anneal_steps
+        return cfg.learning_rate * (1.0 - (1.0 - cfg.anneal_to) * done)
+
     @torch.no_grad()
     def step(self, params: dict[str, Tensor], update: dict[str, Tensor]) -> None:
         """Apply ``update`` (ascent direction) to ``params`` in place.
@@ -107,7 +128,7 @@ class ParameterUpdater:
         ValueError : an update's shape differs from its parameter's.
         """
         cfg = self.config
-        lr = cfg.learning_rate
+        lr = self.current_learning_rate()
         momentum = self.current_momentum()
         for name, g in update.items():
             if name not in params:

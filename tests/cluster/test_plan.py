@@ -72,7 +72,7 @@ def test_paper_geometry_is_about_a_billion_parameters_on_1000_nodes():
     # slower cores: compute-bound, and doubling the per-core speed halves the step
     slow = plan(cfg, nodes=1000, gflops_per_core=1.0)["stages"][0]
     fast = plan(cfg, nodes=1000, gflops_per_core=2.0)["stages"][0]
-    assert slow["bound"] == fast["bound"] == "compute"
+    assert slow["bound"] == fast["bound"] == "worker"
     assert fast["step_s"] == pytest.approx(slow["step_s"] / 2)
 
 
@@ -90,7 +90,7 @@ def test_gflops_per_core_is_measured_on_one_thread(monkeypatch):
     numba = pytest.importorskip("numba")
     if numba.config.NUMBA_NUM_THREADS < 2:
         pytest.skip("one numba thread on this machine: nothing to tell apart")
-    from cluster import plan as plan_module
+    from cluster import plan_rates as plan_module
     from models.rbm.local import LocalRBM
 
     seen = []
@@ -163,3 +163,47 @@ def test_a_shard_keeps_optimiser_state_only_when_it_applies_the_updates():
     assert plan(cfg, nodes=3, gflops_per_core=10.0)["stages"][1]["shard_memory_bytes"] == 4 * n
     grad = load(ROOT / "configs/demo.toml", ['train.push="gradient"'])
     assert plan(grad, nodes=3, gflops_per_core=10.0)["stages"][1]["shard_memory_bytes"] == 8 * n
+
+
+@pytest.mark.parametrize("n_push, n_fetch, calls", [(1, 1, 1.0), (2, 1, 1.0), (4, 4, 0.25),
+                                                   (2, 3, 1 / 2 + 1 / 3 - 1 / 6)])
+def test_a_worker_pays_each_shard_call_once_a_push_and_a_fetch_coincide(n_push, n_fetch, calls):
+    from cluster.plan import shard_calls_per_step
+
+    cfg = load(ROOT / "configs/demo.toml", [f"train.n_push={n_push}", f"train.n_fetch={n_fetch}",
+                                            "train.n_ps_shards=2"])
+    assert shard_calls_per_step(cfg.train, 2) == pytest.approx(2 * calls)
+    free = plan(cfg, nodes=4, cores_per_node=1, gflops_per_core=10.0)["stages"][0]
+    paid = plan(cfg, nodes=4, cores_per_node=1, gflops_per_core=10.0, call_s=1e-3)["stages"][0]
+    assert paid["shard_calls_s_per_step"] == pytest.approx(2 * calls * 1e-3)
+    assert paid["step_s"] == pytest.approx(free["step_s"] + 2 * calls * 1e-3)
+    assert paid["bound"] == "worker"
+    with pytest.raises(ValueError, match="call_s"):
+        plan(cfg, nodes=4, gflops_per_core=10.0, call_s=-1.0)
+
+
+def test_a_measured_stage_step_replaces_its_flops_over_the_rate(tmp_path):
+    """A stage's step measured on one core (input included) sizes that stage; the others keep
+    FLOPs / rate. The measurement is a real single-process loop on a real dataset."""
+    from cluster.plan_rates import measure_stage_steps
+    from tests.cluster.data import make_dataset
+
+    data = make_dataset(tmp_path / "data", size=16, n_videos=2, frames_per_video=48)
+    cfg = load(None, [f'data.path="{data}"', "data.batch_size=16", "data.holdout_frames=0",
+                      "model.input_size=16", "model.input_lcn_sigma=0.0",
+                      'model.stages=[{kind="tied", learner="kmeans", field=3, n_maps=4, pool=2, '
+                      'pool_stride=2, pool_kind="rms", sign_split=true, rows_per_frame=8}, '
+                      '{kind="competitive", learner="rbm", field=2, n_maps=6, dims=10, '
+                      'sizes=[16, 12], rows_per_frame=4}]', "train.prepare_frames=64"])
+    threads = torch.get_num_threads()
+    steps = measure_stage_steps(cfg, steps=3, warmup=1)
+    assert torch.get_num_threads() == threads
+    assert sorted(steps) == [0, 1] and all(0 < s < 5 for s in steps.values())
+    by_rate = plan(cfg, nodes=3, cores_per_node=1, gflops_per_core=10.0)["stages"]
+    measured = plan(cfg, nodes=3, cores_per_node=2, gflops_per_core=10.0,
+                    stage_steps_s={0: steps[0]})["stages"]
+    assert measured[0]["compute_s_per_step"] == pytest.approx(steps[0] / 2)
+    assert measured[0]["compute_source"].startswith("measured")
+    assert measured[1]["compute_s_per_step"] == pytest.approx(
+        by_rate[1]["compute_s_per_step"] / 2)
+    assert measured[1]["compute_source"] == "FLOPs / per-core rate"

@@ -31,3 +31,27 @@ def test_impossible_sizes_are_one_line_exit_2(capsys, flag, value):
     err = capsys.readouterr().err
     assert err.startswith(f"catneuron plan: error: {flag}=") and err.count("\n") == 1
 
+
+
+def test_plan_cli_measures_steps_on_the_data_and_counts_shard_calls(tmp_path, capsys):
+    from tests.cluster.data import make_dataset
+
+    data = make_dataset(tmp_path / "data", size=16, n_videos=2, frames_per_video=48)
+    small = [f'--data.path="{data}"', "--data.batch_size=16", "--data.holdout_frames=0",
+             "--model.input_size=16", "--train.stages=1",
+             '--model.stages=[{kind="tied", learner="kmeans", field=3, n_maps=4, pool=2, '
+             'pool_stride=2, pool_kind="rms", sign_split=true, rows_per_frame=8}]']
+    assert main(["--config", str(ROOT / "configs/demo.toml"), "--nodes", "3",
+                 "--cores-per-node", "1", "--gflops-per-core", "10", "--measure-steps",
+                 "--call-ms", "2", *small]) == 0
+    out = capsys.readouterr().out
+    assert "2 ms per shard call" in out and "stage 0: step measured on one core" in out
+    missing = [a if not a.startswith("--data.path") else '--data.path="/nonexistent/d"'
+               for a in small]
+    assert main(["--config", str(ROOT / "configs/demo.toml"), "--nodes", "3",
+                 "--gflops-per-core", "10", "--measure-steps", *missing]) == 2
+    err = capsys.readouterr().err
+    assert "no such dataset" in err and err.count("\n") == 1
+    assert main(["--config", str(ROOT / "configs/demo.toml"), "--nodes", "3",
+                 "--gflops-per-core", "10", "--call-ms", "-1"]) == 2
+    assert "--call-ms: must be a number >= 0" in capsys.readouterr().err

@@ -68,3 +68,34 @@ def test_updater_state_dict_round_trip_and_errors():
         a.step(pa, {"W": torch.ones(4)})
     with pytest.raises(ValueError, match="learning_rate"):
         UpdateConfig(learning_rate=-1)
+
+
+@pytest.mark.parametrize("method", ["sgd", "adagrad"])
+def test_updater_anneals_the_learning_rate_linearly(method):
+    """anneal_steps = 4, anneal_to = 0.25: rates 1, 0.8125, 0.625, 0.4375, then 0.25 for
+    good; with momentum 0 each SGD step moves by exactly its rate times the update."""
+    cfg = UpdateConfig(learning_rate=1.0, momentum=0.0, initial_momentum=0.0, weight_decay=0.0,
+                       anneal_steps=4, anneal_to=0.25, method=method)
+    up = ParameterUpdater(cfg)
+    rates = []
+    for _ in range(6):
+        rates.append(up.current_learning_rate())
+        up.step({"W": torch.zeros(2, dtype=DT)}, {"W": torch.ones(2, dtype=DT)})
+    assert rates == pytest.approx([1.0, 0.8125, 0.625, 0.4375, 0.25, 0.25])
+    sgd = ParameterUpdater(cfg)
+    w = {"W": torch.zeros(2, dtype=DT)}
+    for _ in range(6):
+        sgd.step(w, {"W": torch.ones(2, dtype=DT)})
+    if method == "sgd":
+        torch.testing.assert_close(w["W"], torch.full((2,), sum(rates), dtype=DT))
+    restored = ParameterUpdater(cfg)
+    restored.load_state_dict(sgd.state_dict())
+    assert restored.current_learning_rate() == pytest.approx(0.25)
+
+
+def test_anneal_settings_are_checked():
+    with pytest.raises(ValueError, match="anneal_steps"):
+        UpdateConfig(anneal_steps=-1)
+    with pytest.raises(ValueError, match="anneal_to"):
+        UpdateConfig(anneal_to=0.0)
+    assert ParameterUpdater(UpdateConfig(learning_rate=0.3)).current_learning_rate() == 0.3
