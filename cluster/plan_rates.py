@@ -16,6 +16,8 @@ actors on one machine.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -70,17 +72,17 @@ def measure_stage_steps(config: Any, stages: list[int] | None = None, *, steps: 
     return out
 
 
-class one_core:
-    """Context: one torch thread and one numba thread inside, the counts before restored."""
-
-    def __enter__(self) -> None:
-        self.threads, self.numba = torch.get_num_threads(), _numba_threads(None)
-        torch.set_num_threads(1)
-        _numba_threads(1)
-
-    def __exit__(self, *exc) -> None:
-        torch.set_num_threads(self.threads)
-        _numba_threads(self.numba)
+@contextmanager
+def one_core() -> Iterator[None]:
+    """One torch thread and one numba thread inside; the counts before restored after."""
+    threads, numba_threads = torch.get_num_threads(), _numba_threads(None)
+    torch.set_num_threads(1)
+    _numba_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        _numba_threads(numba_threads)
 
 
 def _numba_threads(n: int | None) -> int | None:
