@@ -44,8 +44,9 @@ def test_a_replica_holds_its_stage_input_cache_up_to_its_budget():
 
     cfg = load(ROOT / "configs/demo.toml", ["train.read_cache_mb=100"])
     stack = RBMStack(cfg.model, device="cpu", generator=torch.Generator().manual_seed(0))
-    per = bytes_per_frame(stack.config, 1)  # 128 whitened values at every 8 x 8 window of
-    assert per == 4 * 128 * (25**2 + 18**2 + 13**2 + 9**2)  # maps of 32, 25, 20 and 16 px
+    dims = cfg.model.stages[1].dims  # whitened values at every 8 x 8 window of
+    per = bytes_per_frame(stack.config, 1)  # maps of 32, 25, 20 and 16 px
+    assert per == 4 * dims * (25**2 + 18**2 + 13**2 + 9**2)
     small = plan(cfg, nodes=3, frames=200, gflops_per_core=10.0)["stages"]
     large = plan(cfg, nodes=3, frames=200_000, gflops_per_core=10.0)["stages"]
     assert small[0]["read_cache_bytes"] == large[0]["read_cache_bytes"] == 0
