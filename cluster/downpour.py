@@ -13,7 +13,8 @@ replicas. :class:`Downpour` holds one replica's side of that conversation:
   the next step computes. When the next step fetches, the push asks for the parameters back
   (push and fetch in one call per shard); otherwise a fetch waits until the replica's own pushes
   are submitted, so the shards (which serve a caller's calls in submission order) answer it with
-  those pushes applied. With ``prefetch`` the next fetch is requested one step early instead.
+  those pushes applied. With ``prefetch`` the next fetch is requested one step early instead
+  (still behind the pushes already taken).
 - settling: every push's answer is accounted (applied at version ``v``: staleness ``v`` minus
   the version fetched; ``-1``: a duplicate, rejected; a dead shard: a failure), with at most
   ``max_in_flight`` pushes outstanding per shard.
@@ -26,6 +27,7 @@ The shards are reached through a :class:`Transport`: Ray actors in a worker acto
 from __future__ import annotations
 
 import collections
+import copy
 import concurrent.futures
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -82,7 +84,10 @@ class _Done:
 
 
 class InProcess:
-    """A transport to plain objects in this process: every call runs at once, in order."""
+    """A transport to plain objects in this process: every call runs at once, in order, and
+    passes copies as a message would (a shard answers with views of its own arrays, which Ray
+    serialises when it answers; kept as views, a later push would change an answer already
+    given)."""
 
     lost = ActorLost
 
@@ -90,7 +95,7 @@ class InProcess:
         return shard
 
     def call(self, actor: Any, method: str, *args: Any) -> _Done:
-        return _Done(getattr(actor, method)(*args))
+        return _Done(copy.deepcopy(getattr(actor, method)(*copy.deepcopy(args))))
 
     def get(self, handles: list) -> list:
         return [h.value for h in handles]
@@ -202,14 +207,13 @@ class Downpour:
         handles, mark = self._prefetched or (None, self.strategy.mark())
         reply, self._prefetched, self._reply = self._reply, None, None
         if handles is None and reply is None:
-            concurrent.futures.wait(self._sending)  # queue behind this replica's own pushes
-            handles = self._request()
+            handles = self._queued_request()
         prepared = while_waiting()
         if reply is not None:  # the last push asked for the parameters: one call, not two
             handles = [h for h, _, _ in reply.result()]
         for attempt in range(FETCH_ATTEMPTS):
             try:
-                results = self.transport.get(handles or self._request())
+                results = self.transport.get(handles or self._queued_request())
                 break
             except self.transport.lost:
                 if attempt == FETCH_ATTEMPTS - 1:
@@ -228,7 +232,15 @@ class Downpour:
         step computes."""
         if (self.prefetch and self._prefetched is None
                 and self._since_fetch + 1 >= self.n_fetch):
-            self._prefetched = (self._request(), self.strategy.mark())
+            self._prefetched = (self._queued_request(), self.strategy.mark())
+
+    def _queued_request(self) -> list:
+        """A fetch submitted after every push already taken: the shards serve one caller's calls
+        in submission order, so the answer holds those pushes, which is what the strategy's mark
+        (taken when the push was) assumes. Requested while a push is still on the sender thread,
+        a fetch could overtake it and a ``"delta"`` replica would undo that push's change."""
+        concurrent.futures.wait(self._sending)
+        return self._request()
 
     def _request(self) -> list:
         """One fetch call per shard, in the transfer dtype."""
