@@ -65,7 +65,7 @@ def sync_reference(config: JobSections, stage: int = 0, steps: int | None = None
     streams = [_batches(config, shards_for_worker(train, k, tc.n_workers), tc.seed * 7919 + k)
                for k in range(tc.n_workers)]
     # read as the workers read (one cache serves all replicas: its values depend on frames only)
-    reader = StageInput(stack, stage, cache_budget(tc, stage))
+    reader = StageInput(stack, stage, cache_budget(tc, stage, tc.n_workers))
     for step in range(steps):
         updates = []
         for k, (rbm, stream) in enumerate(zip(replicas, streams, strict=True)):
@@ -83,9 +83,9 @@ class SingleProcessLoop:
     """The benchmark's baseline: the plain loop ``apply_update(compute_update(stage_input(batch)))``
     for stage ``stage`` on one torch thread over the training shards, kept alive between timed
     segments (so a benchmark can interleave it with the parameter-server runs it is compared to).
-    The stage input is read as a worker reads it (:class:`models.read_cache.StageInput` with the
-    config's ``train.read_cache_mb`` for a stage above 0): a loop that has run one epoch encodes
-    no frame again.
+    The stage input is read as a worker reads it (:class:`models.read_cache.StageInput`, for a
+    stage above 0 with ``train.read_cache_mb`` per worker whose frames it reads): a loop that has
+    run one epoch encodes no frame again.
 
     ``stack`` (earlier stages loaded, stage ``stage`` prepared) is trained in place; by default a
     fresh stack seeded like the trainer's, its stage prepared by :func:`prepare_stage` (whitening
@@ -103,7 +103,8 @@ class SingleProcessLoop:
         self.stack = stack
         self.stage = stage
         self.rbm = self.stack.rbms[stage]
-        self.input = StageInput(stack, stage, cache_budget(config.train, stage))
+        self.input = StageInput(stack, stage, cache_budget(config.train, stage,
+                                                           config.train.n_workers))
         train, _ = split_holdout(config.data.path, config.data.holdout_frames)
         self.stream = _batches(config, train, config.train.seed)
         self.generator = torch.Generator().manual_seed(0)

@@ -53,10 +53,12 @@ from pipeline.reader import FrameReader, list_shards, read_frames, shards_for_wo
 MONITORED = ("recon_error", "fe_gap")  # the figures :meth:`Worker._monitor` measures
 
 
-def cache_budget(train, stage: int) -> int:
-    """Bytes of a replica's stage-input cache (:class:`models.read_cache.StageInput`):
-    ``train.read_cache_mb`` for a stage above 0; stage 0 reads the frames themselves."""
-    return int(train.read_cache_mb * 2**20) if stage > 0 else 0
+def cache_budget(train, stage: int, replicas: int = 1) -> int:
+    """Bytes of the stage-input cache (:class:`models.read_cache.StageInput`) of a process that
+    reads the frames of ``replicas`` workers: ``train.read_cache_mb`` each for a stage above 0
+    (a single-process reference over every worker's shards gets what they hold together, so
+    it caches what they cache); stage 0 reads the frames themselves."""
+    return int(replicas * train.read_cache_mb * 2**20) if stage > 0 else 0
 
 
 def split_holdout(root: str, holdout_frames: int) -> tuple[list[str], list[str]]:

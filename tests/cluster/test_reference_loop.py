@@ -59,3 +59,20 @@ def test_loop_reads_the_stage_input_through_a_cache_with_the_same_result(tmp_pat
     assert runs[0].input.cache is None
     torch.testing.assert_close(runs[64].rbm.params["W"], runs[0].rbm.params["W"],
                                rtol=1e-5, atol=1e-6)
+
+
+def test_the_loop_caches_what_the_workers_whose_frames_it_reads_cache_together(tmp_path):
+    """The single loop reads every worker's shards, so its cache gets every worker's budget:
+    with a budget that holds one worker's half of the frames it still caches them all."""
+    from models.read_cache import bytes_per_frame
+
+    data = make_dataset(tmp_path / "data", size=16, n_videos=2, frames_per_video=48)
+    base = [f'data.path="{data}"', "data.batch_size=16", "data.holdout_frames=0",
+            "model.input_size=16", "model.input_lcn_sigma=0.0", STAGES, "train.stages=2",
+            "train.prepare_frames=64", "train.n_workers=2"]
+    prepared = sync_reference(load(None, base), stage=0, steps=0)
+    per_frame = bytes_per_frame(prepared.config, 1, prepared.dtype)
+    mb = 48 * per_frame / 2**20  # one worker's 48 frames
+    loop = SingleProcessLoop(load(None, [*base, f"train.read_cache_mb={mb}"]), stage=1,
+                             stack=prepared)
+    assert loop.input.cache.capacity == 96
