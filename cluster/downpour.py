@@ -27,8 +27,8 @@ The shards are reached through a :class:`Transport`: Ray actors in a worker acto
 from __future__ import annotations
 
 import collections
-import copy
 import concurrent.futures
+import copy
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
