@@ -39,9 +39,10 @@ over seconds, per contender); the medians of the per-cycle ratios and their spre
 them. ``ps_1`` runs worker 0 of the setting's 2 worker actors (worker 1 idles meanwhile).
 
 Warm caches: a stage above 0 reads its input through each process's
-:class:`models.read_cache.ReadCache` (the single loops as the workers), so before the cycles
-every contender runs at least one pass over the training frames (``--warmup`` steps, raised to
-an epoch of the single loop's), and the cycles time what a run does after its first epoch.
+:class:`models.read_cache.ReadCache` (the single loops as the workers), so every contender fills
+its cache with its training frames first, as the trainer's workers do before their first step,
+then runs ``--warmup`` steps (raised to an epoch of the single loop's), and the cycles time what
+a run does after its first epoch.
 
 One thread per process everywhere: torch's and numba's (``NUMBA_NUM_THREADS=1`` here, in the
 spawned references and, through ``cluster.ps.ONE_THREAD_ENV``, in the actors).
@@ -123,6 +124,7 @@ def _loop_process(conn, config_path: str, overrides: list[str], stage: int,
 
     config = load(config_path, overrides)
     loop = SingleProcessLoop(config, stage, load_stack(config, stack_path))
+    loop.fill_cache()
     conn.send("ready")
     while (steps := conn.recv()) is not None:
         conn.send(loop.run(steps))
@@ -171,6 +173,8 @@ class ParameterServer:
     def __init__(self, config, stage: int, stack_path: str) -> None:
         import dataclasses
 
+        import ray
+
         from cluster.sharding import WIRE_BYTES
         from cluster.stage import start_stage
 
@@ -183,6 +187,7 @@ class ParameterServer:
         self.actors = start_stage(config, stage, rbm, self._stage_dir.name, worker_cpus=0.45,
                                   stack_path=stack_path)
         self.shards, self.workers = self.actors.shards, self.actors.workers
+        ray.get([w.fill_cache.remote() for w in self.workers])  # as the trainer does
         self.state = [((0, 0), 0, 0) for _ in self.workers]  # position, next seq, next step
         # bytes of the parameters on the wire (float32, or bfloat16 transfers)
         self.param_bytes = WIRE_BYTES[tc.transfer_dtype] * sum(
@@ -366,6 +371,7 @@ def measure_periods(args: argparse.Namespace, s: dict, periods: list[tuple[int, 
     warmup = warmup_steps(config, args.stage, args.warmup)
     loop = SingleProcessLoop(config, args.stage, stack)
     pair = ConcurrentLoops(args.config, first, args.stage, stack_path)
+    loop.fill_cache()
     loop.run(warmup)
     pair.run(warmup)
     from pipeline.pool import loopback_only

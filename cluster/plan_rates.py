@@ -53,21 +53,17 @@ def measure_stage_steps(config: Any, stages: list[int] | None = None, *, steps: 
                         warmup: int = 8) -> dict[int, float]:
     """Seconds per step of each stage of ``stages`` (default: all) in one process on one core:
     read a batch from ``config.data.path``, the stage's input (the stages below untrained:
-    the same arithmetic), the learner's update. A stage above 0 first runs one epoch, so its
-    input cache holds what a worker's holds after its first epoch. Raises FileNotFoundError
-    without the dataset."""
+    the same arithmetic), the learner's update. A stage above 0 first fills its input cache
+    with every training frame, as a worker does before its first step. Raises
+    FileNotFoundError without the dataset."""
     from cluster.reference import SingleProcessLoop
-    from cluster.worker import split_holdout
-    from pipeline.reader import FrameReader
 
-    train, _ = split_holdout(config.data.path, config.data.holdout_frames)
-    frames = FrameReader(config.data.path, batch_size=1, shards=train).num_rows()
-    epoch = -(-frames // config.data.batch_size) + 1
     out = {}
     with one_core():
         for stage in stages if stages is not None else range(len(config.model.stages)):
             loop = SingleProcessLoop(config, stage)
-            loop.run(max(warmup, epoch) if stage > 0 else warmup)
+            loop.fill_cache()
+            loop.run(warmup)
             out[stage] = loop.run(steps)["seconds"] / steps
     return out
 

@@ -22,7 +22,7 @@ from cluster.stage import prepare_stage
 from cluster.worker import cache_budget, input_seed, split_holdout, step_seed
 from models.read_cache import StageInput
 from models.stack import RBMStack
-from pipeline.reader import FrameReader, shards_for_worker
+from pipeline.reader import FrameReader, read_frames, shards_for_worker
 
 
 def _batches(config: JobSections, shards: list[str], seed: int) -> Iterator:
@@ -108,6 +108,17 @@ class SingleProcessLoop:
         train, _ = split_holdout(config.data.path, config.data.holdout_frames)
         self.stream = _batches(config, train, config.train.seed)
         self.generator = torch.Generator().manual_seed(0)
+        self._data_path, self._train = config.data.path, train
+
+    def fill_cache(self) -> int:
+        """Encode the training frames into the stage-input cache before the first step, as a
+        worker does (:meth:`cluster.worker.Worker.fill_cache`); how many it holds. Without it an
+        epoch of steps does not read every frame (each epoch drops its last partial batch, in its
+        own shuffle), and a frame first read in a timed step costs its whole encoding there."""
+        cache = self.input.cache
+        if cache is None:
+            return 0
+        return cache.fill(read_frames(self._data_path, shards=self._train, limit=cache.capacity))
 
     def run(self, steps: int) -> dict:
         """Time ``steps`` steps: frames, seconds, frames/s and the ``perf_counter`` stamps of the

@@ -63,7 +63,8 @@ def test_loop_reads_the_stage_input_through_a_cache_with_the_same_result(tmp_pat
 
 def test_the_loop_caches_what_the_workers_whose_frames_it_reads_cache_together(tmp_path):
     """The single loop reads every worker's shards, so its cache gets every worker's budget:
-    with a budget that holds one worker's half of the frames it still caches them all."""
+    with a budget that holds one worker's half of the frames it still caches them all, filled
+    before the first step as a worker's is, so no step encodes a frame."""
     from models.read_cache import bytes_per_frame
 
     data = make_dataset(tmp_path / "data", size=16, n_videos=2, frames_per_video=48)
@@ -76,3 +77,6 @@ def test_the_loop_caches_what_the_workers_whose_frames_it_reads_cache_together(t
     loop = SingleProcessLoop(load(None, [*base, f"train.read_cache_mb={mb}"]), stage=1,
                              stack=prepared)
     assert loop.input.cache.capacity == 96
+    assert loop.fill_cache() == 96  # every training frame encoded before the first step
+    loop.run(6)
+    assert (loop.input.cache.misses, loop.input.cache.hits) == (96, 6 * 16)
