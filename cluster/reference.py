@@ -84,8 +84,8 @@ class SingleProcessLoop:
     for stage ``stage`` on one torch thread over the training shards, kept alive between timed
     segments (so a benchmark can interleave it with the parameter-server runs it is compared to).
     The stage input is read as a worker reads it (:class:`models.read_cache.StageInput`, for a
-    stage above 0 with ``train.read_cache_mb`` per worker whose frames it reads): a loop that has
-    run one epoch encodes no frame again.
+    stage above 0 with ``train.read_cache_mb`` per worker whose frames it reads): after
+    :meth:`fill_cache` it encodes no frame again.
 
     ``stack`` (earlier stages loaded, stage ``stage`` prepared) is trained in place; by default a
     fresh stack seeded like the trainer's, its stage prepared by :func:`prepare_stage` (whitening
