@@ -19,10 +19,10 @@ import torch
 from cluster.config import JobSections
 from cluster.sharding import combine_updates
 from cluster.stage import prepare_stage
-from cluster.worker import cache_budget, input_seed, split_holdout, step_seed
+from cluster.worker import cache_budget, fill_stage_cache, input_seed, split_holdout, step_seed
 from models.read_cache import StageInput
 from models.stack import RBMStack
-from pipeline.reader import FrameReader, read_frames, shards_for_worker
+from pipeline.reader import FrameReader, shards_for_worker
 
 
 def _batches(config: JobSections, shards: list[str], seed: int) -> Iterator:
@@ -115,10 +115,7 @@ class SingleProcessLoop:
         worker does (:meth:`cluster.worker.Worker.fill_cache`); how many it holds. Without it an
         epoch of steps does not read every frame (each epoch drops its last partial batch, in its
         own shuffle), and a frame first read in a timed step costs its whole encoding there."""
-        cache = self.input.cache
-        if cache is None:
-            return 0
-        return cache.fill(read_frames(self._data_path, shards=self._train, limit=cache.capacity))
+        return fill_stage_cache(self.input, self._data_path, self._train)
 
     def run(self, steps: int) -> dict:
         """Time ``steps`` steps: frames, seconds, frames/s and the ``perf_counter`` stamps of the

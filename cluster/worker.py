@@ -61,6 +61,16 @@ def cache_budget(train, stage: int, replicas: int = 1) -> int:
     return int(replicas * train.read_cache_mb * 2**20) if stage > 0 else 0
 
 
+def fill_stage_cache(stage_input: StageInput, root: str, shards: list[str]) -> int:
+    """Encode the frames of ``shards`` under ``root`` into ``stage_input``'s cache, up to its
+    capacity, before a first step (:meth:`models.read_cache.ReadCache.fill`); how many frames
+    it holds (0 without a cache or shards)."""
+    cache = stage_input.cache
+    if cache is None or not shards:
+        return 0
+    return cache.fill(read_frames(root, shards=shards, limit=cache.capacity))
+
+
 def split_holdout(root: str, holdout_frames: int) -> tuple[list[str], list[str]]:
     """(training shards, held-out shards): the last shard is held out when there are >= 2 and
     ``holdout_frames`` > 0 (used for the free-energy gap)."""
@@ -223,11 +233,8 @@ class Worker:
 
     def fill_cache(self) -> int:
         """Encode this worker's frames into its stage-input cache before its first step
-        (:meth:`models.read_cache.ReadCache.fill`); how many it holds (0 without a cache)."""
-        cache = self.input.cache
-        if cache is None or not self.shards:
-            return 0
-        return cache.fill(read_frames(self.data_path, shards=self.shards, limit=cache.capacity))
+        (:func:`fill_stage_cache`); how many it holds (0 without a cache)."""
+        return fill_stage_cache(self.input, self.data_path, self.shards)
 
     # ------------------------------------------------------------------ state
     def _stage_input(self, frames: np.ndarray, step: int = -1) -> torch.Tensor:
