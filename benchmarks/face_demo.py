@@ -92,6 +92,8 @@ ROWS = (("always_negative", "always negative"), ("best_pixel", "best single pixe
         ("linear_filters", "best of 1,000 whole-frame linear filters from training frames"),
         ("random_weights", "same network, random weights"),
         ("exemplar_filters", "same network, training patches as weights (exemplar filters)"),
+        ("spread_exemplar_filters", "same network, spread-out (k-means++) training windows as "
+         "weights"),
         ("stage0", "best unit of stage 0"))
 
 
@@ -110,8 +112,8 @@ def table(names: list[str]) -> str:
         f"{r['best_neuron']['layer']} #{r['best_neuron']['index']}, polarity "
         f"{r['best_neuron']['polarity']:+d})" for r in recs) + " |")
     for key, label in ROWS:
-        lines.append(f"| {label} | " + " | ".join(_cell(r["baselines"][key]) for r in recs)
-                     + " |")
+        lines.append(f"| {label} | " + " | ".join(
+            _cell(r["baselines"][key]) if key in r["baselines"] else "—" for r in recs) + " |")
     lines.append("| reference: mean training face as a template, best position and size | "
                  + " | ".join(_cell(r["reference"]["mean_face_template"]) for r in recs) + " |")
     extra = (("probe confound (image statistics, cross-validated BA)",

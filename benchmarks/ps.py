@@ -4,7 +4,9 @@ Measures, for stage ``--stage`` of config ``--config`` (default: the demo's stag
 config's batch size, one torch thread everywhere:
 
 - ``single``: frames/s of the plain loop ``apply_update(compute_update(stage_input(batch)))``
-  (:class:`cluster.reference.SingleProcessLoop`, in this process);
+  (:class:`cluster.reference.SingleProcessLoop`) in a spawned process of its own, as a worker
+  has: not in this process, which holds Ray's driver and its threads (the loop ran 15-20 %
+  slower here than alone or in a worker, which made the overhead read negative);
 - ``single_x2``: the same loop in 2 processes at once, no Ray: the machine's own 1 -> 2 ceiling
   for this compute (shared caches and memory bandwidth), ``machine_ceiling_2_vs_1``;
 - ``ps_1``, ``ps_2``: frames/s of 1 and 2 async workers (Ray actors) against the config's
@@ -31,8 +33,8 @@ config's batch size, one torch thread everywhere:
   optimiser state, ``shard_memory_bytes``).
 
 How it times: this VM's speed drifts by 10-40 % within minutes, more than the differences being
-measured. So every contender stays alive (the single loop in this process, 2 spawned processes
-for ``single_x2``, the shard and worker actors of a setting) and the benchmark runs ``--cycles``
+measured. So every contender stays alive (1 spawned process for the single loop, 2 for
+``single_x2``, the shard and worker actors of a setting) and the benchmark runs ``--cycles``
 short cycles, each timing ``--steps`` steps of single, single_x2, ps_1 and ps_2 back to back (in
 reverse order every other cycle). The figures are ratios of the totals over all cycles (frames
 over seconds, per contender); the medians of the per-cycle ratios and their spread come with
@@ -131,8 +133,9 @@ def _loop_process(conn, config_path: str, overrides: list[str], stage: int,
 
 
 class ConcurrentLoops:
-    """The single-process loop in ``n`` processes at once (no Ray): the machine's own 1 -> n
-    ceiling. Frames/s = all frames over the span from the first start to the last end."""
+    """The single-process loop in ``n`` spawned processes at once (no Ray): ``n = 1`` is the
+    reference, ``n = 2`` the machine's own 1 -> 2 ceiling. Frames/s = all frames over the span
+    from the first start to the last end, as the processes timed them."""
 
     def __init__(self, config_path: str, overrides: list[str], stage: int, stack_path: str,
                  n: int = 2) -> None:
@@ -227,8 +230,8 @@ def _ratios(t: dict) -> dict:
             "machine_ceiling_2_vs_1": ceiling, "scaling_share_of_ceiling": scaling / ceiling}
 
 
-def measure(config, loop, pair: ConcurrentLoops, cycles: int, steps: int, warmup: int, *,
-            stage: int, stack_path: str) -> dict:
+def measure(config, single: ConcurrentLoops, pair: ConcurrentLoops, cycles: int, steps: int,
+            warmup: int, *, stage: int, stack_path: str) -> dict:
     """``cycles`` interleaved cycles of single, single_x2, ps_1 and ps_2 for one setting."""
     import numpy as np
 
@@ -237,7 +240,7 @@ def measure(config, loop, pair: ConcurrentLoops, cycles: int, steps: int, warmup
         for n in (1, 2):  # untimed: numba's first calls, the actors' first transfers
             ps.run(n, warmup)
         before = ps.shard_info()
-        contenders = {"single": loop.run, "single_x2": pair.run,
+        contenders = {"single": single.run, "single_x2": pair.run,
                       "ps_1": lambda s: ps.run(1, s), "ps_2": lambda s: ps.run(2, s)}
         runs: dict[str, list[dict]] = {name: [] for name in contenders}
         for c in range(cycles):
@@ -358,21 +361,19 @@ def warmup_steps(config, stage: int, requested: int) -> int:
 
 
 def measure_periods(args: argparse.Namespace, s: dict, periods: list[tuple[int, int]],
-                    stack, stack_path: str) -> dict:
+                    stack_path: str) -> dict:
     """:func:`measure` at each (n_push, n_fetch) of ``periods``, the single-process contenders
-    kept alive across them (all starting from ``stack``, saved at ``stack_path``)."""
+    kept alive across them (all starting from the stack saved at ``stack_path``)."""
     import ray
 
-    from cluster.reference import SingleProcessLoop
     from jobs.config import load
 
     first = overrides(args.data, s, *periods[0])
     config = load(args.config, first)
     warmup = warmup_steps(config, args.stage, args.warmup)
-    loop = SingleProcessLoop(config, args.stage, stack)
+    single = ConcurrentLoops(args.config, first, args.stage, stack_path, n=1)
     pair = ConcurrentLoops(args.config, first, args.stage, stack_path)
-    loop.fill_cache()
-    loop.run(warmup)
+    single.run(warmup)
     pair.run(warmup)
     from pipeline.pool import loopback_only
 
@@ -381,11 +382,12 @@ def measure_periods(args: argparse.Namespace, s: dict, periods: list[tuple[int, 
              log_to_driver=False)
     try:
         time.sleep(5)  # Ray's own processes are busy for a few seconds after ray.init
-        return {period: measure(load(args.config, overrides(args.data, s, *period)), loop, pair,
+        return {period: measure(load(args.config, overrides(args.data, s, *period)), single, pair,
                                 args.cycles, args.steps, warmup, stage=args.stage,
                                 stack_path=stack_path) for period in periods}
     finally:
         ray.shutdown()
+        single.close()
         pair.close()
 
 
@@ -411,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = stack.stage_input(torch.zeros((config.data.batch_size,
                                               *stack.config.input_shapes()[0]),
                                              dtype=torch.uint8), args.stage)
-        results = measure_periods(args, s, periods, stack, stack_path)
+        results = measure_periods(args, s, periods, stack_path)
     result = {
         "benchmark": "ps",
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),

@@ -116,8 +116,8 @@ def training_frames(cfg, limit: int = 20000):
     try:
         frames = read_frames(cfg.data.path, limit=limit)
     except (OSError, ValueError) as exc:
-        print(f"note: no training frames ({exc}); the linear_filters and exemplar_filters "
-              "baselines are skipped", file=sys.stderr)
+        print(f"note: no training frames ({exc}); the linear_filters, exemplar_filters and "
+              "spread_exemplar_filters baselines are skipped", file=sys.stderr)
         return None, None
     sources, index = [], []
     try:

@@ -32,6 +32,7 @@ BASELINES = {
     "image_statistics": "image statistics (mean, spread, gradient energy, Laplacian variance)",
     "random_weights": "same network, random weights",
     "exemplar_filters": "same network, training patches as weights",
+    "spread_exemplar_filters": "same network, spread-out (k-means++) training windows as weights",
     "linear_filters": "best linear filter from training patches",
     "stage0": "best unit of stage 0",
 }

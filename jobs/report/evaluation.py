@@ -9,7 +9,8 @@ Steps (the CLI in :mod:`jobs.evaluate` only parses, runs these, prints and write
    normalisation a unit is partly a read-out of its neighbours (with a 1x1 top map, of the
    whole population);
 2. :func:`baseline_tables` - the same for the baselines (raw pixels, image statistics, the
-   stack with its random initial weights, exemplar filters in the same stack, the best of
+   stack with its random initial weights, exemplar filters in the same stack and, for a
+   competitive top stage, the same with its units at spread-out (k-means++) windows, the best of
    ``n_filters`` whole-frame linear filters from training frames, stage 0) and the reference
    (the mean training face as a template at every position and size);
 3. :func:`report` - :mod:`models.neurons.selectivity` scores of each set on the probe's
@@ -31,7 +32,12 @@ from threadpoolctl import threadpool_limits
 
 from jobs.report.corpus_tops import corpus_tops
 from models.neurons import breakdown
-from models.neurons.baselines import filter_responses, patch_filters, reweighted_stack
+from models.neurons.baselines import (
+    filter_responses,
+    patch_filters,
+    reweighted_stack,
+    spread_exemplar_stack,
+)
 from models.neurons.image_stats import (
     CONFOUND_LIMIT,
     confound_balanced_accuracy,
@@ -95,8 +101,9 @@ def baseline_tables(stack: RBMStack, images: np.ndarray, frames: np.ndarray | No
                     n_filters: int, seed: int, tables: dict[str, np.ndarray]
                     ) -> dict[str, np.ndarray]:
     """Responses of each baseline's units (always-negative is scored directly). The random
-    and exemplar stacks fit their data-fitted parts (whitening) on the training frames; without
-    frames, the baselines that need them are skipped."""
+    and exemplar stacks fit their data-fitted parts (whitening) on the training frames, and
+    the spread exemplars (a competitive top stage only) are the exemplar stack with other
+    windows as its units; without frames, the baselines that need them are skipped."""
     top = stack.n_layers - 1
     g = torch.Generator().manual_seed(seed)
     out = {"best_pixel": images.reshape(len(images), -1).astype(np.float64),
@@ -116,6 +123,10 @@ def baseline_tables(stack: RBMStack, images: np.ndarray, frames: np.ndarray | No
         ex = reweighted_stack(stack, x, "exemplar", g)
         out["exemplar_filters"] = top_set(unit_tables(ex, images, layers=LAYERS,
                                                       stages=(top,)), top)[0]
+        spread = spread_exemplar_stack(ex, x, g)
+        if spread is not None:
+            out["spread_exemplar_filters"] = top_set(unit_tables(
+                spread, images, layers=LAYERS, stages=(top,)), top)[0]
     return out
 
 

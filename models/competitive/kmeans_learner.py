@@ -56,12 +56,14 @@ class KMeansLearner(RBMBase):
         self.params = {"W": normalise_rows(D)}
 
     @torch.no_grad()
-    def init_from_data(self, x: Tensor) -> None:
-        """Each unit starts at a distinct random row of ``x`` (N >= K, D), normalised."""
+    def init_from_data(self, x: Tensor, pick: Tensor | None = None) -> None:
+        """Each unit starts at a distinct row of ``x`` (N >= K, D), normalised: rows ``pick``
+        (K,), or random ones."""
         x = self.as_input(x)
         if x.shape[0] < self.n_states:
             raise ValueError(f"init_from_data needs >= {self.n_states} rows, got {x.shape[0]}")
-        pick = torch.randperm(x.shape[0], generator=self.generator, device=x.device)
+        if pick is None:
+            pick = torch.randperm(x.shape[0], generator=self.generator, device=x.device)
         self.params["W"].copy_(normalise_rows(x[pick[: self.n_states]]))
 
     def unit_weights(self) -> Tensor:

@@ -1,5 +1,6 @@
-"""Unlearned detectors a learned unit must beat: linear filters cut from training frames, and
-the same stack with random or training-patch weights (:func:`reweighted_stack`).
+"""Unlearned detectors a learned unit must beat: linear filters cut from training frames, the
+same stack with random or training-patch weights (:func:`reweighted_stack`), and the exemplar
+stack with its competitive units at spread-out training windows (:func:`spread_exemplar_stack`).
 
 A trained unit that scores well on a probe might only be doing what any template does. The
 baseline draws ``n_filters`` frames (or patches) of the training data, contrast-normalises them
@@ -15,6 +16,8 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
+
+SPREAD_CANDIDATES = 16  # whitened windows per unit that the spread exemplars are picked from
 
 
 def patch_filters(x: Tensor, n_filters: int, field: int, generator: torch.Generator) -> Tensor:
@@ -66,4 +69,42 @@ def reweighted_stack(stack, frames: Tensor | None, weights: str, generator: torc
     for k, stage in enumerate(out.stages):
         if weights == "exemplar" or stage.needs_data:
             out.prepare(k, x, weights=weights, generator=generator)
+    return out
+
+
+@torch.no_grad()
+def spread_exemplar_stack(exemplar, frames: Tensor, generator: torch.Generator,
+                          n_frames: int = 256):
+    """``exemplar`` (a :func:`reweighted_stack` with ``"exemplar"`` weights) with the units of
+    its competitive top stage moved to spread-out training windows: k-means++ seeding
+    (Arthur & Vassilvitskii 2007, ``sklearn.cluster.kmeans_plusplus`` with one trial per pick)
+    on the unit sphere among ``SPREAD_CANDIDATES * K`` of the stage's training rows (unit-length
+    whitened windows of ``n_frames`` random ``frames``): each next window drawn with probability
+    proportional to its squared distance ``2 - 2 cos`` to the nearest one already picked.
+
+    Random exemplars are mostly background windows; picking them spread out is itself a weak
+    unsupervised learner (about one unit per region of window space, faces' region included),
+    so a learned unit must beat it too. Everything else (stage 0, the whitening, the pooling) is
+    the exemplar stack's. Returns a new stack, or None when the top stage is not competitive.
+    """
+    from sklearn.cluster import kmeans_plusplus
+
+    from models.stack import RBMStack
+
+    top = exemplar.n_layers - 1
+    if exemplar.config.stages[top].kind != "competitive":
+        return None
+    out = RBMStack(exemplar.config, device="cpu", generator=torch.Generator().manual_seed(
+        int(torch.randint(2**31 - 1, (1,), generator=generator))))
+    out.load_state_dict(exemplar.state_dict())
+    x = torch.as_tensor(frames)[torch.randperm(len(frames), generator=generator)[:n_frames]]
+    rows = out.stage_input(x, top, generator)
+    k = out.config.stages[top].n_maps
+    pool = rows[torch.randperm(len(rows), generator=generator)[:SPREAD_CANDIDATES * k]]
+    if len(pool) < k:
+        raise ValueError(f"{len(pool)} training windows for {k} spread exemplars")
+    unit = pool / pool.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    seed = int(torch.randint(2**31 - 1, (1,), generator=generator))
+    _, pick = kmeans_plusplus(unit.double().numpy(), k, random_state=seed, n_local_trials=1)
+    out.stages[top].learner.init_from_data(pool, pick=torch.from_numpy(pick).long())
     return out

@@ -108,15 +108,17 @@ class SoftmaxRBM(RBMBase):
         self.params = self._dense_params(n_visible, n_states)  # W (K, D), b (D,), c (K,)
 
     @torch.no_grad()
-    def init_from_data(self, v: Tensor) -> None:
-        """Start each state's mean ``b + W_k`` at a distinct random row of ``v`` (N >= K, D), with
-        ``b`` the data mean and equal prior weights, ``c_k = -W_k . b - |W_k|^2 / 2`` (then
-        P(h = k | v) is softmax(-|v - b - W_k|^2 / 2): the nearest mean wins). Like k-means
-        seeded from data, this keeps every state near the data from the first step."""
+    def init_from_data(self, v: Tensor, pick: Tensor | None = None) -> None:
+        """Start each state's mean ``b + W_k`` at a distinct row of ``v`` (N >= K, D): rows
+        ``pick`` (K,), or random ones; ``b`` the mean of all of ``v`` and equal prior weights,
+        ``c_k = -W_k . b - |W_k|^2 / 2`` (then P(h = k | v) is softmax(-|v - b - W_k|^2 / 2):
+        the nearest mean wins). Like k-means seeded from data, this keeps every state near the
+        data from the first step."""
         v = self.as_input(v)
         if v.shape[0] < self.n_states:
             raise ValueError(f"init_from_data needs >= {self.n_states} rows, got {v.shape[0]}")
-        pick = torch.randperm(v.shape[0], generator=self.generator, device=v.device)
+        if pick is None:
+            pick = torch.randperm(v.shape[0], generator=self.generator, device=v.device)
         b = v.mean(0)
         W = v[pick[: self.n_states]] - b  # (K, D)
         self.params["b"].copy_(b)

@@ -54,7 +54,8 @@ LOCAL_LAYERS = ("pooled", "hidden", "pooled_lcn")
 
 
 def check_contract(result: dict, classes: dict[str, int], n_stages: int,
-                   layers: tuple[tuple[str, ...], ...] = (LOCAL_LAYERS, LOCAL_LAYERS)) -> None:
+                   layers: tuple[tuple[str, ...], ...] = (LOCAL_LAYERS, LOCAL_LAYERS),
+                   competitive_top: bool = False) -> None:
     assert result["schema"] == 1
     assert result["probe"]["classes"] == classes
     confound = result["probe"]["confound_balanced_accuracy"]
@@ -67,7 +68,8 @@ def check_contract(result: dict, classes: dict[str, int], n_stages: int,
     assert abs(sum(stab["share"].values()) - 1) < 1e-3
     assert stab["top_share"] == max(stab["share"].values())
     assert f"{best['layer']}/{best['index']}" in stab["share"]
-    assert set(result["baselines"]) == BASELINES
+    spread = {"spread_exemplar_filters"} if competitive_top else set()
+    assert set(result["baselines"]) == BASELINES | spread
     for s in result["baselines"].values():
         assert SCORE <= set(s)
     assert result["baselines"]["always_negative"]["heldout_balanced_accuracy"] == 0.5
@@ -125,7 +127,8 @@ def test_tied_and_competitive_stages_are_scored(tmp_path, capsys):
     run = _run_folder(tmp_path, KINDS)
     assert main(["--run", str(run), "--filters", "50", "--splits", "3", "--quiet"]) == 0
     result = json.loads((run / "evaluation.json").read_text())
-    check_contract(result, BUILTIN, 2, (("pooled",), ("pooled",)))  # tied, then competitive
+    check_contract(result, BUILTIN, 2, (("pooled",), ("pooled",)),  # tied, then competitive
+                   competitive_top=True)
     assert result["best_neuron"]["layer"] == "pooled"
     assert result["best_neuron"]["index"] < 6  # one of the 6 competing units
     assert result["baselines"]["stage0"] == next(e["best"] for e in result["stages"]
@@ -229,7 +232,8 @@ def test_fast_demo_evaluation_scores_the_matched_probe(demo_run):
     with the headline unit's top frames counted in the labelled corpus (a third are faces)."""
     assert demo_run.continued.returncode == 0, demo_run.continued.stdout[-3000:]
     result = json.loads((demo_run.out / "train" / "evaluation.json").read_text())
-    check_contract(result, BUILTIN, 2, (("pooled",), ("pooled",)))  # tied, then competitive
+    check_contract(result, BUILTIN, 2, (("pooled",), ("pooled",)),  # tied, then competitive
+                   competitive_top=True)
     check_builtin(result)
     assert result["probe"]["confound_balanced_accuracy"] <= 0.6
     best = result["best_neuron"]

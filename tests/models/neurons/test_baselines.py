@@ -1,5 +1,6 @@
 """Baselines and references: image statistics, the confound figure, the template, exemplar
-filters in the same stack, and the per-bin breakdown of a held-out winner."""
+filters in the same stack (random and spread-out windows), and the per-bin breakdown of a
+held-out winner."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 import torch
 
 from models.neurons import breakdown
-from models.neurons.baselines import reweighted_stack
+from models.neurons.baselines import reweighted_stack, spread_exemplar_stack
 from models.neurons.image_stats import confound_balanced_accuracy, image_statistics
 from models.neurons.selectivity import heldout_scores, stratified_halves
 from models.neurons.template import template_responses
@@ -79,6 +80,45 @@ def test_reweighted_stack_of_a_pyramid_fits_the_whitening_for_random_weights_too
     assert float(rand.stages[1].white["weight"].abs().sum()) > 0  # fitted, not the zero start
     with pytest.raises(ValueError, match="need training frames"):
         reweighted_stack(stack, None, "random", torch.Generator())
+
+
+def _pyramid_stack(n_maps: int) -> RBMStack:
+    cfg = StackConfig.from_dict({"input_size": 16, "input_lcn_sigma": 0.0, "stages": [
+        {"kind": "tied", "learner": "kmeans", "field": 3, "n_maps": 4, "pool": 2,
+         "pool_stride": 2},
+        {"kind": "competitive", "field": 2, "n_maps": n_maps, "dims": 6, "sizes": [16, 12]}]})
+    return RBMStack(cfg, device="cpu", generator=torch.Generator().manual_seed(0))
+
+
+def _distinct(rows: torch.Tensor) -> int:
+    """How many of ``rows`` differ from every earlier row (by more than rounding)."""
+    d = torch.cdist(rows, rows)
+    return int(sum(bool((d[i, :i] > 1e-3).all()) for i in range(len(rows))))
+
+
+def test_spread_exemplars_are_the_exemplar_stack_with_k_means_pp_windows_as_units():
+    """Two distinct frames, 32 copies each: about 100 distinct windows among the candidates, so
+    24 random picks repeat some; k-means++ draws by squared distance to the picks so far, so it
+    never picks a window again while an unpicked one is left."""
+    stack = _pyramid_stack(n_maps=24)
+    two = torch.randint(0, 256, (2, 1, 16, 16), dtype=torch.uint8)
+    frames = two.repeat(32, 1, 1, 1)
+    repeats = 0
+    for seed in range(4):
+        ex = reweighted_stack(stack, frames, "exemplar", torch.Generator().manual_seed(seed))
+        spread = spread_exemplar_stack(ex, frames, torch.Generator().manual_seed(seed))
+        assert torch.equal(spread.stages[1].white["weight"], ex.stages[1].white["weight"])
+        assert torch.equal(spread.stages[0].learner.params["W"], ex.stages[0].learner.params["W"])
+        means = {name: s.stages[1].learner.params["W"] + s.stages[1].learner.params["b"]
+                 for name, s in (("exemplar", ex), ("spread", spread))}
+        # each unit's mean is one unit-length training window (times sqrt(dims))
+        assert torch.allclose(means["spread"].norm(dim=1), torch.full((24,), 6**0.5), atol=1e-4)
+        assert _distinct(means["spread"]) == 24
+        repeats += 24 - _distinct(means["exemplar"])
+    assert repeats > 0  # random exemplars repeat windows here: the check can tell them apart
+    local = RBMStack(StackConfig(input_size=16, stages=[
+        {"field": 6, "stride": 2, "n_maps": 4, "pool": 2}]), device="cpu")
+    assert spread_exemplar_stack(local, frames, torch.Generator()) is None
 
 
 def test_breakdown_scores_each_bin_and_reports_the_chosen_units():
