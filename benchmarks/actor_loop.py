@@ -5,9 +5,11 @@ plain process, no parameter server.
 and push times. This separates the two possible causes: the actor's process (Ray's threads,
 its runtime environment) or the calls. Both contenders hold one
 :class:`cluster.reference.SingleProcessLoop` of stage ``--stage`` (one torch thread, numba's
-pool at one thread), started the same way, and run ``--steps`` steps when asked:
+pool at one thread) on the same prepared stack (``ps.py``'s :func:`prepared_stack`), its cache
+filled, and run ``--steps`` steps when asked:
 
-- ``process``: a spawned process (no Ray in it);
+- ``process``: ``ps.py``'s spawned reference process (:class:`ConcurrentLoops` with ``n = 1``,
+  no Ray in it);
 - ``actor``: a Ray actor on a local cluster bound to 127.0.0.1, with the parameter-server
   actors' runtime environment (``cluster.ps.ONE_THREAD_ENV``) and CPU share.
 
@@ -24,41 +26,29 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import platform
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("NUMBA_NUM_THREADS", "1")
-
-
-def make_loop(config_name: str, data: str, stage: int):
-    """A warm SingleProcessLoop of ``stage`` on ``data`` (its cache filled, 20 steps run)."""
-    from cluster.reference import SingleProcessLoop
-    from jobs.config import load
-
-    loop = SingleProcessLoop(load(config_name, [f'data.path="{data}"', "data.holdout_frames=0"]),
-                             stage)
-    loop.fill_cache()
-    loop.run(20)
-    return loop
-
-
-def _process(conn, config_name: str, data: str, stage: int) -> None:
-    """The plain contender: runs ``steps`` when sent, until None."""
-    loop = make_loop(config_name, data, stage)
-    conn.send("ready")
-    while (steps := conn.recv()) is not None:
-        conn.send(loop.run(steps))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ps import ConcurrentLoops, load_stack, prepared_stack  # noqa: E402 (sets NUMBA_NUM_THREADS)
 
 
 class LoopActor:
-    """The actor contender: the same loop, its ``run`` called through Ray."""
+    """The actor contender: ``ps.py``'s reference loop (the stack at ``stack_path``, its cache
+    filled), its ``run`` called through Ray."""
 
-    def __init__(self, config_name: str, data: str, stage: int) -> None:
-        self.loop = make_loop(config_name, data, stage)
+    def __init__(self, config_name: str, overrides: list[str], stage: int,
+                 stack_path: str) -> None:
+        from cluster.reference import SingleProcessLoop
+        from jobs.config import load
+
+        config = load(config_name, overrides)
+        self.loop = SingleProcessLoop(config, stage, load_stack(config, stack_path))
+        self.loop.fill_cache()
 
     def run(self, steps: int) -> dict:
         return self.loop.run(steps)
@@ -77,38 +67,32 @@ def main(argv: list[str] | None = None) -> int:
     import ray
 
     from cluster.ps import ONE_THREAD_ENV
+    from jobs.config import load
     from pipeline.pool import loopback_only
 
-    ctx = multiprocessing.get_context("spawn")
-    parent, child = ctx.Pipe()
-    proc = ctx.Process(target=_process, args=(child, args.config, args.data, args.stage),
-                       daemon=True)
-    proc.start()
-    if parent.recv() != "ready":
-        raise RuntimeError("the plain process failed to start")
-    loopback_only()  # a fresh local cluster on 127.0.0.1, never another one on this machine
-    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False,
-             log_to_driver=False)
-    try:
-        time.sleep(5)  # Ray's own processes are busy for a few seconds after ray.init
-        actor = ray.remote(num_cpus=0.45, runtime_env=ONE_THREAD_ENV)(LoopActor).remote(
-            args.config, args.data, args.stage)
-        ray.get(actor.run.remote(10))
-
-        def in_process(steps: int) -> dict:
-            parent.send(steps)
-            return parent.recv()
-
-        contenders = {"process": in_process,
-                      "actor": lambda steps: ray.get(actor.run.remote(steps))}
-        runs: dict[str, list[dict]] = {name: [] for name in contenders}
-        for c in range(args.cycles):
-            for name in (list(contenders) if c % 2 == 0 else list(reversed(contenders))):
-                runs[name].append(contenders[name](args.steps))
-    finally:
-        ray.shutdown()
-        parent.send(None)
-        proc.join(timeout=10)
+    overrides = [f'data.path="{args.data}"', "data.holdout_frames=0"]
+    with tempfile.TemporaryDirectory(prefix="actor-loop-") as tmp:
+        stack_path = str(Path(tmp) / "model.pt")
+        prepared_stack(load(args.config, overrides), args.stage, None, stack_path)
+        process = ConcurrentLoops(args.config, overrides, args.stage, stack_path, n=1)
+        loopback_only()  # a fresh local cluster on 127.0.0.1, never another one on this machine
+        ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False,
+                 log_to_driver=False)
+        try:
+            time.sleep(5)  # Ray's own processes are busy for a few seconds after ray.init
+            actor = ray.remote(num_cpus=0.45, runtime_env=ONE_THREAD_ENV)(LoopActor).remote(
+                args.config, overrides, args.stage, stack_path)
+            contenders = {"process": process.run,
+                          "actor": lambda steps: ray.get(actor.run.remote(steps))}
+            for run in contenders.values():  # untimed: numba's first calls, the first batches
+                run(20)
+            runs: dict[str, list[dict]] = {name: [] for name in contenders}
+            for c in range(args.cycles):
+                for name in (list(contenders) if c % 2 == 0 else list(reversed(contenders))):
+                    runs[name].append(contenders[name](args.steps))
+        finally:
+            ray.shutdown()
+            process.close()
     fps = {name: sum(r["frames"] for r in rs) / sum(r["seconds"] for r in rs)
            for name, rs in runs.items()}
     result = {

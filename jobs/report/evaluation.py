@@ -106,27 +106,28 @@ def baseline_tables(stack: RBMStack, images: np.ndarray, frames: np.ndarray | No
     windows as its units; without frames, the baselines that need them are skipped."""
     top = stack.n_layers - 1
     g = torch.Generator().manual_seed(seed)
+
+    def top_units(s: RBMStack) -> np.ndarray:
+        """The top stage's units of another stack of the same geometry, on the probe."""
+        return top_set(unit_tables(s, images, layers=LAYERS, stages=(top,)), top)[0]
+
     out = {"best_pixel": images.reshape(len(images), -1).astype(np.float64),
            "image_statistics": image_statistics(images),
            "stage0": top_set(tables, 0)[0]}
     have = frames is not None and len(frames) > 0
     x = torch.from_numpy(frames) if have else None
     if have or not any(s.needs_data for s in stack.stages):
-        rand = reweighted_stack(stack, x, "random", g)
-        out["random_weights"] = top_set(unit_tables(rand, images, layers=LAYERS,
-                                                    stages=(top,)), top)[0]
+        out["random_weights"] = top_units(reweighted_stack(stack, x, "random", g))
     if have:
         pre = stack.preprocess(x)
         filters = patch_filters(pre, n_filters, stack.config.input_size, g)
         probe = stack.preprocess(torch.from_numpy(images))
         out["linear_filters"] = filter_responses(probe, filters).double().numpy()
         ex = reweighted_stack(stack, x, "exemplar", g)
-        out["exemplar_filters"] = top_set(unit_tables(ex, images, layers=LAYERS,
-                                                      stages=(top,)), top)[0]
+        out["exemplar_filters"] = top_units(ex)
         spread = spread_exemplar_stack(ex, x, g)
         if spread is not None:
-            out["spread_exemplar_filters"] = top_set(unit_tables(
-                spread, images, layers=LAYERS, stages=(top,)), top)[0]
+            out["spread_exemplar_filters"] = top_units(spread)
     return out
 
 
