@@ -24,6 +24,7 @@ from torch import Tensor
 
 from models.competitive.kmeans_learner import KMeansLearner
 from models.competitive.whitening import Whitening
+from models.kernels.fft_conv import WindowConv
 from models.pooling import pool_over_sizes
 from models.rbm.softmax import SoftmaxRBM
 from models.stages.buffers import loaded_buffers
@@ -52,8 +53,13 @@ class CompetitiveStage:
         else:
             self.learner = KMeansLearner(d, config.n_maps, **kw)
         self.scale = d**0.5 if config.learner == "rbm" else 1.0
-        self.white = {"weight": torch.zeros(d, C, r, r, device=device, dtype=dtype),
-                      "bias": torch.zeros(d, device=device, dtype=dtype)}
+        self._set_white(torch.zeros(d, C, r, r, device=device, dtype=dtype),
+                        torch.zeros(d, device=device, dtype=dtype))
+
+    def _set_white(self, weight: Tensor, bias: Tensor) -> None:
+        """The whitening's convolution ``(dims, C, r, r)`` and bias, and its batch form."""
+        self.white = {"weight": weight, "bias": bias}
+        self._batch_whiten = WindowConv(weight, bias, self.config.stride)
 
     def unit_weights(self) -> Tensor:
         """``u (K, dims)``: what each unit's response dots with a window."""
@@ -71,9 +77,10 @@ class CompetitiveStage:
                 if len(level) else self._whiten(level) for level in levels]
 
     def whitened(self, levels: list[Tensor]) -> list[Tensor]:
-        """:meth:`encode` in one convolution per level for the whole batch: faster, and equal
-        to it up to float rounding (the stage's own maps; the cache keeps :meth:`encode`)."""
-        return [self._whiten(level) for level in levels]
+        """:meth:`encode` in one convolution per level for the whole batch, by FFT where that
+        is cheaper (:class:`models.kernels.fft_conv.WindowConv`): faster, and equal to it up to
+        float rounding (the stage's own maps; the cache keeps :meth:`encode`)."""
+        return [self._batch_whiten(level) for level in levels]
 
     def _whiten(self, level: Tensor) -> Tensor:
         """The whitening convolution of one level (N, C, H, W) -> (N, dims, p, q)."""
@@ -172,7 +179,7 @@ class CompetitiveStage:
         fit = Whitening(st.dims, method="randomized", generator_seed=seed).fit(x)
         w = fit.with_eps(st.whiten_eps * float(fit.variances_.mean()))
         weight, bias = w.as_conv(C, r)
-        self.white = {"weight": weight.contiguous(), "bias": bias}
+        self._set_white(weight.contiguous(), bias)
         if weights == "exemplar":
             per = max(1, -(-4 * st.n_maps // (N * len(levels))))
             self.learner.init_from_data(torch.cat(
@@ -185,5 +192,6 @@ class CompetitiveStage:
 
     def load_state_dict(self, state: dict) -> None:
         """Inverse of :meth:`state_dict` (shapes must match)."""
-        self.white = loaded_buffers(self.white, state["white"])
+        white = loaded_buffers(self.white, state["white"])
+        self._set_white(white["weight"], white["bias"])
         self.learner.load_state_dict(state["learner"])

@@ -3,6 +3,7 @@ level, the training rows, and the learners' input scale."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -11,29 +12,32 @@ from models.stages.competitive import CompetitiveStage
 from models.stages.config import StageConfig
 
 
-def _stage(learner, seed=0):
-    st = StageConfig(kind="competitive", learner=learner, field=3, n_maps=5, dims=6,
+def _stage(learner, seed=0, field=3):
+    st = StageConfig(kind="competitive", learner=learner, field=field, n_maps=5, dims=6,
                      rows_per_frame=4)
     return CompetitiveStage(st, (2, 7, 7), update=None, device="cpu", dtype=torch.float64,
                             generator=torch.Generator().manual_seed(seed))
 
 
-def _levels(seed=1):
+def _levels(seed=1, sizes=(7, 5)):
     g = torch.Generator().manual_seed(seed)
-    return [torch.randn(8, 2, s, s, generator=g, dtype=torch.float64) for s in (7, 5)]
+    return [torch.randn(8, 2, s, s, generator=g, dtype=torch.float64) for s in sizes]
 
 
-def test_pooled_response_is_the_max_over_every_window_of_every_level():
-    stage = _stage("kmeans")
-    levels = _levels()
+@pytest.mark.parametrize("field,sizes,fft", [(3, (7, 5), False), (8, (20, 17), True)])
+def test_pooled_response_is_the_max_over_every_window_of_every_level(field, sizes, fft):
+    stage = _stage("kmeans", field=field)
+    levels = _levels(sizes=sizes)
     stage.prepare(levels, "exemplar", torch.Generator().manual_seed(2))
+    # wide windows go through the FFT form of the whitening, narrow ones the direct one
+    assert all(stage._batch_whiten.uses_fft(lv) == fft for lv in levels)
     got = stage.maps(levels)["pooled"][:, :, 0, 0]
     Wm, b = stage.white["weight"].flatten(1), stage.white["bias"]
     u = stage.unit_weights()
     for n in range(3):
         best = torch.full((5,), -2.0, dtype=torch.float64)
         for lv in levels:
-            cols = F.unfold(lv[n : n + 1], 3)[0].T  # (L, C r r): every window
+            cols = F.unfold(lv[n : n + 1], field)[0].T  # (L, C r r): every window
             w = normalise_rows(cols @ Wm.T + b)
             best = torch.maximum(best, (w @ u.T).amax(0))
         torch.testing.assert_close(got[n], best)
