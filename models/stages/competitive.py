@@ -19,7 +19,6 @@ directions. Both start at whitened windows of the data. Layer: ``"pooled"`` (N, 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from models.competitive.kmeans_learner import KMeansLearner
@@ -59,7 +58,7 @@ class CompetitiveStage:
     def _set_white(self, weight: Tensor, bias: Tensor) -> None:
         """The whitening's convolution ``(dims, C, r, r)`` and bias, and its batch form."""
         self.white = {"weight": weight, "bias": bias}
-        self._batch_whiten = WindowConv(weight, bias, self.config.stride)
+        self._conv = WindowConv(weight, bias, self.config.stride)
 
     def unit_weights(self) -> Tensor:
         """``u (K, dims)``: what each unit's response dots with a window."""
@@ -69,22 +68,17 @@ class CompetitiveStage:
 
     def encode(self, levels: list[Tensor]) -> list[Tensor]:
         """Every window of every level whitened, before the normalisation: [(N, dims, p_i,
-        q_i)], a convolution per level. Fixed once the stage is prepared, so a
-        :class:`models.read_cache.ReadCache` keeps it per frame while the stage trains. Each
-        input is convolved on its own: some convolution kernels round differently for
-        different batch sizes, and an input's encoding must not depend on its batch."""
-        return [torch.cat([self._whiten(level[i:i + 1]) for i in range(len(level))])
-                if len(level) else self._whiten(level) for level in levels]
+        q_i)], a convolution per level (by FFT where that is cheaper:
+        :class:`models.kernels.fft_conv.WindowConv`). Fixed once the stage is prepared, so a
+        :class:`models.read_cache.ReadCache` keeps it per frame while the stage trains; an
+        input's encoding does not depend on its batch (``WindowConv.each``), so a run is the
+        same whichever frames were cached."""
+        return [self._conv.each(level) for level in levels]
 
     def whitened(self, levels: list[Tensor]) -> list[Tensor]:
-        """:meth:`encode` in one convolution per level for the whole batch, by FFT where that
-        is cheaper (:class:`models.kernels.fft_conv.WindowConv`): faster, and equal to it up to
-        float rounding (the stage's own maps; the cache keeps :meth:`encode`)."""
-        return [self._batch_whiten(level) for level in levels]
-
-    def _whiten(self, level: Tensor) -> Tensor:
-        """The whitening convolution of one level (N, C, H, W) -> (N, dims, p, q)."""
-        return F.conv2d(level, self.white["weight"], self.white["bias"], stride=self.config.stride)
+        """:meth:`encode` in one call per level for the whole batch: as fast or faster, and
+        equal to it up to float rounding (the stage's own maps; the cache keeps :meth:`encode`)."""
+        return [self._conv(level) for level in levels]
 
     def windows(self, levels: list[Tensor]) -> list[Tensor]:
         """Unit-length whitened windows of each level: [(N, dims, p_i, q_i)]."""

@@ -4,6 +4,7 @@ for bit within the cache's budget; the rows trained on, with or without the cach
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from models.read_cache import ReadCache, StageInput, bytes_per_frame
@@ -17,10 +18,18 @@ PYRAMID = StackConfig(input_size=24, input_lcn_sigma=0.0, stages=(
 ))
 
 
-def _stack_and_frames(n=10, seed=0):
+# the same with 8 x 8 windows of larger levels (19 x 19, 17 x 17): whitened by FFT
+PYRAMID_FFT = StackConfig(input_size=24, input_lcn_sigma=0.0, stages=(
+    PYRAMID.stages[0],
+    StageConfig(kind="competitive", learner="rbm", field=8, n_maps=6, dims=8, sizes=(40, 36),
+                rows_per_frame=4),
+))
+
+
+def _stack_and_frames(n=10, seed=0, config=PYRAMID):
     rng = np.random.default_rng(seed)
     frames = rng.integers(0, 256, (n, 1, 24, 24), dtype=np.uint8)
-    stack = RBMStack(PYRAMID, device="cpu", generator=torch.Generator().manual_seed(seed))
+    stack = RBMStack(config, device="cpu", generator=torch.Generator().manual_seed(seed))
     stack.prepare(0, torch.from_numpy(frames), generator=torch.Generator().manual_seed(1))
     stack.prepare(1, torch.from_numpy(frames), generator=torch.Generator().manual_seed(2))
     return stack, frames
@@ -37,8 +46,11 @@ def _equal(got, want):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
-def test_cached_encodings_equal_the_stages_for_new_seen_and_mixed_batches():
-    stack, frames = _stack_and_frames()
+@pytest.mark.parametrize("config,fft", [(PYRAMID, False), (PYRAMID_FFT, True)])
+def test_cached_encodings_equal_the_stages_for_new_seen_and_mixed_batches(config, fft):
+    stack, frames = _stack_and_frames(config=config)
+    levels = stack.reads(torch.from_numpy(frames), 1)
+    assert all(stack.stages[1]._conv.uses_fft(lv) == fft for lv in levels)
     cache = ReadCache(stack, 1, 2**30)
     want = _encoded(stack, frames)
     assert isinstance(want, list) and len(want) == 2

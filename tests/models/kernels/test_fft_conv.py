@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from models.kernels.fft_conv import FFTConv2d, WindowConv
+from models.kernels.fft_conv import FFTConv2d, WindowConv, bin_products
 
 
 @pytest.mark.parametrize("shape,kernel,stride,bias", [
@@ -54,3 +54,29 @@ def test_window_conv_takes_the_fft_form_for_wide_kernels_only():
     conv = WindowConv(w, stride=1)
     assert conv.uses_fft(x)
     torch.testing.assert_close(conv(x), F.conv2d(x, w))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_an_inputs_output_does_not_depend_on_its_batch(dtype):
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(9, 4, 18, 18, generator=g, dtype=dtype)
+    w = torch.randn(6, 4, 8, 8, generator=g, dtype=dtype)
+    conv = FFTConv2d(w, torch.randn(6, generator=g, dtype=dtype))
+    alone = torch.cat([conv(x[i:i + 1]) for i in range(len(x))])
+    for batch in (x, x.flip(0), x[2:7], x[[5, 1, 8]]):  # groups of 4 full and short, reordered
+        got = conv(batch)
+        want = alone[[int(torch.nonzero((x == b).flatten(1).all(1))[0]) for b in batch]]
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+    torch.testing.assert_close(WindowConv(w).each(x), FFTConv2d(w)(x), rtol=0, atol=0)
+
+
+def test_bin_products_equal_bmm_and_keep_the_gradient_path():
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(5, 7, 3, generator=g, dtype=torch.complex128)
+    k = torch.randn(5, 3, 6, generator=g, dtype=torch.complex128)
+    parts = torch.stack([k.real, k.imag])
+    torch.testing.assert_close(bin_products(x, parts), torch.bmm(x, k))
+    x.requires_grad_(True)
+    (grad,) = torch.autograd.grad(bin_products(x, parts).abs().sum(), x)  # bmm under autograd
+    (want,) = torch.autograd.grad(torch.bmm(x, k).abs().sum(), x)
+    torch.testing.assert_close(grad, want)
