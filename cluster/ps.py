@@ -52,7 +52,6 @@ class ParameterShard:
     def __init__(self, index: int, layout: Mapping, update: UpdateConfig, decay_names: tuple,
                  params: Mapping[str, np.ndarray] | None, stage_dir: str | None = None,
                  deltas: bool = False) -> None:
-        torch.set_num_threads(1)
         self.index = index
         self.layout = ShardLayout.from_dict(layout)
         self.updater = ParameterUpdater(update, decay_names)
@@ -218,8 +217,11 @@ def payload_bytes(arrays: Mapping[str, np.ndarray]) -> int:
 ONE_THREAD_ENV = {"env_vars": {"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}}
 """Runtime env of the shard and worker actors: one thread per actor for numba's pool too (the
 models package's CPU kernels are numba ``parallel=True``; a pool as wide as the machine in
-every actor spins its idle threads against the other actors'). torch is set to one thread in
-each actor's constructor."""
+every actor spins its idle threads against the other actors'). ``OMP_NUM_THREADS`` gives torch one
+thread in a shard actor; a worker's constructor sets it too. A shard's constructor leaves the
+thread count alone: the driver builds shards in its own process to write a stage's first
+checkpoint (:func:`cluster.stage.write_initial`), and then fits the next stage's whitening on all
+its cores."""
 
 
 SHARD_CPUS = 0.01

@@ -74,6 +74,21 @@ def test_the_initial_checkpoint_restores_every_shard(tmp_path):
             assert torch.equal(shard.params[k], expected[k])
 
 
+def test_writing_the_first_checkpoint_leaves_the_drivers_thread_count_alone(tmp_path):
+    """The driver writes a stage's first checkpoint through in-process shards, then fits the
+    next stage on all its threads: a shard's constructor must not pin the process to one."""
+    rbm = BernoulliRBM(6, 5, device="cpu", generator=torch.Generator().manual_seed(1))
+    layout = ShardLayout.plan({k: v.shape for k, v in rbm.params.items()}, 2)
+    saved = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        write_initial(str(tmp_path), 0, rbm, layout, n_workers=2, config_text="",
+                      shards_add=False)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(saved)
+
+
 def test_a_later_checkpoint_is_the_one_a_shard_restores(tmp_path):
     layout = ShardLayout.plan(SHAPES, 1)
     first, later = random_tensors(0), random_tensors(1)
