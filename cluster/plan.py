@@ -87,7 +87,8 @@ def stage_plans(model: Any, n_ps_shards: int, k_override: int | None = None) -> 
 
 
 def encoding_flops(model: Any, stage: int) -> tuple[float, float]:
-    """A competitive stage's whitening, per frame: (every window of every level, as
+    """A competitive stage's whitening as a direct convolution counts it, per frame (the FFT
+    form a CPU runs, :mod:`models.kernels.fft_conv`, does fewer): (every window of every level, as
     :class:`models.read_cache.ReadCache` encodes a frame once; the ``rows_per_frame`` windows
     sampled, as a read without the cache whitens them). Other kinds encode nothing: (0, 0)."""
     st = model.stages[stage]

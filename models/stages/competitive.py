@@ -56,9 +56,10 @@ class CompetitiveStage:
                         torch.zeros(d, device=device, dtype=dtype))
 
     def _set_white(self, weight: Tensor, bias: Tensor) -> None:
-        """The whitening's convolution ``(dims, C, r, r)`` and bias, and its batch form."""
+        """The whitening: its convolution ``(dims, C, r, r)`` and bias (``white``, what is saved)
+        and ``whiten_conv``, the convolution by the cheaper of the direct and the FFT form."""
         self.white = {"weight": weight, "bias": bias}
-        self._conv = WindowConv(weight, bias, self.config.stride)
+        self.whiten_conv = WindowConv(weight, bias, self.config.stride)
 
     def unit_weights(self) -> Tensor:
         """``u (K, dims)``: what each unit's response dots with a window."""
@@ -73,12 +74,12 @@ class CompetitiveStage:
         :class:`models.read_cache.ReadCache` keeps it per frame while the stage trains; an
         input's encoding does not depend on its batch (``WindowConv.each``), so a run is the
         same whichever frames were cached."""
-        return [self._conv.each(level) for level in levels]
+        return [self.whiten_conv.each(level) for level in levels]
 
     def whitened(self, levels: list[Tensor]) -> list[Tensor]:
         """:meth:`encode` in one call per level for the whole batch: as fast or faster, and
         equal to it up to float rounding (the stage's own maps; the cache keeps :meth:`encode`)."""
-        return [self._conv(level) for level in levels]
+        return [self.whiten_conv(level) for level in levels]
 
     def windows(self, levels: list[Tensor]) -> list[Tensor]:
         """Unit-length whitened windows of each level: [(N, dims, p_i, q_i)]."""

@@ -50,7 +50,7 @@ def _equal(got, want):
 def test_cached_encodings_equal_the_stages_for_new_seen_and_mixed_batches(config, fft):
     stack, frames = _stack_and_frames(config=config)
     levels = stack.reads(torch.from_numpy(frames), 1)
-    assert all(stack.stages[1]._conv.uses_fft(lv) == fft for lv in levels)
+    assert all(stack.stages[1].whiten_conv.uses_fft(lv) == fft for lv in levels)
     cache = ReadCache(stack, 1, 2**30)
     want = _encoded(stack, frames)
     assert isinstance(want, list) and len(want) == 2

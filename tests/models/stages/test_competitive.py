@@ -30,7 +30,7 @@ def test_pooled_response_is_the_max_over_every_window_of_every_level(field, size
     levels = _levels(sizes=sizes)
     stage.prepare(levels, "exemplar", torch.Generator().manual_seed(2))
     # wide windows go through the FFT form of the whitening, narrow ones the direct one
-    assert all(stage._conv.uses_fft(lv) == fft for lv in levels)
+    assert all(stage.whiten_conv.uses_fft(lv) == fft for lv in levels)
     got = stage.maps(levels)["pooled"][:, :, 0, 0]
     Wm, b = stage.white["weight"].flatten(1), stage.white["bias"]
     u = stage.unit_weights()
