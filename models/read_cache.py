@@ -14,13 +14,16 @@ per sampled window on every read); for the other kinds, what the stage reads. Fr
 by their bytes (a digest: identical frames have identical encodings, so the cache can never serve
 the wrong frame's), up to a memory budget; frames past it are encoded each time. The values are
 the ones ``stage.encode`` computes, so a run is bit-identical whichever frames were cached. They
-are kept channels-last (an (N, C, h, w) view of (N, h, w, C) memory): a position's C values are
-adjacent, which is what the row sampler reads.
+are kept in one store per level, a frame a row, channels-last (an (S, C, h, w) view of (S, h, w,
+C) memory): a position's C values are adjacent, which is what the row sampler reads.
 
 :class:`StageInput` is what workers and the one-process loops call for a batch's rows, the
-strategy chosen once: with a budget, :meth:`encoded_rows` of the cached encoding; without (a
-budget of 0), the stage's ``rows`` of what it reads, computed each time (a competitive stage then
-whitens just the windows it samples). The two give the same rows up to float rounding.
+strategy chosen once: with a budget, the stage's ``encoded_rows`` of the cached encoding, read
+in place (the store and the batch's rows of it, :meth:`ReadCache.indexed`: a step samples a few
+windows of each frame, and copying the frames' whole encodings out first took most of a cached
+step's input time); without (a budget of 0), the stage's ``rows`` of what it reads, computed
+each time (a competitive stage then whitens just the windows it samples). The two give the same
+rows up to float rounding.
 
 Memory: :func:`bytes_per_frame` (the encoding's values a frame, in the stack's dtype).
 """
@@ -77,8 +80,13 @@ class ReadCache:
     def __init__(self, stack, stage: int, budget_bytes: int) -> None:
         self.stack, self.stage = stack, stage
         self.capacity = budget_bytes // max(1, bytes_per_frame(stack.config, stage, stack.dtype))
-        self.levels: dict[bytes, list[Tensor]] = {}
+        self.slots: dict[bytes, int] = {}  # frame key -> its row in every level of the store
+        self.store: list[Tensor] = []  # per level (capacity, h, w, C), made at the first frame
         self.hits = self.misses = 0
+
+    def __len__(self) -> int:
+        """Frames whose encoding the cache holds."""
+        return len(self.slots)
 
     def encode(self, frames: np.ndarray) -> list[Tensor]:
         """The stage's encoding of uint8 frames (N, C, H, W), computed now: a list of levels."""
@@ -92,33 +100,63 @@ class ReadCache:
         its steps run at one speed from the start: with the encoding paid inside the first
         epoch, a worker that started later would step slowly while the others ran ahead, and
         the frames of its shards would be under-represented in the stage's updates."""
-        frames = frames[: max(0, self.capacity - len(self.levels))]
+        frames = frames[: max(0, self.capacity - len(self))]
         for i in range(0, len(frames), batch):
-            self.reads(frames[i:i + batch])
-        return len(self.levels)
+            self._place(frames[i:i + batch])
+        return len(self)
 
-    def reads(self, frames: np.ndarray) -> Tensor | list[Tensor]:
-        """As ``stage.encode(stack.reads(frames, stage))`` for uint8 frames (N, C, H, W): a
-        list of levels (N, C, h_i, w_i) for a competitive stage, else one tensor."""
+    def _place(self, frames: np.ndarray) -> tuple[list[int | None], list[Tensor], dict]:
+        """Each frame's slot, encoding the frames not seen before and keeping them while the
+        capacity lasts: (slot or None per frame, the new encodings as channels-last levels (M,
+        h, w, C), ``{frame position: row of the new encodings}``)."""
         keys = [frame_key(f) for f in frames]
-        missing = [i for i, k in enumerate(keys) if k not in self.levels]
+        missing = [i for i, k in enumerate(keys) if k not in self.slots]
         at = {i: j for j, i in enumerate(missing)}
         new = []
         if missing or not len(frames):
             new = [x.permute(0, 2, 3, 1) for x in self.encode(frames[missing])]
+            if not self.store and self.capacity and len(new[0]):
+                self.store = [torch.empty((self.capacity, *x.shape[1:]), dtype=x.dtype,
+                                          device=x.device) for x in new]
             for j, i in enumerate(missing):
-                if keys[i] not in self.levels and len(self.levels) < self.capacity:
-                    self.levels[keys[i]] = [x[j].contiguous() for x in new]
+                if keys[i] not in self.slots and len(self.slots) < self.capacity:
+                    slot = self.slots[keys[i]] = len(self.slots)
+                    for level, x in zip(self.store, new, strict=True):
+                        level[slot] = x[j]
         self.hits += len(frames) - len(missing)
         self.misses += len(missing)
-        if len(missing) == len(frames):
-            out = [x.permute(0, 3, 1, 2) for x in new]
+        return [self.slots.get(k) for k in keys], new, at
+
+    def reads(self, frames: np.ndarray) -> Tensor | list[Tensor]:
+        """As ``stage.encode(stack.reads(frames, stage))`` for uint8 frames (N, C, H, W): a
+        list of levels (N, C, h_i, w_i) for a competitive stage, else one tensor."""
+        return self._unwrap(self._batch(*self._place(frames)))
+
+    def indexed(self, frames: np.ndarray) -> tuple[Tensor | list[Tensor], Tensor]:
+        """:meth:`reads` as (levels, index): the batch is the levels' entries ``index`` (N,).
+        When every frame is in the cache the levels are the whole store, so no batch of
+        encodings is copied out; otherwise they are :meth:`reads`'s, index the identity."""
+        slots, new, at = self._place(frames)
+        if self.store and all(s is not None for s in slots):
+            levels = [x.permute(0, 3, 1, 2) for x in self.store]
+            index = torch.tensor(slots, dtype=torch.long, device=levels[0].device)
         else:
-            hit = next(k for i, k in enumerate(keys) if i not in at)
-            out = [torch.stack([new[n][at[i]] if i in at else self.levels[k][n]
-                                for i, k in enumerate(keys)]).permute(0, 3, 1, 2)
-                   for n in range(len(self.levels[hit]))]
-        return out if self.stack.config.stages[self.stage].kind == "competitive" else out[0]
+            levels = self._batch(slots, new, at)
+            index = torch.arange(len(frames), device=levels[0].device)
+        return self._unwrap(levels), index
+
+    def _batch(self, slots: list[int | None], new: list[Tensor], at: dict) -> list[Tensor]:
+        """The batch's levels (N, C, h, w), channels-last, from the store and the new
+        encodings (:meth:`_place`'s output)."""
+        if len(at) == len(slots):
+            return [x.permute(0, 3, 1, 2) for x in new]
+        return [torch.stack([new[n][at[i]] if i in at else self.store[n][slot]
+                             for i, slot in enumerate(slots)]).permute(0, 3, 1, 2)
+                for n in range(len(self.store))]
+
+    def _unwrap(self, levels: list[Tensor]) -> Tensor | list[Tensor]:
+        """The levels for a competitive stage, the one tensor for the others."""
+        return levels if self.stack.config.stages[self.stage].kind == "competitive" else levels[0]
 
 
 class StageInput:
@@ -137,4 +175,5 @@ class StageInput:
         if self.cache is None:
             x = torch.from_numpy(np.ascontiguousarray(frames))
             return st.rows(self.stack.reads(x, self.stage), generator)
-        return st.encoded_rows(self.cache.reads(frames), generator)
+        encoded, index = self.cache.indexed(frames)
+        return st.encoded_rows(encoded, generator, index)

@@ -16,17 +16,19 @@ position. The transforms are memory-bound passes over the inputs and outputs, so
 gain is smaller than that count (``benchmarks/fft_conv.py``). Values equal ``F.conv2d``'s up to
 float rounding (``tests/models/kernels/test_fft_conv.py``).
 
-The per-bin products run in a numba kernel on CPU tensors that need no gradient: it is faster
-than torch's complex ``bmm`` at these shapes, and each input's output is computed by the same
+The per-bin products run in a numba kernel on CPU tensors that need no gradient: about as fast
+as torch's complex ``bmm`` at these shapes, and each input's output is computed by the same
 operations in the same order whatever else is in the batch, so an input's result does not
-depend on its batch (the transforms work on each input alone too). A competitive stage's
+depend on its batch (``bmm`` gave a lone input other roundings; torch's transforms give each
+input the same values alone as in a batch, which the tests check). A competitive stage's
 per-frame input cache relies on that (:mod:`models.read_cache`). Elsewhere (CUDA, autograd) the
 products are a ``bmm`` and the whole path is differentiable.
 
 The grid is the input's own size: padding it to a size with only small prime factors made the
 transforms faster but left more bins and outputs, slower in all (measured at the demo's sizes).
 The kernel's spectrum depends only on the weight and the grid, so :class:`FFTConv2d` computes it
-once per input size; a stage calls it with the same few sizes (its pyramid's levels) each time.
+once per input size and keeps it (``8 C d`` bytes a bin in float32: 127 MB for the demo's four
+level sizes); a stage calls it with the same few sizes (its pyramid's levels) each time.
 """
 
 from __future__ import annotations

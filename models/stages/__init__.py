@@ -4,9 +4,10 @@ A stage has a ``config`` (:class:`models.stages.config.StageConfig`), a ``learne
 parameter server trains: ``params``, ``compute_update``, ``apply_update``, as every RBM), and:
 
 - ``rows(v)``: the learner's training input from what the stage reads;
-- ``encode(v)`` / ``encoded_rows(e)``: the same input in two steps, the first of which depends on
-  fixed parameters only, so :class:`models.read_cache.ReadCache` keeps it per frame while the
-  stage trains (a competitive stage's whitened windows; the other kinds encode nothing);
+- ``encode(v)`` / ``encoded_rows(e, generator, index=None)``: the same input in two steps, the
+  first of which depends on fixed parameters only, so :class:`models.read_cache.ReadCache` keeps
+  it per frame while the stage trains (a competitive stage's whitened windows; the other kinds
+  encode nothing); ``index`` picks the batch's entries of ``e`` (the cache's store);
 - ``maps(v)`` / ``differentiable_maps(v)``: its analysis layers ``{name: (N, C, H, W)}``, names
   from ``layers``; ``maps(v)[output_layer]`` is what the stage above reads;
 - ``needs_data`` and ``prepare(v, weights, generator)``: fit what is fitted to data before

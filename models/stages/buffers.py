@@ -28,6 +28,7 @@ class EncodesNothing:
         """What the stage reads, as it is."""
         return v
 
-    def encoded_rows(self, v: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """:meth:`rows` of :meth:`encode`'s output."""
-        return self.rows(v, generator)
+    def encoded_rows(self, v: Tensor, generator: torch.Generator | None = None,
+                     index: Tensor | None = None) -> Tensor:
+        """:meth:`rows` of :meth:`encode`'s output (its entries ``index``, default all)."""
+        return self.rows(v if index is None else v[index], generator)

@@ -128,13 +128,16 @@ class CompetitiveStage:
                              x.device)
         return windows_hwc(x, i, p * s, q * s, r)
 
-    def _positions(self, y: Tensor, per_input: int, generator: torch.Generator) -> Tensor:
+    def _positions(self, y: Tensor, per_input: int, generator: torch.Generator,
+                   index: Tensor | None = None) -> Tensor:
         """``per_input`` random whitened windows of each input of one encoded level ``y (N, d,
         P, Q)``, unnormalised: (N per_input, d); the windows :meth:`_sample` reads with the
-        same generator, whitened by the convolution."""
-        N, _, P, Q = y.shape
-        i, p, q = self._draw(N, P, Q, per_input, generator, y.device)
-        return y.permute(0, 2, 3, 1)[i, p, q]
+        same generator, whitened by the convolution. With ``index`` (n,) the inputs are ``y``'s
+        entries ``index`` (a store of encodings, :class:`models.read_cache.ReadCache`), so no
+        batch of whole encodings is copied out to sample a few windows of each."""
+        n = len(y) if index is None else len(index)
+        i, p, q = self._draw(n, y.shape[2], y.shape[3], per_input, generator, y.device)
+        return y.permute(0, 2, 3, 1)[i if index is None else index[i], p, q]
 
     def whiten(self, rows: Tensor) -> Tensor:
         """Raw windows (M, r r C), position-major -> unit-length whitened windows (M, dims)."""
@@ -151,14 +154,15 @@ class CompetitiveStage:
         return torch.cat([self.whiten(self._sample(x, per, g)) for x in levels]) * self.scale
 
     @torch.no_grad()
-    def encoded_rows(self, encoded: list[Tensor],
-                     generator: torch.Generator | None = None) -> Tensor:
+    def encoded_rows(self, encoded: list[Tensor], generator: torch.Generator | None = None,
+                     index: Tensor | None = None) -> Tensor:
         """:meth:`rows` from :meth:`encode` of the levels: the same windows (the same draws),
         whitened by the convolution rather than one product per window (equal up to float
-        rounding)."""
+        rounding). ``index`` (n,): the batch is ``encoded``'s entries ``index`` (default: all
+        of them, in order)."""
         per = max(1, self.config.rows_per_frame // len(encoded))
         g = generator or self.learner.generator
-        y = torch.cat([self._positions(x, per, g) for x in encoded])
+        y = torch.cat([self._positions(x, per, g, index) for x in encoded])
         return y / y.norm(dim=1, keepdim=True).clamp(min=1e-8) * self.scale
 
     @torch.no_grad()

@@ -72,7 +72,7 @@ def test_the_cache_keeps_no_more_frames_than_its_budget_and_still_answers_past_i
     want = _encoded(stack, frames)
     _equal(cache.reads(frames), want)
     _equal(cache.reads(frames), want)
-    assert len(cache.levels) == 3 and cache.hits == 3
+    assert len(cache) == 3 and cache.hits == 3
 
 
 def test_a_zero_budget_encodes_each_time_and_a_tied_stage_encodes_nothing():
@@ -108,3 +108,23 @@ def test_rows_through_the_cache_equal_the_stages_rows_from_its_reads():
             torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
     assert not torch.equal(want, stack.stage_input(torch.from_numpy(frames), 1,
                                                    torch.Generator().manual_seed(4)))
+
+
+@pytest.mark.parametrize("config", [PYRAMID, PYRAMID_FFT])
+def test_indexed_reads_are_the_store_and_give_the_rows_of_the_batch_bit_for_bit(config):
+    """``indexed`` hands the whole store and the batch's rows of it when every frame is cached
+    (nothing copied out), else the batch itself; either way the rows a step samples are the
+    ones the stage samples from the batch's encodings, bit for bit."""
+    stack, frames = _stack_and_frames(config=config)
+    st, per = stack.stages[1], bytes_per_frame(stack.config, 1)
+    big, small = ReadCache(stack, 1, 2**30), ReadCache(stack, 1, 4 * per)
+    big.reads(frames[:6])
+    order = [7, 2, 9, 0, 5, 8, 2]  # new and seen frames, one twice
+    for cache in (big, big, small):  # new frames stored; then all seen; past the capacity
+        levels, index = cache.indexed(frames[order])
+        want = _encoded(stack, frames[order])
+        _equal([x[index] for x in levels], want)
+        got = st.encoded_rows(levels, torch.Generator().manual_seed(5), index)
+        torch.testing.assert_close(got, st.encoded_rows(want, torch.Generator().manual_seed(5)),
+                                   rtol=0, atol=0)
+    assert len(levels[0]) == len(order) and len(big.indexed(frames)[0][0]) == big.capacity
