@@ -14,8 +14,9 @@ per sampled window on every read); for the other kinds, what the stage reads. Fr
 by their bytes (a digest: identical frames have identical encodings, so the cache can never serve
 the wrong frame's), up to a memory budget; frames past it are encoded each time. The values are
 the ones ``stage.encode`` computes, so a run is bit-identical whichever frames were cached. They
-are kept in one store per level, a frame a row, channels-last (an (S, C, h, w) view of (S, h, w,
-C) memory): a position's C values are adjacent, which is what the row sampler reads.
+are kept in one store per level, a frame a row (doubled as frames come, up to the budget),
+channels-last (an (S, C, h, w) view of (S, h, w, C) memory): a position's C values are adjacent,
+which is what the row sampler reads.
 
 :class:`StageInput` is what workers and the one-process loops call for a batch's rows, the
 strategy chosen once: with a budget, the stage's ``encoded_rows`` of the cached encoding, read
@@ -81,7 +82,7 @@ class ReadCache:
         self.stack, self.stage = stack, stage
         self.capacity = budget_bytes // max(1, bytes_per_frame(stack.config, stage, stack.dtype))
         self.slots: dict[bytes, int] = {}  # frame key -> its row in every level of the store
-        self.store: list[Tensor] = []  # per level (capacity, h, w, C), made at the first frame
+        self.store: list[Tensor] = []  # per level (rows, h, w, C), rows <= capacity
         self.hits = self.misses = 0
 
     def __len__(self) -> int:
@@ -115,17 +116,28 @@ class ReadCache:
         new = []
         if missing or not len(frames):
             new = [x.permute(0, 2, 3, 1) for x in self.encode(frames[missing])]
-            if not self.store and self.capacity and len(new[0]):
-                self.store = [torch.empty((self.capacity, *x.shape[1:]), dtype=x.dtype,
-                                          device=x.device) for x in new]
             for j, i in enumerate(missing):
                 if keys[i] not in self.slots and len(self.slots) < self.capacity:
                     slot = self.slots[keys[i]] = len(self.slots)
+                    self._grow(slot + 1, new)
                     for level, x in zip(self.store, new, strict=True):
                         level[slot] = x[j]
         self.hits += len(frames) - len(missing)
         self.misses += len(missing)
         return [self.slots.get(k) for k in keys], new, at
+
+    def _grow(self, rows: int, like: list[Tensor]) -> None:
+        """Make the store hold at least ``rows`` frames (levels shaped as ``like``'s entries):
+        it doubles as frames come, up to the capacity, so its memory follows the frames cached
+        and not the budget."""
+        have = len(self.store[0]) if self.store else 0
+        if rows <= have:
+            return
+        size = min(self.capacity, max(rows, 2 * have, 64))
+        grown = [torch.empty((size, *x.shape[1:]), dtype=x.dtype, device=x.device) for x in like]
+        for old, level in zip(self.store, grown, strict=False):
+            level[:have] = old
+        self.store = grown
 
     def reads(self, frames: np.ndarray) -> Tensor | list[Tensor]:
         """As ``stage.encode(stack.reads(frames, stage))`` for uint8 frames (N, C, H, W): a

@@ -127,4 +127,15 @@ def test_indexed_reads_are_the_store_and_give_the_rows_of_the_batch_bit_for_bit(
         got = st.encoded_rows(levels, torch.Generator().manual_seed(5), index)
         torch.testing.assert_close(got, st.encoded_rows(want, torch.Generator().manual_seed(5)),
                                    rtol=0, atol=0)
-    assert len(levels[0]) == len(order) and len(big.indexed(frames)[0][0]) == big.capacity
+    assert len(levels[0]) == len(order)
+    assert len(big) <= len(big.indexed(frames)[0][0]) <= big.capacity  # the store, not the batch
+
+
+def test_the_store_grows_with_the_frames_cached_and_keeps_them():
+    stack, frames = _stack_and_frames(n=70)
+    cache = ReadCache(stack, 1, 2**30)
+    cache.reads(frames[:40])
+    assert len(cache.store[0]) == 64  # its first size, far below the budget's capacity
+    _equal(cache.reads(frames), _encoded(stack, frames))  # grown past 64: the first 40 kept
+    assert len(cache) == 70 and len(cache.store[0]) == 128 < cache.capacity
+    _equal(cache.reads(frames[::-1]), [w.flip(0) for w in _encoded(stack, frames)])
