@@ -21,26 +21,24 @@ import argparse
 import json
 import platform
 import sys
-import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from rbm import best_time as _best_time  # noqa: E402
+
 from jobs.config import load  # noqa: E402
 from models.kernels.fft_conv import FFTConv2d, WindowConv  # noqa: E402
 
+CPU = torch.device("cpu")
+
 
 def best_time(fn, repeat: int) -> float:
-    """Seconds of the fastest of ``repeat`` calls, after one warm-up call."""
-    fn()
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
+    """Seconds of the fastest of ``repeat`` calls, after one warm-up call (``rbm.py``'s)."""
+    return _best_time(fn, CPU, repeat=repeat, number=1)
 
 
 def matmul_gflops(repeat: int) -> float:
