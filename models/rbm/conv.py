@@ -16,9 +16,10 @@ So the gradient of a tied weight is the *sum over positions* of the untied gradi
 
     dF/dW_kcij = -sum_yx h_kyx v_c,(ys+i),(xs+j)       (torch.nn.grad.conv2d_weight)
 
-One conv2d up, one conv_transpose2d down and one weight-gradient convolution: the same code runs
-on CPU and CUDA. Training (CD-k / PCD-k, sparsity) is :class:`models.rbm.dense.RBMBase`'s, split
-into :meth:`compute_update` (a worker) and :meth:`apply_update` (a parameter server, elementwise
+One conv2d up, one transposed convolution down (:mod:`models.kernels.transposed_conv`: a matrix
+product and shifted adds on CPU, cuDNN's on CUDA) and one weight-gradient convolution. Training
+(CD-k / PCD-k, sparsity) is :class:`models.rbm.dense.RBMBase`'s, split into
+:meth:`compute_update` (a worker) and :meth:`apply_update` (a parameter server, elementwise
 ``models.rbm.optim``), so a shard that holds filters ``a:b`` applies exactly their slice.
 
 Parameter layout: ``W (K, C, r, r)`` (a shard splits dim 0), ``c (K,)``, ``b (C,)``.
@@ -36,6 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.nn.grad import conv2d_weight
 
+from models.kernels.transposed_conv import conv_transpose2d
 from models.rbm.dense import RBMBase, RBMConfig, bernoulli_sample, visible_update
 from models.rbm.optim import UpdateConfig
 
@@ -113,8 +115,7 @@ class ConvRBM(RBMBase):
 
         Rows/columns that no field covers (a strided or uneven grid) get only the bias.
         """
-        x = F.conv_transpose2d(h, self.params["W"], stride=self.stride)
-        x = F.pad(x, (0, size[1] - x.shape[3], 0, size[0] - x.shape[2]))
+        x = conv_transpose2d(h, self.params["W"], self.stride, size)
         return x.add_(self.params["b"].view(1, -1, 1, 1))
 
     def _visible_mean(self, h: Tensor) -> Tensor:
