@@ -328,10 +328,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def setting(args: argparse.Namespace) -> dict:
-    """The measured setting: each flag, else the config's value."""
+    """The measured setting: each flag, else the config's value for the stage measured."""
     from jobs.config import load
 
-    tc = load(args.config, [f'data.path="{args.data}"']).train
+    tc = load(args.config, [f'data.path="{args.data}"']).train.for_stage(args.stage)
     return {"n_push": args.n_push or tc.n_push, "n_fetch": args.n_fetch or tc.n_fetch,
             "prefetch": tc.prefetch if args.prefetch is None else args.prefetch,
             "push": args.push or tc.push,

@@ -6,7 +6,7 @@ composes them with the models package's ``StackConfig`` and ``UpdateConfig``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal, Protocol
 
 from models.rbm.optim import UpdateConfig
@@ -56,11 +56,15 @@ class TrainConfig:
     stages : how many stages of the stack to train, greedily (0 = all of ``model.stages``).
     steps : global steps per stage. A sync step = one batch per worker; an async step = one batch
         on one worker (so ``steps`` batches are consumed in either mode per worker-step count).
-    n_fetch, n_push : Downpour's fetch and push periods in worker steps. When the next step
-        fetches, a push asks for the parameters back, so push and fetch are one call per shard
-        and the parameters include the worker's own push. Periods > 1 divide the
-        parameter-server traffic by the period, at a cost in learning that depends on the
-        optimiser (benchmarks/ps.py and ps_quality.py measure both; the README quotes them).
+    n_fetch, n_push : Downpour's fetch and push periods in worker steps: one for every stage, or
+        a list with one per stage (``[4, 1]``: stage 0 every 4 steps, stage 1 every step), so a
+        stage whose step is short next to a call to a shard (a small tied stage) can call less
+        often than one whose step hides the call. When the next step fetches, a push asks for
+        the parameters back, so push and fetch are one call per shard and the parameters
+        include the worker's own push. Periods > 1 divide the parameter-server traffic by the
+        period, at a cost in learning that depends on the optimiser (benchmarks/ps.py and
+        ps_quality.py measure both; the README quotes them). :meth:`for_stage` resolves the
+        lists to one stage's periods.
         ``momentum_switch_step`` counts applied pushes (gradient pushes) or the replica's own
         steps (delta and average).
     push : async only: what a push carries (:mod:`cluster.push`).
@@ -111,8 +115,8 @@ class TrainConfig:
     n_ps_shards: int = 2
     stages: int = 1
     steps: int = 300
-    n_fetch: int = 1
-    n_push: int = 1
+    n_fetch: int | tuple[int, ...] = 1
+    n_push: int | tuple[int, ...] = 1
     push: Literal["gradient", "delta", "average"] = "gradient"
     transfer_dtype: Literal["float32", "bfloat16"] = "float32"
     prefetch: bool = False
@@ -128,15 +132,44 @@ class TrainConfig:
     read_cache_mb: float = 2048.0
 
     def __post_init__(self) -> None:
-        for name in ("n_workers", "n_ps_shards", "steps", "n_fetch", "n_push", "max_in_flight",
-                     "log_interval", "prepare_frames"):
+        for name in ("n_workers", "n_ps_shards", "steps", "max_in_flight", "log_interval",
+                     "prepare_frames"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
+        for name in PER_STAGE:
+            value = getattr(self, name)
+            if not _as_tuple(value) or min(_as_tuple(value)) < 1:
+                shown = list(value) if isinstance(value, tuple) else value
+                raise ValueError(f"{name}={shown}: give one period >= 1, or one per stage")
         if not self.placement_timeout_s > 0:
             raise ValueError(f"placement_timeout_s={self.placement_timeout_s} must be > 0")
         for name in ("stages", "warm_start_steps", "checkpoint_every", "read_cache_mb"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 0")
+
+    def per_stage_lengths(self) -> set[int]:
+        """The lengths of the fields given per stage (empty when every field is one value)."""
+        return {len(v) for v in (getattr(self, n) for n in PER_STAGE) if isinstance(v, tuple)}
+
+    def for_stage(self, stage: int) -> TrainConfig:
+        """This schedule for stage ``stage``: each per-stage list replaced by its entry."""
+        picked = {}
+        for name in PER_STAGE:
+            value = getattr(self, name)
+            if isinstance(value, tuple):
+                if stage >= len(value):
+                    raise ValueError(f"train.{name}={list(value)} has no period for stage "
+                                     f"{stage}: give one per stage")
+                picked[name] = value[stage]
+        return replace(self, **picked) if picked else self
+
+
+PER_STAGE = ("n_fetch", "n_push")
+"""The :class:`TrainConfig` fields that may be given per stage."""
+
+
+def _as_tuple(value: int | tuple[int, ...]) -> tuple[int, ...]:
+    return value if isinstance(value, tuple) else (value,)
 
 
 @dataclass(frozen=True)
@@ -176,3 +209,5 @@ class JobSections(Protocol):
 
     @property
     def n_stages(self) -> int: ...
+
+    def for_stage(self, stage: int) -> JobSections: ...

@@ -182,6 +182,11 @@ def shard_calls_per_step(train: Any, n_ps: int) -> float:
     return n_ps * (1 / train.n_push + 1 / train.n_fetch - both)
 
 
+def _listed(value: int | tuple[int, ...]) -> int | list[int]:
+    """A period as JSON: one for every stage, or a list with one per stage."""
+    return list(value) if isinstance(value, tuple) else value
+
+
 def check_inputs(*, nodes: int, cores_per_node: int, frames: int, gflops_per_core: float | None,
                  bandwidth_gbps: float, node_memory_gb: float, call_s: float = 0.0) -> None:
     """ValueError naming the first input that makes the sizing meaningless (a count below 1, a
@@ -227,15 +232,16 @@ def plan(config: Any, *, nodes: int, cores_per_node: int = 16, frames: int = 10_
     bw = bandwidth_gbps * 1e9 / 8  # bytes/s per node
     stages = []
     for sp in stage_plans(config.model, n_ps):
+        periods = config.train.for_stage(sp.stage)  # the stage's own push and fetch periods
         param_bytes = 4 * sp.n_params
         cache = read_cache_bytes(config, sp.stage, frames / n_workers)
         hit = cached_share(config, sp.stage, cache, frames / n_workers)
         flops_step = batch * frame_flops(sp, hit, cached=sp.stage > 0 and tc.read_cache_mb > 0)
         compute_s = (measured_steps.get(sp.stage, flops_step / (gflops_per_core * 1e9))
                      / cores_per_node)
-        calls_s = shard_calls_per_step(tc, n_ps) * call_s
+        calls_s = shard_calls_per_step(periods, n_ps) * call_s
         wire = WIRE_BYTES[tc.transfer_dtype] * sp.n_params  # the parameters as sent
-        bytes_step = wire * (1 / tc.n_push + 1 / tc.n_fetch)  # per worker per step
+        bytes_step = wire * (1 / periods.n_push + 1 / periods.n_fetch)  # per worker per step
         worker_net_s = bytes_step / bw
         ps_net_s = n_workers * bytes_step / (n_ps * bw)  # every worker talks to every shard
         step_s = max(compute_s + calls_s, worker_net_s, ps_net_s)
@@ -262,6 +268,7 @@ def plan(config: Any, *, nodes: int, cores_per_node: int = 16, frames: int = 10_
             "ps_network_s_per_step": ps_net_s,
             "bound": ("worker" if step_s == compute_s + calls_s else
                       "worker network" if step_s == worker_net_s else "parameter-server network"),
+            "n_push": periods.n_push, "n_fetch": periods.n_fetch,
             "step_s": step_s,
             "frames_per_s": frames_per_s,
             "epoch_s": frames / frames_per_s,
@@ -273,8 +280,8 @@ def plan(config: Any, *, nodes: int, cores_per_node: int = 16, frames: int = 10_
         "gflops_per_core": gflops_per_core, "gflops_per_core_measured": measured,
         "gflops_per_core_source": MEASURED_HOW if measured else "given (--gflops-per-core)",
         "bandwidth_gbps": bandwidth_gbps, "call_s": call_s,
-        "n_push": tc.n_push, "n_fetch": tc.n_fetch,
-        "transfer_dtype": tc.transfer_dtype,
+        "n_push": _listed(config.train.n_push), "n_fetch": _listed(config.train.n_fetch),
+        "transfer_dtype": config.train.transfer_dtype,
         "total_params": sum(s["n_params"] for s in stages),
         "epoch_s_all_stages": sum(s["epoch_s"] for s in stages),
         "stages": stages,

@@ -93,6 +93,7 @@ def start_stage(job: JobSections, stage: int, rbm: RBMBase, stage_dir: str | os.
     once without ``wait`` (the caller then waits, as the trainer does through
     :mod:`cluster.liveness`, and calls :meth:`StageActors.record_pids`).
     """
+    job = job.for_stage(stage)  # the workers and the schedule see this stage's periods
     tc = job.train
     stage_dir = str(stage_dir)
     layout = ShardLayout.plan({k: v.shape for k, v in rbm.params.items()}, tc.n_ps_shards)

@@ -227,7 +227,8 @@ class Trainer:
 
     def _train_stage(self, stage: int, stack: RBMStack) -> dict:
         """Start the stage's actors, run the schedule, gather the params into ``stack``."""
-        cfg, tc = self.config, self.config.train
+        cfg = self.config.for_stage(stage)  # the stage's own periods
+        tc = cfg.train
         rbm = stack.rbms[stage]
         model_path = storage.join(self.run_dir, "model.pt")
         stage_dir = storage.join(self.run_dir, "checkpoints", f"stage{stage}")

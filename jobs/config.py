@@ -18,7 +18,7 @@ import importlib.resources
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +57,10 @@ class JobConfig:
             if getattr(self.sim, name) >= self.train.n_workers:
                 raise ValueError(f"sim.{name}={getattr(self.sim, name)} >= train.n_workers="
                                  f"{self.train.n_workers}")
+        lengths = self.train.per_stage_lengths()
+        if lengths and lengths != {n_stages}:
+            raise ValueError(f"train: the periods given per stage have {sorted(lengths)} "
+                             f"entries; give one per stage of model.stages ({n_stages})")
         if self.sim.kill_shard >= self.train.n_ps_shards:
             raise ValueError(f"sim.kill_shard={self.sim.kill_shard} >= train.n_ps_shards="
                              f"{self.train.n_ps_shards}")
@@ -65,6 +69,11 @@ class JobConfig:
     def n_stages(self) -> int:
         """Stages trained by this job."""
         return self.train.stages or len(self.model.stages)
+
+    def for_stage(self, stage: int) -> JobConfig:
+        """This job as stage ``stage`` runs it: ``train`` with that stage's periods
+        (:meth:`cluster.config.TrainConfig.for_stage`)."""
+        return replace(self, train=self.train.for_stage(stage))
 
 
 def _default_stack() -> StackConfig:

@@ -42,13 +42,22 @@ def _duration(s: float) -> str:
     return f"{s:.2f} s"
 
 
+def _periods(value: int | list[int]) -> str:
+    """``4`` or, given per stage, ``4 / 1 (stage 0 / 1)``."""
+    if isinstance(value, int):
+        return str(value)
+    stages = " / ".join(str(k) for k in range(len(value)))
+    return f"{' / '.join(map(str, value))} (stage {stages})"
+
+
 def render(p: dict) -> str:
     """The plan as a human-readable table."""
     src = p["gflops_per_core_source"]
     lines = [
         f"{p['nodes']} nodes x {p['cores_per_node']} cores: {p['n_workers']} worker replicas, "
         f"{p['n_ps_shards']} parameter-server shards; batch {p['batch_size']}, push every "
-        f"{p['n_push']}, fetch every {p['n_fetch']} steps ({p['transfer_dtype']} on the wire)",
+        f"{_periods(p['n_push'])}, fetch every {_periods(p['n_fetch'])} steps "
+        f"({p['transfer_dtype']} on the wire)",
         f"per-core CD throughput {p['gflops_per_core']:.2f} GFLOP/s ({src}); network "
         f"{p['bandwidth_gbps']:g} Gbit/s per node; {p['call_s'] * 1e3:g} ms per shard call; "
         f"epoch = {p['frames_per_epoch']:,} frames",

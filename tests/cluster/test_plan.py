@@ -87,6 +87,19 @@ def test_bfloat16_transfers_halve_the_bytes_per_step():
         assert b["ps_network_s_per_step"] < a["ps_network_s_per_step"]
 
 
+def test_periods_given_per_stage_size_each_stage_by_its_own():
+    every = plan(load(ROOT / "configs/demo.toml", ["train.n_push=1", "train.n_fetch=1"]),
+                 nodes=3, gflops_per_core=10.0, call_s=1e-3)
+    staged = plan(load(ROOT / "configs/demo.toml", ["train.n_push=[4, 1]",
+                                                    "train.n_fetch=[4, 1]"]),
+                  nodes=3, gflops_per_core=10.0, call_s=1e-3)
+    assert staged["n_push"] == [4, 1] and staged["stages"][0]["n_push"] == 4
+    (a0, a1), (b0, b1) = every["stages"], staged["stages"]
+    assert b0["bytes_per_step_per_worker"] * 4 == a0["bytes_per_step_per_worker"]
+    assert b0["shard_calls_s_per_step"] == pytest.approx(a0["shard_calls_s_per_step"] / 4)
+    assert b1 == a1
+
+
 def test_gflops_per_core_is_measured_on_one_thread(monkeypatch):
     numba = pytest.importorskip("numba")
     if numba.config.NUMBA_NUM_THREADS < 2:

@@ -232,3 +232,14 @@ def test_resumed_async_delta_run_equals_uninterrupted(ray_cluster, dataset, tmp_
     events = (tmp_path / "part/events.log").read_text()
     assert "resuming from" in events
     assert "fault" not in events and "restored from" not in events
+
+
+def test_async_periods_given_per_stage(ray_cluster, dataset, tmp_path):
+    """``n_push = [4, 1]``: stage 0's workers push every 4 steps, stage 1's every step, so the
+    shards apply a quarter as many of stage 0's pushes."""
+    cfg = _config(dataset, tmp_path, "train.mode=\"async\"", "train.stages=2",
+                  "train.n_push=[4, 1]", "train.n_fetch=[4, 1]", "update.momentum=0.5")
+    stages = _train(cfg)["stages"]
+    assert [s["steps"] for s in stages] == [STEPS, STEPS]
+    assert stages[0]["updates_applied"] == [STEPS // 4, STEPS // 4]
+    assert stages[1]["updates_applied"] == [STEPS, STEPS]

@@ -45,6 +45,17 @@ def test_resolved_config_round_trips(tmp_path):
     assert again == cfg
 
 
+def test_periods_per_stage(tmp_path):
+    cfg = load(ROOT / "configs/demo.toml", ["train.n_push=[4, 1]", "train.n_fetch=[8, 1]"])
+    assert (cfg.train.n_push, cfg.train.n_fetch) == ((4, 1), (8, 1))
+    first, second = cfg.for_stage(0).train, cfg.for_stage(1).train
+    assert (first.n_push, first.n_fetch, second.n_push, second.n_fetch) == (4, 8, 1, 1)
+    assert first.steps == cfg.train.steps and cfg.for_stage(1).model == cfg.model
+    assert load(_write(tmp_path, dumps(cfg))) == cfg
+    one = load(ROOT / "configs/demo.toml", ["train.n_push=2", "train.n_fetch=2"])
+    assert one.for_stage(1).train.n_push == 2
+
+
 def test_a_config_written_by_an_older_catneuron_loads(tmp_path):
     """A run's resolved config.toml from before ``[ingest.decode]`` took the model's names."""
     import json
@@ -70,6 +81,9 @@ def test_a_config_written_by_an_older_catneuron_loads(tmp_path):
     ("", ["train.n_workers=0"], "n_workers=0"),
     ("", ["sim.kill_worker=5"], "sim.kill_worker=5"),
     ("", ["train.steps"], "train.steps"),
+    ("", ["train.n_push=[4, 1, 1]"], "give one per stage of model.stages (2)"),
+    ("", ["train.n_fetch=[0, 1]"], "n_fetch=[0, 1]: give one period >= 1"),
+    ("", ["train.n_push=[]"], "n_push=[]: give one period >= 1"),
 ])
 def test_bad_config_names_the_field(tmp_path, text, overrides, field):
     with pytest.raises(ConfigError) as info:
