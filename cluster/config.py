@@ -108,6 +108,9 @@ class TrainConfig:
         frozen stages below it, run once per frame instead of once per epoch:
         :class:`models.read_cache.ReadCache`); frames past it are computed each time. 0 = off.
         Stage 0 reads the frames themselves and is not cached.
+    frame_cache_mb : per worker, memory for the decoded frames of its dataset shards
+        (:class:`pipeline.reader.ShardFrames`): each shard is decoded from Parquet once, not
+        once an epoch; shards past it are read each time. 0 = off.
     """
 
     mode: Literal["async", "sync"] = "async"
@@ -130,6 +133,7 @@ class TrainConfig:
     placement_timeout_s: float = 300.0
     prepare_frames: int = 1000
     read_cache_mb: float = 2048.0
+    frame_cache_mb: float = 256.0
 
     def __post_init__(self) -> None:
         for name in ("n_workers", "n_ps_shards", "steps", "max_in_flight", "log_interval",
@@ -143,7 +147,8 @@ class TrainConfig:
                 raise ValueError(f"{name}={shown}: give one period >= 1, or one per stage")
         if not self.placement_timeout_s > 0:
             raise ValueError(f"placement_timeout_s={self.placement_timeout_s} must be > 0")
-        for name in ("stages", "warm_start_steps", "checkpoint_every", "read_cache_mb"):
+        for name in ("stages", "warm_start_steps", "checkpoint_every", "read_cache_mb",
+                     "frame_cache_mb"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 0")
 

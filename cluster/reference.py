@@ -22,16 +22,18 @@ from cluster.stage import prepare_stage
 from cluster.worker import cache_budget, fill_stage_cache, input_seed, split_holdout, step_seed
 from models.read_cache import StageInput
 from models.stack import RBMStack
-from pipeline.reader import FrameReader, shards_for_worker
+from pipeline.reader import FrameReader, ShardFrames, shards_for_worker
 
 
-def _batches(config: JobSections, shards: list[str], seed: int) -> Iterator:
-    """Worker batches over epochs (reader seed ``seed + epoch``, last partial batch dropped)."""
+def _batches(config: JobSections, shards: list[str], seed: int, replicas: int = 1) -> Iterator:
+    """Worker batches over epochs (reader seed ``seed + epoch``, last partial batch dropped),
+    the decoded shards kept as ``replicas`` workers' frame caches together keep them."""
     epoch = 0
+    frames = ShardFrames(int(config.train.frame_cache_mb * 2**20) * replicas)
     while True:
         reader = FrameReader(config.data.path, batch_size=config.data.batch_size, shards=shards,
                              shuffle_buffer=config.data.shuffle_buffer, seed=seed + epoch,
-                             drop_last=True)
+                             drop_last=True, frames=frames)
         yield from reader
         epoch += 1
 
@@ -106,7 +108,7 @@ class SingleProcessLoop:
         self.input = StageInput(stack, stage, cache_budget(config.train, stage,
                                                            config.train.n_workers))
         train, _ = split_holdout(config.data.path, config.data.holdout_frames)
-        self.stream = _batches(config, train, config.train.seed)
+        self.stream = _batches(config, train, config.train.seed, config.train.n_workers)
         self.generator = torch.Generator().manual_seed(0)
         self._data_path, self._train = config.data.path, train
 

@@ -48,7 +48,7 @@ from cluster.state_io import read_state
 from models.rbm.dense import resolve_device
 from models.read_cache import StageInput
 from models.stack import RBMStack
-from pipeline.reader import FrameReader, list_shards, read_frames, shards_for_worker
+from pipeline.reader import FrameReader, ShardFrames, list_shards, read_frames, shards_for_worker
 
 MONITORED = ("recon_error", "fe_gap")  # the figures :meth:`Worker._monitor` measures
 
@@ -104,15 +104,17 @@ class BatchStream:
     """One worker's deterministic stream of uint8 batches, positioned by ``(epoch, batch)``.
 
     Epoch ``e`` reads the worker's shards with reader seed ``seed + e`` (a fresh shuffle each
-    epoch when ``shuffle_buffer`` > 0), dropping the last partial batch.
+    epoch when ``shuffle_buffer`` > 0), dropping the last partial batch. The shards' decoded
+    frames are kept across epochs up to ``frame_cache_bytes`` (:class:`ShardFrames`).
     """
 
     def __init__(self, data: DataConfig, shards: list[str], seed: int,
-                 position: tuple[int, int] = (0, 0)) -> None:
+                 position: tuple[int, int] = (0, 0), frame_cache_bytes: int = 0) -> None:
         if not shards:
             raise ValueError("this worker has no dataset shards: use fewer workers or re-ingest "
                              "with smaller shards (pipeline shard size)")
         self.data, self.shards, self.seed = data, shards, seed
+        self.frames = ShardFrames(frame_cache_bytes)
         self.epoch, self.batch = 0, 0
         self._it = None
         self.seek(position)
@@ -120,7 +122,7 @@ class BatchStream:
     def _reader(self, epoch: int) -> FrameReader:
         return FrameReader(self.data.path, batch_size=self.data.batch_size, shards=self.shards,
                            shuffle_buffer=self.data.shuffle_buffer, seed=self.seed + epoch,
-                           drop_last=True)
+                           drop_last=True, frames=self.frames)
 
     def seek(self, position: Sequence[int]) -> None:
         """Continue from ``(epoch, batch)`` (skips the batches before it)."""
@@ -221,7 +223,8 @@ class Worker:
         train, held = split_holdout(job.data.path, job.data.holdout_frames)
         self.shards = shards_for_worker(train, index, tc.n_workers)
         self.stream = BatchStream(job.data, self.shards, seed=tc.seed * 7919 + index,
-                                  position=start["positions"][index] if start else (0, 0))
+                                  position=start["positions"][index] if start else (0, 0),
+                                  frame_cache_bytes=int(tc.frame_cache_mb * 2**20))
         self.data_path = job.data.path
         self.holdout_v = None
         if held:

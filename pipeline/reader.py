@@ -79,6 +79,33 @@ def _shard_frames(path: str) -> np.ndarray:
     return np.ascontiguousarray(hwc.transpose(0, 3, 1, 2))  # (N, C, H, W)
 
 
+class ShardFrames:
+    """Decoded shards kept in memory, up to ``budget_bytes``: a reader that passes over the
+    same shards every epoch (a training worker) decodes each Parquet file once, not once an
+    epoch. Shards are kept as they are first read, never evicted; those past the budget are
+    read each time (first come, first kept: a cyclic pass over more than fits would miss on
+    every read under least-recently-used eviction). Each read hands out a copy, so no caller
+    can change what the next one gets."""
+
+    def __init__(self, budget_bytes: int) -> None:
+        if budget_bytes < 0:
+            raise ValueError(f"budget_bytes={budget_bytes}: must be >= 0")
+        self.budget_bytes = budget_bytes
+        self.nbytes = 0
+        self._kept: dict[str, np.ndarray] = {}
+
+    def __call__(self, path: str) -> np.ndarray:
+        """Shard ``path``'s frames, uint8 (N, C, H, W)."""
+        kept = self._kept.get(path)
+        if kept is not None:
+            return kept.copy()
+        x = _shard_frames(path)
+        if self.nbytes + x.nbytes <= self.budget_bytes:
+            self._kept[path] = x.copy()
+            self.nbytes += x.nbytes
+        return x
+
+
 def read_frames(
     root: str | os.PathLike, *, shards: list[str] | None = None, limit: int | None = None
 ) -> np.ndarray:
@@ -123,6 +150,9 @@ class FrameReader:
         Seeds the permutations; the same seed gives the same order on every pass.
     shards:
         Explicit shard paths (overrides the worker split).
+    frames:
+        Where shards are read from: a :class:`ShardFrames` kept across passes (default: each
+        shard read from its file every pass).
     """
 
     def __init__(
@@ -136,6 +166,7 @@ class FrameReader:
         seed: int = 0,
         drop_last: bool = False,
         shards: list[str] | None = None,
+        frames: ShardFrames | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size}: must be >= 1")
@@ -152,6 +183,7 @@ class FrameReader:
         self.shuffle_buffer = shuffle_buffer
         self.seed = seed
         self.drop_last = drop_last
+        self._read = _shard_frames if frames is None else frames
 
     def num_rows(self) -> int:
         """Rows in this reader's shards (from the manifest)."""
@@ -177,7 +209,7 @@ class FrameReader:
         cap = max(self.shuffle_buffer, bs)
         pending: np.ndarray | None = None
         for path in order:
-            x = _shard_frames(path)
+            x = self._read(path)
             pending = x if pending is None or not len(pending) else np.concatenate([pending, x])
             if self.shuffle_buffer:
                 # Buffer shuffle: mix what is held, emit until only ``cap - bs`` frames remain.

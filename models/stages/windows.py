@@ -22,9 +22,14 @@ def windows_hwc(x: Tensor, i: Tensor, y: Tensor, z: Tensor, field: int) -> Tenso
 
 
 def windows_at(x: Tensor, i: Tensor, y: Tensor, z: Tensor, field: int) -> Tensor:
-    """As :func:`windows_hwc`, flattened as ``F.unfold`` does (C, r, r): ``(M, C r r)``."""
-    win = windows_hwc(x, i, y, z, field).view(len(i), field, field, x.shape[1])
-    return win.permute(0, 3, 1, 2).reshape(len(i), -1)
+    """As :func:`windows_hwc`, flattened as ``F.unfold`` does (C, r, r): ``(M, C r r)``. One
+    gather from a strided view of every window ``(N, H - r + 1, W - r + 1, C, r, r)`` of ``x``
+    (no copy until the gather)."""
+    N, C, H, W = x.shape
+    s = x.stride()
+    every = x.as_strided((N, H - field + 1, W - field + 1, C, field, field),
+                         (s[0], s[2], s[3], s[1], s[2], s[3]))
+    return every[i, y, z].reshape(len(i), -1)
 
 
 def random_windows(x: Tensor, field: int, stride: int, per_input: int,

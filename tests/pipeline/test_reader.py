@@ -6,7 +6,8 @@ import numpy as np
 import pyarrow.dataset as pads
 import pytest
 
-from pipeline.reader import FrameReader, list_shards, read_frames, shards_for_worker
+from pipeline import reader as reader_module
+from pipeline.reader import FrameReader, ShardFrames, list_shards, read_frames, shards_for_worker
 from pipeline.shards import ShardWriter, commit_video, empty_manifest, write_manifest
 
 
@@ -98,6 +99,42 @@ def test_unshuffled_reader_keeps_order(dataset):
     root, want = dataset
     got = np.concatenate(list(FrameReader(root, batch_size=7)))
     np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("shuffle", [0, 16])
+def test_kept_shards_give_the_same_batches_and_are_read_once(dataset, monkeypatch, shuffle):
+    root, _ = dataset
+    reads = []
+    real = reader_module._shard_frames
+    monkeypatch.setattr(reader_module, "_shard_frames", lambda p: reads.append(p) or real(p))
+    plain = [list(FrameReader(root, batch_size=8, shuffle_buffer=shuffle, seed=e))
+             for e in range(3)]
+    n_shards = len(list_shards(root))
+    assert len(reads) == 3 * n_shards
+    kept, reads[:] = ShardFrames(10**9), []
+    for e in range(3):  # three epochs, as a worker's stream makes them
+        got = list(FrameReader(root, batch_size=8, shuffle_buffer=shuffle, seed=e, frames=kept))
+        for a, b in zip(got, plain[e], strict=True):
+            np.testing.assert_array_equal(a, b)
+        for batch in got:  # what a caller does to a batch does not reach the next epoch
+            batch[...] = 0
+    assert len(reads) == n_shards  # each shard decoded once
+    assert kept.nbytes == sum(x.nbytes for x in plain[0])
+
+
+def test_shards_past_the_budget_are_read_each_time(dataset, monkeypatch):
+    root, _ = dataset
+    reads = []
+    real = reader_module._shard_frames
+    monkeypatch.setattr(reader_module, "_shard_frames", lambda p: reads.append(p) or real(p))
+    one_shard = real(list_shards(root)[0]).nbytes
+    kept = ShardFrames(one_shard)
+    for _ in range(2):
+        list(FrameReader(root, batch_size=8, frames=kept))
+    n_shards = len(list_shards(root))
+    assert kept.nbytes == one_shard and len(reads) == 2 * n_shards - 1
+    with pytest.raises(ValueError, match="budget_bytes"):
+        ShardFrames(-1)
 
 
 def test_not_a_dataset(tmp_path):
