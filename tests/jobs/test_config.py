@@ -52,6 +52,9 @@ def test_periods_per_stage(tmp_path):
     assert (first.n_push, first.n_fetch, second.n_push, second.n_fetch) == (4, 8, 1, 1)
     assert first.steps == cfg.train.steps and cfg.for_stage(1).model == cfg.model
     assert load(_write(tmp_path, dumps(cfg))) == cfg
+    fewer = load(ROOT / "configs/demo.toml", ["model.stages=[{kind=\"tied\", field=7}]",
+                                               "train.stages=1"])
+    assert fewer.for_stage(0).train.n_push == cfg.train.n_push[0]  # the rest is not used
     one = load(ROOT / "configs/demo.toml", ["train.n_push=2", "train.n_fetch=2"])
     assert one.for_stage(1).train.n_push == 2
 
@@ -81,7 +84,7 @@ def test_a_config_written_by_an_older_catneuron_loads(tmp_path):
     ("", ["train.n_workers=0"], "n_workers=0"),
     ("", ["sim.kill_worker=5"], "sim.kill_worker=5"),
     ("", ["train.steps"], "train.steps"),
-    ("", ["train.n_push=[4, 1, 1]"], "give one per stage of model.stages (2)"),
+    ("", ["train.n_push=[4]"], "have 1 entries; give one per stage of model.stages (2)"),
     ("", ["train.n_fetch=[0, 1]"], "n_fetch=[0, 1]: give one period >= 1"),
     ("", ["train.n_push=[]"], "n_push=[]: give one period >= 1"),
 ])
