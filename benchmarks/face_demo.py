@@ -90,7 +90,7 @@ def report(name: str, rec: dict) -> None:
 ROWS = (("always_negative", "always negative"), ("best_pixel", "best single pixel"),
         ("image_statistics", "image statistics (mean, std, gradient energy, Laplacian var.)"),
         ("linear_filters", "best of 1,000 whole-frame linear filters from training frames"),
-        ("random_weights", "same network, random weights"),
+        ("random_weights", "same network, random weights (best of 3 draws)"),
         ("exemplar_filters", "same network, training patches as weights (exemplar filters)"),
         ("spread_exemplar_filters", "same network, spread-out (k-means++) training windows as "
          "weights"),

@@ -30,7 +30,7 @@ BASELINES = {
     "always_negative": "always negative",
     "best_pixel": "best single pixel",
     "image_statistics": "image statistics (mean, spread, gradient energy, Laplacian variance)",
-    "random_weights": "same network, random weights",
+    "random_weights": "same network, random weights (best of 3 draws)",
     "exemplar_filters": "same network, training patches as weights",
     "spread_exemplar_filters": "same network, spread-out (k-means++) training windows as weights",
     "linear_filters": "best linear filter from training patches",

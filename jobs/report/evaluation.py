@@ -9,8 +9,9 @@ Steps (the CLI in :mod:`jobs.evaluate` only parses, runs these, prints and write
    normalisation a unit is partly a read-out of its neighbours (with a 1x1 top map, of the
    whole population);
 2. :func:`baseline_tables` - the same for the baselines (raw pixels, image statistics, the
-   stack with its random initial weights, exemplar filters in the same stack and, for a
-   competitive top stage, the same with its units at spread-out (k-means++) windows, the best of
+   stack with its random initial weights (the units of several draws together), exemplar
+   filters in the same stack and, for a competitive top stage, the same with its units at
+   spread-out (k-means++) windows, the best of
    ``n_filters`` whole-frame linear filters from training frames, stage 0) and the reference
    (the mean training face as a template at every position and size);
 3. :func:`report` - :mod:`models.neurons.selectivity` scores of each set on the probe's
@@ -56,6 +57,7 @@ N_TEMPLATE_SIDES = 7
 TOP_FRAMES = 100
 PER_CLASS_MAX_UNITS = 8192  # larger baselines are scored for the headline class only
 MAX_READOUT_UNITS = 2048  # wider layers get no read-out (None): a logistic fit takes too long
+RANDOM_DRAWS = 3  # random stacks whose top units together are the random-weights baseline
 
 
 def unit_tables(stack: RBMStack, images: np.ndarray, batch: int = 256,
@@ -103,7 +105,12 @@ def baseline_tables(stack: RBMStack, images: np.ndarray, frames: np.ndarray | No
     """Responses of each baseline's units (always-negative is scored directly). The random
     and exemplar stacks fit their data-fitted parts (whitening) on the training frames, and
     the spread exemplars (a competitive top stage only) are the exemplar stack with other
-    windows as its units; without frames, the baselines that need them are skipped."""
+    windows as its units; without frames, the baselines that need them are skipped.
+
+    The random-weights baseline is the top units of :data:`RANDOM_DRAWS` random stacks side by
+    side, its unit chosen among all of them: one draw's best unit is a noisy figure (in a
+    stack whose whitening is fitted on random features, float rounding alone moves it by
+    several points: another draw), and the best of several is the harder baseline."""
     top = stack.n_layers - 1
     g = torch.Generator().manual_seed(seed)
 
@@ -116,7 +123,8 @@ def baseline_tables(stack: RBMStack, images: np.ndarray, frames: np.ndarray | No
            "stage0": top_set(tables, 0)[0]}
     have = frames is not None and len(frames) > 0
     x = torch.from_numpy(frames) if have else None
-    if have or not any(s.needs_data for s in stack.stages):
+    randomisable = have or not any(s.needs_data for s in stack.stages)
+    if randomisable:
         out["random_weights"] = top_units(reweighted_stack(stack, x, "random", g))
     if have:
         pre = stack.preprocess(x)
@@ -128,6 +136,10 @@ def baseline_tables(stack: RBMStack, images: np.ndarray, frames: np.ndarray | No
         spread = spread_exemplar_stack(ex, x, g)
         if spread is not None:
             out["spread_exemplar_filters"] = top_units(spread)
+    if randomisable:  # the other draws last, so the exemplar stacks are drawn as before
+        out["random_weights"] = np.concatenate([out["random_weights"], *(
+            top_units(reweighted_stack(stack, x, "random", g))
+            for _ in range(RANDOM_DRAWS - 1))], 1)
     return out
 
 

@@ -136,6 +136,32 @@ def test_tied_and_competitive_stages_are_scored(tmp_path, capsys):
     check_corpus_tops(run)
 
 
+def test_the_random_weights_baseline_is_several_draws_and_leaves_the_others_as_drawn(tmp_path):
+    """``random_weights`` holds the top units of RANDOM_DRAWS random stacks; its first draw and
+    the exemplar stacks are the ones a single draw gives (the other draws come last)."""
+    from cluster.state_io import read_trained_stack
+    from jobs.gallery.figures import BASELINES as LABELS
+    from jobs.report import evaluation
+    from models.neurons.baselines import reweighted_stack
+
+    run = _run_folder(tmp_path, KINDS)
+    stack, _ = read_trained_stack(run / "model.pt")
+    frames = read_frames(load(run / "config.toml").data.path)
+    images = frames[:12]
+    tables = evaluation.unit_tables(stack, images)
+    got = evaluation.baseline_tables(stack, images, frames, 20, 5, tables)
+    n_units = 6
+    assert got["random_weights"].shape == (12, evaluation.RANDOM_DRAWS * n_units)
+    one = evaluation.baseline_tables(stack, images, frames, 20, 5, tables)
+    np.testing.assert_array_equal(one["exemplar_filters"], got["exemplar_filters"])
+    g = torch.Generator().manual_seed(5)
+    first = evaluation.unit_tables(reweighted_stack(stack, torch.from_numpy(frames), "random", g),
+                                   images, layers=("pooled",), stages=(1,))["1/pooled"]
+    np.testing.assert_array_equal(got["random_weights"][:, :n_units], first)
+    assert not np.array_equal(got["random_weights"][:, n_units:2 * n_units], first)
+    assert f"best of {evaluation.RANDOM_DRAWS} draws" in LABELS["random_weights"]
+
+
 def check_corpus_tops(run: Path) -> None:
     """``RUN/corpus_tops.json``: every top-stage unit's 32 best frames of the whole dataset,
     numbered as visualize numbers them, equal to ranking the full up-pass's responses."""
