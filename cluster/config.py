@@ -58,9 +58,9 @@ class TrainConfig:
         on one worker (so ``steps`` batches are consumed in either mode per worker-step count).
     n_fetch, n_push : Downpour's fetch and push periods in worker steps: one for every stage, or
         a list with one per stage (``[4, 1]``: stage 0 every 4 steps, stage 1 every step;
-        entries past the model's last stage are not used), so a
-        stage whose step is short next to a call to a shard (a small tied stage) can call less
-        often than one whose step hides the call. When the next step fetches, a push asks for
+        entries past the model's last stage are not used), so a stage whose step is short next
+        to a call to a shard (a small tied stage) can call less often than one whose step
+        hides the call. When the next step fetches, a push asks for
         the parameters back, so push and fetch are one call per shard and the parameters
         include the worker's own push. Periods > 1 divide the parameter-server traffic by the
         period, at a cost in learning that depends on the optimiser (benchmarks/ps.py and
