@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -169,6 +169,17 @@ class RayProbe:
 
 
 
+def backoff(longest_s: float, first_s: float = 0.002) -> Iterator[float]:
+    """Waits between polls: ``first_s``, doubling up to ``longest_s``, then ``longest_s`` for
+    ever. An actor that answers at once (a ping takes about a millisecond) is seen within a few
+    milliseconds, not after a whole ``longest_s``: a checkpoint waits for its shards this way,
+    a dozen times a stage."""
+    wait = min(first_s, longest_s)
+    while True:
+        yield wait
+        wait = min(2 * wait, longest_s)
+
+
 def worker_name(k: int) -> str:
     return f"worker {k}"
 
@@ -258,11 +269,11 @@ class StageWatch:
         names = list(self.live.members) if names is None else list(names)
         for name in names:
             self.live.lost(name)
-        while True:
+        for wait in backoff(poll_s):
             self.poll(where, report_back=False, needed=names)
             if len(self.live.running(names)) == len(names):
                 return
-            time.sleep(poll_s)
+            time.sleep(wait)
 
     def await_start(self, where: str, poll_s: float = 0.5) -> None:
         """A stage's start: every shard, and every worker (synchronous) or the workers that
@@ -274,10 +285,10 @@ class StageWatch:
             return
         for name in self.workers:
             self.live.lost(name)
-        while True:
+        for wait in backoff(poll_s):
             self.poll(where, report_back=False)
             down = [n for n in self.workers if n not in self.live.running(self.workers)]
             if not down or (len(down) < len(self.workers) and all(
                     self.live.down_for(n) > self.live.grace_s for n in down)):
                 return
-            time.sleep(poll_s)
+            time.sleep(wait)

@@ -170,3 +170,17 @@ def test_a_wait_not_yet_reported_is_reported_when_the_stage_ends():
     watch.report_unreported("stage 0 step 240: every step done")
     assert log == ["stage 0 step 240: every step done: worker 1 waits for 0.5 CPU (0.4 CPU free "
                    "in the cluster); 1 of 2 workers running"]
+
+
+def test_waits_start_short_and_double_up_to_the_poll_period(monkeypatch):
+    """A checkpoint waits for its shards a dozen times a stage: a shard that answers its ping
+    at once is seen after milliseconds, not a whole poll period."""
+    from itertools import islice
+
+    assert list(islice(liveness.backoff(0.5), 10)) == [
+        0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.5, 0.5]
+    watch, probe, clock, _ = _watch()
+    slept = []
+    monkeypatch.setattr(liveness.time, "sleep", slept.append)
+    watch.await_running("stage 0 step 100: checkpoint", watch.shards)
+    assert slept == [0.002]  # the ping sent by the first poll answered by the second
