@@ -165,7 +165,11 @@ class ParameterShard:
     # ------------------------------------------------------------------ state
     def save(self, path: str) -> str:
         """Write params, optimiser state and sequence numbers to ``path`` (a path or URI,
-        atomically)."""
+        atomically). Parameters that became NaN/inf are refused (FloatingPointError, as
+        :meth:`_check_finite`): a checkpoint, the end of a stage among them, is checked
+        whatever the number of updates since the last periodic check (a stage that pushes
+        every few steps may apply fewer updates than one period)."""
+        self._check_finite(every=1)
         write_state(path, {"index": self.index, "params": self.params,
                            "updater": self.updater.state_dict(), "last_seq": dict(self.last_seq),
                            "n_applied": self.n_applied, "n_rejected": self.n_rejected})

@@ -114,3 +114,16 @@ def test_a_shard_counts_the_bytes_it_moves_and_the_memory_it_holds():
         assert info["bytes_in"] == 2 * 2 * params and info["n_rejected"] == 1
         assert info["bytes_out"] == 2 * params + 4 * params
         assert info["memory_bytes"] == 4 * params * (1 + states)  # slices (+ velocity)
+
+
+def test_a_checkpoint_of_nan_parameters_is_refused_between_periodic_checks(tmp_path):
+    """The shard checks its parameters every 50 updates; a stage that pushes every few steps
+    may end before the first check, so a checkpoint (the stage's end among them) checks too."""
+    layout = ShardLayout.plan(SHAPES, 1)
+    cfg = UpdateConfig(learning_rate=0.1, momentum=0.0, initial_momentum=0.0, weight_decay=0.0)
+    shard = ParameterShard(0, layout.to_dict(), cfg, ("W",), to_numpy(random_tensors(2)))
+    bad = {k: np.full_like(v, np.inf) for k, v in to_numpy(random_tensors(3)).items()}
+    assert shard.push(worker=0, seq=0, update=bad) == 0  # one update: no periodic check yet
+    with pytest.raises(FloatingPointError, match="lower update.learning_rate"):
+        shard.save(str(tmp_path / "shard0.pt"))
+    assert not (tmp_path / "shard0.pt").exists()
