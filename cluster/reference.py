@@ -19,23 +19,28 @@ import torch
 from cluster.config import JobSections
 from cluster.sharding import combine_updates
 from cluster.stage import prepare_stage
-from cluster.worker import cache_budget, fill_stage_cache, input_seed, split_holdout, step_seed
+from cluster.worker import (
+    BatchStream,
+    cache_budget,
+    fill_stage_cache,
+    frame_cache_bytes,
+    input_seed,
+    split_holdout,
+    step_seed,
+)
 from models.read_cache import StageInput
 from models.stack import RBMStack
-from pipeline.reader import FrameReader, ShardFrames, shards_for_worker
+from pipeline.reader import shards_for_worker
 
 
 def _batches(config: JobSections, shards: list[str], seed: int, replicas: int = 1) -> Iterator:
-    """Worker batches over epochs (reader seed ``seed + epoch``, last partial batch dropped),
-    the decoded shards kept as ``replicas`` workers' frame caches together keep them."""
-    epoch = 0
-    frames = ShardFrames(int(config.train.frame_cache_mb * 2**20) * replicas)
+    """Worker batches over epochs, as a worker's :class:`cluster.worker.BatchStream` gives them
+    (reader seed ``seed + epoch``, last partial batch dropped), the decoded shards kept as
+    ``replicas`` workers' frame caches together keep them."""
+    stream = BatchStream(config.data, shards, seed,
+                         frame_cache_bytes=frame_cache_bytes(config.train, replicas))
     while True:
-        reader = FrameReader(config.data.path, batch_size=config.data.batch_size, shards=shards,
-                             shuffle_buffer=config.data.shuffle_buffer, seed=seed + epoch,
-                             drop_last=True, frames=frames)
-        yield from reader
-        epoch += 1
+        yield stream.next()
 
 
 def sync_reference(config: JobSections, stage: int = 0, steps: int | None = None,

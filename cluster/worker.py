@@ -61,6 +61,12 @@ def cache_budget(train, stage: int, replicas: int = 1) -> int:
     return int(replicas * train.read_cache_mb * 2**20) if stage > 0 else 0
 
 
+def frame_cache_bytes(train, replicas: int = 1) -> int:
+    """Bytes of the decoded-frame cache (:class:`pipeline.reader.ShardFrames`) of a process that
+    reads the shards of ``replicas`` workers: ``train.frame_cache_mb`` each."""
+    return int(replicas * train.frame_cache_mb * 2**20)
+
+
 def fill_stage_cache(stage_input: StageInput, root: str, shards: list[str]) -> int:
     """Encode the frames of ``shards`` under ``root`` into ``stage_input``'s cache, up to its
     capacity, before a first step (:meth:`models.read_cache.ReadCache.fill`); how many frames
@@ -224,7 +230,7 @@ class Worker:
         self.shards = shards_for_worker(train, index, tc.n_workers)
         self.stream = BatchStream(job.data, self.shards, seed=tc.seed * 7919 + index,
                                   position=start["positions"][index] if start else (0, 0),
-                                  frame_cache_bytes=int(tc.frame_cache_mb * 2**20))
+                                  frame_cache_bytes=frame_cache_bytes(tc))
         self.data_path = job.data.path
         self.holdout_v = None
         if held:

@@ -124,8 +124,7 @@ def baseline_tables(stack: RBMStack, images: np.ndarray, frames: np.ndarray | No
     have = frames is not None and len(frames) > 0
     x = torch.from_numpy(frames) if have else None
     randomisable = have or not any(s.needs_data for s in stack.stages)
-    if randomisable:
-        out["random_weights"] = top_units(reweighted_stack(stack, x, "random", g))
+    random_draws = [top_units(reweighted_stack(stack, x, "random", g))] if randomisable else []
     if have:
         pre = stack.preprocess(x)
         filters = patch_filters(pre, n_filters, stack.config.input_size, g)
@@ -137,9 +136,9 @@ def baseline_tables(stack: RBMStack, images: np.ndarray, frames: np.ndarray | No
         if spread is not None:
             out["spread_exemplar_filters"] = top_units(spread)
     if randomisable:  # the other draws last, so the exemplar stacks are drawn as before
-        out["random_weights"] = np.concatenate([out["random_weights"], *(
-            top_units(reweighted_stack(stack, x, "random", g))
-            for _ in range(RANDOM_DRAWS - 1))], 1)
+        random_draws += [top_units(reweighted_stack(stack, x, "random", g))
+                         for _ in range(RANDOM_DRAWS - 1)]
+        out["random_weights"] = np.concatenate(random_draws, 1)
     return out
 
 

@@ -101,12 +101,18 @@ def test_unshuffled_reader_keeps_order(dataset):
     np.testing.assert_array_equal(got, want)
 
 
-@pytest.mark.parametrize("shuffle", [0, 16])
-def test_kept_shards_give_the_same_batches_and_are_read_once(dataset, monkeypatch, shuffle):
-    root, _ = dataset
-    reads = []
+@pytest.fixture
+def reads(monkeypatch):
+    """The shard paths decoded from their files, in order (``_shard_frames`` counted)."""
+    seen = []
     real = reader_module._shard_frames
-    monkeypatch.setattr(reader_module, "_shard_frames", lambda p: reads.append(p) or real(p))
+    monkeypatch.setattr(reader_module, "_shard_frames", lambda p: seen.append(p) or real(p))
+    return seen
+
+
+@pytest.mark.parametrize("shuffle", [0, 16])
+def test_kept_shards_give_the_same_batches_and_are_read_once(dataset, reads, shuffle):
+    root, _ = dataset
     plain = [list(FrameReader(root, batch_size=8, shuffle_buffer=shuffle, seed=e))
              for e in range(3)]
     n_shards = len(list_shards(root))
@@ -122,12 +128,10 @@ def test_kept_shards_give_the_same_batches_and_are_read_once(dataset, monkeypatc
     assert kept.nbytes == sum(x.nbytes for x in plain[0])
 
 
-def test_shards_past_the_budget_are_read_each_time(dataset, monkeypatch):
+def test_shards_past_the_budget_are_read_each_time(dataset, reads):
     root, _ = dataset
-    reads = []
-    real = reader_module._shard_frames
-    monkeypatch.setattr(reader_module, "_shard_frames", lambda p: reads.append(p) or real(p))
-    one_shard = real(list_shards(root)[0]).nbytes
+    one_shard = read_frames(root, shards=list_shards(root)[:1]).nbytes
+    reads.clear()
     kept = ShardFrames(one_shard)
     for _ in range(2):
         list(FrameReader(root, batch_size=8, frames=kept))
