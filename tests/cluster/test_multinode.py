@@ -174,8 +174,11 @@ def test_a_node_dies_mid_training(two_nodes, ingested, tmp_path):
     node3 = two_nodes.add_node("node3", num_cpus=1, resources={"node3": 1})
     doomed = two_nodes.node_id("node3")
     run_dir = tmp_path / "dies"
+    # enough steps that the job is still training when the node dies: the first metric records
+    # come a chunk in, and 600 steps of this stage end within a second or two of them
+    steps = 3000
     started = cli(two_nodes, "submit", "--no-pip", "--no-wait",
-                  *train_args(data, run_dir, 600, "--train.checkpoint_every=40"))
+                  *train_args(data, run_dir, steps, "--train.checkpoint_every=200"))
     assert started.returncode == 0, started.stderr[-3000:]
     job = submitted_id(started)
 
@@ -186,6 +189,8 @@ def test_a_node_dies_mid_training(two_nodes, ingested, tmp_path):
     lost = wait_for(on_doomed_node, "actors on node3")
     wait_for(lambda: _records(run_dir), "the job to train")
     node3.kill()
+    last = run_dir / "checkpoints" / "stage0" / f"step{steps:08d}"
+    assert not last.exists(), "the job ended before the node died: the test needs more steps"
     follow = cli(two_nodes, "jobs", "logs", job, "--follow", timeout=300)
     assert follow.returncode == 0, follow.stdout[-3000:] + follow.stderr[-3000:]
     assert "SUCCEEDED" in follow.stderr
@@ -196,7 +201,7 @@ def test_a_node_dies_mid_training(two_nodes, ingested, tmp_path):
         back = after[a["actor_id"]]
         assert int(back["num_restarts"]) >= 1 and back["node_id"] != doomed, back
     summary, _ = json.JSONDecoder().raw_decode(follow.stdout[follow.stdout.index("{\n"):])
-    assert summary["stages"][0]["steps"] == 600
+    assert summary["stages"][0]["steps"] == steps
     assert (run_dir / "model.pt").is_file()
     # no update applied twice: a shard applies each (worker, seq) once, and the workers' pushes
     # carry seqs 0..seq_end-1, so a shard that never died applied exactly sum(seq_end) updates
