@@ -36,6 +36,7 @@ from tqdm import tqdm
 
 from cluster.checkpoint import latest_checkpoint, read_meta
 from cluster.config import JobSections
+from cluster.corpus_pass import CorpusTops, score_corpus
 from cluster.drivers import (
     AsyncDriver,
     CheckpointSchedule,
@@ -49,7 +50,7 @@ from cluster.fault_injection import NO_FAULTS, FaultInjector, NoFaults, fault_in
 from cluster.liveness import Liveness, RayProbe, StageWatch, shard_name, worker_name
 from cluster.ps import SHARD_CPUS
 from cluster.runlog import RunLogger, stage_progress
-from cluster.sharding import ShardLayout
+from cluster.sharding import ShardLayout, to_numpy
 from cluster.stage import StageActors, get_from_shards, prepare_stage, start_stage
 from cluster.state_io import read_state, write_state
 from cluster.worker import split_holdout
@@ -106,15 +107,22 @@ class Trainer:
     config_text : the resolved config as TOML (written to the run folder and every checkpoint).
     resume : continue from the run folder's last checkpoint.
     echo : where event lines go (``tqdm.write`` by default: printed above a progress bar).
+    top_frames : ``(k, max_units)``: before the top stage's workers stop, they rank the
+        dataset's frames for every unit of its layers of at most ``max_units`` units and keep
+        the top ``k`` (:mod:`cluster.corpus_pass`), in :attr:`corpus_tops` after
+        :meth:`train`; None (default): no such pass.
     """
 
     def __init__(self, config: JobSections, config_text: str, *, resume: bool = False,
-                 echo: Callable[[str], None] | None = tqdm.write) -> None:
+                 echo: Callable[[str], None] | None = tqdm.write,
+                 top_frames: tuple[int, int] | None = None) -> None:
         self.config = config
         self.config_text = config_text
         self.resume = resume
         self.run_dir = str(config.train.run_dir)
         self.echo = echo
+        self.top_frames = top_frames
+        self.corpus_tops: CorpusTops | None = None
         self.log: RunLogger | None = None
         self.faults: FaultInjector | NoFaults = NO_FAULTS
 
@@ -265,9 +273,32 @@ class Trainer:
             infos = get_from_shards(watch, where, lambda: [s.info.remote() for s in actors.shards])
             stats.update(stage=stage, updates_applied=[i["n_applied"] for i in infos],
                          updates_rejected=[i["n_rejected"] for i in infos])
+            if self.top_frames and stage == stack.n_layers - 1:
+                self._score_corpus(stage, actors, rbm, watch)
         finally:
             actors.kill()
         return stats
+
+    def _score_corpus(self, stage: int, actors: StageActors, rbm, watch: StageWatch) -> None:
+        """The workers rank the dataset's frames for every unit of the top stage, trained
+        (:func:`cluster.corpus_pass.score_corpus`), into :attr:`corpus_tops`; not when a
+        worker is lost (its frames would wait for it)."""
+        t0 = time.perf_counter()
+        k, max_units = self.top_frames
+        if len(watch.running_workers()) < len(actors.workers):
+            self.log.event(f"stage {stage}: {watch.count()}, so the workers do not rank the "
+                           "dataset's frames; evaluate and visualize will scan it themselves")
+            return
+        self.corpus_tops = score_corpus(actors.workers, to_numpy(rbm.params), self.config.data,
+                                        stage, k, max_units,
+                                        self.config.train.placement_timeout_s)
+        if self.corpus_tops is None:
+            self.log.event(f"stage {stage}: a worker did not rank the dataset's frames; "
+                           "evaluate and visualize will scan the dataset themselves")
+            return
+        self.log.event(f"stage {stage}: the workers ranked the dataset's "
+                       f"{sum(self.corpus_tops.rows)} frames for each unit in "
+                       f"{time.perf_counter() - t0:.1f} s")
 
     def _watch(self, actors: StageActors, worker_cpus: float) -> StageWatch:
         """The stage's actors under :mod:`cluster.liveness` (shards probed all the time)."""

@@ -45,6 +45,7 @@ from cluster.ps import ONE_THREAD_ENV, OutOfStep
 from cluster.push import push_strategy
 from cluster.sharding import TRANSFER_DTYPES, ShardLayout, to_numpy
 from cluster.state_io import read_state
+from models.neurons.topk import RunningTopK
 from models.rbm.dense import resolve_device
 from models.read_cache import StageInput
 from models.stack import RBMStack
@@ -368,6 +369,32 @@ class Worker:
         if with_state:
             out["local_state"] = self.local_state()
         return out
+
+    # ------------------------------------------------------------------ after training
+    @torch.no_grad()
+    def corpus_tops(self, params: Mapping[str, np.ndarray], shards: Sequence[tuple[str, int]],
+                    k: int, max_units: int, batch: int = 64
+                    ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Every unit's top ``k`` frames among those of ``shards`` ((path, id of its first
+        frame) pairs) under the stage's trained ``params`` (gathered from the parameter
+        server): ``{layer: (values (U, k) float32, ids (U, k) int64)}`` for the layers of at
+        most ``max_units`` units. The frames come from this worker's kept shards and their
+        stage input from its cache (:meth:`models.read_cache.StageInput.maps`), so its own
+        frames pass through no stage again: the top-frames pass that ``catneuron evaluate``
+        and ``visualize`` would otherwise run over the whole dataset."""
+        for name, value in self.rbm.params.items():
+            value.copy_(torch.as_tensor(params[name]))
+        tops: dict[str, RunningTopK] = {}
+        for path, first in shards:
+            frames = self.stream.frames(path)
+            for i in range(0, len(frames), batch):
+                chunk = frames[i:i + batch]
+                ids = torch.arange(first + i, first + i + len(chunk))
+                for layer, m in self.input.maps(chunk).items():
+                    r = m.flatten(1)
+                    if r.shape[1] <= max_units:
+                        tops.setdefault(layer, RunningTopK(r.shape[1], k)).update(r, ids)
+        return {layer: (t.values.numpy(), t.ids.numpy()) for layer, t in tops.items()}
 
     def _fetch_and_prepare(self, step: int) -> torch.Tensor:
         """Fetch the parameters, preparing the next input while the answer travels (its time

@@ -156,7 +156,7 @@ def evaluate(args) -> dict:
     import torch
     from tqdm import tqdm
 
-    from jobs.report.corpus_tops import corpus_tops
+    from jobs.report import corpus_tops as ct
     from jobs.report.evaluation import TOP_FRAMES, report
 
     cfg, stack = load_run(args.run)
@@ -171,8 +171,11 @@ def evaluate(args) -> dict:
     top, tops = stack.n_layers - 1, None
     dataset = dataset_rows(cfg.data.path)  # (shards, rows): the frames visualize would scan
     whole = frames is not None and dataset is not None and sum(dataset[1]) == len(frames)
+    trained = None  # the training workers' ranking of the dataset (catneuron train)
+    if whole and storage.is_local(args.run):
+        trained = ct.read_rows(storage.local_path(args.run), *dataset, top, TOP_FRAMES)
     if frames is not None and (kinds is not None or whole):  # the corpus share, visualize
-        tops = corpus_tops(stack, frames, top, TOP_FRAMES)
+        tops = trained or ct.corpus_tops(stack, frames, top, TOP_FRAMES)
     try:
         result = report(stack, probe, positive, frames, frame_kinds=kinds, tops=tops,
                         n_filters=args.filters, part=args.part,
@@ -184,9 +187,7 @@ def evaluate(args) -> dict:
     # atomic on a disk (temporary name, rename) and in an object store (whole upload)
     storage.write_text(storage.join(args.run, "evaluation.json"),
                        json.dumps(result, indent=1, allow_nan=False))
-    if tops and whole:  # RUN/corpus_tops.json: visualize need not scan the dataset again
-        from jobs.report import corpus_tops as ct
-
+    if tops and whole and not trained:  # RUN/corpus_tops.json: visualize need not scan again
         storage.write_text(storage.join(args.run, ct.FILE), ct.to_json(top, tops, *dataset))
     return result
 

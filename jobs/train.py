@@ -166,13 +166,21 @@ def _train(config, config_text: str, args) -> int:
     it needs could not be placed) raises :class:`cluster.failures.TrainingFailed`, whose one
     line names the stage, the step and the setting to change (exit 1)."""
     from cluster.trainer import Trainer
+    from jobs.report import corpus_tops as ct
+    from jobs.report.evaluation import TOP_FRAMES
+    from pipeline import storage
     from pipeline.pool import ensure_ray
 
     ensure_ray(int(config.sim.num_cpus) or None, args.ray_address)  # RayUnreachable: exit 2
     trainer = Trainer(config, config_text, resume=args.resume,
-                      echo=None if args.quiet else print)
+                      echo=None if args.quiet else print, top_frames=(TOP_FRAMES, ct.MAX_UNITS))
     with user_errors(FileExistsError):
         summary = trainer.train()
+    tops = trainer.corpus_tops  # after model.pt: evaluate and visualize take it as current
+    if tops is not None:
+        storage.write_text(storage.join(trainer.run_dir, ct.FILE),
+                           ct.to_json(tops.stage, tops.tops, tops.shards, tops.rows,
+                                      kept=TOP_FRAMES))
     print(json.dumps(summary, indent=1, default=str))
     return 0
 

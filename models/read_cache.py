@@ -189,3 +189,18 @@ class StageInput:
             return st.rows(self.stack.reads(x, self.stage), generator)
         encoded, index = self.cache.indexed(frames)
         return st.encoded_rows(encoded, generator, index)
+
+    @torch.no_grad()
+    def maps(self, frames: np.ndarray) -> dict[str, Tensor]:
+        """The stage's maps (``stage.maps``: ``{layer: (N, ...)}``) of uint8 frames (N, C, H, W),
+        from the cached encodings where the cache holds them: after training, a worker scores
+        its own frames without running them through the stages below (or, for a competitive
+        stage, the whitening) again."""
+        st = self.stack.stages[self.stage]
+        if self.cache is None:
+            return st.maps(self.stack.reads(torch.from_numpy(np.ascontiguousarray(frames)),
+                                            self.stage))
+        encoded, index = self.cache.indexed(frames)
+        if isinstance(encoded, list):
+            return st.encoded_maps(encoded, index)
+        return st.maps(encoded[index])

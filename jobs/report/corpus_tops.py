@@ -9,7 +9,7 @@ the stack a second time, when the file answers its question:
 
 - it was written after ``model.pt`` (a re-trained run makes it stale);
 - it covers the whole dataset visualize scans: the same shard names with the same row counts;
-- it holds at least ``--top-k`` frames per unit.
+- it holds at least ``--top-k`` frames per unit, or every frame of the dataset.
 
 Otherwise visualize scans as before. Frames are numbered as visualize numbers them
 (``shard_index << 32 | row``, :mod:`cluster.topk`). Only layers of at most :data:`MAX_UNITS`
@@ -65,14 +65,14 @@ def frame_ids(rows: Sequence[int], n: int) -> np.ndarray:
 
 
 def to_json(stage: int, tops: dict[str, RunningTopK], shards: Sequence[str],
-            rows: Sequence[int]) -> str:
-    """The file's text: the first :data:`KEPT` frames per unit of ``tops``, whose ids are row
+            rows: Sequence[int], kept: int = KEPT) -> str:
+    """The file's text: the first ``kept`` frames per unit of ``tops``, whose ids are row
     indices into every frame of ``shards`` (``rows`` frames each) read in order."""
     ids = frame_ids(rows, int(sum(rows)))
     doc = {"schema": 1, "stage": stage, "shards": [Path(s).name for s in shards],
            "rows": [int(r) for r in rows],
-           "layers": {layer: {"ids": ids[t.ids[:, :KEPT].numpy()].tolist(),
-                              "values": t.values[:, :KEPT].tolist()}
+           "layers": {layer: {"ids": ids[t.ids[:, :kept].numpy()].tolist(),
+                              "values": t.values[:, :kept].tolist()}
                       for layer, t in tops.items()}}
     return json.dumps(doc)
 
@@ -94,7 +94,7 @@ def read(run: Path, shards: Sequence[str], rows: Sequence[int], k: int
         for layer, d in doc["layers"].items():
             ids = torch.tensor(d["ids"], dtype=torch.long)
             values = torch.tensor(d["values"], dtype=torch.float32)
-            if ids.ndim != 2 or ids.shape != values.shape or ids.shape[1] < k:
+            if ids.ndim != 2 or ids.shape != values.shape or ids.shape[1] < min(k, sum(rows)):
                 return {}
             shard, row = ids >> ROW_BITS, ids & ((1 << ROW_BITS) - 1)
             if bool((ids < 0).any() or (shard >= len(rows)).any()
@@ -106,6 +106,20 @@ def read(run: Path, shards: Sequence[str], rows: Sequence[int], k: int
         return out
     except (OSError, ValueError, KeyError, TypeError):
         return {}
+
+
+def read_rows(run: Path, shards: Sequence[str], rows: Sequence[int], stage: int, k: int
+              ) -> dict[str, RunningTopK] | None:
+    """Stage ``stage``'s layers of ``run``'s file (:func:`read`) with each frame's id its row
+    in the frames of ``shards`` read in order (:func:`corpus_tops`'s ids); None when the file
+    does not answer for ``k`` frames a unit or holds another stage."""
+    layers = {layer: top for (s, layer), top in read(run, shards, rows, k).items() if s == stage}
+    if not layers:
+        return None
+    first = torch.tensor(np.cumsum([0, *rows[:-1]]), dtype=torch.long)
+    for top in layers.values():
+        top.ids = first[top.ids >> ROW_BITS] + (top.ids & ((1 << ROW_BITS) - 1))
+    return layers
 
 
 def select(tops: RunningTopK, units: Sequence[int]) -> RunningTopK:

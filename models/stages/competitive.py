@@ -99,8 +99,21 @@ class CompetitiveStage:
         """:meth:`differentiable_maps` without gradients, with no normalised copy of the
         windows: per level ``max_p (u_k . y_p) / |y_p|`` from one product ``u (K, d) @ y (N, d,
         P)`` scaled by each window's inverse norm; then the max over the levels."""
+        return self._pooled(self.whitened(levels))
+
+    @torch.no_grad()
+    def encoded_maps(self, encoded: list[Tensor], index: Tensor | None = None
+                     ) -> dict[str, Tensor]:
+        """:meth:`maps` from :meth:`encode`'s levels (a :class:`models.read_cache.ReadCache`'s
+        store), of the inputs ``index`` (n,) (default: all): no frame goes through the stages
+        below or the whitening again. Equal to :meth:`maps` up to float rounding."""
+        return self._pooled([y if index is None else y[index] for y in encoded])
+
+    def _pooled(self, whitened: list[Tensor]) -> dict[str, Tensor]:
+        """``{"pooled": (N, K, 1, 1)}``: each unit's best cosine over the windows of every
+        level of ``whitened`` [(N, d, P_i, Q_i)]."""
         u, best = self.unit_weights(), None
-        for y in self.whitened(levels):
+        for y in whitened:
             y = y.flatten(2)
             inv = torch.linalg.vector_norm(y, dim=1, keepdim=True).clamp_(min=1e-8).reciprocal_()
             r = torch.matmul(u, y).mul_(inv).amax(2)  # (N, K)

@@ -7,10 +7,13 @@ from __future__ import annotations
 import pytest
 import torch
 
+from cluster.corpus_pass import CorpusTops
 from cluster.reference import sync_reference
 from cluster.trainer import Trainer
 from jobs.config import dumps, load
+from models.neurons.units import stage_maps
 from models.stack import RBMStack
+from pipeline.reader import read_frames
 from tests.cluster.data import make_dataset
 
 STAGES = ('model.stages=[{kind="tied", learner="kmeans", field=3, n_maps=4, pool=2, '
@@ -28,8 +31,10 @@ def test_sync_tied_and_competitive_stages_equal_the_reference(ray_cluster, tmp_p
         "update.weight_decay=0.0", "train.mode=\"sync\"", "train.n_workers=2",
         "train.n_ps_shards=2", "train.stages=2", "train.steps=6", "train.checkpoint_every=3",
         "train.prepare_frames=64", f'train.run_dir="{tmp_path / "run"}"'])
-    Trainer(cfg, dumps(cfg), echo=None).train()
+    trainer = Trainer(cfg, dumps(cfg), echo=None, top_frames=(5, 8192))
+    trainer.train()
     trained = RBMStack.load(tmp_path / "run" / "model.pt", device="cpu")
+    check_corpus_tops(trainer.corpus_tops, trained, data)
     reference = sync_reference(cfg, stage=0)
     sync_reference(cfg, stage=1, stack=reference)
     for k in (0, 1):
@@ -42,3 +47,16 @@ def test_sync_tied_and_competitive_stages_equal_the_reference(ray_cluster, tmp_p
     assert (trained.rbms[1].params["W"] - untrained.rbms[1].params["W"]).abs().max() > 1e-5
     events = (tmp_path / "run" / "events.log").read_text()
     assert "stage 0: fitted its whitening" in events and "stage 1: fitted its whitening" in events
+
+
+def check_corpus_tops(got: CorpusTops, trained: RBMStack, data) -> None:
+    """The workers' ranking of the dataset (their own shards from their caches, worker 0 the
+    held-out shard too) is the top stage's trained units ranked over every frame of the
+    dataset, ids numbering the frames read in order."""
+    frames = read_frames(data)
+    assert got.stage == 1 and set(got.tops) == {"pooled"} and sum(got.rows) == len(frames)
+    maps = dict(stage_maps(trained, torch.from_numpy(frames)))[1]["pooled"].flatten(1).T
+    want = torch.topk(maps, 5, dim=1)
+    top = got.tops["pooled"]
+    torch.testing.assert_close(top.values, want.values, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(maps.gather(1, top.ids), want.values, rtol=1e-5, atol=1e-5)

@@ -33,6 +33,15 @@ def _run(tmp_path: Path) -> tuple[Path, RunningTopK]:
     return run, top
 
 
+def test_a_file_with_every_frame_answers_for_more_frames_than_the_dataset_holds(tmp_path):
+    run, top = _run(tmp_path)
+    got = corpus_tops.read(run, SHARDS, ROWS, 20)[(1, "pooled")]  # 9 frames in all
+    assert got.ids.shape == (3, 9)
+    rows = corpus_tops.read_rows(run, SHARDS, ROWS, 1, 20)["pooled"]
+    assert torch.equal(rows.ids, top.ids)  # numbered as the frames read in order
+    assert corpus_tops.read_rows(run, SHARDS, ROWS, 0, 20) is None  # another stage
+
+
 def test_the_file_gives_back_each_units_frames_as_visualize_numbers_them(tmp_path):
     run, top = _run(tmp_path)
     got = corpus_tops.read(run, SHARDS, ROWS, 4)
@@ -59,8 +68,12 @@ def test_a_file_that_does_not_answer_the_scan_is_not_used(tmp_path, change):
         shards = ["/data/part-00000.parquet", "/data/part-00002.parquet"]
     elif change == "other_rows":
         rows = [5, 5]
-    elif change == "too_few":
-        k = 10  # 9 frames: 9 kept a unit
+    elif change == "too_few":  # 3 frames a unit of the 9: no answer for 4
+        doc = json.loads(path.read_text())
+        for key in ("ids", "values"):
+            doc["layers"]["pooled"][key] = [row[:3] for row in doc["layers"]["pooled"][key]]
+        path.write_text(json.dumps(doc))
+        os.utime(path, (path.stat().st_mtime + 10,) * 2)
     elif change == "id_outside":
         doc = json.loads(path.read_text())
         doc["layers"]["pooled"]["ids"][0][0] = (1 << 32) + 4  # shard 1 holds rows 0..3

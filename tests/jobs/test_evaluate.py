@@ -162,6 +162,42 @@ def test_the_random_weights_baseline_is_several_draws_and_leaves_the_others_as_d
     assert f"best of {evaluation.RANDOM_DRAWS} draws" in LABELS["random_weights"]
 
 
+def test_the_trainings_ranking_of_the_dataset_is_used_not_scanned_again(tmp_path, monkeypatch):
+    """A run whose training wrote ``corpus_tops.json`` (the workers' ranking, after
+    ``model.pt``): evaluate takes its top frames from it instead of running the dataset
+    through the stack, and leaves the file as training wrote it (more frames a unit than
+    evaluate keeps)."""
+    import os
+
+    from cluster.state_io import read_trained_stack
+    from cluster.topk import shard_row_counts
+    from jobs.report import corpus_tops as ct
+    from jobs.report.evaluation import TOP_FRAMES
+    from pipeline.reader import list_shards
+
+    run = _run_folder(tmp_path, KINDS)
+    stack, _ = read_trained_stack(run / "model.pt")
+    data = load(run / "config.toml").data.path
+    shards = list_shards(data)
+    tops = ct.corpus_tops(stack, read_frames(data), 1, TOP_FRAMES)
+    path = run / ct.FILE
+    path.write_text(ct.to_json(1, tops, shards, shard_row_counts(shards), kept=TOP_FRAMES))
+    t = (run / "model.pt").stat().st_mtime
+    os.utime(path, (t + 1, t + 1))
+    written = path.read_text()
+    assert len(json.loads(written)["layers"]["pooled"]["ids"][0]) == 64  # all 64 frames
+
+    def no_scan(*args, **kwargs):
+        raise AssertionError("evaluate scanned the dataset again")
+
+    monkeypatch.setattr(ct, "corpus_tops", no_scan)
+    assert main(["--run", str(run), "--filters", "20", "--splits", "3", "--quiet"]) == 0
+    assert path.read_text() == written
+    os.utime(run / "model.pt", (t + 5, t + 5))  # a model newer than the file: scanned again
+    with pytest.raises(AssertionError, match="scanned the dataset again"):
+        main(["--run", str(run), "--filters", "20", "--splits", "3", "--quiet"])
+
+
 def check_corpus_tops(run: Path) -> None:
     """``RUN/corpus_tops.json``: every top-stage unit's 32 best frames of the whole dataset,
     numbered as visualize numbers them, equal to ranking the full up-pass's responses."""

@@ -111,6 +111,30 @@ def test_rows_through_the_cache_equal_the_stages_rows_from_its_reads():
 
 
 @pytest.mark.parametrize("config", [PYRAMID, PYRAMID_FFT])
+@pytest.mark.parametrize("stage", [0, 1])
+def test_maps_from_the_cache_are_the_stages_maps_of_its_reads(config, stage):
+    """A worker scores frames from its cache (``StageInput.maps``): the competitive stage's
+    maps from the cached whitened windows, a tied stage's from its cached reads, equal to the
+    stage's own maps of the stack's reads up to float rounding, for new, seen and mixed
+    batches; with a budget of 0 they are the stage's own."""
+    stack, frames = _stack_and_frames(config=config)
+    st = stack.stages[stage]
+    want = st.maps(stack.reads(torch.from_numpy(frames), stage))
+    for budget in (2**30, 0):
+        reader = StageInput(stack, stage, budget)
+        for order in ([3, 1, 4], list(range(10)), [9, 0, 3]):  # new, mixed, seen
+            got = reader.maps(frames[order])
+            assert set(got) == set(want)
+            for layer, m in got.items():
+                torch.testing.assert_close(m, want[layer][order], rtol=1e-5, atol=1e-5)
+    # the units matter: other weights, other maps
+    w = st.learner.params["W"]
+    w.copy_(-w.roll(1, 0))
+    other = StageInput(stack, stage, 2**30).maps(frames)
+    assert not torch.allclose(next(iter(other.values())), next(iter(want.values())))
+
+
+@pytest.mark.parametrize("config", [PYRAMID, PYRAMID_FFT])
 def test_indexed_reads_are_the_store_and_give_the_rows_of_the_batch_bit_for_bit(config):
     """``indexed`` hands the whole store and the batch's rows of it when every frame is cached
     (nothing copied out), else the batch itself; either way the rows a step samples are the
