@@ -89,6 +89,32 @@ def unit_response(stack: RBMStack, frames: np.ndarray, stage: int, layer: str, i
     return np.concatenate(out)
 
 
+def top_stage_tables(stacks: list[RBMStack], images: np.ndarray, batch: int = 256
+                     ) -> list[np.ndarray]:
+    """Each stack's top-stage units on ``images`` (:func:`top_set`'s columns: pooled, then
+    hidden), from what the top stage reads (:meth:`models.stack.RBMStack.reads`: no other
+    stage's own output). The stacks after the first must share its stages below the top and,
+    for a competitive top stage, its whitening (the spread exemplars and their exemplar
+    stack): the images are read, and whitened, once for all of them. Equal to
+    ``top_set(unit_tables(stack, images, stages=(top,)), top)[0]`` for each stack."""
+    first = stacks[0]
+    top = first.n_layers - 1
+    competitive = first.config.stages[top].kind == "competitive"
+    x = torch.from_numpy(images)
+    parts: list[list[np.ndarray]] = [[] for _ in stacks]
+    for i in range(0, len(x), batch):
+        read = first.reads(x[i:i + batch], top)
+        if competitive:
+            windows = first.stages[top].whitened(read)
+            maps = [s.stages[top].encoded_maps(windows) for s in stacks]
+        else:
+            maps = [s.stages[top].maps(read) for s in stacks]
+        for part, m in zip(parts, maps, strict=True):
+            part.append(np.concatenate([m[la].flatten(1).double().numpy()
+                                        for la in LAYERS if la in m], 1))
+    return [np.concatenate(p) for p in parts]
+
+
 def top_set(tables: dict[str, np.ndarray], stage: int) -> tuple[np.ndarray, list[tuple]]:
     """One stage's pooled and hidden units side by side, with (layer, index) of each column."""
     cols, names = [], []
@@ -111,12 +137,11 @@ def baseline_tables(stack: RBMStack, images: np.ndarray, frames: np.ndarray | No
     side, its unit chosen among all of them: one draw's best unit is a noisy figure (in a
     stack whose whitening is fitted on random features, float rounding alone moves it by
     several points: another draw), and the best of several is the harder baseline."""
-    top = stack.n_layers - 1
     g = torch.Generator().manual_seed(seed)
 
     def top_units(s: RBMStack) -> np.ndarray:
         """The top stage's units of another stack of the same geometry, on the probe."""
-        return top_set(unit_tables(s, images, layers=LAYERS, stages=(top,)), top)[0]
+        return top_stage_tables([s], images)[0]
 
     out = {"best_pixel": images.reshape(len(images), -1).astype(np.float64),
            "image_statistics": image_statistics(images),
@@ -131,10 +156,12 @@ def baseline_tables(stack: RBMStack, images: np.ndarray, frames: np.ndarray | No
         probe = stack.preprocess(torch.from_numpy(images))
         out["linear_filters"] = filter_responses(probe, filters).double().numpy()
         ex = reweighted_stack(stack, x, "exemplar", g)
-        out["exemplar_filters"] = top_units(ex)
-        spread = spread_exemplar_stack(ex, x, g)
-        if spread is not None:
-            out["spread_exemplar_filters"] = top_units(spread)
+        spread = spread_exemplar_stack(ex, x, g)  # the exemplar stack's, other top units
+        if spread is None:
+            out["exemplar_filters"] = top_units(ex)
+        else:
+            out["exemplar_filters"], out["spread_exemplar_filters"] = top_stage_tables(
+                [ex, spread], images)
     if randomisable:  # the other draws last, so the exemplar stacks are drawn as before
         random_draws += [top_units(reweighted_stack(stack, x, "random", g))
                          for _ in range(RANDOM_DRAWS - 1)]

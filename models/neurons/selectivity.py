@@ -60,17 +60,28 @@ def _sort_rows(x: Tensor) -> Tensor:
     return torch.from_numpy(np.ascontiguousarray(np.sort(rows, axis=1))).to(x.device)
 
 
+def _sort_rows_of(x: Tensor) -> Tensor:
+    """:func:`_sort_rows` of a contiguous ``x (U, N)``, sorted in place."""
+    rows = x.cpu().numpy()
+    rows.sort(axis=1)
+    return torch.from_numpy(rows).to(x.device)
+
+
 def threshold_grid(x: Tensor, n_thresholds: int = 20) -> Tensor:
     """(U, T): each unit's cut points between ``T`` equal-count groups of its responses
     ``x (N, U)``: for ranks ``r_j = round(j N / T)``, ``j = 0..T-1``, the midpoint of the sorted
     responses ``x_(r_j - 1)`` and ``x_(r_j)`` (``j = 0``: the minimum, "all positive"). Set by
     ranks, one outlier cannot crowd them; tied responses give repeated thresholds."""
-    n = x.shape[0]
-    xs = _sort_rows(x.T).T.contiguous()  # (N, U)
+    return _grid_of_sorted(_sort_rows(x.T), n_thresholds)
+
+
+def _grid_of_sorted(xs: Tensor, n_thresholds: int) -> Tensor:
+    """:func:`threshold_grid` from each unit's responses sorted, ``xs (U, N)``."""
+    n = xs.shape[1]
     r = torch.round(torch.arange(n_thresholds, dtype=torch.float64) * n / n_thresholds).long()
-    r = r.clamp(0, n - 1).to(x.device)
-    lower = xs[(r - 1).clamp_min(0)]
-    return torch.where((r == 0)[:, None], xs[0][None, :], 0.5 * (lower + xs[r])).T.contiguous()
+    r = r.clamp(0, n - 1).to(xs.device)
+    lower = xs[:, (r - 1).clamp_min(0)]
+    return torch.where((r == 0)[None, :], xs[:, :1], 0.5 * (lower + xs[:, r])).contiguous()
 
 
 def polarity_from_auc(auc: Tensor) -> Tensor:
@@ -193,31 +204,34 @@ class HeldOut:
     best_split_balanced_accuracy: Tensor
 
 
-def _scores_at(x: Tensor, y: Tensor, polarity: Tensor, thr: Tensor) -> dict[str, Tensor]:
-    """(U,) accuracy and balanced accuracy on ``x (N, U)``, ``y (N,)`` of each unit's one
-    classifier ``polarity * (x - thr) >= 0``."""
-    pred = torch.where(polarity > 0, x >= thr, x <= thr)  # (N, U)
-    tpr = pred[y].double().mean(0)
-    tnr = (~pred[~y]).double().mean(0)
-    n_pos = int(y.sum())
-    return {"accuracy": (tpr * n_pos + tnr * (len(y) - n_pos)) / len(y),
-            "balanced_accuracy": 0.5 * (tpr + tnr)}
+def _scores_at(pos: Tensor, neg: Tensor, polarity: Tensor, thr: Tensor) -> dict[str, Tensor]:
+    """(U,) accuracy and balanced accuracy of each unit's one classifier ``polarity * (x -
+    thr) >= 0`` on its sorted class responses ``pos (U, P)`` and ``neg (U, Nn)``."""
+    rates = _rates(pos, neg, thr[:, None])  # (2, U, 1) per polarity
+    zeros = torch.zeros_like(polarity, dtype=torch.long)
+    return {k: _at(v, polarity, zeros) for k, v in rates.items()}
 
 
-def _split_scores(x: Tensor, y: Tensor, choose: Tensor, test: Tensor, n_thresholds: int):
-    """One split: per unit (U,) test scores of the polarity (by AUC) and threshold (by BA)
-    chosen on ``choose``, and the set-level choice (unit, its polarity and threshold)."""
-    xc, yc, xt, yt = x[choose], y[choose], x[test], y[test]
+def _split_scores(xt_rows: Tensor, y: Tensor, choose: Tensor, test: Tensor, n_thresholds: int):
+    """One split of the units' responses ``xt_rows (U, N)`` (a unit a row): per unit (U,) test
+    scores of the polarity (by AUC) and threshold (by BA) chosen on ``choose``, and the
+    set-level choice (unit, its polarity and threshold)."""
+    yc, yt = y[choose], y[test]
     if bool(yc.all()) or not bool(yc.any()) or bool(yt.all()) or not bool(yt.any()):
         raise ValueError("a split half lacks a class: the probe needs at least two groups "
                          "of each class")
-    thr = threshold_grid(xc, n_thresholds)  # from the choosing half only
-    pos_c, neg_c = _sorted_by_class(xc, yc)
+
+    def sorted_rows(index: Tensor) -> Tensor:
+        return _sort_rows_of(xt_rows.index_select(1, index.to(xt_rows.device)))
+
+    thr = _grid_of_sorted(sorted_rows(choose), n_thresholds)  # from the choosing half only
+    pos_c, neg_c = sorted_rows(choose[yc]), sorted_rows(choose[~yc])
     polarity = polarity_from_auc(_auc_sorted(pos_c, neg_c))
     ba_c, t_idx = _best_threshold(_rates(pos_c, neg_c, thr)["balanced_accuracy"], polarity)
     chosen_thr = thr.gather(1, t_idx[:, None])[:, 0]  # (U,)
-    auc_t = _auc_sorted(*_sorted_by_class(xt, yt))
-    per_unit = {**_scores_at(xt, yt, polarity, chosen_thr),
+    pos_t, neg_t = sorted_rows(test[yt]), sorted_rows(test[~yt])
+    auc_t = _auc_sorted(pos_t, neg_t)
+    per_unit = {**_scores_at(pos_t, neg_t, polarity, chosen_thr),
                 "auc": torch.where(polarity > 0, auc_t, 1.0 - auc_t)}
     unit = int(ba_c.argmax())
     return per_unit, unit, int(polarity[unit]), float(thr[unit, t_idx[unit]])
@@ -239,8 +253,9 @@ def heldout_scores(values, labels, n_splits: int = 20, n_thresholds: int = 20,
     rows, chosen, pols, thrs = [], [], [], []
     if splits is None:
         splits = stratified_halves(y, n_splits, seed, groups)
+    xt_rows = x.T.contiguous()  # (U, N): each split's halves gathered a unit a row
     for choose, test in splits:
-        per_unit, unit, pol, thr = _split_scores(x, y, choose, test, n_thresholds)
+        per_unit, unit, pol, thr = _split_scores(xt_rows, y, choose, test, n_thresholds)
         rows.append(per_unit)
         chosen.append(unit)
         pols.append(pol)

@@ -162,6 +162,33 @@ def test_the_random_weights_baseline_is_several_draws_and_leaves_the_others_as_d
     assert f"best of {evaluation.RANDOM_DRAWS} draws" in LABELS["random_weights"]
 
 
+@pytest.mark.parametrize("stages", [KINDS, STAGES])
+def test_top_stage_tables_read_the_probe_once_and_equal_a_whole_pass(tmp_path, stages):
+    """The baselines' top units come from what the top stage reads, the spread exemplars'
+    from the exemplar stack's whitened windows: bit for bit the columns of a whole up-pass
+    (``unit_tables``) of each stack."""
+    from cluster.state_io import read_trained_stack
+    from jobs.report import evaluation
+    from models.neurons.baselines import reweighted_stack, spread_exemplar_stack
+
+    run = _run_folder(tmp_path, stages)
+    stack, _ = read_trained_stack(run / "model.pt")
+    frames = torch.from_numpy(read_frames(load(run / "config.toml").data.path))
+    images = frames[:20].numpy()
+    g = torch.Generator().manual_seed(0)
+    ex = reweighted_stack(stack, frames, "exemplar", g)
+    spread = spread_exemplar_stack(ex, frames, g)
+    stacks = [ex] if spread is None else [ex, spread]
+    assert (spread is None) == (stages == STAGES)  # spread exemplars: a competitive top only
+    got = evaluation.top_stage_tables(stacks, images, batch=8)
+    for s, table in zip(stacks, got, strict=True):
+        whole = evaluation.unit_tables(s, images, batch=8, layers=evaluation.LAYERS,
+                                       stages=(1,))
+        np.testing.assert_array_equal(table, evaluation.top_set(whole, 1)[0])
+    if spread is not None:
+        assert not np.array_equal(got[0], got[1])
+
+
 def test_the_trainings_ranking_of_the_dataset_is_used_not_scanned_again(tmp_path, monkeypatch):
     """A run whose training wrote ``corpus_tops.json`` (the workers' ranking, after
     ``model.pt``): evaluate takes its top frames from it instead of running the dataset

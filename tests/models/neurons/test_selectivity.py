@@ -82,6 +82,50 @@ def test_twenty_thresholds_equal_brute_force():
     assert got["polarity"].tolist() == pols.tolist() and pols[2] == -1
 
 
+def _brute_force_split(x, y, choose, test, n_thr: int = 20):
+    """One held-out split in plain loops: per unit, polarity (AUC) and threshold (BA, rank cut
+    points) from the choosing half, then accuracy, BA and AUC under that polarity on the test
+    half; and the unit of best choosing-half BA."""
+    xc, yc, xt, yt = x[choose], y[choose], x[test], y[test]
+    out = {"accuracy": [], "balanced_accuracy": [], "auc": []}
+    best = []
+    for j in range(x.shape[1]):
+        pol = 1 if roc_auc_score(yc, xc[:, j]) >= 0.5 else -1
+        xs, n = np.sort(xc[:, j]), len(xc)
+        scored = []
+        for i in range(n_thr):
+            r = min(int(np.round(i * n / n_thr)), n - 1)
+            t = xs[0] if r == 0 else (xs[r - 1] + xs[r]) / 2
+            pred = xc[:, j] >= t if pol == 1 else xc[:, j] <= t
+            scored.append((0.5 * (pred[yc == 1].mean() + (~pred[yc == 0]).mean()), t))
+        ba_c, t = max(scored, key=lambda s: s[0])  # the first of equal BAs
+        best.append(ba_c)
+        pred = xt[:, j] >= t if pol == 1 else xt[:, j] <= t
+        tpr, tnr = pred[yt == 1].mean(), (~pred[yt == 0]).mean()
+        out["accuracy"].append((pred == (yt == 1)).mean())
+        out["balanced_accuracy"].append(0.5 * (tpr + tnr))
+        auc = roc_auc_score(yt, xt[:, j])
+        out["auc"].append(auc if pol == 1 else 1 - auc)
+    return {k: np.array(v) for k, v in out.items()}, int(np.argmax(best))
+
+
+def test_heldout_scores_equal_brute_force_on_each_split():
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(26, 6)).round(1)  # ties at thresholds and in the AUC
+    y = (np.arange(26) % 3 == 0).astype(np.int64)
+    x[:, 3] += 1.2 * y
+    x[:, 5] -= 1.0 * y  # a polarity -1 unit
+    splits = stratified_halves(y, 4, seed=1)
+    held = heldout_scores(x, y, splits=splits)
+    per_split = [_brute_force_split(x, y, c.numpy(), t.numpy()) for c, t in splits]
+    for key, got in (("accuracy", held.unit_accuracy),
+                     ("balanced_accuracy", held.unit_balanced_accuracy),
+                     ("auc", held.unit_auc)):
+        want = np.mean([s[0][key] for s in per_split], axis=0)
+        np.testing.assert_allclose(got.numpy(), want, atol=1e-12)
+    assert held.chosen.tolist() == [s[1] for s in per_split]
+
+
 def test_one_outlier_does_not_blind_the_thresholds():
     """Evenly spaced thresholds between min and max would all fall below the outlier's gap."""
     x, y, det = _planted()
