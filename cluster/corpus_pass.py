@@ -70,7 +70,7 @@ def score_corpus(workers: Sequence, params: Mapping[str, np.ndarray], data: Data
                  stage: int, k: int, max_units: int, timeout_s: float) -> CorpusTops | None:
     """Every unit's top ``k`` frames of the dataset (layers of at most ``max_units`` units),
     scored by the stage's worker actors with the trained ``params``; None when a worker does
-    not answer within ``timeout_s`` or fails."""
+    not answer within ``timeout_s`` or fails, or no layer is that narrow."""
     parts, shards, rows = worker_parts(data, len(workers))
     refs = [w.corpus_tops.remote(params, part, k, max_units)
             for w, part in zip(workers, parts, strict=True)]
@@ -80,5 +80,7 @@ def score_corpus(workers: Sequence, params: Mapping[str, np.ndarray], data: Data
     try:
         answers = ray.get(refs)
     except ray.exceptions.RayError:
+        return None
+    if not any(answers):  # every layer wider than max_units
         return None
     return merge(stage, answers, k, shards, rows)

@@ -293,8 +293,9 @@ class Trainer:
                                         stage, k, max_units,
                                         self.config.train.placement_timeout_s)
         if self.corpus_tops is None:
-            self.log.event(f"stage {stage}: a worker did not rank the dataset's frames; "
-                           "evaluate and visualize will scan the dataset themselves")
+            self.log.event(f"stage {stage}: the workers did not rank the dataset's frames (a "
+                           f"worker did not answer, or every layer is wider than {max_units} "
+                           "units); evaluate and visualize will scan the dataset themselves")
             return
         self.log.event(f"stage {stage}: the workers ranked the dataset's "
                        f"{sum(self.corpus_tops.rows)} frames for each unit in "

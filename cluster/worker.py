@@ -378,10 +378,11 @@ class Worker:
         """Every unit's top ``k`` frames among those of ``shards`` ((path, id of its first
         frame) pairs) under the stage's trained ``params`` (gathered from the parameter
         server): ``{layer: (values (U, k) float32, ids (U, k) int64)}`` for the layers of at
-        most ``max_units`` units. The frames come from this worker's kept shards and their
-        stage input from its cache (:meth:`models.read_cache.StageInput.maps`), so its own
-        frames pass through no stage again: the top-frames pass that ``catneuron evaluate``
-        and ``visualize`` would otherwise run over the whole dataset."""
+        most ``max_units`` units (none: ``{}`` after one batch). The frames come from this
+        worker's kept shards and their stage input from its cache
+        (:meth:`models.read_cache.StageInput.maps`), so its own frames pass through no stage
+        again: the top-frames pass that ``catneuron evaluate`` and ``visualize`` would
+        otherwise run over the whole dataset."""
         for name, value in self.rbm.params.items():
             value.copy_(torch.as_tensor(params[name]))
         tops: dict[str, RunningTopK] = {}
@@ -394,6 +395,8 @@ class Worker:
                     r = m.flatten(1)
                     if r.shape[1] <= max_units:
                         tops.setdefault(layer, RunningTopK(r.shape[1], k)).update(r, ids)
+                if not tops:
+                    return {}  # every layer is wider than max_units: nothing to rank
         return {layer: (t.values.numpy(), t.ids.numpy()) for layer, t in tops.items()}
 
     def _fetch_and_prepare(self, step: int) -> torch.Tensor:

@@ -108,3 +108,32 @@ def test_a_worker_starts_from_its_checkpoint_and_refuses_another_step(dataset, t
     *update, metrics = worker.compute(8, *parts)
     assert len(update) == 2 and metrics["worker"] == 1 and metrics["step"] == 8
     assert worker.position() == (1, 3) and worker.next_step == 9
+
+
+def test_a_worker_ranks_its_frames_under_the_trained_weights_it_is_given(dataset, tmp_path):
+    """``Worker.corpus_tops``: every unit's top frames among the shards it is given, under the
+    parameters passed in (not its replica's), ids counted from each shard's first id; layers
+    wider than ``max_units`` are left out, and with none left it stops after one batch."""
+    from models.neurons.units import stage_maps
+    from pipeline.reader import read_frames
+
+    job = _job(dataset, tmp_path / "run")
+    stack = RBMStack(job.model, update=job.update, device="cpu",
+                     generator=torch.Generator().manual_seed(5))  # other weights than the worker's
+    rbm = stack.rbms[0]
+    layout = ShardLayout.plan({k: v.shape for k, v in rbm.params.items()}, 2)
+    worker = Worker(0, job, 0, layout.to_dict())
+    shards = list_shards(dataset)[:2]
+    got = worker.corpus_tops({k: v.numpy() for k, v in rbm.params.items()},
+                             [(shards[0], 1000), (shards[1], 0)], k=5, max_units=10_000)
+    maps = dict(stage_maps(stack, torch.from_numpy(read_frames(dataset, shards=shards))))[0]
+    assert set(got) == {layer for layer, m in maps.items() if m[0].numel() <= 10_000} != set()
+    for layer, (values, got_ids) in got.items():
+        r = maps[layer].flatten(1).T  # (units, frames)
+        want = torch.topk(r, 5, dim=1)
+        torch.testing.assert_close(torch.from_numpy(values), want.values, rtol=1e-5, atol=1e-5)
+        g = torch.from_numpy(got_ids)
+        column = torch.where(g >= 1000, g - 1000, g + 48)  # shard 0's 48 frames, then shard 1's
+        torch.testing.assert_close(r.gather(1, column), want.values, rtol=1e-5, atol=1e-5)
+    assert worker.corpus_tops({k: v.numpy() for k, v in rbm.params.items()},
+                              [(shards[0], 0)], k=5, max_units=1) == {}
