@@ -289,9 +289,15 @@ class Trainer:
             self.log.event(f"stage {stage}: {watch.count()}, so the workers do not rank the "
                            "dataset's frames; evaluate and visualize will scan it themselves")
             return
-        self.corpus_tops = score_corpus(actors.workers, to_numpy(rbm.params), self.config.data,
-                                        stage, k, max_units,
-                                        self.config.train.placement_timeout_s)
+        try:  # an optional pass: nothing in it may cost the run its trained stage
+            self.corpus_tops = score_corpus(actors.workers, to_numpy(rbm.params),
+                                            self.config.data, stage, k, max_units,
+                                            self.config.train.placement_timeout_s)
+        except (OSError, ValueError, KeyError, ray.exceptions.RayError) as exc:
+            self.log.event(f"stage {stage}: the workers could not rank the dataset's frames "
+                           f"({type(exc).__name__}: {exc}); evaluate and visualize will scan "
+                           "the dataset themselves")
+            return
         if self.corpus_tops is None:
             self.log.event(f"stage {stage}: the workers did not rank the dataset's frames (a "
                            f"worker did not answer, or every layer is wider than {max_units} "

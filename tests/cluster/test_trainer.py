@@ -201,6 +201,29 @@ def test_a_diverging_sync_run_fails_with_one_line(ray_cluster, dataset, tmp_path
     assert line in (tmp_path / "events.log").read_text()
 
 
+def test_the_top_stages_ranking_of_the_frames_never_costs_the_run(ray_cluster, dataset,
+                                                                    tmp_path, monkeypatch):
+    """The workers rank the dataset's frames for the top stage's units before they stop; when
+    that optional pass fails (here: the dataset's manifest unreadable by then), the run still
+    writes its trained model and says in one event line that the jobs will scan instead."""
+    import cluster.trainer
+
+    def unreadable(*args, **kwargs):
+        raise OSError("manifest gone")
+
+    cfg = _config(dataset, tmp_path, "train.steps=4", "train.stages=2")  # the top stage too
+    trainer = Trainer(cfg, dumps(cfg), echo=None, top_frames=(3, 10_000))
+    trainer.train()
+    assert trainer.corpus_tops is not None and trainer.corpus_tops.stage == 1
+    monkeypatch.setattr(cluster.trainer, "score_corpus", unreadable)
+    cfg = _config(dataset, tmp_path / "again", "train.steps=4", "train.stages=2")
+    trainer = Trainer(cfg, dumps(cfg), echo=None, top_frames=(3, 10_000))
+    trainer.train()
+    assert trainer.corpus_tops is None and (tmp_path / "again" / "model.pt").is_file()
+    events = (tmp_path / "again" / "events.log").read_text()
+    assert "could not rank the dataset's frames (OSError: manifest gone)" in events
+
+
 def test_async_prefetch_overlaps_fetches(ray_cluster, dataset, tmp_path):
     """With prefetch the next fetch is requested before the step computes: the run completes,
     every push is applied once, and staleness is at least one step (the worker's own push)."""
