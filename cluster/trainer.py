@@ -282,26 +282,27 @@ class Trainer:
     def _score_corpus(self, stage: int, actors: StageActors, rbm, watch: StageWatch) -> None:
         """The workers rank the dataset's frames for every unit of the top stage, trained
         (:func:`cluster.corpus_pass.score_corpus`), into :attr:`corpus_tops`; not when a
-        worker is lost (its frames would wait for it)."""
+        worker is lost (its frames would wait for it). The pass is optional: whatever keeps it
+        from an answer is one event line, never the run's end."""
         t0 = time.perf_counter()
         k, max_units = self.top_frames
+        why = None
         if len(watch.running_workers()) < len(actors.workers):
-            self.log.event(f"stage {stage}: {watch.count()}, so the workers do not rank the "
-                           "dataset's frames; evaluate and visualize will scan it themselves")
-            return
-        try:  # an optional pass: nothing in it may cost the run its trained stage
-            self.corpus_tops = score_corpus(actors.workers, to_numpy(rbm.params),
-                                            self.config.data, stage, k, max_units,
-                                            self.config.train.placement_timeout_s)
-        except (OSError, ValueError, KeyError, ray.exceptions.RayError) as exc:
+            why = watch.count()
+        else:
+            try:
+                self.corpus_tops = score_corpus(actors.workers, to_numpy(rbm.params),
+                                                self.config.data, stage, k, max_units,
+                                                self.config.train.placement_timeout_s)
+            except (OSError, ValueError, KeyError, ray.exceptions.RayError) as exc:
+                why = f"{type(exc).__name__}: {exc}"
+            else:
+                if self.corpus_tops is None:
+                    why = (f"a worker did not answer, or every layer is wider than {max_units} "
+                           "units")
+        if why is not None:
             self.log.event(f"stage {stage}: the workers could not rank the dataset's frames "
-                           f"({type(exc).__name__}: {exc}); evaluate and visualize will scan "
-                           "the dataset themselves")
-            return
-        if self.corpus_tops is None:
-            self.log.event(f"stage {stage}: the workers did not rank the dataset's frames (a "
-                           f"worker did not answer, or every layer is wider than {max_units} "
-                           "units); evaluate and visualize will scan the dataset themselves")
+                           f"({why}); evaluate and visualize will scan the dataset themselves")
             return
         self.log.event(f"stage {stage}: the workers ranked the dataset's "
                        f"{sum(self.corpus_tops.rows)} frames for each unit in "

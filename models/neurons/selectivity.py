@@ -32,7 +32,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -54,14 +53,13 @@ def _as_labels(labels, n: int) -> Tensor:
 
 
 def _sort_rows(x: Tensor) -> Tensor:
-    """Each row of ``x (U, N)`` sorted ascending, contiguous (numpy's sort: many times faster
-    than torch's on CPU for many short rows)."""
-    rows = np.ascontiguousarray(x.cpu().numpy())
-    return torch.from_numpy(np.ascontiguousarray(np.sort(rows, axis=1))).to(x.device)
+    """Each row of ``x (U, N)`` sorted ascending, in a contiguous copy."""
+    return _sort_rows_of(x.clone(memory_format=torch.contiguous_format))
 
 
 def _sort_rows_of(x: Tensor) -> Tensor:
-    """:func:`_sort_rows` of a contiguous ``x (U, N)``, sorted in place."""
+    """Each row of a contiguous ``x (U, N)`` sorted ascending, in place (numpy's sort: many
+    times faster than torch's on CPU for many short rows)."""
     rows = x.cpu().numpy()
     rows.sort(axis=1)
     return torch.from_numpy(rows).to(x.device)
