@@ -1,8 +1,13 @@
 """The math of catneuron in pure torch: contrast normalisation, pooling, RBMs, stacks,
-likelihoods."""
+likelihoods.
+
+Importing the package keeps freed memory for reuse in this process
+(:func:`models.kernels.allocator.keep_freed_memory`; ``CATNEURON_MALLOC=default`` to opt out).
+"""
 
 from models.competitive.spherical_kmeans import SphericalKMeans
 from models.competitive.whitening import Whitening
+from models.kernels.allocator import keep_freed_memory
 from models.layers import l2_pool, local_contrast_normalize
 from models.likelihood.estimates import (
     ais_betas,
@@ -20,6 +25,8 @@ from models.rbm.local import LocalRBM
 from models.rbm.optim import ParameterUpdater, UpdateConfig
 from models.rbm.softmax import SoftmaxRBM
 from models.stack import RBMStack, StackConfig, StageConfig
+
+keep_freed_memory()
 
 __all__ = [
     "BernoulliRBM",
