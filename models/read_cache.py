@@ -83,6 +83,7 @@ class ReadCache:
         self.capacity = budget_bytes // max(1, bytes_per_frame(stack.config, stage, stack.dtype))
         self.slots: dict[bytes, int] = {}  # frame key -> its row in every level of the store
         self.store: list[Tensor] = []  # per level (rows, h, w, C), rows <= capacity
+        self.expected = 0  # frames a fill is placing: the store grows to them at once
         self.hits = self.misses = 0
 
     def __len__(self) -> int:
@@ -102,8 +103,12 @@ class ReadCache:
         epoch, a worker that started later would step slowly while the others ran ahead, and
         the frames of its shards would be under-represented in the stage's updates."""
         frames = frames[: max(0, self.capacity - len(self))]
-        for i in range(0, len(frames), batch):
-            self._place(frames[i:i + batch])
+        self.expected = len(self) + len(frames)  # one allocation of the store, not doublings
+        try:
+            for i in range(0, len(frames), batch):
+                self._place(frames[i:i + batch])
+        finally:
+            self.expected = 0
         return len(self)
 
     def _place(self, frames: np.ndarray) -> tuple[list[int | None], list[Tensor], dict]:
@@ -129,11 +134,12 @@ class ReadCache:
     def _grow(self, rows: int, like: list[Tensor]) -> None:
         """Make the store hold at least ``rows`` frames (levels shaped as ``like``'s entries):
         it doubles as frames come, up to the capacity, so its memory follows the frames cached
-        and not the budget."""
+        and not the budget; during a :meth:`fill` it takes the frames being filled at once (each
+        doubling copies the store and faults fresh pages in)."""
         have = len(self.store[0]) if self.store else 0
         if rows <= have:
             return
-        size = min(self.capacity, max(rows, 2 * have, 64))
+        size = min(self.capacity, max(rows, 2 * have, 64, self.expected))
         grown = [torch.empty((size, *x.shape[1:]), dtype=x.dtype, device=x.device) for x in like]
         for old, level in zip(self.store, grown, strict=False):
             level[:have] = old

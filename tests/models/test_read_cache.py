@@ -163,3 +163,15 @@ def test_the_store_grows_with_the_frames_cached_and_keeps_them():
     _equal(cache.reads(frames), _encoded(stack, frames))  # grown past 64: the first 40 kept
     assert len(cache) == 70 and len(cache.store[0]) == 128 < cache.capacity
     _equal(cache.reads(frames[::-1]), [w.flip(0) for w in _encoded(stack, frames)])
+
+
+def test_a_fill_sizes_the_store_for_its_frames_at_once():
+    stack, frames = _stack_and_frames(n=150)
+    cache = ReadCache(stack, 1, 2**30)
+    assert cache.fill(frames[:10], batch=4) == 10
+    assert len(cache.store[0]) == 64  # below the first size: as reads would grow it
+    assert cache.fill(frames, batch=16) == 150
+    assert len(cache.store[0]) == 10 + 150  # sized once for the frames given, not 128 then 256
+    _equal(cache.reads(frames), _encoded(stack, frames))
+    cache.reads(frames[:1])
+    assert cache.expected == 0  # later reads grow the store as before
