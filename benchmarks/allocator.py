@@ -2,7 +2,7 @@
 own ``malloc`` settings (``CATNEURON_MALLOC=default``, the reference) and with the package's,
 each in fresh processes, alternated.
 
-Contenders, one torch thread unless said:
+Contenders, one torch and numba thread unless said:
 
 - ``conv2d``: the tied stage's convolution of 64 grey 64x64 frames with 32 7x7 filters;
 - ``conv_rbm_cd1``: a ConvRBM CD-1 step on those frames (``benchmarks/rbm.py``'s
@@ -38,16 +38,25 @@ MODES = {"glibc_default": {"CATNEURON_MALLOC": "default"}, "kept": {"CATNEURON_M
 
 
 def timed(fn, repeat: int) -> dict:
-    """Best-of-``repeat`` ms of ``fn()`` after one warm-up call, and minor faults per call."""
+    """Best-of-``repeat`` ms of ``fn()`` after one warm-up call, minor faults per call, and the
+    process's CPU seconds per wall second over the timed calls (1.0: one thread worked). The
+    warm-up's first numba-parallel call resets the OpenMP thread count, so one thread is set
+    again after it (as ``benchmarks/rbm.py`` does)."""
+    import numba
+    import torch
+
     fn()
-    best, faults = float("inf"), []
+    torch.set_num_threads(1)
+    numba.set_num_threads(1)
+    best, faults, cpu, wall = float("inf"), [], 0.0, 0.0
     for _ in range(repeat):
         f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         fn()
-        best = min(best, time.perf_counter() - t0)
+        dt = time.perf_counter() - t0
+        cpu, wall, best = cpu + time.process_time() - c0, wall + dt, min(best, dt)
         faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
-    return {"ms": best * 1e3, "minor_faults_per_call": min(faults)}
+    return {"ms": best * 1e3, "minor_faults_per_call": min(faults), "cpu_per_wall": cpu / wall}
 
 
 def kernels(repeat: int) -> dict:
