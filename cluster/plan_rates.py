@@ -50,12 +50,14 @@ def measure_gflops_per_core(seconds: float = 1.0) -> float:
 
 
 def measure_stage_steps(config: Any, stages: list[int] | None = None, *, steps: int = 40,
-                        warmup: int = 8) -> dict[int, float]:
+                        warmup: int = 8, max_warmup: int = 400) -> dict[int, float]:
     """Seconds per step of each stage of ``stages`` (default: all) in one process on one core:
     read a batch from ``config.data.path``, the stage's input (the stages below untrained:
     the same arithmetic), the learner's update. A stage above 0 first fills its input cache
-    with every training frame, as a worker does before its first step. Raises
-    FileNotFoundError without the dataset."""
+    with every training frame, as a worker does before its first step. The steady step is
+    what is priced, so the warm-up runs an epoch (at least ``warmup``, at most ``max_warmup``
+    steps): a worker decodes its shards' Parquet in its first epoch only, and keeps the frames
+    after (``train.frame_cache_mb``). Raises FileNotFoundError without the dataset."""
     from cluster.reference import SingleProcessLoop
 
     out = {}
@@ -63,7 +65,7 @@ def measure_stage_steps(config: Any, stages: list[int] | None = None, *, steps: 
         for stage in stages if stages is not None else range(len(config.model.stages)):
             loop = SingleProcessLoop(config, stage)
             loop.fill_cache()
-            loop.run(warmup)
+            loop.run(min(max(warmup, loop.epoch_steps()), max_warmup))
             out[stage] = loop.run(steps)["seconds"] / steps
     return out
 

@@ -30,7 +30,7 @@ from cluster.worker import (
 )
 from models.read_cache import StageInput
 from models.stack import RBMStack
-from pipeline.reader import shards_for_worker
+from pipeline.reader import FrameReader, shards_for_worker
 
 
 def _batches(config: JobSections, shards: list[str], seed: int, replicas: int = 1) -> Iterator:
@@ -116,6 +116,14 @@ class SingleProcessLoop:
         self.stream = _batches(config, train, config.train.seed, config.train.n_workers)
         self.generator = torch.Generator().manual_seed(0)
         self._data_path, self._train = config.data.path, train
+        self.stack_batch_size = config.data.batch_size
+
+    def epoch_steps(self) -> int:
+        """Steps in one epoch of the training shards (the last partial batch dropped): after
+        that many, every shard the frame cache keeps has been decoded once."""
+        batch = self.stack_batch_size
+        return max(1, FrameReader(self._data_path, batch_size=batch, shards=self._train)
+                   .num_rows() // batch)
 
     def fill_cache(self) -> int:
         """Encode the training frames into the stage-input cache before the first step, as a

@@ -221,3 +221,20 @@ def test_a_measured_stage_step_replaces_its_flops_over_the_rate(tmp_path):
     assert measured[1]["compute_s_per_step"] == pytest.approx(
         by_rate[1]["compute_s_per_step"] / 2)
     assert measured[1]["compute_source"] == "FLOPs / per-core rate"
+
+
+def test_the_single_process_loop_counts_an_epoch_of_its_training_shards(tmp_path):
+    """The plan's step measurement warms up over an epoch (the frames decoded once, then kept):
+    the epoch is the training shards' frames in whole batches."""
+    from cluster.reference import SingleProcessLoop
+    from tests.cluster.data import make_dataset
+
+    data = make_dataset(tmp_path / "data", size=16, n_videos=2, frames_per_video=48)
+    for batch in (16, 20):  # 96 frames: 6 batches; 4 of 20, the partial one dropped
+        cfg = load(None, [f'data.path="{data}"', f"data.batch_size={batch}",
+                          "data.holdout_frames=0", "model.input_size=16",
+                          "model.input_lcn_sigma=0.0",
+                          'model.stages=[{kind="tied", learner="kmeans", field=3, n_maps=4, '
+                          'pool=2, pool_stride=2, pool_kind="rms", sign_split=true, '
+                          'rows_per_frame=8}]', "train.prepare_frames=64"])
+        assert SingleProcessLoop(cfg, 0).epoch_steps() == 2 * 48 // batch
