@@ -116,12 +116,12 @@ class SingleProcessLoop:
         self.stream = _batches(config, train, config.train.seed, config.train.n_workers)
         self.generator = torch.Generator().manual_seed(0)
         self._data_path, self._train = config.data.path, train
-        self.stack_batch_size = config.data.batch_size
+        self._batch_size = config.data.batch_size
 
     def epoch_steps(self) -> int:
         """Steps in one epoch of the training shards (the last partial batch dropped): after
         that many, every shard the frame cache keeps has been decoded once."""
-        batch = self.stack_batch_size
+        batch = self._batch_size
         return max(1, FrameReader(self._data_path, batch_size=batch, shards=self._train)
                    .num_rows() // batch)
 
