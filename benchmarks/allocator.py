@@ -63,6 +63,7 @@ def kernels(repeat: int) -> dict:
     """(in a fresh process) the kernel contenders under this process's allocator setting."""
     import torch
     import torch.nn.functional as F
+    from rbm import step_flops  # the matmul and convolution FLOPs, as rbm.py counts them
 
     from jobs.config import load
     from models.kernels.allocator import keep_freed_memory
@@ -84,22 +85,13 @@ def kernels(repeat: int) -> dict:
            "conv_rbm_cd1": timed(lambda: rbm.apply_update(rbm.compute_update(x)), repeat),
            "elementwise": timed(lambda: big * 2, repeat)}
     out["matmul_2048"]["gflops"] = 2 * 2048**3 / out["matmul_2048"]["ms"] / 1e6
-    out["conv2d"]["gflops"] = (2 * x.shape[0] * tied.n_maps * 58 * 58 * tied.field**2
-                               / out["conv2d"]["ms"] / 1e6)
-    out["conv_rbm_cd1"]["gflops"] = conv_rbm_flops(rbm, x) / out["conv_rbm_cd1"]["ms"] / 1e6
+    flops = {"conv2d": step_flops(lambda: F.conv2d(x, w)),
+             "conv_rbm_cd1": step_flops(lambda: rbm.compute_update(x))}
     for name in ("conv2d", "conv_rbm_cd1"):
+        out[name]["gflops"] = flops[name] / out[name]["ms"] / 1e6
         out[name]["ratio_to_matmul"] = out[name]["gflops"] / out["matmul_2048"]["gflops"]
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return out
-
-
-def conv_rbm_flops(rbm, x) -> int:
-    """The step's matmul and convolution FLOPs, as ``benchmarks/rbm.py`` counts them."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with FlopCounterMode(display=False) as counter:
-        rbm.compute_update(x)
-    return counter.get_total_flops()
 
 
 def job(argv: list[str], env: dict) -> dict:
@@ -178,18 +170,7 @@ def summary(args, results: dict) -> dict:
             doc[name]["speedup"] = doc[name]["glibc_default"]["wall_s"] / doc[name]["kept"][
                 "wall_s"]
         evals = [r["evaluation"] for m in MODES for r in results[m]["jobs"]]
-        doc["same_evaluation_json"] = all(_without_times(e) == _without_times(evals[0])
-                                          for e in evals)
-    return doc
-
-
-def _without_times(doc):
-    """An ``evaluation.json`` without its timing fields (the figures themselves)."""
-    if isinstance(doc, dict):
-        return {k: _without_times(v) for k, v in doc.items()
-                if "second" not in k and k not in ("created", "time")}
-    if isinstance(doc, list):
-        return [_without_times(v) for v in doc]
+        doc["same_evaluation_json"] = all(e == evals[0] for e in evals)
     return doc
 
 
