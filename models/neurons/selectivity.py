@@ -35,6 +35,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from models.kernels import split_scores as split_kernel
+
 
 def _as_float(values) -> Tensor:
     """(N, U) float64 tensor (a 1-D input is one unit)."""
@@ -75,9 +77,7 @@ def threshold_grid(x: Tensor, n_thresholds: int = 20) -> Tensor:
 
 def _grid_of_sorted(xs: Tensor, n_thresholds: int) -> Tensor:
     """:func:`threshold_grid` from each unit's responses sorted, ``xs (U, N)``."""
-    n = xs.shape[1]
-    r = torch.round(torch.arange(n_thresholds, dtype=torch.float64) * n / n_thresholds).long()
-    r = r.clamp(0, n - 1).to(xs.device)
+    r = _cut_ranks(xs.shape[1], n_thresholds).to(xs.device)
     lower = xs[:, (r - 1).clamp_min(0)]
     return torch.where((r == 0)[None, :], xs[:, :1], 0.5 * (lower + xs[:, r])).contiguous()
 
@@ -210,18 +210,30 @@ def _scores_at(pos: Tensor, neg: Tensor, polarity: Tensor, thr: Tensor) -> dict[
     return {k: _at(v, polarity, zeros) for k, v in rates.items()}
 
 
-def _split_scores(xt_rows: Tensor, y: Tensor, choose: Tensor, test: Tensor, n_thresholds: int):
-    """One split of the units' responses ``xt_rows (U, N)`` (a unit a row): per unit (U,) test
-    scores of the polarity (by AUC) and threshold (by BA) chosen on ``choose``, and the
-    set-level choice (unit, its polarity and threshold)."""
+def _check_halves(y: Tensor, choose: Tensor, test: Tensor) -> None:
+    """Both classes on both sides of a split, or one line saying why not."""
     yc, yt = y[choose], y[test]
     if bool(yc.all()) or not bool(yc.any()) or bool(yt.all()) or not bool(yt.any()):
         raise ValueError("a split half lacks a class: the probe needs at least two groups "
                          "of each class")
 
+
+def _cut_ranks(n: int, n_thresholds: int) -> Tensor:
+    """(T,) ranks ``r_j = round(j n / T)`` of :func:`threshold_grid`'s cut points."""
+    r = torch.round(torch.arange(n_thresholds, dtype=torch.float64) * n / n_thresholds).long()
+    return r.clamp(0, n - 1)
+
+
+def _split_scores(xt_rows: Tensor, y: Tensor, choose: Tensor, test: Tensor,
+                  n_thresholds: int) -> dict[str, Tensor]:
+    """One split of the units' responses ``xt_rows (U, N)`` (a unit a row), in torch: per unit
+    (U,) :data:`models.kernels.split_scores.FIELDS`: test scores of the polarity (by AUC) and
+    threshold (by BA) chosen on ``choose``, and the choosing half's BA at that threshold."""
+
     def sorted_rows(index: Tensor) -> Tensor:
         return _sort_rows_of(xt_rows.index_select(1, index.to(xt_rows.device)))
 
+    yc, yt = y[choose], y[test]
     thr = _grid_of_sorted(sorted_rows(choose), n_thresholds)  # from the choosing half only
     pos_c, neg_c = sorted_rows(choose[yc]), sorted_rows(choose[~yc])
     polarity = polarity_from_auc(_auc_sorted(pos_c, neg_c))
@@ -229,10 +241,23 @@ def _split_scores(xt_rows: Tensor, y: Tensor, choose: Tensor, test: Tensor, n_th
     chosen_thr = thr.gather(1, t_idx[:, None])[:, 0]  # (U,)
     pos_t, neg_t = sorted_rows(test[yt]), sorted_rows(test[~yt])
     auc_t = _auc_sorted(pos_t, neg_t)
-    per_unit = {**_scores_at(pos_t, neg_t, polarity, chosen_thr),
-                "auc": torch.where(polarity > 0, auc_t, 1.0 - auc_t)}
-    unit = int(ba_c.argmax())
-    return per_unit, unit, int(polarity[unit]), float(thr[unit, t_idx[unit]])
+    return {**_scores_at(pos_t, neg_t, polarity, chosen_thr),
+            "auc": torch.where(polarity > 0, auc_t, 1.0 - auc_t),
+            "choose_balanced_accuracy": ba_c, "polarity": polarity, "threshold": chosen_thr}
+
+
+def _all_split_scores(xt_rows: Tensor, y: Tensor, splits: list[tuple[Tensor, Tensor]],
+                      n_thresholds: int) -> dict[str, Tensor]:
+    """(S, U) per-split scores of every unit: numba's one sort per unit
+    (:mod:`models.kernels.split_scores`) on CPU, torch's gathers and sorts per split elsewhere;
+    the same values either way."""
+    for choose, test in splits:
+        _check_halves(y, choose, test)
+    if split_kernel.available(xt_rows):
+        ranks = torch.stack([_cut_ranks(len(c), n_thresholds) for c, _ in splits])
+        return split_kernel.split_scores(xt_rows, y, splits, ranks)
+    rows = [_split_scores(xt_rows, y, c, t, n_thresholds) for c, t in splits]
+    return {k: torch.stack([r[k] for r in rows]) for k in rows[0]}
 
 
 def heldout_scores(values, labels, n_splits: int = 20, n_thresholds: int = 20,
@@ -242,24 +267,16 @@ def heldout_scores(values, labels, n_splits: int = 20, n_thresholds: int = 20,
 
     On each split, each unit's polarity (AUC >= 0.5 on the choosing half) and threshold (the
     choosing half's rank cut point of best balanced accuracy) are scored on the test half; the
-    set-level choice takes the unit with the best choosing-half balanced accuracy. The test half
-    is never read before the choice. ``splits`` (choose, test) index pairs replace the
-    :func:`stratified_halves` of ``(labels, n_splits, seed, groups)``.
+    set-level choice takes the unit with the best choosing-half balanced accuracy (the first of
+    equal ones). The test half is never read before the choice. ``splits`` (choose, test) index
+    pairs replace the :func:`stratified_halves` of ``(labels, n_splits, seed, groups)``.
     """
     x = _as_float(values)
     y = _as_labels(labels, x.shape[0])
-    rows, chosen, pols, thrs = [], [], [], []
     if splits is None:
         splits = stratified_halves(y, n_splits, seed, groups)
-    xt_rows = x.T.contiguous()  # (U, N): each split's halves gathered a unit a row
-    for choose, test in splits:
-        per_unit, unit, pol, thr = _split_scores(xt_rows, y, choose, test, n_thresholds)
-        rows.append(per_unit)
-        chosen.append(unit)
-        pols.append(pol)
-        thrs.append(thr)
-    stack = {k: torch.stack([r[k] for r in rows]) for k in rows[0]}  # (S, U)
-    idx = torch.tensor(chosen)
+    stack = _all_split_scores(x.T.contiguous(), y, splits, n_thresholds)  # (S, U) each
+    idx = stack["choose_balanced_accuracy"].argmax(1)  # (S,) the set-level choice
     at = {k: v.gather(1, idx[:, None])[:, 0] for k, v in stack.items()}  # (S,)
     return HeldOut(
         unit_accuracy=stack["accuracy"].mean(0),
@@ -271,8 +288,8 @@ def heldout_scores(values, labels, n_splits: int = 20, n_thresholds: int = 20,
         best_balanced_accuracy=float(at["balanced_accuracy"].mean()),
         best_balanced_accuracy_std=float(at["balanced_accuracy"].std(correction=0)),
         best_auc=float(at["auc"].mean()),
-        best_polarity=torch.tensor(pols),
-        best_threshold=torch.tensor(thrs, dtype=torch.float64),
+        best_polarity=at["polarity"].long(),
+        best_threshold=at["threshold"].double(),
         best_split_balanced_accuracy=at["balanced_accuracy"],
     )
 
