@@ -35,6 +35,9 @@ difference).
 pipeline's own shard writer, copy ``r`` shifted by ``r`` pixels and mirrored when ``r`` is odd, so
 no two frames are the same), built once under ``--cache``.
 
+``--contenders`` runs a subset (ratios whose contenders are left out are null);
+``--chunk-frames`` sets the frames a scanner is handed at a time.
+
 Usage::
 
     python benchmarks/topk.py --run /tmp/topkdemo/train --out benchmarks/results/topk.json
@@ -59,6 +62,7 @@ import numpy as np
 import torch
 
 from cluster.state_io import read_trained_stack
+from cluster import topk
 from cluster.topk import scan_in_process, scan_shards, scan_with_actors, start_scanners
 from jobs.visualize import dataset_root
 from models.neurons.units import layer_shape
@@ -126,8 +130,8 @@ def summary(args, root, n_frames: int, n_shards: int, units: dict, seconds: dict
     med = {n: statistics.median(v) for n, v in seconds.items()}
     fps = {n: round(n_frames / med[n], 1) for n in contenders}
 
-    def ratio(a: str, b: str) -> float:
-        return round(fps[a] / fps[b], 3)
+    def ratio(a: str, b: str) -> float | None:  # None: a contender left out (--contenders)
+        return round(fps[a] / fps[b], 3) if a in fps and b in fps else None
 
     doc = {"command": "python benchmarks/topk.py " + " ".join(
                f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None),
@@ -138,7 +142,7 @@ def summary(args, root, n_frames: int, n_shards: int, units: dict, seconds: dict
            "frames_per_s": fps,
            "scanning_cpu_seconds": cpu,
            "frames_per_cpu_s": {n: round(n_frames / statistics.median(v), 1)
-                                for n, v in cpu.items()},
+                                for n, v in cpu.items() if v},
            "auto_vs_single": ratio("auto", "single"),
            "actors_1_vs_single": ratio("actors_1", "single"),
            "actors_2_vs_single": ratio("actors_2", "single"),
@@ -147,7 +151,8 @@ def summary(args, root, n_frames: int, n_shards: int, units: dict, seconds: dict
            "scan_only_1_vs_single": ratio("actors_1_scan_only", "single"),
            "single_2_processes_vs_single": ratio("single_2_processes", "single"),
            "actors_2_vs_1_share_of_2_process_ceiling": round(
-               fps["actors_2"] / fps["actors_1"] / (fps["single_2_processes"] / fps["single"]), 3),
+               fps["actors_2"] / fps["actors_1"] / (fps["single_2_processes"] / fps["single"]), 3)
+           if {"actors_1", "actors_2", "single_2_processes", "single"} <= set(fps) else None,
            "equal_values_vs_single": all(v for v, _ in checks.values()),
            "equal_ids_vs_single_where_pinned": all(i for _, i in checks.values()),
            "load_average_1_5_15_before": load_before,
@@ -176,6 +181,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=1024)
     p.add_argument("--cycles", type=int, default=3)
     p.add_argument("--settle", type=float, default=5.0)
+    p.add_argument("--chunk-frames", type=int, default=None,
+                   help="frames a scanner is handed at a time [cluster.topk.CHUNK_FRAMES]")
+    p.add_argument("--contenders", default=None,
+                   help="comma-separated subset of the contenders to run [all]")
     p.add_argument("--out", default="benchmarks/results/topk.json")
     return p.parse_args()
 
@@ -248,7 +257,9 @@ def main() -> None:
         "actors_1_scan_only": lambda: scan_only(1),
         "actors_2_scan_only": lambda: scan_only(2),
     }
-    names = list(contenders)
+    names = args.contenders.split(",") if args.contenders else list(contenders)
+    if args.chunk_frames:
+        topk.CHUNK_FRAMES = args.chunk_frames  # the default of every chunks() call
     for cycle in range(args.cycles):
         for name in names[cycle % len(names):] + names[: cycle % len(names)]:
             timed(name, contenders[name])

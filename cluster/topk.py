@@ -39,7 +39,11 @@ Units = dict[int, list[int]]  # stage -> flat indices of its pooled units
 Chunk = list[tuple[int, str]]  # (shard index, shard path) pairs scanned by one call
 ROW_BITS = 32
 BATCH_SIZE = 512
-CHUNK_FRAMES = 512
+CHUNK_FRAMES = 128
+"""Frames a scanner is handed at a time. Small, so that the work is shared evenly to the end and
+an actor that becomes ready waits at most one of the driver's chunks for its first (the driver
+hands chunks out only between its own); a chunk's overhead, a call and a batch of its size, is
+small next to scoring 128 frames (``benchmarks/topk.py --chunk-frames``)."""
 ACTOR_START_S = 5.0
 """Seconds from asking for scanner actors to their being ready, as ``benchmarks/topk.py``
 measures it (``start_1``, ``start_2``) on a 2-core machine shared with other jobs."""
