@@ -61,8 +61,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cluster.state_io import read_trained_stack
 from cluster import topk
+from cluster.state_io import read_trained_stack
 from cluster.topk import scan_in_process, scan_shards, scan_with_actors, start_scanners
 from jobs.visualize import dataset_root
 from models.neurons.units import layer_shape
