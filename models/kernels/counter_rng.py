@@ -17,6 +17,9 @@ inline to sample inside their loops without a separate pass over memory.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -114,6 +117,19 @@ def set_threads() -> None:
     """
     if HAVE_NUMBA:
         numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+
+
+@contextmanager
+def matched_threads() -> Iterator[None]:
+    """Run a numba kernel with :func:`set_threads`, then put torch's thread count back if
+    numba's OpenMP start-up changed it (its first parallel call can)."""
+    threads = torch.get_num_threads()
+    set_threads()
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
 
 
 def uniform_(out: Tensor, generator: torch.Generator | None = None) -> Tensor:

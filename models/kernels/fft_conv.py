@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from models.kernels.counter_rng import HAVE_NUMBA, set_threads
+from models.kernels.counter_rng import HAVE_NUMBA, matched_threads
 
 # The FFT form's time per frequency bin, in direct multiply-adds per output position (both per
 # channel pair C d): 4 real multiply-adds per complex one, times about 8 for the transforms'
@@ -92,11 +92,8 @@ def bin_products(x: Tensor, k: Tensor) -> Tensor:
             and not (torch.is_grad_enabled() and (x.requires_grad or k.requires_grad))):
         return torch.bmm(x, torch.complex(k[0], k[1]))
     y = torch.empty(x.shape[0], x.shape[1], k.shape[3], dtype=x.dtype)
-    threads = torch.get_num_threads()
-    set_threads()
-    _bin_products(x.contiguous().numpy(), k[0].numpy(), k[1].numpy(), y.numpy())
-    if torch.get_num_threads() != threads:  # numba's OpenMP start-up may reset torch's count
-        torch.set_num_threads(threads)
+    with matched_threads():
+        _bin_products(x.contiguous().numpy(), k[0].numpy(), k[1].numpy(), y.numpy())
     return y
 
 

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from models.kernels.counter_rng import HAVE_NUMBA, set_threads
+from models.kernels.counter_rng import HAVE_NUMBA, matched_threads
 from models.pooling import KINDS, pool, pool_window
 
 if HAVE_NUMBA:
@@ -120,12 +120,9 @@ def split_pool(y: Tensor, s: Tensor | None, c: Tensor | None, a: Tensor | None,
         return _torch_split_pool(y, s, c, a, b, size, stride, kind, split)
     out = torch.empty((N, (2 if split else 1) * K, (H - kh) // sh + 1, (W - kw) // sw + 1),
                       dtype=y.dtype)
-    threads = torch.get_num_threads()
-    set_threads()  # a step of (sh, sw) with sh != sw is the whole map: one window, any step
-    _split_pool(y.numpy(), s.view(N, H, W).numpy(), c.view(N, H, W).numpy(), a.numpy(),
-                b.numpy(), kh, kw, sh, KINDS.index(kind), split, out.numpy())
-    if torch.get_num_threads() != threads:  # numba's OpenMP start-up may reset torch's count
-        torch.set_num_threads(threads)
+    with matched_threads():  # a step of (sh, sw) with sh != sw is the whole map: any step
+        _split_pool(y.numpy(), s.view(N, H, W).numpy(), c.view(N, H, W).numpy(), a.numpy(),
+                    b.numpy(), kh, kw, sh, KINDS.index(kind), split, out.numpy())
     return out
 
 

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from models.kernels.counter_rng import HAVE_NUMBA, set_threads
+from models.kernels.counter_rng import HAVE_NUMBA, matched_threads
 
 CHOOSE_NEG, CHOOSE_POS, TEST_NEG, TEST_POS, NEITHER = 0, 1, 2, 3, 4
 FIELDS = ("accuracy", "balanced_accuracy", "auc", "choose_balanced_accuracy", "polarity",
@@ -57,7 +57,7 @@ if HAVE_NUMBA:
         return 0.5 * total / (n_pos * n_neg)
 
     @njit(inline="always")
-    def _ba(lt_pos, le_pos, n_pos, lt_neg, le_neg, n_neg, polarity):  # pragma: no cover
+    def _true_rates(lt_pos, le_pos, n_pos, lt_neg, le_neg, n_neg, polarity):  # pragma: no cover
         """(true-positive rate, true-negative rate) of ``x >= t`` (+1) or ``x <= t`` (-1)."""
         if polarity > 0:
             return (n_pos - lt_pos) / n_pos, lt_neg / n_neg
@@ -94,14 +94,14 @@ if HAVE_NUMBA:
                 for j in range(T):  # the cut points do not decrease: the counts only grow
                     lp, ep = _count_below(half[2], n_cp, thr[j], lp, ep)
                     ln, en = _count_below(half[1], n_cn, thr[j], ln, en)
-                    tpr, tnr = _ba(lp, ep, n_cp, ln, en, n_cn, pol)
+                    tpr, tnr = _true_rates(lp, ep, n_cp, ln, en, n_cn, pol)
                     ba = 0.5 * (tpr + tnr)
                     if ba > best:
                         best, best_j = ba, j
                 t = thr[best_j]
                 lp, ep = _count_below(half[4], n_tp, t, 0, 0)
                 ln, en = _count_below(half[3], n_tn, t, 0, 0)
-                tpr, tnr = _ba(lp, ep, n_tp, ln, en, n_tn, pol)
+                tpr, tnr = _true_rates(lp, ep, n_tp, ln, en, n_tn, pol)
                 auc = _auc(half[4], n_tp, half[3], n_tn)
                 out[0, s, u] = (tpr * n_tp + tnr * n_tn) / (n_tp + n_tn)
                 out[1, s, u] = 0.5 * (tpr + tnr)
@@ -134,10 +134,7 @@ def split_scores(rows: Tensor, y: Tensor, splits: list[tuple[Tensor, Tensor]],
         cats[s, choose.numpy()] = np.where(y[choose].numpy(), CHOOSE_POS, CHOOSE_NEG)
         cats[s, test.numpy()] = np.where(y[test].numpy(), TEST_POS, TEST_NEG)
     out = np.empty((len(FIELDS), len(splits), rows.shape[0]), dtype=np.float64)
-    threads = torch.get_num_threads()
-    set_threads()
-    _scores(np.ascontiguousarray(rows.numpy()), cats,
-            np.ascontiguousarray(ranks.numpy().astype(np.int64)), out)
-    if torch.get_num_threads() != threads:  # numba's OpenMP start-up may reset torch's count
-        torch.set_num_threads(threads)
+    with matched_threads():
+        _scores(np.ascontiguousarray(rows.numpy()), cats,
+                np.ascontiguousarray(ranks.numpy().astype(np.int64)), out)
     return {k: torch.from_numpy(out[i]) for i, k in enumerate(FIELDS)}
