@@ -102,6 +102,15 @@ def _cell(s: dict) -> str:
             f" / {s['heldout_auc']:.3f}")
 
 
+def _appearances(r: dict) -> str:
+    """``12, 12 / 50``: the appearance counts of an evaluation; ``—`` from one without them."""
+    b = r["best_neuron"]
+    if b.get("corpus_top100_appearances") is None:
+        return "—"
+    return (f"{b['corpus_top100_appearances']}, {b['corpus_top100_face_appearances']} / "
+            f"{b['corpus_face_appearances']}")
+
+
 def table(names: list[str]) -> str:
     """The README's Markdown table from result files ``RESULTS/<name>.json``."""
     recs = [json.loads((RESULTS / f"{n}.json").read_text()) for n in names]
@@ -123,6 +132,8 @@ def table(names: list[str]) -> str:
              ("best unit: face share of its top 100 training frames (base rate)",
               lambda r: f"{r['best_neuron']['corpus_top100_face_share']:.2f} "
                         f"({r['best_neuron']['corpus_face_base_rate']:.2f})"),
+             ("best unit: distinct appearances among those 100, faces among them / the "
+              "corpus's face appearances", _appearances),
              ("best unit by face size: small / medium / large", lambda r: " / ".join(
                  f"{b['heldout_balanced_accuracy']:.2f}"
                  for b in r["best_neuron"]["by_size"].values())),

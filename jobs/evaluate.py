@@ -105,12 +105,13 @@ def load_probe(args, cfg):
 
 
 def training_frames(cfg, limit: int = 20000):
-    """Training frames (for the filter baselines and the corpus share) and their demo-corpus
-    kinds (``pipeline.demo_corpus.frame_kinds``; None when the videos have no corpus record),
-    or (None, None) with a note if unreadable."""
+    """Training frames (for the filter baselines and the corpus share), their demo-corpus
+    kinds and appearances (``pipeline.demo_corpus.frame_kinds`` and ``frame_appearances``;
+    None when the videos have no corpus record), or (None, None, None) with a note if
+    unreadable."""
     import pyarrow.parquet as pq
 
-    from pipeline.demo_corpus import frame_kinds
+    from pipeline.demo_corpus import frame_appearances, frame_kinds
     from pipeline.reader import list_shards, read_frames
 
     try:
@@ -118,7 +119,7 @@ def training_frames(cfg, limit: int = 20000):
     except (OSError, ValueError) as exc:
         print(f"note: no training frames ({exc}); the linear_filters, exemplar_filters and "
               "spread_exemplar_filters baselines are skipped", file=sys.stderr)
-        return None, None
+        return None, None, None
     sources, index = [], []
     try:
         for path in list_shards(cfg.data.path):
@@ -129,8 +130,10 @@ def training_frames(cfg, limit: int = 20000):
             if len(sources) >= len(frames):
                 break
     except (OSError, ValueError, KeyError):
-        return frames, None
-    return frames, frame_kinds(sources[:len(frames)], index[:len(frames)], cfg.data.path)
+        return frames, None, None
+    sources, index = sources[:len(frames)], index[:len(frames)]
+    return (frames, frame_kinds(sources, index, cfg.data.path),
+            frame_appearances(sources, index, cfg.data.path))
 
 
 def table(result: dict) -> str:
@@ -167,7 +170,7 @@ def evaluate(args) -> dict:
                          f"{', '.join(probe.classes)}): pass --positive CLASS")
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     quiet = args.quiet or not sys.stderr.isatty()
-    frames, kinds = training_frames(cfg)
+    frames, kinds, appearances = training_frames(cfg)
     top, tops = stack.n_layers - 1, None
     dataset = dataset_rows(cfg.data.path)  # (shards, rows): the frames visualize would scan
     whole = frames is not None and dataset is not None and sum(dataset[1]) == len(frames)
@@ -177,7 +180,8 @@ def evaluate(args) -> dict:
     if frames is not None and (kinds is not None or whole):  # the corpus share, visualize
         tops = trained or ct.corpus_tops(stack, frames, top, TOP_FRAMES)
     try:
-        result = report(stack, probe, positive, frames, frame_kinds=kinds, tops=tops,
+        result = report(stack, probe, positive, frames, frame_kinds=kinds,
+                        frame_appearances=appearances, tops=tops,
                         n_filters=args.filters, part=args.part,
                         protocol={"n_splits": args.splits, "n_thresholds": 20,
                                   "seed": args.seed},

@@ -264,6 +264,25 @@ def frame_kinds(sources: list[str], frame_indices: list[int],
     ``source`` (a path, relative ones under the dataset folder ``root``, or
     ``path#content-hash``) and ``frame_index``, from the ``demo_corpus.json`` beside each
     video; None when a video has no such record (not a demo video, or a remote one)."""
+    rows = _corpus_rows(sources, frame_indices, root)
+    return None if rows is None else [rec["labels"][t][0] for _, t, rec in rows]
+
+
+def frame_appearances(sources: list[str], frame_indices: list[int],
+                      root: str | os.PathLike = ".") -> list[str] | None:
+    """The appearance each row belongs to, as :func:`frame_kinds` reads them: one id per
+    pasted patch's stretch of frames (``"VIDEO:p3"``, its placement 3) or per run of bare
+    frames (``"VIDEO:b120"``, the run starting at frame 120). Consecutive frames of one
+    appearance are near copies, so counting appearances rather than frames says how many
+    independent sightings a set of top frames holds. None as for :func:`frame_kinds`."""
+    rows = _corpus_rows(sources, frame_indices, root)
+    return None if rows is None else [f"{name}:{rec['appearances'][t]}" for name, t, rec in rows]
+
+
+def _corpus_rows(sources: list[str], frame_indices: list[int], root: str | os.PathLike
+                 ) -> list[tuple[str, int, dict]] | None:
+    """``(video name, frame index, its record)`` per row; None if any row's video has no
+    corpus record or the index is outside it."""
     records: dict[str, dict | None] = {}
     out = []
     for src, t in zip(sources, frame_indices, strict=True):
@@ -273,12 +292,14 @@ def frame_kinds(sources: list[str], frame_indices: list[int],
         rec = records[path.name]
         if rec is None or not 0 <= t < rec["n_frames"]:
             return None
-        out.append(rec["labels"][t][0])
+        out.append((path.name, t, rec))
     return out
 
 
 def _video_record(video: Path) -> dict | None:
-    """``{"n_frames", "labels"}`` of one demo video from its folder's corpus record."""
+    """``{"n_frames", "labels", "appearances"}`` of one demo video from its folder's corpus
+    record (``appearances``: ``"p<k>"`` for placement k's frames, ``"b<start>"`` for a run of
+    bare frames starting at ``start``)."""
     meta_path = video.parent / CORPUS_JSON
     try:
         meta = json.loads(meta_path.read_text())
@@ -286,5 +307,18 @@ def _video_record(video: Path) -> dict | None:
         return None
     for v in meta.get("videos", []):
         if v.get("file") == video.name and "placements" in v:
-            return {"n_frames": v["n_frames"], "labels": frame_labels(v, v["n_frames"])}
+            n = v["n_frames"]
+            return {"n_frames": n, "labels": frame_labels(v, n), "appearances": _appearances(v, n)}
     return None
+
+
+def _appearances(video: dict, n_frames: int) -> list[str]:
+    """Per frame of one video's record: ``"p<k>"`` inside placement k, else ``"b<start>"``
+    for the run of bare frames that starts at frame ``start``."""
+    out: list[str | None] = [None] * n_frames
+    for k, p in enumerate(video["placements"]):
+        out[p["start"]:p["stop"]] = [f"p{k}"] * (p["stop"] - p["start"])
+    for t in range(n_frames):
+        if out[t] is None:
+            out[t] = out[t - 1] if t and out[t - 1].startswith("b") else f"b{t}"
+    return out

@@ -156,15 +156,21 @@ def headline(evaluation: Any) -> dict | None:
 
 def corpus_share(evaluation: Any, unit: dict | None) -> dict | None:
     """``best_neuron.corpus_top100_face_share`` (and the base rate) when ``best_neuron`` is
-    ``unit``: the share of face frames among its top 100 training frames."""
+    ``unit``: the share of face frames among its top 100 training frames, and how many
+    distinct appearances (face ones, and the corpus's face appearances) those frames are."""
     best = evaluation.get("best_neuron") if isinstance(evaluation, Mapping) else None
     ref = unit_of(best)
     if unit is None or ref is None or ref["key"] != unit["key"] or not is_number(
             best.get("corpus_top100_face_share")):
         return None
-    base = best.get("corpus_face_base_rate")
+    def number(key: str):
+        return best.get(key) if is_number(best.get(key)) else None
+
     return {"share": best["corpus_top100_face_share"],
-            "base_rate": base if is_number(base) else None}
+            "base_rate": number("corpus_face_base_rate"),
+            "appearances": number("corpus_top100_appearances"),
+            "face_appearances": number("corpus_top100_face_appearances"),
+            "corpus_face_appearances": number("corpus_face_appearances")}
 
 
 def verdict(best: Any, baselines: Any) -> dict:

@@ -313,13 +313,19 @@ def _breakdowns(probe, keep: np.ndarray, values: np.ndarray, y: np.ndarray, held
 
 
 def corpus_share(stack: RBMStack, best: dict, frames: np.ndarray | None,
-                 kinds: list[str] | None, tops: dict[str, RunningTopK]) -> dict:
+                 kinds: list[str] | None, tops: dict[str, RunningTopK],
+                 appearances: list[str] | None = None) -> dict:
     """Share of face frames among the headline unit's top :data:`TOP_FRAMES` training frames
     (highest responses), against the share of face frames in all of them (base rate).
     ``tops``: the top stage's :func:`~jobs.report.corpus_tops.corpus_tops` (a layer too wide
-    for it is scored here)."""
+    for it is scored here). With ``appearances`` (one id per frame), also how many distinct
+    appearances those frames come from, how many of them are faces, and how many face
+    appearances all the frames hold: consecutive frames of one appearance are near copies,
+    so 100 top frames can be a handful of sightings."""
+    out = {"corpus_top100_face_share": None, "corpus_face_base_rate": None,
+           **appearance_counts(None, None, None)}
     if frames is None or kinds is None or len(frames) < TOP_FRAMES:
-        return {"corpus_top100_face_share": None, "corpus_face_base_rate": None}
+        return out
     if best["layer"] in tops:
         top = tops[best["layer"]].ids[best["index"], :TOP_FRAMES].numpy()
     else:
@@ -327,7 +333,22 @@ def corpus_share(stack: RBMStack, best: dict, frames: np.ndarray | None,
         top = np.argsort(-r, kind="stable")[:TOP_FRAMES]
     face = np.asarray(kinds) == "face"
     return {"corpus_top100_face_share": round(float(face[top].mean()), 4),
-            "corpus_face_base_rate": round(float(face.mean()), 4)}
+            "corpus_face_base_rate": round(float(face.mean()), 4),
+            **appearance_counts(top, kinds, appearances)}
+
+
+def appearance_counts(top: np.ndarray | None, kinds: list[str] | None,
+                      appearances: list[str] | None) -> dict:
+    """Distinct appearances among the frames ``top`` (row indices), the face ones among them,
+    and the face appearances of all rows; None each without ``appearances``."""
+    if top is None or kinds is None or appearances is None:
+        return {"corpus_top100_appearances": None, "corpus_top100_face_appearances": None,
+                "corpus_face_appearances": None}
+    seen = {(appearances[i], kinds[i]) for i in top.tolist()}
+    return {"corpus_top100_appearances": len(seen),
+            "corpus_top100_face_appearances": sum(k == "face" for _, k in seen),
+            "corpus_face_appearances": len({a for a, k in zip(appearances, kinds, strict=True)
+                                            if k == "face"})}
 
 
 def headline(probe, positive: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -367,15 +388,18 @@ def _probe_entry(probe, positive: str, negatives: list[str], part: str,
 
 def report(stack: RBMStack, probe, positive: str,
            frames: np.ndarray | None, *, frame_kinds: list[str] | None = None,
+           frame_appearances: list[str] | None = None,
            tops: dict[str, RunningTopK] | None = None,
            n_filters: int = 1000, protocol: dict | None = None, part: str = "report",
            progress=lambda it, **kw: it) -> dict:
     """The whole ``evaluation.json`` for ``probe`` (a :class:`pipeline.probe.Probe`, already cut
     to ``part``); ``positive`` one of its classes; ``frames`` uint8 training frames for the
     filter baselines and the corpus share (``None``: skipped), ``frame_kinds`` their corpus
-    labels (``None``: no corpus share); ``tops`` the top stage's top frames in ``frames``
-    (:func:`jobs.report.corpus_tops.corpus_tops` with ``k >= TOP_FRAMES``; computed here when
-    needed and not given); ``progress`` wraps an iterable (e.g. tqdm)."""
+    labels (``None``: no corpus share) and ``frame_appearances`` their appearance ids
+    (``pipeline.demo_corpus.frame_appearances``; ``None``: not counted); ``tops`` the top
+    stage's top frames in ``frames`` (:func:`jobs.report.corpus_tops.corpus_tops` with
+    ``k >= TOP_FRAMES``; computed here when needed and not given); ``progress`` wraps an
+    iterable (e.g. tqdm)."""
     from pipeline.demo_corpus import Layout
 
     protocol = protocol or {"n_splits": 20, "n_thresholds": 20, "seed": 0}
@@ -400,7 +424,7 @@ def report(stack: RBMStack, probe, positive: str,
             readout[f"stage{e['stage']}"] = e["linear_readout_balanced_accuracy"]
     best, held = best_neuron(t_h, top, y, protocol, splits)
     best.update(_breakdowns(probe, keep, top_set(t_h, top)[0], y, held, splits, scale))
-    best.update(corpus_share(stack, best, frames, frame_kinds, tops or {}))
+    best.update(corpus_share(stack, best, frames, frame_kinds, tops or {}, frame_appearances))
     baselines = {"always_negative": always_negative(y, splits),
                  **score_sets({k: v[keep] for k, v in base.items() if k != "stage0"}, y,
                               protocol, splits),

@@ -328,4 +328,20 @@ def test_fast_demo_evaluation_scores_the_matched_probe(demo_run):
     best = result["best_neuron"]
     assert abs(best["corpus_face_base_rate"] - 1 / 3) < 0.05
     assert 0 <= best["corpus_top100_face_share"] <= 1
+    assert (best["corpus_top100_face_appearances"] <= best["corpus_top100_appearances"] <= 100
+            and best["corpus_top100_face_appearances"] <= best["corpus_face_appearances"])
+    assert (best["corpus_top100_face_appearances"] > 0) == (best["corpus_top100_face_share"] > 0)
     assert result["verdict"]["text"] in demo_run.continued.stdout
+
+
+def test_appearance_counts_count_each_stretch_of_frames_once():
+    """Top frames from two face stretches and one bare stretch are 3 appearances, 2 of them
+    faces; the corpus holds 3 face stretches (two videos may reuse a placement number)."""
+    from jobs.report.evaluation import appearance_counts
+
+    kinds = ["face"] * 6 + ["none"] * 3 + ["face"] * 3
+    appearances = ["v:p0"] * 3 + ["v:p1"] * 3 + ["v:b6"] * 3 + ["w:p0"] * 3
+    got = appearance_counts(np.array([0, 1, 2, 3, 6, 7]), kinds, appearances)
+    assert got == {"corpus_top100_appearances": 3, "corpus_top100_face_appearances": 2,
+                   "corpus_face_appearances": 3}
+    assert set(appearance_counts(np.array([0]), kinds, None).values()) == {None}

@@ -245,6 +245,19 @@ def test_every_figure_column_names_its_protocol(run):
 
 
 def test_corpus_share_beside_the_headline_units_top_frames(run):
-    text = "<strong>22 %</strong> show a face (base rate: 33 % of all frames)"
+    text = ("<strong>22 %</strong> show a face (base rate: 33 % of all frames); they come from 9 "
+            "distinct appearances (a pasted patch's stretch of frames, or a stretch of bare "
+            "frames), 2 of them faces, of the corpus's 40 face appearances.")
     assert text in _page(run, "index.html") and text in _page(run, "stage1/hidden4.html")
     assert "show a face" not in _page(run, "stage1/unit4.html")
+
+
+def test_corpus_share_of_an_evaluation_without_appearance_counts():
+    """An evaluation.json written before the appearance counts still gives its share."""
+    from jobs.gallery.figures import corpus_share, unit_of
+
+    best = {"stage": 1, "layer": "hidden", "index": 4, "corpus_top100_face_share": 0.5,
+            "corpus_face_base_rate": 0.33}
+    got = corpus_share({"best_neuron": best}, unit_of(best))
+    assert got == {"share": 0.5, "base_rate": 0.33, "appearances": None,
+                   "face_appearances": None, "corpus_face_appearances": None}

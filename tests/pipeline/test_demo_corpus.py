@@ -76,6 +76,15 @@ def test_deterministic_videos_with_every_placement_recorded(tmp_path):
     assert dc.frame_kinds([f"a/{a[0].name}#sha"], [50], root=tmp_path) == [labels[50][0]]
     assert {k for k, _ in labels} == {"face", "non_face", "none"}
     assert dc.frame_kinds([str(tmp_path / "elsewhere.mp4")], [0]) is None
+    # appearances: one id per placement's stretch and per run of bare frames
+    ids = dc.frame_appearances([str(a[0])] * 120, list(range(120)))
+    runs = [t for t in range(120) if t == 0 or labels[t][0] != labels[t - 1][0]
+            or (labels[t][0] != "none" and ids[t] != ids[t - 1])]
+    assert len(set(ids)) == len(runs)  # a new id exactly where a stretch starts
+    assert all((ids[t] == ids[t - 1]) == (t not in runs) for t in range(1, 120))
+    assert {ids[t] for t in range(120) if labels[t][0] != "none"} == {
+        f"{a[0].name}:p{k}" for k in range(len(v["placements"]))}
+    assert dc.frame_appearances([str(tmp_path / "elsewhere.mp4")], [0]) is None
 
 
 def test_paste_gives_any_patch_the_region_mean_and_spread():
