@@ -163,14 +163,16 @@ def corpus_share(evaluation: Any, unit: dict | None) -> dict | None:
     if unit is None or ref is None or ref["key"] != unit["key"] or not is_number(
             best.get("corpus_top100_face_share")):
         return None
-    def number(key: str):
-        return best.get(key) if is_number(best.get(key)) else None
-
     return {"share": best["corpus_top100_face_share"],
-            "base_rate": number("corpus_face_base_rate"),
-            "appearances": number("corpus_top100_appearances"),
-            "face_appearances": number("corpus_top100_face_appearances"),
-            "corpus_face_appearances": number("corpus_face_appearances")}
+            "base_rate": _number(best, "corpus_face_base_rate"),
+            "appearances": _number(best, "corpus_top100_appearances"),
+            "face_appearances": _number(best, "corpus_top100_face_appearances"),
+            "corpus_face_appearances": _number(best, "corpus_face_appearances")}
+
+
+def _number(d: Mapping, key: str) -> float | None:
+    """``d[key]`` when it is a number, else None (absent from an older file, or malformed)."""
+    return d.get(key) if is_number(d.get(key)) else None
 
 
 def verdict(best: Any, baselines: Any) -> dict:
