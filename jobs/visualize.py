@@ -11,7 +11,8 @@ activation variance) and ``--units`` more drawn at random are shown in detail: w
 or their linear projection to pixels (above), the top-k frames of the whole dataset with the
 exciting patch marked (the top stage's from ``RUN/corpus_tops.json`` when ``catneuron evaluate``
 wrote it for this model and dataset; the rest scanned, by Ray actors over the shards when they
-pay), the optimal stimulus (Le et al. 2012,
+pay; frames of one video at least ``--min-gap`` frames apart where the unit's pool of 4 x
+``--top-k`` allows: :mod:`jobs.report.distinct_frames`), the optimal stimulus (Le et al. 2012,
 section 4.3, searched for stage 0 too: its pooled unit L2-pools several hidden fields and is
 contrast-normalised, so it is no monotone function of one ``w . x`` whose optimum would be
 ``w / ||w||``) and, for the ``--invariance`` most selective, invariance curves. Stage 0 also
@@ -28,6 +29,7 @@ from pathlib import Path
 
 from jobs.errors import ArgumentParser, UserError, command, user_errors
 from jobs.gallery import build_gallery
+from jobs.report.distinct_frames import CANDIDATES, DEFAULT_GAP
 from pipeline.storage import is_uri
 
 
@@ -44,6 +46,10 @@ def build_parser() -> ArgumentParser:
                    help="run folder written by 'catneuron train' (a local folder: the pictures "
                         "are written into it; copy an s3:// run down first)")
     p.add_argument("--top-k", type=int, default=9, help="top frames per unit (default 9)")
+    p.add_argument("--min-gap", type=int, default=DEFAULT_GAP, metavar="FRAMES",
+                   help="a unit's top frames of one video at least this many frames apart, "
+                        f"picked from its top {CANDIDATES} x --top-k (0: the plain top-k; "
+                        f"default {DEFAULT_GAP})")
     p.add_argument("--units", type=int, default=4,
                    help="units per stage drawn at random for detail, besides the most "
                         "selective (default 4)")
@@ -100,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run the job; 0 on success, 2 on a usage error (:mod:`jobs.errors`)."""
     args = build_parser().parse_args(argv)
     with user_errors(FileNotFoundError, ValueError):
+        if args.top_k < 1 or args.min_gap < 0:
+            raise ValueError(f"--top-k {args.top_k} --min-gap {args.min_gap}: the top-k must be "
+                             ">= 1 and the gap >= 0")
         check_run(args.run)
         run = Path(args.run)
         root = dataset_root(run, args.data)

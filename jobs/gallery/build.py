@@ -150,6 +150,13 @@ def unit_view(inputs: RunInputs, ref: dict, u: Mapping, figures: Figures, out: P
     }
 
 
+def min_gap(inputs: RunInputs) -> int | None:
+    """How far apart visualize kept a unit's top frames of one video
+    (``visualize/index.json``'s ``top_frames_min_gap``), None when it did not say."""
+    gap = (inputs.vis_index or {}).get("top_frames_min_gap")
+    return gap if is_index(gap) else None
+
+
 def _listed_units(inputs: RunInputs, stage: int) -> list[tuple[dict, Mapping]]:
     """The stage's unit entries with a valid layer and index, each (stage, layer, index) once
     (others noted as refused), with their :func:`jobs.gallery.figures.unit_of`."""
@@ -310,7 +317,7 @@ def build_gallery(run_dir: Path) -> Path:
         for u in st["units"]:
             _render(env, "unit.html", tmp / u["href"], stage=st, unit=u,
                     run=inputs.run_dir.name, css="../gallery.css", home="../index.html",
-                    protocol=figures.protocol)
+                    protocol=figures.protocol, min_gap=min_gap(inputs))
     _render(env, "index.html", tmp / "index.html", ov=overview(inputs, tmp, stages, figures),
             run=inputs.run_dir.name, css="gallery.css", home="index.html",
             protocol=figures.protocol)

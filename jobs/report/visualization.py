@@ -23,6 +23,7 @@ from cluster.scan import RayOnDemand
 from cluster.state_io import read_trained_stack
 from cluster.topk import fetch_frames, shard_row_counts
 from jobs.report import corpus_tops
+from jobs.report.distinct_frames import DEFAULT_GAP, pool_size, spread_out
 from jobs.report.training_curves import write_training_curves
 from jobs.report.unit_images import (
     LAYER,
@@ -56,9 +57,12 @@ class Options:
     ``invariance`` most selective with invariance curves (the mean over their first
     ``INVARIANCE_FRAMES`` top frames); optimal stimuli with ``starts`` random
     starts and ``steps`` ascent steps; ``actors`` top-k actors (0: one per Ray
-    CPU); ``sample_frames`` frames for the activation variance; ``seed`` for every draw."""
+    CPU); ``sample_frames`` frames for the activation variance; ``seed`` for every draw;
+    ``min_gap``: a unit's top frames of one video at least this many frames apart where its
+    pool allows (:mod:`jobs.report.distinct_frames`; 0: the plain top-k)."""
 
     top_k: int = 9
+    min_gap: int = DEFAULT_GAP
     units: int = 4
     selective: int = 8
     invariance: int = 3
@@ -96,6 +100,7 @@ class Visualization:
         self.timings: dict[str, float] = {}
         self.from_evaluate: list[Key] = []  # (stage, layer)s whose top frames came from evaluate
         self.quiet = options.quiet or not sys.stderr.isatty()
+        self.pool = pool_size(options.top_k, options.min_gap)  # frames ranked per unit
 
     def bar(self, total: int, desc: str) -> tqdm:
         """A progress bar on stderr (silent with --quiet or off a terminal)."""
@@ -110,10 +115,12 @@ class Visualization:
         with timed(self.timings, "select units"):
             selection = self.select()
         with timed(self.timings, "top-k scan"):
-            tops = self.scan({key: sel.detailed for key, sel in selection.items()})
+            pools = self.scan({key: sel.detailed for key, sel in selection.items()})
         with timed(self.timings, "read top frames"):
-            ids = np.concatenate([t.ids.numpy().ravel() for t in tops.values()])
+            ids = np.concatenate([t.ids.numpy().ravel() for t in pools.values()])
             frames = fetch_frames(ids, self.shards)
+            tops = {key: spread_out(pool, frames, self.options.top_k, self.options.min_gap)
+                    for key, pool in pools.items()}
         stages = []
         for s in self.stages:
             sels = {layer: sel for (k, layer), sel in selection.items() if k == s}
@@ -124,6 +131,8 @@ class Visualization:
             curves = write_training_curves(self.run, partial)
         index = {"schema": 1, "stages": stages, "curves": curves,
                  "top_frames_from_evaluate": [list(k) for k in self.from_evaluate],
+                 "top_frames_min_gap": self.options.min_gap,
+                 "top_frames_pool": self.pool,
                  "timings_s": {k: round(v, 3) for k, v in self.timings.items()}}
         (partial / "index.json").write_text(json.dumps(index, indent=1))
         replace_folder(partial, self.run / "visualize")
@@ -191,12 +200,13 @@ class Visualization:
         return Selection(selective, detailed, detailed, info, must)
 
     def scan(self, units: dict[Key, list[int]]):
-        """Top-k per listed unit over the whole dataset: from ``catneuron evaluate``'s pass over
-        it when ``RUN/corpus_tops.json`` answers (:mod:`jobs.report.corpus_tops`), the other
-        units by a scan of the dataset (:func:`jobs.unit_scan.scan_layers`: Ray actors, one per CPU
-        unless ``--actors``, when they pay; Ray is started only then)."""
+        """Each listed unit's pool (its top :attr:`pool` frames) over the whole dataset: from
+        ``catneuron evaluate``'s pass over it when ``RUN/corpus_tops.json`` answers
+        (:mod:`jobs.report.corpus_tops`), the other units by a scan of the dataset
+        (:func:`jobs.unit_scan.scan_layers`: Ray actors, one per CPU unless ``--actors``, when
+        they pay; Ray is started only then)."""
         known = corpus_tops.read(self.run, self.shards, shard_row_counts(self.shards),
-                                 self.options.top_k)
+                                 self.pool)
         tops = {key: corpus_tops.select(known[key], idx) for key, idx in units.items()
                 if key in known}
         self.from_evaluate = sorted(tops)
@@ -206,11 +216,11 @@ class Visualization:
         return tops
 
     def scan_dataset(self, units: dict[Key, list[int]]):
-        """Top-k per unit of ``units`` over the whole dataset, by Ray actors."""
+        """Each unit of ``units``'s pool over the whole dataset, by Ray actors."""
         n_frames = FrameReader(self.root, batch_size=1, shards=self.shards).num_rows()
         with self.bar(n_frames, "top-k frames") as bar, RayOnDemand() as ray:
             return scan_layers(str(self.run / "model.pt"), self.shards, units,
-                               self.options.top_k, progress=bar.update,
+                               self.pool, progress=bar.update,
                                n_actors=lambda: ray.actors(self.options.actors))
 
     def stage(self, s: int, sels: dict[str, Selection], tops: dict, frames: dict,

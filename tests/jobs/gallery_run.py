@@ -224,7 +224,8 @@ def write_visualize(run: Path) -> None:
           "reconstruction error")
     index = {"schema": 1, "stages": [{"stage": 0, "file": "stage0.json"},
                                      {"stage": 1, "file": "stage1.json"}],
-             "curves": [{"title": "reconstruction error", "png": "curves/recon_error.png"}]}
+             "curves": [{"title": "reconstruction error", "png": "curves/recon_error.png"}],
+             "top_frames_min_gap": 30, "top_frames_pool": 12}
     (vis / "index.json").write_text(json.dumps(index, indent=1))
 
 

@@ -250,6 +250,8 @@ def test_corpus_share_beside_the_headline_units_top_frames(run):
             "frames), 2 of them faces, of the corpus's 40 face appearances.")
     assert text in _page(run, "index.html") and text in _page(run, "stage1/hidden4.html")
     assert "show a face" not in _page(run, "stage1/unit4.html")
+    assert "frames of one video at least 30 frames apart, near copies last" in _page(
+        run, "stage1/unit4.html")
 
 
 def test_corpus_share_of_an_evaluation_without_appearance_counts():

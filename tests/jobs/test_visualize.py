@@ -53,6 +53,18 @@ def check_paths(folder: Path, doc) -> int:
     return len(pngs(doc))
 
 
+def check_distinct_first(frames: list[dict], gap: int) -> None:
+    """Frames of one video at least ``gap`` apart come first, each part best first, and every
+    frame after them is a near copy of one of them (jobs/report/distinct_frames.py)."""
+    shown = [(t["source"], t["frame_index"]) for t in frames]
+    near = [any(s == s2 and abs(i - i2) < gap for s2, i2 in shown[:j])
+            for j, (s, i) in enumerate(shown)]
+    k = near.index(True) if True in near else len(near)
+    assert all(near[k:]), shown
+    acts = [t["activation"] for t in frames]
+    assert acts[:k] == sorted(acts[:k], reverse=True) and acts[k:] == sorted(acts[k:], reverse=True)
+
+
 ARGS = ["--top-k", "3", "--units", "1", "--selective", "2", "--invariance", "1", "--steps", "3",
         "--quiet"]
 DETAIL = ("weights_png", "top_frames", "optimal_stimulus")
@@ -64,6 +76,7 @@ def test_visualize_writes_the_contract(tiny_run, capsys):
     out = tiny_run / "visualize"
     index = json.loads((out / "index.json").read_text())
     assert index["schema"] == 1 and [s["stage"] for s in index["stages"]] == [0, 1]
+    assert index["top_frames_min_gap"] == 30 and index["top_frames_pool"] == 12
     assert {c["title"] for c in index["curves"]} >= {"reconstruction error", "free-energy gap"}
     n = check_paths(out, index)
     stage0 = json.loads((out / "stage0.json").read_text())
@@ -82,8 +95,7 @@ def test_visualize_writes_the_contract(tiny_run, capsys):
                 assert all(u[k] is None for k in (*DETAIL, "invariance")), u
                 continue
             assert len(u["top_frames"]) == 3
-            acts = [t["activation"] for t in u["top_frames"]]
-            assert acts == sorted(acts, reverse=True)
+            check_distinct_first(u["top_frames"], index["top_frames_min_gap"])
             assert all(t["box"] == u["box"] and t["source"].startswith("video")
                        for t in u["top_frames"])
             assert u["optimal_stimulus"]["n_starts"] == 2
