@@ -11,7 +11,7 @@ activation variance) and ``--units`` more drawn at random are shown in detail: w
 or their linear projection to pixels (above), the top-k frames of the whole dataset with the
 exciting patch marked (the top stage's from ``RUN/corpus_tops.json`` when ``catneuron evaluate``
 wrote it for this model and dataset; the rest scanned, by Ray actors over the shards when they
-pay; frames of one video at least ``--min-gap`` frames apart where the unit's pool of 4 x
+pay; frames of one video at least ``--min-gap`` frames apart where the unit's pool of 10 x
 ``--top-k`` allows: :mod:`jobs.report.distinct_frames`), the optimal stimulus (Le et al. 2012,
 section 4.3, searched for stage 0 too: its pooled unit L2-pools several hidden fields and is
 contrast-normalised, so it is no monotone function of one ``w . x`` whose optimum would be

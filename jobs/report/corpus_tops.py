@@ -30,7 +30,7 @@ from cluster.topk import ROW_BITS
 from models.neurons.topk import RunningTopK
 
 FILE = "corpus_tops.json"
-KEPT = 64  # frames per unit written to the file: visualize's pool (4 x --top-k) up to this
+KEPT = 100  # frames per unit written to the file: visualize's pool (10 x --top-k) up to this
 MAX_UNITS = 8192  # wider layers are left to visualize's own scan
 
 

@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # the command-line parser reads the constants without importi
 
     from models.neurons.topk import RunningTopK
 
-CANDIDATES = 4  # the pool is this many times --top-k
+CANDIDATES = 10  # the pool is this many times --top-k
 DEFAULT_GAP = 30  # frames: about a second of video at 25-30 fps
 
 

@@ -32,4 +32,4 @@ def test_spread_out_reorders_each_units_pool_and_cuts_it_to_top_k():
     assert got.ids.tolist() == [[0, 3, 4], [3, 4, 0]]
     assert got.values.tolist() == [[9.0, 6.0, 5.0], [9.0, 8.0, 7.0]]
     assert spread_out(pool, meta, 3, 0).ids.tolist() == [[0, 1, 2], [3, 4, 0]]
-    assert pool_size(9, 30) == 36 and pool_size(9, 0) == 9
+    assert pool_size(9, 30) == 90 and pool_size(9, 0) == 9

@@ -226,9 +226,11 @@ def test_the_trainings_ranking_of_the_dataset_is_used_not_scanned_again(tmp_path
 
 
 def check_corpus_tops(run: Path) -> None:
-    """``RUN/corpus_tops.json``: every top-stage unit's 32 best frames of the whole dataset,
-    numbered as visualize numbers them, equal to ranking the full up-pass's responses."""
+    """``RUN/corpus_tops.json``: every top-stage unit's best frames of the whole dataset (up to
+    ``KEPT``), numbered as visualize numbers them, equal to ranking the full up-pass's
+    responses."""
     from cluster.state_io import read_trained_stack
+    from jobs.report.corpus_tops import KEPT
     from models.neurons.units import stage_maps
 
     doc = json.loads((run / "corpus_tops.json").read_text())
@@ -236,7 +238,7 @@ def check_corpus_tops(run: Path) -> None:
     assert doc["stage"] == 1 and doc["rows"] == [32, 32] and set(doc["layers"]) == {"pooled"}
     stack, _ = read_trained_stack(run / "model.pt")
     maps = dict(stage_maps(stack, torch.from_numpy(frames)))[1]["pooled"].flatten(1)
-    want = torch.topk(maps.T, 32, dim=1)
+    want = torch.topk(maps.T, min(KEPT, len(frames)), dim=1)
     ids = np.asarray(doc["layers"]["pooled"]["ids"])
     rows = (ids >> 32) * 32 + (ids & 0xFFFFFFFF)  # 32 frames a shard
     torch.testing.assert_close(torch.tensor(doc["layers"]["pooled"]["values"]), want.values)

@@ -76,7 +76,7 @@ def test_visualize_writes_the_contract(tiny_run, capsys):
     out = tiny_run / "visualize"
     index = json.loads((out / "index.json").read_text())
     assert index["schema"] == 1 and [s["stage"] for s in index["stages"]] == [0, 1]
-    assert index["top_frames_min_gap"] == 30 and index["top_frames_pool"] == 12
+    assert index["top_frames_min_gap"] == 30 and index["top_frames_pool"] == 30
     assert {c["title"] for c in index["curves"]} >= {"reconstruction error", "free-energy gap"}
     n = check_paths(out, index)
     stage0 = json.loads((out / "stage0.json").read_text())
