@@ -32,7 +32,7 @@ from models.neurons.topk import RunningTopK
 from models.neurons.units import stage_outputs
 from pipeline import storage
 from pipeline.reader import FrameReader, read_frames
-from pipeline.records import shard_rows
+from pipeline.records import shard_records, shard_rows
 from pipeline.shards import read_manifest
 
 Units = dict[int, list[int]]  # stage -> flat indices of its pooled units
@@ -291,12 +291,23 @@ def scan_in_process(model_path: str, shards: list[str], units: dict, k: int, *,
 def fetch_frames(ids: np.ndarray, shards: list[str]) -> dict[int, tuple[np.ndarray, dict]]:
     """frame id -> (uint8 frame (C, H, W), {"source", "frame_index", "shard", "row"}), reading
     each shard once."""
-    by_shard: dict[int, list[int]] = {}
-    for fid in {int(i) for i in np.asarray(ids).ravel()}:
-        by_shard.setdefault(fid >> ROW_BITS, []).append(fid & ((1 << ROW_BITS) - 1))
     out: dict[int, tuple[np.ndarray, dict]] = {}
-    for s, rows in by_shard.items():
+    for s, rows in _by_shard(ids).items():
         frames, info = shard_rows(shards[s], rows)
         for row, frame, meta in zip(rows, frames, info, strict=True):
             out[(s << ROW_BITS) | row] = (frame, {**meta, "shard": shards[s], "row": row})
     return out
+
+
+def fetch_records(ids: np.ndarray, shards: list[str]) -> dict[int, dict]:
+    """frame id -> {"source", "frame_index"}, without reading any pixels."""
+    return {(s << ROW_BITS) | row: meta for s, rows in _by_shard(ids).items()
+            for row, meta in zip(rows, shard_records(shards[s], rows), strict=True)}
+
+
+def _by_shard(ids: np.ndarray) -> dict[int, list[int]]:
+    """Shard index -> the rows of ``ids`` (``shard << ROW_BITS | row``) in it, each once."""
+    by_shard: dict[int, list[int]] = {}
+    for fid in {int(i) for i in np.asarray(ids).ravel()}:
+        by_shard.setdefault(fid >> ROW_BITS, []).append(fid & ((1 << ROW_BITS) - 1))
+    return by_shard

@@ -16,8 +16,12 @@ def shard_rows(path: str | os.PathLike, rows: Sequence[int]) -> tuple[np.ndarray
     for each."""
     path = str(path)
     frames = read_frames(os.path.dirname(path), shards=[path])[list(rows)]
-    table = pq.read_table(path, columns=["source", "frame_index"]).take(list(rows))
-    info = [{"source": s, "frame_index": int(i)}
+    return frames, shard_records(path, rows)
+
+
+def shard_records(path: str | os.PathLike, rows: Sequence[int]) -> list[dict]:
+    """``{"source", "frame_index"}`` of ``rows`` of one shard, read without the pixels."""
+    table = pq.read_table(str(path), columns=["source", "frame_index"]).take(list(rows))
+    return [{"source": s, "frame_index": int(i)}
             for s, i in zip(table.column("source").to_pylist(),
                             table.column("frame_index").to_pylist(), strict=True)]
-    return frames, info

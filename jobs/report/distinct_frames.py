@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the command-line parser reads the constants without importing torch
-    import numpy as np
     from torch import Tensor
 
     from models.neurons.topk import RunningTopK
@@ -58,16 +57,15 @@ class Picked:
     ids: Tensor
 
 
-def spread_out(top: RunningTopK, meta: Mapping[int, tuple[np.ndarray, dict]], top_k: int,
-               gap: int) -> Picked:
+def spread_out(top: RunningTopK, records: Mapping[int, dict], top_k: int, gap: int) -> Picked:
     """``top``'s pool (U, m) reordered per unit by :func:`distinct_order` and cut to
-    ``top_k``; ``meta``: frame id -> (frame, {"source", "frame_index", ...})
-    (``cluster.topk.fetch_frames``)."""
+    ``top_k``; ``records``: frame id -> {"source", "frame_index", ...}
+    (``cluster.topk.fetch_records``)."""
     import torch
 
     values, ids = [], []
     for v, i in zip(top.values, top.ids, strict=True):
-        sightings = [(str(meta[f][1]["source"]), int(meta[f][1]["frame_index"]))
+        sightings = [(str(records[f]["source"]), int(records[f]["frame_index"]))
                      for f in i.tolist()]
         order = torch.as_tensor(distinct_order(sightings, gap)[:top_k], dtype=torch.long)
         values.append(v[order])

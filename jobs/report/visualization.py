@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from cluster.scan import RayOnDemand
 from cluster.state_io import read_trained_stack
-from cluster.topk import fetch_frames, shard_row_counts
+from cluster.topk import fetch_frames, fetch_records, shard_row_counts
 from jobs.report import corpus_tops
 from jobs.report.distinct_frames import DEFAULT_GAP, pool_size, spread_out
 from jobs.report.training_curves import write_training_curves
@@ -118,9 +118,11 @@ class Visualization:
             pools = self.scan({key: sel.detailed for key, sel in selection.items()})
         with timed(self.timings, "read top frames"):
             ids = np.concatenate([t.ids.numpy().ravel() for t in pools.values()])
-            frames = fetch_frames(ids, self.shards)
-            tops = {key: spread_out(pool, frames, self.options.top_k, self.options.min_gap)
+            records = fetch_records(ids, self.shards)  # (source, frame index): no pixels
+            tops = {key: spread_out(pool, records, self.options.top_k, self.options.min_gap)
                     for key, pool in pools.items()}
+            frames = fetch_frames(np.concatenate([t.ids.numpy().ravel() for t in tops.values()]),
+                                  self.shards)
         stages = []
         for s in self.stages:
             sels = {layer: sel for (k, layer), sel in selection.items() if k == s}

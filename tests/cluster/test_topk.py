@@ -123,3 +123,18 @@ def test_chunks_group_consecutive_shards():
 
 def where_first(ids: torch.Tensor, fid: int) -> int:
     return int((ids == fid).nonzero()[0, 0])
+
+
+def test_fetch_records_equals_fetch_frames_metadata_without_pixels(tmp_path):
+    """Visualize ranks a pool of frames by their records, then reads the pixels of the picked."""
+    from cluster.topk import ROW_BITS, fetch_records
+
+    shards = list_shards(make_dataset(tmp_path / "data", n_videos=2, frames_per_video=30,
+                                      shard_rows=16))
+    ids = np.array([(s << ROW_BITS) | r for s in range(len(shards)) for r in (0, 3)] + [3])
+    records = fetch_records(ids, shards)
+    frames = fetch_frames(ids, shards)
+    assert records.keys() == frames.keys() and len(records) == 2 * len(shards)
+    for fid, record in records.items():
+        assert record == {k: frames[fid][1][k] for k in ("source", "frame_index")}
+    assert records[(1 << ROW_BITS) | 3] == {"source": "video0", "frame_index": 19}

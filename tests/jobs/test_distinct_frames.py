@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from jobs.report.distinct_frames import distinct_order, pool_size, spread_out
@@ -23,7 +22,7 @@ def test_a_near_copy_is_judged_against_kept_frames_only():
 
 
 def test_spread_out_reorders_each_units_pool_and_cuts_it_to_top_k():
-    meta = {i: (np.zeros((1, 2, 2), np.uint8), {"source": src, "frame_index": t})
+    meta = {i: {"source": src, "frame_index": t}
             for i, (src, t) in enumerate([("v", 0), ("v", 1), ("v", 2), ("w", 0), ("v", 50)])}
     pool = RunningTopK(2, 5)
     pool.merge(torch.tensor([[9.0, 8, 7, 6, 5], [9.0, 8, 7, 6, 5]]),
