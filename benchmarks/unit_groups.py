@@ -32,15 +32,24 @@ from pathlib import Path
 
 import numpy as np
 
+from cluster.topk import shard_row_counts
 from jobs.evaluate import load_probe, load_run
-from jobs.report.evaluation import headline, unit_tables
-from models.neurons.selectivity import best_unit_score, stratified_halves
+from jobs.report import corpus_tops
+from jobs.report.evaluation import headline, score_sets, unit_tables
+from models.neurons.selectivity import stratified_halves
+from pipeline.reader import list_shards
+
+PROTOCOL = {"n_splits": 20, "n_thresholds": 20, "seed": 0}  # catneuron evaluate's defaults
 
 
-def top_sets(run: Path) -> list[set[int]]:
-    """Each top-stage pooled unit's top 100 corpus frame ids (``RUN/corpus_tops.json``)."""
-    doc = json.loads((run / "corpus_tops.json").read_text())
-    return [set(ids[:100]) for ids in doc["layers"]["pooled"]["ids"]]
+def top_sets(run: Path, data: str, stage: int) -> list[set[int]]:
+    """Each pooled unit of ``stage``: its top 100 corpus frame ids, from ``RUN/corpus_tops.json``
+    read as visualize reads it (:func:`jobs.report.corpus_tops.read`: refused when stale)."""
+    shards = list_shards(data)
+    top = corpus_tops.read(run, shards, shard_row_counts(shards), 100).get((stage, "pooled"))
+    if top is None:
+        raise SystemExit(f"{run}: no current corpus_tops.json of stage {stage}'s pooled units")
+    return [set(ids) for ids in top.ids[:, :100].tolist()]
 
 
 def groups(sets: list[set[int]], tau: float) -> list[list[int]]:
@@ -51,10 +60,8 @@ def groups(sets: list[set[int]], tau: float) -> list[list[int]]:
 
 def score(values: np.ndarray, y: np.ndarray, splits) -> dict:
     """Held-out balanced accuracy, AUC and polarity of the best of ``values``' columns."""
-    s = best_unit_score(values, y, splits=splits)["score"]
-    return {"index": s["index"], "polarity": s["polarity"],
-            "heldout_balanced_accuracy": round(s["heldout_balanced_accuracy"], 4),
-            "heldout_auc": round(s["heldout_auc"], 4)}
+    s = score_sets({"units": values}, y, PROTOCOL, splits)["units"]
+    return {k: s[k] for k in ("index", "polarity", "heldout_balanced_accuracy", "heldout_auc")}
 
 
 POOLS = {"mean": lambda z: z.mean(1), "max": lambda z: z.max(1),
@@ -69,9 +76,9 @@ def measure(run: Path, part: str, taus: list[float], pool: str, singles: bool) -
     top = stack.n_layers - 1
     r = unit_tables(stack, probe.images, stages=(top,))[f"{top}/pooled"][keep]
     groups_of_images = None if probe.groups is None else probe.groups[keep]
-    splits = stratified_halves(y, 20, 0, groups_of_images)
+    splits = stratified_halves(y, PROTOCOL["n_splits"], PROTOCOL["seed"], groups_of_images)
     z = r / r.std(0, keepdims=True).clip(1e-12)
-    sets = top_sets(run)
+    sets = top_sets(run, cfg.data.path, top)
     out = {"run": str(run), "part": part, "pool": pool, "with_singles": singles,
            "single": score(r, y, splits),
            "groups": {}}

@@ -311,13 +311,14 @@ def build_gallery(run_dir: Path) -> Path:
     env = environment()
     figures = Figures.of(inputs)
     stages = [stage_view(inputs, k, tmp, figures) for k in sorted(inputs.stages)]
+    gap = min_gap(inputs)
     for st in stages:
         _render(env, "stage.html", tmp / st["href"], stage=st, run=inputs.run_dir.name,
                 css="gallery.css", home="index.html", protocol=figures.protocol)
         for u in st["units"]:
             _render(env, "unit.html", tmp / u["href"], stage=st, unit=u,
                     run=inputs.run_dir.name, css="../gallery.css", home="../index.html",
-                    protocol=figures.protocol, min_gap=min_gap(inputs))
+                    protocol=figures.protocol, min_gap=gap)
     _render(env, "index.html", tmp / "index.html", ov=overview(inputs, tmp, stages, figures),
             run=inputs.run_dir.name, css="gallery.css", home="index.html",
             protocol=figures.protocol)

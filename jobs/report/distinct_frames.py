@@ -2,11 +2,11 @@
 
 A unit's highest responses in a video dataset are often a run of neighbouring frames of one shot:
 near copies that show one sighting many times and hide what else drives the unit. ``catneuron
-visualize`` therefore ranks a pool of ``CANDIDATES x top_k`` frames per unit and moves each frame
-that lies within ``gap`` frames of a better one of the same video behind the others:
+visualize`` therefore ranks a pool of ``CANDIDATES x top_k`` frames per unit, best first, and
+keeps a frame in front unless it lies within ``gap`` frames of a better frame of the same video
+that was itself kept in front:
 
-    order = [frames no better frame of their video is within `gap` of, best first]
-            + [the rest, best first]
+    order = [the frames kept in front, best first] + [the rest, best first]
 
 and keeps the first ``top_k``. The result is a reordering of the pool, so every unit still
 shows ``top_k`` frames (near copies fill in when the pool holds fewer distinct ones), and
