@@ -11,6 +11,8 @@ average (the machine may be shared).
         --data /tmp/face/data --out /tmp/face/runs/demo --seeds 0 1 2
     python benchmarks/face_demo.py --run runs/demo/train --reuse --name demo_seed0  # the demo's
     python benchmarks/face_demo.py --run RUN --part tune --name NAME  # while choosing a setting
+    python benchmarks/face_demo.py --out OUT --seeds 0 1 2 --no-train --choose-on tune --name N
+        # the units chosen on the tuning part, scored on the reporting part (one fixed split)
 """
 
 from __future__ import annotations
@@ -49,18 +51,23 @@ def logged_train_s(run: Path) -> float:
 
 
 def record(run: Path, seed: int, extra: list[str], timing: dict, reuse: bool = False,
-           part: str = "report") -> dict:
+           part: str = "report", choose_on: str | None = None) -> dict:
     """One seed's record: the run's resolved config, timing, probe, verdict, best top unit,
     baselines and reference. ``part``: the probe part scored (``tune`` while choosing a
-    setting, ``report`` for the figures). ``reuse``: take the run's ``evaluation.json`` when it
-    is newer than its ``model.pt`` and scored ``part`` (e.g. written by ``catneuron demo``)
-    instead of evaluating again."""
+    setting, ``report`` for the figures); ``choose_on``: instead, units chosen on that part and
+    scored on the others (``catneuron evaluate --choose-on``). ``reuse``: take the run's
+    ``evaluation.json`` when it is newer than its ``model.pt`` and scored the same way (e.g.
+    written by ``catneuron demo``) instead of evaluating again."""
     t0 = time.perf_counter()
     ev_path = run / "evaluation.json"
-    fresh = (ev_path.is_file() and ev_path.stat().st_mtime > (run / "model.pt").stat().st_mtime
-             and json.loads(ev_path.read_text())["probe"].get("part") == part)
+    how = ["--choose-on", choose_on] if choose_on else ["--part", part]
+    fresh = False
+    if ev_path.is_file() and ev_path.stat().st_mtime > (run / "model.pt").stat().st_mtime:
+        old = json.loads(ev_path.read_text())
+        fresh = (old["protocol"].get("choose_on") == choose_on
+                 and (choose_on is not None or old["probe"].get("part") == part))
     if not (reuse and fresh):
-        subprocess.run([sys.executable, "-m", "jobs.evaluate", "--run", str(run), "--part", part,
+        subprocess.run([sys.executable, "-m", "jobs.evaluate", "--run", str(run), *how,
                         "--quiet"], check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
     ev = json.loads(ev_path.read_text())
     best_base = max(ev["baselines"].items(), key=lambda kv: kv[1]["heldout_balanced_accuracy"])
@@ -156,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="with --run: use its evaluation.json if newer than model.pt")
     p.add_argument("--part", choices=("tune", "report"), default="report",
                    help="probe part scored: 'tune' while choosing a setting [report]")
+    p.add_argument("--choose-on", choices=("tune",),
+                   help="instead of --part: units chosen on this part, scored on the others")
     p.add_argument("--table", nargs="+", metavar="NAME",
                    help="print the Markdown table of these result files and exit")
     a, extra = p.parse_known_args(argv)
@@ -166,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         seed = int(re.search(r"^seed\s*=\s*(\d+)", (a.run / "config.toml").read_text(),
                              re.M).group(1))
         report(a.name, record(a.run, seed, [], {"train_logged_s": logged_train_s(a.run)},
-                              a.reuse, a.part))
+                              a.reuse, a.part, a.choose_on))
         return 0
     if not (a.config and a.data and a.out):
         p.error("give --run RUN, or --config, --data and --out")
@@ -174,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
         run = a.out / f"seed{seed}"
         timing = ({"train_logged_s": logged_train_s(run)} if a.no_train
                   else train(a.config, a.data, run, seed, extra))
-        report(f"{a.name}_seed{seed}", record(run, seed, extra, timing, part=a.part))
+        report(f"{a.name}_seed{seed}", record(run, seed, extra, timing, part=a.part,
+                                              choose_on=a.choose_on))
     return 0
 
 

@@ -4,6 +4,7 @@ Examples::
 
     catneuron evaluate --run runs/demo/train                     # built-in probe, class "faces"
     catneuron evaluate --run runs/demo/train --part tune         # its tuning part (faces 50-74)
+    catneuron evaluate --run runs/demo/train --choose-on tune    # chosen on 50-74, scored on 75-99
     catneuron evaluate --run runs/demo/train --probe probes/cats --positive cats
     catneuron evaluate --run s3://bucket/runs/demo                # a run in an object store
 
@@ -38,10 +39,14 @@ def build_parser() -> ArgumentParser:
                                    "[default: the built-in matched-twin probe: faces, "
                                    "non_faces (their twins), backgrounds]")
     p.add_argument("--positive", help="class whose detector is sought [default: faces]")
-    p.add_argument("--part", choices=("report", "tune", "all"), default="report",
+    p.add_argument("--part", choices=("report", "tune", "all"),
                    help="probe part scored: settings are chosen on 'tune' (built-in probe: "
                         "faces 50-74 and their twins), results reported on 'report' (75-99) "
                         "[report]; a folder probe is all 'report'")
+    p.add_argument("--choose-on", choices=("tune",),
+                   help="choose each unit, polarity and threshold on this part of the built-in "
+                        "probe and score them on the rest (one fixed split of other identities) "
+                        "instead of --splits random halves of --part")
     p.add_argument("--filters", type=int, default=1000,
                    help="linear filters drawn from training frames for that baseline [1000]")
     p.add_argument("--splits", type=int, default=20, help="held-out random splits [20]")
@@ -162,8 +167,15 @@ def evaluate(args) -> dict:
     from jobs.report import corpus_tops as ct
     from jobs.report.evaluation import TOP_FRAMES, report
 
+    if args.choose_on is not None and args.part not in (None, "all"):
+        raise UsageError("--choose-on scores the probe's other parts: leave out --part")
+    part = args.part or ("all" if args.choose_on else "report")
     cfg, stack = load_run(args.run)
-    probe = load_probe(args, cfg).part(args.part)
+    probe = load_probe(args, cfg).part(part)
+    if args.choose_on is not None and (probe.parts is None
+                                       or not (probe.parts == args.choose_on).any()):
+        raise UsageError(f"--choose-on {args.choose_on} needs a probe with that part (the "
+                         "built-in probe)")
     positive = args.positive or "faces"
     if positive not in probe.classes:
         raise UsageError(f"class {positive!r} is not in the probe (classes: "
@@ -182,7 +194,7 @@ def evaluate(args) -> dict:
     try:
         result = report(stack, probe, positive, frames, frame_kinds=kinds,
                         frame_appearances=appearances, tops=tops,
-                        n_filters=args.filters, part=args.part,
+                        n_filters=args.filters, part=part, choose_on=args.choose_on,
                         protocol={"n_splits": args.splits, "n_thresholds": 20,
                                   "seed": args.seed},
                         progress=lambda it, **kw: tqdm(it, disable=quiet, **kw))

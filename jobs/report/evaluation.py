@@ -44,7 +44,7 @@ from models.neurons.image_stats import (
     confound_balanced_accuracy,
     image_statistics,
 )
-from models.neurons.selectivity import best_unit_score, stratified_halves
+from models.neurons.selectivity import best_unit_score, fixed_split, stratified_halves
 from models.neurons.template import template_responses
 from models.neurons.topk import RunningTopK
 from models.neurons.units import LAYERS, NORMALISED, stage_maps
@@ -364,12 +364,23 @@ def headline(probe, positive: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
     return keep, (probe.labels[keep] == pos).astype(np.int64), negatives
 
 
+def held_out_splits(y: np.ndarray, protocol: dict, groups: np.ndarray | None,
+                    choose: np.ndarray | None) -> list:
+    """The (choose, test) index pairs: the one fixed division ``choose`` (N,) bool when given,
+    else ``protocol["n_splits"]`` random halves keeping each of ``groups`` on one side."""
+    if choose is not None:
+        return fixed_split(choose)
+    return stratified_halves(y, protocol["n_splits"], protocol["seed"], groups)
+
+
 def one_vs_rest(tables: dict[str, np.ndarray], base: dict[str, np.ndarray], y: np.ndarray,
-                top: int, protocol: dict, groups: np.ndarray | None) -> dict:
+                top: int, protocol: dict, groups: np.ndarray | None,
+                choose: np.ndarray | None = None) -> dict:
     """``best_neuron`` and ``baselines`` for labels ``y`` (1 = the class, every image); a
     baseline of more than ``PER_CLASS_MAX_UNITS`` units is scored for the headline class
-    only (a tied stage 0 has tens of thousands)."""
-    splits = stratified_halves(y, protocol["n_splits"], protocol["seed"], groups)
+    only (a tied stage 0 has tens of thousands). ``choose``: :func:`held_out_splits`'."""
+    splits = held_out_splits(y, protocol, groups, choose)
+    protocol = protocol if choose is None else {**protocol, "groups": groups}
     small = {k: v for k, v in base.items() if v.shape[1] <= PER_CLASS_MAX_UNITS}
     baselines = {"always_negative": always_negative(y, splits),
                  **score_sets(small, y, protocol, splits)}
@@ -391,7 +402,7 @@ def report(stack: RBMStack, probe, positive: str,
            frame_appearances: list[str] | None = None,
            tops: dict[str, RunningTopK] | None = None,
            n_filters: int = 1000, protocol: dict | None = None, part: str = "report",
-           progress=lambda it, **kw: it) -> dict:
+           choose_on: str | None = None, progress=lambda it, **kw: it) -> dict:
     """The whole ``evaluation.json`` for ``probe`` (a :class:`pipeline.probe.Probe`, already cut
     to ``part``); ``positive`` one of its classes; ``frames`` uint8 training frames for the
     filter baselines and the corpus share (``None``: skipped), ``frame_kinds`` their corpus
@@ -399,10 +410,18 @@ def report(stack: RBMStack, probe, positive: str,
     (``pipeline.demo_corpus.frame_appearances``; ``None``: not counted); ``tops`` the top
     stage's top frames in ``frames`` (:func:`jobs.report.corpus_tops.corpus_tops` with
     ``k >= TOP_FRAMES``; computed here when needed and not given); ``progress`` wraps an
-    iterable (e.g. tqdm)."""
+    iterable (e.g. tqdm). ``choose_on``: a part of the probe (e.g. ``"tune"``; the probe then
+    holds every part) on which each unit, polarity and threshold are chosen, measured on the
+    rest: one fixed split instead of ``protocol["n_splits"]`` random halves."""
     from pipeline.demo_corpus import Layout
 
     protocol = protocol or {"n_splits": 20, "n_thresholds": 20, "seed": 0}
+    choose = None
+    if choose_on is not None:
+        if probe.parts is None or not np.isin(choose_on, probe.parts):
+            raise ValueError(f"the probe has no {choose_on!r} part to choose on")
+        choose = probe.parts == choose_on
+        protocol = {**protocol, "n_splits": 1}
     top, scale = stack.n_layers - 1, Layout().scale
     if tops is None and frames is not None and frame_kinds is not None:
         tops = corpus_tops(stack, frames, top, TOP_FRAMES)
@@ -410,9 +429,10 @@ def report(stack: RBMStack, probe, positive: str,
     base = baseline_tables(stack, probe.images, frames, n_filters, protocol["seed"], tables)
     keep, y, negatives = headline(probe, positive)
     groups = None if probe.groups is None else probe.groups[keep]
-    splits = stratified_halves(y, protocol["n_splits"], protocol["seed"], groups)
+    splits = held_out_splits(y, protocol, groups, None if choose is None else choose[keep])
+    scoring = protocol if choose is None else {**protocol, "groups": groups}  # one split: bootstrap
     t_h = {k: v[keep] for k, v in tables.items()}
-    stages = [stage_entry(name, v, y, protocol, splits)
+    stages = [stage_entry(name, v, y, scoring, splits)
               for name, v in progress(t_h.items(), desc="units", total=len(t_h))]
     readout = {"pixels": linear_readout(base["best_pixel"][keep], y, protocol["seed"], groups)}
     for e in progress(stages, desc="read-out"):
@@ -422,25 +442,25 @@ def report(stack: RBMStack, probe, positive: str,
                                                      v, y, protocol["seed"], groups)))
         if e["layer"] == "pooled":
             readout[f"stage{e['stage']}"] = e["linear_readout_balanced_accuracy"]
-    best, held = best_neuron(t_h, top, y, protocol, splits)
+    best, held = best_neuron(t_h, top, y, scoring, splits)
     best.update(_breakdowns(probe, keep, top_set(t_h, top)[0], y, held, splits, scale))
     best.update(corpus_share(stack, best, frames, frame_kinds, tops or {}, frame_appearances))
     baselines = {"always_negative": always_negative(y, splits),
                  **score_sets({k: v[keep] for k, v in base.items() if k != "stage0"}, y,
-                              protocol, splits),
-                 "stage0": stage0_score(stages, base["stage0"][keep], y, protocol, splits)}
+                              scoring, splits),
+                 "stage0": stage0_score(stages, base["stage0"][keep], y, scoring, splits)}
     reference = {"mean_face_template": None}
     if positive == "faces":
         ref = mean_face_template(probe.images[keep], scale)
-        reference = score_sets({"mean_face_template": ref}, y, protocol, splits)
+        reference = score_sets({"mean_face_template": ref}, y, scoring, splits)
     confound = confound_balanced_accuracy(probe.images[keep], y, groups, protocol["seed"])
     ys = {c: (probe.labels == i).astype(np.int64) for i, c in enumerate(probe.classes)}
-    per_class = {c: one_vs_rest(tables, base, yc, top, protocol, probe.groups)
+    per_class = {c: one_vs_rest(tables, base, yc, top, protocol, probe.groups, choose)
                  for c, yc in progress(ys.items(), desc="classes", total=len(ys))}
     return {
         "schema": 1,
         "probe": _probe_entry(probe, positive, negatives, part, confound),
-        "protocol": protocol,
+        "protocol": protocol if choose_on is None else {**protocol, "choose_on": choose_on},
         "verdict": verdict(best, baselines, _maybe_round(confound), positive),
         "best_neuron": best,
         "baselines": baselines,

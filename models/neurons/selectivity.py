@@ -19,7 +19,7 @@ balanced accuracy
 with polarity (by AUC), threshold (by BA, among the rank cut points) and, for a set of units, the
 unit (by BA) chosen on one half of the probe and measured on the other, over ``n_splits``
 random splits (mean and std). The halves are stratified by class and keep each group (e.g. a
-face and its matched twin) on one side.
+face and its matched twin) on one side; or one fixed division (:func:`fixed_split`).
 
 ROC AUC is the Mann-Whitney statistic ``P(x_pos > x_neg) + P(x_pos = x_neg) / 2`` (ties count a
 half, as in ``sklearn.metrics.roc_auc_score``).
@@ -182,6 +182,41 @@ def stratified_halves(labels, n_splits: int, seed: int = 0,
     return splits
 
 
+def fixed_split(choose) -> list[tuple[Tensor, Tensor]]:
+    """The one (choose, test) pair of a fixed division of the probe: the images where
+    ``choose`` (N,) bool is True choose the unit, polarity and threshold, the others measure
+    them (e.g. a probe's tuning part against its reporting part: other identities, fixed in
+    advance, rather than random halves of one part)."""
+    c = torch.as_tensor(choose).reshape(-1).to(torch.bool)
+    return [(torch.nonzero(c)[:, 0], torch.nonzero(~c)[:, 0])]
+
+
+def group_bootstrap_std(x: Tensor, y: Tensor, groups, polarity: int, threshold: float,
+                        n_boot: int = 1000, seed: int = 0) -> float:
+    """Std of one fixed classifier's balanced accuracy (``x >= threshold`` for polarity +1,
+    ``x <= threshold`` for -1) over ``n_boot`` resamples of ``groups`` with replacement, a
+    group's images together: the sampling spread of a figure measured once, on one test set
+    (:func:`fixed_split`). ``x`` (N,), ``y`` (N,) bool, ``groups`` (N,) ids; resamples that
+    lack a class are skipped."""
+    pred = x >= threshold if polarity > 0 else x <= threshold
+    right = pred == y
+    _, g = torch.unique(torch.as_tensor(groups).reshape(-1), return_inverse=True)
+    n_g = int(g.max()) + 1
+
+    def per_group(mask: Tensor) -> Tensor:  # (G,) images of each group where ``mask``
+        return torch.zeros(n_g, dtype=torch.float64).index_add_(0, g, mask.double())
+
+    pos, neg, tp, tn = per_group(y), per_group(~y), per_group(y & right), per_group(~y & right)
+    gen = torch.Generator().manual_seed(seed)
+    draws = torch.randint(n_g, (n_boot, n_g), generator=gen)
+    counts = torch.zeros(n_boot, n_g, dtype=torch.float64).scatter_add_(
+        1, draws, torch.ones(n_boot, n_g, dtype=torch.float64))  # (B, G) times drawn
+    p, n = counts @ pos, counts @ neg
+    ok = (p > 0) & (n > 0)
+    ba = 0.5 * ((counts @ tp)[ok] / p[ok] + (counts @ tn)[ok] / n[ok])
+    return float(ba.std(correction=0))
+
+
 @dataclass(frozen=True)
 class HeldOut:
     """Held-out scores. Per unit (``(U,)`` means over splits): ``unit_*``. For the set of units
@@ -269,7 +304,9 @@ def heldout_scores(values, labels, n_splits: int = 20, n_thresholds: int = 20,
     choosing half's rank cut point of best balanced accuracy) are scored on the test half; the
     set-level choice takes the unit with the best choosing-half balanced accuracy (the first of
     equal ones). The test half is never read before the choice. ``splits`` (choose, test) index
-    pairs replace the :func:`stratified_halves` of ``(labels, n_splits, seed, groups)``.
+    pairs replace the :func:`stratified_halves` of ``(labels, n_splits, seed, groups)``; with
+    one split and ``groups``, the set-level std is the chosen unit's spread over resamples of
+    the test half's groups (:func:`group_bootstrap_std`), which one split cannot show.
     """
     x = _as_float(values)
     y = _as_labels(labels, x.shape[0])
@@ -278,6 +315,13 @@ def heldout_scores(values, labels, n_splits: int = 20, n_thresholds: int = 20,
     stack = _all_split_scores(x.T.contiguous(), y, splits, n_thresholds)  # (S, U) each
     idx = stack["choose_balanced_accuracy"].argmax(1)  # (S,) the set-level choice
     at = {k: v.gather(1, idx[:, None])[:, 0] for k, v in stack.items()}  # (S,)
+    best_std = float(at["balanced_accuracy"].std(correction=0))
+    if len(splits) == 1 and groups is not None:
+        test = splits[0][1]
+        best_std = group_bootstrap_std(x[test, idx[0]], y[test],
+                                       torch.as_tensor(groups).reshape(-1)[test],
+                                       int(at["polarity"][0]), float(at["threshold"][0]),
+                                       seed=seed)
     return HeldOut(
         unit_accuracy=stack["accuracy"].mean(0),
         unit_balanced_accuracy=stack["balanced_accuracy"].mean(0),
@@ -286,7 +330,7 @@ def heldout_scores(values, labels, n_splits: int = 20, n_thresholds: int = 20,
         chosen=idx,
         best_accuracy=float(at["accuracy"].mean()),
         best_balanced_accuracy=float(at["balanced_accuracy"].mean()),
-        best_balanced_accuracy_std=float(at["balanced_accuracy"].std(correction=0)),
+        best_balanced_accuracy_std=best_std,
         best_auc=float(at["auc"].mean()),
         best_polarity=at["polarity"].long(),
         best_threshold=at["threshold"].double(),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -121,6 +122,40 @@ def test_builtin_probe_writes_the_contract(tmp_path, capsys):
                  "--part", "tune"]) == 0
     tuned = json.loads((run / "evaluation.json").read_text())
     assert tuned["probe"]["part"] == "tune" and tuned["probe"]["classes"] == BUILTIN
+
+
+def test_choose_on_tune_chooses_on_the_tuning_part_and_scores_the_reporting_part(tmp_path,
+                                                                                 capsys):
+    """One fixed split of the whole built-in probe: the headline is the top-stage unit, polarity
+    and threshold chosen on the tuning part's images, measured on the reporting part's, with
+    the bootstrap spread over its identities."""
+    from jobs.evaluate import load_probe, load_run
+    from jobs.report.evaluation import headline, top_set, unit_tables
+    from models.neurons.selectivity import fixed_split, heldout_scores
+
+    run = _run_folder(tmp_path, KINDS)
+    assert main(["--run", str(run), "--filters", "50", "--choose-on", "tune", "--quiet"]) == 0
+    result = json.loads((run / "evaluation.json").read_text())
+    assert result["protocol"] == {"n_splits": 1, "n_thresholds": 20, "seed": 0,
+                                  "choose_on": "tune"}
+    assert result["probe"]["part"] == "all"
+    check_contract(result, {k: 2 * n for k, n in BUILTIN.items()}, 2,
+                   (("pooled",), ("pooled",)), competitive_top=True)
+    cfg, stack = load_run(run)
+    probe = load_probe(argparse.Namespace(probe=None), cfg)
+    keep, y, _ = headline(probe, "faces")
+    values = top_set(unit_tables(stack, probe.images, stages=(1,)), 1)[0][keep]
+    held = heldout_scores(values, y, splits=fixed_split(probe.parts[keep] == "tune"),
+                          groups=probe.groups[keep])
+    best = result["best_neuron"]
+    assert best["index"] == int(held.chosen[0])
+    assert best["heldout_balanced_accuracy"] == round(held.best_balanced_accuracy, 4)
+    assert best["heldout_balanced_accuracy_std"] == round(held.best_balanced_accuracy_std, 4) > 0
+    assert sum(b["n_images"] for b in best["by_size"].values()) == 400  # both parts binned
+    capsys.readouterr()
+    assert main(["--run", str(run), "--choose-on", "tune", "--part", "report"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--part" in err
 
 
 def test_tied_and_competitive_stages_are_scored(tmp_path, capsys):

@@ -263,3 +263,19 @@ def test_corpus_share_of_an_evaluation_without_appearance_counts():
     got = corpus_share({"best_neuron": best}, unit_of(best))
     assert got == {"share": 0.5, "base_rate": 0.33, "appearances": None,
                    "face_appearances": None, "corpus_face_appearances": None}
+
+
+def test_the_protocol_note_names_a_fixed_split_by_its_parts(tmp_path):
+    """An evaluation chosen on the tuning part says so, not "over 1 splits"."""
+    run = make_run(tmp_path)
+    ev = json.loads((run / "evaluation.json").read_text())
+    ev["protocol"] = {"n_thresholds": 20, "n_splits": 1, "seed": 0, "choose_on": "tune"}
+    (run / "evaluation.json").write_text(json.dumps(ev))
+    build_gallery(run)
+    page = _page(run, "index.html")
+    assert "chosen on the probe's tune part and scored on its other part" in page
+    assert "over 1 splits" not in page
+
+
+def test_the_protocol_note_names_the_random_splits(run):
+    assert "mean ± standard deviation over 20 splits" in _page(run, "index.html")

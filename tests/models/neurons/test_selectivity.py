@@ -9,6 +9,8 @@ from sklearn.metrics import roc_auc_score
 
 from models.neurons.selectivity import (
     best_unit_score,
+    fixed_split,
+    group_bootstrap_std,
     heldout_scores,
     roc_auc,
     stratified_halves,
@@ -199,6 +201,50 @@ def test_heldout_choice_never_reads_the_test_half():
     assert torch.equal(base.best_threshold, bad.best_threshold)  # grid from the choosing half
     # the measurement does read the test half: it changes
     assert base.best_balanced_accuracy != bad.best_balanced_accuracy
+
+
+def test_a_fixed_split_chooses_on_its_part_and_measures_on_the_rest():
+    """One fixed (choose, test) pair: the same figures as brute force on that division, and
+    the set-level spread is the group bootstrap of the chosen unit on the test half."""
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(48, 7)).round(1)
+    y = (np.arange(48) % 2 == 0).astype(np.int64)  # a face and its twin: one group of two
+    groups = np.arange(48) // 2
+    x[:, 2] += 1.5 * y
+    choose_mask = groups < 10  # the first 10 groups choose, the other 14 measure
+    (choose, test), = fixed_split(choose_mask)
+    assert choose.tolist() == np.flatnonzero(choose_mask).tolist()
+    assert test.tolist() == np.flatnonzero(~choose_mask).tolist()
+    held = heldout_scores(x, y, splits=fixed_split(choose_mask), groups=groups)
+    want, chosen = _brute_force_split(x, y, choose.numpy(), test.numpy())
+    assert held.chosen.tolist() == [chosen]
+    np.testing.assert_allclose(held.best_balanced_accuracy, want["balanced_accuracy"][chosen],
+                               atol=1e-12)
+    std = group_bootstrap_std(torch.as_tensor(x[test.numpy(), chosen]),
+                              torch.as_tensor(y[test.numpy()]).bool(), groups[test.numpy()],
+                              int(held.best_polarity[0]), float(held.best_threshold[0]))
+    assert held.best_balanced_accuracy_std == std > 0
+    no_groups = heldout_scores(x, y, splits=fixed_split(choose_mask))
+    assert no_groups.best_balanced_accuracy_std == 0.0  # one split alone has no spread
+
+
+def test_group_bootstrap_std_equals_resampling_by_hand():
+    """The same draws, each resample's images listed and scored by scikit-learn."""
+    from sklearn.metrics import balanced_accuracy_score
+
+    rng = np.random.default_rng(3)
+    groups = np.repeat(np.arange(12), 3)
+    y = np.tile([1, 0, 0], 12).astype(bool)
+    x = rng.normal(size=36) + 0.8 * y
+    got = group_bootstrap_std(torch.as_tensor(x), torch.as_tensor(y), groups, -1, 0.3,
+                              n_boot=200, seed=5)
+    draws = torch.randint(12, (200, 12), generator=torch.Generator().manual_seed(5)).numpy()
+    pred = x <= 0.3  # polarity -1
+    bas = []
+    for d in draws:
+        rows = np.concatenate([np.flatnonzero(groups == g) for g in d])
+        bas.append(balanced_accuracy_score(y[rows], pred[rows]))
+    np.testing.assert_allclose(got, np.std(bas), atol=1e-12)
 
 
 def test_rejects_single_class():
