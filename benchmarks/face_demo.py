@@ -135,7 +135,8 @@ def table(names: list[str]) -> str:
     extra = (("probe confound (image statistics, cross-validated BA)",
               lambda r: f"{r['probe']['confound_balanced_accuracy']:.2f}"),
              ("best unit: share of splits choosing it",
-              lambda r: f"{r['best_neuron']['stability']['top_share']:.2f}"),
+              lambda r: "— (one split)" if r["protocol"].get("choose_on")
+              else f"{r['best_neuron']['stability']['top_share']:.2f}"),
              ("best unit: face share of its top 100 training frames (base rate)",
               lambda r: f"{r['best_neuron']['corpus_top100_face_share']:.2f} "
                         f"({r['best_neuron']['corpus_face_base_rate']:.2f})"),
