@@ -25,7 +25,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -35,6 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ps import ConcurrentLoops, load_stack, prepared_stack  # noqa: E402 (sets NUMBA_NUM_THREADS)
+from results_file import emit  # noqa: E402
 
 
 class LoopActor:
@@ -107,10 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         "actor_vs_process": fps["actor"] / fps["process"],
         "reference": "process: the same loop in a spawned process without Ray",
     }
-    text = json.dumps(result, indent=1)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
+    emit(result, args.out)
     return 0
 
 

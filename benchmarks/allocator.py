@@ -34,6 +34,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from results_file import emit
+
 MODES = {"glibc_default": {"CATNEURON_MALLOC": "default"}, "kept": {"CATNEURON_MALLOC": ""}}
 
 
@@ -141,10 +143,7 @@ def main() -> int:
                 if args.run:
                     results[mode]["jobs"].append(jobs(args.run, env, Path(scratch)))
     doc = summary(args, results)
-    text = json.dumps(doc, indent=1)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(text + "\n")
-    print(text)
+    emit(doc, args.out)
     return 0
 
 

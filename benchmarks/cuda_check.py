@@ -14,11 +14,11 @@ Usage (on a machine with a GPU)::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 
 import torch
+from results_file import emit
 
 from models import BernoulliRBM, GaussianBernoulliRBM, LocalRBM, RBMStack, StackConfig
 
@@ -133,11 +133,7 @@ def main(argv=None) -> int:
     # Learning, not a quality bar: the error must fall by at least 5 % in 300 CD-1 steps.
     ok &= result["training"]["recon_after"] < 0.95 * result["training"]["recon_before"]
     result["ok"] = bool(ok)
-    text = json.dumps(result, indent=2)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text + "\n")
-    print(text)
+    emit(result, args.out, indent=2)
     return 0 if ok else 1
 
 

@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from results_file import emit
 from sklearn.metrics import roc_auc_score
 
 from jobs.evaluate import load_run, training_frames
@@ -67,11 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     doc = {"benchmark": "face_appearances", "command": " ".join(["python", *sys.argv]),
            "runs": [measure(run) for run in args.runs]}
-    text = json.dumps(doc, indent=1)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    emit(doc, args.out)
     return 0
 
 

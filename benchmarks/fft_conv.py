@@ -18,7 +18,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 from pathlib import Path
@@ -29,6 +28,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from rbm import best_time as _best_time  # noqa: E402
+from results_file import emit  # noqa: E402
 
 from jobs.config import load  # noqa: E402
 from models.kernels.fft_conv import FFTConv2d, WindowConv  # noqa: E402
@@ -102,10 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         "levels": levels,
         "all_levels": {"direct_s": direct, "window_conv_s": fft, "speedup": direct / fft},
     }
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
+    emit(result, args.out, indent=2)
     return 0
 
 

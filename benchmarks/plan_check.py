@@ -40,6 +40,8 @@ import statistics
 import sys
 from pathlib import Path
 
+from results_file import emit
+
 TOLERANCE = 0.25
 
 
@@ -183,10 +185,7 @@ def main(argv: list[str] | None = None) -> int:
                                          "bytes_per_step_per_worker", "step_s", "bound",
                                          "epoch_s")} for s in le["stages"]]},
     }
-    text = json.dumps(result, indent=1)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    emit(result, args.out)
     return 0
 
 

@@ -63,7 +63,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import multiprocessing
 import os
 import platform
@@ -72,6 +71,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from results_file import emit
 
 # One thread everywhere, numba's pool included (read when numba is imported): the single-process
 # references, their spawned children and the Ray actors (cluster.ps.ONE_THREAD_ENV).
@@ -438,10 +439,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     if len(periods) > 1:
         result["at_period_1"] = {"n_push": 1, "n_fetch": 1, **results[(1, 1)]}
-    text = json.dumps(result, indent=1)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
+    emit(result, args.out)
     return 0
 
 

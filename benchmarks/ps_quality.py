@@ -16,12 +16,12 @@ Usage (needs a dataset, e.g. ``catneuron ingest --demo --out runs/demo/data``)::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
 import time
-from pathlib import Path
+
+from results_file import emit
 
 os.environ.setdefault("NUMBA_NUM_THREADS", "1")  # one thread per process (see benchmarks/ps.py)
 
@@ -102,10 +102,7 @@ def main(argv: list[str] | None = None) -> int:
                 "last_logged": {k: v for k, v in summary["stages"][0].items()
                                 if k in ("recon_error", "fe_gap", "staleness_mean")}}
             print(f"{name}: held-out reconstruction error {error:.4f}", file=sys.stderr)
-    text = json.dumps(result, indent=1)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
+    emit(result, args.out)
     return 0
 
 

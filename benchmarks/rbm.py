@@ -37,13 +37,13 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import time
 
 import numpy as np
 import torch
+from results_file import emit
 
 from models import BernoulliRBM, BernoulliRBMEstimator, LocalRBM, UpdateConfig
 from models.likelihood.estimates import log_partition_ais, log_partition_exact
@@ -503,11 +503,7 @@ def main(argv: list[str] | None = None) -> int:
         result["sklearn"] = bench_sklearn(device, args.quick)
     if "ais" not in skip:
         result["ais"] = bench_ais(device)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text + "\n")
+    emit(result, args.out, indent=2)
     return 0
 
 

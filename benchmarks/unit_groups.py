@@ -26,11 +26,11 @@ that; it says only whether the direction is worth building. Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
+from results_file import emit
 
 from cluster.topk import shard_row_counts
 from jobs.evaluate import load_probe, load_run
@@ -107,10 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     doc = {"benchmark": "unit_groups", "command": " ".join(["python", *sys.argv]),
            "runs": [measure(run, args.part, args.tau, args.pool, args.with_singles)
                     for run in args.runs]}
-    text = json.dumps(doc, indent=1)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    emit(doc, args.out)
     return 0
 
 

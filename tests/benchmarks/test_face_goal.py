@@ -66,3 +66,4 @@ def test_each_criterion_alone_can_fail_the_seed():
     assert check(_record(), other_unit)["criteria"]["chosen_in_half_the_splits"] is False
     unknown = check(_record(), None)  # without the random splits the share is not known
     assert unknown["criteria"]["chosen_in_half_the_splits"] is None and not unknown["met"]
+
