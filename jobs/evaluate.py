@@ -111,12 +111,11 @@ def load_probe(args, cfg):
 
 def training_frames(cfg, limit: int = 20000):
     """Training frames (for the filter baselines and the corpus share), their demo-corpus
-    kinds and appearances (``pipeline.demo_corpus.frame_kinds`` and ``frame_appearances``;
-    None when the videos have no corpus record), or (None, None, None) with a note if
-    unreadable."""
+    kinds and appearances (``pipeline.demo_corpus.corpus_labels``; None when the videos have
+    no corpus record), or (None, None, None) with a note if unreadable."""
     import pyarrow.parquet as pq
 
-    from pipeline.demo_corpus import frame_appearances, frame_kinds
+    from pipeline.demo_corpus import corpus_labels
     from pipeline.reader import list_shards, read_frames
 
     try:
@@ -137,8 +136,7 @@ def training_frames(cfg, limit: int = 20000):
     except (OSError, ValueError, KeyError):
         return frames, None, None
     sources, index = sources[:len(frames)], index[:len(frames)]
-    return (frames, frame_kinds(sources, index, cfg.data.path),
-            frame_appearances(sources, index, cfg.data.path))
+    return (frames, *corpus_labels(sources, index, cfg.data.path))
 
 
 def table(result: dict) -> str:

@@ -264,8 +264,7 @@ def frame_kinds(sources: list[str], frame_indices: list[int],
     ``source`` (a path, relative ones under the dataset folder ``root``, or
     ``path#content-hash``) and ``frame_index``, from the ``demo_corpus.json`` beside each
     video; None when a video has no such record (not a demo video, or a remote one)."""
-    rows = _corpus_rows(sources, frame_indices, root)
-    return None if rows is None else [rec["labels"][t][0] for _, t, rec in rows]
+    return corpus_labels(sources, frame_indices, root)[0]
 
 
 def frame_appearances(sources: list[str], frame_indices: list[int],
@@ -275,8 +274,18 @@ def frame_appearances(sources: list[str], frame_indices: list[int],
     frames (``"VIDEO:b120"``, the run starting at frame 120). Consecutive frames of one
     appearance are near copies, so counting appearances rather than frames says how many
     independent sightings a set of top frames holds. None as for :func:`frame_kinds`."""
+    return corpus_labels(sources, frame_indices, root)[1]
+
+
+def corpus_labels(sources: list[str], frame_indices: list[int], root: str | os.PathLike = "."
+                  ) -> tuple[list[str], list[str]] | tuple[None, None]:
+    """(:func:`frame_kinds`, :func:`frame_appearances`) of the rows from one read of each
+    video's corpus record; (None, None) as for :func:`frame_kinds`."""
     rows = _corpus_rows(sources, frame_indices, root)
-    return None if rows is None else [f"{name}:{rec['appearances'][t]}" for name, t, rec in rows]
+    if rows is None:
+        return None, None
+    return ([rec["labels"][t][0] for _, t, rec in rows],
+            [f"{name}:{rec['appearances'][t]}" for name, t, rec in rows])
 
 
 def _corpus_rows(sources: list[str], frame_indices: list[int], root: str | os.PathLike

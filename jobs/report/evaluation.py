@@ -364,13 +364,15 @@ def headline(probe, positive: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
     return keep, (probe.labels[keep] == pos).astype(np.int64), negatives
 
 
-def held_out_splits(y: np.ndarray, protocol: dict, groups: np.ndarray | None,
-                    choose: np.ndarray | None) -> list:
-    """The (choose, test) index pairs: the one fixed division ``choose`` (N,) bool when given,
-    else ``protocol["n_splits"]`` random halves keeping each of ``groups`` on one side."""
+def held_out(y: np.ndarray, protocol: dict, groups: np.ndarray | None,
+             choose: np.ndarray | None) -> tuple[list, dict]:
+    """The (choose, test) index pairs and the keyword arguments that score on them: the one
+    fixed division ``choose`` (N,) bool when given, scored with ``groups`` (the chosen unit's
+    spread: a bootstrap over them, :func:`models.neurons.selectivity.heldout_scores`), else
+    ``protocol["n_splits"]`` random halves keeping each of ``groups`` on one side."""
     if choose is not None:
-        return fixed_split(choose)
-    return stratified_halves(y, protocol["n_splits"], protocol["seed"], groups)
+        return fixed_split(choose), {**protocol, "groups": groups}
+    return stratified_halves(y, protocol["n_splits"], protocol["seed"], groups), protocol
 
 
 def one_vs_rest(tables: dict[str, np.ndarray], base: dict[str, np.ndarray], y: np.ndarray,
@@ -378,9 +380,8 @@ def one_vs_rest(tables: dict[str, np.ndarray], base: dict[str, np.ndarray], y: n
                 choose: np.ndarray | None = None) -> dict:
     """``best_neuron`` and ``baselines`` for labels ``y`` (1 = the class, every image); a
     baseline of more than ``PER_CLASS_MAX_UNITS`` units is scored for the headline class
-    only (a tied stage 0 has tens of thousands). ``choose``: :func:`held_out_splits`'."""
-    splits = held_out_splits(y, protocol, groups, choose)
-    protocol = protocol if choose is None else {**protocol, "groups": groups}
+    only (a tied stage 0 has tens of thousands). ``choose``: :func:`held_out`'s."""
+    splits, protocol = held_out(y, protocol, groups, choose)
     small = {k: v for k, v in base.items() if v.shape[1] <= PER_CLASS_MAX_UNITS}
     baselines = {"always_negative": always_negative(y, splits),
                  **score_sets(small, y, protocol, splits)}
@@ -429,8 +430,7 @@ def report(stack: RBMStack, probe, positive: str,
     base = baseline_tables(stack, probe.images, frames, n_filters, protocol["seed"], tables)
     keep, y, negatives = headline(probe, positive)
     groups = None if probe.groups is None else probe.groups[keep]
-    splits = held_out_splits(y, protocol, groups, None if choose is None else choose[keep])
-    scoring = protocol if choose is None else {**protocol, "groups": groups}  # one split: bootstrap
+    splits, scoring = held_out(y, protocol, groups, None if choose is None else choose[keep])
     t_h = {k: v[keep] for k, v in tables.items()}
     stages = [stage_entry(name, v, y, scoring, splits)
               for name, v in progress(t_h.items(), desc="units", total=len(t_h))]
