@@ -45,16 +45,19 @@ def _stage(cfg, stage_dir):
     return rbm, init, start_stage(cfg, 0, rbm, stage_dir, worker_cpus=0.1)
 
 
-def test_demo_keeps_period_1_on_its_top_stage_and_no_prefetch():
+def test_demo_periods_are_the_ones_chosen_and_no_prefetch():
     """Periods 2-4 and prefetch cut the PS cost (benchmarks/results/ps.json) but diverged or did
-    not learn with the demo's momentum (benchmarks/results/ps_quality.json); at the demo's
-    learning rate summed gradient pushes diverged and averaged ones learned
-    (benchmarks/results/face_demo/). The demo's top stage keeps period 1; its tied stage (a
-    k-means step of about a millisecond) averages every 4 steps, chosen on the probe's tuning
-    part. The library defaults are the conservative ones."""
+    not learn with summed gradient pushes and the demo's momentum
+    (benchmarks/results/ps_quality.json); with averaged pushes, the demo's tied stage (a k-means
+    step of about a millisecond) averages every 4 steps and its top stage every 2, each period
+    chosen on the probe's tuning part (README, the tuning table; tune_s34_s0period4_seed*,
+    tune_s40_s1period2_seed*). Prefetch stays off. The library defaults are the conservative
+    ones."""
     demo = load(Path(__file__).parents[2] / "configs/demo.toml", [])
     top = demo.for_stage(len(demo.model.stages) - 1).train
-    assert (top.n_push, top.n_fetch, top.prefetch) == (1, 1, False)
+    assert (top.n_push, top.n_fetch, top.prefetch) == (2, 2, False)
+    tied = demo.for_stage(0).train
+    assert (tied.n_push, tied.n_fetch, tied.prefetch) == (4, 4, False)
     assert (demo.train.push, demo.train.transfer_dtype) == ("average", "bfloat16")
     default = TrainConfig()
     assert (default.n_push, default.n_fetch) == (1, 1)
