@@ -50,7 +50,7 @@ def test_demo_periods_are_the_ones_chosen_and_no_prefetch():
     not learn with summed gradient pushes and the demo's momentum
     (benchmarks/results/ps_quality.json); with averaged pushes, the demo's tied stage (a k-means
     step of about a millisecond) averages every 4 steps and its top stage every 2, each period
-    chosen on the probe's tuning part (README, the tuning table; tune_s34_s0period4_seed*,
+    chosen on the probe's tuning part (benchmarks/results/TUNING.md; tune_s34_s0period4_seed*,
     tune_s40_s1period2_seed*). Prefetch stays off. The library defaults are the conservative
     ones."""
     demo = load(Path(__file__).parents[2] / "configs/demo.toml", [])
