@@ -38,7 +38,8 @@ def demo_command(out: Path) -> list[str]:
 def demo_run(tmp_path_factory) -> DemoRun:
     """`catneuron demo --fast`, interrupted (SIGINT, as Ctrl-C) once stage 0 has written a
     checkpoint past its start (its step depends on the stage's push period: a chunk ends with a
-    push), then run again to the end."""
+    push), then run again to the end. Stage 0 of the fast demo is short: on a busy machine the
+    signal can land after it, while stage 1 starts."""
     out = tmp_path_factory.mktemp("demo")
     first = subprocess.Popen(demo_command(out), cwd=REPO, text=True, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, preexec_fn=sigint_restored)

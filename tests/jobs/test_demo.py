@@ -185,7 +185,15 @@ def test_fast_demo_interrupted_continues_and_builds_the_gallery(demo_run):
     assert [line for line in before if line and not PROGRESS.match(line)] == [], out[-3000:]
     assert '"run_dir"' in (demo_run.out / "logs" / "train.log").read_text()
     assert "[1/4] ingest: skipped" in out
-    assert "resuming from" in (demo_run.out / "train" / "events.log").read_text()
+    events = (demo_run.out / "train" / "events.log").read_text()  # both runs, appended
+    stage, step = int(said[1]), int(said[2])
+    if stage == 0:
+        assert f"stage 0: resuming from {demo_run.out / 'train' / 'checkpoints' / 'stage0'}" \
+            in events, events[-3000:]
+    else:  # stopped after stage 0 was saved: the second run starts at the stage it stopped in
+        assert f"resume: stages 0..{stage - 1} already trained" in events, events[-3000:]
+        assert step == 0 or f"stage {stage}: resuming from" in events, events[-3000:]
+    assert events.count("stage 0: fitted its whitening") == 1, events[-3000:]  # not redone
     index = demo_run.out / "train" / "gallery" / "index.html"
     assert index.is_file()
     assert f"gallery: {index}" in out and index.resolve().as_uri() in out
