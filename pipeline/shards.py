@@ -191,16 +191,19 @@ class ShardWriter:
         return list(self.shards)
 
     def _flush(self, rows: int) -> None:
-        """Write the first ``rows`` pending rows as one shard (temp name, then rename)."""
+        """Write the first ``rows`` pending rows as one shard (temp name, then rename). The
+        Parquet bytes are built in memory (about ``max_bytes`` more) and hashed there, so the
+        file is written once and never read back."""
         table = pa.Table.from_batches(self._pending, schema=self._schema)
         head, rest = table.slice(0, rows), table.slice(rows)
         self._pending = rest.to_batches()
         self._pending_rows = rest.num_rows
         name = f"{self.prefix}-{len(self.shards):05d}{SHARD_SUFFIX}"
         tmp = self._staging / f".{name}{TMP_SUFFIX}"
+        sink = pa.BufferOutputStream()
         pq.write_table(
             head,
-            tmp,
+            sink,
             row_group_size=rows,
             compression={"pixels": "NONE", "source": "SNAPPY", "frame_index": "SNAPPY",
                          "timestamp_ms": "SNAPPY", "height": "SNAPPY", "width": "SNAPPY",
@@ -208,7 +211,10 @@ class ShardWriter:
             use_dictionary=["source"],
             write_statistics=["frame_index", "timestamp_ms"],
         )
-        digest = sha256_file(tmp)
+        data = sink.getvalue()
+        digest = hashlib.sha256(data).hexdigest()
+        with open(tmp, "wb") as f:
+            f.write(data)
         pause_point("shard:before-publish")
         storage.publish_file(tmp, storage.join(self.root, name))
         pause_point("shard:published")
