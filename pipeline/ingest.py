@@ -1,7 +1,8 @@
 """Ingest: sources -> (yt-dlp) -> decode actors -> Parquet shards + ``_manifest.json``.
 
 The driver resolves sources, downloads URLs, hands one :class:`~pipeline.video_job.VideoJob` per
-video to the decode pool and commits each finished video to the manifest (the only writer of it).
+video to the decode pool and records each finished video in the manifest (the only writer of it;
+written in groups, :mod:`pipeline.manifest_commits`).
 Resume: on start, catneuron's shards the manifest does not list (orphans) and its temporary
 files are deleted, and videos already committed as ``ok`` are skipped; every other video is
 decoded again from its first frame. Because a video's shards enter the manifest in the same
@@ -23,16 +24,14 @@ from typing import Any
 from pipeline import storage
 from pipeline.decode import DecodeConfig
 from pipeline.fetch import FetchConfig, FetchError, fetch
+from pipeline.manifest_commits import ManifestCommits
 from pipeline.shards import (
     MANIFEST,
     ShardConfig,
     clean_uncommitted,
-    commit_video,
     empty_manifest,
-    is_plain_name,
     read_manifest,
     survey,
-    write_manifest,
 )
 from pipeline.sources import expand_sources, file_identity
 from pipeline.video_job import VideoJob, VideoResult, ingest_video
@@ -210,42 +209,38 @@ def run_ingest(
     report = IngestReport(out=out, removed=removed)
     queue = _Queue(manifest, report, out, config)
 
+    commits = ManifestCommits(out, manifest)
+
     def commit(result: VideoResult) -> None:
-        old = {p for v in manifest["videos"] if v["source"] == result.source
-               for p in v.get("shards", [])}
-        record = dict(result.record(), **queue.identity.get(result.source, {}))
-        commit_video(manifest, record, result.shards)
-        write_manifest(out, manifest)
-        for stale in old - {s.path for s in result.shards}:
-            if is_plain_name(stale):
-                storage.delete(storage.join(out, stale))
+        commits.add(dict(result.record(), **queue.identity.get(result.source, {})), result.shards)
         report.results.append(result)
 
-    for src in expand_sources(sources):
-        if src.note:
-            report.notes.append(f"{src.name}: {src.note}")
-        elif src.error:
-            commit(VideoResult(source=src.name, status="failed", error=src.error))
-        elif src.url:
-            try:
-                for f in fetch(src.url, downloads_dir(out), config.fetch):
-                    queue.add_download(f.source, f.path)
-            except FetchError as e:
-                commit(VideoResult(source=src.url, status="failed", error=str(e)))
-        else:
-            queue.add_file(src.name, src.path)
-    jobs = queue.jobs
-
-    bar = tqdm(total=len(jobs), desc="ingest", unit="video", file=sys.stderr, disable=not progress)
-    frames = 0
-    with bar:
-        for result in _run_jobs(jobs, config.n_decoders, pool):
-            commit(result)
-            frames += result.frames
-            bar.set_postfix(frames=frames, failed=len(report.failed), refresh=False)
-            bar.update(1)
-    if not manifest["videos"] or not storage.exists(storage.join(out, MANIFEST)):
-        write_manifest(out, manifest)
+    try:
+        for src in expand_sources(sources):
+            if src.note:
+                report.notes.append(f"{src.name}: {src.note}")
+            elif src.error:
+                commit(VideoResult(source=src.name, status="failed", error=src.error))
+            elif src.url:
+                try:
+                    for f in fetch(src.url, downloads_dir(out), config.fetch):
+                        queue.add_download(f.source, f.path)
+                except FetchError as e:
+                    commit(VideoResult(source=src.url, status="failed", error=str(e)))
+            else:
+                queue.add_file(src.name, src.path)
+        jobs = queue.jobs
+        bar = tqdm(total=len(jobs), desc="ingest", unit="video", file=sys.stderr,
+                   disable=not progress)
+        frames = 0
+        with bar:
+            for result in _run_jobs(jobs, config.n_decoders, pool):
+                commit(result)
+                frames += result.frames
+                bar.set_postfix(frames=frames, failed=len(report.failed), refresh=False)
+                bar.update(1)
+    finally:  # the finished videos not yet written, also on an error or a Ctrl-C
+        commits.flush()
     report.total_frames = sum(s["rows"] for s in manifest["shards"])
     report.total_shards = len(manifest["shards"])
     report.seconds = time.perf_counter() - t0

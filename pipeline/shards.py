@@ -318,13 +318,17 @@ def write_manifest(root: str | Path, manifest: dict[str, Any]) -> None:
 
 
 def commit_video(
-    manifest: dict[str, Any], record: dict[str, Any], shards: list[ShardInfo]
+    manifest: dict[str, Any], record: dict[str, Any], shards: list[ShardInfo], *,
+    replaces: bool = True,
 ) -> None:
-    """Record one video's outcome and shards in ``manifest`` (in memory); replaces older records."""
-    old = [v for v in manifest["videos"] if v["source"] == record["source"]]
-    old_paths = {p for v in old for p in v.get("shards", [])}
-    manifest["videos"] = [v for v in manifest["videos"] if v["source"] != record["source"]]
-    manifest["shards"] = [s for s in manifest["shards"] if s["path"] not in old_paths]
+    """Record one video's outcome and shards in ``manifest`` (in memory); replaces older records.
+    ``replaces=False``: the caller knows ``manifest`` has no record of this source, and the
+    O(n) search for one is skipped."""
+    if replaces:
+        old = [v for v in manifest["videos"] if v["source"] == record["source"]]
+        old_paths = {p for v in old for p in v.get("shards", [])}
+        manifest["videos"] = [v for v in manifest["videos"] if v["source"] != record["source"]]
+        manifest["shards"] = [s for s in manifest["shards"] if s["path"] not in old_paths]
     record = dict(record, shards=[s.path for s in shards])
     manifest["videos"].append(record)
     manifest["shards"].extend(s.to_json() for s in shards)
