@@ -22,6 +22,7 @@ from cluster.stage import prepare_stage
 from cluster.worker import (
     BatchStream,
     cache_budget,
+    compute_on_this_thread,
     fill_stage_cache,
     frame_cache_bytes,
     input_seed,
@@ -101,7 +102,7 @@ class SingleProcessLoop:
 
     def __init__(self, config: JobSections, stage: int = 0,
                  stack: RBMStack | None = None) -> None:
-        torch.set_num_threads(1)
+        compute_on_this_thread()  # as a worker computes
         if stack is None:
             stack = RBMStack(config.model, update=config.update,
                              generator=torch.Generator().manual_seed(config.train.seed),

@@ -94,6 +94,21 @@ def updater_state_on(state: Mapping, device: torch.device | str) -> dict:
             for k, v in state.items()}
 
 
+def compute_on_this_thread() -> None:
+    """How a worker computes: on one torch thread (Ray gives it a share of a core), with
+    subnormal floats flushed to zero (``torch.set_flush_denormal``: the x86 FTZ and DAZ modes
+    of the calling thread and of the threads it starts later).
+
+    The competitive stage's softmax puts most of a window's ``K`` probabilities far below the
+    winner's, and many can land between 0 and float32's smallest normal value (about 1.2e-38).
+    Arithmetic on such a subnormal number takes the CPU's slow microcode path, so the products
+    and sums of a CD step that read these probabilities (``p^T v``, the counts, the chain's
+    sampling) can run at a fraction of their speed. Flushed, the probabilities count as the 0
+    they are next to the others in every sum a step makes."""
+    torch.set_num_threads(1)
+    torch.set_flush_denormal(True)
+
+
 def step_seed(seed: int, stage: int, worker: int, step: int) -> int:
     """A generator seed for one (stage, worker, step): per-step seeding makes the random stream
     independent of where a run was resumed."""
@@ -207,7 +222,7 @@ class Worker:
     def __init__(self, index: int, job: JobSections, stage: int, layout: Mapping, *,
                  shards: Sequence = (), transport: Transport | None = None,
                  checkpoint: str | None = None, stack_path: str | None = None) -> None:
-        torch.set_num_threads(1)
+        compute_on_this_thread()
         tc = job.train
         if tc.transfer_dtype not in TRANSFER_DTYPES:
             raise ValueError(f"transfer_dtype={tc.transfer_dtype!r}: use one of "

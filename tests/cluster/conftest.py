@@ -6,10 +6,19 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.cluster.raycluster import processes_of, remove, start_cluster
 
 DEFAULT_ADDRESS_FILE = Path("/tmp/ray/ray_current_cluster")  # what a plain ray.init() reads
+
+
+@pytest.fixture(autouse=True)
+def subnormals_back():
+    """A Worker built in the test process flushes subnormal floats on its thread
+    (:func:`cluster.worker.compute_on_this_thread`); later tests get IEEE behaviour back."""
+    yield
+    torch.set_flush_denormal(False)
 
 
 @pytest.fixture(scope="module")

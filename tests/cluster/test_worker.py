@@ -137,3 +137,15 @@ def test_a_worker_ranks_its_frames_under_the_trained_weights_it_is_given(dataset
         torch.testing.assert_close(r.gather(1, column), want.values, rtol=1e-5, atol=1e-5)
     assert worker.corpus_tops({k: v.numpy() for k, v in rbm.params.items()},
                               [(shards[0], 0)], k=5, max_units=1) == {}
+
+
+def test_a_worker_computes_with_subnormal_floats_flushed(dataset, tmp_path):
+    """A Worker's thread flushes subnormals (``torch.set_flush_denormal``): a float32 below
+    1.2e-38 counts as 0 in its arithmetic, where IEEE arithmetic keeps it (at a slow pace)."""
+    tiny = torch.tensor([1e-40], dtype=torch.float32)  # subnormal
+    assert (tiny * 2).item() > 0  # IEEE before (the autouse fixture restores it after)
+    job = _job(dataset, tmp_path / "run")
+    rbm = RBMStack(job.model, update=job.update, device="cpu").rbms[0]
+    Worker(0, job, 0, ShardLayout.plan({k: v.shape for k, v in rbm.params.items()}, 1).to_dict())
+    assert (tiny * 2).item() == 0.0
+    assert torch.get_num_threads() == 1
