@@ -72,14 +72,18 @@ def measure_stage_steps(config: Any, stages: list[int] | None = None, *, steps: 
 
 @contextmanager
 def one_core() -> Iterator[None]:
-    """One torch thread and one numba thread inside; the counts before restored after."""
+    """One torch thread and one numba thread inside, subnormal floats flushed as a worker
+    flushes them (:func:`cluster.worker.compute_on_this_thread`); the thread counts before and
+    IEEE arithmetic restored after."""
     threads, numba_threads = torch.get_num_threads(), _numba_threads(None)
     torch.set_num_threads(1)
+    torch.set_flush_denormal(True)
     _numba_threads(1)
     try:
         yield
     finally:
         torch.set_num_threads(threads)
+        torch.set_flush_denormal(False)
         _numba_threads(numba_threads)
 
 
