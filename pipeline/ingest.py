@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -216,19 +217,7 @@ def run_ingest(
         report.results.append(result)
 
     try:
-        for src in expand_sources(sources):
-            if src.note:
-                report.notes.append(f"{src.name}: {src.note}")
-            elif src.error:
-                commit(VideoResult(source=src.name, status="failed", error=src.error))
-            elif src.url:
-                try:
-                    for f in fetch(src.url, downloads_dir(out), config.fetch):
-                        queue.add_download(f.source, f.path)
-                except FetchError as e:
-                    commit(VideoResult(source=src.url, status="failed", error=str(e)))
-            else:
-                queue.add_file(src.name, src.path)
+        _queue_sources(sources, out, config, queue, commit)
         jobs = queue.jobs
         bar = tqdm(total=len(jobs), desc="ingest", unit="video", file=sys.stderr,
                    disable=not progress)
@@ -245,6 +234,25 @@ def run_ingest(
     report.total_shards = len(manifest["shards"])
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _queue_sources(sources: list[str], out: str, config: IngestConfig, queue: _Queue,
+                   commit: Callable[[VideoResult], None]) -> None:
+    """Resolve ``sources``: local videos and downloads (fetched here) go to ``queue``, a source
+    that cannot be resolved or fetched is committed as failed, a skipped one noted."""
+    for src in expand_sources(sources):
+        if src.note:
+            queue.report.notes.append(f"{src.name}: {src.note}")
+        elif src.error:
+            commit(VideoResult(source=src.name, status="failed", error=src.error))
+        elif src.url:
+            try:
+                for f in fetch(src.url, downloads_dir(out), config.fetch):
+                    queue.add_download(f.source, f.path)
+            except FetchError as e:
+                commit(VideoResult(source=src.url, status="failed", error=str(e)))
+        else:
+            queue.add_file(src.name, src.path)
 
 
 class _Queue:

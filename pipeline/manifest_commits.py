@@ -60,7 +60,9 @@ class ManifestCommits:
         if self._pending or not storage.exists(storage.join(self.root, MANIFEST)):
             write_manifest(self.root, self.manifest)
         self._held, self._pending = len(self.manifest["videos"]), 0
-        listed = {s["path"] for s in self.manifest["shards"]} if self._stale else set()
+        if not self._stale:
+            return
+        listed = {s["path"] for s in self.manifest["shards"]}
         for stale in sorted(self._stale - listed):
             if is_plain_name(stale):
                 storage.delete(storage.join(self.root, stale))
