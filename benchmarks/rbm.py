@@ -11,7 +11,7 @@ Writes one JSON object (stdout, or ``--out``) with, measured in the same run:
   tied stage's k-means step (``stage_input`` rows of 64 frames + ``KMeansLearner`` update), a
   tied ConvRBM CD-1 step (1x64x64 input, 32 filters 7x7, batch 64) and the competitive stage's
   step (windows of 64 frames at the config's pyramid sizes, through the tied stage, whitened +
-  ``SoftmaxRBM`` CD-1, K = 256, 128 dims), that step as a worker runs it once its frames are
+  ``SoftmaxRBM`` CD-1, K = 256, 192 dims), that step as a worker runs it once its frames are
   encoded (``competitive_rbm_cd1_cached``: :class:`models.read_cache.StageInput` cache hits,
   whitened windows sampled, the CD-1 update) and the encoding a frame gets once a run
   (``competitive_encode``: stage 0 at every size, every window whitened by a convolution);
@@ -20,6 +20,9 @@ Writes one JSON object (stdout, or ``--out``) with, measured in the same run:
   (matmuls and convolutions; elementwise work not counted), its GFLOP/s, and the ratio to a
   large float32 ``torch.matmul`` and to ``conv2d`` at the tied stage's shape, both timed in the
   same run (the whitening and k-means fitted to random frames: the same arithmetic as real ones);
+  all with subnormal floats flushed to zero, as a worker computes
+  (:func:`cluster.worker.compute_on_this_thread`), and the cached competitive step once more
+  with IEEE subnormals (``competitive_rbm_cd1_cached_ieee``) to show what the flush is worth;
 - ``sklearn``: seconds per epoch of ``sklearn.neural_network.BernoulliRBM`` and of our
   estimator at equal size: digits-sized (1797 x 64, 256 hidden, batch 10) and 60000 x 784 with
   500 hidden (random binary data of that shape, batch 100), and the speed-up;
@@ -324,7 +327,17 @@ def encode_timing(fn, stack, n_frames: int, device, repeat: int) -> dict:
 
 
 def bench_stage_kinds(device, repeat) -> dict:
-    """The demo's tied and competitive stage steps against same-run matmul and conv2d."""
+    """The demo's tied and competitive stage steps against same-run matmul and conv2d, with
+    subnormals flushed as a worker flushes them; IEEE arithmetic restored after."""
+    torch.set_flush_denormal(True)
+    try:
+        return stage_kind_steps(device, repeat)
+    finally:
+        torch.set_flush_denormal(False)
+
+
+def stage_kind_steps(device, repeat) -> dict:
+    """:func:`bench_stage_kinds`' timings (under whatever subnormal mode the caller set)."""
     from models.stages.tied import PerPositionConvRBM
 
     g = torch.Generator(device=device).manual_seed(0)
@@ -371,6 +384,11 @@ def bench_stage_kinds(device, repeat) -> dict:
                 "whitened windows read from its cache (models.read_cache.StageInput; each "
                 "frame encoded once a run), 40 sampled and normalised a frame, then the RBM",
         **timed_gflops(lambda: step(stack.rbms[1], reader.rows(cpu_frames)), device, repeat, 5)}
+    torch.set_flush_denormal(False)
+    steps["competitive_rbm_cd1_cached_ieee"] = {
+        "what": "competitive_rbm_cd1_cached with IEEE subnormals (not flushed)",
+        **timed_gflops(lambda: step(stack.rbms[1], reader.rows(cpu_frames)), device, repeat, 5)}
+    torch.set_flush_denormal(True)
     encode = reader.cache.encode
     steps["competitive_encode"] = {
         "what": "the cache's encoding of 64 frames, paid once a frame a run: stage 0 at "
@@ -390,11 +408,34 @@ def bench_stage_kinds(device, repeat) -> dict:
     for r in steps.values():
         r["ratio_to_matmul"] = r["gflops"] / mm["gflops"]
         r["ratio_to_conv2d"] = r["gflops"] / conv["gflops"]
-    return {"matmul_2048_fp32": mm,
+    cd_mm = softmax_cd_gemms(steps["competitive_rbm_cd1"]["rows_per_step"], comp.dims,
+                             comp.n_maps, device, repeat, g)
+    for name in ("competitive_rbm_cd1", "competitive_rbm_cd1_cached",
+                 "competitive_rbm_cd1_cached_ieee"):
+        steps[name]["ratio_to_its_gemms"] = steps[name]["gflops"] / cd_mm["gflops"]
+    return {"matmul_2048_fp32": mm, "softmax_cd1_gemms": cd_mm,
             "conv2d_fp32": {"shape": f"{list(x.shape)} * {list(w.shape)}", **conv},
-            "steps": steps, "goal": "ratio >= 0.5",
+            "steps": steps, "goal": "ratio >= 0.5", "flush_denormal": True,
             "flop_count": "torch.utils.flop_counter.FlopCounterMode: matmuls and convolutions "
                           "(forward and weight gradients); elementwise work not counted"}
+
+
+def softmax_cd_gemms(n: int, d: int, k: int, device, repeat: int, g) -> dict:
+    """The four float32 products of a SoftmaxRBM CD-1 step, alone, at its shapes: the hidden
+    input ``c + v W^T`` (n, d) x (d, k) of the data and of the chain, and the sums ``p^T v``
+    (k, n) x (n, d) of each: the most a step of these shapes can reach."""
+    v, w = (torch.randn(n, d, device=device, generator=g), torch.randn(k, d, device=device,
+                                                                        generator=g))
+    c, p = torch.randn(k, device=device, generator=g), torch.rand(n, k, device=device,
+                                                                  generator=g)
+
+    def four():
+        for _ in range(2):
+            torch.addmm(c, v, w.t())
+            torch.mm(p.t(), v)
+
+    return {"shapes": f"2 x ({n}x{d} @ {d}x{k}) + 2 x ({k}x{n} @ {n}x{d})",
+            **timed_gflops(four, device, repeat, 5)}
 
 
 def bench_sklearn(device, quick) -> dict:

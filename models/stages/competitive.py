@@ -150,7 +150,11 @@ class CompetitiveStage:
         batch of whole encodings is copied out to sample a few windows of each."""
         n = len(y) if index is None else len(index)
         i, p, q = self._draw(n, y.shape[2], y.shape[3], per_input, generator, y.device)
-        return y.permute(0, 2, 3, 1)[i if index is None else index[i], p, q]
+        y, i = y.permute(0, 2, 3, 1), (i if index is None else index[i])  # (N, P, Q, d)
+        if not y.is_contiguous():  # encoded now: not channels-last
+            return y[i, p, q]
+        # channels-last (a cache's store): each window is a row of (N P Q, d), one gather
+        return y.reshape(-1, y.shape[3]).index_select(0, (i * y.shape[1] + p) * y.shape[2] + q)
 
     def whiten(self, rows: Tensor) -> Tensor:
         """Raw windows (M, r r C), position-major -> unit-length whitened windows (M, dims)."""
@@ -176,7 +180,7 @@ class CompetitiveStage:
         per = max(1, self.config.rows_per_frame // len(encoded))
         g = generator or self.learner.generator
         y = torch.cat([self._positions(x, per, g, index) for x in encoded])
-        return y / y.norm(dim=1, keepdim=True).clamp(min=1e-8) * self.scale
+        return y.div_(y.norm(dim=1, keepdim=True).clamp(min=1e-8)).mul_(self.scale)
 
     @torch.no_grad()
     def prepare(self, levels: list[Tensor], weights: str, generator: torch.Generator) -> None:

@@ -31,7 +31,7 @@ def test_conditionals_and_free_energy_equal_enumeration():
     h = torch.eye(3, dtype=DT)
     torch.testing.assert_close(rbm.mean_visibles(h), rbm.params["b"] + rbm.params["W"])
     one_hot = categorical_sample(rbm.mean_hiddens(v), gen(3))  # the gather the CD step uses
-    assert torch.equal(rbm._state_mean(one_hot), rbm._visible_mean(one_hot))
+    assert torch.equal(rbm._state_mean(one_hot.argmax(1)), rbm._visible_mean(one_hot))
 
 
 def test_statistics_give_minus_free_energy_gradient_and_add_over_workers():
@@ -56,6 +56,34 @@ def test_statistics_give_minus_free_energy_gradient_and_add_over_workers():
     summed = update_from_statistics(add_statistics(parts))
     for name in update:
         torch.testing.assert_close(summed[name], update[name])
+
+
+@pytest.mark.parametrize("k,persistent", [(1, False), (3, False), (2, True)])
+def test_statistics_follow_the_gibbs_chain_written_out(k, persistent):
+    """The CD-k / PCD-k statistics (states kept as indices, means gathered) equal the chain
+    written out with one-hot states and products, drawing in the same order from one seed:
+    h ~ Cat(P(h | v)), v ~ N(b + h W, I), ..."""
+    cfg = RBMConfig(k=k, persistent=persistent, n_chains=7 if persistent else None)
+    rbm = randomise(SoftmaxRBM(4, 5, config=cfg, device="cpu", dtype=DT))
+    v0 = torch.randn(6, 4, generator=gen(2), dtype=DT)
+    got = rbm.statistics(v0, generator=gen(9))
+    g, p0 = gen(9), rbm.mean_hiddens(v0)
+    h = categorical_sample(p0, g)
+    if persistent:
+        h = h[torch.arange(7) % 6]
+    for step in range(k):
+        mean = rbm._visible_mean(h)
+        vk = mean + torch.randn(mean.shape, generator=g, dtype=DT)
+        pk = rbm.mean_hiddens(vk)
+        if persistent or step < k - 1:
+            h = categorical_sample(pk, g)
+    want = {"data": (v0, p0), "model": (vk, pk)}
+    for phase, (v, p) in want.items():
+        torch.testing.assert_close(got[phase]["sums"], p.T @ v)
+        torch.testing.assert_close(got[phase]["counts"], p.sum(0))
+        torch.testing.assert_close(got[phase]["total"], v.sum(0))
+    if persistent:
+        assert torch.equal(rbm.chain_h, h)
 
 
 def test_categorical_sample_is_one_hot_with_the_right_frequencies():
