@@ -14,10 +14,12 @@ centre of the probe image.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from torch import Tensor
 
-SPREAD_CANDIDATES = 16  # whitened windows per unit that the spread exemplars are picked from
+from models.competitive.seeding import SPREAD_CANDIDATES, spread_picks
 
 
 def patch_filters(x: Tensor, n_filters: int, field: int, generator: torch.Generator) -> Tensor:
@@ -53,14 +55,17 @@ def reweighted_stack(stack, frames: Tensor | None, weights: str, generator: torc
     or ``"exemplar"`` weights: stage by stage, each stage fits what it fits to data (whitening)
     on ``n_frames`` random ``frames`` (uint8 (N, C, H, W)) and takes its initial or its exemplar
     weights (:meth:`models.stack.RBMStack.prepare`; a local stage's exemplars are one training
-    input's patch per map and position). Same fields and pooling as the trained stack: what
-    untrained weights, or training patches alone, give. ``frames`` may be None only for
-    ``"random"`` and a stack whose stages fit nothing to data.
+    input's patch per map and position; a competitive stage's, random training windows whatever
+    its ``init``). Same fields and pooling as the trained stack: what untrained weights, or
+    training patches alone, give. ``frames`` may be None only for ``"random"`` and a stack
+    whose stages fit nothing to data.
     """
     from models.stack import RBMStack
 
     seed = int(torch.randint(2**31 - 1, (1,), generator=generator))
-    out = RBMStack(stack.config, device="cpu", generator=torch.Generator().manual_seed(seed))
+    config = replace(stack.config, stages=tuple(replace(st, init="exemplar")
+                                                for st in stack.config.stages))
+    out = RBMStack(config, device="cpu", generator=torch.Generator().manual_seed(seed))
     if frames is None:
         if weights != "random" or any(s.needs_data for s in out.stages):
             raise ValueError(f"{weights} weights for this stack need training frames")
@@ -87,8 +92,6 @@ def spread_exemplar_stack(exemplar, frames: Tensor, generator: torch.Generator,
     so a learned unit must beat it too. Everything else (stage 0, the whitening, the pooling) is
     the exemplar stack's. Returns a new stack, or None when the top stage is not competitive.
     """
-    from sklearn.cluster import kmeans_plusplus
-
     from models.stack import RBMStack
 
     top = exemplar.n_layers - 1
@@ -101,10 +104,5 @@ def spread_exemplar_stack(exemplar, frames: Tensor, generator: torch.Generator,
     rows = out.stage_input(x, top, generator)
     k = out.config.stages[top].n_maps
     pool = rows[torch.randperm(len(rows), generator=generator)[:SPREAD_CANDIDATES * k]]
-    if len(pool) < k:
-        raise ValueError(f"{len(pool)} training windows for {k} spread exemplars")
-    unit = pool / pool.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    seed = int(torch.randint(2**31 - 1, (1,), generator=generator))
-    _, pick = kmeans_plusplus(unit.double().numpy(), k, random_state=seed, n_local_trials=1)
-    out.stages[top].learner.init_from_data(pool, pick=torch.from_numpy(pick).long())
+    out.stages[top].learner.init_from_data(pool, pick=spread_picks(pool, k, generator))
     return out

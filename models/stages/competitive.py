@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from models.competitive.kmeans_learner import KMeansLearner
+from models.competitive.seeding import SPREAD_CANDIDATES, spread_picks
 from models.competitive.whitening import Whitening
 from models.kernels.fft_conv import WindowConv
 from models.pooling import pool_over_sizes
@@ -185,7 +186,8 @@ class CompetitiveStage:
     @torch.no_grad()
     def prepare(self, levels: list[Tensor], weights: str, generator: torch.Generator) -> None:
         """Fit the whitening on windows of ``levels``; then ``"exemplar"``: units start at
-        distinct whitened windows; ``"random"``: at their random initial weights."""
+        distinct whitened windows (:meth:`_start_units`); ``"random"``: at their random initial
+        weights."""
         st, N = self.config, len(levels[0])
         C, r = levels[0].shape[1], st.field
         per = max(1, -(-WHITEN_WINDOWS // (N * len(levels))))
@@ -197,10 +199,19 @@ class CompetitiveStage:
         weight, bias = w.as_conv(C, r)
         self._set_white(weight.contiguous(), bias)
         if weights == "exemplar":
-            per = max(1, -(-4 * st.n_maps // (N * len(levels))))
-            self.learner.init_from_data(torch.cat(
-                [self.whiten(self._sample(level, per, generator)) for level in levels])
-                * self.scale)
+            self._start_units(levels, generator)
+
+    def _start_units(self, levels: list[Tensor], generator: torch.Generator) -> None:
+        """Start the units at distinct whitened training windows: ``init = "exemplar"`` K of
+        4 K random ones, ``"spread"`` K spread-out ones among ``SPREAD_CANDIDATES`` K
+        (:func:`models.competitive.seeding.spread_picks`)."""
+        st, N = self.config, len(levels[0])
+        per_unit = SPREAD_CANDIDATES if st.init == "spread" else 4
+        per = max(1, -(-per_unit * st.n_maps // (N * len(levels))))
+        rows = torch.cat([self.whiten(self._sample(level, per, generator))
+                          for level in levels]) * self.scale
+        pick = spread_picks(rows, st.n_maps, generator) if st.init == "spread" else None
+        self.learner.init_from_data(rows, pick=pick)
 
     def state_dict(self) -> dict:
         """The learner's state and the whitening."""

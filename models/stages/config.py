@@ -52,6 +52,9 @@ class StageConfig(RBMConfig):
     whiten_eps : the whitening's regulariser, as a share of the mean kept variance (competitive)
         or of a unit patch variance (tied k-means).
     rows_per_frame : training rows drawn per frame (tied k-means: patches; competitive: windows).
+    init : where a competitive stage's units start: ``"exemplar"``, at random whitened training
+        windows; ``"spread"``, at spread-out ones (k-means++ seeding,
+        :mod:`models.competitive.seeding`).
     visible : ``"gaussian"`` or ``"bernoulli"`` (local stages; tied RBMs are Gaussian).
     learning_rate : overrides the stack's ``UpdateConfig.learning_rate`` for this stage.
     k, persistent, n_chains, sparsity_target, sparsity_cost, sparsity_decay, init_std,
@@ -72,6 +75,7 @@ class StageConfig(RBMConfig):
     dims: int = 64
     whiten_eps: float = 0.1
     rows_per_frame: int = 16
+    init: Literal["exemplar", "spread"] = "exemplar"
     visible: Literal["gaussian", "bernoulli"] = "gaussian"
     learning_rate: float | None = None
 
@@ -115,6 +119,10 @@ def check_stage(st: StageConfig, shape: tuple[int, int, int], name: str, *, top:
         raise ValueError(f"{name}.visible={st.visible!r} must be 'gaussian' or 'bernoulli'")
     if st.learning_rate is not None and not st.learning_rate > 0:
         raise ValueError(f"{name}.learning_rate={st.learning_rate} must be > 0")
+    if st.init not in ("exemplar", "spread") or (st.init == "spread"
+                                                  and st.kind != "competitive"):
+        raise ValueError(f"{name}.init={st.init!r}: 'exemplar', or 'spread' for a competitive "
+                         f"stage")
     if st.kind == "competitive":
         _check_competitive(st, shape, name, top)
         return

@@ -82,12 +82,24 @@ def test_reweighted_stack_of_a_pyramid_fits_the_whitening_for_random_weights_too
         reweighted_stack(stack, None, "random", torch.Generator())
 
 
-def _pyramid_stack(n_maps: int) -> RBMStack:
+def _pyramid_stack(n_maps: int, init: str = "exemplar") -> RBMStack:
     cfg = StackConfig.from_dict({"input_size": 16, "input_lcn_sigma": 0.0, "stages": [
         {"kind": "tied", "learner": "kmeans", "field": 3, "n_maps": 4, "pool": 2,
          "pool_stride": 2},
-        {"kind": "competitive", "field": 2, "n_maps": n_maps, "dims": 6, "sizes": [16, 12]}]})
+        {"kind": "competitive", "field": 2, "n_maps": n_maps, "dims": 6, "sizes": [16, 12],
+         "init": init}]})
     return RBMStack(cfg, device="cpu", generator=torch.Generator().manual_seed(0))
+
+
+def test_exemplar_baseline_takes_random_windows_whatever_the_trained_stage_started_from():
+    """A run whose top stage started at spread-out windows (``init = "spread"``) is still
+    compared with random training windows as weights: the baseline's meaning does not follow
+    the run's config."""
+    frames = torch.randint(0, 256, (40, 1, 16, 16), dtype=torch.uint8)
+    units = [reweighted_stack(_pyramid_stack(6, init), frames, "exemplar",
+                              torch.Generator().manual_seed(3)).stages[1].learner.params["W"]
+             for init in ("exemplar", "spread")]
+    assert torch.equal(units[0], units[1])
 
 
 def _distinct(rows: torch.Tensor) -> int:

@@ -12,9 +12,9 @@ from models.stages.competitive import CompetitiveStage
 from models.stages.config import StageConfig
 
 
-def _stage(learner, seed=0, field=3):
+def _stage(learner, seed=0, field=3, init="exemplar"):
     st = StageConfig(kind="competitive", learner=learner, field=field, n_maps=5, dims=6,
-                     rows_per_frame=4)
+                     rows_per_frame=4, init=init)
     return CompetitiveStage(st, (2, 7, 7), update=None, device="cpu", dtype=torch.float64,
                             generator=torch.Generator().manual_seed(seed))
 
@@ -66,3 +66,24 @@ def test_exemplar_units_start_at_windows_and_random_ones_do_not():
     r_ex = ex.maps(levels)["pooled"].amax()
     r_rnd = rnd.maps(levels)["pooled"].amax()
     assert float(r_ex) > 1 - 1e-6 > float(r_rnd)  # an exemplar unit meets its own window
+
+
+@pytest.mark.parametrize("learner", ["rbm", "kmeans"])
+def test_spread_units_start_at_distinct_windows_picked_by_k_means_plus_plus(learner):
+    levels = _levels()
+    stage = _stage(learner, init="spread")
+    stage.prepare(levels, "exemplar", torch.Generator().manual_seed(4))
+    every = torch.cat([normalise_rows(F.unfold(lv, 3).transpose(1, 2).reshape(-1, 18)
+                                      @ stage.white["weight"].flatten(1).T
+                                      + stage.white["bias"]) for lv in levels])
+    match = stage.unit_weights() @ every.T  # (5 units, every window)
+    assert torch.all(match.amax(1) > 1 - 1e-9)  # each unit is one of the windows
+    assert len(set(match.argmax(1).tolist())) == 5  # and no two the same
+
+
+def test_spread_init_is_for_competitive_stages_only():
+    from models.stages.config import check_stage
+
+    st = StageConfig(kind="tied", field=3, n_maps=4, init="spread")
+    with pytest.raises(ValueError, match=r"s\.init='spread'"):
+        check_stage(st, (1, 16, 16), "s", top=False)
