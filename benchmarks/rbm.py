@@ -43,6 +43,8 @@ import argparse
 import platform
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -353,11 +355,8 @@ def stage_kind_steps(device, repeat) -> dict:
                                   update=config.update, device=device,
                                   generator=torch.Generator().manual_seed(0))
 
-    def step(learner, rows):
-        learner.apply_update(learner.compute_update(rows))
-
     def stage_step(k):
-        return lambda: step(stack.rbms[k], stack.stage_input(frames, k))
+        return lambda: cd_step(stack.rbms[k], stack.stage_input(frames, k))
 
     steps = {
         "tied_kmeans": {"what": f"stage_input(64 frames, 0): {tied.rows_per_frame} whitened "
@@ -367,43 +366,20 @@ def stage_kind_steps(device, repeat) -> dict:
         "tied_conv_rbm_cd1": {"what": f"ConvRBM CD-1 (gaussian visibles), input "
                                       f"{list(x.shape)}, {tied.n_maps} filters "
                                       f"{tied.field}x{tied.field}, stride {tied.stride}",
-                              **timed_gflops(lambda: step(conv_rbm, x), device, repeat, 2)},
+                              **timed_gflops(lambda: cd_step(conv_rbm, x), device, repeat, 2)},
         "competitive_rbm_cd1": {"what": f"stage_input(64 frames, 1): tied stage at sizes "
                                         f"{list(comp.sizes)}, {comp.rows_per_frame} "
                                         f"{comp.field}x{comp.field} windows per frame whitened "
                                         f"to {comp.dims} + SoftmaxRBM CD-1, K = {comp.n_maps}",
                                 **timed_gflops(stage_step(1), device, repeat, 2)},
+        **cached_competitive_steps(stack, frames, device, repeat),
     }
-    from models.read_cache import StageInput
-
-    reader = StageInput(stack, 1, 2**31)
-    cpu_frames = frames.cpu().numpy()
-    reader.rows(cpu_frames)  # every later call is a hit
-    steps["competitive_rbm_cd1_cached"] = {
-        "what": "competitive_rbm_cd1 as a worker runs it after its first epoch: the 64 frames' "
-                "whitened windows read from its cache (models.read_cache.StageInput; each "
-                "frame encoded once a run), 40 sampled and normalised a frame, then the RBM",
-        **timed_gflops(lambda: step(stack.rbms[1], reader.rows(cpu_frames)), device, repeat, 5)}
-    torch.set_flush_denormal(False)
-    steps["competitive_rbm_cd1_cached_ieee"] = {
-        "what": "competitive_rbm_cd1_cached with IEEE subnormals (not flushed)",
-        **timed_gflops(lambda: step(stack.rbms[1], reader.rows(cpu_frames)), device, repeat, 5)}
-    torch.set_flush_denormal(True)
-    encode = reader.cache.encode
-    steps["competitive_encode"] = {
-        "what": "the cache's encoding of 64 frames, paid once a frame a run: stage 0 at "
-                f"{list(comp.sizes)}, then every {comp.field}x{comp.field} window of each level "
-                f"whitened to {comp.dims} values (a convolution per level, by FFT on a CPU); "
-                "the whitening's FLOPs are those of the direct convolution it replaces (the "
-                "counter sees none in the FFT form), so the rate is an effective one",
-        **encode_timing(lambda: encode(cpu_frames), stack, len(cpu_frames), device, repeat)}
     for name, k in (("tied_kmeans", 0), ("competitive_rbm_cd1", 1)):  # where the time goes
         rows = stack.stage_input(frames, k)
         steps[name]["rows_only"] = timed_gflops(lambda k=k: stack.stage_input(frames, k),
                                                 device, repeat, 2)
-        steps[name]["learner_only"] = timed_gflops(lambda k=k, rows=rows: step(stack.rbms[k],
-                                                                               rows),
-                                                   device, repeat, 5)
+        steps[name]["learner_only"] = timed_gflops(
+            lambda k=k, rows=rows: cd_step(stack.rbms[k], rows), device, repeat, 5)
         steps[name]["rows_per_step"] = len(rows)
     for r in steps.values():
         r["ratio_to_matmul"] = r["gflops"] / mm["gflops"]
@@ -418,6 +394,54 @@ def stage_kind_steps(device, repeat) -> dict:
             "steps": steps, "goal": "ratio >= 0.5", "flush_denormal": True,
             "flop_count": "torch.utils.flop_counter.FlopCounterMode: matmuls and convolutions "
                           "(forward and weight gradients); elementwise work not counted"}
+
+
+def cd_step(learner, rows) -> None:
+    """One training step of a stage's learner on ``rows``: its update, applied."""
+    learner.apply_update(learner.compute_update(rows))
+
+
+@contextmanager
+def ieee_subnormals() -> Iterator[None]:
+    """IEEE subnormal arithmetic inside; flushed again after (how the stage kinds are timed)."""
+    torch.set_flush_denormal(False)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(True)
+
+
+def cached_competitive_steps(stack, frames, device, repeat) -> dict:
+    """The competitive stage's step as a worker runs it once its frames are encoded (flushed
+    and with IEEE subnormals), and the encoding each frame gets once a run."""
+    from models.read_cache import StageInput
+
+    comp = stack.config.stages[1]
+    reader = StageInput(stack, 1, 2**31)
+    cpu_frames = frames.cpu().numpy()
+    reader.rows(cpu_frames)  # every later call is a hit
+
+    def cached_step():
+        cd_step(stack.rbms[1], reader.rows(cpu_frames))
+
+    steps = {"competitive_rbm_cd1_cached": {
+        "what": "competitive_rbm_cd1 as a worker runs it after its first epoch: the 64 frames' "
+                "whitened windows read from its cache (models.read_cache.StageInput; each "
+                "frame encoded once a run), 40 sampled and normalised a frame, then the RBM",
+        **timed_gflops(cached_step, device, repeat, 5)}}
+    with ieee_subnormals():
+        steps["competitive_rbm_cd1_cached_ieee"] = {
+            "what": "competitive_rbm_cd1_cached with IEEE subnormals (not flushed)",
+            **timed_gflops(cached_step, device, repeat, 5)}
+    steps["competitive_encode"] = {
+        "what": "the cache's encoding of 64 frames, paid once a frame a run: stage 0 at "
+                f"{list(comp.sizes)}, then every {comp.field}x{comp.field} window of each level "
+                f"whitened to {comp.dims} values (a convolution per level, by FFT on a CPU); "
+                "the whitening's FLOPs are those of the direct convolution it replaces (the "
+                "counter sees none in the FFT form), so the rate is an effective one",
+        **encode_timing(lambda: reader.cache.encode(cpu_frames), stack, len(cpu_frames), device,
+                        repeat)}
+    return steps
 
 
 def softmax_cd_gemms(n: int, d: int, k: int, device, repeat: int, g) -> dict:

@@ -75,9 +75,10 @@ def one_core() -> Iterator[None]:
     """One torch thread and one numba thread inside, subnormal floats flushed as a worker
     flushes them (:func:`cluster.worker.compute_on_this_thread`); the thread counts before and
     IEEE arithmetic restored after."""
+    from cluster.worker import compute_on_this_thread
+
     threads, numba_threads = torch.get_num_threads(), _numba_threads(None)
-    torch.set_num_threads(1)
-    torch.set_flush_denormal(True)
+    compute_on_this_thread()
     _numba_threads(1)
     try:
         yield
