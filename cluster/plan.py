@@ -22,7 +22,8 @@ position and ``D = C*r*r`` inputs per field; Le et al. 2012's 200x200x3 input, 1
 - memory per replica: parameters, update and activations, plus the cache of what the stage
   reads from each of its frames (:func:`read_cache_bytes`, capped by ``train.read_cache_mb``);
 - bytes per worker step: the update pushed every ``n_push`` steps and the parameters fetched
-  every ``n_fetch`` steps, in ``train.transfer_dtype``;
+  every ``n_fetch`` steps, in ``train.transfer_dtype`` (sync mode: both every step, in float32,
+  :func:`wire_schedule`);
 - time per step: the largest of a replica's own time, its network transfer, and the parameter
   servers' share of everyone's transfers (all at ``bandwidth_gbps`` per node), assuming the
   transfers overlap the work (Downpour). A replica's own time is its compute, FLOPs over the
@@ -41,7 +42,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from cluster.plan_rates import MEASURED_HOW, measure_gflops_per_core
@@ -175,6 +176,16 @@ def shard_optimiser_states(train: Any) -> int:
     return 0 if train.mode == "async" and train.push in ("delta", "average") else 1
 
 
+def wire_schedule(train: Any) -> Any:
+    """The periods and wire type a worker's transfers follow: the config's in async mode; in
+    sync mode an update sent and the parameters received every step, in float32
+    (:meth:`cluster.worker.Worker.compute`, :meth:`cluster.ps.ParameterShard.apply_sync`),
+    whatever ``n_push``, ``n_fetch`` and ``transfer_dtype`` say."""
+    if train.mode != "sync":
+        return train
+    return replace(train, n_push=1, n_fetch=1, transfer_dtype="float32")
+
+
 def shard_calls_per_step(train: Any, n_ps: int) -> float:
     """Calls a worker makes to the shards per step: one per shard each push and each fetch,
     a push and a fetch due at the same step being one call (``cluster.downpour``)."""
@@ -232,7 +243,7 @@ def plan(config: Any, *, nodes: int, cores_per_node: int = 16, frames: int = 10_
     bw = bandwidth_gbps * 1e9 / 8  # bytes/s per node
     stages = []
     for sp in stage_plans(config.model, n_ps):
-        periods = config.train.for_stage(sp.stage)  # the stage's own push and fetch periods
+        periods = wire_schedule(config.train.for_stage(sp.stage))  # the stage's own periods
         param_bytes = 4 * sp.n_params
         cache = read_cache_bytes(config, sp.stage, frames / n_workers)
         hit = cached_share(config, sp.stage, cache, frames / n_workers)
@@ -240,7 +251,7 @@ def plan(config: Any, *, nodes: int, cores_per_node: int = 16, frames: int = 10_
         compute_s = (measured_steps.get(sp.stage, flops_step / (gflops_per_core * 1e9))
                      / cores_per_node)
         calls_s = shard_calls_per_step(periods, n_ps) * call_s
-        wire = WIRE_BYTES[tc.transfer_dtype] * sp.n_params  # the parameters as sent
+        wire = WIRE_BYTES[periods.transfer_dtype] * sp.n_params  # the parameters as sent
         bytes_step = wire * (1 / periods.n_push + 1 / periods.n_fetch)  # per worker per step
         worker_net_s = bytes_step / bw
         ps_net_s = n_workers * bytes_step / (n_ps * bw)  # every worker talks to every shard
@@ -280,8 +291,9 @@ def plan(config: Any, *, nodes: int, cores_per_node: int = 16, frames: int = 10_
         "gflops_per_core": gflops_per_core, "gflops_per_core_measured": measured,
         "gflops_per_core_source": MEASURED_HOW if measured else "given (--gflops-per-core)",
         "bandwidth_gbps": bandwidth_gbps, "call_s": call_s,
-        "n_push": _listed(config.train.n_push), "n_fetch": _listed(config.train.n_fetch),
-        "transfer_dtype": config.train.transfer_dtype,
+        "mode": tc.mode, "n_push": _listed(wire_schedule(tc).n_push),
+        "n_fetch": _listed(wire_schedule(tc).n_fetch),
+        "transfer_dtype": wire_schedule(tc).transfer_dtype,
         "total_params": sum(s["n_params"] for s in stages),
         "epoch_s_all_stages": sum(s["epoch_s"] for s in stages),
         "stages": stages,

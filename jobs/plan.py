@@ -55,7 +55,8 @@ def render(p: dict) -> str:
     src = p["gflops_per_core_source"]
     lines = [
         f"{p['nodes']} nodes x {p['cores_per_node']} cores: {p['n_workers']} worker replicas, "
-        f"{p['n_ps_shards']} parameter-server shards; batch {p['batch_size']}, push every "
+        f"{p['n_ps_shards']} parameter-server shards; {p['mode']}, batch {p['batch_size']}, "
+        f"push every "
         f"{_periods(p['n_push'])}, fetch every {_periods(p['n_fetch'])} steps "
         f"({p['transfer_dtype']} on the wire)",
         f"per-core CD throughput {p['gflops_per_core']:.2f} GFLOP/s ({src}); network "

@@ -88,9 +88,10 @@ def test_bfloat16_transfers_halve_the_bytes_per_step():
 
 
 def test_periods_given_per_stage_size_each_stage_by_its_own():
-    every = plan(load(ROOT / "configs/demo.toml", ["train.n_push=1", "train.n_fetch=1"]),
+    every = plan(load(ROOT / "configs/demo.toml", ['train.mode="async"', "train.n_push=1",
+                                                   "train.n_fetch=1"]),
                  nodes=3, gflops_per_core=10.0, call_s=1e-3)
-    staged = plan(load(ROOT / "configs/demo.toml", ["train.n_push=[4, 1]",
+    staged = plan(load(ROOT / "configs/demo.toml", ['train.mode="async"', "train.n_push=[4, 1]",
                                                     "train.n_fetch=[4, 1]"]),
                   nodes=3, gflops_per_core=10.0, call_s=1e-3)
     assert staged["n_push"] == [4, 1] and staged["stages"][0]["n_push"] == 4
@@ -172,11 +173,13 @@ def bytes_per_frame_mb(cfg) -> float:
 
 
 def test_a_shard_keeps_optimiser_state_only_when_it_applies_the_updates():
-    cfg = load(ROOT / "configs/demo.toml")  # async, push = "average": the shard adds deltas
+    cfg = load(ROOT / "configs/demo.toml", ['train.mode="async"', 'train.push="average"'])
     n = plan(cfg, nodes=3, gflops_per_core=10.0)["stages"][1]["n_params"]
     assert plan(cfg, nodes=3, gflops_per_core=10.0)["stages"][1]["shard_memory_bytes"] == 4 * n
-    grad = load(ROOT / "configs/demo.toml", ['train.push="gradient"'])
+    grad = load(ROOT / "configs/demo.toml", ['train.mode="async"', 'train.push="gradient"'])
     assert plan(grad, nodes=3, gflops_per_core=10.0)["stages"][1]["shard_memory_bytes"] == 8 * n
+    sync = load(ROOT / "configs/demo.toml", ['train.mode="sync"', 'train.push="average"'])
+    assert plan(sync, nodes=3, gflops_per_core=10.0)["stages"][1]["shard_memory_bytes"] == 8 * n
 
 
 @pytest.mark.parametrize("n_push, n_fetch, calls", [(1, 1, 1.0), (2, 1, 1.0), (4, 4, 0.25),
@@ -184,8 +187,8 @@ def test_a_shard_keeps_optimiser_state_only_when_it_applies_the_updates():
 def test_a_worker_pays_each_shard_call_once_a_push_and_a_fetch_coincide(n_push, n_fetch, calls):
     from cluster.plan import shard_calls_per_step
 
-    cfg = load(ROOT / "configs/demo.toml", [f"train.n_push={n_push}", f"train.n_fetch={n_fetch}",
-                                            "train.n_ps_shards=2"])
+    cfg = load(ROOT / "configs/demo.toml", ['train.mode="async"', f"train.n_push={n_push}",
+                                            f"train.n_fetch={n_fetch}", "train.n_ps_shards=2"])
     assert shard_calls_per_step(cfg.train, 2) == pytest.approx(2 * calls)
     free = plan(cfg, nodes=4, cores_per_node=1, gflops_per_core=10.0)["stages"][0]
     paid = plan(cfg, nodes=4, cores_per_node=1, gflops_per_core=10.0, call_s=1e-3)["stages"][0]
@@ -238,3 +241,22 @@ def test_the_single_process_loop_counts_an_epoch_of_its_training_shards(tmp_path
                           'pool=2, pool_stride=2, pool_kind="rms", sign_split=true, '
                           'rows_per_frame=8}]', "train.prepare_frames=64"])
         assert SingleProcessLoop(cfg, 0).epoch_steps() == 2 * 48 // batch
+
+
+def test_a_sync_worker_sends_its_update_and_receives_the_parameters_every_step_in_float32():
+    """Sync mode ignores the Downpour periods and the transfer type: every step one float32
+    update goes up and the float32 parameters come back (``Worker.compute``, ``apply_sync``)."""
+    overrides = ["train.n_push=[4, 2]", "train.n_fetch=[4, 2]", 'train.transfer_dtype="bfloat16"']
+    sync = plan(load(ROOT / "configs/demo.toml", ['train.mode="sync"', *overrides]), nodes=3,
+                gflops_per_core=10.0)
+    every = plan(load(ROOT / "configs/demo.toml", ['train.mode="async"', "train.n_push=1",
+                                                   "train.n_fetch=1",
+                                                   'train.transfer_dtype="float32"']),
+                 nodes=3, gflops_per_core=10.0)
+    staged = plan(load(ROOT / "configs/demo.toml", ['train.mode="async"', *overrides]), nodes=3,
+                  gflops_per_core=10.0)
+    for s, e, a in zip(sync["stages"], every["stages"], staged["stages"], strict=True):
+        assert (s["bytes_per_step_per_worker"] == e["bytes_per_step_per_worker"]
+                == 8 * s["n_params"])
+        assert a["bytes_per_step_per_worker"] < s["bytes_per_step_per_worker"]
+    assert (sync["n_push"], sync["n_fetch"], sync["transfer_dtype"]) == (1, 1, "float32")

@@ -53,7 +53,7 @@ def test_periods_per_stage(tmp_path):
     assert first.steps == cfg.train.steps and cfg.for_stage(1).model == cfg.model
     assert load(_write(tmp_path, dumps(cfg))) == cfg
     fewer = load(ROOT / "configs/demo.toml", ["model.stages=[{kind=\"tied\", field=7}]",
-                                               "train.stages=1"])
+                                               "train.stages=1", "train.n_push=[4, 1]"])
     assert fewer.for_stage(0).train.n_push == cfg.train.n_push[0]  # the rest is not used
     one = load(ROOT / "configs/demo.toml", ["train.n_push=2", "train.n_fetch=2"])
     assert one.for_stage(1).train.n_push == 2
