@@ -46,16 +46,27 @@ TOLERANCE = 0.25
 
 
 def run_step_s(run: Path, stage: int) -> float | None:
-    """Median seconds per worker step over the second half of ``stage`` in a run's metrics."""
+    """Median seconds per worker step over the second half of ``stage`` in a run's metrics:
+    an async worker's chunks (their ``seconds`` over ``steps``), or in a sync run the time
+    between the stage's consecutive records over the steps between them (every worker takes
+    each step)."""
     from cluster.runlog import load_metrics
 
-    recs = [r for r in load_metrics(run).records
-            if r.get("stage") == stage and "worker" in r and r.get("steps")]
-    if not recs:
+    records = [r for r in load_metrics(run).records if r.get("stage") == stage]
+    chunks = [r for r in records if "worker" in r and r.get("steps")]
+    if chunks:
+        last = max(r["step"] for r in chunks)
+        return statistics.median(r["seconds"] / r["steps"] for r in chunks
+                                 if r["step"] > last / 2)
+    steps = sorted((r["step"], r["time"]) for r in records
+                   if "worker" not in r and "updates_applied" in r and "time" in r)
+    if len(steps) < 3:
         return None
-    last = max(r["step"] for r in recs)
-    late = [r["seconds"] / r["steps"] for r in recs if r["step"] > last / 2]
-    return statistics.median(late)
+    last = steps[-1][0]
+    late = [(t1 - t0) / (s1 - s0)
+            for (s0, t0), (s1, t1) in zip(steps[:-1], steps[1:], strict=True)
+            if s0 > last / 2 and s1 > s0]
+    return statistics.median(late) if late else None
 
 
 def ps_figures(path: Path) -> dict:

@@ -13,7 +13,11 @@ config's batch size, one torch thread everywhere:
   parameter-server shards, at the config's push/fetch periods, push kind, transfer dtype, prefetch
   setting and shard count (or ``--n-push``, ``--n-fetch``, ``--push``, ``--transfer-dtype``,
   ``--prefetch``, ``--ps-shards``), wall clock from submitting the workers' chunks to the last
-  one's end; and again at n_push = n_fetch = 1 (``at_period_1``), so both settings are on record;
+  one's end; and again at n_push = n_fetch = 1 (``at_period_1``), so both settings are on record.
+  With ``train.mode = "sync"`` (or ``--mode sync``) they are instead 1 and 2 workers in the
+  synchronous schedule, the trainer's own steps (:func:`cluster.drivers.sync.submit_step`: every
+  worker's update, then the shard's mean of them, at most ``max_in_flight`` steps outstanding),
+  wall clock from the first step sent to the last one applied;
 - the stage every contender starts from: a stack seeded like the trainer's, its earlier stages
   loaded from ``--run``'s ``model.pt`` when given (untrained otherwise: the same arithmetic, so
   fine for timing), stage ``--stage`` prepared by :func:`cluster.stage.prepare_stage` (whitening
@@ -38,7 +42,8 @@ measured. So every contender stays alive (1 spawned process for the single loop,
 short cycles, each timing ``--steps`` steps of single, single_x2, ps_1 and ps_2 back to back (in
 reverse order every other cycle). The figures are ratios of the totals over all cycles (frames
 over seconds, per contender); the medians of the per-cycle ratios and their spread come with
-them. ``ps_1`` runs worker 0 of the setting's 2 worker actors (worker 1 idles meanwhile).
+them. ``ps_1`` runs worker 0 of the setting's 2 worker actors (worker 1 idles meanwhile); in
+sync mode ``ps_1`` and ``ps_2`` are two sets of actors, since a sync step needs every worker.
 
 Warm caches: a stage above 0 reads its input through each process's
 :class:`models.read_cache.ReadCache` (the single loops as the workers), so every contender fills
@@ -223,6 +228,98 @@ class ParameterServer:
         self._stage_dir.cleanup()
 
 
+class SyncServers:
+    """The synchronous schedule's contenders: a stage's actors started twice, with 1 worker and
+    with 2 (one shard each), kept alive across timed chunks; each chunk continues the steps of
+    its set (:func:`cluster.drivers.sync.submit_step`, the trainer's own step, at most
+    ``max_in_flight`` steps outstanding). Separate sets, since a sync step needs every worker
+    of its set: worker 1 of one set could not sit out the 1-worker chunks."""
+
+    def __init__(self, config, stage: int, stack_path: str, rows_per_step: int) -> None:
+        from cluster.sharding import WIRE_BYTES
+
+        self.rows_per_step, self.max_in_flight = rows_per_step, config.train.max_in_flight
+        self.sets = {n: _SyncSet(config, stage, stack_path, n) for n in (1, 2)}
+        n_params = sum(v.numel() for v in load_stack(config, stack_path).rbms[stage]
+                       .params.values())
+        self.param_bytes = WIRE_BYTES["float32"] * n_params  # sync sends float32
+        self.n_push = self.n_fetch = 1  # an update up and the parameters back every step
+
+    def run(self, n_workers: int, steps: int) -> dict:
+        """``steps`` synchronous steps of the ``n_workers``-worker set."""
+
+        from cluster.drivers.sync import submit_step
+
+        s = self.sets[n_workers]
+        window, records = [], []
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            metric_refs, s.params = submit_step(s.workers, s.shards, s.step, s.params)
+            window.append((metric_refs, s.params))
+            s.step += 1
+            while len(window) > self.max_in_flight:
+                records += _drain(window.pop(0))
+        while window:
+            records += _drain(window.pop(0))
+        wall = time.perf_counter() - t0
+        frames = steps * n_workers * self.rows_per_step
+        results = [{"steps": steps, "seconds": wall, "staleness_mean": 0.0,
+                    "seconds_compute": sum(self.rows_per_step / r["frames_per_s"]
+                                           for r in records if r["worker"] == k)}
+                   for k in range(n_workers)]  # a worker's compute: input and load included
+        return {"frames": frames, "seconds": wall, "frames_per_s": frames / wall,
+                "results": results}
+
+    def shard_info(self) -> list[dict]:
+        import ray
+
+        return [i for n in (1, 2) for i in ray.get([sh.info.remote()
+                                                      for sh in self.sets[n].shards])]
+
+    def close(self) -> None:
+        for s in self.sets.values():
+            s.close()
+
+
+class _SyncSet:
+    """One set of sync actors: ``n`` workers and the config's shards, their step and the refs
+    of the shards' current slices."""
+
+    def __init__(self, config, stage: int, stack_path: str, n: int) -> None:
+        import ray
+
+        from cluster.stage import start_stage
+
+        tc, share = config.train, config.train.n_workers / n
+        # a worker of a smaller set reads more of the frames: its caches grow with them (as the
+        # single loop's, which holds every frame), so each set runs from its caches alone
+        config = dataclasses.replace(config, train=dataclasses.replace(
+            tc, n_workers=n, log_interval=10**9, read_cache_mb=tc.read_cache_mb * share,
+            frame_cache_mb=tc.frame_cache_mb * share))
+        rbm = load_stack(config, stack_path).rbms[stage]
+        self._dir = tempfile.TemporaryDirectory(prefix="ps-bench-sync-")
+        self.actors = start_stage(config, stage, rbm, self._dir.name, worker_cpus=0.45,
+                                  stack_path=stack_path)
+        self.workers, self.shards = self.actors.workers, self.actors.shards
+        ray.get([w.fill_cache.remote() for w in self.workers])  # as the trainer does
+        self.params = [sh.params_now.remote() for sh in self.shards]
+        self.step = 0
+
+    def close(self) -> None:
+        self.actors.kill()
+        self._dir.cleanup()
+
+
+def _drain(entry: tuple) -> list[dict]:
+    """Wait for one submitted sync step: its workers' metric records."""
+    import ray
+
+    metric_refs, param_refs = entry
+    records = ray.get(metric_refs)
+    ray.wait(param_refs, num_returns=len(param_refs), fetch_local=False)
+    return records
+
+
 def _ratios(t: dict) -> dict:
     """Overhead, scaling and ceiling from frames/s of single, single_x2, ps_1, ps_2."""
     scaling = t["ps_2"] / t["ps_1"]
@@ -232,11 +329,15 @@ def _ratios(t: dict) -> dict:
 
 
 def measure(config, single: ConcurrentLoops, pair: ConcurrentLoops, cycles: int, steps: int,
-            warmup: int, *, stage: int, stack_path: str) -> dict:
-    """``cycles`` interleaved cycles of single, single_x2, ps_1 and ps_2 for one setting."""
+            warmup: int, *, stage: int, stack_path: str, rows_per_step: int) -> dict:
+    """``cycles`` interleaved cycles of single, single_x2, ps_1 and ps_2 for one setting (the
+    Downpour workers, or the synchronous schedule when ``config.train.mode`` is ``"sync"``)."""
     import numpy as np
 
-    ps = ParameterServer(config, stage, stack_path)
+    if config.train.mode == "sync":
+        ps = SyncServers(config, stage, stack_path, rows_per_step)
+    else:
+        ps = ParameterServer(config, stage, stack_path)
     try:
         for n in (1, 2):  # untimed: numba's first calls, the actors' first transfers
             ps.run(n, warmup)
@@ -257,10 +358,12 @@ def measure(config, single: ConcurrentLoops, pair: ConcurrentLoops, cycles: int,
                  for c in range(cycles)]
 
     def breakdown(name: str) -> dict:
-        """Mean ms per worker step in each phase (fetch, input, compute, push, wait, other)."""
+        """Mean ms per worker step in each phase (async: fetch, input, compute, push, wait;
+        sync: compute, the input and the parameters' load included), and the rest (other)."""
         results = [r for run in runs[name] for r in run["results"]]
         out = {k: 1e3 * float(np.mean([r[f"seconds_{k}"] / r["steps"] for r in results]))
-               for k in ("fetch", "input", "compute", "push", "wait")}
+               for k in ("fetch", "input", "compute", "push", "wait")
+               if f"seconds_{k}" in results[0]}
         out["other"] = 1e3 * float(np.mean([r["seconds"] / r["steps"] for r in results])) \
             - sum(out.values())
         return out
@@ -312,6 +415,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="interleaved cycles of (single, single x2, PS 1 worker, PS 2 workers)")
     p.add_argument("--warmup", type=int, default=8,
                    help="untimed steps per contender first (stage > 0: at least one epoch)")
+    p.add_argument("--mode", choices=("sync", "async"),
+                   help="the schedule (default: the config's train.mode)")
     p.add_argument("--n-push", type=int, help="push period (default: the config's)")
     p.add_argument("--n-fetch", type=int, help="fetch period (default: the config's)")
     p.add_argument("--prefetch", action=argparse.BooleanOptionalAction,
@@ -333,7 +438,12 @@ def setting(args: argparse.Namespace) -> dict:
     from jobs.config import load
 
     tc = load(args.config, [f'data.path="{args.data}"']).train.for_stage(args.stage)
-    return {"n_push": args.n_push or tc.n_push, "n_fetch": args.n_fetch or tc.n_fetch,
+    mode = args.mode or tc.mode
+    if mode == "sync":  # an update up, the parameters back, every step, float32
+        return {"mode": mode, "n_push": 1, "n_fetch": 1, "prefetch": False, "push": tc.push,
+                "transfer_dtype": "float32", "n_ps_shards": args.ps_shards or tc.n_ps_shards}
+    return {"mode": mode, "n_push": args.n_push or tc.n_push,
+            "n_fetch": args.n_fetch or tc.n_fetch,
             "prefetch": tc.prefetch if args.prefetch is None else args.prefetch,
             "push": args.push or tc.push,
             "transfer_dtype": args.transfer_dtype or tc.transfer_dtype,
@@ -342,7 +452,8 @@ def setting(args: argparse.Namespace) -> dict:
 
 def overrides(data: str, s: dict, n_push: int, n_fetch: int) -> list[str]:
     """Config overrides for setting ``s`` at push/fetch periods ``n_push``/``n_fetch``."""
-    return [f'data.path="{data}"', "data.holdout_frames=0", f"train.n_push={n_push}",
+    return [f'data.path="{data}"', "data.holdout_frames=0", f'train.mode="{s["mode"]}"',
+            f"train.n_push={n_push}",
             f"train.n_fetch={n_fetch}", f"train.prefetch={str(s['prefetch']).lower()}",
             f'train.push="{s["push"]}"', f'train.transfer_dtype="{s["transfer_dtype"]}"',
             f"train.n_ps_shards={s['n_ps_shards']}"]
@@ -362,7 +473,7 @@ def warmup_steps(config, stage: int, requested: int) -> int:
 
 
 def measure_periods(args: argparse.Namespace, s: dict, periods: list[tuple[int, int]],
-                    stack_path: str) -> dict:
+                    stack_path: str, rows_per_step: int) -> dict:
     """:func:`measure` at each (n_push, n_fetch) of ``periods``, the single-process contenders
     kept alive across them (all starting from the stack saved at ``stack_path``)."""
     import ray
@@ -385,7 +496,8 @@ def measure_periods(args: argparse.Namespace, s: dict, periods: list[tuple[int, 
         time.sleep(5)  # Ray's own processes are busy for a few seconds after ray.init
         return {period: measure(load(args.config, overrides(args.data, s, *period)), single, pair,
                                 args.cycles, args.steps, warmup, stage=args.stage,
-                                stack_path=stack_path) for period in periods}
+                                stack_path=stack_path, rows_per_step=rows_per_step)
+                for period in periods}
     finally:
         ray.shutdown()
         single.close()
@@ -401,7 +513,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     s = setting(args)
     periods = [(s["n_push"], s["n_fetch"])]
-    if not args.no_period_1 and periods[0] != (1, 1):
+    if not args.no_period_1 and periods[0] != (1, 1) and s["mode"] == "async":
         periods.append((1, 1))
     config = load(args.config, overrides(args.data, s, *periods[0]))
     if not 0 <= args.stage < config.n_stages:
@@ -414,7 +526,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = stack.stage_input(torch.zeros((config.data.batch_size,
                                               *stack.config.input_shapes()[0]),
                                              dtype=torch.uint8), args.stage)
-        results = measure_periods(args, s, periods, stack_path)
+        results = measure_periods(args, s, periods, stack_path, len(rows))
     result = {
         "benchmark": "ps",
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
@@ -427,7 +539,7 @@ def main(argv: list[str] | None = None) -> int:
         "batch_size": config.data.batch_size,
         "rows_per_step": len(rows), "row_shape": list(rows.shape[1:]),
         "unit": "frames_per_s counts the learner's rows per second (rows_per_step per step)",
-        **{k: s[k] for k in ("n_ps_shards", "n_push", "n_fetch", "prefetch", "push",
+        **{k: s[k] for k in ("mode", "n_ps_shards", "n_push", "n_fetch", "prefetch", "push",
                              "transfer_dtype")},
         "cycles": args.cycles, "steps_per_cycle": args.steps,
         "warmup_steps": warmup_steps(config, args.stage, args.warmup),

@@ -187,8 +187,12 @@ def wire_schedule(train: Any) -> Any:
 
 
 def shard_calls_per_step(train: Any, n_ps: int) -> float:
-    """Calls a worker makes to the shards per step: one per shard each push and each fetch,
-    a push and a fetch due at the same step being one call (``cluster.downpour``)."""
+    """Calls on a worker's path per step: async, one per shard each push and each fetch, a
+    push and a fetch due at the same step being one call (``cluster.downpour``); sync, the
+    driver's call that hands the worker the parameters and takes its update, then each shard's
+    apply, which the next step waits for (:func:`cluster.drivers.sync.submit_step`)."""
+    if train.mode == "sync":
+        return n_ps + 1.0
     both = 1 / math.lcm(train.n_push, train.n_fetch)
     return n_ps * (1 / train.n_push + 1 / train.n_fetch - both)
 

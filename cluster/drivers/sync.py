@@ -42,6 +42,17 @@ def merge_records(records: list[dict]) -> dict:
     return out
 
 
+def submit_step(workers: list, shards: list, step: int, param_refs: list) -> tuple[list, list]:
+    """Step ``step`` of the schedule, sent as ObjectRefs (nothing waits): every worker computes
+    its update against ``param_refs`` (each shard's slices after step ``step - 1``), then each
+    shard applies the mean of its parts. Returns (the workers' metric refs, the shards' new
+    slice refs: the next step's ``param_refs``)."""
+    n = len(shards)
+    outs = [w.compute.options(num_returns=n + 1).remote(step, *param_refs) for w in workers]
+    return ([o[n] for o in outs],
+            [shards[j].apply_sync.remote(step, *[o[j] for o in outs]) for j in range(n)])
+
+
 class SyncDriver:
     """Fixed-order synchronous steps, pipelined through ObjectRefs; rollback on failure (after
     every actor answers again: ``watch`` says what the steps wait for)."""
@@ -74,16 +85,13 @@ class SyncDriver:
         """Every worker computes step t against step t-1's parameters; each shard applies the
         mean of its parts; at most ``max_in_flight`` steps outstanding."""
         tc, actors = self.tc, self.actors
-        n_ps_shards = tc.n_ps_shards
         param_refs = [s.params_now.remote() for s in actors.shards]
         while self.step < tc.steps:
             step = self.step
             self.ctx.faults.at_step(actors, step)
-            outs = [w.compute.options(num_returns=n_ps_shards + 1).remote(step, *param_refs)
-                    for w in actors.workers]
-            param_refs = [actors.shards[j].apply_sync.remote(step, *[o[j] for o in outs])
-                          for j in range(n_ps_shards)]
-            self.window.append((step, [o[n_ps_shards] for o in outs], param_refs))
+            metric_refs, param_refs = submit_step(actors.workers, actors.shards, step,
+                                                  param_refs)
+            self.window.append((step, metric_refs, param_refs))
             self._drain(tc.max_in_flight)
             self.step += 1
             if self.ctx.schedule.due(step, self.step) or self.step == tc.steps:

@@ -260,3 +260,13 @@ def test_a_sync_worker_sends_its_update_and_receives_the_parameters_every_step_i
                 == 8 * s["n_params"])
         assert a["bytes_per_step_per_worker"] < s["bytes_per_step_per_worker"]
     assert (sync["n_push"], sync["n_fetch"], sync["transfer_dtype"]) == (1, 1, "float32")
+
+
+def test_a_sync_step_waits_for_the_workers_call_and_each_shards_apply():
+    from cluster.plan import shard_calls_per_step
+
+    cfg = load(ROOT / "configs/demo.toml", ['train.mode="sync"', "train.n_ps_shards=2"])
+    assert shard_calls_per_step(cfg.train, 2) == 3.0
+    free = plan(cfg, nodes=4, cores_per_node=1, gflops_per_core=10.0)["stages"][0]
+    paid = plan(cfg, nodes=4, cores_per_node=1, gflops_per_core=10.0, call_s=1e-3)["stages"][0]
+    assert paid["step_s"] == pytest.approx(free["step_s"] + 3e-3)
