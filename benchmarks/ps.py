@@ -175,6 +175,22 @@ class ConcurrentLoops:
             p.join(timeout=10)
 
 
+def timed_actors(config, stage: int, stack_path: str):
+    """Stage ``stage``'s shard and worker actors as the trainer starts them, from the stack
+    saved at ``stack_path``, each worker's caches filled before its first step (as the trainer
+    does); returns (the actors, their temporary stage folder)."""
+    import ray
+
+    from cluster.stage import start_stage
+
+    rbm = load_stack(config, stack_path).rbms[stage]
+    folder = tempfile.TemporaryDirectory(prefix="ps-bench-")
+    actors = start_stage(config, stage, rbm, folder.name, worker_cpus=0.45,
+                         stack_path=stack_path)
+    ray.get([w.fill_cache.remote() for w in actors.workers])
+    return actors, folder
+
+
 class ParameterServer:
     """The shard actors and 2 worker actors of one setting, kept alive across timed chunks; each
     worker continues from where its last chunk ended (data position, sequence numbers, step)."""
@@ -182,21 +198,15 @@ class ParameterServer:
     def __init__(self, config, stage: int, stack_path: str) -> None:
         import dataclasses
 
-        import ray
-
         from cluster.sharding import WIRE_BYTES
-        from cluster.stage import start_stage
 
         # 2 workers whatever the config says, and no monitoring on the timed path
         config = dataclasses.replace(config, train=dataclasses.replace(
             config.train, n_workers=2, log_interval=10**9))
         tc = config.train
         rbm = load_stack(config, stack_path).rbms[stage]
-        self._stage_dir = tempfile.TemporaryDirectory(prefix="ps-bench-")
-        self.actors = start_stage(config, stage, rbm, self._stage_dir.name, worker_cpus=0.45,
-                                  stack_path=stack_path)
+        self.actors, self._stage_dir = timed_actors(config, stage, stack_path)
         self.shards, self.workers = self.actors.shards, self.actors.workers
-        ray.get([w.fill_cache.remote() for w in self.workers])  # as the trainer does
         self.state = [((0, 0), 0, 0) for _ in self.workers]  # position, next seq, next step
         # bytes of the parameters on the wire (float32, or bfloat16 transfers)
         self.param_bytes = WIRE_BYTES[tc.transfer_dtype] * sum(
@@ -286,22 +296,14 @@ class _SyncSet:
     of the shards' current slices."""
 
     def __init__(self, config, stage: int, stack_path: str, n: int) -> None:
-        import ray
-
-        from cluster.stage import start_stage
-
         tc, share = config.train, config.train.n_workers / n
         # a worker of a smaller set reads more of the frames: its caches grow with them (as the
         # single loop's, which holds every frame), so each set runs from its caches alone
         config = dataclasses.replace(config, train=dataclasses.replace(
             tc, n_workers=n, log_interval=10**9, read_cache_mb=tc.read_cache_mb * share,
             frame_cache_mb=tc.frame_cache_mb * share))
-        rbm = load_stack(config, stack_path).rbms[stage]
-        self._dir = tempfile.TemporaryDirectory(prefix="ps-bench-sync-")
-        self.actors = start_stage(config, stage, rbm, self._dir.name, worker_cpus=0.45,
-                                  stack_path=stack_path)
+        self.actors, self._dir = timed_actors(config, stage, stack_path)
         self.workers, self.shards = self.actors.workers, self.actors.shards
-        ray.get([w.fill_cache.remote() for w in self.workers])  # as the trainer does
         self.params = [sh.params_now.remote() for sh in self.shards]
         self.step = 0
 
