@@ -74,8 +74,8 @@ class DemoSize:
 
 
 FULL = DemoSize("full", None)
-FAST = DemoSize("fast", 60, ("--train.steps=40", "--train.warm_start_steps=10",
-                             "--train.checkpoint_every=20", "--train.log_interval=10"),
+FAST = DemoSize("fast", 60, ("--train.steps=40", "--train.checkpoint_every=20",
+                             "--train.log_interval=10"),
                 ("--splits", "5", "--filters", "200"),
                 ("--starts", "1", "--steps", "5", "--top-k", "4"))
 
