@@ -60,7 +60,7 @@ Usage (needs a dataset, e.g. ``catneuron ingest --demo --out runs/demo/data``)::
     # the demo's stage 1 on the stage 0 of a trained run:
     python benchmarks/ps.py --data runs/demo/data --stage 1 --run runs/demo/train --out ps1.json
     # Downpour batching, with n_push = n_fetch = 1 measured in the same run (results/ps.json):
-    python benchmarks/ps.py --data runs/demo/data --n-push 4 --n-fetch 4 \
+    python benchmarks/ps.py --data runs/demo/data --mode async --n-push 4 --n-fetch 4 \
         --out benchmarks/results/ps.json
 """
 
@@ -452,6 +452,13 @@ def setting(args: argparse.Namespace) -> dict:
             "n_ps_shards": args.ps_shards or tc.n_ps_shards}
 
 
+def async_flags(args: argparse.Namespace) -> list[str]:
+    """The Downpour-only flags given (push and fetch periods, prefetch, push kind, wire type)."""
+    given = {"--n-push": args.n_push, "--n-fetch": args.n_fetch, "--prefetch": args.prefetch,
+             "--push": args.push, "--transfer-dtype": args.transfer_dtype}
+    return [flag for flag, value in given.items() if value is not None]
+
+
 def overrides(data: str, s: dict, n_push: int, n_fetch: int) -> list[str]:
     """Config overrides for setting ``s`` at push/fetch periods ``n_push``/``n_fetch``."""
     return [f'data.path="{data}"', "data.holdout_frames=0", f'train.mode="{s["mode"]}"',
@@ -514,6 +521,10 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     s = setting(args)
+    if s["mode"] == "sync" and (asynchronous := async_flags(args)):
+        print(f"{', '.join(asynchronous)}: Downpour settings, but the schedule measured is sync "
+              f"(the config's train.mode); add --mode async", file=sys.stderr)
+        return 2
     periods = [(s["n_push"], s["n_fetch"])]
     if not args.no_period_1 and periods[0] != (1, 1) and s["mode"] == "async":
         periods.append((1, 1))

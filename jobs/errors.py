@@ -28,10 +28,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import os
 import sys
 from collections.abc import Callable, Iterator
 
 INTERRUPTED = 130
+BROKEN_PIPE = 141  # 128 + SIGPIPE, the status of a Unix tool whose reader went away
 
 
 class UserError(Exception):
@@ -136,6 +138,10 @@ def run_main(prog: str, body: Callable[[list[str] | None], int | None], argv: li
     except KeyboardInterrupt:
         print(f"{prog}: {interrupted}", file=sys.stderr)
         return INTERRUPTED
+    except BrokenPipeError:  # the output's reader went away (`| head`): stop quietly; the rest
+        # of stdout goes nowhere, so the flush at exit cannot fail again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return BROKEN_PIPE
     except Exception as exc:
         status = exit_status(exc)
         if status is None:

@@ -50,15 +50,21 @@ def _periods(value: int | list[int]) -> str:
     return f"{' / '.join(map(str, value))} (stage {stages})"
 
 
+def _schedule(p: dict) -> str:
+    """How the workers and shards talk, as the plan sized it."""
+    if p["mode"] == "sync":
+        return (f"synchronous: an update and the parameters every step "
+                f"({p['transfer_dtype']} on the wire)")
+    return (f"async: push every {_periods(p['n_push'])}, fetch every {_periods(p['n_fetch'])} "
+            f"steps ({p['transfer_dtype']} on the wire)")
+
+
 def render(p: dict) -> str:
     """The plan as a human-readable table."""
     src = p["gflops_per_core_source"]
     lines = [
         f"{p['nodes']} nodes x {p['cores_per_node']} cores: {p['n_workers']} worker replicas, "
-        f"{p['n_ps_shards']} parameter-server shards; {p['mode']}, batch {p['batch_size']}, "
-        f"push every "
-        f"{_periods(p['n_push'])}, fetch every {_periods(p['n_fetch'])} steps "
-        f"({p['transfer_dtype']} on the wire)",
+        f"{p['n_ps_shards']} parameter-server shards; batch {p['batch_size']}, {_schedule(p)}",
         f"per-core CD throughput {p['gflops_per_core']:.2f} GFLOP/s ({src}); network "
         f"{p['bandwidth_gbps']:g} Gbit/s per node; {p['call_s'] * 1e3:g} ms per shard call; "
         f"epoch = {p['frames_per_epoch']:,} frames",

@@ -155,3 +155,19 @@ def test_a_user_error_carries_its_status(capsys):
 
     assert main([]) == 1
     assert capsys.readouterr().err == "catneuron x: error: step 2 failed\n"
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly():
+    """``catneuron plan ... | head -1``: the pipe closes before the table is written; the command
+    stops with SIGPIPE's status and no traceback (the read end is closed at once, while the
+    command is still importing, so its first write fails)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "jobs.cli", "plan", "--config", "demo",
+                             "--nodes", "3", "--gflops-per-core", "10"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 141, err.decode()
+    assert b"Traceback" not in err and b"BrokenPipeError" not in err
