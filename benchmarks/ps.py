@@ -175,15 +175,15 @@ class ConcurrentLoops:
             p.join(timeout=10)
 
 
-def timed_actors(config, stage: int, stack_path: str):
-    """Stage ``stage``'s shard and worker actors as the trainer starts them, from the stack
-    saved at ``stack_path``, each worker's caches filled before its first step (as the trainer
-    does); returns (the actors, their temporary stage folder)."""
+def timed_actors(config, stage: int, stack_path: str, rbm):
+    """Stage ``stage``'s shard and worker actors as the trainer starts them, the shards holding
+    ``rbm``'s parameters and the workers the stages below from the stack saved at
+    ``stack_path``, each worker's caches filled before its first step (as the trainer does);
+    returns (the actors, their temporary stage folder)."""
     import ray
 
     from cluster.stage import start_stage
 
-    rbm = load_stack(config, stack_path).rbms[stage]
     folder = tempfile.TemporaryDirectory(prefix="ps-bench-")
     actors = start_stage(config, stage, rbm, folder.name, worker_cpus=0.45,
                          stack_path=stack_path)
@@ -205,7 +205,7 @@ class ParameterServer:
             config.train, n_workers=2, log_interval=10**9))
         tc = config.train
         rbm = load_stack(config, stack_path).rbms[stage]
-        self.actors, self._stage_dir = timed_actors(config, stage, stack_path)
+        self.actors, self._stage_dir = timed_actors(config, stage, stack_path, rbm)
         self.shards, self.workers = self.actors.shards, self.actors.workers
         self.state = [((0, 0), 0, 0) for _ in self.workers]  # position, next seq, next step
         # bytes of the parameters on the wire (float32, or bfloat16 transfers)
@@ -246,19 +246,20 @@ class SyncServers:
     of its set: worker 1 of one set could not sit out the 1-worker chunks."""
 
     def __init__(self, config, stage: int, stack_path: str, rows_per_step: int) -> None:
+        from cluster.plan import wire_schedule
         from cluster.sharding import WIRE_BYTES
 
         self.rows_per_step, self.max_in_flight = rows_per_step, config.train.max_in_flight
-        self.sets = {n: _SyncSet(config, stage, stack_path, n) for n in (1, 2)}
-        n_params = sum(v.numel() for v in load_stack(config, stack_path).rbms[stage]
-                       .params.values())
-        self.param_bytes = WIRE_BYTES["float32"] * n_params  # sync sends float32
-        self.n_push = self.n_fetch = 1  # an update up and the parameters back every step
+        rbm = load_stack(config, stack_path).rbms[stage]
+        self.sets = {n: _SyncSet(config, stage, stack_path, rbm, n) for n in (1, 2)}
+        wire = wire_schedule(config.train)  # an update up and the parameters back every step
+        self.param_bytes = WIRE_BYTES[wire.transfer_dtype] * sum(
+            v.numel() for v in rbm.params.values())
+        self.n_push, self.n_fetch = wire.n_push, wire.n_fetch
 
     def run(self, n_workers: int, steps: int) -> dict:
         """``steps`` synchronous steps of the ``n_workers``-worker set."""
-
-        from cluster.drivers.sync import submit_step
+        from cluster.drivers.sync import await_step, submit_step
 
         s = self.sets[n_workers]
         window, records = [], []
@@ -268,9 +269,9 @@ class SyncServers:
             window.append((metric_refs, s.params))
             s.step += 1
             while len(window) > self.max_in_flight:
-                records += _drain(window.pop(0))
+                records += await_step(*window.pop(0))
         while window:
-            records += _drain(window.pop(0))
+            records += await_step(*window.pop(0))
         wall = time.perf_counter() - t0
         frames = steps * n_workers * self.rows_per_step
         results = [{"steps": steps, "seconds": wall, "staleness_mean": 0.0,
@@ -295,14 +296,14 @@ class _SyncSet:
     """One set of sync actors: ``n`` workers and the config's shards, their step and the refs
     of the shards' current slices."""
 
-    def __init__(self, config, stage: int, stack_path: str, n: int) -> None:
+    def __init__(self, config, stage: int, stack_path: str, rbm, n: int) -> None:
         tc, share = config.train, config.train.n_workers / n
         # a worker of a smaller set reads more of the frames: its caches grow with them (as the
         # single loop's, which holds every frame), so each set runs from its caches alone
         config = dataclasses.replace(config, train=dataclasses.replace(
             tc, n_workers=n, log_interval=10**9, read_cache_mb=tc.read_cache_mb * share,
             frame_cache_mb=tc.frame_cache_mb * share))
-        self.actors, self._dir = timed_actors(config, stage, stack_path)
+        self.actors, self._dir = timed_actors(config, stage, stack_path, rbm)
         self.workers, self.shards = self.actors.workers, self.actors.shards
         self.params = [sh.params_now.remote() for sh in self.shards]
         self.step = 0
@@ -310,16 +311,6 @@ class _SyncSet:
     def close(self) -> None:
         self.actors.kill()
         self._dir.cleanup()
-
-
-def _drain(entry: tuple) -> list[dict]:
-    """Wait for one submitted sync step: its workers' metric records."""
-    import ray
-
-    metric_refs, param_refs = entry
-    records = ray.get(metric_refs)
-    ray.wait(param_refs, num_returns=len(param_refs), fetch_local=False)
-    return records
 
 
 def _ratios(t: dict) -> dict:
@@ -437,13 +428,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def setting(args: argparse.Namespace) -> dict:
     """The measured setting: each flag, else the config's value for the stage measured."""
+    from cluster.plan import wire_schedule
     from jobs.config import load
 
     tc = load(args.config, [f'data.path="{args.data}"']).train.for_stage(args.stage)
     mode = args.mode or tc.mode
-    if mode == "sync":  # an update up, the parameters back, every step, float32
-        return {"mode": mode, "n_push": 1, "n_fetch": 1, "prefetch": False, "push": tc.push,
-                "transfer_dtype": "float32", "n_ps_shards": args.ps_shards or tc.n_ps_shards}
+    if mode == "sync":  # the periods and wire type a sync step has, whatever the config says
+        w = wire_schedule(dataclasses.replace(tc, mode=mode))
+        return {"mode": mode, "n_push": w.n_push, "n_fetch": w.n_fetch, "prefetch": False,
+                "push": tc.push, "transfer_dtype": w.transfer_dtype,
+                "n_ps_shards": args.ps_shards or tc.n_ps_shards}
     return {"mode": mode, "n_push": args.n_push or tc.n_push,
             "n_fetch": args.n_fetch or tc.n_fetch,
             "prefetch": tc.prefetch if args.prefetch is None else args.prefetch,

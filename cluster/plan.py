@@ -197,6 +197,24 @@ def shard_calls_per_step(train: Any, n_ps: int) -> float:
     return n_ps * (1 / train.n_push + 1 / train.n_fetch - both)
 
 
+def step_timing(periods: Any, n_params: int, compute_s: float, *, n_ps: int, n_workers: int,
+                bw: float, call_s: float) -> dict:
+    """A worker's step under ``periods`` (:func:`wire_schedule`'s): its compute plus its calls to
+    the shards, or the network when that is slower (its own link at ``bw`` bytes/s, or the
+    shards' share of every worker's transfers), with the bytes it moves and what bounds it."""
+    calls_s = shard_calls_per_step(periods, n_ps) * call_s
+    wire = WIRE_BYTES[periods.transfer_dtype] * n_params  # the parameters as sent
+    bytes_step = wire * (1 / periods.n_push + 1 / periods.n_fetch)  # per worker per step
+    worker_net_s = bytes_step / bw
+    ps_net_s = n_workers * bytes_step / (n_ps * bw)  # every worker talks to every shard
+    step_s = max(compute_s + calls_s, worker_net_s, ps_net_s)
+    bound = ("worker" if step_s == compute_s + calls_s else
+             "worker network" if step_s == worker_net_s else "parameter-server network")
+    return {"bytes_per_step_per_worker": bytes_step, "shard_calls_s_per_step": calls_s,
+            "worker_network_s_per_step": worker_net_s, "ps_network_s_per_step": ps_net_s,
+            "bound": bound, "step_s": step_s}
+
+
 def _listed(value: int | tuple[int, ...]) -> int | list[int]:
     """A period as JSON: one for every stage, or a list with one per stage."""
     return list(value) if isinstance(value, tuple) else value
@@ -244,6 +262,7 @@ def plan(config: Any, *, nodes: int, cores_per_node: int = 16, frames: int = 10_
     n_workers = max(nodes - n_ps, 1)
     batch = config.data.batch_size
     opt_state = shard_optimiser_states(tc)
+    wire = wire_schedule(tc)
     bw = bandwidth_gbps * 1e9 / 8  # bytes/s per node
     stages = []
     for sp in stage_plans(config.model, n_ps):
@@ -254,12 +273,9 @@ def plan(config: Any, *, nodes: int, cores_per_node: int = 16, frames: int = 10_
         flops_step = batch * frame_flops(sp, hit, cached=sp.stage > 0 and tc.read_cache_mb > 0)
         compute_s = (measured_steps.get(sp.stage, flops_step / (gflops_per_core * 1e9))
                      / cores_per_node)
-        calls_s = shard_calls_per_step(periods, n_ps) * call_s
-        wire = WIRE_BYTES[periods.transfer_dtype] * sp.n_params  # the parameters as sent
-        bytes_step = wire * (1 / periods.n_push + 1 / periods.n_fetch)  # per worker per step
-        worker_net_s = bytes_step / bw
-        ps_net_s = n_workers * bytes_step / (n_ps * bw)  # every worker talks to every shard
-        step_s = max(compute_s + calls_s, worker_net_s, ps_net_s)
+        t = step_timing(periods, sp.n_params, compute_s, n_ps=n_ps, n_workers=n_workers, bw=bw,
+                        call_s=call_s)
+        step_s = t["step_s"]
         frames_per_s = n_workers * batch / step_s
         activations = 4 * batch * (sp.n_positions * sp.n_maps * 4 + 3 * sp.fan_in * sp.n_positions)
         first_epoch_extra = (frames / n_workers * hit * sp.encode_flops_per_frame
@@ -274,15 +290,12 @@ def plan(config: Any, *, nodes: int, cores_per_node: int = 16, frames: int = 10_
             "replica_memory_bytes": replica,
             "replica_fits_node": replica <= node_memory_gb * 1e9,
             "flops_per_step_per_worker": flops_step,
-            "bytes_per_step_per_worker": bytes_step,
+            "bytes_per_step_per_worker": t["bytes_per_step_per_worker"],
             "compute_s_per_step": compute_s,
             "compute_source": ("measured step (one core, input included)"
                                if sp.stage in measured_steps else "FLOPs / per-core rate"),
-            "shard_calls_s_per_step": calls_s,
-            "worker_network_s_per_step": worker_net_s,
-            "ps_network_s_per_step": ps_net_s,
-            "bound": ("worker" if step_s == compute_s + calls_s else
-                      "worker network" if step_s == worker_net_s else "parameter-server network"),
+            **{k: t[k] for k in ("shard_calls_s_per_step", "worker_network_s_per_step",
+                                 "ps_network_s_per_step", "bound")},
             "n_push": periods.n_push, "n_fetch": periods.n_fetch,
             "step_s": step_s,
             "frames_per_s": frames_per_s,
@@ -295,9 +308,8 @@ def plan(config: Any, *, nodes: int, cores_per_node: int = 16, frames: int = 10_
         "gflops_per_core": gflops_per_core, "gflops_per_core_measured": measured,
         "gflops_per_core_source": MEASURED_HOW if measured else "given (--gflops-per-core)",
         "bandwidth_gbps": bandwidth_gbps, "call_s": call_s,
-        "mode": tc.mode, "n_push": _listed(wire_schedule(tc).n_push),
-        "n_fetch": _listed(wire_schedule(tc).n_fetch),
-        "transfer_dtype": wire_schedule(tc).transfer_dtype,
+        "mode": tc.mode, "n_push": _listed(wire.n_push), "n_fetch": _listed(wire.n_fetch),
+        "transfer_dtype": wire.transfer_dtype,
         "total_params": sum(s["n_params"] for s in stages),
         "epoch_s_all_stages": sum(s["epoch_s"] for s in stages),
         "stages": stages,

@@ -53,6 +53,13 @@ def submit_step(workers: list, shards: list, step: int, param_refs: list) -> tup
             [shards[j].apply_sync.remote(step, *[o[j] for o in outs]) for j in range(n)])
 
 
+def await_step(metric_refs: list, param_refs: list) -> list[dict]:
+    """Wait until a step from :func:`submit_step` is applied; its workers' metric records."""
+    records = ray.get(metric_refs)
+    ray.wait(param_refs, num_returns=len(param_refs), fetch_local=False)
+    return records
+
+
 class SyncDriver:
     """Fixed-order synchronous steps, pipelined through ObjectRefs; rollback on failure (after
     every actor answers again: ``watch`` says what the steps wait for)."""
@@ -103,8 +110,7 @@ class SyncDriver:
         """Wait for the oldest steps until ``keep`` are outstanding; log their metrics."""
         while len(self.window) > keep:
             t, metric_refs, refs = self.window.popleft()
-            records = ray.get(metric_refs)
-            ray.wait(refs, num_returns=len(refs), fetch_local=False)
+            records = await_step(metric_refs, refs)
             self.bar.update(1)
             if records and t % self.tc.log_interval == 0:
                 self._log_step(t, records)
