@@ -68,16 +68,14 @@ def main(argv: list[str] | None = None) -> int:
 
     from cluster.ps import ONE_THREAD_ENV
     from jobs.config import load
-    from pipeline.pool import loopback_only
+    from pipeline.pool import start_local_ray
 
     overrides = [f'data.path="{args.data}"', "data.holdout_frames=0"]
     with tempfile.TemporaryDirectory(prefix="actor-loop-") as tmp:
         stack_path = str(Path(tmp) / "model.pt")
         prepared_stack(load(args.config, overrides), args.stage, None, stack_path)
         process = ConcurrentLoops(args.config, overrides, args.stage, stack_path, n=1)
-        loopback_only()  # a fresh local cluster on 127.0.0.1, never another one on this machine
-        ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False,
-                 log_to_driver=False)
+        start_local_ray(os.cpu_count())  # a fresh local Ray on 127.0.0.1, as the trainer's own
         try:
             time.sleep(5)  # Ray's own processes are busy for a few seconds after ray.init
             actor = ray.remote(num_cpus=0.45, runtime_env=ONE_THREAD_ENV)(LoopActor).remote(

@@ -88,16 +88,14 @@ def measure_call_s(payload_bytes: int, calls: int = 300) -> float:
     import numpy as np
     import ray
 
-    from pipeline.pool import loopback_only
+    from pipeline.pool import start_local_ray
 
     @ray.remote(num_cpus=0)
     class Shard:
         def call(self, x):
             return x
 
-    loopback_only()
-    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False,
-             log_to_driver=False)
+    start_local_ray(os.cpu_count())  # a fresh local Ray on 127.0.0.1, as the trainer's own
     try:
         time.sleep(5)  # Ray's own processes are busy for a few seconds after ray.init
         shard, x = Shard.remote(), np.zeros(max(int(payload_bytes), 1), np.uint8)

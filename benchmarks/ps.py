@@ -490,11 +490,9 @@ def measure_periods(args: argparse.Namespace, s: dict, periods: list[tuple[int, 
     pair = ConcurrentLoops(args.config, first, args.stage, stack_path)
     single.run(warmup)
     pair.run(warmup)
-    from pipeline.pool import loopback_only
+    from pipeline.pool import start_local_ray
 
-    loopback_only()  # a fresh local cluster on 127.0.0.1, never another one on this machine
-    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False,
-             log_to_driver=False)
+    start_local_ray(os.cpu_count())  # a fresh local Ray on 127.0.0.1, as the trainer's own
     try:
         time.sleep(5)  # Ray's own processes are busy for a few seconds after ray.init
         return {period: measure(load(args.config, overrides(args.data, s, *period)), single, pair,

@@ -24,6 +24,13 @@ from pipeline.video_job import VideoJob, VideoResult, ingest_video
 
 ACTOR_NUM_CPUS = 0.5
 
+# Ray settings of a local Ray (one machine). A task's return of up to 1 MiB (Ray's default:
+# 100 KiB) travels in the task's reply and its owner's memory instead of the shared-memory object
+# store: cheaper on one machine for the parameters and updates a synchronous step passes (a
+# competitive stage's 256 x 192 units are 197 KB). A cluster keeps Ray's default, so that values
+# go from node to node directly, not through the driver that owns them.
+LOCAL_RAY_ENV = {"RAY_max_direct_call_object_size": str(1 << 20)}
+
 
 class _DecodeActor:
     """Thin Ray actor: one OpenCV thread, runs :func:`ingest_video`."""
@@ -56,13 +63,13 @@ def ensure_ray(num_cpus: int | None = None, address: str | None = None,
     Without one, start this process's own local Ray (``num_cpus``, default all CPUs; no
     dashboard), bound to 127.0.0.1 only (GCS, raylet, workers and agents listen on the loopback
     interface), and never join a cluster left running on the machine by ``ray start``
-    (``address="local"``). Token authentication stays on; only its start-up notice is hidden.
+    (``address="local"``), with :data:`LOCAL_RAY_ENV` (:func:`start_local_ray`). Token
+    authentication stays on; only its start-up notice is hidden.
     """
     if ray.is_initialized():
         return
     origin = "--ray-address" if address else "RAY_ADDRESS"
     address = address or os.environ.get("RAY_ADDRESS") or None
-    quiet = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
     with _token_notice_hidden():
         if address and address not in ("local", "auto"):
             _check_answers(address, origin, connect_timeout_s)
@@ -70,8 +77,18 @@ def ensure_ray(num_cpus: int | None = None, address: str | None = None,
         elif address == "auto":
             ray.init(address="auto", log_to_driver=False, configure_logging=False)
         else:
-            loopback_only()
-            ray.init(address="local", num_cpus=num_cpus, **quiet)
+            start_local_ray(num_cpus)
+
+
+def start_local_ray(num_cpus: int | None = None) -> None:
+    """Start this process's own Ray on this machine: bound to 127.0.0.1 (:func:`loopback_only`),
+    never joining another cluster (``address="local"``), no dashboard, with
+    :data:`LOCAL_RAY_ENV` (unless the environment sets those variables already)."""
+    loopback_only()
+    for name, value in LOCAL_RAY_ENV.items():
+        os.environ.setdefault(name, value)  # read by ray.init and inherited by Ray's processes
+    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
+             configure_logging=False)
 
 
 def _check_answers(address: str, origin: str, timeout_s: float) -> None:

@@ -75,6 +75,38 @@ def test_local_ray_listens_on_loopback_only_and_ignores_a_leftover_cluster():
     assert "Token authentication is enabled" not in proc.stderr
 
 
+INLINE = """
+import ray
+from pipeline.pool import ensure_ray
+ensure_ray(num_cpus=1)
+
+@ray.remote
+def parameters():
+    return bytes(300_000)  # a competitive stage's parameters are 197 KB
+
+ref = parameters.remote()
+ray.get(ref)
+print("NODES", len(ray.experimental.get_object_locations([ref])[ref]["node_ids"]))
+ray.shutdown()
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("own", ["", "102400"])
+def test_a_local_ray_returns_values_up_to_a_mib_in_the_reply_unless_told_otherwise(own):
+    # in the reply: no node's shared-memory store holds the value; a setting in the
+    # environment (here Ray's own default, 100 KiB) is kept
+    env = {"RAY_max_direct_call_object_size": own} if own else {}
+    full = {**os.environ, **env}
+    if not own:
+        full.pop("RAY_max_direct_call_object_size", None)
+    proc = subprocess.run([sys.executable, "-c", INLINE], cwd=ROOT, text=True, timeout=240,
+                          env={**full, "PYTHONPATH": str(ROOT)}, capture_output=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    nodes = next(x for x in proc.stdout.splitlines() if x.startswith("NODES "))
+    assert nodes == ("NODES 1" if own else "NODES 0")
+
+
 def test_an_address_that_does_not_answer_fails_within_seconds():
     code = ("from pipeline.pool import ensure_ray, RayUnreachable\n"
             "try:\n    ensure_ray()\nexcept RayUnreachable as e:\n    print('ERR', e)\n")
