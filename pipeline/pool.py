@@ -24,12 +24,13 @@ from pipeline.video_job import VideoJob, VideoResult, ingest_video
 
 ACTOR_NUM_CPUS = 0.5
 
-# Ray settings of a local Ray (one machine). A task's return of up to 1 MiB (Ray's default:
-# 100 KiB) travels in the task's reply and its owner's memory instead of the shared-memory object
-# store: cheaper on one machine for the parameters and updates a synchronous step passes (a
-# competitive stage's 256 x 192 units are 197 KB). A cluster keeps Ray's default, so that values
-# go from node to node directly, not through the driver that owns them.
-LOCAL_RAY_ENV = {"RAY_max_direct_call_object_size": str(1 << 20)}
+# Ray's system settings for a local Ray (one machine); an environment variable ``RAY_<name>``
+# keeps its own value. A task's return of up to 1 MiB (Ray's default: 100 KiB) travels in the
+# task's reply and its owner's memory instead of the shared-memory object store: cheaper on one
+# machine for the parameters and updates a synchronous step passes (a competitive stage's
+# 256 x 192 units are 197 KB). A cluster keeps Ray's default, so that values go from node to
+# node directly, not through the driver that owns them.
+LOCAL_RAY_SYSTEM_CONFIG = {"max_direct_call_object_size": 1 << 20}
 
 
 class _DecodeActor:
@@ -63,7 +64,7 @@ def ensure_ray(num_cpus: int | None = None, address: str | None = None,
     Without one, start this process's own local Ray (``num_cpus``, default all CPUs; no
     dashboard), bound to 127.0.0.1 only (GCS, raylet, workers and agents listen on the loopback
     interface), and never join a cluster left running on the machine by ``ray start``
-    (``address="local"``), with :data:`LOCAL_RAY_ENV` (:func:`start_local_ray`). Token
+    (``address="local"``), with :data:`LOCAL_RAY_SYSTEM_CONFIG` (:func:`start_local_ray`). Token
     authentication stays on; only its start-up notice is hidden.
     """
     if ray.is_initialized():
@@ -83,12 +84,11 @@ def ensure_ray(num_cpus: int | None = None, address: str | None = None,
 def start_local_ray(num_cpus: int | None = None) -> None:
     """Start this process's own Ray on this machine: bound to 127.0.0.1 (:func:`loopback_only`),
     never joining another cluster (``address="local"``), no dashboard, with
-    :data:`LOCAL_RAY_ENV` (unless the environment sets those variables already)."""
+    :data:`LOCAL_RAY_SYSTEM_CONFIG` (but for settings the environment gives)."""
     loopback_only()
-    for name, value in LOCAL_RAY_ENV.items():
-        os.environ.setdefault(name, value)  # read by ray.init and inherited by Ray's processes
+    system = {k: v for k, v in LOCAL_RAY_SYSTEM_CONFIG.items() if f"RAY_{k}" not in os.environ}
     ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
-             configure_logging=False)
+             configure_logging=False, _system_config=system)
 
 
 def _check_answers(address: str, origin: str, timeout_s: float) -> None:

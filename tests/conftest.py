@@ -9,18 +9,22 @@ import pytest
 
 @pytest.fixture(scope="session")
 def ray_cluster():
-    """A real local Ray cluster (2 CPUs), started once and shared by every test that asks.
+    """A real local Ray cluster (2 CPUs), started once and shared by every test that asks: the
+    local Ray a user's run starts (:func:`pipeline.pool.start_local_ray`: 127.0.0.1 only, never
+    a cluster left on the machine, the same settings).
 
     If ``RAY_ADDRESS`` is set (``.ci/run`` may start ``ray start --head``), attach to it instead.
     """
     import ray
+
+    from pipeline.pool import start_local_ray
 
     if not ray.is_initialized():
         address = os.environ.get("RAY_ADDRESS")
         if address:
             ray.init(address=address, log_to_driver=False)
         else:
-            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+            start_local_ray(num_cpus=2)
     yield ray
     ray.shutdown()
 

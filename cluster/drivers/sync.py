@@ -5,11 +5,11 @@ each shard averages its parts in worker order and applies them once (``apply_syn
 its new slices, which are the arguments of step t+1. The driver passes only ObjectRefs and keeps
 at most ``max_in_flight`` steps outstanding. On a cluster the values behind them go from node to
 node; on a local Ray those up to 1 MiB travel in the tasks' replies and requests, held by the
-driver, instead of the shared-memory object store (:data:`pipeline.pool.LOCAL_RAY_ENV`). Any
-actor failure rolls every shard and worker back to the last checkpoint, so a sync run with faults
-equals one without; before the rollback every actor must answer again (:mod:`cluster.liveness`
-logs what a missing one waits for, and the run fails with one line past
-``train.placement_timeout_s``).
+driver, instead of the shared-memory object store
+(:data:`pipeline.pool.LOCAL_RAY_SYSTEM_CONFIG`). Any actor failure rolls every shard and worker
+back to the last checkpoint, so a sync run with faults equals one without; before the rollback
+every actor must answer again (:mod:`cluster.liveness` logs what a missing one waits for, and
+the run fails with one line past ``train.placement_timeout_s``).
 
 Every ``log_interval`` steps the driver logs one record per worker and one of the whole stage
 (the mean over workers); all of them carry ``step`` = t + 1, the steps done once step t is
