@@ -139,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     from cluster.plan_rates import MEASURED_HOW, measure_gflops_per_core, measure_stage_steps
     from cluster.worker import split_holdout
     from jobs.config import load
+    from pipeline.pool import local_ray_settings
     from pipeline.reader import FrameReader
 
     args = build_parser().parse_args(argv)
@@ -179,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "benchmark": "plan_check", "config": args.config, "frames": frames,
         "machine": {"cpus": os.cpu_count(), "torch": torch.__version__},
+        "ray_settings": local_ray_settings(),
         "layout": "plan(nodes=2, cores_per_node=1) = 1 shard and 1 worker (ps.py's 1-worker "
                   "cycles); nodes=3 = 1 shard and 2 workers (its 2-worker cycles and the train "
                   "run), here sharing 2 cores",

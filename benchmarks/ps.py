@@ -510,6 +510,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from jobs.config import load
+    from pipeline.pool import local_ray_settings
 
     args = build_parser().parse_args(argv)
     s = setting(args)
@@ -536,6 +537,7 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "ps",
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                     "torch": torch.__version__, "ray": ray.__version__},
+        "ray_settings": local_ray_settings(),
         "config": args.config, "stage": args.stage,
         "stage_config": dataclasses.asdict(config.model.stages[args.stage]),
         "learner": type(stack.rbms[args.stage]).__name__,

@@ -84,11 +84,18 @@ def ensure_ray(num_cpus: int | None = None, address: str | None = None,
 def start_local_ray(num_cpus: int | None = None) -> None:
     """Start this process's own Ray on this machine: bound to 127.0.0.1 (:func:`loopback_only`),
     never joining another cluster (``address="local"``), no dashboard, with
-    :data:`LOCAL_RAY_SYSTEM_CONFIG` (but for settings the environment gives)."""
+    :func:`local_ray_settings`."""
     loopback_only()
     system = {k: v for k, v in LOCAL_RAY_SYSTEM_CONFIG.items() if f"RAY_{k}" not in os.environ}
     ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
              configure_logging=False, _system_config=system)
+
+
+def local_ray_settings() -> dict[str, int]:
+    """The settings of :data:`LOCAL_RAY_SYSTEM_CONFIG` that a Ray from :func:`start_local_ray`
+    runs with: an exported ``RAY_<name>`` (Ray reads it itself), else the value there. The
+    benchmarks record them beside their figures."""
+    return {k: int(os.environ.get(f"RAY_{k}", v)) for k, v in LOCAL_RAY_SYSTEM_CONFIG.items()}
 
 
 def _check_answers(address: str, origin: str, timeout_s: float) -> None:

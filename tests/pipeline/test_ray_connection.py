@@ -107,6 +107,16 @@ def test_a_local_ray_returns_values_up_to_a_mib_in_the_reply_unless_told_otherwi
     assert nodes == ("NODES 1" if own else "NODES 0")
 
 
+def test_the_local_settings_recorded_are_the_exported_ones_where_exported(monkeypatch):
+    from pipeline.pool import LOCAL_RAY_SYSTEM_CONFIG, local_ray_settings
+
+    monkeypatch.delenv("RAY_max_direct_call_object_size", raising=False)
+    assert local_ray_settings() == LOCAL_RAY_SYSTEM_CONFIG == {
+        "max_direct_call_object_size": 1 << 20}
+    monkeypatch.setenv("RAY_max_direct_call_object_size", "102400")
+    assert local_ray_settings() == {"max_direct_call_object_size": 102400}
+
+
 def test_an_address_that_does_not_answer_fails_within_seconds():
     code = ("from pipeline.pool import ensure_ray, RayUnreachable\n"
             "try:\n    ensure_ray()\nexcept RayUnreachable as e:\n    print('ERR', e)\n")
