@@ -34,7 +34,9 @@ config's batch size, one torch thread everywhere:
 - bytes moved per update and per worker step: the update pushed plus the parameters fetched
   (float32 or bfloat16 on the wire), as the setting implies and as the shards counted them over
   the timed cycles (``measured_bytes_per_worker_step``), and each shard's memory (its slices and
-  optimiser state, ``shard_memory_bytes``).
+  optimiser state, ``shard_memory_bytes``);
+- the local Ray's settings the contenders ran with (``ray_settings``,
+  :func:`pipeline.pool.local_ray_settings`).
 
 How it times: this VM's speed drifts by 10-40 % within minutes, more than the differences being
 measured. So every contender stays alive (1 spawned process for the single loop, 2 for
