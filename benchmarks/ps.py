@@ -261,19 +261,14 @@ class SyncServers:
 
     def run(self, n_workers: int, steps: int) -> dict:
         """``steps`` synchronous steps of the ``n_workers``-worker set."""
-        from cluster.drivers.sync import await_step, submit_step
-
         s = self.sets[n_workers]
-        window, records = [], []
+        records = []
         t0 = time.perf_counter()
         for _ in range(steps):
-            metric_refs, s.params = submit_step(s.workers, s.shards, s.step, s.params)
-            window.append((metric_refs, s.params))
+            s.window.submit(s.step)
             s.step += 1
-            while len(window) > self.max_in_flight:
-                records += await_step(*window.pop(0))
-        while window:
-            records += await_step(*window.pop(0))
+            records += [r for _, rs in s.window.applied(self.max_in_flight) for r in rs]
+        records += [r for _, rs in s.window.applied(0) for r in rs]
         wall = time.perf_counter() - t0
         frames = steps * n_workers * self.rows_per_step
         results = [{"steps": steps, "seconds": wall, "staleness_mean": 0.0,
@@ -295,8 +290,8 @@ class SyncServers:
 
 
 class _SyncSet:
-    """One set of sync actors: ``n`` workers and the config's shards, their step and the refs
-    of the shards' current slices."""
+    """One set of sync actors: ``n`` workers and the config's shards, their next step and the
+    steps in flight (:class:`cluster.drivers.sync.StepWindow`)."""
 
     def __init__(self, config, stage: int, stack_path: str, rbm, n: int) -> None:
         tc, share = config.train, config.train.n_workers / n
@@ -305,9 +300,12 @@ class _SyncSet:
         config = dataclasses.replace(config, train=dataclasses.replace(
             tc, n_workers=n, log_interval=10**9, read_cache_mb=tc.read_cache_mb * share,
             frame_cache_mb=tc.frame_cache_mb * share))
+        from cluster.drivers.sync import StepWindow
+
         self.actors, self._dir = timed_actors(config, stage, stack_path, rbm)
-        self.workers, self.shards = self.actors.workers, self.actors.shards
-        self.params = [sh.params_now.remote() for sh in self.shards]
+        self.shards = self.actors.shards
+        self.window = StepWindow(self.actors.workers, self.shards,
+                                 [sh.params_now.remote() for sh in self.shards])
         self.step = 0
 
     def close(self) -> None:

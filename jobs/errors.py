@@ -140,7 +140,9 @@ def run_main(prog: str, body: Callable[[list[str] | None], int | None], argv: li
         return INTERRUPTED
     except BrokenPipeError:  # the output's reader went away (`| head`): stop quietly; the rest
         # of stdout goes nowhere, so the flush at exit cannot fail again
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
         return BROKEN_PIPE
     except Exception as exc:
         status = exit_status(exc)

@@ -19,6 +19,7 @@ applied (the meaning of ``step`` in every ``metrics.jsonl`` record, see :mod:`cl
 from __future__ import annotations
 
 import collections
+from collections.abc import Iterator
 
 import ray
 
@@ -63,6 +64,27 @@ def await_step(metric_refs: list, param_refs: list) -> list[dict]:
     return records
 
 
+class StepWindow:
+    """Synchronous steps in flight, oldest first: each sent by :func:`submit_step` against the
+    parameters the step before returns (starting from ``param_refs``), and awaited in order."""
+
+    def __init__(self, workers: list, shards: list, param_refs: list) -> None:
+        self.workers, self.shards, self.param_refs = workers, shards, param_refs
+        self.steps: collections.deque = collections.deque()  # (step, metric refs, param refs)
+
+    def submit(self, step: int) -> None:
+        metric_refs, self.param_refs = submit_step(self.workers, self.shards, step,
+                                                   self.param_refs)
+        self.steps.append((step, metric_refs, self.param_refs))
+
+    def applied(self, keep: int) -> Iterator[tuple[int, list[dict]]]:
+        """Wait for the oldest steps until ``keep`` are outstanding; yields each one's (step,
+        its workers' metric records) as it is applied."""
+        while len(self.steps) > keep:
+            step, metric_refs, param_refs = self.steps.popleft()
+            yield step, await_step(metric_refs, param_refs)
+
+
 class SyncDriver:
     """Fixed-order synchronous steps, pipelined through ObjectRefs; rollback on failure (after
     every actor answers again: ``watch`` says what the steps wait for)."""
@@ -74,7 +96,7 @@ class SyncDriver:
         self.log = context.log
         self.last_checkpoint = context.meta
         self.step = int(context.meta["step"])
-        self.window: collections.deque = collections.deque()  # (step, metric refs, param refs)
+        self.window: StepWindow | None = None  # the steps in flight, new at each (re)start
         self.last: dict = {}
 
     def run(self) -> dict:
@@ -87,7 +109,7 @@ class SyncDriver:
                 if not is_actor_failure(exc) or rollbacks >= 10:
                     raise
                 rollbacks += 1
-                self.window.clear()
+                self.window = None
                 self._rollback()
         return {"mode": "sync", "steps": self.step, "rollbacks": rollbacks, **self.last}
 
@@ -95,13 +117,12 @@ class SyncDriver:
         """Every worker computes step t against step t-1's parameters; each shard applies the
         mean of its parts; at most ``max_in_flight`` steps outstanding."""
         tc, actors = self.tc, self.actors
-        param_refs = [s.params_now.remote() for s in actors.shards]
+        self.window = StepWindow(actors.workers, actors.shards,
+                                 [s.params_now.remote() for s in actors.shards])
         while self.step < tc.steps:
             step = self.step
             self.ctx.faults.at_step(actors, step)
-            metric_refs, param_refs = submit_step(actors.workers, actors.shards, step,
-                                                  param_refs)
-            self.window.append((step, metric_refs, param_refs))
+            self.window.submit(step)
             self._drain(tc.max_in_flight)
             self.step += 1
             if self.ctx.schedule.due(step, self.step) or self.step == tc.steps:
@@ -111,9 +132,7 @@ class SyncDriver:
 
     def _drain(self, keep: int) -> None:
         """Wait for the oldest steps until ``keep`` are outstanding; log their metrics."""
-        while len(self.window) > keep:
-            t, metric_refs, refs = self.window.popleft()
-            records = await_step(metric_refs, refs)
+        for t, records in self.window.applied(keep):
             self.bar.update(1)
             if records and t % self.tc.log_interval == 0:
                 self._log_step(t, records)

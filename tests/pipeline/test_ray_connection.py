@@ -93,15 +93,12 @@ ray.shutdown()
 
 @pytest.mark.slow
 @pytest.mark.parametrize("own", ["", "102400"])
-def test_a_local_ray_returns_values_up_to_a_mib_in_the_reply_unless_told_otherwise(own):
+def test_a_local_ray_returns_values_up_to_a_mib_in_the_reply_unless_told_otherwise(
+        own, monkeypatch):
     # in the reply: no node's shared-memory store holds the value; a setting in the
     # environment (here Ray's own default, 100 KiB) is kept
-    env = {"RAY_max_direct_call_object_size": own} if own else {}
-    full = {**os.environ, **env}
-    if not own:
-        full.pop("RAY_max_direct_call_object_size", None)
-    proc = subprocess.run([sys.executable, "-c", INLINE], cwd=ROOT, text=True, timeout=240,
-                          env={**full, "PYTHONPATH": str(ROOT)}, capture_output=True)
+    monkeypatch.delenv("RAY_max_direct_call_object_size", raising=False)
+    proc = _run(INLINE, {"RAY_max_direct_call_object_size": own} if own else {}, timeout=240)
     assert proc.returncode == 0, proc.stderr[-2000:]
     nodes = next(x for x in proc.stdout.splitlines() if x.startswith("NODES "))
     assert nodes == ("NODES 1" if own else "NODES 0")
