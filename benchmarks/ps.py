@@ -16,8 +16,9 @@ config's batch size, one torch thread everywhere:
   one's end; and again at n_push = n_fetch = 1 (``at_period_1``), so both settings are on record.
   With ``train.mode = "sync"`` (or ``--mode sync``) they are instead 1 and 2 workers in the
   synchronous schedule, the trainer's own steps (:func:`cluster.drivers.sync.submit_step`: every
-  worker's update, then the shard's mean of them, at most ``max_in_flight`` steps outstanding),
-  wall clock from the first step sent to the last one applied;
+  worker's update, then the shard's mean of them, at most ``max_in_flight`` steps outstanding;
+  as Ray tasks or, with ``--sync-transport compiled``, as one compiled graph), wall clock from
+  the first step sent to the last one applied;
 - the stage every contender starts from: a stack seeded like the trainer's, its earlier stages
   loaded from ``--run``'s ``model.pt`` when given (untrained otherwise: the same arithmetic, so
   fine for timing), stage ``--stage`` prepared by :func:`cluster.stage.prepare_stage` (whitening
@@ -291,7 +292,8 @@ class SyncServers:
 
 class _SyncSet:
     """One set of sync actors: ``n`` workers and the config's shards, their next step and the
-    steps in flight (:class:`cluster.drivers.sync.StepWindow`)."""
+    steps in flight (:func:`cluster.drivers.sync.step_window`: Ray tasks or a compiled graph,
+    as ``train.sync_transport`` says)."""
 
     def __init__(self, config, stage: int, stack_path: str, rbm, n: int) -> None:
         tc, share = config.train, config.train.n_workers / n
@@ -300,15 +302,16 @@ class _SyncSet:
         config = dataclasses.replace(config, train=dataclasses.replace(
             tc, n_workers=n, log_interval=10**9, read_cache_mb=tc.read_cache_mb * share,
             frame_cache_mb=tc.frame_cache_mb * share))
-        from cluster.drivers.sync import StepWindow
+        from cluster.drivers.sync import step_window
 
         self.actors, self._dir = timed_actors(config, stage, stack_path, rbm)
         self.shards = self.actors.shards
-        self.window = StepWindow(self.actors.workers, self.shards,
-                                 [sh.params_now.remote() for sh in self.shards])
+        self.window = step_window(tc.sync_transport)(
+            self.actors.workers, self.shards, [sh.params_now.remote() for sh in self.shards])
         self.step = 0
 
     def close(self) -> None:
+        self.window.close()
         self.actors.kill()
         self._dir.cleanup()
 
@@ -410,6 +413,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="untimed steps per contender first (stage > 0: at least one epoch)")
     p.add_argument("--mode", choices=("sync", "async"),
                    help="the schedule (default: the config's train.mode)")
+    p.add_argument("--sync-transport", choices=("tasks", "compiled"),
+                   help="sync only: Ray tasks or a compiled graph (default: the config's "
+                        "train.sync_transport)")
     p.add_argument("--n-push", type=int, help="push period (default: the config's)")
     p.add_argument("--n-fetch", type=int, help="fetch period (default: the config's)")
     p.add_argument("--prefetch", action=argparse.BooleanOptionalAction,
@@ -437,8 +443,9 @@ def setting(args: argparse.Namespace) -> dict:
         w = wire_schedule(dataclasses.replace(tc, mode=mode))
         return {"mode": mode, "n_push": w.n_push, "n_fetch": w.n_fetch, "prefetch": False,
                 "push": tc.push, "transfer_dtype": w.transfer_dtype,
-                "n_ps_shards": args.ps_shards or tc.n_ps_shards}
-    return {"mode": mode, "n_push": args.n_push or tc.n_push,
+                "n_ps_shards": args.ps_shards or tc.n_ps_shards,
+                "sync_transport": args.sync_transport or tc.sync_transport}
+    return {"mode": mode, "sync_transport": tc.sync_transport, "n_push": args.n_push or tc.n_push,
             "n_fetch": args.n_fetch or tc.n_fetch,
             "prefetch": tc.prefetch if args.prefetch is None else args.prefetch,
             "push": args.push or tc.push,
@@ -459,7 +466,8 @@ def overrides(data: str, s: dict, n_push: int, n_fetch: int) -> list[str]:
             f"train.n_push={n_push}",
             f"train.n_fetch={n_fetch}", f"train.prefetch={str(s['prefetch']).lower()}",
             f'train.push="{s["push"]}"', f'train.transfer_dtype="{s["transfer_dtype"]}"',
-            f"train.n_ps_shards={s['n_ps_shards']}"]
+            f"train.n_ps_shards={s['n_ps_shards']}",
+            f'train.sync_transport="{s["sync_transport"]}"']
 
 
 def warmup_steps(config, stage: int, requested: int) -> int:
@@ -546,8 +554,8 @@ def main(argv: list[str] | None = None) -> int:
         "batch_size": config.data.batch_size,
         "rows_per_step": len(rows), "row_shape": list(rows.shape[1:]),
         "unit": "frames_per_s counts the learner's rows per second (rows_per_step per step)",
-        **{k: s[k] for k in ("mode", "n_ps_shards", "n_push", "n_fetch", "prefetch", "push",
-                             "transfer_dtype")},
+        **{k: s[k] for k in ("mode", "sync_transport", "n_ps_shards", "n_push", "n_fetch",
+                             "prefetch", "push", "transfer_dtype")},
         "cycles": args.cycles, "steps_per_cycle": args.steps,
         "warmup_steps": warmup_steps(config, args.stage, args.warmup),
         "read_cache_mb": config.train.read_cache_mb if args.stage > 0 else 0,

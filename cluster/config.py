@@ -90,6 +90,14 @@ class TrainConfig:
     warm_start_steps : async only: worker 0 trains alone for this many steps before the others
         join (DistBelief's warm start for stability).
     max_in_flight : tasks each worker may have outstanding (bounded in-flight work).
+    sync_transport : sync only: how a step reaches the actors. ``"tasks"``: two Ray task calls
+        a step (every worker's ``compute``, then each shard's ``apply_sync``), sent through
+        ObjectRefs. ``"compiled"``: the same step as one Ray Compiled Graph, compiled once per
+        stage, whose actors pass the update and parameters through shared-memory channels
+        instead of calls (:mod:`cluster.drivers.compiled`). The arithmetic is the same, so both
+        train the same parameters bit for bit. The graph's actors poll their channels while
+        they wait, so it pays where every worker and shard has a core of its own, and costs
+        where they share cores (the README's figures). Tested on a local Ray only.
     checkpoint_every : global steps between checkpoints (0 = only at the end of each stage).
     log_interval : worker steps between metric records (recon error, free-energy gap).
     seed : seeds the model's initial weights and every worker's generators (per stage, worker
@@ -126,6 +134,7 @@ class TrainConfig:
     prefetch: bool = False
     warm_start_steps: int = 0
     max_in_flight: int = 2
+    sync_transport: Literal["tasks", "compiled"] = "tasks"
     checkpoint_every: int = 100
     log_interval: int = 10
     seed: int = 0

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -223,6 +224,7 @@ class Worker:
                  shards: Sequence = (), transport: Transport | None = None,
                  checkpoint: str | None = None, stack_path: str | None = None) -> None:
         compute_on_this_thread()
+        self.threads_set_up = {threading.get_ident()}
         tc = job.train
         if tc.transfer_dtype not in TRANSFER_DTYPES:
             raise ValueError(f"transfer_dtype={tc.transfer_dtype!r}: use one of "
@@ -338,11 +340,24 @@ class Worker:
     def compute(self, step: int, *parts: Mapping[str, np.ndarray]) -> tuple:
         """Sync step ``step``: load the parameters (one part per shard), compute the update on
         the next batch; returns one numpy update part per shard, then a metrics dict."""
+        self.receive(*parts)
+        return self.compute_held(step)
+
+    def receive(self, *parts: Mapping[str, np.ndarray]) -> None:
+        """Keep the shards' parameters (one part per shard) for the next step."""
+        self.layout.join(parts, out=self.rbm.params)
+
+    def compute_held(self, step: int) -> tuple:
+        """:meth:`compute` against the parameters last received. A compiled graph
+        (:mod:`cluster.drivers.compiled`) calls it on a thread of its own, set up here as the
+        actor's (:func:`compute_on_this_thread`: the flushing of subnormals is per thread)."""
+        if threading.get_ident() not in self.threads_set_up:
+            compute_on_this_thread()
+            self.threads_set_up.add(threading.get_ident())
         t0 = time.perf_counter()
         if step != self.next_step:
             raise OutOfStep(f"worker {self.index} is at step {self.next_step} (restarted?) but "
                             f"was asked for step {step}")
-        self.layout.join(parts, out=self.rbm.params)
         update, v = self.compute_step(step)
         self.next_step += 1
         metrics = {"worker": self.index, "step": step}

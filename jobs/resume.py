@@ -20,8 +20,8 @@ RUN_CONFIG = "config.toml"
 
 SAFE_ON_RESUME = (
     "train.steps", "train.stages", "train.checkpoint_every", "train.log_interval",
-    "train.max_in_flight", "train.device", "train.run_dir", "train.placement_timeout_s",
-    "train.frame_cache_mb",
+    "train.max_in_flight", "train.sync_transport", "train.device", "train.run_dir",
+    "train.placement_timeout_s", "train.frame_cache_mb",
     "data.path", "sim.*",
 )
 """Fields a resumed run may change (``sim.*``: every local-simulation setting)."""

@@ -6,10 +6,12 @@ its new slices, which are the arguments of step t+1. The driver passes only Obje
 at most ``max_in_flight`` steps outstanding. On a cluster the values behind them go from node to
 node; on a local Ray those up to 1 MiB travel in the tasks' replies and requests, held by the
 driver, instead of the shared-memory object store
-(:data:`pipeline.pool.LOCAL_RAY_SYSTEM_CONFIG`). Any actor failure rolls every shard and worker
-back to the last checkpoint, so a sync run with faults equals one without; before the rollback
-every actor must answer again (:mod:`cluster.liveness` logs what a missing one waits for, and
-the run fails with one line past ``train.placement_timeout_s``).
+(:data:`pipeline.pool.LOCAL_RAY_SYSTEM_CONFIG`). With ``train.sync_transport = "compiled"`` the
+same step runs as one compiled graph instead of two calls (:mod:`cluster.drivers.compiled`).
+Any actor failure rolls every shard and worker back to the last checkpoint, so a sync run with
+faults equals one without; before the rollback every actor must answer again
+(:mod:`cluster.liveness` logs what a missing one waits for, and the run fails with one line past
+``train.placement_timeout_s``).
 
 Every ``log_interval`` steps the driver logs one record per worker and one of the whole stage
 (the mean over workers); all of them carry ``step`` = t + 1, the steps done once step t is
@@ -84,6 +86,20 @@ class StepWindow:
             step, metric_refs, param_refs = self.steps.popleft()
             yield step, await_step(metric_refs, param_refs)
 
+    def close(self) -> None:
+        """Drop the steps in flight (nothing else is held)."""
+        self.steps.clear()
+
+
+def step_window(transport: str):
+    """The window class of ``train.sync_transport``: :class:`StepWindow` (``"tasks"``) or
+    :class:`cluster.drivers.compiled.CompiledStepWindow` (``"compiled"``)."""
+    if transport == "compiled":
+        from cluster.drivers.compiled import CompiledStepWindow
+
+        return CompiledStepWindow
+    return StepWindow
+
 
 class SyncDriver:
     """Fixed-order synchronous steps, pipelined through ObjectRefs; rollback on failure (after
@@ -96,7 +112,8 @@ class SyncDriver:
         self.log = context.log
         self.last_checkpoint = context.meta
         self.step = int(context.meta["step"])
-        self.window: StepWindow | None = None  # the steps in flight, new at each (re)start
+        self.window_class = step_window(context.train.sync_transport)
+        self.window = None  # the steps in flight, new at each (re)start
         self.last: dict = {}
 
     def run(self) -> dict:
@@ -106,19 +123,20 @@ class SyncDriver:
                 self._steps()
                 break
             except Exception as exc:
+                self._close_window()  # before any actor is restored: no step runs meanwhile
                 if not is_actor_failure(exc) or rollbacks >= 10:
                     raise
                 rollbacks += 1
-                self.window = None
                 self._rollback()
+        self._close_window()
         return {"mode": "sync", "steps": self.step, "rollbacks": rollbacks, **self.last}
 
     def _steps(self) -> None:
         """Every worker computes step t against step t-1's parameters; each shard applies the
         mean of its parts; at most ``max_in_flight`` steps outstanding."""
         tc, actors = self.tc, self.actors
-        self.window = StepWindow(actors.workers, actors.shards,
-                                 [s.params_now.remote() for s in actors.shards])
+        self.window = self.window_class(actors.workers, actors.shards,
+                                        [s.params_now.remote() for s in actors.shards])
         while self.step < tc.steps:
             step = self.step
             self.ctx.faults.at_step(actors, step)
@@ -129,6 +147,11 @@ class SyncDriver:
                 self._drain(0)
                 self._checkpoint()
         self._drain(0)
+
+    def _close_window(self) -> None:
+        if self.window is not None:
+            self.window.close()
+            self.window = None
 
     def _drain(self, keep: int) -> None:
         """Wait for the oldest steps until ``keep`` are outstanding; log their metrics."""

@@ -117,6 +117,32 @@ def test_sync_worker_and_shard_kills_recover_to_the_same_result(sync_run, datase
     assert summary["stages"][0]["updates_applied"] == [STEPS, STEPS]
 
 
+def test_a_compiled_graph_trains_the_same_parameters_as_tasks(sync_run, dataset, tmp_path):
+    """``train.sync_transport = "compiled"``: the same steps as one Ray Compiled Graph (2 workers,
+    2 shards: each worker's update split in two parts), both stages bit for bit."""
+    _, run, _ = sync_run
+    summary = _train(_config(dataset, tmp_path, "train.stages=2",
+                             'train.sync_transport="compiled"'))
+    for stage in (0, 1):
+        _assert_same(_stage_params(tmp_path, stage), _stage_params(run, stage), atol=0)
+    assert summary["stages"][0]["updates_applied"] == [STEPS, STEPS]
+    assert [r["recon_error"] for r in read_metrics(tmp_path) if "recon_error" in r] == \
+        [r["recon_error"] for r in read_metrics(run) if "recon_error" in r]
+
+
+@pytest.mark.slow
+def test_a_compiled_graph_recovers_from_kills_to_the_same_result(sync_run, dataset, tmp_path):
+    """As the kill test above, through the compiled graph: the dead actor's graph is torn down,
+    every actor rolled back, a new graph compiled, and the run equals the clean one."""
+    _, run, _ = sync_run
+    cfg = _config(dataset, tmp_path, 'train.sync_transport="compiled"', "sim.kill_worker=1",
+                  "sim.kill_worker_at_step=11", "sim.kill_shard=0", "sim.kill_shard_at_step=13")
+    summary = _train(cfg)
+    _assert_same(_stage_params(tmp_path), _stage_params(run))
+    assert "restored from" in (tmp_path / "events.log").read_text()
+    assert summary["stages"][0]["rollbacks"] >= 1
+
+
 def test_async_lowers_recon_error_and_survives_faults(ray_cluster, dataset, tmp_path):
     """Downpour with 3 workers (one slow): a worker killed at step 30 is replaced, a shard killed
     at step 50 is restored from its checkpoint, the run completes, recon error falls, the
