@@ -24,6 +24,12 @@ from cluster.state_io import read_state, write_state
 from pipeline import storage
 
 
+class CheckpointError(ValueError):
+    """A run folder's checkpoint that this run cannot resume from (a ``LATEST`` naming something
+    else than a checkpoint folder, another number of shards or workers): the user's to fix,
+    shown as one line."""
+
+
 def step_folder(stage_dir: str | os.PathLike, step: int) -> str:
     """The folder of the checkpoint at ``step``."""
     return storage.join(stage_dir, f"step{step:08d}")
@@ -37,7 +43,7 @@ def latest_checkpoint(stage_dir: str | os.PathLike) -> str | None:
         return None
     name = storage.read_text(pointer).strip()
     if not re.fullmatch(r"step\d+", name):  # a plain name inside the stage folder, nothing else
-        raise ValueError(f"{pointer} names {name!r}, not a checkpoint folder of this stage")
+        raise CheckpointError(f"{pointer} names {name!r}, not a checkpoint folder of this stage")
     folder = storage.join(stage_dir, name)
     return folder if storage.list_files(folder) else None
 

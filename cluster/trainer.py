@@ -34,7 +34,7 @@ import ray
 import torch
 from tqdm import tqdm
 
-from cluster.checkpoint import latest_checkpoint, read_meta
+from cluster.checkpoint import CheckpointError, latest_checkpoint, read_meta
 from cluster.config import JobSections
 from cluster.corpus_pass import CorpusTops, score_corpus
 from cluster.drivers import (
@@ -209,10 +209,10 @@ class Trainer:
         meta = read_meta(ckpt)
         saved = ShardLayout.from_dict(meta["layout"]).n_ps_shards
         if saved != tc.n_ps_shards:
-            raise ValueError(f"checkpoint {ckpt} has {saved} shards; resume with "
+            raise CheckpointError(f"checkpoint {ckpt} has {saved} shards; resume with "
                              f"--train.n_ps_shards={saved}")
         if len(meta["positions"]) != tc.n_workers:
-            raise ValueError(f"checkpoint {ckpt} has {len(meta['positions'])} workers; resume "
+            raise CheckpointError(f"checkpoint {ckpt} has {len(meta['positions'])} workers; resume "
                              f"with --train.n_workers={len(meta['positions'])}")
         self.log.event(f"stage {meta['stage']}: resuming from {ckpt} (step {meta['step']}); "
                        f"every shard and worker starts from it")

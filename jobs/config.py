@@ -128,6 +128,8 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
                     raise ConfigError(f"override {key}: index {part} is out of range")
                 node = node[part]
                 continue
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {key}: {parts[i - 1]} is a value, not a table")
             if part not in node:
                 node[part] = [] if isinstance(nxt, int) else {}
             node = node[part]
@@ -135,6 +137,8 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
         if isinstance(last, int):
             if not isinstance(node, list) or last >= len(node):
                 raise ConfigError(f"override {key}: index {last} is out of range")
+        elif not isinstance(node, dict):
+            raise ConfigError(f"override {key}: {parts[-2]} is a value, not a table")
         node[last] = _parse_override_value(raw.strip())
     return data
 

@@ -165,6 +165,7 @@ def _train(config, config_text: str, args) -> int:
     """Start (or join) Ray, train, print the summary. A run that fails (it diverged, or an actor
     it needs could not be placed) raises :class:`cluster.failures.TrainingFailed`, whose one
     line names the stage, the step and the setting to change (exit 1)."""
+    from cluster.checkpoint import CheckpointError
     from cluster.trainer import Trainer
     from jobs.report import corpus_tops as ct
     from jobs.report.evaluation import TOP_FRAMES
@@ -174,7 +175,7 @@ def _train(config, config_text: str, args) -> int:
     ensure_ray(int(config.sim.num_cpus) or None, args.ray_address)  # RayUnreachable: exit 2
     trainer = Trainer(config, config_text, resume=args.resume,
                       echo=None if args.quiet else print, top_frames=(TOP_FRAMES, ct.MAX_UNITS))
-    with user_errors(FileExistsError):
+    with user_errors(FileExistsError, CheckpointError):
         summary = trainer.train()
     tops = trainer.corpus_tops  # after model.pt: evaluate and visualize take it as current
     if tops is not None:

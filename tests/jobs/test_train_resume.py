@@ -119,3 +119,19 @@ def test_fewer_frames_per_worker_than_a_batch_is_one_line_before_ray(tmp_path, c
     err = capsys.readouterr().err
     assert "gets 10 frames, fewer than data.batch_size=16" in err and err.count("\n") == 1
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("latest", ["../../../elsewhere", "model.pt"])
+def test_a_tampered_checkpoint_pointer_is_one_line(tmp_path, capsys, monkeypatch, latest):
+    """``LATEST`` naming something else than a step folder of its stage: exit 2 with one line,
+    before any actor starts (Ray's start-up is a no-op here: nothing may need it)."""
+    monkeypatch.setattr("pipeline.pool.ensure_ray", lambda *args, **kwargs: None)
+    monkeypatch.setattr("cluster.trainer.init_ray", lambda *args, **kwargs: None)
+    data = make_dataset(tmp_path / "data", n_videos=4, frames_per_video=32, size=16,
+                        shard_rows=32)
+    run, _ = _run_folder(tmp_path, data)
+    (run / "checkpoints/stage0").mkdir(parents=True)
+    (run / "checkpoints/stage0/LATEST").write_text(latest)
+    assert train_job.main(["--resume", "--run-dir", str(run), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "not a checkpoint folder of this stage" in err and err.count("\n") == 1
