@@ -34,13 +34,18 @@ def image(page_dir: Path, folder: Path, rel: Any, root: Path, what: str) -> dict
     return {"src": url(page_dir, path), "alt": what, "size": image_size(path)}
 
 
+def _listed(value: object) -> list:
+    """A manifest's list as it is; anything else (a damaged file) as no entries."""
+    return value if isinstance(value, list) else []
+
+
 def dataset(inputs: RunInputs) -> dict | None:
     """Videos, frames and failed sources with their reasons, from the dataset manifest."""
     m = inputs.manifest
     if m is None:
         return None
-    videos = [v for v in m.get("videos", []) if isinstance(v, Mapping)]
-    shards = [s for s in m.get("shards", []) if isinstance(s, Mapping)]
+    videos = [v for v in _listed(m.get("videos")) if isinstance(v, Mapping)]
+    shards = [s for s in _listed(m.get("shards")) if isinstance(s, Mapping)]
     ok = [v for v in videos if v.get("status") == "ok"]
     failed = [v for v in videos if v.get("status") != "ok"]
     return {

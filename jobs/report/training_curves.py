@@ -17,15 +17,17 @@ CURVES = (("recon_error", "reconstruction error"), ("fe_gap", "free-energy gap")
 
 
 def series(records: list[dict], key: str) -> dict[str, list[tuple[float, float]]]:
-    """``{"stage s worker w": [(step, value), ...]}`` for records carrying ``key``."""
-    out: dict[str, list[tuple[float, float]]] = {}
+    """``{"stage s worker w": [(step, value), ...]}`` for records carrying ``key``, in step
+    order. A rollback or a resume computes the steps after its checkpoint again and logs them
+    again: a step's later record replaces its earlier one, so no line turns back."""
+    out: dict[str, dict[float, float]] = {}
     for rec in records:
         value = rec.get(key)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             worker = rec.get("worker")
             name = f"stage {rec['stage']}" + ("" if worker is None else f" worker {worker}")
-            out.setdefault(name, []).append((float(rec["step"]), float(value)))
-    return out
+            out.setdefault(name, {})[float(rec["step"])] = float(value)
+    return {name: sorted(points.items()) for name, points in out.items()}
 
 
 def write_training_curves(run: Path, out: Path) -> list[dict]:

@@ -61,8 +61,11 @@ def evaluated_units(run: Path) -> EvaluatedUnits:
     for entry in stages if isinstance(stages, list) else []:
         if not isinstance(entry, dict) or entry.get("layer") not in LAYERS:
             continue
-        key = (int(entry["stage"]), str(entry["layer"]))
-        out.rankings[key] = [r for r in entry.get("ranking", []) if isinstance(r, dict)
+        stage, ranking = entry.get("stage"), entry.get("ranking", [])
+        if not (type(stage) is int and stage >= 0 and isinstance(ranking, list)):
+            continue  # a damaged entry: skipped, as an unreadable file is
+        key = (stage, str(entry["layer"]))
+        out.rankings[key] = [r for r in ranking if isinstance(r, dict)
                              and isinstance(r.get("index"), int)]
         best = entry.get("best")
         if isinstance(best, dict) and isinstance(best.get("index"), int):

@@ -144,6 +144,17 @@ def test_empty_and_broken_runs_give_pages_not_crashes(tmp_path):
     assert "missing: t: /etc/passwd refused or not found" in index
 
 
+def test_a_damaged_dataset_manifest_gives_a_page_not_a_crash(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "_manifest.json").write_text(json.dumps(
+        {"schema_version": 2, "shards": None, "videos": 5}))
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.toml").write_text(f'[data]\npath = "{data}"\n')
+    assert "Not evaluated yet" in build_gallery(run).read_text()
+
+
 def test_rebuild_replaces_the_gallery(run):
     stale = run / "gallery" / "stale.html"
     stale.write_text("old")

@@ -8,6 +8,7 @@ import sys
 
 import cv2
 import numpy as np
+import pytest
 import torch
 
 from jobs.report.plots import mark_box, save_image, save_invariance, signed_image, tile_grid
@@ -81,6 +82,15 @@ def test_evaluated_units_name_the_headline_and_each_layers_best(tmp_path):
     assert evaluated_units(tmp_path).headline == (1, "pooled", 2)
 
 
+@pytest.mark.parametrize("entry", [{"layer": "pooled", "ranking": 5},
+                                   {"layer": "pooled", "stage": "one", "ranking": []},
+                                   {"layer": "pooled", "stage": True, "ranking": [{"index": 9}]}])
+def test_a_damaged_evaluation_entry_is_skipped(tmp_path, entry):
+    good = {"stage": 1, "layer": "pooled", "ranking": [{"index": 3}]}
+    (tmp_path / "evaluation.json").write_text(json.dumps({"stages": [good, entry]}))
+    assert evaluated_units(tmp_path).rankings == {(1, "pooled"): [{"index": 3}]}
+
+
 def test_training_curves(tmp_path):
     records = [{"stage": 0, "step": 10, "worker": 0, "recon_error": 0.5, "frames_per_s": 9.0},
                {"stage": 0, "step": 20, "worker": 0, "recon_error": 0.4},
@@ -93,6 +103,16 @@ def test_training_curves(tmp_path):
     assert entries == [{"title": "reconstruction error", "png": "curves/recon_error.png"},
                        {"title": "frames/s", "png": "curves/frames_per_s.png"}]
     assert all((tmp_path / "out" / e["png"]).stat().st_size > 0 for e in entries)
+
+
+def test_steps_logged_again_after_a_rollback_replace_their_first_records():
+    """A rollback to the step-8 checkpoint logs steps 9 and 13 again: each line keeps one point
+    a step, the later one, in step order."""
+    steps = [1, 5, 9, 13, 9, 13, 17]
+    records = [{"stage": 0, "step": s, "worker": 0, "recon_error": float(i)}
+               for i, s in enumerate(steps)]
+    assert series(records, "recon_error") == {
+        "stage 0 worker 0": [(1.0, 0.0), (5.0, 1.0), (9.0, 4.0), (13.0, 5.0), (17.0, 6.0)]}
 
 
 def test_invariance_panels_in_order_one_per_curve(tmp_path):
