@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 
 from pipeline.demo_paste import paste
+from pipeline.shards import is_plain_name
 
 #: Photographs used as video backgrounds.
 TRAIN_PHOTOS: tuple[str, ...] = (
@@ -208,9 +209,11 @@ def write_demo_videos(
                        for k, v in asdict(layout).items()}}
     meta_path = out / CORPUS_JSON
     if meta_path.is_file():
-        meta = json.loads(meta_path.read_text())
-        paths = [out / v["file"] for v in meta.get("videos", [])]
-        if meta.get("args") == args and all(p.is_file() and p.stat().st_size for p in paths):
+        meta = read_corpus_record(meta_path)
+        names = [v.get("file") if isinstance(v, dict) else None for v in meta["videos"]]
+        paths = [out / name for name in names if is_plain_name(name)]
+        if (meta.get("args") == args and len(paths) == len(names) == n_videos
+                and all(p.is_file() and p.stat().st_size for p in paths)):
             return paths
     rng = np.random.default_rng(seed)
     lfw = lfw_faces()
@@ -305,17 +308,25 @@ def _corpus_rows(sources: list[str], frame_indices: list[int], root: str | os.Pa
     return out
 
 
+def read_corpus_record(path: Path) -> dict:
+    """A folder's ``demo_corpus.json``: ``{"args", "videos": [...]}``; no videos when it is
+    missing or damaged (the corpus is then written again). A video's ``file`` is used only as
+    a plain file name of the folder (:func:`pipeline.shards.is_plain_name`)."""
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError):
+        meta = None
+    if not isinstance(meta, dict) or not isinstance(meta.get("videos"), list):
+        return {"args": None, "videos": []}
+    return meta
+
+
 def _video_record(video: Path) -> dict | None:
     """``{"n_frames", "labels", "appearances"}`` of one demo video from its folder's corpus
     record (``appearances``: ``"p<k>"`` for placement k's frames, ``"b<start>"`` for a run of
     bare frames starting at ``start``)."""
-    meta_path = video.parent / CORPUS_JSON
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (OSError, ValueError):
-        return None
-    for v in meta.get("videos", []):
-        if v.get("file") == video.name and "placements" in v:
+    for v in read_corpus_record(video.parent / CORPUS_JSON)["videos"]:
+        if isinstance(v, dict) and v.get("file") == video.name and "placements" in v:
             n = v["n_frames"]
             return {"n_frames": n, "labels": frame_labels(v, n), "appearances": _appearances(v, n)}
     return None

@@ -4,7 +4,8 @@ Safety and re-runs:
 
 * files are named ``%(extractor_key)s-%(id)s.%(ext)s`` (never the title) with
   ``restrictfilenames``/``windowsfilenames``, and each final path is checked to lie inside the
-  download folder, so a title or id like ``../../x`` or ``<script>`` cannot escape it;
+  download folder, so a title or id like ``../../x`` or ``<script>`` cannot escape it; a file
+  that ``index.json`` lists counts only as a plain file name of that folder;
 * no post-processors run (no ffmpeg merge, no ``--exec``): formats are single files;
 * a per-video filter bounds duration (``match_filter``) and size (``max_filesize``);
 * ``download_archive`` (``archive.txt`` in the download folder) makes a re-run skip what it
@@ -131,9 +132,28 @@ def _downloads(info: Any) -> list[tuple[str, str]]:
 
 def _read_index(dest: Path) -> dict[str, list[list[str]]]:
     try:
-        return json.loads((dest / INDEX).read_text())
+        index = json.loads((dest / INDEX).read_text())
     except (OSError, json.JSONDecodeError):
         return {}
+    return index if isinstance(index, dict) else {}
+
+
+def _known(index: dict, url: str, root: Path) -> list[tuple[str, str]]:
+    """(page URL, file path) of ``url``'s earlier downloads that ``index.json`` lists and that
+    are still there. Only a plain file name of the download folder counts: an entry naming a
+    path elsewhere (absolute, ``..``, through a link) is not returned."""
+    from pipeline.shards import is_plain_name
+
+    out = []
+    entries = index.get(url)
+    for entry in entries if isinstance(entries, list) else []:
+        if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str)
+                and is_plain_name(entry[1])):
+            continue
+        path = (root / entry[1]).resolve()
+        if path.is_file() and path.is_relative_to(root):
+            out.append((entry[0], str(path)))
+    return out
 
 
 def _write_index(dest: Path, index: dict[str, list[list[str]]]) -> None:
@@ -161,7 +181,7 @@ def fetch(url: str, dest: str | Path, config: FetchConfig = FetchConfig()) -> li
     dest.mkdir(parents=True, exist_ok=True)
     root = dest.resolve()
     index = _read_index(dest)
-    known = [(s, str(dest / p)) for s, p in index.get(url, []) if (dest / p).is_file()]
+    known = _known(index, url, root)
     logger = _Logger()
     try:
         with yt_dlp.YoutubeDL(ydl_options(dest, config, logger)) as ydl:
@@ -180,7 +200,7 @@ def fetch(url: str, dest: str | Path, config: FetchConfig = FetchConfig()) -> li
             continue
         found.append((source or url, str(p)))
     if found:
-        rel = {tuple(x) for x in index.get(url, [])}
+        rel = {(s, str(Path(p).relative_to(root))) for s, p in known}
         rel |= {(s, str(Path(p).relative_to(root))) for s, p in found}
         index[url] = sorted([list(x) for x in rel])
         _write_index(dest, index)

@@ -28,7 +28,8 @@ def verdict(best: dict, baselines: dict[str, dict], confound: float | None,
     lead = ba - strongest["heldout_balanced_accuracy"]
     face_unit = best["polarity"] == 1 and lead > std
     unit = f"{_unit_name(best)} ({ba:.3f} ± {std:.3f} held out, AUC {best['heldout_auc']:.3f})"
-    cls = positive.rstrip("s") if positive.endswith("s") else positive
+    plural = positive.endswith("s") and not positive.endswith("ss")
+    cls = positive[:-1] if plural else positive  # faces: a face unit; class: a class unit
     if face_unit:
         text = (f"{cls} unit: {unit} leads every baseline, the strongest {name} by "
                 f"{lead:.3f}, more than its spread")

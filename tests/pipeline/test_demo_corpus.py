@@ -87,6 +87,21 @@ def test_deterministic_videos_with_every_placement_recorded(tmp_path):
     assert dc.frame_appearances([str(tmp_path / "elsewhere.mp4")], [0]) is None
 
 
+@pytest.mark.parametrize("name", ["ABSOLUTE", "../outside.mp4"])
+def test_a_corpus_record_naming_a_file_elsewhere_is_written_again(tmp_path, name):
+    """``demo_corpus.json`` naming a video outside its folder: the corpus is written again and
+    only files of the folder come back."""
+    outside = tmp_path / "outside.mp4"
+    outside.write_bytes(b"not a corpus video")
+    out = tmp_path / "corpus"
+    first = dc.write_demo_videos(out, seed=1, n_videos=2, n_frames=30, size=48)
+    meta = json.loads((out / dc.CORPUS_JSON).read_text())
+    meta["videos"][0]["file"] = str(outside) if name == "ABSOLUTE" else name
+    (out / dc.CORPUS_JSON).write_text(json.dumps(meta))
+    again = dc.write_demo_videos(out, seed=1, n_videos=2, n_frames=30, size=48)
+    assert again == first and all(p.parent == out for p in again)
+
+
 def test_paste_gives_any_patch_the_region_mean_and_spread():
     rng = np.random.default_rng(0)
     lfw = dc.lfw_faces()

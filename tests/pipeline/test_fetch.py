@@ -27,6 +27,25 @@ def test_direct_link_is_fetched_once_and_archived(http_dir, tmp_path):
     assert [g.path for g in again] == [str(path)] and path.stat().st_mtime_ns == mtime
 
 
+def test_index_entries_outside_the_download_folder_are_not_returned(http_dir, tmp_path):
+    """``index.json`` naming files elsewhere (absolute, ``..``, a link out of the folder) next
+    to the real download: only the download comes back, as a path inside the folder."""
+    import json
+
+    www, base = http_dir
+    make_video(www / "clip.mp4", n_frames=30)
+    dest = tmp_path / "dl"
+    url = f"{base}/clip.mp4"
+    real = Path(fetch(url, dest)[0].path)
+    outside = tmp_path / "secret.mp4"
+    outside.write_bytes(b"not yours")
+    (dest / "link.mp4").symlink_to(outside)
+    index = json.loads((dest / "index.json").read_text())
+    index[url] += [[url, str(outside)], [url, "../secret.mp4"], [url, "link.mp4"]]
+    (dest / "index.json").write_text(json.dumps(index))
+    assert [g.path for g in fetch(url, dest)] == [str(real)]
+
+
 def test_not_a_video_and_unreachable_urls_fail_clearly(http_dir, tmp_path, closed_port_url):
     www, base = http_dir
     (www / "page.html").write_text("<html><body><p>no video here</p></body></html>")

@@ -46,6 +46,29 @@ def test_a_manifest_path_outside_the_dataset_is_refused_and_nothing_is_touched(
     assert _manifest(out) == manifest
 
 
+@pytest.mark.parametrize("damage", ["bare shard name", "video without status",
+                                    "shard without rows"])
+def test_a_manifest_record_without_its_fields_is_one_line_and_nothing_is_touched(
+        tmp_path, capsys, damage):
+    video = make_video(tmp_path / "a.mp4", n_frames=8)
+    out = tmp_path / "data"
+    assert _ingest([video], out) == 0
+    manifest = _manifest(out)
+    if damage == "bare shard name":
+        manifest["shards"][0] = manifest["shards"][0]["path"]
+    elif damage == "video without status":
+        del manifest["videos"][0]["status"]
+    else:
+        del manifest["shards"][0]["rows"]
+    (out / "_manifest.json").write_text(json.dumps(manifest))
+    before = sorted(p.name for p in out.iterdir())
+    capsys.readouterr()
+    assert _ingest([make_video(tmp_path / "b.mp4", n_frames=8, seed=1)], out) == 2
+    err = capsys.readouterr().err
+    assert "the manifest was edited or damaged" in err and err.count("\n") == 1, err
+    assert sorted(p.name for p in out.iterdir()) == before and _manifest(out) == manifest
+
+
 def test_a_moved_or_copied_dataset_keeps_one_copy_of_each_frame(tmp_path, capsys):
     src = tmp_path / "project" / "clips"
     src.mkdir(parents=True)
