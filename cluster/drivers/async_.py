@@ -37,7 +37,7 @@ class Replica:
     position: tuple[int, int]
     seq: int  # the next push's sequence number
     steps: int  # worker steps done (its generator's step counter)
-    local_state: Mapping | None  # q, chain (and optimiser) as of its last chunk with state
+    local_state: Mapping | None  # q, chain (and optimiser) as of its last chunk (None: none yet)
 
 
 @dataclass
@@ -127,15 +127,15 @@ class AsyncDriver:
                 self._submit(k)
 
     def _submit(self, k: int) -> None:
-        """Worker ``k``'s next chunk, if steps remain; with its state when a checkpoint or the
-        end may come before its following chunk."""
+        """Worker ``k``'s next chunk, if steps remain. Every chunk returns the worker's state
+        with its data position, so a checkpoint, whenever it comes, pairs each worker's position
+        with the state it had there (asking only near a checkpoint left a slower worker's
+        state out of it)."""
         tc, r = self.tc, self.replicas[k]
         n_steps = min(self.chunk, tc.steps - self.step - self.chunks.steps)
         if n_steps <= 0:
             return
-        ahead = self.step + (len(self.replicas) + 1) * self.chunk
-        with_state = self.ctx.schedule.due(self.step, ahead) or ahead >= tc.steps
-        ref = r.actor.run.remote(n_steps, r.position, r.seq, r.steps, with_state)
+        ref = r.actor.run.remote(n_steps, r.position, r.seq, r.steps, True)
         self.chunks.refs[ref] = (k, n_steps)
 
     def _lost(self, k: int, exc: BaseException) -> None:
@@ -157,7 +157,7 @@ class AsyncDriver:
         """Account worker ``k``'s finished chunk: its next start, metrics, lost pushes."""
         r, stage = self.replicas[k], self.actors.stage
         r.position, r.seq = tuple(m.pop("position")), m["seq_end"]
-        r.local_state = m.pop("local_state", None)
+        r.local_state = m.pop("local_state")
         r.steps += n_steps
         self.log.metrics({"stage": stage, **m, "step": self.step})
         self.last = {key: m[key] for key in ("recon_error", "fe_gap", "staleness_mean")

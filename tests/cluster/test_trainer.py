@@ -261,6 +261,23 @@ def test_async_prefetch_overlaps_fetches(ray_cluster, dataset, tmp_path):
     assert min(r["staleness_mean"] for r in records[1:]) >= 1.0
 
 
+def test_every_async_checkpoint_holds_every_workers_state(ray_cluster, dataset, tmp_path):
+    """Worker 1 runs slower, so its chunks end between the checkpoints at other moments than
+    worker 0's: still each checkpoint pairs every worker's data position with that worker's
+    own state (its sparsity estimate here), never a missing one. (The stage's first checkpoint,
+    at step 0, holds none: no worker has a state yet.)"""
+    cfg = _config(dataset, tmp_path, 'train.mode="async"', "train.steps=96",
+                  "train.log_interval=2", "train.checkpoint_every=32", "sim.slow_worker=1",
+                  "sim.slow_worker_delay_s=0.05")
+    _train(cfg)
+    metas = sorted((tmp_path / "checkpoints/stage0").glob("step*/meta.pt"))[1:]  # past step 0
+    assert len(metas) >= 3
+    for path in metas:
+        states = torch.load(path, weights_only=False)["local_states"]
+        assert len(states) == 2 and all(s is not None and s["q"] is not None for s in states), \
+            path.parent.name
+
+
 def test_resumed_async_delta_run_equals_uninterrupted(ray_cluster, dataset, tmp_path):
     """Delta pushes keep the optimiser in the worker, so its state (momentum velocity and step
     count, sparsity estimate) goes into the checkpoint with the data position: one worker
