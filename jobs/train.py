@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import sys
 import textwrap
 from argparse import RawDescriptionHelpFormatter
@@ -151,8 +152,9 @@ def main(argv: list[str] | None = None) -> int:
         return _train(config, dumps(config), args)
     except KeyboardInterrupt:
         stage, step = where_interrupted(run_dir, config.n_stages)
+        again = f"catneuron train --run-dir {shlex.quote(str(run_dir))} --resume"
         raise Interrupted(f"interrupted at stage {stage} step {step}; continue with "
-                          f"`catneuron train --run-dir {run_dir} --resume`") from None
+                          f"`{again}`") from None
 
 
 def _env_address() -> str | None:

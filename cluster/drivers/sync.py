@@ -190,5 +190,5 @@ class SyncDriver:
                                   int(meta["step"])) for k, w in enumerate(actors.workers)])
         self.log.event(f"stage {actors.stage}: actor failure; every shard and worker restored "
                        f"from {folder} (step {meta['step']}); the lost steps are recomputed")
-        self.bar.update(int(meta["step"]) - self.step)
+        self.bar.update(int(meta["step"]) - self.bar.n)  # back to the checkpoint: what was shown
         self.step = int(meta["step"])
