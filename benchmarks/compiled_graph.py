@@ -1,29 +1,31 @@
-"""Would a Ray Compiled Graph carry the synchronous step faster than Ray tasks? Measured with
-stand-in actors, before building anything on it.
+"""Does a Ray Compiled Graph carry the synchronous step faster than Ray tasks? Measured with
+stand-in actors, so the transport alone is timed (``benchmarks/ps.py --sync-transport`` times
+the trainer's own workers both ways).
 
 A synchronous step (:mod:`cluster.drivers.sync`) is two Ray task calls in a row: every worker's
 ``compute(step, *params)``, then each shard's ``apply_sync(step, *updates)``, whose reply is the
-next step's parameters. On this project's 2-core machine each call costs about a millisecond,
-which is most of a demo stage-0 step. A compiled graph (``ray.dag``, ``experimental_compile``)
-replaces the calls by shared-memory channels between the same actors. Its graph runs once per
-step and cannot feed an output into its next run, so a worker keeps the parameters the shard
-sends it (``receive``) and computes against them at the next run:
-``compute_held(step) -> apply_sync(step, *updates) -> receive(params)``.
+next step's parameters; at the demo's stage 0 the calls take longer than the work. A compiled graph
+(``ray.dag``, ``experimental_compile``) replaces the calls by shared-memory channels between the
+same actors. Its graph runs once per step and cannot feed an output into its next run, so a worker
+keeps the parameters the shard sends it (``receive``) and computes against them at the next run:
+``compute_held(step) -> apply_sync(step, *updates) -> receive(params)``
+(:mod:`cluster.drivers.compiled`, ``train.sync_transport = "compiled"``).
 
-Both contenders use the same stand-in actors: a worker spends ``--compute-ms`` of CPU (a busy
-loop, one core) and sends an update of ``--payload-bytes``; the shard adds the mean update to its
-parameters and returns them (``--payload-bytes`` back). The defaults are the demo's stage 1
-(``benchmarks/plan_check.py``'s one-core step and ``benchmarks/ps.py``'s bytes); ``--stage 0``
-takes stage 0's. The tasks contender runs the driver's own :class:`cluster.drivers.sync.StepWindow`
-with ``max_in_flight`` = 2 steps outstanding, as the demo config does; the compiled one keeps 2
-runs outstanding too. ``--cycles`` cycles time each contender with 1 and 2 workers, in reverse
-order every other cycle. The reference is the compute itself: a step can take no less than
-``--compute-ms``, so the overhead is ``step / compute - 1``. The script also measures how much CPU
-a compiled graph's actors burn while they wait between runs (``idle_cpu_share``: CPU seconds
-per second of wall time, each actor), since on 2 cores a waiting actor that spins takes a
-working one's core; and how much CPU work other processes get done beside an idle compiled graph,
-as a share of what they get done beside the same actors idle under Ray tasks
-(``other_work_beside_idle_compiled_graph``: one counting process per core, 2 s each).
+Both contenders use the same stand-in actors: a worker does a fixed amount of CPU work (a Python
+loop of as many iterations as take ``--compute-ms`` on an idle core here, so it slows down when its
+core is shared, as a real step does) and sends an update of ``--payload-bytes``; the shard adds the
+mean update to its parameters and returns them (``--payload-bytes`` back). The defaults are the
+demo's stage 1 (``benchmarks/plan_check.py``'s one-core step and ``benchmarks/ps.py``'s bytes);
+``--stage 0`` takes stage 0's. The tasks contender runs the driver's own
+:class:`cluster.drivers.sync.StepWindow` with ``max_in_flight`` = 2 steps outstanding, as the demo
+config does; the compiled one keeps 2 runs outstanding too. ``--cycles`` cycles time each contender
+with 1 and 2 workers, in reverse order every other cycle. The reference is the compute itself,
+timed alone in the same run: a step can take no less, so the overhead is ``step / compute - 1``.
+The script also measures how much CPU a compiled graph's actors burn while they wait between runs
+(``idle_cpu_share``: CPU seconds per second of wall time, each actor), since on 2 cores a waiting
+actor that spins takes a working one's core; and how much CPU work other processes get done beside
+an idle compiled graph, as a share of what they get done beside the same actors idle under Ray
+tasks (``other_work_beside_idle_compiled_graph``: one counting process per core, 2 s each).
 
 Usage::
 
@@ -52,18 +54,31 @@ STAGES = {0: {"compute_ms": 1.32, "payload_bytes": 6272},
           1: {"compute_ms": 13.2, "payload_bytes": 198400}}
 
 
-def busy(seconds: float) -> None:
-    """Hold one core for ``seconds`` (the stand-in for a worker's CD step)."""
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
+def busy(iterations: int) -> None:
+    """A fixed amount of CPU work on one core (the stand-in for a worker's CD step): it takes
+    longer when the core is shared, as a real step does."""
+    for _ in range(iterations):
         pass
+
+
+def iterations_for(seconds: float) -> tuple[int, float]:
+    """The :func:`busy` iterations that take ``seconds`` on an idle core here, and the time
+    they took when timed again (the compute reference)."""
+    n = 100_000
+    t0 = time.perf_counter()
+    busy(n)
+    n = int(n * seconds / (time.perf_counter() - t0))
+    t0 = time.perf_counter()
+    for _ in range(20):
+        busy(n)
+    return n, (time.perf_counter() - t0) / 20
 
 
 class StandInWorker:
     """A worker that computes for a fixed time and sends a fixed-size update."""
 
-    def __init__(self, compute_s: float, n: int) -> None:
-        self.compute_s, self.params = compute_s, np.zeros(n, np.float32)
+    def __init__(self, iterations: int, n: int) -> None:
+        self.iterations, self.params = iterations, np.zeros(n, np.float32)
 
     def compute(self, step: int, params: np.ndarray) -> tuple[np.ndarray, dict]:
         """The task path's call: :meth:`cluster.worker.Worker.compute`'s signature (one shard)."""
@@ -71,7 +86,7 @@ class StandInWorker:
         return self.compute_held(step), {"step": step}
 
     def compute_held(self, step: int) -> np.ndarray:
-        busy(self.compute_s)
+        busy(self.iterations)
         return self.params + 1.0
 
     def receive(self, params: np.ndarray) -> dict:
@@ -170,13 +185,15 @@ def work_done(seconds: float = 2.0) -> int:
         return sum(pool.map(count_for, [seconds] * os.cpu_count()))
 
 
-def measure(n_workers: int, compute_s: float, n: int, cycles: int, steps: int) -> dict:
-    """Both contenders with ``n_workers`` stand-in workers and one shard, fresh actors."""
+def measure(n_workers: int, iterations: int, compute_s: float, n: int, cycles: int,
+            steps: int) -> dict:
+    """Both contenders with ``n_workers`` stand-in workers and one shard, fresh actors; the
+    overhead is against ``compute_s``, the workers' ``iterations`` timed alone."""
     import ray
 
     worker_cls = ray.remote(num_cpus=0)(StandInWorker)
     shard_cls = ray.remote(num_cpus=0)(StandInShard)
-    workers = [worker_cls.remote(compute_s, n) for _ in range(n_workers)]
+    workers = [worker_cls.remote(iterations, n) for _ in range(n_workers)]
     shard = shard_cls.remote(n)
     pids = ray.get([a.pid.remote() for a in (*workers, shard)])
     idle_tasks = idle_cpu_share(pids)
@@ -225,11 +242,12 @@ def main(argv: list[str] | None = None) -> int:
 
     compute_ms = args.compute_ms or STAGES[args.stage]["compute_ms"]
     payload = args.payload_bytes or STAGES[args.stage]["payload_bytes"]
+    iterations, compute_s = iterations_for(compute_ms / 1e3)
     start_local_ray(os.cpu_count())
     try:
         time.sleep(5)  # Ray's own processes are busy for a few seconds after ray.init
-        by_workers = {str(k): measure(k, compute_ms / 1e3, payload // 4, args.cycles, args.steps)
-                      for k in (1, 2)}
+        by_workers = {str(k): measure(k, iterations, compute_s, payload // 4, args.cycles,
+                                      args.steps) for k in (1, 2)}
     finally:
         ray.shutdown()
     result = {
@@ -238,8 +256,10 @@ def main(argv: list[str] | None = None) -> int:
                     "ray": ray.__version__},
         "ray_settings": local_ray_settings(),
         "stage": args.stage, "compute_ms": compute_ms, "payload_bytes_each_way": payload,
+        "compute_iterations": iterations, "compute_ms_alone": 1e3 * compute_s,
         "cycles": args.cycles, "steps_per_cycle": args.steps, "steps_outstanding": 2,
-        "reference": "the stand-in worker's compute per step (a step cannot take less)",
+        "reference": "compute_ms_alone: the stand-in's work timed alone in this process, idle "
+                     "(a step cannot take less)",
         "workers": by_workers,
     }
     emit(result, args.out)
