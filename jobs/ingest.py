@@ -159,8 +159,9 @@ def _ingest(args: argparse.Namespace, config: IngestConfig, job) -> int:
     if args.demo:
         from pipeline.demo_corpus import write_demo_videos
 
-        videos = (storage.local_path(args.out) / "_videos" if storage.is_local(args.out)
-                  else downloads_dir(args.out) / "_videos")
+        with user_errors(ValueError):  # a downloads folder that is not this user's alone
+            videos = (storage.local_path(args.out) / "_videos" if storage.is_local(args.out)
+                      else downloads_dir(args.out) / "_videos")
         paths = write_demo_videos(videos, seed=args.seed)
         print(f"demo corpus: {len(paths)} videos in {videos}", file=sys.stderr)
         sources.append(str(videos))

@@ -15,6 +15,7 @@ anything is written (:func:`check_out`).
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -163,14 +164,22 @@ def open_dataset(out: str, config: IngestConfig) -> tuple[dict[str, Any], list[s
 
 def downloads_dir(out: str) -> Path:
     """Where yt-dlp downloads go: ``OUT/_downloads`` for a local dataset; for one in an object
-    store, a folder on this machine named after it (kept, so a re-run skips what it has)."""
+    store, a folder on this machine named after it (kept, so a re-run skips what it has), inside
+    this user's own folder of the temporary directory (made here, readable by this user only:
+    another user cannot plant videos or an ``index.json`` there). ValueError when that folder
+    exists but is another user's or open to others."""
     if storage.is_local(out):
         return storage.local_path(out) / DOWNLOADS
     import hashlib
     import tempfile
 
-    key = hashlib.sha1(out.encode("utf-8")).hexdigest()[:12]
-    return Path(tempfile.gettempdir()) / "catneuron-downloads" / key
+    mine = Path(tempfile.gettempdir()) / f"catneuron-downloads-{os.getuid()}"
+    mine.mkdir(mode=0o700, exist_ok=True)
+    st = mine.lstat()
+    if not mine.is_dir() or mine.is_symlink() or st.st_uid != os.getuid() or st.st_mode & 0o077:
+        raise ValueError(f"{mine} must be a folder of this user's, closed to others (mode 700): "
+                         "remove it, or set TMPDIR to another folder")
+    return mine / hashlib.sha1(out.encode("utf-8")).hexdigest()[:12]
 
 
 def run_ingest(

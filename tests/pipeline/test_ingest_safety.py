@@ -224,3 +224,20 @@ def test_demo_into_a_dataset_of_other_options_writes_nothing(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "input_size=16" in err and err.count("\n") == 1
     assert sorted(p.name for p in out.iterdir()) == before  # no _videos/
+
+
+def test_an_object_store_datasets_downloads_stay_in_this_users_own_folder(tmp_path,
+                                                                          monkeypatch):
+    """The downloads of an ``s3://`` dataset go to a folder of this user's, closed to others;
+    one that another user could write to is refused with one line."""
+    import os
+
+    from pipeline.ingest import downloads_dir
+
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    path = downloads_dir("s3://bucket/data")
+    assert path.parent == tmp_path / f"catneuron-downloads-{os.getuid()}"
+    assert path.parent.stat().st_mode & 0o777 == 0o700 and not path.exists()
+    path.parent.chmod(0o777)
+    with pytest.raises(ValueError, match="closed to others"):
+        downloads_dir("s3://bucket/data")
