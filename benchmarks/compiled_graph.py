@@ -143,10 +143,23 @@ def compiled_graph(workers: list, shard):
     return dag.experimental_compile()
 
 
-def compiled_contender(graph, steps: int, keep: int = 2) -> float:
-    """Seconds a step through the compiled graph, ``keep`` runs outstanding."""
+def compiled_contender(workers: list, shard, steps: int, keep: int = 2) -> float:
+    """Seconds a step through a compiled graph, ``keep`` runs outstanding. The graph is compiled
+    for this run (after 5 untimed steps) and torn down after it, so it polls during no other
+    contender's run."""
+
+    graph = compiled_graph(workers, shard)
+    try:
+        return _timed_runs(graph, steps, keep)
+    finally:
+        graph.teardown()
+
+
+def _timed_runs(graph, steps: int, keep: int) -> float:
     import ray
 
+    for step in range(5):
+        ray.get(graph.execute(step))
     pending = []
     t0 = time.perf_counter()
     for step in range(steps):
@@ -198,20 +211,20 @@ def measure(n_workers: int, iterations: int, compute_s: float, n: int, cycles: i
     pids = ray.get([a.pid.remote() for a in (*workers, shard)])
     idle_tasks = idle_cpu_share(pids)
     work_beside_tasks = work_done()
-    tasks_contender(workers, shard, 20)  # untimed warm-up, before the graph holds the actors
-    graph = compiled_graph(workers, shard)
     try:
-        compiled_contender(graph, 20)
+        tasks_contender(workers, shard, 20)  # untimed warm-up
         times: dict[str, list[float]] = {"tasks": [], "compiled": []}
         runs = {"tasks": lambda: tasks_contender(workers, shard, steps),
-                "compiled": lambda: compiled_contender(graph, steps)}
+                "compiled": lambda: compiled_contender(workers, shard, steps)}
         for c in range(cycles):
             for name in (list(runs) if c % 2 == 0 else list(reversed(runs))):
                 times[name].append(runs[name]())
+        graph = compiled_graph(workers, shard)  # idle, for the two figures of its waiting
+        ray.get(graph.execute(0))
         idle_compiled = idle_cpu_share(pids)
         work_beside_compiled = work_done()
-    finally:
         graph.teardown()
+    finally:
         for a in (*workers, shard):
             ray.kill(a)
     return {

@@ -263,19 +263,21 @@ class SyncServers:
     def run(self, n_workers: int, steps: int) -> dict:
         """``steps`` synchronous steps of the ``n_workers``-worker set."""
         s = self.sets[n_workers]
+        window = s.open_window()  # a compiled graph polls during its own runs only
         records = []
         t0 = time.perf_counter()
         for _ in range(steps):
-            s.window.submit(s.step)
+            window.submit(s.step)
             s.step += 1
-            records += [r for _, rs in s.window.applied(self.max_in_flight) for r in rs]
-        records += [r for _, rs in s.window.applied(0) for r in rs]
+            records += [r for _, rs in window.applied(self.max_in_flight) for r in rs]
+        records += [r for _, rs in window.applied(0) for r in rs]
         wall = time.perf_counter() - t0
+        window.close()
         frames = steps * n_workers * self.rows_per_step
         results = [{"steps": steps, "seconds": wall, "staleness_mean": 0.0,
                     "seconds_compute": sum(self.rows_per_step / r["frames_per_s"]
                                            for r in records if r["worker"] == k)}
-                   for k in range(n_workers)]  # a worker's compute: input and load included
+                   for k in range(n_workers)]  # a worker's compute: input and (tasks) load included
         return {"frames": frames, "seconds": wall, "frames_per_s": frames / wall,
                 "results": results}
 
@@ -306,12 +308,16 @@ class _SyncSet:
 
         self.actors, self._dir = timed_actors(config, stage, stack_path, rbm)
         self.shards = self.actors.shards
-        self.window = step_window(tc.sync_transport)(
-            self.actors.workers, self.shards, [sh.params_now.remote() for sh in self.shards])
+        self.window_class = step_window(tc.sync_transport)
         self.step = 0
 
+    def open_window(self):
+        """A window of steps from the shards' parameters now (for a compiled graph: compiled
+        now; its ``close`` tears it down)."""
+        return self.window_class(self.actors.workers, self.shards,
+                                 [sh.params_now.remote() for sh in self.shards])
+
     def close(self) -> None:
-        self.window.close()
         self.actors.kill()
         self._dir.cleanup()
 

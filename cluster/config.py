@@ -155,6 +155,9 @@ class TrainConfig:
             if not _as_tuple(value) or min(_as_tuple(value)) < 1:
                 shown = list(value) if isinstance(value, tuple) else value
                 raise ValueError(f"{name}={shown}: give one period >= 1, or one per stage")
+        if self.sync_transport == "compiled" and self.max_in_flight > 9:
+            raise ValueError(f"max_in_flight={self.max_in_flight}: at most 9 with "
+                             f'sync_transport="compiled" (a graph holds 10 steps at once)')
         if not self.placement_timeout_s > 0:
             raise ValueError(f"placement_timeout_s={self.placement_timeout_s} must be > 0")
         for name in ("stages", "warm_start_steps", "checkpoint_every", "read_cache_mb",

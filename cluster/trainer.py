@@ -209,11 +209,13 @@ class Trainer:
         meta = read_meta(ckpt)
         saved = ShardLayout.from_dict(meta["layout"]).n_ps_shards
         if saved != tc.n_ps_shards:
-            raise CheckpointError(f"checkpoint {ckpt} has {saved} shards; resume with "
-                             f"--train.n_ps_shards={saved}")
+            raise CheckpointError(f"checkpoint {ckpt} has {saved} shards, the run's config "
+                                  f"{tc.n_ps_shards}: set n_ps_shards = {saved} in its "
+                                  f"config.toml")
         if len(meta["positions"]) != tc.n_workers:
-            raise CheckpointError(f"checkpoint {ckpt} has {len(meta['positions'])} workers; resume "
-                             f"with --train.n_workers={len(meta['positions'])}")
+            raise CheckpointError(f"checkpoint {ckpt} has {len(meta['positions'])} workers, the "
+                                  f"run's config {tc.n_workers}: set n_workers = "
+                                  f"{len(meta['positions'])} in its config.toml")
         self.log.event(f"stage {meta['stage']}: resuming from {ckpt} (step {meta['step']}); "
                        f"every shard and worker starts from it")
         return meta

@@ -340,8 +340,10 @@ class Worker:
     def compute(self, step: int, *parts: Mapping[str, np.ndarray]) -> tuple:
         """Sync step ``step``: load the parameters (one part per shard), compute the update on
         the next batch; returns one numpy update part per shard, then a metrics dict."""
+        t0 = time.perf_counter()
+        self._check_step(step)
         self.receive(*parts)
-        return self.compute_held(step)
+        return self._sync_step(step, t0)
 
     def receive(self, *parts: Mapping[str, np.ndarray]) -> None:
         """Keep the shards' parameters (one part per shard) for the next step."""
@@ -355,9 +357,16 @@ class Worker:
             compute_on_this_thread()
             self.threads_set_up.add(threading.get_ident())
         t0 = time.perf_counter()
+        self._check_step(step)
+        return self._sync_step(step, t0)
+
+    def _check_step(self, step: int) -> None:
         if step != self.next_step:
             raise OutOfStep(f"worker {self.index} is at step {self.next_step} (restarted?) but "
                             f"was asked for step {step}")
+
+    def _sync_step(self, step: int, t0: float) -> tuple:
+        """The update of sync step ``step`` and its metrics (frames/s from ``t0``)."""
         update, v = self.compute_step(step)
         self.next_step += 1
         metrics = {"worker": self.index, "step": step}
@@ -368,10 +377,10 @@ class Worker:
 
     # ------------------------------------------------------------------ async
     def run(self, n_steps: int, position: Sequence[int], seq_start: int,
-            step_start: int, with_state: bool = False) -> dict:
+            step_start: int) -> dict:
         """Downpour: ``n_steps`` local steps from data ``position``; pushes carry sequence
         numbers ``seq_start, seq_start + 1, ...``. Returns this chunk's metrics once every push
-        is answered, plus ``local_state`` (for a checkpoint) when ``with_state``."""
+        is answered, with ``local_state``: the state a checkpoint pairs with ``position``."""
         t0 = time.perf_counter()
         if tuple(position) != self.stream.position:
             self.seek(position)
@@ -396,8 +405,7 @@ class Worker:
         out["seconds"] = seconds = time.perf_counter() - t0
         out["frames_per_s"] = frames / max(seconds, 1e-9)
         out.update(mean_monitored(monitors))
-        if with_state:
-            out["local_state"] = self.local_state()
+        out["local_state"] = self.local_state()
         return out
 
     # ------------------------------------------------------------------ after training

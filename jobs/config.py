@@ -129,7 +129,7 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
                 node = node[part]
                 continue
             if not isinstance(node, dict):
-                raise ConfigError(f"override {key}: {parts[i - 1]} is a value, not a table")
+                raise ConfigError(f"override {key}: {parts[i - 1]} holds no key {part!r}")
             if part not in node:
                 node[part] = [] if isinstance(nxt, int) else {}
             node = node[part]
@@ -138,7 +138,7 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
             if not isinstance(node, list) or last >= len(node):
                 raise ConfigError(f"override {key}: index {last} is out of range")
         elif not isinstance(node, dict):
-            raise ConfigError(f"override {key}: {parts[-2]} is a value, not a table")
+            raise ConfigError(f"override {key}: {parts[-2]} holds no key {last!r}")
         node[last] = _parse_override_value(raw.strip())
     return data
 

@@ -336,7 +336,7 @@ def summary_table(report: IngestReport, width: int = 60) -> str:
         if r.error:
             rows.append(("", "", "", "", "  -> " + r.error))
     for v in report.skipped:
-        rows.append(("skipped", str(v["frames"]), str(len(v.get("shards", []))), "-",
+        rows.append(("skipped", str(v.get("frames", "?")), str(len(v.get("shards", []))), "-",
                      v["source"] + "  (already ingested)"))
     for name, first in report.duplicates:
         rows.append(("duplicate", "-", "-", "-", f"{name}  (same content as {first})"))

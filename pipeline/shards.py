@@ -246,12 +246,19 @@ def check_manifest_paths(root: str | Path, manifest: dict[str, Any]) -> None:
     """ManifestError (touching nothing) unless every shard path in ``manifest`` (its shard list
     and each video's record) is a plain file name inside ``root``, and every record has the
     fields the readers index (a shard's ``path`` and ``rows``, a video's ``source``, ``status``
-    and ``shards``)."""
+    and ``shards``, its ``bytes`` beside a ``sha256``)."""
     shards = manifest.get("shards")
     videos = manifest.get("videos")
     if not isinstance(shards, list) or not isinstance(videos, list):
         raise ManifestError(f"{storage.join(root, MANIFEST)}: 'shards' and 'videos' must be lists; "
                             "re-ingest into a new folder")
+    bad = next((r for r in shards if not _is_shard_record(r)), None) or next(
+        (r for r in videos if not _is_video_record(r)), None)
+    if bad is not None:
+        raise ManifestError(
+            f"{storage.join(root, MANIFEST)} holds the record {str(bad)[:80]!r}, which lacks "
+            "what a shard ('path', 'rows') or a video ('source', 'status', 'shards') records; "
+            "the manifest was edited or damaged: nothing was changed, re-ingest into a new folder")
     names = [s.get("path") if isinstance(s, dict) else s for s in shards]
     names += [p for v in videos if isinstance(v, dict) for p in v.get("shards", [])]
     for name in names:
@@ -260,13 +267,6 @@ def check_manifest_paths(root: str | Path, manifest: dict[str, Any]) -> None:
                 f"{storage.join(root, MANIFEST)} lists the shard {name!r}, which is not a plain "
                 f"file name inside {root}; the manifest was edited or damaged: nothing was "
                 "changed, re-ingest into a new folder")
-    bad = next((r for r in shards if not _is_shard_record(r)), None) or next(
-        (r for r in videos if not _is_video_record(r)), None)
-    if bad is not None:
-        raise ManifestError(
-            f"{storage.join(root, MANIFEST)} holds the record {str(bad)[:80]!r}, which lacks "
-            "what a shard ('path', 'rows') or a video ('source', 'status', 'shards') records; "
-            "the manifest was edited or damaged: nothing was changed, re-ingest into a new folder")
 
 
 def _is_shard_record(record: Any) -> bool:
@@ -277,7 +277,8 @@ def _is_shard_record(record: Any) -> bool:
 def _is_video_record(record: Any) -> bool:
     return (isinstance(record, dict) and isinstance(record.get("source"), str)
             and isinstance(record.get("status"), str)
-            and isinstance(record.get("shards", []), list))
+            and isinstance(record.get("shards", []), list)
+            and ("sha256" not in record or "bytes" in record))
 
 
 def read_manifest(root: str | Path) -> dict[str, Any]:

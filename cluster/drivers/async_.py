@@ -135,7 +135,7 @@ class AsyncDriver:
         n_steps = min(self.chunk, tc.steps - self.step - self.chunks.steps)
         if n_steps <= 0:
             return
-        ref = r.actor.run.remote(n_steps, r.position, r.seq, r.steps, True)
+        ref = r.actor.run.remote(n_steps, r.position, r.seq, r.steps)
         self.chunks.refs[ref] = (k, n_steps)
 
     def _lost(self, k: int, exc: BaseException) -> None:

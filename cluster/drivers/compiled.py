@@ -15,7 +15,8 @@ so the workers hold the parameters between runs (:meth:`cluster.worker.Worker.re
 A graph holds its actors' channels until :meth:`CompiledStepWindow.close` tears it down: the
 driver closes it at the end of the stage and before a rollback, then compiles a new one. An
 actor's death or an exception in a step reaches the driver from ``ray.get`` as it would from a
-task (``ActorUnavailableError`` and ``ActorDiedError`` are ``RayActorError``\\ s). A step waits as
+task (``ActorUnavailableError`` and ``ActorDiedError`` are ``RayActorError``\\ s), or as a closed
+channel when Ray has torn the graph down first (``RayChannelError``). A step waits as
 long as it takes, as a task's ``ray.get`` does, not the graph's default 10 s.
 """
 
@@ -27,7 +28,11 @@ from collections.abc import Iterator
 import ray
 
 CHANNEL_BYTES = 1 << 20
-"""Each channel's starting buffer (Ray's default); Ray grows it for a larger value."""
+"""Each channel's starting buffer; Ray grows it for a larger value."""
+
+MAX_RUNS_IN_FLIGHT = 10
+"""Runs a graph holds at once (Ray's default; each channel keeps a buffer per run): a driver
+keeps ``train.max_in_flight`` + 1, so the config allows at most 9 with this transport."""
 
 
 def compile_step(workers: list, shards: list):
@@ -41,7 +46,8 @@ def compile_step(workers: list, shards: list):
         params = [shards[j].apply_sync.bind(step, *[o[j] for o in outs]) for j in range(n)]
         receipts = [w.receive.bind(*params) for w in workers]
         graph = MultiOutputNode([o[n] for o in outs] + receipts)
-    return graph.experimental_compile(_buffer_size_bytes=CHANNEL_BYTES)
+    return graph.experimental_compile(_buffer_size_bytes=CHANNEL_BYTES,
+                                      _max_inflight_executions=MAX_RUNS_IN_FLIGHT)
 
 
 class CompiledStepWindow:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import ray
 
@@ -32,11 +33,16 @@ from cluster.runlog import show_recon_error
 from cluster.worker import mean_monitored
 from pipeline import storage
 
+if TYPE_CHECKING:
+    from cluster.drivers.compiled import CompiledStepWindow
+
 
 def is_actor_failure(exc: BaseException) -> bool:
     """An actor died or lost its state, seen directly or through a task that depended on it
-    (Ray raises the task's error as an instance of its cause's type as well)."""
-    causes = (ray.exceptions.RayActorError, OutOfStep)
+    (Ray raises the task's error as an instance of its cause's type as well), or a compiled
+    graph's channel closed (Ray tears a graph down when one of its actors dies; a cause that
+    is not an actor fails again after the rollback, and the run stops after 10 of them)."""
+    causes = (ray.exceptions.RayActorError, ray.exceptions.RayChannelError, OutOfStep)
     return isinstance(exc, causes) or isinstance(getattr(exc, "cause", None), causes)
 
 
@@ -113,22 +119,24 @@ class SyncDriver:
         self.last_checkpoint = context.meta
         self.step = int(context.meta["step"])
         self.window_class = step_window(context.train.sync_transport)
-        self.window = None  # the steps in flight, new at each (re)start
+        self.window: StepWindow | CompiledStepWindow | None = None  # new at each (re)start
         self.last: dict = {}
 
     def run(self) -> dict:
         rollbacks = 0
-        while True:
-            try:
-                self._steps()
-                break
-            except Exception as exc:
-                self._close_window()  # before any actor is restored: no step runs meanwhile
-                if not is_actor_failure(exc) or rollbacks >= 10:
-                    raise
-                rollbacks += 1
-                self._rollback()
-        self._close_window()
+        try:
+            while True:
+                try:
+                    self._steps()
+                    break
+                except Exception as exc:
+                    self._close_window()  # before any actor is restored: no step runs meanwhile
+                    if not is_actor_failure(exc) or rollbacks >= 10:
+                        raise
+                    rollbacks += 1
+                    self._rollback()
+        finally:  # Ctrl-C too: no compiled graph is left running
+            self._close_window()
         return {"mode": "sync", "steps": self.step, "rollbacks": rollbacks, **self.last}
 
     def _steps(self) -> None:
@@ -149,9 +157,9 @@ class SyncDriver:
         self._drain(0)
 
     def _close_window(self) -> None:
-        if self.window is not None:
-            self.window.close()
-            self.window = None
+        window, self.window = self.window, None
+        if window is not None:
+            window.close()
 
     def _drain(self, keep: int) -> None:
         """Wait for the oldest steps until ``keep`` are outstanding; log their metrics."""

@@ -66,7 +66,7 @@ def evaluated_units(run: Path) -> EvaluatedUnits:
             continue  # a damaged entry: skipped, as an unreadable file is
         key = (stage, str(entry["layer"]))
         out.rankings[key] = [r for r in ranking if isinstance(r, dict)
-                             and isinstance(r.get("index"), int)]
+                             and type(r.get("index")) is int]
         best = entry.get("best")
         if isinstance(best, dict) and isinstance(best.get("index"), int):
             out.bests[key] = best["index"]

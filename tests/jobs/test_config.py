@@ -87,9 +87,12 @@ def test_a_config_written_by_an_older_catneuron_loads(tmp_path):
     ("", ["train.n_push=[4]"], "have 1 entries; give one per stage of model.stages (2)"),
     ("", ["train.n_fetch=[0, 1]"], "n_fetch=[0, 1]: give one period >= 1"),
     ("", ["train.n_push=[]"], "n_push=[]: give one period >= 1"),
-    ("", ["train.steps.x=1"], "train.steps.x: steps is a value, not a table"),
-    ("", ["model.stages[0].field.x.y=3"], "field is a value, not a table"),
+    ("", ["train.steps.x=1"], "train.steps.x: steps holds no key 'x'"),
+    ("", ["model.stages[0].field.x.y=3"], "field holds no key 'x'"),
+    ("", ["model.stages.x=3"], "stages holds no key 'x'"),
     ("", ['train.sync_transport="pigeon"'], "train.sync_transport"),
+    ("", ['train.sync_transport="compiled"', "train.max_in_flight=10"],
+     "max_in_flight=10: at most 9"),
 ])
 def test_bad_config_names_the_field(tmp_path, text, overrides, field):
     with pytest.raises(ConfigError) as info:

@@ -47,7 +47,7 @@ def test_a_manifest_path_outside_the_dataset_is_refused_and_nothing_is_touched(
 
 
 @pytest.mark.parametrize("damage", ["bare shard name", "video without status",
-                                    "shard without rows"])
+                                    "shard without rows", "video shards not a list"])
 def test_a_manifest_record_without_its_fields_is_one_line_and_nothing_is_touched(
         tmp_path, capsys, damage):
     video = make_video(tmp_path / "a.mp4", n_frames=8)
@@ -58,6 +58,8 @@ def test_a_manifest_record_without_its_fields_is_one_line_and_nothing_is_touched
         manifest["shards"][0] = manifest["shards"][0]["path"]
     elif damage == "video without status":
         del manifest["videos"][0]["status"]
+    elif damage == "video shards not a list":
+        manifest["videos"][0]["shards"] = None
     else:
         del manifest["shards"][0]["rows"]
     (out / "_manifest.json").write_text(json.dumps(manifest))
