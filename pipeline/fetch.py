@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline.shards import is_plain_name
+
 ARCHIVE = "archive.txt"
 INDEX = "index.json"
 
@@ -142,8 +144,6 @@ def _known(index: dict, url: str, root: Path) -> list[tuple[str, str]]:
     """(page URL, file path) of ``url``'s earlier downloads that ``index.json`` lists and that
     are still there. Only a plain file name of the download folder counts: an entry naming a
     path elsewhere (absolute, ``..``, through a link) is not returned."""
-    from pipeline.shards import is_plain_name
-
     out = []
     entries = index.get(url)
     for entry in entries if isinstance(entries, list) else []:
