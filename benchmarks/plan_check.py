@@ -1,12 +1,20 @@
 """``catneuron plan`` against measured runs: does the sizing model predict the local cluster?
 
-For the config (default: the demo) on the local simulation, the plan is given what it measures
-on one machine, each measured here and independently of the runs it is compared with:
+For the config (default: the demo) on the local simulation, the plan is given what is measured
+on this machine, apart from the parameter-server runs it is compared with:
 
-- each stage's step on one core, input included (:func:`cluster.plan_rates.
-  measure_stage_steps`, as ``catneuron plan --measure-steps``);
+- each stage's step on one core, input included: by default the reference loops of the
+  ``benchmarks/ps.py`` result, which ran in the same interleaved cycles as its parameter-server
+  contenders (this machine's speed drifts by tens of percent within minutes): the single
+  process's step for one worker, and each process's step while two run at once (``single_x2``,
+  two processes sharing the caches and memory of two cores) for two workers. ``--steps-from
+  here`` times it here instead (:func:`cluster.plan_rates.measure_stage_steps`, as ``catneuron
+  plan --measure-steps``); both are recorded;
 - a worker's time per call to a shard: Ray actor calls on this machine carrying the stage's
-  push and parameters (:func:`measure_call_s`), as ``--call-ms``;
+  push and parameters (:func:`call_s`), as ``--call-ms``;
+- a synchronous step's time per worker beyond the first (:func:`measure_fanout_s`: the
+  driver's own step window over 1, 2 and 3 stand-in workers that do no work), as
+  ``--fanout-ms``;
 - the per-core GFLOP/s (``catneuron plan``'s own measurement), for the FLOPs-only prediction
   kept beside it.
 
@@ -21,7 +29,8 @@ Compared per stage:
 - the ratio predicted / measured and whether it is within 25 %.
 
 Then the same model, at the same per-core rate, sizes ``configs/le2012.toml`` on 1,000 nodes
-(its stack is too large to time here: FLOPs over the rate, and the measured call cost).
+(its stack is too large to time here: FLOPs over the rate, and the measured call cost), as
+configured (async) and in sync mode, where the measured fan-out is paid 999 times a step.
 
 Usage::
 
@@ -38,11 +47,15 @@ import json
 import os
 import statistics
 import sys
+import time
 from pathlib import Path
 
+import numpy as np
+import ray
 from results_file import emit
 
 TOLERANCE = 0.25
+FANOUT_WORKERS = (1, 2, 3)
 
 
 def run_step_s(run: Path, stage: int) -> float | None:
@@ -71,40 +84,110 @@ def run_step_s(run: Path, stage: int) -> float | None:
 
 def ps_figures(path: Path) -> dict:
     """A ``benchmarks/ps.py`` result: its stage, a worker's step with 1 and with 2 workers
-    (seconds), the bytes the shards counted per worker step and the largest shard's memory."""
+    (seconds), the bytes the shards counted per worker step, the largest shard's memory, and
+    its reference loops' steps in the same cycles: the single process's (``single_step_s``)
+    and each process's when two run at once (``loaded_step_s``, its ``single_x2``)."""
     doc = json.loads(path.read_text())
     steps = {n: sum(doc["worker_ms_per_step"][f"ps_{n}"].values()) / 1e3 for n in (1, 2)}
+    rows, rate = doc["rows_per_step"], doc["frames_per_s"]
     return {"stage": doc["stage"], "step_s": steps,
+            "single_step_s": rows / rate["single"], "loaded_step_s": 2 * rows / rate["single_x2"],
             "bytes_per_step": doc["measured_bytes_per_worker_step"],
             "shard_memory_bytes": max(doc["shard_memory_bytes"]), "source": str(path)}
 
 
-def measure_call_s(payload_bytes: int, calls: int = 300) -> float:
-    """Seconds per call of a Ray actor method that takes ``payload_bytes`` and answers as many
-    (a worker's push and the parameters it fetches back), on a local Ray cluster bound to
-    127.0.0.1 started here; the mean over ``calls`` calls after 30 unmeasured ones."""
-    import time
+class NoWorkWorker:
+    """A stand-in worker for :func:`measure_fanout_s`: no compute, an update of the stage's
+    size (the :meth:`cluster.worker.Worker.compute` signature with one shard)."""
 
-    import numpy as np
-    import ray
+    def __init__(self, n: int) -> None:
+        self.update = np.zeros(n, np.float32)
 
+    def compute(self, step: int, params: np.ndarray) -> tuple[np.ndarray, dict]:
+        return self.update, {"step": step}
+
+
+class NoWorkShard:
+    """A stand-in shard: reads every update, answers with parameters of the same size."""
+
+    def __init__(self, n: int) -> None:
+        self.params = np.zeros(n, np.float32)
+
+    def apply_sync(self, step: int, *updates: np.ndarray) -> np.ndarray:
+        return self.params + 0.0 * updates[0]
+
+    def params_now(self) -> np.ndarray:
+        return self.params
+
+    def call(self, x: np.ndarray) -> np.ndarray:
+        return x
+
+
+def call_s(shard, payload: np.ndarray, calls: int = 300) -> float:
+    """Seconds per call of a Ray actor method that takes ``payload`` and answers as many
+    bytes (a worker's push and the parameters it fetches back); the mean over ``calls``
+    calls after 30 unmeasured ones."""
+    for _ in range(30):
+        ray.get(shard.call.remote(payload))
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        ray.get(shard.call.remote(payload))
+    return (time.perf_counter() - t0) / calls
+
+
+def sync_round_s(n_workers: int, n: int, steps: int = 200) -> float:
+    """Seconds per synchronous step of ``n_workers`` stand-ins that do no work and one shard,
+    sent by the driver's own :class:`cluster.drivers.sync.StepWindow` with 2 steps in flight
+    (the demo's ``max_in_flight``): the calls and the fan-out alone."""
+    from cluster.drivers.sync import StepWindow
+
+    workers = [ray.remote(num_cpus=0)(NoWorkWorker).remote(n) for _ in range(n_workers)]
+    shard = ray.remote(num_cpus=0)(NoWorkShard).remote(n)
+    try:
+        window = StepWindow(workers, [shard], [shard.params_now.remote()])
+        for timed in (False, True):
+            t0 = time.perf_counter()
+            for step in range(steps if timed else 20):
+                window.submit(step)
+                for _ in window.applied(2):
+                    pass
+            for _ in window.applied(0):
+                pass
+        return (time.perf_counter() - t0) / steps
+    finally:
+        for actor in (*workers, shard):
+            ray.kill(actor)
+
+
+def measure_fanout_s(n: int, cycles: int = 4) -> dict:
+    """A synchronous step's time per worker beyond the first (``catneuron plan --fanout-ms``):
+    the least-squares slope of :func:`sync_round_s` over 1, 2 and 3 workers (medians of
+    ``cycles`` cycles, the worker counts in reverse order every other cycle)."""
+    rounds: dict[int, list[float]] = {w: [] for w in FANOUT_WORKERS}
+    for cycle in range(cycles):
+        for w in FANOUT_WORKERS[::-1 if cycle % 2 else 1]:
+            rounds[w].append(sync_round_s(w, n))
+    med = {w: statistics.median(v) for w, v in rounds.items()}
+    slope = float(np.polyfit(list(med), list(med.values()), 1)[0])
+    return {"round_s": med, "fanout_s": slope}
+
+
+def measure_calls(payloads: dict[int, int]) -> dict[int, dict]:
+    """Per stage, on a local Ray bound to 127.0.0.1 started here: ``call_s`` (:func:`call_s`
+    with the stage's ``payloads`` bytes) and the sync fan-out (:func:`measure_fanout_s`)."""
     from pipeline.pool import start_local_ray
-
-    @ray.remote(num_cpus=0)
-    class Shard:
-        def call(self, x):
-            return x
 
     start_local_ray(os.cpu_count())  # a fresh local Ray on 127.0.0.1, as the trainer's own
     try:
         time.sleep(5)  # Ray's own processes are busy for a few seconds after ray.init
-        shard, x = Shard.remote(), np.zeros(max(int(payload_bytes), 1), np.uint8)
-        for _ in range(30):
-            ray.get(shard.call.remote(x))
-        t0 = time.perf_counter()
-        for _ in range(calls):
-            ray.get(shard.call.remote(x))
-        return (time.perf_counter() - t0) / calls
+        out = {}
+        for stage, nbytes in payloads.items():
+            n = max(int(nbytes) // 4, 1)  # float32 values
+            shard = ray.remote(num_cpus=0)(NoWorkShard).remote(n)
+            out[stage] = {"call_s": call_s(shard, np.zeros(4 * n, np.uint8)),
+                          **measure_fanout_s(n)}
+            ray.kill(shard)
+        return out
     finally:
         ray.shutdown()
 
@@ -118,6 +201,22 @@ def compare(predicted: float, measured: float | None) -> dict:
             "within_25pct": abs(ratio - 1) <= TOLERANCE}
 
 
+STEPS_FROM = {
+    "ps": "ps.py's reference loops, timed in its own cycles: the single process's step for one "
+          "worker, each process's step with two running at once (single_x2) for two workers",
+    "here": "timed here on one core (cluster.plan_rates.measure_stage_steps), for both",
+}
+
+
+def stage_steps(source: str, here: float, ps: dict) -> dict[int, float]:
+    """The one-core step the plan is given for 1 and for 2 workers (:data:`STEPS_FROM`): the
+    machine's speed drifts by tens of percent within minutes, and ps.py's reference loops run
+    in the same cycles as the runs they are compared with. ``here`` when ps.py has none."""
+    if source == "ps" and "single_step_s" in ps:
+        return {1: ps["single_step_s"], 2: ps["loaded_step_s"]}
+    return {1: here, 2: here}
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--config", default="demo")
@@ -128,6 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gflops-per-core", type=float,
                    help="skip the measurement (default: measured as 'catneuron plan' does)")
     p.add_argument("--steps", type=int, default=40, help="timed steps per stage on one core")
+    p.add_argument("--steps-from", choices=sorted(STEPS_FROM), default="ps",
+                   help="the one-core step the plan is given (default: ps.py's reference loops, "
+                        "timed in the same cycles as the runs compared)")
     p.add_argument("--out", type=Path)
     return p
 
@@ -147,21 +249,25 @@ def main(argv: list[str] | None = None) -> int:
     train, _ = split_holdout(args.data, config.data.holdout_frames)
     frames = FrameReader(args.data, batch_size=1, shards=train).num_rows()
     gflops = args.gflops_per_core or measure_gflops_per_core()
-    steps = measure_stage_steps(config, steps=args.steps)
+    here = measure_stage_steps(config, steps=args.steps)
     rate_only = plan(config, nodes=3, cores_per_node=1, frames=frames, gflops_per_core=gflops)
-    calls = {sp["stage"]: measure_call_s(sp["bytes_per_step_per_worker"] / 2)
-             for sp in rate_only["stages"]}
+    calls = measure_calls({sp["stage"]: sp["bytes_per_step_per_worker"] / 2
+                           for sp in rate_only["stages"]})
     measured = {f["stage"]: f for f in map(ps_figures, args.ps)}
     stages = []
     for s, sp_rate in enumerate(rate_only["stages"]):
         m = measured.get(s, {})
+        step_in = stage_steps(args.steps_from, here[s], m)
         on = {n: plan(config, nodes=n + 1, cores_per_node=1, frames=frames,
-                      gflops_per_core=gflops, call_s=calls[s], stage_steps_s=steps)["stages"][s]
+                      gflops_per_core=gflops, call_s=calls[s]["call_s"],
+                      fanout_s=calls[s]["fanout_s"],
+                      stage_steps_s={**here, s: step_in[n]})["stages"][s]
               for n in (1, 2)}
         ps_step = m.get("step_s", {})
         stages.append({
             "stage": s,
-            "measured_step_one_core_s": steps[s], "call_s": calls[s],
+            "measured_step_one_core_s": here[s],
+            "step_s_given_to_plan": step_in, **calls[s],
             "step_s_vs_ps_1_worker": compare(on[1]["step_s"], ps_step.get(1)),
             "step_s_vs_ps_2_workers": compare(on[2]["step_s"], ps_step.get(2)),
             "step_s_vs_run": compare(on[2]["step_s"],
@@ -176,7 +282,10 @@ def main(argv: list[str] | None = None) -> int:
             "flops_per_step": sp_rate["flops_per_step_per_worker"],
             "read_cache_hit_share": on[2]["read_cache_hit_share"],
             "first_epoch_s_predicted": on[2]["first_epoch_s"], "ps_result": m.get("source")})
-    le = plan(load("le2012"), nodes=1000, gflops_per_core=gflops, call_s=max(calls.values()))
+    call, fanout = (max(c[k] for c in calls.values()) for k in ("call_s", "fanout_s"))
+    le = plan(load("le2012"), nodes=1000, gflops_per_core=gflops, call_s=call)
+    le_sync = plan(load("le2012", ['train.mode="sync"']), nodes=1000, gflops_per_core=gflops,
+                   call_s=call, fanout_s=fanout)
     result = {
         "benchmark": "plan_check", "config": args.config, "frames": frames,
         "machine": {"cpus": os.cpu_count(), "torch": torch.__version__},
@@ -184,8 +293,9 @@ def main(argv: list[str] | None = None) -> int:
         "layout": "plan(nodes=2, cores_per_node=1) = 1 shard and 1 worker (ps.py's 1-worker "
                   "cycles); nodes=3 = 1 shard and 2 workers (its 2-worker cycles and the train "
                   "run), here sharing 2 cores",
-        "step_model": "measured step on one core (input included) + shard calls x measured "
-                      "call time",
+        "step_model": "a worker's step on one core (input included) + shard calls x measured "
+                      "call time + (sync) workers beyond the first x measured fan-out",
+        "steps_from": STEPS_FROM[args.steps_from],
         "gflops_per_core": gflops,
         "gflops_per_core_source": "given" if args.gflops_per_core else MEASURED_HOW,
         "tolerance": TOLERANCE, "stages": stages,
@@ -195,6 +305,10 @@ def main(argv: list[str] | None = None) -> int:
                                          "replica_memory_bytes", "flops_per_step_per_worker",
                                          "bytes_per_step_per_worker", "step_s", "bound",
                                          "epoch_s")} for s in le["stages"]]},
+        "le2012_on_1000_nodes_sync": {
+            "fanout_s": fanout,
+            "stages": [{k: s[k] for k in ("stage", "step_s", "sync_fanout_s_per_step", "bound",
+                                          "epoch_s")} for s in le_sync["stages"]]},
     }
     emit(result, args.out)
     return 0

@@ -30,7 +30,10 @@ position and ``D = C*r*r`` inputs per field; Le et al. 2012's 200x200x3 input, 1
   measured per-core GFLOP/s (or, given ``stage_steps_s``, the stage's whole step measured in
   one process on one core, input included: :func:`cluster.plan_rates.measure_stage_steps`),
   divided by the cores of its node; plus ``call_s`` for each call to a shard
-  (:func:`shard_calls_per_step`);
+  (:func:`shard_calls_per_step`); and in sync mode ``fanout_s`` for every worker beyond the
+  first, since one driver sends each worker its call and each shard takes each worker's update
+  in turn (:func:`sync_fanout_s`: linear in the workers, so on 1,000 nodes a sync step waits
+  about a thousand of them);
 - time per epoch: ``frames / (n_workers * batch_size / step_time)``.
 
 Nodes are split into ``n_ps_shards`` parameter-server nodes and one model replica per remaining
@@ -197,20 +200,33 @@ def shard_calls_per_step(train: Any, n_ps: int) -> float:
     return n_ps * (1 / train.n_push + 1 / train.n_fetch - both)
 
 
+def sync_fanout_s(train: Any, n_workers: int, fanout_s: float) -> float:
+    """What a synchronous step waits for the workers beyond the first: ``(n_workers - 1)
+    fanout_s``. The driver submits every worker's call, and each shard's apply reads every
+    worker's update, one after another (:func:`cluster.drivers.sync.submit_step`), so a step
+    with more workers ends later even when they compute at once. Async workers wait for no
+    other worker: 0."""
+    return (n_workers - 1) * fanout_s if train.mode == "sync" else 0.0
+
+
 def step_timing(periods: Any, n_params: int, compute_s: float, *, n_ps: int, n_workers: int,
-                bw: float, call_s: float) -> dict:
+                bw: float, call_s: float, fanout_s: float = 0.0) -> dict:
     """A worker's step under ``periods`` (:func:`wire_schedule`'s): its compute plus its calls to
-    the shards, or the network when that is slower (its own link at ``bw`` bytes/s, or the
-    shards' share of every worker's transfers), with the bytes it moves and what bounds it."""
+    the shards and, in sync mode, the fan-out to the other workers (:func:`sync_fanout_s`), or
+    the network when that is slower (its own link at ``bw`` bytes/s, or the shards' share of
+    every worker's transfers), with the bytes it moves and what bounds it."""
     calls_s = shard_calls_per_step(periods, n_ps) * call_s
+    fanout = sync_fanout_s(periods, n_workers, fanout_s)
     wire = WIRE_BYTES[periods.transfer_dtype] * n_params  # the parameters as sent
     bytes_step = wire * (1 / periods.n_push + 1 / periods.n_fetch)  # per worker per step
     worker_net_s = bytes_step / bw
     ps_net_s = n_workers * bytes_step / (n_ps * bw)  # every worker talks to every shard
-    step_s = max(compute_s + calls_s, worker_net_s, ps_net_s)
-    bound = ("worker" if step_s == compute_s + calls_s else
+    own_s = compute_s + calls_s + fanout
+    step_s = max(own_s, worker_net_s, ps_net_s)
+    bound = ("worker" if step_s == own_s else
              "worker network" if step_s == worker_net_s else "parameter-server network")
     return {"bytes_per_step_per_worker": bytes_step, "shard_calls_s_per_step": calls_s,
+            "sync_fanout_s_per_step": fanout,
             "worker_network_s_per_step": worker_net_s, "ps_network_s_per_step": ps_net_s,
             "bound": bound, "step_s": step_s}
 
@@ -221,15 +237,17 @@ def _listed(value: int | tuple[int, ...]) -> int | list[int]:
 
 
 def check_inputs(*, nodes: int, cores_per_node: int, frames: int, gflops_per_core: float | None,
-                 bandwidth_gbps: float, node_memory_gb: float, call_s: float = 0.0) -> None:
+                 bandwidth_gbps: float, node_memory_gb: float, call_s: float = 0.0,
+                 fanout_s: float = 0.0) -> None:
     """ValueError naming the first input that makes the sizing meaningless (a count below 1, a
-    rate or memory that is not a positive finite number)."""
+    rate or memory that is not a positive finite number, a time that is not a number >= 0)."""
     for name, value in (("nodes", nodes), ("cores_per_node", cores_per_node),
                         ("frames", frames)):
         if value < 1:
             raise ValueError(f"{name}={value}: must be >= 1")
-    if not (math.isfinite(call_s) and call_s >= 0):
-        raise ValueError(f"call_s={call_s}: must be a number >= 0")
+    for name, value in (("call_s", call_s), ("fanout_s", fanout_s)):
+        if not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"{name}={value}: must be a number >= 0")
     rates = {"bandwidth_gbps": bandwidth_gbps, "node_memory_gb": node_memory_gb}
     if gflops_per_core is not None:
         rates["gflops_per_core"] = gflops_per_core
@@ -240,19 +258,20 @@ def check_inputs(*, nodes: int, cores_per_node: int, frames: int, gflops_per_cor
 
 def plan(config: Any, *, nodes: int, cores_per_node: int = 16, frames: int = 10_000_000,
          gflops_per_core: float | None = None, bandwidth_gbps: float = 10.0,
-         node_memory_gb: float = 64.0, call_s: float = 0.0,
+         node_memory_gb: float = 64.0, call_s: float = 0.0, fanout_s: float = 0.0,
          stage_steps_s: Mapping[int, float] | None = None) -> dict:
     """The whole sizing as a JSON-able dict (see the module docstring).
 
     ``gflops_per_core`` None measures it here (:func:`measure_gflops_per_core`: one core, CD-1
     at the demo geometry). ``stage_steps_s``: stage -> seconds of its step measured on one core
     (input included), used for those stages instead of FLOPs over the rate. ``call_s``: seconds
-    of a worker's time per call to a shard. Raises ValueError for inputs :func:`check_inputs`
-    refuses.
+    of a worker's time per call to a shard; ``fanout_s``: seconds a sync step takes longer for
+    each worker beyond the first (:func:`sync_fanout_s`). Raises ValueError for inputs
+    :func:`check_inputs` refuses.
     """
     check_inputs(nodes=nodes, cores_per_node=cores_per_node, frames=frames,
                  gflops_per_core=gflops_per_core, bandwidth_gbps=bandwidth_gbps,
-                 node_memory_gb=node_memory_gb, call_s=call_s)
+                 node_memory_gb=node_memory_gb, call_s=call_s, fanout_s=fanout_s)
     measured_steps = dict(stage_steps_s or {})
     tc = config.train
     measured = gflops_per_core is None
@@ -274,7 +293,7 @@ def plan(config: Any, *, nodes: int, cores_per_node: int = 16, frames: int = 10_
         compute_s = (measured_steps.get(sp.stage, flops_step / (gflops_per_core * 1e9))
                      / cores_per_node)
         t = step_timing(periods, sp.n_params, compute_s, n_ps=n_ps, n_workers=n_workers, bw=bw,
-                        call_s=call_s)
+                        call_s=call_s, fanout_s=fanout_s)
         step_s = t["step_s"]
         frames_per_s = n_workers * batch / step_s
         activations = 4 * batch * (sp.n_positions * sp.n_maps * 4 + 3 * sp.fan_in * sp.n_positions)
@@ -294,7 +313,8 @@ def plan(config: Any, *, nodes: int, cores_per_node: int = 16, frames: int = 10_
             "compute_s_per_step": compute_s,
             "compute_source": ("measured step (one core, input included)"
                                if sp.stage in measured_steps else "FLOPs / per-core rate"),
-            **{k: t[k] for k in ("shard_calls_s_per_step", "worker_network_s_per_step",
+            **{k: t[k] for k in ("shard_calls_s_per_step", "sync_fanout_s_per_step",
+                                 "worker_network_s_per_step",
                                  "ps_network_s_per_step", "bound")},
             "n_push": periods.n_push, "n_fetch": periods.n_fetch,
             "step_s": step_s,
@@ -307,7 +327,7 @@ def plan(config: Any, *, nodes: int, cores_per_node: int = 16, frames: int = 10_
         "n_workers": n_workers, "batch_size": batch, "frames_per_epoch": frames,
         "gflops_per_core": gflops_per_core, "gflops_per_core_measured": measured,
         "gflops_per_core_source": MEASURED_HOW if measured else "given (--gflops-per-core)",
-        "bandwidth_gbps": bandwidth_gbps, "call_s": call_s,
+        "bandwidth_gbps": bandwidth_gbps, "call_s": call_s, "fanout_s": fanout_s,
         "mode": tc.mode, "n_push": _listed(wire.n_push), "n_fetch": _listed(wire.n_fetch),
         "transfer_dtype": wire.transfer_dtype,
         "total_params": sum(s["n_params"] for s in stages),

@@ -2,14 +2,16 @@
 step, estimated epoch time from this machine's measured per-core throughput).
 
 A small stack is better sized by its measured step than by its FLOPs: ``--measure-steps`` runs
-each stage's step on one core over the config's dataset (input included), and ``--call-ms``
-adds a worker's time per call to a shard (``benchmarks/plan_check.py`` measures both).
+each stage's step on one core over the config's dataset (input included), ``--call-ms``
+adds a worker's time per call to a shard, and ``--fanout-ms`` a synchronous step's time for each
+worker beyond the first (``benchmarks/plan_check.py`` measures all three).
 
 Examples::
 
     catneuron plan --config le2012 --nodes 1000
     catneuron plan --config demo --nodes 2 --cores-per-node 1 --json
-    catneuron plan --config demo --nodes 3 --cores-per-node 1 --measure-steps --call-ms 1.2
+    catneuron plan --config demo --nodes 3 --cores-per-node 1 --measure-steps --call-ms 1.2 \
+        --fanout-ms 0.5
 """
 
 from __future__ import annotations
@@ -59,6 +61,14 @@ def _schedule(p: dict) -> str:
             f"steps ({p['transfer_dtype']} on the wire)")
 
 
+def _fanout(p: dict) -> str:
+    """The sync fan-out the plan counted, as a clause (empty when it counted none)."""
+    if p["mode"] != "sync" or not p["fanout_s"]:
+        return ""
+    return (f"{p['fanout_s'] * 1e3:g} ms a sync step per worker beyond the first "
+            f"({(p['n_workers'] - 1) * p['fanout_s'] * 1e3:.3g} ms here); ")
+
+
 def render(p: dict) -> str:
     """The plan as a human-readable table."""
     src = p["gflops_per_core_source"]
@@ -67,7 +77,7 @@ def render(p: dict) -> str:
         f"{p['n_ps_shards']} parameter-server shards; batch {p['batch_size']}, {_schedule(p)}",
         f"per-core CD throughput {p['gflops_per_core']:.2f} GFLOP/s ({src}); network "
         f"{p['bandwidth_gbps']:g} Gbit/s per node; {p['call_s'] * 1e3:g} ms per shard call; "
-        f"epoch = {p['frames_per_epoch']:,} frames",
+        f"{_fanout(p)}epoch = {p['frames_per_epoch']:,} frames",
         *[f"stage {s['stage']}: step measured on one core (input included), not FLOPs / rate"
           for s in p["stages"] if s["compute_source"].startswith("measured")],
         "",
@@ -94,10 +104,10 @@ def render(p: dict) -> str:
 
 def _as_flag(message: str, names) -> str:
     """``bandwidth_gbps=0.0: ...`` -> ``--bandwidth-gbps=0.0: ...`` for the sizing inputs
-    (``call_s`` is given as ``--call-ms``)."""
+    (``call_s`` and ``fanout_s`` are given in milliseconds, ``--call-ms`` and ``--fanout-ms``)."""
     name, sep, rest = message.partition("=")
-    if name == "call_s":
-        return "--call-ms: must be a number >= 0"
+    if name in ("call_s", "fanout_s"):
+        return f"--{name[:-2]}-ms: must be a number >= 0"
     return f"--{name.replace('_', '-')}{sep}{rest}" if name in names else message
 
 
@@ -134,6 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--call-ms", type=float, default=0.0,
                    help="a worker's time per call to a shard (serialising, the round trip; "
                         "default 0: not counted)")
+    p.add_argument("--fanout-ms", type=float, default=0.0,
+                   help="a synchronous step's extra time for each worker beyond the first (the "
+                        "driver's call to each, each shard reading each update; default 0)")
     p.add_argument("--measure-steps", action="store_true",
                    help="time each stage's step on one core over the config's data.path "
                         "(input included) instead of its FLOPs over the per-core rate")
@@ -143,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
 
     sizes = dict(nodes=args.nodes, cores_per_node=args.cores_per_node, frames=args.frames,
                  gflops_per_core=args.gflops_per_core, bandwidth_gbps=args.bandwidth_gbps,
-                 node_memory_gb=args.node_memory_gb, call_s=args.call_ms / 1e3)
+                 node_memory_gb=args.node_memory_gb, call_s=args.call_ms / 1e3,
+                 fanout_s=args.fanout_ms / 1e3)
     try:
         check_inputs(**sizes)
         config = load(args.config, rest)

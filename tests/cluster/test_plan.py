@@ -270,3 +270,23 @@ def test_a_sync_step_waits_for_the_workers_call_and_each_shards_apply():
     free = plan(cfg, nodes=4, cores_per_node=1, gflops_per_core=10.0)["stages"][0]
     paid = plan(cfg, nodes=4, cores_per_node=1, gflops_per_core=10.0, call_s=1e-3)["stages"][0]
     assert paid["step_s"] == pytest.approx(free["step_s"] + 3e-3)
+
+
+def test_a_sync_step_waits_longer_for_each_worker_beyond_the_first_and_async_does_not():
+    """One driver calls each worker and each shard reads each update in turn: with ``fanout_s``
+    a sync step on W workers is ``(W - 1) fanout_s`` longer than the same step on one, and an
+    async worker's step does not depend on W."""
+    sync = load(ROOT / "configs/demo.toml", ['train.mode="sync"'])
+    async_ = load(ROOT / "configs/demo.toml", ['train.mode="async"'])
+
+    def step(cfg, nodes, fanout_s):
+        return plan(cfg, nodes=nodes, cores_per_node=1, gflops_per_core=10.0, call_s=1e-3,
+                    fanout_s=fanout_s)["stages"][1]
+
+    for nodes in (2, 3, 11):  # 1, 2 and 10 workers beside one shard
+        base, paid = step(sync, nodes, 0.0), step(sync, nodes, 5e-4)
+        assert paid["sync_fanout_s_per_step"] == pytest.approx((nodes - 2) * 5e-4)
+        assert paid["step_s"] == pytest.approx(base["step_s"] + (nodes - 2) * 5e-4)
+        assert step(async_, nodes, 5e-4)["step_s"] == step(async_, nodes, 0.0)["step_s"]
+    with pytest.raises(ValueError, match="fanout_s=-1"):
+        plan(sync, nodes=3, gflops_per_core=10.0, fanout_s=-1)

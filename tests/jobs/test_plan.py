@@ -43,9 +43,10 @@ def test_plan_cli_measures_steps_on_the_data_and_counts_shard_calls(tmp_path, ca
              'pool_stride=2, pool_kind="rms", sign_split=true, rows_per_frame=8}]']
     assert main(["--config", str(ROOT / "configs/demo.toml"), "--nodes", "3",
                  "--cores-per-node", "1", "--gflops-per-core", "10", "--measure-steps",
-                 "--call-ms", "2", *small]) == 0
+                 "--call-ms", "2", "--fanout-ms", "0.5", *small]) == 0
     out = capsys.readouterr().out
     assert "2 ms per shard call" in out and "stage 0: step measured on one core" in out
+    assert "0.5 ms a sync step per worker beyond the first (0.5 ms here)" in out
     missing = [a if not a.startswith("--data.path") else '--data.path="/nonexistent/d"'
                for a in small]
     assert main(["--config", str(ROOT / "configs/demo.toml"), "--nodes", "3",
@@ -55,3 +56,6 @@ def test_plan_cli_measures_steps_on_the_data_and_counts_shard_calls(tmp_path, ca
     assert main(["--config", str(ROOT / "configs/demo.toml"), "--nodes", "3",
                  "--gflops-per-core", "10", "--call-ms", "-1"]) == 2
     assert "--call-ms: must be a number >= 0" in capsys.readouterr().err
+    assert main(["--config", str(ROOT / "configs/demo.toml"), "--nodes", "3",
+                 "--gflops-per-core", "10", "--fanout-ms", "nan"]) == 2
+    assert "--fanout-ms: must be a number >= 0" in capsys.readouterr().err
