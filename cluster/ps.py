@@ -158,6 +158,12 @@ class ParameterShard:
         """For liveness probes (:mod:`cluster.liveness`)."""
         return os.getpid()
 
+    def node_id(self) -> str:
+        """The Ray node this actor runs on."""
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+
     def params_now(self) -> dict[str, np.ndarray]:
         """Current slices only (sync mode's first fetch)."""
         return self._sync_reply()

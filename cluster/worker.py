@@ -310,6 +310,10 @@ class Worker:
         """For readiness checks."""
         return os.getpid()
 
+    def node_id(self) -> str:
+        """The Ray node this actor runs on."""
+        return ray.get_runtime_context().get_node_id()
+
     # ------------------------------------------------------------------ one step
     def _monitor(self, v: torch.Tensor) -> dict:
         """Reconstruction error and free-energy gap F(held-out) - F(train) (Hinton 2010, sec. 6)."""

@@ -18,6 +18,12 @@ actor's death or an exception in a step reaches the driver from ``ray.get`` as i
 task (``ActorUnavailableError`` and ``ActorDiedError`` are ``RayActorError``\\ s), or as a closed
 channel when Ray has torn the graph down first (``RayChannelError``). A step waits as
 long as it takes, as a task's ``ray.get`` does, not the graph's default 10 s.
+
+A graph is compiled only while every worker and shard runs on one node (:func:`spread_over`):
+on a two-node Ray cluster (both nodes on one machine, Ray 2.60), a graph whose actors passed
+values from node to node ran its first step and hung at its second, and tearing it down then
+crashed the head node's raylet. The driver then sends the steps as Ray tasks (the same
+arithmetic) and says so in the run's events.
 """
 
 from __future__ import annotations
@@ -33,6 +39,12 @@ CHANNEL_BYTES = 1 << 20
 MAX_RUNS_IN_FLIGHT = 10
 """Runs a graph holds at once (Ray's default; each channel keeps a buffer per run): a driver
 keeps ``train.max_in_flight`` + 1, so the config allows at most 9 with this transport."""
+
+
+def spread_over(actors: list) -> int:
+    """How many Ray nodes ``actors`` (workers and shards, each with a ``node_id`` method) run
+    on."""
+    return len(set(ray.get([a.node_id.remote() for a in actors])))
 
 
 def compile_step(workers: list, shards: list):

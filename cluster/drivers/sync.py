@@ -118,7 +118,6 @@ class SyncDriver:
         self.log = context.log
         self.last_checkpoint = context.meta
         self.step = int(context.meta["step"])
-        self.window_class = step_window(context.train.sync_transport)
         self.window: StepWindow | CompiledStepWindow | None = None  # new at each (re)start
         self.last: dict = {}
 
@@ -143,8 +142,7 @@ class SyncDriver:
         """Every worker computes step t against step t-1's parameters; each shard applies the
         mean of its parts; at most ``max_in_flight`` steps outstanding."""
         tc, actors = self.tc, self.actors
-        self.window = self.window_class(actors.workers, actors.shards,
-                                        [s.params_now.remote() for s in actors.shards])
+        self.window = self._open_window()
         while self.step < tc.steps:
             step = self.step
             self.ctx.faults.at_step(actors, step)
@@ -155,6 +153,27 @@ class SyncDriver:
                 self._drain(0)
                 self._checkpoint()
         self._drain(0)
+
+    def _open_window(self) -> StepWindow | CompiledStepWindow:
+        """The window of ``train.sync_transport`` from the shards' parameters now, said in the
+        events; a compiled graph only while every worker and shard is on one node
+        (:mod:`cluster.drivers.compiled`), else Ray tasks. Checked at every (re)start: actors
+        restarted after a node is lost may land elsewhere."""
+        actors, stage = self.actors, self.actors.stage
+        window_class = step_window(self.tc.sync_transport)
+        if window_class is not StepWindow:
+            from cluster.drivers.compiled import spread_over
+
+            nodes = spread_over([*actors.workers, *actors.shards])
+            if nodes > 1:
+                window_class = StepWindow
+                self.log.event(f'stage {stage}: train.sync_transport="compiled" needs every '
+                               f"worker and shard on one node, and they run on {nodes}: the "
+                               "steps go through Ray tasks (the same arithmetic)")
+            else:
+                self.log.event(f"stage {stage}: synchronous steps through one compiled graph")
+        return window_class(actors.workers, actors.shards,
+                            [s.params_now.remote() for s in actors.shards])
 
     def _close_window(self) -> None:
         window, self.window = self.window, None

@@ -141,6 +141,34 @@ def test_training_spreads_workers_and_shards_over_both_nodes(two_nodes, trained)
         assert {a["node_id"] for a in rows} == nodes, (name, rows)
 
 
+def test_a_compiled_transport_across_both_nodes_falls_back_to_tasks(two_nodes, ingested,
+                                                                     tmp_path):
+    """``train.sync_transport = "compiled"`` with its workers and shards on both nodes: no graph
+    is compiled across nodes (one hung here and crashed a raylet); the steps go through Ray
+    tasks, the events say so, and the run trains the same parameters as the same job with
+    ``"tasks"``, bit for bit."""
+    from models.state_file import load_state
+
+    data, _ = ingested
+    nodes = {n["node_id"] for n in two_nodes.nodes()}
+    params = {}
+    for transport in ("tasks", "compiled"):
+        run_dir = tmp_path / transport
+        result = cli(two_nodes, "submit", "--no-pip",
+                     *train_args(data, run_dir, 24, "--mode", "sync",
+                                 f'--train.sync_transport="{transport}"'))
+        assert result.returncode == 0, result.stderr[-3000:]
+        for name, rows in stage_actors(two_nodes, submitted_id(result)).items():
+            assert {a["node_id"] for a in rows} == nodes, (transport, name, rows)
+        params[transport] = load_state(run_dir / "model.pt")["state"]["rbms"][0]["params"]
+    events = (tmp_path / "compiled" / "events.log").read_text()
+    assert ('train.sync_transport="compiled" needs every worker and shard on one node, and '
+            "they run on 2: the steps go through Ray tasks") in events, events
+    assert params["tasks"].keys() == params["compiled"].keys()
+    for key, value in params["tasks"].items():
+        assert torch.equal(value, params["compiled"][key]), key
+
+
 def test_jobs_stop_stops_a_long_job_and_leaves_the_cluster_clean(two_nodes, ingested, tmp_path):
     data, _ = ingested
     run_dir = tmp_path / "long"

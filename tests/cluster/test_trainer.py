@@ -128,6 +128,8 @@ def test_a_compiled_graph_trains_the_same_parameters_as_tasks(sync_run, dataset,
     assert summary["stages"][0]["updates_applied"] == [STEPS, STEPS]
     assert [r["recon_error"] for r in read_metrics(tmp_path) if "recon_error" in r] == \
         [r["recon_error"] for r in read_metrics(run) if "recon_error" in r]
+    events = (tmp_path / "events.log").read_text()
+    assert events.count("synchronous steps through one compiled graph") == 2  # a stage each
 
 
 @pytest.mark.slow
