@@ -30,7 +30,8 @@ Compared per stage:
 
 Then the same model, at the same per-core rate, sizes ``configs/le2012.toml`` on 1,000 nodes
 (its stack is too large to time here: FLOPs over the rate, and the measured call cost), as
-configured (async) and in sync mode, where the measured fan-out is paid 999 times a step.
+configured (async) and in sync mode, where the measured fan-out is paid once a step for every
+worker beyond the first (743 times: 744 workers beside 256 shards).
 
 Usage::
 
@@ -89,9 +90,10 @@ def ps_figures(path: Path) -> dict:
     and each process's when two run at once (``loaded_step_s``, its ``single_x2``)."""
     doc = json.loads(path.read_text())
     steps = {n: sum(doc["worker_ms_per_step"][f"ps_{n}"].values()) / 1e3 for n in (1, 2)}
-    rows, rate = doc["rows_per_step"], doc["frames_per_s"]
-    return {"stage": doc["stage"], "step_s": steps,
-            "single_step_s": rows / rate["single"], "loaded_step_s": 2 * rows / rate["single_x2"],
+    rows, rate = doc.get("rows_per_step"), doc.get("frames_per_s", {})
+    loops = ({"single_step_s": rows / rate["single"], "loaded_step_s": 2 * rows / rate["single_x2"]}
+             if rows and {"single", "single_x2"} <= rate.keys() else {})
+    return {"stage": doc["stage"], "step_s": steps, **loops,
             "bytes_per_step": doc["measured_bytes_per_worker_step"],
             "shard_memory_bytes": max(doc["shard_memory_bytes"]), "source": str(path)}
 
@@ -108,7 +110,8 @@ class NoWorkWorker:
 
 
 class NoWorkShard:
-    """A stand-in shard: reads every update, answers with parameters of the same size."""
+    """A stand-in shard: takes every update (Ray reads each argument), answers with parameters
+    of the same size."""
 
     def __init__(self, n: int) -> None:
         self.params = np.zeros(n, np.float32)
@@ -135,10 +138,10 @@ def call_s(shard, payload: np.ndarray, calls: int = 300) -> float:
     return (time.perf_counter() - t0) / calls
 
 
-def sync_round_s(n_workers: int, n: int, steps: int = 200) -> float:
+def sync_round_s(n_workers: int, n: int, in_flight: int, steps: int = 200) -> float:
     """Seconds per synchronous step of ``n_workers`` stand-ins that do no work and one shard,
-    sent by the driver's own :class:`cluster.drivers.sync.StepWindow` with 2 steps in flight
-    (the demo's ``max_in_flight``): the calls and the fan-out alone."""
+    sent by the driver's own :class:`cluster.drivers.sync.StepWindow` with ``in_flight`` steps
+    outstanding (the config's ``max_in_flight``): the calls and the fan-out alone."""
     from cluster.drivers.sync import StepWindow
 
     workers = [ray.remote(num_cpus=0)(NoWorkWorker).remote(n) for _ in range(n_workers)]
@@ -149,7 +152,7 @@ def sync_round_s(n_workers: int, n: int, steps: int = 200) -> float:
             t0 = time.perf_counter()
             for step in range(steps if timed else 20):
                 window.submit(step)
-                for _ in window.applied(2):
+                for _ in window.applied(in_flight):
                     pass
             for _ in window.applied(0):
                 pass
@@ -159,20 +162,21 @@ def sync_round_s(n_workers: int, n: int, steps: int = 200) -> float:
             ray.kill(actor)
 
 
-def measure_fanout_s(n: int, cycles: int = 4) -> dict:
+def measure_fanout_s(n: int, in_flight: int, cycles: int = 4) -> dict:
     """A synchronous step's time per worker beyond the first (``catneuron plan --fanout-ms``):
     the least-squares slope of :func:`sync_round_s` over 1, 2 and 3 workers (medians of
-    ``cycles`` cycles, the worker counts in reverse order every other cycle)."""
+    ``cycles`` cycles, the worker counts in reverse order every other cycle); 0 if noise makes
+    it negative."""
     rounds: dict[int, list[float]] = {w: [] for w in FANOUT_WORKERS}
     for cycle in range(cycles):
         for w in FANOUT_WORKERS[::-1 if cycle % 2 else 1]:
-            rounds[w].append(sync_round_s(w, n))
+            rounds[w].append(sync_round_s(w, n, in_flight))
     med = {w: statistics.median(v) for w, v in rounds.items()}
-    slope = float(np.polyfit(list(med), list(med.values()), 1)[0])
+    slope = max(0.0, float(np.polyfit(list(med), list(med.values()), 1)[0]))
     return {"round_s": med, "fanout_s": slope}
 
 
-def measure_calls(payloads: dict[int, int]) -> dict[int, dict]:
+def measure_calls(payloads: dict[int, int], in_flight: int) -> dict[int, dict]:
     """Per stage, on a local Ray bound to 127.0.0.1 started here: ``call_s`` (:func:`call_s`
     with the stage's ``payloads`` bytes) and the sync fan-out (:func:`measure_fanout_s`)."""
     from pipeline.pool import start_local_ray
@@ -185,7 +189,7 @@ def measure_calls(payloads: dict[int, int]) -> dict[int, dict]:
             n = max(int(nbytes) // 4, 1)  # float32 values
             shard = ray.remote(num_cpus=0)(NoWorkShard).remote(n)
             out[stage] = {"call_s": call_s(shard, np.zeros(4 * n, np.uint8)),
-                          **measure_fanout_s(n)}
+                          **measure_fanout_s(n, in_flight)}
             ray.kill(shard)
         return out
     finally:
@@ -252,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     here = measure_stage_steps(config, steps=args.steps)
     rate_only = plan(config, nodes=3, cores_per_node=1, frames=frames, gflops_per_core=gflops)
     calls = measure_calls({sp["stage"]: sp["bytes_per_step_per_worker"] / 2
-                           for sp in rate_only["stages"]})
+                           for sp in rate_only["stages"]}, config.train.max_in_flight)
     measured = {f["stage"]: f for f in map(ps_figures, args.ps)}
     stages = []
     for s, sp_rate in enumerate(rate_only["stages"]):

@@ -97,7 +97,9 @@ class TrainConfig:
         instead of calls (:mod:`cluster.drivers.compiled`). The arithmetic is the same, so both
         train the same parameters bit for bit. The graph's actors poll their channels while
         they wait, so it pays where every worker and shard has a core of its own, and costs
-        where they share cores (the README's figures). Tested on a local Ray only.
+        where they share cores (the README's figures). Only while every worker and shard is
+        on the driver's node: otherwise the steps go through the tasks, and the run's events
+        say so (a graph across nodes hung here).
     checkpoint_every : global steps between checkpoints (0 = only at the end of each stage).
     log_interval : worker steps between metric records (recon error, free-energy gap).
     seed : seeds the model's initial weights and every worker's generators (per stage, worker

@@ -32,8 +32,8 @@ position and ``D = C*r*r`` inputs per field; Le et al. 2012's 200x200x3 input, 1
   divided by the cores of its node; plus ``call_s`` for each call to a shard
   (:func:`shard_calls_per_step`); and in sync mode ``fanout_s`` for every worker beyond the
   first, since one driver sends each worker its call and each shard takes each worker's update
-  in turn (:func:`sync_fanout_s`: linear in the workers, so on 1,000 nodes a sync step waits
-  about a thousand of them);
+  in turn (:func:`sync_fanout_s`: once for every worker beyond the first, so a sync step on
+  hundreds of workers waits hundreds of fan-outs);
 - time per epoch: ``frames / (n_workers * batch_size / step_time)``.
 
 Nodes are split into ``n_ps_shards`` parameter-server nodes and one model replica per remaining

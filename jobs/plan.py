@@ -10,7 +10,7 @@ Examples::
 
     catneuron plan --config le2012 --nodes 1000
     catneuron plan --config demo --nodes 2 --cores-per-node 1 --json
-    catneuron plan --config demo --nodes 3 --cores-per-node 1 --measure-steps --call-ms 1.2 \
+    catneuron plan --config demo --nodes 3 --cores-per-node 1 --measure-steps --call-ms 1.2 \\
         --fanout-ms 0.5
 """
 

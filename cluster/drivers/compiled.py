@@ -19,7 +19,8 @@ task (``ActorUnavailableError`` and ``ActorDiedError`` are ``RayActorError``\\ s
 channel when Ray has torn the graph down first (``RayChannelError``). A step waits as
 long as it takes, as a task's ``ray.get`` does, not the graph's default 10 s.
 
-A graph is compiled only while every worker and shard runs on one node (:func:`spread_over`):
+A graph is compiled only while every worker and shard runs on the driver's node
+(:func:`spread_over`):
 on a two-node Ray cluster (both nodes on one machine, Ray 2.60), a graph whose actors passed
 values from node to node ran its first step and hung at its second, and tearing it down then
 crashed the head node's raylet (open upstream: ray-project/ray#58426, a cross-node graph that
@@ -43,9 +44,10 @@ keeps ``train.max_in_flight`` + 1, so the config allows at most 9 with this tran
 
 
 def spread_over(actors: list) -> int:
-    """How many Ray nodes ``actors`` (workers and shards, each with a ``node_id`` method) run
-    on."""
-    return len(set(ray.get([a.node_id.remote() for a in actors])))
+    """How many Ray nodes this driver and ``actors`` (workers and shards, each with a
+    ``node_id`` method) run on: the processes a graph of them connects."""
+    here = ray.get_runtime_context().get_node_id()
+    return len({here, *ray.get([a.node_id.remote() for a in actors])})
 
 
 def compile_step(workers: list, shards: list):

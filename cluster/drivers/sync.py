@@ -7,7 +7,9 @@ at most ``max_in_flight`` steps outstanding. On a cluster the values behind them
 node; on a local Ray those up to 1 MiB travel in the tasks' replies and requests, held by the
 driver, instead of the shared-memory object store
 (:data:`pipeline.pool.LOCAL_RAY_SYSTEM_CONFIG`). With ``train.sync_transport = "compiled"`` the
-same step runs as one compiled graph instead of two calls (:mod:`cluster.drivers.compiled`).
+same step runs as one compiled graph instead of two calls (:mod:`cluster.drivers.compiled`),
+while every worker and shard is on the driver's node (else through the tasks, said in the
+events).
 Any actor failure rolls every shard and worker back to the last checkpoint, so a sync run with
 faults equals one without; before the rollback every actor must answer again
 (:mod:`cluster.liveness` logs what a missing one waits for, and the run fails with one line past
@@ -156,7 +158,7 @@ class SyncDriver:
 
     def _open_window(self) -> StepWindow | CompiledStepWindow:
         """The window of ``train.sync_transport`` from the shards' parameters now, said in the
-        events; a compiled graph only while every worker and shard is on one node
+        events; a compiled graph only while every worker and shard is on the driver's node
         (:mod:`cluster.drivers.compiled`), else Ray tasks. Checked at every (re)start: actors
         restarted after a node is lost may land elsewhere."""
         actors, stage = self.actors, self.actors.stage
@@ -168,8 +170,9 @@ class SyncDriver:
             if nodes > 1:
                 window_class = StepWindow
                 self.log.event(f'stage {stage}: train.sync_transport="compiled" needs every '
-                               f"worker and shard on one node, and they run on {nodes}: the "
-                               "steps go through Ray tasks (the same arithmetic)")
+                               f"worker and shard on the driver's node, and with the driver they "
+                               f"run on {nodes} nodes: the steps go through Ray tasks (the same "
+                               "arithmetic)")
             else:
                 self.log.event(f"stage {stage}: synchronous steps through one compiled graph")
         return window_class(actors.workers, actors.shards,

@@ -162,8 +162,9 @@ def test_a_compiled_transport_across_both_nodes_falls_back_to_tasks(two_nodes, i
             assert {a["node_id"] for a in rows} == nodes, (transport, name, rows)
         params[transport] = load_state(run_dir / "model.pt")["state"]["rbms"][0]["params"]
     events = (tmp_path / "compiled" / "events.log").read_text()
-    assert ('train.sync_transport="compiled" needs every worker and shard on one node, and '
-            "they run on 2: the steps go through Ray tasks") in events, events
+    assert ('train.sync_transport="compiled" needs every worker and shard on the driver\'s '
+            "node, and with the driver they run on 2 nodes: the steps go through Ray tasks"
+            ) in events, events
     assert params["tasks"].keys() == params["compiled"].keys()
     for key, value in params["tasks"].items():
         assert torch.equal(value, params["compiled"][key]), key
