@@ -48,9 +48,27 @@ def latest_checkpoint(stage_dir: str | os.PathLike) -> str | None:
     return folder if storage.list_files(folder) else None
 
 
+META_FIELDS = {"stage": int, "step": int, "config": str, "layout": dict, "positions": list,
+               "seqs": list, "worker_steps": list, "local_states": list}
+"""What :func:`write_meta` writes and a resumed run reads, with each one's type."""
+
+
 def read_meta(folder: str | os.PathLike) -> dict:
-    """A checkpoint's ``meta.pt``."""
-    return read_state(storage.join(folder, "meta.pt"))
+    """A checkpoint's ``meta.pt``, its fields checked (:data:`META_FIELDS`, a step >= 0, one
+    position of two numbers per worker): :class:`CheckpointError` for one that is not."""
+    path = storage.join(folder, "meta.pt")
+    meta = read_state(path)
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path} holds a {type(meta).__name__}, not a checkpoint's fields")
+    for key, kind in META_FIELDS.items():
+        value = meta.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise CheckpointError(f"{path}: {key!r} is {value!r:.40}, not a {kind.__name__}: "
+                                  "not a checkpoint this run can resume from")
+    if meta["step"] < 0 or not all(isinstance(p, list | tuple) and len(p) == 2
+                                   for p in meta["positions"]):
+        raise CheckpointError(f"{path}: its step or worker positions are not a checkpoint's")
+    return meta
 
 
 def write_meta(folder: str, *, stage: int, step: int, config_text: str, layout: ShardLayout,

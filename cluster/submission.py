@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.client
 import json
 import os
 import re
@@ -81,7 +82,7 @@ def probe(url: str, timeout_s: float = CONNECT_TIMEOUT_S) -> str:
                     exc.code, "")
         raise ClusterUnreachable(f"the Ray job server at {url} answered HTTP {exc.code}"
                                  f"{hint}") from None
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, http.client.HTTPException) as exc:
         reason = getattr(exc, "reason", exc)
         raise ClusterUnreachable(
             f"no Ray cluster answers at {url} ({reason}): start one with 'ray start --head', "

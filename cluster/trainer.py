@@ -55,6 +55,7 @@ from cluster.stage import StageActors, get_from_shards, prepare_stage, start_sta
 from cluster.state_io import read_state, write_state
 from cluster.worker import split_holdout
 from models.stack import RBMStack
+from models.state_file import holding
 from pipeline import storage
 from pipeline.reader import read_frames, shards_for_worker
 
@@ -97,6 +98,22 @@ def check_data(config: JobSections) -> tuple[list[str], list[str]]:
             f"or re-ingest at that size")
     return train_shards, holdout
 
+
+def resumed_stages(model_path: str, stack: RBMStack) -> int:
+    """Load a resumed run's ``model.pt`` into ``stack``; how many stages it holds trained
+    (``stages_trained``, 0 to all). A file that is not the run's (another geometry, missing or
+    wrong fields) is a :class:`CheckpointError`, before anything is trained."""
+    saved = read_state(model_path)
+    try:
+        holding(saved, ("state", "stages_trained"), model_path)
+        stack.load_state_dict(saved["state"])
+    except (KeyError, TypeError, IndexError, ValueError) as exc:
+        raise CheckpointError(f"{model_path} cannot be resumed: {exc}") from None
+    first = saved["stages_trained"]
+    if not isinstance(first, int) or isinstance(first, bool) or not 0 <= first <= stack.n_layers:
+        raise CheckpointError(f"{model_path}: stages_trained is {first!r:.40}, not a number of "
+                              f"stages from 0 to {stack.n_layers}")
+    return first
 
 class Trainer:
     """Runs a job config on Ray. ``train()`` returns a summary dict.
@@ -147,9 +164,7 @@ class Trainer:
             first = 0
             model_path = storage.join(self.run_dir, "model.pt")
             if self.resume and storage.exists(model_path):
-                saved = read_state(model_path)
-                stack.load_state_dict(saved["state"])
-                first = int(saved["stages_trained"])
+                first = resumed_stages(model_path, stack)
                 self.log.event(f"resume: stages 0..{first - 1} already trained ({model_path})")
             for stage in range(first, cfg.n_stages):
                 self._prepare_stage(stage, stack, model_path)

@@ -26,6 +26,7 @@ manifest) continues with the same command.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 from jobs.errors import ArgumentParser, Interrupted, UserError, command, user_errors
@@ -131,6 +132,9 @@ def resolve(args: argparse.Namespace, rest: list[str]):
 
     values = {name: getattr(args, name) for name in SHORTCUTS}
     for name in MB & {k for k, v in values.items() if v is not None}:
+        if not (math.isfinite(values[name]) and values[name] > 0):
+            raise UserError(f"--{name.replace('_', '-')}={values[name]}: must be a positive "
+                            "number of MB")
         values[name] = int(values[name] * (1 << 20))
     overrides = shortcut_overrides(SHORTCUTS, values, rest)
     return load(args.config or ("demo" if args.demo else None), overrides)

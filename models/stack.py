@@ -29,7 +29,7 @@ from models.rbm.dense import device_generator, resolve_device
 from models.rbm.optim import UpdateConfig
 from models.stages import build_stage
 from models.stages.config import StageConfig, check_stage, stage_shapes
-from models.state_file import load_state, save_state
+from models.state_file import DamagedStateFile, holding, load_state, save_state
 from models.typed_config import build
 
 __all__ = ["RBMStack", "StackConfig", "StageConfig"]
@@ -272,7 +272,12 @@ class RBMStack:
         return {"config": self.config.to_dict(), "rbms": [s.state_dict() for s in self.stages]}
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore stage parameters; the saved geometry must equal this stack's."""
+        """Restore stage parameters; the saved geometry must equal this stack's (a state that
+        is not a mapping with a list of ``rbms``: :class:`models.state_file.DamagedStateFile`)."""
+        holding(state, ("rbms",), "the saved state")
+        if not isinstance(state["rbms"], list):
+            raise DamagedStateFile("the saved state's 'rbms' is not a list of stages: it was "
+                                   "not loaded; use a file catneuron wrote")
         saved = state.get("config")
         if saved is not None and StackConfig.from_dict(saved) != self.config:
             raise ValueError(
@@ -314,6 +319,7 @@ class RBMStack:
     ) -> RBMStack:
         """The stack held by an already-read ``{"config", "state", ...}`` (what :meth:`save`
         writes; ``catneuron train``'s ``model.pt`` adds fields, ignored here)."""
+        holding(blob, ("config", "state"), "the saved model")
         stack = cls(StackConfig.from_dict(blob["config"]), device=device, dtype=dtype)
         stack.load_state_dict(blob["state"])
         return stack

@@ -101,6 +101,20 @@ def _load(source: Any, where: str, map_location: Any) -> Any:
         raise _damaged(where, exc) from None
 
 
+def holding(obj: Any, keys: tuple[str, ...], where: str) -> Mapping:
+    """``obj`` when it is a mapping that holds every one of ``keys``; else
+    :class:`DamagedStateFile` naming ``where`` and what is missing. For a state file's fields,
+    read before they are used (a file can hold any plain values)."""
+    if not isinstance(obj, Mapping):
+        raise DamagedStateFile(f"{where} holds a {type(obj).__name__}, not catneuron's fields: "
+                               "it was not loaded; use a file catneuron wrote")
+    missing = [k for k in keys if k not in obj]
+    if missing:
+        raise DamagedStateFile(f"{where} lacks {', '.join(map(repr, missing))}: it was not "
+                               "loaded; use a file catneuron wrote")
+    return obj
+
+
 def _damaged(where: str, exc: BaseException) -> DamagedStateFile:
     """The one-line refusal of a file that is not a whole state file."""
     reason = " ".join(str(exc).split(". ")[0].split())

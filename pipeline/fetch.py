@@ -16,6 +16,7 @@ Safety and re-runs:
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,12 @@ class FetchConfig:
     max_videos: int = 50
     format: str = "best[height<=720][vcodec!=none]/best[vcodec!=none]/best"
     socket_timeout: float = 15.0
+
+    def __post_init__(self) -> None:
+        for name in ("max_duration_s", "max_filesize", "max_videos", "socket_timeout"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name}={value}: must be a positive number")
 
 
 @dataclass(frozen=True)

@@ -103,3 +103,24 @@ def test_a_later_checkpoint_is_the_one_a_shard_restores(tmp_path):
                            ("W",), None, str(tmp_path))
     assert shard.restored_from.endswith("step00000008")
     assert all(torch.equal(shard.params[k], later[k]) for k in SHAPES)
+
+
+@pytest.mark.parametrize("change", [
+    {"layout": None}, {"step": "six hundred"}, {"step": -1}, {"positions": [[0]]},
+    {"positions": "0,4"}, {"stage": True}, "a list instead"], ids=str)
+def test_a_meta_with_wrong_fields_is_a_checkpoint_error(tmp_path, change):
+    """A ``meta.pt`` is read from a file: a field missing, of another type or out of range is
+    one line (CheckpointError), not a KeyError or TypeError deep in the trainer."""
+    from cluster.checkpoint import CheckpointError
+    from cluster.state_io import write_state
+
+    folder = step_folder(str(tmp_path), 8)
+    (tmp_path / "step00000008").mkdir()
+    meta = _meta(folder, 8, ShardLayout.plan(SHAPES, 2))
+    if isinstance(change, dict):
+        meta = {k: v for k, v in {**meta, **change}.items() if v is not None}
+    else:
+        meta = [change]
+    write_state(f"{folder}/meta.pt", meta)
+    with pytest.raises(CheckpointError, match="meta.pt"):
+        read_meta(folder)

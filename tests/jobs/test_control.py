@@ -118,3 +118,30 @@ def test_unreachable_cluster_is_exit_2(monkeypatch, capsys):
 def test_usage_errors_are_exit_2(capsys):
     assert control.main([]) == 2
     assert control.main(["status"]) == 2
+
+
+def test_an_address_that_is_not_an_http_dashboard_is_one_line(capsys):
+    """A bad port in the URL, or a server that answers something other than HTTP: exit 2 with
+    one line, as for a refused connection."""
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+
+    def answer_ssh():
+        conn, _ = server.accept()
+        conn.sendall(b"SSH-2.0-OpenSSH_9.2\r\n")
+        conn.close()
+
+    threading.Thread(target=answer_ssh, daemon=True).start()
+    try:
+        port = server.getsockname()[1]
+        for address in ("http://h:abc", f"http://127.0.0.1:{port}"):
+            assert control.main(["list", "--address", address]) == 2, address
+            err = capsys.readouterr().err
+            assert err.startswith("catneuron jobs: error: no Ray cluster answers at")
+            assert err.count("\n") == 1
+    finally:
+        server.close()

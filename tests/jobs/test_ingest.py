@@ -47,3 +47,17 @@ def test_the_resolved_config_is_saved_beside_the_dataset(tmp_path):
                  "--ingest.decode.input_size=16", "--shard-rows", "5"]) == 0
     saved = load(out / RESOLVED)
     assert (saved.ingest.decode.input_size, saved.ingest.shards.max_rows) == (16, 5)
+
+
+@pytest.mark.parametrize("flags", [["--max-filesize-mb", "inf"], ["--shard-mb", "nan"],
+                                   ["--shard-mb", "-1"], ["--max-videos", "-3"],
+                                   ["--max-duration", "-1"], ["--max-filesize-mb", "0"]],
+                         ids=" ".join)
+def test_sizes_and_bounds_that_are_not_positive_are_one_line_naming_them(tmp_path, capsys,
+                                                                         flags):
+    out = tmp_path / "data"
+    assert main(["a.mp4", "--out", str(out), *flags]) == 2
+    err = capsys.readouterr().err
+    name = flags[0].lstrip("-").replace("-", "_").removesuffix("_mb")
+    assert err.count("\n") == 1 and (flags[0] in err or name in err), err
+    assert not out.exists()
