@@ -38,6 +38,8 @@ class DataConfig:
             raise ValueError(f"batch_size={self.batch_size} must be >= 1")
         if self.shuffle_buffer < 0 or self.holdout_frames < 0:
             raise ValueError("shuffle_buffer and holdout_frames must be >= 0")
+        if not self.path.strip():
+            raise ValueError("path is empty: give the dataset folder (--data.path=DIR)")
 
 
 @dataclass(frozen=True)
@@ -160,6 +162,8 @@ class TrainConfig:
         if self.sync_transport == "compiled" and self.max_in_flight > 9:
             raise ValueError(f"max_in_flight={self.max_in_flight}: at most 9 with "
                              f'sync_transport="compiled" (a graph holds 10 steps at once)')
+        if not self.run_dir.strip():
+            raise ValueError("run_dir is empty: give the run folder (--train.run_dir=DIR)")
         if not self.placement_timeout_s > 0:
             raise ValueError(f"placement_timeout_s={self.placement_timeout_s} must be > 0")
         for name in ("stages", "warm_start_steps", "checkpoint_every", "read_cache_mb",

@@ -135,3 +135,16 @@ def test_a_tampered_checkpoint_pointer_is_one_line(tmp_path, capsys, monkeypatch
     assert train_job.main(["--resume", "--run-dir", str(run), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "not a checkpoint folder of this stage" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("override, message", [
+    ("--train.run_dir=", "run_dir is empty"), ("--data.path=", "path is empty")])
+def test_an_empty_run_folder_or_dataset_is_one_line_and_writes_nothing(tmp_path, capsys,
+                                                                        monkeypatch, override,
+                                                                        message):
+    """An empty string would be the current folder: refused before anything is written."""
+    monkeypatch.chdir(tmp_path)
+    assert train_job.main(["--config", "demo", override]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []
