@@ -69,6 +69,21 @@ def build_parser() -> ArgumentParser:
     return p
 
 
+#: The least value of each numeric flag (``--actors 0``: one per Ray CPU; ``--steps 0``: the
+#: random starts as they are; ``--units``, ``--selective``, ``--invariance`` 0: none).
+MINIMUM = {"--top-k": 1, "--min-gap": 0, "--units": 0, "--selective": 0, "--invariance": 0,
+           "--starts": 1, "--steps": 0, "--actors": 0, "--sample-frames": 1, "--seed": 0}
+
+
+def check_counts(args) -> None:
+    """Every numeric flag is at least its :data:`MINIMUM`, refused before the model is read (a
+    negative count would fail deep in the job, minutes in)."""
+    for flag, least in MINIMUM.items():
+        value = getattr(args, flag[2:].replace("-", "_"))
+        if value < least:
+            raise UsageError(f"{flag} {value}: must be >= {least}")
+
+
 def check_run(location: str) -> None:
     """The run is a local folder holding its model."""
     run = Path(location)
@@ -106,9 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the job; 0 on success, 2 on a usage error (:mod:`jobs.errors`)."""
     args = build_parser().parse_args(argv)
     with user_errors(FileNotFoundError, ValueError):
-        if args.top_k < 1 or args.min_gap < 0:
-            raise ValueError(f"--top-k {args.top_k} --min-gap {args.min_gap}: the top-k must be "
-                             ">= 1 and the gap >= 0")
+        check_counts(args)
         check_run(args.run)
         run = Path(args.run)
         root = dataset_root(run, args.data)

@@ -20,7 +20,7 @@ nothing in it runs and no path in it is opened.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -77,11 +77,14 @@ def to_json(stage: int, tops: dict[str, RunningTopK], shards: Sequence[str],
     return json.dumps(doc)
 
 
-def read(run: Path, shards: Sequence[str], rows: Sequence[int], k: int
+def read(run: Path, shards: Sequence[str], rows: Sequence[int], k: int, *,
+         units: Mapping[tuple[int, str], int] | None = None
          ) -> dict[tuple[int, str], RunningTopK]:
     """``{(stage, layer): top k}`` from ``run``'s file when it answers visualize's scan of
     ``shards`` (``rows`` frames each) for ``k`` frames a unit; ``{}`` when it does not (absent,
-    older than ``model.pt``, another dataset, too few frames, or unreadable)."""
+    older than ``model.pt``, another dataset, too few frames, or unreadable). With ``units``
+    (``{(stage, layer): unit count}``) only those layers are given, and only where the file
+    holds one row per unit: a layer of another width (a damaged file) is left to the scan."""
     path = run / FILE
     try:
         if path.stat().st_mtime < (run / "model.pt").stat().st_mtime:
@@ -92,20 +95,31 @@ def read(run: Path, shards: Sequence[str], rows: Sequence[int], k: int
             return {}
         out = {}
         for layer, d in doc["layers"].items():
-            ids = torch.tensor(d["ids"], dtype=torch.long)
-            values = torch.tensor(d["values"], dtype=torch.float32)
-            if ids.ndim != 2 or ids.shape != values.shape or ids.shape[1] < min(k, sum(rows)):
+            key = (int(doc["stage"]), str(layer))
+            top = _layer_tops(d, rows, k)
+            if top is None:
                 return {}
-            shard, row = ids >> ROW_BITS, ids & ((1 << ROW_BITS) - 1)
-            if bool((ids < 0).any() or (shard >= len(rows)).any()
-                    or (row >= torch.tensor(rows)[shard.clamp(max=len(rows) - 1)]).any()):
-                return {}  # a frame the dataset does not hold
-            top = RunningTopK(ids.shape[0], k)
-            top.merge(values[:, :k], ids[:, :k])
-            out[(int(doc["stage"]), str(layer))] = top
+            if units is None or units.get(key) == top.ids.shape[0]:
+                out[key] = top
         return out
-    except (OSError, ValueError, KeyError, TypeError):
-        return {}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}  # AttributeError: a document or a "layers" that is no JSON object
+
+
+def _layer_tops(d: dict, rows: Sequence[int], k: int) -> RunningTopK | None:
+    """One layer's top ``k`` of the file's ``{"ids", "values"}``; None when its ids and values
+    disagree in shape, hold too few frames or name a frame the dataset does not hold."""
+    ids = torch.tensor(d["ids"], dtype=torch.long)  # (units, kept)
+    values = torch.tensor(d["values"], dtype=torch.float32)  # (units, kept)
+    if ids.ndim != 2 or ids.shape != values.shape or ids.shape[1] < min(k, sum(rows)):
+        return None
+    shard, row = ids >> ROW_BITS, ids & ((1 << ROW_BITS) - 1)
+    if bool((ids < 0).any() or (shard >= len(rows)).any()
+            or (row >= torch.tensor(rows)[shard.clamp(max=len(rows) - 1)]).any()):
+        return None  # a frame the dataset does not hold
+    top = RunningTopK(ids.shape[0], k)
+    top.merge(values[:, :k], ids[:, :k])
+    return top
 
 
 def read_rows(run: Path, shards: Sequence[str], rows: Sequence[int], stage: int, k: int

@@ -33,18 +33,26 @@ class EvaluatedUnits:
     bests: dict[Key, int] = field(default_factory=dict)
     headline: tuple[int, str, int] | None = None
 
-    def must_show(self, stage: int, layer: str) -> list[int]:
-        """Units of ``(stage, layer)`` shown in detail whatever their rank: its best and the
-        headline unit."""
+    def must_show(self, stage: int, layer: str, n_units: int) -> list[int]:
+        """Units of ``(stage, layer)`` (``n_units`` of them) shown in detail whatever their
+        rank: its best and the headline unit. An index outside ``0..n_units - 1`` (an
+        evaluation of another model, or a damaged file) is left out, as a damaged entry is."""
         out = [self.bests[(stage, layer)]] if (stage, layer) in self.bests else []
         if self.headline is not None and self.headline[:2] == (stage, layer):
             out.append(self.headline[2])
-        return list(dict.fromkeys(out))
+        return [i for i in dict.fromkeys(out) if 0 <= i < n_units]
+
+
+def _index(value) -> bool:
+    """``value`` can name a stage or a unit: an int (not a bool) >= 0."""
+    return type(value) is int and value >= 0
 
 
 def _unit_key(d) -> tuple[int, str, int] | None:
-    ok = isinstance(d, dict) and all(isinstance(d.get(k), int) and not isinstance(d.get(k), bool)
-                                     for k in ("stage", "index")) and d.get("layer") in LAYERS
+    """``(stage, layer, index)`` of a unit entry ``{"stage", "layer", "index"}``; None when it
+    is damaged (a key missing, a negative or non-integer number, a layer visualize skips)."""
+    ok = (isinstance(d, dict) and _index(d.get("stage")) and _index(d.get("index"))
+          and d.get("layer") in LAYERS)
     return (d["stage"], d["layer"], d["index"]) if ok else None
 
 
@@ -68,7 +76,7 @@ def evaluated_units(run: Path) -> EvaluatedUnits:
         out.rankings[key] = [r for r in ranking if isinstance(r, dict)
                              and type(r.get("index")) is int]
         best = entry.get("best")
-        if isinstance(best, dict) and isinstance(best.get("index"), int):
+        if isinstance(best, dict) and _index(best.get("index")):
             out.bests[key] = best["index"]
     verdict = doc.get("verdict") if isinstance(doc, dict) else None
     out.headline = _unit_key((verdict or {}).get("best") if isinstance(verdict, dict) else None)

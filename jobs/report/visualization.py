@@ -152,24 +152,29 @@ class Visualization:
         out = {}
         for s in self.stages:
             ranking = evaluated.rankings.get((s, LAYER), [])
-            n_units = int(np.prod(layer_shape(self.stack.config, s, LAYER)))
+            n_units = self.n_units(s, LAYER)
             ranked = rank_units(ranking, variances[s], n_units)
             selective, detailed = choose_units(ranked, self.options.selective,
                                                self.options.units, rng)
-            detailed = sorted(set(detailed) | set(evaluated.must_show(s, LAYER)))
+            must = evaluated.must_show(s, LAYER, n_units)
+            detailed = sorted(set(detailed) | set(must))
             local0 = s == 0 and self.stack.config.stages[0].kind == "local"
             listed = sorted(ranked) if local0 else detailed  # a local stage 0: every unit
             by_index = {int(r["index"]): r for r in ranking}
             info = {i: {"selectivity": selectivity(by_index.get(i)),
                         "activation_variance": _item(variances[s], i)} for i in listed}
-            out[(s, LAYER)] = Selection(selective, detailed, listed, info,
-                                        evaluated.must_show(s, LAYER))
+            out[(s, LAYER)] = Selection(selective, detailed, listed, info, must)
             for layer in stage_layers(self.stack.config, s):
                 if layer != LAYER and layer in LAYERS:
                     sel = self._other_layer(evaluated, s, layer)
                     if sel is not None:
                         out[(s, layer)] = sel
         return out
+
+    def n_units(self, s: int, layer: str) -> int:
+        """How many units ``layer`` of stage ``s`` has (the bound of every index read from a
+        file)."""
+        return int(np.prod(layer_shape(self.stack.config, s, layer)))
 
     def variances(self, evaluated: EvaluatedUnits, shards: list[str]) -> list[torch.Tensor]:
         """Per stage, each pooled unit's activation variance over ``sample_frames`` frames of
@@ -189,10 +194,10 @@ class Visualization:
     def _other_layer(self, evaluated: EvaluatedUnits, s: int, layer: str) -> Selection | None:
         """A non-pooled layer's selection: its ``selective`` best ranked units plus its best
         and the headline unit (None when the evaluation names none of its units)."""
-        n = int(np.prod(layer_shape(self.stack.config, s, layer)))
+        n = self.n_units(s, layer)
         ranking = [r for r in evaluated.rankings.get((s, layer), []) if 0 <= r["index"] < n]
         selective = [int(r["index"]) for r in ranking][: self.options.selective]
-        must = [i for i in evaluated.must_show(s, layer) if 0 <= i < n]
+        must = evaluated.must_show(s, layer, n)
         detailed = sorted(set(selective) | set(must))
         if not detailed:
             return None
@@ -208,7 +213,7 @@ class Visualization:
         (:func:`jobs.unit_scan.scan_layers`: Ray actors, one per CPU unless ``--actors``, when
         they pay; Ray is started only then)."""
         known = corpus_tops.read(self.run, self.shards, shard_row_counts(self.shards),
-                                 self.pool)
+                                 self.pool, units={key: self.n_units(*key) for key in units})
         tops = {key: corpus_tops.select(known[key], idx) for key, idx in units.items()
                 if key in known}
         self.from_evaluate = sorted(tops)

@@ -56,8 +56,32 @@ def test_the_file_gives_back_each_units_frames_as_visualize_numbers_them(tmp_pat
     assert torch.equal(chosen.ids, want[[2, 0]])
 
 
+def _rewrite(path: Path, edit) -> None:
+    """Apply ``edit`` to the file's JSON document; keep the file newer than the model."""
+    doc = json.loads(path.read_text())
+    path.write_text(json.dumps(edit(doc)))
+    os.utime(path, (path.stat().st_mtime + 10,) * 2)
+
+
+def _cut_rows(doc: dict) -> dict:
+    """The pooled layer's first 2 units only (ids and values still agree in shape)."""
+    for key in ("ids", "values"):
+        doc["layers"]["pooled"][key] = doc["layers"]["pooled"][key][:2]
+    return doc
+
+
+def test_a_layer_of_another_width_than_the_models_is_left_to_the_scan(tmp_path):
+    run, _ = _run(tmp_path)
+    assert set(corpus_tops.read(run, SHARDS, ROWS, 4, units={(1, "pooled"): 3})) == {
+        (1, "pooled")}
+    assert corpus_tops.read(run, SHARDS, ROWS, 4, units={(1, "hidden"): 3}) == {}  # not asked
+    _rewrite(run / corpus_tops.FILE, _cut_rows)
+    assert corpus_tops.read(run, SHARDS, ROWS, 4, units={(1, "pooled"): 3}) == {}
+
+
 @pytest.mark.parametrize("change", ["model_newer", "other_shards", "other_rows", "too_few",
-                                    "id_outside", "not_json"])
+                                    "id_outside", "not_json", "shapes_disagree", "a_list",
+                                    "layers_a_list"])
 def test_a_file_that_does_not_answer_the_scan_is_not_used(tmp_path, change):
     run, _ = _run(tmp_path)
     path, shards, rows, k = run / corpus_tops.FILE, SHARDS, ROWS, 4
@@ -79,6 +103,13 @@ def test_a_file_that_does_not_answer_the_scan_is_not_used(tmp_path, change):
         doc["layers"]["pooled"]["ids"][0][0] = (1 << 32) + 4  # shard 1 holds rows 0..3
         path.write_text(json.dumps(doc))
         os.utime(path, (path.stat().st_mtime + 10,) * 2)
+    elif change == "shapes_disagree":  # ids of 3 units, values of 2
+        _rewrite(path, lambda d: {**d, "layers": {"pooled": {
+            "ids": d["layers"]["pooled"]["ids"], "values": d["layers"]["pooled"]["values"][:2]}}})
+    elif change == "a_list":
+        _rewrite(path, lambda d: [d])
+    elif change == "layers_a_list":
+        _rewrite(path, lambda d: {**d, "layers": [d["layers"]["pooled"]]})
     else:
         path.write_text("{not json")
         os.utime(path, (path.stat().st_mtime + 10,) * 2)

@@ -160,6 +160,24 @@ def test_one_line_errors(tmp_path, capsys):
     assert "local one" in err[2]
 
 
+@pytest.mark.parametrize("flag, value", [("--top-k", 0), ("--min-gap", -1), ("--units", -1),
+                                         ("--selective", -1), ("--invariance", -1),
+                                         ("--starts", 0), ("--steps", -1), ("--actors", -1),
+                                         ("--sample-frames", 0), ("--seed", -1)])
+def test_a_count_below_its_least_is_one_line_naming_the_flag(tmp_path, capsys, flag, value):
+    assert main(["--run", str(tmp_path), flag, str(value)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{flag} {value}: must be >=" in err[0]
+
+
+def test_each_count_at_its_least_is_accepted(tmp_path, capsys):
+    least = ["--top-k", "1", "--min-gap", "0", "--units", "0", "--selective", "0",
+             "--invariance", "0", "--starts", "1", "--steps", "0", "--actors", "0",
+             "--sample-frames", "1", "--seed", "0"]
+    assert main(["--run", str(tmp_path), *least]) == 2  # on to the run folder: no model.pt
+    assert "model.pt" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_top_frames_from_evaluates_pass_equal_those_of_a_scan(tiny_run):
     """With ``RUN/corpus_tops.json`` (what evaluate writes) visualize takes the top stage's top

@@ -75,7 +75,8 @@ def test_evaluated_units_name_the_headline_and_each_layers_best(tmp_path):
     (tmp_path / "evaluation.json").write_text(json.dumps(doc))
     units = evaluated_units(tmp_path)
     assert units.headline == (1, "hidden", 4)  # the verdict's, not best_neuron's
-    assert units.must_show(1, "hidden") == [6, 4] and units.must_show(1, "pooled") == [2]
+    assert units.must_show(1, "hidden", 32) == [6, 4] and units.must_show(1, "pooled", 8) == [2]
+    assert units.must_show(1, "hidden", 5) == [4]  # 6 is no unit of a 5-unit layer
     assert (1, "pooled_lcn") not in units.rankings  # a normalised output is not drawn
     del doc["verdict"]  # an older evaluation: best_neuron is the headline
     (tmp_path / "evaluation.json").write_text(json.dumps(doc))
@@ -89,6 +90,26 @@ def test_a_damaged_evaluation_entry_is_skipped(tmp_path, entry):
     good = {"stage": 1, "layer": "pooled", "ranking": [{"index": 3}]}
     (tmp_path / "evaluation.json").write_text(json.dumps({"stages": [good, entry]}))
     assert evaluated_units(tmp_path).rankings == {(1, "pooled"): [{"index": 3}]}
+
+
+@pytest.mark.parametrize("index", [-1, 999999])
+def test_a_unit_index_outside_the_layer_is_never_shown(tmp_path, index):
+    stages = [{"stage": 1, "layer": "pooled", "best": {"index": index}, "ranking": []},
+              {"stage": 1, "layer": "hidden", "best": {"index": 2}, "ranking": []}]
+    verdict = {"best": {"stage": 1, "layer": "hidden", "index": index}}
+    (tmp_path / "evaluation.json").write_text(json.dumps({"stages": stages, "verdict": verdict}))
+    units = evaluated_units(tmp_path)
+    assert units.must_show(1, "pooled", 18) == [] and units.must_show(1, "hidden", 32) == [2]
+
+
+def test_a_negative_headline_falls_back_to_the_older_best_neuron(tmp_path):
+    doc = {"stages": [], "verdict": {"best": {"stage": 1, "layer": "hidden", "index": -1}},
+           "best_neuron": {"stage": -1, "layer": "pooled", "index": 2}}
+    (tmp_path / "evaluation.json").write_text(json.dumps(doc))
+    assert evaluated_units(tmp_path).headline is None  # both damaged: no headline
+    doc["best_neuron"]["stage"] = 1
+    (tmp_path / "evaluation.json").write_text(json.dumps(doc))
+    assert evaluated_units(tmp_path).headline == (1, "pooled", 2)
 
 
 def test_training_curves(tmp_path):
