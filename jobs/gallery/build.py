@@ -22,11 +22,16 @@ Pages are rendered by jinja2 with autoescape from ``jobs/gallery/templates/``; i
 referenced by relative URLs (the folder opens from ``file://`` or any static server) and the
 pages load nothing from the network and run no script. The gallery is built in
 ``RUN/.gallery.tmp`` and swapped in whole, so a re-run replaces it from the run's files without
-retraining. Also ``python -m jobs.gallery RUN``.
+retraining. Also ``python -m jobs.gallery RUN``. A rebuild replaces ``RUN/gallery/`` only when
+it holds nothing but the files the gallery writes (:data:`OWN_FILES`), so a file someone put
+there is never deleted; ``catneuron gallery`` takes only a run that ``catneuron visualize`` wrote
+into (:func:`check_run`).
 """
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import sys
 from collections.abc import Mapping
@@ -51,6 +56,12 @@ from jobs.gallery.views import curves, dataset, image, url
 
 TEMPLATES = Path(__file__).parent / "templates"
 N_HERO_FRAMES = 4
+#: What the gallery writes into ``RUN/gallery/``, now or in earlier versions ('/'-separated,
+#: relative to it): the pages, the stylesheet, the curves and invariance plots it draws, the
+#: ``*_hist.png`` of older versions. A rebuild replaces the folder only if it holds nothing else.
+OWN_FILES = re.compile(r"gallery\.css|index\.html|stage\d+\.html|curve_\w+\.png"
+                       r"|stage\d+/\w+\.html|stage\d+/\w+_(invariance|hist)\.png")
+OWN_FOLDERS = re.compile(r"stage\d+")
 
 
 def fig(x: Any, digits: int = 3) -> str:
@@ -284,13 +295,45 @@ def _render(env, template: str, path: Path, **context: Any) -> None:
     path.write_text(env.get_template(template).render(**context), encoding="utf-8")
 
 
+def foreign_file(gallery: Path) -> Path | None:
+    """The first entry of ``gallery`` that the gallery did not write (a name outside
+    :data:`OWN_FILES` and :data:`OWN_FOLDERS`, or a link), or ``gallery`` itself when it is not
+    a folder; None when a rebuild may replace it whole without losing anyone's file."""
+    if gallery.is_symlink() or (gallery.exists() and not gallery.is_dir()):
+        return gallery
+    for top, dirs, files in os.walk(gallery):  # does not follow links
+        for name in sorted(dirs + files):
+            path = Path(top, name)
+            own = OWN_FOLDERS if name in dirs else OWN_FILES
+            if path.is_symlink() or not own.fullmatch(path.relative_to(gallery).as_posix()):
+                return path
+    return None
+
+
+def check_replaceable(gallery: Path) -> None:
+    """Refuse, in one line naming the file, to replace a ``gallery`` holding anything the
+    gallery did not write: the swap deletes the old folder whole."""
+    path = foreign_file(gallery)
+    if path == gallery:
+        raise UserError(f"{gallery} is not a folder the gallery wrote; move it away and run "
+                        "again")
+    if path is not None:
+        raise UserError(f"{path} was not written by the gallery, which replaces {gallery} "
+                        "whole; move it out and run again")
+
+
 def _swap_in(tmp: Path, final: Path) -> None:
-    """Replace ``final`` by the freshly built ``tmp`` folder."""
+    """Replace ``final`` by the freshly built ``tmp`` folder; when ``final`` holds a file the
+    gallery did not write (:func:`check_replaceable`), refuse: ``tmp`` is removed and
+    ``final`` left as it is."""
+    try:
+        check_replaceable(final)
+    except UserError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     old = final.with_name(".gallery.old")
     shutil.rmtree(old, ignore_errors=True)
-    if final.is_symlink() or final.is_file():
-        final.unlink()
-    elif final.exists():
+    if final.exists():
         final.rename(old)
     tmp.rename(final)
     shutil.rmtree(old, ignore_errors=True)
@@ -300,9 +343,12 @@ def build_gallery(run_dir: Path) -> Path:
     """Write ``run_dir/gallery/`` from the run's files and return its ``index.html``.
 
     Missing or refused inputs are listed on the pages; nothing is read outside ``run_dir``
-    except the dataset's ``_manifest.json``.
+    except the dataset's ``_manifest.json``. Refused (:class:`jobs.errors.UserError`) before
+    anything is written when ``run_dir/gallery`` holds a file the gallery did not write.
     """
     run_dir = Path(run_dir)
+    final = run_dir / "gallery"
+    check_replaceable(final)  # before the build, so a refusal costs nothing
     inputs = load_run(run_dir)
     tmp = run_dir / ".gallery.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -322,23 +368,42 @@ def build_gallery(run_dir: Path) -> Path:
     _render(env, "index.html", tmp / "index.html", ov=overview(inputs, tmp, stages, figures),
             run=inputs.run_dir.name, css="gallery.css", home="index.html",
             protocol=figures.protocol)
-    final = run_dir / "gallery"
-    _swap_in(tmp, final)
+    _swap_in(tmp, final)  # checks again: a file may have been put there during the build
     return final / "index.html"
 
 
-@command("python -m jobs.gallery")
-def main(argv: list[str] | None = None) -> int:
-    """``python -m jobs.gallery RUN``: (re)build a run's gallery; prints its ``file://`` URL;
-    2 when RUN is not a folder (:mod:`jobs.errors`)."""
-    p = ArgumentParser(prog="python -m jobs.gallery",
-                                description="Build RUN/gallery/ from a run's files.")
-    p.add_argument("run", type=Path, help="run folder (RUN/config.toml, RUN/visualize/, ...)")
-    args = p.parse_args(argv)
-    if not args.run.is_dir():
-        raise UserError(f"{args.run} is not a folder; give a run folder written by "
+def check_run(location: str) -> Path:
+    """``location`` as a run folder the gallery can show: a local folder that
+    ``catneuron visualize`` wrote into (``visualize/index.json``, where the unit pages come
+    from); else a one-line :class:`jobs.errors.UserError` naming what to run first."""
+    from pipeline.storage import is_uri
+
+    if is_uri(location):
+        raise UserError(f"{location}: the gallery writes into the run folder, so it takes a "
+                        "local one; copy the run down first")
+    run = Path(location)
+    if not run.is_dir():
+        raise UserError(f"{run} is not a folder; give a run folder written by "
                         "'catneuron train'")
-    index = build_gallery(args.run)
+    if (run / "visualize" / "index.json").is_file():
+        return run
+    if not any((run / name).exists() for name in ("config.toml", "model.pt")):
+        raise UserError(f"{run} is not a run folder (no config.toml or model.pt); give one "
+                        "written by 'catneuron train'")
+    raise UserError(f"{run} has no visualize/index.json; run 'catneuron visualize --run {run}' "
+                    "first (it writes the gallery too)")
+
+
+@command("catneuron gallery")
+def main(argv: list[str] | None = None) -> int:
+    """``catneuron gallery RUN`` (also ``python -m jobs.gallery RUN``): rebuild a run's
+    gallery; prints its ``file://`` URL; 2 when RUN is not a visualized run folder or its
+    ``gallery/`` holds a file the gallery did not write (:mod:`jobs.errors`)."""
+    p = ArgumentParser(prog="catneuron gallery",
+                       description="Rebuild RUN/gallery/ from a run's files.")
+    p.add_argument("run", help="run folder (RUN/config.toml, RUN/visualize/, ...)")
+    args = p.parse_args(argv)
+    index = build_gallery(check_run(args.run))
     print(f"gallery: {index}\n  {index.resolve().as_uri()}")
     return 0
 

@@ -77,16 +77,25 @@ def plain_relative(rel: Any) -> PurePosixPath | None:
     return PurePosixPath(*parts)
 
 
+def within(path: Path, root: Path) -> bool:
+    """Whether ``path``, its symlinks resolved, lies inside ``root``: a link out of the run
+    folder must not bring an outside file onto the pages."""
+    try:
+        return path.resolve().is_relative_to(root.resolve())
+    except (OSError, RuntimeError):  # a symlink loop
+        return False
+
+
 def safe_file(folder: Path, rel: Any, root: Path) -> Path | None:
     """``folder/rel`` if ``rel`` is a plain relative path, the file exists inside ``root``
-    (after resolving symlinks) and starts like a PNG or JPEG; else None."""
+    (after resolving symlinks, :func:`within`) and starts like a PNG or JPEG; else None."""
     p = plain_relative(rel)
     if p is None:
         return None
     target = folder / p
     try:
         real = target.resolve(strict=True)
-        if not real.is_relative_to(root.resolve()) or not real.is_file():
+        if not within(real, root) or not real.is_file():
             return None
         with open(real, "rb") as f:
             head = f.read(8)
@@ -165,7 +174,8 @@ def _find_data_dir(inputs: RunInputs) -> Path | None:
 
 
 def _read_visualize(inputs: RunInputs) -> None:
-    """``visualize/index.json`` and every ``stage{k}.json`` it lists."""
+    """``visualize/index.json`` and every ``stage{k}.json`` it lists (an entry whose file is
+    not a plain relative path staying inside the run folder, links resolved, is refused)."""
     vis = inputs.run_dir / "visualize"
     inputs.vis_index = read_json(vis / "index.json", "visualisation", inputs,
                                  f"; run 'catneuron visualize --run {inputs.run_dir}'")
@@ -173,7 +183,7 @@ def _read_visualize(inputs: RunInputs) -> None:
     for entry in entries if isinstance(entries, list) else []:
         stage = entry.get("stage") if isinstance(entry, dict) else None
         rel = plain_relative(entry.get("file")) if isinstance(entry, dict) else None
-        if not is_index(stage) or rel is None:
+        if not is_index(stage) or rel is None or not within(vis / rel, inputs.run_dir):
             inputs.note(f"visualize/index.json: stage entry refused ({entry!r:.80})")
             continue
         data = read_json(vis / rel, f"stage {stage} visualisation", inputs)

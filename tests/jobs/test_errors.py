@@ -27,7 +27,7 @@ BAD_ARGUMENTS = [
     ("jobs.plan", "catneuron plan", ["--config", "demo", "--nodes", "many"]),
     ("jobs.ingest", "catneuron ingest", ["--out", "o"]),  # no source
     ("jobs.ingest", "catneuron ingest", ["a.mp4", "--out", "o", "stray"]),
-    ("jobs.gallery", "python -m jobs.gallery", ["a", "b"]),
+    ("jobs.gallery", "catneuron gallery", ["a", "b"]),
     ("jobs.submit", "catneuron submit", ["bake"]),
     ("jobs.control", "catneuron jobs", ["frobnicate"]),
     ("jobs.demo", "catneuron demo", ["--fastest"]),
@@ -90,7 +90,11 @@ def test_ctrl_c_in_ingest_is_130_and_says_run_it_again(tmp_path, monkeypatch, ca
     ("jobs.gallery", "jobs.gallery.build.build_gallery", ["."]),
     ("jobs.plan", "cluster.plan.check_inputs", ["--config", "demo", "--nodes", "2"]),
 ])
-def test_ctrl_c_anywhere_else_is_130_in_one_line(module, target, argv, monkeypatch, capsys):
+def test_ctrl_c_anywhere_else_is_130_in_one_line(module, target, argv, monkeypatch, capsys,
+                                                 tmp_path):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "visualize").mkdir()  # "." is a run the gallery takes
+    (tmp_path / "visualize" / "index.json").write_text("{}")
     monkeypatch.setattr(target, _interrupt)
     assert import_module(module).main(argv) == 130
     err = capsys.readouterr().err

@@ -156,11 +156,80 @@ def test_a_damaged_dataset_manifest_gives_a_page_not_a_crash(tmp_path):
 
 
 def test_rebuild_replaces_the_gallery(run):
-    stale = run / "gallery" / "stale.html"
+    stale = run / "gallery" / "stage9" / "unit3.html"  # a stage this run no longer has
+    stale.parent.mkdir()
     stale.write_text("old")
     build_gallery(run)
     assert not stale.exists() and (run / "gallery" / "index.html").is_file()
     assert not (run / ".gallery.tmp").exists()
+
+
+def _visualized(run: Path) -> Path:
+    """The least run the command takes: a folder with ``visualize/index.json``."""
+    (run / "visualize").mkdir(parents=True)
+    (run / "visualize" / "index.json").write_text(json.dumps({"stages": []}))
+    return run
+
+
+@pytest.mark.parametrize("foreign, named", [
+    ("my_photo_notes.txt", "my_photo_notes.txt"), ("stage0/cat.jpg", "stage0/cat.jpg"),
+    ("notes/a.html", "notes"), ("link.html", "link.html")])
+def test_a_gallery_holding_a_file_it_did_not_write_is_left_alone(tmp_path, foreign, named,
+                                                                 capsys):
+    from jobs.errors import UserError
+    from jobs.gallery import main
+
+    run = _visualized(tmp_path / "run")
+    mine = run / "gallery" / foreign
+    mine.parent.mkdir(parents=True)
+    if foreign == "link.html":
+        mine.symlink_to(tmp_path / "elsewhere.html")
+    else:
+        mine.write_text("precious")
+    (run / "gallery" / "index.html").write_text("an older gallery")
+    before = sorted(p.relative_to(run) for p in run.rglob("*"))
+    with pytest.raises(UserError, match=re.escape(f"{run / 'gallery' / named} was not "
+                                                  "written by the gallery")):
+        build_gallery(run)
+    assert main([str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("catneuron gallery: error: ") and err.count("\n") == 1
+    assert f"{run / 'gallery' / named} was not written" in err
+    assert sorted(p.relative_to(run) for p in run.rglob("*")) == before
+    assert (run / "gallery" / "index.html").read_text() == "an older gallery"
+
+
+def test_a_gallery_path_that_is_a_file_or_a_link_is_left_alone(tmp_path):
+    from jobs.errors import UserError
+
+    run = _visualized(tmp_path / "run")
+    (run / "gallery").write_text("precious")
+    with pytest.raises(UserError, match="is not a folder the gallery wrote"):
+        build_gallery(run)
+    assert (run / "gallery").read_text() == "precious"
+    (run / "gallery").unlink()
+    (tmp_path / "mine").mkdir()
+    (run / "gallery").symlink_to(tmp_path / "mine")
+    with pytest.raises(UserError, match="is not a folder the gallery wrote"):
+        build_gallery(run)
+    assert (run / "gallery").is_symlink() and not (run / ".gallery.tmp").exists()
+
+
+def test_a_stage_file_linked_out_of_the_run_is_refused(tmp_path):
+    """``visualize/stage1.json -> /outside/secret.json``: not read, said refused."""
+    secret = tmp_path / "outside" / "secret.json"
+    secret.parent.mkdir()
+    secret.write_text(json.dumps({"stage": 1, "layer": "pooled", "kind": "secret4711",
+                                  "units": []}))
+    run = _visualized(tmp_path / "run")
+    (run / "visualize" / "stage1.json").symlink_to(secret)
+    (run / "visualize" / "index.json").write_text(json.dumps(
+        {"stages": [{"stage": 1, "file": "stage1.json"}]}))
+    index = build_gallery(run).read_text()
+    assert "stage entry refused" in index
+    assert not (run / "gallery" / "stage1.html").exists()
+    for page in (run / "gallery").rglob("*.html"):
+        assert "secret4711" not in page.read_text(), page
 
 
 def test_curves_average_workers():
@@ -190,10 +259,52 @@ def test_histogram_svg_normalises_each_class_and_checks_lengths():
 def test_module_entry_point_builds_or_refuses(tmp_path, capsys):
     from jobs.gallery import main
 
-    assert main([str(tmp_path)]) == 0
-    assert (tmp_path / "gallery" / "index.html").resolve().as_uri() in capsys.readouterr().out
+    run = _visualized(tmp_path / "run")
+    assert main([str(run)]) == 0
+    assert (run / "gallery" / "index.html").resolve().as_uri() in capsys.readouterr().out
     assert main([str(tmp_path / "nowhere")]) == 2
     assert "is not a folder" in capsys.readouterr().err
+
+
+def test_the_command_is_named_catneuron_gallery(capsys):
+    from jobs.gallery import main
+
+    assert main(["/nonexistent/run"]) == 2
+    assert capsys.readouterr().err.startswith("catneuron gallery: error: ")
+    assert main(["--help"]) == 0
+    assert capsys.readouterr().out.startswith("usage: catneuron gallery ")
+
+
+@pytest.mark.parametrize("made, says", [
+    ({}, "is not a run folder (no config.toml or model.pt); give one written by 'catneuron "
+         "train'"),
+    ({"gallery/my_photo_notes.txt": "precious"}, "is not a run folder"),
+    ({"config.toml": "", "model.pt": ""}, "has no visualize/index.json; run 'catneuron "
+                                          "visualize --run"),
+])
+def test_the_command_refuses_a_folder_that_is_not_a_visualized_run(tmp_path, capsys, made,
+                                                                   says):
+    from jobs.gallery import main
+
+    folder = tmp_path / "notarun"
+    folder.mkdir()
+    for rel, text in made.items():
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        (folder / rel).write_text(text)
+    before = {p: p.read_text() for p in folder.rglob("*") if p.is_file()}
+    assert main([str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"catneuron gallery: error: {folder} ") and err.count("\n") == 1
+    assert says in err
+    assert {p: p.read_text() for p in folder.rglob("*") if p.is_file()} == before
+    assert sorted(folder.iterdir()) == sorted(folder / p.split("/")[0] for p in made)
+
+
+def test_the_command_refuses_an_object_store_run(capsys):
+    from jobs.gallery import main
+
+    assert main(["s3://bucket/runs/x"]) == 2
+    assert "takes a local one; copy the run down first" in capsys.readouterr().err
 
 
 def test_units_listed_without_detail_get_pages_saying_what_is_missing(tmp_path):
