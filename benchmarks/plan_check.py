@@ -108,6 +108,9 @@ class NoWorkWorker:
     def compute(self, step: int, params: np.ndarray) -> tuple[np.ndarray, dict]:
         return self.update, {"step": step}
 
+    def receive(self, params: np.ndarray) -> dict:
+        return {"ok": True}
+
 
 class NoWorkShard:
     """A stand-in shard: takes every update (Ray reads each argument), answers with parameters
@@ -141,22 +144,15 @@ def call_s(shard, payload: np.ndarray, calls: int = 300) -> float:
 def sync_round_s(n_workers: int, n: int, in_flight: int, steps: int = 200) -> float:
     """Seconds per synchronous step of ``n_workers`` stand-ins that do no work and one shard,
     sent by the driver's own :class:`cluster.drivers.sync.StepWindow` with ``in_flight`` steps
-    outstanding (the config's ``max_in_flight``): the calls and the fan-out alone."""
-    from cluster.drivers.sync import StepWindow
+    outstanding (the config's ``max_in_flight``; ``compiled_graph.tasks_contender``), after 20
+    untimed ones: the calls and the fan-out alone."""
+    from compiled_graph import tasks_contender
 
     workers = [ray.remote(num_cpus=0)(NoWorkWorker).remote(n) for _ in range(n_workers)]
     shard = ray.remote(num_cpus=0)(NoWorkShard).remote(n)
     try:
-        window = StepWindow(workers, [shard], [shard.params_now.remote()])
-        for timed in (False, True):
-            t0 = time.perf_counter()
-            for step in range(steps if timed else 20):
-                window.submit(step)
-                for _ in window.applied(in_flight):
-                    pass
-            for _ in window.applied(0):
-                pass
-        return (time.perf_counter() - t0) / steps
+        tasks_contender(workers, shard, 20, in_flight)
+        return tasks_contender(workers, shard, steps, in_flight)
     finally:
         for actor in (*workers, shard):
             ray.kill(actor)
