@@ -178,6 +178,7 @@ def evaluate(args) -> dict:
     if positive not in probe.classes:
         raise UsageError(f"class {positive!r} is not in the probe (classes: "
                          f"{', '.join(probe.classes)}): pass --positive CLASS")
+    check_splittable(probe, positive)
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     quiet = args.quiet or not sys.stderr.isatty()
     frames, kinds, appearances = training_frames(cfg)
@@ -204,6 +205,20 @@ def evaluate(args) -> dict:
     if tops and whole and not trained:  # RUN/corpus_tops.json: visualize need not scan again
         storage.write_text(storage.join(args.run, ct.FILE), ct.to_json(top, tops, *dataset))
     return result
+
+
+def check_splittable(probe, positive: str) -> None:
+    """Refuse, before any feature is computed, a probe that no held-out split can score: each
+    half of a split needs the positive class and another, so each side needs two groups (images
+    of one group stay on one side; without groups every image is its own)."""
+    import numpy as np
+
+    groups = probe.groups if probe.groups is not None else np.arange(len(probe.labels))
+    pos = probe.labels == probe.classes.index(positive)
+    for name, mask in ((f"class {positive!r}", pos), ("the other classes", ~pos)):
+        if len(np.unique(groups[mask])) < 2:
+            raise UsageError(f"cannot score this probe: fewer than 2 images (or groups) of "
+                             f"{name}, and each half of a held-out split needs both sides")
 
 
 def dataset_rows(data: str) -> tuple[list[str], list[int]] | None:

@@ -382,3 +382,28 @@ def test_appearance_counts_count_each_stretch_of_frames_once():
     assert got == {"corpus_top100_appearances": 3, "corpus_top100_face_appearances": 2,
                    "corpus_face_appearances": 3}
     assert set(appearance_counts(np.array([0]), kinds, None).values()) == {None}
+
+
+def test_a_probe_no_split_can_score_is_refused_before_any_feature(tmp_path, capsys,
+                                                                   monkeypatch):
+    """One image of the positive class: no held-out split has it on both sides. Refused in one
+    line before the probe goes through the stack."""
+    import jobs.report.evaluation as evaluation
+
+    run = _run_folder(tmp_path)
+    probe = tmp_path / "probe"
+    rng = np.random.default_rng(0)
+    for name, n in (("cats", 1), ("dogs", 5)):
+        (probe / name).mkdir(parents=True)
+        for i in range(n):
+            cv2.imwrite(str(probe / name / f"{i}.png"), rng.integers(0, 256, (32, 32, 3),
+                                                                      dtype=np.uint8))
+
+    def no_features(*args, **kwargs):
+        raise AssertionError("features computed for a probe that cannot be scored")
+
+    monkeypatch.setattr(evaluation, "report", no_features)
+    assert main(["--run", str(run), "--probe", str(probe), "--positive", "cats",
+                 "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "fewer than 2 images (or groups) of class 'cats'" in err
