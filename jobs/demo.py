@@ -247,7 +247,10 @@ STEPS: tuple[tuple[str, Callable[[Demo], str]], ...] = (
 
 
 def _check_state(demo: Demo) -> None:
-    """Refuse to mix a --fast and a full demo in one folder; record this one's size."""
+    """Refuse an --out that is not a folder, and to mix a --fast and a full demo in one
+    folder; record this one's size."""
+    if demo.out.exists() and not demo.out.is_dir():
+        raise DemoError(f"--out {demo.out} is a file, not a folder: choose another --out", 2)
     path = demo.out / STATE
     if path.is_file():
         try:

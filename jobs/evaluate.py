@@ -239,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.filters < 1 or args.splits < 1:
         raise UsageError("--filters and --splits must be >= 1")
+    if not 0 <= args.seed < 2**32:
+        raise UsageError(f"--seed {args.seed}: must be from 0 to 2**32 - 1")
     try:
         result = evaluate(args)
     except OSError as exc:  # a store that cannot be reached or read (endpoint, credentials)

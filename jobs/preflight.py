@@ -52,6 +52,25 @@ def worker_frames(config: Any, train_shards: list[str]) -> list[int]:
             for k in range(n)]
 
 
+def check_shard_footers(root: str, shards: list[str]) -> None:
+    """Every shard opens as Parquet and holds the rows the manifest says (its footer alone is
+    read): a damaged or replaced shard would stop a worker minutes into the run."""
+    import pyarrow.parquet as pq
+
+    rows = {s["path"]: int(s["rows"]) for s in read_manifest(root)["shards"]}
+    for shard in shards:
+        name = Path(shard).name
+        try:
+            with storage.open_input_file(shard) as f:
+                n = pq.ParquetFile(f).metadata.num_rows
+        except (OSError, ValueError) as exc:  # ArrowInvalid is a ValueError
+            raise PreflightError(f"the shard {shard} cannot be read as Parquet "
+                                 f"({str(exc)[:80]}): re-ingest the dataset") from None
+        if name in rows and n != rows[name]:
+            raise PreflightError(f"the shard {shard} holds {n} frames and {root}'s manifest "
+                                 f"says {rows[name]}: the dataset was edited; re-ingest it")
+
+
 def check_data_feeds_workers(config: Any) -> None:
     """The dataset has frames, enough shards, the model's frame size, and every worker at least
     one full batch (``data.batch_size`` frames)."""
@@ -62,7 +81,8 @@ def check_data_feeds_workers(config: Any) -> None:
         raise PreflightError(
             f"the dataset {path} has no frames (its manifest lists no shards): ingest videos "
             f"into it first, e.g. 'catneuron ingest SOURCES --out {path}'")
-    train_shards, _ = check_data(config)
+    train_shards, holdout = check_data(config)
+    check_shard_footers(path, [*train_shards, *holdout])
     frames = worker_frames(config, train_shards)
     bs = config.data.batch_size
     if min(frames) < bs:

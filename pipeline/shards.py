@@ -267,6 +267,25 @@ def check_manifest_paths(root: str | Path, manifest: dict[str, Any]) -> None:
                 f"{storage.join(root, MANIFEST)} lists the shard {name!r}, which is not a plain "
                 f"file name inside {root}; the manifest was edited or damaged: nothing was "
                 "changed, re-ingest into a new folder")
+    _check_consistent(root, manifest, [r["path"] for r in shards])
+
+
+def _check_consistent(root: str | Path, manifest: dict[str, Any], listed: list[str]) -> None:
+    """ManifestError unless each shard is listed once, every shard of a video committed as
+    ``ok`` is listed (else a resumed ingest would delete it as a killed run's orphan), and
+    ``options`` is a mapping."""
+    where = storage.join(root, MANIFEST)
+    twice = next((n for n in listed if listed.count(n) > 1), None)
+    unlisted = next((n for v in manifest["videos"] if v.get("status") == "ok"
+                     for n in v.get("shards", []) if n not in set(listed)), None)
+    problem = (f"lists the shard {twice!r} twice" if twice is not None else
+               f"has a committed video whose shard {unlisted!r} it does not list"
+               if unlisted is not None else
+               "has 'options' that are not a mapping"
+               if not isinstance(manifest.get("options", {}), dict) else None)
+    if problem:
+        raise ManifestError(f"{where} {problem}; the manifest was edited or damaged: nothing "
+                            "was changed, re-ingest into a new folder")
 
 
 def _is_shard_record(record: Any) -> bool:

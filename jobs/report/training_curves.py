@@ -7,6 +7,7 @@ section 6) show learning, frames/s the throughput.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from cluster.runlog import read_metrics
@@ -22,10 +23,11 @@ def series(records: list[dict], key: str) -> dict[str, list[tuple[float, float]]
     again: a step's later record replaces its earlier one, so no line turns back."""
     out: dict[str, dict[float, float]] = {}
     for rec in records:
-        value = rec.get(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value, step = rec.get(key), rec.get("step")
+        if all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+               for v in (value, step)):
             worker = rec.get("worker")
-            name = f"stage {rec['stage']}" + ("" if worker is None else f" worker {worker}")
+            name = f"stage {rec.get('stage')}" + ("" if worker is None else f" worker {worker}")
             out.setdefault(name, {})[float(rec["step"])] = float(value)
     return {name: sorted(points.items()) for name, points in out.items()}
 

@@ -262,3 +262,12 @@ def test_ctrl_c_while_stage_1_is_set_up_names_stage_1(tmp_path):
     assert proc.returncode == 130, out[-2000:]
     said = re.search(r"interrupted in train at stage (\d) step (\d+);", out)
     assert said and said.group(1) == "1", out[-2000:]
+
+
+def test_an_out_that_is_a_file_is_one_line_and_left_alone(tmp_path, capsys):
+    out = tmp_path / "afile"
+    out.write_text("hi")
+    assert demo_module.main(["--fast", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "is a file, not a folder" in err and err.count("\n") == 1
+    assert out.read_text() == "hi"

@@ -407,3 +407,9 @@ def test_a_probe_no_split_can_score_is_refused_before_any_feature(tmp_path, caps
                  "--quiet"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "fewer than 2 images (or groups) of class 'cats'" in err
+
+
+@pytest.mark.parametrize("seed", ["-1", str(2**64)])
+def test_a_seed_out_of_range_is_refused_before_any_work(tmp_path, capsys, seed):
+    assert main(["--run", str(tmp_path / "nope"), "--seed", seed]) == 2
+    assert f"--seed {seed}: must be from 0" in capsys.readouterr().err

@@ -81,3 +81,24 @@ def test_a_preflight_error_is_a_usage_error():
     error = PreflightError("use --train.device=cpu")
     assert isinstance(error, UserError) and isinstance(error, ValueError)
     assert exit_status(error) == 2
+
+
+@pytest.mark.parametrize("damage", ["garbage", "rows"])
+def test_a_damaged_shard_or_a_row_count_the_files_do_not_hold_is_refused(dataset, tmp_path,
+                                                                          damage):
+    """Any shard, not only the first: its footer is read before Ray starts."""
+    import json
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(dataset, data)
+    manifest = json.loads((data / "_manifest.json").read_text())
+    last = manifest["shards"][-1]
+    if damage == "garbage":
+        (data / last["path"]).write_text("garbage")
+    else:
+        last["rows"] += 5
+        (data / "_manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(PreflightError, match=last["path"]) as caught:
+        check_data_feeds_workers(_config(data, tmp_path, "--train.n_workers=2"))
+    assert "\n" not in str(caught.value)

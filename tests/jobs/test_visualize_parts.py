@@ -161,3 +161,10 @@ assert "matplotlib.pyplot" not in sys.modules, "pyplot was imported"
 """
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
     assert {p.name for p in tmp_path.iterdir()} == {"l.png", "c.png", "i.png"}
+
+
+def test_a_metrics_record_with_a_step_that_is_not_a_number_is_left_out_of_the_curves():
+    records = [{"stage": 0, "step": 1, "recon_error": 0.5}, {"stage": 0, "step": "x",
+               "recon_error": 0.4}, {"stage": 0, "step": float("nan"), "recon_error": 0.3},
+               {"step": 2, "recon_error": 0.2}]
+    assert series(records, "recon_error") == {"stage 0": [(1.0, 0.5)], "stage None": [(2.0, 0.2)]}

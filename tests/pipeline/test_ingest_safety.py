@@ -47,7 +47,9 @@ def test_a_manifest_path_outside_the_dataset_is_refused_and_nothing_is_touched(
 
 
 @pytest.mark.parametrize("damage", ["bare shard name", "video without status",
-                                    "shard without rows", "video shards not a list"])
+                                    "shard without rows", "video shards not a list",
+                                    "shard listed twice", "committed shard unlisted",
+                                    "options not a mapping"])
 def test_a_manifest_record_without_its_fields_is_one_line_and_nothing_is_touched(
         tmp_path, capsys, damage):
     video = make_video(tmp_path / "a.mp4", n_frames=8)
@@ -60,6 +62,12 @@ def test_a_manifest_record_without_its_fields_is_one_line_and_nothing_is_touched
         del manifest["videos"][0]["status"]
     elif damage == "video shards not a list":
         manifest["videos"][0]["shards"] = None
+    elif damage == "shard listed twice":
+        manifest["shards"].append(dict(manifest["shards"][0]))
+    elif damage == "committed shard unlisted":  # a resumed ingest would delete it as an orphan
+        manifest["shards"] = manifest["shards"][1:]
+    elif damage == "options not a mapping":
+        manifest["options"] = "box"
     else:
         del manifest["shards"][0]["rows"]
     (out / "_manifest.json").write_text(json.dumps(manifest))
