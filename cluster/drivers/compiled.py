@@ -22,9 +22,9 @@ long as it takes, as a task's ``ray.get`` does, not the graph's default 10 s.
 A graph is compiled only while every worker and shard runs on the driver's node
 (:func:`spread_over`): on a two-node Ray cluster (both nodes on one machine, Ray 2.60), a graph
 whose actors passed values from node to node ran its first step and hung at its second, and
-tearing it down then crashed the head node's raylet (open upstream: ray-project/ray#58426, a cross-node graph that
-hangs, and #63229, the raylet's failed check on a closed channel). The driver then sends the
-steps as Ray tasks (the same arithmetic) and says so in the run's events.
+tearing it down then crashed the head node's raylet (open upstream: ray-project/ray#58426, a
+cross-node graph that hangs, and #63229, the raylet's failed check on a closed channel). The
+driver then sends the steps as Ray tasks (the same arithmetic) and says so in the run's events.
 """
 
 from __future__ import annotations
