@@ -273,19 +273,28 @@ def check_manifest_paths(root: str | Path, manifest: dict[str, Any]) -> None:
 def _check_consistent(root: str | Path, manifest: dict[str, Any], listed: list[str]) -> None:
     """ManifestError unless each shard is listed once, every shard of a video committed as
     ``ok`` is listed (else a resumed ingest would delete it as a killed run's orphan), and
-    ``options`` is a mapping."""
-    where = storage.join(root, MANIFEST)
-    twice = next((n for n in listed if listed.count(n) > 1), None)
-    unlisted = next((n for v in manifest["videos"] if v.get("status") == "ok"
-                     for n in v.get("shards", []) if n not in set(listed)), None)
-    problem = (f"lists the shard {twice!r} twice" if twice is not None else
-               f"has a committed video whose shard {unlisted!r} it does not list"
-               if unlisted is not None else
-               "has 'options' that are not a mapping"
-               if not isinstance(manifest.get("options", {}), dict) else None)
+    ``options`` is a mapping. Linear in the records: every read of a manifest runs it."""
+    problem = _inconsistency(manifest, listed)
     if problem:
-        raise ManifestError(f"{where} {problem}; the manifest was edited or damaged: nothing "
-                            "was changed, re-ingest into a new folder")
+        raise ManifestError(f"{storage.join(root, MANIFEST)} {problem}; the manifest was edited "
+                            "or damaged: nothing was changed, re-ingest into a new folder")
+
+
+def _inconsistency(manifest: dict[str, Any], listed: list[str]) -> str | None:
+    """What :func:`_check_consistent` refuses, said as the rest of a sentence, or None."""
+    seen: set[str] = set()
+    for name in listed:
+        if name in seen:
+            return f"lists the shard {name!r} twice"
+        seen.add(name)
+    for video in manifest["videos"]:
+        if video.get("status") == "ok":
+            for name in video.get("shards", []):
+                if name not in seen:
+                    return f"has a committed video whose shard {name!r} it does not list"
+    if not isinstance(manifest.get("options", {}), dict):
+        return "has 'options' that are not a mapping"
+    return None
 
 
 def _is_shard_record(record: Any) -> bool:
