@@ -51,7 +51,7 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--no-storage-check", action="store_true",
                    help="do not check the job's s3:// locations from this machine (the cluster "
                         "reaches storage this machine cannot)")
-    p.add_argument("job", metavar="JOB", help="one of: " + ", ".join(JOBS))
+    p.add_argument("job", metavar="JOB", nargs="?", help="one of: " + ", ".join(JOBS))
     p.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS", help="the job's own options")
     return p
 
@@ -61,7 +61,14 @@ def main(argv: list[str] | None = None) -> int:
     """Submit; 0/1 = the job's outcome, 2 = usage error or no cluster (:mod:`jobs.errors`)."""
     from cluster.submission import connect, entrypoint, runtime_env
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.job is None:
+        parser.error("name the JOB to submit: one of " + ", ".join(JOBS))
+    misplaced = own_options(parser) & {a.split("=", 1)[0] for a in args.args}
+    if misplaced:
+        parser.error(f"{', '.join(sorted(misplaced))} is an option of submit itself: put it "
+                     f"before JOB (catneuron submit {sorted(misplaced)[0]} ... {args.job} ...)")
     if args.job not in JOBS or importlib.util.find_spec(f"jobs.{args.job}") is None:
         raise UserError(f"unknown job {args.job!r}; jobs: {', '.join(JOBS)}")
     try:
@@ -82,6 +89,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_wait:
         return 0
     return follow(client, job_id, "catneuron submit")
+
+
+def own_options(parser: ArgumentParser) -> set[str]:
+    """The option strings of ``catneuron submit`` itself (no job takes them): after JOB they
+    would silently go to the job instead."""
+    return {o for a in parser._actions for o in a.option_strings if o not in ("-h", "--help")}
 
 
 def storage_arguments(args: list[str]) -> list[tuple[str, bool]]:

@@ -90,3 +90,24 @@ def test_unknown_job_is_a_usage_error():
     result = subprocess.run([sys.executable, "-m", "jobs.cli", "submit", "bake"], cwd=ROOT,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "unknown job 'bake'" in result.stderr
+
+
+def test_no_job_names_the_jobs():
+    result = subprocess.run([sys.executable, "-m", "jobs.cli", "submit"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and "ARGS" not in result.stderr
+    assert "name the JOB" in lines[-1] and "train" in lines[-1]
+
+
+@pytest.mark.parametrize("option", ["--address", "--no-wait", "--submission-id=x"])
+def test_submits_own_option_after_the_job_is_refused_not_passed_on(option):
+    """Placed after JOB, it would go to the job, and an --address would be ignored for the
+    default one."""
+    address = f"http://127.0.0.1:{_closed_port()}"
+    extra = [option, address] if option == "--address" else [option]
+    result = subprocess.run([sys.executable, "-m", "jobs.cli", "submit", "demo", *extra],
+                            cwd=ROOT, capture_output=True, text=True, timeout=60)
+    name = option.split("=")[0]
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"{name} is an option of submit itself: put it before JOB" in result.stderr
