@@ -26,12 +26,18 @@ class DataConfig:
     shuffle_buffer : rows shuffled within a buffer by the reader (0 = manifest order).
     holdout_frames : frames kept aside (from the last shard) to measure the free-energy gap
         (Hinton 2010, "A Practical Guide to Training RBMs", sec. 6); 0 disables it.
+    mirror : flip each training frame left-right with probability 1/2, drawn afresh for every
+        batch of a worker's stream (:class:`cluster.worker.BatchStream`): a face seen looking
+        one way is also seen looking the other, a new training frame for every stage. The
+        frames a stage is prepared on (whitening, exemplar start) and the held-out frames are
+        not mirrored.
     """
 
     path: str = "runs/demo/data"
     batch_size: int = 64
     shuffle_buffer: int = 0
     holdout_frames: int = 128
+    mirror: bool = False
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:

@@ -123,6 +123,14 @@ def input_seed(seed: int, stage: int, worker: int, step: int) -> int:
     return int(np.random.SeedSequence(entropy).generate_state(1)[0])
 
 
+def mirrored(x: np.ndarray, entropy: Sequence[int]) -> np.ndarray:
+    """A copy of the batch ``x (N, C, H, W)`` with each frame flipped left-right with
+    probability 1/2, the draws seeded by ``entropy`` (a stream's seed and position: a resumed
+    run flips the same frames)."""
+    flip = np.random.default_rng([int(e) for e in entropy]).random(len(x)) < 0.5
+    return np.where(flip[:, None, None, None], x[..., ::-1], x)
+
+
 class BatchStream:
     """One worker's deterministic stream of uint8 batches, positioned by ``(epoch, batch)``.
 
@@ -161,12 +169,13 @@ class BatchStream:
         return (self.epoch, self.batch)
 
     def next(self) -> np.ndarray:
-        """The next batch (N, C, H, W) uint8, rolling over to the next epoch."""
+        """The next batch (N, C, H, W) uint8, rolling over to the next epoch (half its frames
+        flipped left-right with ``data.mirror``)."""
         for _ in range(2):
             try:
                 x = next(self._it)
                 self.batch += 1
-                return x
+                return mirrored(x, (self.seed, *self.position)) if self.data.mirror else x
             except StopIteration:
                 self.epoch, self.batch = self.epoch + 1, 0
                 self._it = iter(self._reader(self.epoch))

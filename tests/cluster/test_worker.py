@@ -71,6 +71,26 @@ def test_seek_continues_exactly_where_the_stream_was(dataset):
     assert full.position == (0, 4)
 
 
+def test_mirror_flips_about_half_of_each_batch_the_same_way_after_a_resume(dataset):
+    plain = _stream(dataset, shuffle_buffer=64)
+    mirror = _stream(dataset, shuffle_buffer=64, mirror=True)
+    flipped = 0
+    batches = []
+    for _ in range(8):
+        a, b = plain.next(), mirror.next()
+        batches.append(b)
+        same = [np.array_equal(p, m) for p, m in zip(a, b, strict=True)]
+        mirrored = [np.array_equal(p[..., ::-1], m) for p, m in zip(a, b, strict=True)]
+        assert all(s or f for s, f in zip(same, mirrored, strict=True))
+        flipped += sum(f and not s for s, f in zip(same, mirrored, strict=True))
+    assert 0.3 < flipped / (8 * 16) < 0.7
+    again = _stream(dataset, shuffle_buffer=64)  # the reader's frames were not flipped in place
+    np.testing.assert_array_equal(again.next(), _stream(dataset, shuffle_buffer=64).next())
+    resumed = _stream(dataset, position=(1, 0), shuffle_buffer=64, mirror=True)
+    for expected in batches[6:]:
+        np.testing.assert_array_equal(resumed.next(), expected)
+
+
 def test_a_stream_without_a_full_batch_names_the_setting(dataset):
     with pytest.raises(ValueError, match="this worker has no dataset shards"):
         BatchStream(DataConfig(path=str(dataset)), [], seed=0)
