@@ -283,12 +283,13 @@ def plan(config: Any, *, nodes: int, cores_per_node: int = 16, frames: int = 10_
     opt_state = shard_optimiser_states(tc)
     wire = wire_schedule(tc)
     bw = bandwidth_gbps * 1e9 / 8  # bytes/s per node
+    seen_frames = frames * (2 if config.data.mirror else 1)  # a mirrored frame: another input
     stages = []
     for sp in stage_plans(config.model, n_ps):
         periods = wire_schedule(config.train.for_stage(sp.stage))  # the stage's own periods
         param_bytes = 4 * sp.n_params
-        cache = read_cache_bytes(config, sp.stage, frames / n_workers)
-        hit = cached_share(config, sp.stage, cache, frames / n_workers)
+        cache = read_cache_bytes(config, sp.stage, seen_frames / n_workers)
+        hit = cached_share(config, sp.stage, cache, seen_frames / n_workers)
         flops_step = batch * frame_flops(sp, hit, cached=sp.stage > 0 and tc.read_cache_mb > 0)
         compute_s = (measured_steps.get(sp.stage, flops_step / (gflops_per_core * 1e9))
                      / cores_per_node)
@@ -297,7 +298,7 @@ def plan(config: Any, *, nodes: int, cores_per_node: int = 16, frames: int = 10_
         step_s = t["step_s"]
         frames_per_s = n_workers * batch / step_s
         activations = 4 * batch * (sp.n_positions * sp.n_maps * 4 + 3 * sp.fan_in * sp.n_positions)
-        first_epoch_extra = (frames / n_workers * hit * sp.encode_flops_per_frame
+        first_epoch_extra = (seen_frames / n_workers * hit * sp.encode_flops_per_frame
                              / (gflops_per_core * 1e9 * cores_per_node))
         replica = param_bytes * 2 + activations + cache  # params, update, activations, cache
         stages.append({

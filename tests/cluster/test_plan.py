@@ -54,6 +54,9 @@ def test_a_replica_holds_its_stage_input_cache_up_to_its_budget():
     assert large[1]["read_cache_bytes"] == 100 * 2**20
     assert (large[1]["replica_memory_bytes"] - small[1]["replica_memory_bytes"]
             == 100 * 2**20 - 100 * per)
+    mirror = load(ROOT / "configs/demo.toml", ["train.read_cache_mb=300", "data.mirror=true"])
+    both_ways = plan(mirror, nodes=3, frames=200, gflops_per_core=10.0)["stages"]
+    assert both_ways[1]["read_cache_bytes"] == 200 * per  # each frame in both orientations
 
 
 def test_paper_geometry_is_about_a_billion_parameters_on_1000_nodes():
