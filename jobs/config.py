@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib.resources
 import os
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -96,14 +97,17 @@ def _parse_override_value(text: str) -> Any:
         return text
 
 
+OVERRIDE_KEY = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*|\.[0-9]+|\[[0-9]+\])*", re.ASCII)
+"""``section.key``, with ``[i]`` or ``.i`` indexing a list of tables (ASCII digits only)."""
+
+
 def _split_key(key: str) -> list[str | int]:
     """``model.stages[0].field`` or ``model.stages.0.field`` -> ['model', 'stages', 0, 'field']."""
-    parts: list[str | int] = []
-    for token in key.replace("]", "").replace("[", ".").split("."):
-        if token == "":
-            raise ConfigError(f"override key {key!r} is malformed; use --section.key=value")
-        parts.append(int(token) if token.isdigit() else token)
-    return parts
+    if not OVERRIDE_KEY.fullmatch(key):
+        raise ConfigError(f"override key {key!r} is malformed; use --section.key=value "
+                          "(a list index as [0])")
+    tokens = key.replace("]", "").replace("[", ".").split(".")
+    return [int(t) if t.isdigit() else t for t in tokens]
 
 
 def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
@@ -130,8 +134,10 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
                 continue
             if not isinstance(node, dict):
                 raise ConfigError(f"override {key}: {parts[i - 1]} holds no key {part!r}")
+            if part not in node and isinstance(nxt, int):
+                raise ConfigError(f"override {key}: unknown key {part!r}, no list to index")
             if part not in node:
-                node[part] = [] if isinstance(nxt, int) else {}
+                node[part] = {}
             node = node[part]
         last = parts[-1]
         if isinstance(last, int):
@@ -233,21 +239,43 @@ def load(path: str | os.PathLike | None, overrides: Sequence[str] = ()) -> JobCo
     FileNotFoundError
         ``path`` does not exist.
     """
-    data: dict[str, Any] = {}
     if path is not None:
         from pipeline import storage  # a path or URI (a run folder's config.toml in S3)
 
         p = config_path(path)
         if not storage.exists(p):
+            if os.path.isdir(p):
+                raise ConfigError(f"config file {p} is a folder: name the .toml file in it")
             raise FileNotFoundError(f"config file {p} not found (the shipped ones are "
                                     "configs/demo.toml and le2012.toml: --config demo)")
         try:
-            data = upgrade_names(tomllib.loads(storage.read_text(p)))
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{p}: not valid TOML: {exc}") from exc
+            return loads(storage.read_text(p), overrides, where=str(p))
+        except UnicodeDecodeError:
+            raise ConfigError(f"{p}: not a UTF-8 text file (a TOML config is)") from None
+    return loads("", overrides)
+
+
+def loads(text: str, overrides: Sequence[str] = (), where: str = "config") -> JobConfig:
+    """Defaults < the TOML ``text`` < overrides; validated ``JobConfig`` (ConfigError, the
+    invalid TOML named by ``where``)."""
+    try:
+        data = upgrade_names(tomllib.loads(text))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{where}: not valid TOML: {exc}") from exc
     data = _merge(to_dict(JobConfig()), data)  # file over defaults (tables merged, lists replaced)
     data = apply_overrides(data, overrides)
     return build(JobConfig, data)
+
+
+def toml_string(text: str) -> str:
+    """A TOML basic string: backslash, quote and every control character escaped (a newline
+    in a path would otherwise make the run's own config.toml unreadable)."""
+    def escape(ch: str) -> str:
+        if ch in '\\"':
+            return "\\" + ch
+        return f"\\u{ord(ch):04x}" if ord(ch) < 0x20 or ord(ch) == 0x7F else ch
+
+    return '"' + "".join(escape(ch) for ch in text) + '"'
 
 
 def _toml_scalar(value: Any) -> str:
@@ -257,7 +285,7 @@ def _toml_scalar(value: Any) -> str:
     if isinstance(value, (int, float)):
         return repr(value)
     if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return toml_string(value)
     if value is None:
         raise ConfigError("None cannot be written to TOML")
     if isinstance(value, (list, tuple)):
@@ -291,6 +319,6 @@ def dumps(config: Any) -> str:
 
 
 __all__ = [
-    "ConfigError", "DataConfig", "TrainConfig", "SimConfig", "JobConfig", "build", "load",
+    "ConfigError", "DataConfig", "TrainConfig", "SimConfig", "JobConfig", "build", "load", "loads",
     "dumps", "to_dict", "apply_overrides", "shipped_config", "config_path", "shortcut_overrides",
 ]

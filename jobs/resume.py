@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from jobs.config import ConfigError, JobConfig, load, to_dict
+from jobs.config import ConfigError, JobConfig, load, loads, to_dict, toml_string
 from pipeline import storage
 
 RUN_CONFIG = "config.toml"
@@ -68,14 +68,46 @@ def load_run_config(run_dir: str | Path, overrides: list[str]) -> JobConfig:
     if not storage.exists(path):
         raise ConfigError(f"--resume: {run_dir} holds no run to continue (no {RUN_CONFIG}): "
                           "check --run-dir, or start a new run without --resume")
-    saved = load(path)
-    resumed = load(path, [*overrides, f"train.run_dir={_toml_str(str(run_dir))}"])
+    try:
+        saved = load(path)
+    except ConfigError as exc:
+        raise ConfigError(str(exc) if str(exc).startswith(str(path)) else f"{path}: {exc}"
+                          ) from None
+    trained = trained_config(run_dir)
+    edited = [] if trained is None else [k for k in changed_fields(trained, saved)
+                                         if not _is_safe(k)]
+    if edited:
+        raise ConfigError(f"{path} was edited since its checkpoints were written: "
+                          f"{_changes(trained, saved, edited)}; --resume cannot change them "
+                          "(undo the edit, or start a new --run-dir)")
+    resumed = load(path, [*overrides, f"train.run_dir={toml_string(str(run_dir))}"])
     unsafe = [k for k in changed_fields(saved, resumed) if not _is_safe(k)]
     if unsafe:
         raise ConfigError(f"--resume cannot change {_changes(saved, resumed, unsafe)}: the "
                           "run's checkpoints depend on them; start a new --run-dir to train "
                           "with them")
     return resumed
+
+
+def trained_config(run_dir: str | Path) -> JobConfig | None:
+    """The config the run's newest checkpoint was written with (its ``meta.pt``: the stage
+    furthest on), else the one in ``model.pt``; None for a run that wrote neither."""
+    from cluster.checkpoint import latest_checkpoint, read_meta
+    from cluster.state_io import read_state
+    from models.state_file import holding
+
+    root = storage.join(str(run_dir), "checkpoints")
+    stages = sorted((int(n[5:]) for n in storage.list_dirs(root)
+                     if n.startswith("stage") and n[5:].isdigit()), reverse=True)
+    for stage in stages:
+        folder = latest_checkpoint(storage.join(root, f"stage{stage}"))
+        if folder is not None:
+            return loads(read_meta(folder)["config"], where=storage.join(folder, "meta.pt"))
+    model = storage.join(str(run_dir), "model.pt")
+    if not storage.exists(model):
+        return None
+    saved = holding(read_state(model), ("job_config",), model)
+    return loads(saved["job_config"], where=model) if isinstance(saved["job_config"], str) else None
 
 
 def _changes(saved: JobConfig, resumed: JobConfig, keys: list[str], n: int = 4) -> str:
@@ -89,8 +121,3 @@ def _changes(saved: JobConfig, resumed: JobConfig, keys: list[str], n: int = 4) 
     parts = [f"{k} ({short(a.get(k))} -> {short(b.get(k))})" for k in keys[:n]]
     more = f" and {len(keys) - n} more" if len(keys) > n else ""
     return ", ".join(parts) + more
-
-
-def _toml_str(text: str) -> str:
-    """A TOML basic string."""
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'

@@ -115,6 +115,14 @@ def read_text(location: str | os.PathLike) -> str:
     return read_bytes(location).decode("utf-8")
 
 
+def list_dirs(location: str | os.PathLike) -> list[str]:
+    """Names of the folders (prefixes) directly inside a folder, sorted; [] if there is none."""
+    filesystem, path = resolve(location)
+    selector = pafs.FileSelector(path, allow_not_found=True, recursive=False)
+    infos = filesystem.get_file_info(selector)
+    return sorted(i.base_name for i in infos if i.type == pafs.FileType.Directory)
+
+
 def list_files(location: str | os.PathLike) -> list[str]:
     """Names of the files directly inside a folder (prefix), sorted; [] if there is none."""
     filesystem, path = resolve(location)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from jobs.config import ConfigError, JobConfig, dumps, load
+from jobs.config import ConfigError, JobConfig, dumps, load, toml_string
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -146,3 +146,32 @@ def test_a_bare_name_is_a_shipped_config_whatever_the_folder_holds(tmp_path, mon
     (tmp_path / "mine").write_text("[train]\nsteps = 5\n")
     with pytest.raises(ConfigError, match=r"no shipped config .* \(\./mine\)"):
         load("mine")
+
+
+@pytest.mark.parametrize("key", ["model.stages[²].n_maps", "model.stages[1.5].n_maps",
+                                 "train..steps", "train.steps[]"])
+def test_a_malformed_override_key_is_named(key):
+    with pytest.raises(ConfigError, match=r"override key .* is malformed"):
+        load("demo", [f"--{key}=3"])
+
+
+def test_indexing_an_unknown_key_says_unknown_not_out_of_range():
+    with pytest.raises(ConfigError, match="unknown key 'newlist'"):
+        load("demo", ["--train.newlist[0]=1"])
+
+
+@pytest.mark.parametrize("text", ["a\nb", "tab\there", "bell\x07", "del\x7f", 'q"\\'])
+def test_control_characters_in_a_string_survive_the_round_trip(tmp_path, text):
+    """A newline in a path once made the run's own config.toml unreadable."""
+    config = load(None, [f"--train.run_dir={toml_string(text)}"])
+    assert config.train.run_dir == text
+    (tmp_path / "c.toml").write_text(dumps(config))
+    assert load(tmp_path / "c.toml").train.run_dir == text
+
+
+def test_a_folder_or_a_binary_file_as_config_is_one_clear_line(tmp_path):
+    with pytest.raises(ConfigError, match="is a folder"):
+        load(tmp_path)
+    (tmp_path / "bin.toml").write_bytes(b"\xff\xfe\x00bad")
+    with pytest.raises(ConfigError, match=r"bin.toml: not a UTF-8 text file"):
+        load(tmp_path / "bin.toml")

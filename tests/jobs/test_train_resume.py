@@ -3,6 +3,8 @@ checks that run before Ray starts (each a one-line error, exit 2, nothing writte
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 import jobs.train as train_job
@@ -79,6 +81,46 @@ def test_a_refused_resume_names_each_changed_field_not_the_whole_config(tmp_path
     assert ("--resume cannot change model.stages[0].n_maps (4 -> 8), update.learning_rate "
             "(0.003 -> 0.1): the run's checkpoints depend on them") in err
     assert err.count("\n") == 1 and len(err) < 300 and "train.steps" not in err
+
+
+def _meta(config_text: str) -> dict:
+    """A checkpoint's meta.pt fields (:data:`cluster.checkpoint.META_FIELDS`)."""
+    return {"stage": 0, "step": 10, "config": config_text, "layout": {}, "positions": [[0, 1]],
+            "seqs": [], "worker_steps": [], "local_states": []}
+
+
+@pytest.mark.parametrize("written", ["model.pt", "checkpoint"])
+def test_resume_refuses_a_config_toml_edited_since_the_run_wrote_its_state(tmp_path, capsys,
+                                                                          written):
+    from cluster.state_io import write_state
+
+    run, config = _run_folder(tmp_path, tmp_path / "data")
+    if written == "model.pt":
+        write_state(run / "model.pt", {"stages_trained": 0, "job_config": dumps(config)})
+    else:
+        step = run / "checkpoints/stage0/step00000010"
+        step.mkdir(parents=True)
+        write_state(step / "meta.pt", _meta(dumps(config)))
+        (run / "checkpoints/stage0/LATEST").write_text("step00000010")
+    text = (run / "config.toml").read_text()
+    (run / "config.toml").write_text(text.replace("learning_rate = 0.003", "learning_rate = 0.5")
+                                     .replace('mode = "async"', 'mode = "sync"'))
+    assert train_job.main(["--resume", "--run-dir", str(run), "--train.steps=50"]) == 2
+    err = capsys.readouterr().err
+    assert "config.toml was edited since its checkpoints were written" in err
+    assert "update.learning_rate (0.003 -> 0.5)" in err and "train.mode ('async' -> 'sync')" in err
+    assert err.count("\n") == 1
+    (run / "config.toml").write_text(re.sub(r"^steps = .*$", "steps = 7", text, flags=re.M))
+    assert load_run_config(run, []).train.steps == 7  # a safe field may be edited
+
+
+def test_an_invalid_run_config_names_its_file(tmp_path, capsys):
+    run, _ = _run_folder(tmp_path, tmp_path / "data")
+    (run / "config.toml").write_text((run / "config.toml").read_text()
+                                     .replace("[sim]\n", "[sim]\nbogus = 1\n"))
+    assert train_job.main(["--resume", "--run-dir", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert f"{run / 'config.toml'}: " in err and "bogus" in err and err.count("\n") == 1
 
 
 def test_a_shortcut_and_its_field_must_agree(tmp_path, capsys):
