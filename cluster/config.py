@@ -170,6 +170,8 @@ class TrainConfig:
                              f'sync_transport="compiled" (a graph holds 10 steps at once)')
         if not self.run_dir.strip():
             raise ValueError("run_dir is empty: give the run folder (--train.run_dir=DIR)")
+        if not 0 <= self.seed < 2**32:
+            raise ValueError(f"seed={self.seed}: must be from 0 to 2**32 - 1")
         if not self.placement_timeout_s > 0:
             raise ValueError(f"placement_timeout_s={self.placement_timeout_s} must be > 0")
         for name in ("stages", "warm_start_steps", "checkpoint_every", "read_cache_mb",
@@ -226,6 +228,15 @@ class SimConfig:
     kill_shard_at_step: int = -1
     slow_worker: int = -1
     slow_worker_delay_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("num_cpus", "worker_cpus", "slow_worker_delay_s"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name}={getattr(self, name)} must be >= 0")
+        for name in ("kill_worker", "kill_worker_at_step", "kill_shard", "kill_shard_at_step",
+                     "slow_worker"):
+            if getattr(self, name) < -1:
+                raise ValueError(f"{name}={getattr(self, name)} must be >= 0, or -1 for none")
 
 
 class JobSections(Protocol):

@@ -70,6 +70,15 @@ class StagePlan:
     encode_flops_per_frame: float = 0.0
 
 
+def shard_rows(model: Any, stage: int) -> int:
+    """How many rows (positions, maps or units) stage ``stage``'s parameters split into: at
+    most this many parameter-server shards can hold a part of them
+    (:meth:`cluster.sharding.ShardLayout.plan`)."""
+    st = model.stages[stage]
+    shapes = LEARNER_SIZES[st.kind](st, model.input_shapes()[stage], st.k)[0]
+    return next(iter(shapes.values()))[0]
+
+
 def stage_plans(model: Any, n_ps_shards: int, k_override: int | None = None) -> list[StagePlan]:
     """Per-stage sizes for a ``StackConfig`` split over ``n_ps_shards`` shards: the learner's
     parameters and the FLOPs per training frame (the stages below run forward first, at every

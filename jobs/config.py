@@ -65,6 +65,18 @@ class JobConfig:
         if self.sim.kill_shard >= self.train.n_ps_shards:
             raise ValueError(f"sim.kill_shard={self.sim.kill_shard} >= train.n_ps_shards="
                              f"{self.train.n_ps_shards}")
+        self._check_shards()
+
+    def _check_shards(self) -> None:
+        """Every trained stage splits into at least ``train.n_ps_shards`` rows."""
+        from cluster.plan import shard_rows
+
+        for stage in range(self.n_stages):
+            rows = shard_rows(self.model, stage)
+            if self.train.n_ps_shards > rows:
+                raise ValueError(f"train.n_ps_shards={self.train.n_ps_shards}: stage {stage}'s "
+                                 f"parameters split into only {rows} rows (positions, maps or "
+                                 f"units); use at most {rows} shards")
 
     @property
     def n_stages(self) -> int:

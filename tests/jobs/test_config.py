@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -175,3 +176,20 @@ def test_a_folder_or_a_binary_file_as_config_is_one_clear_line(tmp_path):
     (tmp_path / "bin.toml").write_bytes(b"\xff\xfe\x00bad")
     with pytest.raises(ConfigError, match=r"bin.toml: not a UTF-8 text file"):
         load(tmp_path / "bin.toml")
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.seed=-1", "seed=-1: must be from 0 to 2**32 - 1"),
+    ("train.seed=4611686018427387904", "must be from 0 to 2**32 - 1"),
+    ("sim.num_cpus=-3", "num_cpus=-3.0 must be >= 0"),
+    ("sim.worker_cpus=-1", "worker_cpus=-1.0 must be >= 0"),
+    ("sim.slow_worker_delay_s=-1", "slow_worker_delay_s=-1.0 must be >= 0"),
+    ("sim.kill_worker_at_step=-5", "kill_worker_at_step=-5 must be >= 0, or -1"),
+    ("train.n_ps_shards=33", "stage 0's parameters split into only 32 rows"),
+])
+def test_settings_that_failed_only_after_ray_started_are_refused_at_load(override, message):
+    """Each of these once hung on an actor that never started, or gave a traceback once Ray
+    was up and the run folder written."""
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load("demo", [override])
+    assert load("demo", ["train.n_ps_shards=32"]).train.n_ps_shards == 32
