@@ -19,6 +19,17 @@ class PlacementTimeout(TrainingFailed):
     it held."""
 
 
+class StartFailed(TrainingFailed):
+    """An actor's constructor raised: Ray does not restart it, so waiting for it is waiting for
+    ever. The message is the error's last line (its type and text)."""
+
+
+def last_line(error: BaseException) -> str:
+    """The last non-empty line of an error's text (a remote traceback's ``Type: message``)."""
+    lines = [ln.strip() for ln in str(error).splitlines() if ln.strip()]
+    return lines[-1] if lines else type(error).__name__
+
+
 class Diverged(TrainingFailed):
     """The parameters became NaN or infinite (a parameter-server shard's check)."""
 

@@ -26,6 +26,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from cluster.failures import StartFailed, last_line
+
 
 class Probe(Protocol):
     """How :class:`Liveness` reaches the actors."""
@@ -34,7 +36,9 @@ class Probe(Protocol):
         """Start a ping of ``actor``; returns a handle."""
 
     def state(self, handle: Any) -> bool | None:
-        """True: answered; False: failed (the actor died or is restarting); None: pending."""
+        """True: answered; False: failed (the actor died or is restarting); None: pending.
+        Raises :class:`cluster.failures.StartFailed` when the actor's constructor raised (it
+        will never answer)."""
 
     def free(self) -> Mapping[str, float]:
         """Resources free in the cluster now (``{"CPU": 0.48, ...}``)."""
@@ -108,7 +112,10 @@ class Liveness:
             if not (m.watched or m.down_since is not None):
                 continue
             if m.handle is not None:
-                state = self.probe.state(m.handle)
+                try:
+                    state = self.probe.state(m.handle)
+                except StartFailed as exc:
+                    raise StartFailed(f"{m.name} could not start: {exc}") from None
                 if state is None:  # pending: not answering since it was sent, past the grace
                     if m.down_since is None and now - m.sent > self.grace_s:
                         m.down_since = m.sent
@@ -161,6 +168,10 @@ class RayProbe:
         try:
             ray.get(handle)
             return True
+        except ray.exceptions.RayActorError as exc:
+            if exc.actor_init_failed:
+                raise StartFailed(last_line(exc)) from None
+            return False
         except ray.exceptions.RayError:
             return False
 

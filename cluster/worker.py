@@ -160,7 +160,10 @@ class BatchStream:
         self.epoch, self.batch = int(position[0]), 0
         self._it = iter(self._reader(self.epoch))
         for _ in range(int(position[1])):
-            next(self._it)
+            if next(self._it, None) is None:
+                raise ValueError(f"this worker's data holds {self.batch} batches an epoch, not "
+                                 f"the {int(position[1])} its checkpoint had read: was the "
+                                 "dataset (data.path) or data.batch_size changed since?")
             self.batch += 1
 
     @property

@@ -100,6 +100,27 @@ def test_resumed_sync_run_equals_uninterrupted(sync_run, dataset, tmp_path):
     assert "resuming from" in (tmp_path / "events.log").read_text()
 
 
+def test_a_worker_that_cannot_start_fails_the_run_at_once(ray_cluster, dataset, tmp_path):
+    """A checkpoint whose data positions the dataset cannot reach (another dataset given on
+    resume): each worker's constructor raises, and Ray never restarts such an actor. The run
+    once waited for it for placement_timeout_s, reported as 'Ray is starting it'."""
+    import time
+
+    from cluster.failures import StartFailed
+    from cluster.state_io import read_state, write_state
+
+    _train(_config(dataset, tmp_path, "train.steps=8"))
+    meta_path = tmp_path / "checkpoints/stage0/step00000008/meta.pt"
+    meta = read_state(meta_path)
+    write_state(meta_path, {**meta, "positions": [[0, 999], [0, 999]]})
+    (tmp_path / "model.pt").unlink()
+    t0 = time.monotonic()
+    with pytest.raises(StartFailed, match=r"worker \d could not start: ValueError: this "
+                                          r"worker's data holds \d+ batches an epoch, not the 999"):
+        _train(_config(dataset, tmp_path), resume=True)
+    assert time.monotonic() - t0 < 60
+
+
 @pytest.mark.slow
 def test_sync_worker_and_shard_kills_recover_to_the_same_result(sync_run, dataset, tmp_path):
     """A worker killed at step 11 and a shard killed at step 13: Ray restarts both, the shard

@@ -91,6 +91,11 @@ def test_mirror_flips_about_half_of_each_batch_the_same_way_after_a_resume(datas
         np.testing.assert_array_equal(resumed.next(), expected)
 
 
+def test_a_position_past_the_data_names_the_changed_dataset(dataset):
+    with pytest.raises(ValueError, match="holds 6 batches an epoch, not the 9 its checkpoint"):
+        _stream(dataset, position=(2, 9))
+
+
 def test_a_stream_without_a_full_batch_names_the_setting(dataset):
     with pytest.raises(ValueError, match="this worker has no dataset shards"):
         BatchStream(DataConfig(path=str(dataset)), [], seed=0)
