@@ -100,23 +100,33 @@ def test_resumed_sync_run_equals_uninterrupted(sync_run, dataset, tmp_path):
     assert "resuming from" in (tmp_path / "events.log").read_text()
 
 
-def test_a_worker_that_cannot_start_fails_the_run_at_once(ray_cluster, dataset, tmp_path):
+@pytest.mark.parametrize("damage, message", [
+    ("positions", r"worker \d could not start: ValueError: this worker's data holds \d+ "
+                  r"batches an epoch, not the 999"),
+    ("shard file", r"parameter-server shard 0 could not start: .*DamagedStateFile: .*shard0.pt "
+                   r"is not a whole state file"),
+])
+def test_an_actor_that_cannot_start_fails_the_run_at_once(ray_cluster, dataset, tmp_path,
+                                                         damage, message):
     """A checkpoint whose data positions the dataset cannot reach (another dataset given on
-    resume): each worker's constructor raises, and Ray never restarts such an actor. The run
-    once waited for it for placement_timeout_s, reported as 'Ray is starting it'."""
+    resume), or whose shard file was cut short: the actor's constructor raises, and Ray never
+    starts such an actor (a shard it retries for ever). The run once waited for it for
+    placement_timeout_s, reported as 'Ray is starting it', then blamed the resources."""
     import time
 
     from cluster.failures import StartFailed
     from cluster.state_io import read_state, write_state
 
     _train(_config(dataset, tmp_path, "train.steps=8"))
-    meta_path = tmp_path / "checkpoints/stage0/step00000008/meta.pt"
-    meta = read_state(meta_path)
-    write_state(meta_path, {**meta, "positions": [[0, 999], [0, 999]]})
+    step = tmp_path / "checkpoints/stage0/step00000008"
+    if damage == "positions":
+        write_state(step / "meta.pt", {**read_state(step / "meta.pt"),
+                                       "positions": [[0, 999], [0, 999]]})
+    else:
+        (step / "shard0.pt").write_bytes((step / "shard0.pt").read_bytes()[:1000])
     (tmp_path / "model.pt").unlink()
     t0 = time.monotonic()
-    with pytest.raises(StartFailed, match=r"worker \d could not start: ValueError: this "
-                                          r"worker's data holds \d+ batches an epoch, not the 999"):
+    with pytest.raises(StartFailed, match=message):
         _train(_config(dataset, tmp_path), resume=True)
     assert time.monotonic() - t0 < 60
 
