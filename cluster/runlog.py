@@ -33,6 +33,26 @@ from pipeline import storage
 
 FILES = ("metrics.jsonl", "events.log")
 
+RUN_WRITES = ("config.toml", "model.pt", "metrics.jsonl", "events.log", "corpus_tops.json",
+              "checkpoints", "tensorboard")
+"""What ``catneuron train`` writes into a run folder (files and folders)."""
+
+
+def run_files(run_dir: str) -> list[str]:
+    """Those of :data:`RUN_WRITES` that ``run_dir`` (a path or URI) already holds: a fresh run
+    would overwrite or append to them, so it is refused (another run's, or the user's own)."""
+    present = set(storage.list_files(run_dir)) | set(storage.list_dirs(run_dir))
+    return [name for name in RUN_WRITES if name in present]
+
+
+def refuse_existing_run(run_dir: str, resume: bool) -> None:
+    """FileExistsError when a fresh run would write into a folder (path or URI) that holds a
+    run's files (:func:`run_files`)."""
+    found = [] if resume else run_files(run_dir)
+    if found:
+        raise FileExistsError(f"{run_dir} already holds {', '.join(found)}: pass --resume to "
+                              "continue its run, or choose a new --run-dir")
+
 
 
 class RunLogger:

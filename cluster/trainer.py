@@ -49,7 +49,8 @@ from cluster.failures import Diverged, TrainingFailed, diverged_cause, diverged_
 from cluster.fault_injection import NO_FAULTS, FaultInjector, NoFaults, fault_injector
 from cluster.liveness import Liveness, RayProbe, StageWatch, shard_name, worker_name
 from cluster.ps import SHARD_CPUS
-from cluster.runlog import RunLogger, stage_progress
+from cluster.run_lock import RunLock
+from cluster.runlog import RunLogger, refuse_existing_run, stage_progress
 from cluster.sharding import ShardLayout, to_numpy
 from cluster.stage import StageActors, get_from_shards, prepare_stage, start_stage
 from cluster.state_io import read_state, write_state
@@ -148,11 +149,19 @@ class Trainer:
         """Train ``train.stages`` stages greedily; returns a summary (per-stage figures)."""
         cfg = self.config
         check_data(cfg)
-        if not self.resume and self._holds_a_run():
-            raise FileExistsError(f"{self.run_dir} already holds a run: pass --resume to "
-                                  f"continue it, or choose a new --run-dir")
+        refuse_existing_run(self.run_dir, self.resume)
         init_ray(cfg.sim.num_cpus)
         storage.makedirs(self.run_dir)
+        lock = RunLock(self.run_dir)  # FileExistsError: another training writes into it
+        try:
+            refuse_existing_run(self.run_dir, self.resume)  # one that started since
+            return self._train_locked()
+        finally:
+            lock.release()
+
+    def _train_locked(self) -> dict:
+        """:meth:`train` once the run folder is this process's."""
+        cfg = self.config
         storage.write_text(storage.join(self.run_dir, "config.toml"), self.config_text)
         self.log = RunLogger(self.run_dir, echo=self.echo)
         self.faults = fault_injector(cfg.sim, self.log.event)  # each fault once per run
@@ -202,13 +211,6 @@ class Trainer:
         self._write_model(model_path, stack, stage)
         self.log.event(f"stage {stage}: fitted its whitening and initial units on {n} frames "
                        f"in {time.perf_counter() - t0:.1f} s")
-
-    def _holds_a_run(self) -> bool:
-        """Whether the run folder already has a model or a stage checkpoint."""
-        checkpoints = storage.join(self.run_dir, "checkpoints")
-        return storage.exists(storage.join(self.run_dir, "model.pt")) or any(
-            storage.exists(storage.join(checkpoints, f"stage{k}", "LATEST"))
-            for k in range(self.config.n_stages))
 
     # ------------------------------------------------------------------ one stage
     def _start_checkpoint(self, stage_dir: str) -> dict | None:

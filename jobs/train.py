@@ -25,7 +25,7 @@ import sys
 import textwrap
 from argparse import RawDescriptionHelpFormatter
 
-from cluster.runlog import read_metrics
+from cluster.runlog import read_metrics, refuse_existing_run
 from jobs.errors import ArgumentParser, Interrupted, command, user_errors
 from jobs.resume import SAFE_ON_RESUME
 from pipeline import storage
@@ -104,18 +104,6 @@ def resolve(argv: list[str] | None):
     return load_run_config(args.run_dir, overrides), args
 
 
-def _refuse_existing_run(config, resume: bool) -> None:
-    """FileExistsError when a fresh run would write into a folder (path or URI) that holds
-    one."""
-    run = config.train.run_dir
-    checkpoints = storage.join(run, "checkpoints")
-    if not resume and (storage.exists(storage.join(run, "model.pt")) or any(
-            storage.exists(storage.join(checkpoints, f"stage{k}", "LATEST"))
-            for k in range(config.n_stages))):
-        raise FileExistsError(f"{run} already holds a run: pass --resume to continue it, or "
-                              "choose a new --run-dir")
-
-
 def where_interrupted(run_dir: str, n_stages: int | None = None) -> tuple[int, int]:
     """(stage, step) the run was at: the last metrics record's, unless ``events.log`` says its
     stage was done (``stage k done`` is logged once ``model.pt`` holds stage k): then stage
@@ -145,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with user_errors(FileNotFoundError, FileExistsError, ValueError):
         config, args = resolve(argv)
-        _refuse_existing_run(config, args.resume)
+        refuse_existing_run(config.train.run_dir, args.resume)  # before Ray starts
         preflight(config, args.ray_address or _env_address())
     run_dir = config.train.run_dir
     try:

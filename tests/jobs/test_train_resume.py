@@ -190,3 +190,19 @@ def test_an_empty_run_folder_or_dataset_is_one_line_and_writes_nothing(tmp_path,
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_fresh_run_into_a_folder_with_a_users_config_toml_is_refused_untouched(tmp_path,
+                                                                                  capsys):
+    data = make_dataset(tmp_path / "data", n_videos=2, frames_per_video=32, size=16,
+                        shard_rows=32)
+    run = tmp_path / "mine"
+    run.mkdir()
+    (run / "config.toml").write_text("notes")
+    (run / "metrics.jsonl").write_text("x\n")
+    assert train_job.main(_args(data, run)) == 2
+    err = capsys.readouterr().err
+    assert "already holds config.toml, metrics.jsonl: pass --resume" in err
+    assert err.count("\n") == 1
+    assert (run / "config.toml").read_text() == "notes"
+    assert (run / "metrics.jsonl").read_text() == "x\n"
