@@ -30,6 +30,11 @@ def last_line(error: BaseException) -> str:
     return lines[-1] if lines else type(error).__name__
 
 
+class CheckpointUnwritable(TrainingFailed):
+    """A checkpoint (a shard's file, its meta, the run's logs) could not be written: the run
+    folder's disk or object store refused it, or stopped answering."""
+
+
 class Diverged(TrainingFailed):
     """The parameters became NaN or infinite (a parameter-server shard's check)."""
 

@@ -187,10 +187,21 @@ class Trainer:
             # the same failure sits in other results still in flight; Ray would print each one
             # as an "unhandled error" when they are dropped: the one line above says it all
             os.environ["RAY_IGNORE_UNHANDLED_ERRORS"] = "1"
+            self._close_log_after_failure()
             raise
-        finally:
-            self.log.close()
+        except BaseException:
+            self._close_log_after_failure()
+            raise
+        self.log.close()
         return summary
+
+    def _close_log_after_failure(self) -> None:
+        """Close the run's log while an error is on its way out: a log that cannot be written
+        now (the store that failed the run) must not replace that error with its own."""
+        try:
+            self.log.close()
+        except OSError:
+            pass
 
     def _write_model(self, model_path: str, stack: RBMStack, stages_trained: int) -> None:
         """``model.pt``: RBMStack.save's format (RBMStack.load(path) reads it) plus the job's

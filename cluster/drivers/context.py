@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from cluster.checkpoint import step_folder, write_meta
 from cluster.config import TrainConfig
+from cluster.failures import CheckpointUnwritable, last_line
 from cluster.fault_injection import FaultInjector, NoFaults
 from cluster.liveness import StageWatch
 from cluster.runlog import RunLogger
@@ -49,21 +50,27 @@ class StageCheckpointer:
         rolls back)."""
         actors = self.actors
         folder = step_folder(actors.stage_dir, step)
-        storage.makedirs(folder)
 
         def saves() -> list:
             return [s.save.remote(storage.join(folder, f"shard{j}.pt"))
                     for j, s in enumerate(actors.shards)]
 
-        if watch is None:
-            ray.get(saves())
-        else:
-            get_from_shards(watch, f"stage {actors.stage} step {step}: checkpoint", saves)
-        meta = write_meta(folder, stage=actors.stage, step=step, config_text=self.config_text,
-                          layout=actors.layout, positions=positions, seqs=seqs,
-                          worker_steps=wsteps, local_states=local_states)
-        self.log.event(f"stage {actors.stage}: checkpoint {folder}")
-        self.log.sync()
+        try:  # OSError: also a shard's, re-raised by Ray as RayTaskError(OSError)
+            storage.makedirs(folder)
+            if watch is None:
+                ray.get(saves())
+            else:
+                get_from_shards(watch, f"stage {actors.stage} step {step}: checkpoint", saves)
+            meta = write_meta(folder, stage=actors.stage, step=step, config_text=self.config_text,
+                              layout=actors.layout, positions=positions, seqs=seqs,
+                              worker_steps=wsteps, local_states=local_states)
+            self.log.event(f"stage {actors.stage}: checkpoint {folder}")
+            self.log.sync()
+        except OSError as exc:
+            raise CheckpointUnwritable(
+                f"stage {actors.stage} step {step}: the checkpoint {folder} could not be "
+                f"written ({last_line(exc)[:200]}); once it can, continue the run with "
+                "--resume") from None
         return meta
 
 

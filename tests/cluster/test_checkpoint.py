@@ -124,3 +124,29 @@ def test_a_meta_with_wrong_fields_is_a_checkpoint_error(tmp_path, change):
     write_state(f"{folder}/meta.pt", meta)
     with pytest.raises(CheckpointError, match="meta.pt"):
         read_meta(folder)
+
+
+def test_a_checkpoint_the_store_refuses_ends_the_run_in_one_line(ray_cluster, tmp_path):
+    """A shard's save that fails (the store stopped answering) reached the user as two chained
+    tracebacks (the shard's RayTaskError(OSError), then the log's upload)."""
+    import ray
+
+    from cluster.drivers.context import StageCheckpointer
+    from cluster.failures import CheckpointUnwritable
+    from cluster.stage import StageActors
+
+    @ray.remote(num_cpus=0)
+    class Refusing:
+        def save(self, path):
+            raise OSError(f"When uploading {path}: the store stopped answering")
+
+    (tmp_path / "file").write_text("not a folder")
+    for stage_dir, cause in ((tmp_path / "ck", "the store stopped answering"),
+                             (tmp_path / "file" / "ck", "")):
+        actors = StageActors(stage=1, stage_dir=str(stage_dir), layout=None,
+                             shards=[Refusing.remote()], workers=[], shard_pids=[])
+        with pytest.raises(CheckpointUnwritable) as info:
+            StageCheckpointer(actors, "", log=None).save(3, positions=[], seqs=[], wsteps=[])
+        line = str(info.value)
+        assert line.startswith("stage 1 step 3: the checkpoint ") and "\n" not in line
+        assert cause in line and line.endswith("continue the run with --resume")
