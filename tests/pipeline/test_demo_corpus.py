@@ -76,6 +76,9 @@ def test_deterministic_videos_with_every_placement_recorded(tmp_path):
     assert dc.frame_kinds([f"a/{a[0].name}#sha"], [50], root=tmp_path) == [labels[50][0]]
     assert {k for k, _ in labels} == {"face", "non_face", "none"}
     assert dc.frame_kinds([str(tmp_path / "elsewhere.mp4")], [0]) is None
+    # a relative source climbing out of the dataset folder reads no record out there
+    assert dc.frame_kinds([f"../{tmp_path.name}/a/{a[0].name}#sha"], [50],
+                          root=tmp_path / "a") is None
     # appearances: one id per placement's stretch and per run of bare frames
     ids = dc.frame_appearances([str(a[0])] * 120, list(range(120)))
     runs = [t for t in range(120) if t == 0 or labels[t][0] != labels[t - 1][0]
@@ -85,6 +88,19 @@ def test_deterministic_videos_with_every_placement_recorded(tmp_path):
     assert {ids[t] for t in range(120) if labels[t][0] != "none"} == {
         f"{a[0].name}:p{k}" for k in range(len(v["placements"]))}
     assert dc.frame_appearances([str(tmp_path / "elsewhere.mp4")], [0]) is None
+
+
+@pytest.mark.parametrize("damage", [{"n_frames": None}, {"n_frames": "120"},
+                                    {"placements": 3}, {"placements": [{"start": 0}]}])
+def test_a_damaged_corpus_record_gives_no_labels_not_an_error(tmp_path, damage):
+    out = tmp_path / "corpus"
+    video = dc.write_demo_videos(out, seed=1, n_videos=1, n_frames=30, size=48)[0]
+    meta = json.loads((out / dc.CORPUS_JSON).read_text())
+    meta["videos"][0].update(damage)
+    if damage.get("n_frames", 0) is None:
+        del meta["videos"][0]["n_frames"]
+    (out / dc.CORPUS_JSON).write_text(json.dumps(meta))
+    assert dc.corpus_labels([f"corpus/{video.name}#sha"], [3], root=tmp_path) == (None, None)
 
 
 @pytest.mark.parametrize("name", ["ABSOLUTE", "../outside.mp4"])
