@@ -305,6 +305,10 @@ def plan(config: Any, *, nodes: int, cores_per_node: int = 16, frames: int = 10_
         t = step_timing(periods, sp.n_params, compute_s, n_ps=n_ps, n_workers=n_workers, bw=bw,
                         call_s=call_s, fanout_s=fanout_s)
         step_s = t["step_s"]
+        if not 0 < step_s < math.inf:
+            raise ValueError(f"stage {sp.stage}'s step time comes out as {step_s}: a rate too "
+                             "small or a time too large to size with (--gflops-per-core, "
+                             "--bandwidth-gbps, --call-ms, --fanout-ms)")
         frames_per_s = n_workers * batch / step_s
         activations = 4 * batch * (sp.n_positions * sp.n_maps * 4 + 3 * sp.fan_in * sp.n_positions)
         first_epoch_extra = (seen_frames / n_workers * hit * sp.encode_flops_per_frame
@@ -332,7 +336,7 @@ def plan(config: Any, *, nodes: int, cores_per_node: int = 16, frames: int = 10_
             "epoch_s": frames / frames_per_s,
             "first_epoch_s": frames / frames_per_s + first_epoch_extra,
         })
-    return {
+    out = {
         "nodes": nodes, "cores_per_node": cores_per_node, "n_ps_shards": n_ps,
         "n_workers": n_workers, "batch_size": batch, "frames_per_epoch": frames,
         "gflops_per_core": gflops_per_core, "gflops_per_core_measured": measured,
@@ -344,3 +348,20 @@ def plan(config: Any, *, nodes: int, cores_per_node: int = 16, frames: int = 10_
         "epoch_s_all_stages": sum(s["epoch_s"] for s in stages),
         "stages": stages,
     }
+    check_finite(out)
+    return out
+
+
+def check_finite(figures: Any, name: str = "plan") -> None:
+    """ValueError naming the first figure that is not a finite number (a rate too small or a
+    time too large for float range: JSON has no Infinity, and a table would print ``inf``)."""
+    if isinstance(figures, dict):
+        for key, value in figures.items():
+            check_finite(value, f"{name}.{key}")
+    elif isinstance(figures, list):
+        for i, value in enumerate(figures):
+            check_finite(value, f"{name}[{i}]")
+    elif isinstance(figures, float) and not math.isfinite(figures):
+        raise ValueError(f"{name} comes out as {figures}: a rate too small or a time too large "
+                         "to size with (--gflops-per-core, --bandwidth-gbps, --call-ms, "
+                         "--fanout-ms)")

@@ -164,7 +164,10 @@ def main(argv: list[str] | None = None) -> int:
         steps = measured_steps(config) if args.measure_steps else None
     except (FileNotFoundError, ValueError) as exc:  # ConfigError is a ValueError
         raise UserError(_as_flag(str(exc), sizes)) from None
-    result = plan(config, **sizes, stage_steps_s=steps)
+    try:
+        result = plan(config, **sizes, stage_steps_s=steps)
+    except ValueError as exc:  # a figure past float range (cluster.plan.check_finite)
+        raise UserError(str(exc)) from None
     print(json.dumps(result, indent=1) if args.json else render(result))
     return 0
 

@@ -59,3 +59,15 @@ def test_plan_cli_measures_steps_on_the_data_and_counts_shard_calls(tmp_path, ca
     assert main(["--config", str(ROOT / "configs/demo.toml"), "--nodes", "3",
                  "--gflops-per-core", "10", "--fanout-ms", "nan"]) == 2
     assert "--fanout-ms: must be a number >= 0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags", [["--bandwidth-gbps", "1e-320"], ["--gflops-per-core", "1e-320"],
+                                   ["--call-ms", "1e308", "--json"], ["--call-ms", "1e308"]])
+def test_figures_past_float_range_are_one_line_not_a_traceback_or_infinity(capsys, flags):
+    """Tiny positive rates divided by zero; huge times printed Infinity (not JSON) or a
+    300-digit number of days."""
+    args = ["--config", "demo", "--nodes", "1", "--gflops-per-core", "1", *flags]
+    assert main(args) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1
+    assert "comes out as inf: a rate too small or a time too large" in err
