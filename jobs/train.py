@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import signal
 import sys
 import textwrap
 from argparse import RawDescriptionHelpFormatter
@@ -151,6 +152,12 @@ def _env_address() -> str | None:
     return os.environ.get("RAY_ADDRESS") or None
 
 
+def _as_ctrl_c(signum, frame) -> None:
+    """SIGTERM (``kill``, ``timeout``, a scheduler) stops the run as Ctrl-C does: the line
+    that names the command continuing it, instead of Ray's stack dump."""
+    raise KeyboardInterrupt
+
+
 def _train(config, config_text: str, args) -> int:
     """Start (or join) Ray, train, print the summary. A run that fails (it diverged, or an actor
     it needs could not be placed) raises :class:`cluster.failures.TrainingFailed`, whose one
@@ -163,6 +170,7 @@ def _train(config, config_text: str, args) -> int:
     from pipeline.pool import ensure_ray
 
     ensure_ray(int(config.sim.num_cpus) or None, args.ray_address)  # RayUnreachable: exit 2
+    signal.signal(signal.SIGTERM, _as_ctrl_c)  # after Ray's own handler: ours wins
     trainer = Trainer(config, config_text, resume=args.resume,
                       echo=None if args.quiet else print, top_frames=(TOP_FRAMES, ct.MAX_UNITS))
     with user_errors(FileExistsError, CheckpointError):

@@ -20,7 +20,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow
-def test_ctrl_c_exits_130_with_the_resume_command(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_exits_130_with_the_resume_command(tmp_path, sig):
+    """SIGTERM (what ``kill`` and ``timeout`` send) printed Ray's C++ stack dump and no way
+    on; it now stops the run as Ctrl-C does."""
     data = make_dataset(tmp_path / "data", n_videos=2, frames_per_video=64, size=16,
                         shard_rows=32)
     run = tmp_path / "run"
@@ -40,10 +43,11 @@ def test_ctrl_c_exits_130_with_the_resume_command(tmp_path):
             break
         time.sleep(0.5)
     assert proc.poll() is None, proc.stderr.read()[-3000:]
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-3000:]
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    assert "SIGTERM received" not in err
     last = err.strip().splitlines()[-1]
     assert last.startswith("catneuron train: interrupted at stage 0 step ")
     assert last.endswith(f"continue with `catneuron train --run-dir {run} --resume`")
