@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict, dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import cv2
 import numpy as np
@@ -294,11 +294,17 @@ def corpus_labels(sources: list[str], frame_indices: list[int], root: str | os.P
 def _corpus_rows(sources: list[str], frame_indices: list[int], root: str | os.PathLike
                  ) -> list[tuple[str, int, dict]] | None:
     """``(video name, frame index, its record)`` per row; None if any row's video has no
-    corpus record or the index is outside it."""
+    corpus record or the index is outside it. A relative source lies under the dataset folder
+    (the demo's ``_videos/NAME.mp4#digest``): one that climbs out with ``..`` has no record
+    (no ``demo_corpus.json`` outside the folder is read through it); an absolute one is the
+    video file ``catneuron ingest`` was given."""
     records: dict[str, dict | None] = {}
     out = []
     for src, t in zip(sources, frame_indices, strict=True):
-        path = Path(root) / Path(str(src).split("#", 1)[0])
+        rel = PurePosixPath(str(src).split("#", 1)[0])
+        if ".." in rel.parts:
+            return None
+        path = Path(root) / rel
         if path.name not in records:
             records[path.name] = _video_record(path)
         rec = records[path.name]
@@ -327,8 +333,12 @@ def _video_record(video: Path) -> dict | None:
     bare frames starting at ``start``)."""
     for v in read_corpus_record(video.parent / CORPUS_JSON)["videos"]:
         if isinstance(v, dict) and v.get("file") == video.name and "placements" in v:
-            n = v["n_frames"]
-            return {"n_frames": n, "labels": frame_labels(v, n), "appearances": _appearances(v, n)}
+            try:
+                n = v["n_frames"]
+                return {"n_frames": n, "labels": frame_labels(v, n),
+                        "appearances": _appearances(v, n)}
+            except (KeyError, TypeError, ValueError, IndexError, AttributeError):
+                return None  # a damaged record: the corpus figures are left out
     return None
 
 
