@@ -11,6 +11,7 @@ written where it was meant to go).
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +81,7 @@ def check_data_feeds_workers(config: Any) -> None:
     if not read_manifest(path)["shards"]:
         raise PreflightError(
             f"the dataset {path} has no frames (its manifest lists no shards): ingest videos "
-            f"into it first, e.g. 'catneuron ingest SOURCES --out {path}'")
+            f"into it first, e.g. `catneuron ingest SOURCES --out {shlex.quote(str(path))}`")
     train_shards, holdout = check_data(config)
     check_shard_footers(path, [*train_shards, *holdout])
     frames = worker_frames(config, train_shards)

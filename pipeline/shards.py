@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shlex
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -324,7 +325,8 @@ def read_manifest(root: str | Path) -> dict[str, Any]:
     if not storage.exists(path):
         raise FileNotFoundError(
             f"{root} is not a catneuron dataset (no {MANIFEST}); create one with "
-            f"'catneuron ingest SOURCES --out {root}' or 'catneuron ingest --demo --out {root}'"
+            f"`catneuron ingest SOURCES --out {shlex.quote(str(root))}` or "
+            f"`catneuron ingest --demo --out {shlex.quote(str(root))}`"
         )
     try:
         manifest = json.loads(storage.read_text(path))

@@ -12,12 +12,14 @@ on: a local file is written under a temporary name, fsynced and renamed over the
 object store shows an object only once its upload has completed, so readers see the old object
 or the whole new one, never a part.
 
-A URI is used as written, with one rule: no ``.`` or ``..`` segment (pyarrow's paths are
+A URI is used as written, with these rules: no ``.`` or ``..`` segment (pyarrow's paths are
 abstract paths without them, and an object store has no folder to climb, so
-``s3://b/runs/../x`` would silently mean some other prefix): :class:`LocationError`. A local
-path is made absolute once, in :func:`resolve` (``os.path.abspath``), the same for every
-operation. :func:`check_location` asks an object store, before any work, whether the bucket
-exists and takes writes, so a wrong bucket is one line instead of a failure after the work.
+``s3://b/runs/../x`` would silently mean some other prefix), and an object-store URI names its
+bucket and has no empty path component (``s3://``, ``s3:///x``, ``s3://b/a//x``, which pyarrow
+refuses in its own words): :class:`LocationError`. A local path is made absolute once, in
+:func:`resolve` (``os.path.abspath``), the same for every operation. :func:`check_location`
+asks an object store, before any work, whether the bucket exists and takes writes, so a wrong
+bucket is one line instead of a failure after the work.
 """
 
 from __future__ import annotations
@@ -37,8 +39,9 @@ TMP_SUFFIX = ".tmp"
 
 
 class LocationError(ValueError):
-    """A location that cannot be used as given (a ``..`` in a URI, a bucket that does not exist
-    or refuses writes); the message is one line naming the location and the fix."""
+    """A location that cannot be used as given (a ``..`` in a URI, no bucket or an empty path
+    component in an object-store URI, a bucket that does not exist or refuses writes); the
+    message is one line naming the location and the fix."""
 
 
 def is_uri(location: str | os.PathLike) -> bool:
@@ -58,6 +61,7 @@ def resolve(location: str | os.PathLike) -> tuple[pafs.FileSystem, str]:
             f"{text}: a URI may not hold '.' or '..' segments (an object store has no folders "
             "to climb, so it would name another prefix): write the prefix in full")
     if scheme in OBJECT_STORES:
+        check_object_uri(text)
         bucket = rest.split("/", 1)[0]
         return _filesystem(f"{scheme}://{bucket}", os.environ.get("AWS_ENDPOINT_URL")), \
             rest.rstrip("/")
@@ -65,6 +69,18 @@ def resolve(location: str | os.PathLike) -> tuple[pafs.FileSystem, str]:
 
 
 OBJECT_STORES = ("s3", "gs", "gcs")
+
+
+def check_object_uri(uri: str) -> None:
+    """:class:`LocationError` unless an object-store URI names its bucket and has no empty path
+    component (``s3://``, ``s3:///x``, ``s3://b/a//x``); one trailing ``/`` is allowed."""
+    scheme, rest = uri.split("://", 1)
+    if not rest.split("/", 1)[0]:
+        raise LocationError(f"{uri}: the URI names no bucket: write {scheme}://BUCKET/PREFIX")
+    parts = (rest[:-1] if rest.endswith("/") else rest).split("/")
+    if "" in parts:
+        raise LocationError(f"{uri}: the URI has an empty path component ('//'); did you mean "
+                            f"{scheme}://{'/'.join(p for p in parts if p)}?")
 
 
 @functools.lru_cache(maxsize=16)

@@ -57,7 +57,7 @@ def test_an_empty_dataset_says_ingest_first(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
     write_manifest(data, empty_manifest({"input_size": 16}))
-    with pytest.raises(PreflightError, match="has no frames .*'catneuron ingest SOURCES --out"):
+    with pytest.raises(PreflightError, match="has no frames .*`catneuron ingest SOURCES --out"):
         check_data_feeds_workers(_config(data, tmp_path))
 
 

@@ -81,3 +81,24 @@ def test_submit_finds_the_locations_among_a_jobs_arguments():
     assert storage_arguments(args) == [("s3://b/data", True), ("gs://c/d", False),
                                        ("s3://b/runs/x", True), ("s3://b/probe", False),
                                        ("s3://b/runs/y", True)]
+
+
+@pytest.mark.parametrize("case", ["ingest", "train-data", "submit"])
+@pytest.mark.parametrize("location, message", [
+    ("s3://", "the URI names no bucket"),
+    ("s3:///x", "the URI names no bucket"),
+    ("s3://catneuron/a//x", "the URI has an empty path component"),
+])
+def test_a_malformed_uri_is_one_line_in_our_words(s3_store, tmp_path, monkeypatch, capsys,
+                                                  case, location, message):
+    """Before: pyarrow's 'Path cannot start with a separator' naming the write check's probe,
+    'Empty path component', or a suggestion to ingest into s3://."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    job, argv = CASES[case]
+    argv = [a.replace("LOCATION", location).replace("CLOSED", _closed_address()) for a in argv]
+    assert _run(job, argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "write-check" not in err and "ingest --demo" not in err, err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []

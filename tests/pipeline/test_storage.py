@@ -67,3 +67,36 @@ def test_a_uri_with_dot_segments_is_refused_by_every_operation(uri):
 def test_a_local_path_is_normalised_once(tmp_path):
     assert storage.resolve(f"{tmp_path}/a/../b")[1] == str(tmp_path / "b")
     storage.check_location(f"{tmp_path}/a/../b", write=True)  # local: the OS's meaning
+
+
+@pytest.mark.parametrize("uri, message", [
+    ("s3://", "s3://: the URI names no bucket"),
+    ("s3:///x", "s3:///x: the URI names no bucket"),
+    ("gs://", "gs://: the URI names no bucket"),
+    ("s3://catneuron/a//x", "s3://catneuron/a//x: the URI has an empty path component ('//'); "
+                            "did you mean s3://catneuron/a/x?"),
+    ("s3://catneuron//x", "empty path component"),
+    ("s3://catneuron/a//", "empty path component"),
+])
+def test_a_uri_without_a_bucket_or_with_an_empty_component_is_refused_in_our_words(uri, message):
+    """pyarrow's own words named the write check's probe key ('Path cannot start with a
+    separator ('/.catneuron-write-check-...')') or said 'Empty path component'."""
+    for operation in (storage.resolve, storage.exists, storage.list_files,
+                      lambda u: storage.check_location(u, write=True)):
+        with pytest.raises(storage.LocationError) as caught:
+            operation(uri)
+        text = str(caught.value)
+        assert message in text and "write-check" not in text and "\n" not in text
+
+
+@pytest.mark.parametrize("uri", ["s3://catneuron", "s3://catneuron/", "s3://catneuron/a/x/"])
+def test_a_bucket_alone_or_one_trailing_slash_is_fine(s3_store, uri):
+    storage.check_location(uri, write=True)
+
+
+def test_a_missing_dataset_suggests_a_command_that_can_be_pasted(s3_store):
+    from pipeline.shards import read_manifest
+
+    with pytest.raises(FileNotFoundError) as caught:
+        read_manifest("s3://catneuron/my data")
+    assert "`catneuron ingest --demo --out 's3://catneuron/my data'`" in str(caught.value)
