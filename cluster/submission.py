@@ -35,6 +35,9 @@ CONNECT_TIMEOUT_S = 10.0
 EXCLUDES = [".git", ".venv", "venv", "runs", "data", "__pycache__", "*.pyc", "*.parquet",
             ".pytest_cache", ".ruff_cache", "*.egg-info", "build", "dist", "benchmarks/results"]
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
+# Ray's SDK loggers are set to INFO in their modules (so the "ray" logger's level does not
+# reach them): "Uploading package ...", "Package ... already exists", "WebSocket closed ...".
+SDK_LOGGERS = ("ray.dashboard.modules.dashboard_sdk", "ray.dashboard.modules.job.sdk")
 
 
 class ClusterUnreachable(RuntimeError):
@@ -98,6 +101,8 @@ def connect(address: str | None):
     from ray.job_submission import JobSubmissionClient
 
     logging.getLogger("ray").setLevel(logging.ERROR)  # Ray's upload chatter; errors still show
+    for name in SDK_LOGGERS:  # imported with JobSubmissionClient, which set them to INFO
+        logging.getLogger(name).setLevel(logging.WARNING)
     url = resolve_address(address)
     probe(url)
     saved = {k: os.environ.pop(k) for k in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")
@@ -184,6 +189,15 @@ def wait_terminal(client, job_id: str, poll_s: float = 1.0,
         time.sleep(poll_s)
 
 
+def brief_message(message: str | None, limit: int = 300) -> str:
+    """A job's status message without the log Ray appends to a failure's ("Job entrypoint
+    command failed with exit code 2, last available logs (truncated to 20,000 chars):\n<the
+    whole log>"): its first sentence, on one line, at most ``limit`` characters."""
+    text = (message or "").split(", last available logs", 1)[0]
+    text = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def describe(info) -> Iterator[str]:
     """``key: value`` lines of a ``JobDetails`` worth showing."""
     import datetime
@@ -197,4 +211,7 @@ def describe(info) -> Iterator[str]:
     yield f"started:    {stamp(info.start_time)}"
     yield f"ended:      {stamp(info.end_time)}"
     if info.message:
-        yield f"message:    {info.message}"
+        brief = brief_message(info.message)
+        if brief != info.message.strip():  # the log Ray appended: shown by 'jobs logs'
+            brief += f" (its logs: catneuron jobs logs {info.submission_id or info.job_id})"
+        yield f"message:    {brief}"

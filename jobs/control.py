@@ -17,7 +17,7 @@ from __future__ import annotations
 import sys
 
 from jobs.errors import ArgumentParser, UserError, command, user_errors
-from jobs.submit import add_address
+from jobs.submit import add_address, unknown_job
 
 PROG = "catneuron jobs"
 
@@ -57,6 +57,7 @@ def _logs(client, args) -> int:
     if args.follow:
         from jobs.submit import follow
 
+        client.get_job_info(args.id)  # an unknown id: "no job" (the log stream gives a 404)
         return follow(client, args.id, PROG)
     print(client.get_job_logs(args.id), end="")
     return 0
@@ -90,8 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     except RuntimeError as exc:  # Ray's client: unknown job id, or the server failed
         text = str(exc)
         if "does not exist" in text or "404" in text:
-            raise UserError(f"no job {args.id!r} on this cluster ('catneuron jobs list')",
-                            status=1) from None
+            raise unknown_job(args.id) from None
         raise UserError(text[:500], status=1) from None
     except TimeoutError as exc:
         raise UserError(str(exc), status=1) from None

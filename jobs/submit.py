@@ -124,10 +124,17 @@ def check_storage_arguments(args: list[str]) -> None:
         storage.check_location(location, write=written)
 
 
+def unknown_job(job_id: str) -> UserError:
+    """The error of a job id the cluster does not know (exit status 1)."""
+    return UserError(f"no job {job_id!r} on this cluster ('catneuron jobs list')", status=1)
+
+
 def follow(client, job_id: str, prog: str) -> int:
     """Stream a job's logs to stdout until it ends; 0 if it SUCCEEDED, 1 if not, 130 on Ctrl-C
     (the job keeps running)."""
-    from cluster.submission import follow_logs, wait_terminal
+    import aiohttp
+
+    from cluster.submission import brief_message, follow_logs, wait_terminal
 
     try:
         follow_logs(client, job_id, lambda text: print(text, end="", flush=True))
@@ -136,12 +143,15 @@ def follow(client, job_id: str, prog: str) -> int:
         print(f"\n{prog}: stopped following; job {job_id} keeps running "
               f"(catneuron jobs stop {job_id})", file=sys.stderr)
         return 130
-    except (OSError, RuntimeError) as exc:
+    except (OSError, RuntimeError, aiohttp.ClientError) as exc:
+        if isinstance(exc, aiohttp.WSServerHandshakeError) and exc.status == 404:
+            raise unknown_job(job_id) from None  # the log stream of a job the server lacks
         print(f"{prog}: lost the job's logs ({str(exc)[:300]}); follow it with "
               f"'catneuron jobs logs {job_id} --follow'", file=sys.stderr)
         return 1
     info = client.get_job_info(job_id)
-    detail = f": {info.message}" if status != "SUCCEEDED" and info.message else ""
+    # the first sentence: Ray appends the whole log to a failure's message, streamed above
+    detail = f": {brief_message(info.message)}" if status != "SUCCEEDED" and info.message else ""
     print(f"{prog}: job {job_id} {status}{detail}", file=sys.stderr)
     return 0 if status == "SUCCEEDED" else 1
 

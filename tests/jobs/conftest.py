@@ -56,3 +56,15 @@ def demo_run(tmp_path_factory) -> DemoRun:
     continued = subprocess.run(demo_command(out), cwd=REPO, text=True, timeout=900,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     return DemoRun(out, interrupted, continued)
+
+
+@pytest.fixture(scope="session")
+def ray_head():
+    """A real one-node Ray cluster on 127.0.0.1 (``ray start --head`` in its own process group
+    and temp dir, :mod:`tests.cluster.raycluster`), for ``catneuron submit`` / ``catneuron
+    jobs``; killed at the end (never ``ray stop``)."""
+    from tests.cluster.raycluster import remove, start_cluster
+
+    cluster = start_cluster()
+    yield cluster
+    remove(cluster)

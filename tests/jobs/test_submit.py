@@ -1,5 +1,6 @@
-"""``catneuron submit`` / ``catneuron jobs`` without a cluster: the job spec they build, the
-address they use, and one clear line (no traceback) when no cluster answers."""
+"""``catneuron submit`` / ``catneuron jobs``: the job spec they build, the address they use, one
+clear line (no traceback) when no cluster answers; and against a real one-node cluster
+(``ray_head``), an unknown job id and a failed job."""
 
 from __future__ import annotations
 
@@ -111,3 +112,40 @@ def test_submits_own_option_after_the_job_is_refused_not_passed_on(option):
     name = option.split("=")[0]
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert f"{name} is an option of submit itself: put it before JOB" in result.stderr
+
+
+def _cli(cluster, *args: str) -> subprocess.CompletedProcess:
+    """``catneuron ARGS`` as a user runs it against ``cluster`` (RAY_ADDRESS and its token)."""
+    return subprocess.run([sys.executable, "-m", "jobs.cli", *args], cwd=ROOT, text=True,
+                          capture_output=True, env=cluster.client_env(), timeout=300)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("follow", [[], ["--follow"]])
+def test_logs_of_an_unknown_job_is_one_line_with_or_without_follow(ray_head, follow):
+    """--follow opened Ray's log stream, whose 404 handshake error was a traceback."""
+    result = _cli(ray_head, "jobs", "logs", "nope", *follow)
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr == "catneuron jobs: error: no job 'nope' on this cluster " \
+                            "('catneuron jobs list')\n", result.stderr
+
+
+@pytest.mark.slow
+def test_a_failed_job_ends_with_ray_s_first_sentence_not_its_log_again(ray_head):
+    """Ray appends the job's whole log to a failure's message; submit streamed the log already,
+    and 'jobs status' says where it is. Ray's SDK INFO lines (package upload, WebSocket
+    closed) stay off the terminal."""
+    result = _cli(ray_head, "submit", "--no-pip", "train", "--config", "demo",
+                  "--train.bogus=1")
+    job_id = result.stdout.split("\n", 1)[0].strip()
+    assert result.returncode == 1, result.stderr
+    assert result.stdout.count("unknown key train.bogus") == 1  # the job's own error, streamed
+    assert result.stderr == (f"catneuron submit: job {job_id} FAILED: Job entrypoint command "
+                             "failed with exit code 2\n"), result.stderr
+
+    status = _cli(ray_head, "jobs", "status", job_id)
+    assert status.returncode == 1
+    assert status.stdout.splitlines()[-1] == (
+        "message:    Job entrypoint command failed with exit code 2 (its logs: catneuron jobs "
+        f"logs {job_id})"), status.stdout
+    assert "unknown key" not in status.stdout
