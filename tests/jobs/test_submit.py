@@ -4,6 +4,7 @@ clear line (no traceback) when no cluster answers; and against a real one-node c
 
 from __future__ import annotations
 
+import re
 import shlex
 import socket
 import subprocess
@@ -112,6 +113,18 @@ def test_submits_own_option_after_the_job_is_refused_not_passed_on(option):
     name = option.split("=")[0]
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert f"{name} is an option of submit itself: put it before JOB" in result.stderr
+
+
+def test_the_readme_names_exactly_the_jobs_submit_takes():
+    """It said 'any of the jobs above', which included gallery (and submit, jobs)."""
+    from jobs.submit import JOBS
+
+    row = next(line for line in (ROOT / "README.md").read_text().splitlines()
+               if line.startswith("| `catneuron submit "))
+    what = row.split("|")[2]
+    named = re.findall(r"`([a-z]+)`", what.split("(not", 1)[0])
+    assert named == list(JOBS), row
+    assert "any of the jobs above" not in what
 
 
 def _cli(cluster, *args: str) -> subprocess.CompletedProcess:
