@@ -218,10 +218,13 @@ def staging_dir(location: str | os.PathLike) -> Path:
 def check_location(location: str | os.PathLike, *, write: bool = False) -> None:
     """Raise :class:`LocationError` (one line) unless ``location`` can be used: a URI without
     ``.``/``..`` segments, and for an object store a bucket that exists and, with ``write``,
-    accepts an object (a small one is written and deleted under the prefix). Local paths are
-    left to the command's own checks. Called by every job before it does any work."""
+    accepts an object (a small one is written and deleted under the prefix); a local folder,
+    with ``write``, that is a folder or can be made one and takes a file (what this makes is
+    removed again). Called by every job before it does any work."""
     filesystem, path = resolve(location)
     if is_local(location):
+        if write:
+            _check_local_folder(location, Path(path))
         return
     bucket = path.split("/", 1)[0]
     where = os.environ.get("AWS_ENDPOINT_URL")
@@ -245,6 +248,26 @@ def check_location(location: str | os.PathLike, *, write: bool = False) -> None:
             raise LocationError(f"{location}: cannot write into the bucket {bucket!r}{at} "
                                 f"({_one_line(exc)}): check the credentials' permissions "
                                 "or choose another location") from None
+
+
+def _check_local_folder(location: str | os.PathLike, path: Path) -> None:
+    """LocationError unless ``path`` is, or can be made, a folder that takes a file: a probe
+    file is written and deleted, and the folders made for it are removed again."""
+    made = [p for p in (path, *path.parents) if not p.exists()]
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".catneuron-write-check-{uuid.uuid4().hex}"
+        probe.write_bytes(b"catneuron write check\n")
+        probe.unlink()
+    except OSError as exc:
+        raise LocationError(f"{location}: cannot write a folder there ({_one_line(exc)}): "
+                            "choose another location") from None
+    finally:
+        for folder in made:  # deepest first
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
 
 
 def _one_line(exc: BaseException, limit: int = 200) -> str:

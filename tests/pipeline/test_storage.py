@@ -4,6 +4,7 @@ S3-compatible server (moto, on 127.0.0.1)."""
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -100,3 +101,14 @@ def test_a_missing_dataset_suggests_a_command_that_can_be_pasted(s3_store):
     with pytest.raises(FileNotFoundError) as caught:
         read_manifest("s3://catneuron/my data")
     assert "`catneuron ingest --demo --out 's3://catneuron/my data'`" in str(caught.value)
+
+
+def test_a_local_folder_that_cannot_be_made_is_one_line_and_nothing_is_left(tmp_path):
+    """A run folder or --out under a file, or in /proc, was a traceback once Ray had started."""
+    (tmp_path / "file").write_text("x")
+    for bad in (tmp_path / "file" / "run", Path("/proc/catneuron-run")):
+        with pytest.raises(storage.LocationError, match="cannot write a folder there"):
+            storage.check_location(str(bad), write=True)
+    storage.check_location(str(tmp_path / "new" / "deeper"), write=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # made, then removed
+    storage.check_location(str(tmp_path / "file" / "run"))  # reading checks nothing locally
