@@ -48,6 +48,19 @@ def latest_checkpoint(stage_dir: str | os.PathLike) -> str | None:
     return folder if storage.list_files(folder) else None
 
 
+def prune(stage_dir: str | os.PathLike, keep: int) -> list[str]:
+    """Delete all but the newest ``keep`` step folders of a stage (none when ``keep`` is 0),
+    never the one ``LATEST`` names; the deleted folders' names."""
+    if keep < 1:
+        return []
+    latest = storage.read_text(storage.join(stage_dir, "LATEST")).strip()
+    steps = sorted(n for n in storage.list_dirs(stage_dir) if re.fullmatch(r"step\d+", n))
+    old = [n for n in steps[:-keep] if n != latest]
+    for name in old:
+        storage.delete_tree(storage.join(stage_dir, name))
+    return old
+
+
 META_FIELDS = {"stage": int, "step": int, "config": str, "layout": dict, "positions": list,
                "seqs": list, "worker_steps": list, "local_states": list}
 """What :func:`write_meta` writes and a resumed run reads, with each one's type."""

@@ -109,6 +109,8 @@ class TrainConfig:
         on the driver's node: otherwise the steps go through the tasks, and the run's events
         say so (a graph across nodes hung here).
     checkpoint_every : global steps between checkpoints (0 = only at the end of each stage).
+    keep_checkpoints : the newest checkpoints of a stage kept; older ones are deleted once a
+        newer one is published (0 = keep every one). A resume or a rollback reads the newest.
     log_interval : worker steps between metric records (recon error, free-energy gap).
     seed : seeds the model's initial weights and every worker's generators (per stage, worker
         and step: ``cluster.worker.step_seed``) and data order.
@@ -146,6 +148,7 @@ class TrainConfig:
     max_in_flight: int = 2
     sync_transport: Literal["tasks", "compiled"] = "tasks"
     checkpoint_every: int = 100
+    keep_checkpoints: int = 3
     log_interval: int = 10
     seed: int = 0
     run_dir: str = "runs/demo/train"
@@ -174,7 +177,8 @@ class TrainConfig:
             raise ValueError(f"seed={self.seed}: must be from 0 to 2**32 - 1")
         if not self.placement_timeout_s > 0:
             raise ValueError(f"placement_timeout_s={self.placement_timeout_s} must be > 0")
-        for name in ("stages", "warm_start_steps", "checkpoint_every", "read_cache_mb",
+        for name in ("stages", "warm_start_steps", "checkpoint_every", "keep_checkpoints",
+                     "read_cache_mb",
                      "frame_cache_mb"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 0")

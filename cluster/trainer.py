@@ -292,7 +292,8 @@ class Trainer:
             with stage_progress(stage, tc.steps, start) as bar:
                 driver = make_driver(tc.mode, StageContext(
                     actors, meta, tc, CheckpointSchedule(tc.checkpoint_every),
-                    StageCheckpointer(actors, self.config_text, self.log), self.faults,
+                    StageCheckpointer(actors, self.config_text, self.log,
+                                      keep=tc.keep_checkpoints), self.faults,
                     self.log, bar, watch))
                 stats = self._run(driver, stage)
             stats["seconds"] = time.perf_counter() - t0

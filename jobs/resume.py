@@ -19,7 +19,8 @@ from pipeline import storage
 RUN_CONFIG = "config.toml"
 
 SAFE_ON_RESUME = (
-    "train.steps", "train.stages", "train.checkpoint_every", "train.log_interval",
+    "train.steps", "train.stages", "train.checkpoint_every", "train.keep_checkpoints",
+    "train.log_interval",
     "train.max_in_flight", "train.sync_transport", "train.device", "train.run_dir",
     "train.placement_timeout_s", "train.frame_cache_mb",
     "data.path", "sim.*",

@@ -203,6 +203,15 @@ def delete(location: str | os.PathLike) -> None:
         pass
 
 
+def delete_tree(location: str | os.PathLike) -> None:
+    """Delete a folder (a prefix of an object store) and everything under it."""
+    filesystem, path = resolve(location)
+    try:
+        filesystem.delete_dir(path)
+    except FileNotFoundError:
+        pass
+
+
 def staging_dir(location: str | os.PathLike) -> Path:
     """A local folder where files bound for ``location`` are written before they are published:
     the folder itself when it is local (so publishing is a rename), else a fresh temporary

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import ray
 from tqdm import tqdm
 
-from cluster.checkpoint import step_folder, write_meta
+from cluster.checkpoint import prune, step_folder, write_meta
 from cluster.config import TrainConfig
 from cluster.failures import CheckpointUnwritable, last_line
 from cluster.fault_injection import FaultInjector, NoFaults
@@ -40,6 +40,7 @@ class StageCheckpointer:
     actors: StageActors
     config_text: str  # the resolved job config, stored in every checkpoint
     log: RunLogger
+    keep: int = 0  # train.keep_checkpoints: the newest kept (0: all)
 
     def save(self, step: int, *, positions, seqs, wsteps, local_states=None,
              watch: StageWatch | None = None) -> dict:
@@ -65,6 +66,7 @@ class StageCheckpointer:
                               layout=actors.layout, positions=positions, seqs=seqs,
                               worker_steps=wsteps, local_states=local_states)
             self.log.event(f"stage {actors.stage}: checkpoint {folder}")
+            prune(actors.stage_dir, self.keep)
             self.log.sync()
         except OSError as exc:
             raise CheckpointUnwritable(

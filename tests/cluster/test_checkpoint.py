@@ -150,3 +150,19 @@ def test_a_checkpoint_the_store_refuses_ends_the_run_in_one_line(ray_cluster, tm
         line = str(info.value)
         assert line.startswith("stage 1 step 3: the checkpoint ") and "\n" not in line
         assert cause in line and line.endswith("continue the run with --resume")
+
+
+def test_prune_keeps_the_newest_and_the_latest(tmp_path):
+    """Checkpoints were never deleted: 3,361 step folders after a long run."""
+    from cluster.checkpoint import prune
+
+    for step in (0, 5, 10, 15, 20):
+        (tmp_path / f"step{step:08d}").mkdir()
+        (tmp_path / f"step{step:08d}" / "shard0.pt").write_bytes(b"x")
+    (tmp_path / "LATEST").write_text("step00000015")  # 20 not yet published
+    assert prune(tmp_path, 0) == []
+    assert prune(tmp_path, 2) == ["step00000000", "step00000005", "step00000010"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["LATEST", "step00000015",
+                                                          "step00000020"]
+    (tmp_path / "LATEST").write_text("step00000015")
+    assert prune(tmp_path, 1) == []  # the newest folder goes only once LATEST moved on
