@@ -24,8 +24,10 @@ class DataConfig:
         (:mod:`pipeline.storage`), which every node of a cluster reaches.
     batch_size : frames per worker per step (Le et al. used mini-batches of 100 per replica).
     shuffle_buffer : rows shuffled within a buffer by the reader (0 = manifest order).
-    holdout_frames : frames kept aside (from the last shard) to measure the free-energy gap
-        (Hinton 2010, "A Practical Guide to Training RBMs", sec. 6); 0 disables it.
+    holdout_frames : frames of the held-out shard used to measure the free-energy gap
+        (Hinton 2010, "A Practical Guide to Training RBMs", sec. 6): the dataset's last shard
+        is held out whole whenever this is > 0 (and there are two shards or more), and at most
+        its frames are used; 0 disables it.
     mirror : flip each training frame left-right with probability 1/2, drawn afresh for every
         batch of a worker's stream (:class:`cluster.worker.BatchStream`): a face seen looking
         one way is also seen looking the other, a new training frame for every stage. The
