@@ -303,7 +303,8 @@ def test_every_async_checkpoint_holds_every_workers_state(ray_cluster, dataset, 
     own state (its sparsity estimate here), never a missing one. (The stage's first checkpoint,
     at step 0, holds none: no worker has a state yet.)"""
     cfg = _config(dataset, tmp_path, 'train.mode="async"', "train.steps=96",
-                  "train.log_interval=2", "train.checkpoint_every=32", "sim.slow_worker=1",
+                  "train.log_interval=2", "train.checkpoint_every=32",
+                  "train.keep_checkpoints=0", "sim.slow_worker=1",
                   "sim.slow_worker_delay_s=0.05")
     _train(cfg)
     metas = sorted((tmp_path / "checkpoints/stage0").glob("step*/meta.pt"))[1:]  # past step 0
