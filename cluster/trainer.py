@@ -100,11 +100,21 @@ def check_data(config: JobSections) -> tuple[list[str], list[str]]:
     return train_shards, holdout
 
 
-def resumed_stages(model_path: str, stack: RBMStack) -> int:
-    """Load a resumed run's ``model.pt`` into ``stack``; how many stages it holds trained
-    (``stages_trained``, 0 to all). A file that is not the run's (another geometry, missing or
-    wrong fields) is a :class:`CheckpointError`, before anything is trained."""
+def resumed_stages(model_path: str, stack: RBMStack,
+                   generator: torch.Generator | None = None) -> int:
+    """Load a resumed run's ``model.pt`` into ``stack`` (and its ``generator_state`` into
+    ``generator``, the stack's: where the next stage's preparation draws from); how many
+    stages it holds trained (``stages_trained``, 0 to all). A file that is not the run's
+    (another geometry, missing or wrong fields) is a :class:`CheckpointError`, before anything
+    is trained. A file written before ``generator_state`` leaves ``generator`` as it is."""
     saved = read_state(model_path)
+    state = saved.get("generator_state") if isinstance(saved, dict) else None
+    if generator is not None and state is not None:
+        try:
+            generator.set_state(state)
+        except (TypeError, RuntimeError) as exc:
+            raise CheckpointError(f"{model_path}: generator_state is not a generator's state "
+                                  f"({str(exc)[:80]})") from None
     try:
         holding(saved, ("state", "stages_trained"), model_path)
         stack.load_state_dict(saved["state"])
@@ -143,6 +153,7 @@ class Trainer:
         self.corpus_tops: CorpusTops | None = None
         self.log: RunLogger | None = None
         self.faults: FaultInjector | NoFaults = NO_FAULTS
+        self.generator = torch.Generator().manual_seed(config.train.seed)  # the stack's
 
     # ------------------------------------------------------------------ top level
     def train(self) -> dict:
@@ -167,13 +178,12 @@ class Trainer:
         self.faults = fault_injector(cfg.sim, self.log.event)  # each fault once per run
         summary: dict[str, Any] = {"run_dir": str(self.run_dir), "stages": []}
         try:
-            stack = RBMStack(cfg.model, update=cfg.update,
-                             generator=torch.Generator().manual_seed(cfg.train.seed),
+            stack = RBMStack(cfg.model, update=cfg.update, generator=self.generator,
                              device="cpu")
             first = 0
             model_path = storage.join(self.run_dir, "model.pt")
             if self.resume and storage.exists(model_path):
-                first = resumed_stages(model_path, stack)
+                first = resumed_stages(model_path, stack, self.generator)
                 self.log.event(f"resume: stages 0..{first - 1} already trained ({model_path})")
             for stage in range(first, cfg.n_stages):
                 self._prepare_stage(stage, stack, model_path)
@@ -203,12 +213,16 @@ class Trainer:
         except OSError:
             pass
 
-    def _write_model(self, model_path: str, stack: RBMStack, stages_trained: int) -> None:
+    def _write_model(self, model_path: str, stack: RBMStack, stages_trained: int,
+                     generator_state: torch.Tensor | None = None) -> None:
         """``model.pt``: RBMStack.save's format (RBMStack.load(path) reads it) plus the job's
-        own fields."""
+        own fields, among them the state of the stack's generator where the next stage's
+        preparation starts from it (``generator_state``; default: its state now), so that a
+        run resumed at a stage boundary draws what the uninterrupted run drew."""
+        state = self.generator.get_state() if generator_state is None else generator_state
         write_state(model_path, {"config": stack.config.to_dict(), "state": stack.state_dict(),
                                  "stages_trained": stages_trained,
-                                 "job_config": self.config_text})
+                                 "job_config": self.config_text, "generator_state": state})
 
     def _prepare_stage(self, stage: int, stack: RBMStack, model_path: str) -> None:
         """A fresh stage that fits parts to data (whitening, initial units) fits them here on
@@ -218,8 +232,9 @@ class Trainer:
         if not stack.stages[stage].needs_data or latest_checkpoint(stage_dir) is not None:
             return
         t0 = time.perf_counter()
+        before = self.generator.get_state()  # a resume that prepares it again starts here
         n = prepare_stage(self.config, stack, stage)
-        self._write_model(model_path, stack, stage)
+        self._write_model(model_path, stack, stage, generator_state=before)
         self.log.event(f"stage {stage}: fitted its whitening and initial units on {n} frames "
                        f"in {time.perf_counter() - t0:.1f} s")
 

@@ -22,15 +22,19 @@ STAGES = ('model.stages=[{kind="tied", learner="kmeans", field=3, n_maps=4, pool
           'sizes=[16, 12], rows_per_frame=4, learning_rate=0.05}]')
 
 
-@pytest.mark.slow
-def test_sync_tied_and_competitive_stages_equal_the_reference(ray_cluster, tmp_path):
-    data = make_dataset(tmp_path / "data", size=16)
-    cfg = load(None, [
+def _config(data, run_dir, *overrides):
+    return load(None, [
         f'data.path="{data}"', "data.batch_size=16", "data.holdout_frames=32",
         "model.input_size=16", "model.input_lcn_sigma=0.0", STAGES,
         "update.weight_decay=0.0", "train.mode=\"sync\"", "train.n_workers=2",
         "train.n_ps_shards=2", "train.stages=2", "train.steps=6", "train.checkpoint_every=3",
-        "train.prepare_frames=64", f'train.run_dir="{tmp_path / "run"}"'])
+        "train.prepare_frames=64", f'train.run_dir="{run_dir}"', *overrides])
+
+
+@pytest.mark.slow
+def test_sync_tied_and_competitive_stages_equal_the_reference(ray_cluster, tmp_path):
+    data = make_dataset(tmp_path / "data", size=16)
+    cfg = _config(data, tmp_path / "run")
     trainer = Trainer(cfg, dumps(cfg), echo=None, top_frames=(5, 8192))
     trainer.train()
     trained = RBMStack.load(tmp_path / "run" / "model.pt", device="cpu")
@@ -47,6 +51,28 @@ def test_sync_tied_and_competitive_stages_equal_the_reference(ray_cluster, tmp_p
     assert (trained.rbms[1].params["W"] - untrained.rbms[1].params["W"]).abs().max() > 1e-5
     events = (tmp_path / "run" / "events.log").read_text()
     assert "stage 0: fitted its whitening" in events and "stage 1: fitted its whitening" in events
+
+
+@pytest.mark.slow
+def test_a_run_resumed_at_the_stage_boundary_equals_the_uninterrupted_run(ray_cluster,
+                                                                          tmp_path):
+    """Stage 0 trained alone (``train.stages=1``), then the run resumed with ``train.stages=2``
+    (as after Ctrl-C in stage 1's preparation): stage 1 is prepared in a fresh process, and the
+    model equals the uninterrupted two-stage run's. Stage 1's initial units were once drawn from
+    the stack's shared generator, which stage 0's preparation had advanced in the uninterrupted
+    run only."""
+    data = make_dataset(tmp_path / "data", size=16)
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    for run_dir, overrides, resume in ((whole, (), False), (split, ("train.stages=1",), False),
+                                       (split, (), True)):
+        cfg = _config(data, run_dir, *overrides)
+        Trainer(cfg, dumps(cfg), resume=resume, echo=None).train()
+    a, b = (torch.load(d / "model.pt", weights_only=False)["state"]["rbms"] for d in (whole, split))
+    assert "resume: stages 0..0 already trained" in (split / "events.log").read_text()
+    for k in (0, 1):
+        for name, p in a[k]["learner"]["params"].items():
+            torch.testing.assert_close(b[k]["learner"]["params"][name], p, rtol=0, atol=0)
+    torch.testing.assert_close(b[1]["white"]["weight"], a[1]["white"]["weight"], rtol=0, atol=0)
 
 
 def check_corpus_tops(got: CorpusTops, trained: RBMStack, data) -> None:
