@@ -48,14 +48,17 @@ def latest_checkpoint(stage_dir: str | os.PathLike) -> str | None:
     return folder if storage.list_files(folder) else None
 
 
-def prune(stage_dir: str | os.PathLike, keep: int) -> list[str]:
+def prune(stage_dir: str | os.PathLike, keep: int, protect: str = "") -> list[str]:
     """Delete all but the newest ``keep`` step folders of a stage (none when ``keep`` is 0),
-    never the one ``LATEST`` names; the deleted folders' names."""
+    never the one ``LATEST`` names nor ``protect`` (a folder path or name: the one the
+    stage's workers started from, which a restarted worker reads again); the deleted folders'
+    names."""
     if keep < 1:
         return []
     latest = storage.read_text(storage.join(stage_dir, "LATEST")).strip()
+    kept = {latest, str(protect).rstrip("/").rsplit("/", 1)[-1]}
     steps = sorted(n for n in storage.list_dirs(stage_dir) if re.fullmatch(r"step\d+", n))
-    old = [n for n in steps[:-keep] if n != latest]
+    old = [n for n in steps[:-keep] if n not in kept]
     for name in old:
         storage.delete_tree(storage.join(stage_dir, name))
     return old

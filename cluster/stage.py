@@ -40,7 +40,9 @@ cores, and a dead node takes only its share of the actors with it. One machine: 
 @dataclass
 class StageActors:
     """The live actors of one stage, and the shards' process ids when they started (a shard
-    whose id changed was restarted by Ray and restored a checkpoint)."""
+    whose id changed was restarted by Ray and restored a checkpoint). ``checkpoint``: the
+    folder the workers were started from; a worker Ray restarts reads it again, so it is kept
+    for the stage's life."""
 
     stage: int
     stage_dir: str
@@ -48,6 +50,7 @@ class StageActors:
     shards: list
     workers: list
     shard_pids: list[int]
+    checkpoint: str = ""
 
     def record_pids(self) -> None:
         """Remember the shards' process ids (call once every shard answers)."""
@@ -114,7 +117,7 @@ def start_stage(job: JobSections, stage: int, rbm: RBMBase, stage_dir: str | os.
                                  shards=names if tc.mode == "async" else (),
                                  checkpoint=checkpoint, stack_path=stack_path)
                for k in range(tc.n_workers)]
-    actors = StageActors(stage, stage_dir, layout, shards, workers, [])
+    actors = StageActors(stage, stage_dir, layout, shards, workers, [], checkpoint)
     if wait:
         ray.get([w.ping.remote() for w in workers])
         actors.record_pids()

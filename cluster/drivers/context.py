@@ -66,7 +66,7 @@ class StageCheckpointer:
                               layout=actors.layout, positions=positions, seqs=seqs,
                               worker_steps=wsteps, local_states=local_states)
             self.log.event(f"stage {actors.stage}: checkpoint {folder}")
-            prune(actors.stage_dir, self.keep)
+            prune(actors.stage_dir, self.keep, protect=actors.checkpoint)
             self.log.sync()
         except OSError as exc:
             raise CheckpointUnwritable(

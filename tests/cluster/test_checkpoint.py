@@ -166,3 +166,16 @@ def test_prune_keeps_the_newest_and_the_latest(tmp_path):
                                                           "step00000020"]
     (tmp_path / "LATEST").write_text("step00000015")
     assert prune(tmp_path, 1) == []  # the newest folder goes only once LATEST moved on
+
+
+def test_prune_never_deletes_the_folder_the_workers_started_from(tmp_path):
+    """A worker Ray restarts reads its start checkpoint again: pruning it failed the run
+    (FileNotFoundError for step00000000/meta.pt) when a node died mid-training."""
+    from cluster.checkpoint import prune
+
+    for step in (0, 200, 400, 600):
+        (tmp_path / f"step{step:08d}").mkdir()
+    (tmp_path / "LATEST").write_text("step00000600")
+    assert prune(tmp_path, 2, protect=str(tmp_path / "step00000000")) == ["step00000200"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "LATEST", "step00000000", "step00000400", "step00000600"]
