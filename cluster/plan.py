@@ -232,6 +232,10 @@ def step_timing(periods: Any, n_params: int, compute_s: float, *, n_ps: int, n_w
     ps_net_s = n_workers * bytes_step / (n_ps * bw)  # every worker talks to every shard
     own_s = compute_s + calls_s + fanout
     step_s = max(own_s, worker_net_s, ps_net_s)
+    if not 0 < step_s < math.inf:
+        raise ValueError(f"the step time comes out as {step_s}: a rate too small or a time too "
+                         "large to size with (--gflops-per-core, --bandwidth-gbps, --call-ms, "
+                         "--fanout-ms)")
     bound = ("worker" if step_s == own_s else
              "worker network" if step_s == worker_net_s else "parameter-server network")
     return {"bytes_per_step_per_worker": bytes_step, "shard_calls_s_per_step": calls_s,
@@ -296,7 +300,6 @@ def plan(config: Any, *, nodes: int, cores_per_node: int = 16, frames: int = 10_
     stages = []
     for sp in stage_plans(config.model, n_ps):
         periods = wire_schedule(config.train.for_stage(sp.stage))  # the stage's own periods
-        param_bytes = 4 * sp.n_params
         cache = read_cache_bytes(config, sp.stage, seen_frames / n_workers)
         hit = cached_share(config, sp.stage, cache, seen_frames / n_workers)
         flops_step = batch * frame_flops(sp, hit, cached=sp.stage > 0 and tc.read_cache_mb > 0)
@@ -305,23 +308,12 @@ def plan(config: Any, *, nodes: int, cores_per_node: int = 16, frames: int = 10_
         t = step_timing(periods, sp.n_params, compute_s, n_ps=n_ps, n_workers=n_workers, bw=bw,
                         call_s=call_s, fanout_s=fanout_s)
         step_s = t["step_s"]
-        if not 0 < step_s < math.inf:
-            raise ValueError(f"stage {sp.stage}'s step time comes out as {step_s}: a rate too "
-                             "small or a time too large to size with (--gflops-per-core, "
-                             "--bandwidth-gbps, --call-ms, --fanout-ms)")
         frames_per_s = n_workers * batch / step_s
-        activations = 4 * batch * (sp.n_positions * sp.n_maps * 4 + 3 * sp.fan_in * sp.n_positions)
         first_epoch_extra = (seen_frames / n_workers * hit * sp.encode_flops_per_frame
                              / (gflops_per_core * 1e9 * cores_per_node))
-        replica = param_bytes * 2 + activations + cache  # params, update, activations, cache
         stages.append({
             **asdict(sp),
-            "param_bytes": param_bytes,
-            "shard_memory_bytes": 4 * sp.largest_shard_params * (1 + opt_state),
-            "read_cache_bytes": cache,
-            "read_cache_hit_share": hit,
-            "replica_memory_bytes": replica,
-            "replica_fits_node": replica <= node_memory_gb * 1e9,
+            **memory_figures(sp, batch, cache, hit, opt_state, node_memory_gb),
             "flops_per_step_per_worker": flops_step,
             "bytes_per_step_per_worker": t["bytes_per_step_per_worker"],
             "compute_s_per_step": compute_s,
@@ -350,6 +342,19 @@ def plan(config: Any, *, nodes: int, cores_per_node: int = 16, frames: int = 10_
     }
     check_finite(out)
     return out
+
+
+def memory_figures(sp: StagePlan, batch: int, cache: int, hit: float, opt_state: int,
+                   node_memory_gb: float) -> dict[str, Any]:
+    """A stage's memory: its parameters, a shard's (with its optimiser states), and a
+    replica's (parameters, update, activations of a batch, the stage-input cache)."""
+    param_bytes = 4 * sp.n_params
+    activations = 4 * batch * (sp.n_positions * sp.n_maps * 4 + 3 * sp.fan_in * sp.n_positions)
+    replica = param_bytes * 2 + activations + cache
+    return {"param_bytes": param_bytes,
+            "shard_memory_bytes": 4 * sp.largest_shard_params * (1 + opt_state),
+            "read_cache_bytes": cache, "read_cache_hit_share": hit,
+            "replica_memory_bytes": replica, "replica_fits_node": replica <= node_memory_gb * 1e9}
 
 
 def check_finite(figures: Any, name: str = "plan") -> None:

@@ -41,7 +41,7 @@ RUN_WRITES = ("config.toml", "model.pt", "metrics.jsonl", "events.log", "corpus_
 def run_files(run_dir: str) -> list[str]:
     """Those of :data:`RUN_WRITES` that ``run_dir`` (a path or URI) already holds: a fresh run
     would overwrite or append to them, so it is refused (another run's, or the user's own)."""
-    present = set(storage.list_files(run_dir)) | set(storage.list_dirs(run_dir))
+    present = set(storage.list_entries(run_dir))
     return [name for name in RUN_WRITES if name in present]
 
 

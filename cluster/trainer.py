@@ -160,12 +160,13 @@ class Trainer:
         """Train ``train.stages`` stages greedily; returns a summary (per-stage figures)."""
         cfg = self.config
         check_data(cfg)
-        refuse_existing_run(self.run_dir, self.resume)
         init_ray(cfg.sim.num_cpus)
         storage.makedirs(self.run_dir)
         lock = RunLock(self.run_dir)  # FileExistsError: another training writes into it
         try:
-            refuse_existing_run(self.run_dir, self.resume)  # one that started since
+            # under the lock, so no run can start between the check and the writes
+            # (catneuron train checks once more before Ray starts)
+            refuse_existing_run(self.run_dir, self.resume)
             return self._train_locked()
         finally:
             lock.release()

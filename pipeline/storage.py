@@ -131,20 +131,27 @@ def read_text(location: str | os.PathLike) -> str:
     return read_bytes(location).decode("utf-8")
 
 
-def list_dirs(location: str | os.PathLike) -> list[str]:
-    """Names of the folders (prefixes) directly inside a folder, sorted; [] if there is none."""
+def _names(location: str | os.PathLike, *kinds: pafs.FileType) -> list[str]:
+    """Names of the entries of ``kinds`` directly inside a folder (prefix), sorted; [] if there
+    is none (one listing)."""
     filesystem, path = resolve(location)
     selector = pafs.FileSelector(path, allow_not_found=True, recursive=False)
-    infos = filesystem.get_file_info(selector)
-    return sorted(i.base_name for i in infos if i.type == pafs.FileType.Directory)
+    return sorted(i.base_name for i in filesystem.get_file_info(selector) if i.type in kinds)
+
+
+def list_dirs(location: str | os.PathLike) -> list[str]:
+    """Names of the folders (prefixes) directly inside a folder, sorted; [] if there is none."""
+    return _names(location, pafs.FileType.Directory)
 
 
 def list_files(location: str | os.PathLike) -> list[str]:
     """Names of the files directly inside a folder (prefix), sorted; [] if there is none."""
-    filesystem, path = resolve(location)
-    selector = pafs.FileSelector(path, allow_not_found=True, recursive=False)
-    infos = filesystem.get_file_info(selector)
-    return sorted(i.base_name for i in infos if i.type == pafs.FileType.File)
+    return _names(location, pafs.FileType.File)
+
+
+def list_entries(location: str | os.PathLike) -> list[str]:
+    """Names of the files and folders directly inside a folder, sorted (one listing)."""
+    return _names(location, pafs.FileType.File, pafs.FileType.Directory)
 
 
 def open_input_file(location: str | os.PathLike):
