@@ -38,10 +38,13 @@ def test_write_read_list_delete(folder):
 
 
 def test_publish_file_moves_a_finished_file(folder, tmp_path):
-    staged = storage.staging_dir(folder) / ".x.tmp"
+    staging = storage.staging_dir(folder)
+    staged = staging / ".x.tmp"
     staged.write_bytes(b"shard")
     storage.publish_file(staged, storage.join(folder, "x.parquet"))
     assert not staged.exists()
+    if not storage.is_local(folder):  # a temporary folder of this machine: ours to remove
+        staging.rmdir()
     assert storage.read_bytes(storage.join(folder, "x.parquet")) == b"shard"
     with storage.open_input_file(storage.join(folder, "x.parquet")) as f:
         assert f.read() == b"shard"
