@@ -4,6 +4,9 @@ one-process reference, whitening and initial units included."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -31,14 +34,32 @@ def _config(data, run_dir, *overrides):
         "train.prepare_frames=64", f'train.run_dir="{run_dir}"', *overrides])
 
 
-@pytest.mark.slow
-def test_sync_tied_and_competitive_stages_equal_the_reference(ray_cluster, tmp_path):
-    data = make_dataset(tmp_path / "data", size=16)
-    cfg = _config(data, tmp_path / "run")
+@dataclass
+class WholeRun:
+    """The uninterrupted synchronous two-stage run both tests compare with."""
+
+    data: Path
+    run_dir: Path
+    cfg: object
+    corpus_tops: CorpusTops
+
+
+@pytest.fixture(scope="module")
+def whole_run(ray_cluster, tmp_path_factory) -> WholeRun:
+    """Train the two-stage run once (with the workers' ranking of the dataset)."""
+    root = tmp_path_factory.mktemp("stage_kinds")
+    data = make_dataset(root / "data", size=16)
+    cfg = _config(data, root / "whole")
     trainer = Trainer(cfg, dumps(cfg), echo=None, top_frames=(5, 8192))
     trainer.train()
-    trained = RBMStack.load(tmp_path / "run" / "model.pt", device="cpu")
-    check_corpus_tops(trainer.corpus_tops, trained, data)
+    return WholeRun(data, root / "whole", cfg, trainer.corpus_tops)
+
+
+@pytest.mark.slow
+def test_sync_tied_and_competitive_stages_equal_the_reference(whole_run):
+    data, cfg = whole_run.data, whole_run.cfg
+    trained = RBMStack.load(whole_run.run_dir / "model.pt", device="cpu")
+    check_corpus_tops(whole_run.corpus_tops, trained, data)
     reference = sync_reference(cfg, stage=0)
     sync_reference(cfg, stage=1, stack=reference)
     for k in (0, 1):
@@ -49,23 +70,20 @@ def test_sync_tied_and_competitive_stages_equal_the_reference(ray_cluster, tmp_p
     untrained = sync_reference(cfg, stage=0, steps=0)
     sync_reference(cfg, stage=1, steps=0, stack=untrained)
     assert (trained.rbms[1].params["W"] - untrained.rbms[1].params["W"]).abs().max() > 1e-5
-    events = (tmp_path / "run" / "events.log").read_text()
+    events = (whole_run.run_dir / "events.log").read_text()
     assert "stage 0: fitted its whitening" in events and "stage 1: fitted its whitening" in events
 
 
 @pytest.mark.slow
-def test_a_run_resumed_at_the_stage_boundary_equals_the_uninterrupted_run(ray_cluster,
-                                                                          tmp_path):
+def test_a_run_resumed_at_the_stage_boundary_equals_the_uninterrupted_run(whole_run, tmp_path):
     """Stage 0 trained alone (``train.stages=1``), then the run resumed with ``train.stages=2``
     (as after Ctrl-C in stage 1's preparation): stage 1 is prepared in a fresh process, and the
     model equals the uninterrupted two-stage run's. Stage 1's initial units were once drawn from
     the stack's shared generator, which stage 0's preparation had advanced in the uninterrupted
     run only."""
-    data = make_dataset(tmp_path / "data", size=16)
-    whole, split = tmp_path / "whole", tmp_path / "split"
-    for run_dir, overrides, resume in ((whole, (), False), (split, ("train.stages=1",), False),
-                                       (split, (), True)):
-        cfg = _config(data, run_dir, *overrides)
+    whole, split = whole_run.run_dir, tmp_path / "split"
+    for overrides, resume in ((("train.stages=1",), False), ((), True)):
+        cfg = _config(whole_run.data, split, *overrides)
         Trainer(cfg, dumps(cfg), resume=resume, echo=None).train()
     a, b = (torch.load(d / "model.pt", weights_only=False)["state"]["rbms"] for d in (whole, split))
     assert "resume: stages 0..0 already trained" in (split / "events.log").read_text()
