@@ -66,7 +66,7 @@ class StageCheckpointer:
                               layout=actors.layout, positions=positions, seqs=seqs,
                               worker_steps=wsteps, local_states=local_states)
             self.log.event(f"stage {actors.stage}: checkpoint {folder}")
-            prune(actors.stage_dir, self.keep, protect=actors.checkpoint)
+            self._prune()
             self.log.sync()
         except OSError as exc:
             raise CheckpointUnwritable(
@@ -74,6 +74,18 @@ class StageCheckpointer:
                 f"written ({last_line(exc)[:200]}); once it can, continue the run with "
                 "--resume") from None
         return meta
+
+    def _prune(self) -> None:
+        """Delete the stage's checkpoints older than the newest ``keep``
+        (:func:`cluster.checkpoint.prune`). The new checkpoint is already published, so a
+        folder that cannot be deleted is an event line, not a failure: the run goes on and the
+        old folder stays."""
+        actors = self.actors
+        try:
+            prune(actors.stage_dir, self.keep, protect=actors.checkpoint)
+        except OSError as exc:
+            self.log.event(f"stage {actors.stage}: old checkpoints in {actors.stage_dir} could "
+                           f"not be deleted ({last_line(exc)[:200]}); they stay, the run goes on")
 
 
 @dataclass

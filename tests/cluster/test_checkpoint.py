@@ -179,3 +179,39 @@ def test_prune_never_deletes_the_folder_the_workers_started_from(tmp_path):
     assert prune(tmp_path, 2, protect=str(tmp_path / "step00000000")) == ["step00000200"]
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "LATEST", "step00000000", "step00000400", "step00000600"]
+
+
+def test_old_checkpoints_that_cannot_be_deleted_leave_the_new_one_and_the_run_going(
+        ray_cluster, tmp_path, monkeypatch):
+    """Pruning ran inside the checkpoint's own error handling: an old folder that could not be
+    deleted ended the run as "the checkpoint could not be written", though it had been."""
+    import ray
+
+    from cluster.drivers.context import StageCheckpointer
+    from cluster.runlog import RunLogger
+    from cluster.stage import StageActors
+    from pipeline import storage
+
+    @ray.remote(num_cpus=0)
+    class Saving:
+        def save(self, path):
+            torch.save({}, path)
+
+    def refuse(location):
+        raise PermissionError(f"[Errno 13] Permission denied: '{location}'")
+
+    stage_dir = tmp_path / "stage1"
+    for step in (0, 5):
+        (stage_dir / f"step{step:08d}").mkdir(parents=True)
+    monkeypatch.setattr(storage, "delete_tree", refuse)
+    actors = StageActors(stage=1, stage_dir=str(stage_dir), layout=ShardLayout.plan(SHAPES, 1),
+                         shards=[Saving.remote()], workers=[], shard_pids=[])
+    log = RunLogger(tmp_path / "run", echo=None, tensorboard=False)
+    meta = StageCheckpointer(actors, "", log=log, keep=1).save(
+        10, positions=[(0, 1)], seqs=[1], wsteps=[1])
+    log.close()
+    assert meta["step"] == 10 and latest_checkpoint(str(stage_dir)).endswith("step00000010")
+    events = (tmp_path / "run" / "events.log").read_text()
+    assert "could not be deleted" in events and "Permission denied" in events
+    assert sorted(p.name for p in stage_dir.iterdir()) == [
+        "LATEST", "step00000000", "step00000005", "step00000010"]
