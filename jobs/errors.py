@@ -67,6 +67,7 @@ USER_ERRORS = (
     "pipeline.shards:ManifestError",        # a dataset manifest that cannot be used
     "pipeline.ingest:OptionsMismatch",      # a dataset made with other options
     "pipeline.ingest:ForeignFiles",         # an output folder holding files not ours
+    "pipeline.ingest:DatasetBusy",          # an output folder another ingest writes into
     "pipeline.probe:ProbeError",            # an unreadable probe folder
     "pipeline.pool:RayUnreachable",         # RAY_ADDRESS that does not answer
     "cluster.submission:ClusterUnreachable",  # no Ray job server answers

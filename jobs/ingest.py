@@ -17,10 +17,10 @@ error). The resolved config is written beside the dataset, ``OUT/_config.toml``.
 Exit status: 0 when the dataset has at least one frame, 1 when no source gave frames, 2 on usage
 errors (bad options, an output folder made with other options or holding files catneuron did
 not write, a manifest that lists a path outside its folder, a bucket that does not exist or
-refuses writes, a ``..`` in a URI, an unreachable RAY_ADDRESS), 130 on Ctrl-C (finished videos
-are committed; the same command continues). Every error is one line, and every check on the
-output folder runs before anything is written into it. A killed ingest (even before its first
-manifest) continues with the same command.
+refuses writes, a ``..`` in a URI, an unreachable RAY_ADDRESS, a folder another ingest is
+writing into), 130 on Ctrl-C (finished videos are committed; the same command continues).
+Every error is one line, and every check on the output folder runs before anything is written
+into it. A killed ingest (even before its first manifest) continues with the same command.
 """
 
 from __future__ import annotations

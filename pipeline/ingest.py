@@ -10,15 +10,18 @@ atomic replace that marks it ``ok``, a kill at any moment leaves each frame exac
 the re-run, also a kill before the first manifest: a folder that holds only catneuron's own
 files (:func:`pipeline.shards.survey`) is a dataset to resume. A folder with anything else and
 no manifest, or with a foreign ``.parquet`` file beside its manifest, is refused before
-anything is written (:func:`check_out`).
+anything is written (:func:`check_out`). One ingest at a time writes into a local folder
+(:func:`dataset_lock`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,6 +61,10 @@ class IngestConfig:
 
 class OptionsMismatch(ValueError):
     """The output folder holds a dataset made with other decode options."""
+
+
+class DatasetBusy(ValueError):
+    """Another ingest is writing into the output folder."""
 
 
 class ForeignFiles(ValueError):
@@ -162,6 +169,30 @@ def open_dataset(out: str, config: IngestConfig) -> tuple[dict[str, Any], list[s
     return manifest, removed
 
 
+@contextlib.contextmanager
+def dataset_lock(out: str) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on a local dataset folder while an ingest writes into it.
+
+    Two ingests into one folder would each delete the other's uncommitted shards as a killed
+    run's orphans and replace each other's manifest, losing videos; the second is refused at
+    once (:class:`DatasetBusy`). The lock is on the folder itself, so no file is added to it,
+    and the kernel drops it when the process ends, however it ends. A folder in an object
+    store has no such lock (the store offers none)."""
+    if not storage.is_local(out):
+        yield
+        return
+    fd = os.open(storage.local_path(out), os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DatasetBusy(f"{out} is being written by another catneuron ingest: wait for "
+                              "it to end, or choose another --out") from None
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor drops the flock
+
+
 def downloads_dir(out: str) -> Path:
     """Where yt-dlp downloads go: ``OUT/_downloads`` for a local dataset; for one in an object
     store, a folder on this machine named after it (kept, so a re-run skips what it has), inside
@@ -210,11 +241,23 @@ def run_ingest(
     ------
     OptionsMismatch
         If ``out`` holds a dataset made with other decode options.
+    DatasetBusy
+        If another ingest is writing into the local folder ``out``.
     """
-    from tqdm import tqdm
-
     t0 = time.perf_counter()
     out = str(out)
+    check_out(out, config)  # a refusal leaves the folder as it was: not made, not locked
+    storage.makedirs(out)
+    with dataset_lock(out):
+        return _run_locked(sources, out, config, progress, pool, t0)
+
+
+def _run_locked(sources: list[str], out: str, config: IngestConfig, progress: bool, pool: Any,
+                t0: float) -> IngestReport:
+    """:func:`run_ingest` under the folder's lock: the manifest is read (and checked again)
+    only once no other ingest can change it."""
+    from tqdm import tqdm
+
     manifest, removed = open_dataset(out, config)
     report = IngestReport(out=out, removed=removed)
     queue = _Queue(manifest, report, out, config)
