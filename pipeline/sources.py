@@ -90,9 +90,11 @@ def is_url(text: str) -> bool:
 
 
 def read_source_list(path: Path) -> list[str]:
-    """Lines of a source-list file, without blank lines and ``#`` comments."""
+    """Lines of a source-list file, without blank lines and ``#`` comments. UTF-8, with or
+    without the byte-order mark Windows editors put first (``utf-8-sig``): it is no part of
+    the first source."""
     out = []
-    for line in path.read_text(errors="replace").splitlines():
+    for line in path.read_text(encoding="utf-8-sig", errors="replace").splitlines():
         line = line.split(" #", 1)[0].strip() if not line.lstrip().startswith("#") else ""
         if line:
             out.append(line)

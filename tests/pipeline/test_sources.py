@@ -40,3 +40,15 @@ def test_unresolvable_sources_carry_a_reason(tmp_path):
 def test_is_url():
     assert is_url("https://www.youtube.com/watch?v=x") and is_url("ytsearch5:cats")
     assert is_url("ytsearchall:cats") and not is_url("clips/cat.mp4") and not is_url("C:/x.mp4")
+
+
+def test_a_source_list_saved_with_a_byte_order_mark_keeps_its_first_line(tmp_path):
+    """Windows editors (Notepad's "UTF-8 with BOM", PowerShell) start a text file with U+FEFF;
+    it is not part of the first source."""
+    (tmp_path / "x.mp4").write_bytes(b"0")
+    for first in ["x.mp4", "https://example.org/v.mp4"]:
+        lst = tmp_path / "sources.txt"
+        lst.write_bytes("\ufeff".encode() + f"{first}\r\nytsearch2:cats\r\n".encode())
+        got = expand_sources([str(lst)])
+        assert [s.error for s in got] == [None, None], got
+        assert got[0].path == str((tmp_path / "x.mp4").resolve()) or got[0].url == first
