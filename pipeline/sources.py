@@ -126,8 +126,11 @@ def expand_sources(args: list[str], *, _depth: int = 0) -> list[Source]:
             if not lines:
                 out.append(Source(name=arg, error="source list is empty (only comments?)"))
             out += expand_sources(lines, _depth=_depth + 1)
-        elif p.exists():
+        elif p.is_file():
             out.append(Source(name=p.name, path=str(p.resolve())))
+        elif p.exists():  # a named pipe or a device: reading it could wait forever
+            out.append(Source(name=arg, error="not a regular file (a named pipe or a device): "
+                              "give a video file, a folder, a source list or a URL"))
         elif any(ch in arg for ch in "*?["):
             out += _glob(arg)
         else:

@@ -52,3 +52,13 @@ def test_a_source_list_saved_with_a_byte_order_mark_keeps_its_first_line(tmp_pat
         got = expand_sources([str(lst)])
         assert [s.error for s in got] == [None, None], got
         assert got[0].path == str((tmp_path / "x.mp4").resolve()) or got[0].url == first
+
+
+def test_a_pipe_or_device_given_as_a_source_is_refused_not_read(tmp_path):
+    """Hashing a named pipe (``mkfifo x.mp4``, a shell's ``<(...)``) would wait forever for a
+    writer: a source that is not a regular file carries a reason instead."""
+    import os
+
+    os.mkfifo(tmp_path / "x.mp4")
+    got = expand_sources([str(tmp_path / "x.mp4")])
+    assert len(got) == 1 and got[0].path is None and "not a regular file" in got[0].error
