@@ -291,7 +291,7 @@ def _run_locked(sources: list[str], out: str, config: IngestConfig, progress: bo
 def _queue_sources(sources: list[str], out: str, config: IngestConfig, queue: _Queue,
                    commit: Callable[[VideoResult], None]) -> None:
     """Resolve ``sources``: local videos and downloads (fetched here) go to ``queue``, a source
-    that cannot be resolved or fetched is committed as failed, a skipped one noted."""
+    that cannot be resolved, read or fetched is committed as failed, a skipped one noted."""
     for src in expand_sources(sources):
         if src.note:
             queue.report.notes.append(f"{src.name}: {src.note}")
@@ -304,7 +304,11 @@ def _queue_sources(sources: list[str], out: str, config: IngestConfig, queue: _Q
             except FetchError as e:
                 commit(VideoResult(source=src.url, status="failed", error=str(e)))
         else:
-            queue.add_file(src.name, src.path)
+            try:
+                queue.add_file(src.name, src.path)
+            except OSError as e:  # permission denied, an I/O error: this file only
+                commit(VideoResult(source=src.name, status="failed",
+                                   error=f"cannot read the file: {e.strerror or e}"))
 
 
 class _Queue:

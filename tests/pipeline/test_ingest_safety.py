@@ -251,3 +251,16 @@ def test_an_object_store_datasets_downloads_stay_in_this_users_own_folder(tmp_pa
     path.parent.chmod(0o777)
     with pytest.raises(ValueError, match="closed to others"):
         downloads_dir("s3://bucket/data")
+
+
+@pytest.mark.skipif(not __import__("os").path.exists("/proc/self/mem"), reason="needs Linux /proc")
+def test_a_source_that_cannot_be_read_is_failed_and_the_others_are_kept(tmp_path, capsys):
+    """A file whose bytes cannot be read (permission denied, an I/O error: /proc/self/mem gives
+    EIO even to root) is recorded as failed with the reason; the ingest goes on."""
+    video = make_video(tmp_path / "a.mp4", n_frames=4)
+    out = tmp_path / "data"
+    assert _ingest(["/proc/self/mem", video], out) == 0
+    printed = capsys.readouterr().out
+    assert "cannot read the file" in printed and "sources ok: 1, failed: 1" in printed
+    assert [v["status"] for v in _manifest(out)["videos"]] == ["failed", "ok"]
+    assert len(read_frames(out)) == 4
