@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import storage
-from pipeline.shards import MANIFEST, ShardInfo, commit_video, is_plain_name, write_manifest
+from pipeline.shards import MANIFEST, SHARD_NAME, ShardInfo, commit_video, write_manifest
 
 GROWTH = 0.01  # rewrite the manifest once the pending videos reach 1 % of those it holds
 
@@ -56,7 +56,8 @@ class ManifestCommits:
 
     def flush(self) -> None:
         """Write the manifest if anything is pending (or the folder has none yet), then delete
-        the shards it no longer lists."""
+        the shards it no longer lists: only names of catneuron's shards (a record edited to
+        list another file of the folder, a user's or the manifest, never deletes it)."""
         if self._pending or not storage.exists(storage.join(self.root, MANIFEST)):
             write_manifest(self.root, self.manifest)
         self._held, self._pending = len(self.manifest["videos"]), 0
@@ -64,6 +65,6 @@ class ManifestCommits:
             return
         listed = {s["path"] for s in self.manifest["shards"]}
         for stale in sorted(self._stale - listed):
-            if is_plain_name(stale):
+            if SHARD_NAME.fullmatch(stale):
                 storage.delete(storage.join(self.root, stale))
         self._stale.clear()

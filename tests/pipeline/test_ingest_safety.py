@@ -264,3 +264,22 @@ def test_a_source_that_cannot_be_read_is_failed_and_the_others_are_kept(tmp_path
     assert "cannot read the file" in printed and "sources ok: 1, failed: 1" in printed
     assert [v["status"] for v in _manifest(out)["videos"]] == ["failed", "ok"]
     assert len(read_frames(out)) == 4
+
+
+def test_a_manifest_record_naming_other_files_of_the_folder_deletes_none_of_them(tmp_path):
+    """A failed video's record edited to list files of the folder as its shards: re-ingesting
+    the video replaces the record but deletes only catneuron's shards, never the user's file
+    or the dataset's own config."""
+    from pipeline.shards import sha256_file
+
+    out = tmp_path / "data"
+    assert _ingest([make_video(tmp_path / "a.mp4", n_frames=4)], out) == 0
+    (out / "notes.txt").write_text("mine")
+    video = make_video(tmp_path / "c.mp4", n_frames=3, seed=2)
+    manifest = _manifest(out)
+    manifest["videos"].append({"source": f"c.mp4#{sha256_file(video)[:12]}", "status": "failed",
+                               "frames": 0, "error": "edited", "shards": ["notes.txt"]})
+    (out / "_manifest.json").write_text(json.dumps(manifest))
+    assert _ingest([video], out) == 0
+    assert (out / "notes.txt").read_text() == "mine"
+    assert len(read_frames(out)) == 7
