@@ -25,6 +25,9 @@ _INTERP = {
     "linear": cv2.INTER_LINEAR,
     "nearest": cv2.INTER_NEAREST,
 }
+# a decoded batch is also cut at this many pixel bytes: 256 native 1080p colour frames are
+# 1.6 GB, held (with copies) by each decode actor before any of it is written
+BATCH_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,8 @@ class DecodeConfig:
         the remaining < 2x: about the cost of ``"linear"``, with less of its aliasing.
         Figures: README / ``benchmarks/ingest.py``.
     batch_frames:
-        Frames per yielded batch (bounds the memory of one decode call).
+        Frames per yielded batch (bounds the memory of one decode call); a batch of large
+        frames is cut sooner, at ``BATCH_BYTES`` of pixels.
     decode_threads:
         FFmpeg decoder threads per video (``CAP_PROP_N_THREADS``); 1 so that ``n`` decode
         actors use ``n`` cores. 0 keeps OpenCV's default (all cores).
@@ -242,7 +246,8 @@ def iter_frames(
                     ms = index * 1000.0 / fps if fps else float(cap.get(cv2.CAP_PROP_POS_MSEC))
                     times.append(ms)
                     n_kept += 1
-                    if len(pixels) >= config.batch_frames:
+                    if (len(pixels) >= config.batch_frames
+                            or (len(pixels) + 1) * pixels[0].nbytes > BATCH_BYTES):
                         yield _batch(pixels, indices, times)
                         pixels, indices, times = [], [], []
             index += 1

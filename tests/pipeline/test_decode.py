@@ -94,3 +94,17 @@ def test_config_validation():
         DecodeConfig(every=0)
     with pytest.raises(ValueError, match="interpolation"):
         DecodeConfig(interpolation="cubic")  # type: ignore[arg-type]
+
+
+def test_a_batch_of_large_native_frames_is_bounded_in_bytes(tmp_path):
+    """``batch_frames`` frames of a native 1080p colour video are 1.6 GB: a decode actor would
+    hold that (and copies) before writing anything; a batch is also cut at ``BATCH_BYTES``."""
+    from pipeline.decode import BATCH_BYTES, iter_frames
+
+    path = make_video(tmp_path / "hd.mp4", n_frames=14, w=1920, h=1080)
+    config = DecodeConfig(input_size=0, channels=3)  # 6.2 MB a frame, 256 frames a batch
+    frame_bytes = 1920 * 1080 * 3
+    batches = list(iter_frames(path, config))
+    assert sum(len(b.pixels) for b in batches) == 14 and len(batches) > 1
+    assert all(b.pixels.nbytes <= max(BATCH_BYTES, frame_bytes) for b in batches)
+    np.testing.assert_array_equal(np.concatenate([b.frame_index for b in batches]), np.arange(14))
