@@ -68,7 +68,10 @@ def local_contrast_normalize(x: Tensor, sigma: float = 2.0, eps: float = 1e-4) -
         raise ValueError(f"expected (N, C, H, W) or (C, H, W), got shape {tuple(x.shape)}")
     w1 = gaussian_window(sigma, device=x.device, dtype=x.dtype)
     v = x - _blur_all_channels(x, w1)  # subtractive
-    sd = _blur_all_channels(v.square(), w1).sqrt_()  # (N, 1, H, W)
+    var = _blur_all_channels(v.square(), w1)  # (N, 1, H, W), >= 0
+    # sqrt(var), with gradient 0 (not 0 * inf = NaN) where a window is flat (var = 0)
+    flat = var == 0
+    sd = var.masked_fill(flat, 1.0).sqrt_().masked_fill(flat, 0.0)
     floor = sd.mean((2, 3), keepdim=True).clamp_(min=eps)  # per image
     y = v / torch.maximum(sd, floor)
     return y.squeeze(0) if squeeze else y

@@ -39,3 +39,17 @@ def test_local_contrast_normalize_properties():
     assert local_contrast_normalize(flat).abs().max() < 1e-4
     with pytest.raises(TypeError, match="float"):
         local_contrast_normalize(torch.zeros(1, 1, 4, 4, dtype=torch.uint8))
+
+
+def test_local_contrast_normalize_gradient_is_finite_on_zero_variance_windows():
+    """A flat frame, or a frame with a flat (black) region wider than the window, has windows
+    of zero variance: the output there is 0 (the floor divides), and its gradient must be
+    finite too (sqrt's derivative at 0 is infinite; 0 * inf would spread NaN into the frame)."""
+    frame = torch.rand(1, 1, 20, 20, generator=gen(3), dtype=DT)
+    frame[..., :, :10] = 0.0  # a black left half: every window inside it is flat
+    for x in (frame, torch.full((1, 1, 12, 12), 0.3, dtype=DT), torch.zeros(1, 2, 9, 9)):
+        x = x.clone().requires_grad_()
+        y = local_contrast_normalize(x)
+        probe = torch.randn(y.shape, generator=gen(4), dtype=y.dtype)
+        (g,) = torch.autograd.grad((y * probe).sum(), x)
+        assert torch.isfinite(y).all() and torch.isfinite(g).all()
