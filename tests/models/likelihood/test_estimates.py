@@ -118,6 +118,25 @@ def test_pseudo_log_likelihood_matches_brute_force_conditionals():
     assert local_pll.shape == (3, 5) and (local_pll < 0).all()
 
 
+def test_local_rbm_pseudo_log_likelihood_equals_exact_conditionals():
+    """The generic path (one free energy per flipped bit) against log P(v) enumerated over all
+    2^12 images of a local RBM with two channels and overlapping fields."""
+    g = gen(7)
+    local = LocalRBM((2, 2, 3), 2, 1, 2, device="cpu", dtype=DT, generator=g, backend="torch")
+    for p in local.params.values():
+        p.copy_(torch.randn(p.shape, generator=g, dtype=DT))
+    n = 12
+    V = all_binary(n)  # row i holds bit n - 1 - j of i at column j
+    log_p = log_likelihood(local, V.reshape(-1, 2, 2, 3))
+    rows = torch.tensor([0, 5, 1234, 2047, 4095])
+    bit = 1 << (n - 1 - torch.arange(n))
+    flipped = rows[:, None] ^ bit[None, :]  # (5, n) index of each one-bit flip
+    a = log_p[rows][:, None]
+    expected = a - torch.logaddexp(a, log_p[flipped])
+    got = pseudo_log_likelihood(local, V[rows].reshape(-1, 2, 2, 3), per_unit=True)
+    torch.testing.assert_close(got, expected)
+
+
 def test_free_energy_gap_is_difference_of_means():
     rbm = random_rbm(6, 4, seed=1)
     a, b = all_binary(6)[:20], all_binary(6)[20:]
