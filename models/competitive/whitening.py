@@ -9,7 +9,10 @@ With the training mean ``mu`` and the covariance's top ``d`` eigenpairs ``(lambd
 so the whitened training data has identity covariance on the kept subspace (eps = 0).
 The eigenpairs come from the covariance (``method="exact"``, ``torch.linalg.eigh``) or, for wide
 inputs where only a few hundred of thousands of directions are kept, from a randomized SVD of the
-centred rows (``"randomized"``, Halko, Martinsson & Tropp 2011, ``torch.svd_lowrank``).
+centred rows (``"randomized"``, Halko, Martinsson & Tropp 2011, ``torch.svd_lowrank`` with 16
+extra directions and 4 power iterations). The randomized eigenpairs are approximate, so its
+whitened covariance is only close to the identity, less close the slower the spectrum decays;
+the exact method's is the identity to float rounding.
 """
 
 from __future__ import annotations
