@@ -3,7 +3,9 @@
 For U units, the state is the k largest activations seen so far per unit (U, k) and the ids of
 the frames that gave them. Each batch's activations (N, U) are concatenated to the state and
 cut back to k with ``torch.topk``; two states merge the same way, so shards scanned apart (by
-different actors) merge into the top-k of their union.
+different actors) merge into the top-k of their union. The top-k values are the union's
+whatever the partition; where values tie exactly at the k-th place, which of the tied frames
+are kept may depend on it (``torch.topk`` breaks ties in no set order).
 """
 
 from __future__ import annotations
