@@ -130,17 +130,24 @@ def main(argv: list[str] | None = None) -> int:
     """Print the plan (a table, or JSON with --json); 2 on a bad config (:mod:`jobs.errors`)."""
     from jobs.config import load
 
-    p = ArgumentParser(prog="catneuron plan", description=__doc__.split("\n\n")[0])
-    p.add_argument("--config", required=True, help="TOML job config")
+    p = ArgumentParser(prog="catneuron plan",
+                       description=__doc__.split("\n\n")[0].replace("``", ""),
+                       epilog="Any config field can be overridden: --section.key=value "
+                              "(--train.mode=sync).")
+    p.add_argument("--config", required=True,
+                   help="TOML job config, or a shipped one by name: demo, le2012")
     p.add_argument("--nodes", type=int, required=True, help="cluster size")
-    p.add_argument("--cores-per-node", type=int, default=16, help="(Le et al.: 16)")
+    p.add_argument("--cores-per-node", type=int, default=16,
+                   help="cores per node [16, as Le et al.]")
     p.add_argument("--frames", type=int, default=10_000_000,
-                   help="frames per epoch (Le et al.: 10M)")
+                   help="frames per epoch [10,000,000, as Le et al.]")
     p.add_argument("--gflops-per-core", type=float,
                    help="skip the measurement, use this figure (default: measured on one core "
                         "of this machine: 1 torch thread and 1 numba thread)")
-    p.add_argument("--bandwidth-gbps", type=float, default=10.0, help="network per node")
-    p.add_argument("--node-memory-gb", type=float, default=64.0)
+    p.add_argument("--bandwidth-gbps", type=float, default=10.0,
+                   help="network per node, Gbit/s [10]")
+    p.add_argument("--node-memory-gb", type=float, default=64.0,
+                   help="memory per node, GB, for the replica-fits check [64]")
     p.add_argument("--call-ms", type=float, default=0.0,
                    help="a worker's time per call to a shard (serialising, the round trip; "
                         "default 0: not counted)")

@@ -7,19 +7,19 @@ Examples::
 
 For every trained stage it writes ``RUN/visualize/stage{k}.json`` and PNGs (``jobs/RUN_FILES.md``).
 Per stage the ``--selective`` most selective units (``RUN/evaluation.json`` when present, else by
-activation variance) and ``--units`` more drawn at random are shown in detail: weights (stage 0)
-or their linear projection to pixels (above), the top-k frames of the whole dataset with the
-exciting patch marked (the top stage's from ``RUN/corpus_tops.json`` when ``catneuron evaluate``
-wrote it for this model and dataset; the rest scanned, by Ray actors over the shards when they
-pay; frames of one video at least ``--min-gap`` frames apart where the unit's pool of 10 x
-``--top-k`` allows: :mod:`jobs.report.distinct_frames`), the optimal stimulus (Le et al. 2012,
-section 4.3, searched for stage 0 too: its pooled unit L2-pools several hidden fields and is
-contrast-normalised, so it is no monotone function of one ``w . x`` whose optimum would be
-``w / ||w||``) and, for the ``--invariance`` most selective, invariance curves. Stage 0 also
-lists every other unit (index, map, position, selectivity; ``null`` pictures) and draws all of
-them in its mosaic. Plus the training curves and ``RUN/visualize/index.json``. The folder is
-rebuilt beside the old one and swapped in at the end, so a re-run replaces it cleanly. Finally
-the gallery is built (``jobs.gallery``).
+activation variance) and ``--units`` more drawn at random are shown in detail: weights (stage 0) or
+their linear projection to pixels (above), the top-k frames of the whole dataset with the exciting
+patch marked (the top stage's from ``RUN/corpus_tops.json`` when ``catneuron train`` or
+``catneuron evaluate`` wrote it for this model and dataset; the rest scanned, by Ray actors over
+the shards when they pay; frames of one video at least ``--min-gap`` frames apart where the unit's
+pool of 10 x ``--top-k`` allows: :mod:`jobs.report.distinct_frames`), the optimal stimulus (Le et
+al. 2012, section 4.3, searched for stage 0 too: its pooled unit L2-pools several hidden fields and
+is contrast-normalised, so it is no monotone function of one ``w . x`` whose optimum would be
+``w / ||w||``) and, for the ``--invariance`` most selective, invariance curves. Stage 0 also lists
+every other unit (index, map, position, selectivity; ``null`` pictures) and draws all of them in
+its mosaic. Plus the training curves and ``RUN/visualize/index.json``. The folder is rebuilt beside
+the old one and swapped in at the end, so a re-run replaces it cleanly. Finally the gallery is
+built (``jobs.gallery``).
 """
 
 from __future__ import annotations
@@ -58,13 +58,17 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--invariance", type=int, default=3,
                    help="most selective units per stage with invariance curves, over their "
                         "first 4 top frames (default 3)")
-    p.add_argument("--starts", type=int, default=2, help="optimal stimulus: random starts")
-    p.add_argument("--steps", type=int, default=20, help="optimal stimulus: ascent steps")
+    p.add_argument("--starts", type=int, default=2,
+                   help="optimal stimulus: random starts (default 2)")
+    p.add_argument("--steps", type=int, default=20,
+                   help="optimal stimulus: ascent steps (default 20)")
     p.add_argument("--actors", type=int, default=0, help="top-k actors (0: one per Ray CPU)")
     p.add_argument("--sample-frames", type=int, default=512,
-                   help="frames for the activation variance when there is no evaluation.json")
+                   help="frames for the activation variance when there is no evaluation.json "
+                        "(default 512)")
     p.add_argument("--data", help="dataset folder (default: data.path of RUN/config.toml)")
-    p.add_argument("--seed", type=int, default=0, help="random sample of units, random starts")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seeds the random sample of units and the random starts (default 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
