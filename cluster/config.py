@@ -130,7 +130,9 @@ class TrainConfig:
     read_cache_mb : per worker, memory for what the trained stage reads from each frame (the
         frozen stages below it, run once per frame instead of once per epoch:
         :class:`models.read_cache.ReadCache`); frames past it are computed each time. 0 = off.
-        Stage 0 reads the frames themselves and is not cached.
+        Stage 0 reads the frames themselves and is not cached. Changes results by float
+        rounding (the cached encoding is whitened by a convolution, an uncached window by a
+        product), so a resumed run keeps it.
     frame_cache_mb : per worker, memory for the decoded frames of its dataset shards
         (:class:`pipeline.reader.ShardFrames`): each shard is decoded from Parquet once, not
         once an epoch; shards past it are read each time. 0 = off.
