@@ -28,6 +28,7 @@ _INTERP = {
 # a decoded batch is also cut at this many pixel bytes: 256 native 1080p colour frames are
 # 1.6 GB, held (with copies) by each decode actor before any of it is written
 BATCH_BYTES = 64 << 20
+MAX_INPUT_SIZE = 4096  # frame side; a larger one would ask for gigabytes a frame
 
 
 @dataclass(frozen=True)
@@ -75,9 +76,9 @@ class DecodeConfig:
             raise ValueError(f"every={self.every}: must be >= 1 (1 keeps every frame)")
         if self.max_frames is not None and self.max_frames < 1:
             raise ValueError(f"max_frames={self.max_frames}: must be >= 1 or None (no limit)")
-        if self.input_size < 0:
-            raise ValueError(f"input_size={self.input_size}: must be >= 0 (0 keeps the native "
-                             "frame)")
+        if not 0 <= self.input_size <= MAX_INPUT_SIZE:
+            raise ValueError(f"input_size={self.input_size}: must be 0..{MAX_INPUT_SIZE} (0 "
+                             "keeps the native frame)")
         if self.channels not in (1, 3):
             raise ValueError(f"channels={self.channels}: must be 1 (grey) or 3 (RGB)")
         if self.interpolation not in _INTERP:

@@ -120,7 +120,7 @@ def expand_sources(args: list[str], *, _depth: int = 0) -> list[Source]:
                 continue
             base = p.parent
             lines = [
-                line if is_url(line) or Path(line).is_absolute() else str(base / line)
+                line if is_url(line) or Path(line).expanduser().is_absolute() else str(base / line)
                 for line in read_source_list(p)
             ]
             if not lines:

@@ -96,6 +96,17 @@ def test_config_validation():
         DecodeConfig(interpolation="cubic")  # type: ignore[arg-type]
 
 
+def test_a_frame_side_past_the_limit_is_refused_at_once():
+    """``--input-size 100000`` was accepted and each video failed about 28 s later, after
+    asking for about 10 GB for a frame."""
+    from pipeline.decode import MAX_INPUT_SIZE
+
+    assert DecodeConfig(input_size=MAX_INPUT_SIZE).input_size == MAX_INPUT_SIZE
+    for bad in (-1, MAX_INPUT_SIZE + 1, 100_000):
+        with pytest.raises(ValueError, match=f"input_size={bad}: must be 0..{MAX_INPUT_SIZE}"):
+            DecodeConfig(input_size=bad)
+
+
 def test_a_batch_of_large_native_frames_is_bounded_in_bytes(tmp_path):
     """``batch_frames`` frames of a native 1080p colour video are 1.6 GB: a decode actor would
     hold that (and copies) before writing anything; a batch is also cut at ``BATCH_BYTES``."""

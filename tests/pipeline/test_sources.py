@@ -62,3 +62,18 @@ def test_a_pipe_or_device_given_as_a_source_is_refused_not_read(tmp_path):
     os.mkfifo(tmp_path / "x.mp4")
     got = expand_sources([str(tmp_path / "x.mp4")])
     assert len(got) == 1 and got[0].path is None and "not a regular file" in got[0].error
+
+
+def test_a_home_relative_line_of_a_source_list_is_the_users_file(tmp_path, monkeypatch):
+    """``~/clips/a.mp4`` in a list was joined to the list's folder (``LISTDIR/~/clips/a.mp4``)
+    and failed as no such file; on the command line ``~`` is the home folder, and so it is in a
+    list."""
+    home = tmp_path / "home"
+    (home / "clips").mkdir(parents=True)
+    (home / "clips" / "a.mp4").write_bytes(b"0")
+    monkeypatch.setenv("HOME", str(home))
+    lst = tmp_path / "lists" / "sources.txt"
+    lst.parent.mkdir()
+    lst.write_text("~/clips/a.mp4\n")
+    got = expand_sources([str(lst)])
+    assert [(s.path, s.error) for s in got] == [(str((home / "clips" / "a.mp4").resolve()), None)]
