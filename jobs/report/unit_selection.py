@@ -94,13 +94,14 @@ def evaluation_rankings(run: Path) -> dict[int, list[dict]]:
 @torch.no_grad()
 def activation_variance(stack: RBMStack, frames: np.ndarray, top: int,
                         batch_size: int = 256) -> list[torch.Tensor]:
-    """Per stage ``0..top``: each pooled unit's variance (n_units,) over ``frames``."""
+    """Per stage ``0..top``: each pooled unit's variance (n_units,) over ``frames`` (the sample
+    variance; 0 over a single frame, where it would be NaN: nothing varies in one frame)."""
     outs: list[list[torch.Tensor]] = [[] for _ in range(top + 1)]
     for lo in range(0, len(frames), batch_size):
         batch = torch.from_numpy(frames[lo : lo + batch_size])
         for k, o in enumerate(stage_outputs(stack, batch, top)):
             outs[k].append(o.flatten(1).cpu())
-    return [torch.cat(o).var(0) for o in outs]
+    return [torch.cat(o).var(0, correction=min(1, len(frames) - 1)) for o in outs]
 
 
 def rank_units(ranking: list[dict], variance: torch.Tensor, n_units: int) -> list[int]:

@@ -14,6 +14,7 @@ import torch
 from jobs.report.plots import mark_box, save_image, save_invariance, signed_image, tile_grid
 from jobs.report.training_curves import series, write_training_curves
 from jobs.report.unit_selection import (
+    activation_variance,
     choose_units,
     evaluated_units,
     evaluation_rankings,
@@ -53,6 +54,22 @@ def test_rank_and_choose_units():
     selective, detailed = choose_units(ranked, 2, 2, rng)
     assert selective == [3, 1] and len(detailed) == 4 and set(selective) <= set(detailed)
     assert detailed == sorted(detailed)
+
+
+def test_the_activation_variance_of_one_frame_is_zero_not_nan():
+    """A dataset of one frame (or --sample-frames 1): every unit's variance is 0, so no NaN
+    reaches stage{k}.json (JSON has no NaN) nor the ranking by variance."""
+    from jobs.config import load
+    from models.stack import RBMStack
+
+    config = load(None, ["--model.input_size=16",
+                         "--model.stages=[{field=6, stride=2, n_maps=4, pool=2}]"])
+    stack = RBMStack(config.model, generator=torch.Generator().manual_seed(0), device="cpu")
+    frames = np.random.default_rng(0).integers(0, 256, (3, 1, 16, 16), dtype=np.uint8)
+    one, = activation_variance(stack, frames[:1], 0)
+    assert torch.equal(one, torch.zeros_like(one))
+    three, = activation_variance(stack, frames, 0)  # two or more frames: the sample variance
+    assert torch.isfinite(three).all() and (three > 0).any()
 
 
 def test_evaluation_rankings(tmp_path):
