@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from models.stack import RBMStack
-from models.state_file import state_from_bytes, state_to_bytes
+from models.state_file import DamagedStateFile, state_from_bytes, state_to_bytes
 from pipeline import storage
 
 
@@ -36,4 +36,29 @@ def read_trained_stack(location: str | os.PathLike, *, device: torch.device | st
     say)."""
     blob = read_state(location)
     stack = RBMStack.from_saved(blob, device=device, dtype=dtype)
+    check_finite(stack, location)
     return stack, int(blob.get("stages_trained", stack.n_layers))
+
+
+def check_finite(stack: RBMStack, location: str | os.PathLike) -> None:
+    """:class:`models.state_file.DamagedStateFile` (one line) naming the first tensor of a stage
+    that holds NaN or infinity: training stops a run that diverges, so such a file is damaged,
+    and its units would put NaN into every figure and JSON file made from it."""
+    for k, stage in enumerate(stack.state_dict()["rbms"]):
+        for name, t in _tensors(stage):
+            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                raise DamagedStateFile(
+                    f"{location}: stage {k}'s {name} holds NaN or infinite values: it was not "
+                    "used; copy the file again from where it was written, or train again")
+
+
+def _tensors(obj: Any, prefix: str = ""):
+    """(dotted name, tensor) of every tensor in nested dicts and lists."""
+    if isinstance(obj, torch.Tensor):
+        yield prefix, obj
+    elif isinstance(obj, dict):
+        for key, value in obj.items():
+            yield from _tensors(value, f"{prefix}.{key}" if prefix else str(key))
+    elif isinstance(obj, (list, tuple)):
+        for i, value in enumerate(obj):
+            yield from _tensors(value, f"{prefix}[{i}]")

@@ -41,3 +41,23 @@ def test_a_truncated_model_is_one_line_naming_the_file(run, capsys, job, keep):
     err = capsys.readouterr().err
     assert f"{run / 'model.pt'} is not a whole state file" in err, err
     assert err.count("\n") == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("job", ["evaluate", "visualize"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_a_model_with_non_finite_weights_is_one_line_and_writes_nothing(run, capsys, job,
+                                                                        value):
+    """NaN weights went through: visualize wrote NaN into stage0.json (not JSON) and drew
+    blank pictures; evaluate printed scikit-learn's page-long refusal of NaN features."""
+    from importlib import import_module
+
+    from cluster.state_io import read_state
+
+    blob = read_state(run / "model.pt")
+    blob["state"]["rbms"][0]["params"]["W"][0, 0] = value
+    write_state(run / "model.pt", blob)
+    assert import_module(f"jobs.{job}").main(["--run", str(run), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"{run / 'model.pt'}: stage 0's params.W holds NaN or infinite" in err, err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert sorted(p.name for p in run.iterdir()) == ["config.toml", "model.pt"]
