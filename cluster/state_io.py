@@ -37,7 +37,12 @@ def read_trained_stack(location: str | os.PathLike, *, device: torch.device | st
     blob = read_state(location)
     stack = RBMStack.from_saved(blob, device=device, dtype=dtype)
     check_finite(stack, location)
-    return stack, int(blob.get("stages_trained", stack.n_layers))
+    trained = blob.get("stages_trained", stack.n_layers)
+    if type(trained) is not int or not 0 <= trained <= stack.n_layers:
+        raise DamagedStateFile(f"{location}: stages_trained is {trained!r}, not a count of its "
+                               f"{stack.n_layers} stages: it was not used; copy the file again "
+                               "from where it was written, or train again")
+    return stack, trained
 
 
 def check_finite(stack: RBMStack, location: str | os.PathLike) -> None:

@@ -61,3 +61,22 @@ def test_a_model_with_non_finite_weights_is_one_line_and_writes_nothing(run, cap
     assert f"{run / 'model.pt'}: stage 0's params.W holds NaN or infinite" in err, err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert sorted(p.name for p in run.iterdir()) == ["config.toml", "model.pt"]
+
+
+@pytest.mark.parametrize("job", ["evaluate", "visualize"])
+@pytest.mark.parametrize("count", [None, "x", -1, 7])
+def test_a_model_whose_stage_count_is_not_one_is_one_line(run, capsys, job, count):
+    """``stages_trained`` must be a count of the stack's stages: None was a TypeError
+    traceback, "x" a bare "invalid literal for int()" naming no file, 7 (more than the stack
+    has) a torch.cat traceback in visualize."""
+    from importlib import import_module
+
+    from cluster.state_io import read_state
+
+    blob = read_state(run / "model.pt")
+    blob["stages_trained"] = count
+    write_state(run / "model.pt", blob)
+    assert import_module(f"jobs.{job}").main(["--run", str(run), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"{run / 'model.pt'}: stages_trained is {count!r}" in err, err
+    assert err.count("\n") == 1 and "Traceback" not in err
