@@ -52,15 +52,18 @@ SVG_SIZE, SVG_MARGIN = (360, 170), (44, 10, 10, 24)  # (width, height); (left, t
 def histogram_svg(edges: Sequence[float], counts: Mapping[str, Sequence[float]]) -> dict | None:
     """Per-class response histograms on shared bin ``edges`` (len(counts[c]) = len(edges) - 1)
     as an SVG view: each class normalised to a fraction of its members, so unbalanced classes
-    compare, drawn as a step line. None when nothing is drawable.
+    compare, drawn as a step line. None when nothing is drawable; a class whose total, or
+    edges whose span, overflow a float (a damaged file) are not drawable.
 
     Returns ``{"width", "height", "series": [{"name", "colour", "total", "points"}], "axes",
     "ticks": [{"x", "y", "label"}]}``; ``points`` is an SVG ``polyline`` point list.
     """
     edges = [float(e) for e in edges if is_number(e)]
     classes = {str(name): [float(c) for c in cs] for name, cs in counts.items()
-               if isinstance(cs, list) and len(cs) == len(edges) - 1 and all(map(is_number, cs))}
-    if len(edges) < 2 or edges[-1] <= edges[0] or not classes:
+               if isinstance(cs, list) and len(cs) == len(edges) - 1 and all(map(is_number, cs))
+               and is_number(sum(cs))}
+    if len(edges) < 2 or not is_number(edges[-1] - edges[0]) or edges[-1] <= edges[0] or (
+            not classes):
         return None
     (w, h), (left, top, right, bottom) = SVG_SIZE, SVG_MARGIN
     fractions = {n: [c / (sum(cs) or 1.0) for c in cs] for n, cs in classes.items()}

@@ -256,6 +256,28 @@ def test_histogram_svg_normalises_each_class_and_checks_lengths():
     assert svg["series"][1]["total"] == 2
 
 
+def test_a_histogram_whose_totals_or_range_overflow_is_not_drawn(tmp_path):
+    """Finite counts or edges whose sum or span overflow a float (a hostile evaluation.json):
+    ``int(inf)`` stopped the whole gallery with an OverflowError traceback, leaving
+    ``.gallery.tmp`` behind; an infinite span drew "nan" points."""
+    big = [1e308, 1e308]
+    assert histogram_svg([0, 1, 2], {"a": big}) is None
+    assert [s["name"] for s in histogram_svg([0, 1, 2], {"a": big, "b": [1, 2]})["series"]] == [
+        "b"]
+    assert histogram_svg([-1e308, 0, 1e308], {"a": [1, 2]}) is None
+    run = tmp_path / "run"
+    (run / "visualize").mkdir(parents=True)
+    (run / "visualize" / "index.json").write_text(json.dumps({"stages": [
+        {"stage": 0, "file": "stage0.json"}]}))
+    (run / "visualize" / "stage0.json").write_text(json.dumps({"units": [{"index": 0}]}))
+    (run / "evaluation.json").write_text(json.dumps({"histograms": {
+        "bins": {"0/pooled": [0, 1, 2]}, "units": {"0/pooled/0": {"faces": big}}}}))
+    index = build_gallery(run)
+    assert "response histogram: none for unit 0/pooled/0" in (
+        run / "gallery" / "stage0" / "unit0.html").read_text()
+    assert index.is_file() and not (run / ".gallery.tmp").exists()
+
+
 def test_module_entry_point_builds_or_refuses(tmp_path, capsys):
     from jobs.gallery import main
 
