@@ -160,7 +160,7 @@ def load_metrics(run_dir: str | Path) -> MetricsLog:
             continue
         try:
             record = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deep
             record = None
         if isinstance(record, dict) and "stage" in record and "step" in record:
             records.append(record)

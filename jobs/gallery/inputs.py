@@ -124,7 +124,7 @@ def read_json(path: Path, what: str, inputs: RunInputs, hint: str = "") -> dict 
         return None
     try:
         data = json.loads(path.read_text(encoding="utf-8", errors="replace"))
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:  # RecursionError: nested too deep
         inputs.note(f"{what} unreadable: {path.name} is not valid JSON ({exc})")
         return None
     if not isinstance(data, dict):
@@ -153,7 +153,7 @@ def _read_config(inputs: RunInputs) -> None:
     inputs.config_text = path.read_text(encoding="utf-8", errors="replace")
     try:
         inputs.config = tomllib.loads(inputs.config_text)
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, RecursionError) as exc:  # RecursionError: nested too deep
         inputs.note(f"config.toml is not valid TOML ({exc})")
 
 

@@ -102,8 +102,9 @@ def read(run: Path, shards: Sequence[str], rows: Sequence[int], k: int, *,
             if units is None or units.get(key) == top.ids.shape[0]:
                 out[key] = top
         return out
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return {}  # AttributeError: a document or a "layers" that is no JSON object
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
+        return {}  # AttributeError: a document or a "layers" that is no JSON object;
+        # RecursionError: one nested too deep to parse
 
 
 def _layer_tops(d: dict, rows: Sequence[int], k: int) -> RunningTopK | None:

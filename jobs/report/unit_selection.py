@@ -63,7 +63,7 @@ def evaluated_units(run: Path) -> EvaluatedUnits:
     try:
         doc = json.loads((run / "evaluation.json").read_text())
         stages = doc["stages"]
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):  # Recursion: too deep
         return EvaluatedUnits()
     out = EvaluatedUnits()
     for entry in stages if isinstance(stages, list) else []:

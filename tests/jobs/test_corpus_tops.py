@@ -81,7 +81,7 @@ def test_a_layer_of_another_width_than_the_models_is_left_to_the_scan(tmp_path):
 
 @pytest.mark.parametrize("change", ["model_newer", "other_shards", "other_rows", "too_few",
                                     "id_outside", "not_json", "shapes_disagree", "a_list",
-                                    "layers_a_list"])
+                                    "layers_a_list", "nested_too_deep"])
 def test_a_file_that_does_not_answer_the_scan_is_not_used(tmp_path, change):
     run, _ = _run(tmp_path)
     path, shards, rows, k = run / corpus_tops.FILE, SHARDS, ROWS, 4
@@ -110,6 +110,9 @@ def test_a_file_that_does_not_answer_the_scan_is_not_used(tmp_path, change):
         _rewrite(path, lambda d: [d])
     elif change == "layers_a_list":
         _rewrite(path, lambda d: {**d, "layers": [d["layers"]["pooled"]]})
+    elif change == "nested_too_deep":  # json's RecursionError, not a ValueError
+        path.write_text("[" * 100000)
+        os.utime(path, (path.stat().st_mtime + 10,) * 2)
     else:
         path.write_text("{not json")
         os.utime(path, (path.stat().st_mtime + 10,) * 2)

@@ -144,6 +144,23 @@ def test_empty_and_broken_runs_give_pages_not_crashes(tmp_path):
     assert "missing: t: /etc/passwd refused or not found" in index
 
 
+def test_files_nested_too_deep_to_parse_give_notes_not_a_crash(tmp_path):
+    """json and tomllib raise RecursionError (not a ValueError) on a document nested past
+    Python's recursion limit: a hostile evaluation.json, index.json, metrics.jsonl line or
+    config.toml stopped the gallery with that traceback."""
+    deep = "[" * 100000
+    (tmp_path / "config.toml").write_text(f"a = {deep}")
+    (tmp_path / "evaluation.json").write_text(deep)
+    (tmp_path / "metrics.jsonl").write_text(deep + "\n")
+    (tmp_path / "visualize").mkdir()
+    (tmp_path / "visualize" / "index.json").write_text(deep)
+    index = build_gallery(tmp_path).read_text()
+    assert "config.toml is not valid TOML" in index
+    assert "evaluation unreadable: evaluation.json is not valid JSON" in index
+    assert "visualisation unreadable: index.json is not valid JSON" in index
+    assert "metrics.jsonl: 1 unreadable line(s) skipped" in index
+
+
 def test_a_damaged_dataset_manifest_gives_a_page_not_a_crash(tmp_path):
     data = tmp_path / "data"
     data.mkdir()

@@ -100,6 +100,12 @@ def test_evaluated_units_name_the_headline_and_each_layers_best(tmp_path):
     assert evaluated_units(tmp_path).headline == (1, "pooled", 2)
 
 
+def test_an_evaluation_nested_too_deep_to_parse_is_read_as_none(tmp_path):
+    """json's RecursionError on a hostile evaluation.json was a traceback in visualize."""
+    (tmp_path / "evaluation.json").write_text("[" * 100000)
+    assert evaluated_units(tmp_path).rankings == {}
+
+
 @pytest.mark.parametrize("entry", [{"layer": "pooled", "ranking": 5},
                                    {"layer": "pooled", "stage": "one", "ranking": []},
                                    {"layer": "pooled", "stage": True, "ranking": [{"index": 9}]}])
