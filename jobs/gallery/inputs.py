@@ -62,9 +62,15 @@ def is_number(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
+#: Stage numbers and unit indices are below this (an int64 holds them): a longer number would
+#: make a page's file name longer than the file system takes.
+INDEX_LIMIT = 2**63
+
+
 def is_index(x: Any) -> bool:
-    """A non-negative int (not a bool): stage numbers and unit indices used in file names."""
-    return isinstance(x, int) and not isinstance(x, bool) and x >= 0
+    """A non-negative int (not a bool) below :data:`INDEX_LIMIT`: stage numbers and unit
+    indices used in file names."""
+    return isinstance(x, int) and not isinstance(x, bool) and 0 <= x < INDEX_LIMIT
 
 
 def plain_relative(rel: Any) -> PurePosixPath | None:

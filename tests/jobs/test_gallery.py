@@ -161,6 +161,20 @@ def test_files_nested_too_deep_to_parse_give_notes_not_a_crash(tmp_path):
     assert "metrics.jsonl: 1 unreadable line(s) skipped" in index
 
 
+def test_a_stage_or_unit_number_too_long_for_a_file_name_is_refused(tmp_path):
+    """Numbers name the pages (stage{k}.html, stage{k}/unit{i}.html): a 301-digit index stopped
+    the gallery with OSError "File name too long", leaving RUN/.gallery.tmp behind."""
+    vis = tmp_path / "visualize"
+    vis.mkdir()
+    (vis / "index.json").write_text(json.dumps({"stages": [
+        {"stage": 0, "file": "stage0.json"}, {"stage": 10**300, "file": "stage0.json"}]}))
+    (vis / "stage0.json").write_text(json.dumps({"units": [{"index": 10**300}, {"index": 2}]}))
+    index = build_gallery(tmp_path).read_text()
+    assert "stage entry refused" in index and "stage 0: unit entry refused" in index
+    assert (tmp_path / "gallery" / "stage0" / "unit2.html").is_file()
+    assert not (tmp_path / ".gallery.tmp").exists()
+
+
 def test_a_damaged_dataset_manifest_gives_a_page_not_a_crash(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
