@@ -35,7 +35,10 @@ def read_trained_stack(location: str | os.PathLike, *, device: torch.device | st
     trained (``stages_trained`` as ``catneuron train`` writes it; all when the file does not
     say)."""
     blob = read_state(location)
-    stack = RBMStack.from_saved(blob, device=device, dtype=dtype)
+    try:
+        stack = RBMStack.from_saved(blob, device=device, dtype=dtype)
+    except DamagedStateFile as exc:  # the fields' fault: name the file
+        raise DamagedStateFile(f"{location}: {exc}") from None
     check_finite(stack, location)
     trained = blob.get("stages_trained", stack.n_layers)
     if type(trained) is not int or not 0 <= trained <= stack.n_layers:

@@ -288,8 +288,14 @@ class RBMStack:
             raise ValueError(
                 f"state_dict has {len(state['rbms'])} stages, stack has {self.n_layers}"
             )
-        for stage, s in zip(self.stages, state["rbms"], strict=True):
-            stage.load_state_dict(s)
+        for k, (stage, s) in enumerate(zip(self.stages, state["rbms"], strict=True)):
+            try:
+                stage.load_state_dict(s)
+            except (AttributeError, KeyError, TypeError) as exc:  # a field of the wrong kind
+                raise DamagedStateFile(
+                    f"the saved state's stage {k} is not what catneuron writes "
+                    f"({type(exc).__name__}: {str(exc)[:80]}): it was not loaded; use a file "
+                    "catneuron wrote") from None
 
     def save(self, path: str | os.PathLike) -> None:
         """Write ``{"config": StackConfig as dict, "state": state_dict}`` to ``path``: tensors

@@ -80,3 +80,32 @@ def test_a_model_whose_stage_count_is_not_one_is_one_line(run, capsys, job, coun
     err = capsys.readouterr().err
     assert f"{run / 'model.pt'}: stages_trained is {count!r}" in err, err
     assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def _set(path: tuple, value):
+    """A change to ``blob["state"]["rbms"][0]``: the field at ``path`` set to ``value``."""
+    def change(stage: dict) -> None:
+        for key in path[:-1]:
+            stage = stage[key]
+        stage[path[-1]] = value
+    return change
+
+
+@pytest.mark.parametrize("job", ["evaluate", "visualize"])
+@pytest.mark.parametrize("change", [_set(("params", "W"), "abc"), _set(("params",), [1]),
+                                    _set(("params",), None)],
+                         ids=["weight a string", "params a list", "params None"])
+def test_a_model_with_a_field_of_the_wrong_kind_is_one_line(run, capsys, job, change):
+    """A string where a weight belongs was an AttributeError traceback ('str' object has no
+    attribute 'shape'); a list or None where the parameters belong, a TypeError one."""
+    from importlib import import_module
+
+    from cluster.state_io import read_state
+
+    blob = read_state(run / "model.pt")
+    change(blob["state"]["rbms"][0])
+    write_state(run / "model.pt", blob)
+    assert import_module(f"jobs.{job}").main(["--run", str(run), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"{run / 'model.pt'}: the saved state's stage 0 is not what catneuron writes" in err, err
+    assert err.count("\n") == 1 and "Traceback" not in err
