@@ -80,11 +80,27 @@ def load_run(run: str | os.PathLike):
         stack, trained = read_trained_stack(model_path)  # torch.load(weights_only=True)
     except ValueError as exc:  # models.state_file.UnsafeStateFile: nothing in it ran
         raise UsageError(str(exc)) from None
+    if cfg.model != stack.config:
+        raise UsageError(f"{config_path} and {model_path} describe different models "
+                         f"({', '.join(model_differences(cfg.model, stack.config))}): the run "
+                         "folder's files come from different runs; put back the run's own "
+                         "config.toml, or train again")
     if trained < stack.n_layers:
         raise UsageError(f"{run} has {trained} of {stack.n_layers} stages trained, and evaluate "
                          f"scores the top stage: finish it with 'catneuron train --resume' or "
                          f"evaluate a run trained with --train.stages={trained} and as many stages")
     return cfg, stack
+
+
+def model_differences(written, trained) -> list[str]:
+    """The first few ``model.*`` fields whose values differ between two StackConfigs, each as
+    ``model.field: a vs b``."""
+    from jobs.resume import flat_fields
+
+    a = flat_fields({"model": written.to_dict()})
+    b = flat_fields({"model": trained.to_dict()})
+    keys = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+    return [f"{k}: {a.get(k)!r} vs {b.get(k)!r}" for k in keys[:3]]
 
 
 def load_probe(args, cfg):

@@ -28,18 +28,18 @@ SAFE_ON_RESUME = (
 """Fields a resumed run may change (``sim.*``: every local-simulation setting)."""
 
 
-def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
+def flat_fields(d: Any, prefix: str = "") -> dict[str, Any]:
     """Nested dicts and lists of tables as ``{"section.key": value}``, ``model.stages[0].field``
     for a table in a list (lists of plain values kept whole)."""
     if isinstance(d, dict):
         out: dict[str, Any] = {}
         for k, v in d.items():
-            out.update(_flat(v, f"{prefix}.{k}" if prefix else k))
+            out.update(flat_fields(v, f"{prefix}.{k}" if prefix else k))
         return out
     if isinstance(d, (list, tuple)) and any(isinstance(v, dict) for v in d):
         out = {}
         for i, v in enumerate(d):
-            out.update(_flat(v, f"{prefix}[{i}]"))
+            out.update(flat_fields(v, f"{prefix}[{i}]"))
         return out
     return {prefix: d}
 
@@ -50,7 +50,7 @@ def _is_safe(key: str) -> bool:
 
 def changed_fields(saved: JobConfig, resumed: JobConfig) -> list[str]:
     """Dotted names of the fields whose values differ between two configs, sorted."""
-    a, b = _flat(to_dict(saved)), _flat(to_dict(resumed))
+    a, b = flat_fields(to_dict(saved)), flat_fields(to_dict(resumed))
     return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
 
 
@@ -113,7 +113,7 @@ def trained_config(run_dir: str | Path) -> JobConfig | None:
 
 def _changes(saved: JobConfig, resumed: JobConfig, keys: list[str], n: int = 4) -> str:
     """``key (old -> new), ...`` for the first ``n`` keys, then how many more."""
-    a, b = _flat(to_dict(saved)), _flat(to_dict(resumed))
+    a, b = flat_fields(to_dict(saved)), flat_fields(to_dict(resumed))
 
     def short(value: Any) -> str:
         text = "unset" if value is None else repr(value)

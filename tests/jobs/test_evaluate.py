@@ -287,6 +287,20 @@ def test_a_run_with_an_untrained_top_stage_is_refused(tmp_path, capsys):
     assert err.count("\n") == 1 and "1 of 2 stages trained" in err and "--resume" in err
 
 
+def test_a_config_of_another_model_beside_the_model_is_refused(tmp_path, capsys):
+    """A ``config.toml`` edited (or copied from another run) to another ``model.input_size``
+    gave "frames have shape (256, 1, 32, 32), the stack expects (N, 1, 16, 16); resize ... at
+    ingest": a hint to re-ingest, when the run folder's two files disagree."""
+    run = _run_folder(tmp_path)
+    text = (run / "config.toml").read_text()
+    (run / "config.toml").write_text(text.replace("[model]\ninput_size = 16",
+                                                  "[model]\ninput_size = 32"))
+    assert main(["--run", str(run), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "describe different models (model.input_size: 32 vs 16)" in err, err
+    assert err.count("\n") == 1 and not (run / "evaluation.json").exists()
+
+
 def test_folder_probe_and_errors(tmp_path, capsys):
     run = _run_folder(tmp_path)
     probe = tmp_path / "probe"
