@@ -385,6 +385,24 @@ def test_fast_demo_evaluation_scores_the_matched_probe(demo_run):
     assert result["verdict"]["text"] in demo_run.continued.stdout
 
 
+def test_the_random_halves_keep_each_group_on_one_side():
+    """Without ``--choose-on``, the evaluation's random halves keep a face and its twin (one
+    group: same background, place and size) on one side of every split: a twin across the
+    split would let the choosing half see the test half's backgrounds. Guards
+    :func:`~jobs.report.evaluation.held_out` passing ``groups`` on to the halves (dropping
+    them changes no figure's form, only its honesty)."""
+    from jobs.report.evaluation import held_out
+
+    y = np.tile([1, 0], 20)
+    groups = np.repeat(np.arange(20), 2)  # an image and its twin
+    protocol = {"n_splits": 6, "n_thresholds": 20, "seed": 3}
+    splits, scoring = held_out(y, protocol, groups, None)
+    assert len(splits) == 6 and scoring == protocol
+    for choose, test in splits:
+        assert len(choose) + len(test) == 40
+        assert set(groups[choose.numpy()]).isdisjoint(groups[test.numpy()])
+
+
 def test_appearance_counts_count_each_stretch_of_frames_once():
     """Top frames from two face stretches and one bare stretch are 3 appearances, 2 of them
     faces; the corpus holds 3 face stretches (two videos may reuse a placement number)."""
