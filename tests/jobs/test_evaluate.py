@@ -403,6 +403,43 @@ def test_the_random_halves_keep_each_group_on_one_side():
         assert set(groups[choose.numpy()]).isdisjoint(groups[test.numpy()])
 
 
+def test_the_corpus_share_is_the_face_share_of_the_headline_units_highest_frames():
+    """Faces labelled on exactly the 100 frames where the headline unit responds most (by the
+    full up-pass): its top-100 face share is 1 and the base rate the labelled third, whether
+    the frames are ranked here or taken from the training's ranking (``tops``). Guards the
+    share's direction (highest, not lowest, responses) and that it ranks the headline unit,
+    not another: the demo's test only bounds the share to [0, 1]."""
+    from jobs.report.evaluation import TOP_FRAMES, corpus_share, unit_tables
+    from models.neurons.topk import RunningTopK
+    from models.stack import StackConfig, StageConfig
+
+    config = StackConfig(input_size=24, input_lcn_sigma=0.0, stages=(
+        StageConfig(kind="tied", learner="kmeans", field=3, n_maps=4, pool=2, pool_stride=2,
+                    sign_split=True, rows_per_frame=4),
+        StageConfig(kind="competitive", learner="rbm", field=3, n_maps=6, dims=8,
+                    sizes=(28, 20), rows_per_frame=4)))
+    frames = np.random.default_rng(0).integers(0, 256, (3 * TOP_FRAMES, 1, 24, 24),
+                                               dtype=np.uint8)
+    stack = RBMStack(config, device="cpu", generator=torch.Generator().manual_seed(0))
+    for k in (0, 1):
+        stack.prepare(k, torch.from_numpy(frames[:40]),
+                      generator=torch.Generator().manual_seed(k))
+    table = unit_tables(stack, frames, stages=(1,))["1/pooled"]  # (300, U)
+    index = 3
+    order = np.argsort(-table[:, index], kind="stable")
+    assert table[order[TOP_FRAMES - 1], index] > table[order[TOP_FRAMES], index]  # no tie
+    kinds = ["none"] * len(frames)
+    for i in order[:TOP_FRAMES]:
+        kinds[i] = "face"
+    best = {"stage": 1, "layer": "pooled", "index": index}
+    got = corpus_share(stack, best, frames, kinds, {})
+    assert got["corpus_top100_face_share"] == 1.0
+    assert got["corpus_face_base_rate"] == round(1 / 3, 4)
+    tops = RunningTopK(table.shape[1], TOP_FRAMES, dtype=torch.float64)
+    tops.update(torch.from_numpy(table), torch.arange(len(frames)))
+    assert corpus_share(stack, best, frames, kinds, {"pooled": tops}) == got
+
+
 def test_appearance_counts_count_each_stretch_of_frames_once():
     """Top frames from two face stretches and one bare stretch are 3 appearances, 2 of them
     faces; the corpus holds 3 face stretches (two videos may reuse a placement number)."""
