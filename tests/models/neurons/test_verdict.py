@@ -37,3 +37,19 @@ def test_a_baseline_that_wins_is_named_with_its_margin_and_confound_warned():
                                                  "balanced_accuracy": 0.66, "margin": 0.05}
     assert v["text"].startswith("no face unit: image_statistics scores 0.660, 0.050 above")
     assert "above 0.60" in v["text"]
+
+
+def test_a_lead_equal_to_the_spread_and_a_confound_at_the_limit_are_both_on_the_safe_side():
+    """The boundaries, with values exact in binary: a lead of exactly its spread is not "more
+    than its spread" (no face unit), and a probe confound of exactly the limit is within it
+    (DESIGN: image statistics must stay <= 0.60), so no warning. Guards ``lead > std`` and
+    ``confound > CONFOUND_LIMIT`` against ``>=``, which the cases above never reach."""
+    from models.neurons.image_stats import CONFOUND_LIMIT
+
+    base = {"always_negative": _s(0.5)}
+    tie = verdict(_s(0.75, 0.25) | BEST, base, CONFOUND_LIMIT)
+    assert not tie["face_unit"] and "within its spread" in tie["text"]
+    assert tie["winner"] == {"name": "always_negative", "balanced_accuracy": 0.5,
+                             "margin": -0.25}
+    assert "probe confound 0.60." in tie["text"] and "above" not in tie["text"]
+    assert verdict(_s(0.75, 0.24) | BEST, base, None)["face_unit"]  # just more than it
