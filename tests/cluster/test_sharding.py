@@ -58,3 +58,27 @@ def test_bfloat16_transfer_halves_bytes_and_rounds_to_nearest():
         assert float(((back - v).abs() / v.abs()).max()) <= 2.0 ** -8
     with pytest.raises(ValueError, match="float16"):
         pack(t, "float16")
+
+
+def test_combine_updates_is_the_mean_summed_in_worker_order_and_leaves_the_pushes_alone():
+    """The synchronous step's average, against numpy: three workers' updates summed in worker
+    order then divided by three (the same float32 bits), one update as it is, and no worker's
+    arrays changed. The parameter server's and the single-process reference's tests compare
+    against ``combine_updates`` itself (both use it), so a sum in place of the mean, or a
+    first update added into in place, passed them all."""
+    from cluster.sharding import combine_updates
+
+    rng = np.random.default_rng(0)
+    updates = [{"W": rng.normal(size=(4, 3)).astype(np.float32),
+                "b": rng.normal(size=3).astype(np.float32)} for _ in range(3)]
+    before = [{k: v.copy() for k, v in u.items()} for u in updates]
+    got = combine_updates(updates)
+    for k in ("W", "b"):
+        want = (updates[0][k] + updates[1][k] + updates[2][k]) / np.float32(3)
+        np.testing.assert_array_equal(got[k].numpy(), want)
+        for u, b in zip(updates, before, strict=True):
+            np.testing.assert_array_equal(u[k], b[k])
+    one = combine_updates(updates[:1])
+    np.testing.assert_array_equal(one["W"].numpy(), updates[0]["W"])
+    with pytest.raises(ValueError, match="no updates"):
+        combine_updates([])
