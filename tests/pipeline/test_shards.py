@@ -84,3 +84,22 @@ def test_read_manifest_errors(tmp_path):
     (tmp_path / "_manifest.json").write_text('{"schema_version": 99}')
     with pytest.raises(ValueError, match="schema_version 99"):
         read_manifest(tmp_path)
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", "sub/part.parquet", "..\\part.parquet",
+                                  "part\0.parquet", "/etc/passwd", None, 3])
+def test_every_name_that_is_not_a_plain_file_name_is_refused(tmp_path, name):
+    """Each way a manifest's shard name can leave (or be) its folder, one at a time: a reader
+    or a clean-up would open or remove ``root / name``, and ``..`` is the folder above. The
+    ingest test covers ``../x`` and an absolute path only, so dropping the ``"", ".", ".."``
+    test (or the backslash, NUL or type tests) passed every test."""
+    from pipeline.shards import ManifestError, check_manifest_paths, is_plain_name
+
+    assert not is_plain_name(name)
+    manifest = {"shards": [], "videos": [{"source": "x.mp4", "status": "failed",
+                                          "shards": [name]}]}
+    with pytest.raises(ManifestError, match="not a plain file name"):
+        check_manifest_paths(tmp_path, manifest)
+    assert is_plain_name("part-00000.parquet") and is_plain_name("..part")
+    check_manifest_paths(tmp_path, {"shards": [], "videos": [{"source": "x.mp4",
+                                                              "status": "failed", "shards": []}]})
