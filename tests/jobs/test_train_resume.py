@@ -73,6 +73,23 @@ def test_resume_refuses_an_unsafe_change_and_writes_nothing(tmp_path, capsys):
     assert sorted(p.name for p in run.iterdir()) == ["config.toml"]
 
 
+@pytest.mark.parametrize("override", ["--train.seed=5", "--train.read_cache_mb=0",
+                                      "--data.batch_size=8", "--data.holdout_frames=3"])
+def test_resume_refuses_each_field_that_changes_the_result(tmp_path, override):
+    """Fields a reader might think harmless, each of which changes what a resumed run computes,
+    so that it no longer equals the uninterrupted one: the seed (every random stream), the
+    read cache (cached frames are whitened by one convolution, uncached windows one at a time:
+    other float rounding), the batch size and the held-out frames (which frames each step
+    reads). Guards :data:`jobs.resume.SAFE_ON_RESUME` against growing any of them: the test
+    above tries the workers, shards and learning rate only, so adding these passed."""
+    from jobs.config import ConfigError
+
+    run, _ = _run_folder(tmp_path, tmp_path / "data")
+    field = override[2:].split("=")[0]
+    with pytest.raises(ConfigError, match=rf"--resume cannot change {re.escape(field)} "):
+        load_run_config(run, [override])
+
+
 def test_a_refused_resume_names_each_changed_field_not_the_whole_config(tmp_path, capsys):
     run, _ = _run_folder(tmp_path, tmp_path / "data")
     assert train_job.main(["--resume", "--run-dir", str(run), "--model.stages[0].n_maps=8",
