@@ -293,3 +293,23 @@ def test_a_sync_step_waits_longer_for_each_worker_beyond_the_first_and_async_doe
         assert step(async_, nodes, 5e-4)["step_s"] == step(async_, nodes, 0.0)["step_s"]
     with pytest.raises(ValueError, match="fanout_s=-1"):
         plan(sync, nodes=3, gflops_per_core=10.0, fanout_s=-1)
+
+
+def test_a_replica_grows_with_its_batch_is_flagged_past_its_node_and_an_epoch_is_each_frame_once():
+    """Three figures no other case moves: a replica's memory grows by the same activations for
+    each batch's worth of frames (dropping the batch factor left it flat); a replica larger than
+    its node's memory is flagged (``replica_fits_node`` stuck at True passed); and mirroring,
+    which flips a frame in place with probability 1/2, leaves an epoch at each frame once (it
+    doubles the cached inputs, not the frames: an epoch over the doubled count passed)."""
+    def stage1(extra, **kw):
+        cfg = load(ROOT / "configs/demo.toml", ["train.read_cache_mb=0", *extra])
+        return plan(cfg, nodes=3, frames=10_000, gflops_per_core=10.0, **kw)["stages"][1]
+
+    r = [stage1([f"data.batch_size={b}"])["replica_memory_bytes"] for b in (16, 32, 48)]
+    assert r[2] - r[1] == r[1] - r[0] > 0
+    assert stage1([])["replica_fits_node"]
+    tight = stage1([], node_memory_gb=stage1([])["replica_memory_bytes"] / 2e9)
+    assert not tight["replica_fits_node"]
+    plain, mirrored = stage1([]), stage1(["data.mirror=true"])
+    assert mirrored["step_s"] == plain["step_s"]  # no cache: the same step either way
+    assert mirrored["epoch_s"] == plain["epoch_s"] == 10_000 / plain["frames_per_s"]
