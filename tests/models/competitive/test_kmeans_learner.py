@@ -51,3 +51,23 @@ def test_state_round_trip_and_no_decay():
     other = _learner(seed=5)
     other.load_state_dict(km.state_dict())
     torch.testing.assert_close(other.params["W"], km.params["W"])
+
+
+def test_a_unit_that_wins_no_rows_is_left_where_it_is():
+    """Rows all near +e0 and a unit at -e0: that unit wins none of them, so its update is
+    exactly zero and a step leaves it in place (Sculley's rule moves only the winners). The
+    test above draws its rows so that every unit wins some, so an update of ``mean - W`` for
+    every unit (a losing unit pulled to zero, its direction lost) passed it."""
+    km = _learner(lr=1.0)
+    e = torch.eye(5, dtype=torch.float64)
+    km.params["W"].copy_(torch.stack([e[0] + e[1], e[0] - e[1], -2 * e[0]]))
+    g = torch.Generator().manual_seed(3)
+    x = e[0] + 0.2 * torch.randn(30, 5, generator=g, dtype=torch.float64)
+    counts = km.statistics(x)["counts"]
+    assert counts[2] == 0 and counts[0] > 0 and counts[1] > 0
+    before = km.params["W"].clone()
+    upd = km.compute_update(x)["W"]
+    assert torch.equal(upd[2], torch.zeros(5, dtype=torch.float64))
+    km.apply_update(km.compute_update(x))
+    assert torch.equal(km.params["W"][2], before[2])
+    assert not torch.equal(km.params["W"][0], before[0])  # the winners did move

@@ -50,3 +50,19 @@ def test_fit_recovers_directions_and_reseeds_empty_clusters():
     assert bool((best > 0.98).all()), best
     sim = km.transform(x)
     assert sim.shape == (200, 4) and float(sim.max()) <= 1.0 + 1e-9
+
+
+def test_empty_clusters_reseed_one_at_a_time_at_different_rows():
+    """Two empty clusters and three rows the kept centroid explains badly: the first empty
+    cluster takes the worst-explained row, the second the worst once that one is taken, not
+    the same row again (which left two equal centroids, one of them empty for ever after).
+    The fit test above recovers from that over its iterations, so it passed."""
+    km = SphericalKMeans(3, generator=gen(0))
+    e = torch.eye(4, dtype=DT)
+    km.centroids_ = e[:3].clone()
+    rows = torch.stack([-e[0], -e[0] + 0.1 * e[1], e[3]])  # worst: -e0, then e3 (cos 0)
+    stats = {"sums": torch.zeros(3, 4, dtype=DT), "counts": torch.tensor([5.0, 0.0, 0.0])}
+    km.apply_statistics(stats, reseed_from=rows)
+    torch.testing.assert_close(km.centroids_[0], e[0])
+    torch.testing.assert_close(km.centroids_[1], -e[0])
+    torch.testing.assert_close(km.centroids_[2], e[3])
