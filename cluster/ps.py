@@ -131,9 +131,11 @@ class ParameterShard:
             raise OutOfStep(f"shard {self.index} holds step {expected - 1} (restored from "
                             f"{self.restored_from}) but was asked to apply step {step}")
         self.last_seq[-1] = step
+        t = time.perf_counter()
         self.updater.step(self.params, combine_updates(updates))
         self.n_applied += 1
         self._check_finite()
+        self.seconds_apply += time.perf_counter() - t  # as push's: benchmarks/ps.py reads it
         return self._sync_reply()
 
     def _sync_reply(self) -> dict[str, np.ndarray]:

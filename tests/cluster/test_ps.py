@@ -60,6 +60,7 @@ def test_apply_sync_combines_in_order_and_refuses_skipped_steps(tmp_path):
     mean = combine_updates([u1, u2])
     for k in p0:
         torch.testing.assert_close(torch.from_numpy(out[k]), p0[k] + mean[k])
+    assert shard.info()["seconds_apply"] > 0  # a sync apply is timed as a push's is
     again = shard.apply_sync(0, u1, u2)  # step 0 again: not applied twice
     for k in p0:
         np.testing.assert_array_equal(again[k], out[k])
