@@ -28,9 +28,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from jobs.evaluation import headline, unit_tables  # noqa: E402
-
 from cluster.state_io import read_trained_stack  # noqa: E402
+from jobs.report.evaluation import headline, unit_tables  # noqa: E402
 from models.neurons.selectivity import best_unit_score, stratified_halves  # noqa: E402
 from models.rbm.optim import UpdateConfig  # noqa: E402
 from models.stack import RBMStack, StackConfig  # noqa: E402
