@@ -125,7 +125,7 @@ def main() -> int:
     p.add_argument("--run", type=Path, help="a trained run for the evaluate/visualize contenders")
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--rounds", type=int, default=2, help="alternations of the two settings")
-    p.add_argument("--out", default="benchmarks/results/allocator.json")
+    p.add_argument("--out", help="write the JSON here as well as to stdout")
     p.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.inner:

@@ -10,27 +10,28 @@ video's frames (corpus) are never split:
 - the probe's faces against the bare backgrounds (what the twins control for);
 - the demo dataset's face frames against its non-face-patch frames, and against bare frames.
 
-    python benchmarks/face_confound.py --data runs/demo/data
+    python benchmarks/face_confound.py --data runs/demo/data \
+        --out benchmarks/results/face_confound.json
 
-Writes ``benchmarks/results/face_confound.json``.
+Prints the JSON, and writes it to ``--out`` when given.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from results_file import emit  # noqa: E402
 
 from models.neurons.image_stats import confound_balanced_accuracy  # noqa: E402
 from pipeline.decode import DecodeConfig  # noqa: E402
 from pipeline.probe import builtin_probe  # noqa: E402
-
-OUT = Path(__file__).resolve().parent / "results" / "face_confound.json"
 
 
 def probe_figures(size: int) -> dict:
@@ -77,10 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True, help="dataset from catneuron ingest --demo")
     p.add_argument("--size", type=int, default=64, help="probe side (the model's input) [64]")
+    p.add_argument("--out", help="write the JSON here as well as to stdout")
     a = p.parse_args(argv)
     rec = {"data": a.data, "probe": probe_figures(a.size), "corpus": corpus_figures(a.data)}
-    OUT.write_text(json.dumps(rec, indent=1))
-    print(json.dumps(rec, indent=1))
+    emit(rec, a.out)
     return 0
 
 

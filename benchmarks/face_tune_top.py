@@ -13,7 +13,8 @@ tuning part (20 grouped splits). The reporting part is never read.
 
 Each variant is a JSON object: StageConfig fields of stage 1 (``learner``, ``learning_rate``,
 ``rows_per_frame``, ``sizes``, ``n_maps``, ``dims``, ``field``, ``whiten_eps``) plus ``steps``,
-``mom`` (momentum, 0.9) and ``seed``. Appends one JSON line per variant to ``--out``.
+``mom`` (momentum, 0.9) and ``seed``. Prints one JSON line per variant, and appends it to
+``--out`` when given.
 """
 
 from __future__ import annotations
@@ -37,7 +38,6 @@ from pipeline.decode import DecodeConfig  # noqa: E402
 from pipeline.probe import builtin_probe  # noqa: E402
 from pipeline.reader import list_shards, read_frames  # noqa: E402
 
-OUT = Path(__file__).resolve().parent / "results" / "face_tune" / "top_stage.jsonl"
 FIELDS = ("learner", "learning_rate", "rows_per_frame", "sizes", "n_maps", "dims", "field",
           "whiten_eps")
 
@@ -85,7 +85,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--run", required=True, help="a trained run (its stage 0 is kept)")
     p.add_argument("--data", required=True, help="its dataset (last shard held out)")
-    p.add_argument("--out", type=Path, default=OUT)
+    p.add_argument("--out", type=Path, help="append the JSON lines here as well "
+                                            "(benchmarks/results/face_tune/top_stage.jsonl)")
     p.add_argument("variants", nargs="+", help="JSON objects (see the module docstring)")
     a = p.parse_args(argv)
     torch.set_num_threads(2)
@@ -95,7 +96,8 @@ def main(argv=None) -> int:
     keep, y, _ = headline(probe, "faces")
     splits = stratified_halves(y, 20, 0, probe.groups[keep])
     cache: dict[tuple, list[torch.Tensor]] = {}
-    a.out.parent.mkdir(parents=True, exist_ok=True)
+    if a.out:
+        a.out.parent.mkdir(parents=True, exist_ok=True)
     for text in a.variants:
         v = json.loads(text)
         stack = variant_stack(trained, v)
@@ -111,8 +113,9 @@ def main(argv=None) -> int:
                "tune_heldout_auc": round(s["heldout_auc"], 4), "unit": s["index"],
                "polarity": s["polarity"], "chosen_share": s["heldout_chosen_fraction"]}
         print(json.dumps(row), flush=True)
-        with a.out.open("a") as f:
-            f.write(json.dumps(row) + "\n")
+        if a.out:
+            with a.out.open("a") as f:
+                f.write(json.dumps(row) + "\n")
     return 0
 
 

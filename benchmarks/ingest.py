@@ -27,7 +27,6 @@ Run on a quiet machine (other jobs on the 2 cores skew everything)::
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import os
 import platform
@@ -41,15 +40,13 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from results_file import emit
 
 from pipeline.decode import DecodeConfig, resize
 from pipeline.demo_corpus import write_demo_videos
 from pipeline.ingest import IngestConfig, run_ingest
 from pipeline.pool import DecodePool
 from pipeline.shards import ShardConfig
-
-REPO = Path(__file__).resolve().parents[1]
-
 
 
 def bare_loop(paths: list[Path], size: int) -> tuple[int, float, float]:
@@ -179,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--input-size", type=int, default=200, help="output side (Le et al.: 200)")
     ap.add_argument("--repeats", type=int, default=3, help="best of this many runs per config")
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "catneuron-bench")
-    ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "ingest.json")
+    ap.add_argument("--out", help="write the JSON here as well as to stdout")
     args = ap.parse_args(argv)
 
     os.environ["RAY_worker_niceness"] = "0"  # read by the raylet ray.init starts
@@ -218,9 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     ray.shutdown()
     doc = summary(args, argv, videos, config, {k: _median(v) for k, v in results.items()},
                   ray.__version__)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(doc, indent=1))
-    print(json.dumps(doc, indent=1))
+    emit(doc, args.out)
     return 0
 
 

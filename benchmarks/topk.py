@@ -48,7 +48,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import os
 import shutil
@@ -60,6 +59,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from results_file import emit
 
 from cluster import topk
 from cluster.state_io import read_trained_stack
@@ -185,7 +185,7 @@ def parse_args() -> argparse.Namespace:
                    help="frames a scanner is handed at a time [cluster.topk.CHUNK_FRAMES]")
     p.add_argument("--contenders", default=None,
                    help="comma-separated subset of the contenders to run [all]")
-    p.add_argument("--out", default="benchmarks/results/topk.json")
+    p.add_argument("--out", help="write the JSON here as well as to stdout")
     return p.parse_args()
 
 
@@ -266,10 +266,8 @@ def main() -> None:
     if ray.is_initialized():
         ray.shutdown()
     pool.shutdown()
-    doc = summary(args, root, n_frames, len(shards), units, seconds, cpu, results, load_before)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(doc, indent=1) + "\n")
-    print(json.dumps(doc, indent=1))
+    emit(summary(args, root, n_frames, len(shards), units, seconds, cpu, results, load_before),
+         args.out)
 
 
 if __name__ == "__main__":
