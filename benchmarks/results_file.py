@@ -1,15 +1,49 @@
 """Where a benchmark's figures go: printed as JSON, and written to ``--out`` when it is given
-(its folder made), so every script's result file has the same form."""
+(its folder made), so every script's result file has the same form.
+
+Every result records the command that made it and the machine it ran on (unless the script
+recorded them itself), and is strict JSON: Python's ``json`` writes a NaN or an infinity as the
+bare words ``NaN`` and ``Infinity``, which other readers refuse, so a non-finite figure is
+written as ``null`` and named on stderr."""
 
 from __future__ import annotations
 
 import json
+import math
+import os
+import platform
+import sys
 from pathlib import Path
+
+
+def run_record() -> dict:
+    """The command line (as typed, relative to the repository) and the machine."""
+    return {"command": " ".join(["python", *sys.argv]),
+            "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                        "processor": platform.processor() or platform.machine()}}
+
+
+def finite(value, where: str = "", bad: list[str] | None = None):
+    """``value`` with every NaN or infinite float replaced by None (its key path added to
+    ``bad``)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        if bad is not None:
+            bad.append(where or "(the result)")
+        return None
+    if isinstance(value, dict):
+        return {k: finite(v, f"{where}.{k}" if where else str(k), bad) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v, f"{where}[{i}]", bad) for i, v in enumerate(value)]
+    return value
 
 
 def emit(result: dict, out: str | Path | None, indent: int = 1) -> None:
     """Print ``result`` as JSON; write the same text to ``out`` unless it is None or empty."""
-    text = json.dumps(result, indent=indent)
+    bad: list[str] = []
+    result = finite({**run_record(), **result}, bad=bad)
+    if bad:
+        print(f"non-finite figures written as null: {', '.join(bad)}", file=sys.stderr)
+    text = json.dumps(result, indent=indent, allow_nan=False)
     print(text)
     if out:
         path = Path(out)
