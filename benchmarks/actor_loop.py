@@ -34,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ps import ConcurrentLoops, load_stack, prepared_stack  # noqa: E402 (sets NUMBA_NUM_THREADS)
-from results_file import emit  # noqa: E402
+from results_file import cli, emit  # noqa: E402
 
 
 class LoopActor:
@@ -110,4 +110,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli(main))

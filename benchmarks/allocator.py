@@ -34,7 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from results_file import emit
+from results_file import cli, emit
 
 MODES = {"glibc_default": {"CATNEURON_MALLOC": "default"}, "kept": {"CATNEURON_MALLOC": ""}}
 
@@ -174,4 +174,4 @@ def summary(args, results: dict) -> dict:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli(main))

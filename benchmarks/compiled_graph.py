@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from results_file import emit  # noqa: E402
+from results_file import cli, emit  # noqa: E402
 
 # The demo's stages: a worker's step on one core, input included (plan_check_sync_inline_
 # 20261206.json's measured_step_one_core_s), and the float32 bytes each way (ps.py's
@@ -280,4 +280,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli(main))

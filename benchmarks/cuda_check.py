@@ -18,7 +18,7 @@ import sys
 import time
 
 import torch
-from results_file import emit
+from results_file import cli, emit
 
 from models import BernoulliRBM, GaussianBernoulliRBM, LocalRBM, RBMStack, StackConfig
 
@@ -138,4 +138,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli(main))

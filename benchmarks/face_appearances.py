@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from results_file import emit
+from results_file import cli, emit
 from sklearn.metrics import roc_auc_score
 
 from jobs.evaluate import load_run, training_frames
@@ -73,4 +73,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli(main))

@@ -27,7 +27,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from results_file import emit  # noqa: E402
+from results_file import cli, emit  # noqa: E402
 
 from models.neurons.image_stats import confound_balanced_accuracy  # noqa: E402
 from pipeline.decode import DecodeConfig  # noqa: E402
@@ -86,4 +86,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(cli(main))

@@ -27,6 +27,8 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from results_file import cli
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "face_demo"
 
@@ -190,4 +192,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(cli(main))

@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import tomllib
+from results_file import cli
 
 RESULTS = Path(__file__).resolve().parent / "results" / "face_demo"
 GOAL = {"balanced_accuracy": 0.85, "auc": 0.92, "stretch_balanced_accuracy": 0.90,
@@ -119,4 +121,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(cli(main))

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from results_file import cli  # noqa: E402
 
 from jobs.report.evaluation import headline, unit_tables  # noqa: E402
 from models.neurons.selectivity import best_unit_score  # noqa: E402
@@ -160,4 +161,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(cli(main))

@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from results_file import cli  # noqa: E402
 
 from cluster.state_io import read_trained_stack  # noqa: E402
 from jobs.report.evaluation import headline, unit_tables  # noqa: E402
@@ -120,4 +121,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(cli(main))

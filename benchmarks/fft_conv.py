@@ -28,7 +28,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from rbm import best_time as _best_time  # noqa: E402
-from results_file import emit  # noqa: E402
+from results_file import cli, emit  # noqa: E402
 
 from jobs.config import load  # noqa: E402
 from models.kernels.fft_conv import FFTConv2d, WindowConv  # noqa: E402
@@ -107,4 +107,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli(main))

@@ -40,7 +40,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from results_file import emit
+from results_file import cli, emit
 
 from pipeline.decode import DecodeConfig, resize
 from pipeline.demo_corpus import write_demo_videos
@@ -256,4 +256,4 @@ def _median(row: dict) -> dict:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli(main))

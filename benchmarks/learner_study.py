@@ -39,6 +39,7 @@ from learner_features import (  # noqa: E402
     unit_responses,
 )
 from learner_scoring import held_out, logistic_held_out, stability  # noqa: E402
+from results_file import cli  # noqa: E402
 
 from models.competitive.spherical_kmeans import SphericalKMeans, normalise_rows  # noqa: E402
 from models.rbm.dense import RBMConfig  # noqa: E402
@@ -237,4 +238,4 @@ def write(result: dict, args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(cli(main))

@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from learner_data import make_data  # noqa: E402
 from learner_features import sample_windows, unit_responses  # noqa: E402
 from learner_scoring import choose_unit, tuning_half_only  # noqa: E402
+from results_file import cli  # noqa: E402
 
 from models.competitive.spherical_kmeans import SphericalKMeans  # noqa: E402
 from models.rbm.dense import RBMConfig  # noqa: E402
@@ -105,4 +106,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(cli(main))

@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from results_file import emit
+from results_file import cli, emit
 
 import pipeline.manifest_commits as commits_module
 from pipeline.manifest_commits import GROWTH, ManifestCommits
@@ -89,4 +89,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli(main))

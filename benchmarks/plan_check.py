@@ -53,7 +53,7 @@ from pathlib import Path
 
 import numpy as np
 import ray
-from results_file import emit
+from results_file import cli, emit
 
 TOLERANCE = 0.25
 FANOUT_WORKERS = (1, 2, 3)
@@ -315,4 +315,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli(main))

@@ -80,7 +80,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from results_file import emit
+from results_file import cli, emit
 
 # One thread everywhere, numba's pool included (read when numba is imported): the single-process
 # references, their spawned children and the Ray actors (cluster.ps.ONE_THREAD_ENV).
@@ -577,4 +577,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli(main))

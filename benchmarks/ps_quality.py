@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 
-from results_file import emit
+from results_file import cli, emit
 
 os.environ.setdefault("NUMBA_NUM_THREADS", "1")  # one thread per process (see benchmarks/ps.py)
 
@@ -107,4 +107,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli(main))

@@ -48,7 +48,7 @@ from contextlib import contextmanager
 
 import numpy as np
 import torch
-from results_file import emit
+from results_file import cli, emit
 
 from models import BernoulliRBM, BernoulliRBMEstimator, LocalRBM, UpdateConfig
 from models.likelihood.estimates import log_partition_ais, log_partition_exact
@@ -573,4 +573,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli(main))

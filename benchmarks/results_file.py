@@ -4,7 +4,10 @@
 Every result records the command that made it and the machine it ran on (unless the script
 recorded them itself), and is strict JSON: Python's ``json`` writes a NaN or an infinity as the
 bare words ``NaN`` and ``Infinity``, which other readers refuse, so a non-finite figure is
-written as ``null`` and named on stderr."""
+written as ``null`` and named on stderr.
+
+:func:`cli` runs a script's ``main`` through the jobs' error path, so that bad input (a missing
+dataset or run, a bad argument or config) is one line on stderr, not a traceback."""
 
 from __future__ import annotations
 
@@ -49,3 +52,16 @@ def emit(result: dict, out: str | Path | None, indent: int = 1) -> None:
         path = Path(out)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text + "\n")
+
+
+def cli(main) -> int:
+    """``main()``'s exit status, a user's error printed as one line ``SCRIPT: error: ...``
+    (:func:`jobs.errors.run_main`; a missing file counts as one). Any other exception is a bug
+    and keeps its traceback."""
+    from jobs.errors import run_main, user_errors
+
+    def body(_argv) -> int | None:
+        with user_errors(FileNotFoundError):
+            return main()
+
+    return run_main(Path(sys.argv[0]).name, body, None)

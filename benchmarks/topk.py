@@ -52,6 +52,7 @@ import multiprocessing
 import os
 import shutil
 import statistics
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from functools import partial
@@ -59,7 +60,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from results_file import emit
+from results_file import cli, emit
 
 from cluster import topk
 from cluster.state_io import read_trained_stack
@@ -271,4 +272,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(cli(main))

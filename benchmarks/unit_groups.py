@@ -30,7 +30,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from results_file import emit
+from results_file import cli, emit
 
 from cluster.topk import shard_row_counts
 from jobs.evaluate import load_probe, load_run
@@ -112,4 +112,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli(main))
