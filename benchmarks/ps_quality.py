@@ -5,8 +5,11 @@ bfloat16 transfers save; this one shows what they cost in learning. For each set
 stage 0 of a config (the demo's: 2 async workers, 2 shards, ``train.steps`` worker batches) with
 the real trainer on a local Ray, then measures the reconstruction error (mean-field, the same
 figure the workers log) on the held-out frames, which no worker trains on, and on the initial
-model for reference. One run per setting: async runs are not bit-reproducible, and the error
-does not fall monotonically in 400 steps, so read differences of a few hundredths as noise.
+model for reference. Every setting is a Downpour one, so the schedule is ``train.mode =
+"async"`` whatever the config's (a synchronous step ignores the push and fetch periods, the
+push kind and the wire type: every setting would train the same). One run per setting: async
+runs are not bit-reproducible, and the error does not fall monotonically in 400 steps, so read
+differences of a few hundredths as noise.
 
 Usage (needs a dataset, e.g. ``catneuron ingest --demo --out runs/demo/data``)::
 
@@ -76,13 +79,13 @@ def main(argv: list[str] | None = None) -> int:
     from jobs.config import dumps, load
     from models.stack import RBMStack
 
-    base = [f'data.path="{args.data}"', "train.stages=1", *args.set]
+    base = [f'data.path="{args.data}"', "train.stages=1", 'train.mode="async"', *args.set]
     config = load(args.config, base)
     initial = RBMStack(config.model, update=config.update,
                        generator=torch.Generator().manual_seed(config.train.seed), device="cpu")
     error, n_held = heldout_error(initial, args.data, config.data.holdout_frames)
     result = {"benchmark": "ps_quality", "config": args.config, "overrides": args.set,
-              "steps": config.train.steps,
+              "mode": config.train.mode, "steps": config.train.steps,
               "n_workers": config.train.n_workers, "heldout_frames": n_held,
               "initial_model_heldout_recon_error": error, "settings": {}}
     with tempfile.TemporaryDirectory() as tmp:
