@@ -83,6 +83,21 @@ def run_step_s(run: Path, stage: int) -> float | None:
     return statistics.median(late) if late else None
 
 
+#: The schedule a ps.py result records (its ``mode`` absent: async, the only one then).
+SETTING_KEYS = ("mode", "n_push", "n_fetch", "push", "transfer_dtype", "n_ps_shards")
+
+
+def setting_differences(config, ps: dict) -> list[str]:
+    """``KEY measured != config's`` for each setting where a ps.py result (:func:`ps_figures`)
+    differs from what the config's stage runs: the plan sizes the config's schedule, so a run
+    at another one is no check of it."""
+    from cluster.plan import wire_schedule
+
+    train = wire_schedule(config.train.for_stage(ps["stage"]))
+    return [f"{k} {v} != {getattr(train, k)}" for k, v in ps["setting"].items()
+            if v is not None and v != getattr(train, k)]
+
+
 def ps_figures(path: Path) -> dict:
     """A ``benchmarks/ps.py`` result: its stage, a worker's step with 1 and with 2 workers
     (seconds), the bytes the shards counted per worker step, the largest shard's memory, and
@@ -93,7 +108,8 @@ def ps_figures(path: Path) -> dict:
     rows, rate = doc.get("rows_per_step"), doc.get("frames_per_s", {})
     loops = ({"single_step_s": rows / rate["single"], "loaded_step_s": 2 * rows / rate["single_x2"]}
              if rows and {"single", "single_x2"} <= rate.keys() else {})
-    return {"stage": doc["stage"], "step_s": steps, **loops,
+    setting = {k: doc.get(k) for k in SETTING_KEYS} | {"mode": doc.get("mode", "async")}
+    return {"stage": doc["stage"], "step_s": steps, **loops, "setting": setting,
             "bytes_per_step": doc["measured_bytes_per_worker_step"],
             "shard_memory_bytes": max(doc["shard_memory_bytes"]), "source": str(path)}
 
@@ -224,6 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ps", nargs="+", type=Path, required=True,
                    help="benchmarks/ps.py results, one per stage")
     p.add_argument("--run", type=Path, help="a 'catneuron train' run of the config")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a config override, e.g. train.mode=\"async\" for ps.py results of "
+                        "the async setting")
     p.add_argument("--gflops-per-core", type=float,
                    help="skip the measurement (default: measured as 'catneuron plan' does)")
     p.add_argument("--steps", type=int, default=40, help="timed steps per stage on one core")
@@ -241,11 +260,18 @@ def main(argv: list[str] | None = None) -> int:
     from cluster.plan_rates import MEASURED_HOW, measure_gflops_per_core, measure_stage_steps
     from cluster.worker import split_holdout
     from jobs.config import load
+    from jobs.errors import UserError
     from pipeline.pool import local_ray_settings
     from pipeline.reader import FrameReader
 
     args = build_parser().parse_args(argv)
-    config = load(args.config, [f'data.path="{args.data}"'])
+    config = load(args.config, [f'data.path="{args.data}"', *args.set])
+    measured = {f["stage"]: f for f in map(ps_figures, args.ps)}
+    for f in measured.values():
+        if differs := setting_differences(config, f):
+            raise UserError(f"{f['source']} ran another setting than the config's stage "
+                            f"{f['stage']} ({', '.join(differs)}): give the config's with "
+                            f"--set train.KEY=VALUE, or a ps.py result of its setting")
     train, _ = split_holdout(args.data, config.data.holdout_frames)
     frames = FrameReader(args.data, batch_size=1, shards=train).num_rows()
     gflops = args.gflops_per_core or measure_gflops_per_core()
@@ -253,7 +279,6 @@ def main(argv: list[str] | None = None) -> int:
     rate_only = plan(config, nodes=3, cores_per_node=1, frames=frames, gflops_per_core=gflops)
     calls = measure_calls({sp["stage"]: sp["bytes_per_step_per_worker"] / 2
                            for sp in rate_only["stages"]}, config.train.max_in_flight)
-    measured = {f["stage"]: f for f in map(ps_figures, args.ps)}
     stages = []
     for s, sp_rate in enumerate(rate_only["stages"]):
         m = measured.get(s, {})
@@ -287,7 +312,8 @@ def main(argv: list[str] | None = None) -> int:
     le_sync = plan(load("le2012", ['train.mode="sync"']), nodes=1000, gflops_per_core=gflops,
                    call_s=call, fanout_s=fanout)
     result = {
-        "benchmark": "plan_check", "config": args.config, "frames": frames,
+        "benchmark": "plan_check", "config": args.config, "overrides": args.set,
+        "frames": frames,
         "machine": {"cpus": os.cpu_count(), "torch": torch.__version__},
         "ray_settings": local_ray_settings(),
         "layout": "plan(nodes=2, cores_per_node=1) = 1 shard and 1 worker (ps.py's 1-worker "
