@@ -6,8 +6,9 @@ probabilities, pooled, pooled and normalised) on the **tuning** part of the buil
 (faces 50-74 against their matched twins; the reporting part, 75-99, is left for
 ``catneuron evaluate``) with ``models.neurons.selectivity`` (unit, polarity and threshold chosen
 on one half, identities kept on one side, measured on the other), against the best raw pixel,
-the same geometry with its random initial weights, and stage 0. One JSON per run in
-``benchmarks/results/face_neuron/`` with the full settings, wall time and machine load.
+the same geometry with its random initial weights, and stage 0. One JSON per run, printed,
+and in ``--out-dir`` (``benchmarks/results/face_neuron/``) when given, with the full settings,
+wall time and machine load.
 
     python benchmarks/face_neuron.py --data /tmp/face/data --preset dense_top --seed 0
     python benchmarks/face_neuron.py --data /tmp/face/data --preset dense_top \
@@ -31,7 +32,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from results_file import cli  # noqa: E402
+from results_file import cli, emit  # noqa: E402
 
 from jobs.report.evaluation import headline, unit_tables  # noqa: E402
 from models.neurons.selectivity import best_unit_score  # noqa: E402
@@ -40,8 +41,6 @@ from models.stack import RBMStack, StackConfig  # noqa: E402
 from pipeline.decode import DecodeConfig  # noqa: E402
 from pipeline.probe import builtin_probe  # noqa: E402
 from pipeline.reader import read_frames  # noqa: E402
-
-OUT = Path(__file__).resolve().parent / "results" / "face_neuron"
 
 STAGE0 = {"field": 10, "stride": 2, "n_maps": 8, "pool": 3, "pool_stride": 2, "lcn_sigma": 1.0,
           "visible": "gaussian", "sparsity_target": 0.05, "sparsity_cost": 0.1}
@@ -140,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", default="{}", help="JSON merged over the preset")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--name", help="result file stem (default: preset and seed)")
+    p.add_argument("--out-dir", type=Path,
+                   help="write the JSON into this folder (benchmarks/results/face_neuron)")
     a = p.parse_args(argv)
     s = merge(merge(BASE, PRESETS[a.preset]), json.loads(a.set))
     torch.set_num_threads(int(os.environ.get("FACE_THREADS", "2")))
@@ -148,9 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     corpus = Path(a.data) / "_videos" / "demo_corpus.json"
     if corpus.is_file():
         rec["corpus"] = json.loads(corpus.read_text()).get("args")
-    OUT.mkdir(parents=True, exist_ok=True)
     name = a.name or f"{a.preset}_seed{a.seed}"
-    (OUT / f"{name}.json").write_text(json.dumps(rec, indent=1))
+    emit(rec, a.out_dir and a.out_dir / f"{name}.json")
     top = len(s["stages"]) - 1
     print(name, "train", rec["train_seconds"], "s", [st["seconds"] for st in rec["stages"]])
     for k, v in {**rec["scores"], **rec["baselines"]}.items():

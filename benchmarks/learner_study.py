@@ -8,9 +8,11 @@ against the best pixel, image statistics, the best L1 unit and the mean-face tem
 
 Usage::
 
-    python benchmarks/learner_study.py --frames 4500 --seeds 0 1 2 --l1 kmeans rbm
+    python benchmarks/learner_study.py --frames 4500 --seeds 0 1 2 --l1 kmeans rbm \
+        --out-dir benchmarks/results/learner_study
 
-writes benchmarks/results/learner_study/<name>.json (configuration, seeds, every figure).
+prints the result (configuration, seeds, every figure); with ``--out-dir
+benchmarks/results/learner_study`` it also writes ``<name>.json`` there after every run.
 """
 
 from __future__ import annotations
@@ -39,14 +41,13 @@ from learner_features import (  # noqa: E402
     unit_responses,
 )
 from learner_scoring import held_out, logistic_held_out, stability  # noqa: E402
-from results_file import cli  # noqa: E402
+from results_file import cli, emit  # noqa: E402
 
 from models.competitive.spherical_kmeans import SphericalKMeans, normalise_rows  # noqa: E402
 from models.rbm.dense import RBMConfig  # noqa: E402
 from models.rbm.optim import UpdateConfig  # noqa: E402
 from models.rbm.softmax import SoftmaxRBM  # noqa: E402
 
-OUT = Path(__file__).resolve().parent / "results" / "learner_study"
 L1_LEARNERS = {"kmeans": learn_l1_kmeans, "rbm": learn_l1_rbm, "random": None}
 
 
@@ -203,6 +204,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--rbm-epochs", type=int, default=10)
     p.add_argument("--data-seed", type=int, default=0)
     p.add_argument("--name", default=None)
+    p.add_argument("--out-dir", type=Path,
+                   help="write the JSON into this folder (benchmarks/results/learner_study)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--cache", default=None, help="folder for the whitened windows (reruns)")
     return p.parse_args(argv)
@@ -213,7 +216,8 @@ def main(argv=None) -> None:
     torch.set_num_threads(args.threads)
     t0 = time.time()
     data = make_data(args.frames, args.data_seed)
-    result = {"config": vars(args), "baselines": baselines(data), "runs": []}
+    result = {"config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+              "baselines": baselines(data), "runs": []}
     print(json.dumps(result["baselines"], indent=1), flush=True)
     for l1_name in args.l1:
         for seed in args.seeds:
@@ -223,14 +227,17 @@ def main(argv=None) -> None:
                      for k, v in run["stages"].items()}
             print(l1_name, seed, f"{run['seconds']:.0f}s", brief, flush=True)
             result["seconds"] = time.time() - t0
-            write(result, args)  # after every run, so a cut-short study keeps what it measured
+            if args.out_dir:  # after every run, so a cut-short study keeps what it measured
+                write(result, args)
+    if not args.out_dir:
+        emit(result, None)
 
 
 def write(result: dict, args: argparse.Namespace) -> None:
-    """benchmarks/results/learner_study/<name>.json, replaced atomically."""
-    OUT.mkdir(parents=True, exist_ok=True)
+    """``--out-dir``/<name>.json, replaced atomically."""
+    args.out_dir.mkdir(parents=True, exist_ok=True)
     name = args.name or f"frames{args.frames}_K{args.K}_{'-'.join(args.l1)}"
-    path = OUT / f"{name}.json"
+    path = args.out_dir / f"{name}.json"
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(result, indent=1))
     tmp.replace(path)

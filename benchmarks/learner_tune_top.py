@@ -8,16 +8,17 @@ same way for reference.
 
 Usage::
 
-    python benchmarks/learner_tune_top.py --cache /tmp/learner_cache --frames 600 --seed 0
+    python benchmarks/learner_tune_top.py --cache /tmp/learner_cache --frames 600 --seed 0 \
+        --out-dir benchmarks/results/learner_study
 
-writes benchmarks/results/learner_study/tune_top_<l1>_seed<seed>_frames<frames>.json.
+prints the result, and writes it to ``--out-dir``/tune_top_<l1>_seed<seed>_frames<frames>.json
+when given.
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import sys
 import time
 from pathlib import Path
@@ -31,14 +32,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from learner_data import make_data  # noqa: E402
 from learner_features import sample_windows, unit_responses  # noqa: E402
 from learner_scoring import choose_unit, tuning_half_only  # noqa: E402
-from results_file import cli  # noqa: E402
+from results_file import cli, emit  # noqa: E402
 
 from models.competitive.spherical_kmeans import SphericalKMeans  # noqa: E402
 from models.rbm.dense import RBMConfig  # noqa: E402
 from models.rbm.optim import UpdateConfig  # noqa: E402
 from models.rbm.softmax import SoftmaxRBM  # noqa: E402
-
-OUT = Path(__file__).resolve().parent / "results" / "learner_study"
 
 
 def train_rbm(windows, K, seed, lr, epochs, scale, k_steps):
@@ -71,6 +70,8 @@ def figures(units, w_probe, w_train, probe, kinds):
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cache", required=True)
+    p.add_argument("--out-dir", type=Path,
+                   help="write the JSON into this folder (benchmarks/results/learner_study)")
     p.add_argument("--l1", default="kmeans")
     p.add_argument("--frames", type=int, default=600)
     p.add_argument("--seed", type=int, default=0)
@@ -99,10 +100,9 @@ def main(argv=None) -> None:
                      "length": scale * dims**0.5, "cd_k": k, "relative_change_of_W": moved,
                      **figures(W, w_probe, w_train, probe, kinds), "seconds": time.time() - t0})
         print(rows[-1], flush=True)
-    OUT.mkdir(parents=True, exist_ok=True)
-    path = OUT / f"tune_top_{args.l1}_seed{args.seed}_frames{args.frames}.json"
-    path.write_text(json.dumps({"config": vars(args), "rows": rows}, indent=1))
-    print("wrote", path)
+    name = f"tune_top_{args.l1}_seed{args.seed}_frames{args.frames}.json"
+    emit({"config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+          "rows": rows}, args.out_dir and args.out_dir / name)
 
 
 if __name__ == "__main__":
