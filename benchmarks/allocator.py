@@ -34,7 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from results_file import cli, emit
+from results_file import cli, command_line, emit
 
 MODES = {"glibc_default": {"CATNEURON_MALLOC": "default"}, "kept": {"CATNEURON_MALLOC": ""}}
 
@@ -153,7 +153,7 @@ def summary(args, results: dict) -> dict:
         return min((r[name] for r in results[mode]["kernels"]), key=lambda r: r["ms"])
 
     names = ("matmul_2048", "conv2d", "conv_rbm_cd1", "elementwise")
-    doc = {"benchmark": "allocator", "command": "python " + " ".join(sys.argv),
+    doc = {"benchmark": "allocator", "command": command_line(),
            "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                        "libc": " ".join(platform.libc_ver())},
            "reference": "glibc_default: CATNEURON_MALLOC=default (glibc's own thresholds), "

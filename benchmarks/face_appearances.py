@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from results_file import cli, emit
+from results_file import cli, command_line, emit
 from sklearn.metrics import roc_auc_score
 
 from jobs.evaluate import load_run, training_frames
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=Path, nargs="+", required=True, help="catneuron train runs")
     ap.add_argument("--out", type=Path, help="write the JSON here")
     args = ap.parse_args(argv)
-    doc = {"benchmark": "face_appearances", "command": " ".join(["python", *sys.argv]),
+    doc = {"benchmark": "face_appearances", "command": command_line(),
            "runs": [measure(run) for run in args.runs]}
     emit(doc, args.out)
     return 0

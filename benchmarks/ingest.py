@@ -40,7 +40,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from results_file import cli, emit
+from results_file import cli, command_line, emit
 
 from pipeline.decode import DecodeConfig, resize
 from pipeline.demo_corpus import write_demo_videos
@@ -131,7 +131,7 @@ def summary(args, argv, videos, config, results: dict, ray_version: str) -> dict
     ceiling = results["bare_2_processes"]["frames_per_s"] / bare
     doc = {
         "benchmark": "ingest",
-        "command": "python benchmarks/ingest.py " + " ".join(argv or sys.argv[1:]),
+        "command": command_line(["benchmarks/ingest.py", *(argv or sys.argv[1:])]),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                     "python": platform.python_version(), "opencv": cv2.__version__,
                     "ray": ray_version},

@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from results_file import cli, emit
+from results_file import cli, command_line, emit
 
 import pipeline.manifest_commits as commits_module
 from pipeline.manifest_commits import GROWTH, ManifestCommits
@@ -82,9 +82,9 @@ def main(argv: list[str] | None = None) -> int:
                 row["every_video"]["seconds"] / row["grouped"]["seconds"], 1)
             print(f"{n} every video: {row['every_video']['seconds']} s", file=sys.stderr)
         rows.append(row)
-    emit({"benchmark": "manifest", "command": "python benchmarks/manifest.py " + " ".join(
-        sys.argv[1:] if argv is None else argv), "growth": GROWTH, "cpus": os.cpu_count(),
-        "rows": rows}, args.out)
+    emit({"benchmark": "manifest", "command": command_line(
+        ["benchmarks/manifest.py", *(sys.argv[1:] if argv is None else argv)]),
+        "growth": GROWTH, "cpus": os.cpu_count(), "rows": rows}, args.out)
     return 0
 
 

@@ -15,13 +15,20 @@ import json
 import math
 import os
 import platform
+import shlex
 import sys
 from pathlib import Path
 
 
+def command_line(argv: list[str] | None = None) -> str:
+    """``python`` and ``argv`` (default: this process's, the script first), quoted as a shell
+    needs (``shlex.join``), so the recorded command runs again as it is."""
+    return shlex.join(["python", *(sys.argv if argv is None else argv)])
+
+
 def run_record() -> dict:
     """The command line (as typed, relative to the repository) and the machine."""
-    return {"command": " ".join(["python", *sys.argv]),
+    return {"command": command_line(),
             "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                         "processor": platform.processor() or platform.machine()}}
 

@@ -30,7 +30,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from results_file import cli, emit
+from results_file import cli, command_line, emit
 
 from cluster.topk import shard_row_counts
 from jobs.evaluate import load_probe, load_run
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="score the single units and the groups as one candidate set")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
-    doc = {"benchmark": "unit_groups", "command": " ".join(["python", *sys.argv]),
+    doc = {"benchmark": "unit_groups", "command": command_line(),
            "runs": [measure(run, args.part, args.tau, args.pool, args.with_singles)
                     for run in args.runs]}
     emit(doc, args.out)
