@@ -85,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     stage = args.stage
     if stage is None:
         stage = next((k for k, s in enumerate(model.stages) if s.kind == "competitive"), None)
-    if stage is None or model.stages[stage].kind != "competitive":
+    if stage is None or not 0 <= stage < len(model.stages) or \
+            model.stages[stage].kind != "competitive":
         print(f"fft_conv.py: error: config {args.config!r} has no competitive stage "
               f"{'' if stage is None else stage}", file=sys.stderr)
         return 2

@@ -72,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="largest N the write-every-video reference runs at")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
+    if min(args.videos) < 1:
+        ap.error(f"--videos {min(args.videos)}: each count must be >= 1")
     rows = []
     for n in args.videos:
         row = {"videos": n, "grouped": run(n, GROWTH)}

@@ -527,6 +527,9 @@ def bench_ais(device, seeds=(0, 1, 2)) -> dict:
     }
 
 
+SECTIONS = {"dense", "local", "stage_kinds", "sklearn", "ais"}  # what --skip may name
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
@@ -535,7 +538,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smaller sklearn problem")
     parser.add_argument(
         "--skip", default="",
-        help="comma list of sections to skip: dense,local,stage_kinds,sklearn,ais",
+        help=f"comma list of sections to skip: {','.join(sorted(SECTIONS))}",
     )
     parser.add_argument("--out", default=None, help="write the JSON here (also printed)")
     args = parser.parse_args(argv)
@@ -548,6 +551,10 @@ def main(argv: list[str] | None = None) -> int:
         THREADS = args.threads
         torch.set_num_threads(args.threads)
     skip = set(filter(None, args.skip.split(",")))
+    unknown = skip - SECTIONS
+    if unknown:
+        parser.error(f"--skip {','.join(sorted(unknown))}: not a section (choose among "
+                     f"{','.join(sorted(SECTIONS))})")
     result: dict = {
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device)

@@ -171,6 +171,10 @@ def two_process_pool() -> ProcessPoolExecutor:
     return pool
 
 
+CONTENDERS = ("single", "single_2_processes", "actors_1", "actors_2", "auto",
+              "actors_1_scan_only", "actors_2_scan_only")
+
+
 def parse_args() -> argparse.Namespace:
     """The command line (see the module docstring)."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -187,7 +191,11 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--contenders", default=None,
                    help="comma-separated subset of the contenders to run [all]")
     p.add_argument("--out", help="write the JSON here as well as to stdout")
-    return p.parse_args()
+    args = p.parse_args()
+    names = args.contenders.split(",") if args.contenders else ["single"]
+    if "single" not in names or not set(names) <= set(CONTENDERS):  # ratios are to "single"
+        p.error(f"--contenders {args.contenders}: 'single' and any of {','.join(CONTENDERS)}")
+    return args
 
 
 def main() -> None:
@@ -258,6 +266,7 @@ def main() -> None:
         "actors_1_scan_only": lambda: scan_only(1),
         "actors_2_scan_only": lambda: scan_only(2),
     }
+    assert set(contenders) == set(CONTENDERS)
     names = args.contenders.split(",") if args.contenders else list(contenders)
     if args.chunk_frames:
         topk.CHUNK_FRAMES = args.chunk_frames  # the default of every chunks() call
