@@ -261,8 +261,12 @@ def _check_state(demo: Demo) -> None:
             flag = "--fast" if size == "fast" else "no --fast"
             raise DemoError(f"{demo.out} holds a demo made with {flag}: run it the same way, "
                             "or choose another --out", 2)
-    demo.out.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"size": demo.size.name}) + "\n")
+    try:
+        demo.out.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"size": demo.size.name}) + "\n")
+    except OSError as exc:  # a file above it, a read-only or virtual file system, a full disk
+        raise DemoError(f"--out {demo.out}: cannot write a folder there "
+                        f"({exc.strerror or exc}): choose another --out", 2) from None
 
 
 def run_steps(demo: Demo) -> dict[str, tuple[str, float]]:

@@ -271,3 +271,14 @@ def test_an_out_that_is_a_file_is_one_line_and_left_alone(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "is a file, not a folder" in err and err.count("\n") == 1
     assert out.read_text() == "hi"
+
+
+@pytest.mark.parametrize("where", ["file_above", "proc"])
+def test_an_out_that_cannot_be_made_is_one_line(tmp_path, capsys, where):
+    above = tmp_path / "afile"
+    above.write_text("hi")
+    out = above / "demo" if where == "file_above" else "/proc/catneuron-demo"
+    assert demo_module.main(["--fast", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"catneuron demo: error: --out {out}: ") and err.count("\n") == 1
+    assert above.read_text() == "hi"
