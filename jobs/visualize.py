@@ -24,11 +24,13 @@ built (``jobs.gallery``).
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
 from jobs.errors import ArgumentParser, UserError, command, user_errors
 from jobs.gallery import build_gallery
+from jobs.gallery.build import foreign_file
 from jobs.report.distinct_frames import CANDIDATES, DEFAULT_GAP
 from pipeline.storage import is_uri
 
@@ -102,6 +104,24 @@ def check_run(location: str) -> None:
                          f"--run-dir {run}') and wait for stage 0 to finish")
 
 
+#: What ``catneuron visualize`` writes into ``RUN/visualize/`` (``jobs/RUN_FILES.md``), which
+#: a run replaces whole.
+OWN_FILES = re.compile(r"index\.json|stage\d+\.json|curves/\w+\.png|stage\d+/\w+\.png")
+OWN_FOLDERS = re.compile(r"stage\d+|curves")
+
+
+def check_replaceable(run: Path) -> None:
+    """Refuse, in one line naming the file, to replace a ``RUN/visualize/`` that holds anything
+    visualize did not write: the new one replaces it whole."""
+    folder = run / "visualize"
+    path = foreign_file(folder, OWN_FILES, OWN_FOLDERS)
+    if path == folder:
+        raise UsageError(f"{folder} is not a folder visualize wrote; move it away and run again")
+    if path is not None:
+        raise UsageError(f"{path} was not written by catneuron visualize, which replaces "
+                         f"{folder} whole; move it out and run again")
+
+
 def dataset_root(run: Path, override: str | None) -> Path:
     """``--data``, else ``data.path`` of ``RUN/config.toml``; must hold a dataset manifest."""
     if override:
@@ -129,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         check_run(args.run)
         run = Path(args.run)
         root = dataset_root(run, args.data)
+        check_replaceable(run)  # before the model is read: a refusal costs nothing
         from jobs.report.visualization import Options, Visualization
 
         vis = Visualization(run, root, Options.from_args(args))

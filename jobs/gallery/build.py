@@ -295,16 +295,18 @@ def _render(env, template: str, path: Path, **context: Any) -> None:
     path.write_text(env.get_template(template).render(**context), encoding="utf-8")
 
 
-def foreign_file(gallery: Path) -> Path | None:
+def foreign_file(gallery: Path, own_files: re.Pattern = OWN_FILES,
+                 own_folders: re.Pattern = OWN_FOLDERS) -> Path | None:
     """The first entry of ``gallery`` that the gallery did not write (a name outside
-    :data:`OWN_FILES` and :data:`OWN_FOLDERS`, or a link), or ``gallery`` itself when it is not
-    a folder; None when a rebuild may replace it whole without losing anyone's file."""
+    ``own_files`` and ``own_folders``, or a link), or ``gallery`` itself when it is not a
+    folder; None when a rebuild may replace it whole without losing anyone's file. (Another
+    folder replaced whole, ``RUN/visualize/``, is checked with its own patterns.)"""
     if gallery.is_symlink() or (gallery.exists() and not gallery.is_dir()):
         return gallery
     for top, dirs, files in os.walk(gallery):  # does not follow links
         for name in sorted(dirs + files):
             path = Path(top, name)
-            own = OWN_FOLDERS if name in dirs else OWN_FILES
+            own = own_folders if name in dirs else own_files
             if path.is_symlink() or not own.fullmatch(path.relative_to(gallery).as_posix()):
                 return path
     return None

@@ -114,8 +114,9 @@ def test_visualize_writes_the_contract(tiny_run, capsys):
 @pytest.mark.slow
 def test_rerun_overwrites_and_reads_the_evaluation(tiny_run):
     out = tiny_run / "visualize"
-    (out / "stale.png").parent.mkdir(exist_ok=True)
-    (out / "stale.png").write_bytes(b"old")
+    stale = out / "stage1" / "unit99_top7.png"  # an earlier run's picture: replaced
+    stale.parent.mkdir(parents=True, exist_ok=True)
+    stale.write_bytes(b"old")
     ranking = [{"index": 17, "heldout_balanced_accuracy": 0.9, "heldout_auc": 0.92,
                 "heldout_balanced_accuracy_std": 0.02, "auc": 0.95, "polarity": 1}]
     hidden = [{"index": 3, "heldout_balanced_accuracy": 0.8, "polarity": 1}]
@@ -130,7 +131,7 @@ def test_rerun_overwrites_and_reads_the_evaluation(tiny_run):
         assert main(["--run", str(tiny_run), *ARGS]) == 0
     finally:
         (tiny_run / "evaluation.json").unlink()
-    assert not (out / "stale.png").exists() and not (tiny_run / "visualize.partial").exists()
+    assert not stale.exists() and not (tiny_run / "visualize.partial").exists()
     doc = json.loads((out / "stage1.json").read_text())
     units = {(u["layer"], u["index"]): u for u in doc["units"]}
     assert units[("pooled", 17)]["selective"] and units[("pooled", 17)]["invariance"]
@@ -213,3 +214,19 @@ def test_top_frames_from_evaluates_pass_equal_those_of_a_scan(tiny_run):
     for key, frames in scanned.items():
         assert [f[:2] for f in from_file[key]] == [f[:2] for f in frames], key
         assert [f[2] for f in from_file[key]] == pytest.approx([f[2] for f in frames], abs=1e-5)
+
+
+def test_a_file_someone_put_in_visualize_is_refused_and_kept(tmp_path, capsys):
+    run, data = tmp_path / "run", tmp_path / "data"
+    (run / "visualize" / "stage0").mkdir(parents=True)
+    (run / "model.pt").write_bytes(b"not read: refused before")
+    data.mkdir()
+    (data / "_manifest.json").write_text("{}")
+    (run / "visualize" / "index.json").write_text("{}")  # its own files are replaced
+    (run / "visualize" / "stage0" / "unit3_top0.png").write_bytes(b"png")
+    notes = run / "visualize" / "notes.md"
+    notes.write_text("mine")
+    assert main(["--run", str(run), "--data", str(data)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(notes) in err and "visualize" in err
+    assert notes.read_text() == "mine"
