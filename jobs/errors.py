@@ -12,7 +12,8 @@ status meaning
        (:class:`cluster.failures.TrainingFailed`), a demo step failed, a Ray job failed
 2      a usage error the user fixes, found before anything is lost: bad arguments (the
        parser's :class:`ArgumentParser` raises :class:`UserError`), a bad config, dataset,
-       run folder or storage location (:class:`UserError` and :data:`USER_ERRORS`)
+       run folder or storage location (:class:`UserError` and :data:`USER_ERRORS`); a disk
+       full or read-only (:data:`NO_ROOM`), wherever a write (stdout too) found it
 130    Ctrl-C (``KeyboardInterrupt``): the line says how to continue where the job can resume
 ====== ===================================================================================
 
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import functools
 import os
 import sys
@@ -34,6 +36,8 @@ from collections.abc import Callable, Iterator
 
 INTERRUPTED = 130
 BROKEN_PIPE = 141  # 128 + SIGPIPE, the status of a Unix tool whose reader went away
+#: A write the storage refused for want of room: the user's to fix, wherever it came from
+NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 
 
 class UserError(Exception):
@@ -130,22 +134,28 @@ def run_main(prog: str, body: Callable[[list[str] | None], int | None], argv: li
     (module docstring). ``interrupted`` is the line Ctrl-C prints when ``body`` does not raise
     an :class:`Interrupted` of its own."""
     try:
-        return int(body(argv) or 0)
-    except SystemExit as exc:  # argparse's --help (0), or a sys.exit deep inside
-        if isinstance(exc.code, str):
-            print(f"{prog}: error: {exc.code}", file=sys.stderr)
-            return 1
-        return int(exc.code or 0)
+        try:
+            status = int(body(argv) or 0)
+        except SystemExit as exc:  # argparse's --help (0), or a sys.exit deep inside
+            if isinstance(exc.code, str):
+                print(f"{prog}: error: {exc.code}", file=sys.stderr)
+                return 1
+            status = int(exc.code or 0)
+        sys.stdout.flush()  # output a full disk refuses fails here, not at exit (status 120)
+        return status
     except KeyboardInterrupt:
         print(f"{prog}: {interrupted}", file=sys.stderr)
         return INTERRUPTED
-    except BrokenPipeError:  # the output's reader went away (`| head`): stop quietly; the rest
-        # of stdout goes nowhere, so the flush at exit cannot fail again
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
+    except BrokenPipeError:  # the output's reader went away (`| head`): stop quietly
+        _stdout_to_devnull()
         return BROKEN_PIPE
     except Exception as exc:
+        if isinstance(exc, OSError) and exc.errno in NO_ROOM:
+            try:
+                sys.stdout.flush()
+            except OSError:  # stdout itself is full
+                _stdout_to_devnull()
+            return _no_room(prog, exc)
         status = exit_status(exc)
         if status is None:
             raise
@@ -153,6 +163,21 @@ def run_main(prog: str, body: Callable[[list[str] | None], int | None], argv: li
         prefix = "" if status == INTERRUPTED else "error: "
         print(f"{prog}: {prefix}{text}", file=sys.stderr)
         return status
+
+
+def _stdout_to_devnull() -> None:
+    """The rest of stdout goes nowhere, so the flush at exit cannot fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
+def _no_room(prog: str, exc: OSError) -> int:
+    """A full disk (or quota, or read-only file system): one line naming the file, status 2."""
+    where = f": {exc.filename}" if exc.filename else ""
+    print(f"{prog}: error: {exc.strerror}{where}; free some space, or write elsewhere, and run "
+          "the same command again", file=sys.stderr)
+    return 2
 
 
 def command(prog: str, *, interrupted: str = "interrupted"

@@ -175,3 +175,29 @@ def test_a_reader_that_goes_away_ends_the_command_quietly():
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 141, err.decode()
     assert b"Traceback" not in err and b"BrokenPipeError" not in err
+
+
+def test_a_full_disk_is_one_line_and_status_2(capsys):
+    import errno
+
+    def body(argv):
+        raise OSError(errno.ENOSPC, "No space left on device", "/runs/demo/data/_videos/x.json")
+
+    assert run_main("catneuron x", body, []) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("catneuron x: error: No space left on device: /runs/demo/data/")
+    assert err.count("\n") == 1
+
+
+def test_output_to_a_full_device_is_one_line_not_a_traceback():
+    """``catneuron --help > /dev/full``: the write fails (or the flush at exit would)."""
+    import subprocess
+    import sys
+
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run([sys.executable, "-m", "jobs.cli", "--help"], stdout=full,
+                              stderr=subprocess.PIPE, timeout=120)
+    err = proc.stderr.decode()
+    assert proc.returncode == 2, err
+    assert err == "catneuron: error: No space left on device; free some space, or write " \
+        "elsewhere, and run the same command again\n"
