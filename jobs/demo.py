@@ -24,13 +24,14 @@ gallery's ``file://`` URL. A step whose output is complete is skipped (ingest: e
 ``ok`` in the manifest; train: ``model.pt`` holds every stage; evaluate / visualize: their output
 newer than ``model.pt``), and training resumes from its last checkpoint, so after an interruption
 the same command continues where it stopped; Ctrl-C names the step it stopped in (and, in train,
-the stage and step).
+the stage and step). One demo at a time runs in a folder (``OUT/demo.lock``); a second is refused.
 Exit status 0 on success, 1 when a step fails, 2 on usage errors, 130 when interrupted.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import importlib
 import json
 import os
@@ -44,6 +45,7 @@ from pathlib import Path
 from jobs.errors import ArgumentParser, Interrupted, UserError, command
 
 STATE = "demo.json"
+LOCK = "demo.lock"  # held (flock) while a demo runs in the folder
 
 
 class DemoError(UserError):
@@ -246,9 +248,27 @@ STEPS: tuple[tuple[str, Callable[[Demo], str]], ...] = (
     ("ingest", ingest), ("train", train), ("evaluate", evaluate), ("visualize", visualize))
 
 
-def _check_state(demo: Demo) -> None:
-    """Refuse an --out that is not a folder, and to mix a --fast and a full demo in one
-    folder; record this one's size."""
+def _lock(demo: Demo) -> int:
+    """An exclusive ``flock`` on ``OUT/demo.lock``, held until the descriptor returned is closed
+    (or the process ends, however it ends); a second demo in the folder is refused at once:
+    its steps would remove the first's half-written files (``visualize.partial``)."""
+    fd = os.open(demo.out / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        raise DemoError(f"{demo.out} is in use by another catneuron demo (pid {holder}): wait "
+                        "for it to end, or choose another --out", 2) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    return fd
+
+
+def _check_state(demo: Demo) -> int:
+    """Refuse an --out that is not a folder or that another demo is using, and to mix a --fast
+    and a full demo in one folder; record this one's size. The folder's lock
+    (:func:`_lock`)."""
     if demo.out.exists() and not demo.out.is_dir():
         raise DemoError(f"--out {demo.out} is a file, not a folder: choose another --out", 2)
     path = demo.out / STATE
@@ -263,10 +283,16 @@ def _check_state(demo: Demo) -> None:
                             "or choose another --out", 2)
     try:
         demo.out.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"size": demo.size.name}) + "\n")
+        lock = _lock(demo)
+        try:
+            path.write_text(json.dumps({"size": demo.size.name}) + "\n")
+        except OSError:
+            os.close(lock)
+            raise
     except OSError as exc:  # a file above it, a read-only or virtual file system, a full disk
         raise DemoError(f"--out {demo.out}: cannot write a folder there "
                         f"({exc.strerror or exc}): choose another --out", 2) from None
+    return lock
 
 
 def run_steps(demo: Demo) -> dict[str, tuple[str, float]]:
@@ -392,8 +418,9 @@ def main(argv: list[str] | None = None) -> int:
                         + " ".join(FAST.visualize_args))
     args = p.parse_args(argv)
     demo = Demo(args.out, FAST if args.fast else FULL, args.verbose)
+    lock = None
     try:
-        _check_state(demo)
+        lock = _check_state(demo)
         results = run_steps(demo)
         print(summary(demo, results))
         return 0
@@ -401,8 +428,10 @@ def main(argv: list[str] | None = None) -> int:
         print(file=sys.stderr)  # after the ^C the terminal echoed
         raise Interrupted(interrupted(demo)) from None
     finally:
-        with output_to(None if demo.verbose or not demo.out.is_dir() else demo.logs / "ray.log"):
-            _shutdown_ray()
+        if lock is not None:  # else no step ran: no Ray to stop, nothing written
+            with output_to(None if demo.verbose else demo.logs / "ray.log"):
+                _shutdown_ray()
+            os.close(lock)  # closing the descriptor drops the flock
 
 
 if __name__ == "__main__":

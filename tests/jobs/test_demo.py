@@ -282,3 +282,18 @@ def test_an_out_that_cannot_be_made_is_one_line(tmp_path, capsys, where):
     err = capsys.readouterr().err
     assert err.startswith(f"catneuron demo: error: --out {out}: ") and err.count("\n") == 1
     assert above.read_text() == "hi"
+
+
+def test_a_second_demo_into_one_folder_is_refused_at_once(tmp_path, capsys):
+    """Two demos into one --out: the second's visualize removed the first's half-written
+    visualize.partial (a traceback in the first); now the second stops before any step."""
+    import fcntl
+
+    out = tmp_path / "demo"
+    out.mkdir()
+    with open(out / "demo.lock", "w") as held:  # as a running demo holds it
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert demo_module.main(["--fast", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "another catneuron demo" in err and err.count("\n") == 1
+    assert sorted(p.name for p in out.iterdir()) == ["demo.lock"]
