@@ -277,6 +277,10 @@ def _check_state(demo: Demo) -> int:
             size = json.loads(path.read_text()).get("size")
         except (ValueError, AttributeError):
             size = None
+        if size not in (FAST.name, FULL.name):
+            raise DemoError(f"{path} is damaged: it should read {{\"size\": \"fast\"}} or "
+                            "{\"size\": \"full\"}, as the folder's demo was run; fix it, or "
+                            "choose another --out", 2)
         if size != demo.size.name:
             flag = "--fast" if size == "fast" else "no --fast"
             raise DemoError(f"{demo.out} holds a demo made with {flag}: run it the same way, "
@@ -285,7 +289,9 @@ def _check_state(demo: Demo) -> int:
         demo.out.mkdir(parents=True, exist_ok=True)
         lock = _lock(demo)
         try:
-            path.write_text(json.dumps({"size": demo.size.name}) + "\n")
+            tmp = path.with_name(f".{STATE}.tmp")  # a demo killed mid-write leaves no half file
+            tmp.write_text(json.dumps({"size": demo.size.name}) + "\n")
+            tmp.replace(path)
         except OSError:
             os.close(lock)
             raise

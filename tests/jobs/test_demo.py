@@ -297,3 +297,15 @@ def test_a_second_demo_into_one_folder_is_refused_at_once(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "another catneuron demo" in err and err.count("\n") == 1
     assert sorted(p.name for p in out.iterdir()) == ["demo.lock"]
+
+
+@pytest.mark.parametrize("text", ["", "{", "[]", '{"size": "huge"}'])
+@pytest.mark.parametrize("fast", [True, False])
+def test_a_damaged_demo_json_is_named_not_taken_for_the_other_size(tmp_path, capsys, text,
+                                                                    fast):
+    (tmp_path / "demo.json").write_text(text)
+    assert demo_module.main(["--fast"] * fast + ["--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'demo.json'} is damaged" in err and err.count("\n") == 1
+    assert "made with" not in err
+    assert (tmp_path / "demo.json").read_text() == text
