@@ -10,10 +10,8 @@ lock: the store offers none.
 
 from __future__ import annotations
 
-import fcntl
-import os
-
 from pipeline import storage
+from pipeline.file_lock import FileLock, LockHeld
 
 LOCK = "train.lock"
 
@@ -22,24 +20,17 @@ class RunLock:
     """The lock on a local run folder; :meth:`release` (or the process's end) frees it."""
 
     def __init__(self, run_dir: str) -> None:
-        self._fd: int | None = None
+        self._lock: FileLock | None = None
         if not storage.is_local(run_dir):
             return
-        path = storage.local_path(run_dir) / LOCK
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(fd, 32).decode(errors="replace").strip() or "another process"
-            os.close(fd)
+            self._lock = FileLock(storage.local_path(run_dir) / LOCK)
+        except LockHeld as held:
             raise FileExistsError(f"{run_dir} is being trained by another catneuron train "
-                                  f"(pid {holder}): wait for it to end, or choose another "
+                                  f"(pid {held.holder}): wait for it to end, or choose another "
                                   "--run-dir") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        self._fd = fd
 
     def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)  # closing the descriptor drops the flock
-            self._fd = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None

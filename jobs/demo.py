@@ -31,7 +31,6 @@ Exit status 0 on success, 1 when a step fails, 2 on usage errors, 130 when inter
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import importlib
 import json
 import os
@@ -43,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from jobs.errors import ArgumentParser, Interrupted, UserError, command
+from pipeline.file_lock import FileLock, LockHeld
 
 STATE = "demo.json"
 LOCK = "demo.lock"  # held (flock) while a demo runs in the folder
@@ -248,24 +248,18 @@ STEPS: tuple[tuple[str, Callable[[Demo], str]], ...] = (
     ("ingest", ingest), ("train", train), ("evaluate", evaluate), ("visualize", visualize))
 
 
-def _lock(demo: Demo) -> int:
-    """An exclusive ``flock`` on ``OUT/demo.lock``, held until the descriptor returned is closed
-    (or the process ends, however it ends); a second demo in the folder is refused at once:
-    its steps would remove the first's half-written files (``visualize.partial``)."""
-    fd = os.open(demo.out / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+def _lock(demo: Demo) -> FileLock:
+    """The exclusive lock on ``OUT/demo.lock`` (:class:`pipeline.file_lock.FileLock`), held
+    until released or the process ends; a second demo in the folder is refused at once: its
+    steps would remove the first's half-written files (``visualize.partial``)."""
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.read(fd, 32).decode(errors="replace").strip() or "another process"
-        os.close(fd)
-        raise DemoError(f"{demo.out} is in use by another catneuron demo (pid {holder}): wait "
-                        "for it to end, or choose another --out", 2) from None
-    os.ftruncate(fd, 0)
-    os.write(fd, str(os.getpid()).encode())
-    return fd
+        return FileLock(demo.out / LOCK)
+    except LockHeld as held:
+        raise DemoError(f"{demo.out} is in use by another catneuron demo (pid {held.holder}): "
+                        "wait for it to end, or choose another --out", 2) from None
 
 
-def _check_state(demo: Demo) -> int:
+def _check_state(demo: Demo) -> FileLock:
     """Refuse an --out that is not a folder or that another demo is using, and to mix a --fast
     and a full demo in one folder; record this one's size. The folder's lock
     (:func:`_lock`)."""
@@ -293,7 +287,7 @@ def _check_state(demo: Demo) -> int:
             tmp.write_text(json.dumps({"size": demo.size.name}) + "\n")
             tmp.replace(path)
         except OSError:
-            os.close(lock)
+            lock.release()
             raise
     except OSError as exc:  # a file above it, a read-only or virtual file system, a full disk
         raise DemoError(f"--out {demo.out}: cannot write a folder there "
@@ -437,7 +431,7 @@ def main(argv: list[str] | None = None) -> int:
         if lock is not None:  # else no step ran: no Ray to stop, nothing written
             with output_to(None if demo.verbose else demo.logs / "ray.log"):
                 _shutdown_ray()
-            os.close(lock)  # closing the descriptor drops the flock
+            lock.release()
 
 
 if __name__ == "__main__":
