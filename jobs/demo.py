@@ -41,7 +41,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from jobs.errors import ArgumentParser, Interrupted, UserError, command
+from jobs.errors import ArgumentParser, Interrupted, UserError, command, location
 from pipeline.file_lock import FileLock, LockHeld
 
 STATE = "demo.json"
@@ -407,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
         description="Run the whole experiment on the embedded corpus, no network: ingest, train, "
                     "evaluate, visualize, then the gallery and a summary. Run it again to "
                     "continue after an interruption; finished steps are skipped.")
-    p.add_argument("--out", type=Path, default=Path("runs/demo"),
+    p.add_argument("--out", type=lambda text: Path(location(text)), default=Path("runs/demo"),
                    help="demo folder: OUT/data (dataset), OUT/train (run) [runs/demo]")
     p.add_argument("--verbose", action="store_true",
                    help="show each step's own output here instead of in OUT/logs/<step>.log")

@@ -116,6 +116,15 @@ class ArgumentParser(argparse.ArgumentParser):
         raise UserError(f"{message} (see '{self.prog} --help')")
 
 
+def location(text: str) -> str:
+    """An ``argparse`` type for a folder or file option: refuses an empty value (``--out ""``,
+    an unset shell variable), which would otherwise name the current folder and write there."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path (an unset shell variable?): give a "
+                                         "folder or file")
+    return text
+
+
 @contextlib.contextmanager
 def user_errors(*kinds: type[Exception]) -> Iterator[None]:
     """Inside the block, an error of one of ``kinds`` (e.g. ``FileNotFoundError`` while reading

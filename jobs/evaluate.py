@@ -23,7 +23,7 @@ import json
 import os
 import sys
 
-from jobs.errors import ArgumentParser, UserError, command
+from jobs.errors import ArgumentParser, UserError, command, location
 from pipeline import storage
 
 
@@ -32,10 +32,10 @@ def build_parser() -> ArgumentParser:
         prog="catneuron evaluate",
         description="Measure how well single units of a trained run detect a class: Le et "
                     "al.'s 20-threshold protocol and a held-out protocol, against baselines.")
-    p.add_argument("--run", required=True,
+    p.add_argument("--run", type=location, required=True,
                    help="run folder written by catneuron train (a path or a URI such as "
                         "s3://bucket/runs/x)")
-    p.add_argument("--probe", help="folder with one subfolder of images per class "
+    p.add_argument("--probe", type=location, help="folder with one subfolder of images per class "
                                    "[default: the built-in matched-twin probe: faces, "
                                    "non_faces (their twins), backgrounds]")
     p.add_argument("--positive", help="class whose detector is sought [default: faces]")

@@ -29,7 +29,7 @@ import argparse
 import math
 import sys
 
-from jobs.errors import ArgumentParser, Interrupted, UserError, command, user_errors
+from jobs.errors import ArgumentParser, Interrupted, UserError, command, location, user_errors
 from pipeline import storage
 from pipeline.ingest import (
     IngestConfig,
@@ -60,14 +60,15 @@ def build_parser() -> ArgumentParser:
         "Re-running the same command resumes: finished videos are skipped.",
     )
     p.add_argument("sources", nargs="*", help="video files, folders, globs, .txt lists, URLs")
-    p.add_argument("--out", required=True,
+    p.add_argument("--out", type=location, required=True,
                    help="dataset folder (created/resumed): a path, or a URI such as "
                    "s3://bucket/prefix that every node of a cluster reaches")
     p.add_argument("--demo", action="store_true",
                    help="generate the embedded demo corpus into OUT/_videos and ingest it "
                    "with the shipped demo config's [ingest] settings")
-    p.add_argument("--config", help="job config whose [ingest] section to use: a .toml file or "
-                   "a shipped name (demo, le2012) [library defaults; demo with --demo]")
+    p.add_argument("--config", type=location,
+                   help="job config whose [ingest] section to use: a .toml file or a shipped "
+                        "name (demo, le2012) [library defaults; demo with --demo]")
     p.add_argument("--every", type=int, metavar="K", help="keep every K-th frame [1]")
     p.add_argument("--max-frames", type=int, default=None, metavar="N",
                    help="at most N frames per video, spread over the whole video")

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import sys
 
-from jobs.errors import ArgumentParser, UserError, command
+from jobs.errors import ArgumentParser, UserError, command, location
 
 _SHORT = {"worker": "worker", "worker network": "worker net",
           "parameter-server network": "PS net"}
@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
                        description=__doc__.split("\n\n")[0].replace("``", ""),
                        epilog="Any config field can be overridden: --section.key=value "
                               "(--train.mode=sync).")
-    p.add_argument("--config", required=True,
+    p.add_argument("--config", type=location, required=True,
                    help="TOML job config, or a shipped one by name: demo, le2012")
     p.add_argument("--nodes", type=int, required=True, help="cluster size")
     p.add_argument("--cores-per-node", type=int, default=16,

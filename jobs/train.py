@@ -27,7 +27,7 @@ import textwrap
 from argparse import RawDescriptionHelpFormatter
 
 from cluster.runlog import read_metrics, refuse_existing_run
-from jobs.errors import ArgumentParser, Interrupted, command, user_errors
+from jobs.errors import ArgumentParser, Interrupted, command, location, user_errors
 from jobs.resume import SAFE_ON_RESUME
 from pipeline import storage
 
@@ -58,15 +58,16 @@ def build_parser() -> ArgumentParser:
         description="Train the stacked RBM with parameter-server workers on Ray (local "
                     "simulation or a Ray cluster). Extra --section.key=value args override "
                     "any config field.")
-    p.add_argument("--config", help="TOML config, or a shipped one by name: demo, le2012 "
-                                     "(default: demo; not with --resume, which uses "
-                                     "RUN_DIR/config.toml)")
+    p.add_argument("--config", type=location,
+                   help="TOML config, or a shipped one by name: demo, le2012 "
+                        "(default: demo; not with --resume, which uses RUN_DIR/config.toml)")
     p.add_argument("--workers", type=int, help="worker replicas (train.n_workers)")
     p.add_argument("--ps-shards", type=int, help="parameter-server shards (train.n_ps_shards)")
     p.add_argument("--mode", choices=("async", "sync"), help="Downpour async or reproducible sync")
     p.add_argument("--steps", type=int, help="steps per stage (train.steps)")
-    p.add_argument("--run-dir", help="run folder (train.run_dir): a path, or a URI such as "
-                                     "s3://bucket/runs/x that every node reaches")
+    p.add_argument("--run-dir", type=location,
+                   help="run folder (train.run_dir): a path, or a URI such as "
+                        "s3://bucket/runs/x that every node reaches")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --run-dir from its last checkpoint, with its own "
                         "config")

@@ -28,7 +28,7 @@ import re
 import sys
 from pathlib import Path
 
-from jobs.errors import ArgumentParser, UserError, command, user_errors
+from jobs.errors import ArgumentParser, UserError, command, location, user_errors
 from jobs.gallery import build_gallery
 from jobs.gallery.build import foreign_file
 from jobs.report.distinct_frames import CANDIDATES, DEFAULT_GAP
@@ -44,7 +44,7 @@ def build_parser() -> ArgumentParser:
     p = ArgumentParser(prog="catneuron visualize",
                                 description="Render what the units of a trained run respond to "
                                             "into RUN/visualize/ (PNGs and JSON).")
-    p.add_argument("--run", required=True,
+    p.add_argument("--run", type=location, required=True,
                    help="run folder written by 'catneuron train' (a local folder: the pictures "
                         "are written into it; copy an s3:// run down first)")
     p.add_argument("--top-k", type=int, default=9, help="top frames per unit (default 9)")
@@ -68,7 +68,8 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--sample-frames", type=int, default=512,
                    help="frames for the activation variance when there is no evaluation.json "
                         "(default 512)")
-    p.add_argument("--data", help="dataset folder (default: data.path of RUN/config.toml)")
+    p.add_argument("--data", type=location,
+                   help="dataset folder (default: data.path of RUN/config.toml)")
     p.add_argument("--seed", type=int, default=0,
                    help="seeds the random sample of units and the random starts (default 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

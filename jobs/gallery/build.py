@@ -38,7 +38,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from jobs.errors import ArgumentParser, UserError, command
+from jobs.errors import ArgumentParser, UserError, command, location
 from jobs.gallery.figures import (
     BASELINES,
     REFERENCES,
@@ -403,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     ``gallery/`` holds a file the gallery did not write (:mod:`jobs.errors`)."""
     p = ArgumentParser(prog="catneuron gallery",
                        description="Rebuild RUN/gallery/ from a run's files.")
-    p.add_argument("run", help="run folder (RUN/config.toml, RUN/visualize/, ...)")
+    p.add_argument("run", type=location, help="run folder (RUN/config.toml, RUN/visualize/, ...)")
     args = p.parse_args(argv)
     index = build_gallery(check_run(args.run))
     print(f"gallery: {index}\n  {index.resolve().as_uri()}")

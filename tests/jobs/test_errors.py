@@ -201,3 +201,20 @@ def test_output_to_a_full_device_is_one_line_not_a_traceback():
     assert proc.returncode == 2, err
     assert err == "catneuron: error: No space left on device; free some space, or write " \
         "elsewhere, and run the same command again\n"
+
+
+@pytest.mark.parametrize("argv", [["ingest", "--demo", "--out", ""], ["train", "--run-dir", " "],
+                                  ["evaluate", "--run", ""], ["visualize", "--run", ""],
+                                  ["gallery", ""], ["demo", "--out", ""],
+                                  ["plan", "--nodes", "2", "--config", ""]])
+def test_an_empty_path_is_refused_not_taken_for_the_current_folder(argv, tmp_path, monkeypatch,
+                                                                   capsys):
+    """``--out "$OUT"`` with OUT unset gave ``--out ''``: ingest and the demo wrote their
+    dataset and run into the current folder."""
+    from jobs.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "an empty path" in err and err.count("\n") == 1, err
+    assert list(tmp_path.iterdir()) == []
