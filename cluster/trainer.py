@@ -108,13 +108,8 @@ def resumed_stages(model_path: str, stack: RBMStack,
     (another geometry, missing or wrong fields) is a :class:`CheckpointError`, before anything
     is trained. A file written before ``generator_state`` leaves ``generator`` as it is."""
     saved = read_state(model_path)
-    state = saved.get("generator_state") if isinstance(saved, dict) else None
-    if generator is not None and state is not None:
-        try:
-            generator.set_state(state)
-        except (TypeError, RuntimeError) as exc:
-            raise CheckpointError(f"{model_path}: generator_state is not a generator's state "
-                                  f"({str(exc)[:80]})") from None
+    if generator is not None:
+        restore_generator(generator, saved, "generator_state", model_path)
     try:
         holding(saved, ("state", "stages_trained"), model_path)
         stack.load_state_dict(saved["state"])
@@ -125,6 +120,22 @@ def resumed_stages(model_path: str, stack: RBMStack,
         raise CheckpointError(f"{model_path}: stages_trained is {first!r:.40}, not a number of "
                               f"stages from 0 to {stack.n_layers}")
     return first
+
+
+def restore_generator(generator: torch.Generator, saved: Any, field: str,
+                      model_path: str) -> None:
+    """Set ``generator`` to the state ``saved[field]`` (``saved``: a ``model.pt``'s fields; a
+    file without the field leaves ``generator`` as it is); :class:`CheckpointError` when it is
+    not a generator's state."""
+    state = saved.get(field) if isinstance(saved, dict) else None
+    if state is None:
+        return
+    try:
+        generator.set_state(state)
+    except (TypeError, RuntimeError) as exc:
+        raise CheckpointError(f"{model_path}: {field} is not a generator's state "
+                              f"({str(exc)[:80]})") from None
+
 
 class Trainer:
     """Runs a job config on Ray. ``train()`` returns a summary dict.
@@ -215,27 +226,40 @@ class Trainer:
             pass
 
     def _write_model(self, model_path: str, stack: RBMStack, stages_trained: int,
-                     generator_state: torch.Tensor | None = None) -> None:
+                     generator_state: torch.Tensor | None = None,
+                     prepared_state: torch.Tensor | None = None) -> None:
         """``model.pt``: RBMStack.save's format (RBMStack.load(path) reads it) plus the job's
         own fields, among them the state of the stack's generator where the next stage's
         preparation starts from it (``generator_state``; default: its state now), so that a
-        run resumed at a stage boundary draws what the uninterrupted run drew."""
+        run resumed at a stage boundary draws what the uninterrupted run drew; and, written
+        once stage ``stages_trained`` is prepared, the state its preparation left
+        (``prepared_state``): where a run resumed from that stage's checkpoints continues."""
         state = self.generator.get_state() if generator_state is None else generator_state
-        write_state(model_path, {"config": stack.config.to_dict(), "state": stack.state_dict(),
-                                 "stages_trained": stages_trained,
-                                 "job_config": self.config_text, "generator_state": state})
+        blob = {"config": stack.config.to_dict(), "state": stack.state_dict(),
+                "stages_trained": stages_trained, "job_config": self.config_text,
+                "generator_state": state}
+        if prepared_state is not None:
+            blob["prepared_generator_state"] = prepared_state
+        write_state(model_path, blob)
 
     def _prepare_stage(self, stage: int, stack: RBMStack, model_path: str) -> None:
         """A fresh stage that fits parts to data (whitening, initial units) fits them here on
         ``train.prepare_frames`` training frames; ``model.pt`` then carries them to the
-        workers (and to a resumed run). A stage with a checkpoint was prepared before."""
+        workers (and to a resumed run). A stage with a checkpoint was prepared before: the
+        stack's generator continues from where that preparation left it."""
         stage_dir = storage.join(self.run_dir, "checkpoints", f"stage{stage}")
-        if not stack.stages[stage].needs_data or latest_checkpoint(stage_dir) is not None:
+        if not stack.stages[stage].needs_data:
+            return
+        if latest_checkpoint(stage_dir) is not None:
+            if storage.exists(model_path):
+                restore_generator(self.generator, read_state(model_path),
+                                  "prepared_generator_state", model_path)
             return
         t0 = time.perf_counter()
         before = self.generator.get_state()  # a resume that prepares it again starts here
         n = prepare_stage(self.config, stack, stage)
-        self._write_model(model_path, stack, stage, generator_state=before)
+        self._write_model(model_path, stack, stage, generator_state=before,
+                          prepared_state=self.generator.get_state())
         self.log.event(f"stage {stage}: fitted its whitening and initial units on {n} frames "
                        f"in {time.perf_counter() - t0:.1f} s")
 

@@ -93,6 +93,38 @@ def test_a_run_resumed_at_the_stage_boundary_equals_the_uninterrupted_run(whole_
     torch.testing.assert_close(b[1]["white"]["weight"], a[1]["white"]["weight"], rtol=0, atol=0)
 
 
+@pytest.mark.slow
+def test_a_run_resumed_within_a_prepared_stage_equals_the_uninterrupted_run(whole_run, tmp_path,
+                                                                           monkeypatch):
+    """Stopped right after stage 0's step-3 checkpoint (as by Ctrl-C or a kill), then resumed:
+    stage 0 is not prepared again (its checkpoint holds it), and stage 1's preparation draws
+    from the stack's generator where stage 0's preparation left it, as in the uninterrupted
+    run. ``model.pt`` once carried only the state before stage 0's preparation, so the resumed
+    run drew other initial units for stage 1 (W differed by up to 3.6)."""
+    from cluster.drivers.sync import SyncDriver
+
+    checkpoint = SyncDriver._checkpoint
+
+    def stop_after_step_3(driver):
+        checkpoint(driver)
+        if driver.actors.stage == 0 and driver.step == 3:
+            raise KeyboardInterrupt
+
+    whole, split = whole_run.run_dir, tmp_path / "split"
+    cfg = _config(whole_run.data, split)
+    monkeypatch.setattr(SyncDriver, "_checkpoint", stop_after_step_3)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(cfg, dumps(cfg), echo=None).train()
+    monkeypatch.setattr(SyncDriver, "_checkpoint", checkpoint)
+    Trainer(cfg, dumps(cfg), resume=True, echo=None).train()
+    events = (split / "events.log").read_text()
+    assert "resuming from" in events and events.count("stage 0: fitted its whitening") == 1
+    a, b = (torch.load(d / "model.pt", weights_only=False)["state"]["rbms"] for d in (whole, split))
+    for k in (0, 1):
+        for name, p in a[k]["learner"]["params"].items():
+            torch.testing.assert_close(b[k]["learner"]["params"][name], p, rtol=0, atol=0)
+
+
 def check_corpus_tops(got: CorpusTops, trained: RBMStack, data) -> None:
     """The workers' ranking of the dataset (their own shards from their caches, worker 0 the
     held-out shard too) is the top stage's trained units ranked over every frame of the
