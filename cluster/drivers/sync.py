@@ -30,10 +30,16 @@ import ray
 
 from cluster.checkpoint import step_folder
 from cluster.drivers.context import StageContext
+from cluster.failures import TrainingFailed, last_line
 from cluster.ps import OutOfStep
 from cluster.runlog import show_recon_error
 from cluster.worker import mean_monitored
 from pipeline import storage
+
+MAX_ROLLBACKS = 10
+"""Rollbacks to one checkpoint before the run stops: actors that fail again each time the
+steps after it are tried (a cause that is not an actor's death) end the run in one line. A
+run that passes a newer checkpoint between failures goes on however many it meets."""
 
 if TYPE_CHECKING:
     from cluster.drivers.compiled import CompiledStepWindow
@@ -43,7 +49,8 @@ def is_actor_failure(exc: BaseException) -> bool:
     """An actor died or lost its state, seen directly or through a task that depended on it
     (Ray raises the task's error as an instance of its cause's type as well), or a compiled
     graph's channel closed (Ray tears a graph down when one of its actors dies; a cause that
-    is not an actor fails again after the rollback, and the run stops after 10 of them)."""
+    is not an actor fails again after the rollback, and the run stops after
+    :data:`MAX_ROLLBACKS` of them in a row)."""
     causes = (ray.exceptions.RayActorError, ray.exceptions.RayChannelError, OutOfStep)
     return isinstance(exc, causes) or isinstance(getattr(exc, "cause", None), causes)
 
@@ -125,6 +132,8 @@ class SyncDriver:
 
     def run(self) -> dict:
         rollbacks = 0
+        in_a_row = 0  # failures since the run last passed a checkpoint
+        rolled_to = None
         try:
             while True:
                 try:
@@ -132,8 +141,18 @@ class SyncDriver:
                     break
                 except Exception as exc:
                     self._close_window()  # before any actor is restored: no step runs meanwhile
-                    if not is_actor_failure(exc) or rollbacks >= 10:
+                    if not is_actor_failure(exc):
                         raise
+                    checkpoint = int(self.last_checkpoint["step"])
+                    in_a_row = in_a_row + 1 if checkpoint == rolled_to else 1
+                    rolled_to = checkpoint
+                    if in_a_row > MAX_ROLLBACKS:
+                        raise TrainingFailed(
+                            f"stage {self.actors.stage} step {self.step}: {in_a_row} actor "
+                            f"failures in a row before the run passed its checkpoint at step "
+                            f"{checkpoint} (the last: {last_line(exc)[:200]}); see the actors' "
+                            "logs (Ray's session folder), then continue with --resume"
+                        ) from None
                     rollbacks += 1
                     self._rollback()
         finally:  # Ctrl-C too: no compiled graph is left running

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import ray
 import torch
 
 from cluster.failures import Diverged
@@ -146,6 +147,51 @@ def test_sync_worker_and_shard_kills_recover_to_the_same_result(sync_run, datase
     assert "restored from" in events
     assert summary["stages"][0]["rollbacks"] >= 1
     assert summary["stages"][0]["updates_applied"] == [STEPS, STEPS]
+
+
+class KillWorkerAtSteps:
+    """A fault injector that kills worker 1 once at each of ``steps`` (``sim.*`` kills once)."""
+
+    def __init__(self, steps) -> None:
+        self.left = set(steps)
+
+    def at_step(self, actors, step: int) -> None:
+        if step in self.left:
+            self.left.discard(step)
+            ray.kill(actors.workers[1], no_restart=False)
+
+
+@pytest.mark.slow
+def test_a_sync_run_outlives_many_failures_that_each_pass_a_checkpoint(sync_run, dataset,
+                                                                       tmp_path, monkeypatch):
+    """Worker 1 killed at steps 1..11, each time after a new checkpoint (one every step): every
+    rollback loses no step, and the run ends with the clean run's parameters. The driver once
+    counted every rollback of the stage and, at the 11th failure, re-raised Ray's
+    ActorUnavailableError (a traceback), however far the run had come between them."""
+    _, run, _ = sync_run
+    monkeypatch.setattr("cluster.trainer.fault_injector",
+                        lambda sim, log: KillWorkerAtSteps(range(1, 12)))
+    summary = _train(_config(dataset, tmp_path, "train.checkpoint_every=1"))
+    assert summary["stages"][0]["rollbacks"] == 11
+    _assert_same(_stage_params(tmp_path), _stage_params(run))
+
+
+def test_actor_failures_without_progress_end_the_run_in_one_line(ray_cluster, dataset, tmp_path,
+                                                                 monkeypatch):
+    """Actors that fail at every attempt of the same steps (10 rollbacks to the same
+    checkpoint, then an 11th failure) end the run with one line naming the stage, the step and
+    the checkpoint (:class:`cluster.failures.TrainingFailed`), not with Ray's error."""
+    from cluster.drivers.sync import SyncDriver
+    from cluster.failures import TrainingFailed
+
+    def always_lost(driver):
+        raise ray.exceptions.RayActorError()
+
+    monkeypatch.setattr(SyncDriver, "_steps", always_lost)
+    monkeypatch.setattr(SyncDriver, "_rollback", lambda driver: None)
+    with pytest.raises(TrainingFailed, match=r"^stage 0 step 0: 11 actor failures in a row "
+                                             r"before the run passed its checkpoint at step 0"):
+        _train(_config(dataset, tmp_path))
 
 
 def test_a_compiled_graph_trains_the_same_parameters_as_tasks(sync_run, dataset, tmp_path):
