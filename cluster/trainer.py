@@ -196,7 +196,8 @@ class Trainer:
             model_path = storage.join(self.run_dir, "model.pt")
             if self.resume and storage.exists(model_path):
                 first = resumed_stages(model_path, stack, self.generator)
-                self.log.event(f"resume: stages 0..{first - 1} already trained ({model_path})")
+                done = f"stages 0..{first - 1} already trained" if first else "no stage trained yet"
+                self.log.event(f"resume: {done} ({model_path})")
             for stage in range(first, cfg.n_stages):
                 self._prepare_stage(stage, stack, model_path)
                 stats = self._train_stage(stage, stack)

@@ -119,6 +119,7 @@ def test_a_run_resumed_within_a_prepared_stage_equals_the_uninterrupted_run(whol
     Trainer(cfg, dumps(cfg), resume=True, echo=None).train()
     events = (split / "events.log").read_text()
     assert "resuming from" in events and events.count("stage 0: fitted its whitening") == 1
+    assert "resume: no stage trained yet" in events  # it said "stages 0..-1 already trained"
     a, b = (torch.load(d / "model.pt", weights_only=False)["state"]["rbms"] for d in (whole, split))
     for k in (0, 1):
         for name, p in a[k]["learner"]["params"].items():
