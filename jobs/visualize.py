@@ -91,11 +91,11 @@ def check_counts(args) -> None:
             raise UsageError(f"{flag} {value}: must be >= {least}")
 
 
-def check_run(location: str) -> None:
+def check_run(given: str) -> None:
     """The run is a local folder holding its model."""
-    run = Path(location)
-    if is_uri(location):
-        raise UsageError(f"--run {location}: visualize writes into the run folder, so it takes a "
+    run = Path(given)
+    if is_uri(given):
+        raise UsageError(f"--run {given}: visualize writes into the run folder, so it takes a "
                          "local one; copy the run down first")
     if not run.is_dir():
         raise UsageError(f"run folder {run} not found; pass --run RUN_DIR of a "
