@@ -253,6 +253,41 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def check_settings(config, measured: dict) -> None:
+    """UserError unless each ``ps.py`` result in ``measured`` ({stage: figures}) ran the
+    config's setting of its stage (:func:`setting_differences`)."""
+    from jobs.errors import UserError
+
+    for f in measured.values():
+        if differs := setting_differences(config, f):
+            raise UserError(f"{f['source']} ran another setting than the config's stage "
+                            f"{f['stage']} ({', '.join(differs)}): give the config's with "
+                            f"--set train.KEY=VALUE, or a ps.py result of its setting")
+
+
+def le2012_sizing(gflops: float, call: float, fanout: float) -> dict:
+    """The same plan model sizing ``configs/le2012.toml`` on 1,000 nodes, async and sync, with
+    this machine's measured rate, call time and (sync) fan-out."""
+    from cluster.plan import plan
+    from jobs.config import load
+
+    le = plan(load("le2012"), nodes=1000, gflops_per_core=gflops, call_s=call)
+    le_sync = plan(load("le2012", ['train.mode="sync"']), nodes=1000, gflops_per_core=gflops,
+                   call_s=call, fanout_s=fanout)
+    return {
+        "le2012_on_1000_nodes": {
+            k: le[k] for k in ("n_workers", "n_ps_shards", "total_params", "epoch_s_all_stages")}
+        | {"stages": [{k: s[k] for k in ("stage", "n_params", "shard_memory_bytes",
+                                         "replica_memory_bytes", "flops_per_step_per_worker",
+                                         "bytes_per_step_per_worker", "step_s", "bound",
+                                         "epoch_s")} for s in le["stages"]]},
+        "le2012_on_1000_nodes_sync": {
+            "fanout_s": fanout,
+            "stages": [{k: s[k] for k in ("stage", "step_s", "sync_fanout_s_per_step", "bound",
+                                          "epoch_s")} for s in le_sync["stages"]]},
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     import torch
 
@@ -260,18 +295,13 @@ def main(argv: list[str] | None = None) -> int:
     from cluster.plan_rates import MEASURED_HOW, measure_gflops_per_core, measure_stage_steps
     from cluster.worker import split_holdout
     from jobs.config import load
-    from jobs.errors import UserError
     from pipeline.pool import local_ray_settings
     from pipeline.reader import FrameReader
 
     args = build_parser().parse_args(argv)
     config = load(args.config, [f'data.path="{args.data}"', *args.set])
     measured = {f["stage"]: f for f in map(ps_figures, args.ps)}
-    for f in measured.values():
-        if differs := setting_differences(config, f):
-            raise UserError(f"{f['source']} ran another setting than the config's stage "
-                            f"{f['stage']} ({', '.join(differs)}): give the config's with "
-                            f"--set train.KEY=VALUE, or a ps.py result of its setting")
+    check_settings(config, measured)
     train, _ = split_holdout(args.data, config.data.holdout_frames)
     frames = FrameReader(args.data, batch_size=1, shards=train).num_rows()
     gflops = args.gflops_per_core or measure_gflops_per_core()
@@ -308,9 +338,6 @@ def main(argv: list[str] | None = None) -> int:
             "read_cache_hit_share": on[2]["read_cache_hit_share"],
             "first_epoch_s_predicted": on[2]["first_epoch_s"], "ps_result": m.get("source")})
     call, fanout = (max(c[k] for c in calls.values()) for k in ("call_s", "fanout_s"))
-    le = plan(load("le2012"), nodes=1000, gflops_per_core=gflops, call_s=call)
-    le_sync = plan(load("le2012", ['train.mode="sync"']), nodes=1000, gflops_per_core=gflops,
-                   call_s=call, fanout_s=fanout)
     result = {
         "benchmark": "plan_check", "config": args.config, "overrides": args.set,
         "frames": frames,
@@ -325,16 +352,7 @@ def main(argv: list[str] | None = None) -> int:
         "gflops_per_core": gflops,
         "gflops_per_core_source": "given" if args.gflops_per_core else MEASURED_HOW,
         "tolerance": TOLERANCE, "stages": stages,
-        "le2012_on_1000_nodes": {
-            k: le[k] for k in ("n_workers", "n_ps_shards", "total_params", "epoch_s_all_stages")}
-        | {"stages": [{k: s[k] for k in ("stage", "n_params", "shard_memory_bytes",
-                                         "replica_memory_bytes", "flops_per_step_per_worker",
-                                         "bytes_per_step_per_worker", "step_s", "bound",
-                                         "epoch_s")} for s in le["stages"]]},
-        "le2012_on_1000_nodes_sync": {
-            "fanout_s": fanout,
-            "stages": [{k: s[k] for k in ("stage", "step_s", "sync_fanout_s_per_step", "bound",
-                                          "epoch_s")} for s in le_sync["stages"]]},
+        **le2012_sizing(gflops, call, fanout),
     }
     emit(result, args.out)
     return 0
