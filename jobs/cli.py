@@ -9,6 +9,7 @@ on Ctrl-C). Modules are imported lazily so ``catneuron --help`` stays fast.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import importlib.util
 import sys
@@ -59,9 +60,12 @@ def main(argv: list[str] | None = None) -> int:
     """Dispatch to ``jobs.<name>.main``; its exit status (:mod:`jobs.errors`)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     available = _available()
-    if not argv or argv[0] in ("-h", "--help"):
+    if not argv:  # a usage error: the usage goes where errors go, as argparse's does
+        print(_usage(available), file=sys.stderr)
+        return 2
+    if argv[0] in ("-h", "--help"):
         print(_usage(available))
-        return 0 if argv else 2
+        return 0
     if argv[0] == "--version":
         from importlib.metadata import version
 
@@ -69,7 +73,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     name, rest = argv[0], argv[1:]
     if name not in available:
-        raise UserError(f"unknown command {name!r}; commands: {', '.join(available)} "
+        close = difflib.get_close_matches(name, available, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise UserError(f"unknown command {name!r}; {hint}commands: {', '.join(available)} "
                         "(catneuron --help)")
     module = importlib.import_module(_module(name))
     return int(module.main(rest) or 0)

@@ -29,6 +29,19 @@ def test_unknown_command_is_a_usage_error(capsys):
     assert "unknown command" in capsys.readouterr().err
 
 
+def test_no_command_prints_the_usage_to_stderr(capsys):
+    """No command is a usage error: exit 2, the usage on stderr and nothing on stdout."""
+    assert cli.main([]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("usage: catneuron")
+
+
+def test_a_misspelt_command_names_the_closest(capsys):
+    assert cli.main(["trian"]) == 2
+    err = capsys.readouterr().err
+    assert "did you mean 'train'?" in err and len(err.strip().splitlines()) == 1
+
+
 def test_console_script_runs():
     result = subprocess.run(
         [sys.executable, "-m", "jobs.cli", "--help"], capture_output=True, text=True, check=False
