@@ -122,6 +122,15 @@ def resumed_stages(model_path: str, stack: RBMStack,
     return first
 
 
+def _resumed_line(first: int, n_stages: int) -> str:
+    """What a resume found in ``model.pt``: ``first`` of ``n_stages`` stages trained."""
+    if first >= n_stages:
+        return (f"stages 0..{first - 1} already trained, every stage this job trains: nothing "
+                "to train; the run and its config.toml stay as they are (to train with other "
+                "settings, start a new --run-dir)")
+    return f"stages 0..{first - 1} already trained" if first else "no stage trained yet"
+
+
 def restore_generator(generator: torch.Generator, saved: Any, field: str,
                       model_path: str) -> None:
     """Set ``generator`` to the state ``saved[field]`` (``saved``: a ``model.pt``'s fields; a
@@ -185,19 +194,19 @@ class Trainer:
     def _train_locked(self) -> dict:
         """:meth:`train` once the run folder is this process's."""
         cfg = self.config
-        storage.write_text(storage.join(self.run_dir, "config.toml"), self.config_text)
+        stack = RBMStack(cfg.model, update=cfg.update, generator=self.generator, device="cpu")
+        model_path = storage.join(self.run_dir, "model.pt")
+        first = 0
+        if self.resume and storage.exists(model_path):
+            first = resumed_stages(model_path, stack, self.generator)  # CheckpointError
+        if first < cfg.n_stages:  # a finished run keeps the config.toml it was trained with
+            storage.write_text(storage.join(self.run_dir, "config.toml"), self.config_text)
         self.log = RunLogger(self.run_dir, echo=self.echo)
         self.faults = fault_injector(cfg.sim, self.log.event)  # each fault once per run
         summary: dict[str, Any] = {"run_dir": str(self.run_dir), "stages": []}
+        if self.resume and storage.exists(model_path):
+            self.log.event(f"resume: {_resumed_line(first, cfg.n_stages)} ({model_path})")
         try:
-            stack = RBMStack(cfg.model, update=cfg.update, generator=self.generator,
-                             device="cpu")
-            first = 0
-            model_path = storage.join(self.run_dir, "model.pt")
-            if self.resume and storage.exists(model_path):
-                first = resumed_stages(model_path, stack, self.generator)
-                done = f"stages 0..{first - 1} already trained" if first else "no stage trained yet"
-                self.log.event(f"resume: {done} ({model_path})")
             for stage in range(first, cfg.n_stages):
                 self._prepare_stage(stage, stack, model_path)
                 stats = self._train_stage(stage, stack)

@@ -33,3 +33,11 @@ def test_train_main_runs_and_resumes(ray_cluster, tmp_path, capsys):
     after = torch.load(run / "model.pt", weights_only=True)["state"]["rbms"][0]["params"]["W"]
     assert torch.equal(before, after)
     assert "already trained" in (run / "events.log").read_text()
+    # a finished run resumed with more steps trains nothing, says so, and keeps the config.toml
+    # its model was trained with (it was rewritten with steps = 60)
+    saved = (run / "config.toml").read_text()
+    capsys.readouterr()
+    assert main(["--run-dir", str(run), "--resume", "--quiet", "--train.steps=60"]) == 0
+    assert json.loads(capsys.readouterr().out)["stages"] == []
+    assert (run / "config.toml").read_text() == saved
+    assert "nothing to train" in (run / "events.log").read_text()
