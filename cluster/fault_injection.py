@@ -1,5 +1,6 @@
 """Simulated faults (``sim.kill_worker``, ``sim.kill_shard``): ``ray.kill`` one actor of a stage
-once the global step reaches the configured step, once per run, so the recovery paths of the
+once the global step reaches the configured step, once per training process (a resumed run
+injects it again), so the recovery paths of the
 drivers (sync rollback, async replay, shard restore) run for real on a laptop.
 
 The drivers call :meth:`FaultInjector.at_step` at every step they reach; a run without injected
@@ -18,8 +19,9 @@ from cluster.stage import StageActors
 
 class FaultInjector:
     """Kills worker ``sim.kill_worker`` at global step ``sim.kill_worker_at_step`` and shard
-    ``sim.kill_shard`` at ``sim.kill_shard_at_step`` (each once per run, -1 = never); Ray
-    restarts them (``max_restarts``), a shard from the last checkpoint.
+    ``sim.kill_shard`` at ``sim.kill_shard_at_step`` (each once per process, -1 = never); Ray
+    restarts them (``max_restarts``), a shard from the last checkpoint. :meth:`missed` names
+    the faults a run ended without reaching.
 
     Parameters
     ----------
@@ -47,12 +49,24 @@ class FaultInjector:
             self.log(f"stage {actors.stage} step {step}: injected fault: killed {kind} "
                      f"{index} ({how})")
 
+    def missed(self) -> list[str]:
+        """One line per configured fault never injected: its step was never reached (a step at
+        or past the stage's last, say), so the run did not test what it was asked to."""
+        return [f"injected fault never reached: sim.kill_{kind}_at_step={at_step} is past "
+                f"every step this run trained; {kind} {index} was not killed"
+                for kind, index, at_step, _ in self.faults
+                if index >= 0 and at_step >= 0 and kind not in self.killed]
+
 
 class NoFaults:
     """A run without injected faults."""
 
     def at_step(self, actors: StageActors, step: int) -> None:
         """Nothing to inject."""
+
+    def missed(self) -> list[str]:
+        """Nothing was asked for."""
+        return []
 
 
 NO_FAULTS = NoFaults()

@@ -214,6 +214,8 @@ class Trainer:
                 self._write_model(model_path, stack, stage + 1)
                 self.log.event(f"stage {stage} done: {stats}")
             summary["model"] = model_path
+            for line in self.faults.missed():
+                self.log.event(line)
         except TrainingFailed as exc:
             self.log.event(str(exc))
             # the same failure sits in other results still in flight; Ray would print each one

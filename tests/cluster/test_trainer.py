@@ -147,6 +147,17 @@ def test_sync_worker_and_shard_kills_recover_to_the_same_result(sync_run, datase
     assert "restored from" in events
     assert summary["stages"][0]["rollbacks"] >= 1
     assert summary["stages"][0]["updates_applied"] == [STEPS, STEPS]
+    assert "never reached" not in events
+
+
+def test_a_fault_past_the_last_step_is_named_at_the_end(ray_cluster, dataset, tmp_path):
+    """``sim.kill_worker_at_step`` at the stage's step count is never reached: the run says
+    so in its events instead of ending as though the recovery it was asked to test had run."""
+    _train(_config(dataset, tmp_path, "sim.kill_worker=1", f"sim.kill_worker_at_step={STEPS}"))
+    events = (tmp_path / "events.log").read_text()
+    assert "killed worker" not in events
+    assert (f"injected fault never reached: sim.kill_worker_at_step={STEPS} is past every step "
+            "this run trained; worker 1 was not killed") in events
 
 
 class KillWorkerAtSteps:
@@ -159,6 +170,9 @@ class KillWorkerAtSteps:
         if step in self.left:
             self.left.discard(step)
             ray.kill(actors.workers[1], no_restart=False)
+
+    def missed(self) -> list[str]:
+        return []
 
 
 @pytest.mark.slow
