@@ -191,13 +191,30 @@ def write_text(location: str | os.PathLike, text: str) -> None:
 
 def publish_file(local_file: str | os.PathLike, location: str | os.PathLike) -> None:
     """Move a finished local file to ``location`` atomically: a rename on this machine, an
-    upload (then the local file is removed) to an object store."""
+    upload (then the local file is removed) to an object store.
+
+    The upload goes to a temporary key beside the target (``.NAME.tmp``, the name a local
+    publish uses) and is then copied to the target on the server, which shows the object whole
+    or not at all: an upload cut short (Ctrl-C between its chunks, a failed write) would
+    otherwise be completed by the stream's close as a short object under the final name. A cut
+    upload's temporary is deleted, or, when even that fails, left as one of catneuron's
+    temporaries (:data:`pipeline.shards.OWN_TEMPORARY`)."""
     if is_local(location):
         os.replace(local_file, local_path(location))
         return
     filesystem, path = resolve(location)
-    with open(local_file, "rb") as src, filesystem.open_output_stream(path) as dst:
-        shutil.copyfileobj(src, dst, 1 << 22)
+    folder, _, name = path.rpartition("/")
+    tmp = f"{folder}/.{name}{TMP_SUFFIX}"
+    try:
+        with open(local_file, "rb") as src, filesystem.open_output_stream(tmp) as dst:
+            shutil.copyfileobj(src, dst, 1 << 22)
+        filesystem.move(tmp, path)  # a server-side copy, then the temporary's deletion
+    except BaseException:
+        try:
+            filesystem.delete_file(tmp)
+        except OSError:  # already gone, or the store cannot be reached
+            pass
+        raise
     os.unlink(local_file)
 
 

@@ -115,3 +115,26 @@ def test_a_local_folder_that_cannot_be_made_is_one_line_and_nothing_is_left(tmp_
     storage.check_location(str(tmp_path / "new" / "deeper"), write=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # made, then removed
     storage.check_location(str(tmp_path / "file" / "run"))  # reading checks nothing locally
+
+
+def test_an_upload_cut_short_publishes_nothing(s3_store, tmp_path, monkeypatch):
+    """Ctrl-C between an upload's chunks: the stream's close would complete the upload, so a
+    short object stood under the final name (an unreadable shard, which the next ingest then
+    refused as a foreign file). Now nothing is published and no temporary is left."""
+    folder = f"s3://catneuron/{uuid.uuid4().hex}"
+    staged = tmp_path / ".x.tmp"
+    staged.write_bytes(b"s" * 100_000)
+
+    def cut(src, dst, length):
+        dst.write(src.read(1000))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(storage.shutil, "copyfileobj", cut)
+    with pytest.raises(KeyboardInterrupt):
+        storage.publish_file(staged, storage.join(folder, "x-00000.parquet"))
+    assert storage.list_files(folder) == []
+    assert staged.exists()  # the finished local file is kept: publishing again works
+    monkeypatch.undo()
+    storage.publish_file(staged, storage.join(folder, "x-00000.parquet"))
+    assert storage.list_files(folder) == ["x-00000.parquet"]
+    assert storage.read_bytes(storage.join(folder, "x-00000.parquet")) == b"s" * 100_000
