@@ -255,6 +255,7 @@ def load(path: str | os.PathLike | None, overrides: Sequence[str] = ()) -> JobCo
         from pipeline import storage  # a path or URI (a run folder's config.toml in S3)
 
         p = config_path(path)
+        storage.check_location(p)  # a URI's bucket exists and answers (LocationError)
         if not storage.exists(p):
             if os.path.isdir(p):
                 raise ConfigError(f"config file {p} is a folder: name the .toml file in it")

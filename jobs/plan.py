@@ -117,7 +117,9 @@ def measured_steps(config) -> dict[int, float]:
     from pathlib import Path
 
     from cluster.plan_rates import measure_stage_steps
+    from pipeline import storage
 
+    storage.check_location(config.data.path)  # a URI's bucket exists and answers
     if "://" not in config.data.path and not Path(config.data.path).exists():
         raise FileNotFoundError(f"--measure-steps reads data.path={config.data.path!r}: no "
                                 "such dataset (catneuron ingest, or --data.path=...)")

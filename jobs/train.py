@@ -135,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with user_errors(FileNotFoundError, FileExistsError, ValueError):
         config, args = resolve(argv)
+        storage.check_location(config.train.run_dir)  # a store that answers, before a listing
         refuse_existing_run(config.train.run_dir, args.resume)  # before Ray starts
         preflight(config, args.ray_address or _env_address())
     run_dir = config.train.run_dir

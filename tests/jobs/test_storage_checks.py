@@ -102,3 +102,23 @@ def test_a_malformed_uri_is_one_line_in_our_words(s3_store, tmp_path, monkeypatc
     assert message in err and "write-check" not in err and "ingest --demo" not in err, err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("job, argv", [
+    ("train", ['--data.path="s3://catneuron/data"', "--run-dir=s3://catneuron/run", *TRAIN]),
+    ("plan", ["--config", "s3://catneuron/job.toml", "--nodes", "1", "--gflops-per-core", "1"]),
+    ("plan", ["--config", "demo", "--nodes", "1", "--gflops-per-core", "1", "--measure-steps",
+              '--data.path="s3://catneuron/data"']),
+], ids=["train-run-dir", "config", "plan-measure-steps"])
+def test_a_store_that_does_not_answer_is_one_line(s3_store, tmp_path, monkeypatch, capsys,
+                                                  job, argv):
+    """Before: pyarrow's OSError and its traceback, from train's look for an earlier run in the
+    run folder, from reading a config in the store and from plan's dataset, all of which came
+    before the storage check (each case waits out pyarrow's retries, about 6 s)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", _closed_address())
+    assert _run(job, argv) == 2
+    err = capsys.readouterr().err
+    assert "cannot reach the bucket 'catneuron'" in err, err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
