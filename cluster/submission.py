@@ -198,6 +198,34 @@ def brief_message(message: str | None, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def server_error(text: str, limit: int = 300) -> str:
+    """An error of Ray's job server on one line: a Python traceback it sends back ("Request
+    failed with status code 500: Traceback (most recent call last): ...") is cut to its first
+    words and its last line (the exception), anything else has its lines joined by '; '; at
+    most ``limit`` characters."""
+    lines = [line.strip() for line in str(text).splitlines()
+             if any(ch.isalnum() for ch in line)]
+    if not lines:
+        return ""
+    if any(line.startswith("Traceback (most recent call last)") or
+           line.endswith("Traceback (most recent call last):") for line in lines):
+        head = lines[0].split("Traceback (most recent call last)", 1)[0].strip()
+        message = f"{head} {lines[-1]}".strip()
+    else:
+        message = "; ".join(lines)
+    return message if len(message) <= limit else message[: limit - 3] + "..."
+
+
+JOB_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}")
+"""A job id catneuron gives Ray (``--submission-id``): Ray puts it, unescaped, into its URLs
+(``/api/jobs/ID``) and into the name of the job's log file on the head node, so a ``/``, ``?``,
+``#`` or ``%`` in it makes a job that cannot be looked up, followed or stopped (with a ``/``
+Ray records the job, fails to open its log and leaves it PENDING for good)."""
+
+UNADDRESSABLE = re.compile(r"[/?#%\x00-\x1f\x7f]")
+"""Characters of a job id that Ray's job API cannot look up (see :data:`JOB_ID`)."""
+
+
 def describe(info) -> Iterator[str]:
     """``key: value`` lines of a ``JobDetails`` worth showing."""
     import datetime

@@ -17,7 +17,7 @@ from __future__ import annotations
 import sys
 
 from jobs.errors import ArgumentParser, UserError, command, user_errors
-from jobs.submit import add_address, unknown_job
+from jobs.submit import add_address, job_id_arg, unknown_job
 
 PROG = "catneuron jobs"
 
@@ -30,9 +30,10 @@ def build_parser() -> ArgumentParser:
     add_address(address)
     sub.add_parser("list", parents=[address], help="every job the cluster knows, newest last")
     for name, text in (("status", "a job's status and details"), ("stop", "stop a running job")):
-        sub.add_parser(name, parents=[address], help=text).add_argument("id", metavar="ID")
+        sub.add_parser(name, parents=[address], help=text).add_argument("id", metavar="ID",
+                                                                        type=job_id_arg)
     logs = sub.add_parser("logs", parents=[address], help="a job's logs")
-    logs.add_argument("id", metavar="ID")
+    logs.add_argument("id", metavar="ID", type=job_id_arg)
     logs.add_argument("--follow", "-f", action="store_true", help="keep streaming until it ends")
     return p
 
@@ -81,7 +82,7 @@ COMMANDS = {"list": _list, "status": _status, "logs": _logs, "stop": _stop}
 @command(PROG)
 def main(argv: list[str] | None = None) -> int:
     """Run one command; its exit status (module docstring, :mod:`jobs.errors`)."""
-    from cluster.submission import connect
+    from cluster.submission import connect, server_error
 
     args = build_parser().parse_args(argv)
     with user_errors(ValueError):
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         text = str(exc)
         if "does not exist" in text or "404" in text:
             raise unknown_job(args.id) from None
-        raise UserError(text[:500], status=1) from None
+        raise UserError(server_error(text), status=1) from None
     except TimeoutError as exc:
         raise UserError(str(exc), status=1) from None
 

@@ -39,6 +39,34 @@ def add_address(p: argparse.ArgumentParser) -> None:
                                      "else http://127.0.0.1:8265)")
 
 
+def submission_id(text: str) -> str:
+    """An ``argparse`` type for ``--submission-id``: :data:`cluster.submission.JOB_ID` (an id
+    Ray's job API can look up again), not empty (Ray would silently make one up)."""
+    from cluster.submission import JOB_ID
+
+    if not JOB_ID.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an id Ray can look up again: use 1 to 128 letters, digits and "
+            ". _ - : (not starting with . - or :)")
+    return text
+
+
+def job_id_arg(text: str) -> str:
+    """An ``argparse`` type for the ID of ``catneuron jobs``: not blank, and nothing Ray's job
+    API cannot look up (:data:`cluster.submission.UNADDRESSABLE`): an empty id would ask Ray
+    for its list of jobs and a ``#`` cut the id short."""
+    from cluster.submission import UNADDRESSABLE
+
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty job id: give one that 'catneuron jobs list' "
+                                         "shows")
+    bad = UNADDRESSABLE.search(text)
+    if bad:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: Ray's job API cannot look up an id holding {bad.group()!r}")
+    return text
+
+
 def build_parser() -> ArgumentParser:
     p = ArgumentParser(
         prog="catneuron submit",
@@ -47,7 +75,8 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--no-wait", action="store_true", help="print the job id and return")
     p.add_argument("--no-pip", action="store_true",
                    help="do not install the runtime requirements (the cluster's image has them)")
-    p.add_argument("--submission-id", help="the job's id (default: one Ray makes up)")
+    p.add_argument("--submission-id", type=submission_id,
+                   help="the job's id: letters, digits and . _ - : (default: one Ray makes up)")
     p.add_argument("--no-storage-check", action="store_true",
                    help="do not check the job's s3:// locations from this machine (the cluster "
                         "reaches storage this machine cannot)")
@@ -59,7 +88,7 @@ def build_parser() -> ArgumentParser:
 @command("catneuron submit")
 def main(argv: list[str] | None = None) -> int:
     """Submit; 0/1 = the job's outcome, 2 = usage error or no cluster (:mod:`jobs.errors`)."""
-    from cluster.submission import connect, entrypoint, runtime_env
+    from cluster.submission import connect, entrypoint, runtime_env, server_error
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -84,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
             job_id = client.submit_job(entrypoint=entrypoint(args.job, args.args),
                                        runtime_env=env, submission_id=args.submission_id)
         except RuntimeError as exc:  # the job server refused the submission
-            raise UserError(f"the cluster refused the job: {str(exc)[:500]}") from None
+            raise UserError(f"the cluster refused the job: {server_error(str(exc))}") from None
     print(job_id, flush=True)
     if args.no_wait:
         return 0

@@ -37,6 +37,9 @@ class FakeClient:
         self.stopped = []
 
     def _get(self, job_id):
+        if job_id == "" or job_id[0] in "#?":  # Ray 2.60 asks /api/jobs/ (its list) and fails
+            raise TypeError("ray.dashboard.modules.job.pydantic_models.JobDetails() argument "
+                            "after ** must be a mapping, not list")
         if job_id not in self.jobs:
             raise RuntimeError(f"Request failed with status code 404: Job {job_id} does not exist.")
         return self.jobs[job_id]
@@ -145,3 +148,40 @@ def test_an_address_that_is_not_an_http_dashboard_is_one_line(capsys):
             assert err.count("\n") == 1
     finally:
         server.close()
+
+
+@pytest.mark.parametrize("command", ["status", "logs", "stop"])
+@pytest.mark.parametrize("job_id, problem", [
+    ("", "an empty job id"), ("  ", "an empty job id"),
+    ("#1", "cannot look up an id holding '#'"), ("a/b", "cannot look up an id holding '/'"),
+    ("a?b", "cannot look up an id holding '?'")])
+def test_an_id_ray_cannot_look_up_is_a_usage_error(client, capsys, command, job_id, problem):
+    """An empty id (or one starting with '#' or '?') asked Ray for /api/jobs/, its list, and
+    Ray's client failed with a TypeError and its traceback; 'a/b' asked for another route."""
+    assert control.main([command, job_id]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("catneuron jobs: error: argument ID: ") and problem in err, err
+    assert err.count("\n") == 1
+    assert client.stopped == []
+
+
+def test_a_server_error_is_one_line(client, capsys, monkeypatch):
+    """Ray's job server sends a failure back as its whole Python traceback: it was printed
+    as it came (up to 500 characters, over many lines)."""
+    def fail(job_id):
+        raise RuntimeError(TRACEBACK)
+
+    monkeypatch.setattr(client, "get_job_logs", fail)
+    assert control.main(["logs", "c-done"]) == 1
+    err = capsys.readouterr().err
+    assert err == ("catneuron jobs: error: Request failed with status code 500: RuntimeError: "
+                   "Request failed with status code 405: 405: Method Not Allowed.\n"), err
+
+
+TRACEBACK = """Request failed with status code 500: Traceback (most recent call last):
+  File "/venv/ray/dashboard/modules/job/job_head.py", line 591, in get_job_logs
+    await job_agent_client.get_job_logs_internal(job.submission_id)
+  File "/venv/ray/dashboard/modules/job/job_head.py", line 134, in _raise_error
+    raise RuntimeError(f"Request failed with status code {status}: {error_text}.")
+RuntimeError: Request failed with status code 405: 405: Method Not Allowed.
+."""

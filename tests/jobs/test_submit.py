@@ -162,3 +162,53 @@ def test_a_failed_job_ends_with_ray_s_first_sentence_not_its_log_again(ray_head)
         "message:    Job entrypoint command failed with exit code 2 (its logs: catneuron jobs "
         f"logs {job_id})"), status.stdout
     assert "unknown key" not in status.stdout
+
+
+class _RefusingClient:
+    """A job server that refuses every submission as Ray 2.60's does a duplicate id: a 500
+    whose text is the server's own traceback."""
+
+    submitted: list = []
+
+    def submit_job(self, **kwargs):
+        self.submitted.append(kwargs)
+        raise RuntimeError(
+            "Request failed with status code 500: Traceback (most recent call last):\n"
+            '  File "/venv/ray/dashboard/modules/job/job_head.py", line 419, in submit_job\n'
+            "    resp = await job_agent_client.submit_job_internal(submit_request)\n"
+            "ValueError: Job with submission_id j1 already exists. Please use a different "
+            "submission_id.\n.")
+
+
+def test_a_refused_submission_is_one_line(monkeypatch, capsys):
+    """'catneuron submit --submission-id ID' with an id the cluster already has printed Ray's
+    traceback text after 'the cluster refused the job:'."""
+    from cluster import submission
+    from jobs import submit
+
+    monkeypatch.setattr(submission, "connect", lambda address: _RefusingClient())
+    assert submit.main(["--no-pip", "--submission-id", "j1", "plan", "--config", "demo"]) == 2
+    err = capsys.readouterr().err
+    assert err == ("catneuron submit: error: the cluster refused the job: Request failed with "
+                   "status code 500: ValueError: Job with submission_id j1 already exists. "
+                   "Please use a different submission_id.\n"), err
+
+
+@pytest.mark.parametrize("given", ["", "a/b", "../x", "a#b", "a b", "x" * 129, "-x"])
+def test_a_submission_id_ray_cannot_look_up_again_is_refused_before_submitting(
+        monkeypatch, capsys, given):
+    """With a '/' Ray recorded the job, failed to open its log on the head node (the id is
+    part of the file's name) and left it PENDING for good, after a traceback; a '#' made a job
+    that 'catneuron jobs' cannot find; '' was silently replaced by an id Ray made up. The rule
+    is an allowlist (letters, digits and . _ - :, at most 128), so a space or a leading '-' is
+    refused too."""
+    from cluster import submission
+    from jobs import submit
+
+    client = _RefusingClient()
+    client.submitted = []
+    monkeypatch.setattr(submission, "connect", lambda address: client)
+    assert submit.main(["--no-pip", f"--submission-id={given}", "plan", "--config", "demo"]) == 2
+    err = capsys.readouterr().err
+    assert "argument --submission-id: " in err and "is not an id Ray can look up" in err, err
+    assert err.count("\n") == 1 and client.submitted == []
