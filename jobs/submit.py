@@ -2,9 +2,11 @@
 
 Examples::
 
-    catneuron submit train --config demo        # the local cluster (127.0.0.1:8265)
+    catneuron submit train --config demo --data.path=$PWD/runs/demo/data \
+        --run-dir=$PWD/runs/demo/cluster       # the local cluster (127.0.0.1:8265)
     catneuron submit --address http://head:8265 --no-wait ingest urls.txt --out s3://b/data
-    catneuron submit --no-pip train --config le2012   # the image has the deps
+    catneuron submit --no-pip train --config le2012 --data.path=s3://b/data \
+        --run-dir=s3://b/runs/le2012           # the image has the deps
 
 The job runs ``python -m jobs.JOB ARGS`` on the cluster with this source tree as its working
 directory and the project's runtime requirements installed by Ray (``--no-pip`` when the
@@ -16,6 +18,9 @@ running (``catneuron jobs stop ID`` stops it).
 Before anything is uploaded, every object-store URI among the job's arguments is checked from
 this machine (:func:`pipeline.storage.check_location`): no ``..`` in it, its bucket exists, and
 the bucket of an output (``--out``, ``--run-dir``, ``--train.run_dir``, ``--run``) takes writes.
+An output given as a relative local path (or left at a default that is one: demo's ``--out``,
+a train config's ``train.run_dir``) is refused: the job would write it into Ray's copy of the
+source tree, deleted with it.
 ``--no-storage-check`` leaves that to the job, for a cluster that reaches storage this machine
 cannot (the job makes the same checks before its own work).
 """
@@ -23,7 +28,10 @@ cannot (the job makes the same checks before its own work).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
+import io
+import os
 import sys
 
 from jobs.errors import ArgumentParser, UserError, command, user_errors
@@ -100,6 +108,12 @@ def main(argv: list[str] | None = None) -> int:
                      f"before JOB (catneuron submit {sorted(misplaced)[0]} ... {args.job} ...)")
     if args.job not in JOBS or importlib.util.find_spec(f"jobs.{args.job}") is None:
         raise UserError(f"unknown job {args.job!r}; jobs: {', '.join(JOBS)}")
+    lost = relative_output(args.job, args.args)
+    if lost:
+        raise UserError(
+            f"{lost} is a relative path: the job runs in Ray's temporary copy of this source "
+            "tree, so it would write into that copy and be lost with it; give an absolute path "
+            "that every node sees, or an s3:// URI")
     try:
         if not args.no_storage_check:
             check_storage_arguments(args.args)
@@ -143,6 +157,42 @@ def storage_arguments(args: list[str]) -> list[tuple[str, bool]]:
         if "://" in value and value.split("://", 1)[0] in OBJECT_STORES:
             found.append((value, option in OUTPUT_OPTIONS))
     return found
+
+
+def _is_relative_path(value: str) -> bool:
+    return "://" not in value and not os.path.isabs(value)  # '~' too: no shell expands it
+
+
+def relative_output(job: str, args: list[str]) -> str | None:
+    """``OPTION VALUE`` of a folder the job would write given as a relative local path
+    (one of :data:`OUTPUT_OPTIONS`, demo's default ``--out runs/demo``, or the run folder of the
+    train config it names, ``runs/demo/train`` for the shipped demo), else None. A job runs in
+    Ray's copy of the source tree, so such a folder would land in that copy and be lost with
+    it. A train job whose arguments do not resolve is left alone: it reports them itself."""
+    for i, arg in enumerate(args):
+        option, sep, value = arg.partition("=")
+        if option not in OUTPUT_OPTIONS:
+            continue
+        if not sep:
+            value = args[i + 1] if i + 1 < len(args) else ""
+        value = value.strip().strip("\"'")  # --train.run_dir="runs/x": a TOML string
+        if value and _is_relative_path(value):
+            return f"{option} {value}"
+    if {"-h", "--help"} & set(args):
+        return None
+    if job == "demo" and not any(a.partition("=")[0] == "--out" for a in args):
+        return "demo's default --out runs/demo"
+    if job == "train":
+        from jobs import train
+
+        try:
+            with contextlib.redirect_stderr(io.StringIO()):
+                config, parsed = train.resolve(list(args))
+        except Exception:  # a bad option or config: the job reports it, as it did
+            return None
+        if not parsed.resume and _is_relative_path(config.train.run_dir):
+            return f"the config's train.run_dir {config.train.run_dir} (--run-dir sets it)"
+    return None
 
 
 def check_storage_arguments(args: list[str]) -> None:

@@ -71,7 +71,7 @@ def _closed_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.parametrize("argv", [["submit", "train"], ["jobs", "list"],
+@pytest.mark.parametrize("argv", [["submit", "train", "--run-dir=/srv/run"], ["jobs", "list"],
                                   ["jobs", "status", "raysubmit_x"], ["jobs", "stop", "x"]])
 def test_a_dead_cluster_is_one_line_and_a_non_zero_exit(argv):
     address = f"http://127.0.0.1:{_closed_port()}"
@@ -212,3 +212,60 @@ def test_a_submission_id_ray_cannot_look_up_again_is_refused_before_submitting(
     err = capsys.readouterr().err
     assert "argument --submission-id: " in err and "is not an id Ray can look up" in err, err
     assert err.count("\n") == 1 and client.submitted == []
+
+
+class _AcceptingClient:
+    """A job server that takes every submission (and records it)."""
+
+    def __init__(self):
+        self.submitted = []
+
+    def submit_job(self, **kwargs):
+        self.submitted.append(kwargs)
+        return "raysubmit_test"
+
+
+@pytest.mark.parametrize("job_args, named", [
+    (["ingest", "--demo", "--out", "relout"], "--out relout"),
+    (["ingest", "--demo", "--out=./relout"], "--out ./relout"),
+    (["ingest", "--demo", "--out", "~/data"], "--out ~/data"),  # no shell expands it there
+    (["evaluate", "--run", "runs/demo/train"], "--run runs/demo/train"),
+    (["train", "--config", "demo", '--train.run_dir="runs/x"'], "--train.run_dir runs/x"),
+    (["train", "--config", "demo", "--data.path=/data"],
+     "the config's train.run_dir runs/demo/train (--run-dir sets it)"),
+    (["demo"], "demo's default --out runs/demo"),
+])
+def test_an_output_given_as_a_relative_path_is_refused_before_submitting(
+        monkeypatch, capsys, job_args, named):
+    """The job runs in Ray's copy of the source tree: 'submit ingest --demo --out relout'
+    SUCCEEDED and said '-> relout', and the dataset was in
+    .../runtime_resources/working_dir_files/_ray_pkg_.../relout, not in ./relout."""
+    from cluster import submission
+    from jobs import submit
+
+    client = _AcceptingClient()
+    monkeypatch.setattr(submission, "connect", lambda address: client)
+    assert submit.main(["--no-pip", "--no-wait", *job_args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"catneuron submit: error: {named} is a relative path: ")
+    assert err.count("\n") == 1 and client.submitted == []
+
+
+@pytest.mark.parametrize("job_args", [
+    ["ingest", "--demo", "--out", "/srv/data"],
+    ["ingest", "--demo", "--out", "s3://b/data"],
+    ["train", "--config", "demo", "--data.path=/d", "--run-dir=/srv/run"],
+    ["train", "--config", "demo", "--train.bogus=1"],  # the job reports it, as before
+    ["train", "--resume", "--run-dir=s3://b/run"],
+    ["demo", "--out", "/srv/demo"],
+    ["plan", "--config", "demo", "--nodes", "2"],
+])
+def test_absolute_and_object_store_outputs_are_submitted(monkeypatch, capsys, job_args):
+    from cluster import submission
+    from jobs import submit
+
+    client = _AcceptingClient()
+    monkeypatch.setattr(submission, "connect", lambda address: client)
+    assert submit.main(["--no-pip", "--no-wait", "--no-storage-check", *job_args]) == 0
+    assert capsys.readouterr().out == "raysubmit_test\n"
+    assert len(client.submitted) == 1
