@@ -149,3 +149,31 @@ def test_breakdown_scores_each_bin_and_reports_the_chosen_units():
     boxes = np.array([[0, 0, 10, 10], [20, 20, 32, 32], [0, 20, 8, 28]])
     assert breakdown.quadrants(boxes, 32).tolist() == [0, 3, 1]
     assert breakdown.size_bins(boxes, 32, (0.25, 0.4)).tolist() == [1, 2, 0]
+
+
+def test_spread_picks_run_with_one_blas_thread_and_pick_the_same_windows(monkeypatch):
+    """scikit-learn's k-means++ in the spread exemplars runs on one BLAS thread (beside torch's
+    threads a second one mostly waits), and picks what it picks with the default pool."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    import models.neurons.baselines as baselines
+    from models.competitive.seeding import spread_picks
+
+    seen, picks = [], []
+
+    def recording(rows, k, generator):
+        seen.extend(p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas")
+        picks.append((rows.clone(), generator.get_state(), spread_picks(rows, k, generator)))
+        return picks[-1][2]
+
+    monkeypatch.setattr(baselines, "spread_picks", recording)
+    stack = _pyramid_stack(n_maps=24)
+    frames = torch.randint(0, 256, (64, 1, 16, 16), dtype=torch.uint8,
+                           generator=torch.Generator().manual_seed(0))
+    ex = reweighted_stack(stack, frames, "exemplar", torch.Generator().manual_seed(1))
+    with threadpool_limits(2, user_api="blas"):
+        spread_exemplar_stack(ex, frames, torch.Generator().manual_seed(2))
+        rows, state, pick = picks[0]
+        again = spread_picks(rows, 24, torch.Generator().set_state(state))
+    assert seen and set(seen) == {1}
+    assert torch.equal(again, pick)
