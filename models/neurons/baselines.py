@@ -24,9 +24,9 @@ from models.competitive.seeding import SPREAD_CANDIDATES, spread_picks
 
 # The spread picks' k-means++ (scikit-learn, numpy's BLAS) runs with one BLAS thread: its
 # products are small (one pick against a few thousand candidates at a time), and beside
-# torch's and numba's OpenMP threads a two-thread BLAS spends most of its time waiting (on the
-# demo run 2.0 s -> 0.3 s, 1.0 s -> 0.15 s of CPU; the same picks, evaluation.json unchanged).
-# Only the BLAS pool is limited: torch's own threads, and so its roundings, stay as they are.
+# torch's and numba's OpenMP threads a two-thread BLAS spends most of its time waiting. The
+# picks are the same. Only the BLAS pool is limited: torch's own threads, and so its
+# roundings, stay as they are.
 SPREAD_BLAS = 1
 
 
