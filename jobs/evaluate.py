@@ -219,7 +219,9 @@ def evaluate(args) -> dict:
     storage.write_text(storage.join(args.run, "evaluation.json"),
                        json.dumps(result, indent=1, allow_nan=False))
     if tops and whole and not trained:  # RUN/corpus_tops.json: visualize need not scan again
-        storage.write_text(storage.join(args.run, ct.FILE), ct.to_json(top, tops, *dataset))
+        model = ct.model_digest(storage.join(args.run, "model.pt"))
+        storage.write_text(storage.join(args.run, ct.FILE),
+                           ct.to_json(top, tops, *dataset, model))
     return result
 
 

@@ -7,7 +7,8 @@ same pass gives every unit its top frames at no extra cost. visualize needs exac
 top-k scan of the dataset) and takes them from the file instead of running the dataset through
 the stack a second time, when the file answers its question:
 
-- it was written after ``model.pt`` (a re-trained run makes it stale);
+- it was written for this ``model.pt``: the SHA-256 of its bytes (a re-trained run makes the
+  file stale; a copied run folder, whatever its files' times, does not);
 - it covers the whole dataset visualize scans: the same shard names with the same row counts;
 - it holds at least ``--top-k`` frames per unit, or every frame of the dataset.
 
@@ -19,7 +20,9 @@ nothing in it runs and no path in it is opened.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -28,10 +31,18 @@ import torch
 
 from cluster.topk import ROW_BITS
 from models.neurons.topk import RunningTopK
+from pipeline import storage
 
 FILE = "corpus_tops.json"
 KEPT = 100  # frames per unit written to the file: visualize's pool (10 x --top-k) up to this
 MAX_UNITS = 8192  # wider layers are left to visualize's own scan
+SCHEMA = 2  # 2: the model's digest (``model_sha256``) in place of the files' times
+
+
+def model_digest(model: str | os.PathLike) -> str:
+    """The SHA-256 (hex) of the bytes of ``model`` (a ``model.pt``: path or URI): what a
+    corpus_tops.json was written for."""
+    return hashlib.sha256(storage.read_bytes(model)).hexdigest()
 
 
 @torch.no_grad()
@@ -65,11 +76,13 @@ def frame_ids(rows: Sequence[int], n: int) -> np.ndarray:
 
 
 def to_json(stage: int, tops: dict[str, RunningTopK], shards: Sequence[str],
-            rows: Sequence[int], kept: int = KEPT) -> str:
+            rows: Sequence[int], model_sha256: str, kept: int = KEPT) -> str:
     """The file's text: the first ``kept`` frames per unit of ``tops``, whose ids are row
-    indices into every frame of ``shards`` (``rows`` frames each) read in order."""
+    indices into every frame of ``shards`` (``rows`` frames each) read in order, ranked by the
+    model whose ``model.pt`` has the digest ``model_sha256`` (:func:`model_digest`)."""
     ids = frame_ids(rows, int(sum(rows)))
-    doc = {"schema": 1, "stage": stage, "shards": [Path(s).name for s in shards],
+    doc = {"schema": SCHEMA, "model_sha256": model_sha256, "stage": stage,
+           "shards": [Path(s).name for s in shards],
            "rows": [int(r) for r in rows],
            "layers": {layer: {"ids": ids[t.ids[:, :kept].numpy()].tolist(),
                               "values": t.values[:, :kept].tolist()}
@@ -82,15 +95,14 @@ def read(run: Path, shards: Sequence[str], rows: Sequence[int], k: int, *,
          ) -> dict[tuple[int, str], RunningTopK]:
     """``{(stage, layer): top k}`` from ``run``'s file when it answers visualize's scan of
     ``shards`` (``rows`` frames each) for ``k`` frames a unit; ``{}`` when it does not (absent,
-    older than ``model.pt``, another dataset, too few frames, or unreadable). With ``units``
-    (``{(stage, layer): unit count}``) only those layers are given, and only where the file
-    holds one row per unit: a layer of another width (a damaged file) is left to the scan."""
+    written for another ``model.pt``, another dataset, too few frames, or unreadable). With
+    ``units`` (``{(stage, layer): unit count}``) only those layers are given, and only where the
+    file holds one row per unit: a layer of another width (a damaged file) is left to the scan."""
     path = run / FILE
     try:
-        if path.stat().st_mtime < (run / "model.pt").stat().st_mtime:
-            return {}
         doc = json.loads(path.read_text())
-        if (doc.get("schema") != 1 or doc["shards"] != [Path(s).name for s in shards]
+        if (doc.get("schema") != SCHEMA or doc["model_sha256"] != model_digest(run / "model.pt")
+                or doc["shards"] != [Path(s).name for s in shards]
                 or doc["rows"] != [int(r) for r in rows]):
             return {}
         out = {}

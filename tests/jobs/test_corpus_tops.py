@@ -1,6 +1,7 @@
 """``RUN/corpus_tops.json`` (``jobs.report.corpus_tops``): evaluate's top frames per unit are
-given back to visualize only when they answer its scan: same dataset, newer than the model,
-enough frames, every id a frame of the dataset."""
+given back to visualize only when they answer its scan: same dataset, written for this
+``model.pt`` (its bytes' digest, not the files' times), enough frames, every id a frame of the
+dataset."""
 
 from __future__ import annotations
 
@@ -20,16 +21,16 @@ ROWS = [5, 4]
 
 
 def _run(tmp_path: Path) -> tuple[Path, RunningTopK]:
-    """A run folder with a model.pt and, written after it, the tops of 3 units over 9 frames."""
+    """A run folder with a model.pt and, written for it, the tops of 3 units over 9 frames."""
     run = tmp_path / "run"
     run.mkdir()
     (run / "model.pt").write_bytes(b"model")
     responses = torch.from_numpy(np.random.default_rng(0).normal(size=(9, 3)))
     top = RunningTopK(3, 40)
     top.update(responses, torch.arange(9))
-    (run / corpus_tops.FILE).write_text(corpus_tops.to_json(1, {"pooled": top}, SHARDS, ROWS))
-    t = (run / "model.pt").stat().st_mtime
-    os.utime(run / corpus_tops.FILE, (t + 1, t + 1))
+    model = corpus_tops.model_digest(run / "model.pt")
+    (run / corpus_tops.FILE).write_text(
+        corpus_tops.to_json(1, {"pooled": top}, SHARDS, ROWS, model))
     return run, top
 
 
@@ -57,10 +58,9 @@ def test_the_file_gives_back_each_units_frames_as_visualize_numbers_them(tmp_pat
 
 
 def _rewrite(path: Path, edit) -> None:
-    """Apply ``edit`` to the file's JSON document; keep the file newer than the model."""
+    """Apply ``edit`` to the file's JSON document."""
     doc = json.loads(path.read_text())
     path.write_text(json.dumps(edit(doc)))
-    os.utime(path, (path.stat().st_mtime + 10,) * 2)
 
 
 def _cut_rows(doc: dict) -> dict:
@@ -79,15 +79,31 @@ def test_a_layer_of_another_width_than_the_models_is_left_to_the_scan(tmp_path):
     assert corpus_tops.read(run, SHARDS, ROWS, 4, units={(1, "pooled"): 3}) == {}
 
 
-@pytest.mark.parametrize("change", ["model_newer", "other_shards", "other_rows", "too_few",
+def test_a_copied_run_keeps_its_file_whatever_the_files_times(tmp_path):
+    """``cp -r`` gives the copy's files new times, the file older than ``model.pt`` when
+    copied first: it still answers (the times once decided, and a copy scanned again)."""
+    run, _ = _run(tmp_path)
+    t = (run / "model.pt").stat().st_mtime
+    os.utime(run / corpus_tops.FILE, (t - 60, t - 60))
+    assert set(corpus_tops.read(run, SHARDS, ROWS, 4)) == {(1, "pooled")}
+
+
+@pytest.mark.parametrize("change", ["model_retrained", "model_older", "old_schema",
+                                    "other_shards", "other_rows", "too_few",
                                     "id_outside", "not_json", "shapes_disagree", "a_list",
                                     "layers_a_list", "nested_too_deep"])
 def test_a_file_that_does_not_answer_the_scan_is_not_used(tmp_path, change):
     run, _ = _run(tmp_path)
     path, shards, rows, k = run / corpus_tops.FILE, SHARDS, ROWS, 4
-    if change == "model_newer":
+    if change == "model_retrained":
+        (run / "model.pt").write_bytes(b"another model")
+    elif change == "model_older":  # another model copied in with its old time kept (cp -p)
+        (run / "model.pt").write_bytes(b"another model")
         t = path.stat().st_mtime
-        os.utime(run / "model.pt", (t + 5, t + 5))
+        os.utime(run / "model.pt", (t - 60, t - 60))
+    elif change == "old_schema":  # written before the digest: it cannot say which model
+        _rewrite(path, lambda d: {k: v for k, v in {**d, "schema": 1}.items()
+                                  if k != "model_sha256"})
     elif change == "other_shards":
         shards = ["/data/part-00000.parquet", "/data/part-00002.parquet"]
     elif change == "other_rows":
@@ -97,12 +113,10 @@ def test_a_file_that_does_not_answer_the_scan_is_not_used(tmp_path, change):
         for key in ("ids", "values"):
             doc["layers"]["pooled"][key] = [row[:3] for row in doc["layers"]["pooled"][key]]
         path.write_text(json.dumps(doc))
-        os.utime(path, (path.stat().st_mtime + 10,) * 2)
     elif change == "id_outside":
         doc = json.loads(path.read_text())
         doc["layers"]["pooled"]["ids"][0][0] = (1 << 32) + 4  # shard 1 holds rows 0..3
         path.write_text(json.dumps(doc))
-        os.utime(path, (path.stat().st_mtime + 10,) * 2)
     elif change == "shapes_disagree":  # ids of 3 units, values of 2
         _rewrite(path, lambda d: {**d, "layers": {"pooled": {
             "ids": d["layers"]["pooled"]["ids"], "values": d["layers"]["pooled"]["values"][:2]}}})
@@ -112,9 +126,7 @@ def test_a_file_that_does_not_answer_the_scan_is_not_used(tmp_path, change):
         _rewrite(path, lambda d: {**d, "layers": [d["layers"]["pooled"]]})
     elif change == "nested_too_deep":  # json's RecursionError, not a ValueError
         path.write_text("[" * 100000)
-        os.utime(path, (path.stat().st_mtime + 10,) * 2)
     else:
         path.write_text("{not json")
-        os.utime(path, (path.stat().st_mtime + 10,) * 2)
     assert corpus_tops.read(run, shards, rows, k) == {}
     assert corpus_tops.read(tmp_path, SHARDS, ROWS, 4) == {}  # no file at all

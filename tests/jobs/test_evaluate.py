@@ -229,8 +229,6 @@ def test_the_trainings_ranking_of_the_dataset_is_used_not_scanned_again(tmp_path
     ``model.pt``): evaluate takes its top frames from it instead of running the dataset
     through the stack, and leaves the file as training wrote it (more frames a unit than
     evaluate keeps)."""
-    import os
-
     from cluster.state_io import read_trained_stack
     from cluster.topk import shard_row_counts
     from jobs.report import corpus_tops as ct
@@ -243,9 +241,8 @@ def test_the_trainings_ranking_of_the_dataset_is_used_not_scanned_again(tmp_path
     shards = list_shards(data)
     tops = ct.corpus_tops(stack, read_frames(data), 1, TOP_FRAMES)
     path = run / ct.FILE
-    path.write_text(ct.to_json(1, tops, shards, shard_row_counts(shards), kept=TOP_FRAMES))
-    t = (run / "model.pt").stat().st_mtime
-    os.utime(path, (t + 1, t + 1))
+    path.write_text(ct.to_json(1, tops, shards, shard_row_counts(shards),
+                               ct.model_digest(run / "model.pt"), kept=TOP_FRAMES))
     written = path.read_text()
     assert len(json.loads(written)["layers"]["pooled"]["ids"][0]) == 64  # all 64 frames
 
@@ -255,7 +252,7 @@ def test_the_trainings_ranking_of_the_dataset_is_used_not_scanned_again(tmp_path
     monkeypatch.setattr(ct, "corpus_tops", no_scan)
     assert main(["--run", str(run), "--filters", "20", "--splits", "3", "--quiet"]) == 0
     assert path.read_text() == written
-    os.utime(run / "model.pt", (t + 5, t + 5))  # a model newer than the file: scanned again
+    path.write_text(written.replace('"model_sha256": "', '"model_sha256": "0'))  # another model
     with pytest.raises(AssertionError, match="scanned the dataset again"):
         main(["--run", str(run), "--filters", "20", "--splits", "3", "--quiet"])
 

@@ -192,7 +192,8 @@ def test_top_frames_from_evaluates_pass_equal_those_of_a_scan(tiny_run):
     shards = list_shards(data)
     tops = corpus_tops.corpus_tops(stack, read_frames(data), 1, 32)
     (tiny_run / corpus_tops.FILE).write_text(
-        corpus_tops.to_json(1, tops, shards, shard_row_counts(shards)))
+        corpus_tops.to_json(1, tops, shards, shard_row_counts(shards),
+                            corpus_tops.model_digest(tiny_run / "model.pt")))
     out = tiny_run / "visualize"
 
     def top_frames() -> dict:
