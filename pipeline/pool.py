@@ -108,9 +108,10 @@ def _check_answers(address: str, origin: str, timeout_s: float) -> None:
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
     except OSError as exc:
+        drop = "drop --ray-address" if origin == "--ray-address" else "unset RAY_ADDRESS"
         raise RayUnreachable(
             f"Ray at {address} (from {origin}) does not answer ({exc.strerror or exc}): start "
-            f"that cluster, or unset RAY_ADDRESS to run on a local Ray of this process") from None
+            f"that cluster, or {drop} to run on a local Ray of this process") from None
 
 
 def loopback_only() -> None:

@@ -123,3 +123,14 @@ def test_an_address_that_does_not_answer_fails_within_seconds():
     assert time.monotonic() - t0 < 30
     err = [x for x in proc.stdout.splitlines() if x.startswith("ERR ")]
     assert err and f"Ray at {address} (from RAY_ADDRESS) does not answer" in err[0], proc.stderr
+
+
+def test_the_hint_names_where_the_address_came_from():
+    # a --ray-address that does not answer is not fixed by unsetting RAY_ADDRESS
+    from pipeline.pool import RayUnreachable, _check_answers
+
+    address = f"127.0.0.1:{_closed_port()}"
+    with pytest.raises(RayUnreachable, match="or drop --ray-address to run"):
+        _check_answers(address, "--ray-address", 5)
+    with pytest.raises(RayUnreachable, match="or unset RAY_ADDRESS to run"):
+        _check_answers(address, "RAY_ADDRESS", 5)
