@@ -112,7 +112,8 @@ class TrainConfig:
         say so (a graph across nodes hung here).
     checkpoint_every : global steps between checkpoints (0 = only at the end of each stage).
     keep_checkpoints : the newest checkpoints of a stage kept; older ones are deleted once a
-        newer one is published (0 = keep every one). A resume or a rollback reads the newest.
+        newer one is published (0 = keep every one), except the one the stage started from
+        (which a restarted worker reads). A resume or a rollback reads the newest.
     log_interval : worker steps between metric records (recon error, free-energy gap).
     seed : seeds the model's initial weights and every worker's generators (per stage, worker
         and step: ``cluster.worker.step_seed``) and data order.
