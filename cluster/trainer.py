@@ -201,7 +201,8 @@ class Trainer:
             first = resumed_stages(model_path, stack, self.generator)  # CheckpointError
         if first < cfg.n_stages:  # a finished run keeps the config.toml it was trained with
             storage.write_text(storage.join(self.run_dir, "config.toml"), self.config_text)
-        self.log = RunLogger(self.run_dir, echo=self.echo)
+        # a finished run resumed trains nothing: no new TensorBoard file beside its own
+        self.log = RunLogger(self.run_dir, echo=self.echo, tensorboard=first < cfg.n_stages)
         self.faults = fault_injector(cfg.sim, self.log.event)  # each fault once per run
         summary: dict[str, Any] = {"run_dir": str(self.run_dir), "stages": []}
         if self.resume and storage.exists(model_path):

@@ -29,7 +29,9 @@ def build_parser() -> ArgumentParser:
     address = ArgumentParser(add_help=False)
     add_address(address)
     sub.add_parser("list", parents=[address], help="every job the cluster knows, newest last")
-    for name, text in (("status", "a job's status and details"), ("stop", "stop a running job")):
+    for name, text in (("status", "a job's status and details; exit 1 when it FAILED or was "
+                                  "STOPPED, so a script can test it"),
+                       ("stop", "stop a running job")):
         sub.add_parser(name, parents=[address], help=text).add_argument("id", metavar="ID",
                                                                         type=job_id_arg)
     logs = sub.add_parser("logs", parents=[address], help="a job's logs")

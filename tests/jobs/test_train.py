@@ -36,8 +36,10 @@ def test_train_main_runs_and_resumes(ray_cluster, tmp_path, capsys):
     # a finished run resumed with more steps trains nothing, says so, and keeps the config.toml
     # its model was trained with (it was rewritten with steps = 60)
     saved = (run / "config.toml").read_text()
+    board = sorted(p.name for p in (run / "tensorboard").iterdir())
     capsys.readouterr()
     assert main(["--run-dir", str(run), "--resume", "--quiet", "--train.steps=60"]) == 0
     assert json.loads(capsys.readouterr().out)["stages"] == []
     assert (run / "config.toml").read_text() == saved
+    assert sorted(p.name for p in (run / "tensorboard").iterdir()) == board  # no empty file
     assert "nothing to train" in (run / "events.log").read_text()
