@@ -112,8 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     if lost:
         raise UserError(
             f"{lost} is a relative path: the job runs in Ray's temporary copy of this source "
-            "tree, so it would write into that copy and be lost with it; give an absolute path "
-            "that every node sees, or an s3:// URI")
+            "tree, where it names a folder of that copy (an output lost with it, a dataset "
+            "never there); give an absolute path that every node sees, or an s3:// URI")
     try:
         if not args.no_storage_check:
             check_storage_arguments(args.args)
@@ -168,7 +168,9 @@ def relative_output(job: str, args: list[str]) -> str | None:
     (one of :data:`OUTPUT_OPTIONS`, demo's default ``--out runs/demo``, or the run folder of the
     train config it names, ``runs/demo/train`` for the shipped demo), else None. A job runs in
     Ray's copy of the source tree, so such a folder would land in that copy and be lost with
-    it. A train job whose arguments do not resolve is left alone: it reports them itself."""
+    it; the same holds for the dataset a train job reads (``data.path``), which that copy does
+    not hold. A train job whose arguments do not resolve is left alone: it reports them
+    itself."""
     for i, arg in enumerate(args):
         option, sep, value = arg.partition("=")
         if option not in OUTPUT_OPTIONS:
@@ -190,8 +192,12 @@ def relative_output(job: str, args: list[str]) -> str | None:
                 config, parsed = train.resolve(list(args))
         except Exception:  # a bad option or config: the job reports it, as it did
             return None
-        if not parsed.resume and _is_relative_path(config.train.run_dir):
+        if parsed.resume:  # the run's own config.toml, read on the cluster
+            return None
+        if _is_relative_path(config.train.run_dir):
             return f"the config's train.run_dir {config.train.run_dir} (--run-dir sets it)"
+        if _is_relative_path(config.data.path):  # Ray's copy leaves runs/ out
+            return f"the config's data.path {config.data.path} (--data.path sets it)"
     return None
 
 

@@ -71,7 +71,8 @@ def _closed_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.parametrize("argv", [["submit", "train", "--run-dir=/srv/run"], ["jobs", "list"],
+@pytest.mark.parametrize("argv", [["submit", "train", "--run-dir=/srv/run", "--data.path=/srv/d"],
+                                  ["jobs", "list"],
                                   ["jobs", "status", "raysubmit_x"], ["jobs", "stop", "x"]])
 def test_a_dead_cluster_is_one_line_and_a_non_zero_exit(argv):
     address = f"http://127.0.0.1:{_closed_port()}"
@@ -234,6 +235,10 @@ class _AcceptingClient:
     (["train", "--config", "demo", "--data.path=/data"],
      "the config's train.run_dir runs/demo/train (--run-dir sets it)"),
     (["demo"], "demo's default --out runs/demo"),
+    (["train", "--config", "demo", "--run-dir=/srv/run"],  # it failed on the cluster, exit 1
+     "the config's data.path runs/demo/data (--data.path sets it)"),
+    (["train", "--config", "demo", "--data.path=d", "--run-dir=/srv/run"],
+     "the config's data.path d (--data.path sets it)"),
 ])
 def test_an_output_given_as_a_relative_path_is_refused_before_submitting(
         monkeypatch, capsys, job_args, named):
