@@ -27,7 +27,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import ray
@@ -122,6 +122,24 @@ def resumed_stages(model_path: str, stack: RBMStack,
     return first
 
 
+@contextlib.contextmanager
+def dropped_results_unlogged() -> Iterator[None]:
+    """Ray logs each result freed unread that holds an error as an "Unhandled error"
+    traceback. Training drops results by design: the steps in flight when an actor fails, whose
+    tasks fail on the lost actor or on its outputs; the rollback or replay recomputes them and
+    the run's events name the failure. Every result training keeps, it reads. So while it
+    trains, and after it fails (its results in flight are freed as the process ends), these are
+    not logged (``RAY_IGNORE_UNHANDLED_ERRORS``, which Ray reads at each one); a value the user
+    set is kept."""
+    key = "RAY_IGNORE_UNHANDLED_ERRORS"
+    if key in os.environ:
+        yield
+        return
+    os.environ[key] = "1"
+    yield  # not restored after an exception: see above
+    os.environ.pop(key, None)
+
+
 def _resumed_line(first: int, n_stages: int) -> str:
     """What a resume found in ``model.pt``: ``first`` of ``n_stages`` stages trained."""
     if first >= n_stages:
@@ -187,7 +205,8 @@ class Trainer:
             # under the lock, so no run can start between the check and the writes
             # (catneuron train checks once more before Ray starts)
             refuse_existing_run(self.run_dir, self.resume)
-            return self._train_locked()
+            with dropped_results_unlogged():
+                return self._train_locked()
         finally:
             lock.release()
 
@@ -218,10 +237,7 @@ class Trainer:
             for line in self.faults.missed():
                 self.log.event(line)
         except TrainingFailed as exc:
-            self.log.event(str(exc))
-            # the same failure sits in other results still in flight; Ray would print each one
-            # as an "unhandled error" when they are dropped: the one line above says it all
-            os.environ["RAY_IGNORE_UNHANDLED_ERRORS"] = "1"
+            self.log.event(str(exc))  # its results in flight stay unlogged (dropped_results_...)
             self._close_log_after_failure()
             raise
         except BaseException:

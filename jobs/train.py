@@ -19,6 +19,7 @@ the command that continues the run. On a cluster: ``ray job submit -- python -m 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import signal
@@ -149,8 +150,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _env_address() -> str | None:
-    import os
-
     return os.environ.get("RAY_ADDRESS") or None
 
 
@@ -173,6 +172,9 @@ def _train(config, config_text: str, args) -> int:
 
     ensure_ray(int(config.sim.num_cpus) or None, args.ray_address)  # RayUnreachable: exit 2
     signal.signal(signal.SIGTERM, _as_ctrl_c)  # after Ray's own handler: ours wins
+    # the dropped steps' results freed after training ends, as the process exits, are not
+    # logged either (cluster.trainer.dropped_results_unlogged says why)
+    os.environ.setdefault("RAY_IGNORE_UNHANDLED_ERRORS", "1")
     trainer = Trainer(config, config_text, resume=args.resume,
                       echo=None if args.quiet else print, top_frames=(TOP_FRAMES, ct.MAX_UNITS))
     with user_errors(FileExistsError, CheckpointError):

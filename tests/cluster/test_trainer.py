@@ -133,7 +133,8 @@ def test_an_actor_that_cannot_start_fails_the_run_at_once(ray_cluster, dataset, 
 
 
 @pytest.mark.slow
-def test_sync_worker_and_shard_kills_recover_to_the_same_result(sync_run, dataset, tmp_path):
+def test_sync_worker_and_shard_kills_recover_to_the_same_result(sync_run, dataset, tmp_path,
+                                                                caplog):
     """A worker killed at step 11 and a shard killed at step 13: Ray restarts both, the shard
     restores its checkpoint, every actor rolls back to step 8, and the run equals the clean one
     (no update lost or applied twice)."""
@@ -147,6 +148,9 @@ def test_sync_worker_and_shard_kills_recover_to_the_same_result(sync_run, datase
     assert "restored from" in events
     assert summary["stages"][0]["rollbacks"] >= 1
     assert summary["stages"][0]["updates_applied"] == [STEPS, STEPS]
+    # the steps a rollback dropped hold the actors' errors: Ray logged each as an "Unhandled
+    # error" traceback, though the run recovered and said so in its events
+    assert not [r for r in caplog.records if "Unhandled error" in r.getMessage()]
     assert "never reached" not in events
 
 
