@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
                      f"before JOB (catneuron submit {sorted(misplaced)[0]} ... {args.job} ...)")
     if args.job not in JOBS or importlib.util.find_spec(f"jobs.{args.job}") is None:
         raise UserError(f"unknown job {args.job!r}; jobs: {', '.join(JOBS)}")
-    lost = relative_output(args.job, args.args)
+    lost = relative_location(args.job, args.args)
     if lost:
         raise UserError(
             f"{lost} is a relative path: the job runs in Ray's temporary copy of this source "
@@ -163,10 +163,11 @@ def _is_relative_path(value: str) -> bool:
     return "://" not in value and not os.path.isabs(value)  # '~' too: no shell expands it
 
 
-def relative_output(job: str, args: list[str]) -> str | None:
-    """``OPTION VALUE`` of a folder the job would write given as a relative local path
-    (one of :data:`OUTPUT_OPTIONS`, demo's default ``--out runs/demo``, or the run folder of the
-    train config it names, ``runs/demo/train`` for the shipped demo), else None. A job runs in
+def relative_location(job: str, args: list[str]) -> str | None:
+    """``OPTION VALUE`` of a folder the job would write (or a train job read) given as a
+    relative local path (one of :data:`OUTPUT_OPTIONS`, demo's default ``--out runs/demo``, or
+    the run folder of the train config it names, ``runs/demo/train`` for the shipped demo),
+    else None. A job runs in
     Ray's copy of the source tree, so such a folder would land in that copy and be lost with
     it; the same holds for the dataset a train job reads (``data.path``), which that copy does
     not hold. A train job whose arguments do not resolve is left alone: it reports them
