@@ -3,9 +3,11 @@
 For U units, the state is the k largest activations seen so far per unit (U, k) and the ids of
 the frames that gave them. Each batch's activations (N, U) are concatenated to the state and
 cut back to k with ``torch.topk``; two states merge the same way, so shards scanned apart (by
-different actors) merge into the top-k of their union. The top-k values are the union's
-whatever the partition; where values tie exactly at the k-th place, which of the tied frames
-are kept may depend on it (``torch.topk`` breaks ties in no set order).
+different actors) merge into the top-k of their union. Equal values are ordered by frame id,
+smaller first (``torch.topk`` breaks ties in no set order), so the state is the first k frames
+of the union in the order (value descending, id ascending), whatever the partition: the same
+frames whichever actors scanned which shards, even where frames tie (a still shot repeats its
+frame exactly).
 """
 
 from __future__ import annotations
@@ -41,8 +43,31 @@ class RunningTopK:
         self._keep(torch.as_tensor(values, dtype=self.values.dtype), torch.as_tensor(ids))
 
     def _keep(self, values: Tensor, ids: Tensor) -> None:
-        """State <- top-k of (state ++ new) along each unit's row."""
+        """State <- top-k of (state ++ new) along each unit's row, ties by id."""
         v = torch.cat([self.values, values], 1)
         i = torch.cat([self.ids, ids.to(torch.long)], 1)
-        top, where = torch.topk(v, min(self.k, v.shape[1]), dim=1, sorted=True)
-        self.values, self.ids = top, i.gather(1, where)
+        k = min(self.k, v.shape[1])
+        # one place more than kept: whether a tie crosses the cut
+        top, where = torch.topk(v, min(k + 1, v.shape[1]), dim=1, sorted=True)
+        tied = _rows_with_ties(top, k)
+        top, kept = top[:, :k], i.gather(1, where[:, :k])
+        if tied.numel():
+            top[tied], kept[tied] = _by_value_then_id(v[tied], i[tied], k)
+        self.values, self.ids = top, kept
+
+
+def _rows_with_ties(top: Tensor, k: int) -> Tensor:
+    """Indices of the rows of ``top`` (each sorted descending, ``k`` kept and at most one more)
+    where ``torch.topk``'s tie order could show: two equal values among them."""
+    if top.shape[1] < 2 or k == 0:
+        return torch.empty(0, dtype=torch.long)
+    return torch.nonzero((top[:, 1:] == top[:, :-1]).any(1)).flatten()
+
+
+def _by_value_then_id(v: Tensor, i: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """The first ``k`` of each row of values ``v`` and ids ``i`` (R, n) in the order value
+    descending, id ascending: a stable sort by value over the rows sorted by id."""
+    by_id = torch.argsort(i, dim=1, stable=True)
+    v, i = v.gather(1, by_id), i.gather(1, by_id)
+    order = torch.argsort(v, dim=1, descending=True, stable=True)[:, :k]
+    return v.gather(1, order), i.gather(1, order)
