@@ -18,9 +18,12 @@ from models.state_file import DamagedStateFile, state_from_bytes, state_to_bytes
 from pipeline import storage
 
 
-def write_state(location: str | os.PathLike, obj: Any) -> None:
-    """Publish ``obj`` (tensors and plain values; numpy arrays become tensors) at ``location``."""
-    storage.write_bytes(location, state_to_bytes(obj))
+def write_state(location: str | os.PathLike, obj: Any) -> bytes:
+    """Publish ``obj`` (tensors and plain values; numpy arrays become tensors) at ``location``;
+    the file's bytes."""
+    data = state_to_bytes(obj)
+    storage.write_bytes(location, data)
+    return data
 
 
 def read_state(location: str | os.PathLike) -> Any:

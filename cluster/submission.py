@@ -194,7 +194,11 @@ def brief_message(message: str | None, limit: int = 300) -> str:
     command failed with exit code 2, last available logs (truncated to 20,000 chars):\n<the
     whole log>"): its first sentence, on one line, at most ``limit`` characters."""
     text = (message or "").split(", last available logs", 1)[0]
-    text = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return _clip(next((line.strip() for line in text.splitlines() if line.strip()), ""), limit)
+
+
+def _clip(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, "..." ending a cut one."""
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -213,7 +217,7 @@ def server_error(text: str, limit: int = 300) -> str:
         message = f"{head} {lines[-1]}".strip()
     else:
         message = "; ".join(lines)
-    return message if len(message) <= limit else message[: limit - 3] + "..."
+    return _clip(message, limit)
 
 
 JOB_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}")

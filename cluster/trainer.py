@@ -25,6 +25,7 @@ and reads it through :mod:`pipeline.storage`, so a cluster needs no shared disk)
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -177,6 +178,9 @@ class Trainer:
         dataset's frames for every unit of its layers of at most ``max_units`` units and keep
         the top ``k`` (:mod:`cluster.corpus_pass`), in :attr:`corpus_tops` after
         :meth:`train`; None (default): no such pass.
+
+    After :meth:`train`, :attr:`model_sha256` is the SHA-256 (hex) of the ``model.pt`` it last
+    wrote (what ``RUN/corpus_tops.json`` names), None when it wrote none.
     """
 
     def __init__(self, config: JobSections, config_text: str, *, resume: bool = False,
@@ -189,6 +193,7 @@ class Trainer:
         self.echo = echo
         self.top_frames = top_frames
         self.corpus_tops: CorpusTops | None = None
+        self.model_sha256: str | None = None
         self.log: RunLogger | None = None
         self.faults: FaultInjector | NoFaults = NO_FAULTS
         self.generator = torch.Generator().manual_seed(config.train.seed)  # the stack's
@@ -215,16 +220,15 @@ class Trainer:
         cfg = self.config
         stack = RBMStack(cfg.model, update=cfg.update, generator=self.generator, device="cpu")
         model_path = storage.join(self.run_dir, "model.pt")
-        first = 0
-        if self.resume and storage.exists(model_path):
-            first = resumed_stages(model_path, stack, self.generator)  # CheckpointError
+        resumed = self.resume and storage.exists(model_path)
+        first = resumed_stages(model_path, stack, self.generator) if resumed else 0
         if first < cfg.n_stages:  # a finished run keeps the config.toml it was trained with
             storage.write_text(storage.join(self.run_dir, "config.toml"), self.config_text)
         # a finished run resumed trains nothing: no new TensorBoard file beside its own
         self.log = RunLogger(self.run_dir, echo=self.echo, tensorboard=first < cfg.n_stages)
         self.faults = fault_injector(cfg.sim, self.log.event)  # each fault once per run
         summary: dict[str, Any] = {"run_dir": str(self.run_dir), "stages": []}
-        if self.resume and storage.exists(model_path):
+        if resumed:
             self.log.event(f"resume: {_resumed_line(first, cfg.n_stages)} ({model_path})")
         try:
             for stage in range(first, cfg.n_stages):
@@ -269,7 +273,7 @@ class Trainer:
                 "generator_state": state}
         if prepared_state is not None:
             blob["prepared_generator_state"] = prepared_state
-        write_state(model_path, blob)
+        self.model_sha256 = hashlib.sha256(write_state(model_path, blob)).hexdigest()
 
     def _prepare_stage(self, stage: int, stack: RBMStack, model_path: str) -> None:
         """A fresh stage that fits parts to data (whitening, initial units) fits them here on

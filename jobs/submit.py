@@ -167,11 +167,10 @@ def relative_location(job: str, args: list[str]) -> str | None:
     """``OPTION VALUE`` of a folder the job would write (or a train job read) given as a
     relative local path (one of :data:`OUTPUT_OPTIONS`, demo's default ``--out runs/demo``, or
     the run folder of the train config it names, ``runs/demo/train`` for the shipped demo),
-    else None. A job runs in
-    Ray's copy of the source tree, so such a folder would land in that copy and be lost with
-    it; the same holds for the dataset a train job reads (``data.path``), which that copy does
-    not hold. A train job whose arguments do not resolve is left alone: it reports them
-    itself."""
+    else None. A job runs in Ray's copy of the source tree, so such a folder would land in that
+    copy and be lost with it; the same holds for the dataset a train job reads
+    (``data.path``), which that copy does not hold. A train job whose arguments do not resolve
+    is left alone: it reports them itself."""
     for i, arg in enumerate(args):
         option, sep, value = arg.partition("=")
         if option not in OUTPUT_OPTIONS:

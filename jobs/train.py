@@ -181,10 +181,9 @@ def _train(config, config_text: str, args) -> int:
         summary = trainer.train()
     tops = trainer.corpus_tops  # after model.pt: evaluate and visualize take it as current
     if tops is not None:
-        model = ct.model_digest(storage.join(trainer.run_dir, "model.pt"))
         storage.write_text(storage.join(trainer.run_dir, ct.FILE),
-                           ct.to_json(tops.stage, tops.tops, tops.shards, tops.rows, model,
-                                      kept=TOP_FRAMES))
+                           ct.to_json(tops.stage, tops.tops, tops.shards, tops.rows,
+                                      trainer.model_sha256, kept=TOP_FRAMES))
     print(json.dumps(summary, indent=1, default=str))
     return 0
 
