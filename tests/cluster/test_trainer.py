@@ -339,12 +339,14 @@ def test_the_top_stages_ranking_of_the_frames_never_costs_the_run(ray_cluster, d
     def unreadable(*args, **kwargs):
         raise OSError("manifest gone")
 
-    cfg = _config(dataset, tmp_path, "train.steps=4", "train.stages=2")  # the top stage too
+    one_stage = ("model.stages=[{field=6, stride=2, n_maps=4, pool=2, pool_stride=1}]",
+                 "train.steps=4")  # stage 0 is the top stage: one set of actors per run
+    cfg = _config(dataset, tmp_path, *one_stage)
     trainer = Trainer(cfg, dumps(cfg), echo=None, top_frames=(3, 10_000))
     trainer.train()
-    assert trainer.corpus_tops is not None and trainer.corpus_tops.stage == 1
+    assert trainer.corpus_tops is not None and trainer.corpus_tops.stage == 0
     monkeypatch.setattr(cluster.trainer, "score_corpus", unreadable)
-    cfg = _config(dataset, tmp_path / "again", "train.steps=4", "train.stages=2")
+    cfg = _config(dataset, tmp_path / "again", *one_stage)
     trainer = Trainer(cfg, dumps(cfg), echo=None, top_frames=(3, 10_000))
     trainer.train()
     assert trainer.corpus_tops is None and (tmp_path / "again" / "model.pt").is_file()
