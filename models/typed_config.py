@@ -20,6 +20,18 @@ class ConfigError(ValueError):
     """A config value that cannot be used; the message names the field and says what to do."""
 
 
+INT64 = (-(2**63), 2**63 - 1)
+"""TOML's integers (the spec: 64-bit, signed). ``tomllib`` reads any length; a longer one would
+fail later, in ``float()`` or numpy, with a traceback instead of a line naming the field."""
+
+
+def _check_int_range(value: int, path: str) -> None:
+    """ConfigError naming ``path`` for an integer past TOML's 64 bits (not printed whole)."""
+    if not INT64[0] <= value <= INT64[1]:
+        raise ConfigError(f"{path}: an integer of {len(str(abs(value)))} digits is past "
+                          "TOML's 64-bit range (-2**63 to 2**63 - 1)")
+
+
 def _check_value(tp: Any, value: Any, path: str) -> Any:
     """``value`` (from TOML/CLI) as annotation ``tp``, or ConfigError naming ``path``."""
     origin = typing.get_origin(tp)
@@ -65,10 +77,13 @@ def _check_value(tp: Any, value: Any, path: str) -> Any:
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{path}={value!r}: expected an integer")
+        _check_int_range(value, path)
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{path}={value!r}: expected a number")
+        if isinstance(value, int):
+            _check_int_range(value, path)
         if not math.isfinite(float(value)):
             raise ConfigError(f"{path}={value!r}: expected a finite number")
         return float(value)

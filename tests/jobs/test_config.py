@@ -193,3 +193,15 @@ def test_settings_that_failed_only_after_ray_started_are_refused_at_load(overrid
     with pytest.raises(ConfigError, match=re.escape(message)):
         load("demo", [override])
     assert load("demo", ["train.n_ps_shards=32"]).train.n_ps_shards == 32
+
+
+@pytest.mark.parametrize("override, field", [
+    ("update.learning_rate=1" + "0" * 400, "update.learning_rate"),
+    ("sim.num_cpus=1" + "0" * 400, "sim.num_cpus"),
+    ("model.stages[0].n_maps=1" + "0" * 30, "model.stages[0].n_maps"),
+])
+def test_an_integer_past_64_bits_is_named_not_a_traceback(override, field):
+    """TOML's integers are 64-bit; a longer one once raised OverflowError (a traceback) in
+    float() at load, or in numpy when `catneuron plan` sized the stage."""
+    with pytest.raises(ConfigError, match=re.escape(f"{field}: an integer of")):
+        load("demo", [override])
