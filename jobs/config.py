@@ -247,25 +247,39 @@ def load(path: str | os.PathLike | None, overrides: Sequence[str] = ()) -> JobCo
     Raises
     ------
     ConfigError
-        Unknown key, wrong type or impossible value, with the field's dotted name.
+        Unknown key, wrong type or impossible value, with the field's dotted name; a file that
+        cannot be read.
     FileNotFoundError
         ``path`` does not exist.
     """
     if path is not None:
-        from pipeline import storage  # a path or URI (a run folder's config.toml in S3)
-
         p = config_path(path)
-        storage.check_location(p)  # a URI's bucket exists and answers (LocationError)
-        if not storage.exists(p):
+        text = _read_config(p)
+        if text is None:
             if os.path.isdir(p):
                 raise ConfigError(f"config file {p} is a folder: name the .toml file in it")
             raise FileNotFoundError(f"config file {p} not found (the shipped ones are "
                                     "configs/demo.toml and le2012.toml: --config demo)")
-        try:
-            return loads(storage.read_text(p), overrides, where=str(p))
-        except UnicodeDecodeError:
-            raise ConfigError(f"{p}: not a UTF-8 text file (a TOML config is)") from None
+        return loads(text, overrides, where=str(p))
     return loads("", overrides)
+
+
+def _read_config(p: str) -> str | None:
+    """The text of the config file at ``p`` (a path or URI), None where there is none.
+
+    Any other failure to read it (no permission, a name too long, a store that does not answer)
+    is ConfigError naming the file: the user's to fix, one line, not an OSError's traceback.
+    """
+    from pipeline import storage  # a path or URI (a run folder's config.toml in S3)
+
+    try:
+        storage.check_location(p)  # a URI's bucket exists and answers (LocationError)
+        return storage.read_text(p) if storage.exists(p) else None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: not a UTF-8 text file (a TOML config is)") from None
+    except OSError as exc:
+        reason = os.strerror(exc.errno) if exc.errno else " ".join(str(exc).split())
+        raise ConfigError(f"config file {p} cannot be read: {reason}") from None
 
 
 def loads(text: str, overrides: Sequence[str] = (), where: str = "config") -> JobConfig:

@@ -205,3 +205,16 @@ def test_an_integer_past_64_bits_is_named_not_a_traceback(override, field):
     float() at load, or in numpy when `catneuron plan` sized the stage."""
     with pytest.raises(ConfigError, match=re.escape(f"{field}: an integer of")):
         load("demo", [override])
+
+
+def test_a_config_that_cannot_be_read_is_one_line(tmp_path):
+    """An OSError other than a missing file (here a name past the filesystem's 255 bytes; no
+    permission to read is the same path) once left `--config` with a traceback."""
+    with pytest.raises(ConfigError, match="cannot be read: File name too long"):
+        load(tmp_path / ("a" * 300 + ".toml"))
+    result = subprocess.run(
+        [sys.executable, "-m", "jobs.plan", "--config", str(tmp_path / ("a" * 300 + ".toml")),
+         "--nodes", "1", "--gflops-per-core", "1"],
+        capture_output=True, text=True, cwd=ROOT, timeout=120, check=False)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
