@@ -219,7 +219,8 @@ class SimConfig:
 
     Attributes
     ----------
-    num_cpus : CPUs given to ``ray.init`` when the job starts Ray itself (0 = all cores).
+    num_cpus : CPUs given to ``ray.init`` when the job starts Ray itself (0 = all cores): a
+        whole number, as Ray counts them.
     worker_cpus : Ray CPU share per worker actor (0 = auto: 0.5 * num_cpus / n_workers, so
         Ray's own tasks and the parameter servers are never starved). PS shards take 0.01 CPU.
     kill_worker, kill_worker_at_step : ``ray.kill`` worker ``kill_worker`` once the global step
@@ -242,6 +243,9 @@ class SimConfig:
         for name in ("num_cpus", "worker_cpus", "slow_worker_delay_s"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 0")
+        if not float(self.num_cpus).is_integer():  # ray.init counts whole CPUs
+            raise ValueError(f"num_cpus={self.num_cpus}: give a whole number of CPUs (0 = every "
+                             "core); a fraction was cut to a whole one, 0.5 to every core")
         for name in ("kill_worker", "kill_worker_at_step", "kill_shard", "kill_shard_at_step",
                      "slow_worker"):
             if getattr(self, name) < -1:

@@ -218,3 +218,12 @@ def test_a_config_that_cannot_be_read_is_one_line(tmp_path):
         capture_output=True, text=True, cwd=ROOT, timeout=120, check=False)
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("value", ["0.5", "1.5"])
+def test_a_fraction_of_a_cpu_for_the_local_ray_is_refused(value):
+    """``ray.init`` takes whole CPUs: ``int()`` once cut 1.5 to 1, and 0.5 to 0, every core,
+    the opposite of what was asked, without a word."""
+    with pytest.raises(ConfigError, match=re.escape(f"num_cpus={value}: give a whole number")):
+        load("demo", [f"sim.num_cpus={value}"])
+    assert load("demo", ["sim.num_cpus=2.0"]).sim.num_cpus == 2
