@@ -141,24 +141,43 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
             nxt = parts[i + 1]
             if isinstance(part, int):
                 if not isinstance(node, list) or part >= len(node):
-                    raise ConfigError(f"override {key}: index {part} is out of range")
+                    raise _bad_index(key, parts[:i], node, part)
                 node = node[part]
                 continue
             if not isinstance(node, dict):
                 raise ConfigError(f"override {key}: {parts[i - 1]} holds no key {part!r}")
             if part not in node and isinstance(nxt, int):
-                raise ConfigError(f"override {key}: unknown key {part!r}, no list to index")
+                raise ConfigError(f"override {key}: unknown key {part!r}, or one the config "
+                                  f"leaves at its default: no list to index; give it whole "
+                                  f"(--{_dotted(parts[:i + 1])}=[...])")
             if part not in node:
                 node[part] = {}
             node = node[part]
         last = parts[-1]
         if isinstance(last, int):
             if not isinstance(node, list) or last >= len(node):
-                raise ConfigError(f"override {key}: index {last} is out of range")
+                raise _bad_index(key, parts[:-1], node, last)
         elif not isinstance(node, dict):
             raise ConfigError(f"override {key}: {parts[-2]} holds no key {last!r}")
         node[last] = _parse_override_value(raw.strip())
     return data
+
+
+def _dotted(parts: Sequence[str | int]) -> str:
+    """['model', 'stages', 0, 'sizes'] -> ``model.stages[0].sizes``."""
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts).lstrip(".")
+
+
+def _bad_index(key: str, where: Sequence[str | int], node: Any, index: int) -> ConfigError:
+    """The error for ``[index]`` into ``node`` (at ``where``): a value that is no list says so
+    (``--train.n_fetch[1]=4`` on ``n_fetch = 1`` is not "out of range"), a list its length."""
+    name = _dotted(where)
+    if not isinstance(node, list):
+        shown = "a table" if isinstance(node, dict) else repr(node)
+        return ConfigError(f"override {key}: {name} is {shown}, not a list to index; give it "
+                           f"whole (--{name}=...)")
+    return ConfigError(f"override {key}: index {index} is out of range ({name} has "
+                       f"{len(node)} entries)")
 
 
 def shortcut_overrides(shortcuts: Mapping[str, str], values: Mapping[str, Any],

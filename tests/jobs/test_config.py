@@ -227,3 +227,16 @@ def test_a_fraction_of_a_cpu_for_the_local_ray_is_refused(value):
     with pytest.raises(ConfigError, match=re.escape(f"num_cpus={value}: give a whole number")):
         load("demo", [f"sim.num_cpus={value}"])
     assert load("demo", ["sim.num_cpus=2.0"]).sim.num_cpus == 2
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.n_fetch[1]=4", "train.n_fetch is 1, not a list to index; give it whole "
+                           "(--train.n_fetch=...)"),
+    ("model.stages[0].sizes[0]=32", "'sizes', or one the config leaves at its default"),
+    ("model.stages[5].field=3", "index 5 is out of range (model.stages has 2 entries)"),
+])
+def test_an_index_that_cannot_be_used_says_why(override, message):
+    """These once read "index 1 is out of range" for a value that is no list, and "unknown key
+    'sizes'" for a valid key the demo's stage 0 leaves at its default."""
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load("demo", [override])
