@@ -23,14 +23,18 @@ CURVE_KEYS = (("recon_error", "reconstruction error"), ("fe_gap", "free-energy g
 
 
 def curve_series(metrics: Sequence[Mapping[str, Any]], key: str) -> dict[int, list[tuple]]:
-    """stage -> [(step, mean of ``key`` over the workers logging that step)], sorted by step."""
-    sums: dict[int, dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
+    """stage -> [(step, mean of ``key`` over the workers logging that step)], sorted by step.
+    A rollback or a resume computes the steps after its checkpoint again and logs them again:
+    a worker's later record of a step replaces its earlier one (as in the training curves of
+    :func:`jobs.report.training_curves.series`), so an abandoned run's figures are not
+    averaged in."""
+    latest: dict[int, dict[float, dict[Any, float]]] = defaultdict(lambda: defaultdict(dict))
     for rec in metrics:
         stage, step, value = rec.get("stage"), rec.get("step"), rec.get(key)
         if isinstance(stage, int) and is_number(step) and is_number(value):
-            sums[stage][step].append(float(value))
-    return {s: sorted((step, sum(v) / len(v)) for step, v in steps.items())
-            for s, steps in sorted(sums.items())}
+            latest[stage][step][str(rec.get("worker"))] = float(value)
+    return {s: sorted((step, sum(v.values()) / len(v)) for step, v in steps.items())
+            for s, steps in sorted(latest.items())}
 
 
 def plot_curve(metrics: Sequence[Mapping[str, Any]], key: str, title: str,

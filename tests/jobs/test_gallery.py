@@ -270,6 +270,15 @@ def test_curves_average_workers():
     assert curve_series(metrics, "recon_error") == {0: [(10, pytest.approx(0.6))]}
 
 
+def test_a_step_logged_again_after_a_resume_replaces_its_first_record_in_the_curves():
+    """A resumed run logs the steps after its checkpoint again: a worker's later record of a
+    step is the curve's, not the mean of the abandoned and the new figure."""
+    metrics = [{"stage": 0, "step": 10, "worker": 0, "recon_error": 1.0},
+               {"stage": 0, "step": 10, "worker": 1, "recon_error": 2.0},
+               {"stage": 0, "step": 10, "worker": 0, "recon_error": 3.0}]  # after the resume
+    assert curve_series(metrics, "recon_error") == {0: [(10, pytest.approx(2.5))]}
+
+
 def test_histogram_svg_normalises_each_class_and_checks_lengths():
     assert histogram_svg([0, 1, 2], {"a": [1, 2, 3]}) is None  # 3 counts for 2 bins
     assert histogram_svg([0, 0], {"a": [1]}) is None
