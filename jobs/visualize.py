@@ -71,7 +71,8 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--data", type=location,
                    help="dataset folder (default: data.path of RUN/config.toml)")
     p.add_argument("--seed", type=int, default=0,
-                   help="seeds the random sample of units and the random starts (default 0)")
+                   help="seeds the random sample of units and the random starts, from 0 to "
+                        "2**32 - 1 (default 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
@@ -82,13 +83,21 @@ MINIMUM = {"--top-k": 1, "--min-gap": 0, "--units": 0, "--selective": 0, "--inva
            "--starts": 1, "--steps": 0, "--actors": 0, "--sample-frames": 1, "--seed": 0}
 
 
+#: ``--seed`` is below this, as in ``catneuron train`` and ``evaluate``: ``seed + stage`` seeds
+#: a torch generator, which takes no more than 64 bits.
+SEED_LIMIT = 2**32
+
+
 def check_counts(args) -> None:
-    """Every numeric flag is at least its :data:`MINIMUM`, refused before the model is read (a
-    negative count would fail deep in the job, minutes in)."""
+    """Every numeric flag is at least its :data:`MINIMUM`, and ``--seed`` below
+    :data:`SEED_LIMIT`, refused before the model is read (a negative count, or a seed too large
+    for a torch generator, would fail deep in the job, minutes in)."""
     for flag, least in MINIMUM.items():
         value = getattr(args, flag[2:].replace("-", "_"))
         if value < least:
             raise UsageError(f"{flag} {value}: must be >= {least}")
+    if args.seed >= SEED_LIMIT:
+        raise UsageError(f"--seed {args.seed}: must be from 0 to 2**32 - 1")
 
 
 def check_run(given: str) -> None:

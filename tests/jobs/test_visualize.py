@@ -171,6 +171,15 @@ def test_a_count_below_its_least_is_one_line_naming_the_flag(tmp_path, capsys, f
     assert len(err) == 1 and f"{flag} {value}: must be >=" in err[0]
 
 
+@pytest.mark.parametrize("seed", [2**32, 2**64])
+def test_a_seed_too_large_for_a_generator_is_one_line(tmp_path, capsys, seed):
+    """``seed + stage`` seeds a torch generator (64 bits at most): a larger seed is refused
+    before the model is read, not by a traceback after the scan."""
+    assert main(["--run", str(tmp_path), "--seed", str(seed)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"--seed {seed}: must be from 0 to 2**32 - 1" in err[0]
+
+
 def test_each_count_at_its_least_is_accepted(tmp_path, capsys):
     least = ["--top-k", "1", "--min-gap", "0", "--units", "0", "--selective", "0",
              "--invariance", "0", "--starts", "1", "--steps", "0", "--actors", "0",
