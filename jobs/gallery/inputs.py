@@ -58,8 +58,14 @@ class RunInputs:
 
 
 def is_number(x: Any) -> bool:
-    """A finite int or float (not a bool): the only values the gallery formats as figures."""
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+    """A finite int or float (not a bool): the only values the gallery formats as figures. An
+    int too long for a float (a damaged file: JSON has no limit) is none."""
+    if not isinstance(x, (int, float)) or isinstance(x, bool):
+        return False
+    try:
+        return math.isfinite(x)
+    except OverflowError:
+        return False
 
 
 #: Stage numbers and unit indices are below this (an int64 holds them): a longer number would

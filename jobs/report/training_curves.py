@@ -17,6 +17,17 @@ CURVES = (("recon_error", "reconstruction error"), ("fe_gap", "free-energy gap")
           ("frames_per_s", "frames/s"))
 
 
+def is_figure(v) -> bool:
+    """A finite int or float (not a bool) that a float holds: a metrics record's step or value
+    (an int too long for a float, from a damaged file, is none: plotting it would overflow)."""
+    if not isinstance(v, int | float) or isinstance(v, bool):
+        return False
+    try:
+        return math.isfinite(v)
+    except OverflowError:
+        return False
+
+
 def series(records: list[dict], key: str) -> dict[str, list[tuple[float, float]]]:
     """``{"stage s worker w": [(step, value), ...]}`` for records carrying ``key``, in step
     order. A rollback or a resume computes the steps after its checkpoint again and logs them
@@ -24,8 +35,7 @@ def series(records: list[dict], key: str) -> dict[str, list[tuple[float, float]]
     out: dict[str, dict[float, float]] = {}
     for rec in records:
         value, step = rec.get(key), rec.get("step")
-        if all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-               for v in (value, step)):
+        if all(map(is_figure, (value, step))):
             worker = rec.get("worker")
             name = f"stage {rec.get('stage')}" + ("" if worker is None else f" worker {worker}")
             out.setdefault(name, {})[float(rec["step"])] = float(value)

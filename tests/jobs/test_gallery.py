@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from cluster.runlog import read_metrics
 from jobs.gallery import build_gallery
 from jobs.gallery.figures import verdict
-from jobs.gallery.inputs import plain_relative, safe_file
+from jobs.gallery.inputs import is_number, plain_relative, safe_file
 from jobs.gallery.plots import curve_series, histogram_svg
 from tests.jobs.gallery_run import (
     HOSTILE_CLASS,
@@ -159,6 +160,19 @@ def test_files_nested_too_deep_to_parse_give_notes_not_a_crash(tmp_path):
     assert "evaluation unreadable: evaluation.json is not valid JSON" in index
     assert "visualisation unreadable: index.json is not valid JSON" in index
     assert "metrics.jsonl: 1 unreadable line(s) skipped" in index
+
+
+def test_a_number_too_long_for_a_float_gives_a_page_not_a_crash(tmp_path):
+    """JSON integers have no limit: a damaged metrics.jsonl or evaluation.json holding one too
+    long for a float stopped the gallery with an OverflowError traceback."""
+    huge = 10**400
+    (tmp_path / "metrics.jsonl").write_text(
+        json.dumps({"stage": 0, "step": 1, "recon_error": 0.5}) + "\n"
+        + json.dumps({"stage": 0, "step": huge, "recon_error": 0.4}) + "\n"
+        + json.dumps({"stage": 0, "step": 2, "recon_error": huge}) + "\n")
+    assert not is_number(huge) and not is_number(-huge) and is_number(2**62)
+    assert curve_series(read_metrics(tmp_path), "recon_error") == {0: [(1, 0.5)]}
+    assert "<html" in build_gallery(tmp_path).read_text()
 
 
 def test_a_stage_or_unit_number_too_long_for_a_file_name_is_refused(tmp_path):

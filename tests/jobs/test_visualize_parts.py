@@ -191,3 +191,16 @@ def test_a_metrics_record_with_a_step_that_is_not_a_number_is_left_out_of_the_cu
                "recon_error": 0.4}, {"stage": 0, "step": float("nan"), "recon_error": 0.3},
                {"step": 2, "recon_error": 0.2}]
     assert series(records, "recon_error") == {"stage 0": [(1.0, 0.5)], "stage None": [(2.0, 0.2)]}
+
+
+def test_a_number_too_long_for_a_float_is_left_out_of_the_curves(tmp_path):
+    """JSON integers have no limit: a damaged metrics.jsonl holding one too long for a float
+    stopped visualize, after every picture was drawn, with an OverflowError traceback."""
+    huge = 10**400
+    records = [{"stage": 0, "step": 1, "recon_error": 0.5},
+               {"stage": 0, "step": huge, "recon_error": 0.4},
+               {"stage": 0, "step": 2, "recon_error": -huge}]
+    assert series(records, "recon_error") == {"stage 0": [(1.0, 0.5)]}
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    entries = write_training_curves(tmp_path, tmp_path / "out")
+    assert [e["png"] for e in entries] == ["curves/recon_error.png"]
