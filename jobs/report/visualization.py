@@ -101,6 +101,22 @@ class Visualization:
         self.from_evaluate: list[Key] = []  # (stage, layer)s whose top frames came from evaluate
         self.quiet = options.quiet or not sys.stderr.isatty()
         self.pool = pool_size(options.top_k, options.min_gap)  # frames ranked per unit
+        self.check_units_shown()
+
+    def check_units_shown(self) -> None:
+        """ValueError (a usage error) when a stage would show no pooled unit in detail:
+        ``--selective 0 --units 0`` and ``evaluation.json`` names none of its units (its best,
+        the headline), so its top-k scan has no unit to rank. Refused before anything is
+        written."""
+        if self.options.selective or self.options.units:
+            return
+        evaluated = evaluated_units(self.run)
+        bare = [s for s in self.stages
+                if not evaluated.must_show(s, LAYER, self.n_units(s, LAYER))]
+        if bare:
+            raise ValueError(f"--selective 0 --units 0: no unit of stage {bare[0]} to show "
+                             "(RUN/evaluation.json names none of its pooled units); pass "
+                             "--selective or --units of at least 1")
 
     def bar(self, total: int, desc: str) -> tqdm:
         """A progress bar on stderr (silent with --quiet or off a terminal)."""

@@ -180,6 +180,32 @@ def test_a_seed_too_large_for_a_generator_is_one_line(tmp_path, capsys, seed):
     assert len(err) == 1 and f"--seed {seed}: must be from 0 to 2**32 - 1" in err[0]
 
 
+def test_no_unit_to_show_is_one_line_before_anything_is_written(tmp_path, capsys):
+    """``--selective 0 --units 0`` with no evaluation.json naming a unit: the top-k scan had
+    no unit to rank and stopped the job with a ValueError traceback (RunningTopK of 0 units),
+    leaving visualize.partial behind."""
+    from cluster.state_io import write_state
+    from jobs.config import dumps
+    from models.stack import RBMStack
+
+    data = make_dataset(tmp_path / "data", n_videos=1, frames_per_video=8, size=16,
+                        shard_rows=8)
+    run = tmp_path / "run"
+    run.mkdir()
+    config = load(None, [f'--data.path="{data}"', "--model.input_size=16",
+                         "--model.stages=[{field=6, stride=2, n_maps=2, pool=2}]",
+                         "--train.stages=1", f'--train.run_dir="{run}"'])
+    (run / "config.toml").write_text(dumps(config))
+    stack = RBMStack(config.model, generator=torch.Generator().manual_seed(0), device="cpu")
+    write_state(run / "model.pt", {"config": stack.config.to_dict(), "state": stack.state_dict(),
+                                   "stages_trained": 1})
+    before = sorted(p.name for p in run.iterdir())
+    assert main(["--run", str(run), "--selective", "0", "--units", "0", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--selective 0 --units 0: no unit of stage 0 to show" in err[0]
+    assert sorted(p.name for p in run.iterdir()) == before
+
+
 def test_each_count_at_its_least_is_accepted(tmp_path, capsys):
     least = ["--top-k", "1", "--min-gap", "0", "--units", "0", "--selective", "0",
              "--invariance", "0", "--starts", "1", "--steps", "0", "--actors", "0",
