@@ -169,6 +169,18 @@ def load_metrics(run_dir: str | Path) -> MetricsLog:
     return MetricsLog(records, found=True, skipped=skipped)
 
 
+def is_number(x) -> bool:
+    """A finite int or float (not a bool) that a float holds: a metrics record's step or value
+    as the readers plot and format it. An int too long for a float (a damaged file: JSON has no
+    limit) is none."""
+    if not isinstance(x, int | float) or isinstance(x, bool):
+        return False
+    try:
+        return math.isfinite(x)
+    except OverflowError:
+        return False
+
+
 def read_metrics(run_dir: str | Path) -> list[dict]:
     """The records of ``run_dir/metrics.jsonl`` (:func:`load_metrics`)."""
     return load_metrics(run_dir).records

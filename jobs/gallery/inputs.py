@@ -12,12 +12,12 @@ out of it) and name an image file that exists; anything else is refused and repo
 from __future__ import annotations
 
 import json
-import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from cluster.runlog import is_number as is_number  # re-exported: the pages test figures with it
 from cluster.runlog import load_metrics
 
 if sys.version_info >= (3, 11):
@@ -55,17 +55,6 @@ class RunInputs:
     def note(self, text: str) -> None:
         """Record one missing or refused input (shown on the overview)."""
         self.missing.append(text)
-
-
-def is_number(x: Any) -> bool:
-    """A finite int or float (not a bool): the only values the gallery formats as figures. An
-    int too long for a float (a damaged file: JSON has no limit) is none."""
-    if not isinstance(x, (int, float)) or isinstance(x, bool):
-        return False
-    try:
-        return math.isfinite(x)
-    except OverflowError:
-        return False
 
 
 #: Stage numbers and unit indices are below this (an int64 holds them): a longer number would

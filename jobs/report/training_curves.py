@@ -7,25 +7,13 @@ section 6) show learning, frames/s the throughput.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
-from cluster.runlog import read_metrics
+from cluster.runlog import is_number, read_metrics
 from jobs.report.plots import save_lines
 
 CURVES = (("recon_error", "reconstruction error"), ("fe_gap", "free-energy gap"),
           ("frames_per_s", "frames/s"))
-
-
-def is_figure(v) -> bool:
-    """A finite int or float (not a bool) that a float holds: a metrics record's step or value
-    (an int too long for a float, from a damaged file, is none: plotting it would overflow)."""
-    if not isinstance(v, int | float) or isinstance(v, bool):
-        return False
-    try:
-        return math.isfinite(v)
-    except OverflowError:
-        return False
 
 
 def series(records: list[dict], key: str) -> dict[str, list[tuple[float, float]]]:
@@ -35,7 +23,7 @@ def series(records: list[dict], key: str) -> dict[str, list[tuple[float, float]]
     out: dict[str, dict[float, float]] = {}
     for rec in records:
         value, step = rec.get(key), rec.get("step")
-        if all(map(is_figure, (value, step))):
+        if all(map(is_number, (value, step))):
             worker = rec.get("worker")
             name = f"stage {rec.get('stage')}" + ("" if worker is None else f" worker {worker}")
             out.setdefault(name, {})[float(rec["step"])] = float(value)
