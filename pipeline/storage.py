@@ -254,20 +254,20 @@ def check_location(location: str | os.PathLike, *, write: bool = False) -> None:
     accepts an object (a small one is written and deleted under the prefix); a local folder,
     with ``write``, that is a folder or can be made one and takes a file (what this makes is
     removed again). Called by every job before it does any work."""
-    filesystem, path = resolve(location)
+    try:
+        filesystem, path = resolve(location)  # an object store's: its region looked up
+    except OSError as exc:
+        raise _unreachable(location, exc) from None
     if is_local(location):
         if write:
             _check_local_folder(location, Path(path))
         return
     bucket = path.split("/", 1)[0]
-    where = os.environ.get("AWS_ENDPOINT_URL")
-    at = f" at {where}" if where else ""
     try:
         info = filesystem.get_file_info(bucket)
     except OSError as exc:
-        raise LocationError(f"{location}: cannot reach the bucket {bucket!r}{at} "
-                            f"({_one_line(exc)}): check the URI, AWS_ENDPOINT_URL and the "
-                            "credentials (AWS_* settings)") from None
+        raise _unreachable(location, exc) from None
+    at = _endpoint()
     if info.type == pafs.FileType.NotFound:
         raise LocationError(f"{location}: the bucket {bucket!r} does not exist{at}: create it "
                             "or correct the URI")
@@ -281,6 +281,21 @@ def check_location(location: str | os.PathLike, *, write: bool = False) -> None:
             raise LocationError(f"{location}: cannot write into the bucket {bucket!r}{at} "
                                 f"({_one_line(exc)}): check the credentials' permissions "
                                 "or choose another location") from None
+
+
+def _endpoint() -> str:
+    """`` at ENDPOINT`` when AWS_ENDPOINT_URL names the store, else ``""``."""
+    where = os.environ.get("AWS_ENDPOINT_URL")
+    return f" at {where}" if where else ""
+
+
+def _unreachable(location: str | os.PathLike, exc: OSError) -> LocationError:
+    """The one line for an object store that does not answer: pyarrow's lookup of the bucket
+    (or, without AWS_ENDPOINT_URL, of its region) failed."""
+    bucket = str(location).split("://", 1)[-1].split("/", 1)[0]
+    return LocationError(f"{location}: cannot reach the bucket {bucket!r}{_endpoint()} "
+                         f"({_one_line(exc)}): check the URI, AWS_ENDPOINT_URL and the "
+                         "credentials (AWS_* settings)")
 
 
 def _check_local_folder(location: str | os.PathLike, path: Path) -> None:

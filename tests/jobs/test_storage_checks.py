@@ -122,3 +122,27 @@ def test_a_store_that_does_not_answer_is_one_line(s3_store, tmp_path, monkeypatc
     assert "cannot reach the bucket 'catneuron'" in err, err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("case", ["train", "evaluate", "ingest"])
+def test_a_region_lookup_that_fails_is_one_line(tmp_path, monkeypatch, capsys, case):
+    """Without AWS_ENDPOINT_URL pyarrow first looks up the bucket's region (a request to AWS,
+    made here to fail as it does off the network: its OSError is pyarrow's own message).
+    Before: that lookup came before the check's handler, so ``catneuron train --run-dir
+    s3://nobucket/run`` ended in pyarrow's traceback."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+
+    def lookup_fails(bucket_uri, endpoint):
+        raise OSError("When resolving region for bucket 'nobucket': AWS Error "
+                      "NETWORK_CONNECTION during HeadBucket operation: curlCode: 6, "
+                      "Could not resolve hostname")
+
+    monkeypatch.setattr(storage, "_filesystem", lookup_fails)
+    job, argv = CASES[case]
+    assert _run(job, [a.replace("LOCATION", "s3://nobucket/run") for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert "s3://nobucket/run: cannot reach the bucket 'nobucket' (When resolving region" in err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert list(tmp_path.iterdir()) == []
