@@ -101,6 +101,7 @@ class Visualization:
         self.from_evaluate: list[Key] = []  # (stage, layer)s whose top frames came from evaluate
         self.quiet = options.quiet or not sys.stderr.isatty()
         self.pool = pool_size(options.top_k, options.min_gap)  # frames ranked per unit
+        self.evaluated = evaluated_units(self.run)  # RUN/evaluation.json, read once
         self.check_units_shown()
 
     def check_units_shown(self) -> None:
@@ -110,9 +111,8 @@ class Visualization:
         written."""
         if self.options.selective or self.options.units:
             return
-        evaluated = evaluated_units(self.run)
         bare = [s for s in self.stages
-                if not evaluated.must_show(s, LAYER, self.n_units(s, LAYER))]
+                if not self.evaluated.must_show(s, LAYER, self.n_units(s, LAYER))]
         if bare:
             raise ValueError(f"--selective 0 --units 0: no unit of stage {bare[0]} to show "
                              "(RUN/evaluation.json names none of its pooled units); pass "
@@ -161,7 +161,7 @@ class Visualization:
         ranked (or by variance), the other layers' ranked units, and every layer's best and the
         headline unit whatever their rank
         (:class:`jobs.report.unit_selection.EvaluatedUnits`)."""
-        evaluated = evaluated_units(self.run)
+        evaluated = self.evaluated
         rng = np.random.default_rng(self.options.seed)
         order = rng.permutation(len(self.shards))
         variances = self.variances(evaluated, [self.shards[i] for i in order])
