@@ -347,9 +347,14 @@ def test_losing_a_node_sync_says_what_it_waits_for_then_fails(two_nodes, ingeste
     follow = cli(two_nodes, "jobs", "logs", job, "--follow", timeout=420)
     assert time.time() - killed_at < 15 + 180
     assert follow.returncode == 1 and "FAILED" in follow.stderr, follow.stderr[-3000:]
+    # how many workers run when a wait is reported depends on how far the synchronous step's
+    # workers are in their own recovery (0 or 1 of 2 seen on 2 busy cores); the lost worker is
+    # never among them
     waits = re.findall(r"synchronous steps wait for every worker and shard: worker \d waits "
-                       r"for 0\.6 CPU \(.* free in the cluster\); 1 of 2 workers running",
+                       r"for 0\.6 CPU \([^)]* free in the cluster\); [01] of 2 workers running",
                        follow.stdout)
     assert waits, follow.stdout[-3000:]
     last = [x for x in follow.stdout.splitlines() if x.startswith("catneuron train: ")]
-    assert len(last) == 1 and "train.placement_timeout_s=15" in last[0], follow.stdout[-3000:]
+    assert len(last) == 1, follow.stdout[-3000:]
+    assert re.search(r"worker \d waits for 0\.6 CPU \([^)]* free in the cluster\), for \d+ s "
+                     r"\(train\.placement_timeout_s=15\); [01] of 2 workers running", last[0]), last
