@@ -298,7 +298,7 @@ def test_losing_a_node_async_goes_on_with_the_worker_that_fits(two_nodes, ingest
     events = (run_dir / "events.log").read_text().splitlines()
     waits = [e for e in events if re.search(
         r"worker \d waits for 0\.6 CPU \([^)]* free in the cluster\); [01] of 2 workers running",
-        e)]  # 0 of 2 while the head's worker, whose step touched the lost shard, recovers
+        e)]  # 0 of 2 when the head's worker is itself recovering at that moment
     assert waits, "\n".join(events[-30:])
     assert _event_time(waits[0]) - killed_at < 60, (waits[0], killed_at)  # noticed in seconds
     assert (run_dir / "model.pt").is_file()
