@@ -1,9 +1,11 @@
-"""The appearance ranking (benchmarks/face_appearances.py) and the unit groups
-(benchmarks/unit_groups.py), against direct computations."""
+"""The appearance ranking (benchmarks/face_appearances.py), the unit groups
+(benchmarks/unit_groups.py) and the unit pairs (benchmarks/face_unit_pairs.py), against direct
+computations."""
 
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from tests.benchmarks import load
 
@@ -29,3 +31,16 @@ def test_a_group_is_its_unit_and_the_units_whose_top_sets_overlap_it_enough():
     assert groups(sets, 0.5) == [[0, 3], [1], [2], [0, 3]]
     assert groups(sets, 0.3) == [[0, 1, 3], [0, 1, 3], [2], [0, 1, 3]]
     assert groups(sets, 1.01) == [[0], [1], [2], [3]]
+
+
+def test_a_pair_of_units_is_compared_by_responses_weights_and_top_images():
+    pair = load("face_unit_pairs").pair_figures
+    # unit 1 = 2 x unit 0 + 1 (correlation 1), unit 2 = -unit 0 (correlation -1)
+    r0 = torch.tensor([0.0, 1.0, 2.0, 3.0, 4.0, 5.0])
+    r = torch.stack([r0, 2 * r0 + 1, -r0], 1)
+    w = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
+    got = pair(r, w, 0, 1, top=3)
+    assert got == {"units": [0, 1], "response_corr": 1.0, "weight_cos": round(2 ** -0.5, 3),
+                   "top3_shared": 3}
+    got = pair(r, None, 0, 2, top=3)  # the top 3 of unit 0 are images 3-5, of unit 2 images 0-2
+    assert got == {"units": [0, 2], "response_corr": -1.0, "weight_cos": None, "top3_shared": 0}
