@@ -284,7 +284,8 @@ def load(path: str | os.PathLike | None, overrides: Sequence[str] = ()) -> JobCo
 
 
 def _read_config(p: str) -> str | None:
-    """The text of the config file at ``p`` (a path or URI), None where there is none.
+    """The text of the config file at ``p`` (a path or URI), None where there is none; a
+    leading UTF-8 byte-order mark is dropped.
 
     Any other failure to read it (no permission, a name too long, a store that does not answer)
     is ConfigError naming the file: the user's to fix, one line, not an OSError's traceback.
@@ -293,12 +294,14 @@ def _read_config(p: str) -> str | None:
 
     try:
         storage.check_location(p)  # a URI's bucket exists and answers (LocationError)
-        return storage.read_text(p) if storage.exists(p) else None
+        text = storage.read_text(p) if storage.exists(p) else None
     except UnicodeDecodeError:
         raise ConfigError(f"{p}: not a UTF-8 text file (a TOML config is)") from None
     except OSError as exc:
         reason = os.strerror(exc.errno) if exc.errno else " ".join(str(exc).split())
         raise ConfigError(f"config file {p} cannot be read: {reason}") from None
+    # a byte-order mark (editors on Windows write one) is no TOML: tomllib stops at it
+    return None if text is None else text.removeprefix("\ufeff")
 
 
 def loads(text: str, overrides: Sequence[str] = (), where: str = "config") -> JobConfig:

@@ -220,6 +220,14 @@ def test_a_config_that_cannot_be_read_is_one_line(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def test_a_config_saved_with_a_byte_order_mark_loads(tmp_path):
+    """Notepad and other Windows editors start a UTF-8 file with a byte-order mark; tomllib
+    stopped at it ("Invalid statement (at line 1, column 1)")."""
+    path = tmp_path / "bom.toml"
+    path.write_bytes(b"\xef\xbb\xbf[train]\nsteps = 7\n")
+    assert load(path).train.steps == 7
+
+
 @pytest.mark.parametrize("value", ["0.5", "1.5"])
 def test_a_fraction_of_a_cpu_for_the_local_ray_is_refused(value):
     """``ray.init`` takes whole CPUs: ``int()`` once cut 1.5 to 1, and 0.5 to 0, every core,
