@@ -26,12 +26,18 @@ from cluster.ps import ParameterShard, shard_actor_class
 from cluster.push import shards_add
 from cluster.sharding import ShardLayout, to_numpy
 from cluster.worker import split_holdout, worker_actor_class
+from models.kernels.threads import cpu_threads
 from models.rbm.dense import RBMBase
 from models.stack import RBMStack
 from pipeline import storage
 from pipeline.reader import read_frames
 
 SPREAD = "SPREAD"
+# CPU threads of a stage's preparation, whatever the machine has: a whitening fit's products
+# and QR factorisations round differently with another thread count (the BLAS splits their
+# sums among its threads), so at the default, one thread per core, the same config and seed
+# trained another model on a machine with another number of cores.
+PREPARE_THREADS = 2
 """Ray's scheduling strategy for shards and workers: spread over the cluster's nodes (round
 robin), so a parameter server's traffic and the replicas' compute use every node's network and
 cores, and a dead node takes only its share of the actors with it. One machine: no effect."""
@@ -128,13 +134,15 @@ def prepare_stage(job: JobSections, stack: RBMStack, stage: int) -> int:
     """Fit stage ``stage``'s data-fitted parts (whitening, initial units: ``RBMStack.prepare``)
     on the first ``train.prepare_frames`` training frames, seeded by the job; the number of
     frames used (0: the stage fits nothing). The trainer's driver and the one-process reference
-    both prepare through here, so they start from the same stage."""
+    both prepare through here, so they start from the same stage; on ``PREPARE_THREADS``
+    threads, so the stage is the same on a machine with any number of cores."""
     if not stack.stages[stage].needs_data:
         return 0
     train, _ = split_holdout(job.data.path, job.data.holdout_frames)
     frames = read_frames(job.data.path, shards=train, limit=job.train.prepare_frames)
     g = torch.Generator().manual_seed(job.train.seed * 7919 + stage)
-    stack.prepare(stage, torch.from_numpy(frames), weights="exemplar", generator=g)
+    with cpu_threads(PREPARE_THREADS):
+        stack.prepare(stage, torch.from_numpy(frames), weights="exemplar", generator=g)
     return len(frames)
 
 
