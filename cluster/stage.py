@@ -33,14 +33,15 @@ from pipeline import storage
 from pipeline.reader import read_frames
 
 SPREAD = "SPREAD"
-# CPU threads of a stage's preparation, whatever the machine has: a whitening fit's products
-# and QR factorisations round differently with another thread count (the BLAS splits their
-# sums among its threads), so at the default, one thread per core, the same config and seed
-# trained another model on a machine with another number of cores.
-PREPARE_THREADS = 2
 """Ray's scheduling strategy for shards and workers: spread over the cluster's nodes (round
 robin), so a parameter server's traffic and the replicas' compute use every node's network and
 cores, and a dead node takes only its share of the actors with it. One machine: no effect."""
+
+PREPARE_THREADS = 2
+"""CPU threads of a stage's preparation, whatever the machine has: a whitening fit's products
+and QR factorisations round differently with another thread count (the BLAS splits their sums
+among its threads), so at torch's default, one thread per core, the same config and seed
+trained another model on a machine with another number of cores."""
 
 
 @dataclass
