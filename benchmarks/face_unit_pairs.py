@@ -31,20 +31,20 @@ import torch
 from results_file import cli, command_line, emit
 
 from jobs.evaluate import load_probe, load_run
+from jobs.report.evaluation import headline
 from models.neurons.selectivity import roc_auc
 from models.neurons.units import stage_outputs
 
 
 def responses(stack, probe, positive: str = "faces") -> tuple[torch.Tensor, torch.Tensor]:
-    """The top stage's pooled responses (N, K) to the probe's positive images and the
-    negatives the headline compares them with, and the labels (N,) (1: positive)."""
-    pos = probe.classes.index(positive)
-    negatives = probe.negatives or [c for c in probe.classes if c != positive]
-    keep = np.isin(probe.labels, [pos, *(probe.classes.index(c) for c in negatives)])
+    """The top stage's pooled responses (N, K) to the images the headline scores (the
+    positive class and its negatives, :func:`jobs.report.evaluation.headline`), and the labels
+    (N,) (1: positive)."""
+    keep, y, _ = headline(probe, positive)
     x = torch.from_numpy(np.ascontiguousarray(probe.images[keep]))
     with torch.no_grad():
         pooled = stage_outputs(stack, x, stack.n_layers - 1)[-1]
-    return pooled.flatten(1), torch.from_numpy((probe.labels[keep] == pos).astype(np.int64))
+    return pooled.flatten(1), torch.from_numpy(y)
 
 
 def pair_figures(r: torch.Tensor, weights: torch.Tensor | None, a: int, b: int,
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--units: the top stage has units 0..{r.shape[1] - 1}")
     learner = getattr(stack.stages[-1], "learner", None)
     weights = getattr(learner, "params", {}).get("W") if learner is not None else None
-    aucs = torch.stack([roc_auc(r[:, k], y) for k in range(r.shape[1])])
+    aucs = roc_auc(r, y)  # (K,)
     emit({
         "benchmark": "face_unit_pairs",
         "command": command_line(["benchmarks/face_unit_pairs.py", *(argv or sys.argv[1:])]),

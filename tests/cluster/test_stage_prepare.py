@@ -9,6 +9,7 @@ import torch
 
 from cluster.stage import prepare_stage
 from jobs.config import load
+from models.kernels.threads import cpu_threads
 from models.stack import RBMStack
 from tests.cluster.data import make_dataset
 
@@ -17,13 +18,9 @@ def _prepared(config, threads: int) -> dict:
     """The demo stack's state after preparing both stages with the caller at ``threads``."""
     stack = RBMStack(config.model, update=config.update,
                      generator=torch.Generator().manual_seed(0), device="cpu")
-    saved = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with cpu_threads(threads):
         prepare_stage(config, stack, 0)
         prepare_stage(config, stack, 1)
-    finally:
-        torch.set_num_threads(saved)
     return stack.state_dict()
 
 
