@@ -27,10 +27,15 @@ def command_line(argv: list[str] | None = None) -> str:
 
 
 def run_record() -> dict:
-    """The command line (as typed, relative to the repository) and the machine."""
+    """The command line (as typed, relative to the repository) and the machine, with the
+    arithmetic its libraries chose (:func:`models.kernels.arithmetic.fingerprint`: figures
+    from machines with other arithmetic need not agree bit for bit)."""
+    from models.kernels.arithmetic import fingerprint
+
     return {"command": command_line(),
             "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                        "processor": platform.processor() or platform.machine()}}
+                        "processor": platform.processor() or platform.machine(),
+                        "arithmetic": fingerprint()}}
 
 
 def finite(value, where: str = "", bad: list[str] | None = None):

@@ -166,6 +166,12 @@ class ParameterShard:
 
         return ray.get_runtime_context().get_node_id()
 
+    def arithmetic(self) -> dict[str, str]:
+        """This process's :func:`models.kernels.arithmetic.fingerprint` (its optimiser's)."""
+        from models.kernels.arithmetic import fingerprint
+
+        return fingerprint()
+
     def params_now(self) -> dict[str, np.ndarray]:
         """Current slices only (sync mode's first fetch)."""
         return self._sync_reply()

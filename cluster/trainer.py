@@ -56,10 +56,15 @@ from cluster.sharding import ShardLayout, to_numpy
 from cluster.stage import StageActors, get_from_shards, prepare_stage, start_stage
 from cluster.state_io import read_state, write_state
 from cluster.worker import split_holdout
+from models.kernels.arithmetic import fingerprint, processes_line
 from models.stack import RBMStack
 from models.state_file import holding
 from pipeline import storage
 from pipeline.reader import read_frames, shards_for_worker
+
+ARITHMETIC_WAIT_S = 10.0
+"""How long the stage's start waits for its actors to say their arithmetic (they have just
+answered a ping: a longer wait means one is lost, which the schedule deals with)."""
 
 
 def init_ray(num_cpus: float = 0.0) -> None:
@@ -336,6 +341,21 @@ class Trainer:
         self.log.event(f"stage {stage}: the workers encoded {frames} frames into their input "
                        f"caches in {time.perf_counter() - t0:.1f} s")
 
+    def _log_arithmetic(self, stage: int, actors) -> None:
+        """The arithmetic (:mod:`models.kernels.arithmetic`) of the driver, which fitted the
+        stage's whitening and initial units, and of each actor that answers within
+        :data:`ARITHMETIC_WAIT_S`: a run repeats bit for bit only where these are the same."""
+        calls = ([(f"shard {j}", s.arithmetic.remote()) for j, s in enumerate(actors.shards)]
+                 + [(f"worker {k}", w.arithmetic.remote()) for k, w in enumerate(actors.workers)])
+        ready, _ = ray.wait([ref for _, ref in calls], num_returns=len(calls),
+                            timeout=ARITHMETIC_WAIT_S)
+        named = [("driver", fingerprint())]
+        for name, ref in calls:
+            if ref in ready:
+                with contextlib.suppress(ray.exceptions.RayError):
+                    named.append((name, ray.get(ref)))
+        self.log.event(f"stage {stage}: arithmetic: {processes_line(named)}")
+
     def _train_stage(self, stage: int, stack: RBMStack) -> dict:
         """Start the stage's actors, run the schedule, gather the params into ``stack``."""
         cfg = self.config.for_stage(stage)  # the stage's own periods
@@ -356,6 +376,7 @@ class Trainer:
             if stage > 0 and tc.read_cache_mb > 0:
                 self._fill_caches(stage, actors)
             actors.record_pids()
+            self._log_arithmetic(stage, actors)
             meta = read_meta(latest_checkpoint(stage_dir))
             sizes = [actors.layout.numel(j) for j in range(tc.n_ps_shards)]
             self.log.event(f"stage {stage}: {tc.n_workers} workers ({cpus} CPU each), "

@@ -46,6 +46,7 @@ from cluster.ps import ONE_THREAD_ENV, OutOfStep
 from cluster.push import push_strategy
 from cluster.sharding import TRANSFER_DTYPES, ShardLayout, to_numpy
 from cluster.state_io import read_state
+from models.kernels.arithmetic import fingerprint
 from models.neurons.topk import RunningTopK
 from models.rbm.dense import resolve_device
 from models.read_cache import StageInput
@@ -325,6 +326,10 @@ class Worker:
     def node_id(self) -> str:
         """The Ray node this actor runs on."""
         return ray.get_runtime_context().get_node_id()
+
+    def arithmetic(self) -> dict[str, str]:
+        """This process's :func:`models.kernels.arithmetic.fingerprint`."""
+        return fingerprint()
 
     # ------------------------------------------------------------------ one step
     def _monitor(self, v: torch.Tensor) -> dict:

@@ -180,6 +180,7 @@ def evaluate(args) -> dict:
 
     from jobs.report import corpus_tops as ct
     from jobs.report.evaluation import TOP_FRAMES, report
+    from models.kernels.arithmetic import fingerprint
 
     if args.choose_on is not None and args.part not in (None, "all"):
         raise UsageError("--choose-on scores the probe's other parts: leave out --part")
@@ -215,6 +216,7 @@ def evaluate(args) -> dict:
                         progress=lambda it, **kw: tqdm(it, disable=quiet, **kw))
     except ValueError as exc:  # e.g. a class too small to split in two
         raise UsageError(f"cannot score this probe: {exc}") from None
+    result["arithmetic"] = fingerprint()  # figures repeat bit for bit only where it is equal
     # atomic on a disk (temporary name, rename) and in an object store (whole upload)
     storage.write_text(storage.join(args.run, "evaluation.json"),
                        json.dumps(result, indent=1, allow_nan=False))

@@ -18,6 +18,7 @@ from cluster.reference import sync_reference
 from cluster.runlog import read_metrics
 from cluster.trainer import Trainer
 from jobs.config import dumps, load
+from models.kernels.arithmetic import describe, fingerprint
 from models.stack import RBMStack
 from pipeline.reader import read_frames
 from tests.cluster.data import make_dataset
@@ -152,6 +153,18 @@ def test_sync_worker_and_shard_kills_recover_to_the_same_result(sync_run, datase
     # error" traceback, though the run recovered and said so in its events
     assert not [r for r in caplog.records if "Unhandled error" in r.getMessage()]
     assert "never reached" not in events
+
+
+def test_each_stage_names_the_arithmetic_of_every_process(sync_run):
+    """Every stage's start says which kernels the driver's, each shard's and each worker's
+    libraries chose (one machine here: one arithmetic for all five), so that two runs can tell
+    whether they should agree bit for bit."""
+    _, run, _ = sync_run
+    events = (run / "events.log").read_text()
+    line = describe(fingerprint())
+    for stage in (0, 1):
+        assert (f"stage {stage}: arithmetic: {line} (driver, shard 0, shard 1, worker 0, "
+                "worker 1)") in events
 
 
 def test_a_fault_past_the_last_step_is_named_at_the_end(ray_cluster, dataset, tmp_path):

@@ -13,6 +13,7 @@ import torch
 
 from jobs.config import dumps, load
 from jobs.evaluate import main
+from models.kernels.arithmetic import fingerprint
 from models.stack import RBMStack
 from pipeline.reader import read_frames
 from tests.cluster.data import make_dataset
@@ -113,6 +114,7 @@ def test_builtin_probe_writes_the_contract(tmp_path, capsys):
     check_contract(result, BUILTIN, 2)
     check_builtin(result)
     assert result["probe"]["source"] == "builtin" and result["probe"]["positive"] == "faces"
+    assert result["arithmetic"] == fingerprint()  # what another machine must share to repeat it
     # the test dataset's videos have no corpus record: no corpus share
     assert result["best_neuron"]["corpus_top100_face_share"] is None
     out = capsys.readouterr().out
