@@ -15,10 +15,14 @@ reference: a sync run repeats itself bit for bit), and once with each of
 each in a fresh process (the variables are read when the libraries start), and compares every
 trained tensor with the first run's: equal bit for bit, or how far apart. A pin that changes
 the model shows that machines whose CPUs lead that library to another choice train another
-model from the same config and seed::
+model from the same config and seed. With ``--evaluate`` each run is also scored on the probe
+(``catneuron evaluate``), to see how far that moves the figures::
 
     python benchmarks/isa_dependence.py --data runs/demo/data --out \\
         benchmarks/results/isa_dependence.json
+    python benchmarks/isa_dependence.py --data runs/demo/data --steps 0 --evaluate \\
+        --contenders numba_generic,mkl_avx2,aten_default \\
+        --out benchmarks/results/isa_dependence_demo.json
 """
 
 from __future__ import annotations
@@ -50,7 +54,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", required=True, help="a dataset folder (e.g. runs/demo/data)")
     p.add_argument("--config", default="demo", help="a shipped config's name or a TOML file")
-    p.add_argument("--steps", type=int, default=40, help="steps a stage [40]")
+    p.add_argument("--steps", type=int, default=40,
+                   help="steps a stage; 0: the config's own [40]")
+    p.add_argument("--evaluate", action="store_true",
+                   help="also score each run on the probe (catneuron evaluate, in the same "
+                        "environment) and record its headline figures")
     p.add_argument("--contenders", default=",".join(PINS),
                    help=f"which pinned runs, comma-separated [{','.join(PINS)}]")
     p.add_argument("--out", default=None, help="write the JSON result here too")
@@ -61,17 +69,38 @@ def train(run: Path, args, env: dict[str, str]) -> dict:
     """One ``catneuron train`` in a fresh process with ``env`` added; its seconds and the
     arithmetic that process saw (:func:`models.kernels.arithmetic.fingerprint`)."""
     full = {**os.environ, **env}
-    cmd = [sys.executable, "-m", "jobs.train", "--config", args.config, "--steps",
-           str(args.steps), "--run-dir", str(run), "--quiet", f"--data.path={args.data}"]
+    steps = ["--steps", str(args.steps)] if args.steps else []
     t0 = time.perf_counter()
-    done = subprocess.run(cmd, env=full, capture_output=True, text=True)
-    if done.returncode:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({done.returncode}): "
-                           f"{done.stderr.strip().splitlines()[-1:]}")
-    seconds = time.perf_counter() - t0
+    run_module(["jobs.train", "--config", args.config, *steps, "--run-dir", str(run),
+                "--quiet", f"--data.path={args.data}"], full)
+    out = {"env": env, "seconds": round(time.perf_counter() - t0, 1)}
+    if args.evaluate:
+        run_module(["jobs.evaluate", "--run", str(run), "--quiet"], full)
+        out["probe"] = headline_figures(json.loads((run / "evaluation.json").read_text()))
     fp = subprocess.run([sys.executable, "-c", FINGERPRINT], env=full, capture_output=True,
                         text=True, check=True)
-    return {"env": env, "seconds": round(seconds, 1), "arithmetic": json.loads(fp.stdout)}
+    return {**out, "arithmetic": json.loads(fp.stdout)}
+
+
+def run_module(argv: list[str], env: dict[str, str]) -> None:
+    """``python -m MODULE ARGS`` in ``env``; its last stderr line in the error if it fails."""
+    done = subprocess.run([sys.executable, "-m", *argv], env=env, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"{' '.join(argv)} failed ({done.returncode}): "
+                           f"{done.stderr.strip().splitlines()[-1:]}")
+
+
+def headline_figures(evaluation: dict) -> dict:
+    """The best top-stage unit's held-out BA, spread, AUC and share of splits, and each
+    baseline's held-out BA, from an ``evaluation.json``."""
+    best = evaluation["best_neuron"]
+    return {"unit": f"{best['layer']} #{best['index']}",
+            "heldout_balanced_accuracy": round(best["heldout_balanced_accuracy"], 3),
+            "heldout_balanced_accuracy_std": round(best["heldout_balanced_accuracy_std"], 3),
+            "heldout_auc": round(best["heldout_auc"], 3),
+            "top_share": best["stability"]["top_share"],
+            "baselines": {name: round(score["heldout_balanced_accuracy"], 3)
+                          for name, score in evaluation["baselines"].items()}}
 
 
 def tensors(run: Path) -> dict[str, torch.Tensor]:
@@ -114,9 +143,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name} ...", file=sys.stderr, flush=True)
             runs[name] = train(Path(tmp) / name, args, PINS[name])
             runs[name]["against_first"] = compare(first, tensors(Path(tmp) / name))
-    emit({"what": f"catneuron train --config {args.config} --steps {args.steps} on "
-                  f"{args.data}, the machine's own kernels twice, then each library pinned "
-                  "lower: every trained tensor against the first run's",
+    steps = f" --steps {args.steps}" if args.steps else ""
+    scored = ", each scored by catneuron evaluate in the same environment" * args.evaluate
+    emit({"what": f"catneuron train --config {args.config}{steps} on {args.data}, the "
+                  "machine's own kernels, then each contender's library pinned lower: every "
+                  f"trained tensor against the first run's{scored}",
           "runs": runs}, args.out)
     return 0
 

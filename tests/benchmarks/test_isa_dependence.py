@@ -23,3 +23,17 @@ def test_two_models_are_compared_tensor_by_tensor(tmp_path):
                                      "differing": ["/state/rbms/0/b"]}
     del tb["/state/rbms/0/W"]  # a tensor the other model lacks differs too
     assert bench.compare(ta, tb)["differ"] == 2
+
+
+def test_the_headline_figures_are_read_from_an_evaluation():
+    figures = load("isa_dependence").headline_figures
+    evaluation = {
+        "best_neuron": {"layer": "pooled", "index": 134, "heldout_balanced_accuracy": 0.85814,
+                        "heldout_balanced_accuracy_std": 0.0312, "heldout_auc": 0.93517,
+                        "stability": {"top_share": 0.9}},
+        "baselines": {"random_weights": {"heldout_balanced_accuracy": 0.7071},
+                      "stage0": {"heldout_balanced_accuracy": 0.5963}}}
+    assert figures(evaluation) == {
+        "unit": "pooled #134", "heldout_balanced_accuracy": 0.858,
+        "heldout_balanced_accuracy_std": 0.031, "heldout_auc": 0.935, "top_share": 0.9,
+        "baselines": {"random_weights": 0.707, "stage0": 0.596}}
