@@ -342,7 +342,7 @@ def summary(demo: Demo, results: dict[str, tuple[str, float]]) -> str:
     if evaluation is None:
         lines.append("face unit: not evaluated (no evaluation.json; needs catneuron evaluate)")
     else:
-        lines += verdict_lines(evaluation)
+        lines += verdict_lines(evaluation) + arithmetic_lines(evaluation)
     index = demo.run / "gallery" / "index.html"
     lines += [f"gallery: {index}", f"  {index.resolve().as_uri()}",
               "time: " + ", ".join(f"{k} {s:.1f} s" for k, (_, s) in results.items())
@@ -376,6 +376,20 @@ def verdict_lines(evaluation: dict) -> list[str]:
     rows += [(f"reference: {r['name']}", r["score"]) for r in baseline_rows(
         evaluation.get("reference"), REFERENCES)]
     return lines + figure_table(rows)
+
+
+def arithmetic_lines(evaluation: dict) -> list[str]:
+    """The arithmetic the figures were computed with (``evaluation.json``'s, written by
+    :func:`models.kernels.arithmetic.fingerprint`), when the file names a whole one: another
+    CPU's kernels round differently, so figures published from another machine may differ."""
+    from models.kernels.arithmetic import describe
+
+    fp = evaluation.get("arithmetic")
+    if not isinstance(fp, dict) or not all(isinstance(fp.get(k), str)
+                                           for k in ("cpu", "torch", "aten", "numba", "pins")):
+        return []
+    return [f"computed with: {describe(fp)} (figures repeat bit for bit with the same; see "
+            "Arithmetic in the README)"]
 
 
 def figure_table(rows: list[tuple[str, dict]]) -> list[str]:

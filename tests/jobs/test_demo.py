@@ -78,6 +78,22 @@ def test_summary_gives_the_verdict_then_an_aligned_table(tmp_path):
     assert "total 3.0 s" in text
 
 
+def test_summary_names_the_arithmetic_the_figures_were_computed_with(tmp_path):
+    demo = Demo(tmp_path, FAST)
+    demo.run.mkdir(parents=True)
+    write_evaluation(demo.run)
+    ev = json.loads((demo.run / "evaluation.json").read_text())
+    assert "computed with:" not in summary(demo, {})  # an evaluation that does not say
+    ev["arithmetic"] = {"cpu": "AMD EPYC", "torch": "2.13.0+cpu", "aten": "AVX2",
+                        "numba": "0.68.1 znver3", "pins": "MKL_CBWR=AVX2"}
+    (demo.run / "evaluation.json").write_text(json.dumps(ev))
+    assert ("computed with: AMD EPYC, torch 2.13.0+cpu AVX2, numba 0.68.1 znver3 (pinned: "
+            "MKL_CBWR=AVX2) (figures repeat bit for bit") in summary(demo, {})
+    ev["arithmetic"]["aten"] = ["not", "a", "name"]  # a damaged file: no line, no error
+    (demo.run / "evaluation.json").write_text(json.dumps(ev))
+    assert "computed with:" not in summary(demo, {})
+
+
 def test_summary_of_an_older_evaluation_says_so(tmp_path):
     demo = Demo(tmp_path, FAST)
     demo.run.mkdir(parents=True)
