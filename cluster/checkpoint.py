@@ -89,12 +89,15 @@ def read_meta(folder: str | os.PathLike) -> dict:
 
 def write_meta(folder: str, *, stage: int, step: int, config_text: str, layout: ShardLayout,
                positions: Sequence, seqs: Sequence[int], worker_steps: Sequence[int],
-               local_states: Sequence | None = None) -> dict:
-    """Write ``meta.pt`` (after the shard files) and point ``LATEST`` at ``folder``."""
+               local_states: Sequence | None = None, arithmetic: str = "") -> dict:
+    """Write ``meta.pt`` (after the shard files) and point ``LATEST`` at ``folder``.
+    ``arithmetic``: the stage's processes' (:func:`models.kernels.arithmetic.processes_line`),
+    so that a resume on other kernels can say it will not repeat bit for bit."""
     meta = {"stage": stage, "step": step, "config": config_text, "layout": layout.to_dict(),
             "positions": [list(p) for p in positions], "seqs": list(seqs),
             "worker_steps": list(worker_steps),
-            "local_states": list(local_states or [None] * len(positions)), "time": time.time()}
+            "local_states": list(local_states or [None] * len(positions)), "time": time.time(),
+            "arithmetic": arithmetic}
     write_state(storage.join(folder, "meta.pt"), meta)  # numpy arrays stored as tensors
     stage_dir, name = folder.rstrip("/").rsplit("/", 1)
     storage.write_text(storage.join(stage_dir, "LATEST"), name)

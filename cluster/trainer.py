@@ -341,10 +341,12 @@ class Trainer:
         self.log.event(f"stage {stage}: the workers encoded {frames} frames into their input "
                        f"caches in {time.perf_counter() - t0:.1f} s")
 
-    def _log_arithmetic(self, stage: int, actors) -> None:
-        """The arithmetic (:mod:`models.kernels.arithmetic`) of the driver, which fitted the
-        stage's whitening and initial units, and of each actor that answers within
-        :data:`ARITHMETIC_WAIT_S`: a run repeats bit for bit only where these are the same."""
+    def _log_arithmetic(self, stage: int, actors, resumed: dict | None) -> str:
+        """Log and return the arithmetic (:mod:`models.kernels.arithmetic`) of the driver,
+        which fitted the stage's whitening and initial units, and of each actor that answers
+        within :data:`ARITHMETIC_WAIT_S`: a run repeats bit for bit only where these are the
+        same. A stage resumed from a checkpoint (its meta ``resumed``) that another arithmetic
+        wrote says so."""
         calls = ([(f"shard {j}", s.arithmetic.remote()) for j, s in enumerate(actors.shards)]
                  + [(f"worker {k}", w.arithmetic.remote()) for k, w in enumerate(actors.workers)])
         ready, _ = ray.wait([ref for _, ref in calls], num_returns=len(calls),
@@ -354,7 +356,14 @@ class Trainer:
             if ref in ready:
                 with contextlib.suppress(ray.exceptions.RayError):
                     named.append((name, ray.get(ref)))
-        self.log.event(f"stage {stage}: arithmetic: {processes_line(named)}")
+        line = processes_line(named)
+        self.log.event(f"stage {stage}: arithmetic: {line}")
+        then = (resumed or {}).get("arithmetic")
+        if isinstance(then, str) and then and then != line:
+            self.log.event(f"stage {stage}: its checkpoint was written with another arithmetic "
+                           f"({then}): from here the run need not equal an uninterrupted one "
+                           "bit for bit")
+        return line
 
     def _train_stage(self, stage: int, stack: RBMStack) -> dict:
         """Start the stage's actors, run the schedule, gather the params into ``stack``."""
@@ -376,7 +385,7 @@ class Trainer:
             if stage > 0 and tc.read_cache_mb > 0:
                 self._fill_caches(stage, actors)
             actors.record_pids()
-            self._log_arithmetic(stage, actors)
+            arithmetic = self._log_arithmetic(stage, actors, meta)
             meta = read_meta(latest_checkpoint(stage_dir))
             sizes = [actors.layout.numel(j) for j in range(tc.n_ps_shards)]
             self.log.event(f"stage {stage}: {tc.n_workers} workers ({cpus} CPU each), "
@@ -387,7 +396,8 @@ class Trainer:
                 driver = make_driver(tc.mode, StageContext(
                     actors, meta, tc, CheckpointSchedule(tc.checkpoint_every),
                     StageCheckpointer(actors, self.config_text, self.log,
-                                      keep=tc.keep_checkpoints), self.faults,
+                                      keep=tc.keep_checkpoints, arithmetic=arithmetic),
+                    self.faults,
                     self.log, bar, watch))
                 stats = self._run(driver, stage)
             stats["seconds"] = time.perf_counter() - t0

@@ -41,6 +41,7 @@ class StageCheckpointer:
     config_text: str  # the resolved job config, stored in every checkpoint
     log: RunLogger
     keep: int = 0  # train.keep_checkpoints: the newest kept (0: all)
+    arithmetic: str = ""  # the stage's processes' kernels, stored in every checkpoint
 
     def save(self, step: int, *, positions, seqs, wsteps, local_states=None,
              watch: StageWatch | None = None) -> dict:
@@ -64,7 +65,8 @@ class StageCheckpointer:
                 get_from_shards(watch, f"stage {actors.stage} step {step}: checkpoint", saves)
             meta = write_meta(folder, stage=actors.stage, step=step, config_text=self.config_text,
                               layout=actors.layout, positions=positions, seqs=seqs,
-                              worker_steps=wsteps, local_states=local_states)
+                              worker_steps=wsteps, local_states=local_states,
+                              arithmetic=self.arithmetic)
             self.log.event(f"stage {actors.stage}: checkpoint {folder}")
             self._prune()
             self.log.sync()

@@ -16,6 +16,7 @@ import torch
 from cluster.failures import Diverged
 from cluster.reference import sync_reference
 from cluster.runlog import read_metrics
+from cluster.state_io import write_state
 from cluster.trainer import Trainer
 from jobs.config import dumps, load
 from models.kernels.arithmetic import describe, fingerprint
@@ -93,13 +94,22 @@ def test_resumed_sync_run_equals_uninterrupted(sync_run, dataset, tmp_path):
     cfg, run, _ = sync_run
     first = _config(dataset, tmp_path, "train.steps=8")  # stops right after the step-8 checkpoint
     _train(first)
-    meta = torch.load(tmp_path / "checkpoints/stage0/step00000008/meta.pt", weights_only=False)
+    path = tmp_path / "checkpoints/stage0/step00000008/meta.pt"
+    meta = torch.load(path, weights_only=False)
     assert meta["step"] == 8 and meta["config"] == dumps(first)
     assert meta["positions"][0] != [0, 0]  # the data position is part of the checkpoint
+    here = describe(fingerprint())
+    assert meta["arithmetic"] == f"{here} (driver, shard 0, shard 1, worker 0, worker 1)"
+    # as if another machine had written it: the resume says it need not repeat bit for bit
+    write_state(path, {**meta, "arithmetic": "Other CPU, torch 2.13.0 AVX512, numba 0.68.1 x"})
     (tmp_path / "model.pt").unlink()  # as if the process had died before finishing the stage
     _train(_config(dataset, tmp_path), resume=True)
     _assert_same(_stage_params(tmp_path), _stage_params(run))
-    assert "resuming from" in (tmp_path / "events.log").read_text()
+    events = (tmp_path / "events.log").read_text()
+    assert "resuming from" in events
+    assert ("stage 0: its checkpoint was written with another arithmetic (Other CPU, torch "
+            "2.13.0 AVX512, numba 0.68.1 x): from here the run need not equal an uninterrupted "
+            "one bit for bit") in events
 
 
 @pytest.mark.parametrize("damage, message", [
