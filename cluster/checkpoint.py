@@ -91,8 +91,9 @@ def write_meta(folder: str, *, stage: int, step: int, config_text: str, layout: 
                positions: Sequence, seqs: Sequence[int], worker_steps: Sequence[int],
                local_states: Sequence | None = None, arithmetic: str = "") -> dict:
     """Write ``meta.pt`` (after the shard files) and point ``LATEST`` at ``folder``.
-    ``arithmetic``: the stage's processes' (:func:`models.kernels.arithmetic.processes_line`),
-    so that a resume on other kernels can say it will not repeat bit for bit."""
+    ``arithmetic``: the distinct arithmetics of the stage's processes
+    (:func:`models.kernels.arithmetic.describe`, joined by ``; ``), so that a resume on other
+    kernels can say it will not repeat bit for bit."""
     meta = {"stage": stage, "step": step, "config": config_text, "layout": layout.to_dict(),
             "positions": [list(p) for p in positions], "seqs": list(seqs),
             "worker_steps": list(worker_steps),

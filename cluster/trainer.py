@@ -56,7 +56,7 @@ from cluster.sharding import ShardLayout, to_numpy
 from cluster.stage import StageActors, get_from_shards, prepare_stage, start_stage
 from cluster.state_io import read_state, write_state
 from cluster.worker import split_holdout
-from models.kernels.arithmetic import fingerprint, processes_line
+from models.kernels.arithmetic import describe, fingerprint, processes_line
 from models.stack import RBMStack
 from models.state_file import holding
 from pipeline import storage
@@ -342,11 +342,11 @@ class Trainer:
                        f"caches in {time.perf_counter() - t0:.1f} s")
 
     def _log_arithmetic(self, stage: int, actors, resumed: dict | None) -> str:
-        """Log and return the arithmetic (:mod:`models.kernels.arithmetic`) of the driver,
-        which fitted the stage's whitening and initial units, and of each actor that answers
-        within :data:`ARITHMETIC_WAIT_S`: a run repeats bit for bit only where these are the
-        same. A stage resumed from a checkpoint (its meta ``resumed``) that another arithmetic
-        wrote says so."""
+        """Log the arithmetic (:mod:`models.kernels.arithmetic`) of the driver, which fitted
+        the stage's whitening and initial units, and of each actor that answers within
+        :data:`ARITHMETIC_WAIT_S`: a run repeats bit for bit only where these are the same.
+        Returns the distinct ones (what a checkpoint stores); a stage resumed from a checkpoint
+        (its meta ``resumed``) that other ones wrote says so."""
         calls = ([(f"shard {j}", s.arithmetic.remote()) for j, s in enumerate(actors.shards)]
                  + [(f"worker {k}", w.arithmetic.remote()) for k, w in enumerate(actors.workers)])
         ready, _ = ray.wait([ref for _, ref in calls], num_returns=len(calls),
@@ -356,14 +356,14 @@ class Trainer:
             if ref in ready:
                 with contextlib.suppress(ray.exceptions.RayError):
                     named.append((name, ray.get(ref)))
-        line = processes_line(named)
-        self.log.event(f"stage {stage}: arithmetic: {line}")
+        self.log.event(f"stage {stage}: arithmetic: {processes_line(named)}")
+        kinds = "; ".join(sorted({describe(fp) for _, fp in named}))  # whichever process
         then = (resumed or {}).get("arithmetic")
-        if isinstance(then, str) and then and then != line:
+        if isinstance(then, str) and then and then != kinds:
             self.log.event(f"stage {stage}: its checkpoint was written with another arithmetic "
                            f"({then}): from here the run need not equal an uninterrupted one "
                            "bit for bit")
-        return line
+        return kinds
 
     def _train_stage(self, stage: int, stack: RBMStack) -> dict:
         """Start the stage's actors, run the schedule, gather the params into ``stack``."""

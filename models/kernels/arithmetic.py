@@ -10,7 +10,8 @@ fused, so the same program trains other parameters on another CPU; k-means and o
 assignments then flip, and the difference grows from rounding to a different model
 (``benchmarks/isa_dependence.py`` measures it by pinning each of them lower on one machine).
 Thread counts matter too; the code fixes those itself (``cluster.stage.PREPARE_THREADS``, the
-workers' compute threads).
+workers' compute threads). On a GPU the device's own kernels decide instead; a fingerprint
+describes the CPU side only.
 
 A fingerprint names the CPU, the library versions, the kernels chosen and any of those
 variables the user set: equal fingerprints (and thread counts) give equal results; different
