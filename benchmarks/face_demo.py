@@ -53,7 +53,7 @@ def logged_train_s(run: Path) -> float:
 
 
 def record(run: Path, seed: int, extra: list[str], timing: dict, reuse: bool = False,
-           part: str = "report", choose_on: str | None = None) -> dict:
+           part: str = "report", choose_on: str | None = None, eval_seed: int = 0) -> dict:
     """One seed's record: the run's resolved config, timing, probe, verdict, best top unit,
     baselines and reference. ``part``: the probe part scored (``tune`` while choosing a
     setting, ``report`` for the figures); ``choose_on``: instead, units chosen on that part and
@@ -62,11 +62,13 @@ def record(run: Path, seed: int, extra: list[str], timing: dict, reuse: bool = F
     written by ``catneuron demo``) instead of evaluating again."""
     t0 = time.perf_counter()
     ev_path = run / "evaluation.json"
-    how = ["--choose-on", choose_on] if choose_on else ["--part", part]
+    how = (["--choose-on", choose_on] if choose_on else ["--part", part]) + [
+        "--seed", str(eval_seed)]  # the evaluation's splits and baseline draws
     fresh = False
     if ev_path.is_file() and ev_path.stat().st_mtime > (run / "model.pt").stat().st_mtime:
         old = json.loads(ev_path.read_text())
         fresh = (old["protocol"].get("choose_on") == choose_on
+                 and old["protocol"].get("seed") == eval_seed
                  and (choose_on is not None or old["probe"].get("part") == part))
     if not (reuse and fresh):
         subprocess.run([sys.executable, "-m", "jobs.evaluate", "--run", str(run), *how,
@@ -169,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="probe part scored: 'tune' while choosing a setting [report]")
     p.add_argument("--choose-on", choices=("tune",),
                    help="instead of --part: units chosen on this part, scored on the others")
+    p.add_argument("--eval-seed", type=int, default=0,
+                   help="catneuron evaluate --seed: its splits and baseline draws [0]")
     p.add_argument("--table", nargs="+", metavar="NAME",
                    help="print the Markdown table of these result files and exit")
     a, extra = p.parse_known_args(argv)
@@ -179,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         seed = int(re.search(r"^seed\s*=\s*(\d+)", (a.run / "config.toml").read_text(),
                              re.M).group(1))
         report(a.name, record(a.run, seed, [], {"train_logged_s": logged_train_s(a.run)},
-                              a.reuse, a.part, a.choose_on))
+                              a.reuse, a.part, a.choose_on, a.eval_seed))
         return 0
     if not (a.config and a.data and a.out):
         p.error("give --run RUN, or --config, --data and --out")
@@ -188,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         timing = ({"train_logged_s": logged_train_s(run)} if a.no_train
                   else train(a.config, a.data, run, seed, extra))
         report(f"{a.name}_seed{seed}", record(run, seed, extra, timing, part=a.part,
-                                              choose_on=a.choose_on))
+                                              choose_on=a.choose_on, eval_seed=a.eval_seed))
     return 0
 
 
