@@ -37,3 +37,4 @@ def test_the_headline_figures_are_read_from_an_evaluation():
         "unit": "pooled #134", "heldout_balanced_accuracy": 0.858,
         "heldout_balanced_accuracy_std": 0.031, "heldout_auc": 0.935, "top_share": 0.9,
         "baselines": {"random_weights": 0.707, "stage0": 0.596}}
+
