@@ -4,9 +4,8 @@ several of the evaluation's draws.
 ``catneuron evaluate`` draws the exemplar network (the trained stack's architecture with random
 training windows as its top stage's units, :func:`models.neurons.baselines.reweighted_stack`)
 with its ``--seed``, and the figure moves a great deal between draws. This rebuilds the
-exemplar network of each given evaluation seed, drawing in the order
-:func:`jobs.report.evaluation.baseline_tables` draws (one random stack, the linear filters,
-then the exemplar stack; a change of that order there must be made here too), takes the
+exemplar network of each given evaluation seed (:func:`jobs.report.evaluation.first_draws`,
+the draws the evaluation makes), takes the
 exemplar unit the evaluation chose (``baselines.exemplar_filters.index`` of the given
 ``face_demo`` record), and counts the face frames among that unit's 100 most responsive
 training frames (demo corpus labels), and their distinct appearances::
@@ -28,7 +27,7 @@ from results_file import cli, emit
 
 from jobs.evaluate import load_run, training_frames
 from jobs.report import corpus_tops as ct
-from models.neurons.baselines import patch_filters, reweighted_stack
+from jobs.report.evaluation import first_draws
 
 TOP = 100
 N_FILTERS = 1000  # catneuron evaluate's --filters default
@@ -36,11 +35,8 @@ N_FILTERS = 1000  # catneuron evaluate's --filters default
 
 def exemplar_stack(stack, frames: np.ndarray, seed: int):
     """The exemplar network ``catneuron evaluate --seed SEED`` scores."""
-    g = torch.Generator().manual_seed(seed)
-    x = torch.from_numpy(frames)
-    reweighted_stack(stack, x, "random", g)
-    patch_filters(stack.preprocess(x), N_FILTERS, stack.config.input_size, g)
-    return reweighted_stack(stack, x, "exemplar", g)
+    return first_draws(stack, torch.from_numpy(frames), N_FILTERS,
+                       torch.Generator().manual_seed(seed))[2]
 
 
 def main(argv: list[str] | None = None) -> int:

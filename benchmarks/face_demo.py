@@ -78,8 +78,8 @@ def record(run: Path, seed: int, extra: list[str], timing: dict, reuse: bool = F
     return {"config_text": (run / "config.toml").read_text(), "overrides": extra, "seed": seed,
             **timing, "evaluate_wall_s": None if reuse and fresh else round(
                 time.perf_counter() - t0, 1), "protocol": ev["protocol"],
-            "cpus": os.cpu_count(), "arithmetic": ev.get("arithmetic"),  # figures compare
-            "probe": ev["probe"], "verdict": ev["verdict"],  # bit for bit only where it is equal
+            "cpus": os.cpu_count(), "arithmetic": ev.get("arithmetic"),
+            "probe": ev["probe"], "verdict": ev["verdict"],
             "best_neuron": ev["best_neuron"], "baselines": ev["baselines"],
             "reference": ev["reference"], "best_baseline": best_base[0],
             "margin": round(ev["best_neuron"]["heldout_balanced_accuracy"]

@@ -39,6 +39,8 @@ from pathlib import Path
 import torch
 from results_file import cli, emit
 
+from cluster.state_io import read_state
+
 PINS = {"repeat": {}, "aten_default": {"ATEN_CPU_CAPABILITY": "default"},
         "mkl_compatible": {"MKL_CBWR": "COMPATIBLE"}, "mkl_avx2": {"MKL_CBWR": "AVX2"},
         "onednn_sse41": {"ONEDNN_MAX_CPU_ISA": "SSE41"},
@@ -117,7 +119,7 @@ def tensors(run: Path) -> dict[str, torch.Tensor]:
             for i, v in enumerate(x):
                 walk(f"{path}/{i}", v)
 
-    walk("", torch.load(run / "model.pt", map_location="cpu", weights_only=True))
+    walk("", read_state(run / "model.pt"))
     return out
 
 

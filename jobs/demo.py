@@ -382,11 +382,10 @@ def arithmetic_lines(evaluation: dict) -> list[str]:
     """The arithmetic the figures were computed with (``evaluation.json``'s, written by
     :func:`models.kernels.arithmetic.fingerprint`), when the file names a whole one: another
     CPU's kernels round differently, so figures published from another machine may differ."""
-    from models.kernels.arithmetic import describe
+    from models.kernels.arithmetic import describe, is_fingerprint
 
     fp = evaluation.get("arithmetic")
-    if not isinstance(fp, dict) or not all(isinstance(fp.get(k), str)
-                                           for k in ("cpu", "torch", "aten", "numba", "pins")):
+    if not is_fingerprint(fp):
         return []
     return [f"computed with: {describe(fp)} (figures repeat bit for bit with the same; see "
             "Arithmetic in the README)"]

@@ -125,6 +125,17 @@ def top_set(tables: dict[str, np.ndarray], stage: int) -> tuple[np.ndarray, list
     return np.concatenate(cols, 1), names
 
 
+def first_draws(stack: RBMStack, x: torch.Tensor, n_filters: int, generator: torch.Generator
+                ) -> tuple[RBMStack, torch.Tensor, RBMStack]:
+    """The first random stack, the linear filters and the exemplar stack, drawn from
+    ``generator`` in this order from the training frames ``x``: what
+    :func:`baseline_tables` scores, and what a diagnosis of one of its draws rebuilds
+    (``benchmarks/exemplar_draws.py``)."""
+    random0 = reweighted_stack(stack, x, "random", generator)
+    filters = patch_filters(stack.preprocess(x), n_filters, stack.config.input_size, generator)
+    return random0, filters, reweighted_stack(stack, x, "exemplar", generator)
+
+
 def baseline_tables(stack: RBMStack, images: np.ndarray, frames: np.ndarray | None,
                     n_filters: int, seed: int, tables: dict[str, np.ndarray]
                     ) -> dict[str, np.ndarray]:
@@ -149,13 +160,12 @@ def baseline_tables(stack: RBMStack, images: np.ndarray, frames: np.ndarray | No
     have = frames is not None and len(frames) > 0
     x = torch.from_numpy(frames) if have else None
     randomisable = have or not any(s.needs_data for s in stack.stages)
-    random_draws = [top_units(reweighted_stack(stack, x, "random", g))] if randomisable else []
+    random_draws = []
     if have:
-        pre = stack.preprocess(x)
-        filters = patch_filters(pre, n_filters, stack.config.input_size, g)
+        random0, filters, ex = first_draws(stack, x, n_filters, g)
+        random_draws.append(top_units(random0))
         probe = stack.preprocess(torch.from_numpy(images))
         out["linear_filters"] = filter_responses(probe, filters).double().numpy()
-        ex = reweighted_stack(stack, x, "exemplar", g)
         spread = spread_exemplar_stack(ex, x, g)  # the exemplar stack's, other top units
         if spread is None:
             out["exemplar_filters"] = top_units(ex)
@@ -164,7 +174,7 @@ def baseline_tables(stack: RBMStack, images: np.ndarray, frames: np.ndarray | No
                 [ex, spread], images)
     if randomisable:  # the other draws last, so the exemplar stacks are drawn as before
         random_draws += [top_units(reweighted_stack(stack, x, "random", g))
-                         for _ in range(RANDOM_DRAWS - 1)]
+                         for _ in range(RANDOM_DRAWS - len(random_draws))]
         out["random_weights"] = np.concatenate(random_draws, 1)
     return out
 

@@ -52,6 +52,16 @@ def numba_target() -> str:
     return str(ll.get_host_cpu_name())
 
 
+FIELDS = ("cpu", "torch", "aten", "numba", "pins")
+"""What a fingerprint names, each a string."""
+
+
+def is_fingerprint(obj) -> bool:
+    """Whether ``obj`` (e.g. read from a file) is a whole fingerprint: every :data:`FIELDS` a
+    string."""
+    return isinstance(obj, dict) and all(isinstance(obj.get(k), str) for k in FIELDS)
+
+
 def fingerprint() -> dict[str, str]:
     """This process's arithmetic: ``cpu``, ``torch`` (version), ``aten`` (the kernels ATen
     chose, e.g. ``AVX2``), ``numba`` (version and target CPU) and ``pins`` (the :data:`PINS`
