@@ -51,6 +51,9 @@ def build_parser() -> ArgumentParser:
                    help="linear filters drawn from training frames for that baseline [1000]")
     p.add_argument("--splits", type=int, default=20, help="held-out random splits [20]")
     p.add_argument("--seed", type=int, default=0, help="seeds the splits and the filters [0]")
+    p.add_argument("--baseline-draws", type=int, default=None, metavar="N",
+                   help="draws of each exemplar network, its figure the mean over them and a "
+                        "unit's lead over it more than their spread [5]")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
@@ -179,7 +182,7 @@ def evaluate(args) -> dict:
     from tqdm import tqdm
 
     from jobs.report import corpus_tops as ct
-    from jobs.report.evaluation import TOP_FRAMES, report
+    from jobs.report.evaluation import EXEMPLAR_DRAWS, TOP_FRAMES, report
     from models.kernels.arithmetic import fingerprint
 
     if args.choose_on is not None and args.part not in (None, "all"):
@@ -211,6 +214,7 @@ def evaluate(args) -> dict:
         result = report(stack, probe, positive, frames, frame_kinds=kinds,
                         frame_appearances=appearances, tops=tops,
                         n_filters=args.filters, part=part, choose_on=args.choose_on,
+                        draws=args.baseline_draws or EXEMPLAR_DRAWS,  # main refuses 0
                         protocol={"n_splits": args.splits, "n_thresholds": 20,
                                   "seed": args.seed},
                         progress=lambda it, **kw: tqdm(it, disable=quiet, **kw))
@@ -257,8 +261,9 @@ def dataset_rows(data: str) -> tuple[list[str], list[int]] | None:
 def main(argv: list[str] | None = None) -> int:
     """Score the run; 0 on success, 2 on a usage error (:mod:`jobs.errors`)."""
     args = build_parser().parse_args(argv)
-    if args.filters < 1 or args.splits < 1:
-        raise UsageError("--filters and --splits must be >= 1")
+    draws = 1 if args.baseline_draws is None else args.baseline_draws
+    if min(args.filters, args.splits, draws) < 1:
+        raise UsageError("--filters, --splits and --baseline-draws must be >= 1")
     if not 0 <= args.seed < 2**32:
         raise UsageError(f"--seed {args.seed}: must be from 0 to 2**32 - 1")
     try:

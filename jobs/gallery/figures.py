@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jobs.gallery.inputs import RunInputs, is_index, is_number
+from models.neurons.draws import needed_lead
 
 #: Baselines of ``evaluation.json`` in the order shown, with what each one is.
 BASELINES = {
@@ -132,8 +133,18 @@ def baseline_rows(baselines: Any, known: Mapping[str, str] = BASELINES) -> list[
         return []
     names = [k for k in known if k in baselines] + sorted(
         str(k) for k in baselines if k not in known)
-    return [{"key": k, "name": known.get(k, k), "score": score(baselines.get(k))}
+    return [{"key": k, "name": known.get(k, k) + drawn_label(baselines[k]),
+             "score": score(baselines[k])}
             for k in names if isinstance(baselines.get(k), Mapping)]
+
+
+def drawn_label(entry: Mapping) -> str:
+    """' (mean of N draws, X to Y)' for a baseline drawn several times, else ''."""
+    d = entry.get("draws")
+    ba = d.get("heldout_balanced_accuracy") if isinstance(d, Mapping) else None
+    if not (isinstance(ba, list) and ba and all(is_number(v) for v in ba)):
+        return ""
+    return f" (mean of {len(ba)} draws, {min(ba):.3f} to {max(ba):.3f})"
 
 
 def headline(evaluation: Any) -> dict | None:
@@ -177,7 +188,9 @@ def _number(d: Mapping, key: str) -> float | None:
 
 def verdict(best: Any, baselines: Any) -> dict:
     """Whether the best unit beats every baseline on held-out balanced accuracy by more than
-    its spread over splits: ``found`` / ``not_found`` / ``unknown``, with the figures."""
+    its spread over splits (and a drawn baseline by more than its draws' spread,
+    :func:`models.neurons.draws.needed_lead`): ``found`` / ``not_found`` / ``unknown``, with
+    the figures."""
     unit, rows = score(best), baseline_rows(baselines)
     ba, std = unit["heldout_balanced_accuracy"], unit["heldout_balanced_accuracy_std"] or 0.0
     scored = [r for r in rows if r["score"]["heldout_balanced_accuracy"] is not None]
@@ -185,8 +198,8 @@ def verdict(best: Any, baselines: Any) -> dict:
     if ba is None or top is None:
         state = "unknown"
     else:
-        margin = ba - top["score"]["heldout_balanced_accuracy"]
-        state = "found" if margin > max(std, 0.0) else "not_found"
+        state = "found" if all(ba - r["score"]["heldout_balanced_accuracy"] > needed_lead(
+            max(std, 0.0), baselines[r["key"]]) for r in scored) else "not_found"
     return {"state": state, "unit": unit, "rows": rows, "top_baseline": top,
             "name": unit_name(best) if isinstance(best, Mapping) else "no unit"}
 

@@ -11,7 +11,7 @@ Steps (the CLI in :mod:`jobs.evaluate` only parses, runs these, prints and write
 2. :func:`baseline_tables` - the same for the baselines (raw pixels, image statistics, the
    stack with its random initial weights (the units of several draws together), exemplar
    filters in the same stack and, for a competitive top stage, the same with its units at
-   spread-out (k-means++) windows, the best of
+   spread-out (k-means++) windows, each exemplar network drawn several times, the best of
    ``n_filters`` whole-frame linear filters from training frames, stage 0) and the reference
    (the mean training face as a template at every position and size);
 3. :func:`report` - :mod:`models.neurons.selectivity` scores of each set on the probe's
@@ -39,6 +39,7 @@ from models.neurons.baselines import (
     reweighted_stack,
     spread_exemplar_stack,
 )
+from models.neurons.draws import drawn_score
 from models.neurons.image_stats import (
     CONFOUND_LIMIT,
     confound_balanced_accuracy,
@@ -58,6 +59,7 @@ TOP_FRAMES = 100
 PER_CLASS_MAX_UNITS = 8192  # larger baselines are scored for the headline class only
 MAX_READOUT_UNITS = 2048  # wider layers get no read-out (None): a logistic fit takes too long
 RANDOM_DRAWS = 3  # random stacks whose top units together are the random-weights baseline
+EXEMPLAR_DRAWS = 5  # default draws of each exemplar network (catneuron evaluate --baseline-draws)
 
 
 def unit_tables(stack: RBMStack, images: np.ndarray, batch: int = 256,
@@ -137,17 +139,23 @@ def first_draws(stack: RBMStack, x: torch.Tensor, n_filters: int, generator: tor
 
 
 def baseline_tables(stack: RBMStack, images: np.ndarray, frames: np.ndarray | None,
-                    n_filters: int, seed: int, tables: dict[str, np.ndarray]
-                    ) -> dict[str, np.ndarray]:
-    """Responses of each baseline's units (always-negative is scored directly). The random
-    and exemplar stacks fit their data-fitted parts (whitening) on the training frames, and
-    the spread exemplars (a competitive top stage only) are the exemplar stack with other
-    windows as its units; without frames, the baselines that need them are skipped.
+                    n_filters: int, seed: int, tables: dict[str, np.ndarray], draws: int = 1
+                    ) -> tuple[dict[str, np.ndarray], dict[str, list[np.ndarray]]]:
+    """Responses of each baseline's units (always-negative is scored directly), and the
+    exemplar networks' further draws. The random and exemplar stacks fit their data-fitted
+    parts (whitening) on the training frames, and the spread exemplars (a competitive top stage
+    only) are the exemplar stack with other windows as its units; without frames, the
+    baselines that need them are skipped.
 
     The random-weights baseline is the top units of :data:`RANDOM_DRAWS` random stacks side by
     side, its unit chosen among all of them: one draw's best unit is a noisy figure (in a
     stack whose whitening is fitted on random features, float rounding alone moves it by
-    several points: another draw), and the best of several is the harder baseline."""
+    several points: another draw), and the best of several is the harder baseline.
+
+    The exemplar networks are drawn ``draws`` times, each draw scored on its own
+    (:mod:`models.neurons.draws`): the second dict holds, per exemplar baseline, the responses
+    of draws 2 to ``draws`` (draw 1 is in the first dict). They are drawn after everything
+    else, so the first draws do not depend on ``draws``."""
     g = torch.Generator().manual_seed(seed)
 
     def top_units(s: RBMStack) -> np.ndarray:
@@ -166,17 +174,28 @@ def baseline_tables(stack: RBMStack, images: np.ndarray, frames: np.ndarray | No
         random_draws.append(top_units(random0))
         probe = stack.preprocess(torch.from_numpy(images))
         out["linear_filters"] = filter_responses(probe, filters).double().numpy()
-        spread = spread_exemplar_stack(ex, x, g)  # the exemplar stack's, other top units
-        if spread is None:
-            out["exemplar_filters"] = top_units(ex)
-        else:
-            out["exemplar_filters"], out["spread_exemplar_filters"] = top_stage_tables(
-                [ex, spread], images)
+        out.update(exemplar_networks(stack, ex, x, images, g))
     if randomisable:  # the other draws last, so the exemplar stacks are drawn as before
         random_draws += [top_units(reweighted_stack(stack, x, "random", g))
                          for _ in range(RANDOM_DRAWS - len(random_draws))]
         out["random_weights"] = np.concatenate(random_draws, 1)
-    return out
+    more: dict[str, list[np.ndarray]] = {}
+    for _ in range(draws - 1 if have else 0):
+        ex = reweighted_stack(stack, x, "exemplar", g)
+        for name, v in exemplar_networks(stack, ex, x, images, g).items():
+            more.setdefault(name, []).append(v)
+    return out, more
+
+
+def exemplar_networks(stack: RBMStack, ex: RBMStack, x: torch.Tensor, images: np.ndarray,
+                      generator: torch.Generator) -> dict[str, np.ndarray]:
+    """The top units on ``images`` of one draw of the exemplar stack ``ex`` and, for a
+    competitive top stage, of its spread exemplars (drawn from ``generator`` on ``x``)."""
+    spread = spread_exemplar_stack(ex, x, generator)  # the exemplar stack's, other top units
+    if spread is None:
+        return {"exemplar_filters": top_stage_tables([ex], images)[0]}
+    exemplar, spread = top_stage_tables([ex, spread], images)
+    return {"exemplar_filters": exemplar, "spread_exemplar_filters": spread}
 
 
 def mean_face_template(images: np.ndarray, scale: tuple[float, float]) -> np.ndarray:
@@ -413,7 +432,8 @@ def report(stack: RBMStack, probe, positive: str,
            frame_appearances: list[str] | None = None,
            tops: dict[str, RunningTopK] | None = None,
            n_filters: int = 1000, protocol: dict | None = None, part: str = "report",
-           choose_on: str | None = None, progress=lambda it, **kw: it) -> dict:
+           choose_on: str | None = None, draws: int = EXEMPLAR_DRAWS,
+           progress=lambda it, **kw: it) -> dict:
     """The whole ``evaluation.json`` for ``probe`` (a :class:`pipeline.probe.Probe`, already cut
     to ``part``); ``positive`` one of its classes; ``frames`` uint8 training frames for the
     filter baselines and the corpus share (``None``: skipped), ``frame_kinds`` their corpus
@@ -423,7 +443,10 @@ def report(stack: RBMStack, probe, positive: str,
     ``k >= TOP_FRAMES``; computed here when needed and not given); ``progress`` wraps an
     iterable (e.g. tqdm). ``choose_on``: a part of the probe (e.g. ``"tune"``; the probe then
     holds every part) on which each unit, polarity and threshold are chosen, measured on the
-    rest: one fixed split instead of ``protocol["n_splits"]`` random halves."""
+    rest: one fixed split instead of ``protocol["n_splits"]`` random halves. ``draws``: how
+    many times each exemplar network is drawn (:func:`baseline_tables`); its headline figure
+    is the mean over the draws (:func:`models.neurons.draws.drawn_score`), and the per-class
+    tables score its first draw."""
     from pipeline.demo_corpus import Layout
 
     protocol = protocol or {"n_splits": 20, "n_thresholds": 20, "seed": 0}
@@ -437,7 +460,8 @@ def report(stack: RBMStack, probe, positive: str,
     if tops is None and frames is not None and frame_kinds is not None:
         tops = corpus_tops(stack, frames, top, TOP_FRAMES)
     tables = unit_tables(stack, probe.images)
-    base = baseline_tables(stack, probe.images, frames, n_filters, protocol["seed"], tables)
+    base, more = baseline_tables(stack, probe.images, frames, n_filters, protocol["seed"],
+                                 tables, draws)
     keep, y, negatives = headline(probe, positive)
     groups = None if probe.groups is None else probe.groups[keep]
     splits, scoring = held_out(y, protocol, groups, None if choose is None else choose[keep])
@@ -458,6 +482,8 @@ def report(stack: RBMStack, probe, positive: str,
     baselines = {"always_negative": always_negative(y, splits),
                  **score_sets({k: v[keep] for k, v in base.items() if k != "stage0"}, y,
                               scoring, splits),
+                 **{k: drawn_score([score_sets({k: v[keep]}, y, scoring, splits)[k]
+                                    for v in (base[k], *vs)]) for k, vs in more.items()},
                  "stage0": stage0_score(stages, base["stage0"][keep], y, scoring, splits)}
     reference = {"mean_face_template": None}
     if positive == "faces":

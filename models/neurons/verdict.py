@@ -4,7 +4,8 @@ A face unit is the top stage's best unit (chosen held out) when it
 
 - fires more for the class (polarity +1; a unit with polarity -1 is "anti-face"), and
 - leads every baseline's held-out balanced accuracy by more than its own spread (std over the
-  splits).
+  splits) and, for a baseline drawn several times (:mod:`models.neurons.draws`: its figure the
+  mean of the draws), by more than the draws' spread as well.
 
 Otherwise the verdict names the baseline that wins (the strongest one) and by how much. Either
 way it quotes the probe's confound figure (image statistics alone, cross-validated), with a
@@ -13,6 +14,7 @@ warning when it is above :data:`models.neurons.image_stats.CONFOUND_LIMIT`.
 
 from __future__ import annotations
 
+from models.neurons.draws import draws_std, needed_lead
 from models.neurons.image_stats import CONFOUND_LIMIT
 
 
@@ -24,25 +26,36 @@ def verdict(best: dict, baselines: dict[str, dict], confound: float | None,
             positive: str = "faces") -> dict:
     """The contract's ``verdict`` object from ``best_neuron`` and ``baselines`` (SCORE dicts)."""
     ba, std = best["heldout_balanced_accuracy"], best["heldout_balanced_accuracy_std"]
-    name, strongest = max(baselines.items(), key=lambda kv: kv[1]["heldout_balanced_accuracy"])
-    lead = ba - strongest["heldout_balanced_accuracy"]
-    face_unit = best["polarity"] == 1 and lead > std
+    lead = {n: ba - b["heldout_balanced_accuracy"] for n, b in baselines.items()}
+    slack = {n: lead[n] - needed_lead(std, b) for n, b in baselines.items()}
+    strongest = max(baselines, key=lambda n: baselines[n]["heldout_balanced_accuracy"])
+    face_unit = best["polarity"] == 1 and all(v > 0 for v in slack.values())
+    # the baseline the verdict turns on: the strongest for a face unit, else the one it fails
+    name = strongest if face_unit else min(slack, key=lambda n: (slack[n], -lead[n]))
+    score, spread = baselines[name], draws_std(baselines[name])
     unit = f"{_unit_name(best)} ({ba:.3f} ± {std:.3f} held out, AUC {best['heldout_auc']:.3f})"
+    drawn = "" if spread is None else f" (mean of {score['draws']['n']} draws)"
     plural = positive.endswith("s") and not positive.endswith("ss")
     cls = positive[:-1] if plural else positive  # faces: a face unit; class: a class unit
     if face_unit:
-        text = (f"{cls} unit: {unit} leads every baseline, the strongest {name} by "
-                f"{lead:.3f}, more than its spread")
+        text = (f"{cls} unit: {unit} leads every baseline, the strongest {name}{drawn} by "
+                f"{lead[name]:.3f}, more than its spread")
+        if spread is not None:
+            text += f" and the draws' ({spread:.3f})"
     elif best["polarity"] != 1:
+        name, score = strongest, baselines[strongest]
         text = (f"no {cls} unit: the best unit, {unit}, is anti-{cls} (fires less for "
                 f"{positive}); the strongest baseline, {name}, scores "
-                f"{strongest['heldout_balanced_accuracy']:.3f}")
-    elif lead > 0:
-        text = (f"no {cls} unit: {unit} leads the strongest baseline, {name}, by only "
-                f"{lead:.3f}, within its spread")
+                f"{score['heldout_balanced_accuracy']:.3f}")
+    elif lead[name] > 0:
+        within = ("its spread" if lead[name] <= std else
+                  f"the spread of its draws ({spread:.3f})")
+        which = "the strongest baseline" if name == strongest else "the baseline"
+        text = (f"no {cls} unit: {unit} leads {which}, {name}{drawn}, by only "
+                f"{lead[name]:.3f}, within {within}")
     else:
-        text = (f"no {cls} unit: {name} scores {strongest['heldout_balanced_accuracy']:.3f}, "
-                f"{-lead:.3f} above the best unit, {unit}")
+        text = (f"no {cls} unit: {name}{drawn} scores {score['heldout_balanced_accuracy']:.3f}, "
+                f"{-lead[name]:.3f} above the best unit, {unit}")
     if confound is not None:
         text += f"; probe confound {confound:.2f}"
         if confound > CONFOUND_LIMIT:
@@ -54,7 +67,7 @@ def verdict(best: dict, baselines: dict[str, dict], confound: float | None,
                  "polarity": best["polarity"], "balanced_accuracy": ba, "std": std,
                  "auc": best["heldout_auc"]},
         "winner": None if face_unit else {
-            "name": name, "balanced_accuracy": strongest["heldout_balanced_accuracy"],
-            "margin": round(-lead, 4)},
+            "name": name, "balanced_accuracy": score["heldout_balanced_accuracy"],
+            "margin": round(-lead[name], 4)},
         "probe_confound": confound,
     }

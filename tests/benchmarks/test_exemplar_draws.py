@@ -20,7 +20,7 @@ def test_exemplar_draws_rebuilds_the_exemplar_network_the_evaluation_scores(tmp_
     images = frames[:12]
     tables = {"0/pooled": np.zeros((len(images), 1))}
     for seed in (0, 3):
-        evaluated = baseline_tables(stack, images, frames, 1000, seed, tables)
+        evaluated = baseline_tables(stack, images, frames, 1000, seed, tables)[0]
         rebuilt = load("exemplar_draws").exemplar_stack(stack, frames, seed)
         assert np.array_equal(top_stage_tables([rebuilt], images)[0],
                               evaluated["exemplar_filters"])

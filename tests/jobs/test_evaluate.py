@@ -171,6 +171,32 @@ def test_tied_and_competitive_stages_are_scored(tmp_path, capsys):
     assert result["baselines"]["stage0"] == next(e["best"] for e in result["stages"]
                                                  if e["stage"] == 0)
     check_corpus_tops(run)
+    check_exemplar_draws(run, result)
+
+
+def check_exemplar_draws(run: Path, result: dict) -> None:
+    """The exemplar networks of ``result`` (default draws) are 5 draws whose figures are the
+    means of theirs, the first of them the network ``--baseline-draws 1`` scores alone."""
+    from jobs.report.evaluation import EXEMPLAR_DRAWS
+
+    for name in ("exemplar_filters", "spread_exemplar_filters"):
+        d = result["baselines"][name]["draws"]
+        assert d["n"] == EXEMPLAR_DRAWS == len(d["heldout_balanced_accuracy"])
+        assert result["baselines"][name]["heldout_balanced_accuracy"] == pytest.approx(
+            np.mean(d["heldout_balanced_accuracy"]), abs=1e-4)
+        assert d["std"] == pytest.approx(np.std(d["heldout_balanced_accuracy"], ddof=1),
+                                         abs=1e-4)
+    assert main(["--run", str(run), "--filters", "50", "--splits", "3", "--quiet",
+                 "--baseline-draws", "1"]) == 0
+    one = json.loads((run / "evaluation.json").read_text())
+    for name in ("exemplar_filters", "spread_exemplar_filters"):
+        assert "draws" not in one["baselines"][name]
+        first = result["baselines"][name]["draws"]
+        assert one["baselines"][name]["heldout_balanced_accuracy"] == first[
+            "heldout_balanced_accuracy"][0]
+        assert one["baselines"][name]["index"] == first["index"][0]
+    same = ("random_weights", "linear_filters", "best_pixel", "image_statistics", "stage0")
+    assert {k: one["baselines"][k] for k in same} == {k: result["baselines"][k] for k in same}
 
 
 def test_the_random_weights_baseline_is_several_draws_and_leaves_the_others_as_drawn(tmp_path):
@@ -186,11 +212,17 @@ def test_the_random_weights_baseline_is_several_draws_and_leaves_the_others_as_d
     frames = read_frames(load(run / "config.toml").data.path)
     images = frames[:12]
     tables = evaluation.unit_tables(stack, images)
-    got = evaluation.baseline_tables(stack, images, frames, 20, 5, tables)
+    got, more = evaluation.baseline_tables(stack, images, frames, 20, 5, tables, draws=3)
     n_units = 6
     assert got["random_weights"].shape == (12, evaluation.RANDOM_DRAWS * n_units)
-    one = evaluation.baseline_tables(stack, images, frames, 20, 5, tables)
-    np.testing.assert_array_equal(one["exemplar_filters"], got["exemplar_filters"])
+    one, none = evaluation.baseline_tables(stack, images, frames, 20, 5, tables)
+    assert none == {} and one.keys() == got.keys()
+    for name, v in one.items():  # the further exemplar draws come after all of these
+        np.testing.assert_array_equal(v, got[name])
+    assert more.keys() == {"exemplar_filters", "spread_exemplar_filters"}
+    for name, vs in more.items():
+        assert len(vs) == 2 and all(v.shape == got[name].shape for v in vs)
+        assert not np.array_equal(vs[0], got[name]) and not np.array_equal(vs[0], vs[1])
     g = torch.Generator().manual_seed(5)
     first = evaluation.unit_tables(reweighted_stack(stack, torch.from_numpy(frames), "random", g),
                                    images, layers=("pooled",), stages=(1,))["1/pooled"]
@@ -475,6 +507,11 @@ def test_a_probe_no_split_can_score_is_refused_before_any_feature(tmp_path, caps
                  "--quiet"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "fewer than 2 images (or groups) of class 'cats'" in err
+
+
+def test_no_exemplar_draw_is_refused(tmp_path, capsys):
+    assert main(["--run", str(tmp_path / "nope"), "--baseline-draws", "0"]) == 2
+    assert "--baseline-draws must be >= 1" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("seed", ["-1", str(2**64)])

@@ -128,6 +128,21 @@ def test_verdict_margin_must_exceed_the_split_spread():
     assert verdict(None, baselines())["state"] == "unknown"
 
 
+def test_a_drawn_baseline_is_named_with_its_draws_and_led_by_more_than_their_spread():
+    """A baseline drawn several times (evaluation.json's ``draws``) is labelled with how many
+    and their range, and a lead within the spread of its draws does not count."""
+    from models.neurons.draws import drawn_score
+
+    ex = drawn_score([score(ba, 0.8) | {"index": i} for i, ba in enumerate((0.6, 0.62, 0.8))])
+    rows = verdict(score(0.78, 0.9, std=0.03), {**baselines(), "exemplar_filters": ex})
+    assert rows["state"] == "not_found"  # leads the mean 0.673 by 0.107, the draws' spread 0.110
+    assert verdict(score(0.80, 0.9, std=0.03), {"exemplar_filters": ex})["state"] == "found"
+    named = next(r for r in rows["rows"] if r["key"] == "exemplar_filters")
+    assert named["name"].endswith("(mean of 3 draws, 0.600 to 0.800)")
+    broken = {**ex, "draws": {"heldout_balanced_accuracy": ["x"], "std": "y"}}
+    assert verdict(score(0.78, 0.9, std=0.03), {"exemplar_filters": broken})["state"] == "found"
+
+
 def test_empty_and_broken_runs_give_pages_not_crashes(tmp_path):
     index = build_gallery(tmp_path).read_text()
     for text in ("evaluation missing", "run config missing", "visualisation missing",

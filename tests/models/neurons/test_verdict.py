@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from models.neurons.verdict import verdict
 
 
@@ -53,3 +55,33 @@ def test_a_lead_equal_to_the_spread_and_a_confound_at_the_limit_are_both_on_the_
                              "margin": -0.25}
     assert "probe confound 0.60." in tie["text"] and "above" not in tie["text"]
     assert verdict(_s(0.75, 0.24) | BEST, base, None)["face_unit"]  # just more than it
+
+
+def _drawn(bas: list[float]) -> dict:
+    from models.neurons.draws import drawn_score
+
+    return drawn_score([_s(ba, 0.02) | {"index": i, "accuracy": ba, "balanced_accuracy": ba,
+                                        "auc": 0.8, "heldout_accuracy": ba}
+                        for i, ba in enumerate(bas)])
+
+
+def test_a_drawn_baseline_must_be_led_by_more_than_the_spread_of_its_draws():
+    """Exemplar draws 0.70-0.88 (mean 0.754, spread 0.072 over draws): a unit at 0.80 leads
+    their mean by 0.046, more than its own spread (0.03) but within the draws'; at 0.85 it
+    leads by more than both. The baseline it fails is named even when a single-draw baseline
+    scores higher."""
+    ex = _drawn([0.70, 0.72, 0.73, 0.74, 0.88])
+    base = {**BASE, "exemplar_filters": ex, "template": _s(0.77)}
+    v = verdict(_s(0.80, 0.03) | BEST, base, 0.5)
+    assert not v["face_unit"] and v["winner"]["name"] == "exemplar_filters"
+    assert v["winner"]["margin"] == pytest.approx(-0.046, abs=1e-4)
+    assert ("leads the baseline, exemplar_filters (mean of 5 draws), by only 0.046, within the "
+            f"spread of its draws ({ex['draws']['std']:.3f})") in v["text"]
+    found = verdict(_s(0.85, 0.03) | BEST, base, 0.5)
+    assert found["face_unit"] and "the strongest template by 0.080" in found["text"]
+    alone = verdict(_s(0.85, 0.03) | BEST, {**BASE, "exemplar_filters": ex}, 0.5)
+    assert alone["face_unit"] and ("the strongest exemplar_filters (mean of 5 draws) by 0.096, "
+                                   "more than its spread and the draws' (0.072)") in alone["text"]
+    under = verdict(_s(0.74, 0.03) | BEST, base, 0.5)  # below the template and the draws' mean
+    assert under["winner"]["name"] == "exemplar_filters"
+    assert under["text"].startswith("no face unit: exemplar_filters (mean of 5 draws) scores")
