@@ -103,15 +103,22 @@ ROWS = (("always_negative", "always negative"), ("best_pixel", "best single pixe
         ("image_statistics", "image statistics (mean, std, gradient energy, Laplacian var.)"),
         ("linear_filters", "best of 1,000 whole-frame linear filters from training frames"),
         ("random_weights", "same network, random weights (best of 3 draws)"),
-        ("exemplar_filters", "same network, training patches as weights (exemplar filters)"),
+        ("exemplar_filters", "same network, training patches as weights (exemplar filters; "
+         "mean of the draws)"),
         ("spread_exemplar_filters", "same network, spread-out (k-means++) training windows as "
-         "weights"),
+         "weights (mean of the draws)"),
         ("stage0", "best unit of stage 0"))
 
 
 def _cell(s: dict) -> str:
-    return (f"{s['heldout_balanced_accuracy']:.3f} ± {s['heldout_balanced_accuracy_std']:.3f}"
+    """``BA ± std / AUC``; for a baseline drawn several times, the means and then the range and
+    spread of the draws' balanced accuracies."""
+    cell = (f"{s['heldout_balanced_accuracy']:.3f} ± {s['heldout_balanced_accuracy_std']:.3f}"
             f" / {s['heldout_auc']:.3f}")
+    if "draws" in s:
+        ba = s["draws"]["heldout_balanced_accuracy"]
+        cell += f" (draws {min(ba):.3f}–{max(ba):.3f}, spread {s['draws']['std']:.3f})"
+    return cell
 
 
 def _appearances(r: dict) -> str:

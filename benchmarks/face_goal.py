@@ -3,7 +3,8 @@
 The goal (the matched probe, polarity +1, per seed): the top stage's best unit, chosen on the
 probe's tuning part and measured on its reporting part (``face_demo.py --choose-on tune``:
 the ``--headline`` results), reaches balanced accuracy >= 0.85 and AUC >= 0.92 (stretch 0.90 /
-0.96); leads the same network with random weights and with exemplar weights by >= 0.15, and
+0.96); leads the same network with random weights and with exemplar weights (the mean of the
+evaluation's draws of that network, ``catneuron evaluate --baseline-draws``) by >= 0.15, and
 the best pixel, image statistics, the best linear filter and stage 0 by >= 0.20; is the unit
 chosen in >= 50 % of the random held-out splits of the reporting part (the ``--splits``
 results of the same runs, ``face_demo.py`` without ``--choose-on``); scores within 0.07 of its
