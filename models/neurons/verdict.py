@@ -53,6 +53,9 @@ def verdict(best: dict, baselines: dict[str, dict], confound: float | None,
         which = "the strongest baseline" if name == strongest else "the baseline"
         text = (f"no {cls} unit: {unit} leads {which}, {name}{drawn}, by only "
                 f"{lead[name]:.3f}, within {within}")
+    elif lead[name] == 0:
+        text = (f"no {cls} unit: {name}{drawn} scores {score['heldout_balanced_accuracy']:.3f}, "
+                f"as much as the best unit, {unit}")
     else:
         text = (f"no {cls} unit: {name}{drawn} scores {score['heldout_balanced_accuracy']:.3f}, "
                 f"{-lead[name]:.3f} above the best unit, {unit}")
@@ -68,6 +71,6 @@ def verdict(best: dict, baselines: dict[str, dict], confound: float | None,
                  "auc": best["heldout_auc"]},
         "winner": None if face_unit else {
             "name": name, "balanced_accuracy": score["heldout_balanced_accuracy"],
-            "margin": round(-lead[name], 4)},
+            "margin": round(-lead[name], 4) + 0.0},  # + 0.0: a tie is 0.0, not -0.0
         "probe_confound": confound,
     }

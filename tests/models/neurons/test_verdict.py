@@ -85,3 +85,11 @@ def test_a_drawn_baseline_must_be_led_by_more_than_the_spread_of_its_draws():
     under = verdict(_s(0.74, 0.03) | BEST, base, 0.5)  # below the template and the draws' mean
     assert under["winner"]["name"] == "exemplar_filters"
     assert under["text"].startswith("no face unit: exemplar_filters (mean of 5 draws) scores")
+
+
+def test_a_tie_with_a_baseline_is_said_as_a_tie():
+    v = verdict(_s(0.66, 0.02) | BEST, BASE, None)
+    assert not v["face_unit"] and v["winner"]["margin"] == 0.0
+    assert str(v["winner"]["margin"]) == "0.0"  # not -0.0
+    assert v["text"].startswith("no face unit: image_statistics scores 0.660, as much as the "
+                                "best unit, stage 1 hidden #12")
