@@ -139,12 +139,14 @@ def baseline_rows(baselines: Any, known: Mapping[str, str] = BASELINES) -> list[
 
 
 def drawn_label(entry: Mapping) -> str:
-    """' (mean of N draws, X to Y)' for a baseline drawn several times, else ''."""
+    """' (mean of N draws, X to Y, spread S)' for a baseline drawn several times (S: the
+    draws' standard deviation, the lead a unit needs beside its own spread), else ''."""
     d = entry.get("draws")
     ba = d.get("heldout_balanced_accuracy") if isinstance(d, Mapping) else None
     if not (isinstance(ba, list) and ba and all(is_number(v) for v in ba)):
         return ""
-    return f" (mean of {len(ba)} draws, {min(ba):.3f} to {max(ba):.3f})"
+    spread = f", spread {d['std']:.3f}" if is_number(d.get("std")) else ""
+    return f" (mean of {len(ba)} draws, {min(ba):.3f} to {max(ba):.3f}{spread})"
 
 
 def headline(evaluation: Any) -> dict | None:

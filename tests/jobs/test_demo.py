@@ -27,7 +27,7 @@ from jobs.demo import (
     summary,
     train,
 )
-from jobs.gallery.figures import BASELINES
+from jobs.gallery.figures import BASELINES, drawn_label
 from jobs.train import where_interrupted
 from tests.jobs.conftest import REPO, demo_command, sigint_restored
 from tests.jobs.gallery_run import VERDICT_TEXT, write_evaluation
@@ -245,7 +245,7 @@ def test_fast_demo_summary_gives_the_verdict_then_the_baselines(demo_run):
     scored = {k: v for k, v in evaluation["baselines"].items() if isinstance(v, dict)}
     assert "best_pixel" in scored
     for key, s in scored.items():
-        row = rows[f"baseline: {BASELINES.get(key, key)}"]
+        row = rows[f"baseline: {BASELINES.get(key, key)}{drawn_label(s)}"]
         assert f"{s['heldout_balanced_accuracy']:.3f}" in row, (key, row)
     assert (run / "visualize" / "index.json").is_file()
     assert (run / "gallery" / "stage0.html").is_file()

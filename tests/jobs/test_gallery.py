@@ -138,7 +138,7 @@ def test_a_drawn_baseline_is_named_with_its_draws_and_led_by_more_than_their_spr
     assert rows["state"] == "not_found"  # leads the mean 0.673 by 0.107, the draws' spread 0.110
     assert verdict(score(0.80, 0.9, std=0.03), {"exemplar_filters": ex})["state"] == "found"
     named = next(r for r in rows["rows"] if r["key"] == "exemplar_filters")
-    assert named["name"].endswith("(mean of 3 draws, 0.600 to 0.800)")
+    assert named["name"].endswith("(mean of 3 draws, 0.600 to 0.800, spread 0.110)")
     broken = {**ex, "draws": {"heldout_balanced_accuracy": ["x"], "std": "y"}}
     assert verdict(score(0.78, 0.9, std=0.03), {"exemplar_filters": broken})["state"] == "found"
 
