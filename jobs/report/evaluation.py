@@ -174,7 +174,7 @@ def baseline_tables(stack: RBMStack, images: np.ndarray, frames: np.ndarray | No
         random_draws.append(top_units(random0))
         probe = stack.preprocess(torch.from_numpy(images))
         out["linear_filters"] = filter_responses(probe, filters).double().numpy()
-        out.update(exemplar_networks(stack, ex, x, images, g))
+        out.update(exemplar_networks(ex, x, images, g))
     if randomisable:  # the other draws last, so the exemplar stacks are drawn as before
         random_draws += [top_units(reweighted_stack(stack, x, "random", g))
                          for _ in range(RANDOM_DRAWS - len(random_draws))]
@@ -182,12 +182,12 @@ def baseline_tables(stack: RBMStack, images: np.ndarray, frames: np.ndarray | No
     more: dict[str, list[np.ndarray]] = {}
     for _ in range(draws - 1 if have else 0):
         ex = reweighted_stack(stack, x, "exemplar", g)
-        for name, v in exemplar_networks(stack, ex, x, images, g).items():
+        for name, v in exemplar_networks(ex, x, images, g).items():
             more.setdefault(name, []).append(v)
     return out, more
 
 
-def exemplar_networks(stack: RBMStack, ex: RBMStack, x: torch.Tensor, images: np.ndarray,
+def exemplar_networks(ex: RBMStack, x: torch.Tensor, images: np.ndarray,
                       generator: torch.Generator) -> dict[str, np.ndarray]:
     """The top units on ``images`` of one draw of the exemplar stack ``ex`` and, for a
     competitive top stage, of its spread exemplars (drawn from ``generator`` on ``x``)."""
