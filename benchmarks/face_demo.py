@@ -60,6 +60,8 @@ def record(run: Path, seed: int, extra: list[str], timing: dict, reuse: bool = F
     scored on the others (``catneuron evaluate --choose-on``). ``reuse``: take the run's
     ``evaluation.json`` when it is newer than its ``model.pt`` and scored the same way (e.g.
     written by ``catneuron demo``) instead of evaluating again."""
+    from jobs.report.evaluation import EXEMPLAR_DRAWS  # what evaluate draws by default
+
     t0 = time.perf_counter()
     ev_path = run / "evaluation.json"
     how = (["--choose-on", choose_on] if choose_on else ["--part", part]) + [
@@ -69,7 +71,8 @@ def record(run: Path, seed: int, extra: list[str], timing: dict, reuse: bool = F
         old = json.loads(ev_path.read_text())
         fresh = (old["protocol"].get("choose_on") == choose_on
                  and old["protocol"].get("seed") == eval_seed
-                 and (choose_on is not None or old["probe"].get("part") == part))
+                 and (choose_on is not None or old["probe"].get("part") == part)
+                 and exemplar_draws(old) == EXEMPLAR_DRAWS)
     if not (reuse and fresh):
         subprocess.run([sys.executable, "-m", "jobs.evaluate", "--run", str(run), *how,
                         "--quiet"], check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
@@ -85,6 +88,13 @@ def record(run: Path, seed: int, extra: list[str], timing: dict, reuse: bool = F
             "margin": round(ev["best_neuron"]["heldout_balanced_accuracy"]
                             - best_base[1]["heldout_balanced_accuracy"], 4),
             "linear_readout": ev["linear_readout"]}
+
+
+def exemplar_draws(evaluation: dict) -> int:
+    """How many draws of the exemplar network an ``evaluation.json`` scored (1 for a file
+    from before they were drawn more than once): one with another count is not reused."""
+    entry = evaluation["baselines"].get("exemplar_filters") or {}
+    return int((entry.get("draws") or {}).get("n", 1))
 
 
 def report(name: str, rec: dict) -> None:
