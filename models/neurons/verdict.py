@@ -7,7 +7,8 @@ A face unit is the top stage's best unit (chosen held out) when it
   splits) and, for a baseline drawn several times (:mod:`models.neurons.draws`: its figure the
   mean of the draws), by more than the draws' spread as well.
 
-Otherwise the verdict names the baseline that wins (the strongest one) and by how much. Either
+Otherwise the verdict names the baseline the unit misses by most (the strongest one, unless
+a drawn baseline's spread decides) and by how much. Either
 way it quotes the probe's confound figure (image statistics alone, cross-validated), with a
 warning when it is above :data:`models.neurons.image_stats.CONFOUND_LIMIT`.
 """
