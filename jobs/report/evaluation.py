@@ -479,11 +479,12 @@ def report(stack: RBMStack, probe, positive: str,
     best, held = best_neuron(t_h, top, y, scoring, splits)
     best.update(_breakdowns(probe, keep, top_set(t_h, top)[0], y, held, splits, scale))
     best.update(corpus_share(stack, best, frames, frame_kinds, tops or {}, frame_appearances))
-    baselines = {"always_negative": always_negative(y, splits),
-                 **score_sets({k: v[keep] for k, v in base.items() if k != "stage0"}, y,
-                              scoring, splits),
-                 **{k: drawn_score([score_sets({k: v[keep]}, y, scoring, splits)[k]
-                                    for v in (base[k], *vs)]) for k, vs in more.items()},
+    scored = score_sets({k: v[keep] for k, v in base.items() if k != "stage0"}, y, scoring,
+                        splits)
+    for k, vs in more.items():  # draw 1 is scored above; the mean takes it with the others
+        later = score_sets({str(i): v[keep] for i, v in enumerate(vs)}, y, scoring, splits)
+        scored[k] = drawn_score([scored[k], *later.values()])
+    baselines = {"always_negative": always_negative(y, splits), **scored,
                  "stage0": stage0_score(stages, base["stage0"][keep], y, scoring, splits)}
     reference = {"mean_face_template": None}
     if positive == "faces":
