@@ -38,11 +38,21 @@ FAST_HEALTH_CHECK = {"RAY_health_check_period_ms": "500", "RAY_health_check_time
                      "RAY_health_check_failure_threshold": "4"}
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port free on 127.0.0.1 right now, and never one this process handed out before.
+
+    The OS may give the same ephemeral port to two ``bind(0)`` calls once the first socket is
+    closed; two Ray components told to share a port refuse to start, so ports are remembered."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 @dataclass
