@@ -78,7 +78,7 @@ class DemoSize:
 FULL = DemoSize("full", None)
 FAST = DemoSize("fast", 60, ("--train.steps=40", "--train.checkpoint_every=20",
                              "--train.log_interval=10"),
-                ("--splits", "5", "--filters", "200"),
+                ("--splits", "5", "--filters", "200", "--baseline-draws", "2"),
                 ("--starts", "1", "--steps", "5", "--top-k", "4"))
 
 
