@@ -60,7 +60,7 @@ def record(run: Path, seed: int, extra: list[str], timing: dict, reuse: bool = F
     scored on the others (``catneuron evaluate --choose-on``). ``reuse``: take the run's
     ``evaluation.json`` when it is newer than its ``model.pt`` and scored the same way (e.g.
     written by ``catneuron demo``) instead of evaluating again."""
-    from jobs.report.evaluation import EXEMPLAR_DRAWS  # what evaluate draws by default
+    from jobs.report.evaluation import EXEMPLAR_DRAWS, exemplar_draws  # evaluate's default
 
     t0 = time.perf_counter()
     ev_path = run / "evaluation.json"
@@ -88,13 +88,6 @@ def record(run: Path, seed: int, extra: list[str], timing: dict, reuse: bool = F
             "margin": round(ev["best_neuron"]["heldout_balanced_accuracy"]
                             - best_base[1]["heldout_balanced_accuracy"], 4),
             "linear_readout": ev["linear_readout"]}
-
-
-def exemplar_draws(evaluation: dict) -> int:
-    """How many draws of the exemplar network an ``evaluation.json`` scored (1 for a file
-    from before they were drawn more than once): one with another count is not reused."""
-    entry = evaluation["baselines"].get("exemplar_filters") or {}
-    return int((entry.get("draws") or {}).get("n", 1))
 
 
 def report(name: str, rec: dict) -> None:

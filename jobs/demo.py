@@ -73,13 +73,20 @@ class DemoSize:
     train_overrides: tuple[str, ...] = ()
     evaluate_args: tuple[str, ...] = ()
     visualize_args: tuple[str, ...] = ()
+    baseline_draws: int | None = None  # catneuron evaluate --baseline-draws (None: its default)
+
+    def evaluate_argv(self) -> list[str]:
+        """``catneuron evaluate``'s options for this size, the draws included."""
+        draws = [] if self.baseline_draws is None else ["--baseline-draws",
+                                                        str(self.baseline_draws)]
+        return [*self.evaluate_args, *draws]
 
 
 FULL = DemoSize("full", None)
 FAST = DemoSize("fast", 60, ("--train.steps=40", "--train.checkpoint_every=20",
                              "--train.log_interval=10"),
-                ("--splits", "5", "--filters", "200", "--baseline-draws", "2"),
-                ("--starts", "1", "--steps", "5", "--top-k", "4"))
+                ("--splits", "5", "--filters", "200"),
+                ("--starts", "1", "--steps", "5", "--top-k", "4"), baseline_draws=2)
 
 
 @dataclass(frozen=True)
@@ -230,10 +237,28 @@ def train(demo: Demo) -> str:
 
 def evaluate(demo: Demo) -> str:
     """Score every unit on the built-in probe (skipped when evaluation.json is up to date)."""
-    if _newer(demo.run / "evaluation.json", demo.model):
+    if _evaluation_current(demo):
         return "skipped: evaluation.json is newer than model.pt"
-    _call(demo, "evaluate", ["--run", str(demo.run), *demo.size.evaluate_args])
+    _call(demo, "evaluate", ["--run", str(demo.run), *demo.size.evaluate_argv()])
     return "done"
+
+
+def _evaluation_current(demo: Demo) -> bool:
+    """Whether ``evaluation.json`` is newer than ``model.pt`` and scored the way this demo
+    scores: with a verdict (a file from an older version has none) and as many exemplar-network
+    draws as this size asks for. An unreadable file is not current (evaluate writes it again)."""
+    from jobs.report.evaluation import EXEMPLAR_DRAWS, exemplar_draws
+
+    path = demo.run / "evaluation.json"
+    if not _newer(path, demo.model):
+        return False
+    try:
+        evaluation = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    want = demo.size.baseline_draws or EXEMPLAR_DRAWS
+    return (isinstance(evaluation, dict) and "verdict" in evaluation
+            and exemplar_draws(evaluation) == want)
 
 
 def visualize(demo: Demo) -> str:
@@ -427,7 +452,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fast", action="store_true",
                    help=f"reduced size for CI: {FAST.max_frames} frames a video, train "
                         + " ".join(FAST.train_overrides) + ", evaluate "
-                        + " ".join(FAST.evaluate_args) + ", visualize "
+                        + " ".join(FAST.evaluate_argv()) + ", visualize "
                         + " ".join(FAST.visualize_args))
     args = p.parse_args(argv)
     demo = Demo(args.out, FAST if args.fast else FULL, args.verbose)

@@ -62,6 +62,13 @@ RANDOM_DRAWS = 3  # random stacks whose top units together are the random-weight
 EXEMPLAR_DRAWS = 5  # default draws of each exemplar network (catneuron evaluate --baseline-draws)
 
 
+def exemplar_draws(evaluation: dict) -> int:
+    """How many draws of the exemplar network an ``evaluation.json`` scored (1 for a file
+    from before they were drawn more than once, or one without that baseline)."""
+    entry = (evaluation.get("baselines") or {}).get("exemplar_filters") or {}
+    return int((entry.get("draws") or {}).get("n", 1))
+
+
 def unit_tables(stack: RBMStack, images: np.ndarray, batch: int = 256,
                 layers: tuple[str, ...] = LAYERS + NORMALISED,
                 stages: tuple[int, ...] | None = None) -> dict[str, np.ndarray]:

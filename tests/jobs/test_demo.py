@@ -5,6 +5,7 @@ and the fast demo end to end (slow)."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -325,3 +326,38 @@ def test_a_damaged_demo_json_is_named_not_taken_for_the_other_size(tmp_path, cap
     assert f"{tmp_path / 'demo.json'} is damaged" in err and err.count("\n") == 1
     assert "made with" not in err
     assert (tmp_path / "demo.json").read_text() == text
+
+
+@pytest.mark.parametrize("change, current", [
+    (lambda ev: ev, True),
+    (lambda ev: ev.pop("verdict"), False),  # from an older version
+    (lambda ev: ev["baselines"]["exemplar_filters"].pop("draws"), False),  # one draw, not two
+    (None, False),  # damaged
+])
+def test_evaluate_is_skipped_only_for_a_newer_evaluation_scored_as_this_demo_scores(
+        tmp_path, monkeypatch, change, current):
+    """The fast demo asks for 2 exemplar draws: an evaluation.json newer than model.pt is kept
+    only when it has a verdict and that many draws; otherwise evaluate runs again."""
+    demo = Demo(tmp_path, FAST)
+    demo.run.mkdir(parents=True)
+    torch.save({"stages_trained": 2}, demo.model)
+    write_evaluation(demo.run)
+    path = demo.run / "evaluation.json"
+    ev = json.loads(path.read_text())
+    ev["baselines"]["exemplar_filters"] = {"draws": {"n": 2}}
+    if change is None:
+        path.write_text("{not json")
+    else:
+        change(ev)
+        path.write_text(json.dumps(ev))
+    model_time = demo.model.stat().st_mtime
+    os.utime(path, (model_time + 5, model_time + 5))
+    calls = []
+    monkeypatch.setattr(demo_module, "_call", lambda d, job, argv: calls.append((job, argv)))
+    said = demo_module.evaluate(demo)
+    if current:
+        assert said.startswith("skipped") and calls == []
+    else:
+        assert said == "done" and calls == [("evaluate", ["--run", str(demo.run), "--splits", "5",
+                                                          "--filters", "200",
+                                                          "--baseline-draws", "2"])]
