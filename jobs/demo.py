@@ -252,13 +252,12 @@ def _evaluation_current(demo: Demo) -> bool:
     path = demo.run / "evaluation.json"
     if not _newer(path, demo.model):
         return False
+    want = demo.size.baseline_draws or EXEMPLAR_DRAWS
     try:
         evaluation = json.loads(path.read_text())
-    except (OSError, ValueError):
+        return "verdict" in evaluation and exemplar_draws(evaluation) == want
+    except (OSError, ValueError, TypeError, AttributeError):  # unreadable, not JSON, odd shape
         return False
-    want = demo.size.baseline_draws or EXEMPLAR_DRAWS
-    return (isinstance(evaluation, dict) and "verdict" in evaluation
-            and exemplar_draws(evaluation) == want)
 
 
 def visualize(demo: Demo) -> str:

@@ -333,6 +333,8 @@ def test_a_damaged_demo_json_is_named_not_taken_for_the_other_size(tmp_path, cap
     (lambda ev: ev.pop("verdict"), False),  # from an older version
     (lambda ev: ev["baselines"]["exemplar_filters"].pop("draws"), False),  # one draw, not two
     (None, False),  # damaged
+    (lambda ev: ev.update(baselines=[]), False),  # JSON of another shape
+    (lambda ev: ev["baselines"].update(exemplar_filters={"draws": {"n": "two"}}), False),
 ])
 def test_evaluate_is_skipped_only_for_a_newer_evaluation_scored_as_this_demo_scores(
         tmp_path, monkeypatch, change, current):
