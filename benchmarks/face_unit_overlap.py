@@ -22,13 +22,14 @@ import torch
 from results_file import cli, emit
 
 from jobs.evaluate import load_run
+from models.competitive.spherical_kmeans import normalise_rows
 from pipeline import storage
 
 
 def overlap(units: torch.Tensor, chosen: list[int]) -> dict:
     """``units`` (K, d) unit weights; ``chosen`` indices: their pairwise cosines, each one's
     nearest other unit of all K (index, cosine), and the median nearest-neighbour cosine."""
-    u = units.double() / units.double().norm(dim=1, keepdim=True).clamp(min=1e-12)
+    u = normalise_rows(units.double())
     cos = (u @ u.T).fill_diagonal_(float("-inf"))
     nearest = cos.max(1)
     return {"pairwise_cosine": [[round(float(c), 4) for c in row]
