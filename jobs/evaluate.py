@@ -67,14 +67,7 @@ def load_run(run: str | os.PathLike):
     :mod:`pipeline.storage`); one whose stages are not all trained is refused."""
     from cluster.state_io import read_trained_stack
     from jobs.config import ConfigError, load
-    try:  # a URI with '..', a missing bucket, or one that would refuse evaluation.json
-        storage.check_location(run, write=True)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    model_path, config_path = storage.join(run, "model.pt"), storage.join(run, "config.toml")
-    if not storage.exists(model_path) or not storage.exists(config_path):
-        raise UsageError(f"{run} is not a finished run (needs model.pt and config.toml): "
-                         "train one with 'catneuron train' first")
+    model_path, config_path = check_run_files(run)
     try:
         cfg = load(config_path)
     except (ConfigError, ValueError) as exc:
@@ -93,6 +86,21 @@ def load_run(run: str | os.PathLike):
                          f"scores the top stage: finish it with 'catneuron train --resume' or "
                          f"evaluate a run trained with --train.stages={trained} and as many stages")
     return cfg, stack
+
+
+def check_run_files(run: str | os.PathLike) -> tuple[str, str]:
+    """``(model.pt, config.toml)`` of ``run``, or a one-line refusal when either is missing or
+    the location is unusable. Needs neither torch nor the model: ``main`` calls it before the
+    scoring's imports, so a mistyped ``--run`` is refused at once."""
+    try:  # a URI with '..', a missing bucket, or one that would refuse evaluation.json
+        storage.check_location(run, write=True)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    model_path, config_path = storage.join(run, "model.pt"), storage.join(run, "config.toml")
+    if not storage.exists(model_path) or not storage.exists(config_path):
+        raise UsageError(f"{run} is not a finished run (needs model.pt and config.toml): "
+                         "train one with 'catneuron train' first")
+    return model_path, config_path
 
 
 def model_differences(written, trained) -> list[str]:
@@ -267,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 <= args.seed < 2**32:
         raise UsageError(f"--seed {args.seed}: must be from 0 to 2**32 - 1")
     try:
+        check_run_files(args.run)  # before evaluate's imports: a wrong --run costs nothing
         result = evaluate(args)
     except OSError as exc:  # a store that cannot be reached or read (endpoint, credentials)
         raise UsageError(f"{exc}: check the run's location and, for an object store, the "

@@ -29,8 +29,6 @@ import sys
 from pathlib import Path
 
 from jobs.errors import ArgumentParser, UserError, command, location, user_errors
-from jobs.gallery import build_gallery
-from jobs.gallery.build import foreign_file
 from jobs.report.distinct_frames import CANDIDATES, DEFAULT_GAP
 from pipeline.storage import is_uri
 
@@ -123,6 +121,8 @@ OWN_FOLDERS = re.compile(r"stage\d+|curves")
 def check_replaceable(run: Path) -> None:
     """Refuse, in one line naming the file, to replace a ``RUN/visualize/`` that holds anything
     visualize did not write: the new one replaces it whole."""
+    from jobs.gallery.build import foreign_file  # torch and matplotlib: after the cheap checks
+
     folder = run / "visualize"
     path = foreign_file(folder, OWN_FILES, OWN_FOLDERS)
     if path == folder:
@@ -167,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"catneuron visualize: {index}")
     print("catneuron visualize: time: " + ", ".join(f"{k} {v:.1f} s"
                                                     for k, v in vis.timings.items()))
+    from jobs.gallery import build_gallery
+
     print(f"catneuron visualize: gallery {build_gallery(run)}")
     return 0
 

@@ -48,3 +48,16 @@ def test_console_script_runs():
     )
     assert result.returncode == 0
     assert "catneuron" in result.stdout
+
+
+@pytest.mark.parametrize("name", ["evaluate", "visualize"])
+def test_a_missing_run_is_refused_before_torch_is_imported(name, tmp_path):
+    """A mistyped --run costs a fraction of a second: the refusal comes before the imports of
+    the scoring (torch alone takes seconds to import)."""
+    code = ("import sys; from jobs.cli import main; "
+            f"rc = main([{name!r}, '--run', {str(tmp_path / 'nope')!r}]); "
+            "print(rc, 'torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=False)
+    assert result.stdout.split() == ["2", "False"], result.stdout + result.stderr
+    assert result.stderr.count("\n") == 1 and "nope" in result.stderr, result.stderr
