@@ -403,9 +403,14 @@ def main(argv: list[str] | None = None) -> int:
     ``gallery/`` holds a file the gallery did not write (:mod:`jobs.errors`)."""
     p = ArgumentParser(prog="catneuron gallery",
                        description="Rebuild RUN/gallery/ from a run's files.")
-    p.add_argument("run", type=location, help="run folder (RUN/config.toml, RUN/visualize/, ...)")
+    p.add_argument("run", type=location, nargs="?",
+                   help="run folder (RUN/config.toml, RUN/visualize/, ...)")
+    p.add_argument("--run", type=location, dest="run_option", metavar="RUN",
+                   help="the same, named as evaluate and visualize name it")
     args = p.parse_args(argv)
-    index = build_gallery(check_run(args.run))
+    if (args.run is None) == (args.run_option is None):
+        p.error("give the run folder once: catneuron gallery RUN (or --run RUN)")
+    index = build_gallery(check_run(args.run or args.run_option))
     print(f"gallery: {index}\n  {index.resolve().as_uri()}")
     return 0
 

@@ -357,6 +357,18 @@ def test_module_entry_point_builds_or_refuses(tmp_path, capsys):
     assert "is not a folder" in capsys.readouterr().err
 
 
+def test_the_run_may_be_named_with_run_as_for_evaluate_and_visualize(tmp_path, capsys):
+    from jobs.gallery import main
+
+    run = _visualized(tmp_path / "run")
+    assert main(["--run", str(run)]) == 0
+    assert (run / "gallery" / "index.html").resolve().as_uri() in capsys.readouterr().out
+    for argv in ([], [str(run), "--run", str(run)]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "give the run folder once" in err and err.count("\n") == 1, err
+
+
 def test_the_command_is_named_catneuron_gallery(capsys):
     from jobs.gallery import main
 
