@@ -243,6 +243,19 @@ class RBMStack:
             v = below.maps(v)[below.output_layer]
         return [v] if st.kind == "competitive" else v
 
+    def differentiable_reads(self, x: Tensor, stage: int):
+        """:meth:`reads` from float frames ``x`` in [0, 1] (N, C, S, S) in plain torch ops, as
+        :meth:`walk` with ``differentiable`` hands them to stage ``stage``: gradients in ``x``
+        exist."""
+        self._check_layer(stage)
+        st = self.config.stages[stage]
+        if st.sizes:
+            return self._levels(x, stage, True)
+        v = self.normalise_input(x)
+        for below in self.stages[:stage]:
+            v = below.differentiable_maps(v)[below.output_layer]
+        return [v] if st.kind == "competitive" else v
+
     @torch.no_grad()
     def stage_input(self, frames: Tensor, stage: int,
                     generator: torch.Generator | None = None) -> Tensor:

@@ -97,8 +97,20 @@ def optimal_stimuli(
 
 
 def unit_objective(stack: RBMStack, stage: int, layer: Layer, indices: Tensor) -> Objective:
-    """Objective for units ``indices`` (U,) of one layer: activation of unit u on images x[u]."""
+    """Objective for units ``indices`` (U,) of one layer: activation of unit u on images x[u].
+    A stage that gives each input its own unit's pooled response (``own_unit_responses``: a
+    competitive stage, through each input's best window alone) is asked for that; any other
+    layer is read from the whole :func:`up_pass`."""
     idx = torch.as_tensor(indices, device=stack.device, dtype=torch.long)
+    own = getattr(stack.stages[stage], "own_unit_responses", None)
+    if own is not None and layer == "pooled":
+        def best_window(x: Tensor) -> Tensor:
+            U, S = x.shape[:2]
+            frames = x.flatten(0, 1).to(device=stack.device, dtype=stack.dtype)
+            return own(stack.differentiable_reads(frames, stage),
+                       idx.repeat_interleave(S)).view(U, S)
+
+        return best_window
 
     def f(x: Tensor) -> Tensor:
         U, S = x.shape[:2]

@@ -95,6 +95,48 @@ class CompetitiveStage:
         """``{"pooled": max over positions and sizes (N, K, 1, 1)}``."""
         return {"pooled": pool_over_sizes(self.responses(levels), "max")[:, :, None, None]}
 
+    def own_unit_responses(self, levels: list[Tensor], units: Tensor) -> Tensor:
+        """(N,) input ``n``'s pooled response of unit ``units[n]``: its best ``u_k . w`` over
+        every window of every level, differentiable in ``levels``.
+
+        The max's gradient flows through the best window alone, so the best window is found
+        without gradients (:meth:`_best_windows`) and only that one window per input is
+        whitened with them, ``w = Z x + b`` by one product: the value and the gradient of
+        :meth:`differentiable_maps`' ``pooled[n, units[n]]``, up to float rounding, without
+        the backward of the whitening convolution over every window of every level (what an
+        optimal stimulus pays at each ascent step)."""
+        u = self.unit_weights()[units]  # (N, d)
+        level, rows, cols = self._best_windows([v.detach() for v in levels], u)
+        r, s = self.config.field, self.config.stride
+        x = torch.stack([levels[int(lv)][n, :, int(p) * s:int(p) * s + r,
+                                         int(q) * s:int(q) * s + r]
+                         for n, (lv, p, q) in enumerate(zip(level, rows, cols, strict=True))])
+        weight, bias = self.white["weight"], self.white["bias"]
+        y = x.flatten(1) @ weight.flatten(1).T + bias  # (N, d): the best window, whitened
+        w = y / y.norm(dim=1, keepdim=True).clamp(min=1e-8)
+        return (w * u).sum(1)
+
+    @torch.no_grad()
+    def _best_windows(self, levels: list[Tensor], u: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(level, row, column) of each input's best window for its own unit ``u[n]`` (N, d),
+        each (N,); the first level wins a tie, as the max does."""
+        best = level = pos = None
+        widths = []
+        for i, y in enumerate(self.whitened(levels)):
+            widths.append(y.shape[3])
+            y = y.flatten(2)  # (N, d, P Q)
+            r = torch.einsum("ndp,nd->np", y, u) / torch.linalg.vector_norm(
+                y, dim=1).clamp(min=1e-8)
+            value, where = r.max(1)
+            if best is None:
+                best, level, pos = value, torch.zeros_like(where), where
+                continue
+            better = value > best
+            best = torch.where(better, value, best)
+            level, pos = torch.where(better, i, level), torch.where(better, where, pos)
+        q = torch.tensor(widths, device=pos.device)[level]
+        return level, pos // q, pos % q
+
     @torch.no_grad()
     def maps(self, levels: list[Tensor]) -> dict[str, Tensor]:
         """:meth:`differentiable_maps` without gradients, with no normalised copy of the

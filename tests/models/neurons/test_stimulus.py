@@ -49,3 +49,29 @@ def test_ascent_raises_activation_on_tiny_stack():
         # and beats the best of many random unit-norm inputs
         r = normalise(torch.randn(256, 1, 16, 16, generator=g, dtype=torch.float64), 3)
         assert torch.all(a > up_pass(stack, r, stage, layer).flatten(1)[:, idx].max(0).values)
+
+
+def test_a_competitive_unit_objective_equals_the_whole_up_pass_and_its_gradient():
+    """The objective of a competitive stage's units (each image through its best window
+    alone) against the whole differentiable up-pass: the same activations and gradients."""
+    from models.stack import RBMStack, StackConfig
+    from models.stages.config import StageConfig
+
+    config = StackConfig(input_size=24, channels=1, input_lcn_sigma=0.0, stages=(
+        StageConfig(kind="tied", learner="kmeans", field=5, n_maps=4, pool=2, pool_stride=2),
+        StageConfig(kind="competitive", learner="rbm", field=3, n_maps=6, dims=8,
+                    sizes=(24, 18), rows_per_frame=4)))
+    stack = RBMStack(config, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(1)
+    frames = torch.rand(16, 1, 24, 24, generator=g, dtype=torch.float64)
+    for k in range(2):
+        stack.prepare(k, frames, generator=g)
+    units = torch.tensor([5, 0, 3])
+    x = torch.rand(3, 2, 1, 24, 24, generator=g, dtype=torch.float64).requires_grad_(True)
+    got = unit_objective(stack, 1, "pooled", units)(x)
+    (grad,) = torch.autograd.grad(got.sum(), x)
+    whole = up_pass(stack, x.flatten(0, 1), 1, "pooled").flatten(1)
+    want = whole[torch.arange(6), units.repeat_interleave(2)].view(3, 2)
+    (want_grad,) = torch.autograd.grad(want.sum(), x)
+    torch.testing.assert_close(got, want)
+    torch.testing.assert_close(grad, want_grad)

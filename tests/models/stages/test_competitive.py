@@ -87,3 +87,23 @@ def test_spread_init_is_for_competitive_stages_only():
     st = StageConfig(kind="tied", field=3, n_maps=4, init="spread")
     with pytest.raises(ValueError, match=r"s\.init='spread'"):
         check_stage(st, (1, 16, 16), "s", top=False)
+
+
+@pytest.mark.parametrize("learner,field,sizes", [("kmeans", 3, (7, 5)), ("rbm", 8, (20, 17))])
+def test_own_unit_responses_equal_the_pooled_maps_in_value_and_gradient(learner, field, sizes):
+    """Through each input's best window alone: the value of ``differentiable_maps``' pooled
+    response of that input's unit, and its gradient in every level (autograd of the whole)."""
+    stage = _stage(learner, field=field)
+    levels = _levels(sizes=sizes)
+    stage.prepare(levels, "exemplar", torch.Generator().manual_seed(2))
+    units = torch.tensor([0, 4, 2, 2, 1, 3, 0, 4])
+    a = [lv.clone().requires_grad_(True) for lv in levels]
+    whole = stage.differentiable_maps(a)["pooled"][torch.arange(8), units, 0, 0]
+    want = torch.autograd.grad(whole.sum(), a)
+    b = [lv.clone().requires_grad_(True) for lv in levels]
+    own = stage.own_unit_responses(b, units)
+    got = torch.autograd.grad(own.sum(), b)
+    torch.testing.assert_close(own, whole.detach())
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w)
+    assert sum(int((g != 0).any((1, 2, 3)).sum()) for g in got) == 8  # one level an input
