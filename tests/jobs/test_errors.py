@@ -95,6 +95,9 @@ def test_ctrl_c_anywhere_else_is_130_in_one_line(module, target, argv, monkeypat
     monkeypatch.chdir(tmp_path)
     (tmp_path / "visualize").mkdir()  # "." is a run the gallery takes
     (tmp_path / "visualize" / "index.json").write_text("{}")
+    (tmp_path / "r").mkdir()  # "r" has the files evaluate checks before its work
+    for name in ("model.pt", "config.toml"):
+        (tmp_path / "r" / name).write_bytes(b"")
     monkeypatch.setattr(target, _interrupt)
     assert import_module(module).main(argv) == 130
     err = capsys.readouterr().err
