@@ -234,26 +234,24 @@ class RBMStack:
         """What stage ``stage`` reads from uint8/float frames: a tensor (N, C, H, W), or a list
         of levels for a competitive stage."""
         self._check_layer(stage)
-        x = self.unit_frames(frames)
-        st = self.config.stages[stage]
-        if st.sizes:
-            return self._levels(x, stage, False)
-        v = self.normalise_input(x)
-        for below in self.stages[:stage]:
-            v = below.maps(v)[below.output_layer]
-        return [v] if st.kind == "competitive" else v
+        return self._reads(self.unit_frames(frames), stage, False)
 
     def differentiable_reads(self, x: Tensor, stage: int):
         """:meth:`reads` from float frames ``x`` in [0, 1] (N, C, S, S) in plain torch ops, as
         :meth:`walk` with ``differentiable`` hands them to stage ``stage``: gradients in ``x``
         exist."""
         self._check_layer(stage)
+        return self._reads(x, stage, True)
+
+    def _reads(self, x: Tensor, stage: int, differentiable: bool):
+        """Stage ``stage``'s input from float frames ``x``: its levels, or the stages below."""
         st = self.config.stages[stage]
         if st.sizes:
-            return self._levels(x, stage, True)
+            return self._levels(x, stage, differentiable)
         v = self.normalise_input(x)
         for below in self.stages[:stage]:
-            v = below.differentiable_maps(v)[below.output_layer]
+            maps = below.differentiable_maps(v) if differentiable else below.maps(v)
+            v = maps[below.output_layer]
         return [v] if st.kind == "competitive" else v
 
     @torch.no_grad()

@@ -119,7 +119,7 @@ class CompetitiveStage:
     @torch.no_grad()
     def _best_windows(self, levels: list[Tensor], u: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """(level, row, column) of each input's best window for its own unit ``u[n]`` (N, d),
-        each (N,); the first level wins a tie, as the max does."""
+        each (N,); an exact tie goes to the first level and the first position."""
         best = level = pos = None
         widths = []
         for i, y in enumerate(self.whitened(levels)):
