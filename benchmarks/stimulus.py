@@ -24,20 +24,13 @@ import torch
 from results_file import cli, emit
 
 from jobs.evaluate import load_run
-from models.neurons.stimulus import StimulusConfig, optimal_stimuli, unit_objective
-from models.neurons.units import up_pass
+from models.neurons.stimulus import (
+    StimulusConfig,
+    optimal_stimuli,
+    unit_objective,
+    up_pass_objective,
+)
 from pipeline import storage
-
-
-def whole_objective(stack, stage: int, units: torch.Tensor):
-    """The reference: unit ``units[u]``'s pooled response on images ``x[u]`` gathered from the
-    whole differentiable up-pass (every unit at every window, then the max)."""
-    def f(x: torch.Tensor) -> torch.Tensor:
-        U, S = x.shape[:2]
-        out = up_pass(stack, x.flatten(0, 1), stage, "pooled").flatten(1)
-        return out.gather(1, units.repeat_interleave(S).unsqueeze(1)).view(U, S)
-
-    return f
 
 
 def chosen_units(run: str, n_units: int, n_maps: int) -> list[int]:
@@ -79,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     index = torch.tensor(units)
     shape = (stack.config.channels, stack.config.input_size, stack.config.input_size)
     config = StimulusConfig(args.starts, args.steps)
-    contenders = {"whole_up_pass": whole_objective(stack, stage, index),
+    contenders = {"whole_up_pass": up_pass_objective(stack, stage, "pooled", index),
                   "best_window": unit_objective(stack, stage, "pooled", index)}
     seconds = {name: [] for name in contenders}
     found = {}

@@ -65,9 +65,13 @@ class UsageError(UserError):
 def load_run(run: str | os.PathLike):
     """(JobConfig, trained stack) of a finished run folder (a path or a URI:
     :mod:`pipeline.storage`); one whose stages are not all trained is refused."""
+    return read_run(run, *check_run_files(run))
+
+
+def read_run(run: str | os.PathLike, model_path: str, config_path: str):
+    """:func:`load_run` from the files :func:`check_run_files` found in ``run``."""
     from cluster.state_io import read_trained_stack
     from jobs.config import ConfigError, load
-    model_path, config_path = check_run_files(run)
     try:
         cfg = load(config_path)
     except (ConfigError, ValueError) as exc:
@@ -184,8 +188,9 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def evaluate(args) -> dict:
-    """Load, score, write ``RUN/evaluation.json``; returns the result."""
+def evaluate(args, files: tuple[str, str]) -> dict:
+    """Load the run from ``files`` (:func:`check_run_files`), score, write
+    ``RUN/evaluation.json``; returns the result."""
     import torch
     from tqdm import tqdm
 
@@ -196,7 +201,7 @@ def evaluate(args) -> dict:
     if args.choose_on is not None and args.part not in (None, "all"):
         raise UsageError("--choose-on scores the probe's other parts: leave out --part")
     part = args.part or ("all" if args.choose_on else "report")
-    cfg, stack = load_run(args.run)
+    cfg, stack = read_run(args.run, *files)
     probe = load_probe(args, cfg).part(part)
     if args.choose_on is not None and (probe.parts is None
                                        or not (probe.parts == args.choose_on).any()):
@@ -275,8 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 <= args.seed < 2**32:
         raise UsageError(f"--seed {args.seed}: must be from 0 to 2**32 - 1")
     try:
-        check_run_files(args.run)  # before evaluate's imports: a wrong --run costs nothing
-        result = evaluate(args)
+        files = check_run_files(args.run)  # before evaluate's imports: a wrong --run is cheap
+        result = evaluate(args, files)
     except OSError as exc:  # a store that cannot be reached or read (endpoint, credentials)
         raise UsageError(f"{exc}: check the run's location and, for an object store, the "
                          "AWS_* settings") from None

@@ -100,17 +100,25 @@ def unit_objective(stack: RBMStack, stage: int, layer: Layer, indices: Tensor) -
     """Objective for units ``indices`` (U,) of one layer: activation of unit u on images x[u].
     A stage that gives each input its own unit's pooled response (``own_unit_responses``: a
     competitive stage, through each input's best window alone) is asked for that; any other
-    layer is read from the whole :func:`up_pass`."""
+    layer is read from the whole up-pass (:func:`up_pass_objective`)."""
     idx = torch.as_tensor(indices, device=stack.device, dtype=torch.long)
     own = getattr(stack.stages[stage], "own_unit_responses", None)
-    if own is not None and layer == "pooled":
-        def best_window(x: Tensor) -> Tensor:
-            U, S = x.shape[:2]
-            frames = x.flatten(0, 1).to(device=stack.device, dtype=stack.dtype)
-            return own(stack.differentiable_reads(frames, stage),
-                       idx.repeat_interleave(S)).view(U, S)
+    if own is None or layer != "pooled":
+        return up_pass_objective(stack, stage, layer, idx)
 
-        return best_window
+    def best_window(x: Tensor) -> Tensor:
+        U, S = x.shape[:2]
+        frames = x.flatten(0, 1).to(device=stack.device, dtype=stack.dtype)
+        return own(stack.differentiable_reads(frames, stage),
+                   idx.repeat_interleave(S)).view(U, S)
+
+    return best_window
+
+
+def up_pass_objective(stack: RBMStack, stage: int, layer: Layer, indices: Tensor) -> Objective:
+    """Unit ``indices[u]``'s activation on images ``x[u]``, gathered from the whole
+    :func:`up_pass` (every unit of the layer computed)."""
+    idx = torch.as_tensor(indices, device=stack.device, dtype=torch.long)
 
     def f(x: Tensor) -> Tensor:
         U, S = x.shape[:2]
