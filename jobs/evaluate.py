@@ -54,6 +54,12 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--baseline-draws", type=int, default=None, metavar="N",
                    help="draws of each exemplar network, its figure the mean over them and a "
                         "unit's lead over it more than their spread [5]")
+    cache = p.add_mutually_exclusive_group()
+    cache.add_argument("--baseline-cache", metavar="DIR",
+                       help="folder of baseline tables reused by runs of the same model config, "
+                            "data, probe and settings [$XDG_CACHE_HOME/catneuron/baselines]")
+    cache.add_argument("--no-baseline-cache", action="store_true",
+                       help="compute the baselines, reading and writing no cache")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
@@ -195,6 +201,7 @@ def evaluate(args, files: tuple[str, str]) -> dict:
     from tqdm import tqdm
 
     from jobs.report import corpus_tops as ct
+    from jobs.report.baseline_cache import BaselineCache, default_folder
     from jobs.report.evaluation import EXEMPLAR_DRAWS, TOP_FRAMES, report
     from models.kernels.arithmetic import fingerprint
 
@@ -223,6 +230,8 @@ def evaluate(args, files: tuple[str, str]) -> dict:
         trained = ct.read_rows(storage.local_path(args.run), *dataset, top, TOP_FRAMES)
     if frames is not None and (kinds is not None or whole):  # the corpus share, visualize
         tops = trained or ct.corpus_tops(stack, frames, top, TOP_FRAMES)
+    cache = None if args.no_baseline_cache else BaselineCache(args.baseline_cache
+                                                              or default_folder())
     try:
         result = report(stack, probe, positive, frames, frame_kinds=kinds,
                         frame_appearances=appearances, tops=tops,
@@ -230,9 +239,13 @@ def evaluate(args, files: tuple[str, str]) -> dict:
                         draws=args.baseline_draws or EXEMPLAR_DRAWS,  # main refuses 0
                         protocol={"n_splits": args.splits, "n_thresholds": 20,
                                   "seed": args.seed},
+                        baseline_cache=cache,
                         progress=lambda it, **kw: tqdm(it, disable=quiet, **kw))
     except ValueError as exc:  # e.g. a class too small to split in two
         raise UsageError(f"cannot score this probe: {exc}") from None
+    if cache is not None and cache.status == "read":
+        print(f"baselines read from {cache.path} (--no-baseline-cache computes them)",
+              file=sys.stderr)
     result["arithmetic"] = fingerprint()  # figures repeat bit for bit only where it is equal
     # atomic on a disk (temporary name, rename) and in an object store (whole upload)
     storage.write_text(storage.join(args.run, "evaluation.json"),

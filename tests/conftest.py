@@ -3,8 +3,22 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 
 import pytest
+
+
+def pytest_configure(config):
+    """Caches the commands keep between runs (``catneuron evaluate``'s baseline tables) go to a
+    folder of this session, removed at its end: no test reads what an earlier session or the
+    user's own runs left, and none writes into the user's home."""
+    config._catneuron_cache = tempfile.mkdtemp(prefix="catneuron-test-cache-")
+    os.environ["XDG_CACHE_HOME"] = config._catneuron_cache
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(getattr(config, "_catneuron_cache", ""), ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

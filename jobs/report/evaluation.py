@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
+from jobs.report.baseline_cache import BaselineCache, baseline_key
 from jobs.report.corpus_tops import corpus_tops
 from models.neurons import breakdown
 from models.neurons.baselines import (
@@ -146,13 +147,37 @@ def first_draws(stack: RBMStack, x: torch.Tensor, n_filters: int, generator: tor
 
 
 def baseline_tables(stack: RBMStack, images: np.ndarray, frames: np.ndarray | None,
-                    n_filters: int, seed: int, tables: dict[str, np.ndarray], draws: int = 1
+                    n_filters: int, seed: int, tables: dict[str, np.ndarray], draws: int = 1,
+                    cache: BaselineCache | None = None
                     ) -> tuple[dict[str, np.ndarray], dict[str, list[np.ndarray]]]:
     """Responses of each baseline's units (always-negative is scored directly), and the
-    exemplar networks' further draws. The random and exemplar stacks fit their data-fitted
-    parts (whitening) on the training frames, and the spread exemplars (a competitive top stage
-    only) are the exemplar stack with other windows as its units; without frames, the
-    baselines that need them are skipped.
+    exemplar networks' further draws: raw pixels, image statistics and stage 0 (from the
+    trained ``tables``), then :func:`drawn_baselines`, read from ``cache`` when it holds them
+    for this configuration, probe, frames and settings (:mod:`jobs.report.baseline_cache`)."""
+    out = {"best_pixel": images.reshape(len(images), -1).astype(np.float64),
+           "image_statistics": image_statistics(images),
+           "stage0": top_set(tables, 0)[0]}
+
+    def compute():
+        return drawn_baselines(stack, images, frames, n_filters, seed, draws)
+
+    if cache is None:
+        drawn, more = compute()
+    else:
+        key = baseline_key(stack.config, images, frames, seed=seed, n_filters=n_filters,
+                           draws=draws)
+        drawn, more = cache.get(key, len(images), compute)
+    return {**out, **drawn}, more
+
+
+def drawn_baselines(stack: RBMStack, images: np.ndarray, frames: np.ndarray | None,
+                    n_filters: int, seed: int, draws: int = 1
+                    ) -> tuple[dict[str, np.ndarray], dict[str, list[np.ndarray]]]:
+    """The baselines drawn from ``seed``: the random and exemplar stacks fit their
+    data-fitted parts (whitening) on the training ``frames``, and the spread exemplars (a
+    competitive top stage only) are the exemplar stack with other windows as its units;
+    without frames, the baselines that need them are skipped. They depend on the stack's
+    configuration, never on its trained weights.
 
     The random-weights baseline is the top units of :data:`RANDOM_DRAWS` random stacks side by
     side, its unit chosen among all of them: one draw's best unit is a noisy figure (in a
@@ -169,9 +194,7 @@ def baseline_tables(stack: RBMStack, images: np.ndarray, frames: np.ndarray | No
         """The top stage's units of another stack of the same geometry, on the probe."""
         return top_stage_tables([s], images)[0]
 
-    out = {"best_pixel": images.reshape(len(images), -1).astype(np.float64),
-           "image_statistics": image_statistics(images),
-           "stage0": top_set(tables, 0)[0]}
+    out = {}
     have = frames is not None and len(frames) > 0
     x = torch.from_numpy(frames) if have else None
     randomisable = have or not any(s.needs_data for s in stack.stages)
@@ -440,6 +463,7 @@ def report(stack: RBMStack, probe, positive: str,
            tops: dict[str, RunningTopK] | None = None,
            n_filters: int = 1000, protocol: dict | None = None, part: str = "report",
            choose_on: str | None = None, draws: int = EXEMPLAR_DRAWS,
+           baseline_cache: BaselineCache | None = None,
            progress=lambda it, **kw: it) -> dict:
     """The whole ``evaluation.json`` for ``probe`` (a :class:`pipeline.probe.Probe`, already cut
     to ``part``); ``positive`` one of its classes; ``frames`` uint8 training frames for the
@@ -453,7 +477,8 @@ def report(stack: RBMStack, probe, positive: str,
     rest: one fixed split instead of ``protocol["n_splits"]`` random halves. ``draws``: how
     many times each exemplar network is drawn (:func:`baseline_tables`); its headline figure
     is the mean over the draws (:func:`models.neurons.draws.drawn_score`), and the per-class
-    tables score its first draw."""
+    tables score its first draw. ``baseline_cache``: where the drawn baselines are read from,
+    or written to once computed (:mod:`jobs.report.baseline_cache`; None: computed)."""
     from pipeline.demo_corpus import Layout
 
     protocol = protocol or {"n_splits": 20, "n_thresholds": 20, "seed": 0}
@@ -468,7 +493,7 @@ def report(stack: RBMStack, probe, positive: str,
         tops = corpus_tops(stack, frames, top, TOP_FRAMES)
     tables = unit_tables(stack, probe.images)
     base, more = baseline_tables(stack, probe.images, frames, n_filters, protocol["seed"],
-                                 tables, draws)
+                                 tables, draws, baseline_cache)
     keep, y, negatives = headline(probe, positive)
     groups = None if probe.groups is None else probe.groups[keep]
     splits, scoring = held_out(y, protocol, groups, None if choose is None else choose[keep])
