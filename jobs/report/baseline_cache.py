@@ -10,10 +10,11 @@ and reads the probe through a stack of its own. So they are computed once per ke
 back afterwards.
 
 The key (:func:`baseline_key`) is a SHA-256 over the model configuration, the bytes of the
-frames and of the probe's images, the settings, torch's version and the source of the code that
-computes the tables (every module of ``models`` and :mod:`jobs.report.evaluation`): any edit to
-that code is a miss, never an old table. Evaluated again with the cache or without, a run's
-``evaluation.json`` is the same.
+frames and of the probe's images, the settings, the arithmetic that computes the tables (CPU,
+library versions, thread count: a cache folder shared between machines never hands one
+machine's roundings to another) and the source of the code (every module of ``models`` and
+:mod:`jobs.report.evaluation`): any edit to that code is a miss, never an old table. Evaluated
+again with the cache or without, a run's ``evaluation.json`` is the same.
 
 A file is read with numpy's ``allow_pickle=False`` (arrays only: nothing read can run code)
 and its name is the key's hex digest (nothing read names a path). A file that cannot be read,
@@ -71,15 +72,26 @@ def _array_digest(a: np.ndarray | None) -> str:
     return hashlib.sha256(f"{a.dtype.str}{a.shape}".encode() + a.data).hexdigest()
 
 
+def arithmetic() -> dict:
+    """What moves the tables' roundings besides the code: the process's arithmetic
+    (:func:`models.kernels.arithmetic.fingerprint`: CPU, torch and its kernels, numba),
+    torch's thread count, and numpy's and scikit-learn's versions (the spread picks)."""
+    import sklearn
+    import torch
+
+    from models.kernels.arithmetic import fingerprint
+
+    return {**fingerprint(), "threads": torch.get_num_threads(), "numpy": np.__version__,
+            "sklearn": sklearn.__version__}
+
+
 def baseline_key(config, images: np.ndarray, frames: np.ndarray | None, **settings) -> str:
     """Hex SHA-256 naming the tables of a stack configured by ``config`` (a dataclass, the
     stack's ``StackConfig``) on probe ``images`` with training ``frames`` and ``settings``
-    (seed, filters, draws: JSON values)."""
-    import torch
-
+    (seed, filters, draws: JSON values), computed here (:func:`arithmetic`)."""
     what = {"layout": LAYOUT, "config": dataclasses.asdict(config), "settings": settings,
             "images": _array_digest(images), "frames": _array_digest(frames),
-            "torch": torch.__version__, "source": source_digest()}
+            "arithmetic": arithmetic(), "source": source_digest()}
     return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()
 
 

@@ -78,12 +78,25 @@ def test_the_key_changes_with_everything_the_baselines_are_computed_from(tmp_pat
     assert len({key, *others}) == len(others) + 1
 
 
-def test_the_key_changes_with_the_code_that_computes_the_baselines(tmp_path, monkeypatch):
+def test_the_key_changes_with_the_code_and_the_arithmetic_that_compute_them(tmp_path,
+                                                                          monkeypatch):
+    import torch
+
     images = frames = np.zeros((2, 1, 4, 4), np.uint8)
     config = _config(tmp_path)
     key = baseline_key(config, images, frames, seed=0)
     assert len(baseline_cache.source_digest()) == 64  # a SHA-256 of the real source
-    monkeypatch.setattr(baseline_cache, "source_digest", lambda: "edited")
+    with monkeypatch.context() as m:
+        m.setattr(baseline_cache, "source_digest", lambda: "edited")
+        assert baseline_key(config, images, frames, seed=0) != key
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads + 1)
+        assert baseline_key(config, images, frames, seed=0) != key
+    finally:
+        torch.set_num_threads(threads)
+    assert baseline_key(config, images, frames, seed=0) == key
+    monkeypatch.setattr("models.kernels.arithmetic.cpu_model", lambda: "another CPU")
     assert baseline_key(config, images, frames, seed=0) != key
 
 
