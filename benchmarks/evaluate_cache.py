@@ -29,11 +29,11 @@ from results_file import cli, emit
 SKIPPED = ("gallery", "evaluation.json")  # what evaluate writes or never reads
 
 
-def timed_evaluate(run: Path, cache: list[str]) -> tuple[float, str]:
+def timed_evaluate(run: Path, flags: list[str]) -> tuple[float, str]:
     """(wall seconds, evaluation.json's text) of one ``catneuron evaluate`` process."""
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-m", "jobs.evaluate", "--run", str(run), "--quiet",
-                    *cache], check=True, stdout=subprocess.DEVNULL)
+                    *flags], check=True, stdout=subprocess.DEVNULL)
     return time.perf_counter() - t0, (run / "evaluation.json").read_text()
 
 
@@ -41,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--run", required=True, help="a trained local run (copied; not changed)")
     p.add_argument("--repeat", type=int, default=2, help="rounds of the three cases [2]")
+    p.add_argument("--baseline-draws", type=int, default=None, metavar="N",
+                   help="evaluate's --baseline-draws [its default]")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     if not (Path(args.run) / "model.pt").is_file():
@@ -50,13 +52,15 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="evaluate-cache-") as tmp:
         run = Path(tmp) / "run"
         shutil.copytree(args.run, run, ignore=shutil.ignore_patterns(*SKIPPED))
+        draws = [] if args.baseline_draws is None else ["--baseline-draws",
+                                                        str(args.baseline_draws)]
         for i in range(args.repeat):
             folder = str(Path(tmp) / f"cache{i}")
             cases = {"no_cache": ["--no-baseline-cache"],
                      "cache_empty": ["--baseline-cache", folder],
                      "cache_full": ["--baseline-cache", folder]}
             for name, flags in cases.items():
-                s, text = timed_evaluate(run, flags)
+                s, text = timed_evaluate(run, flags + draws)
                 seconds[name].append(round(s, 2))
                 texts.add(text)
         cache_bytes = sum(f.stat().st_size for f in Path(folder).glob("*.npz"))
@@ -64,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     emit({"what": "catneuron evaluate wall time (a fresh process each, imports included): "
                   "with no baseline cache, with an empty one (computed and written), and with "
                   "the full one (read)",
-          "run": args.run, "seconds": seconds, "median_seconds": median,
+          "run": args.run, "baseline_draws": args.baseline_draws, "seconds": seconds,
+          "median_seconds": median,
           "speedup_full_over_none": round(median["no_cache"] / median["cache_full"], 2),
           "evaluation_json_identical": len(texts) == 1,
           "cache_file_bytes": cache_bytes}, args.out)

@@ -17,11 +17,12 @@ def test_the_three_cases_score_the_same_and_leave_the_run_alone(tmp_path):
     before = sorted(p.name for p in run.iterdir())
     out = tmp_path / "evaluate_cache.json"
     assert load("evaluate_cache").main(["--run", str(run), "--repeat", "1",
-                                        "--out", str(out)]) == 0
+                                        "--baseline-draws", "2", "--out", str(out)]) == 0
     result = json.loads(out.read_text())
     assert set(result["seconds"]) == {"no_cache", "cache_empty", "cache_full"}
     assert all(len(v) == 1 for v in result["seconds"].values())
     assert result["evaluation_json_identical"] is True and result["cache_file_bytes"] > 0
+    assert result["baseline_draws"] == 2
     assert sorted(p.name for p in run.iterdir()) == before  # no evaluation.json written there
 
 
