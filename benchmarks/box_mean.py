@@ -26,15 +26,17 @@ from models.stages import tied
 SIDES = (72, 58, 48, 40)  # the demo's pyramid: stage 0 runs at each (configs/demo.toml)
 
 
-def best_of(fn, repeat: int) -> float:
+def median_seconds(fn, repeat: int) -> float:
     """Median seconds of ``repeat`` calls after one warm-up."""
     fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return statistics.median(timed(fn)[0] for _ in range(repeat))
+
+
+def timed(fn):
+    """(seconds, result) of one call."""
+    t0 = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - t0, result
 
 
 def kernels(batch: int, field: int, repeat: int) -> list[dict]:
@@ -42,8 +44,8 @@ def kernels(batch: int, field: int, repeat: int) -> list[dict]:
     rows = []
     for side in SIDES:
         x = torch.rand(batch, 1, side, side, generator=torch.Generator().manual_seed(side))
-        ref = best_of(lambda x=x: F.avg_pool2d(x, field, 1), repeat)
-        new = best_of(lambda x=x: box_mean(x, field, 1), repeat)
+        ref = median_seconds(lambda x=x: F.avg_pool2d(x, field, 1), repeat)
+        new = median_seconds(lambda x=x: box_mean(x, field, 1), repeat)
         rows.append({"side": side, "avg_pool2d_ms": round(ref * 1e3, 2),
                      "box_mean_ms": round(new * 1e3, 2), "speedup": round(ref / new, 2),
                      "equal": torch.equal(F.avg_pool2d(x, field, 1), box_mean(x, field, 1))})
@@ -57,14 +59,20 @@ def reads(run: str, n_frames: int, repeat: int) -> dict:
     cfg, stack = load_run(run)
     frames, _, _ = training_frames(cfg, limit=n_frames)
     x, top = torch.from_numpy(frames), stack.n_layers - 1
-    out, got = {}, {}
-    for name, fn in (("box_mean", box_mean), ("avg_pool2d", F.avg_pool2d)) * 2:  # interleaved
-        tied.box_mean = fn
-        with torch.no_grad():
-            out.setdefault(name, []).append(best_of(lambda: stack.reads(x, top), 1))
-            got[name] = stack.reads(x, top)
-    tied.box_mean = box_mean
-    ms = {k: round(statistics.median(v) / len(x) * 1e3, 3) for k, v in out.items()}
+    contenders = {"box_mean": box_mean, "avg_pool2d": F.avg_pool2d}
+    seconds: dict[str, list[float]] = {name: [] for name in contenders}
+    got = {}
+    with torch.no_grad():
+        stack.reads(x, top)  # warm-up: both read through the same kernels but this one
+        try:
+            for _ in range(repeat):  # interleaved, so a slow minute of the machine hits both
+                for name, fn in contenders.items():
+                    tied.box_mean = fn
+                    s, got[name] = timed(lambda: stack.reads(x, top))
+                    seconds[name].append(s)
+        finally:
+            tied.box_mean = box_mean
+    ms = {k: round(statistics.median(v) / len(x) * 1e3, 3) for k, v in seconds.items()}
     same = all(torch.equal(a, b) for a, b in zip(got["box_mean"], got["avg_pool2d"],
                                                  strict=True))
     return {"frames": len(x), "ms_per_frame": ms,

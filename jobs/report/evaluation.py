@@ -457,6 +457,19 @@ def _probe_entry(probe, positive: str, negatives: list[str], part: str,
             "confound_warning": confound is not None and confound > CONFOUND_LIMIT}
 
 
+def baseline_scores(base: dict[str, np.ndarray], more: dict[str, list[np.ndarray]],
+                    keep: np.ndarray, y: np.ndarray, scoring: dict, splits: list) -> dict:
+    """SCOREs of the baselines of :func:`baseline_tables` (but stage 0) on the images
+    ``keep``; a baseline drawn several times scores the mean of its draws
+    (:func:`models.neurons.draws.drawn_score`, draw 1 from ``base``, the others ``more``)."""
+    scored = score_sets({k: v[keep] for k, v in base.items() if k != "stage0"}, y, scoring,
+                        splits)
+    for k, vs in more.items():
+        later = score_sets({str(i): v[keep] for i, v in enumerate(vs)}, y, scoring, splits)
+        scored[k] = drawn_score([scored[k], *later.values()])
+    return scored
+
+
 def report(stack: RBMStack, probe, positive: str,
            frames: np.ndarray | None, *, frame_kinds: list[str] | None = None,
            frame_appearances: list[str] | None = None,
@@ -511,11 +524,7 @@ def report(stack: RBMStack, probe, positive: str,
     best, held = best_neuron(t_h, top, y, scoring, splits)
     best.update(_breakdowns(probe, keep, top_set(t_h, top)[0], y, held, splits, scale))
     best.update(corpus_share(stack, best, frames, frame_kinds, tops or {}, frame_appearances))
-    scored = score_sets({k: v[keep] for k, v in base.items() if k != "stage0"}, y, scoring,
-                        splits)
-    for k, vs in more.items():  # draw 1 is scored above; the mean takes it with the others
-        later = score_sets({str(i): v[keep] for i, v in enumerate(vs)}, y, scoring, splits)
-        scored[k] = drawn_score([scored[k], *later.values()])
+    scored = baseline_scores(base, more, keep, y, scoring, splits)
     baselines = {"always_negative": always_negative(y, splits), **scored,
                  "stage0": stage0_score(stages, base["stage0"][keep], y, scoring, splits)}
     reference = {"mean_face_template": None}

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from models.kernels.counter_rng import HAVE_NUMBA, matched_threads
+from models.kernels.counter_rng import HAVE_NUMBA, matched_threads, numba_ready
 
 if HAVE_NUMBA:
     import numpy as np
@@ -47,16 +47,11 @@ if HAVE_NUMBA:
                     out[m, py, px] = acc[px] / area
 
 
-def _numba_ok(x: Tensor) -> bool:
-    return (HAVE_NUMBA and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
-            and x.is_contiguous() and not x.requires_grad)
-
-
 def box_mean(x: Tensor, r: int, stride: int) -> Tensor:
     """``F.avg_pool2d(x, r, stride)`` for ``x (N, C, H, W)``: (N, C, (H - r) // stride + 1,
     (W - r) // stride + 1), the same floats. The numba kernel for a contiguous CPU float map
     without gradients; ``F.avg_pool2d`` itself otherwise (CUDA, autograd, other dtypes)."""
-    if not _numba_ok(x):
+    if not numba_ready(x) or x.requires_grad:
         return F.avg_pool2d(x, r, stride)
     N, C, H, W = x.shape
     if r > min(H, W):

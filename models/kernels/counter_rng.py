@@ -94,8 +94,9 @@ PARALLEL_MIN = 1 << 16
 SERIAL_MIN = 1 << 12
 
 
-def _numba_ok(t: Tensor) -> bool:
-    """True when a counter-based fill can run on ``t``: numba present, CPU, float, contiguous."""
+def numba_ready(t: Tensor) -> bool:
+    """True when a numba kernel can take ``t`` as it is: numba present, CPU, float32 or float64,
+    contiguous (a counter-based fill here, the window means of :mod:`models.kernels.box_mean`)."""
     return (
         HAVE_NUMBA
         and t.device.type == "cpu"
@@ -137,7 +138,7 @@ def uniform_(out: Tensor, generator: torch.Generator | None = None) -> Tensor:
 
     Falls back to ``out.uniform_(generator=generator)`` (CUDA, other dtypes, no numba).
     """
-    if not _numba_ok(out):
+    if not numba_ready(out):
         return out.uniform_(generator=generator)
     flat = out.view(-1).numpy()
     if flat.shape[0] < PARALLEL_MIN:
@@ -151,7 +152,7 @@ def uniform_(out: Tensor, generator: torch.Generator | None = None) -> Tensor:
 def use_numba(out: Tensor, prob: Tensor) -> bool:
     """Whether :func:`bernoulli_` takes the counter-based path for these tensors."""
     return (
-        _numba_ok(out)
+        numba_ready(out)
         and out.numel() >= SERIAL_MIN
         and prob.is_contiguous()
         and prob.dtype == out.dtype
