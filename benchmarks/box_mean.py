@@ -63,7 +63,7 @@ def reads(run: str, n_frames: int, repeat: int) -> dict:
     seconds: dict[str, list[float]] = {name: [] for name in contenders}
     got = {}
     with torch.no_grad():
-        stack.reads(x, top)  # warm-up: both read through the same kernels but this one
+        stack.reads(x, top)  # warm-up: loads the numba kernels (avg_pool2d needs none)
         try:
             for _ in range(repeat):  # interleaved, so a slow minute of the machine hits both
                 for name, fn in contenders.items():
